@@ -1,0 +1,66 @@
+"""Distributed helpers. Works without torchrun (world size 1), so CPU and 1-GPU runs share one code path."""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as tdist
+
+
+def init(device: torch.device | None = None) -> None:
+    """Initialise the process group when launched by torchrun (RANK/WORLD_SIZE set); no-op otherwise."""
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1 or tdist.is_initialized():
+        return
+    backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    tdist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+
+
+def is_dist() -> bool:
+    return tdist.is_available() and tdist.is_initialized()
+
+
+def get_rank() -> int:
+    return tdist.get_rank() if is_dist() else 0
+
+
+def get_world_size() -> int:
+    return tdist.get_world_size() if is_dist() else 1
+
+
+def local_device(device: torch.device) -> torch.device:
+    """Under torchrun with CUDA, each process takes the GPU of its LOCAL_RANK."""
+    if device.type == "cuda" and is_dist():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def barrier() -> None:
+    if is_dist():
+        tdist.barrier()
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    """Mean of `t` over ranks (returns `t` unchanged on one process)."""
+    if not is_dist():
+        return t
+    t = t.clone()
+    tdist.all_reduce(t)
+    return t / get_world_size()
+
+
+def all_gather_object(obj):
+    """Gather a picklable object from every rank into a list (rank order)."""
+    if not is_dist():
+        return [obj]
+    out = [None] * get_world_size()
+    tdist.all_gather_object(out, obj)
+    return out
+
+
+def cleanup() -> None:
+    if is_dist():
+        tdist.destroy_process_group()

@@ -1,0 +1,1 @@
+"""Metrics: bits and p-values (`bits`), attribution, image quality."""

@@ -1,0 +1,62 @@
+"""Bit accuracy and the statistics of detection (one-sided binomial tests).
+
+Under the null hypothesis "this image carries no fingerprint", each decoded bit matches the reference
+independently with probability 1/2, so the number of matching bits X ~ Binomial(K, 1/2). The papers'
+p-values are P[X >= matches] (papers.md §1.8); a detection at false-positive rate `fpr` needs the
+smallest m with P[X >= m] <= fpr. With N candidate fingerprints (attribution), a Bonferroni correction
+uses fpr / N.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy import stats
+
+
+def bit_accuracy(bits: torch.Tensor, ref_bits: torch.Tensor) -> torch.Tensor:
+    """Per-row share of matching bits: [N, K] 0/1 bits vs [N, K] or [K] 0/1 reference -> [N].
+
+    Decode logits first with `decode_bits`.
+    """
+    return ((bits > 0.5) == (ref_bits > 0.5)).float().mean(dim=-1)
+
+
+def decode_bits(logits: torch.Tensor) -> torch.Tensor:
+    """Logits [N, K] -> 0/1 float bits [N, K] (a bit reads 1 where its logit is > 0)."""
+    return (logits > 0).float()
+
+
+def p_value(matches: int | np.ndarray, k: int) -> np.ndarray | float:
+    """One-sided binomial tail P[X >= matches], X ~ Bin(k, 1/2). Exact for any k (uses the survival function)."""
+    m = np.asarray(matches)
+    out = stats.binom.sf(m - 1, k, 0.5)
+    return float(out) if out.ndim == 0 else out
+
+
+def log10_p_value(matches: int | np.ndarray, k: int) -> np.ndarray | float:
+    """log10 of `p_value`, finite even where the p-value underflows double precision."""
+    m = np.asarray(matches)
+    out = stats.binom.logsf(m - 1, k, 0.5) / math.log(10)
+    return float(out) if out.ndim == 0 else out
+
+
+def match_threshold(k: int, fpr: float, n_keys: int = 1) -> int:
+    """Smallest number of matching bits m with P[X >= m] <= fpr / n_keys; k + 1 if no m qualifies."""
+    if not 0 < fpr < 1:
+        raise ValueError(f"fpr must be in (0, 1), got {fpr}")
+    alpha = fpr / max(1, n_keys)
+    sf = stats.binom.sf(np.arange(k + 1) - 1, k, 0.5)  # sf[m] = P[X >= m], decreasing in m
+    ok = np.nonzero(sf <= alpha)[0]
+    return int(ok[0]) if ok.size else k + 1
+
+
+def capacity(k: int, acc: float) -> float:
+    """Binary-symmetric-channel capacity K * (1 - H(acc)) in bits (VideoSeal's comparison figure)."""
+    acc = min(max(acc, 0.0), 1.0)
+    if acc in (0.0, 1.0):
+        return float(k)
+    h = -acc * math.log2(acc) - (1 - acc) * math.log2(1 - acc)
+    return float(k * (1 - h))

@@ -1,0 +1,162 @@
+"""Fingerprint encoder/decoder of Artificial Fingerprinting (Yu et al., ICCV 2021), a StegaStamp U-Net.
+
+Layers, widths, activations and parameter names follow the original `models.py`
+(see docs in papers.md §1.2-1.3), so that original checkpoints load key-for-key.
+Images are in [0, 1] inside these two networks (the original's convention).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..checkpoint import register_kind
+
+
+@dataclass
+class StegaConfig:
+    resolution: int = 32  # image side in pixels; a power of two >= 16
+    fingerprint_length: int = 64  # K, number of bits
+    channels: int = 3  # image channels
+
+    def validate(self) -> "StegaConfig":
+        r = self.resolution
+        if r < 16 or r & (r - 1):
+            raise ValueError(f"resolution must be a power of two >= 16, got {r}")
+        if self.fingerprint_length < 1:
+            raise ValueError(f"fingerprint length must be >= 1, got {self.fingerprint_length}")
+        return self
+
+
+class StegaEncoder(nn.Module):
+    """(bits [N, K] in {0,1}, img [N, C, R, R] in [0,1]) -> fingerprinted img [N, C, R, R] in [0,1]."""
+
+    def __init__(self, resolution: int, channels: int, fingerprint_length: int, return_residual: bool = False):
+        super().__init__()
+        self.resolution, self.channels, self.fingerprint_length = resolution, channels, fingerprint_length
+        self.return_residual = return_residual
+        c = channels
+        self.secret_dense = nn.Linear(fingerprint_length, 16 * 16 * c)
+        self.fingerprint_upsample = nn.Upsample(scale_factor=2 ** (int(math.log2(resolution)) - 4))
+        self.conv1 = nn.Conv2d(2 * c, 32, 3, 1, 1)
+        self.conv2 = nn.Conv2d(32, 32, 3, 2, 1)
+        self.conv3 = nn.Conv2d(32, 64, 3, 2, 1)
+        self.conv4 = nn.Conv2d(64, 128, 3, 2, 1)
+        self.conv5 = nn.Conv2d(128, 256, 3, 2, 1)
+        self.pad6 = nn.ZeroPad2d((0, 1, 0, 1))  # emulates TF "same" padding for the even 2x2 kernels
+        self.up6 = nn.Conv2d(256, 128, 2, 1)
+        self.upsample6 = nn.Upsample(scale_factor=(2, 2))
+        self.conv6 = nn.Conv2d(128 + 128, 128, 3, 1, 1)
+        self.pad7 = nn.ZeroPad2d((0, 1, 0, 1))
+        self.up7 = nn.Conv2d(128, 64, 2, 1)
+        self.upsample7 = nn.Upsample(scale_factor=(2, 2))
+        self.conv7 = nn.Conv2d(64 + 64, 64, 3, 1, 1)
+        self.pad8 = nn.ZeroPad2d((0, 1, 0, 1))
+        self.up8 = nn.Conv2d(64, 32, 2, 1)
+        self.upsample8 = nn.Upsample(scale_factor=(2, 2))
+        self.conv8 = nn.Conv2d(32 + 32, 32, 3, 1, 1)
+        self.pad9 = nn.ZeroPad2d((0, 1, 0, 1))
+        self.up9 = nn.Conv2d(32, 32, 2, 1)
+        self.upsample9 = nn.Upsample(scale_factor=(2, 2))
+        self.conv9 = nn.Conv2d(32 + 32 + 2 * c, 32, 3, 1, 1)
+        self.conv10 = nn.Conv2d(32, 32, 3, 1, 1)
+        self.residual = nn.Conv2d(32, c, 1)
+
+    def forward(self, bits: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+        n, c, r = img.shape[0], self.channels, self.resolution
+        assert bits.shape == (n, self.fingerprint_length), f"bits {tuple(bits.shape)} != ({n}, {self.fingerprint_length})"
+        assert img.shape[1:] == (c, r, r), f"img {tuple(img.shape)} != (N, {c}, {r}, {r})"
+        fp = F.relu(self.secret_dense(bits))
+        fp = fp.view(n, c, 16, 16)  # [N, C, 16, 16]
+        fp = self.fingerprint_upsample(fp)  # [N, C, R, R]
+        inputs = torch.cat([fp, img], dim=1)  # [N, 2C, R, R]: fingerprint map first, as in the original
+        conv1 = F.relu(self.conv1(inputs))
+        conv2 = F.relu(self.conv2(conv1))
+        conv3 = F.relu(self.conv3(conv2))
+        conv4 = F.relu(self.conv4(conv3))
+        conv5 = F.relu(self.conv5(conv4))
+        up6 = F.relu(self.up6(self.pad6(self.upsample6(conv5))))
+        conv6 = F.relu(self.conv6(torch.cat([conv4, up6], dim=1)))
+        up7 = F.relu(self.up7(self.pad7(self.upsample7(conv6))))
+        conv7 = F.relu(self.conv7(torch.cat([conv3, up7], dim=1)))
+        up8 = F.relu(self.up8(self.pad8(self.upsample8(conv7))))
+        conv8 = F.relu(self.conv8(torch.cat([conv2, up8], dim=1)))
+        up9 = F.relu(self.up9(self.pad9(self.upsample9(conv8))))
+        conv9 = F.relu(self.conv9(torch.cat([conv1, up9, inputs], dim=1)))
+        conv10 = F.relu(self.conv10(conv9))
+        residual = self.residual(conv10)
+        if self.return_residual:
+            return residual
+        # The original emits the fingerprinted image itself through a sigmoid, not img + residual.
+        return torch.sigmoid(residual)
+
+
+class StegaDecoder(nn.Module):
+    """img [N, C, R, R] in [0,1] -> fingerprint logits [N, K]; a bit reads 1 where its logit is > 0."""
+
+    def __init__(self, resolution: int, channels: int, fingerprint_length: int):
+        super().__init__()
+        self.resolution, self.channels, self.fingerprint_length = resolution, channels, fingerprint_length
+        self.decoder = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, 1, 1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(64, 128, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(128, 128, 3, 2, 1), nn.ReLU(),
+        )  # fmt: skip
+        self.dense = nn.Sequential(
+            nn.Linear(resolution * resolution * 128 // 32 // 32, 512), nn.ReLU(), nn.Linear(512, fingerprint_length)
+        )
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        r = self.resolution
+        assert img.shape[1:] == (self.channels, r, r), f"img {tuple(img.shape)} != (N, {self.channels}, {r}, {r})"
+        x = self.decoder(img)
+        x = x.view(-1, r * r * 128 // 32 // 32)  # [N, 128 * (R/32)^2], flattened as (C, H, W)
+        return self.dense(x)
+
+
+class StegaModel(nn.Module):
+    """The encoder/decoder pair as one artifact (keys `enc.*`, `dec.*`)."""
+
+    def __init__(self, cfg: StegaConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.enc = StegaEncoder(cfg.resolution, cfg.channels, cfg.fingerprint_length)
+        self.dec = StegaDecoder(cfg.resolution, cfg.channels, cfg.fingerprint_length)
+
+    def forward(self, bits: torch.Tensor, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (fingerprinted img, logits decoded from it)."""
+        out = self.enc(bits, img)
+        return out, self.dec(out)
+
+
+class StegaDecoderOnly(nn.Module):
+    """A decoder-only artifact (keys `dec.*`) for verifiers who must not be able to embed."""
+
+    def __init__(self, cfg: StegaConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.dec = StegaDecoder(cfg.resolution, cfg.channels, cfg.fingerprint_length)
+
+
+@register_kind("stega")
+def _build_stega(config: dict) -> StegaModel:
+    return StegaModel(StegaConfig(**config))
+
+
+@register_kind("stega-decoder")
+def _build_stega_decoder(config: dict) -> StegaDecoderOnly:
+    return StegaDecoderOnly(StegaConfig(**config))
+
+
+def stega_config_dict(cfg: StegaConfig) -> dict:
+    return asdict(cfg)
