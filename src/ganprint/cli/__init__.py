@@ -15,7 +15,7 @@ import click
 from .. import __version__
 from ..errors import GanprintError
 
-_COMMAND_MODULES = ("stega", "data", "gan", "scalable", "evaluate")
+_COMMAND_MODULES = ("train_stega", "stega", "data", "dataset", "gan", "scalable", "evaluate", "demo")
 
 
 class _Group(click.Group):
