@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh machine:
+#   make demo   - set up .venv (CPU torch), then run `ganprint demo` on built-in sample photos
+#   make test   - set up .venv, then run the fast test suite (what CI runs)
+# GPU users: see README ("Install on a GPU machine"); override TORCH, e.g. make setup TORCH="torch==2.13.0".
+
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build: on this project's machines pip finds torch-2.13.0+cpu locally. A bare `torch` would pull CUDA.
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ganprint-installed
+
+.PHONY: setup demo test test-slow bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,faiss]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/ganprint demo $(DEMO_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+clean:
+	rm -rf $(VENV) demo-out
