@@ -60,3 +60,16 @@ def capacity(k: int, acc: float) -> float:
         return float(k)
     h = -acc * math.log2(acc) - (1 - acc) * math.log2(1 - acc)
     return float(k * (1 - h))
+
+
+def count_matches(bits: torch.Tensor, ref_bits: torch.Tensor) -> torch.Tensor:
+    """Per-row number of matching bits: [N, K] 0/1 vs [N, K] or [K] 0/1 reference -> [N] int64."""
+    return ((bits > 0.5) == (ref_bits > 0.5)).sum(dim=-1)
+
+
+def detection_rate(matches: np.ndarray | torch.Tensor, k: int, fpr: float, n_keys: int = 1) -> float:
+    """Analytic TPR at `fpr`: the share of rows whose match count reaches `match_threshold(k, fpr, n_keys)`."""
+    m = np.asarray(matches.cpu() if isinstance(matches, torch.Tensor) else matches)
+    if m.size == 0:
+        return float("nan")
+    return float((m >= match_threshold(k, fpr, n_keys)).mean())
