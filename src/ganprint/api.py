@@ -1,0 +1,421 @@
+"""Embed fingerprints into images and detect them: the Python API behind `ganprint embed` / `ganprint detect`.
+
+Both stream the data in batches (memory does not grow with the number of images), use the SAME
+preprocessing (centre crop + resize, or the CelebA crop; the original detect skipped it), and split
+the files across ranks under torchrun (rank 0 merges one result, in sorted name order).
+
+Output names (embed): an input keeps its path relative to `data` with the extension replaced by
+`.png` (`sub/a.jpg` -> `sub/a.png`; dots inside names survive, unlike the original's
+`split('.')[0]`). When several inputs would get the same name, compared case-insensitively (`a.jpg`
+and `a.png`, or `A.png` and `a.PNG`), each of them keeps its full name and gains `.png`
+(`a.jpg.png`, `a.png.png`); any clash that remains appends `~<input index>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections import Counter
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from . import __version__, dist
+from .checkpoint import load_export
+from .data import ImageFolderDataset, collate
+from .errors import GanprintError
+from .fingerprints import bits_to_str, parse_bits, random_bits
+from .imageio import BadImageError, from_tensor01, write_png
+from .metrics.bits import count_matches, decode_bits, log10_p_value, match_threshold, p_value
+from .utils import append_jsonl, atomic_write_json, atomic_write_text, derive_seed, read_jsonl, resolve_device
+
+log = logging.getLogger(__name__)
+
+FP_DIR = "fingerprinted_images"
+EMBEDDED_TXT = "embedded_fingerprints.txt"
+DETECTED_TXT = "detected_fingerprints.txt"
+MANIFEST = "manifest.json"
+PROGRESS_DIR = ".progress"
+
+
+# --- shared helpers ---------------------------------------------------------------------------------
+
+
+def output_names(relpaths: list[str]) -> list[str]:
+    """Unique `.png` output names for input paths relative to the data root (rule in the module docstring)."""
+    names = [str(PurePosixPath(r).with_suffix(".png")) for r in relpaths]
+    counts = Counter(n.lower() for n in names)
+    names = [f"{r}.png" if counts[n.lower()] > 1 else n for r, n in zip(relpaths, names)]
+    for _ in range(3):  # each pass only renames clashing names, adding the unique input index
+        counts = Counter(n.lower() for n in names)
+        if all(c == 1 for c in counts.values()):
+            return names
+        names = [f"{n[:-4]}~{i}.png" if counts[n.lower()] > 1 else n for i, n in enumerate(names)]
+    raise AssertionError("output_names could not make names unique")  # unreachable: indices are unique
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file (streamed)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def per_image_bits(seed: int, index: int, length: int) -> torch.Tensor:
+    """[K] bits of image `index`: a pure function of (seed, index), so resume and rank splits agree."""
+    return random_bits(1, length, derive_seed(seed, index))[0]
+
+
+def original_identical_bits(seed: int, length: int) -> torch.Tensor:
+    """[K] the original's `--identical_fingerprints` draw: torch.manual_seed(seed); zeros(1, K).random_(0, 2)."""
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.zeros(1, length).random_(0, 2, generator=g)[0]
+
+
+def read_fingerprint_txt(path: str | os.PathLike, length: int | None = None) -> dict[str, str]:
+    """Read an embedded/detected_fingerprints.txt (`<name> <0/1 bits>` per line) into {name: bits}."""
+    path = Path(path)
+    if not path.is_file():
+        raise GanprintError(f"fingerprint list {path} does not exist; pass the embedded_fingerprints.txt of an embed run")
+    out = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\n").rsplit(" ", 1)
+        if len(parts) != 2 or not parts[1] or set(parts[1]) - {"0", "1"}:
+            raise GanprintError(f"{path}:{n}: expected '<name> <0/1 bits>', got {line[:80]!r}")
+        if length is not None and len(parts[1]) != length:
+            raise GanprintError(f"{path}:{n}: {len(parts[1])} bits, but the model decodes {length}; wrong model or list?")
+        out[parts[0]] = parts[1]
+    return out
+
+
+def _setup(model, resolution, celeba, device, need_encoder):
+    """Load the model, pick the device (initialising torch.distributed under torchrun) and the resolution."""
+    dev = resolve_device(device)
+    dist.init(dev)
+    dev = dist.local_device(dev)
+    kinds = ("stega",) if need_encoder else ("stega", "stega-decoder")
+    if need_encoder:
+        from .checkpoint import read_metadata
+
+        got = read_metadata(model)["ganprint.kind"]
+        if got == "stega-decoder":
+            raise GanprintError(f"{model} is a decoder-only export; embedding needs the full 'stega' model")
+    module, config, _meta = load_export(model, kind=kinds, device=dev)
+    r = int(config["resolution"])
+    if resolution is not None and int(resolution) != r:
+        raise GanprintError(f"--resolution {resolution} does not match the model's {r}; omit --resolution or pass {r}")
+    if celeba and r != 128:
+        raise GanprintError(f"--celeba needs a 128-px model, but {model} is {r}-px; drop --celeba")
+    return module, config, r, dev
+
+
+def _num_workers(num_workers, n_items, batch_size):
+    if num_workers is not None:
+        return int(num_workers)
+    if n_items <= batch_size:
+        return 0  # worker start-up costs more than it saves
+    per_rank = (os.cpu_count() or 1) // dist.get_world_size()
+    return max(0, min(4, per_rank - 1))
+
+
+def _loader(ds, indices, batch_size, num_workers):
+    nw = _num_workers(num_workers, len(indices), batch_size)
+    return DataLoader(Subset(ds, indices), batch_size=batch_size, shuffle=False, num_workers=nw,
+                      collate_fn=collate, pin_memory=False, persistent_workers=False)
+
+
+def _progress(total, desc):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True,
+                disable=dist.get_rank() != 0 or not sys.stderr.isatty())
+
+
+# --- embed ------------------------------------------------------------------------------------------
+
+
+def embed(model, data, outdir, resolution=None, celeba=False, identical=False, fingerprint=None, seed=42,
+          batch_size=64, device="auto", skip_bad=False, num_workers=None, check=False) -> dict:
+    """Fingerprint every image under `data` into `outdir`; returns the summary (also in manifest.json).
+
+    Writes `fingerprinted_images/<name>.png`, `embedded_fingerprints.txt` (`<name> <bits>`, sorted) and
+    `manifest.json`. `identical`: one fingerprint for all images (`fingerprint` as 0/1 or 0x-hex, else
+    the original's seeded draw); otherwise image i gets `per_image_bits(seed, i)`. Re-running resumes;
+    a non-empty `outdir` of another configuration is refused. With `check`, the written PNGs are decoded
+    and the mean bit accuracy is reported.
+    """
+    if fingerprint is not None and not identical:
+        raise GanprintError("--fingerprint sets the one fingerprint of --identical; add --identical")
+    if batch_size < 1:
+        raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
+    module, config, res, dev = _setup(model, resolution, celeba, device, need_encoder=True)
+    k = int(config["fingerprint_length"])
+    rank, world = dist.get_rank(), dist.get_world_size()
+    out = Path(outdir)
+    if Path(data).is_dir() and out.resolve().is_relative_to(Path(data).resolve()):
+        raise GanprintError(f"--outdir {out} is inside --data {data}; a re-run would read its own outputs. "
+                            "Choose an --outdir outside the data folder")
+    ds = ImageFolderDataset(data, res, celeba=celeba, skip_bad=True)  # bad files come back as items; handled below
+    n = len(ds)
+    relpaths = [ds.relpath(i) for i in range(n)]
+    names = output_names(relpaths)
+
+    fixed = None
+    if identical:
+        fixed = parse_bits(str(fingerprint), k) if fingerprint is not None else original_identical_bits(seed, k)
+    cfg = {"command": "embed", "model_sha256": sha256_file(model), "model_config": config,
+           "data": str(Path(data).resolve()), "resolution": res, "celeba": bool(celeba), "seed": int(seed),
+           "identical": bool(identical), "fingerprint": bits_to_str(fixed) if fixed is not None else None}
+
+    # Every rank checks before anyone writes, so all ranks agree (and none waits on a failed peer).
+    problem = _outdir_problem(out, cfg)
+    dist.barrier()
+    if problem:
+        raise GanprintError(problem)
+    manifest = {"config": cfg, "model": str(model), "status": "running", "ganprint_version": __version__}
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        old = _read_json(out / MANIFEST)
+        atomic_write_json(out / MANIFEST, {**(old or {}), **manifest})
+    dist.barrier()
+
+    def bits_of(i: int) -> torch.Tensor:
+        return fixed if fixed is not None else per_image_bits(seed, i, k)
+
+    # Resume: an image is done when its PNG exists and a progress row (or the txt) records its bits.
+    done = _finished(out, k)
+    mine = list(range(rank, n, world))
+    todo, resumed = [], 0
+    for i in mine:
+        rec = done.get(names[i])
+        if rec and rec[0] in (None, relpaths[i]) and rec[1] == bits_to_str(bits_of(i)) and (out / FP_DIR / names[i]).is_file():
+            resumed += 1
+        else:
+            todo.append(i)
+    if resumed:
+        log.info("resuming: %d of %d images already fingerprinted", resumed, len(mine))
+
+    progress = out / PROGRESS_DIR / f"embed-rank{rank}.jsonl"
+    progress.parent.mkdir(parents=True, exist_ok=True)
+    enc = module.enc
+    dec = module.dec if check else None
+    skipped: list[dict] = []
+    error = None
+    n_new, acc_sum = 0, 0.0
+    pbar = _progress(len(todo), "embed")
+    with torch.inference_mode():
+        for batch in _loader(ds, todo, batch_size, num_workers) if todo else []:
+            for i, err in batch["skipped"]:
+                skipped.append({"file": relpaths[i], "error": err})
+            idx = batch["index"].tolist()
+            if idx:
+                bits = torch.stack([bits_of(i) for i in idx]).to(dev)  # [N, K]
+                x = batch["img"].to(dev).float().div_(255.0)  # [N, 3, R, R] in [0, 1]
+                y = enc(bits, x)
+                u8 = from_tensor01(y)  # [N, R, R, 3] uint8: what the PNGs hold
+                if dec is not None:
+                    back = torch.from_numpy(u8).to(dev).permute(0, 3, 1, 2).float().div_(255.0)  # [N, 3, R, R]
+                    acc_sum += float(count_matches(decode_bits(dec(back)), bits).sum()) / k
+                rows = []
+                for j, i in enumerate(idx):
+                    write_png(out / FP_DIR / names[i], u8[j])
+                    rows.append({"name": names[i], "source": relpaths[i], "bits": bits_to_str(bits[j])})
+                append_jsonl(progress, rows)  # after the PNGs: a row always means a finished file
+                n_new += len(idx)
+            pbar.update(len(idx) + len(batch["skipped"]))
+            if batch["skipped"] and not skip_bad:
+                error = skipped[-1]["error"]
+                break
+    pbar.close()
+
+    # Merge (rank 0) from the progress rows of all ranks and all runs.
+    parts = dist.all_gather_object({"skipped": skipped, "new": n_new, "resumed": resumed, "error": error,
+                                    "acc_sum": acc_sum})
+    dist.barrier()
+    skipped = sorted((s for p in parts for s in p["skipped"]), key=lambda s: s["file"])
+    errors = [p["error"] for p in parts if p["error"]]
+    done = _finished(out, k)
+    wanted = {names[i]: i for i in range(n)}
+    lines = sorted(f"{name} {rec[1]}" for name, rec in done.items()
+                   if name in wanted and rec[0] in (None, relpaths[wanted[name]]) and rec[1] == bits_to_str(bits_of(wanted[name])))
+    n_new = sum(p["new"] for p in parts)
+    summary = {
+        "outdir": str(out), "images": n, "fingerprinted": len(lines), "new": n_new,
+        "resumed": sum(p["resumed"] for p in parts), "skipped": skipped,
+        "fingerprint_length": k, "resolution": res, "identical": bool(identical),
+        "fingerprint": cfg["fingerprint"], "seed": int(seed),
+        "check_bit_accuracy": (sum(p["acc_sum"] for p in parts) / n_new) if check and n_new else None,
+        "status": "failed" if errors else "complete",
+    }
+    if rank == 0:
+        atomic_write_text(out / EMBEDDED_TXT, "".join(line + "\n" for line in lines))
+        atomic_write_json(out / MANIFEST, {**manifest, "status": summary["status"], "counts": {
+            "images": n, "fingerprinted": len(lines), "new_this_run": n_new, "resumed": summary["resumed"],
+            "skipped": len(skipped)}, "skipped": skipped, "check_bit_accuracy": summary["check_bit_accuracy"]})
+        log.info("embedded %d of %d images (%d new, %d resumed, %d skipped) into %s", len(lines), n,
+                 n_new, summary["resumed"], len(skipped), out / FP_DIR)
+        if fixed is not None:
+            log.info("fingerprint (%d bits, identical for all images): %s", k, cfg["fingerprint"])
+        if summary["check_bit_accuracy"] is not None:
+            log.info("bit accuracy decoded from the written PNGs: %.4f", summary["check_bit_accuracy"])
+        for s in skipped:
+            log.warning("skipped %s: %s", s["file"], s["error"])
+    dist.barrier()
+    if errors:
+        raise BadImageError(f"{errors[0]}. Finished images are kept; fix or remove the file, or re-run with --skip-bad")
+    return summary
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _outdir_problem(out: Path, cfg: dict) -> str | None:
+    """Why `out` cannot take this embed run (None when empty, missing, or made by the same configuration)."""
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        return f"--outdir {out} is a file; pass a folder"
+    if not any(out.iterdir()):
+        return None
+    old = _read_json(out / MANIFEST)
+    if old is None or "config" not in old:
+        return f"--outdir {out} is not empty and holds no ganprint embed manifest; use a new --outdir"
+    diff = sorted(key for key in set(cfg) | set(old["config"]) if cfg.get(key) != old["config"].get(key))
+    if diff:
+        return (f"--outdir {out} holds an embed run with a different configuration ({', '.join(diff)} differ); "
+                "use a new --outdir, or repeat the original flags to resume it")
+    return None
+
+
+def _finished(out: Path, k: int) -> dict[str, tuple[str | None, str]]:
+    """{name: (source relpath or None, bits)} of images recorded as written, by the txt and all progress files."""
+    done: dict[str, tuple[str | None, str]] = {}
+    txt = out / EMBEDDED_TXT
+    if txt.is_file():
+        try:
+            done.update({name: (None, b) for name, b in read_fingerprint_txt(txt, k).items()})
+        except GanprintError as e:
+            log.warning("ignoring unreadable %s while resuming: %s", txt, e)
+    for p in sorted((out / PROGRESS_DIR).glob("embed-rank*.jsonl")):
+        for row in read_jsonl(p):
+            done[row["name"]] = (row.get("source"), row["bits"])
+    return done
+
+
+# --- detect -----------------------------------------------------------------------------------------
+
+
+def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None, embedded=None, fpr=1e-6,
+           batch_size=64, device="auto", skip_bad=False, num_workers=None) -> dict:
+    """Decode the fingerprint of every image under `data`; returns the summary (also in summary.json).
+
+    Writes `detected_fingerprints.txt` (`<name> <bits>`, sorted), `detections.jsonl` and `summary.json` in
+    `outdir`. With a reference (`fingerprint` for all images, or `embedded`: an embedded_fingerprints.txt
+    matched by name) each row gets bit_accuracy, matches, p_value, log10_p and detected
+    (matches >= match_threshold(K, fpr)).
+    """
+    if fingerprint is not None and embedded is not None:
+        raise GanprintError("pass either --fingerprint or --embedded, not both")
+    if not 0 < fpr < 1:
+        raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
+    if batch_size < 1:
+        raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
+    module, config, res, dev = _setup(model, resolution, celeba, device, need_encoder=False)
+    k = int(config["fingerprint_length"])
+    rank, world = dist.get_rank(), dist.get_world_size()
+    out = Path(outdir)
+    ref_all = parse_bits(str(fingerprint), k) if fingerprint is not None else None
+    ref_map = read_fingerprint_txt(embedded, k) if embedded is not None else None
+    threshold = match_threshold(k, fpr)
+    ds = ImageFolderDataset(data, res, celeba=celeba, skip_bad=True)
+    n = len(ds)
+    relpaths = [ds.relpath(i) for i in range(n)]
+
+    def reference(i: int) -> str | None:
+        if ref_all is not None:
+            return bits_to_str(ref_all)
+        if ref_map is None:
+            return None
+        name = relpaths[i]
+        return ref_map.get(name, ref_map.get(str(PurePosixPath(name).with_suffix(".png"))))
+
+    dec = module.dec
+    rows, skipped, error = [], [], None
+    mine = list(range(rank, n, world))
+    pbar = _progress(len(mine), "detect")
+    with torch.inference_mode():
+        for batch in _loader(ds, mine, batch_size, num_workers):
+            for i, err in batch["skipped"]:
+                skipped.append({"file": relpaths[i], "error": err})
+            idx = batch["index"].tolist()
+            if idx:
+                x = batch["img"].to(dev).float().div_(255.0)  # [N, 3, R, R] in [0, 1]
+                bits = decode_bits(dec(x)).cpu()  # [N, K]
+                refs = [reference(i) for i in idx]
+                have = [j for j, r in enumerate(refs) if r is not None]
+                stats = {}
+                if have:
+                    ref_t = torch.stack([parse_bits(refs[j], k) for j in have])  # [M, K]
+                    m = count_matches(bits[have], ref_t).numpy()
+                    stats = dict(zip(have, zip(m.tolist(), np.atleast_1d(p_value(m, k)).tolist(),
+                                               np.atleast_1d(log10_p_value(m, k)).tolist())))
+                for j, i in enumerate(idx):
+                    row = {"name": relpaths[i], "bits": bits_to_str(bits[j])}
+                    if j in stats:
+                        matches, p, lp = stats[j]
+                        row.update({"bit_accuracy": matches / k, "matches": int(matches),
+                                    "p_value": float(p), "log10_p": float(lp), "detected": bool(matches >= threshold)})
+                    rows.append(row)
+            pbar.update(len(idx) + len(batch["skipped"]))
+            if batch["skipped"] and not skip_bad:
+                error = skipped[-1]["error"]
+                break
+    pbar.close()
+
+    parts = dist.all_gather_object({"rows": rows, "skipped": skipped, "error": error})
+    errors = [p["error"] for p in parts if p["error"]]
+    if errors:
+        raise BadImageError(f"{errors[0]}. Fix or remove the file, or re-run with --skip-bad")
+    rows = sorted((r for p in parts for r in p["rows"]), key=lambda r: r["name"])
+    skipped = sorted((s for p in parts for s in p["skipped"]), key=lambda s: s["file"])
+    scored = [r for r in rows if "matches" in r]
+    summary = {
+        "outdir": str(out), "model": str(model), "data": str(data), "images": len(rows), "skipped": skipped,
+        "fingerprint_length": k, "resolution": res, "celeba": bool(celeba), "fpr": fpr, "match_threshold": threshold,
+        "reference": ("fingerprint" if ref_all is not None else f"embedded:{embedded}" if ref_map is not None else None),
+        "with_reference": len(scored),
+        "mean_bit_accuracy": float(np.mean([r["bit_accuracy"] for r in scored])) if scored else None,
+        "detected": sum(r["detected"] for r in scored),
+        "detected_rate": float(np.mean([r["detected"] for r in scored])) if scored else None,
+        "ganprint_version": __version__,
+    }
+    if ref_map is not None and len(scored) < len(rows):
+        log.warning("%d of %d images have no entry in %s", len(rows) - len(scored), len(rows), embedded)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / DETECTED_TXT, "".join(f"{r['name']} {r['bits']}\n" for r in rows))
+        atomic_write_text(out / "detections.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_json(out / "summary.json", summary)
+        if scored:
+            log.info("detect: %d images, mean bit accuracy %.4f, detected %d (%.1f %%) at FPR %g (>= %d of %d bits)",
+                     len(rows), summary["mean_bit_accuracy"], summary["detected"], 100 * summary["detected_rate"],
+                     fpr, threshold, k)
+        else:
+            log.info("detect: decoded %d images (no reference given, so no detection decision)", len(rows))
+        for s in skipped:
+            log.warning("skipped %s: %s", s["file"], s["error"])
+    dist.barrier()
+    return summary
