@@ -1,0 +1,87 @@
+"""Shared pytest fixtures: tiny image folders and a tiny exported stega model (CPU, offline, fast)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+# Tests run on shared CPUs: one thread each unless the caller says otherwise.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+
+def make_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A smooth random colour image uint8 [H, W, 3] (smooth so that JPEG keeps it recognisable)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = np.empty((h, w, 3), np.float32)
+    for c in range(3):
+        a, b, p = rng.uniform(0.02, 0.2, 3)
+        out[..., c] = 127.5 + 100 * np.sin(a * x + p * 10) * np.cos(b * y) + rng.normal(0, 8, (h, w))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def write_image_folder(root: Path, n: int = 6, seed: int = 0, sizes=((40, 48), (64, 32), (32, 32))) -> list[Path]:
+    """Write `n` small images of mixed sizes and formats (png, jpg; some in a subfolder) under `root`."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        ext = ".jpg" if i % 3 == 1 else ".png"
+        sub = root / "sub" if i % 2 else root
+        sub.mkdir(exist_ok=True)
+        p = sub / f"img{i:02d}{ext}"
+        Image.fromarray(make_image(rng, h, w)).save(p, quality=95) if ext == ".jpg" else \
+            Image.fromarray(make_image(rng, h, w)).save(p)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """A folder of 6 small mixed-size png/jpg images (3 of them in `sub/`)."""
+    root = tmp_path / "images"
+    write_image_folder(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_folder(tmp_path_factory) -> Path:
+    """24 sample crops of 32x32 px (`ganprint.samples.write_samples`, seed 0), shared by the session."""
+    from ganprint.samples import write_samples
+
+    root = tmp_path_factory.mktemp("samples")
+    write_samples(root, resolution=32, count=24, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_stega_model(tmp_path_factory) -> Path:
+    """An untrained StegaModel(StegaConfig(32, 8)) (seed 0) exported as kind 'stega'."""
+    from ganprint.checkpoint import save_export
+    from ganprint.models.stega import StegaConfig, StegaModel, stega_config_dict
+
+    torch.manual_seed(0)
+    model = StegaModel(StegaConfig(32, 8))
+    path = tmp_path_factory.mktemp("model") / "stega32.safetensors"
+    save_export(path, model, "stega", stega_config_dict(model.cfg))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_stega_decoder(tmp_path_factory, tiny_stega_model) -> Path:
+    """The decoder half of `tiny_stega_model`, exported as kind 'stega-decoder'."""
+    from ganprint.checkpoint import load_export, save_export
+    from ganprint.models.stega import StegaDecoderOnly, stega_config_dict
+
+    model, _, _ = load_export(tiny_stega_model, kind="stega")
+    dec = StegaDecoderOnly(model.cfg)
+    dec.dec.load_state_dict(model.dec.state_dict())
+    path = tmp_path_factory.mktemp("model") / "stega32-decoder.safetensors"
+    save_export(path, dec, "stega-decoder", stega_config_dict(model.cfg))
+    return path
