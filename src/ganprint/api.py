@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Subset
 
 from . import __version__, dist
 from .checkpoint import load_export
-from .data import ImageFolderDataset, collate
+from .data import collate, open_image_dataset
 from .errors import GanprintError
 from .fingerprints import bits_to_str, parse_bits, random_bits
 from .imageio import BadImageError, from_tensor01, write_png
@@ -118,6 +118,16 @@ def _setup(model, resolution, celeba, device, need_encoder):
     return module, config, r, dev
 
 
+def _item_names(ds) -> list[str]:
+    """Names of a data set's items: paths relative to the folder, a packed set's names, or the index."""
+    if hasattr(ds, "relpath"):
+        return [ds.relpath(i) for i in range(len(ds))]
+    names = list(getattr(ds, "names", None) or [])
+    if len(names) == len(ds):
+        return [str(x) for x in names]
+    return [f"{i:06d}.png" for i in range(len(ds))]
+
+
 def _num_workers(num_workers, n_items, batch_size):
     if num_workers is not None:
         return int(num_workers)
@@ -164,9 +174,9 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     if Path(data).is_dir() and out.resolve().is_relative_to(Path(data).resolve()):
         raise GanprintError(f"--outdir {out} is inside --data {data}; a re-run would read its own outputs. "
                             "Choose an --outdir outside the data folder")
-    ds = ImageFolderDataset(data, res, celeba=celeba, skip_bad=True)  # bad files come back as items; handled below
+    ds = open_image_dataset(data, res, celeba=celeba, skip_bad=True)  # bad files come back as items; handled below
     n = len(ds)
-    relpaths = [ds.relpath(i) for i in range(n)]
+    relpaths = _item_names(ds)
     names = output_names(relpaths)
 
     fixed = None
@@ -340,9 +350,9 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
     ref_all = parse_bits(str(fingerprint), k) if fingerprint is not None else None
     ref_map = read_fingerprint_txt(embedded, k) if embedded is not None else None
     threshold = match_threshold(k, fpr)
-    ds = ImageFolderDataset(data, res, celeba=celeba, skip_bad=True)
+    ds = open_image_dataset(data, res, celeba=celeba, skip_bad=True)
     n = len(ds)
-    relpaths = [ds.relpath(i) for i in range(n)]
+    relpaths = _item_names(ds)
 
     def reference(i: int) -> str | None:
         if ref_all is not None:
