@@ -1,3 +1,103 @@
-"""CLI commands (filled in by its owner)."""
+"""`ganprint train-gan` (StyleGAN2 training) and `ganprint generate` (images from an exported generator)."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+log = logging.getLogger(__name__)
+
+
+def _add_log_file(outdir: str) -> logging.Handler | None:
+    """Tee the logs of rank 0 into OUTDIR/log.txt (appending, so resumed runs keep one log)."""
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    Path(outdir).mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(Path(outdir) / "log.txt", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+@click.command("train-gan")
+@click.option("--data", required=True, type=click.Path(), help="Folder of images or a packed data set.")
+@click.option("--resolution", type=int, default=None, help="Image side in pixels (32, 64, 128, 256); picks the preset.")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run folder; re-running resumes.")
+@click.option("--preset", default=None, help="small, 32, 64, 128 or 256 (default: the --resolution preset).")
+@click.option("--kimg", type=float, default=None, help="Training length in thousands of real images.")
+@click.option("--batch-size", type=int, default=None, help="Total batch over all processes.")
+@click.option("--seed", type=int, default=None, help="Seed of initialisation, data order and noise.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--snapshot-kimg", type=float, default=None, help="Grid, export and training state every N kimg.")
+@click.option("--tick-kimg", type=float, default=None, help="A status line and a stats.jsonl row every N kimg.")
+@click.option("--mirror/--no-mirror", default=None, help="Random x-flips of the training images.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+def train_gan_cmd(data, resolution, outdir, preset, kimg, batch_size, seed, device, snapshot_kimg, tick_kimg, mirror,
+                  dry_run):
+    """Train a StyleGAN2 generator on images (e.g. fingerprinted ones); exports the EMA generator.
+
+    \b
+    Outputs in OUTDIR: config.json, log.txt, stats.jsonl, reals.png, fakes<kimg>.png,
+    network-<kimg>.safetensors, network-final.safetensors, training-state-*.pt.
+    \b
+    Examples:
+      ganprint train-gan --data fp_out/fingerprinted_images --resolution 32 --preset small \\
+          --outdir runs/gan-small --kimg 50
+      torchrun --nproc_per_node 2 "$(which ganprint)" train-gan --data data/ --resolution 64 --outdir runs/gan64
+    """
+    from ..data import open_image_dataset
+    from ..train.gan_config import resolve_config
+    from ..train.gan_loop import training_loop
+
+    cfg = resolve_config(preset, resolution, total_kimg=kimg, batch_size=batch_size, seed=seed,
+                         snapshot_kimg=snapshot_kimg, kimg_per_tick=tick_kimg, mirror=mirror)
+    if dry_run:
+        click.echo(json.dumps(cfg.to_dict(), indent=2))
+        return
+    handler = _add_log_file(outdir)
+    try:
+        dataset = open_image_dataset(data, cfg.resolution)
+        log.info("data: %s (%d images at %d px)", data, len(dataset), cfg.resolution)
+        training_loop(cfg, outdir, dataset, device=device)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+@click.command("generate")
+@click.option("--model", required=True, type=click.Path(), help="Generator export (.safetensors).")
+@click.option("--seeds", default="0-63", show_default=True, help="Seeds, e.g. 0-63 or 0,5,7-9.")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where seed<NNNNNN>.png go.")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Images per forward pass.")
+@click.option("--grid", is_flag=True, help="Also write grid.png of all images.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--trunc", type=float, default=1.0, show_default=True, help="Truncation psi (stylegan2-G; 1 = none).")
+@click.option("--precision", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
+              help="float64 makes every image independent of --batch-size; float32 is faster.")
+@click.option("--fingerprint", default=None, help="Scalable generators: fingerprint as 0/1 bits or 0x hex.")
+@click.option("--identical-latent", is_flag=True, help="Scalable generators: one latent for all seeds.")
+@click.option("--identical-fingerprint", is_flag=True, help="Scalable generators: one fingerprint for all seeds.")
+def generate_cmd(model, seeds, outdir, batch_size, grid, device, trunc, precision, fingerprint, identical_latent,
+                 identical_fingerprint):
+    """Generate images; each image is a pure function of its seed (file seed<seed:06d>.png).
+
+    \b
+    Examples:
+      ganprint generate --model runs/gan-small/network-final.safetensors --seeds 0-63 --outdir samples --grid
+      ganprint generate --model scalable.safetensors --seeds 0-9 --fingerprint 0x6f3a... --outdir out
+    """
+    from ..generate import generate_images, parse_seeds
+
+    paths = generate_images(model, parse_seeds(seeds), outdir, batch_size=batch_size, grid=grid, device=device,
+                            psi=trunc, fingerprint=fingerprint, identical_latent=identical_latent,
+                            identical_fingerprint=identical_fingerprint, precision=precision)
+    click.echo(f"wrote {len(paths) if paths is not None else 0} images to {outdir}")
+
+
+COMMANDS = [train_gan_cmd, generate_cmd]
