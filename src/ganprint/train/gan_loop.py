@@ -219,7 +219,8 @@ def training_loop(cfg: GanTrainConfig, outdir: str | Path, dataset: Dataset, dev
     """Train (or resume) a StyleGAN2 on `dataset` (items {"img": uint8 [3, R, R]}) until `cfg.total_kimg`.
 
     Writes into `outdir` (rank 0): config.json, stats.jsonl, reals.png, fakes<kimg>.png,
-    network-<kimg>.safetensors, network-final.safetensors, training-state-*.pt. Returns a summary dict.
+    network-<kimg>.safetensors, network-final.safetensors, training-state-*.pt. Returns {"cur_nimg", "outdir",
+    "elapsed_s", "G", "D", "G_ema"} (the trained modules of this process).
     """
     cfg.validate()
     outdir = Path(outdir)
@@ -290,7 +291,7 @@ def training_loop(cfg: GanTrainConfig, outdir: str | Path, dataset: Dataset, dev
     if cur_nimg >= total_nimg:
         if not (outdir / "network-final.safetensors").exists():
             snapshot(final=True)
-        return {"cur_nimg": cur_nimg, "outdir": str(outdir)}
+        return {"cur_nimg": cur_nimg, "outdir": str(outdir), "elapsed_s": elapsed, "G": G, "D": D, "G_ema": G_ema}
 
     data_iter = _batch_iterator(dataset, cfg, cur_nimg, rank, world)
     tick_start_nimg, tick_start_time = cur_nimg, time.time()
@@ -358,4 +359,4 @@ def training_loop(cfg: GanTrainConfig, outdir: str | Path, dataset: Dataset, dev
         if done or cur_nimg // snap_nimg > (cur_nimg - cfg.batch_size) // snap_nimg:
             snapshot(final=done)
 
-    return {"cur_nimg": cur_nimg, "outdir": str(outdir), "elapsed_s": elapsed}
+    return {"cur_nimg": cur_nimg, "outdir": str(outdir), "elapsed_s": elapsed, "G": G, "D": D, "G_ema": G_ema}
