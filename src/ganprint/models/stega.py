@@ -110,15 +110,16 @@ class StegaDecoder(nn.Module):
             nn.Conv2d(64, 128, 3, 2, 1), nn.ReLU(),
             nn.Conv2d(128, 128, 3, 2, 1), nn.ReLU(),
         )  # fmt: skip
-        self.dense = nn.Sequential(
-            nn.Linear(resolution * resolution * 128 // 32 // 32, 512), nn.ReLU(), nn.Linear(512, fingerprint_length)
-        )
+        # Five stride-2 convs leave max(1, R/32)^2 positions; the original's R*R*128/1024 is right for R >= 32
+        # but at R = 16 (1x1 maps) it made view() fold the batch into the features.
+        self.flat = 128 * max(1, resolution // 32) ** 2
+        self.dense = nn.Sequential(nn.Linear(self.flat, 512), nn.ReLU(), nn.Linear(512, fingerprint_length))
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         r = self.resolution
         assert img.shape[1:] == (self.channels, r, r), f"img {tuple(img.shape)} != (N, {self.channels}, {r}, {r})"
         x = self.decoder(img)
-        x = x.view(-1, r * r * 128 // 32 // 32)  # [N, 128 * (R/32)^2], flattened as (C, H, W)
+        x = x.reshape(x.shape[0], self.flat)  # [N, 128 * (R/32)^2], flattened as (C, H, W)
         return self.dense(x)
 
 
