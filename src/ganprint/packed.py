@@ -39,7 +39,6 @@ FORMAT = "ganprint-packed"
 VERSION = 1
 MANIFEST = "dataset.json"
 IMAGES = "images.npy"
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 # The original dataset_tool's CelebA geometry (papers.md §2.8): aligned 178x218 images, 128x128 crop around (89, 121).
 CELEBA_SIZE = (178, 218)  # (width, height)
@@ -164,44 +163,24 @@ def write_packed(out: str | os.PathLike, images: Iterable[np.ndarray], count: in
 
 
 def _list_images(src: Path) -> list[Path]:
-    """Sorted image files under `src` (recursively); uses ganprint.data.list_images when available."""
-    try:
-        from .data import list_images  # type: ignore[attr-defined]
-    except ImportError:
-        list_images = None
-    if list_images is not None:
-        return [Path(p) for p in list_images(src)]
-    return sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    """Sorted image files under `src` (recursively), via ganprint.data.list_images."""
+    from .data import list_images
+
+    return [Path(p) for p in list_images(src)]
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    """uint8 [H, W, 3]; uses ganprint.imageio.read_image when available."""
-    try:
-        from .imageio import read_image  # type: ignore[attr-defined]
-    except ImportError:
-        read_image = None
-    if read_image is not None:
-        return np.asarray(read_image(path))
-    from PIL import Image
+    """uint8 [H, W, 3] via ganprint.imageio.read_image (EXIF-aware; clear error naming the file)."""
+    from .imageio import read_image
 
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except OSError as e:
-        raise PackedDatasetError(f"cannot read image {path}: {e}") from None
+    return np.asarray(read_image(path))
 
 
 def center_crop_resize(img: np.ndarray, resolution: int) -> np.ndarray:
-    """uint8 [H, W, 3] -> the largest centred square, resized to [R, R, 3] (Lanczos; no-op when already R)."""
-    from PIL import Image
+    """uint8 [H, W, 3] -> the largest centred square resized to [R, R, 3] (ganprint.imageio.preprocess)."""
+    from .imageio import preprocess
 
-    h, w = img.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    sq = img[top:top + s, left:left + s]  # [S, S, 3]
-    if s == resolution:
-        return np.ascontiguousarray(sq)
-    return np.asarray(Image.fromarray(sq).resize((resolution, resolution), Image.LANCZOS))
+    return np.asarray(preprocess(img, resolution))
 
 
 def _order(n: int, shuffle: bool, seed: int) -> np.ndarray:
@@ -212,9 +191,7 @@ def _order(n: int, shuffle: bool, seed: int) -> np.ndarray:
 def _select(src: Path, num_images: int | None) -> list[Path]:
     if not src.is_dir():
         raise PackedDatasetError(f"source folder {src} does not exist or is not a directory")
-    files = _list_images(src)
-    if not files:
-        raise PackedDatasetError(f"no images ({', '.join(IMAGE_EXTS)}) found under {src}")
+    files = _list_images(src)  # raises GanprintError when there are none
     if num_images is not None:
         if num_images < 1:
             raise PackedDatasetError(f"--num-images must be >= 1, got {num_images}")
@@ -271,13 +248,6 @@ def pack_images(src: str | os.PathLike, out: str | os.PathLike, resolution: int,
     files = _select(src, num_images)
 
     def load(path: Path) -> np.ndarray:
-        try:
-            from .imageio import preprocess  # type: ignore[attr-defined]
-        except ImportError:
-            preprocess = None
-        img = _read_rgb(path)
-        if preprocess is not None:
-            return np.asarray(preprocess(img, resolution))
-        return center_crop_resize(img, resolution)
+        return center_crop_resize(_read_rgb(path), resolution)
 
     return _pack(src, out, files, resolution, load, source=f"images:{src.resolve()}", shuffle=shuffle, seed=seed)

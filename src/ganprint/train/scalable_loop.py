@@ -1,0 +1,374 @@
+"""Training of the scalable fingerprinting GAN (papers.md §2.4-2.6), single process or torchrun DDP.
+
+One step (StyleGAN2 with lazy regularisation; G and the decoder E minimise the same scalar):
+- G+E: softplus(-D(G(z,c))) + w_const ||G(z,c) - G(z,c')||^2 + w_z ||z - E_z(G(z,c))||^2 + w_c BCE(E_c(G(z,c)), c);
+- G path length (every `pl_interval` steps) with the gradient taken wrt the fingerprint-derived styles;
+- D: softplus(D(fake)) + softplus(-D(real)); R1 = gamma/2 ||grad D(real)||^2 every `r1_interval` steps.
+G_ema is an exponential average of G (half-life `ema_kimg`, ramped up as in StyleGAN2-ADA for short runs).
+
+Randomness is a pure function of (seed, rank, step), so resuming (re-running the same command) continues the
+same stream. Gradients are averaged across ranks by an explicit all-reduce (several forward passes per step and
+lazily used parameters make DDP wrappers awkward); parameters start identical because every rank seeds the
+initialisation alike, and their equality is checked at each snapshot.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import dist
+from ..checkpoint import latest_training_state, load_training_state, save_export, save_training_state
+from ..errors import GanprintError
+from ..metrics.bits import bit_accuracy, decode_bits
+from ..models.scalable import (
+    ScalableConfig,
+    ScalableDecoder,
+    ScalableGenerator,
+    build_discriminator,
+    parse_res_range,
+)
+from ..utils import append_jsonl, atomic_write_json, derive_seed, git_sha, resolve_device
+
+log = logging.getLogger(__name__)
+
+G_EXPORT = "scalable-G.safetensors"
+E_EXPORT = "scalable-decoder.safetensors"
+METRIC_FILE = "metric-bit-accuracy.jsonl"
+
+# Presets: model widths and loss weights. "paper" follows config-e-Gskip-Dresnet and the released defaults;
+# "authors-celeba" is the authors' own CelebA run (consistency weight 0.2, papers.md §2.5); "small" learns on
+# 2 CPU cores in minutes (narrow, shallow mapping with a faster learning-rate multiplier, no path-length term).
+PRESETS: dict[str, dict] = {
+    "paper": dict(z_dim=512, w_dim=512, mapping_layers=8, mapping_lr_multiplier=0.01, channel_base=16384,
+                  channel_max=512, batch_size=16, lr=0.002, consistency_weight=2.0, latent_weight=1.0,
+                  bit_weight=2.0, r1_gamma=100.0, r1_interval=16, pl_weight=2.0, pl_interval=4, ema_kimg=10.0,
+                  tick_kimg=4.0, snapshot_kimg=120.0, metric_kimg=120.0, metric_images=2000),
+    "small": dict(z_dim=64, w_dim=128, mapping_layers=4, mapping_lr_multiplier=0.1, channel_base=1024,
+                  channel_max=64, batch_size=16, lr=0.002, consistency_weight=2.0, latent_weight=1.0,
+                  bit_weight=2.0, r1_gamma=1.0, r1_interval=16, pl_weight=0.0, pl_interval=4, ema_kimg=1.0,
+                  tick_kimg=0.5, snapshot_kimg=5.0, metric_kimg=2.0, metric_images=256),
+    "tiny": dict(z_dim=16, w_dim=32, mapping_layers=2, mapping_lr_multiplier=0.1, channel_base=128,
+                 channel_max=16, batch_size=4, lr=0.002, consistency_weight=2.0, latent_weight=1.0, bit_weight=2.0,
+                 r1_gamma=1.0, r1_interval=2, pl_weight=2.0, pl_interval=2, ema_kimg=0.01, tick_kimg=0.008,
+                 snapshot_kimg=0.016, metric_kimg=0.016, metric_images=8),
+}
+PRESETS["authors-celeba"] = dict(PRESETS["paper"], consistency_weight=0.2)
+
+
+@dataclass
+class ScalableTrainConfig:
+    data: str
+    outdir: str
+    resolution: int = 32
+    fingerprint_bits: int = 128
+    modulated_res: str = "4-128"
+    preset: str = "small"
+    kimg: float = 100.0  # total thousands of real images shown to D (summed over ranks)
+    seed: int = 0
+    device: str = "auto"
+    # From the preset unless given (None):
+    batch_size: int | None = None  # total over ranks
+    lr: float | None = None
+    consistency_weight: float | None = None
+    latent_weight: float | None = None
+    bit_weight: float | None = None
+    r1_gamma: float | None = None
+    r1_interval: int | None = None
+    pl_weight: float | None = None
+    pl_interval: int | None = None
+    ema_kimg: float | None = None
+    tick_kimg: float | None = None
+    snapshot_kimg: float | None = None
+    metric_kimg: float | None = None
+    metric_images: int | None = None
+
+    def resolved(self) -> dict:
+        """The effective settings: the preset overridden by every field given explicitly."""
+        if self.preset not in PRESETS:
+            raise GanprintError(f"--preset {self.preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+        out = dict(PRESETS[self.preset])
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is not None or f.name not in out:
+                out[f.name] = v
+        return out
+
+
+def _model_config(s: dict) -> ScalableConfig:
+    return ScalableConfig(resolution=s["resolution"], fingerprint_bits=s["fingerprint_bits"], z_dim=s["z_dim"],
+                          w_dim=s["w_dim"], mapping_layers=s["mapping_layers"],
+                          mapping_lr_multiplier=s["mapping_lr_multiplier"], channel_base=s["channel_base"],
+                          channel_max=s["channel_max"],
+                          modulated_res=parse_res_range(s["modulated_res"], s["resolution"])).validate()
+
+
+def _allreduce_grads(module: torch.nn.Module) -> None:
+    """Average the gradients of `module` over ranks (one flat all-reduce)."""
+    if dist.get_world_size() == 1:
+        return
+    # Every rank runs the same graph, so the same parameters have gradients everywhere.
+    params = [p for p in module.parameters() if p.grad is not None]
+    flat = dist.all_reduce_mean(torch.cat([p.grad.reshape(-1) for p in params]))
+    for p, g in zip(params, flat.split([q.numel() for q in params])):
+        p.grad = g.reshape(p.shape).clone()
+
+
+def _fingerprint_of(modules: list[torch.nn.Module]) -> str:
+    h = hashlib.sha256()
+    for m in modules:
+        for k, v in sorted(m.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _grid(imgs: torch.Tensor, rows: int) -> np.ndarray:
+    """img [N, 3, R, R] in [-1, 1] -> uint8 grid [rows*R, cols*R, 3]."""
+    from ..models.stylegan2 import to_uint8
+
+    u8 = to_uint8(imgs)  # [N, R, R, 3]
+    n, r = u8.shape[0], u8.shape[1]
+    cols = n // rows
+    return u8[:rows * cols].reshape(rows, cols, r, r, 3).transpose(0, 2, 1, 3, 4).reshape(rows * r, cols * r, 3)
+
+
+def _write_png(path: Path, arr: np.ndarray) -> None:
+    from ..imageio import write_png
+
+    write_png(path, arr)
+
+
+@torch.no_grad()
+def eval_bit_accuracy(G: ScalableGenerator, E: ScalableDecoder, n: int, seed: int, device: torch.device,
+                      batch: int = 64) -> float:
+    """Mean per-image bit accuracy of E on n images of G with random z and random fingerprints (papers.md §2.6)."""
+    g = torch.Generator().manual_seed(int(seed))
+    accs = []
+    for s in range(0, n, batch):
+        m = min(batch, n - s)
+        z = torch.randn(m, G.z_dim, generator=g).to(device)
+        c = torch.randint(0, 2, (m, G.fingerprint_bits), generator=g).float().to(device)
+        _, logits = E(G(z, c, noise_mode="random"))
+        accs.append(bit_accuracy(decode_bits(logits), c).cpu())
+    return float(torch.cat(accs).mean())
+
+
+def train_scalable(cfg: ScalableTrainConfig) -> dict:
+    """Train (or resume) a scalable fingerprinting GAN into `cfg.outdir`; returns the final stats row.
+
+    Writes `stats.jsonl`, `metric-bit-accuracy.jsonl`, image grids, `scalable-G.safetensors` (G_ema),
+    `scalable-decoder.safetensors` and resumable `training-state-*.pt`.
+    """
+    from ..data import open_image_dataset
+
+    s = cfg.resolved()
+    device = resolve_device(s["device"])
+    dist.init(device)
+    device = dist.local_device(device)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    out = Path(s["outdir"])
+    if s["batch_size"] % world:
+        raise GanprintError(f"--batch-size {s['batch_size']} must be divisible by the {world} processes")
+    batch = s["batch_size"] // world
+    if s["kimg"] <= 0:
+        raise GanprintError(f"--kimg must be > 0, got {s['kimg']}")
+    mcfg = _model_config(s)
+    ds = open_image_dataset(s["data"], s["resolution"])
+    if len(ds) == 0:
+        raise GanprintError(f"--data {s['data']} holds no images")
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+
+    torch.manual_seed(derive_seed(s["seed"], 0xC0FFEE))  # identical initialisation on every rank
+    G = ScalableGenerator(mcfg).to(device)
+    E = ScalableDecoder(mcfg).to(device)
+    D = build_discriminator(mcfg).to(device)
+    G.fused = device.type == "cuda"
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    g_ratio = s["pl_interval"] / (s["pl_interval"] + 1) if s["pl_weight"] > 0 else 1.0
+    d_ratio = s["r1_interval"] / (s["r1_interval"] + 1) if s["r1_gamma"] > 0 else 1.0
+    opt_kw = lambda r: dict(lr=s["lr"] * r, betas=(0.0, 0.99 ** r), eps=1e-8)  # noqa: E731 - lazy-reg correction
+    opt_G = torch.optim.Adam(G.parameters(), **opt_kw(g_ratio))
+    opt_E = torch.optim.Adam(E.parameters(), **opt_kw(g_ratio))  # E uses G's learning rate (as the original)
+    opt_D = torch.optim.Adam(D.parameters(), **opt_kw(d_ratio))
+    step, nimg, pl_mean = 0, 0, torch.zeros([], device=device)
+
+    state_path = latest_training_state(out)
+    if state_path is not None:
+        st = load_training_state(state_path)
+        if st.get("settings", {}).get("model") != mcfg.to_dict():
+            raise GanprintError(f"{out} holds a run with another model config; use a new --outdir to start afresh")
+        for m, k in ((G, "G"), (E, "E"), (D, "D"), (G_ema, "G_ema"), (opt_G, "opt_G"), (opt_E, "opt_E"),
+                     (opt_D, "opt_D")):
+            m.load_state_dict(st[k])
+        step, nimg, pl_mean = int(st["step"]), int(st["nimg"]), st["pl_mean"].to(device)
+        log.info("resumed from %s at %.1f kimg", state_path, nimg / 1000)
+
+    settings = {"train": s, "model": mcfg.to_dict(), "world_size": world, "git_sha": git_sha()}
+    if rank == 0:
+        atomic_write_json(out / "training_options.json", settings)
+    grid_n, grid_rows = 32, 4
+    gg = torch.Generator().manual_seed(derive_seed(s["seed"], 777))
+    grid_z = torch.randn(grid_n, mcfg.z_dim, generator=gg).to(device)
+    grid_c = torch.randint(0, 2, (grid_n, mcfg.fingerprint_bits), generator=gg).float().to(device)
+    if rank == 0 and not (out / "reals.png").exists():
+        idx = torch.randint(0, len(ds), (grid_n,), generator=gg)
+        reals = torch.stack([ds[int(i)]["img"] for i in idx]).float() / 127.5 - 1  # [N, 3, R, R]
+        _write_png(out / "reals.png", _grid(reals, grid_rows))
+
+    total = int(s["kimg"] * 1000)
+    tick_start, tick_nimg, t0 = time.time(), nimg, time.time()
+    next_tick = _next(nimg, s["tick_kimg"])
+    next_snap = _next(nimg, s["snapshot_kimg"])
+    next_metric = _next(nimg, s["metric_kimg"])
+    acc_stats: dict[str, list[float]] = {}
+    last_row: dict = {}
+    log.info("training %s (%d-bit fingerprints, %d px) for %g kimg on %d process(es), batch %d",
+             s["preset"], mcfg.fingerprint_bits, mcfg.resolution, s["kimg"], world, s["batch_size"])
+
+    while nimg < total:
+        gen = torch.Generator().manual_seed(derive_seed(s["seed"], rank, step))
+        torch.manual_seed(derive_seed(s["seed"], rank, step, 1))  # per-layer noise draws
+        idx = torch.randint(0, len(ds), (batch,), generator=gen)
+        real = torch.stack([ds[int(i)]["img"] for i in idx]).to(device).float() / 127.5 - 1  # [B, 3, R, R]
+        z = torch.randn(batch, mcfg.z_dim, generator=gen).to(device)
+        c = torch.randint(0, 2, (batch, mcfg.fingerprint_bits), generator=gen).float().to(device)
+        c2 = torch.randint(0, 2, (batch, mcfg.fingerprint_bits), generator=gen).float().to(device)
+        stats = {}
+
+        # --- G + E main ---
+        G.requires_grad_(True), E.requires_grad_(True), D.requires_grad_(False)
+        fake = G(z, c)
+        fake2 = G(z, c2)
+        z_hat, logits = E(fake)
+        loss_adv = F.softplus(-D(fake)).mean()
+        loss_const = (fake - fake2).square().mean()
+        loss_z = (z - z_hat).square().mean()
+        loss_c = F.binary_cross_entropy_with_logits(logits, c)
+        loss = loss_adv + s["consistency_weight"] * loss_const + s["latent_weight"] * loss_z + s["bit_weight"] * loss_c
+        opt_G.zero_grad(set_to_none=True), opt_E.zero_grad(set_to_none=True)
+        loss.backward()
+        _allreduce_grads(G), _allreduce_grads(E)
+        opt_G.step(), opt_E.step()
+        stats.update(loss_G_adv=loss_adv.item(), loss_const=loss_const.item(), loss_z=loss_z.item(),
+                     loss_bits=loss_c.item(), bit_acc_train=bit_accuracy(decode_bits(logits.detach()), c).mean().item())
+
+        # --- G path-length regularisation (wrt the fingerprint-derived styles) ---
+        if s["pl_weight"] > 0 and step % s["pl_interval"] == 0:
+            E.requires_grad_(False)
+            n_pl = max(1, batch // 2)
+            ws = G.mapping(c[:n_pl])  # [n, num_ws, w_dim]
+            img = G.synthesize(z[:n_pl], ws)
+            pl_noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+            (grad,) = torch.autograd.grad((img * pl_noise).sum(), ws, create_graph=True)
+            lengths = grad.square().sum(2).mean(1).sqrt()  # [n]
+            pl_mean = pl_mean.lerp(dist.all_reduce_mean(lengths.detach().mean()), 0.01)
+            loss_pl = (lengths - pl_mean).square().mean() * s["pl_weight"] * s["pl_interval"]
+            opt_G.zero_grad(set_to_none=True)
+            loss_pl.backward()
+            _allreduce_grads(G)
+            opt_G.step()
+            stats["loss_pl"] = loss_pl.item()
+
+        # --- D main ---
+        G.requires_grad_(False), E.requires_grad_(False), D.requires_grad_(True)
+        loss_D = F.softplus(D(fake.detach())).mean() + F.softplus(-D(real)).mean()
+        opt_D.zero_grad(set_to_none=True)
+        loss_D.backward()
+        _allreduce_grads(D)
+        opt_D.step()
+        stats["loss_D"] = loss_D.item()
+
+        # --- D R1 ---
+        if s["r1_gamma"] > 0 and step % s["r1_interval"] == 0:
+            real_r = real.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(real_r).sum(), real_r, create_graph=True)
+            loss_r1 = grad.square().sum(dim=[1, 2, 3]).mean() * (s["r1_gamma"] / 2) * s["r1_interval"]
+            opt_D.zero_grad(set_to_none=True)
+            loss_r1.backward()
+            _allreduce_grads(D)
+            opt_D.step()
+            stats["loss_r1"] = loss_r1.item()
+
+        # --- EMA (half-life ema_kimg, ramped up over the first 5% images as in StyleGAN2-ADA) ---
+        step += 1
+        nimg += s["batch_size"]
+        ema_nimg = min(s["ema_kimg"] * 1000, nimg * 0.05)
+        beta = 0.5 ** (s["batch_size"] / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                p_ema.copy_(p.detach().lerp(p_ema, beta))
+            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                b_ema.copy_(b)
+        for k, v in stats.items():
+            acc_stats.setdefault(k, []).append(v)
+
+        done = nimg >= total
+        if nimg >= next_tick or done:
+            now = time.time()
+            row = {"kimg": nimg / 1000, "step": step, "sec_per_kimg": (now - tick_start) / max(1e-9, (nimg - tick_nimg) / 1000),
+                   "time_s": now - t0, "world_size": world}
+            row.update({k: float(np.mean(v)) for k, v in acc_stats.items()})
+            if rank == 0:
+                append_jsonl(out / "stats.jsonl", row)
+                log.info("kimg %.2f  bit_acc_train %.3f  G_adv %.3f  D %.3f  const %.4f  %.1f s/kimg", row["kimg"],
+                         row.get("bit_acc_train", 0), row.get("loss_G_adv", 0), row.get("loss_D", 0),
+                         row.get("loss_const", 0), row["sec_per_kimg"])
+            last_row, acc_stats, tick_start, tick_nimg = row, {}, now, nimg
+            next_tick = _next(nimg, s["tick_kimg"])
+
+        if nimg >= next_metric or done:
+            if rank == 0:
+                acc = eval_bit_accuracy(G_ema, E, s["metric_images"], derive_seed(s["seed"], 4242), device)
+                append_jsonl(out / METRIC_FILE, {"kimg": nimg / 1000, "step": step, "bit_accuracy": acc,
+                                                 "images": s["metric_images"], "generator": "G_ema"})
+                log.info("kimg %.2f  bit accuracy (G_ema, %d images, random fingerprints) %.4f", nimg / 1000,
+                         s["metric_images"], acc)
+                last_row["bit_accuracy"] = acc
+            next_metric = _next(nimg, s["metric_kimg"])
+            dist.barrier()
+
+        if nimg >= next_snap or done:
+            prints = dist.all_gather_object(_fingerprint_of([G, E, D]))
+            if len(set(prints)) != 1:
+                raise RuntimeError(f"ranks diverged: parameter hashes {prints}")
+            if rank == 0:
+                kimg_tag = f"{nimg // 1000:06d}"
+                with torch.no_grad():
+                    _write_png(out / f"fakes-arbitrary-{kimg_tag}.png", _grid(G_ema(grid_z, grid_c), grid_rows))
+                    same_c = grid_c[:1].repeat(grid_n, 1)
+                    _write_png(out / f"fakes-fingerprints-same-{kimg_tag}.png",
+                               _grid(G_ema(grid_z, same_c), grid_rows))
+                    same_z = grid_z[:1].repeat(grid_n, 1)
+                    _write_png(out / f"fakes-latents-same-{kimg_tag}.png", _grid(G_ema(same_z, grid_c), grid_rows))
+                cfg_d = mcfg.to_dict()
+                save_export(out / G_EXPORT, G_ema, "scalable-G", cfg_d, {"ganprint.kimg": str(nimg / 1000)})
+                save_export(out / E_EXPORT, E, "scalable-decoder", cfg_d, {"ganprint.kimg": str(nimg / 1000)})
+                save_training_state(out, step, {
+                    "G": G.state_dict(), "E": E.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+                    "opt_G": opt_G.state_dict(), "opt_E": opt_E.state_dict(), "opt_D": opt_D.state_dict(),
+                    "step": step, "nimg": nimg, "pl_mean": pl_mean.detach().cpu(),
+                    "settings": {"model": mcfg.to_dict()}})
+            next_snap = _next(nimg, s["snapshot_kimg"])
+            dist.barrier()
+
+    if rank == 0 and not last_row:
+        log.info("%s is already trained to %.1f kimg; nothing to do", out, nimg / 1000)
+    return last_row
+
+
+def _next(nimg: int, every_kimg: float) -> int:
+    every = max(1, int(round(every_kimg * 1000)))
+    return (nimg // every + 1) * every
