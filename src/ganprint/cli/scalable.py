@@ -47,4 +47,76 @@ def train_scalable_cmd(**kw) -> None:
         click.echo(json.dumps({k: row[k] for k in ("kimg", "bit_acc_train", "bit_accuracy") if k in row}))
 
 
-COMMANDS.append(train_scalable_cmd)
+@click.command("issue")
+@click.option("--model", required=True, type=click.Path(dir_okay=False), help="Shared scalable-G export.")
+@click.option("--registry", required=True, type=click.Path(dir_okay=False), help="SQLite registry (created if new).")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where the issued model goes.")
+@click.option("--fingerprint", default=None, help="Issue this fingerprint (0/1 string or 0x-hex) [fresh random].")
+@click.option("--who", default=None, help="Recipient recorded in the registry [login name].")
+@click.option("--notes", default="", help="Free text recorded in the registry.")
+@click.option("--min-distance", type=int, default=None,
+              help="Refuse fingerprints closer than this to an issued one [K // 4, e.g. 32 for 128 bits].")
+@click.option("--device", default="cpu", show_default=True)
+def issue_cmd(model, registry, outdir, fingerprint, who, notes, min_distance, device) -> None:
+    """Issue a fingerprinted model: register a fresh fingerprint and write its standalone generator.
+
+    \b
+    Example:
+      ganprint issue --model runs/sc32/scalable-G.safetensors --registry reg.sqlite --outdir issued/ --who alice
+    The issued model (kind scalable-G-issued) has the fingerprint folded into its weights and takes none.
+    """
+    from ..scalable_api import issue_model
+
+    row = issue_model(model, registry, outdir, fingerprint, who, notes, min_distance, device)
+    click.echo(json.dumps({k: row[k] for k in ("fp_id", "bits_hex", "who", "min_distance", "issued_path")}))
+
+
+@click.command("attribute")
+@click.option("--decoder", required=True, type=click.Path(dir_okay=False), help="scalable-decoder export.")
+@click.option("--registry", required=True, type=click.Path(dir_okay=False), help="Registry of issued fingerprints.")
+@click.option("--input", "input_dir", required=True, type=click.Path(file_okay=False), help="Folder of images.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSONL, one row per image.")
+@click.option("--fpr", type=float, default=1e-6, show_default=True,
+              help="False-positive rate per image, Bonferroni-corrected for the number of issued models.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def attribute_cmd(decoder, registry, input_dir, out, fpr, batch_size, device) -> None:
+    """Attribute images to the issued model whose fingerprint they carry, or to `unknown`.
+
+    \b
+    Example:
+      ganprint attribute --decoder runs/sc32/scalable-decoder.safetensors --registry reg.sqlite \\
+          --input suspicious/ --out attribution.jsonl
+    Writes OUT (JSONL) and OUT.summary.json; prints the summary.
+    """
+    from ..attribution import attribute_images
+
+    summary = attribute_images(decoder, registry, input_dir, out, fpr, batch_size, device)
+    click.echo(json.dumps(summary, indent=2))
+
+
+@click.group("registry")
+def registry_group() -> None:
+    """Inspect a fingerprint registry."""
+
+
+@registry_group.command("list")
+@click.argument("registry", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
+def registry_list_cmd(registry: str, as_json: bool) -> None:
+    """List the issued fingerprints of REGISTRY."""
+    from ..registry import Registry
+
+    rows = Registry(registry, create=False).list()
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r.to_dict()))
+        return
+    click.echo(f"{'id':>6}  {'created':25}  {'who':12}  {'min_dist':>8}  fingerprint")
+    for r in rows:
+        md = "-" if r.min_distance is None else str(r.min_distance)
+        click.echo(f"{r.fp_id:>6}  {r.created:25}  {r.who[:12]:12}  {md:>8}  {r.bits_hex}")
+    click.echo(f"{len(rows)} fingerprint(s)")
+
+
+COMMANDS.extend([train_scalable_cmd, issue_cmd, attribute_cmd, registry_group])
