@@ -44,8 +44,10 @@ def _reference_modconv(x, weight, styles, demodulate, up=1, down=1):
         xi = x[i: i + 1]
         k = weight.shape[-1]
         if up == 2:
-            xi = upsample2d(xi, f)
-        if down == 2:
+            # StyleGAN2's up conv: transposed conv (stride 2) with the flipped kernel, then the [1,3,3,1] blur.
+            y = F.conv_transpose2d(xi, w.flip([2, 3]).transpose(0, 1), stride=2)
+            outs.append(upfirdn2d(y, f, padding=(1, 1, 1, 1), gain=4))
+        elif down == 2:
             p = 2 + (k - 1)
             xi = upfirdn2d(xi, f, padding=((p + 1) // 2, p // 2, (p + 1) // 2, p // 2))
             outs.append(F.conv2d(xi, w, stride=2))
@@ -187,3 +189,14 @@ def test_config_validation():
     with pytest.raises(ValueError):
         GeneratorConfig.from_dict({"img_resolution": 32, "typo": 1})
     assert math.isclose(Generator(TINY_G).synthesis.num_ws, 2 * math.log2(16) - 2)
+
+
+def test_up_conv_equals_upsample_then_conv_away_from_border():
+    # Transposed conv + blur (what the layers run) == FIR upsampling then a plain conv, except at a 2-px border.
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 5, 8, 8, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 5, 3, 3, generator=g, dtype=torch.float64)
+    f = setup_filter().double()
+    a = modulated_conv2d(x, w, torch.ones(2, 5, dtype=torch.float64), demodulate=False, up=2, resample_filter=f)
+    b = F.conv2d(upsample2d(x, f), w, padding=1)
+    torch.testing.assert_close(a[..., 2:-2, 2:-2], b[..., 2:-2, 2:-2])
