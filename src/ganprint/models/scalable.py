@@ -179,10 +179,11 @@ def fold_fingerprint(G: ScalableGenerator, c: torch.Tensor) -> IssuedGenerator:
     Modulated 3x3 conv: W'[o,i] = W[o,i] s_i / sqrt(sum_{i,k} (W s)^2 + 1e-8); stored divided by the plain layer's
     equalised-lr gain (which the plain layer multiplies back). ToRGB: W'[o,i] = W[o,i] s_i gain, no demodulation.
     """
-    c = torch.as_tensor(c, dtype=torch.float32).reshape(1, -1).to(next(G.parameters()).device)
+    ref = next(G.parameters())
+    c = torch.as_tensor(c).reshape(1, -1).to(device=ref.device, dtype=ref.dtype)
     if c.shape[1] != G.fingerprint_bits:
         raise GanprintError(f"fingerprint has {c.shape[1]} bits but the model expects {G.fingerprint_bits}")
-    out = IssuedGenerator(G.cfg).to(c.device)
+    out = IssuedGenerator(G.cfg).to(device=ref.device, dtype=ref.dtype)
     out.input.load_state_dict(G.input.state_dict())
     ws = G.mapping(c)[0]  # [num_ws, w_dim]
     w_idx = 0
