@@ -39,13 +39,13 @@ log = logging.getLogger(__name__)
 @click.option("--augment", "augment", type=str, default=None,
               help="Immunized training: ganprint.augment spec applied before the decoder.")
 @click.option("--seed", type=int, default=None, help="Random seed [0].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Where to train [auto].")
 @click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--snapshot-every", type=int, default=500, show_default=True, help="Steps between snapshots (0=end).")
 @click.option("--checkpoint-every", type=int, default=1000, show_default=True,
               help="Steps between training states and export-<step>.safetensors (0=end only).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def train_cmd(outdir, preset, init_, device, workers, snapshot_every, checkpoint_every, dry_run, **flags):
+def train_cmd(outdir, preset, init_, workers, snapshot_every, checkpoint_every, dry_run, **flags):
     """Train the fingerprint encoder/decoder on a folder of images.
 
     \b
@@ -65,7 +65,7 @@ def train_cmd(outdir, preset, init_, device, workers, snapshot_every, checkpoint
         return
     from ..train.stega_loop import train_stega
 
-    final = train_stega(cfg, outdir, device=device, workers=workers, snapshot_every=snapshot_every,
+    final = train_stega(cfg, outdir, workers=workers, snapshot_every=snapshot_every,
                         checkpoint_every=checkpoint_every)
     log.info("model: %s", final)
 

@@ -20,7 +20,7 @@ class ConfigError(GanprintError):
 
 @dataclass
 class TrainConfig:
-    """Everything that decides what a `ganprint train` run computes (not where or how fast it runs)."""
+    """Everything that decides what a `ganprint train` run computes, plus the device it runs on."""
 
     data: str = ""  # image folder / archive; "" when a dataset object is passed to train_stega()
     resolution: int = 32  # image side in pixels; a power of two >= 16
@@ -47,6 +47,7 @@ class TrainConfig:
     amp: bool = False  # mixed precision: bf16 autocast on CPU; on CUDA bf16 (or fp16 + loss scaling)
     augment: str | None = None  # ganprint.augment spec applied to fingerprinted images before the decoder
     seed: int = 0  # every random draw is a function of (seed, rank, step)
+    device: str = "auto"  # "auto" | "cpu" | "cuda"; a run may resume on another device (not compared)
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError naming the flag for impossible values; returns self."""
@@ -70,6 +71,7 @@ class TrainConfig:
             ("--init", self.init in ("torch", "he"), "must be 'torch' or 'he'"),
             ("--identity-warmup", self.identity_warmup >= 0, "must be >= 0"),
             ("--lr-warmup", self.lr_warmup >= 0, "must be >= 0"),
+            ("--device", self.device in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda"),
         ]
         for flag, ok, what in checks:
             if not ok:
@@ -99,6 +101,10 @@ PRESETS: dict[str, TrainConfig] = {
                            init="he", identity_warmup=100, l2_schedule="psnr", l2_await=0, l2_weight=1.0,
                            amp=True),
 }
+
+
+# Fields that may differ between a run and its resumption.
+RUNTIME_FIELDS = ("device",)
 
 
 def resolve_config(preset: str | None = None, **overrides) -> TrainConfig:

@@ -26,7 +26,7 @@ from ..checkpoint import latest_training_state, load_training_state, save_export
 from ..errors import GanprintError
 from ..models.stega import StegaConfig, StegaDecoderOnly, StegaModel, stega_config_dict
 from ..utils import append_jsonl, atomic_path, atomic_write_json, derive_seed
-from .config import TrainConfig
+from .config import RUNTIME_FIELDS, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,8 @@ def _check_outdir_config(outdir: Path, cfg: TrainConfig) -> None:
     except json.JSONDecodeError:
         raise GanprintError(f"{path} is not valid JSON; remove it or use another --outdir") from None
     new = cfg.to_dict()
-    diff = sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in RUNTIME_FIELDS and old.get(k, "<unset>") != new.get(k, "<unset>"))
     if diff:
         shown = ", ".join(f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in diff)
         raise GanprintError(f"--outdir {outdir} holds a run with a different config ({shown}); "
@@ -249,7 +250,7 @@ def train_stega(
     cfg: TrainConfig,
     outdir: str | os.PathLike,
     data=None,  # Dataset of {"img": uint8 [3,R,R]} items or a uint8 tensor [N,3,R,R]; None = open cfg.data
-    device: str = "auto",  # "auto" | "cpu" | "cuda"
+    device: str | None = None,  # "auto" | "cpu" | "cuda"; None = cfg.device
     workers: int = 0,  # DataLoader worker processes (decoding only; cached data needs none)
     snapshot_every: int = 500,  # steps between snapshots/<step>.png (0 = final only)
     checkpoint_every: int = 1000,  # steps between training-state-*.pt and export-<step>.safetensors (0 = final only)
@@ -261,7 +262,7 @@ def train_stega(
     """Train (or resume) the fingerprint encoder/decoder; returns the path of the final `model.safetensors`."""
     cfg.validate()
     outdir = Path(outdir)
-    dev = pick_device(device)
+    dev = pick_device(device or cfg.device)
     dist.init(dev)
     dev = dist.local_device(dev)
     rank, world = dist.get_rank(), dist.get_world_size()
