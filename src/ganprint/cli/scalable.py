@@ -35,7 +35,7 @@ def train_scalable_cmd(**kw) -> None:
     Examples:
       ganprint train-scalable --data data/samples32 --resolution 32 --fingerprint-bits 64 \\
           --modulated-res 4-32 --outdir runs/sc32 --kimg 60
-      torchrun --nproc_per_node 2 -m ganprint.cli train-scalable --data data/celeba30k --resolution 128 \\
+      torchrun --nproc_per_node 2 $(which ganprint) train-scalable --data data/celeba30k --resolution 128 \\
           --outdir runs/celeba --preset authors-celeba --kimg 10000
     Outputs in OUTDIR: scalable-G.safetensors (G_ema), scalable-decoder.safetensors, stats.jsonl,
     metric-bit-accuracy.jsonl, reals.png, fakes-*.png, training-state-*.pt.

@@ -1,0 +1,126 @@
+"""Benchmark `ganprint embed` / `ganprint detect` against a port of the original scripts on the same CPU.
+
+For each resolution R and image count N: N sample crops of R x R px are generated once (`write_samples`,
+seed 0) and an untrained StegaModel(R, K=100) is exported (speed does not depend on the weights). Then four
+fresh processes run one after another, each timed around the call only (imports excluded):
+ours-embed (api.embed, per-image fingerprints), ours-detect (api.detect with --embedded, so it also computes
+p-values), orig-embed and orig-detect (benchmarks/agf_original_baseline.py). Peak RSS is the process's
+ru_maxrss; DataLoader workers are reported separately (RUSAGE_CHILDREN).
+
+    nice -n 10 python benchmarks/bench_embed_detect.py --counts 1000 10000 --resolutions 32 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _child(kind: str, model: str, data: str, out: str, threads: int, num_workers: int | None) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    sys.path.insert(0, str(HERE))
+    from ganprint import api
+    import agf_original_baseline as orig
+
+    t = time.perf_counter()
+    if kind == "ours-embed":
+        n = api.embed(model, data, out, device="cpu", num_workers=num_workers)["fingerprinted"]
+    elif kind == "ours-detect":
+        n = api.detect(model, data, out, embedded=str(Path(data).parent / "embedded_fingerprints.txt"),
+                       device="cpu", num_workers=num_workers)["images"]
+    elif kind == "orig-embed":
+        n = orig.embed_fingerprints(model, data, out)
+    elif kind == "orig-detect":
+        n = orig.detect_fingerprints(model, data, out)
+    else:
+        raise ValueError(kind)
+    wall = time.perf_counter() - t
+    return {"kind": kind, "images": n, "wall_s": round(wall, 3), "images_per_s": round(n / wall, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "workers_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+
+
+def _run_child(kind, model, data, out, threads, num_workers) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, __file__, "--child", kind, "--model", str(model), "--data", str(data), "--out", str(out),
+           "--threads", str(threads)]
+    if num_workers is not None:
+        cmd += ["--num-workers", str(num_workers)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        raise RuntimeError(f"{kind} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--counts", type=int, nargs="+", default=[1000, 10000])
+    p.add_argument("--resolutions", type=int, nargs="+", default=[32, 128])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--num-workers", type=int, default=None, help="ours only; default: api's choice")
+    p.add_argument("--workdir", default="/tmp/ganprint-bench")
+    p.add_argument("--skip", nargs="*", default=[], help="kinds to skip, e.g. orig-embed")
+    p.add_argument("--json", default=None, help="append result rows to this JSONL file")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--model", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--data", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        print(json.dumps(_child(a.child, a.model, a.data, a.out, a.threads, a.num_workers)))
+        return
+
+    import torch
+
+    from ganprint.checkpoint import save_export
+    from ganprint.models.stega import StegaConfig, StegaModel, stega_config_dict
+    from ganprint.samples import write_samples
+
+    work = Path(a.workdir)
+    rows = []
+    for res in a.resolutions:
+        model = work / f"model-{res}.safetensors"
+        if not model.exists():
+            torch.manual_seed(0)
+            m = StegaModel(StegaConfig(res, 100))
+            save_export(model, m, "stega", stega_config_dict(m.cfg))
+        for n in a.counts:
+            data = work / f"in-{res}-{n}"
+            t = time.perf_counter()
+            write_samples(data, resolution=res, count=n, seed=0)
+            print(f"inputs {data}: {time.perf_counter() - t:.1f} s", file=sys.stderr)
+            plan = [("ours-embed", data, work / "ours-emb"),
+                    ("ours-detect", work / "ours-emb" / "fingerprinted_images", work / "ours-det"),
+                    ("orig-embed", data, work / "orig-emb"),
+                    ("orig-detect", work / "orig-emb" / "fingerprinted_images", work / "orig-det")]
+            for kind, d, out in plan:
+                if kind in a.skip:
+                    continue
+                r = _run_child(kind, model, d, out, a.threads, a.num_workers if kind.startswith("ours") else None)
+                r.update({"resolution": res, "count": n, "threads": a.threads})
+                rows.append(r)
+                print(json.dumps(r), file=sys.stderr)
+                if a.json:
+                    with open(a.json, "a") as f:
+                        f.write(json.dumps(r) + "\n")
+    print("| R | N | run | images/s | wall s | peak RSS MB (main) | workers peak RSS MB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['resolution']} | {r['count']} | {r['kind']} | {r['images_per_s']} | {r['wall_s']} | "
+              f"{r['peak_rss_mb']} | {r['workers_peak_rss_mb']} |")
+
+
+if __name__ == "__main__":
+    main()
