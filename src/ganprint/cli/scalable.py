@@ -22,6 +22,8 @@ COMMANDS: list = []
                                       "authors-celeba: paper with consistency 0.2; tiny: tests only.")
 @click.option("--batch-size", type=int, default=None, help="Total batch over all processes [preset].")
 @click.option("--consistency-weight", type=float, default=None, help="Weight of ||G(z,c)-G(z,c')||^2 [preset].")
+@click.option("--consistency-rampup-kimg", type=float, default=None,
+              help="Ramp the consistency weight linearly from 0 over N kimg [preset: small 10, paper 0].")
 @click.option("--lr", type=float, default=None, help="Adam learning rate [preset].")
 @click.option("--snapshot-kimg", type=float, default=None, help="Grids, exports and state every N kimg [preset].")
 @click.option("--metric-kimg", type=float, default=None, help="Bit-accuracy metric every N kimg [preset].")
