@@ -35,7 +35,7 @@ PAPER_LABEL = "AGF paper (ProGAN CelebA-128, read off Fig. 3)"
 
 SUMMARY_COLUMNS = ["attack", "strength", "spec", "n", "mean_bit_accuracy", "std_bit_accuracy", "detected",
                    "tpr_analytic_1e-3", "tpr_analytic_1e-6", "capacity_bits", "clean_n", "clean_mean_bit_accuracy",
-                   "clean_detected", "tpr_empirical", "auc"]
+                   "clean_detected", "tpr_empirical", "tpr_empirical_1e-3", "tpr_empirical_1e-6", "auc"]
 
 
 def summarize(rows: list[dict], fpr: float, k: int, n_keys: int = 1) -> list[dict]:
@@ -44,7 +44,8 @@ def summarize(rows: list[dict], fpr: float, k: int, n_keys: int = 1) -> list[dic
 
     detected = share of fingerprinted images with matches >= match_threshold(K, fpr, n_keys) (the analytic TPR);
     tpr_analytic_1e-3 / 1e-6 = the same at those FPRs; clean_detected = share of clean images detected (the
-    measured FPR); tpr_empirical = TPR at `fpr` with the threshold set on the clean images' match counts;
+    measured FPR); tpr_empirical(_1e-3, _1e-6) = TPR at `fpr` (1e-3, 1e-6) with the threshold set on the clean
+    images' match counts (resolved down to FPR 1/n_clean only);
     auc = ROC AUC of match counts, fingerprinted vs clean.
     """
     by: dict[str, dict[str, list[dict]]] = {}
@@ -65,12 +66,13 @@ def summarize(rows: list[dict], fpr: float, k: int, n_keys: int = 1) -> list[dic
                "tpr_analytic_1e-6": detection_rate(m, k, 1e-6, n_keys),
                "capacity_bits": capacity(k, float(acc.mean())),
                "clean_n": len(neg), "clean_mean_bit_accuracy": None, "clean_detected": None, "tpr_empirical": None,
-               "auc": None}
+               "tpr_empirical_1e-3": None, "tpr_empirical_1e-6": None, "auc": None}
         if neg:
             mn = np.array([r["matches"] for r in neg])
             row.update({"clean_mean_bit_accuracy": float(np.mean([r["bit_accuracy"] for r in neg])),
                         "clean_detected": float(np.mean([r["detected"] for r in neg])),
-                        "tpr_empirical": tpr_at_fpr(m, mn, fpr)[0], "auc": roc_auc(m, mn)})
+                        "tpr_empirical": tpr_at_fpr(m, mn, fpr)[0], "tpr_empirical_1e-3": tpr_at_fpr(m, mn, 1e-3)[0],
+                        "tpr_empirical_1e-6": tpr_at_fpr(m, mn, 1e-6)[0], "auc": roc_auc(m, mn)})
         out.append(row)
     return out
 
