@@ -2,7 +2,8 @@
 
 Both stream the data in batches (memory does not grow with the number of images), use the SAME
 preprocessing (centre crop + resize, or the CelebA crop; the original detect skipped it), and split
-the files across ranks under torchrun (rank 0 merges one result, in sorted name order).
+the files across ranks under torchrun (rank 0 merges one result, in sorted name order). `data` is a
+folder (searched recursively), one image file, or a packed data set (`ganprint.packed`).
 
 Output names (embed): an input keeps its path relative to `data` with the extension replaced by
 `.png` (`sub/a.jpg` -> `sub/a.png`; dots inside names survive, unlike the original's
@@ -150,6 +151,42 @@ def _progress(total, desc):
                 disable=dist.get_rank() != 0 or not sys.stderr.isatty())
 
 
+def _to_float01(img_u8: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """uint8 [N, 3, R, R] -> float [N, 3, R, R] in [0, 1] on `dev`, channels_last (what the networks run fastest on)."""
+    return img_u8.to(dev).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+
+
+class _BatchWriter:
+    """Writes each batch's PNGs on a small thread pool (zlib releases the GIL, so this overlaps the network),
+    then appends the batch's progress rows; at most `depth` batches are in flight, so memory stays bounded."""
+
+    def __init__(self, progress: Path, threads: int = 2, depth: int = 2):
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.progress, self.depth = progress, depth
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="ganprint-png")
+        self.pending: deque = deque()
+
+    def submit(self, items: list[tuple[Path, np.ndarray]], rows: list[dict]) -> None:
+        self.pending.append(([self.pool.submit(write_png, p, a) for p, a in items], rows))
+        while len(self.pending) > self.depth:
+            self._finish_one()
+
+    def _finish_one(self) -> None:
+        futures, rows = self.pending.popleft()
+        for f in futures:
+            f.result()
+        append_jsonl(self.progress, rows)  # after the PNGs: a row always means a finished file
+
+    def close(self) -> None:
+        try:
+            while self.pending:
+                self._finish_one()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 # --- embed ------------------------------------------------------------------------------------------
 
 
@@ -216,35 +253,38 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
 
     progress = out / PROGRESS_DIR / f"embed-rank{rank}.jsonl"
     progress.parent.mkdir(parents=True, exist_ok=True)
-    enc = module.enc
-    dec = module.dec if check else None
+    # channels_last: ~15 % faster convolutions on CPU, same fp32 arithmetic (differences ~1e-7).
+    enc = module.enc.to(memory_format=torch.channels_last)
+    dec = module.dec.to(memory_format=torch.channels_last) if check else None
     skipped: list[dict] = []
     error = None
     n_new, acc_sum = 0, 0.0
     pbar = _progress(len(todo), "embed")
-    with torch.inference_mode():
-        for batch in _loader(ds, todo, batch_size, num_workers) if todo else []:
-            for i, err in batch["skipped"]:
-                skipped.append({"file": relpaths[i], "error": err})
-            idx = batch["index"].tolist()
-            if idx:
-                bits = torch.stack([bits_of(i) for i in idx]).to(dev)  # [N, K]
-                x = batch["img"].to(dev).float().div_(255.0)  # [N, 3, R, R] in [0, 1]
-                y = enc(bits, x)
-                u8 = from_tensor01(y)  # [N, R, R, 3] uint8: what the PNGs hold
-                if dec is not None:
-                    back = torch.from_numpy(u8).to(dev).permute(0, 3, 1, 2).float().div_(255.0)  # [N, 3, R, R]
-                    acc_sum += float(count_matches(decode_bits(dec(back)), bits).sum()) / k
-                rows = []
-                for j, i in enumerate(idx):
-                    write_png(out / FP_DIR / names[i], u8[j])
-                    rows.append({"name": names[i], "source": relpaths[i], "bits": bits_to_str(bits[j])})
-                append_jsonl(progress, rows)  # after the PNGs: a row always means a finished file
-                n_new += len(idx)
-            pbar.update(len(idx) + len(batch["skipped"]))
-            if batch["skipped"] and not skip_bad:
-                error = skipped[-1]["error"]
-                break
+    writer = _BatchWriter(progress)
+    try:
+        with torch.inference_mode():
+            for batch in _loader(ds, todo, batch_size, num_workers) if todo else []:
+                for i, err in batch["skipped"]:
+                    skipped.append({"file": relpaths[i], "error": err})
+                idx = batch["index"].tolist()
+                if idx:
+                    bits = torch.stack([bits_of(i) for i in idx]).to(dev)  # [N, K]
+                    x = _to_float01(batch["img"], dev)  # [N, 3, R, R] in [0, 1]
+                    u8 = from_tensor01(enc(bits, x))  # [N, R, R, 3] uint8: what the PNGs hold
+                    if dec is not None:
+                        back = _to_float01(torch.from_numpy(u8).permute(0, 3, 1, 2), dev)  # [N, 3, R, R]
+                        acc_sum += float(count_matches(decode_bits(dec(back)), bits).sum()) / k
+                    bit_strs = [bits_to_str(b) for b in bits.cpu()]
+                    writer.submit([(out / FP_DIR / names[i], u8[j]) for j, i in enumerate(idx)],
+                                  [{"name": names[i], "source": relpaths[i], "bits": bit_strs[j]}
+                                   for j, i in enumerate(idx)])
+                    n_new += len(idx)
+                pbar.update(len(idx) + len(batch["skipped"]))
+                if batch["skipped"] and not skip_bad:
+                    error = skipped[-1]["error"]
+                    break
+    finally:
+        writer.close()
     pbar.close()
 
     # Merge (rank 0) from the progress rows of all ranks and all runs.
@@ -362,7 +402,7 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
         name = relpaths[i]
         return ref_map.get(name, ref_map.get(str(PurePosixPath(name).with_suffix(".png"))))
 
-    dec = module.dec
+    dec = module.dec.to(memory_format=torch.channels_last)
     rows, skipped, error = [], [], None
     mine = list(range(rank, n, world))
     pbar = _progress(len(mine), "detect")
@@ -372,7 +412,7 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
                 skipped.append({"file": relpaths[i], "error": err})
             idx = batch["index"].tolist()
             if idx:
-                x = batch["img"].to(dev).float().div_(255.0)  # [N, 3, R, R] in [0, 1]
+                x = _to_float01(batch["img"], dev)  # [N, 3, R, R] in [0, 1]
                 bits = decode_bits(dec(x)).cpu()  # [N, K]
                 refs = [reference(i) for i in idx]
                 have = [j for j, r in enumerate(refs) if r is not None]
