@@ -1,4 +1,4 @@
-"""A faithful port of ArtificialGANFingerprints' `embed_fingerprints.py` / `detect_fingerprints.py` (HEAD f4a4bcc),
+r"""A faithful port of ArtificialGANFingerprints' `embed_fingerprints.py` / `detect_fingerprints.py` (HEAD f4a4bcc),
 used only as the speed and memory baseline of `bench_embed_detect.py` on the same CPU.
 
 Kept as in the original (papers.md sections 1.6, 1.7, 1.11):
@@ -17,7 +17,8 @@ The networks are ganprint's StegaEncoder/StegaDecoder, which are the original ar
 
 Usage (K, resolution and weights are read from a ganprint stega export):
     python benchmarks/agf_original_baseline.py embed --model M.safetensors --data_dir IN --output_dir OUT [--identical]
-    python benchmarks/agf_original_baseline.py detect --model M.safetensors --data_dir OUT/fingerprinted_images --output_dir DET
+    python benchmarks/agf_original_baseline.py detect --model M.safetensors \
+        --data_dir OUT/fingerprinted_images --output_dir DET
 """
 
 from __future__ import annotations

@@ -145,7 +145,8 @@ def test_decompression_bomb_errors_before_decoding(tmp_path):
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1000)
     p = tmp_path / "bomb.png"
-    p.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
+    chunks = _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    p.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
     with pytest.raises(BadImageError, match="decompression bomb"):
         read_image(p)
 

@@ -84,7 +84,8 @@ def read_fingerprint_txt(path: str | os.PathLike, length: int | None = None) -> 
     """Read an embedded/detected_fingerprints.txt (`<name> <0/1 bits>` per line) into {name: bits}."""
     path = Path(path)
     if not path.is_file():
-        raise GanprintError(f"fingerprint list {path} does not exist; pass the embedded_fingerprints.txt of an embed run")
+        raise GanprintError(
+            f"fingerprint list {path} does not exist; pass the embedded_fingerprints.txt of an embed run")
     out = {}
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -93,7 +94,8 @@ def read_fingerprint_txt(path: str | os.PathLike, length: int | None = None) -> 
         if len(parts) != 2 or not parts[1] or set(parts[1]) - {"0", "1"}:
             raise GanprintError(f"{path}:{n}: expected '<name> <0/1 bits>', got {line[:80]!r}")
         if length is not None and len(parts[1]) != length:
-            raise GanprintError(f"{path}:{n}: {len(parts[1])} bits, but the model decodes {length}; wrong model or list?")
+            raise GanprintError(
+                f"{path}:{n}: {len(parts[1])} bits, but the model decodes {length}; wrong model or list?")
         out[parts[0]] = parts[1]
     return out
 
@@ -242,9 +244,12 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     done = _finished(out, k)
     mine = list(range(rank, n, world))
     todo, resumed = [], 0
-    for i in mine:
+    def recorded(i: int) -> bool:  # the progress rows (or txt) hold image i with the bits it must carry
         rec = done.get(names[i])
-        if rec and rec[0] in (None, relpaths[i]) and rec[1] == bits_to_str(bits_of(i)) and (out / FP_DIR / names[i]).is_file():
+        return bool(rec) and rec[0] in (None, relpaths[i]) and rec[1] == bits_to_str(bits_of(i))
+
+    for i in mine:
+        if recorded(i) and (out / FP_DIR / names[i]).is_file():
             resumed += 1
         else:
             todo.append(i)
@@ -295,8 +300,7 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     errors = [p["error"] for p in parts if p["error"]]
     done = _finished(out, k)
     wanted = {names[i]: i for i in range(n)}
-    lines = sorted(f"{name} {rec[1]}" for name, rec in done.items()
-                   if name in wanted and rec[0] in (None, relpaths[wanted[name]]) and rec[1] == bits_to_str(bits_of(wanted[name])))
+    lines = sorted(f"{name} {rec[1]}" for name, rec in done.items() if name in wanted and recorded(wanted[name]))
     n_new = sum(p["new"] for p in parts)
     summary = {
         "outdir": str(out), "images": n, "fingerprinted": len(lines), "new": n_new,
@@ -445,7 +449,8 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
     summary = {
         "outdir": str(out), "model": str(model), "data": str(data), "images": len(rows), "skipped": skipped,
         "fingerprint_length": k, "resolution": res, "celeba": bool(celeba), "fpr": fpr, "match_threshold": threshold,
-        "reference": ("fingerprint" if ref_all is not None else f"embedded:{embedded}" if ref_map is not None else None),
+        "reference": ("fingerprint" if ref_all is not None
+                      else f"embedded:{embedded}" if ref_map is not None else None),
         "with_reference": len(scored),
         "mean_bit_accuracy": float(np.mean([r["bit_accuracy"] for r in scored])) if scored else None,
         "detected": sum(r["detected"] for r in scored),

@@ -82,7 +82,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except BadImageError:
         raise
     except UnidentifiedImageError:
-        raise BadImageError(f"{path} is not an image file Pillow can read (wrong extension or corrupt header)") from None
+        raise BadImageError(
+            f"{path} is not an image file Pillow can read (wrong extension or corrupt header)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImageError(f"image {path} is too large (possible decompression bomb): {e}") from None
     except MemoryError:

@@ -83,7 +83,8 @@ PHOTOS: tuple[Photo, ...] = (
           f"{_SK}: rocket()", ("data/_fetchers.py", "rocket", "public domain")),
     Photo("china", "scikit-learn", "sklearn", "datasets/images/china.jpg", "heldout",
           "CC BY 2.0 (attribution: danielbuechele, Flickr)",
-          "sklearn/datasets/images/README.txt", ("datasets/images/README.txt", None, "creativecommons.org/licenses/by/2.0")),
+          "sklearn/datasets/images/README.txt",
+          ("datasets/images/README.txt", None, "creativecommons.org/licenses/by/2.0")),
     Photo("flower", "scikit-learn", "sklearn", "datasets/images/flower.jpg", "train",
           "CC BY 2.0 (attribution as in README: danielbuechele; source photo by vultilion, Flickr)",
           "sklearn/datasets/images/README.txt", ("datasets/images/README.txt", None, "Image: flower.jpg")),
@@ -133,7 +134,8 @@ def available_photos(photos: str = "all") -> list[dict]:
         base = _module_dir(p.module)
         path = base / p.relpath if base else None
         if path is None or not path.is_file():
-            log.warning("sample photo %s not found (package %s not installed or changed); skipping it", p.name, p.package)
+            log.warning("sample photo %s not found (package %s not installed or changed); skipping it",
+                        p.name, p.package)
             continue
         try:
             version = importlib.metadata.version(p.package)
@@ -193,7 +195,8 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
                     f"{outdir} holds samples made with {old.get('params')}, not {params}; use a new output folder"
                 )
         elif any(outdir.glob("*.png")):
-            raise GanprintError(f"{outdir} already holds PNG files that ganprint did not write; use a new output folder")
+            raise GanprintError(
+                f"{outdir} already holds PNG files that ganprint did not write; use a new output folder")
     outdir.mkdir(parents=True, exist_ok=True)
 
     cache: dict[int, np.ndarray] = {}
