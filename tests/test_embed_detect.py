@@ -202,3 +202,10 @@ def test_cli_embed_then_detect(tiny_stega_model, image_folder, tmp_path):
     for cmd in ("embed", "detect"):
         res = r.invoke(main, [cmd, "--help"])
         assert res.exit_code == 0 and "Examples:" in res.output
+
+
+def test_fingerprint_accepts_tensor_and_hex(tiny_stega_model, image_folder, tmp_path):
+    bits = torch.tensor([0, 1, 0, 1, 1, 0, 1, 0.0])
+    d1 = api.detect(tiny_stega_model, image_folder, tmp_path / "a", fingerprint=bits, device="cpu")
+    d2 = api.detect(tiny_stega_model, image_folder, tmp_path / "b", fingerprint="0x5a", device="cpu")
+    assert d1["mean_bit_accuracy"] == d2["mean_bit_accuracy"] and d1["with_reference"] == 6

@@ -100,6 +100,13 @@ def read_fingerprint_txt(path: str | os.PathLike, length: int | None = None) -> 
     return out
 
 
+def _as_bits(fingerprint, k: int) -> torch.Tensor:
+    """A fingerprint given as 0/1 or 0x-hex string, or as a [K] tensor/array of 0/1 -> float [K]."""
+    if isinstance(fingerprint, (torch.Tensor, np.ndarray, list, tuple)):
+        fingerprint = bits_to_str(np.asarray(fingerprint, dtype=np.float32))
+    return parse_bits(str(fingerprint), k)
+
+
 def _setup(model, resolution, celeba, device, need_encoder):
     """Load the model, pick the device (initialising torch.distributed under torchrun) and the resolution."""
     dev = resolve_device(device)
@@ -220,7 +227,7 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
 
     fixed = None
     if identical:
-        fixed = parse_bits(str(fingerprint), k) if fingerprint is not None else original_identical_bits(seed, k)
+        fixed = _as_bits(fingerprint, k) if fingerprint is not None else original_identical_bits(seed, k)
     cfg = {"command": "embed", "model_sha256": sha256_file(model), "model_config": config,
            "data": str(Path(data).resolve()), "resolution": res, "celeba": bool(celeba), "seed": int(seed),
            "identical": bool(identical), "fingerprint": bits_to_str(fixed) if fixed is not None else None}
@@ -391,7 +398,7 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
     k = int(config["fingerprint_length"])
     rank, world = dist.get_rank(), dist.get_world_size()
     out = Path(outdir)
-    ref_all = parse_bits(str(fingerprint), k) if fingerprint is not None else None
+    ref_all = _as_bits(fingerprint, k) if fingerprint is not None else None
     ref_map = read_fingerprint_txt(embedded, k) if embedded is not None else None
     threshold = match_threshold(k, fpr)
     ds = open_image_dataset(data, res, celeba=celeba, skip_bad=True)

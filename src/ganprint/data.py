@@ -69,6 +69,8 @@ class ImageFolderDataset(Dataset):
             if not self.paths:
                 raise GanprintError("ImageFolderDataset got an empty list of image paths")
             self.root = Path(os.path.commonpath([p.parent.resolve() for p in self.paths]))
+        if resolution is None:
+            raise GanprintError("a resolution is needed to read a folder of images (only packed data sets have one)")
         self.resolution = int(resolution)
         self.celeba = celeba
         self.skip_bad = skip_bad
@@ -110,11 +112,12 @@ def collate(batch: list[dict]) -> dict:
     return {"img": img, "index": index, "skipped": skipped}
 
 
-def open_image_dataset(path: str | os.PathLike, resolution: int, celeba: bool = False,
+def open_image_dataset(path: str | os.PathLike, resolution: int | None, celeba: bool = False,
                        skip_bad: bool = False) -> Dataset:
     """A folder/file of images as ImageFolderDataset, or a packed data set (dataset.json + images.npy).
 
-    Raises GanprintError when a packed data set's resolution differs from `resolution`.
+    Raises GanprintError when a packed data set's resolution differs from `resolution` (None accepts
+    the packed set's own; a folder needs a resolution).
     """
     path = Path(path)
     if path.is_dir() and (path / "dataset.json").is_file():
