@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import sys
@@ -60,7 +61,8 @@ def main(argv=None) -> dict:
     row = {"bench": "gan_sec_per_kimg", "preset": args.preset, "batch_size": cfg.batch_size,
            "threads": args.threads, "device": args.device, "sec_per_kimg_median": round(statistics.median(timed), 2),
            "sec_per_kimg_ticks": timed, "wall_s": round(wall, 1), "cpu": platform.processor() or platform.machine(),
-           "torch": torch.__version__, "git_sha": git_sha()}
+           "torch": torch.__version__, "git_sha": git_sha(),
+           "loadavg_1m_at_end": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count()}
     json.dump(row, sys.stdout)
     sys.stdout.write("\n")
     if args.out:

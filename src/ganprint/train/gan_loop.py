@@ -258,7 +258,7 @@ def training_loop(cfg: GanTrainConfig, outdir: str | Path, dataset: Dataset, dev
         opt_D.load_state_dict(st["opt_D"])
         loss.pl_mean.copy_(st["pl_mean"])
         cur_nimg, batch_idx, cur_tick, elapsed = st["cur_nimg"], st["batch_idx"], st["cur_tick"], st["elapsed"]
-        log.info("resuming from %s at %.1f kimg", state_path, cur_nimg / 1000)
+        log.info("resuming from %s at %.3f kimg", state_path, cur_nimg / 1000)
 
     total_nimg = int(round(cfg.total_kimg * 1000))
     tick_nimg = max(int(round(cfg.kimg_per_tick * 1000)), 1)
@@ -286,7 +286,7 @@ def training_loop(cfg: GanTrainConfig, outdir: str | Path, dataset: Dataset, dev
             save_training_state(outdir, cur_nimg, state)
         dist.barrier()
 
-    log.info("training %s: %d px, batch %d (%d per process x %d), %.1f -> %.1f kimg on %s", cfg.preset,
+    log.info("training %s: %d px, batch %d (%d per process x %d), %.3f -> %.3f kimg on %s", cfg.preset,
              cfg.resolution, cfg.batch_size, batch_gpu, world, cur_nimg / 1000, total_nimg / 1000, dev)
     if cur_nimg >= total_nimg:
         if not (outdir / "network-final.safetensors").exists():
