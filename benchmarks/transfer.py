@@ -170,23 +170,31 @@ def plot(jsonl: Path, png: Path) -> None:
     from ganprint.utils import atomic_path, read_jsonl
 
     rows = read_jsonl(jsonl)
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
     colors = {"clean": "tab:blue", "fingerprinted": "tab:red"}
     for name, color in colors.items():
-        pts = sorted((r["kimg"], r["bit_acc_mean"], r["bit_acc_std"]) for r in rows if r["run"] == f"gan-{name}")
+        pts = sorted((r["kimg"], r["bit_acc_mean"], r["bit_acc_std"], r["detected"]) for r in rows
+                     if r["run"] == f"gan-{name}")
         if pts:
-            x, y, e = map(np.array, zip(*pts))
+            x, y, e, det = map(np.array, zip(*pts))
             ax.plot(x, y, "o-", color=color, label=f"GAN on {name} data")
             ax.fill_between(x, y - e, y + e, color=color, alpha=0.15)
-        ref = [r["bit_acc_mean"] for r in rows if r["run"] == f"data-{name}"]
+            ax2.plot(x, det, "o-", color=color, label=f"GAN on {name} data")
+        ref = [r for r in rows if r["run"] == f"data-{name}"]
         if ref:
-            ax.axhline(ref[0], color=color, ls="--", lw=1, label=f"{name} training images")
+            ax.axhline(ref[0]["bit_acc_mean"], color=color, ls="--", lw=1, label=f"{name} training images")
+            ax2.axhline(ref[0]["detected"], color=color, ls="--", lw=1, label=f"{name} training images")
     ax.axhline(0.5, color="gray", ls=":", lw=1)
     ax.set_xlabel("kimg (real images shown to D)")
     ax.set_ylabel("bit accuracy of generated images")
     ax.set_ylim(0.3, 1.02)
-    ax.set_title("Fingerprint transfer into StyleGAN2 (32 px, mean +- std)")
+    ax.set_title("Fingerprint transfer into StyleGAN2 (32 px, mean +- std)", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
+    fpr = rows[0].get("fpr", 1e-6) if rows else 1e-6
+    ax2.set_xlabel("kimg (real images shown to D)")
+    ax2.set_ylabel(f"share of generated images detected (FPR {fpr:g})")
+    ax2.set_ylim(-0.02, 1.02)
+    ax2.legend(fontsize=8, loc="center right")
     fig.tight_layout()
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png")

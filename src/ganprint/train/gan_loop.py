@@ -225,6 +225,10 @@ def training_loop(cfg: GanTrainConfig, outdir: str | Path, dataset: Dataset, dev
     cfg.validate()
     outdir = Path(outdir)
     dev = dist.local_device(resolve_device(device))
+    if dev.type == "cuda":
+        # TF32 off (house style): results match across GPUs and float32 means float32.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     dist.init(dev)
     rank, world = dist.get_rank(), dist.get_world_size()
     if cfg.batch_size % world:
