@@ -104,6 +104,10 @@ def test_cli_evaluate_and_metrics(setup, tmp_path):
     assert r.exit_code == 0 and json.loads(r.output)["threshold"] == 85
     r = runner.invoke(main, ["metrics", "threshold", "--bits", "8", "--fpr", "1e-6"])
     assert r.exit_code == 0 and "no threshold" in r.output
+    r = runner.invoke(main, ["metrics", "pvalue", "--bits", "100", "--bit-accuracy", "0.93", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["p_value"] == pytest.approx(1.4e-20, rel=0.05)
+    r = runner.invoke(main, ["metrics", "pvalue", "--bits", "100"])
+    assert r.exit_code == 1 and "exactly one" in r.output
     r = runner.invoke(main, ["metrics", "attacks"])
     assert r.exit_code == 0 and "jpeg" in r.output and "suite standard" in r.output
     r = runner.invoke(main, ["metrics", "fid", str(root / "fp"), str(root / "clean"), "--resolution", "32",

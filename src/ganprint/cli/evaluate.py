@@ -90,6 +90,36 @@ def threshold_cmd(k, fpr, n_keys, as_json):
                    f"{out['p_value_at_threshold']:.3g} <= {fpr:g}" + (f"/{n_keys} keys" if n_keys > 1 else ""))
 
 
+@metrics_group.command("pvalue")
+@click.option("--bits", "k", required=True, type=click.IntRange(min=1), help="Fingerprint length K.")
+@click.option("--matches", type=click.IntRange(min=0), default=None, help="Number of matching bits.")
+@click.option("--bit-accuracy", "acc", type=click.FloatRange(0, 1), default=None,
+              help="Or the bit accuracy (matches = round(accuracy * K), as the papers' tables).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def pvalue_cmd(k, matches, acc, as_json):
+    """The p-value of a number of matching bits (one-sided binomial test) and the channel capacity.
+
+    \b
+    Example:
+      ganprint metrics pvalue --bits 100 --bit-accuracy 0.93     # p = 1.4e-20, as in the AGF table
+    """
+    from ..errors import GanprintError
+    from ..metrics.bits import capacity, log10_p_value, p_value
+
+    if (matches is None) == (acc is None):
+        raise GanprintError("pass exactly one of --matches or --bit-accuracy")
+    m = int(round(acc * k)) if acc is not None else matches
+    if m > k:
+        raise GanprintError(f"--matches {m} is larger than --bits {k}")
+    out = {"bits": k, "matches": m, "bit_accuracy": m / k, "p_value": p_value(m, k),
+           "log10_p": log10_p_value(m, k), "capacity_bits": capacity(k, m / k)}
+    if as_json:
+        click.echo(json.dumps(out))
+    else:
+        click.echo(f"{m} of {k} bits match: p = {out['p_value']:.3g} (log10 p = {out['log10_p']:.2f}); "
+                   f"BSC capacity at this accuracy {out['capacity_bits']:.1f} bits")
+
+
 @metrics_group.command("fid")
 @click.argument("data_a", type=click.Path(exists=True))
 @click.argument("data_b", type=click.Path(exists=True))
@@ -127,10 +157,12 @@ def attacks_cmd():
     """List the image attacks, their parameter, default sweep and neutral strength."""
     from ..attacks import ATTACKS, SUITES
 
+    click.echo(f"{'name':<11} {'parameter=default sweep':<32} {'neutral':<8} description")
     for a in ATTACKS.values():
-        sweep = ",".join(f"{v:g}" for v in a.sweep)
-        neutral = "none (lossy at any setting)" if a.neutral is None else f"{a.neutral:g}"
-        click.echo(f"{a.name:<11} {a.param}={sweep:<28} neutral {neutral:<12} {a.description}")
+        sweep = a.param + "=" + ",".join(f"{v:g}" for v in a.sweep)
+        neutral = "-" if a.neutral is None else f"{a.neutral:g}"  # codecs: lossy at any quality
+        aliases = f" (also: {', '.join(a.aliases)})" if a.aliases else ""
+        click.echo(f"{a.name:<11} {sweep:<32} {neutral:<8} {a.description}{aliases}")
     for n, members in SUITES.items():
         click.echo(f"suite {n}: {' '.join(members)}")
 
