@@ -54,8 +54,8 @@ def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_
       # a chosen fingerprint, given in hex:
       ganprint embed --model model.safetensors --data photos/ --outdir out/ --identical --fingerprint 0x3fa2...
       # a different fingerprint per image, bad files skipped, 2 processes:
-      torchrun --nproc_per_node 2 $(which ganprint) embed --model model.safetensors --data photos/ \\
-          --outdir out/ --skip-bad
+      torchrun --standalone --nproc_per_node 2 -m ganprint embed --model model.safetensors \\
+          --data photos/ --outdir out/ --skip-bad
     """
     from ..api import embed
 
