@@ -78,7 +78,7 @@ def generate_seeds(G: Generator, seeds: list[int], device: torch.device | str = 
     out = []
     for i in range(0, len(seeds), batch_size):
         z, noise = seeded_inputs(Gx, seeds[i: i + batch_size], device)
-        img = Gx(z.to(dtype), psi=psi, noise=[n.to(dtype) for n in noise])
+        img = Gx(z.to(dtype), psi=psi, noise=[n.to(dtype) for n in noise], fused=False)
         out.append(to_uint8(img))
     return np.concatenate(out) if out else np.zeros((0, G.img_resolution, G.img_resolution, 3), np.uint8)
 

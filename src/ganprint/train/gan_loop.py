@@ -280,7 +280,7 @@ def training_loop(cfg: GanTrainConfig, outdir: str | Path, dataset: Dataset, dev
                  "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "pl_mean": loss.pl_mean.cpu(),
                  "cur_nimg": cur_nimg, "batch_idx": batch_idx, "cur_tick": cur_tick, "elapsed": elapsed}
         if rank == 0:
-            imgs = generate_seeds(G_ema, grid_seeds, dev)
+            imgs = generate_seeds(G_ema, grid_seeds, dev, dtype=torch.float32)
             write_grid(outdir / f"fakes{kimg:06d}.png", imgs)
             meta = {"ganprint.train.kimg": f"{cur_nimg / 1000:.3f}", "ganprint.train.seed": str(cfg.seed)}
             cfg_d = generator_config_dict(cfg.G)
