@@ -187,9 +187,11 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
     outdir = Path(outdir)
     params = {"resolution": int(resolution), "seed": int(seed), "photos": photos}
     meta_path = outdir / "sources.json"
+    old_count = 0
     if outdir.exists():
         if meta_path.is_file():
             old = json.loads(meta_path.read_text(encoding="utf-8"))
+            old_count = int(old.get("count", 0))
             if old.get("params") != params:
                 raise GanprintError(
                     f"{outdir} holds samples made with {old.get('params')}, not {params}; use a new output folder"
@@ -217,6 +219,8 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
         paths.append(path)
         per_photo[sources[k]["name"]] += 1
         crops.append({"file": name, "photo": sources[k]["name"], **info})
+    for i in range(count, old_count):  # a smaller --count than last time: drop our own surplus crops
+        (outdir / f"{i:06d}.png").unlink(missing_ok=True)
     for s in sources:
         s["crops"] = per_photo[s["name"]]
     meta = {"params": params, "count": count, "ganprint_version": __version__,
