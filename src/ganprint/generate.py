@@ -112,6 +112,8 @@ def generate_images(model_path: str | os.PathLike, seeds: list[int], outdir: str
         raise GanprintError("--seeds selects no seeds")
     kind = read_metadata(model_path)["ganprint.kind"]
     if kind.startswith("scalable"):
+        if psi != 1:
+            raise GanprintError(f"--trunc applies to stylegan2-G generators; {model_path} is '{kind}': drop --trunc")
         from . import scalable_api  # lazy: written by the scalable-fingerprint module
 
         return scalable_api.generate(model_path, seeds, outdir, batch_size, grid, fingerprint, identical_latent,
