@@ -52,8 +52,9 @@ def prepare(args) -> tuple[Path, Path, Path, str]:
     if not stega.exists():
         if args.stega_model:
             raise SystemExit(f"--stega-model {stega} does not exist")
+        steps = ["--steps", str(args.stega_steps)] if args.stega_steps else []
         _run(_ganprint("train", "--data", str(data), "--preset", "demo-32", "--outdir", str(work / "stega"),
-                       "--device", args.device, "--seed", str(args.seed)))
+                       "--device", args.device, "--seed", str(args.seed), *steps))
     emb = work / "embedded"
     if not (emb / "manifest.json").exists() or json.loads((emb / "manifest.json").read_text()).get("status") != "complete":
         _run(_ganprint("embed", "--model", str(stega), "--data", str(data), "--outdir", str(emb), "--identical",
@@ -81,6 +82,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--stega-model", default=None, help="a `ganprint train` export; default: train demo-32 here")
+    ap.add_argument("--stega-steps", type=int, default=None, help="steps of that demo-32 run (default: preset)")
     ap.add_argument("--count", type=int, default=2000, help="sample crops (GAN training set)")
     ap.add_argument("--preset", default="small")
     ap.add_argument("--batch-size", type=int, default=None)
