@@ -56,7 +56,8 @@ def prepare(args) -> tuple[Path, Path, Path, str]:
         _run(_ganprint("train", "--data", str(data), "--preset", "demo-32", "--outdir", str(work / "stega"),
                        "--device", args.device, "--seed", str(args.seed), *steps))
     emb = work / "embedded"
-    if not (emb / "manifest.json").exists() or json.loads((emb / "manifest.json").read_text()).get("status") != "complete":
+    manifest = emb / "manifest.json"
+    if not manifest.exists() or json.loads(manifest.read_text()).get("status") != "complete":
         _run(_ganprint("embed", "--model", str(stega), "--data", str(data), "--outdir", str(emb), "--identical",
                        "--seed", str(args.seed), "--device", args.device))
     fingerprint = json.loads((emb / "manifest.json").read_text())["config"]["fingerprint"]

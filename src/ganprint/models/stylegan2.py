@@ -482,7 +482,9 @@ class Generator(nn.Module):
                                       lr_multiplier=cfg.mapping_lr_multiplier)
 
     def forward(self, z: torch.Tensor, psi: float = 1.0, noise_mode: str = "random",
-                noise: list[torch.Tensor] | None = None, update_w_avg: bool = False, fused: bool = True) -> torch.Tensor:
+                noise: list[torch.Tensor] | None = None, update_w_avg: bool = False,
+                fused: bool = True) -> torch.Tensor:
+        """z [N, z_dim] -> img [N, C, R, R]; `psi` truncates towards w_avg, `noise` as in SynthesisNetwork."""
         ws = self.mapping(z, psi=psi, update_w_avg=update_w_avg)
         return self.synthesis(ws, noise_mode=noise_mode, noise=noise, fused=fused)
 
