@@ -46,8 +46,14 @@ class GanTrainConfig:
         self.D.validate()
         if self.G.img_resolution != self.D.img_resolution:
             raise ValueError("G and D resolutions differ")
-        if self.batch_size < 1 or self.total_kimg < 0 or self.kimg_per_tick <= 0 or self.snapshot_kimg <= 0:
-            raise ValueError("batch_size, kimg_per_tick and snapshot_kimg must be positive, total_kimg >= 0")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size (--batch-size) must be >= 1, got {self.batch_size}")
+        if self.total_kimg < 0:
+            raise ValueError(f"total_kimg (--kimg) must be >= 0, got {self.total_kimg}")
+        if self.kimg_per_tick <= 0:
+            raise ValueError(f"kimg_per_tick (--tick-kimg) must be > 0, got {self.kimg_per_tick}")
+        if self.snapshot_kimg <= 0:
+            raise ValueError(f"snapshot_kimg (--snapshot-kimg) must be > 0, got {self.snapshot_kimg}")
         if self.r1_interval < 1 or self.pl_interval < 1 or self.pl_batch_shrink < 1:
             raise ValueError("regularisation intervals and pl_batch_shrink must be >= 1")
         return self
