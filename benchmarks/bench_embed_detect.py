@@ -5,7 +5,8 @@ seed 0) and an untrained StegaModel(R, K=100) is exported (speed does not depend
 fresh processes run one after another, each timed around the call only (imports excluded):
 ours-embed (api.embed, per-image fingerprints), ours-detect (api.detect with --embedded, so it also computes
 p-values), orig-embed and orig-detect (benchmarks/agf_original_baseline.py). Peak RSS is the process's
-ru_maxrss; DataLoader workers are reported separately (RUSAGE_CHILDREN).
+ru_maxrss; DataLoader workers are reported separately (RUSAGE_CHILDREN). CPU s = user + system time of the
+process and its workers during the call (less sensitive than wall time to other jobs on a shared machine).
 
     nice -n 10 python benchmarks/bench_embed_detect.py --counts 1000 10000 --resolutions 32 --threads 2
 """
@@ -33,6 +34,8 @@ def _child(kind: str, model: str, data: str, out: str, threads: int, num_workers
     from ganprint import api
     import agf_original_baseline as orig
 
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = me.ru_utime + me.ru_stime  # CPU seconds (all threads; workers added at the end), less load-sensitive
     t = time.perf_counter()
     if kind == "ours-embed":
         n = api.embed(model, data, out, device="cpu", num_workers=num_workers)["fingerprinted"]
@@ -46,7 +49,10 @@ def _child(kind: str, model: str, data: str, out: str, threads: int, num_workers
     else:
         raise ValueError(kind)
     wall = time.perf_counter() - t
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime - cpu0
     return {"kind": kind, "images": n, "wall_s": round(wall, 3), "images_per_s": round(n / wall, 1),
+            "cpu_s": round(cpu, 2), "images_per_cpu_s": round(n / cpu, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "workers_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
 
@@ -115,11 +121,11 @@ def main() -> None:
                 if a.json:
                     with open(a.json, "a") as f:
                         f.write(json.dumps(r) + "\n")
-    print("| R | N | run | images/s | wall s | peak RSS MB (main) | workers peak RSS MB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| R | N | run | images/s | wall s | CPU s | images/CPU-s | peak RSS MB (main) | workers peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['resolution']} | {r['count']} | {r['kind']} | {r['images_per_s']} | {r['wall_s']} | "
-              f"{r['peak_rss_mb']} | {r['workers_peak_rss_mb']} |")
+              f"{r['cpu_s']} | {r['images_per_cpu_s']} | {r['peak_rss_mb']} | {r['workers_peak_rss_mb']} |")
 
 
 if __name__ == "__main__":
