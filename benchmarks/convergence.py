@@ -9,6 +9,8 @@ fingerprints into the held-out crops (8-bit rounded, as a saved PNG would be) an
     python benchmarks/convergence.py --preset agf-original --resolution 32 --fingerprint-length 64 \
         --steps 1500 --seeds 0 --out benchmarks/convergence-original.jsonl
 
+    python benchmarks/convergence.py --diagnose     # why the original stalls at bit accuracy 0.5
+
 Writes one JSONL row per seed ({"seed", "reached", "steps_to_target", "minutes_to_target", "final_bit_acc",
 "final_psnr", "curve": [[step, minutes, bit_acc, psnr], ...]}) and prints a Markdown table.
 """
@@ -85,7 +87,34 @@ def run_seed(args, seed: int, train, held: torch.Tensor) -> dict:
             "final_psnr": curve[-1][3] if curve else None, "curve": curve}
 
 
+def diagnose(res: int = 32, bits: int = 64, batch: int = 64) -> None:
+    """Print, for PyTorch's default init and for He init, what the untrained networks do with a batch:
+    the encoder output's spread across the batch, the decoder's logit spread and the bit-loss gradient norms."""
+    import torch.nn.functional as F
+
+    from ganprint.models.stega import StegaConfig, StegaModel
+    from ganprint.train.stega_loop import init_weights
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, res, res, generator=g)
+    c = torch.randint(0, 2, (batch, bits), generator=g).float()
+    for scheme in ("torch", "he"):
+        m = StegaModel(StegaConfig(res, bits))
+        init_weights(m, scheme, 0)
+        fp, logits = m(c, x)
+        F.binary_cross_entropy_with_logits(logits, c).backward()
+        row = {"init": scheme, "enc_out_std_over_batch": fp.std(0).mean().item(), "enc_out_mean": fp.mean().item(),
+               "logit_std": logits.std().item(),
+               "grad_norm": {n: f"{p.grad.norm().item():.1e}" for n, p in m.named_parameters()
+                             if n.endswith("weight") and any(k in n for k in ("secret_dense", "conv1.", "conv5",
+                                                                               "residual", "decoder.0.", "dense.2"))}}
+        print(json.dumps(row))
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--diagnose"]:
+        diagnose()
+        return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="demo-32")
     p.add_argument("--seeds", default="0-4")

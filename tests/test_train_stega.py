@@ -113,13 +113,16 @@ def test_gated_schedule_matches_the_original():
 
 def test_psnr_schedule_steers_toward_target():
     s = L2Schedule(TrainConfig(l2_schedule="psnr", l2_threshold=0.0, l2_await=0, l2_weight=1.0, target_psnr=30))
-    s.update(0.5, 1e-2)  # opens the gate
+    s.update(0.99, 1e-2)  # opens the gate
     w0 = s.weight()
-    s.update(0.5, 1e-2)  # 20 dB < 30 dB: more image loss
+    s.update(0.99, 1e-2)  # 20 dB < 30 dB: more image loss
     assert s.weight() > w0
     w1 = s.weight()
-    s.update(0.5, 1e-4)  # 40 dB > 30 dB: less
+    s.update(0.99, 1e-4)  # 40 dB > 30 dB: less
     assert s.weight() < w1
+    w2 = s.weight()
+    s.update(0.6, 1e-2)  # bits below the floor come first, even at low PSNR
+    assert s.weight() < w2
 
 
 def test_presets_and_overrides():

@@ -182,9 +182,12 @@ class L2Schedule:
                 self.since = 0
             return
         if c.l2_schedule == "psnr" and self.since >= c.l2_await:
-            # Multiplicative controller: raise the weight while the PSNR is below target, lower it above.
+            # Multiplicative controller: bits first (lower the weight while the batch accuracy is under the
+            # floor), then raise it slowly while the PSNR is below target and lower it above. A fast controller
+            # (or a large fixed weight) lets the image loss swamp the bit loss and the bits collapse to 0.5.
             psnr = 10 * math.log10(1 / max(mse, 1e-12))
-            self.log_w = float(np.clip(self.log_w + 0.02 * (c.target_psnr - psnr), math.log(1e-3), math.log(1e4)))
+            delta = -10 * c.psnr_rate if bit_acc < c.psnr_acc_floor else c.psnr_rate * (c.target_psnr - psnr)
+            self.log_w = float(np.clip(self.log_w + delta, math.log(1e-3), math.log(1e4)))
         self.since += 1
 
     def state_dict(self) -> dict:
@@ -380,14 +383,12 @@ def train_stega(
             bit_acc = ((logits > 0).float() == bits).float().mean()
             loss = cfg.bce_weight * bce + w_l2 * l2
         opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
         if warm and world > 1:
-            # DDP syncs only the parameters its forward used; the decoder is idle here, so reduce by hand.
-            loss.backward()
+            # The warm start bypasses the DDP wrapper (the decoder is idle), so average the gradients by hand.
             for p in model.enc.parameters():
                 if p.grad is not None:
                     p.grad = dist.all_reduce_mean(p.grad)
-        else:
-            scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
 
