@@ -10,6 +10,7 @@ fingerprints into the held-out crops (8-bit rounded, as a saved PNG would be) an
         --steps 1500 --seeds 0 --out benchmarks/convergence-original.jsonl
 
     python benchmarks/convergence.py --diagnose     # why the original stalls at bit accuracy 0.5
+    python benchmarks/convergence.py --eval-export RUN/model.safetensors HELDOUT_DIR   # one model, held out
 
 Writes one JSONL row per seed ({"seed", "reached", "steps_to_target", "minutes_to_target", "final_bit_acc",
 "final_psnr", "curve": [[step, minutes, bit_acc, psnr], ...]}) and prints a Markdown table.
@@ -114,6 +115,17 @@ def diagnose(res: int = 32, bits: int = 64, batch: int = 64) -> None:
 def main() -> None:
     if sys.argv[1:] == ["--diagnose"]:
         diagnose()
+        return
+    if sys.argv[1:2] == ["--eval-export"]:  # --eval-export MODEL HELDOUT_DIR: one trained model on held-out crops
+        from ganprint.checkpoint import load_export
+
+        model, cfg, meta = load_export(sys.argv[2], kind="stega")
+        held = cache_dataset(open_image_dataset(sys.argv[3], cfg["resolution"]), cfg["resolution"])
+        g = torch.Generator().manual_seed(1234)
+        bits = torch.randint(0, 2, (len(held), cfg["fingerprint_length"]), generator=g).float()
+        acc, psnr = heldout_eval(model, held, bits)
+        print(json.dumps({"model": sys.argv[2], "step": meta.get("ganprint.step"), "heldout_images": len(held),
+                          "bit_acc": round(acc, 4), "psnr": round(psnr, 2)}))
         return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="demo-32")

@@ -16,7 +16,7 @@ import torch
 
 from .checkpoint import load_export, save_export
 from .errors import GanprintError
-from .models.stega import StegaConfig, StegaDecoder, StegaDecoderOnly, StegaEncoder, StegaModel, stega_config_dict
+from .models.stega import StegaConfig, StegaDecoderOnly, StegaModel, stega_config_dict
 
 log = logging.getLogger(__name__)
 
@@ -156,4 +156,4 @@ def export_part(model_path: str | os.PathLike, part: str, out: str | os.PathLike
     return save_export(out, dec_only, "stega-decoder", config, extra=extra)
 
 
-__all__ = ["import_agf", "export_part", "ImportAgfError", "StegaEncoder", "StegaDecoder"]
+__all__ = ["import_agf", "export_part", "ImportAgfError"]

@@ -7,8 +7,6 @@ import logging
 
 import click
 
-from ..errors import GanprintError
-
 log = logging.getLogger(__name__)
 
 
@@ -106,5 +104,3 @@ def export_cmd(model_path, part, out):
 
 
 COMMANDS = [train_cmd, import_agf_cmd, export_cmd]
-
-__all__ = ["COMMANDS", "GanprintError"]
