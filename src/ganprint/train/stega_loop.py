@@ -274,8 +274,10 @@ def train_stega(
     _check_outdir_config(outdir, cfg)
 
     ds = open_training_data(cfg, data)
-    cached = ds if isinstance(ds, torch.Tensor) else cache_dataset(ds, cfg.resolution, cache_bytes, workers) \
-        if cache_bytes else None
+    if isinstance(ds, torch.Tensor):
+        cached = ds
+    else:  # decoding 64 32-px PNGs costs ~70 ms, a quarter of an idle step: decode once if the set fits in RAM
+        cached = cache_dataset(ds, cfg.resolution, cache_bytes, workers) if cache_bytes else None
     n = len(ds)
     if n == 0:
         raise GanprintError(f"--data {cfg.data or '<in-memory>'} holds no images")
