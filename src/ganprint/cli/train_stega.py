@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 @click.option("--l2-weight", type=float, default=None, help="Final L2 weight (gated) / starting weight (psnr) [10].")
 @click.option("--target-psnr", type=float, default=None, help="PSNR in dB held by --l2-schedule psnr [33].")
 @click.option("--psnr-acc-floor", type=float, default=None,
-              help="psnr schedule: batch bit accuracy under which the L2 weight falls [0.95].")
+              help="psnr schedule: batch bit accuracy under which the L2 weight falls [0.98].")
 @click.option("--psnr-rate", type=float, default=None, help="psnr schedule: controller gain per dB and step [0.002].")
 @click.option("--bce-weight", type=float, default=None, help="Bit-loss weight [1].")
 @click.option("--init", "init_", type=click.Choice(["torch", "he"]), default=None, help="Weight initialisation.")

@@ -42,7 +42,7 @@ class TrainConfig:
     l2_ramp: int = 3000  # ramp length in steps ("gated")
     l2_weight: float = 10.0  # final weight ("gated") or starting weight ("psnr")
     target_psnr: float = 33.0  # dB held by the "psnr" schedule
-    psnr_acc_floor: float = 0.95  # "psnr": below this batch bit accuracy the weight falls (bits come first)
+    psnr_acc_floor: float = 0.98  # "psnr": below this batch bit accuracy the weight falls (bits come first)
     psnr_rate: float = 0.002  # "psnr": log-weight change per step and dB of PSNR error
     bce_weight: float = 1.0  # weight of the bit loss (BCE with logits)
     init: str = "torch"  # "torch" (PyTorch default, as the original) | "he" (He-normal, zero biases)
@@ -103,7 +103,7 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     "agf-original": TrainConfig(),
     "default": TrainConfig(init="he", l2_schedule="psnr", l2_await=0, l2_weight=1.0),
-    "demo-32": TrainConfig(resolution=32, fingerprint_length=64, batch_size=64, steps=1500, lr=3e-4, init="he",
+    "demo-32": TrainConfig(resolution=32, fingerprint_length=64, batch_size=32, steps=3000, lr=3e-4, init="he",
                            l2_schedule="psnr", l2_await=0, l2_weight=1.0, amp=True),
 }
 
