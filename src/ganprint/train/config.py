@@ -103,7 +103,7 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     "agf-original": TrainConfig(),
     "default": TrainConfig(init="he", l2_schedule="psnr", l2_await=0, l2_weight=1.0),
-    "demo-32": TrainConfig(resolution=32, fingerprint_length=64, batch_size=32, steps=3000, lr=3e-4, init="he",
+    "demo-32": TrainConfig(resolution=32, fingerprint_length=64, batch_size=64, steps=2000, lr=3e-4, init="he",
                            l2_schedule="psnr", l2_await=0, l2_weight=1.0, amp=True),
 }
 
