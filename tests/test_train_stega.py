@@ -156,3 +156,16 @@ def test_augment_hook(tmp_path):
     spec = "noise"
     train_stega(tiny_cfg(steps=2, augment=spec), tmp_path, data=DictDataset(), device="cpu", progress=False)
     assert json.loads((tmp_path / "config.json").read_text())["augment"] == spec
+
+
+def test_decoder_polish_freezes_encoder_and_trains_decoder(tmp_path):
+    # Steps 3-4 are polish: the encoder must not move while the decoder does.
+    cfg = tiny_cfg(steps=4, decoder_polish=2)
+    train_stega(cfg, tmp_path / "a", data=DictDataset(), device="cpu", checkpoint_every=2, log_every=2,
+                progress=False)
+    mid = params(tmp_path / "a" / "export-00000002.safetensors")
+    end = params(tmp_path / "a" / "model.safetensors")
+    for k in mid:
+        if k.startswith("enc."):
+            assert torch.equal(mid[k], end[k]), k
+    assert any(not torch.equal(mid[k], end[k]) for k in mid if k.startswith("dec."))

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 @click.option("--bce-weight", type=float, default=None, help="Bit-loss weight [1].")
 @click.option("--init", "init_", type=click.Choice(["torch", "he"]), default=None, help="Weight initialisation.")
 @click.option("--identity-warmup", type=int, default=None, help="Steps of encoder-only identity warm start.")
+@click.option("--decoder-polish", type=int, default=None,
+              help="Final steps training the decoder alone on 8-bit-rounded outputs (demo-32: 400).")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision (bf16 autocast on CPU, bf16/fp16 on CUDA).")
 @click.option("--augment", "augment", type=str, default=None,
               help="Immunized training: ganprint.augment spec applied before the decoder.")

@@ -47,6 +47,7 @@ class TrainConfig:
     bce_weight: float = 1.0  # weight of the bit loss (BCE with logits)
     init: str = "torch"  # "torch" (PyTorch default, as the original) | "he" (He-normal, zero biases)
     identity_warmup: int = 0  # steps training the encoder alone to reproduce its input image (0 = none)
+    decoder_polish: int = 0  # final steps training the decoder alone on 8-bit-rounded fingerprinted images (0 = none)
     amp: bool = False  # mixed precision: bf16 autocast on CPU; on CUDA bf16 (or fp16 + loss scaling)
     augment: str | None = None  # ganprint.augment spec applied to fingerprinted images before the decoder
     seed: int = 0  # every random draw is a function of (seed, rank, step)
@@ -75,6 +76,7 @@ class TrainConfig:
             ("--l2-schedule", self.l2_schedule in ("gated", "psnr"), "must be 'gated' or 'psnr'"),
             ("--init", self.init in ("torch", "he"), "must be 'torch' or 'he'"),
             ("--identity-warmup", self.identity_warmup >= 0, "must be >= 0"),
+            ("--decoder-polish", self.decoder_polish >= 0, "must be >= 0"),
             ("--lr-warmup", self.lr_warmup >= 0, "must be >= 0"),
             ("--device", self.device in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda"),
         ]
@@ -103,8 +105,8 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     "agf-original": TrainConfig(),
     "default": TrainConfig(init="he", l2_schedule="psnr", l2_await=0, l2_weight=1.0),
-    "demo-32": TrainConfig(resolution=32, fingerprint_length=64, batch_size=64, steps=2000, lr=3e-4, init="he",
-                           l2_schedule="psnr", l2_await=0, l2_weight=1.0, amp=True),
+    "demo-32": TrainConfig(resolution=32, fingerprint_length=64, batch_size=64, steps=3000, lr=3e-4, init="he",
+                           l2_schedule="psnr", l2_await=0, l2_weight=1.0, amp=True, decoder_polish=400),
 }
 
 

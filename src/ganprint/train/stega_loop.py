@@ -355,12 +355,19 @@ def train_stega(
         g = torch.Generator().manual_seed(derive_seed(cfg.seed, _TAG_BITS, rank, step))
         bits = torch.randint(0, 2, (per_rank, cfg.fingerprint_length), generator=g).float().to(dev)
         warm = step < cfg.identity_warmup
+        # Decoder polish: the encoder is frozen and its output rounded to 8 bits, as it will be once written as
+        # PNG; the decoder alone then learns to read exactly what deployment gives it. PSNR cannot change here.
+        polish = step >= total - cfg.decoder_polish
         lr = cfg.lr * min(1.0, (step + 1) / cfg.lr_warmup) if cfg.lr_warmup else cfg.lr
         for group in opt.param_groups:
             group["lr"] = lr
         w_l2 = sched.weight()
         with torch.autocast(dev.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-            if warm:
+            if polish:
+                with torch.no_grad():
+                    fp = (model.enc(bits, x).float() * 255).round() / 255
+                logits = model.dec(fp)
+            elif warm:
                 # Identity warm start: the encoder alone learns to reproduce its input (the sigmoid output
                 # starts as flat gray, PSNR ~11 dB), so that bits are later embedded into the image, not a gray.
                 fp = ddp.module.enc(bits, x) if world > 1 else model.enc(bits, x)
@@ -386,9 +393,9 @@ def train_stega(
             loss = cfg.bce_weight * bce + w_l2 * l2
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        if warm and world > 1:
-            # The warm start bypasses the DDP wrapper (the decoder is idle), so average the gradients by hand.
-            for p in model.enc.parameters():
+        if (warm or polish) and world > 1:
+            # Warm start and polish bypass the DDP wrapper (half the model is idle): average gradients by hand.
+            for p in (model.enc if warm else model.dec).parameters():
                 if p.grad is not None:
                     p.grad = dist.all_reduce_mean(p.grad)
         scaler.step(opt)
@@ -396,7 +403,7 @@ def train_stega(
 
         stats = torch.stack([loss.detach(), bce.detach(), l2.detach(), bit_acc.detach(), l2.detach()]).double().cpu()
         stats = dist.all_reduce_mean(stats)
-        if not warm:
+        if not warm and not polish:
             sched.update(float(stats[3]), float(stats[4]))
         acc_sum += stats
         interval_steps += 1
