@@ -105,8 +105,9 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     "agf-original": TrainConfig(),
     "default": TrainConfig(init="he", l2_schedule="psnr", l2_await=0, l2_weight=1.0),
-    "demo-32": TrainConfig(resolution=32, fingerprint_length=64, batch_size=64, steps=3000, lr=3e-4, init="he",
-                           l2_schedule="psnr", l2_await=0, l2_weight=1.0, amp=True, decoder_polish=400),
+    "demo-32": TrainConfig(resolution=32, fingerprint_length=64, batch_size=64, steps=2800, lr=3e-4, init="he",
+                           l2_schedule="psnr", l2_await=0, l2_weight=1.0, amp=True, psnr_acc_floor=0.97,
+                           psnr_rate=0.003, decoder_polish=400),
 }
 
 
