@@ -14,7 +14,6 @@ and `a.png`, or `A.png` and `a.PNG`), each of them keeps its full name and gains
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,7 +32,8 @@ from .errors import GanprintError
 from .fingerprints import bits_to_str, parse_bits, random_bits
 from .imageio import BadImageError, from_tensor01, write_png
 from .metrics.bits import count_matches, decode_bits, log10_p_value, match_threshold, p_value
-from .utils import append_jsonl, atomic_write_json, atomic_write_text, derive_seed, read_jsonl, resolve_device
+from .utils import (append_jsonl, atomic_write_json, atomic_write_text, derive_seed, read_jsonl, resolve_device,
+                    sha256_file)
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,6 @@ def output_names(relpaths: list[str]) -> list[str]:
         names = [f"{n[:-4]}~{i}.png" if counts[n.lower()] > 1 else n for i, n in enumerate(names)]
     raise AssertionError("output_names could not make names unique")  # unreachable: indices are unique
 
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file (streamed)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def per_image_bits(seed: int, index: int, length: int) -> torch.Tensor:

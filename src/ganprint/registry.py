@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import getpass
-import hashlib
 import logging
 import os
 import secrets
@@ -31,6 +30,7 @@ import torch
 
 from .errors import GanprintError
 from .fingerprints import bits_to_hex, pack_bits, parse_bits, unpack_bits
+from .utils import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,6 @@ def default_min_distance(k: int) -> int:
     """The default minimum Hamming distance between issued K-bit fingerprints: K // 4 (see module docstring)."""
     return max(1, k // 4)
 
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass

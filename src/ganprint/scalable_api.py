@@ -104,7 +104,8 @@ def issue_model(model_path: str | os.PathLike, registry_path: str | os.PathLike,
     """
     from .checkpoint import save_export
     from .models.scalable import fold_fingerprint
-    from .registry import Registry, sha256_file
+    from .registry import Registry
+    from .utils import sha256_file
 
     dev = resolve_device(device)
     G, cfg, _ = load_export(model_path, kind="scalable-G", device=dev)

@@ -68,7 +68,7 @@ def load_inception(path: str | os.PathLike | None = None, device: str | torch.de
     A file whose SHA-256 differs from INCEPTION_SHA256 is refused unless `allow_unverified` (for tests with
     random weights; the features are then not comparable with published FIDs, and a warning says so).
     """
-    from ..api import sha256_file
+    from ..utils import sha256_file
     from ..models.inception import FIDInceptionV3
 
     p = resolve_weights_path(path)
