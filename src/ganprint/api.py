@@ -130,17 +130,15 @@ def _item_names(ds) -> list[str]:
     return [f"{i:06d}.png" for i in range(len(ds))]
 
 
-def _num_workers(num_workers, n_items, batch_size):
-    if num_workers is not None:
-        return int(num_workers)
-    if n_items <= batch_size:
-        return 0  # worker start-up costs more than it saves
-    per_rank = (os.cpu_count() or 1) // dist.get_world_size()
-    return max(0, min(4, per_rank - 1))
+def _num_workers(num_workers):
+    # Default 0: with a DataLoader worker *and* several torch threads the main process's peak memory grew with
+    # the data set (1k -> 10k 32-px images: 408 -> 627 MB with 1 worker, 413 MB flat with none; measured, see
+    # benchmarks/RESULTS-embed-detect.md), for ~8 % wall time. Decoding large photos benefits from --num-workers.
+    return 0 if num_workers is None else int(num_workers)
 
 
 def _loader(ds, indices, batch_size, num_workers):
-    nw = _num_workers(num_workers, len(indices), batch_size)
+    nw = _num_workers(num_workers)
     return DataLoader(Subset(ds, indices), batch_size=batch_size, shuffle=False, num_workers=nw,
                       collate_fn=collate, pin_memory=False, persistent_workers=False)
 

@@ -19,7 +19,7 @@ _COMMON = [
     click.option("--skip-bad", is_flag=True,
                  help="Skip unreadable image files (listed at the end) instead of stopping at the first."),
     click.option("--num-workers", type=click.IntRange(min=0), default=None,
-                 help="DataLoader worker processes [default: from the CPU count]."),
+                 help="DataLoader worker processes for image decoding [default: 0, which keeps memory flat]."),
 ]
 
 
