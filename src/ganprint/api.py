@@ -99,8 +99,11 @@ def _as_bits(fingerprint, k: int) -> torch.Tensor:
     return parse_bits(str(fingerprint), k)
 
 
-def _setup(model, resolution, celeba, device, need_encoder):
-    """Load the model, pick the device (initialising torch.distributed under torchrun) and the resolution."""
+def _setup(model, resolution, celeba, device, need_encoder, batch_size):
+    """Check the batch size, load the model, pick the device (initialising torch.distributed under torchrun) and
+    the resolution."""
+    if batch_size < 1:
+        raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
     dist.init(dev)
     dev = dist.local_device(dev)
@@ -201,9 +204,7 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     """
     if fingerprint is not None and not identical:
         raise GanprintError("--fingerprint sets the one fingerprint of --identical; add --identical")
-    if batch_size < 1:
-        raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
-    module, config, res, dev = _setup(model, resolution, celeba, device, need_encoder=True)
+    module, config, res, dev = _setup(model, resolution, celeba, device, need_encoder=True, batch_size=batch_size)
     k = int(config["fingerprint_length"])
     rank, world = dist.get_rank(), dist.get_world_size()
     out = Path(outdir)
@@ -382,9 +383,7 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
         raise GanprintError("pass either --fingerprint or --embedded, not both")
     if not 0 < fpr < 1:
         raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
-    if batch_size < 1:
-        raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
-    module, config, res, dev = _setup(model, resolution, celeba, device, need_encoder=False)
+    module, config, res, dev = _setup(model, resolution, celeba, device, need_encoder=False, batch_size=batch_size)
     k = int(config["fingerprint_length"])
     rank, world = dist.get_rank(), dist.get_world_size()
     out = Path(outdir)
