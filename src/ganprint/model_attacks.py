@@ -3,16 +3,24 @@
 These are the attacks the papers study on the weights themselves (papers.md §1.9: quantization to a decimal
 precision and additive weight noise), plus magnitude pruning and a short fine-tune on clean data (peers.md §8).
 Only floating-point *parameters* are changed; buffers (running statistics, averaged latents) are copied as is.
+
+`MODEL_ATTACK_SPECS` / `parse_model_attacks` describe the sweeps `ganprint evaluate --model-attacks` runs
+(quantization, weight noise, pruning). `finetune` is not among them: it needs the caller's GAN training step
+(discriminator and clean data), which an evaluation does not have.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 import torch.nn as nn
+
+from .errors import GanprintError
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +121,134 @@ MODEL_ATTACKS: dict[str, Callable[..., nn.Module]] = {
     "weight_noise": weight_noise,
     "prune": prune_weights,
 }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Model attacks as data: a strength knob, a default sweep and a neutral strength per attack (like attacks.ATTACKS)
+
+
+class ModelAttackSpecError(GanprintError):
+    """A --model-attacks spec that cannot be parsed or names an unknown attack/parameter."""
+
+
+@dataclass(frozen=True)
+class ModelAttack:
+    """One model-level perturbation with a single strength knob; `__call__` returns a perturbed copy."""
+
+    name: str
+    fn: Callable[[nn.Module, float, int], nn.Module] = field(repr=False)
+    param: str  # the strength's parameter name
+    neutral: float | None  # strength at which the copy is exact (None: lossy at every strength)
+    sweep: tuple[float, ...]  # default strengths, mildest first
+    description: str
+    bounds: tuple[float, float] = (-math.inf, math.inf)
+    integer: bool = False  # the strength must be a whole number
+    descending: bool = False  # smaller values are stronger (plots reverse the axis)
+
+    def __call__(self, model: nn.Module, strength: float, seed: int = 0) -> nn.Module:
+        """A perturbed copy of `model` at `strength` (an exact copy at the neutral strength); `model` is untouched."""
+        if self.neutral is not None and float(strength) == self.neutral:
+            return copy.deepcopy(model)
+        return self.fn(model, float(strength), int(seed))
+
+
+MODEL_ATTACK_SPECS: dict[str, ModelAttack] = {
+    a.name: a
+    for a in [
+        ModelAttack("quantize", lambda m, s, seed: quantize_weights(m, decimals=int(s)), "decimals", None,
+                    (4, 3, 2, 1, 0), "round every parameter to 10^-decimals (AGF's decimal precision)", (0, 12),
+                    integer=True, descending=True),
+        ModelAttack("quantize_bits", lambda m, s, seed: quantize_weights(m, bits=int(s)), "bits", None,
+                    (8, 6, 4, 3, 2), "symmetric per-tensor uniform quantization to `bits` bits", (2, 32),
+                    integer=True, descending=True),
+        ModelAttack("weight_noise", lambda m, s, seed: weight_noise(m, s, seed=seed), "std", 0.0,
+                    (0.001, 0.003, 0.01, 0.03, 0.1), "add N(0, std^2) to every parameter (absolute std, seeded)",
+                    (0, math.inf)),
+        ModelAttack("prune", lambda m, s, seed: prune_weights(m, s), "fraction", 0.0, (0.1, 0.3, 0.5, 0.7, 0.9),
+                    "zero the smallest-magnitude fraction of every weight matrix/kernel (per layer)", (0, 1)),
+    ]
+}
+
+MODEL_SUITES: dict[str, list[str]] = {
+    "standard": ["quantize", "weight_noise", "prune"],
+    "all": ["quantize", "quantize_bits", "weight_noise", "prune"],
+}
+
+PREFIX = "model:"  # attack names of model-attack rows in evaluation results: "model:quantize"
+
+
+@dataclass(frozen=True)
+class ModelAttackSetting:
+    """One (model attack, strength) of a sweep; `spec` ('model:prune:0.5') parses back."""
+
+    attack: str
+    strength: float
+
+    @property
+    def name(self) -> str:
+        """The attack label of result rows, e.g. 'model:prune'."""
+        return PREFIX + self.attack
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}:{self.strength:g}"
+
+    def __call__(self, model: nn.Module, seed: int = 0) -> nn.Module:
+        """A perturbed copy of `model`; randomness (weight noise) is a pure function of `seed`."""
+        return MODEL_ATTACK_SPECS[self.attack](model, self.strength, seed)
+
+
+def _parse_model_step(text: str) -> list[ModelAttackSetting]:
+    one = text[len(PREFIX):] if text.lower().startswith(PREFIX) else text
+    name, _, arg = one.partition(":")
+    name = name.strip().lower()
+    if name not in MODEL_ATTACK_SPECS:
+        raise ModelAttackSpecError(f"unknown model attack {name!r} in --model-attacks {text!r}; known: "
+                                   f"{', '.join(MODEL_ATTACK_SPECS)} (suites: {', '.join(MODEL_SUITES)}, none)")
+    att = MODEL_ATTACK_SPECS[name]
+    arg = arg.strip()
+    if not arg:
+        return [ModelAttackSetting(name, float(v)) for v in att.sweep]
+    if "=" in arg:
+        pname, _, arg = arg.partition("=")
+        if pname.strip().lower() != att.param:
+            raise ModelAttackSpecError(f"model attack {name!r} has no parameter {pname.strip()!r} (use "
+                                       f"{att.param}) in --model-attacks {text!r}")
+    out = []
+    for tok in arg.split(","):
+        try:
+            v = float(tok)
+        except ValueError:
+            raise ModelAttackSpecError(f"strength {tok.strip()!r} of {name!r} in --model-attacks {text!r} is not "
+                                       "a number") from None
+        lo, hi = att.bounds
+        if math.isnan(v) or not lo <= v <= hi:
+            raise ModelAttackSpecError(f"strength {tok.strip()} of {name!r} is outside [{lo:g}, {hi:g}] in "
+                                       f"--model-attacks {text!r}")
+        if att.integer and v != int(v):
+            raise ModelAttackSpecError(f"strength {tok.strip()} of {name!r} must be a whole number of "
+                                       f"{att.param} in --model-attacks {text!r}")
+        out.append(ModelAttackSetting(name, v))
+    return out
+
+
+def parse_model_attacks(spec: str | list[str] | tuple[str, ...]) -> list[ModelAttackSetting]:
+    """Parse model-attack specs ('standard', 'all', 'none', 'prune', 'prune:0.5', 'quantize:decimals=2,1',
+    'model:prune:0.5') into settings, order kept, duplicates dropped; 'none' contributes nothing.
+
+    Raises ModelAttackSpecError (a GanprintError) naming the offending part.
+    """
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    out: list[ModelAttackSetting] = []
+    for whole in specs:
+        if not str(whole).split():
+            raise ModelAttackSpecError("empty --model-attacks spec; give e.g. 'standard', 'none' or 'prune:0.5'")
+        for one in str(whole).split():  # spaces separate specs too
+            low = one.lower()
+            if low == "none":
+                continue
+            if low in MODEL_SUITES:
+                out += [s for n in MODEL_SUITES[low] for s in _parse_model_step(n)]
+            else:
+                out += _parse_model_step(one)
+    return list(dict.fromkeys(out))

@@ -1,5 +1,7 @@
 """Evaluation outputs: tidy JSONL, per-attack summary tables (CSV, Markdown), plots, and a readable report.
 
+Rows of model-level attacks (attack names `model:<name>`, from `eval.evaluate_model_attacks`) are summarized like
+image attacks; the report gives them their own table and plot (`model_attacks.png`).
 All files are written atomically. Plots use matplotlib's Agg canvas directly (no pyplot, no global backend).
 """
 
@@ -20,6 +22,7 @@ from . import __version__
 from .attacks import ATTACKS
 from .metrics.bits import capacity, detection_rate
 from .metrics.roc import roc_auc, roc_curve, tpr_at_fpr
+from .model_attacks import MODEL_ATTACK_SPECS, PREFIX
 from .utils import atomic_path, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,20 @@ PAPER_LABEL = "AGF paper (ProGAN CelebA-128, read off Fig. 3)"
 SUMMARY_COLUMNS = ["attack", "strength", "spec", "n", "mean_bit_accuracy", "std_bit_accuracy", "detected",
                    "tpr_analytic_1e-3", "tpr_analytic_1e-6", "capacity_bits", "clean_n", "clean_mean_bit_accuracy",
                    "clean_detected", "tpr_empirical", "tpr_empirical_1e-3", "tpr_empirical_1e-6", "auc"]
+
+
+def is_model_attack(attack: str) -> bool:
+    """Whether an attack label names a model-level attack ('model:prune')."""
+    return attack.startswith(PREFIX)
+
+
+def _axis(name: str) -> tuple[str, bool]:
+    """(x-axis label, reversed?) of an attack's panel: reversed where smaller values are stronger."""
+    if is_model_attack(name) and name[len(PREFIX):] in MODEL_ATTACK_SPECS:
+        a = MODEL_ATTACK_SPECS[name[len(PREFIX):]]
+        return a.param + " (model weights)", a.descending
+    label = ATTACKS[name].param if name in ATTACKS else "strength of the swept step"
+    return label, name in ("jpeg", "webp", "crop", "cropnr", "randcrop", "resize")
 
 
 def summarize(rows: list[dict], fpr: float, k: int, n_keys: int = 1) -> list[dict]:
@@ -143,10 +160,11 @@ def plot_accuracy(summary: list[dict], path: Path, k: int, threshold: int) -> bo
             px, py = zip(*PAPER_POINTS[name])
             ax.plot(px, py, "*", ms=11, color="tab:orange", label=PAPER_LABEL)
         ax.set_title(name)
-        ax.set_xlabel(ATTACKS[name].param if name in ATTACKS else "strength of the swept step")
+        xlabel, reverse = _axis(name)
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("bit accuracy")
         ax.set_ylim(0.3, 1.02)
-        if name in ("jpeg", "webp", "crop", "cropnr", "randcrop", "resize"):
+        if reverse:
             ax.invert_xaxis()  # smaller values are stronger: keep "stronger to the right"
         ax.grid(alpha=0.3)
         if i == 0:
@@ -204,6 +222,14 @@ binomial model (with n clean images it resolves FPRs down to 1/n only), and *AUC
 of fingerprinted vs clean images under the same perturbation.
 """
 
+_EXPLAIN_MODEL = """\
+Model-level attacks perturb the generator's weights (a perturbed copy per setting; the evaluated file is never
+changed): *quantize* rounds every parameter to 10^-decimals, *quantize_bits* quantizes each tensor uniformly
+to that many bits, *weight_noise* adds Gaussian noise of that standard deviation, *prune* zeroes that fraction
+of the smallest weights of every layer. The perturbed copy generates the same seeds, and the images are decoded
+without image attack; the *none* row is the unperturbed generator.
+"""
+
 
 def write_outputs(outdir: str | Path, rows: list[dict], meta: dict) -> dict:
     """Write results.jsonl, summary.csv/.md, plots, report.md/.html and eval.json into `outdir`; returns eval.json."""
@@ -214,16 +240,23 @@ def write_outputs(outdir: str | Path, rows: list[dict], meta: dict) -> dict:
     summary = summarize(rows, fpr, k, n_keys)
     with_clean = any(r["clean_n"] for r in summary)
     _write_csv(out / "summary.csv", summary)
-    table = markdown_table(summary, with_clean)
-    atomic_write_text(out / "summary.md", table)
+    image_part = [r for r in summary if not is_model_attack(r["attack"])]
+    model_part = [r for r in summary if is_model_attack(r["attack"])]
+    if model_part:  # the unperturbed generator as the reference row of the model-attack table
+        model_part = [r for r in summary if r["attack"] == "none"] + model_part
+    table = markdown_table(image_part, with_clean)
+    model_table = markdown_table(model_part, False) if model_part else ""
+    atomic_write_text(out / "summary.md", table + (f"\nModel-level attacks:\n\n{model_table}" if model_part else ""))
 
     plots = []
-    if plot_accuracy(summary, out / "bit_accuracy.png", k, meta["match_threshold"]):
+    if plot_accuracy(image_part, out / "bit_accuracy.png", k, meta["match_threshold"]):
         plots.append(("bit_accuracy.png", "Bit accuracy against attack strength"))
+    if model_part and plot_accuracy(model_part, out / "model_attacks.png", k, meta["match_threshold"]):
+        plots.append(("model_attacks.png", "Bit accuracy against model-level attack strength"))
     if with_clean:
         specs = ["none"]
-        for name in dict.fromkeys(r["attack"] for r in summary if r["attack"] != "none"):
-            pts = [r for r in summary if r["attack"] == name]
+        for name in dict.fromkeys(r["attack"] for r in image_part if r["attack"] != "none"):
+            pts = [r for r in image_part if r["attack"] == name]
             specs.append(pts[len(pts) // 2]["spec"])  # the middle strength of each attack
         if plot_roc(rows, out / "roc.png", specs[:8]):
             plots.append(("roc.png", "ROC: fingerprinted vs clean images (no attack, and each attack's middle "
@@ -239,6 +272,8 @@ def write_outputs(outdir: str | Path, rows: list[dict], meta: dict) -> dict:
 
     lines = [f"# Fingerprint robustness report\n",
              f"- model: `{meta['model']}` ({meta['fingerprint_length']} bits, {meta['resolution']} px)",
+             f"- fingerprinted images: generated by `{meta['generator']}` from seeds {_seeds_text(meta['seeds'])} "
+             f"({meta['images']} images)" if meta.get("generator") else
              f"- fingerprinted images: `{meta['data']}` ({meta['images']} images)",
              f"- clean images: `{meta['clean']}` ({meta['clean_images']} images)" if meta.get("clean") else
              "- clean images: none given (no measured false-positive rate, no ROC)",
@@ -248,25 +283,39 @@ def write_outputs(outdir: str | Path, rows: list[dict], meta: dict) -> dict:
               if meta["match_threshold"] <= k else
               f"- decision: **no image can be detected**: even {k} of {k} matching bits is not significant at "
               f"false-positive rate {fpr:g}; use longer fingerprints or a larger --fpr"),
-             f"- attacks: {len(meta['attacks'])} settings; seed {meta['seed']}; ganprint {__version__}\n"]
+             f"- attacks: {len(meta['attacks'])} settings" +
+             (f", model-level attacks: {len(meta['model_attacks'])} settings" if meta.get("model_attacks") else "") +
+             f"; seed {meta['seed']}; ganprint {__version__}\n"]
     if clean:
         lines.append(f"**Without attack:** mean bit accuracy {clean['mean_bit_accuracy']:.4f}, "
                      f"{100 * clean['detected']:.1f} % detected" +
                      (f"; clean images detected: {100 * clean['clean_detected']:.2f} %" if with_clean else "") + ".\n")
     lines += [_EXPLAIN, "## Summary\n", table]
+    tables = {"Summary": (image_part, with_clean)}
     for p, title in plots:
+        if p == "model_attacks.png":
+            lines += ["## Model-level attacks\n", _EXPLAIN_MODEL, model_table]
+            tables["Model-level attacks"] = (model_part, False)
         lines += [f"## {title}\n", f"![{title}]({p})\n"]
     if any(r["attack"] in PAPER_POINTS for r in summary):
         lines.append(f"Stars: {PAPER_LABEL}; approximate values, another data set and model, for orientation only.\n")
     lines.append("Per-image rows: `results.jsonl`; all summary columns: `summary.csv`.\n")
     md = "\n".join(lines)
     atomic_write_text(out / "report.md", md)
-    atomic_write_text(out / "report.html", _html(md, out, plots, summary, with_clean))
+    atomic_write_text(out / "report.html", _html(md, out, plots, tables))
     atomic_write_json(out / "eval.json", result)
     return result
 
 
-def _html(md: str, out: Path, plots, summary, with_clean) -> str:
+def _seeds_text(seeds) -> str:
+    """The seeds as given ('0-99'), or a list shortened to its ends."""
+    if isinstance(seeds, str):
+        return seeds
+    seeds = list(seeds or [])
+    return ",".join(map(str, seeds)) if len(seeds) <= 8 else f"{seeds[0]},{seeds[1]},…,{seeds[-1]}"
+
+
+def _html(md: str, out: Path, plots, tables: dict) -> str:
     """A self-contained HTML page: the same text, the table as HTML, the plots embedded as base64 PNG."""
     body = []
     for block in md.split("\n\n"):
@@ -278,8 +327,8 @@ def _html(md: str, out: Path, plots, summary, with_clean) -> str:
         elif b.startswith("## "):
             title = b[3:]
             body.append(f"<h2>{html.escape(title)}</h2>")
-            if title == "Summary":
-                body.append(_html_table(summary, with_clean))
+            if title in tables:
+                body.append(_html_table(*tables[title]))
             for p, t in plots:
                 if t == title:
                     data = base64.b64encode((out / p).read_bytes()).decode()
