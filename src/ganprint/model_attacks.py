@@ -191,6 +191,7 @@ class ModelAttackSetting:
 
     @property
     def spec(self) -> str:
+        """Canonical spec, parseable back by `parse_model_attacks`: 'model:prune:0.5'."""
         return f"{self.name}:{self.strength:g}"
 
     def __call__(self, model: nn.Module, seed: int = 0) -> nn.Module:
