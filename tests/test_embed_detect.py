@@ -49,7 +49,7 @@ def test_output_names_rule():
 def test_embed_per_image(tiny_stega_model, image_folder, tmp_path):
     before = _digest(image_folder)
     out = tmp_path / "out"
-    s = api.embed(tiny_stega_model, image_folder, out, device="cpu", check=True)
+    s = api.embed(tiny_stega_model, image_folder, out, device="cpu", check=True, precision="fp32")
     assert _digest(image_folder) == before  # inputs untouched
     assert s["images"] == s["fingerprinted"] == s["new"] == 6 and s["resumed"] == 0 and s["skipped"] == []
     emb = _lines(out / "embedded_fingerprints.txt")
@@ -69,7 +69,7 @@ def test_embed_per_image(tiny_stega_model, image_folder, tmp_path):
 
     # Detect with the embedded list: same preprocessing, schema, statistics.
     d = api.detect(tiny_stega_model, out / "fingerprinted_images", tmp_path / "det", embedded=out /
-                   "embedded_fingerprints.txt", fpr=0.01, device="cpu")
+                   "embedded_fingerprints.txt", fpr=0.01, device="cpu", precision="fp32")
     rows = [json.loads(x) for x in (tmp_path / "det" / "detections.jsonl").read_text().splitlines()]
     assert [r["name"] for r in rows] == sorted(names) and all(set(r) == ROW_KEYS for r in rows)
     model, _, _ = load_export(tiny_stega_model)
@@ -87,6 +87,28 @@ def test_embed_per_image(tiny_stega_model, image_folder, tmp_path):
     assert d["mean_bit_accuracy"] == pytest.approx(s["check_bit_accuracy"], abs=1e-6)
     assert _lines(tmp_path / "det" / "detected_fingerprints.txt") == {r["name"]: r["bits"] for r in rows}
     assert json.loads((tmp_path / "det" / "summary.json").read_text())["images"] == 6
+
+
+def test_bf16_precision_stays_within_two_levels_of_fp32(tiny_stega_model, image_folder, tmp_path):
+    runs = {p: api.embed(tiny_stega_model, image_folder, tmp_path / p, device="cpu", precision=p) for p in ("fp32", "bf16")}
+    assert runs["bf16"]["precision"] == "bf16" and runs["fp32"]["precision"] == "fp32"
+    assert json.loads((tmp_path / "bf16" / "manifest.json").read_text())["precision"] == "bf16"
+    assert (tmp_path / "fp32" / "embedded_fingerprints.txt").read_text() == \
+        (tmp_path / "bf16" / "embedded_fingerprints.txt").read_text()  # same bits; only the arithmetic differs
+    for name in _lines(tmp_path / "fp32" / "embedded_fingerprints.txt"):
+        a, b = (read_image(tmp_path / p / "fingerprinted_images" / name).astype(int) for p in ("fp32", "bf16"))
+        assert np.abs(a - b).max() <= 2
+    # Decoding: bf16 logits are close to fp32 ones, so every bit with a clear margin reads the same.
+    model, _, _ = load_export(tiny_stega_model)
+    x = torch.stack([to_tensor01(read_image(p)) for p in sorted((tmp_path / "fp32" / "fingerprinted_images").rglob("*.png"))])
+    with torch.no_grad():
+        ref = model.dec(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model.dec(x).float()
+    clear = ref.abs() > 0.05 * ref.abs().max()
+    assert torch.equal((ref > 0)[clear], (low > 0)[clear])
+    with pytest.raises(GanprintError, match="--precision"):
+        api.detect(tiny_stega_model, image_folder, tmp_path / "d", device="cpu", precision="fp16")
 
 
 def test_embed_identical(tiny_stega_model, image_folder, tmp_path):

@@ -192,3 +192,29 @@ def test_tensor_conversions():
     assert from_tensor01(wild)[0, :, 0].tolist() == [0, 0, 1, 0, 255]
     with pytest.raises(TypeError):
         to_tensor01(img.astype(np.float32))
+
+
+def test_write_png_is_atomic_and_world_readable(tmp_path):
+    import os
+    import stat
+
+    from ganprint.imageio import write_png
+
+    img = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    path = write_png(tmp_path / "new" / "sub" / "a.png", img)  # missing folders are created
+    assert np.array_equal(read_image(path), img)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()  # not mkstemp's 0600
+    write_png(path, img[::-1].copy())  # replaces an existing file whole
+    assert np.array_equal(read_image(path), img[::-1])
+    with pytest.raises(TypeError):
+        write_png(tmp_path / "b.png", img.astype(np.float32))
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["a.png"]  # no temporaries left
+    assert os.listdir(tmp_path / "new" / "sub") == ["a.png"]
+
+
+def _umask() -> int:
+    import os
+
+    old = os.umask(0)
+    os.umask(old)
+    return old

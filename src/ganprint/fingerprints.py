@@ -35,19 +35,19 @@ def parse_bits(text: str, length: int | None = None) -> torch.Tensor:
             bitstr = bitstr[len(bitstr) - length :]
     else:
         bitstr = s
-        if not bitstr or any(c not in "01" for c in bitstr):
+        if not bitstr or bitstr.strip("01"):
             raise FingerprintError(
                 f"fingerprint {text!r} is neither a 0/1 string nor hex with a 0x prefix"
             )
     if length is not None and len(bitstr) != length:
         raise FingerprintError(f"fingerprint has {len(bitstr)} bits but the model expects {length}")
-    return torch.tensor([float(c == "1") for c in bitstr], dtype=torch.float32)
+    return torch.from_numpy((np.frombuffer(bitstr.encode("ascii"), np.uint8) - 48).astype(np.float32))  # "0"=48
 
 
 def bits_to_str(bits: torch.Tensor | np.ndarray) -> str:
     """[K] 0/1 (or bool / logits already thresholded) -> '0110...'."""
     arr = np.asarray(bits.detach().cpu() if isinstance(bits, torch.Tensor) else bits).reshape(-1)
-    return "".join("1" if v > 0.5 else "0" for v in arr)
+    return ((arr > 0.5).astype(np.uint8) + 48).tobytes().decode("ascii")  # 48 = "0"
 
 
 def bits_to_hex(bits: torch.Tensor | np.ndarray) -> str:

@@ -19,6 +19,7 @@ Policies, chosen once here:
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -29,7 +30,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import GanprintError
-from .utils import atomic_path
+from .utils import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +176,9 @@ def write_png(path: str | os.PathLike, img_u8: np.ndarray, compress_level: int =
     arr = np.asarray(img_u8)
     if arr.dtype != np.uint8:
         raise TypeError(f"write_png expects uint8 pixels, got {arr.dtype}")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG", compress_level=compress_level)
-    return path
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=compress_level)
+    return atomic_write_bytes(path, buf.getbuffer())
 
 
 def to_tensor01(img_u8: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,6 +34,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically, cheaply enough for thousands of small files.
+
+    The temporary name is unique per process and thread (no mkstemp, whose 0600 mode would also leak onto the
+    result); the file gets the usual 0666 & ~umask. The parent folder is created only when missing.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, flags, 0o666)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -102,6 +132,33 @@ def git_sha() -> str:
         return out.stdout.strip() or "unknown"
     except Exception:  # noqa: BLE001 - provenance is best effort
         return "unknown"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 convolutions run ~2x faster
+    than fp32. oneDNN also accepts bf16 on other AVX-512 CPUs, but emulates it there, slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """--precision auto|fp32|bf16 -> "fp32" or "bf16" for inference on `device`.
+
+    "auto" is bf16 where the hardware computes it natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16 /
+    AMX), else fp32. bf16 changes the network's rounding, not its output's meaning: fingerprinted pixels move by
+    at most one 8-bit level (benchmarks/RESULTS-embed-detect.md).
+    """
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -18,6 +18,9 @@ _COMMON = [
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
     click.option("--skip-bad", is_flag=True,
                  help="Skip unreadable image files (listed at the end) instead of stopping at the first."),
+    click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+                 help="Network arithmetic. auto = bf16 where the hardware computes it natively (CPUs with "
+                      "AVX512-BF16/AMX, recent GPUs), about 2x faster; fp32 = the original's arithmetic."),
     click.option("--num-workers", type=click.IntRange(min=0), default=None,
                  help="DataLoader worker processes for image decoding [default: 0, which keeps memory flat]."),
 ]
@@ -38,8 +41,8 @@ def _common(f):
 @click.option("--seed", default=42, show_default=True, type=int,
               help="Seed of the fingerprints (the original's default, 42).")
 @click.option("--check", is_flag=True, help="Decode the written PNGs and report their bit accuracy.")
-def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, num_workers, identical,
-              fingerprint, seed, check):
+def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, precision, num_workers,
+              identical, fingerprint, seed, check):
     """Embed fingerprints into every image under --data.
 
     Writes OUTDIR/fingerprinted_images/ (PNG, relative paths kept), OUTDIR/embedded_fingerprints.txt
@@ -60,7 +63,8 @@ def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_
     from ..api import embed
 
     embed(model, data, outdir, resolution=resolution, celeba=celeba, identical=identical, fingerprint=fingerprint,
-          seed=seed, batch_size=batch_size, device=device, skip_bad=skip_bad, num_workers=num_workers, check=check)
+          seed=seed, batch_size=batch_size, device=device, skip_bad=skip_bad, num_workers=num_workers, check=check,
+          precision=precision)
     # The summary (counts, fingerprint, skipped files) is logged to stderr by the library.
 
 
@@ -71,8 +75,8 @@ def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_
               help="Reference per image: an embedded_fingerprints.txt, matched by file name.")
 @click.option("--fpr", default=1e-6, show_default=True, type=float,
               help="False-positive rate of the per-image decision (one-sided binomial test).")
-def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, num_workers, fingerprint,
-               embedded, fpr):
+def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, precision, num_workers,
+               fingerprint, embedded, fpr):
     """Decode the fingerprint of every image under --data, and test it against a reference.
 
     Writes OUTDIR/detected_fingerprints.txt (the original's format), OUTDIR/detections.jsonl (one row per
@@ -93,7 +97,8 @@ def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip
     from ..api import detect
 
     detect(model, data, outdir, resolution=resolution, celeba=celeba, fingerprint=fingerprint, embedded=embedded,
-           fpr=fpr, batch_size=batch_size, device=device, skip_bad=skip_bad, num_workers=num_workers)
+           fpr=fpr, batch_size=batch_size, device=device, skip_bad=skip_bad, num_workers=num_workers,
+           precision=precision)
     # The summary (images, mean bit accuracy, share detected, skipped files) is logged to stderr by the library.
 
 
