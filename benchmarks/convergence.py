@@ -42,6 +42,20 @@ def parse_seeds(s: str) -> list[int]:
     return out
 
 
+def parse_sets(items: list[str]) -> dict:
+    """["lr_schedule=cosine", "psnr_acc_floor=0.98"] -> config overrides, values parsed as JSON where possible."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = value
+    return out
+
+
 def heldout_eval(model, imgs: torch.Tensor, bits: torch.Tensor) -> tuple[float, float]:
     """(bit accuracy, PSNR dB) of the model on held-out uint8 images [N,3,R,R] with fingerprints `bits`."""
     with torch.no_grad():
@@ -55,7 +69,7 @@ def heldout_eval(model, imgs: torch.Tensor, bits: torch.Tensor) -> tuple[float, 
 
 def run_seed(args, seed: int, train, held: torch.Tensor) -> dict:
     cfg = resolve_config(args.preset, seed=seed, resolution=args.resolution, fingerprint_length=args.fingerprint_length,
-                         steps=args.steps, lr=args.lr, batch_size=args.batch_size, amp=args.amp)
+                         steps=args.steps, lr=args.lr, batch_size=args.batch_size, amp=args.amp, **parse_sets(args.set))
     cfg = dataclasses.replace(cfg, data="", device="cpu")
     g = torch.Generator().manual_seed(1234)
     bits = torch.randint(0, 2, (len(held), cfg.fingerprint_length), generator=g).float()
@@ -77,11 +91,11 @@ def run_seed(args, seed: int, train, held: torch.Tensor) -> dict:
             return not args.keep_going
         return False
 
-    outdir = Path(args.workdir) / f"{args.preset}-seed{seed}"
+    outdir = Path(args.workdir) / f"{args.preset}{args.tag}-seed{seed}"
     train_stega(cfg, outdir, data=train, device="cpu", log_every=args.eval_every, snapshot_every=0,
                 checkpoint_every=0, progress=False, callback=callback)
     hit = state["hit"]
-    return {"preset": args.preset, "seed": seed, "resolution": cfg.resolution, "bits": cfg.fingerprint_length,
+    return {"preset": args.preset, "tag": args.tag, "overrides": parse_sets(args.set), "seed": seed, "resolution": cfg.resolution, "bits": cfg.fingerprint_length,
             "config": cfg.to_dict(), "threads": torch.get_num_threads(), "reached": hit is not None,
             "steps_to_target": hit[0] if hit else None, "minutes_to_target": round(hit[1], 2) if hit else None,
             "final_step": curve[-1][0] if curve else 0, "final_bit_acc": curve[-1][2] if curve else None,
@@ -136,6 +150,10 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field of the preset (repeatable), e.g. --set lr_schedule=cosine")
+    p.add_argument("--tag", default="", help="suffix of the run folders (to keep variants apart)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--train-count", type=int, default=4000)
     p.add_argument("--heldout-count", type=int, default=256)
     p.add_argument("--eval-every", type=int, default=50)

@@ -169,3 +169,16 @@ def test_decoder_polish_freezes_encoder_and_trains_decoder(tmp_path):
         if k.startswith("enc."):
             assert torch.equal(mid[k], end[k]), k
     assert any(not torch.equal(mid[k], end[k]) for k in mid if k.startswith("dec."))
+
+
+def test_cosine_lr_anneals_each_phase():
+    from ganprint.train.config import TrainConfig
+    from ganprint.train.stega_loop import lr_at
+
+    cfg = TrainConfig(lr=1e-3, lr_schedule="cosine", lr_min_ratio=0.1, decoder_polish=10)
+    lrs = [lr_at(cfg, s, 110) for s in range(110)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[99] == pytest.approx(1e-4)  # main phase: 100 steps
+    assert all(a >= b for a, b in zip(lrs[:100], lrs[1:100]))  # monotone within the phase
+    assert lrs[100] == pytest.approx(1e-3) and lrs[109] == pytest.approx(1e-4)  # the polish restarts and anneals
+    const = TrainConfig(lr=1e-3, lr_warmup=4)
+    assert [lr_at(const, s, 50) for s in (0, 3, 40)] == pytest.approx([2.5e-4, 1e-3, 1e-3])

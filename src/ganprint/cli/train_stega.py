@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 @click.option("--epochs", type=int, default=None, help="Passes over the data [default 20].")
 @click.option("--steps", type=int, default=None, help="Total steps (overrides --epochs).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate [default 1e-4].")
+@click.option("--lr-warmup", type=int, default=None, help="Steps of linear lr warm-up [0].")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default=None,
+              help="constant (the original) or cosine annealing of each phase to --lr-min-ratio x lr.")
+@click.option("--lr-min-ratio", type=float, default=None, help="cosine: final lr as a fraction of --lr [0.05].")
 @click.option("--l2-schedule", type=click.Choice(["gated", "psnr"]), default=None,
               help="Image-loss weight: the original accuracy-gated ramp, or gated then steered to --target-psnr.")
 @click.option("--l2-threshold", type=float, default=None, help="Batch bit accuracy that switches L2 on [0.9].")

@@ -91,8 +91,9 @@ class StegaEncoder(nn.Module):
         residual = self.residual(conv10)
         if self.return_residual:
             return residual
-        # The original emits the fingerprinted image itself through a sigmoid, not img + residual.
-        return torch.sigmoid(residual)
+        # The original emits the fingerprinted image itself through a sigmoid, not img + residual. In fp32 even
+        # under bf16 autocast: bf16's 8-bit mantissa would move outputs near 1 by about one 8-bit level.
+        return torch.sigmoid(residual.float())
 
 
 class StegaDecoder(nn.Module):

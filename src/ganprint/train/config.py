@@ -31,6 +31,10 @@ class TrainConfig:
     steps: int | None = None  # total optimiser steps; None = derived from `epochs` and the data size
     lr: float = 1e-4  # Adam learning rate
     lr_warmup: int = 0  # steps of linear lr warm-up from 0 (0 = none)
+    # "constant" (the original), or "cosine": the lr anneals to `lr_min_ratio` x lr over the main phase, and again
+    # over the decoder polish, which restarts at `lr` (annealing sharpens both bits and PSNR at the end of a phase).
+    lr_schedule: str = "constant"
+    lr_min_ratio: float = 0.05
     # Image-loss (L2) schedule. "gated" is the original's: weight 0 until a batch bit accuracy first exceeds
     # `l2_threshold`, then 0 for `l2_await` steps, then a linear ramp over `l2_ramp` steps to `l2_weight`.
     # "psnr" is ours: the same gate, then the weight is steered so that the batch PSNR holds `target_psnr`
@@ -78,6 +82,8 @@ class TrainConfig:
             ("--identity-warmup", self.identity_warmup >= 0, "must be >= 0"),
             ("--decoder-polish", self.decoder_polish >= 0, "must be >= 0"),
             ("--lr-warmup", self.lr_warmup >= 0, "must be >= 0"),
+            ("--lr-schedule", self.lr_schedule in ("constant", "cosine"), "must be 'constant' or 'cosine'"),
+            ("--lr-min-ratio", 0 <= self.lr_min_ratio <= 1, "must be in [0, 1]"),
             ("--device", self.device in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda"),
         ]
         for flag, ok, what in checks:

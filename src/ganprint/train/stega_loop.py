@@ -153,6 +153,17 @@ def _amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     return torch.bfloat16
 
 
+def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    """The learning rate of `step` (0-based) in a run of `total` steps: warm-up, then constant or cosine."""
+    lr = cfg.lr * min(1.0, (step + 1) / cfg.lr_warmup) if cfg.lr_warmup else cfg.lr
+    if cfg.lr_schedule != "cosine":
+        return lr
+    main = total - cfg.decoder_polish
+    start, length = (main, cfg.decoder_polish) if step >= main else (0, main)  # each phase anneals on its own
+    t = (step - start) / max(1, length - 1)
+    return lr * (cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
 # --- the L2 schedule --------------------------------------------------------------------------------
 
 
@@ -358,7 +369,7 @@ def train_stega(
         # Decoder polish: the encoder is frozen and its output rounded to 8 bits, as it will be once written as
         # PNG; the decoder alone then learns to read exactly what deployment gives it. PSNR cannot change here.
         polish = step >= total - cfg.decoder_polish
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.lr_warmup) if cfg.lr_warmup else cfg.lr
+        lr = lr_at(cfg, step, total)
         for group in opt.param_groups:
             group["lr"] = lr
         w_l2 = sched.weight()
