@@ -26,7 +26,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def _child(kind: str, model: str, data: str, out: str, threads: int, num_workers: int | None) -> dict:
+def _child(kind: str, model: str, data: str, out: str, threads: int, num_workers: int | None,
+           precision: str = "auto") -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -38,29 +39,31 @@ def _child(kind: str, model: str, data: str, out: str, threads: int, num_workers
     cpu0 = me.ru_utime + me.ru_stime  # CPU seconds (all threads; workers added at the end), less load-sensitive
     t = time.perf_counter()
     if kind == "ours-embed":
-        n = api.embed(model, data, out, device="cpu", num_workers=num_workers)["fingerprinted"]
+        summary = api.embed(model, data, out, device="cpu", num_workers=num_workers, precision=precision)
+        n, precision = summary["fingerprinted"], summary["precision"]
     elif kind == "ours-detect":
-        n = api.detect(model, data, out, embedded=str(Path(data).parent / "embedded_fingerprints.txt"),
-                       device="cpu", num_workers=num_workers)["images"]
+        summary = api.detect(model, data, out, embedded=str(Path(data).parent / "embedded_fingerprints.txt"),
+                             device="cpu", num_workers=num_workers, precision=precision)
+        n, precision = summary["images"], summary["precision"]
     elif kind == "orig-embed":
-        n = orig.embed_fingerprints(model, data, out)
+        n, precision = orig.embed_fingerprints(model, data, out), "fp32"
     elif kind == "orig-detect":
-        n = orig.detect_fingerprints(model, data, out)
+        n, precision = orig.detect_fingerprints(model, data, out), "fp32"
     else:
         raise ValueError(kind)
     wall = time.perf_counter() - t
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime - cpu0
-    return {"kind": kind, "images": n, "wall_s": round(wall, 3), "images_per_s": round(n / wall, 1),
+    return {"kind": kind, "precision": precision, "images": n, "wall_s": round(wall, 3), "images_per_s": round(n / wall, 1),
             "cpu_s": round(cpu, 2), "images_per_cpu_s": round(n / cpu, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "workers_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
 
 
-def _run_child(kind, model, data, out, threads, num_workers) -> dict:
+def _run_child(kind, model, data, out, threads, num_workers, precision="auto") -> dict:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, __file__, "--child", kind, "--model", str(model), "--data", str(data), "--out", str(out),
-           "--threads", str(threads)]
+           "--threads", str(threads), "--precision", precision]
     if num_workers is not None:
         cmd += ["--num-workers", str(num_workers)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -73,6 +76,8 @@ def _run_child(kind, model, data, out, threads, num_workers) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--counts", type=int, nargs="+", default=[1000, 10000])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="ours only (auto = bf16 on CPUs with native bf16); the original is always fp32")
     p.add_argument("--resolutions", type=int, nargs="+", default=[32, 128])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--num-workers", type=int, default=None, help="ours only; default: api's choice")
@@ -85,7 +90,7 @@ def main() -> None:
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        print(json.dumps(_child(a.child, a.model, a.data, a.out, a.threads, a.num_workers)))
+        print(json.dumps(_child(a.child, a.model, a.data, a.out, a.threads, a.num_workers, a.precision)))
         return
 
     import torch
@@ -114,18 +119,20 @@ def main() -> None:
             for kind, d, out in plan:
                 if kind in a.skip:
                     continue
-                r = _run_child(kind, model, d, out, a.threads, a.num_workers if kind.startswith("ours") else None)
-                r.update({"resolution": res, "count": n, "threads": a.threads})
+                ours = kind.startswith("ours")
+                r = _run_child(kind, model, d, out, a.threads, a.num_workers if ours else None, a.precision)
+                r.update({"resolution": res, "count": n, "threads": a.threads,
+                          "load_avg_1min": round(os.getloadavg()[0], 2)})
                 rows.append(r)
                 print(json.dumps(r), file=sys.stderr)
                 if a.json:
                     with open(a.json, "a") as f:
                         f.write(json.dumps(r) + "\n")
-    print("| R | N | run | images/s | wall s | CPU s | images/CPU-s | peak RSS MB (main) | workers peak RSS MB |")
+    print("| R | N | run | precision | images/s | wall s | CPU s | images/CPU-s | peak RSS MB (main) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['resolution']} | {r['count']} | {r['kind']} | {r['images_per_s']} | {r['wall_s']} | "
-              f"{r['cpu_s']} | {r['images_per_cpu_s']} | {r['peak_rss_mb']} | {r['workers_peak_rss_mb']} |")
+        print(f"| {r['resolution']} | {r['count']} | {r['kind']} | {r['precision']} | {r['images_per_s']} | "
+              f"{r['wall_s']} | {r['cpu_s']} | {r['images_per_cpu_s']} | {r['peak_rss_mb']} |")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,12 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
                         fingerprint=fp_bits, fpr=fpr, device=device)
     det_clean = api.detect(model_path, clean_dir, outdir / "detect-clean", fingerprint=fp_bits, fpr=fpr,
                            device=device)
+    # One fingerprint's accuracy depends on that fingerprint (some bit patterns are easier to hide than others);
+    # a fresh fingerprint per image measures the model rather than one draw.
+    emb_pi = api.embed(model_path, test_dir, outdir / "embedded-per-image", seed=seed, device=device)
+    det_pi = api.detect(model_path, outdir / "embedded-per-image/fingerprinted_images",
+                        outdir / "detect-per-image", embedded=outdir / "embedded-per-image/embedded_fingerprints.txt",
+                        fpr=fpr, device=device)
     timings["detect_s"] = time.time() - t3
 
     # 5. Fidelity: fingerprinted vs the same held-out crop.
@@ -81,6 +87,9 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
         "heldout_images": len(clean),
         "bit_accuracy_fingerprinted": det_fp["mean_bit_accuracy"],
         "detected_fingerprinted": det_fp["detected_rate"],
+        "bit_accuracy_per_image_fingerprints": det_pi["mean_bit_accuracy"],
+        "detected_per_image_fingerprints": det_pi["detected_rate"],
+        "per_image_fingerprints": emb_pi["fingerprinted"],
         "bit_accuracy_clean": det_clean["mean_bit_accuracy"],
         "false_positive_rate_clean": det_clean["detected_rate"],
         "nominal_fpr": fpr,
@@ -145,6 +154,8 @@ crops of photos the model never saw in training.
 |---|---|
 | bit accuracy, fingerprinted held-out images | {s['bit_accuracy_fingerprinted']:.4f} |
 | detected at FPR {s['nominal_fpr']:g} (fingerprinted) | {s['detected_fingerprinted']:.3f} |
+| bit accuracy, a fresh random fingerprint per held-out image | {s['bit_accuracy_per_image_fingerprints']:.4f} |
+| detected at FPR {s['nominal_fpr']:g} (fresh fingerprint per image) | {s['detected_per_image_fingerprints']:.3f} |
 | bit accuracy, clean held-out images | {s['bit_accuracy_clean']:.4f} |
 | false positives at FPR {s['nominal_fpr']:g} (clean) | {s['false_positive_rate_clean']:.3f} |
 | PSNR (fingerprinted vs clean) | {s['psnr_db']:.2f} dB |
@@ -156,16 +167,19 @@ Fingerprint: `{s['fingerprint']}`
 ![examples: clean, fingerprinted, residual x10](examples.png)
 
 Files: `train/` (model, stats.jsonl, snapshots), `embedded/` (fingerprinted images, embedded_fingerprints.txt),
-`detect-fingerprinted/` and `detect-clean/` (detected_fingerprints.txt, detections.jsonl), `summary.json`.
+`detect-fingerprinted/` and `detect-clean/` (detected_fingerprints.txt, detections.jsonl), `embedded-per-image/` and
+`detect-per-image/` (the same with a fresh fingerprint per image), `summary.json`.
 """
 
 
 def format_summary(s: dict) -> str:
     """A short terminal summary of a demo run."""
-    ok = s["bit_accuracy_fingerprinted"] >= 0.99 and s["psnr_db"] >= 30 and s["false_positive_rate_clean"] == 0
+    acc = min(s["bit_accuracy_fingerprinted"], s["bit_accuracy_per_image_fingerprints"])
+    ok = acc >= 0.99 and s["psnr_db"] >= 30 and s["false_positive_rate_clean"] == 0
     lines = [
         f"bit accuracy (fingerprinted, held-out photos): {s['bit_accuracy_fingerprinted']:.4f}",
         f"detected at FPR {s['nominal_fpr']:g}:                  {100 * s['detected_fingerprinted']:.1f} %",
+        f"bit accuracy, fresh fingerprint per image:     {s['bit_accuracy_per_image_fingerprints']:.4f}",
         f"bit accuracy (clean):                          {s['bit_accuracy_clean']:.4f}",
         f"false positives (clean):                       {100 * s['false_positive_rate_clean']:.1f} %",
         f"PSNR / SSIM:                                   {s['psnr_db']:.2f} dB / {s['ssim']:.4f}",

@@ -188,20 +188,10 @@ class GeneratorSource:
             from .generate import generate_seeds
 
             return generate_seeds(self._G64, chunk, self.device, n), self.reference[None].expand(n, -1)
-        # The per-seed inputs and forward call of scalable_api.generate, without writing files.
-        from .models.scalable import seeded_inputs
-        from .models.stylegan2 import to_uint8
+        from .scalable_api import generate_batch  # what `ganprint generate` writes, without the files
 
-        z, c, noise = seeded_inputs(self._G64, chunk)
-        if self.reference is not None:
-            c = self.reference[None].repeat(n, 1)  # [n, K]
-        dev = self.device
-        z, noise = z.to(dev).double(), [t.to(dev).double() for t in noise]
-        if self.kind == "scalable-G-issued":
-            img = self._G64(z, noise=noise)
-        else:
-            img = self._G64(z, c.to(dev).double(), noise=noise)
-        return to_uint8(img), c.float().cpu()
+        return generate_batch(self._G64, chunk, self.device, issued=self.kind == "scalable-G-issued",
+                              fixed=self.reference)
 
 
 def _spec_seed(spec: str) -> int:

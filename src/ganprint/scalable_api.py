@@ -31,6 +31,29 @@ FP_ID_META = "ganprint.fp_id"
 
 
 @torch.no_grad()
+def generate_batch(G: torch.nn.Module, seeds: list[int], device: torch.device | str, issued: bool,
+                   fixed: torch.Tensor | None = None, z0: torch.Tensor | None = None,
+                   c0: torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor]:
+    """The images of `seeds` as uint8 [n, R, R, 3] and the fingerprints used, float [n, K] 0/1 on the CPU.
+
+    G should be in float64 (what makes an image independent of the batch). z, c and the noise come from each
+    seed; `z0` / `c0` replace every z / c (identical latent / fingerprint), `fixed` replaces every c. An issued
+    model (`issued`) takes no c: its fingerprint is folded into its weights.
+    """
+    n = len(seeds)
+    z, c, noise = seeded_inputs(G, seeds)
+    if z0 is not None:
+        z = z0.repeat(n, 1)
+    if fixed is not None:
+        c = fixed[None].repeat(n, 1)
+    elif c0 is not None:
+        c = c0.repeat(n, 1)
+    z, noise = z.to(device).double(), [t.to(device).double() for t in noise]
+    img = G(z, noise=noise) if issued else G(z, c.to(device).double(), noise=noise)
+    return to_uint8(img), c.float().cpu()
+
+
+@torch.no_grad()
 def generate(model_path: str | os.PathLike, seeds: list[int], outdir: str | os.PathLike, batch_size: int = 16,
              grid: bool = False, fingerprint: str | None = None, identical_latent: bool = False,
              identical_fingerprint: bool = False, device: str = "auto") -> list[Path]:
@@ -66,17 +89,9 @@ def generate(model_path: str | os.PathLike, seeds: list[int], outdir: str | os.P
     paths, lines, rows, imgs_all = [], [], [], []
     for i in range(0, len(seeds), batch_size):
         chunk = seeds[i:i + batch_size]
-        z, c, noise = seeded_inputs(G, chunk)
-        if identical_latent:
-            z = z0.repeat(len(chunk), 1)
-        if fixed is not None:
-            c = fixed[None].repeat(len(chunk), 1)
-        elif identical_fingerprint:
-            c = c0.repeat(len(chunk), 1)
-        z, c, noise = z.to(dev).double(), c.to(dev).double(), [n.to(dev).double() for n in noise]
-        img = G(z, noise=noise) if issued else G(z, c, noise=noise)
-        imgs = to_uint8(img)  # [n, R, R, 3]
-        for s, im, bits in zip(chunk, imgs, c.cpu()):
+        imgs, c = generate_batch(G, chunk, dev, issued, fixed, z0 if identical_latent else None,
+                                 c0 if identical_fingerprint else None)  # [n, R, R, 3] uint8, [n, K]
+        for s, im, bits in zip(chunk, imgs, c):
             name = f"seed{s:06d}.png"
             paths.append(write_png(outdir / name, im))
             lines.append(f"{name} {bits_to_str(bits)}")

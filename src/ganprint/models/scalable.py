@@ -97,18 +97,32 @@ class _LatentInput(nn.Module):
         return self.dense(z).reshape(z.shape[0], self.channels, 4, 4)  # [N, C4, 4, 4]
 
 
-class ScalableGenerator(nn.Module):
-    """(z [N, z_dim], c [N, K] 0/1) -> img [N, 3, R, R] in ~[-1, 1]; c modulates, z is the 4x4 input."""
+class _LatentSynthesis(nn.Module):
+    """What shared and issued generators have in common: z -> 4x4 input -> synthesis (same keys in both)."""
 
-    def __init__(self, cfg: ScalableConfig):
+    def __init__(self, cfg: ScalableConfig, modulated_res: list[int]):
         super().__init__()
         self.cfg = cfg.validate()
         self.z_dim, self.fingerprint_bits, self.resolution = cfg.z_dim, cfg.fingerprint_bits, cfg.resolution
         self.input = _LatentInput(cfg.z_dim, channels_for(4, cfg.channel_base, cfg.channel_max))
         self.synthesis = SynthesisNetwork(cfg.w_dim, cfg.resolution, 3, cfg.channel_base, cfg.channel_max,
-                                          modulated_resolutions=cfg.modulated_res, const_input=False,
+                                          modulated_resolutions=modulated_res, const_input=False,
                                           use_noise=cfg.use_noise)
         self.num_ws = self.synthesis.num_ws
+
+    def _synthesize(self, z: torch.Tensor, ws: torch.Tensor, noise_mode: str, noise: list[torch.Tensor] | None,
+                    fused: bool) -> torch.Tensor:
+        return self.synthesis(ws, x=self.input(z), noise_mode=noise_mode, noise=noise, fused=fused)
+
+    def noise_shapes(self) -> list[tuple[int, int, int]]:
+        return self.synthesis.noise_shapes()
+
+
+class ScalableGenerator(_LatentSynthesis):
+    """(z [N, z_dim], c [N, K] 0/1) -> img [N, 3, R, R] in ~[-1, 1]; c modulates, z is the 4x4 input."""
+
+    def __init__(self, cfg: ScalableConfig):
+        super().__init__(cfg, cfg.modulated_res)
         self.mapping = MappingNetwork(cfg.fingerprint_bits, cfg.w_dim, self.num_ws, cfg.mapping_layers,
                                       lr_multiplier=cfg.mapping_lr_multiplier, normalize_input=False)
         # Grouped (fused) modulated convs suit GPUs; on CPU scaling activations instead is ~2x faster (same result).
@@ -122,34 +136,21 @@ class ScalableGenerator(nn.Module):
     def synthesize(self, z: torch.Tensor, ws: torch.Tensor, noise_mode: str = "random",
                    noise: list[torch.Tensor] | None = None, fused: bool | None = None) -> torch.Tensor:
         """Synthesis from given styles ws [N, num_ws, w_dim] (path-length regularisation differentiates wrt ws)."""
-        fused = self.fused if fused is None else fused
-        return self.synthesis(ws, x=self.input(z), noise_mode=noise_mode, noise=noise, fused=fused)
-
-    def noise_shapes(self) -> list[tuple[int, int, int]]:
-        return self.synthesis.noise_shapes()
+        return self._synthesize(z, ws, noise_mode, noise, self.fused if fused is None else fused)
 
 
-class IssuedGenerator(nn.Module):
+class IssuedGenerator(_LatentSynthesis):
     """A user's model: z [N, z_dim] -> img, with one fingerprint folded into plain conv weights (no c input)."""
 
     def __init__(self, cfg: ScalableConfig):
-        super().__init__()
-        self.cfg = cfg.validate()
-        self.z_dim, self.fingerprint_bits, self.resolution = cfg.z_dim, cfg.fingerprint_bits, cfg.resolution
-        self.input = _LatentInput(cfg.z_dim, channels_for(4, cfg.channel_base, cfg.channel_max))
-        self.synthesis = SynthesisNetwork(cfg.w_dim, cfg.resolution, 3, cfg.channel_base, cfg.channel_max,
-                                          modulated_resolutions=[], const_input=False, use_noise=cfg.use_noise)
-        self.num_ws = self.synthesis.num_ws
+        super().__init__(cfg, [])
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, noise_mode: str = "random",
                 noise: list[torch.Tensor] | None = None, fused: bool = True) -> torch.Tensor:
         if c is not None:
             raise GanprintError("this is an issued model: its fingerprint is built in and none can be given")
         ws = torch.zeros(z.shape[0], self.num_ws, self.cfg.w_dim, device=z.device, dtype=z.dtype)  # unused by plain convs
-        return self.synthesis(ws, x=self.input(z), noise_mode=noise_mode, noise=noise, fused=fused)
-
-    def noise_shapes(self) -> list[tuple[int, int, int]]:
-        return self.synthesis.noise_shapes()
+        return self._synthesize(z, ws, noise_mode, noise, fused)
 
 
 class ScalableDecoder(nn.Module):

@@ -334,6 +334,7 @@ def train_stega(
             raise GanprintError("--augment needs ganprint.augment, which this installation lacks") from None
         aug = build_augment(cfg.augment)
 
+    finished_before = step >= total
     sampler = StepBatchSampler(n, cfg.batch_size, cfg.seed, step, total, rank, world)
     if cached is not None:
         batches = (cached[idx] for idx in sampler)
@@ -354,7 +355,7 @@ def train_stega(
 
     bar = tqdm(total=total, initial=step, disable=not progress or rank != 0, desc="train", unit="step",
                dynamic_ncols=True)
-    acc_sum = torch.zeros(5, dtype=torch.float64)  # loss, bce, l2, bit_acc, mse summed over the stats interval
+    acc_sum = torch.zeros(6, dtype=torch.float64)  # loss, bce, l2, bit_acc, mse, bit_acc_aug summed over the interval
     interval_steps, interval_t0 = 0, time.perf_counter()
     per_rank = cfg.batch_size // world
     model.train()
@@ -389,18 +390,23 @@ def train_stega(
         l2 = F.mse_loss(fp, x)
         if warm:
             bce = torch.zeros((), device=dev)
-            bit_acc = torch.full((), 0.5, device=dev)
+            bit_acc = bit_acc_aug = torch.full((), 0.5, device=dev)
             loss = l2
         else:
+            logits = logits.float()
+            bce = F.binary_cross_entropy_with_logits(logits, bits)
+            bit_acc = bit_acc_aug = ((logits > 0).float() == bits).float().mean()
             if aug is not None:
+                # Immunized: the decoder reads a perturbed copy too. The clean read stays in the loss and steers
+                # the L2 controller, so the fidelity/accuracy balance is set on clean images (what must stay
+                # >= 0.99 at >= 30 dB) while the perturbed read buys robustness.
                 with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
                     torch.manual_seed(derive_seed(cfg.seed, _TAG_AUG, rank, step))
                     fp_aug = aug(fp, step / max(1, total - 1))
                 with torch.autocast(dev.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-                    logits = model.dec(fp_aug)
-            logits = logits.float()
-            bce = F.binary_cross_entropy_with_logits(logits, bits)
-            bit_acc = ((logits > 0).float() == bits).float().mean()
+                    logits_aug = model.dec(fp_aug).float()
+                bce = 0.5 * (bce + F.binary_cross_entropy_with_logits(logits_aug, bits))
+                bit_acc_aug = ((logits_aug > 0).float() == bits).float().mean()
             loss = cfg.bce_weight * bce + w_l2 * l2
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -412,7 +418,8 @@ def train_stega(
         scaler.step(opt)
         scaler.update()
 
-        stats = torch.stack([loss.detach(), bce.detach(), l2.detach(), bit_acc.detach(), l2.detach()]).double().cpu()
+        stats = torch.stack([loss.detach(), bce.detach(), l2.detach(), bit_acc.detach(), l2.detach(),
+                             bit_acc_aug.detach()]).double().cpu()
         stats = dist.all_reduce_mean(stats)
         if not warm and not polish:
             sched.update(float(stats[3]), float(stats[4]))
@@ -428,6 +435,8 @@ def train_stega(
             row = {"step": step, "loss": m[0], "bce": m[1], "l2": m[2], "l2_weight": w_l2, "bit_acc": m[3],
                    "psnr": 10 * math.log10(1 / max(m[4], 1e-12)), "lr": lr,
                    "images_per_s": interval_steps * cfg.batch_size / max(dt, 1e-9), "elapsed_s": elapsed}
+            if aug is not None:
+                row["bit_acc_augmented"] = m[5]
             bar.set_postfix(bit_acc=f"{m[3]:.3f}", psnr=f"{row['psnr']:.1f}")
             if rank == 0:
                 append_jsonl(outdir / "stats.jsonl", row)
@@ -455,6 +464,10 @@ def train_stega(
     bar.close()
 
     final = outdir / "model.safetensors"
+    if finished_before and final.is_file() and (outdir / "model-decoder.safetensors").is_file():
+        # A re-run of a finished run changes nothing: the exports (and their hashes, which embed runs record) stay.
+        log.info("%s already finished at step %d; nothing to do", outdir, step)
+        return final
     if rank == 0:
         extra = {"ganprint.step": str(step), "ganprint.train_config": json.dumps(cfg.to_dict(), sort_keys=True)}
         export_model(model, final, extra=extra)
