@@ -277,13 +277,19 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     def bits_of(i: int) -> torch.Tensor:
         return fixed if fixed is not None else per_image_bits(seed, i, k)
 
+    fixed_str = bits_to_str(fixed) if fixed is not None else None
+    drawn: dict[int, str] = {}  # bit strings this process already drew (the merge below checks every image)
+
+    def bits_str_of(i: int) -> str:
+        return fixed_str or drawn.get(i) or bits_to_str(bits_of(i))
+
     # Resume: an image is done when its PNG exists and a progress row (or the txt) records its bits.
     done = _finished(out, k)
     mine = list(range(rank, n, world))
     todo, resumed = [], 0
     def recorded(i: int) -> bool:  # the progress rows (or txt) hold image i with the bits it must carry
         rec = done.get(names[i])
-        return bool(rec) and rec[0] in (None, relpaths[i]) and rec[1] == bits_to_str(bits_of(i))
+        return bool(rec) and rec[0] in (None, relpaths[i]) and rec[1] == bits_str_of(i)
 
     for i in mine:
         if recorded(i) and (out / FP_DIR / names[i]).is_file():
@@ -320,6 +326,7 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
                             logits = dec(back).float()
                         acc_sum += float(count_matches(decode_bits(logits), bits).sum()) / k
                     bit_strs = [bits_to_str(b) for b in bits.cpu()]
+                    drawn.update(zip(idx, bit_strs))
                     writer.submit([(out / FP_DIR / names[i], u8[j]) for j, i in enumerate(idx)],
                                   [{"name": names[i], "source": relpaths[i], "bits": bit_strs[j]}
                                    for j, i in enumerate(idx)])
