@@ -218,3 +218,12 @@ def _umask() -> int:
     old = os.umask(0)
     os.umask(old)
     return old
+
+
+def test_atomic_text_files_are_not_private(tmp_path):
+    import stat
+
+    from ganprint.utils import atomic_write_json
+
+    atomic_write_json(tmp_path / "a.json", {"x": 1})
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~_umask()

@@ -50,7 +50,7 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
     # 2. Train (resumes if interrupted).
     t1 = time.time()
     cfg = PRESETS["demo-32"]
-    cfg = replace(cfg, data=str(train_dir), seed=seed, device=device, **({"steps": steps} if steps else {}))
+    cfg = replace(cfg, data=str(train_dir), seed=seed, device=device, **({"steps": steps} if steps is not None else {}))
     model_path = train_stega(cfg, outdir / "train")
     timings["train_s"] = time.time() - t1
 

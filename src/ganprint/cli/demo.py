@@ -11,7 +11,8 @@ import click
 @click.option("--outdir", type=click.Path(file_okay=False), default="demo-out", show_default=True,
               help="Where everything is written; re-running resumes.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for data, training and the fingerprint.")
-@click.option("--steps", type=int, default=None, help="Override the number of training steps (demo-32 preset).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Override the number of training steps of the demo-32 preset (2800).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def demo_cmd(outdir: str, seed: int, steps: int | None, device: str) -> None:
     """Train a 32-px fingerprint autoencoder on sample photos, embed, detect, report (about 10 min on 2 CPU cores).
