@@ -100,13 +100,15 @@ def _as_bits(fingerprint, k: int) -> torch.Tensor:
 
 
 def _setup(model, resolution, celeba, device, need_encoder, batch_size, precision="fp32"):
-    """Check the batch size and precision, load the model, pick the device (initialising torch.distributed under
-    torchrun) and the resolution."""
+    """Check the batch size, load the model, pick the device (initialising torch.distributed under torchrun), the
+    resolution and the precision ("fp32" or "bf16", resolved for that device)."""
     if batch_size < 1:
         raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise GanprintError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
     dev = resolve_device(device)
+    try:
+        prec = resolve_precision(precision, dev)
+    except ValueError as e:
+        raise GanprintError(str(e)) from None
     dist.init(dev)
     dev = dist.local_device(dev)
     kinds = ("stega",) if need_encoder else ("stega", "stega-decoder")
@@ -122,7 +124,7 @@ def _setup(model, resolution, celeba, device, need_encoder, batch_size, precisio
         raise GanprintError(f"--resolution {resolution} does not match the model's {r}; omit --resolution or pass {r}")
     if celeba and r != 128:
         raise GanprintError(f"--celeba needs a 128-px model, but {model} is {r}-px; drop --celeba")
-    return module, config, r, dev
+    return module, config, r, dev, prec
 
 
 def _autocast(dev: torch.device, precision: str):
@@ -236,13 +238,12 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     the original's seeded draw); otherwise image i gets `per_image_bits(seed, i)`. Re-running resumes;
     a non-empty `outdir` of another configuration is refused. With `check`, the written PNGs are decoded
     and the mean bit accuracy is reported. `precision`: "fp32" (the original's arithmetic), "bf16" (about twice
-    as fast where the hardware has it; pixels differ by at most one 8-bit level) or "auto" (bf16 where native).
+    as fast where the hardware has it; pixels differ by at most two 8-bit levels) or "auto" (bf16 where native).
     """
     if fingerprint is not None and not identical:
         raise GanprintError("--fingerprint sets the one fingerprint of --identical; add --identical")
-    module, config, res, dev = _setup(model, resolution, celeba, device, need_encoder=True, batch_size=batch_size,
-                                      precision=precision)
-    prec = resolve_precision(precision, dev)
+    module, config, res, dev, prec = _setup(model, resolution, celeba, device, need_encoder=True,
+                                            batch_size=batch_size, precision=precision)
     k = int(config["fingerprint_length"])
     rank, world = dist.get_rank(), dist.get_world_size()
     out = Path(outdir)
@@ -432,9 +433,8 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
         raise GanprintError("pass either --fingerprint or --embedded, not both")
     if not 0 < fpr < 1:
         raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
-    module, config, res, dev = _setup(model, resolution, celeba, device, need_encoder=False, batch_size=batch_size,
-                                      precision=precision)
-    prec = resolve_precision(precision, dev)
+    module, config, res, dev, prec = _setup(model, resolution, celeba, device, need_encoder=False,
+                                            batch_size=batch_size, precision=precision)
     k = int(config["fingerprint_length"])
     rank, world = dist.get_rank(), dist.get_world_size()
     out = Path(outdir)
