@@ -213,3 +213,32 @@ def test_cli_end_to_end(tmp_path):
     r = cli.invoke(main, ["issue", "--model", str(run / "scalable-decoder.safetensors"), "--registry",
                           str(tmp_path / "reg.sqlite"), "--outdir", str(tmp_path / "issued")])
     assert r.exit_code == 1 and "scalable-G" in r.output and "Traceback" not in r.output
+
+
+def test_adversarial_gate_holds_back_D_until_the_fingerprint_is_learned(tmp_path, monkeypatch):
+    from ganprint.checkpoint import latest_training_state, load_training_state
+    from ganprint.train import scalable_loop
+
+    tiny = dict(scalable_loop.PRESETS["tiny"])
+    # The small preset's schedule on the tiny model: a gate that cannot open within this run.
+    monkeypatch.setitem(scalable_loop.PRESETS, "tiny", dict(tiny, gate_adversarial=True, consistency_gate_acc=1.01,
+                                                            consistency_gate_kimg=1e9))
+    data = _packed_data(tmp_path)
+    states = []
+    for run, kimg in (("a", 0.004), ("b", 0.008)):
+        r = CliRunner().invoke(main, _train_args(data, tmp_path / run, kimg))
+        assert r.exit_code == 0, r.output
+        states.append(load_training_state(latest_training_state(tmp_path / run)))
+        rows = [json.loads(x) for x in (tmp_path / run / "stats.jsonl").read_text().splitlines()]
+        assert all(row["w_adv"] == 0 and "loss_D" not in row and "loss_G_adv" not in row for row in rows)
+    (a, b) = states
+    assert b["step"] == 2 * a["step"]
+    assert all(torch.equal(a["D"][k], b["D"][k]) for k in a["D"])  # D untouched while the gate is closed
+    assert any(not torch.equal(a["G"][k], b["G"][k]) for k in a["G"])  # G still learns the bits
+
+    # Once open (gate at accuracy 0: from the first step), D trains and the adversarial weight ramps in.
+    monkeypatch.setitem(scalable_loop.PRESETS, "tiny", dict(tiny, gate_adversarial=True))
+    r = CliRunner().invoke(main, _train_args(data, tmp_path / "c", 0.016))
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in (tmp_path / "c" / "stats.jsonl").read_text().splitlines()]
+    assert rows[-1]["w_adv"] > 0 and "loss_D" in rows[-1]
