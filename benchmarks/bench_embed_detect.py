@@ -8,7 +8,7 @@ p-values), orig-embed and orig-detect (benchmarks/agf_original_baseline.py). Pea
 ru_maxrss; DataLoader workers are reported separately (RUSAGE_CHILDREN). CPU s = user + system time of the
 process and its workers during the call (less sensitive than wall time to other jobs on a shared machine).
 
-    nice -n 10 python benchmarks/bench_embed_detect.py --counts 1000 10000 --resolutions 32 --threads 2
+    python benchmarks/bench_embed_detect.py --counts 1000 10000 --resolutions 32 --threads 2 [--jobs auto|N]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def _child(kind: str, model: str, data: str, out: str, threads: int, num_workers: int | None,
-           precision: str = "auto") -> dict:
+           precision: str = "auto", jobs: str = "auto") -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -37,13 +37,14 @@ def _child(kind: str, model: str, data: str, out: str, threads: int, num_workers
 
     me = resource.getrusage(resource.RUSAGE_SELF)
     cpu0 = me.ru_utime + me.ru_stime  # CPU seconds (all threads; workers added at the end), less load-sensitive
+    n_jobs = api._jobs(jobs, "cpu", data) if kind.startswith("ours") else 1  # what the call below resolves
     t = time.perf_counter()
     if kind == "ours-embed":
-        summary = api.embed(model, data, out, device="cpu", num_workers=num_workers, precision=precision)
+        summary = api.embed(model, data, out, device="cpu", num_workers=num_workers, precision=precision, jobs=jobs)
         n, precision = summary["fingerprinted"], summary["precision"]
     elif kind == "ours-detect":
         summary = api.detect(model, data, out, embedded=str(Path(data).parent / "embedded_fingerprints.txt"),
-                             device="cpu", num_workers=num_workers, precision=precision)
+                             device="cpu", num_workers=num_workers, precision=precision, jobs=jobs)
         n, precision = summary["images"], summary["precision"]
     elif kind == "orig-embed":
         n, precision = orig.embed_fingerprints(model, data, out), "fp32"
@@ -54,16 +55,19 @@ def _child(kind: str, model: str, data: str, out: str, threads: int, num_workers
     wall = time.perf_counter() - t
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime - cpu0
-    return {"kind": kind, "precision": precision, "images": n, "wall_s": round(wall, 3), "images_per_s": round(n / wall, 1),
-            "cpu_s": round(cpu, 2), "images_per_cpu_s": round(n / cpu, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "workers_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+    main_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kid_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child, not a sum
+    return {"kind": kind, "precision": precision, "jobs": n_jobs, "images": n, "wall_s": round(wall, 3),
+            "images_per_s": round(n / wall, 1), "cpu_s": round(cpu, 2), "images_per_cpu_s": round(n / cpu, 1),
+            "peak_rss_mb": round(main_mb, 1), "workers_peak_rss_mb": round(kid_mb, 1),
+            # --jobs N: the parent plus N children, each at most the largest child's peak (an upper bound)
+            "total_rss_mb_bound": round(main_mb + (n_jobs * kid_mb if n_jobs > 1 else 0), 1)}
 
 
-def _run_child(kind, model, data, out, threads, num_workers, precision="auto") -> dict:
+def _run_child(kind, model, data, out, threads, num_workers, precision="auto", jobs="auto") -> dict:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, __file__, "--child", kind, "--model", str(model), "--data", str(data), "--out", str(out),
-           "--threads", str(threads), "--precision", precision]
+           "--threads", str(threads), "--precision", precision, "--jobs", str(jobs)]
     if num_workers is not None:
         cmd += ["--num-workers", str(num_workers)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -81,6 +85,7 @@ def main() -> None:
     p.add_argument("--resolutions", type=int, nargs="+", default=[32, 128])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--num-workers", type=int, default=None, help="ours only; default: api's choice")
+    p.add_argument("--jobs", default="auto", help="ours only: processes (`--jobs` of the CLI; default auto, as the CLI)")
     p.add_argument("--workdir", default="/tmp/ganprint-bench")
     p.add_argument("--skip", nargs="*", default=[], help="kinds to skip, e.g. orig-embed")
     p.add_argument("--json", default=None, help="append result rows to this JSONL file")
@@ -90,7 +95,7 @@ def main() -> None:
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        print(json.dumps(_child(a.child, a.model, a.data, a.out, a.threads, a.num_workers, a.precision)))
+        print(json.dumps(_child(a.child, a.model, a.data, a.out, a.threads, a.num_workers, a.precision, a.jobs)))
         return
 
     import torch
@@ -120,7 +125,7 @@ def main() -> None:
                 if kind in a.skip:
                     continue
                 ours = kind.startswith("ours")
-                r = _run_child(kind, model, d, out, a.threads, a.num_workers if ours else None, a.precision)
+                r = _run_child(kind, model, d, out, a.threads, a.num_workers if ours else None, a.precision, a.jobs)
                 r.update({"resolution": res, "count": n, "threads": a.threads,
                           "load_avg_1min": round(os.getloadavg()[0], 2)})
                 rows.append(r)
@@ -128,11 +133,11 @@ def main() -> None:
                 if a.json:
                     with open(a.json, "a") as f:
                         f.write(json.dumps(r) + "\n")
-    print("| R | N | run | precision | images/s | wall s | CPU s | images/CPU-s | peak RSS MB (main) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| R | N | run | precision | jobs | images/s | wall s | CPU s | peak RSS MB (main) | all processes MB (bound) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['resolution']} | {r['count']} | {r['kind']} | {r['precision']} | {r['images_per_s']} | "
-              f"{r['wall_s']} | {r['cpu_s']} | {r['images_per_cpu_s']} | {r['peak_rss_mb']} |")
+        print(f"| {r['resolution']} | {r['count']} | {r['kind']} | {r['precision']} | {r['jobs']} | {r['images_per_s']} | "
+              f"{r['wall_s']} | {r['cpu_s']} | {r['peak_rss_mb']} | {r['total_rss_mb_bound']} |")
 
 
 if __name__ == "__main__":

@@ -231,3 +231,52 @@ def test_fingerprint_accepts_tensor_and_hex(tiny_stega_model, image_folder, tmp_
     d1 = api.detect(tiny_stega_model, image_folder, tmp_path / "a", fingerprint=bits, device="cpu")
     d2 = api.detect(tiny_stega_model, image_folder, tmp_path / "b", fingerprint="0x5a", device="cpu")
     assert d1["mean_bit_accuracy"] == d2["mean_bit_accuracy"] and d1["with_reference"] == 6
+
+
+def test_jobs_split_the_work_and_give_the_same_result(tiny_stega_model, sample_folder, tmp_path):
+    one = api.embed(tiny_stega_model, sample_folder, tmp_path / "one", device="cpu", precision="fp32")
+    two = api.embed(tiny_stega_model, sample_folder, tmp_path / "two", device="cpu", precision="fp32", jobs=2)
+    assert one["fingerprinted"] == two["fingerprinted"] == 24 and two["new"] == 24
+    assert (tmp_path / "one" / "embedded_fingerprints.txt").read_text() == \
+        (tmp_path / "two" / "embedded_fingerprints.txt").read_text()
+    for p in sorted((tmp_path / "one" / "fingerprinted_images").glob("*.png")):
+        assert np.array_equal(read_image(p), read_image(tmp_path / "two" / "fingerprinted_images" / p.name)), p.name
+    progress = sorted(p.name for p in (tmp_path / "two" / ".progress").glob("*.jsonl"))
+    assert progress == ["embed-rank0.jsonl", "embed-rank1.jsonl"]  # each process did its share
+    emb = tmp_path / "one" / "embedded_fingerprints.txt"
+    d1 = api.detect(tiny_stega_model, tmp_path / "one" / "fingerprinted_images", tmp_path / "d1", embedded=emb,
+                    device="cpu", precision="fp32")
+    d2 = api.detect(tiny_stega_model, tmp_path / "one" / "fingerprinted_images", tmp_path / "d2", embedded=emb,
+                    device="cpu", precision="fp32", jobs=2)
+    assert d1["mean_bit_accuracy"] == d2["mean_bit_accuracy"] and d2["images"] == 24
+    assert (tmp_path / "d1" / "detections.jsonl").read_text() == (tmp_path / "d2" / "detections.jsonl").read_text()
+
+
+def test_jobs_report_a_bad_file_and_keep_finished_work(tiny_stega_model, sample_folder, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in sorted(sample_folder.glob("*.png"))[:8]:
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "zz-broken.png").write_text("not an image")
+    with pytest.raises(BadImageError, match="zz-broken.png.*--skip-bad"):
+        api.embed(tiny_stega_model, data, tmp_path / "out", device="cpu", jobs=2)
+    s = api.embed(tiny_stega_model, data, tmp_path / "out", device="cpu", jobs=2, skip_bad=True)
+    assert s["fingerprinted"] == 8 and s["resumed"] >= 1 and [x["file"] for x in s["skipped"]] == ["zz-broken.png"]
+
+
+def test_jobs_resolution(monkeypatch):
+    from ganprint.parallel import MIN_IMAGES_PER_JOB, resolve_jobs
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr("ganprint.parallel.usable_cores", lambda: 4)
+    assert resolve_jobs("auto", "cpu", 10 * MIN_IMAGES_PER_JOB) == 4
+    assert resolve_jobs("auto", "cpu", 2 * MIN_IMAGES_PER_JOB) == 2
+    assert resolve_jobs("auto", "cpu", 10) == 1  # too few images to pay for a process
+    assert resolve_jobs("3", "cpu", 10) == 3
+    for bad in ("0", "many", -1):
+        with pytest.raises(GanprintError, match="--jobs"):
+            resolve_jobs(bad, "cpu", 10)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert resolve_jobs("auto", "cpu", 10_000) == 1  # torchrun's ranks already split the work
+    with pytest.raises(GanprintError, match="torchrun"):
+        resolve_jobs(2, "cpu", 10_000)

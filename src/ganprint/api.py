@@ -229,8 +229,25 @@ class _BatchWriter:
 # --- embed ------------------------------------------------------------------------------------------
 
 
+def _jobs(jobs, device, data) -> int:
+    """Resolve `jobs` ("auto" counts the images: one process per core only when each gets enough of them)."""
+    from .parallel import resolve_jobs
+
+    n = None
+    if jobs in (None, "auto") and "WORLD_SIZE" not in os.environ:
+        p = Path(data)
+        if p.is_dir() and (p / "dataset.json").is_file():
+            n = len(open_image_dataset(p, None))
+        else:
+            from .data import list_images
+
+            n = len(list_images(p))
+    return resolve_jobs(jobs, str(device), n)
+
+
 def embed(model, data, outdir, resolution=None, celeba=False, identical=False, fingerprint=None, seed=42,
-          batch_size=64, device="auto", skip_bad=False, num_workers=None, check=False, precision="auto") -> dict:
+          batch_size=64, device="auto", skip_bad=False, num_workers=None, check=False, precision="auto",
+          jobs=1) -> dict:
     """Fingerprint every image under `data` into `outdir`; returns the summary (also in manifest.json).
 
     Writes `fingerprinted_images/<name>.png`, `embedded_fingerprints.txt` (`<name> <bits>`, sorted) and
@@ -239,9 +256,18 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     a non-empty `outdir` of another configuration is refused. With `check`, the written PNGs are decoded
     and the mean bit accuracy is reported. `precision`: "fp32" (the original's arithmetic), "bf16" (about twice
     as fast where the hardware has it; pixels differ by at most two 8-bit levels) or "auto" (bf16 where native).
+    `jobs`: CPU processes that split the images (`ganprint.parallel`; "auto": one per core for large inputs).
     """
     if fingerprint is not None and not identical:
         raise GanprintError("--fingerprint sets the one fingerprint of --identical; add --identical")
+    n_jobs = _jobs(jobs, device, data)
+    if n_jobs > 1:
+        from .parallel import run_jobs
+
+        return run_jobs("embed", dict(model=model, data=data, outdir=outdir, resolution=resolution, celeba=celeba,
+                                      identical=identical, fingerprint=fingerprint, seed=seed, batch_size=batch_size,
+                                      device=device, skip_bad=skip_bad, num_workers=num_workers, check=check,
+                                      precision=precision), n_jobs)
     module, config, res, dev, prec = _setup(model, resolution, celeba, device, need_encoder=True,
                                             batch_size=batch_size, precision=precision)
     k = int(config["fingerprint_length"])
@@ -421,18 +447,32 @@ def _finished(out: Path, k: int) -> dict[str, tuple[str | None, str]]:
 
 
 def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None, embedded=None, fpr=1e-6,
-           batch_size=64, device="auto", skip_bad=False, num_workers=None, precision="auto") -> dict:
+           batch_size=64, device="auto", skip_bad=False, num_workers=None, precision="auto", jobs=1,
+           scale_search=None) -> dict:
     """Decode the fingerprint of every image under `data`; returns the summary (also in summary.json).
 
     Writes `detected_fingerprints.txt` (`<name> <bits>`, sorted), `detections.jsonl` and `summary.json` in
     `outdir`. With a reference (`fingerprint` for all images, or `embedded`: an embedded_fingerprints.txt
     matched by name) each row gets bit_accuracy, matches, p_value, log10_p and detected
-    (matches >= match_threshold(K, fpr)). `precision` as in `embed`.
+    (matches >= match_threshold(K, fpr)). `precision` and `jobs` as in `embed`. `scale_search` ("auto" or
+    fractions; `ganprint.resync`) also decodes each image after undoing candidate crops and keeps the most
+    confident decoding (rows then carry the chosen `scale`); p-values stay exact.
     """
+    from .resync import ScaleSearch, parse_scales
+
+    scales = parse_scales(scale_search)
     if fingerprint is not None and embedded is not None:
         raise GanprintError("pass either --fingerprint or --embedded, not both")
     if not 0 < fpr < 1:
         raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
+    n_jobs = _jobs(jobs, device, data)
+    if n_jobs > 1:
+        from .parallel import run_jobs
+
+        return run_jobs("detect", dict(model=model, data=data, outdir=outdir, resolution=resolution, celeba=celeba,
+                                       fingerprint=fingerprint, embedded=embedded, fpr=fpr, batch_size=batch_size,
+                                       device=device, skip_bad=skip_bad, num_workers=num_workers,
+                                       precision=precision, scale_search=scale_search), n_jobs)
     module, config, res, dev, prec = _setup(model, resolution, celeba, device, need_encoder=False,
                                             batch_size=batch_size, precision=precision)
     k = int(config["fingerprint_length"])
@@ -454,6 +494,8 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
         return ref_map.get(name, ref_map.get(str(PurePosixPath(name).with_suffix(".png"))))
 
     dec = module.dec.to(memory_format=torch.channels_last)
+    search = ScaleSearch(lambda t: dec(t.contiguous(memory_format=torch.channels_last)).float(), scales) \
+        if scales is not None else None
     rows, skipped, error = [], [], None
     mine = list(range(rank, n, world))
     pbar = _progress(len(mine), "detect")
@@ -465,8 +507,9 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
             if idx:
                 x = _to_float01(batch["img"], dev)  # [N, 3, R, R] in [0, 1]
                 with _autocast(dev, prec):
-                    logits = dec(x).float()
+                    logits = search(x) if search is not None else dec(x).float()
                 bits = decode_bits(logits).cpu()  # [N, K]
+                chosen = search.last_scales.tolist() if search is not None else None
                 refs = [reference(i) for i in idx]
                 have = [j for j, r in enumerate(refs) if r is not None]
                 stats = {}
@@ -477,6 +520,8 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
                                                np.atleast_1d(log10_p_value(m, k)).tolist())))
                 for j, i in enumerate(idx):
                     row = {"name": relpaths[i], "bits": bits_to_str(bits[j])}
+                    if chosen is not None:
+                        row["scale"] = chosen[j]
                     if j in stats:
                         matches, p, lp = stats[j]
                         row.update({"bit_accuracy": matches / k, "matches": int(matches),
@@ -504,7 +549,8 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
         "mean_bit_accuracy": float(np.mean([r["bit_accuracy"] for r in scored])) if scored else None,
         "detected": sum(r["detected"] for r in scored),
         "detected_rate": float(np.mean([r["detected"] for r in scored])) if scored else None,
-        "precision": prec, "ganprint_version": __version__,
+        "precision": prec, "scale_search": list(scales) if scales is not None else None,
+        "ganprint_version": __version__,
     }
     if ref_map is not None and len(scored) < len(rows):
         log.warning("%d of %d images have no entry in %s", len(rows) - len(scored), len(rows), embedded)

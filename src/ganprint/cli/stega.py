@@ -23,6 +23,9 @@ _COMMON = [
                       "AVX512-BF16/AMX, recent GPUs), about 2x faster; fp32 = the original's arithmetic."),
     click.option("--num-workers", type=click.IntRange(min=0), default=None,
                  help="DataLoader worker processes for image decoding [default: 0, which keeps memory flat]."),
+    click.option("--jobs", default="auto", show_default=True,
+                 help="CPU processes that split the images (one torch thread each). auto = one per core when "
+                      "there are at least 500 images per process, else 1. Use torchrun for several GPUs."),
 ]
 
 
@@ -41,7 +44,7 @@ def _common(f):
 @click.option("--seed", default=42, show_default=True, type=int,
               help="Seed of the fingerprints (the original's default, 42).")
 @click.option("--check", is_flag=True, help="Decode the written PNGs and report their bit accuracy.")
-def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, precision, num_workers,
+def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, precision, num_workers, jobs,
               identical, fingerprint, seed, check):
     """Embed fingerprints into every image under --data.
 
@@ -64,7 +67,7 @@ def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_
 
     embed(model, data, outdir, resolution=resolution, celeba=celeba, identical=identical, fingerprint=fingerprint,
           seed=seed, batch_size=batch_size, device=device, skip_bad=skip_bad, num_workers=num_workers, check=check,
-          precision=precision)
+          precision=precision, jobs=jobs)
     # The summary (counts, fingerprint, skipped files) is logged to stderr by the library.
 
 
@@ -75,8 +78,11 @@ def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_
               help="Reference per image: an embedded_fingerprints.txt, matched by file name.")
 @click.option("--fpr", default=1e-6, show_default=True, type=float,
               help="False-positive rate of the per-image decision (one-sided binomial test).")
-def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, precision, num_workers,
-               fingerprint, embedded, fpr):
+@click.option("--scale-search", default=None,
+              help="Read images that were cropped and resized back: decode at each candidate scale ('auto' = 1, "
+                   "0.95, ..., 0.6, or e.g. 1,0.9,0.8) and keep the most confident; p-values stay exact.")
+def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, precision, num_workers, jobs,
+               fingerprint, embedded, fpr, scale_search):
     """Decode the fingerprint of every image under --data, and test it against a reference.
 
     Writes OUTDIR/detected_fingerprints.txt (the original's format), OUTDIR/detections.jsonl (one row per
@@ -98,7 +104,7 @@ def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip
 
     detect(model, data, outdir, resolution=resolution, celeba=celeba, fingerprint=fingerprint, embedded=embedded,
            fpr=fpr, batch_size=batch_size, device=device, skip_bad=skip_bad, num_workers=num_workers,
-           precision=precision)
+           precision=precision, jobs=jobs, scale_search=scale_search)
     # The summary (images, mean bit accuracy, share detected, skipped files) is logged to stderr by the library.
 
 
