@@ -289,16 +289,19 @@ def run_evaluate(model: str | Path, data: str | Path | None, outdir: str | Path,
                  fpr: float = 1e-6, clean: str | Path | None = None, batch_size: int = 64, device: str = "auto",
                  seed: int = 0, resolution: int | None = None, celeba: bool = False, limit: int | None = None,
                  n_keys: int = 1, generator: str | Path | None = None, seeds: str | list[int] | None = None,
-                 model_attacks: str | list[str] | tuple[str, ...] | None = None) -> dict:
+                 model_attacks: str | list[str] | tuple[str, ...] | None = None,
+                 scale_search: str | None = None) -> dict:
     """`ganprint evaluate`: robustness of the fingerprints in the images under `data`, or in the images a
     `generator` makes for `seeds` (then also under the `model_attacks` on its weights; default "standard").
 
     `model` is a stega model / decoder export or a scalable decoder. Writes OUTDIR/results.jsonl (tidy rows),
     summary.csv / summary.md (per set x attack x strength), plots (PNG), report.md and report.html, eval.json
     (the configuration and headline numbers); returns the eval.json dict. The clean strength ("none") is always
-    included.
+    included. `scale_search` ("auto" or fractions, `ganprint.resync`) decodes every image at several candidate
+    scales and keeps the most confident decoding.
     """
     from . import report
+    from .resync import ScaleSearch, parse_scales
     from .model_attacks import parse_model_attacks
     from .utils import resolve_device
 
@@ -331,6 +334,9 @@ def run_evaluate(model: str | Path, data: str | Path | None, outdir: str | Path,
     settings = parse_model_attacks("standard" if model_attacks is None else model_attacks) if generator else []
     dev = resolve_device(device)
     dec, res, k, _ = load_decoder(model, dev)
+    scales = parse_scales(scale_search)
+    if scales is not None:
+        dec = ScaleSearch(dec, scales)
     if resolution is not None and int(resolution) != res:
         raise GanprintError(f"--resolution {resolution} does not match the model's {res}; omit it or pass {res}")
 
@@ -377,6 +383,7 @@ def run_evaluate(model: str | Path, data: str | Path | None, outdir: str | Path,
             "seeds": (seeds if isinstance(seeds, str) else list(seed_list)) if generator is not None else None,
             "clean": str(clean) if clean else None, "reference": reference, "resolution": res,
             "fingerprint_length": k, "fpr": fpr, "n_keys": n_keys, "match_threshold": match_threshold(k, fpr, n_keys),
+            "scale_search": list(scales) if scales is not None else None,
             "attacks": [c.spec for c in chains], "model_attacks": [st.spec for st in settings], "seed": seed,
             "images": n_images, "clean_images": (len(clean_src) - len(clean_src.skipped)) if clean_src else 0}
     result = report.write_outputs(outdir, rows, meta)

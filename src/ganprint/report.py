@@ -278,6 +278,9 @@ def write_outputs(outdir: str | Path, rows: list[dict], meta: dict) -> dict:
              f"- clean images: `{meta['clean']}` ({meta['clean_images']} images)" if meta.get("clean") else
              "- clean images: none given (no measured false-positive rate, no ROC)",
              f"- reference: {meta['reference'][:80]}",
+             *([f"- scale search: each image decoded after undoing a centre crop of "
+                f"{', '.join(f'{v:g}' for v in meta['scale_search'])}; the most confident decoding kept"]
+               if meta.get("scale_search") else []),
              (f"- decision: detected when matching bits ≥ {meta['match_threshold']} of {k} "
               f"(false-positive rate {fpr:g}" + (f", {n_keys} keys" if n_keys > 1 else "") + ")"
               if meta["match_threshold"] <= k else
