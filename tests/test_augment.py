@@ -76,3 +76,18 @@ def test_pm1_wrapper():
     y = aug(x, 1.0, generator=torch.Generator().manual_seed(0))
     assert y.min() >= -1 and y.max() <= 1 and not torch.equal(x, y)
     assert torch.allclose(aug(x, 0.0), x, atol=1e-6)
+
+
+def test_skew_moves_strength_towards_the_maximum():
+    x = torch.full((512, 3, 8, 8), 0.5)
+    def mean_noise(skew):  # noise is the only op, so the residual's std is the drawn strength
+        aug = build_augment("noise:0.1", skew=skew)
+        y = aug(x, 1.0, generator=torch.Generator().manual_seed(0))
+        return (y - x).flatten(1).std(dim=1)  # [N] per-sample strength (0 for the identity picks)
+    uniform, skewed = mean_noise(1.0), mean_noise(3.0)
+    picked_u, picked_s = uniform[uniform > 0], skewed[skewed > 0]
+    # E[u] = 1/2 for skew 1 and skew / (skew + 1) = 3/4 for skew 3 (times the maximum 0.1).
+    assert picked_u.mean() == pytest.approx(0.05, abs=0.006)
+    assert picked_s.mean() == pytest.approx(0.075, abs=0.006)
+    with pytest.raises(AugmentSpecError):
+        build_augment("noise", skew=0)

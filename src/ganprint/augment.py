@@ -4,7 +4,8 @@
     img_seen_by_decoder = aug(img01, progress)   # img01 [N, 3, R, R] in [0, 1]; progress in [0, 1]
 
 Each sample independently gets `n_ops` operations (default 1) drawn uniformly from the listed ones plus
-"identity", each at a random strength u * ramp(progress) * max, u ~ U(0, 1). `ramp` rises linearly from 0 at
+"identity", each at a random strength u * ramp(progress) * max, u = U(0, 1) ** (1 / skew). skew 1 is uniform;
+skew 2 (density 2u) trains more often near the maxima, where an evaluation's strong settings lie. `ramp` rises linearly from 0 at
 progress `ramp_start` to 1 at `ramp_end` (defaults 0.0 and 0.5), so progress 0 is the exact identity and the
 decoder first learns to read clean images (training still converges), then faces stronger perturbations.
 
@@ -102,10 +103,14 @@ _RANDOM_OPS = {"noise", "crop", "color"}  # ops that draw extra randomness
 class Augment(nn.Module):
     """`aug(img01, progress) -> img01`: per-sample random perturbations, strength ramped in by progress."""
 
-    def __init__(self, ops: dict[str, float], n_ops: int = 1, ramp_start: float = 0.0, ramp_end: float = 0.5):
+    def __init__(self, ops: dict[str, float], n_ops: int = 1, ramp_start: float = 0.0, ramp_end: float = 0.5,
+                 skew: float = 1.0):
         super().__init__()
         if not 0 <= ramp_start < ramp_end:
             raise AugmentSpecError(f"augment ramp needs 0 <= start < end, got {ramp_start}, {ramp_end}")
+        if not skew > 0:
+            raise AugmentSpecError(f"augment skew must be > 0, got {skew}")
+        self.skew = float(skew)
         self.ops = dict(ops)
         self.n_ops = int(n_ops)
         self.ramp_start, self.ramp_end = float(ramp_start), float(ramp_end)
@@ -127,7 +132,8 @@ class Augment(nn.Module):
         for _ in range(self.n_ops):
             # op index per sample; index len(names) means identity
             pick = torch.randint(0, len(names) + 1, (n,), generator=generator)
-            u = torch.rand(n, generator=generator) * scale  # [N] strength in [0, scale]
+            u = torch.rand(n, generator=generator)
+            u = (u if self.skew == 1.0 else u.pow(1.0 / self.skew)) * scale  # [N] strength in [0, scale]
             out = x
             for j, name in enumerate(names):
                 idx = torch.nonzero(pick == j).flatten()
@@ -140,15 +146,16 @@ class Augment(nn.Module):
         return x
 
     def extra_repr(self) -> str:
-        return f"ops={self.ops}, n_ops={self.n_ops}, ramp=({self.ramp_start}, {self.ramp_end})"
+        return f"ops={self.ops}, n_ops={self.n_ops}, ramp=({self.ramp_start}, {self.ramp_end}), skew={self.skew}"
 
 
-def build_augment(spec: str = "default", n_ops: int = 1, ramp_start: float = 0.0, ramp_end: float = 0.5) -> Augment:
+def build_augment(spec: str = "default", n_ops: int = 1, ramp_start: float = 0.0, ramp_end: float = 0.5,
+                  skew: float = 1.0) -> Augment:
     """Build an `Augment` from a spec: "default", "none", or comma-separated ops with optional maxima
     ("jpeg,blur", "jpeg:30,noise:0.1"). Raises AugmentSpecError naming the bad part."""
     spec = (spec or "none").strip().lower()
     if spec == "none":
-        return Augment({}, n_ops, ramp_start, ramp_end)
+        return Augment({}, n_ops, ramp_start, ramp_end, skew)
     if spec == "default":
         spec = DEFAULT_SPEC
     ops: dict[str, float] = {}
@@ -168,7 +175,7 @@ def build_augment(spec: str = "default", n_ops: int = 1, ramp_start: float = 0.0
         else:
             v = DEFAULT_MAX[name]
         ops[name] = v
-    return Augment(ops, n_ops, ramp_start, ramp_end)
+    return Augment(ops, n_ops, ramp_start, ramp_end, skew)
 
 
 class _PM1(nn.Module):

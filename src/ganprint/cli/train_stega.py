@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 @click.option("--amp/--no-amp", default=None, help="Mixed precision (bf16 autocast on CPU, bf16/fp16 on CUDA).")
 @click.option("--augment", "augment", type=str, default=None,
               help="Immunized training: ganprint.augment spec applied before the decoder.")
+@click.option("--augment-skew", type=float, default=None,
+              help="Augmentation strength U(0,1)**(1/skew); > 1 trains more near the maxima [1; robust-32: 2].")
 @click.option("--seed", type=int, default=None, help="Random seed [0].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Where to train [auto].")
 @click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")

@@ -54,6 +54,7 @@ class TrainConfig:
     decoder_polish: int = 0  # final steps training the decoder alone on 8-bit-rounded fingerprinted images (0 = none)
     amp: bool = False  # mixed precision: bf16 autocast on CPU; on CUDA bf16 (or fp16 + loss scaling)
     augment: str | None = None  # ganprint.augment spec applied to fingerprinted images before the decoder
+    augment_skew: float = 1.0  # augmentation strength u = U(0,1) ** (1/skew): >1 trains more near the maxima
     seed: int = 0  # every random draw is a function of (seed, rank, step)
     device: str = "auto"  # "auto" | "cpu" | "cuda"; a run may resume on another device (not compared)
 
@@ -84,6 +85,7 @@ class TrainConfig:
             ("--lr-warmup", self.lr_warmup >= 0, "must be >= 0"),
             ("--lr-schedule", self.lr_schedule in ("constant", "cosine"), "must be 'constant' or 'cosine'"),
             ("--lr-min-ratio", 0 <= self.lr_min_ratio <= 1, "must be in [0, 1]"),
+            ("--augment-skew", self.augment_skew > 0, "must be > 0 (1 = uniform strengths)"),
             ("--device", self.device in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda"),
         ]
         for flag, ok, what in checks:

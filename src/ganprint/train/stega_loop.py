@@ -332,7 +332,7 @@ def train_stega(
             if e.name != "ganprint.augment":
                 raise
             raise GanprintError("--augment needs ganprint.augment, which this installation lacks") from None
-        aug = build_augment(cfg.augment)
+        aug = build_augment(cfg.augment, skew=cfg.augment_skew)
 
     finished_before = step >= total
     sampler = StepBatchSampler(n, cfg.batch_size, cfg.seed, step, total, rank, world)
