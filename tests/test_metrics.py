@@ -84,3 +84,19 @@ def test_psnr_ssim_known_values():
     ref = structural_similarity(a, b, channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5,
                                 use_sample_covariance=False)
     assert float(ssim(x[:1], y[:1])) == pytest.approx(ref, abs=0.03)  # border handling differs slightly
+
+
+def test_counter_bits_are_per_item_pure_and_uniform():
+    from ganprint.fingerprints import counter_bits
+
+    a = counter_bits(42, [0, 1, 2, 1000], 100)
+    assert a.shape == (4, 100) and set(a.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(a[3], counter_bits(42, [1000], 100)[0])  # a row never depends on the others
+    assert torch.equal(a[1], counter_bits(42, [5, 1], 100)[1])
+    assert not torch.equal(a, counter_bits(43, [0, 1, 2, 1000], 100))  # the seed matters
+    assert not torch.equal(counter_bits(42, [0], 100)[0, :64], counter_bits(42, [0], 64)[0])  # so does K
+    many = counter_bits(0, np.arange(20_000), 64)  # 1.28M bits
+    assert stats.binomtest(int(many.sum()), many.numel(), 0.5).pvalue > 1e-3
+    # neighbouring items and bits are not correlated
+    assert abs(np.corrcoef(many[:-1].flatten(), many[1:].flatten())[0, 1]) < 0.01
+    assert abs(np.corrcoef(many[:, :-1].flatten(), many[:, 1:].flatten())[0, 1]) < 0.01

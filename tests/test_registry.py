@@ -73,7 +73,7 @@ def test_bad_registry_files(tmp_path):
 
 def _worker(path: str, n: int, q) -> None:
     reg = Registry(path)
-    q.put([reg.issue(bit_length=64, who=f"proc", min_distance=16).bits_hex for _ in range(n)])
+    q.put([reg.issue(bit_length=64, who="proc", min_distance=16).bits_hex for _ in range(n)])
 
 
 def test_concurrent_processes_no_loss_no_duplicates(tmp_path):

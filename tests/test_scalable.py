@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 from ganprint.checkpoint import load_export, save_export
 from ganprint.cli import main
 from ganprint.errors import GanprintError
-from ganprint.fingerprints import parse_bits
 from ganprint.models.scalable import (
     ScalableConfig,
     ScalableDecoder,

@@ -29,10 +29,10 @@ from . import __version__, dist
 from .checkpoint import load_export
 from .data import collate, open_image_dataset
 from .errors import GanprintError
-from .fingerprints import bits_to_str, parse_bits, random_bits
+from .fingerprints import bits_to_str, counter_bits, parse_bits
 from .imageio import BadImageError, from_tensor01, write_png
 from .metrics.bits import count_matches, decode_bits, log10_p_value, match_threshold, p_value
-from .utils import (append_jsonl, atomic_write_json, atomic_write_text, derive_seed, read_jsonl, resolve_device,
+from .utils import (append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, resolve_device,
                     resolve_precision, sha256_file)
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def output_names(relpaths: list[str]) -> list[str]:
 
 def per_image_bits(seed: int, index: int, length: int) -> torch.Tensor:
     """[K] bits of image `index`: a pure function of (seed, index), so resume and rank splits agree."""
-    return random_bits(1, length, derive_seed(seed, index))[0]
+    return counter_bits(seed, [index], length)[0]
 
 
 def original_identical_bits(seed: int, length: int) -> torch.Tensor:
@@ -149,17 +149,29 @@ def _num_workers(num_workers):
     return 0 if num_workers is None else int(num_workers)
 
 
-def _loader(ds, indices, batch_size, num_workers, read_threads: int = 2, prefetch: int = 2):
+def _io_threads() -> int:
+    """Reader / PNG-writer threads per process: 2, or GANPRINT_IO_THREADS (0 = read and write in the calling thread,
+    which `--jobs` processes use: there the other processes keep the cores busy, and threads would only contend)."""
+    return max(0, int(os.environ.get("GANPRINT_IO_THREADS", "2")))
+
+
+def _loader(ds, indices, batch_size, num_workers, read_threads: int | None = None, prefetch: int = 2):
     """Batches (`data.collate` dicts) of `ds[indices]`, in order.
 
     With worker processes: a DataLoader. Without (the default): `read_threads` threads decode the next
     `prefetch` batches while the caller runs the network; Pillow and the resize release the GIL, so this
     overlaps real work, and at most `prefetch` decoded batches exist at any time (memory stays flat).
+    With 0 read threads the batches are decoded when taken.
     """
     nw = _num_workers(num_workers)
     if nw:
         yield from DataLoader(Subset(ds, indices), batch_size=batch_size, shuffle=False, num_workers=nw,
                               collate_fn=collate, pin_memory=False, persistent_workers=False)
+        return
+    read_threads = _io_threads() if read_threads is None else read_threads
+    if read_threads == 0:
+        for i in range(0, len(indices), batch_size):
+            yield collate([ds[j] for j in indices[i:i + batch_size]])
         return
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -190,24 +202,36 @@ def _progress(total, desc):
                 disable=dist.get_rank() != 0 or not sys.stderr.isatty())
 
 
+def _memory_format() -> torch.memory_format:
+    """channels_last with several CPU threads (or on GPU); with one thread (each `--jobs` process) the plain layout
+    is faster: 32-px encoder, batch 64, bf16, ms/image: 2 threads 0.498 vs 0.537, 1 thread 1.088 vs 0.950."""
+    return torch.channels_last if torch.get_num_threads() > 1 or torch.cuda.is_available() else torch.contiguous_format
+
+
 def _to_float01(img_u8: torch.Tensor, dev: torch.device) -> torch.Tensor:
-    """uint8 [N, 3, R, R] -> float [N, 3, R, R] in [0, 1] on `dev`, channels_last (what the networks run fastest on)."""
-    return img_u8.to(dev).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+    """uint8 [N, 3, R, R] -> float [N, 3, R, R] in [0, 1] on `dev`, in the layout the networks run fastest on."""
+    return img_u8.to(dev).float().div_(255.0).contiguous(memory_format=_memory_format())
 
 
 class _BatchWriter:
     """Writes each batch's PNGs on a small thread pool (zlib releases the GIL, so this overlaps the network),
     then appends the batch's progress rows; at most `depth` batches are in flight, so memory stays bounded."""
 
-    def __init__(self, progress: Path, threads: int = 2, depth: int = 2):
+    def __init__(self, progress: Path, threads: int | None = None, depth: int = 2):
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
+        threads = _io_threads() if threads is None else threads
         self.progress, self.depth = progress, depth
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="ganprint-png")
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="ganprint-png") if threads else None
         self.pending: deque = deque()
 
     def submit(self, items: list[tuple[Path, np.ndarray]], rows: list[dict]) -> None:
+        if self.pool is None:  # no threads: write now
+            for p, a in items:
+                write_png(p, a)
+            append_jsonl(self.progress, rows)
+            return
         self.pending.append(([self.pool.submit(write_png, p, a) for p, a in items], rows))
         while len(self.pending) > self.depth:
             self._finish_one()
@@ -223,18 +247,27 @@ class _BatchWriter:
             while self.pending:
                 self._finish_one()
         finally:
-            self.pool.shutdown(wait=True)
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
 
 
 # --- embed ------------------------------------------------------------------------------------------
 
 
-def _jobs(jobs, device, data) -> int:
-    """Resolve `jobs` ("auto" counts the images: one process per core only when each gets enough of them)."""
+def _jobs(jobs, device, data, model=None) -> int:
+    """Resolve `jobs`. "auto": one process per core for models of at most 64 px when each process gets enough
+    images, else 1. At 128 px the network dominates and two threads use the cores as well as two processes
+    (embed 52.8 vs 52.4 images/s, 1k images) at half the memory (benchmarks/RESULTS-embed-detect.md)."""
     from .parallel import resolve_jobs
 
     n = None
     if jobs in (None, "auto") and "WORLD_SIZE" not in os.environ:
+        if model is not None:
+            from .checkpoint import read_metadata
+
+            res = json.loads(read_metadata(model).get("ganprint.config", "{}")).get("resolution")
+            if res is not None and int(res) > 64:
+                return 1
         p = Path(data)
         if p.is_dir() and (p / "dataset.json").is_file():
             n = len(open_image_dataset(p, None))
@@ -260,7 +293,7 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     """
     if fingerprint is not None and not identical:
         raise GanprintError("--fingerprint sets the one fingerprint of --identical; add --identical")
-    n_jobs = _jobs(jobs, device, data)
+    n_jobs = _jobs(jobs, device, data, model)
     if n_jobs > 1:
         from .parallel import run_jobs
 
@@ -328,9 +361,9 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
 
     progress = out / PROGRESS_DIR / f"embed-rank{rank}.jsonl"
     progress.parent.mkdir(parents=True, exist_ok=True)
-    # channels_last: ~15 % faster convolutions on CPU, same fp32 arithmetic (differences ~1e-7).
-    enc = module.enc.to(memory_format=torch.channels_last)
-    dec = module.dec.to(memory_format=torch.channels_last) if check else None
+    # channels_last: faster convolutions with several threads, same fp32 arithmetic (differences ~1e-7).
+    enc = module.enc.to(memory_format=_memory_format())
+    dec = module.dec.to(memory_format=_memory_format()) if check else None
     skipped: list[dict] = []
     error = None
     n_new, acc_sum = 0, 0.0
@@ -343,7 +376,8 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
                     skipped.append({"file": relpaths[i], "error": err})
                 idx = batch["index"].tolist()
                 if idx:
-                    bits = torch.stack([bits_of(i) for i in idx]).to(dev)  # [N, K]
+                    bits = (fixed.expand(len(idx), k) if fixed is not None
+                            else counter_bits(seed, idx, k)).to(dev)  # [N, K]
                     x = _to_float01(batch["img"], dev)  # [N, 3, R, R] in [0, 1]
                     with _autocast(dev, prec):
                         u8 = from_tensor01(enc(bits, x))  # [N, R, R, 3] uint8: what the PNGs hold
@@ -465,7 +499,7 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
         raise GanprintError("pass either --fingerprint or --embedded, not both")
     if not 0 < fpr < 1:
         raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
-    n_jobs = _jobs(jobs, device, data)
+    n_jobs = _jobs(jobs, device, data, model)
     if n_jobs > 1:
         from .parallel import run_jobs
 
@@ -493,8 +527,8 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
         name = relpaths[i]
         return ref_map.get(name, ref_map.get(str(PurePosixPath(name).with_suffix(".png"))))
 
-    dec = module.dec.to(memory_format=torch.channels_last)
-    search = ScaleSearch(lambda t: dec(t.contiguous(memory_format=torch.channels_last)).float(), scales) \
+    dec = module.dec.to(memory_format=_memory_format())
+    search = ScaleSearch(lambda t: dec(t.contiguous(memory_format=_memory_format())).float(), scales) \
         if scales is not None else None
     rows, skipped, error = [], [], None
     mine = list(range(rank, n, world))

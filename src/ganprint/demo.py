@@ -7,7 +7,6 @@ fingerprinted images and false-positive rate on clean ones. Writes a Markdown re
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import replace
@@ -28,7 +27,6 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
     Re-running with the same arguments resumes: finished stages are not redone.
     """
     from . import api, samples
-    from .data import list_images
     from .metrics.quality import psnr, ssim
     from .train.config import PRESETS
     from .train.stega_loop import train_stega

@@ -63,6 +63,29 @@ def random_bits(n: int, length: int, seed: int) -> torch.Tensor:
     return torch.randint(0, 2, (n, length), generator=g).float()
 
 
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser on uint64 counters (wrapping arithmetic): independent-looking 64-bit words."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def counter_bits(seed: int, indices, length: int) -> torch.Tensor:
+    """[N, K] uniform random bits for items `indices` (ints >= 0): row i is a pure function of (seed, indices[i], K)
+    and never of the other indices, computed for the whole batch at once (counter-based, no generator per item)."""
+    from .utils import derive_seed
+
+    idx = np.asarray(indices, dtype=np.uint64).reshape(-1, 1)  # [N, 1]
+    words = -(-int(length) // 64)
+    base = np.uint64(derive_seed(seed, 0xB175, length))
+    with np.errstate(over="ignore"):
+        counters = base + idx * np.uint64(words) + np.arange(words, dtype=np.uint64)[None, :]  # [N, W]
+        w = _splitmix64(counters)
+    bits = np.unpackbits(w.astype(">u8").view(np.uint8).reshape(len(idx), -1), axis=1)[:, :length]  # [N, K]
+    return torch.from_numpy(bits.astype(np.float32))
+
+
 def pack_bits(bits: np.ndarray | torch.Tensor) -> np.ndarray:
     """[N, K] 0/1 -> [N, ceil(K/8)] uint8 (big-endian bit order), for fast Hamming search."""
     arr = np.asarray(bits.detach().cpu() if isinstance(bits, torch.Tensor) else bits) > 0.5

@@ -73,6 +73,9 @@ def _free_port() -> int:
 def _child(fn_name: str, kwargs: dict, rank: int, world: int, port: int, threads: int, out_q) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    # Read and write in the job's own thread: the other jobs keep the cores busy, and reader / writer threads
+    # only contended with them (10k 32-px images, 2 jobs: embed 9.5 s with none, 10.3 s with 2 of each).
+    os.environ.setdefault("GANPRINT_IO_THREADS", "0")
     import torch
 
     torch.set_num_threads(threads)

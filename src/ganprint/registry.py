@@ -30,7 +30,6 @@ import torch
 
 from .errors import GanprintError
 from .fingerprints import bits_to_hex, pack_bits, parse_bits, unpack_bits
-from .utils import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ _COMMON = [
     click.option("--num-workers", type=click.IntRange(min=0), default=None,
                  help="DataLoader worker processes for image decoding [default: 0, which keeps memory flat]."),
     click.option("--jobs", default="auto", show_default=True,
-                 help="CPU processes that split the images (one torch thread each). auto = one per core when "
-                      "there are at least 500 images per process, else 1. Use torchrun for several GPUs."),
+                 help="CPU processes that split the images (one torch thread each). auto = one per core for "
+                      "models of at most 64 px with at least 500 images per process, else 1. GPUs: use torchrun."),
 ]
 
 
