@@ -24,6 +24,12 @@ COMMANDS: list = []
 @click.option("--consistency-weight", type=float, default=None, help="Weight of ||G(z,c)-G(z,c')||^2 [preset].")
 @click.option("--consistency-rampup-kimg", type=float, default=None,
               help="Ramp the consistency weight linearly from 0 over N kimg [preset: small 10, paper 0].")
+@click.option("--gate-adversarial/--no-gate-adversarial", "gate_adversarial", default=None,
+              help="Hold the adversarial term and D back until the fingerprint gate opens [preset: small on].")
+@click.option("--gate-acc", "consistency_gate_acc", type=float, default=None,
+              help="The gate opens at this running training bit accuracy [preset: small 0.9, paper 0 = open].")
+@click.option("--gate-kimg", "consistency_gate_kimg", type=float, default=None,
+              help="... or after N kimg, whichever comes first [preset: small 40; paper 0 = from the start].")
 @click.option("--lr", type=float, default=None, help="Adam learning rate [preset].")
 @click.option("--snapshot-kimg", type=float, default=None, help="Grids, exports and state every N kimg [preset].")
 @click.option("--metric-kimg", type=float, default=None, help="Bit-accuracy metric every N kimg [preset].")

@@ -100,6 +100,7 @@ class ScalableTrainConfig:
     consistency_rampup_kimg: float | None = None
     consistency_gate_acc: float | None = None
     consistency_gate_kimg: float | None = None
+    gate_adversarial: bool | None = None
     latent_weight: float | None = None
     bit_weight: float | None = None
     r1_gamma: float | None = None
