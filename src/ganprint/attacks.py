@@ -308,6 +308,41 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
+def parse_strengths(name: str, arg: str, *, param: str, bounds: tuple[float, float], sweep, flag: str, whole: str,
+                    error: type[GanprintError], aliases: dict | None = None, integer: bool = False) -> list[float]:
+    """The strengths of one `name[:[param=]v1,v2,...]` step (the default `sweep` when `arg` is empty), checked
+    against `bounds`; `aliases` map other parameter names to converters. Errors (`error`) name `flag` and `whole`.
+    Shared by image attacks (--attacks) and model attacks (--model-attacks)."""
+    aliases = aliases or {}
+    arg = arg.strip()
+    if not arg:
+        return [float(v) for v in sweep]
+    conv = _same
+    if "=" in arg:
+        pname, _, arg = arg.partition("=")
+        pname = pname.strip().lower()
+        if pname != param and pname not in aliases:
+            names = ", ".join([param, *aliases])
+            raise error(f"attack {name!r} has no parameter {pname!r} (use {names}) in {flag} {whole!r}")
+        conv = aliases.get(pname, _same)
+    values = []
+    for tok in arg.split(","):
+        tok = tok.strip()
+        try:
+            v = conv(float(tok))
+        except ValueError:
+            raise error(f"strength {tok!r} of {name!r} in {flag} {whole!r} is not a number") from None
+        lo, hi = bounds
+        if math.isnan(v) or not lo <= v <= hi:
+            raise error(f"strength {tok} of {name!r} is outside [{lo:g}, {hi:g}] in {flag} {whole!r}")
+        if integer and v != int(v):
+            raise error(f"strength {tok} of {name!r} must be a whole number of {param} in {flag} {whole!r}")
+        values.append(v)
+    if not values:
+        raise error(f"attack {name!r} has an empty strength list in {flag} {whole!r}")
+    return values
+
+
 def _parse_step(text: str, whole: str) -> tuple[str, list[float]]:
     name, _, arg = text.strip().partition(":")
     name = name.strip().lower()
@@ -315,31 +350,8 @@ def _parse_step(text: str, whole: str) -> tuple[str, list[float]]:
         raise AttackSpecError(f"unknown attack {name!r} in --attacks {whole!r}; known: {', '.join(ATTACKS)} "
                               f"(suites: {', '.join(SUITES)})")
     att = ATTACKS[name]
-    arg = arg.strip()
-    if not arg:
-        return name, list(att.sweep)
-    conv = _same
-    if "=" in arg:
-        pname, _, arg = arg.partition("=")
-        pname = pname.strip().lower()
-        if pname != att.param and pname not in att.aliases:
-            names = ", ".join([att.param, *att.aliases])
-            raise AttackSpecError(f"attack {name!r} has no parameter {pname!r} (use {names}) in --attacks {whole!r}")
-        conv = att.aliases.get(pname, _same)
-    values = []
-    for tok in arg.split(","):
-        tok = tok.strip()
-        try:
-            v = conv(float(tok))
-        except ValueError:
-            raise AttackSpecError(f"strength {tok!r} of {name!r} in --attacks {whole!r} is not a number") from None
-        lo, hi = att.bounds
-        if not (lo <= v <= hi) or math.isnan(v):
-            raise AttackSpecError(f"strength {tok} of {name!r} is outside [{lo:g}, {hi:g}] in --attacks {whole!r}")
-        values.append(v)
-    if not values:
-        raise AttackSpecError(f"attack {name!r} has an empty strength list in --attacks {whole!r}")
-    return name, values
+    return name, parse_strengths(name, arg, param=att.param, bounds=att.bounds, sweep=att.sweep, flag="--attacks",
+                                 whole=whole, error=AttackSpecError, aliases=att.aliases)
 
 
 def parse_attacks(spec: str | list[str] | tuple[str, ...]) -> list[AttackChain]:

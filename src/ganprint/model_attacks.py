@@ -200,6 +200,8 @@ class ModelAttackSetting:
 
 
 def _parse_model_step(text: str) -> list[ModelAttackSetting]:
+    from .attacks import parse_strengths
+
     one = text[len(PREFIX):] if text.lower().startswith(PREFIX) else text
     name, _, arg = one.partition(":")
     name = name.strip().lower()
@@ -207,30 +209,9 @@ def _parse_model_step(text: str) -> list[ModelAttackSetting]:
         raise ModelAttackSpecError(f"unknown model attack {name!r} in --model-attacks {text!r}; known: "
                                    f"{', '.join(MODEL_ATTACK_SPECS)} (suites: {', '.join(MODEL_SUITES)}, none)")
     att = MODEL_ATTACK_SPECS[name]
-    arg = arg.strip()
-    if not arg:
-        return [ModelAttackSetting(name, float(v)) for v in att.sweep]
-    if "=" in arg:
-        pname, _, arg = arg.partition("=")
-        if pname.strip().lower() != att.param:
-            raise ModelAttackSpecError(f"model attack {name!r} has no parameter {pname.strip()!r} (use "
-                                       f"{att.param}) in --model-attacks {text!r}")
-    out = []
-    for tok in arg.split(","):
-        try:
-            v = float(tok)
-        except ValueError:
-            raise ModelAttackSpecError(f"strength {tok.strip()!r} of {name!r} in --model-attacks {text!r} is not "
-                                       "a number") from None
-        lo, hi = att.bounds
-        if math.isnan(v) or not lo <= v <= hi:
-            raise ModelAttackSpecError(f"strength {tok.strip()} of {name!r} is outside [{lo:g}, {hi:g}] in "
-                                       f"--model-attacks {text!r}")
-        if att.integer and v != int(v):
-            raise ModelAttackSpecError(f"strength {tok.strip()} of {name!r} must be a whole number of "
-                                       f"{att.param} in --model-attacks {text!r}")
-        out.append(ModelAttackSetting(name, v))
-    return out
+    values = parse_strengths(name, arg, param=att.param, bounds=att.bounds, sweep=att.sweep, flag="--model-attacks",
+                             whole=text, error=ModelAttackSpecError, integer=att.integer)
+    return [ModelAttackSetting(name, float(v)) for v in values]
 
 
 def parse_model_attacks(spec: str | list[str] | tuple[str, ...]) -> list[ModelAttackSetting]:
