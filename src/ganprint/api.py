@@ -202,15 +202,15 @@ def _progress(total, desc):
                 disable=dist.get_rank() != 0 or not sys.stderr.isatty())
 
 
-def _memory_format() -> torch.memory_format:
-    """channels_last with several CPU threads (or on GPU); with one thread (each `--jobs` process) the plain layout
+def _memory_format(dev: torch.device) -> torch.memory_format:
+    """channels_last on GPU or with several CPU threads; with one thread (each `--jobs` process) the plain layout
     is faster: 32-px encoder, batch 64, bf16, ms/image: 2 threads 0.498 vs 0.537, 1 thread 1.088 vs 0.950."""
-    return torch.channels_last if torch.get_num_threads() > 1 or torch.cuda.is_available() else torch.contiguous_format
+    return torch.channels_last if dev.type != "cpu" or torch.get_num_threads() > 1 else torch.contiguous_format
 
 
 def _to_float01(img_u8: torch.Tensor, dev: torch.device) -> torch.Tensor:
     """uint8 [N, 3, R, R] -> float [N, 3, R, R] in [0, 1] on `dev`, in the layout the networks run fastest on."""
-    return img_u8.to(dev).float().div_(255.0).contiguous(memory_format=_memory_format())
+    return img_u8.to(dev).float().div_(255.0).contiguous(memory_format=_memory_format(dev))
 
 
 class _BatchWriter:
@@ -254,7 +254,7 @@ class _BatchWriter:
 # --- embed ------------------------------------------------------------------------------------------
 
 
-def _jobs(jobs, device, data, model=None) -> int:
+def _jobs(jobs, device, data, model) -> int:
     """Resolve `jobs`. "auto": one process per core for models of at most 64 px when each process gets enough
     images, else 1. At 128 px the network dominates and two threads use the cores as well as two processes
     (embed 52.8 vs 52.4 images/s, 1k images) at half the memory (benchmarks/RESULTS-embed-detect.md)."""
@@ -262,19 +262,12 @@ def _jobs(jobs, device, data, model=None) -> int:
 
     n = None
     if jobs in (None, "auto") and "WORLD_SIZE" not in os.environ:
-        if model is not None:
-            from .checkpoint import read_metadata
+        from .checkpoint import read_metadata
 
-            res = json.loads(read_metadata(model).get("ganprint.config", "{}")).get("resolution")
-            if res is not None and int(res) > 64:
-                return 1
-        p = Path(data)
-        if p.is_dir() and (p / "dataset.json").is_file():
-            n = len(open_image_dataset(p, None))
-        else:
-            from .data import list_images
-
-            n = len(list_images(p))
+        res = json.loads(read_metadata(model).get("ganprint.config", "{}")).get("resolution")
+        if res is not None and int(res) > 64:
+            return 1
+        n = len(open_image_dataset(data, res))  # folder or packed set, as the run itself will open it
     return resolve_jobs(jobs, str(device), n)
 
 
@@ -362,8 +355,8 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     progress = out / PROGRESS_DIR / f"embed-rank{rank}.jsonl"
     progress.parent.mkdir(parents=True, exist_ok=True)
     # channels_last: faster convolutions with several threads, same fp32 arithmetic (differences ~1e-7).
-    enc = module.enc.to(memory_format=_memory_format())
-    dec = module.dec.to(memory_format=_memory_format()) if check else None
+    enc = module.enc.to(memory_format=_memory_format(dev))
+    dec = module.dec.to(memory_format=_memory_format(dev)) if check else None
     skipped: list[dict] = []
     error = None
     n_new, acc_sum = 0, 0.0
@@ -527,9 +520,9 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
         name = relpaths[i]
         return ref_map.get(name, ref_map.get(str(PurePosixPath(name).with_suffix(".png"))))
 
-    dec = module.dec.to(memory_format=_memory_format())
-    search = ScaleSearch(lambda t: dec(t.contiguous(memory_format=_memory_format())).float(), scales) \
-        if scales is not None else None
+    dec = module.dec.to(memory_format=_memory_format(dev))
+    # unzoom keeps the input's layout (full_like), so the candidates need no conversion
+    search = ScaleSearch(lambda t: dec(t).float(), scales) if scales is not None else None
     rows, skipped, error = [], [], None
     mine = list(range(rank, n, world))
     pbar = _progress(len(mine), "detect")

@@ -54,8 +54,9 @@ METRIC_FILE = "metric-bit-accuracy.jsonl"
 # `consistency_rampup_kimg`. With `gate_adversarial` the adversarial term (and D's training) waits for the same gate:
 # G and the decoder first learn the fingerprint alone (~9 s/kimg instead of ~23), then the GAN terms ramp in.
 # Measured (benchmarks/RESULTS-scalable.md §3): with only the consistency gated, bit accuracy was 0.569 at 30 kimg;
-# with the adversarial term gated too, 0.88 when the gate opened at 40 kimg, 0.84 right after, then rising again. Measured without the gate: after 6 kimg (375 steps, ~8 min) bit accuracy was 0.514;
-# decoding the entangled code is slow to start, and the second G forward of the consistency term costs ~30%.
+# with the adversarial term gated too, 0.88 when the gate opened at 40 kimg, 0.84 right after, then 0.95 at 146 kimg.
+# Measured without any gate: after 6 kimg (375 steps, ~8 min) bit accuracy was 0.514; decoding the entangled code
+# is slow to start, and the second G forward of the consistency term costs ~30%.
 # The small preset also gates the latent-reconstruction loss (`gate_latent`): measured over 300 steps of G+E,
 # bit accuracy reached 0.60 with the bit loss alone but only 0.51-0.54 with the latent loss added (the decoder's
 # narrow head spends itself on z first). Its 4x4 head is 128 wide for 32 + 64 outputs for the same reason.
@@ -69,7 +70,8 @@ PRESETS: dict[str, dict] = {
                   gate_adversarial=False, tick_kimg=4.0, snapshot_kimg=120.0, metric_kimg=120.0,
                   metric_images=2000),
     "small": dict(z_dim=32, w_dim=128, mapping_layers=2, mapping_lr_multiplier=1.0, channel_base=1024,
-                  channel_max=128, batch_size=8, gate_latent=True, gate_adversarial=True, lr=0.002, consistency_weight=2.0, latent_weight=1.0,
+                  channel_max=128, batch_size=8, gate_latent=True, gate_adversarial=True, lr=0.002,
+                  consistency_weight=2.0, latent_weight=1.0,
                   bit_weight=10.0, r1_gamma=1.0, r1_interval=16, pl_weight=0.0, pl_interval=4, ema_kimg=1.0,
                   consistency_rampup_kimg=10.0, consistency_gate_acc=0.9, consistency_gate_kimg=40.0, tick_kimg=0.5, snapshot_kimg=5.0, metric_kimg=2.0, metric_images=256),
     "tiny": dict(z_dim=16, w_dim=32, mapping_layers=2, mapping_lr_multiplier=0.1, channel_base=128,
@@ -281,9 +283,10 @@ def train_scalable(cfg: ScalableTrainConfig) -> dict:
         w_const = s["consistency_weight"] * gate
         w_z = s["latent_weight"] * (gate if s["gate_latent"] else 1.0)
         w_adv = gate if s["gate_adversarial"] else 1.0
+        adv_on = w_adv > 0  # a closed gate skips every D pass (G's adversarial term, D's step, R1, path length)
         fake = G(z, c)
         z_hat, logits = E(fake)
-        loss_adv = F.softplus(-D(fake)).mean() if w_adv > 0 else torch.zeros([], device=device)
+        loss_adv = F.softplus(-D(fake)).mean() if adv_on else torch.zeros([], device=device)
         if w_const > 0:
             loss_const = (fake - G(z, c2)).square().mean()
         else:  # gate closed: skip the second forward pass
@@ -302,13 +305,13 @@ def train_scalable(cfg: ScalableTrainConfig) -> dict:
         acc_run = 0.95 * acc_run + 0.05 * acc_now
         stats.update(w_const=w_const, w_latent=w_z, w_adv=w_adv, loss_z=loss_z.item(), loss_bits=loss_c.item(),
                      bit_acc_train=acc_now)
-        if w_adv > 0:
+        if adv_on:
             stats["loss_G_adv"] = loss_adv.item()
         if not math.isnan(loss_const.item()):
             stats["loss_const"] = loss_const.item()
 
         # --- G path-length regularisation (wrt the fingerprint-derived styles) ---
-        if s["pl_weight"] > 0 and step % s["pl_interval"] == 0 and w_adv > 0:
+        if s["pl_weight"] > 0 and step % s["pl_interval"] == 0 and adv_on:
             E.requires_grad_(False)
             n_pl = max(1, batch // 2)
             ws = G.mapping(c[:n_pl])  # [n, num_ws, w_dim]
@@ -326,7 +329,7 @@ def train_scalable(cfg: ScalableTrainConfig) -> dict:
 
         # --- D main (held back with the adversarial term while a gated run learns the fingerprint) ---
         G.requires_grad_(False), E.requires_grad_(False), D.requires_grad_(True)
-        if w_adv > 0:
+        if adv_on:
             loss_D = F.softplus(D(fake.detach())).mean() + F.softplus(-D(real)).mean()
             opt_D.zero_grad(set_to_none=True)
             loss_D.backward()
@@ -335,7 +338,7 @@ def train_scalable(cfg: ScalableTrainConfig) -> dict:
             stats["loss_D"] = loss_D.item()
 
         # --- D R1 ---
-        if s["r1_gamma"] > 0 and step % s["r1_interval"] == 0 and w_adv > 0:
+        if s["r1_gamma"] > 0 and step % s["r1_interval"] == 0 and adv_on:
             real_r = real.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(D(real_r).sum(), real_r, create_graph=True)
             loss_r1 = grad.square().sum(dim=[1, 2, 3]).mean() * (s["r1_gamma"] / 2) * s["r1_interval"]
