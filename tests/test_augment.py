@@ -13,7 +13,7 @@ def _x(n=12, r=32):
     return torch.rand(n, 3, r, r, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("spec", ["default", *OPS])
+@pytest.mark.parametrize("spec", ["default", *OPS, "jpegd"])
 def test_shape_range_gradient(spec):
     aug = build_augment(spec)
     x = _x().requires_grad_(True)
@@ -41,6 +41,27 @@ def test_jpeg_is_straight_through():
     assert torch.allclose(x.grad[inside], w[inside])
 
 
+def test_jpegd_forward_is_the_real_codec_and_backward_the_surrogate():
+    from kornia.enhance import jpeg_codec_differentiable
+
+    from ganprint.attacks import codec
+    from ganprint.augment import _jpeg_diff_st
+
+    x = _x(3).requires_grad_(True)
+    u = torch.tensor([1.0, 0.5, 0.0])  # qualities 40, 70, 100
+    y = _jpeg_diff_st(x, u, 40.0)
+    real = torch.cat([codec(x[i:i + 1].detach(), "JPEG", q) for i, q in enumerate((40, 70, 100))])
+    assert torch.allclose(y, real, atol=1e-6)
+    w = torch.randn_like(y)
+    (y * w).sum().backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    (jpeg_codec_differentiable(x2, torch.tensor([40.0, 70.0, 100.0])) * w).sum().backward()
+    assert torch.allclose(x.grad, x2.grad, atol=1e-6)
+    assert not torch.allclose(x.grad, w, atol=1e-2)  # not the identity gradient of "jpeg"
+    with pytest.raises(AugmentSpecError, match="divisible by 16"):
+        _jpeg_diff_st(_x(1, 24), torch.ones(1), 40.0)
+
+
 def test_ramp_progress_zero_is_identity_and_strength_grows():
     aug = build_augment("default")
     x = _x()
@@ -61,10 +82,11 @@ def test_reproducible_with_generator():
 
 def test_specs():
     assert build_augment("jpeg:30,noise:0.1").ops == {"jpeg": 30.0, "noise": 0.1}
+    assert build_augment("jpegd").ops == {"jpegd": 40.0}
     assert set(build_augment("default").ops) == set(OPS)
     x = _x()
     assert torch.equal(build_augment("none")(x, 1.0), x)
-    for bad in ("jpgg", "jpeg:abc", "crop:2", "jpeg:0"):
+    for bad in ("jpgg", "jpeg:abc", "crop:2", "jpeg:0", "jpegd:101"):
         with pytest.raises(AugmentSpecError) as e:
             build_augment(bad)
         assert isinstance(e.value, GanprintError)

@@ -12,6 +12,9 @@ decoder first learns to read clean images (training still converges), then faces
 Operations and their maximum strength (override with "op:value"):
   jpeg:40      real PIL JPEG at quality 100 - u(100 - 40), straight-through: forward is the real codec, the
                backward pass is the identity (gradient 1 w.r.t. the input)
+  jpegd:40     the same real JPEG forward, but the backward pass is that of kornia's differentiable JPEG at the
+               same quality, so the encoder learns which frequencies survive quantisation (the identity gradient
+               says nothing about it). Needs sides divisible by 16 (4:2:0 chroma blocks)
   blur:1.5     differentiable Gaussian blur, sigma up to 1.5 px
   noise:0.05   additive Gaussian noise, std up to 0.05
   crop:0.7     random-position crop keeping down to 70% of each side, resized back (bilinear, differentiable)
@@ -47,6 +50,17 @@ def _jpeg_st(x: torch.Tensor, u: torch.Tensor, qmin: float) -> torch.Tensor:
     q = 100 - u * (100 - qmin)  # [N] quality per sample
     y = torch.cat([codec(x[i:i + 1], "JPEG", float(q[i])) for i in range(x.shape[0])])
     return x + (y - x).detach()  # straight-through: real codec forward, identity backward
+
+
+def _jpeg_diff_st(x: torch.Tensor, u: torch.Tensor, qmin: float) -> torch.Tensor:
+    from kornia.enhance import jpeg_codec_differentiable
+
+    if x.shape[-1] % 16 or x.shape[-2] % 16:
+        raise AugmentSpecError(f"jpegd needs image sides divisible by 16, got {tuple(x.shape[-2:])}; use jpeg")
+    q = (100 - u * (100 - qmin)).round().clamp(1, 100)  # [N] the integer quality PIL uses
+    y = torch.cat([codec(x[i:i + 1], "JPEG", float(q[i])) for i in range(x.shape[0])])
+    d = jpeg_codec_differentiable(x.float(), q.to(device=x.device, dtype=torch.float32)).to(x.dtype)
+    return d + (y - d).detach()  # value: the real codec; gradient: the differentiable surrogate
 
 
 def _blur(x, u, smax):
@@ -96,7 +110,7 @@ def _color(x, u, amax, generator=None):
     return adjust_saturation(x, 1 + a * r[2])
 
 
-_OPS = {"jpeg": _jpeg_st, "blur": _blur, "noise": _noise, "crop": _crop, "resize": _resize, "color": _color}
+_OPS = {"jpeg": _jpeg_st, "jpegd": _jpeg_diff_st, "blur": _blur, "noise": _noise, "crop": _crop, "resize": _resize, "color": _color}
 _RANDOM_OPS = {"noise", "crop", "color"}  # ops that draw extra randomness
 
 
@@ -169,11 +183,11 @@ def build_augment(spec: str = "default", n_ops: int = 1, ramp_start: float = 0.0
                 v = float(val)
             except ValueError:
                 raise AugmentSpecError(f"maximum {val!r} of {name!r} in --augment {spec!r} is not a number") from None
-            ok = {"jpeg": 1 <= v <= 100, "crop": 0 < v <= 1, "resize": 0 < v <= 1}.get(name, v >= 0)
+            ok = {"jpeg": 1 <= v <= 100, "jpegd": 1 <= v <= 100, "crop": 0 < v <= 1, "resize": 0 < v <= 1}.get(name, v >= 0)
             if not ok:
                 raise AugmentSpecError(f"maximum {v:g} of {name!r} in --augment {spec!r} is out of range")
         else:
-            v = DEFAULT_MAX[name]
+            v = DEFAULT_MAX[name if name != "jpegd" else "jpeg"]
         ops[name] = v
     return Augment(ops, n_ops, ramp_start, ramp_end, skew)
 

@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
               help="Final steps training the decoder alone on 8-bit-rounded outputs (demo-32: 400).")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision (bf16 autocast on CPU, bf16/fp16 on CUDA).")
 @click.option("--augment", "augment", type=str, default=None,
-              help="Immunized training: ganprint.augment spec applied before the decoder.")
+              help="Immunized training: perturbations before the decoder, e.g. 'default' or 'jpegd:40,noise:0.08'; "
+                   "ops: jpeg, jpegd (real JPEG with a differentiable-JPEG gradient), blur, noise, crop, resize, "
+                   "color (ganprint.augment).")
 @click.option("--augment-skew", type=float, default=None,
               help="Augmentation strength U(0,1)**(1/skew); > 1 trains more near the maxima [1; robust-32: 2].")
 @click.option("--seed", type=int, default=None, help="Random seed [0].")
