@@ -53,7 +53,7 @@ class BadImageError(GanprintError):
 
 def is_image_file(path: str | os.PathLike) -> bool:
     """True when the file name has a supported image extension (case-insensitive)."""
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
