@@ -54,6 +54,25 @@ def test_search_picks_the_crop_scale_and_respects_the_floor():
     assert confidence(torch.tensor([[0.0, 0.0], [50.0, -50.0]])).tolist() == pytest.approx([0.0, 0.5])
 
 
+def test_search_needs_a_margin_over_the_unscaled_reading():
+    """A candidate only a little more confident than the unscaled reading (as a JPEG-ed image read at a wrong
+    scale) does not replace it; the margin is min_gain."""
+    x = _smooth(2)
+    k = 8
+
+    def decode(img):  # probability 0.85 (confidence 0.35) for the image as given, 0.88 (0.38) for any unzoomed one
+        grey = img[:, :, 0, 0].eq(0.5).all(dim=1)  # unzoom leaves a grey corner
+        p = torch.where(grey, torch.tensor(0.88), torch.tensor(0.85))  # [N]
+        return torch.logit(p)[:, None].expand(-1, k)  # [N, K]
+
+    strict = ScaleSearch(decode)
+    strict(x)
+    assert strict.last_scales.eq(1.0).all()
+    loose = ScaleSearch(decode, min_gain=0.0)
+    loose(x)
+    assert loose.last_scales.ne(1.0).all()
+
+
 def test_parse_scales():
     assert parse_scales(None) is None and parse_scales("none") is None
     assert parse_scales("auto") == DEFAULT_SCALES
