@@ -68,22 +68,3 @@ def test_export_load_identical_outputs(tmp_path):
         out2, logits2 = m2(bits, x)
         assert torch.equal(out, out2) and torch.equal(logits, logits2)
         assert torch.equal(d2.dec(out), logits)
-
-
-@pytest.mark.parametrize("r", [16, 32, 64])
-def test_inference_path_is_the_same_function(r):
-    """Without autograd the encoder takes a faster route (sub-pixel up-convolutions, in-place ReLUs); it must
-    compute the same images: fp32 to float tolerance, bf16 autocast within the two 8-bit levels bf16 allows."""
-    torch.manual_seed(0)
-    m = StegaModel(StegaConfig(r, 24)).eval()
-    init_weights(m, "he", seed=0)
-    x, bits = torch.rand(6, 3, r, r), torch.randint(0, 2, (6, 24)).float()
-    ref = m.enc(bits, x)  # autograd on: the layer-by-layer original
-    assert ref.requires_grad
-    with torch.inference_mode():
-        fast = m.enc(bits, x)
-    torch.testing.assert_close(fast, ref.detach(), atol=1e-5, rtol=1e-5)
-    with torch.autocast("cpu", dtype=torch.bfloat16), torch.inference_mode():
-        fast_bf16 = m.enc(bits, x)
-    levels = lambda t: (t * 255 + 0.5).floor()  # noqa: E731
-    assert (levels(fast_bf16) - levels(ref.detach())).abs().max() <= 2
