@@ -38,7 +38,7 @@ from .errors import GanprintError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX = {"jpeg": 40.0, "blur": 1.5, "noise": 0.05, "crop": 0.7, "resize": 0.5, "color": 0.3}
+DEFAULT_MAX = {"jpeg": 40.0, "jpegd": 40.0, "blur": 1.5, "noise": 0.05, "crop": 0.7, "resize": 0.5, "color": 0.3}
 DEFAULT_SPEC = "jpeg,blur,noise,crop,resize,color"
 
 
@@ -46,9 +46,14 @@ class AugmentSpecError(GanprintError):
     """An --augment spec that cannot be parsed."""
 
 
+def _real_jpeg(x: torch.Tensor, u: torch.Tensor, qmin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the PIL codec's output, the integer quality [N] it used): quality 100 - u(100 - qmin) per sample."""
+    q = (100 - u * (100 - qmin)).round().clamp(1, 100)  # [N]
+    return torch.cat([codec(x[i:i + 1], "JPEG", float(q[i])) for i in range(x.shape[0])]), q
+
+
 def _jpeg_st(x: torch.Tensor, u: torch.Tensor, qmin: float) -> torch.Tensor:
-    q = 100 - u * (100 - qmin)  # [N] quality per sample
-    y = torch.cat([codec(x[i:i + 1], "JPEG", float(q[i])) for i in range(x.shape[0])])
+    y, _ = _real_jpeg(x, u, qmin)
     return x + (y - x).detach()  # straight-through: real codec forward, identity backward
 
 
@@ -57,8 +62,7 @@ def _jpeg_diff_st(x: torch.Tensor, u: torch.Tensor, qmin: float) -> torch.Tensor
 
     if x.shape[-1] % 16 or x.shape[-2] % 16:
         raise AugmentSpecError(f"jpegd needs image sides divisible by 16, got {tuple(x.shape[-2:])}; use jpeg")
-    q = (100 - u * (100 - qmin)).round().clamp(1, 100)  # [N] the integer quality PIL uses
-    y = torch.cat([codec(x[i:i + 1], "JPEG", float(q[i])) for i in range(x.shape[0])])
+    y, q = _real_jpeg(x, u, qmin)
     d = jpeg_codec_differentiable(x.float(), q.to(device=x.device, dtype=torch.float32)).to(x.dtype)
     return d + (y - d).detach()  # value: the real codec; gradient: the differentiable surrogate
 
@@ -110,7 +114,8 @@ def _color(x, u, amax, generator=None):
     return adjust_saturation(x, 1 + a * r[2])
 
 
-_OPS = {"jpeg": _jpeg_st, "jpegd": _jpeg_diff_st, "blur": _blur, "noise": _noise, "crop": _crop, "resize": _resize, "color": _color}
+_OPS = {"jpeg": _jpeg_st, "jpegd": _jpeg_diff_st, "blur": _blur, "noise": _noise, "crop": _crop, "resize": _resize,
+        "color": _color}
 _RANDOM_OPS = {"noise", "crop", "color"}  # ops that draw extra randomness
 
 
@@ -183,11 +188,12 @@ def build_augment(spec: str = "default", n_ops: int = 1, ramp_start: float = 0.0
                 v = float(val)
             except ValueError:
                 raise AugmentSpecError(f"maximum {val!r} of {name!r} in --augment {spec!r} is not a number") from None
-            ok = {"jpeg": 1 <= v <= 100, "jpegd": 1 <= v <= 100, "crop": 0 < v <= 1, "resize": 0 < v <= 1}.get(name, v >= 0)
+            ok = {"jpeg": 1 <= v <= 100, "jpegd": 1 <= v <= 100, "crop": 0 < v <= 1,
+                  "resize": 0 < v <= 1}.get(name, v >= 0)
             if not ok:
                 raise AugmentSpecError(f"maximum {v:g} of {name!r} in --augment {spec!r} is out of range")
         else:
-            v = DEFAULT_MAX[name if name != "jpegd" else "jpeg"]
+            v = DEFAULT_MAX[name]
         ops[name] = v
     return Augment(ops, n_ops, ramp_start, ramp_end, skew)
 
