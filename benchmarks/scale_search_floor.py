@@ -21,7 +21,7 @@ from ganprint.attacks import parse_attacks
 from ganprint.eval import load_decoder
 from ganprint.fingerprints import parse_bits
 from ganprint.imageio import read_image, to_tensor01
-from ganprint.resync import DEFAULT_SCALES, confidence, unzoom
+from ganprint.resync import DEFAULT_SCALES, choose_scale, confidence, unzoom
 
 ATTACKS = ["none", "jpeg:50", "jpeg:70", "crop:0.9", "crop:0.75", "crop:0.6", "noise:0.1", "blur:1.5",
            "jpeg:50+crop:0.75"]
@@ -45,13 +45,12 @@ def main() -> None:
             logits = torch.stack([dec(unzoom(y, f)) for f in DEFAULT_SCALES], 1)  # [N, S, K]
         conf = torch.stack([confidence(logits[:, j]) for j in range(len(DEFAULT_SCALES))], 1)  # [N, S]
         acc = ((logits > 0).float() == truth[:, None]).float().mean(2)  # [N, S]
-        best, arg = conf[:, 1:].max(1)
         out = [spec, f"scale 1: {acc[:, 0].mean():.3f}", f"oracle: {acc.max(1).values.mean():.3f}"]
         for floor in (0.0, 0.28, 0.3, 0.32, 0.35):
-            pick = torch.where((best > conf[:, 0]) & (best > floor), arg + 1, torch.zeros_like(arg))
+            pick = choose_scale(conf, min_confidence=floor, min_gain=0.0)  # [N]
             out.append(f"floor {floor:.2f}: {acc.gather(1, pick[:, None]).mean():.3f}")
         for gain in (0.0, 0.03, 0.05, 0.08, 0.1):
-            pick = torch.where((best >= conf[:, 0] + gain) & (best >= 0.3), arg + 1, torch.zeros_like(arg))
+            pick = choose_scale(conf, min_confidence=0.3, min_gain=gain)
             out.append(f"0.3 + gain {gain:.2f}: {acc.gather(1, pick[:, None]).mean():.3f}")
         print(" | ".join(out))
 

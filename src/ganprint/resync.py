@@ -82,18 +82,17 @@ class ScaleSearch:
         self.last_scales: torch.Tensor | None = None
 
     def __call__(self, x01: torch.Tensor) -> torch.Tensor:
-        best_logits, best_conf, best_scale, conf1 = None, None, None, None
-        for f in self.scales:
-            logits = self.decode(unzoom(x01, f))
-            conf = confidence(logits)
-            if best_logits is None:
-                best_logits, best_conf, conf1 = logits, conf, conf
-                best_scale = torch.full_like(conf, f)
-                continue
-            # [N]; ties keep the larger scale
-            better = (conf > best_conf) & (conf >= self.min_confidence) & (conf >= conf1 + self.min_gain)
-            best_logits = torch.where(better[:, None], logits, best_logits)
-            best_conf = torch.where(better, conf, best_conf)
-            best_scale = torch.where(better, torch.full_like(conf, f), best_scale)
-        self.last_scales = best_scale
-        return best_logits
+        logits = torch.stack([self.decode(unzoom(x01, f)) for f in self.scales], dim=1)  # [N, S, K]
+        conf = torch.stack([confidence(logits[:, j]) for j in range(len(self.scales))], dim=1)  # [N, S]
+        pick = choose_scale(conf, self.min_confidence, self.min_gain)  # [N]
+        self.last_scales = torch.tensor(self.scales, device=conf.device)[pick]
+        return logits[torch.arange(len(pick), device=pick.device), pick]  # [N, K]
+
+
+def choose_scale(conf: torch.Tensor, min_confidence: float = 0.3, min_gain: float = 0.05) -> torch.Tensor:
+    """conf [N, S] of the candidates in ScaleSearch order (column 0 unscaled) -> [N] the chosen column: the most
+    confident other candidate (ties keep the larger scale) where it beats column 0 and reaches both `min_confidence`
+    and column 0 + `min_gain`, else 0."""
+    best, arg = conf[:, 1:].max(dim=1)  # the first maximum on ties
+    ok = (best > conf[:, 0]) & (best >= min_confidence) & (best >= conf[:, 0] + min_gain)
+    return torch.where(ok, arg + 1, torch.zeros_like(arg))
