@@ -187,6 +187,30 @@ def test_train_resume_is_deterministic(tmp_path):
     assert 0 <= metric[-1]["bit_accuracy"] <= 1 and metric[-1]["kimg"] == 0.008
 
 
+def test_train_with_augment_resumes_exactly_and_logs_the_perturbed_read(tmp_path):
+    data = _packed_data(tmp_path)
+    aug = ["--augment", "jpegd,blur,noise,crop", "--augment-skew", "2"]
+    cli = CliRunner()
+    assert cli.invoke(main, _train_args(data, tmp_path / "one", 0.008) + aug).exit_code == 0
+    assert cli.invoke(main, _train_args(data, tmp_path / "two", 0.004) + aug).exit_code == 0
+    r = cli.invoke(main, _train_args(data, tmp_path / "two", 0.008) + aug)  # resume
+    assert r.exit_code == 0, r.output
+    a = load_file(str(tmp_path / "one" / "scalable-decoder.safetensors"))
+    b = load_file(str(tmp_path / "two" / "scalable-decoder.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = tmp_path / "plain"
+    assert cli.invoke(main, _train_args(data, plain, 0.008)).exit_code == 0
+    c = load_file(str(plain / "scalable-decoder.safetensors"))
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # the perturbed read changed training
+    rows = [json.loads(x) for x in (tmp_path / "one" / "stats.jsonl").read_text().splitlines()]
+    assert all(0 <= row["bit_acc_train_augmented"] <= 1 for row in rows)
+    opts = json.loads((tmp_path / "one" / "training_options.json").read_text())["train"]
+    assert opts["augment"] == "jpegd,blur,noise,crop" and opts["augment_skew"] == 2.0
+    r = cli.invoke(main, _train_args(data, tmp_path / "bad", 0.008) + ["--augment", "jpgg"])
+    assert r.exit_code == 1 and "jpgg" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_end_to_end(tmp_path):
     data = _packed_data(tmp_path)
     run = tmp_path / "run"

@@ -34,6 +34,11 @@ COMMANDS: list = []
 @click.option("--snapshot-kimg", type=float, default=None, help="Grids, exports and state every N kimg [preset].")
 @click.option("--metric-kimg", type=float, default=None, help="Bit-accuracy metric every N kimg [preset].")
 @click.option("--metric-images", type=int, default=None, help="Images per bit-accuracy evaluation [preset].")
+@click.option("--augment", default=None,
+              help="Immunized training: perturb generated images before the decoder reads them, e.g. "
+                   "'jpegd,blur,noise,crop' (ganprint.augment ops) [none].")
+@click.option("--augment-skew", type=float, default=1.0, show_default=True,
+              help="Augmentation strength U(0,1)**(1/skew); > 1 trains more near the maxima.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 def train_scalable_cmd(**kw) -> None:

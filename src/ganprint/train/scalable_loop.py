@@ -114,6 +114,10 @@ class ScalableTrainConfig:
     snapshot_kimg: float | None = None
     metric_kimg: float | None = None
     metric_images: int | None = None
+    # Immunized training (`ganprint.augment` spec, e.g. "jpegd,blur,noise,crop"): the decoder also reads a
+    # perturbed copy of each generated image; strength ramps in with training progress.
+    augment: str | None = None
+    augment_skew: float = 1.0
 
     def resolved(self) -> dict:
         """The effective settings: the preset overridden by every field given explicitly."""
@@ -206,6 +210,11 @@ def train_scalable(cfg: ScalableTrainConfig) -> dict:
     if s["kimg"] <= 0:
         raise GanprintError(f"--kimg must be > 0, got {s['kimg']}")
     mcfg = _model_config(s)
+    aug = None  # checked before anything is written: a bad spec must not leave a run folder
+    if s["augment"]:
+        from ..augment import build_augment, wrap_pm1
+
+        aug = wrap_pm1(build_augment(s["augment"], skew=s["augment_skew"]))  # G's images are in [-1, 1]
     ds = open_image_dataset(s["data"], s["resolution"])
     if len(ds) == 0:
         raise GanprintError(f"--data {s['data']} holds no images")
@@ -294,6 +303,14 @@ def train_scalable(cfg: ScalableTrainConfig) -> dict:
                 loss_const = (fake - G(z, c2)).square().mean() if step % 16 == 0 else torch.full([], float("nan"))
         loss_z = (z - z_hat).square().mean()
         loss_c = F.binary_cross_entropy_with_logits(logits, c)
+        if aug is not None:
+            # As `train --augment`: the clean read stays in the loss and drives the gates, the perturbed read buys
+            # robustness. Its draws are a pure function of (seed, rank, step), so resuming stays exact.
+            g_aug = torch.Generator().manual_seed(derive_seed(s["seed"], rank, step, 2))
+            logits_aug = E(aug(fake, nimg / total, generator=g_aug))[1]
+            loss_c = 0.5 * (loss_c + F.binary_cross_entropy_with_logits(logits_aug, c))
+            stats["bit_acc_train_augmented"] = float(
+                dist.all_reduce_mean(bit_accuracy(decode_bits(logits_aug.detach()), c).mean()))
         loss = w_adv * loss_adv + w_z * loss_z + s["bit_weight"] * loss_c
         if w_const > 0:
             loss = loss + w_const * loss_const
