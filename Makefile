@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ganprint-installed
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow test-gpu bench clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+test-gpu: setup
+	$(BIN)/python -m pytest -q -m gpu
 
 clean:
 	rm -rf $(VENV) demo-out

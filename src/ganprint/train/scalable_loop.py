@@ -226,7 +226,7 @@ def train_scalable(cfg: ScalableTrainConfig) -> dict:
     G = ScalableGenerator(mcfg).to(device)
     E = ScalableDecoder(mcfg).to(device)
     D = build_discriminator(mcfg).to(device)
-    G.fused = device.type == "cuda"
+    G.fused = False  # as StyleGAN2-ADA: training scales activations; grouped convs only at inference
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     g_ratio = s["pl_interval"] / (s["pl_interval"] + 1) if s["pl_weight"] > 0 else 1.0
     d_ratio = s["r1_interval"] / (s["r1_interval"] + 1) if s["r1_gamma"] > 0 else 1.0
