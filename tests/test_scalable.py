@@ -211,6 +211,26 @@ def test_train_with_augment_resumes_exactly_and_logs_the_perturbed_read(tmp_path
     assert not (tmp_path / "bad").exists()
 
 
+def test_quantize_read_matches_saved_images_and_changes_training(tmp_path):
+    from ganprint.models.stylegan2 import quantize_uint8_st, to_uint8
+
+    x = (torch.linspace(-1.3, 1.3, 2 * 3 * 5 * 7).reshape(2, 3, 5, 7)).requires_grad_(True)
+    q = quantize_uint8_st(x)
+    saved = torch.from_numpy(to_uint8(x)).permute(0, 3, 1, 2).float() / 127.5 - 1  # as decode_images reads a file
+    assert torch.equal(q.detach(), saved)
+    q.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))  # straight-through
+    data = _packed_data(tmp_path)
+    cli = CliRunner()
+    r = cli.invoke(main, _train_args(data, tmp_path / "q", 0.008) + ["--quantize-read"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "q" / "training_options.json").read_text())["train"]["quantize_read"] is True
+    assert cli.invoke(main, _train_args(data, tmp_path / "plain", 0.008)).exit_code == 0
+    a = load_file(str(tmp_path / "q" / "scalable-decoder.safetensors"))
+    b = load_file(str(tmp_path / "plain" / "scalable-decoder.safetensors"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
 def test_cli_end_to_end(tmp_path):
     data = _packed_data(tmp_path)
     run = tmp_path / "run"

@@ -39,6 +39,8 @@ COMMANDS: list = []
                    "'jpegd,blur,noise,crop' (ganprint.augment ops) [none].")
 @click.option("--augment-skew", type=float, default=1.0, show_default=True,
               help="Augmentation strength U(0,1)**(1/skew); > 1 trains more near the maxima.")
+@click.option("--quantize-read/--no-quantize-read", "quantize_read", default=False, show_default=True,
+              help="The decoder reads generated images as saved (clipped, 8-bit), straight-through gradient.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 def train_scalable_cmd(**kw) -> None:

@@ -636,6 +636,13 @@ def seeded_inputs(G: Generator, seeds: list[int], device: torch.device | str = "
     return z, noise
 
 
+def quantize_uint8_st(img: torch.Tensor) -> torch.Tensor:
+    """img in [-1, 1] -> the value its saved 8-bit image reads back as (clipped, rounded as `to_uint8`), with the
+    identity gradient (straight-through), so a decoder trained on it reads what users save."""
+    q = (img.detach() * 127.5 + 128).clamp(0, 255).floor() / 127.5 - 1  # to_uint8's levels, read back
+    return img + (q - img.detach())
+
+
 def to_uint8(img: torch.Tensor) -> np.ndarray:
     """img [N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C] (rounded, clipped)."""
     x = (img.detach().float().cpu() * 127.5 + 128).clamp(0, 255).to(torch.uint8)

@@ -38,6 +38,7 @@ from ..models.scalable import (
     build_discriminator,
     parse_res_range,
 )
+from ..models.stylegan2 import quantize_uint8_st
 from ..utils import append_jsonl, atomic_write_json, derive_seed, git_sha, resolve_device
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,9 @@ class ScalableTrainConfig:
     # perturbed copy of each generated image; strength ramps in with training progress.
     augment: str | None = None
     augment_skew: float = 1.0
+    # The decoder reads each generated image as saved: clipped and rounded to 8 bits (straight-through gradient).
+    # Without it the decoder may rely on values beyond [-1, 1] or below one 8-bit level, which a saved PNG loses.
+    quantize_read: bool = False
 
     def resolved(self) -> dict:
         """The effective settings: the preset overridden by every field given explicitly."""
@@ -294,7 +298,7 @@ def train_scalable(cfg: ScalableTrainConfig) -> dict:
         w_adv = gate if s["gate_adversarial"] else 1.0
         adv_on = w_adv > 0  # a closed gate skips every D pass (G's adversarial term, D's step, R1, path length)
         fake = G(z, c)
-        z_hat, logits = E(fake)
+        z_hat, logits = E(quantize_uint8_st(fake) if s["quantize_read"] else fake)
         loss_adv = F.softplus(-D(fake)).mean() if adv_on else torch.zeros([], device=device)
         if w_const > 0:
             loss_const = (fake - G(z, c2)).square().mean()
