@@ -637,10 +637,13 @@ def seeded_inputs(G: Generator, seeds: list[int], device: torch.device | str = "
 
 
 def quantize_uint8_st(img: torch.Tensor) -> torch.Tensor:
-    """img in [-1, 1] -> the value its saved 8-bit image reads back as (clipped, rounded as `to_uint8`), with the
-    identity gradient (straight-through), so a decoder trained on it reads what users save."""
+    """img in [-1, 1] -> the value its saved 8-bit image reads back as (clipped, rounded as `to_uint8`), so a
+    decoder trained on it reads what users save. Only the rounding is straight-through; the clipping keeps its
+    zero gradient: with an identity gradient there, the bit loss pushed saturated pixels ever further out of range,
+    where D spots them (measured: the GAN diverged within 30 kimg)."""
+    x = img.clamp(-1, 1)
     q = (img.detach() * 127.5 + 128).clamp(0, 255).floor() / 127.5 - 1  # to_uint8's levels, read back
-    return img + (q - img.detach())
+    return x + (q - x.detach())
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
