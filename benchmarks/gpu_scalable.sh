@@ -8,9 +8,10 @@
 #   bash benchmarks/gpu_scalable.sh [OUT_DIR]          # default runs/gpu_scalable
 #   TRAIN_SECONDS=300 BATCH=64 bash benchmarks/gpu_scalable.sh
 #
-# Why the small preset's widths and a large batch: eager training of this model is bound by per-operation
-# overhead on a GPU (about 2-4 thousand kernels a step at these sizes), so a step costs about the same at batch 8
-# as at 128, and a bigger batch buys progress per step. Measured on CPU (RESULTS-scalable §4): at 32 px and
+# Why the small preset's widths and a large batch: a step of this model dispatches 2.8-5.5 thousand operations
+# (benchmarks/scalable_cost.py, 64 px) against ~15 GFLOP of forward arithmetic at batch 128, so on a GPU we expect
+# eager training to be bound by launch overhead (not measured on a GPU yet): a bigger batch then costs little and
+# buys progress per step. Measured on CPU (RESULTS-scalable §4): at 32 px and
 # 128 bits, training bit accuracy after 500 steps was 0.591 with batch 64 against 0.539 with batch 8.
 # The adversarial/consistency gate opens on training bit accuracy (--gate-acc 0.9); the kimg fallback is
 # scaled to this batch (the small preset's 40 kimg is 5000 steps at batch 8).

@@ -73,16 +73,17 @@ def test_stega_trains_embeds_and_detects_on_cuda(tmp_path, image_folder):
 def test_scalable_generator_on_cuda_matches_cpu_and_folds():
     G = _perturbed(ScalableGenerator(_cfg())).eval()
     z, c, noise = seeded_inputs(G, [0, 1, 2])
+    zd, cd, nd = z.to(DEV), c.to(DEV), [n.to(DEV) for n in noise]
     with torch.no_grad():
         want = G(z, c, noise=noise)
         Gc = G.to(DEV)
-        got = Gc(z.to(DEV), c.to(DEV), noise=[n.to(DEV) for n in noise])
+        got = Gc(zd, cd, noise=nd)
         assert torch.allclose(got.cpu(), want, atol=1e-4, rtol=0)
-        unfused = Gc(z.to(DEV), c.to(DEV), noise=[n.to(DEV) for n in noise], fused=False)
-        assert torch.allclose(unfused, got, atol=1e-4, rtol=0)  # training on CPU uses the other path
-        folded = fold_fingerprint(Gc, c[0].to(DEV))
-        same_c = Gc(z.to(DEV), c[0:1].to(DEV).repeat(3, 1), noise=[n.to(DEV) for n in noise])
-        assert torch.allclose(folded(z.to(DEV), noise=[n.to(DEV) for n in noise]), same_c, atol=1e-4, rtol=0)
+        unfused = Gc(zd, cd, noise=nd, fused=False)
+        assert torch.allclose(unfused, got, atol=1e-4, rtol=0)  # training uses the other path
+        folded = fold_fingerprint(Gc, cd[0])
+        same_c = Gc(zd, cd[0:1].repeat(3, 1), noise=nd)
+        assert torch.allclose(folded(zd, noise=nd), same_c, atol=1e-4, rtol=0)
 
 
 def test_train_scalable_on_cuda_and_generate_like_cpu(tmp_path):

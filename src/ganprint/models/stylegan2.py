@@ -636,17 +636,23 @@ def seeded_inputs(G: Generator, seeds: list[int], device: torch.device | str = "
     return z, noise
 
 
+def _uint8_levels(img: torch.Tensor) -> torch.Tensor:
+    """img in [-1, 1] -> its saved 8-bit levels as floats 0..255 (rounded, clipped): the one mapping both
+    `to_uint8` and `quantize_uint8_st` use."""
+    return (img * 127.5 + 128).clamp(0, 255).floor()
+
+
 def quantize_uint8_st(img: torch.Tensor) -> torch.Tensor:
     """img in [-1, 1] -> the value its saved 8-bit image reads back as (clipped, rounded as `to_uint8`), so a
     decoder trained on it reads what users save. Only the rounding is straight-through; the clipping keeps its
     zero gradient: with an identity gradient there, the bit loss pushed saturated pixels ever further out of range,
     where D spots them (measured: the GAN diverged within 30 kimg)."""
     x = img.clamp(-1, 1)
-    q = (img.detach() * 127.5 + 128).clamp(0, 255).floor() / 127.5 - 1  # to_uint8's levels, read back
+    q = _uint8_levels(img.detach()) / 127.5 - 1  # read back as decode_images reads a file
     return x + (q - x.detach())
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
     """img [N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C] (rounded, clipped)."""
-    x = (img.detach().float().cpu() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    x = _uint8_levels(img.detach().float().cpu()).to(torch.uint8)
     return x.permute(0, 2, 3, 1).numpy()
