@@ -31,13 +31,14 @@ def main() -> None:
     E, _, _ = load_export(a.run / "scalable-decoder.safetensors", kind="scalable-decoder")
     k, n = int(cfg["fingerprint_bits"]), a.images
     g = torch.Generator().manual_seed(a.seed)
+    torch.manual_seed(a.seed)  # G's per-layer noise draws from the global generator
     z = torch.randn(n, G.z_dim, generator=g)
     accs, imgs = [], None
     for draw in range(2):
         c = torch.randint(0, 2, (n, k), generator=g).float()
         with torch.no_grad():
             imgs = to_uint8(torch.cat([G(z[i:i + 250], c[i:i + 250]) for i in range(0, n, 250)]))  # [N, R, R, 3]
-        bits = torch.as_tensor(np.asarray(decode_images(E, imgs))).float()  # [N, K]
+        bits = decode_images(E, imgs)  # [N, K] float 0/1
         acc = (bits == c).float().mean(1)
         accs.append(acc)
         print(f"draw {draw}: mean bit accuracy {acc.mean():.4f}, images below 0.875: {int((acc < 0.875).sum())}")
