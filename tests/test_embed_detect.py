@@ -111,6 +111,23 @@ def test_bf16_precision_stays_within_two_levels_of_fp32(tiny_stega_model, image_
         api.detect(tiny_stega_model, image_folder, tmp_path / "d", device="cpu", precision="fp16")
 
 
+def test_bf16_weights_compute_what_bf16_autocast_computes(tiny_stega_model):
+    """embed/detect cast the weights to bf16 instead of running under autocast: the same outputs, bit for bit."""
+    model, _, _ = load_export(tiny_stega_model)
+    r, k = model.cfg.resolution, model.cfg.fingerprint_length
+    torch.manual_seed(0)
+    x, bits = torch.rand(4, 3, r, r), torch.randint(0, 2, (4, k)).float()
+    with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ref_img, ref_logits = model.enc(bits, x), model.dec(x).float()
+        dev = torch.device("cpu")
+        enc, dec = api._prepare(model.enc, dev, "bf16"), api._prepare(model.dec, dev, "bf16")
+        xb = api._to_float01(x.mul(255).round().to(torch.uint8), dev, torch.bfloat16)
+        assert xb.dtype == torch.bfloat16
+        got_img, got_logits = enc(bits.bfloat16(), x.bfloat16()), dec(x.bfloat16()).float()
+    assert torch.equal(got_img, ref_img) and torch.equal(got_logits, ref_logits)
+
+
 def test_embed_identical(tiny_stega_model, image_folder, tmp_path):
     s = api.embed(tiny_stega_model, image_folder, tmp_path / "a", identical=True, device="cpu")
     torch.manual_seed(42)  # the original: torch.manual_seed(seed); zeros(1, K).random_(0, 2)

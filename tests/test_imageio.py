@@ -227,3 +227,47 @@ def test_atomic_text_files_are_not_private(tmp_path):
 
     atomic_write_json(tmp_path / "a.json", {"x": 1})
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~_umask()
+
+
+def _png_with_chunk(rgb: np.ndarray, kind: bytes, body: bytes) -> bytes:
+    """An 8-bit RGB PNG of `rgb` with one extra chunk before the pixels."""
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + _png_chunk(kind, body) + _png_chunk(b"IDAT", zlib.compress(raw)) + _png_chunk(b"IEND", b""))
+
+
+def test_fast_png_path_reads_what_pillow_reads(tmp_path, rgb, monkeypatch):
+    if imageio._codecs is None:
+        pytest.skip("imagecodecs is not installed")
+    files = {"plain.png": None, "text.png": (b"tEXt", b"Software\x00test"),
+             "xmp.png": (b"iTXt", b'XML:com.adobe.xmp\x00\x00\x00\x00\x00<x:xmpmeta><rdf:Description '
+                                  b'tiff:Orientation="6"/></x:xmpmeta>'),
+             "trns.png": (b"tRNS", struct.pack(">HHH", *(int(v) for v in rgb[0, 0])))}
+    for name, extra in files.items():
+        if extra is None:
+            Image.fromarray(rgb).save(tmp_path / name)
+        else:
+            (tmp_path / name).write_bytes(_png_with_chunk(rgb, *extra))
+    calls = []
+    real = imageio._codecs.png_decode
+    monkeypatch.setattr(imageio._codecs, "png_decode", lambda d: calls.append(1) or real(d))
+    fast = {n: read_image(tmp_path / n) for n in files}
+    assert len(calls) == 1  # only the plain file; text, XMP orientation and transparency go to Pillow
+    monkeypatch.setattr(imageio, "_codecs", None)
+    for n in files:
+        np.testing.assert_array_equal(fast[n], read_image(tmp_path / n), err_msg=n)
+    assert fast["xmp.png"].shape == (20, 24, 3)  # Pillow applied the XMP orientation
+    assert (fast["trns.png"][0, 0] == 255).all()  # the transparent colour became white
+
+
+def test_without_imagecodecs_pillow_reads_and_writes_the_same_pixels(tmp_path, rgb, monkeypatch):
+    a = write_png(tmp_path / "a.png", rgb)
+    monkeypatch.setattr(imageio, "_codecs", None)
+    b = write_png(tmp_path / "b.png", rgb)
+    for p in (a, b):
+        np.testing.assert_array_equal(read_image(p), rgb)
+    (tmp_path / "bad").mkdir()
+    for p in _bad(tmp_path / "bad", rgb):
+        with pytest.raises(BadImageError, match=p.name):
+            read_image(p)

@@ -68,3 +68,33 @@ def test_export_load_identical_outputs(tmp_path):
         out2, logits2 = m2(bits, x)
         assert torch.equal(out, out2) and torch.equal(logits, logits2)
         assert torch.equal(d2.dec(out), logits)
+
+
+def test_upsample_conv_as_transposed_is_the_same_function():
+    from ganprint.models.stega import upsample_conv_as_transposed
+
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(5, 7, 2)
+    for h, w in ((1, 1), (3, 4), (8, 8)):
+        x = torch.randn(2, 5, h, w)
+        ref = conv(torch.nn.functional.pad(torch.nn.functional.interpolate(x, scale_factor=2), (0, 1, 0, 1)))
+        got = upsample_conv_as_transposed(conv)(x)
+        assert got.shape == ref.shape == (2, 7, 2 * h, 2 * w)
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("r", [16, 32, 64])
+def test_inference_encoder_matches_the_encoder(r):
+    from ganprint.models.stega import InferenceEncoder
+
+    torch.manual_seed(r)
+    m = StegaModel(StegaConfig(r, 24)).eval()
+    init_weights(m, "he", seed=r)  # larger activations than torch's default init
+    fast = InferenceEncoder(m.enc).eval()
+    x, bits = torch.rand(3, 3, r, r), torch.randint(0, 2, (3, 24)).float()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(bits, x), m.enc(bits, x), rtol=0, atol=1e-6)
+        # bf16 weights (how embed runs it): within bf16 rounding of the original in bf16
+        lo_fast = InferenceEncoder(m.enc).to(torch.bfloat16)(bits.bfloat16(), x.bfloat16())
+        lo_ref = m.enc.to(torch.bfloat16)(bits.bfloat16(), x.bfloat16())
+    assert (lo_fast - lo_ref).abs().max() < 4 / 255

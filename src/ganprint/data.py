@@ -27,15 +27,21 @@ def list_images(root: str | os.PathLike) -> list[Path]:
 
     Raises GanprintError when `root` is missing, is not an image file, or holds no images.
     """
+    return [Path(p) for _, p in _find_images(root)]
+
+
+def _find_images(root: str | os.PathLike) -> list[tuple[str, str]]:
+    """`list_images` as (POSIX path relative to `root`, path) string pairs: a data set of 10k files names and opens
+    them without building 10k Path objects (0.3 s per process)."""
     root = Path(root)
     exts = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
     if root.is_file():
         if not is_image_file(root):
             raise GanprintError(f"{root} is not an image file (supported extensions: {exts})")
-        return [root]
+        return [(root.name, os.fspath(root))]
     if not root.is_dir():
         raise GanprintError(f"data path {root} does not exist; pass a folder of images or one image file")
-    found: list[tuple[str, Path]] = []
+    found: list[tuple[str, str]] = []
     seen_dirs: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
@@ -44,7 +50,7 @@ def list_images(root: str | os.PathLike) -> list[Path]:
             continue
         seen_dirs.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        reldir = Path(dirpath).relative_to(root).as_posix()  # string joins per file: 10k Path ops cost ~0.2 s
+        reldir = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if reldir == "." else reldir + "/"
         for name in filenames:
             if name.startswith(".") or not is_image_file(name):
@@ -53,7 +59,7 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     if not found:
         raise GanprintError(f"no images ({exts}) found under {root}; check --data")
     found.sort(key=lambda t: t[0])
-    return [Path(p) for _, p in found]
+    return found
 
 
 class ImageFolderDataset(Dataset):
@@ -63,32 +69,41 @@ class ImageFolderDataset(Dataset):
                  celeba: bool = False, skip_bad: bool = False):
         if isinstance(root_or_paths, (str, os.PathLike)):
             root = Path(root_or_paths)
-            self.paths = list_images(root)
+            found = _find_images(root)
+            self._files = [p for _, p in found]
+            self._rel: list[str] | None = [r for r, _ in found]
             self.root = root if root.is_dir() else root.parent
         else:
-            self.paths = [Path(p) for p in root_or_paths]
-            if not self.paths:
+            self._files = [os.fspath(p) for p in root_or_paths]
+            self._rel = None
+            if not self._files:
                 raise GanprintError("ImageFolderDataset got an empty list of image paths")
-            self.root = Path(os.path.commonpath([p.parent.resolve() for p in self.paths]))
+            self.root = Path(os.path.commonpath([Path(p).parent.resolve() for p in self._files]))
         if resolution is None:
             raise GanprintError("a resolution is needed to read a folder of images (only packed data sets have one)")
         self.resolution = int(resolution)
         self.celeba = celeba
         self.skip_bad = skip_bad
 
+    @property
+    def paths(self) -> list[Path]:
+        return [Path(p) for p in self._files]
+
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self._files)
 
     def relpath(self, index: int) -> str:
         """The path of item `index` relative to the data root, POSIX style (used to name outputs)."""
-        p = self.paths[index]
+        if self._rel is not None:
+            return self._rel[index]
+        p = Path(self._files[index])
         try:
             return p.relative_to(self.root).as_posix()
         except ValueError:
             return p.resolve().relative_to(self.root).as_posix()
 
     def __getitem__(self, index: int) -> dict:
-        path = self.paths[index]
+        path = self._files[index]
         try:
             img = load_preprocessed(path, self.resolution, self.celeba)
         except BadImageError as e:

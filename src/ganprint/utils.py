@@ -48,13 +48,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     The temporary name is unique per process and thread (no mkstemp, whose 0600 mode would also leak onto the
     result); the file gets the usual 0666 & ~umask. The parent folder is created only when missing.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    target = os.fspath(path)  # string operations: this runs once per image
+    head, name = os.path.split(target)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(tmp, flags, 0o666)
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(head or ".", exist_ok=True)
         fd = os.open(tmp, flags, 0o666)
     try:
         try:
@@ -63,12 +64,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return path
+    return Path(target)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
