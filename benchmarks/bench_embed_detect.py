@@ -8,7 +8,12 @@ p-values), orig-embed and orig-detect (benchmarks/agf_original_baseline.py). Pea
 ru_maxrss; DataLoader workers are reported separately (RUSAGE_CHILDREN). CPU s = user + system time of the
 process and its workers during the call (less sensitive than wall time to other jobs on a shared machine).
 
-    python benchmarks/bench_embed_detect.py --counts 1000 10000 --resolutions 32 --threads 2 [--jobs auto|N]
+    python benchmarks/bench_embed_detect.py --counts 1000 10000 --resolutions 32 --threads 2 [--jobs auto|N] \
+        [--repeat 5]
+
+With --repeat N the four runs are repeated N times, interleaved (ours, orig, ours, orig, ...), because this
+machine's speed wanders by up to 40 % over minutes; the table then gives medians, and ours/orig is the median of
+the N per-round ratios with their range.
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ def main() -> None:
     p.add_argument("--jobs", default="auto", help="ours only: processes (`--jobs` of the CLI; default auto, as the CLI)")
     p.add_argument("--workdir", default="/tmp/ganprint-bench")
     p.add_argument("--skip", nargs="*", default=[], help="kinds to skip, e.g. orig-embed")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of the four runs, interleaved; medians reported")
     p.add_argument("--json", default=None, help="append result rows to this JSONL file")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--model", default=None, help=argparse.SUPPRESS)
@@ -121,23 +127,51 @@ def main() -> None:
                     ("ours-detect", work / "ours-emb" / "fingerprinted_images", work / "ours-det"),
                     ("orig-embed", data, work / "orig-emb"),
                     ("orig-detect", work / "orig-emb" / "fingerprinted_images", work / "orig-det")]
-            for kind, d, out in plan:
-                if kind in a.skip:
-                    continue
-                ours = kind.startswith("ours")
-                r = _run_child(kind, model, d, out, a.threads, a.num_workers if ours else None, a.precision, a.jobs)
-                r.update({"resolution": res, "count": n, "threads": a.threads,
-                          "load_avg_1min": round(os.getloadavg()[0], 2)})
-                rows.append(r)
-                print(json.dumps(r), file=sys.stderr)
-                if a.json:
-                    with open(a.json, "a") as f:
-                        f.write(json.dumps(r) + "\n")
+            for rep in range(a.repeat):
+                for kind, d, out in plan:
+                    if kind in a.skip:
+                        continue
+                    ours = kind.startswith("ours")
+                    r = _run_child(kind, model, d, out, a.threads, a.num_workers if ours else None, a.precision,
+                                   a.jobs)
+                    r.update({"resolution": res, "count": n, "threads": a.threads, "round": rep,
+                              "load_avg_1min": round(os.getloadavg()[0], 2)})
+                    rows.append(r)
+                    print(json.dumps(r), file=sys.stderr)
+                    if a.json:
+                        with open(a.json, "a") as f:
+                            f.write(json.dumps(r) + "\n")
+    if a.repeat > 1:
+        _print_medians(rows)
+        return
     print("| R | N | run | precision | jobs | images/s | wall s | CPU s | peak RSS MB (main) | all processes MB (bound) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['resolution']} | {r['count']} | {r['kind']} | {r['precision']} | {r['jobs']} | {r['images_per_s']} | "
               f"{r['wall_s']} | {r['cpu_s']} | {r['peak_rss_mb']} | {r['total_rss_mb_bound']} |")
+
+
+def _print_medians(rows: list[dict]) -> None:
+    import statistics
+
+    print("| R | N | run | precision | jobs | rounds | images/s (median) | wall s (median, min-max) | CPU s (median) "
+          "| peak RSS MB (main) | all processes MB (bound) | ours / orig (median, min-max) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["resolution"], r["count"], r["kind"]), []).append(r)
+    for (res, n, kind), rs in groups.items():
+        walls = [r["wall_s"] for r in rs]
+        ratio = ""
+        if kind.startswith("ours"):
+            orig = {r["round"]: r["wall_s"] for r in groups.get((res, n, "orig" + kind[4:]), [])}
+            per_round = [orig[r["round"]] / r["wall_s"] for r in rs if r["round"] in orig]
+            if per_round:
+                ratio = (f"**{statistics.median(per_round):.2f}x** ({min(per_round):.2f}-{max(per_round):.2f})")
+        print(f"| {res} | {n} | {kind} | {rs[0]['precision']} | {rs[0]['jobs']} | {len(rs)} | "
+              f"{n / statistics.median(walls):.1f} | {statistics.median(walls):.3f} ({min(walls):.3f}-{max(walls):.3f}) "
+              f"| {statistics.median(r['cpu_s'] for r in rs):.2f} | {max(r['peak_rss_mb'] for r in rs):.0f} | "
+              f"{max(r['total_rss_mb_bound'] for r in rs):.0f} | {ratio} |")
 
 
 if __name__ == "__main__":

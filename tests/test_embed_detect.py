@@ -289,6 +289,7 @@ def test_jobs_resolution(monkeypatch):
     assert resolve_jobs("auto", "cpu", 10 * MIN_IMAGES_PER_JOB) == 4
     assert resolve_jobs("auto", "cpu", 2 * MIN_IMAGES_PER_JOB) == 2
     assert resolve_jobs("auto", "cpu", 10) == 1  # too few images to pay for a process
+    assert resolve_jobs("auto", "cpu", 2000, min_per_job=1000) == 2 and resolve_jobs("auto", "cpu", 1999, 1000) == 1
     assert resolve_jobs("3", "cpu", 10) == 3
     for bad in ("0", "many", -1):
         with pytest.raises(GanprintError, match="--jobs"):
@@ -297,3 +298,55 @@ def test_jobs_resolution(monkeypatch):
     assert resolve_jobs("auto", "cpu", 10_000) == 1  # torchrun's ranks already split the work
     with pytest.raises(GanprintError, match="torchrun"):
         resolve_jobs(2, "cpu", 10_000)
+
+
+def test_detect_needs_more_images_per_process_than_embed(tiny_stega_model, sample_folder, tmp_path, monkeypatch):
+    from ganprint import parallel
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    n = len(api.open_image_dataset(sample_folder, 32))
+    monkeypatch.setattr(api, "MIN_IMAGES_PER_JOB", n // 2)
+    monkeypatch.setattr(api, "MIN_IMAGES_PER_DETECT_JOB", n // 2 + 1)
+    forked = []
+
+    def fake_run_jobs(fn_name, kwargs, jobs):
+        forked.append((fn_name, jobs))
+        raise RuntimeError("forked")
+
+    monkeypatch.setattr(parallel, "run_jobs", fake_run_jobs)
+    with pytest.raises(RuntimeError, match="forked"):
+        api.embed(tiny_stega_model, sample_folder, tmp_path / "e", device="cpu", jobs="auto")
+    api.detect(tiny_stega_model, sample_folder, tmp_path / "d", device="cpu", jobs="auto")  # one process
+    assert forked == [("embed", 2)]
+
+
+def test_one_listing_walks_a_folder_once_and_forgets_it_after(image_folder):
+    from ganprint import data
+
+    calls = []
+    real = data._walk_images
+
+    def counting(root):
+        calls.append(root)
+        return real(root)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(data, "_walk_images", counting)
+        with data.one_listing():
+            a = data.list_images(image_folder)
+            b = data.ImageFolderDataset(image_folder, 16).paths
+        assert a == b and len(calls) == 1
+        data.list_images(image_folder)  # outside the block: walked again, so new files are seen
+        assert len(calls) == 2
+
+
+def test_bits_to_strs_and_back():
+    from ganprint.fingerprints import FingerprintError, bits_to_str, bits_to_strs, strs_to_bits
+
+    bits = torch.randint(0, 2, (5, 13)).float()
+    strs = bits_to_strs(bits)
+    assert strs == [bits_to_str(b) for b in bits]
+    assert torch.equal(strs_to_bits(strs, 13), bits)
+    with pytest.raises(FingerprintError):
+        strs_to_bits(strs, 12)

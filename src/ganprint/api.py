@@ -14,6 +14,7 @@ and `a.png`, or `A.png` and `a.PNG`), each of them keeps its full name and gains
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -28,12 +29,13 @@ from torch.utils.data import DataLoader, Subset
 
 from . import __version__, dist
 from .checkpoint import load_export
-from .data import collate, open_image_dataset
+from .data import collate, one_listing, open_image_dataset
 from .errors import GanprintError
-from .fingerprints import bits_to_str, counter_bits, parse_bits
+from .fingerprints import bits_to_str, bits_to_strs, counter_bits, parse_bits, strs_to_bits
 from .imageio import IMAGE_EXTENSIONS, BadImageError, from_tensor01, write_png
 from .metrics.bits import count_matches, decode_bits, log10_p_value, match_threshold, p_value
 from .models.stega import InferenceEncoder
+from .parallel import MIN_IMAGES_PER_DETECT_JOB, MIN_IMAGES_PER_JOB, resolve_jobs
 from .utils import (append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, resolve_device,
                     resolve_precision, sha256_file)
 
@@ -142,13 +144,13 @@ def _net_dtype(precision: str) -> torch.dtype:
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
-def _prepare(net: torch.nn.Module, dev: torch.device, precision: str) -> torch.nn.Module:
+def _prepare(net: torch.nn.Module, dev: torch.device, precision: str, decoder: bool = False) -> torch.nn.Module:
     """`net` with its weights in the precision it runs in, in the fastest layout.
 
     bf16 weights rather than bf16 autocast: the outputs are the same bit for bit (autocast casts the same weights
     and inputs to bf16 at every call), and on one CPU core the 32-px encoder takes 1.00 instead of 1.37 ms/image
     (batch 64; benchmarks/encoder_speed.py)."""
-    return net.to(dtype=_net_dtype(precision), memory_format=_memory_format(dev))
+    return net.to(dtype=_net_dtype(precision), memory_format=_memory_format(dev, decoder))
 
 
 def _item_names(ds) -> list[str]:
@@ -221,16 +223,21 @@ def _progress(total, desc):
                 disable=dist.get_rank() != 0 or not sys.stderr.isatty())
 
 
-def _memory_format(dev: torch.device) -> torch.memory_format:
-    """channels_last on GPU or with several CPU threads; with one thread (each `--jobs` process) the plain layout
-    is faster: 32-px encoder, batch 64, bf16, ms/image: 2 threads 0.498 vs 0.537, 1 thread 1.088 vs 0.950."""
-    return torch.channels_last if dev.type != "cpu" or torch.get_num_threads() > 1 else torch.contiguous_format
+def _memory_format(dev: torch.device, decoder: bool = False) -> torch.memory_format:
+    """channels_last on GPU, for the decoder, and for the encoder with several CPU threads; the encoder on one
+    thread (each `--jobs` process) runs faster in the plain layout. 32-px networks, batch 64, bf16, best of 3 x 5
+    rounds, us/image (benchmarks/encoder_speed.py and a one-thread probe of the decoder): encoder plain 1054-1099
+    vs channels_last 1228-1264; decoder plain 88-141 vs channels_last 81-88."""
+    if dev.type != "cpu" or decoder or torch.get_num_threads() > 1:
+        return torch.channels_last
+    return torch.contiguous_format
 
 
-def _to_float01(img_u8: torch.Tensor, dev: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def _to_float01(img_u8: torch.Tensor, dev: torch.device, dtype: torch.dtype = torch.float32,
+                decoder: bool = False) -> torch.Tensor:
     """uint8 [N, 3, R, R] -> [N, 3, R, R] in [0, 1] on `dev` as `dtype` (divided in fp32, then rounded, as autocast
     would), in the layout the networks run fastest on."""
-    return img_u8.to(dev).float().div_(255.0).to(dtype).contiguous(memory_format=_memory_format(dev))
+    return img_u8.to(dev).float().div_(255.0).to(dtype).contiguous(memory_format=_memory_format(dev, decoder))
 
 
 class _BatchWriter:
@@ -274,12 +281,10 @@ class _BatchWriter:
 # --- embed ------------------------------------------------------------------------------------------
 
 
-def _jobs(jobs, device, data, model) -> int:
+def _jobs(jobs, device, data, model, min_per_job: int | None = None) -> int:
     """Resolve `jobs`. "auto": one process per core for models of at most 64 px when each process gets enough
     images, else 1. At 128 px the network dominates and two threads use the cores as well as two processes
     (embed 52.8 vs 52.4 images/s, 1k images) at half the memory (benchmarks/RESULTS-embed-detect.md)."""
-    from .parallel import resolve_jobs
-
     n = None
     if jobs in (None, "auto") and "WORLD_SIZE" not in os.environ:
         from .checkpoint import read_metadata
@@ -288,9 +293,19 @@ def _jobs(jobs, device, data, model) -> int:
         if res is not None and int(res) > 64:
             return 1
         n = len(open_image_dataset(data, res))  # folder or packed set, as the run itself will open it
-    return resolve_jobs(jobs, str(device), n)
+    return resolve_jobs(jobs, str(device), n, min_per_job or MIN_IMAGES_PER_JOB)
 
 
+def _one_listing(fn):
+    """Run `fn` with each data folder walked once (`data.one_listing`), also by its `--jobs` processes."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with one_listing():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@_one_listing
 def embed(model, data, outdir, resolution=None, celeba=False, identical=False, fingerprint=None, seed=42,
           batch_size=64, device="auto", skip_bad=False, num_workers=None, check=False, precision="auto",
           jobs=1) -> dict:
@@ -380,7 +395,7 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     # bf16 changes the rounding anyway, so it also takes the faster form of the same function; fp32 keeps the
     # original's arithmetic exactly.
     enc = _prepare(InferenceEncoder(module.enc) if prec == "bf16" else module.enc, dev, prec)
-    dec = _prepare(module.dec, dev, prec) if check else None
+    dec = _prepare(module.dec, dev, prec, decoder=True) if check else None
     skipped: list[dict] = []
     error = None
     n_new, acc_sum = 0, 0.0
@@ -398,10 +413,10 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
                     x = _to_float01(batch["img"], dev, dtype)  # [N, 3, R, R] in [0, 1]
                     u8 = from_tensor01(enc(bits.to(dtype), x))  # [N, R, R, 3] uint8: what the PNGs hold
                     if dec is not None:
-                        back = _to_float01(torch.from_numpy(u8).permute(0, 3, 1, 2), dev, dtype)  # [N, 3, R, R]
+                        back = _to_float01(torch.from_numpy(u8).permute(0, 3, 1, 2), dev, dtype, decoder=True)
                         logits = dec(back).float()
                         acc_sum += float(count_matches(decode_bits(logits), bits).sum()) / k
-                    bit_strs = [bits_to_str(b) for b in bits.cpu()]
+                    bit_strs = [fixed_str] * len(idx) if fixed_str else bits_to_strs(bits.cpu())
                     drawn.update(zip(idx, bit_strs))
                     writer.submit([(os.path.join(fp_dir, names[i]), u8[j]) for j, i in enumerate(idx)],
                                   [{"name": names[i], "source": relpaths[i], "bits": bit_strs[j]}
@@ -495,6 +510,7 @@ def _finished(out: Path, k: int) -> dict[str, tuple[str | None, str]]:
 # --- detect -----------------------------------------------------------------------------------------
 
 
+@_one_listing
 def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None, embedded=None, fpr=1e-6,
            batch_size=64, device="auto", skip_bad=False, num_workers=None, precision="auto", jobs=1,
            scale_search=None) -> dict:
@@ -514,7 +530,7 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
         raise GanprintError("pass either --fingerprint or --embedded, not both")
     if not 0 < fpr < 1:
         raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
-    n_jobs = _jobs(jobs, device, data, model)
+    n_jobs = _jobs(jobs, device, data, model, MIN_IMAGES_PER_DETECT_JOB)
     if n_jobs > 1:
         from .parallel import run_jobs
 
@@ -534,20 +550,27 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
     n = len(ds)
     relpaths = _item_names(ds)
 
+    ref_all_str = bits_to_str(ref_all) if ref_all is not None else None
+
     def reference(i: int) -> str | None:
-        if ref_all is not None:
-            return bits_to_str(ref_all)
+        if ref_all_str is not None:
+            return ref_all_str
         if ref_map is None:
             return None
         name = relpaths[i]
-        return ref_map.get(name, ref_map.get(str(PurePosixPath(name).with_suffix(".png"))))
+        return ref_map.get(name) or ref_map.get(_png_name(name))
 
+    # p-values by table lookup: one scipy call per possible match count instead of two per batch
+    p_table, logp_table = p_value(np.arange(k + 1), k), log10_p_value(np.arange(k + 1), k)
     dtype = _net_dtype(prec)
-    dec = _prepare(module.dec, dev, prec)
+    dec = _prepare(module.dec, dev, prec, decoder=True)
     # The candidates are unzoomed in fp32 and rounded to the network's dtype after, as under autocast; unzoom keeps
     # the input's layout (full_like), so they need no other conversion.
     search = ScaleSearch(lambda t: dec(t.to(dtype)).float(), scales) if scales is not None else None
-    rows, skipped, error = [], [], None
+    # Each rank serialises its own rows (name, JSONL line, txt line, bit accuracy or None, detected or None), so
+    # rank 0 only sorts and joins them.
+    rows: list[tuple] = []
+    skipped, error = [], None
     mine = list(range(rank, n, world))
     pbar = _progress(len(mine), "detect")
     with torch.inference_mode():
@@ -557,28 +580,29 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
             idx = batch["index"].tolist()
             if idx:
                 if search is not None:
-                    logits = search(_to_float01(batch["img"], dev))  # from [N, 3, R, R] fp32 in [0, 1]
+                    logits = search(_to_float01(batch["img"], dev, decoder=True))  # from [N, 3, R, R] fp32
                 else:
-                    logits = dec(_to_float01(batch["img"], dev, dtype)).float()  # [N, K]
+                    logits = dec(_to_float01(batch["img"], dev, dtype, decoder=True)).float()  # [N, K]
                 bits = decode_bits(logits).cpu()  # [N, K]
+                bit_strs = bits_to_strs(bits)
                 chosen = search.last_scales.tolist() if search is not None else None
                 refs = [reference(i) for i in idx]
                 have = [j for j, r in enumerate(refs) if r is not None]
                 stats = {}
                 if have:
-                    ref_t = torch.stack([parse_bits(refs[j], k) for j in have])  # [M, K]
-                    m = count_matches(bits[have], ref_t).numpy()
-                    stats = dict(zip(have, zip(m.tolist(), np.atleast_1d(p_value(m, k)).tolist(),
-                                               np.atleast_1d(log10_p_value(m, k)).tolist())))
+                    m = count_matches(bits[have], strs_to_bits([refs[j] for j in have], k)).numpy()  # [M]
+                    stats = dict(zip(have, zip(m.tolist(), p_table[m].tolist(), logp_table[m].tolist())))
                 for j, i in enumerate(idx):
-                    row = {"name": relpaths[i], "bits": bits_to_str(bits[j])}
+                    row = {"name": relpaths[i], "bits": bit_strs[j]}
                     if chosen is not None:
                         row["scale"] = chosen[j]
+                    acc = det = None
                     if j in stats:
                         matches, p, lp = stats[j]
-                        row.update({"bit_accuracy": matches / k, "matches": int(matches),
-                                    "p_value": float(p), "log10_p": float(lp), "detected": bool(matches >= threshold)})
-                    rows.append(row)
+                        acc, det = matches / k, bool(matches >= threshold)
+                        row.update({"bit_accuracy": acc, "matches": int(matches), "p_value": float(p),
+                                    "log10_p": float(lp), "detected": det})
+                    rows.append((relpaths[i], json.dumps(row) + "\n", f"{relpaths[i]} {bit_strs[j]}\n", acc, det))
             pbar.update(len(idx) + len(batch["skipped"]))
             if batch["skipped"] and not skip_bad:
                 error = skipped[-1]["error"]
@@ -589,18 +613,18 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
     errors = [p["error"] for p in parts if p["error"]]
     if errors:
         raise BadImageError(f"{errors[0]}. Fix or remove the file, or re-run with --skip-bad")
-    rows = sorted((r for p in parts for r in p["rows"]), key=lambda r: r["name"])
+    rows = sorted((r for p in parts for r in p["rows"]), key=lambda r: r[0])
     skipped = sorted((s for p in parts for s in p["skipped"]), key=lambda s: s["file"])
-    scored = [r for r in rows if "matches" in r]
+    scored = [r for r in rows if r[3] is not None]
     summary = {
         "outdir": str(out), "model": str(model), "data": str(data), "images": len(rows), "skipped": skipped,
         "fingerprint_length": k, "resolution": res, "celeba": bool(celeba), "fpr": fpr, "match_threshold": threshold,
         "reference": ("fingerprint" if ref_all is not None
                       else f"embedded:{embedded}" if ref_map is not None else None),
         "with_reference": len(scored),
-        "mean_bit_accuracy": float(np.mean([r["bit_accuracy"] for r in scored])) if scored else None,
-        "detected": sum(r["detected"] for r in scored),
-        "detected_rate": float(np.mean([r["detected"] for r in scored])) if scored else None,
+        "mean_bit_accuracy": float(np.mean([r[3] for r in scored])) if scored else None,
+        "detected": sum(r[4] for r in scored),
+        "detected_rate": float(np.mean([r[4] for r in scored])) if scored else None,
         "precision": prec, "scale_search": list(scales) if scales is not None else None,
         "ganprint_version": __version__,
     }
@@ -608,8 +632,8 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
         log.warning("%d of %d images have no entry in %s", len(rows) - len(scored), len(rows), embedded)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / DETECTED_TXT, "".join(f"{r['name']} {r['bits']}\n" for r in rows))
-        atomic_write_text(out / "detections.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(out / DETECTED_TXT, "".join(r[2] for r in rows))
+        atomic_write_text(out / "detections.jsonl", "".join(r[1] for r in rows))
         atomic_write_json(out / "summary.json", summary)
         if scored:
             log.info("detect: %d images, mean bit accuracy %.4f, detected %d (%.1f %%) at FPR %g (>= %d of %d bits)",

@@ -8,6 +8,7 @@ set: only the list of paths is held.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -30,9 +31,34 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     return [Path(p) for _, p in _find_images(root)]
 
 
+_shared: dict[str, list[tuple[str, str]]] | None = None  # listings kept inside `one_listing()`
+
+
+@contextlib.contextmanager
+def one_listing():
+    """Within this block each folder is walked once. `--jobs` counts the images before it forks its processes,
+    which then inherit the listing (forked memory) instead of walking the folder again, each of them."""
+    global _shared
+    outer = _shared
+    _shared = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _shared = outer
+
+
 def _find_images(root: str | os.PathLike) -> list[tuple[str, str]]:
     """`list_images` as (POSIX path relative to `root`, path) string pairs: a data set of 10k files names and opens
     them without building 10k Path objects (0.3 s per process)."""
+    if _shared is None:
+        return _walk_images(root)
+    key = os.path.realpath(root)
+    if key not in _shared:
+        _shared[key] = _walk_images(root)
+    return _shared[key]
+
+
+def _walk_images(root: str | os.PathLike) -> list[tuple[str, str]]:
     root = Path(root)
     exts = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
     if root.is_file():

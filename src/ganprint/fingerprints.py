@@ -50,6 +50,22 @@ def bits_to_str(bits: torch.Tensor | np.ndarray) -> str:
     return ((arr > 0.5).astype(np.uint8) + 48).tobytes().decode("ascii")  # 48 = "0"
 
 
+def bits_to_strs(bits: torch.Tensor | np.ndarray) -> list[str]:
+    """[N, K] 0/1 -> N strings '0110...' (`bits_to_str` per row, in one pass)."""
+    arr = np.asarray(bits.detach().cpu() if isinstance(bits, torch.Tensor) else bits)
+    n, k = arr.shape
+    text = ((arr > 0.5).astype(np.uint8) + 48).tobytes().decode("ascii")  # row-major: row i is text[i*k:(i+1)*k]
+    return [text[i * k:(i + 1) * k] for i in range(n)]
+
+
+def strs_to_bits(strs: list[str], length: int) -> torch.Tensor:
+    """N 0/1 strings of `length` bits (already validated, e.g. by `parse_bits`) -> float [N, K]."""
+    raw = np.frombuffer("".join(strs).encode("ascii"), np.uint8)
+    if raw.size != len(strs) * length:
+        raise FingerprintError(f"expected {len(strs)} fingerprints of {length} bits")
+    return torch.from_numpy((raw.reshape(len(strs), length) - 48).astype(np.float32))  # [N, K]
+
+
 def bits_to_hex(bits: torch.Tensor | np.ndarray) -> str:
     """[K] 0/1 -> '0x...' (left-padded with zero bits to a multiple of 4)."""
     s = bits_to_str(bits)

@@ -22,7 +22,10 @@ from .errors import GanprintError
 
 log = logging.getLogger(__name__)
 
-MIN_IMAGES_PER_JOB = 500  # below this the start-up of a process (~0.3 s) outweighs what it saves
+# Below this many images per process, starting one (fork, process group, model, ~0.1 s) costs more than it saves.
+# Detect does less work per image than embed, so it needs more images to pay (benchmarks/RESULTS-embed-detect.md).
+MIN_IMAGES_PER_JOB = 500
+MIN_IMAGES_PER_DETECT_JOB = 1000
 
 
 def usable_cores() -> int:
@@ -33,9 +36,10 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_jobs(jobs: int | str | None, device: str, n_images: int | None) -> int:
+def resolve_jobs(jobs: int | str | None, device: str, n_images: int | None,
+                 min_per_job: int = MIN_IMAGES_PER_JOB) -> int:
     """`--jobs`: an int >= 1, or "auto" (None): one process per usable core on CPU when there are at least
-    MIN_IMAGES_PER_JOB images per process, else 1. Under torchrun, or on a GPU, always 1."""
+    `min_per_job` images per process, else 1. Under torchrun, or on a GPU, always 1."""
     if "WORLD_SIZE" in os.environ:
         if jobs not in (None, "auto", 1, "1"):
             raise GanprintError("--jobs cannot be combined with torchrun (its ranks already split the images)")
@@ -46,7 +50,7 @@ def resolve_jobs(jobs: int | str | None, device: str, n_images: int | None) -> i
         cores = usable_cores()
         if n_images is None:
             return cores
-        return max(1, min(cores, n_images // MIN_IMAGES_PER_JOB))
+        return max(1, min(cores, n_images // min_per_job))
     try:
         j = int(jobs)
     except (TypeError, ValueError):
@@ -100,6 +104,9 @@ def run_jobs(fn_name: str, kwargs: dict, jobs: int, threads_per_job: int = 1) ->
 
     from .imageio import BadImageError
 
+    from .checkpoint import _ensure_builders_loaded
+
+    _ensure_builders_loaded()  # imported once here, inherited by every forked child
     ctx = mp.get_context("fork")  # spawn would re-import torch in every child (~2 s each)
     out_q = ctx.Queue()
     port = _free_port()
