@@ -51,6 +51,11 @@ PROGRESS_DIR = ".progress"
 # --- shared helpers ---------------------------------------------------------------------------------
 
 
+# zlib level of the fingerprinted PNGs: lossless at any level; at 1 a 32-px crop encodes in 79 instead of 103 us
+# for 1.5 % more bytes than at 6 (benchmarks/png_speed.py).
+PNG_LEVEL = 1
+
+
 def _png_name(relpath: str) -> str:
     """`relpath` with its suffix replaced by .png (as PurePosixPath.with_suffix, by string operations for the usual
     image extensions)."""
@@ -256,10 +261,10 @@ class _BatchWriter:
     def submit(self, items: list[tuple[Path, np.ndarray]], rows: list[dict]) -> None:
         if self.pool is None:  # no threads: write now
             for p, a in items:
-                write_png(p, a)
+                write_png(p, a, PNG_LEVEL)
             append_jsonl(self.progress, rows)
             return
-        self.pending.append(([self.pool.submit(write_png, p, a) for p, a in items], rows))
+        self.pending.append(([self.pool.submit(write_png, p, a, PNG_LEVEL) for p, a in items], rows))
         while len(self.pending) > self.depth:
             self._finish_one()
 
@@ -362,26 +367,29 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
         atomic_write_json(out / MANIFEST, {**(old or {}), **manifest})
     dist.barrier()
 
-    def bits_of(i: int) -> torch.Tensor:
-        return fixed if fixed is not None else per_image_bits(seed, i, k)
-
     fixed_str = bits_to_str(fixed) if fixed is not None else None
-    drawn: dict[int, str] = {}  # bit strings this process already drew (the merge below checks every image)
 
-    def bits_str_of(i: int) -> str:
-        return fixed_str or drawn.get(i) or bits_to_str(bits_of(i))
+    def expected_bits(indices: list[int]) -> list[str]:
+        """The bit strings images `indices` must carry, drawn together (one draw per image cost ~50 us)."""
+        return [fixed_str] * len(indices) if fixed_str else bits_to_strs(counter_bits(seed, indices, k))
+
+    def recorded(pairs: list[tuple[int, tuple[str | None, str] | None]]) -> list[bool]:
+        """For (image index, its progress record) pairs: whether the record holds the image with the bits it must
+        carry. In chunks, so that memory stays flat however many images there are."""
+        ok = []
+        for s in range(0, len(pairs), 4096):
+            chunk = pairs[s:s + 4096]
+            exp = expected_bits([i for i, _ in chunk])
+            ok += [bool(rec) and rec[0] in (None, relpaths[i]) and rec[1] == e for (i, rec), e in zip(chunk, exp)]
+        return ok
 
     # Resume: an image is done when its PNG exists and a progress row (or the txt) records its bits.
     done = _finished(out, k)
     fp_dir = os.fspath(out / FP_DIR)  # joined as strings per image (Path objects cost ~10 us each)
     mine = list(range(rank, n, world))
     todo, resumed = [], 0
-    def recorded(i: int) -> bool:  # the progress rows (or txt) hold image i with the bits it must carry
-        rec = done.get(names[i])
-        return bool(rec) and rec[0] in (None, relpaths[i]) and rec[1] == bits_str_of(i)
-
-    for i in mine:
-        if recorded(i) and os.path.isfile(os.path.join(fp_dir, names[i])):
+    for i, ok in zip(mine, recorded([(i, done.get(names[i])) for i in mine])):
+        if ok and os.path.isfile(os.path.join(fp_dir, names[i])):
             resumed += 1
         else:
             todo.append(i)
@@ -417,7 +425,6 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
                         logits = dec(back).float()
                         acc_sum += float(count_matches(decode_bits(logits), bits).sum()) / k
                     bit_strs = [fixed_str] * len(idx) if fixed_str else bits_to_strs(bits.cpu())
-                    drawn.update(zip(idx, bit_strs))
                     writer.submit([(os.path.join(fp_dir, names[i]), u8[j]) for j, i in enumerate(idx)],
                                   [{"name": names[i], "source": relpaths[i], "bits": bit_strs[j]}
                                    for j, i in enumerate(idx)])
@@ -438,7 +445,9 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     errors = [p["error"] for p in parts if p["error"]]
     done = _finished(out, k)
     wanted = {names[i]: i for i in range(n)}
-    lines = sorted(f"{name} {rec[1]}" for name, rec in done.items() if name in wanted and recorded(wanted[name]))
+    have = [(name, rec) for name, rec in done.items() if name in wanted]
+    ok = recorded([(wanted[name], rec) for name, rec in have])
+    lines = sorted(f"{name} {rec[1]}" for (name, rec), good in zip(have, ok) if good)
     n_new = sum(p["new"] for p in parts)
     summary = {
         "outdir": str(out), "images": n, "fingerprinted": len(lines), "new": n_new,
