@@ -61,9 +61,11 @@ def main() -> None:
 
         mb = copy.deepcopy(m).to(torch.bfloat16)
         fused = InferenceEncoder(copy.deepcopy(enc)).to(torch.bfloat16, memory_format=fmt)
+        unfused = InferenceEncoder(copy.deepcopy(enc), fuse=False).to(torch.bfloat16, memory_format=fmt)
         print(f"{str(fmt):>26}: fp32 {bench(m, bits, xf):.3f}  bf16 autocast {bench(autocast, bits, xf):.3f}  "
               f"pure bf16 {bench(mb, bits.bfloat16(), xf.bfloat16()):.3f}  "
-              f"InferenceEncoder pure bf16 {bench(fused, bits.bfloat16(), xf.bfloat16()):.3f} ms/image")
+              f"InferenceEncoder pure bf16 unfused {bench(unfused, bits.bfloat16(), xf.bfloat16()):.3f}, "
+              f"fused {bench(fused, bits.bfloat16(), xf.bfloat16()):.3f} ms/image")
     if a.no_script:
         return
     with torch.inference_mode():

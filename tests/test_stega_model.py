@@ -98,3 +98,26 @@ def test_inference_encoder_matches_the_encoder(r):
         lo_fast = InferenceEncoder(m.enc).to(torch.bfloat16)(bits.bfloat16(), x.bfloat16())
         lo_ref = m.enc.to(torch.bfloat16)(bits.bfloat16(), x.bfloat16())
     assert (lo_fast - lo_ref).abs().max() < 4 / 255
+
+
+def test_inference_encoder_fused_path_and_its_fallback(monkeypatch, caplog):
+    from ganprint.models import stega
+
+    torch.manual_seed(5)
+    m = StegaModel(StegaConfig(32, 16)).eval()
+    x, bits = torch.rand(2, 3, 32, 32), torch.randint(0, 2, (2, 16)).float()
+    unfused = stega.InferenceEncoder(m.enc, fuse=False)
+    with torch.no_grad():
+        ref = unfused(bits, x)
+        if stega._fused_ops() is not None:  # the oneDNN ops: same numbers in fp32 and in channels_last
+            torch.testing.assert_close(stega.InferenceEncoder(m.enc)(bits, x), ref, rtol=0, atol=1e-6)
+            cl = stega.InferenceEncoder(m.enc).to(memory_format=torch.channels_last)
+            torch.testing.assert_close(cl(bits, x.contiguous(memory_format=torch.channels_last)), ref, rtol=0, atol=1e-6)
+
+        def broken(*args):
+            raise RuntimeError("no such kernel")
+
+        monkeypatch.setattr(stega, "_fused_ops", lambda: (broken, broken))
+        fast = stega.InferenceEncoder(m.enc)
+        torch.testing.assert_close(fast(bits, x), ref, rtol=0, atol=1e-6)
+    assert fast.fuse is False and "unfused" in caplog.text

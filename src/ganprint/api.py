@@ -149,13 +149,13 @@ def _net_dtype(precision: str) -> torch.dtype:
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
-def _prepare(net: torch.nn.Module, dev: torch.device, precision: str, decoder: bool = False) -> torch.nn.Module:
+def _prepare(net: torch.nn.Module, dev: torch.device, precision: str, prefer_cl: bool = False) -> torch.nn.Module:
     """`net` with its weights in the precision it runs in, in the fastest layout.
 
     bf16 weights rather than bf16 autocast: the outputs are the same bit for bit (autocast casts the same weights
     and inputs to bf16 at every call), and on one CPU core the 32-px encoder takes 1.00 instead of 1.37 ms/image
     (batch 64; benchmarks/encoder_speed.py)."""
-    return net.to(dtype=_net_dtype(precision), memory_format=_memory_format(dev, decoder))
+    return net.to(dtype=_net_dtype(precision), memory_format=_memory_format(dev, prefer_cl))
 
 
 def _item_names(ds) -> list[str]:
@@ -228,21 +228,21 @@ def _progress(total, desc):
                 disable=dist.get_rank() != 0 or not sys.stderr.isatty())
 
 
-def _memory_format(dev: torch.device, decoder: bool = False) -> torch.memory_format:
-    """channels_last on GPU, for the decoder, and for the encoder with several CPU threads; the encoder on one
-    thread (each `--jobs` process) runs faster in the plain layout. 32-px networks, batch 64, bf16, best of 3 x 5
-    rounds, us/image (benchmarks/encoder_speed.py and a one-thread probe of the decoder): encoder plain 1054-1099
-    vs channels_last 1228-1264; decoder plain 88-141 vs channels_last 81-88."""
-    if dev.type != "cpu" or decoder or torch.get_num_threads() > 1:
+def _memory_format(dev: torch.device, prefer_cl: bool = False) -> torch.memory_format:
+    """channels_last on GPU, with several CPU threads, and for the networks that are faster in it on one thread
+    (`prefer_cl`: the decoder, the fused InferenceEncoder); else the plain layout. 32-px networks, batch 64, bf16,
+    one thread, us/image: plain StegaEncoder 1054-1099 vs channels_last 1228-1264 (benchmarks/encoder_speed.py);
+    InferenceEncoder plain 813-1078 vs channels_last 739-780 (fused); decoder plain 88-141 vs channels_last 81-88."""
+    if dev.type != "cpu" or prefer_cl or torch.get_num_threads() > 1:
         return torch.channels_last
     return torch.contiguous_format
 
 
 def _to_float01(img_u8: torch.Tensor, dev: torch.device, dtype: torch.dtype = torch.float32,
-                decoder: bool = False) -> torch.Tensor:
+                prefer_cl: bool = False) -> torch.Tensor:
     """uint8 [N, 3, R, R] -> [N, 3, R, R] in [0, 1] on `dev` as `dtype` (divided in fp32, then rounded, as autocast
     would), in the layout the networks run fastest on."""
-    return img_u8.to(dev).float().div_(255.0).to(dtype).contiguous(memory_format=_memory_format(dev, decoder))
+    return img_u8.to(dev).float().div_(255.0).to(dtype).contiguous(memory_format=_memory_format(dev, prefer_cl))
 
 
 class _BatchWriter:
@@ -402,8 +402,8 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     dtype = _net_dtype(prec)
     # bf16 changes the rounding anyway, so it also takes the faster form of the same function; fp32 keeps the
     # original's arithmetic exactly.
-    enc = _prepare(InferenceEncoder(module.enc) if prec == "bf16" else module.enc, dev, prec)
-    dec = _prepare(module.dec, dev, prec, decoder=True) if check else None
+    enc = _prepare(InferenceEncoder(module.enc) if prec == "bf16" else module.enc, dev, prec, prefer_cl=prec == "bf16")
+    dec = _prepare(module.dec, dev, prec, prefer_cl=True) if check else None
     skipped: list[dict] = []
     error = None
     n_new, acc_sum = 0, 0.0
@@ -418,10 +418,10 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
                 if idx:
                     bits = (fixed.expand(len(idx), k) if fixed is not None
                             else counter_bits(seed, idx, k)).to(dev)  # [N, K]
-                    x = _to_float01(batch["img"], dev, dtype)  # [N, 3, R, R] in [0, 1]
+                    x = _to_float01(batch["img"], dev, dtype, prefer_cl=prec == "bf16")  # [N, 3, R, R] in [0, 1]
                     u8 = from_tensor01(enc(bits.to(dtype), x))  # [N, R, R, 3] uint8: what the PNGs hold
                     if dec is not None:
-                        back = _to_float01(torch.from_numpy(u8).permute(0, 3, 1, 2), dev, dtype, decoder=True)
+                        back = _to_float01(torch.from_numpy(u8).permute(0, 3, 1, 2), dev, dtype, prefer_cl=True)
                         logits = dec(back).float()
                         acc_sum += float(count_matches(decode_bits(logits), bits).sum()) / k
                     bit_strs = [fixed_str] * len(idx) if fixed_str else bits_to_strs(bits.cpu())
@@ -572,7 +572,7 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
     # p-values by table lookup: one scipy call per possible match count instead of two per batch
     p_table, logp_table = p_value(np.arange(k + 1), k), log10_p_value(np.arange(k + 1), k)
     dtype = _net_dtype(prec)
-    dec = _prepare(module.dec, dev, prec, decoder=True)
+    dec = _prepare(module.dec, dev, prec, prefer_cl=True)
     # The candidates are unzoomed in fp32 and rounded to the network's dtype after, as under autocast; unzoom keeps
     # the input's layout (full_like), so they need no other conversion.
     search = ScaleSearch(lambda t: dec(t.to(dtype)).float(), scales) if scales is not None else None
@@ -589,9 +589,9 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
             idx = batch["index"].tolist()
             if idx:
                 if search is not None:
-                    logits = search(_to_float01(batch["img"], dev, decoder=True))  # from [N, 3, R, R] fp32
+                    logits = search(_to_float01(batch["img"], dev, prefer_cl=True))  # from [N, 3, R, R] fp32
                 else:
-                    logits = dec(_to_float01(batch["img"], dev, dtype, decoder=True)).float()  # [N, K]
+                    logits = dec(_to_float01(batch["img"], dev, dtype, prefer_cl=True)).float()  # [N, K]
                 bits = decode_bits(logits).cpu()  # [N, K]
                 bit_strs = bits_to_strs(bits)
                 chosen = search.last_scales.tolist() if search is not None else None
