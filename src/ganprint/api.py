@@ -153,8 +153,8 @@ def _prepare(net: torch.nn.Module, dev: torch.device, precision: str, prefer_cl:
     """`net` with its weights in the precision it runs in, in the fastest layout.
 
     bf16 weights rather than bf16 autocast: the outputs are the same bit for bit (autocast casts the same weights
-    and inputs to bf16 at every call), and on one CPU core the 32-px encoder takes 1.00 instead of 1.37 ms/image
-    (batch 64; benchmarks/encoder_speed.py)."""
+    and inputs to bf16 at every call), and on one CPU core the 32-px encoder takes 0.87-0.97 instead of 0.95-1.39
+    ms/image (batch 64; benchmarks/encoder_speed.py --threads 1, several runs)."""
     return net.to(dtype=_net_dtype(precision), memory_format=_memory_format(dev, prefer_cl))
 
 
