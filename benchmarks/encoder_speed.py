@@ -5,7 +5,7 @@
 
 Rows: fp32 eager, bf16 autocast, pure bf16 weights, and pure bf16 weights of `InferenceEncoder` (the up blocks as
 transposed convs; what embed runs in bf16), each in the plain and the channels_last layout; TorchScript frozen and
-optimize_for_inference (fp32) and frozen pure bf16. An untrained StegaModel(32, 100), seed 0. Each figure is the
+optimize_for_inference (fp32) and frozen pure bf16; the decoder in pure bf16, plain vs channels_last. An untrained StegaModel(32, 100), seed 0. Each figure is the
 best of `--rounds` rounds (the machine's speed wanders by up to 40 % between runs).
 """
 
@@ -66,6 +66,11 @@ def main() -> None:
               f"pure bf16 {bench(mb, bits.bfloat16(), xf.bfloat16()):.3f}  "
               f"InferenceEncoder pure bf16 unfused {bench(unfused, bits.bfloat16(), xf.bfloat16()):.3f}, "
               f"fused {bench(fused, bits.bfloat16(), xf.bfloat16()):.3f} ms/image")
+    dec = StegaModel(StegaConfig(r, 100)).eval().dec.to(torch.bfloat16)
+    plain = bench(lambda bb, xx: dec(xx), bits, x.bfloat16())
+    dcl = copy.deepcopy(dec).to(memory_format=torch.channels_last)
+    cl = bench(lambda bb, xx: dcl(xx), bits, x.bfloat16().contiguous(memory_format=torch.channels_last))
+    print(f"decoder pure bf16: plain {plain * 1e3:.1f}  channels_last {cl * 1e3:.1f} us/image")
     if a.no_script:
         return
     with torch.inference_mode():

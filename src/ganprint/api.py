@@ -230,9 +230,10 @@ def _progress(total, desc):
 
 def _memory_format(dev: torch.device, prefer_cl: bool = False) -> torch.memory_format:
     """channels_last on GPU, with several CPU threads, and for the networks that are faster in it on one thread
-    (`prefer_cl`: the decoder, the fused InferenceEncoder); else the plain layout. 32-px networks, batch 64, bf16,
-    one thread, us/image: plain StegaEncoder 1054-1099 vs channels_last 1228-1264 (benchmarks/encoder_speed.py);
-    InferenceEncoder plain 813-1078 vs channels_last 739-780 (fused); decoder plain 88-141 vs channels_last 81-88."""
+    (`prefer_cl`: the decoder, the fused InferenceEncoder); else the plain layout. One thread, 32 px, bf16: a 10k
+    embed with the fused InferenceEncoder took 13.9 / 17.6 / 20.0 s in channels_last vs 17.3 / 18.4 / 18.9 s plain
+    (benchmarks/embed_variants_ab.py, interleaved rounds: close, kept); the decoder, batch 64, 80-84 vs 87-90
+    us/image; the plain StegaEncoder (fp32 path) is faster plain (benchmarks/encoder_speed.py)."""
     if dev.type != "cpu" or prefer_cl or torch.get_num_threads() > 1:
         return torch.channels_last
     return torch.contiguous_format

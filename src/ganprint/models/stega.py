@@ -148,7 +148,8 @@ class InferenceEncoder(nn.Module):
     Same outputs up to float rounding (fp32: within 1e-6; tests/test_stega_model.py). Why: CPU nearest upsampling
     and padding are slow copies. In a one-thread profile of a 10k-image 32-px embed in bf16 they took 2.0 of 19.9 s,
     more than the convolutions they fed; on a hot cache the encoder takes 0.83-0.85 instead of 0.91-0.96 ms/image
-    (benchmarks/encoder_speed.py --threads 1, two runs), and fusing the ReLUs in channels_last takes it to 0.74-0.78.
+    (benchmarks/encoder_speed.py --threads 1, two runs). Fusing the ReLUs: a one-thread 10k-image embed took 13.9-20.0 s
+    against 18.8-20.7 s unfused (benchmarks/embed_variants_ab.py, three interleaved rounds).
     """
 
     def __init__(self, enc: StegaEncoder, fuse: bool = True):
