@@ -271,3 +271,11 @@ def test_without_imagecodecs_pillow_reads_and_writes_the_same_pixels(tmp_path, r
     for p in _bad(tmp_path / "bad", rgb):
         with pytest.raises(BadImageError, match=p.name):
             read_image(p)
+
+
+def test_large_png_files_are_not_read_whole_before_the_size_check(tmp_path, rgb, monkeypatch):
+    p = write_png(tmp_path / "a.png", rgb)
+    monkeypatch.setattr(imageio, "_FAST_PNG_MAX_BYTES", 10)  # every file counts as large: Pillow's path
+    if imageio._codecs is not None:
+        monkeypatch.setattr(imageio._codecs, "png_decode", lambda d: pytest.fail("fast path used"))
+    np.testing.assert_array_equal(read_image(p), rgb)

@@ -66,6 +66,7 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_FAST_PNG_MAX_BYTES = 32 << 20
 # Chunks that make Pillow do more than decode an RGB PNG (transparency, EXIF or XMP orientation in text chunks).
 # A match inside compressed data only sends the file down the Pillow path.
 _PNG_SLOW_CHUNKS = (b"tRNS", b"eXIf", b"iTXt", b"tEXt", b"zTXt")
@@ -96,8 +97,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         if _codecs is not None and path[-4:].lower() == ".png":
             with open(path, "rb") as f:
-                data = f.read()
-            size = len(data)
+                size = os.fstat(f.fileno()).st_size
+                if size <= _FAST_PNG_MAX_BYTES:  # larger files: Pillow, which checks the size before reading
+                    data = f.read()
         else:
             size = os.stat(path).st_size
     except OSError as e:
