@@ -254,6 +254,7 @@ def test_fast_png_path_reads_what_pillow_reads(tmp_path, rgb, monkeypatch):
     monkeypatch.setattr(imageio._codecs, "png_decode", lambda d: calls.append(1) or real(d))
     fast = {n: read_image(tmp_path / n) for n in files}
     assert len(calls) == 1  # only the plain file; text, XMP orientation and transparency go to Pillow
+    _check(fast["plain.png"], 24, 20)  # writable uint8 [H, W, 3], as from Pillow's path
     monkeypatch.setattr(imageio, "_codecs", None)
     for n in files:
         np.testing.assert_array_equal(fast[n], read_image(tmp_path / n), err_msg=n)
