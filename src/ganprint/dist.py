@@ -16,7 +16,14 @@ def init(device: torch.device | None = None) -> None:
     backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    tdist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+    timeout = datetime.timedelta(minutes=30)
+    store_file = os.environ.get("GANPRINT_STORE_FILE")
+    if store_file:  # `--jobs` processes (ganprint.parallel): a file made by their parent, no TCP rendezvous
+        world = int(os.environ["WORLD_SIZE"])
+        tdist.init_process_group(backend=backend, store=tdist.FileStore(store_file, world),
+                                 rank=int(os.environ["RANK"]), world_size=world, timeout=timeout)
+    else:
+        tdist.init_process_group(backend=backend, timeout=timeout)
 
 
 def is_dist() -> bool:

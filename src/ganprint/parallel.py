@@ -5,7 +5,8 @@ write) plus small convolutions. Threads in one process share the GIL, and reader
 OpenMP thread leave its partner spinning at the next barrier, so on 2 cores one process cannot keep both cores
 busy (benchmarks/RESULTS-embed-detect.md). N single-threaded processes that each take every N-th image do.
 
-Each job is a forked child with RANK / WORLD_SIZE / MASTER_* set and one torch thread; the API functions then
+Each job is a forked child with RANK / WORLD_SIZE set, a FileStore for the process group's rendezvous, and one
+torch thread; the API functions then
 split the files by rank and rank 0 merges one result, exactly as under torchrun (`ganprint.dist`). A child that
 fails stops the others (they would otherwise wait at a barrier) and its error is raised in the caller.
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import socket
+import shutil
+import tempfile
 import traceback
 
 from .errors import GanprintError
@@ -68,15 +70,9 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _child(fn_name: str, kwargs: dict, rank: int, world: int, port: int, threads: int, out_q) -> None:
+def _child(fn_name: str, kwargs: dict, rank: int, world: int, store: str, threads: int, out_q) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                      GANPRINT_STORE_FILE=store)
     # Read and write in the job's own thread: the other jobs keep the cores busy, and reader / writer threads
     # only contended with them (10k 32-px images, 2 jobs: embed 9.5 s with none, 10.3 s with 2 of each).
     os.environ.setdefault("GANPRINT_IO_THREADS", "0")
@@ -109,8 +105,11 @@ def run_jobs(fn_name: str, kwargs: dict, jobs: int, threads_per_job: int = 1) ->
     _ensure_builders_loaded()  # imported once here, inherited by every forked child
     ctx = mp.get_context("fork")  # spawn would re-import torch in every child (~2 s each)
     out_q = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_child, args=(fn_name, kwargs, r, jobs, port, threads_per_job, out_q),
+    # A file store, not a TCP one: with TCP the rank-0 child serves the store, and a rank that connects before the
+    # server listens backs off (0.47 s seen once); with a file no rank has to come first.
+    tmp = tempfile.mkdtemp(prefix="ganprint-jobs-")
+    store = os.path.join(tmp, "store")
+    procs = [ctx.Process(target=_child, args=(fn_name, kwargs, r, jobs, store, threads_per_job, out_q),
                          name=f"ganprint-{fn_name}-{r}") for r in range(jobs)]
     log.info("%s: %d processes x %d thread(s)", fn_name, jobs, threads_per_job)
     for p in procs:
@@ -138,6 +137,7 @@ def run_jobs(fn_name: str, kwargs: dict, jobs: int, threads_per_job: int = 1) ->
                     p.terminate()
         for p in procs:
             p.join()
+        shutil.rmtree(tmp, ignore_errors=True)
     if failure is not None:
         status, (name, msg) = failure
         if status == "error":
