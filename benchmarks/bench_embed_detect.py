@@ -42,7 +42,8 @@ def _child(kind: str, model: str, data: str, out: str, threads: int, num_workers
 
     me = resource.getrusage(resource.RUSAGE_SELF)
     cpu0 = me.ru_utime + me.ru_stime  # CPU seconds (all threads; workers added at the end), less load-sensitive
-    n_jobs = api._jobs(jobs, "cpu", data, model) if kind.startswith("ours") else 1  # what the call resolves
+    min_per_job = api.MIN_IMAGES_PER_DETECT_JOB if kind == "ours-detect" else api.MIN_IMAGES_PER_JOB
+    n_jobs = api._jobs(jobs, "cpu", data, model, min_per_job) if kind.startswith("ours") else 1  # as the call does
     t = time.perf_counter()
     if kind == "ours-embed":
         summary = api.embed(model, data, out, device="cpu", num_workers=num_workers, precision=precision, jobs=jobs)

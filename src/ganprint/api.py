@@ -287,7 +287,7 @@ class _BatchWriter:
 # --- embed ------------------------------------------------------------------------------------------
 
 
-def _jobs(jobs, device, data, model, min_per_job: int | None = None) -> int:
+def _jobs(jobs, device, data, model, min_per_job: int) -> int:
     """Resolve `jobs`. "auto": one process per core for models of at most 64 px when each process gets enough
     images, else 1. At 128 px the network dominates and two threads use the cores as well as two processes
     (embed 52.8 vs 52.4 images/s, 1k images) at half the memory (benchmarks/RESULTS-embed-detect.md)."""
@@ -299,7 +299,7 @@ def _jobs(jobs, device, data, model, min_per_job: int | None = None) -> int:
         if res is not None and int(res) > 64:
             return 1
         n = len(open_image_dataset(data, res))  # folder or packed set, as the run itself will open it
-    return resolve_jobs(jobs, str(device), n, min_per_job or MIN_IMAGES_PER_JOB)
+    return resolve_jobs(jobs, str(device), n, min_per_job)
 
 
 def _one_listing(fn):
@@ -327,7 +327,7 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     """
     if fingerprint is not None and not identical:
         raise GanprintError("--fingerprint sets the one fingerprint of --identical; add --identical")
-    n_jobs = _jobs(jobs, device, data, model)
+    n_jobs = _jobs(jobs, device, data, model, MIN_IMAGES_PER_JOB)
     if n_jobs > 1:
         from .parallel import run_jobs
 
@@ -376,12 +376,13 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
 
     def recorded(pairs: list[tuple[int, tuple[str | None, str] | None]]) -> list[bool]:
         """For (image index, its progress record) pairs: whether the record holds the image with the bits it must
-        carry. In chunks, so that memory stays flat however many images there are."""
-        ok = []
-        for s in range(0, len(pairs), 4096):
-            chunk = pairs[s:s + 4096]
-            exp = expected_bits([i for i, _ in chunk])
-            ok += [bool(rec) and rec[0] in (None, relpaths[i]) and rec[1] == e for (i, rec), e in zip(chunk, exp)]
+        carry. Bits are drawn only for images with a record of their source, in chunks (memory stays flat)."""
+        ok = [False] * len(pairs)
+        check = [(pos, i, rec[1]) for pos, (i, rec) in enumerate(pairs) if rec and rec[0] in (None, relpaths[i])]
+        for s in range(0, len(check), 4096):
+            chunk = check[s:s + 4096]
+            for (pos, _, got), want in zip(chunk, expected_bits([i for _, i, _ in chunk])):
+                ok[pos] = got == want
         return ok
 
     # Resume: an image is done when its PNG exists and a progress row (or the txt) records its bits.
@@ -399,7 +400,6 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
 
     progress = out / PROGRESS_DIR / f"embed-rank{rank}.jsonl"
     progress.parent.mkdir(parents=True, exist_ok=True)
-    # channels_last: faster convolutions with several threads, same fp32 arithmetic (differences ~1e-7).
     dtype = _net_dtype(prec)
     # bf16 changes the rounding anyway, so it also takes the faster form of the same function; fp32 keeps the
     # original's arithmetic exactly.

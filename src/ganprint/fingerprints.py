@@ -41,20 +41,20 @@ def parse_bits(text: str, length: int | None = None) -> torch.Tensor:
             )
     if length is not None and len(bitstr) != length:
         raise FingerprintError(f"fingerprint has {len(bitstr)} bits but the model expects {length}")
-    return torch.from_numpy((np.frombuffer(bitstr.encode("ascii"), np.uint8) - 48).astype(np.float32))  # "0"=48
+    return strs_to_bits([bitstr], len(bitstr))[0]
 
 
 def bits_to_str(bits: torch.Tensor | np.ndarray) -> str:
     """[K] 0/1 (or bool / logits already thresholded) -> '0110...'."""
-    arr = np.asarray(bits.detach().cpu() if isinstance(bits, torch.Tensor) else bits).reshape(-1)
-    return ((arr > 0.5).astype(np.uint8) + 48).tobytes().decode("ascii")  # 48 = "0"
+    arr = np.asarray(bits.detach().cpu() if isinstance(bits, torch.Tensor) else bits)
+    return bits_to_strs(arr.reshape(1, -1))[0]
 
 
 def bits_to_strs(bits: torch.Tensor | np.ndarray) -> list[str]:
     """[N, K] 0/1 -> N strings '0110...' (`bits_to_str` per row, in one pass)."""
     arr = np.asarray(bits.detach().cpu() if isinstance(bits, torch.Tensor) else bits)
     n, k = arr.shape
-    text = ((arr > 0.5).astype(np.uint8) + 48).tobytes().decode("ascii")  # row-major: row i is text[i*k:(i+1)*k]
+    text = ((arr > 0.5).astype(np.uint8) + 48).tobytes().decode("ascii")  # 48 = "0"; row i is text[i*k:(i+1)*k]
     return [text[i * k:(i + 1) * k] for i in range(n)]
 
 
