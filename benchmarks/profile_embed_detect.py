@@ -3,6 +3,8 @@
     python benchmarks/bench_embed_detect.py --counts 10000 --resolutions 32 --skip orig-embed orig-detect
     python benchmarks/profile_embed_detect.py embed --threads 1 --io-threads 0 [--sort tottime] [--top 30]
     python benchmarks/profile_embed_detect.py detect --threads 2 --sort cumtime
+    python benchmarks/profile_embed_detect.py embed --jobs 2 --count 1000   # profiles the rank-0 child
+    python benchmarks/profile_embed_detect.py embed --original-encoder      # bf16 without InferenceEncoder
 
 Inputs are those of a previous bench_embed_detect.py run in --workdir: embed reads in-32-N, detect reads
 ours-emb/fingerprinted_images with its embedded_fingerprints.txt. cProfile adds its own cost to every Python call,
@@ -26,6 +28,9 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=10000, help="embed: which in-32-COUNT folder")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--io-threads", type=int, default=0, help="GANPRINT_IO_THREADS (reader / PNG-writer threads)")
+    ap.add_argument("--jobs", type=int, default=1, help="> 1: run --jobs processes and profile the rank-0 child")
+    ap.add_argument("--original-encoder", action="store_true",
+                    help="embed in bf16 with the original StegaEncoder instead of InferenceEncoder")
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=30)
     a = ap.parse_args()
@@ -38,17 +43,44 @@ def main() -> None:
     w = a.workdir
     out = os.path.join(w, f"profile-{a.kind}")
     shutil.rmtree(out, ignore_errors=True)
-    prof = cProfile.Profile()
+    if a.original_encoder:
+        api.InferenceEncoder = lambda enc: enc
+
+    def call():
+        if a.kind == "embed":
+            api.embed(f"{w}/model-32.safetensors", f"{w}/in-32-{a.count}", out, device="cpu", jobs=a.jobs)
+        else:
+            api.detect(f"{w}/model-32.safetensors", f"{w}/ours-emb/fingerprinted_images", out,
+                       embedded=f"{w}/ours-emb/embedded_fingerprints.txt", device="cpu", jobs=a.jobs)
+
+    def report(prof: cProfile.Profile) -> None:
+        pstats.Stats(prof).sort_stats(a.sort).print_stats(a.top)
+
     t = time.perf_counter()
-    prof.enable()
-    if a.kind == "embed":
-        api.embed(f"{w}/model-32.safetensors", f"{w}/in-32-{a.count}", out, device="cpu", jobs=1)
+    if a.jobs > 1:
+        from ganprint import parallel
+
+        child = parallel._child
+
+        def profiled_child(fn_name, kwargs, rank, *rest):
+            prof = cProfile.Profile()
+            prof.enable()
+            try:
+                child(fn_name, kwargs, rank, *rest)
+            finally:
+                prof.disable()
+                if rank == 0:
+                    report(prof)
+
+        parallel._child = profiled_child
+        call()
     else:
-        api.detect(f"{w}/model-32.safetensors", f"{w}/ours-emb/fingerprinted_images", out,
-                   embedded=f"{w}/ours-emb/embedded_fingerprints.txt", device="cpu", jobs=1)
-    prof.disable()
+        prof = cProfile.Profile()
+        prof.enable()
+        call()
+        prof.disable()
+        report(prof)
     print(f"wall {time.perf_counter() - t:.2f} s")
-    pstats.Stats(prof).sort_stats(a.sort).print_stats(a.top)
 
 
 if __name__ == "__main__":

@@ -371,7 +371,8 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     fixed_str = bits_to_str(fixed) if fixed is not None else None
 
     def expected_bits(indices: list[int]) -> list[str]:
-        """The bit strings images `indices` must carry, drawn together (one draw per image cost ~50 us)."""
+        """The bit strings images `indices` must carry, drawn together (one draw per image cost 50-100 us in
+        profiles: benchmarks/RESULTS-embed-detect.md)."""
         return [fixed_str] * len(indices) if fixed_str else bits_to_strs(counter_bits(seed, indices, k))
 
     def recorded(pairs: list[tuple[int, tuple[str | None, str] | None]]) -> list[bool]:
@@ -387,7 +388,7 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
 
     # Resume: an image is done when its PNG exists and a progress row (or the txt) records its bits.
     done = _finished(out, k)
-    fp_dir = os.fspath(out / FP_DIR)  # joined as strings per image (Path objects cost ~10 us each)
+    fp_dir = os.fspath(out / FP_DIR)  # joined as strings per image: pathlib cost ~1 s per 10k images (RESULTS)
     mine = list(range(rank, n, world))
     todo, resumed = [], 0
     for i, ok in zip(mine, recorded([(i, done.get(names[i])) for i in mine])):

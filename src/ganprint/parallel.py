@@ -24,7 +24,7 @@ from .errors import GanprintError
 
 log = logging.getLogger(__name__)
 
-# Below this many images per process, starting one (fork, process group, model, ~0.1 s) costs more than it saves.
+# Below this many images per process, starting one (a fork, a process group, a model load) costs more than it saves.
 # Detect does less work per image than embed, so it needs more images to pay (benchmarks/RESULTS-embed-detect.md).
 MIN_IMAGES_PER_JOB = 500
 MIN_IMAGES_PER_DETECT_JOB = 1000
@@ -106,7 +106,7 @@ def run_jobs(fn_name: str, kwargs: dict, jobs: int, threads_per_job: int = 1) ->
     ctx = mp.get_context("fork")  # spawn would re-import torch in every child (~2 s each)
     out_q = ctx.Queue()
     # A file store, not a TCP one: with TCP the rank-0 child serves the store, and a rank that connects before the
-    # server listens backs off (0.47 s seen once); with a file no rank has to come first.
+    # server listens backs off (0.47 s, seen once; usually 0.03-0.04 s); with a file no rank has to come first.
     tmp = tempfile.mkdtemp(prefix="ganprint-jobs-")
     store = os.path.join(tmp, "store")
     procs = [ctx.Process(target=_child, args=(fn_name, kwargs, r, jobs, store, threads_per_job, out_q),
