@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganprint.attribution import UNKNOWN, HammingIndex, attribute_bits
-from ganprint.fingerprints import pack_bits
-from ganprint.registry import Registry
+from ganprint.core.fingerprints import pack_bits
+from ganprint.core.hamming import HammingIndex
+from ganprint.scalable.attribute import UNKNOWN, attribute_bits
+from ganprint.scalable.registry import Registry
 
 
 def _noisy(bits: np.ndarray, rng: np.random.Generator, a: float = 2.0, b: float = 38.0) -> tuple[np.ndarray, np.ndarray]:
@@ -113,10 +114,10 @@ def bench_planted(models: int, per_model: int, k: int, seed: int, fpr: float, cl
 
 @torch.no_grad()
 def bench_trained(run: Path, models: int, per_model: int, seed: int, fpr: float, clean: int, data: str | None) -> dict:
-    from ganprint.attribution import decode_images
-    from ganprint.checkpoint import load_export
-    from ganprint.models.scalable import fold_fingerprint
-    from ganprint.models.stylegan2 import to_uint8
+    from ganprint.core.artifacts import load_export
+    from ganprint.nets.scalable import fold_fingerprint
+    from ganprint.nets.stylegan2 import to_uint8
+    from ganprint.scalable.attribute import decode_images
 
     G, cfg, _ = load_export(run / "scalable-G.safetensors", kind="scalable-G")
     E, _, _ = load_export(run / "scalable-decoder.safetensors", kind="scalable-decoder")
@@ -143,7 +144,7 @@ def bench_trained(run: Path, models: int, per_model: int, seed: int, fpr: float,
     rows_other = attribute_bits(decode_images(E, other), ids, packed, k, fpr)
     # Clean images: real photos from a data set (or, without one, uniform noise images).
     if data:
-        from ganprint.data import open_image_dataset
+        from ganprint.data.folders import open_image_dataset
 
         ds = open_image_dataset(data, int(cfg["resolution"]))
         sel = torch.randint(0, len(ds), (clean,), generator=g)

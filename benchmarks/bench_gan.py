@@ -44,9 +44,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None, help="append the result row to this JSONL file")
     args = ap.parse_args(argv)
 
-    from ganprint.train.gan_config import PRESETS
-    from ganprint.train.gan_loop import training_loop
-    from ganprint.utils import append_jsonl, git_sha, read_jsonl
+    from ganprint.core.files import append_jsonl, read_jsonl
+    from ganprint.core.runtime import git_sha
+    from ganprint.gan.config import PRESETS
+    from ganprint.gan.train import training_loop
 
     torch.set_num_threads(args.threads)
     cfg = PRESETS[args.preset]

@@ -19,9 +19,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ganprint.models.stega import StegaConfig, StegaModel
-from ganprint.train.stega_loop import init_weights
-
+from ganprint.artificial.train import init_weights
+from ganprint.nets.stega import StegaConfig, StegaModel
 
 SETTINGS = {  # name: (channels_last, bf16 autocast)
     "original-fp32": (False, False),  # the original train.py step: contiguous fp32

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from ganprint.data import open_image_dataset
-from ganprint.samples import write_samples
-from ganprint.train.config import resolve_config
-from ganprint.train.stega_loop import cache_dataset, train_stega
+from ganprint.artificial.config import resolve_config
+from ganprint.artificial.train import cache_dataset, train_stega
+from ganprint.data.folders import open_image_dataset
+from ganprint.data.samples import write_samples
 
 
 def parse_seeds(s: str) -> list[int]:
@@ -107,8 +107,8 @@ def diagnose(res: int = 32, bits: int = 64, batch: int = 64) -> None:
     the encoder output's spread across the batch, the decoder's logit spread and the bit-loss gradient norms."""
     import torch.nn.functional as F
 
-    from ganprint.models.stega import StegaConfig, StegaModel
-    from ganprint.train.stega_loop import init_weights
+    from ganprint.artificial.train import init_weights
+    from ganprint.nets.stega import StegaConfig, StegaModel
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, res, res, generator=g)
@@ -131,7 +131,7 @@ def main() -> None:
         diagnose()
         return
     if sys.argv[1:2] == ["--eval-export"]:  # --eval-export MODEL HELDOUT_DIR: one trained model on held-out crops
-        from ganprint.checkpoint import load_export
+        from ganprint.core.artifacts import load_export
 
         model, cfg, meta = load_export(sys.argv[2], kind="stega")
         held = cache_dataset(open_image_dataset(sys.argv[3], cfg["resolution"]), cfg["resolution"])

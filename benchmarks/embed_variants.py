@@ -15,7 +15,7 @@ import time
 import torch
 
 torch.set_num_threads(int(os.environ.get("TT", "2")))
-from ganprint import api  # noqa: E402
+from ganprint.artificial import embed as api  # noqa: E402
 
 rt, wt = int(os.environ.get("RT", "2")), int(os.environ.get("WT", "2"))
 _loader, _Writer = api._loader, api._BatchWriter

@@ -17,8 +17,7 @@ import time
 
 import torch
 
-from ganprint.models.stega import InferenceEncoder, StegaConfig, StegaModel
-
+from ganprint.nets.stega import InferenceEncoder, StegaConfig, StegaModel
 
 ROUNDS = 5
 

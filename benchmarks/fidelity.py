@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ganprint.imageio import read_image, to_tensor01
-from ganprint.metrics.quality import psnr, ssim
+from ganprint.core.images import read_image, to_tensor01
+from ganprint.evaluation.quality import psnr, ssim
 
 
 def main() -> None:

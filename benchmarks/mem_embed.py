@@ -1,11 +1,16 @@
 """Peak memory of `api.embed` for N images: python benchmarks/mem_embed.py N WORKERS THREADS (inputs in inN/,
 made with write_samples(f"in{N}", 32, N, 0)); prints N, workers, wall s, peak RSS MB of the main process."""
-import resource, sys, torch
+import resource
+import sys
 from dataclasses import asdict
+
+import torch
+
 torch.set_num_threads(int(sys.argv[3]))
-from ganprint.models.stega import StegaModel, StegaConfig
-from ganprint.checkpoint import save_export
-from ganprint import api
+from ganprint.artificial import embed as api
+from ganprint.core.artifacts import save_export
+from ganprint.nets.stega import StegaConfig, StegaModel
+
 n = sys.argv[1]
 cfg = StegaConfig(32, 64); save_export("m.safetensors", StegaModel(cfg), "stega", asdict(cfg))
 import time; t=time.time()

@@ -16,7 +16,7 @@ import imagecodecs
 import numpy as np
 from PIL import Image
 
-from ganprint.samples import write_samples
+from ganprint.data.samples import write_samples
 
 
 def per_image_us(fn, items, rounds: int = 5) -> float:

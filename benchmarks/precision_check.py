@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ganprint import api
-from ganprint.imageio import read_image
+from ganprint.artificial import embed as api
+from ganprint.core.images import read_image
 
 model, data, work = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 for prec in ("fp32", "bf16"):

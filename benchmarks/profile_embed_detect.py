@@ -38,7 +38,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    from ganprint import api
+    from ganprint.artificial import embed as api
 
     w = a.workdir
     out = os.path.join(w, f"profile-{a.kind}")
@@ -58,7 +58,7 @@ def main() -> None:
 
     t = time.perf_counter()
     if a.jobs > 1:
-        from ganprint import parallel
+        from ganprint.artificial import jobs as parallel
 
         child = parallel._child
 

@@ -21,9 +21,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from ganprint.models.scalable import ScalableDecoder, ScalableGenerator
-from ganprint.packed import write_packed
-from ganprint.train.scalable_loop import PRESETS, ScalableTrainConfig, _model_config, train_scalable
+from ganprint.data.packed import write_packed
+from ganprint.nets.scalable import ScalableDecoder, ScalableGenerator
+from ganprint.scalable.train import PRESETS, ScalableTrainConfig, _model_config, train_scalable
 
 
 class _Count(TorchDispatchMode):

@@ -14,7 +14,7 @@ import csv
 import sys
 from pathlib import Path
 
-from ganprint.utils import read_jsonl
+from ganprint.core.files import read_jsonl
 
 
 def main(argv=None) -> int:

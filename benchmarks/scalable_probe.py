@@ -16,9 +16,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ganprint.metrics.bits import bit_accuracy, decode_bits
-from ganprint.models.scalable import ScalableConfig, ScalableDecoder, ScalableGenerator, parse_res_range
-from ganprint.train.scalable_loop import eval_bit_accuracy
+from ganprint.core.stats import bit_accuracy, decode_bits
+from ganprint.nets.scalable import ScalableConfig, ScalableDecoder, ScalableGenerator, parse_res_range
+from ganprint.scalable.train import eval_bit_accuracy
 
 DEFAULTS = dict(batch=8, lr=0.002, e_lr=None, e_beta1=0.0, g_beta1=0.0, bits=64, res=32, z_dim=32, w_dim=128,
                 mapping=2, lrmul=1.0, cbase=1024, cmax=128, seed=0, threads=2, noise=1, pm1=0, frozen_g=0, bf16=0, modres="4-32")

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganprint.attribution import decode_images
-from ganprint.checkpoint import load_export
-from ganprint.models.stylegan2 import to_uint8
+from ganprint.core.artifacts import load_export
+from ganprint.nets.stylegan2 import to_uint8
+from ganprint.scalable.attribute import decode_images
 
 
 def main() -> None:

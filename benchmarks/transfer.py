@@ -67,8 +67,8 @@ def prepare(args) -> tuple[Path, Path, Path, str]:
 @torch.no_grad()
 def decode_accuracy(dec, img_u8: np.ndarray, ref: torch.Tensor, threshold: int, device) -> dict:
     """Bit accuracy and detection rate of uint8 [N, H, W, 3] images against the fingerprint `ref` [K]."""
-    from ganprint.imageio import to_tensor01
-    from ganprint.metrics.bits import bit_accuracy, decode_bits
+    from ganprint.core.images import to_tensor01
+    from ganprint.core.stats import bit_accuracy, decode_bits
 
     x = to_tensor01(img_u8).to(device)  # [N, 3, H, W] in [0, 1] (the stega decoder's range)
     bits = decode_bits(torch.cat([dec(x[i: i + 256]) for i in range(0, len(x), 256)]))
@@ -102,14 +102,15 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from ganprint.checkpoint import load_export
-    from ganprint.data import open_image_dataset
-    from ganprint.fingerprints import parse_bits
-    from ganprint.generate import generate_seeds
-    from ganprint.metrics.bits import match_threshold
-    from ganprint.train.gan_config import resolve_config
-    from ganprint.train.gan_loop import training_loop
-    from ganprint.utils import append_jsonl, read_jsonl, resolve_device
+    from ganprint.core.artifacts import load_export
+    from ganprint.core.files import append_jsonl, read_jsonl
+    from ganprint.core.fingerprints import parse_bits
+    from ganprint.core.runtime import resolve_device
+    from ganprint.core.stats import match_threshold
+    from ganprint.data.folders import open_image_dataset
+    from ganprint.gan.config import resolve_config
+    from ganprint.gan.generate import generate_seeds
+    from ganprint.gan.train import training_loop
 
     t_start = time.time()
     work = Path(args.workdir)
@@ -170,7 +171,7 @@ def plot(jsonl: Path, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ganprint.utils import atomic_path, read_jsonl
+    from ganprint.core.files import atomic_path, read_jsonl
 
     rows = read_jsonl(jsonl)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=120)

@@ -53,7 +53,7 @@ def image_folder(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def sample_folder(tmp_path_factory) -> Path:
     """24 sample crops of 32x32 px (`ganprint.samples.write_samples`, seed 0), shared by the session."""
-    from ganprint.samples import write_samples
+    from ganprint.data.samples import write_samples
 
     root = tmp_path_factory.mktemp("samples")
     write_samples(root, resolution=32, count=24, seed=0)
@@ -63,8 +63,8 @@ def sample_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_stega_model(tmp_path_factory) -> Path:
     """An untrained StegaModel(StegaConfig(32, 8)) (seed 0) exported as kind 'stega'."""
-    from ganprint.checkpoint import save_export
-    from ganprint.models.stega import StegaConfig, StegaModel, stega_config_dict
+    from ganprint.core.artifacts import save_export
+    from ganprint.nets.stega import StegaConfig, StegaModel, stega_config_dict
 
     torch.manual_seed(0)
     model = StegaModel(StegaConfig(32, 8))
@@ -76,8 +76,8 @@ def tiny_stega_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_stega_decoder(tmp_path_factory, tiny_stega_model) -> Path:
     """The decoder half of `tiny_stega_model`, exported as kind 'stega-decoder'."""
-    from ganprint.checkpoint import load_export, save_export
-    from ganprint.models.stega import StegaDecoderOnly, stega_config_dict
+    from ganprint.core.artifacts import load_export, save_export
+    from ganprint.nets.stega import StegaDecoderOnly, stega_config_dict
 
     model, _, _ = load_export(tiny_stega_model, kind="stega")
     dec = StegaDecoderOnly(model.cfg)

@@ -14,17 +14,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
-from test_scalable import _cfg, _export, _packed_data, _perturbed, _train_args
-from test_train_stega import DictDataset, tiny_cfg
 
-from ganprint import api
-from ganprint.checkpoint import load_export
+from ganprint.artificial import embed as api
+from ganprint.artificial.train import train_stega
 from ganprint.cli import main
-from ganprint.imageio import read_image
-from ganprint.models.scalable import ScalableGenerator, fold_fingerprint, seeded_inputs
-from ganprint.scalable_api import generate
-from ganprint.train.stega_loop import train_stega
-from ganprint.utils import read_jsonl
+from ganprint.core.artifacts import load_export
+from ganprint.core.files import read_jsonl
+from ganprint.core.images import read_image
+from ganprint.nets.scalable import ScalableGenerator, fold_fingerprint, seeded_inputs
+from ganprint.scalable.generate import generate
+from tests.artificial.test_train import DictDataset, tiny_cfg
+from tests.scalable.test_scalable import _cfg, _export, _packed_data, _perturbed, _train_args
 
 # GANPRINT_GPU_TEST_DEVICE=cpu runs these tests' logic on the CPU (to check the tests themselves without a GPU).
 DEV = os.environ.get("GANPRINT_GPU_TEST_DEVICE", "cuda")

@@ -1,7 +1,26 @@
 """ganprint: fingerprint generative models so that their images can be detected and attributed.
 
-Implements Artificial Fingerprinting (Yu et al., ICCV 2021) and Scalable Fingerprinting
-(Yu et al., ICLR 2022) in PyTorch.
+Implements Artificial Fingerprinting (Yu et al., ICCV 2021) and Scalable Fingerprinting (Yu et al., ICLR 2022)
+in PyTorch. The public API:
+
+    import ganprint
+    ganprint.embed(...), ganprint.detect(...), ganprint.train(config, outdir), ganprint.generate(...),
+    ganprint.issue(...), ganprint.attribute(...), ganprint.evaluate(...), ganprint.load(path)
+
+The names are resolved on first use, so `import ganprint` stays as light as the CLI's `--help` needs.
 """
 
 __version__ = "0.1.0"
+__all__ = ["attribute", "detect", "embed", "evaluate", "generate", "issue", "load", "train"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from ganprint import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ganprint' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,6 +1,6 @@
 """`python -m ganprint`."""
 
-from .cli import main
+from ganprint.cli import main
 
 if __name__ == "__main__":
     main()

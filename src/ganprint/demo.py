@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .utils import atomic_path, atomic_write_json, atomic_write_text
+from ganprint.core.files import atomic_path, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,11 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
 
     Re-running with the same arguments resumes: finished stages are not redone.
     """
-    from . import api, samples
-    from .metrics.quality import psnr, ssim
-    from .train.config import PRESETS
-    from .train.stega_loop import train_stega
+    from ganprint.artificial import embed as api
+    from ganprint.artificial.config import PRESETS
+    from ganprint.artificial.train import train_stega
+    from ganprint.data import samples
+    from ganprint.evaluation.quality import psnr, ssim
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,7 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
 
 def _load_pairs(clean_dir: Path, marked_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Clean held-out crops and their fingerprinted versions, matched by relative name, as [N,3,R,R] in [0,1]."""
-    from .imageio import read_image, to_tensor01
+    from ganprint.core.images import read_image, to_tensor01
 
     clean, marked = [], []
     for p in sorted(marked_dir.rglob("*.png")):

@@ -12,10 +12,10 @@ import sys
 
 import click
 
-from .. import __version__
-from ..errors import GanprintError
+from ganprint import __version__
+from ganprint.core.errors import GanprintError
 
-_COMMAND_MODULES = ("train_stega", "stega", "data", "dataset", "gan", "scalable", "evaluate", "demo")
+_COMMAND_MODULES = ("artificial_train", "artificial", "data", "dataset", "gan", "scalable", "evaluate", "demo")
 
 
 class _Group(click.Group):

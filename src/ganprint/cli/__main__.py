@@ -1,6 +1,6 @@
 """`python -m ganprint.cli` (also for `torchrun -m ganprint.cli`)."""
 
-from . import main
+from ganprint.cli import main
 
 if __name__ == "__main__":
     main()

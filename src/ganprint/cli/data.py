@@ -30,7 +30,7 @@ def samples_cmd(outdir: str, resolution: int, count: int, seed: int, photos: str
       ganprint data samples data/test --count 500 --photos heldout --seed 1
       ganprint data samples data/128 --resolution 128 --count 1000
     """
-    from ..samples import write_samples
+    from ganprint.data.samples import write_samples
 
     paths = write_samples(outdir, resolution=resolution, count=count, seed=seed, photos=photos)
     click.echo(f"{len(paths)} sample images of {resolution}x{resolution} px in {outdir} (sources: {outdir}/SOURCES.md)",

@@ -26,7 +26,7 @@ def dataset() -> None:
 @click.option("--seed", type=int, default=123, show_default=True, help="Seed of the permutation.")
 def celeba_cmd(src: str, out: str, num_images: int, shuffle: bool, seed: int) -> None:
     """Aligned CelebA (178x218 PNGs) -> 128x128 crops centred at x=89, y=121, no resize (the authors' set-up)."""
-    from ..packed import pack_celeba
+    from ganprint.data.packed import pack_celeba
 
     path = pack_celeba(src, out, num_images, shuffle=shuffle, seed=seed)
     click.echo(f"wrote {num_images} images to {path}")
@@ -41,7 +41,7 @@ def celeba_cmd(src: str, out: str, num_images: int, shuffle: bool, seed: int) ->
 @click.option("--seed", type=int, default=123, show_default=True, help="Seed of the permutation.")
 def from_images_cmd(src: str, out: str, resolution: int, num_images: int | None, shuffle: bool, seed: int) -> None:
     """Any image folder -> centre-cropped squares resized to RESOLUTION."""
-    from ..packed import pack_images, read_manifest
+    from ganprint.data.packed import pack_images, read_manifest
 
     path = pack_images(src, out, resolution, num_images, shuffle=shuffle, seed=seed)
     click.echo(f"wrote {read_manifest(path)['count']} images at {resolution}x{resolution} to {path}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import click
 
 
@@ -21,7 +20,7 @@ def demo_cmd(outdir: str, seed: int, steps: int | None, device: str) -> None:
       ganprint demo --outdir demo-out
       # then open demo-out/report.md (figure: demo-out/examples.png)
     """
-    from ..demo import format_summary, run_demo
+    from ganprint.demo import format_summary, run_demo
 
     s = run_demo(outdir, seed=seed, steps=steps, device=device)
     click.echo(format_summary(s))

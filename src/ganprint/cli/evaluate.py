@@ -66,7 +66,7 @@ def evaluate_cmd(model, data, generator, seeds, outdir, embedded, fingerprint, a
       ganprint evaluate --model runs/sc/scalable-decoder.safetensors --generator issued-000001.safetensors \\
           --seeds 0-99 --attacks standard --model-attacks standard --outdir eval-gen/
     """
-    from ..eval import run_evaluate
+    from ganprint.evaluation.evaluate import run_evaluate
 
     res = run_evaluate(model, data, outdir, embedded=embedded, fingerprint=fingerprint, attacks=list(attacks),
                        fpr=fpr, clean=clean, batch_size=batch_size, device=device, seed=seed, celeba=celeba,
@@ -93,8 +93,8 @@ def threshold_cmd(k, fpr, n_keys, as_json):
     Example:
       ganprint metrics threshold --bits 100 --fpr 1e-6 --keys 1000000     # -> 85 of 100
     """
-    from ..errors import GanprintError
-    from ..metrics.bits import p_value, match_threshold
+    from ganprint.core.errors import GanprintError
+    from ganprint.core.stats import match_threshold, p_value
 
     if not 0 < fpr < 1:
         raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
@@ -124,8 +124,8 @@ def pvalue_cmd(k, matches, acc, as_json):
     Example:
       ganprint metrics pvalue --bits 100 --bit-accuracy 0.93     # p = 1.4e-20, as in the AGF table
     """
-    from ..errors import GanprintError
-    from ..metrics.bits import capacity, log10_p_value, p_value
+    from ganprint.core.errors import GanprintError
+    from ganprint.core.stats import capacity, log10_p_value, p_value
 
     if (matches is None) == (acc is None):
         raise GanprintError("pass exactly one of --matches or --bit-accuracy")
@@ -163,8 +163,8 @@ def fid_cmd(data_a, data_b, resolution, inception, kid, cache_dir, batch_size, d
     Example:
       ganprint metrics fid real/ fingerprinted/ --resolution 128 --inception ~/pt_inception-2015-12-05-6726825d.pth
     """
-    from ..metrics.fid import compute_fid_kid
-    from ..utils import atomic_write_json
+    from ganprint.core.files import atomic_write_json
+    from ganprint.evaluation.fid import compute_fid_kid
 
     res = compute_fid_kid(data_a, data_b, resolution, inception=inception, kid=kid, cache_dir=cache_dir,
                           batch_size=batch_size, device=device, allow_unverified=allow_unverified)
@@ -176,8 +176,8 @@ def fid_cmd(data_a, data_b, resolution, inception, kid, cache_dir, batch_size, d
 @metrics_group.command("attacks")
 def attacks_cmd():
     """List the image attacks and the model-level attacks, their parameter, default sweep and neutral strength."""
-    from ..attacks import ATTACKS, SUITES
-    from ..model_attacks import MODEL_ATTACK_SPECS, MODEL_SUITES
+    from ganprint.evaluation.model_attacks import MODEL_ATTACK_SPECS, MODEL_SUITES
+    from ganprint.perturb.attacks import ATTACKS, SUITES
 
     click.echo(f"{'name':<11} {'parameter=default sweep':<32} {'neutral':<8} description")
     for a in ATTACKS.values():

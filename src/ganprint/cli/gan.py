@@ -50,9 +50,9 @@ def train_gan_cmd(data, resolution, outdir, preset, kimg, batch_size, seed, devi
           --outdir runs/gan-small --kimg 50
       torchrun --nproc_per_node 2 "$(which ganprint)" train-gan --data data/ --resolution 64 --outdir runs/gan64
     """
-    from ..data import open_image_dataset
-    from ..train.gan_config import resolve_config
-    from ..train.gan_loop import training_loop
+    from ganprint.data.folders import open_image_dataset
+    from ganprint.gan.config import resolve_config
+    from ganprint.gan.train import training_loop
 
     cfg = resolve_config(preset, resolution, total_kimg=kimg, batch_size=batch_size, seed=seed,
                          snapshot_kimg=snapshot_kimg, kimg_per_tick=tick_kimg, mirror=mirror)
@@ -92,9 +92,10 @@ def generate_cmd(model, seeds, outdir, batch_size, grid, device, trunc, precisio
       ganprint generate --model runs/gan-small/network-final.safetensors --seeds 0-63 --outdir samples --grid
       ganprint generate --model scalable.safetensors --seeds 0-9 --fingerprint 0x6f3a... --outdir out
     """
-    from ..generate import generate_images, parse_seeds
+    from ganprint.api import generate
+    from ganprint.core.seeds import parse_seeds
 
-    paths = generate_images(model, parse_seeds(seeds), outdir, batch_size=batch_size, grid=grid, device=device,
+    paths = generate(model, parse_seeds(seeds), outdir, batch_size=batch_size, grid=grid, device=device,
                             psi=trunc, fingerprint=fingerprint, identical_latent=identical_latent,
                             identical_fingerprint=identical_fingerprint, precision=precision)
     click.echo(f"wrote {len(paths) if paths is not None else 0} images to {outdir}")

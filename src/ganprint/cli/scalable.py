@@ -55,7 +55,7 @@ def train_scalable_cmd(**kw) -> None:
     Outputs in OUTDIR: scalable-G.safetensors (G_ema), scalable-decoder.safetensors, stats.jsonl,
     metric-bit-accuracy.jsonl, reals.png, fakes-*.png, training-state-*.pt.
     """
-    from ..train.scalable_loop import ScalableTrainConfig, train_scalable
+    from ganprint.scalable.train import ScalableTrainConfig, train_scalable
 
     row = train_scalable(ScalableTrainConfig(**kw))
     if row:
@@ -80,7 +80,7 @@ def issue_cmd(model, registry, outdir, fingerprint, who, notes, min_distance, de
       ganprint issue --model runs/sc32/scalable-G.safetensors --registry reg.sqlite --outdir issued/ --who alice
     The issued model (kind scalable-G-issued) has the fingerprint folded into its weights and takes none.
     """
-    from ..scalable_api import issue_model
+    from ganprint.scalable.issue import issue_model
 
     row = issue_model(model, registry, outdir, fingerprint, who, notes, min_distance, device)
     click.echo(json.dumps({k: row[k] for k in ("fp_id", "bits_hex", "who", "min_distance", "issued_path")}))
@@ -104,7 +104,7 @@ def attribute_cmd(decoder, registry, input_dir, out, fpr, batch_size, device) ->
           --input suspicious/ --out attribution.jsonl
     Writes OUT (JSONL) and OUT.summary.json; prints the summary.
     """
-    from ..attribution import attribute_images
+    from ganprint.scalable.attribute import attribute_images
 
     summary = attribute_images(decoder, registry, input_dir, out, fpr, batch_size, device)
     click.echo(json.dumps(summary, indent=2))
@@ -120,7 +120,7 @@ def registry_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 def registry_list_cmd(registry: str, as_json: bool) -> None:
     """List the issued fingerprints of REGISTRY."""
-    from ..registry import Registry
+    from ganprint.scalable.registry import Registry
 
     rows = Registry(registry, create=False).list()
     if as_json:

@@ -1,0 +1,161 @@
+"""Artifacts: safetensors exports with the config in their metadata, and resumable training states.
+
+Loading an export never runs code: tensors come from safetensors, the config from JSON metadata, and
+the model class from an explicit registry keyed by `ganprint.kind`. Training states are plain
+state_dicts loaded with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from ganprint import __version__
+from ganprint.core.errors import GanprintError
+from ganprint.core.files import atomic_path
+from ganprint.core.runtime import git_sha
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+# kind -> builder(config_dict) -> nn.Module (or a small container of modules). Filled by model modules.
+BUILDERS: dict[str, Callable[[dict], torch.nn.Module]] = {}
+
+
+class ArtifactError(GanprintError):
+    """A model file that is missing, not a ganprint export, or of the wrong kind."""
+
+
+def register_kind(kind: str):
+    """Decorator: register `fn(config_dict) -> nn.Module` as the builder for artifacts of `kind`."""
+
+    def deco(fn):
+        BUILDERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def save_export(path: str | os.PathLike, module: torch.nn.Module, kind: str, config: dict,
+                extra: dict[str, str] | None = None) -> Path:
+    """Write `module.state_dict()` as safetensors with metadata (atomically).
+
+    Args:
+        path: output file (.safetensors).
+        module: the model; its state_dict must round-trip through `BUILDERS[kind](config)`.
+        kind: registry key, e.g. "stega", "stylegan2-G", "scalable-G".
+        config: JSON-serialisable model config used to rebuild the model.
+        extra: more string metadata (e.g. a folded fingerprint).
+    """
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+    meta = {
+        "ganprint.format": str(FORMAT_VERSION),
+        "ganprint.kind": kind,
+        "ganprint.config": json.dumps(config, sort_keys=True),
+        "ganprint.version": __version__,
+        "ganprint.git_sha": git_sha(),
+        "ganprint.created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    meta.update(extra or {})
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a ganprint export; raises ArtifactError with a hint when unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"model file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        hint = ""
+        if path.suffix in (".pth", ".pt", ".pkl"):
+            hint = " (original ArtificialGANFingerprints .pth files must first be converted with `ganprint import-agf`)"
+        raise ArtifactError(f"{path} is not a safetensors file: {e}{hint}") from None
+    if "ganprint.kind" not in meta:
+        raise ArtifactError(f"{path} is a safetensors file but not a ganprint export (no ganprint.kind metadata)")
+    major = int(meta.get("ganprint.format", "0"))
+    if major > FORMAT_VERSION:
+        raise ArtifactError(f"{path} has artifact format {major}; this ganprint reads <= {FORMAT_VERSION}: upgrade")
+    return meta
+
+
+def load_export(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None,
+                device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict, dict[str, str]]:
+    """Load an export: returns (module in eval mode, config dict, metadata).
+
+    Args:
+        path: a .safetensors file written by `save_export`.
+        kind: expected kind(s); a mismatch raises ArtifactError naming both.
+        device: where to put the module.
+    """
+    meta = read_metadata(path)
+    got = meta["ganprint.kind"]
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds is not None and got not in kinds:
+        raise ArtifactError(f"{path} holds a '{got}' model, but this command needs {' or '.join(kinds)}")
+    _ensure_builders_loaded()
+    if got not in BUILDERS:
+        raise ArtifactError(f"{path} has unknown model kind '{got}'")
+    config = json.loads(meta["ganprint.config"])
+    module = BUILDERS[got](config)
+    state = load_file(str(path))
+    module.load_state_dict(state, strict=True)
+    return module.to(device).eval(), config, meta
+
+
+def _ensure_builders_loaded() -> None:
+    # Model modules register their builders on import; import them lazily so that this module stays light.
+    import importlib
+
+    for name in ("ganprint.nets.stega", "ganprint.nets.stylegan2", "ganprint.nets.scalable"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+
+
+# --- training state (resume) -------------------------------------------------------------------
+
+_STATE_RE = re.compile(r"training-state-(\d+)\.pt$")
+
+
+def save_training_state(run_dir: str | os.PathLike, step: int, state: dict[str, Any], keep: int = 2) -> Path:
+    """Atomically write `training-state-<step:08d>.pt` (state_dicts and plain scalars only), pruning old ones."""
+    run_dir = Path(run_dir)
+    path = run_dir / f"training-state-{step:08d}.pt"
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    states = sorted(run_dir.glob("training-state-*.pt"))
+    for old in states[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def latest_training_state(run_dir: str | os.PathLike) -> Path | None:
+    """The newest training state in `run_dir`, or None."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    states = sorted(p for p in run_dir.glob("training-state-*.pt") if _STATE_RE.search(p.name))
+    return states[-1] if states else None
+
+
+def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a training state without unpickling code (weights_only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,55 @@
+"""Where and how computation runs: device, inference precision, and provenance (git commit)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import torch
+
+
+def git_sha() -> str:
+    """The git commit of the ganprint checkout, or 'unknown' (installed wheels have none)."""
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or "unknown"
+    except Exception:  # noqa: BLE001 - provenance is best effort
+        return "unknown"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 convolutions run ~2x faster
+    than fp32. oneDNN also accepts bf16 on other AVX-512 CPUs, but emulates it there, slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """--precision auto|fp32|bf16 -> "fp32" or "bf16" for inference on `device`.
+
+    "auto" is bf16 where the hardware computes it natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16 /
+    AMX), else fp32. bf16 changes the network's rounding, not its output's meaning: fingerprinted pixels move by
+    at most two 8-bit levels (benchmarks/RESULTS-embed-detect.md).
+    """
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' picks CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} was asked for but CUDA is not available; use --device cpu")
+    return torch.device(device)

@@ -1,0 +1,253 @@
+"""Sample data: random multi-scale square crops of the real photos shipped inside installed packages.
+
+No download: the photos are read from the install folders of scikit-image (`skimage/data`),
+scikit-learn (`sklearn/datasets/images`) and matplotlib (`mpl-data/sample_data`). Each crop is a
+pure function of (seed, crop index, photo split): a photo is drawn uniformly, a square side is drawn
+log-uniformly between `resolution` and the photo's shorter side, its position uniformly; flat crops
+(pixel std < 4/255 after resizing) are redrawn, and half of the crops are mirrored left-right.
+
+Split of source photos (fixed, so a model can be tested on photos it never saw):
+- heldout: chelsea (cat), rocket, china (3 photos, different scenes from every training photo);
+- train: the 9 others (the two motorcycle photos are a stereo pair, so both stay in train).
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ganprint import __version__
+from ganprint.core.errors import GanprintError
+from ganprint.core.files import atomic_write_json, atomic_write_text
+from ganprint.core.images import read_image, resize, write_png
+from ganprint.core.seeds import derive_seed
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "heldout", "all")
+MIN_STD = 4.0 / 255.0  # reject nearly flat crops (sky, black borders)
+MAX_TRIES = 50
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    package: str  # distribution name, for the version
+    module: str  # import name, for the install folder
+    relpath: str  # inside the module's folder
+    split: str  # "train" or "heldout"
+    licence: str  # as stated by the package
+    licence_source: str  # where the package states it
+    # (file inside the module, docstring function or None, phrase that must appear there); None = nothing stated
+    check: tuple[str, str | None, str] | None
+
+
+_SK = "skimage/data/_fetchers.py"
+PHOTOS: tuple[Photo, ...] = (
+    Photo("astronaut", "scikit-image", "skimage", "data/astronaut.png", "train",
+          "public domain (NASA; 'No known copyright restrictions, released into the public domain')",
+          f"{_SK}: astronaut()", ("data/_fetchers.py", "astronaut", "released into the public domain")),
+    Photo("chelsea", "scikit-image", "skimage", "data/chelsea.png", "heldout",
+          "CC0 (photographer Stefan van der Walt)",
+          f"{_SK}: chelsea()", ("data/_fetchers.py", "chelsea", "CC0 by the photographer")),
+    Photo("coffee", "scikit-image", "skimage", "data/coffee.png", "train",
+          "CC0 (photographer Rachel Michetti)",
+          f"{_SK}: coffee()", ("data/_fetchers.py", "coffee", "CC0 by the photographer")),
+    Photo("hubble_deep_field", "scikit-image", "skimage", "data/hubble_deep_field.jpg", "train",
+          "public domain (NASA)",
+          f"{_SK}: hubble_deep_field()", ("data/_fetchers.py", "hubble_deep_field", "public domain")),
+    Photo("ihc", "scikit-image", "skimage", "data/ihc.png", "train",
+          "'No known copyright restrictions' (CMMI)",
+          f"{_SK}: immunohistochemistry()",
+          ("data/_fetchers.py", "immunohistochemistry", "No known copyright restrictions")),
+    Photo("motorcycle_left", "scikit-image", "skimage", "data/motorcycle_left.png", "train",
+          "unknown (Middlebury 2014 stereo benchmark; no licence stated)",
+          f"{_SK}: stereo_motorcycle()", None),
+    Photo("motorcycle_right", "scikit-image", "skimage", "data/motorcycle_right.png", "train",
+          "unknown (Middlebury 2014 stereo benchmark; no licence stated)",
+          f"{_SK}: stereo_motorcycle()", None),
+    Photo("retina", "scikit-image", "skimage", "data/retina.jpg", "train",
+          "CC0 1.0 Universal (Wikimedia Commons)",
+          f"{_SK}: retina()", ("data/_fetchers.py", "retina", "CC0 1.0 Universal")),
+    Photo("rocket", "scikit-image", "skimage", "data/rocket.jpg", "heldout",
+          "public domain (SpaceX)",
+          f"{_SK}: rocket()", ("data/_fetchers.py", "rocket", "public domain")),
+    Photo("china", "scikit-learn", "sklearn", "datasets/images/china.jpg", "heldout",
+          "CC BY 2.0 (attribution: danielbuechele, Flickr)",
+          "sklearn/datasets/images/README.txt",
+          ("datasets/images/README.txt", None, "creativecommons.org/licenses/by/2.0")),
+    Photo("flower", "scikit-learn", "sklearn", "datasets/images/flower.jpg", "train",
+          "CC BY 2.0 (attribution as in README: danielbuechele; source photo by vultilion, Flickr)",
+          "sklearn/datasets/images/README.txt", ("datasets/images/README.txt", None, "Image: flower.jpg")),
+    Photo("grace_hopper", "matplotlib", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg", "train",
+          "unknown (matplotlib's sample_data README states none)",
+          "matplotlib/mpl-data/sample_data/README.txt", None),
+)
+
+
+def _module_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _docstring(path: Path, func: str | None) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if func is None:
+        return text
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.FunctionDef) and node.name == func:
+            return ast.get_docstring(node) or ""
+    return ""
+
+
+def _licence(photo: Photo, base: Path) -> str:
+    """The licence we recorded, but only if the installed package still states it; else 'unknown'."""
+    if photo.check is None:
+        return photo.licence
+    rel, func, phrase = photo.check
+    try:
+        found = phrase in _docstring(base / rel, func)
+    except (OSError, SyntaxError):
+        found = False
+    return photo.licence if found else f"unknown (not stated in this version's {photo.licence_source})"
+
+
+def available_photos(photos: str = "all") -> list[dict]:
+    """The source photos of split `photos` found in installed packages: dicts with name, path, package, version, ..."""
+    if photos not in SPLITS:
+        raise GanprintError(f"--photos must be one of {', '.join(SPLITS)}, got {photos!r}")
+    out = []
+    for p in PHOTOS:
+        if photos != "all" and p.split != photos:
+            continue
+        base = _module_dir(p.module)
+        path = base / p.relpath if base else None
+        if path is None or not path.is_file():
+            log.warning("sample photo %s not found (package %s not installed or changed); skipping it",
+                        p.name, p.package)
+            continue
+        try:
+            version = importlib.metadata.version(p.package)
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+        out.append({"name": p.name, "path": str(path), "package": p.package, "version": version,
+                    "file": f"{p.module}/{p.relpath}", "split": p.split, "licence": _licence(p, base),
+                    "licence_source": p.licence_source})
+    if not out:
+        raise GanprintError(
+            f"no sample photos of split {photos!r} found; install scikit-image, scikit-learn and matplotlib"
+        )
+    return out
+
+
+def _crop(photo: np.ndarray, resolution: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """One random multi-scale crop of `photo` resized to `resolution`, with its box and flip."""
+    h, w = photo.shape[:2]
+    short = min(h, w)
+    lo = min(resolution, short)
+    out, info = None, {}
+    for _ in range(MAX_TRIES):
+        side = int(round(math.exp(rng.uniform(math.log(lo), math.log(short)))))
+        side = max(1, min(side, short))
+        top = int(rng.integers(0, h - side + 1))
+        left = int(rng.integers(0, w - side + 1))
+        flip = bool(rng.random() < 0.5)
+        out = resize(np.ascontiguousarray(photo[top:top + side, left:left + side]), resolution)  # [R, R, 3]
+        if flip:
+            out = np.ascontiguousarray(out[:, ::-1])
+        info = {"box": [left, top, side], "flip": flip}
+        if out.astype(np.float32).std() / 255.0 >= MIN_STD:
+            break
+    return out, info
+
+
+def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 1000, seed: int = 0,
+                  photos: str = "all") -> list[Path]:
+    """Write `count` PNG crops `<outdir>/<i:06d>.png` plus SOURCES.md and sources.json; returns the image paths.
+
+    A pure function of (resolution, count, seed, photos). Re-running with the same settings keeps the
+    crops already written (and extends them when `count` grew); a folder made with other settings is refused.
+    """
+    if resolution < 1:
+        raise GanprintError(f"--resolution must be positive, got {resolution}")
+    if count < 1:
+        raise GanprintError(f"--count must be positive, got {count}")
+    sources = available_photos(photos)
+    outdir = Path(outdir)
+    params = {"resolution": int(resolution), "seed": int(seed), "photos": photos}
+    meta_path = outdir / "sources.json"
+    old_count = 0
+    if outdir.exists():
+        if meta_path.is_file():
+            old = json.loads(meta_path.read_text(encoding="utf-8"))
+            old_count = int(old.get("count", 0))
+            if old.get("params") != params:
+                raise GanprintError(
+                    f"{outdir} holds samples made with {old.get('params')}, not {params}; use a new output folder"
+                )
+        elif any(outdir.glob("*.png")):
+            raise GanprintError(
+                f"{outdir} already holds PNG files that ganprint did not write; use a new output folder")
+    outdir.mkdir(parents=True, exist_ok=True)
+
+    cache: dict[int, np.ndarray] = {}
+    split_code = SPLITS.index(photos)
+    paths, crops, per_photo = [], [], {s["name"]: 0 for s in sources}
+    written = 0
+    for i in range(count):
+        rng = np.random.default_rng(derive_seed(seed, i, split_code))
+        k = int(rng.integers(len(sources)))
+        name = f"{i:06d}.png"
+        path = outdir / name
+        if k not in cache:
+            cache[k] = read_image(sources[k]["path"])
+        img, info = _crop(cache[k], resolution, rng)  # drawn even when the file exists: records stay exact
+        if not path.is_file():
+            write_png(path, img)
+            written += 1
+        paths.append(path)
+        per_photo[sources[k]["name"]] += 1
+        crops.append({"file": name, "photo": sources[k]["name"], **info})
+    for i in range(count, old_count):  # a smaller --count than last time: drop our own surplus crops
+        (outdir / f"{i:06d}.png").unlink(missing_ok=True)
+    for s in sources:
+        s["crops"] = per_photo[s["name"]]
+    meta = {"params": params, "count": count, "ganprint_version": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "method": "log-uniform square side in [resolution, short side], uniform position, "
+                      f"redraw if std < 4/255 (max {MAX_TRIES} tries), h-flip p=0.5, bicubic resize",
+            "photos": [{k: v for k, v in s.items() if k != "path"} for s in sources]}
+    atomic_write_text(outdir / "crops.jsonl", "".join(json.dumps(c) + "\n" for c in crops))
+    atomic_write_json(meta_path, meta)
+    atomic_write_text(outdir / "SOURCES.md", _sources_md(meta))
+    log.info("wrote %d new crops (%d total) of %d photos to %s", written, count, len(sources), outdir)
+    return paths
+
+
+def _sources_md(meta: dict) -> str:
+    p = meta["params"]
+    lines = [
+        "# Sample data sources", "",
+        f"{meta['count']} crops of {p['resolution']}x{p['resolution']} px, seed {p['seed']}, photo split "
+        f"`{p['photos']}`, written by ganprint {meta['ganprint_version']} (`ganprint data samples`).",
+        f"Method: {meta['method']}. Per-crop boxes (`[left, top, side]` in the source photo) are in `crops.jsonl`.",
+        "", "| photo | package (version) | file | split | crops | licence (as stated by the package) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in meta["photos"]:
+        lines.append(f"| {s['name']} | {s['package']} {s['version']} | `{s['file']}` | {s['split']} | {s['crops']} "
+                     f"| {s['licence']}; source: `{s['licence_source']}` |")
+    lines.append("")
+    return "\n".join(lines)

@@ -1,1 +1,0 @@
-"""Metrics: bits and p-values (`bits`), attribution, image quality."""

@@ -1,0 +1,82 @@
+"""ganprint.samples and `ganprint data samples`: seeded crops of packaged photos, sources, splits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ganprint.cli import main
+from ganprint.core.errors import GanprintError
+from ganprint.core.images import read_image
+from ganprint.data.samples import PHOTOS, available_photos, write_samples
+
+
+def _pixels(paths):
+    return np.stack([read_image(p) for p in paths])
+
+
+def test_write_samples_is_a_pure_function_of_the_seed(tmp_path):
+    a = write_samples(tmp_path / "a", resolution=16, count=10, seed=3)
+    b = write_samples(tmp_path / "b", resolution=16, count=10, seed=3)
+    c = write_samples(tmp_path / "c", resolution=16, count=10, seed=4)
+    assert [p.name for p in a] == [f"{i:06d}.png" for i in range(10)]
+    pa = _pixels(a)
+    assert pa.shape == (10, 16, 16, 3)
+    np.testing.assert_array_equal(pa, _pixels(b))
+    assert not np.array_equal(pa, _pixels(c))
+    assert (pa.reshape(10, -1).std(axis=1) >= 4).all()  # flat crops were redrawn
+    assert len({p.tobytes() for p in pa}) == 10
+
+
+def test_sources_are_recorded(tmp_path):
+    write_samples(tmp_path, resolution=16, count=6, seed=0)
+    meta = json.loads((tmp_path / "sources.json").read_text())
+    assert meta["params"] == {"resolution": 16, "seed": 0, "photos": "all"}
+    assert sum(p["crops"] for p in meta["photos"]) == 6
+    for p in meta["photos"]:
+        assert p["version"] and p["licence"] and p["package"] in ("scikit-image", "scikit-learn", "matplotlib")
+    by_name = {p["name"]: p for p in meta["photos"]}
+    assert "CC0" in by_name["chelsea"]["licence"] and "CC BY 2.0" in by_name["china"]["licence"]
+    assert by_name["grace_hopper"]["licence"].startswith("unknown")
+    md = (tmp_path / "SOURCES.md").read_text()
+    assert "| astronaut | scikit-image" in md
+    crops = [json.loads(line) for line in (tmp_path / "crops.jsonl").read_text().splitlines()]
+    assert len(crops) == 6 and all(len(c["box"]) == 3 and c["box"][2] >= 16 for c in crops)
+
+
+def test_resume_extends_and_refuses_other_settings(tmp_path):
+    first = _pixels(write_samples(tmp_path / "x", resolution=16, count=4, seed=5))
+    more = _pixels(write_samples(tmp_path / "x", resolution=16, count=7, seed=5))
+    np.testing.assert_array_equal(more[:4], first)
+    np.testing.assert_array_equal(more, _pixels(write_samples(tmp_path / "y", resolution=16, count=7, seed=5)))
+    write_samples(tmp_path / "x", resolution=16, count=3, seed=5)
+    assert sorted(p.name for p in (tmp_path / "x").glob("*.png")) == ["000000.png", "000001.png", "000002.png"]
+    with pytest.raises(GanprintError, match="new output folder"):
+        write_samples(tmp_path / "x", resolution=16, count=7, seed=6)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "a.png").write_bytes(b"x")
+    with pytest.raises(GanprintError, match="did not write"):
+        write_samples(tmp_path / "foreign", resolution=16, count=2)
+
+
+def test_photo_split_is_fixed_and_disjoint(tmp_path):
+    train = {p["name"] for p in available_photos("train")}
+    held = {p["name"] for p in available_photos("heldout")}
+    assert held == {"chelsea", "rocket", "china"} and not train & held
+    assert train | held == {p.name for p in PHOTOS}
+    write_samples(tmp_path, resolution=16, count=12, seed=0, photos="heldout")
+    used = {json.loads(line)["photo"] for line in (tmp_path / "crops.jsonl").read_text().splitlines()}
+    assert used <= held
+    with pytest.raises(GanprintError, match="--photos"):
+        available_photos("test")
+
+
+def test_cli_data_samples(tmp_path):
+    res = CliRunner().invoke(main, ["data", "samples", str(tmp_path / "s"), "--resolution", "16", "--count", "3",
+                                    "--photos", "train"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "s").glob("*.png")) == ["000000.png", "000001.png", "000002.png"]
+    assert (tmp_path / "s" / "SOURCES.md").is_file()

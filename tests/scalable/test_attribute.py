@@ -1,0 +1,80 @@
+"""Attribution: exact Hamming search (numpy and faiss), planted fingerprints, `unknown`, the decision threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ganprint.core.errors import GanprintError
+from ganprint.core.fingerprints import pack_bits
+from ganprint.core.hamming import HammingIndex, hamming_to_all
+from ganprint.core.stats import match_threshold
+from ganprint.scalable.attribute import UNKNOWN, attribute_bits, summarize
+from ganprint.scalable.registry import Registry
+
+
+def test_hamming_to_all_matches_naive():
+    rng = np.random.default_rng(0)
+    for k in (7, 64, 100, 128):
+        a = rng.integers(0, 2, (5, k))
+        b = rng.integers(0, 2, (9, k))
+        naive = (a[:, None] != b[None]).sum(-1)
+        assert (hamming_to_all(pack_bits(a), pack_bits(b)) == naive).all()
+
+
+@pytest.mark.parametrize("use_faiss", [False, True])
+def test_index_nearest(use_faiss):
+    rng = np.random.default_rng(1)
+    db = rng.integers(0, 2, (500, 128))
+    q = db[[3, 77, 499]].copy()
+    q[0, :5] ^= 1
+    q[1, 10:30] ^= 1
+    ix = HammingIndex(pack_bits(db), use_faiss=use_faiss)
+    assert ix.backend == ("faiss" if use_faiss else "numpy")
+    idx, dist = ix.search(pack_bits(q))
+    assert idx.tolist() == [3, 77, 499] and dist.tolist() == [5, 20, 0]
+
+
+def test_planted_fingerprints(tmp_path):
+    reg = Registry(tmp_path / "r.sqlite")
+    k = 128
+    for _ in range(30):
+        reg.issue(bit_length=k)
+    ids, packed = reg.packed()
+    fps = torch.stack([r.bits for r in reg.list()])  # [30, K]
+    g = torch.Generator().manual_seed(0)
+    owner = torch.randint(0, 30, (200,), generator=g)
+    flips = (torch.rand(200, k, generator=g) < 0.08).float()  # 8% bit errors: a realistic decoder
+    decoded = (fps[owner] + flips) % 2
+    rows = attribute_bits(decoded, ids, packed, k, fpr=1e-6)
+    assert [r["attributed"] for r in rows] == [int(ids[o]) for o in owner]
+    assert all(r["p_value_corrected"] < 1e-6 for r in rows)
+    # Images from no issued model (random bits) are never attributed.
+    clean = torch.randint(0, 2, (300, k), generator=g).float()
+    rows_clean = attribute_bits(clean, ids, packed, k, fpr=1e-6)
+    assert all(r["attributed"] == UNKNOWN for r in rows_clean)
+    s = summarize(rows + rows_clean, len(ids), k, 1e-6)
+    assert s["images"] == 500 and s["attributed"] == 200 and s[UNKNOWN] == 300
+    assert s["min_matches"] == match_threshold(k, 1e-6, 30)
+
+
+def test_threshold_boundary():
+    k = 64
+    fp = torch.zeros(1, k)
+    ids, packed = np.array([7]), pack_bits(fp)
+    m = match_threshold(k, 1e-3, 1)
+    at = fp.clone()
+    at[0, : k - m] = 1  # exactly m matches
+    below = fp.clone()
+    below[0, : k - m + 1] = 1  # m - 1 matches
+    r_at, r_below = attribute_bits(torch.cat([at, below]), ids, packed, k, fpr=1e-3)
+    assert r_at["attributed"] == 7 and r_at["matches"] == m
+    assert r_below["attributed"] == UNKNOWN and r_below["nearest_fp_id"] == 7
+
+
+def test_bad_inputs():
+    with pytest.raises(GanprintError, match="empty"):
+        attribute_bits(torch.zeros(1, 8), np.zeros(0, np.int64), np.zeros((0, 1), np.uint8), 8)
+    with pytest.raises(GanprintError, match="--fpr"):
+        attribute_bits(torch.zeros(1, 8), np.array([1]), np.zeros((1, 1), np.uint8), 8, fpr=2.0)
