@@ -14,10 +14,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
+from ganprint.artificial.config import PRESETS
+from ganprint.artificial.embed import detect, embed
+from ganprint.artificial.train import train_stega
 from ganprint.core.files import atomic_path, atomic_write_json, atomic_write_text
+from ganprint.core.images import read_image, to_tensor01
+from ganprint.data.samples import write_samples
+from ganprint.evaluation.quality import psnr, ssim
 
 log = logging.getLogger(__name__)
+
+RESOLUTION = 32
 
 
 def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 4000, test_count: int = 500,
@@ -26,88 +35,89 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
 
     Re-running with the same arguments resumes: finished stages are not redone.
     """
-    from ganprint.artificial import embed as api
-    from ganprint.artificial.config import PRESETS
-    from ganprint.artificial.train import train_stega
-    from ganprint.data import samples
-    from ganprint.evaluation.quality import psnr, ssim
-
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     timings: dict[str, float] = {}
-
-    # 1. Data: training crops from one subset of photos; test crops from photos held out of training.
-    res = 32
-    train_dir, test_dir, clean_dir = outdir / "data/train", outdir / "data/heldout", outdir / "data/heldout-clean"
-    for d, n, photos, s in ((train_dir, train_count, "train", seed), (test_dir, test_count, "heldout", seed + 1),
-                            (clean_dir, test_count, "heldout", seed + 2)):
-        if not (d / "SOURCES.md").exists():
-            samples.write_samples(d, resolution=res, count=n, seed=s, photos=photos)
+    dirs = _write_data(outdir, seed, train_count, test_count)
     timings["data_s"] = time.time() - t0
 
-    # 2. Train (resumes if interrupted).
     t1 = time.time()
-    cfg = PRESETS["demo-32"]
-    cfg = replace(cfg, data=str(train_dir), seed=seed, device=device, **({"steps": steps} if steps is not None else {}))
+    cfg = replace(PRESETS["demo-32"], data=str(dirs["train"]), seed=seed, device=device,
+                  **({"steps": steps} if steps is not None else {}))
     model_path = train_stega(cfg, outdir / "train")
     timings["train_s"] = time.time() - t1
 
-    # 3. Embed one fingerprint into held-out photos (the model-fingerprinting use case).
     t2 = time.time()
-    emb = api.embed(model_path, test_dir, outdir / "embedded", identical=True, seed=seed, device=device)
+    emb = embed(model_path, dirs["heldout"], outdir / "embedded", identical=True, seed=seed, device=device)
     timings["embed_s"] = time.time() - t2
 
-    # 4. Detect on fingerprinted and on clean images.
     t3 = time.time()
-    fp_bits = emb["fingerprint"]
-    det_fp = api.detect(model_path, outdir / "embedded/fingerprinted_images", outdir / "detect-fingerprinted",
-                        fingerprint=fp_bits, fpr=fpr, device=device)
-    det_clean = api.detect(model_path, clean_dir, outdir / "detect-clean", fingerprint=fp_bits, fpr=fpr,
-                           device=device)
-    # One fingerprint's accuracy depends on that fingerprint (some bit patterns are easier to hide than others);
-    # a fresh fingerprint per image measures the model rather than one draw.
-    emb_pi = api.embed(model_path, test_dir, outdir / "embedded-per-image", seed=seed, device=device)
-    det_pi = api.detect(model_path, outdir / "embedded-per-image/fingerprinted_images",
-                        outdir / "detect-per-image", embedded=outdir / "embedded-per-image/embedded_fingerprints.txt",
-                        fpr=fpr, device=device)
+    results = _detect_all(model_path, dirs, outdir, emb["fingerprint"], seed, fpr, device)
     timings["detect_s"] = time.time() - t3
 
-    # 5. Fidelity: fingerprinted vs the same held-out crop.
-    clean, marked = _load_pairs(test_dir, outdir / "embedded/fingerprinted_images")
-    fid_psnr = float(psnr(marked, clean).mean())
-    fid_ssim = float(ssim(marked, clean).mean())
-
-    summary = {
-        "resolution": res,
-        "fingerprint_length": int(len(fp_bits)),
-        "fingerprint": fp_bits,
-        "train_images": train_count,
-        "heldout_images": len(clean),
-        "bit_accuracy_fingerprinted": det_fp["mean_bit_accuracy"],
-        "detected_fingerprinted": det_fp["detected_rate"],
-        "bit_accuracy_per_image_fingerprints": det_pi["mean_bit_accuracy"],
-        "detected_per_image_fingerprints": det_pi["detected_rate"],
-        "per_image_fingerprints": emb_pi["fingerprinted"],
-        "bit_accuracy_clean": det_clean["mean_bit_accuracy"],
-        "false_positive_rate_clean": det_clean["detected_rate"],
-        "nominal_fpr": fpr,
-        "psnr_db": fid_psnr,
-        "ssim": fid_ssim,
-        "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "total_s": round(time.time() - t0, 1),
-        "model": str(model_path),
-    }
+    clean, marked = _load_pairs(dirs["heldout"], outdir / "embedded/fingerprinted_images")
+    summary = _summary(emb["fingerprint"], train_count, results, clean, marked, fpr)
+    summary.update(timings_s={k: round(v, 1) for k, v in timings.items()}, total_s=round(time.time() - t0, 1),
+                   model=str(model_path))
     atomic_write_json(outdir / "summary.json", summary)
     _figure(clean, marked, outdir / "examples.png")
     atomic_write_text(outdir / "report.md", _report_md(summary))
     return summary
 
 
+def _write_data(outdir: Path, seed: int, train_count: int, test_count: int) -> dict[str, Path]:
+    """Training crops from one set of photos; test crops (to fingerprint, and clean) from photos held out."""
+    dirs = {"train": outdir / "data/train", "heldout": outdir / "data/heldout", "clean": outdir / "data/heldout-clean"}
+    plan = (("train", train_count, "train", seed), ("heldout", test_count, "heldout", seed + 1),
+            ("clean", test_count, "heldout", seed + 2))
+    for key, n, photos, s in plan:
+        if not (dirs[key] / "SOURCES.md").exists():
+            write_samples(dirs[key], resolution=RESOLUTION, count=n, seed=s, photos=photos)
+    return dirs
+
+
+def _detect_all(model_path: Path, dirs: dict[str, Path], outdir: Path, fp_bits: str, seed: int, fpr: float,
+                device: str) -> dict[str, dict]:
+    """Detection on fingerprinted and on clean images, and with a fresh fingerprint per image: one fingerprint's
+    accuracy depends on its bit pattern, a fresh one per image measures the model rather than one draw."""
+    out = {
+        "fingerprinted": detect(model_path, outdir / "embedded/fingerprinted_images", outdir / "detect-fingerprinted",
+                                fingerprint=fp_bits, fpr=fpr, device=device),
+        "clean": detect(model_path, dirs["clean"], outdir / "detect-clean", fingerprint=fp_bits, fpr=fpr,
+                        device=device),
+    }
+    out["embed_per_image"] = embed(model_path, dirs["heldout"], outdir / "embedded-per-image", seed=seed,
+                                   device=device)
+    out["per_image"] = detect(model_path, outdir / "embedded-per-image/fingerprinted_images",
+                              outdir / "detect-per-image",
+                              embedded=outdir / "embedded-per-image/embedded_fingerprints.txt", fpr=fpr, device=device)
+    return out
+
+
+def _summary(fp_bits: str, train_count: int, r: dict[str, dict], clean: torch.Tensor, marked: torch.Tensor,
+             fpr: float) -> dict:
+    return {
+        "resolution": RESOLUTION,
+        "fingerprint_length": len(fp_bits),
+        "fingerprint": fp_bits,
+        "train_images": train_count,
+        "heldout_images": len(clean),
+        "bit_accuracy_fingerprinted": r["fingerprinted"]["mean_bit_accuracy"],
+        "detected_fingerprinted": r["fingerprinted"]["detected_rate"],
+        "bit_accuracy_per_image_fingerprints": r["per_image"]["mean_bit_accuracy"],
+        "detected_per_image_fingerprints": r["per_image"]["detected_rate"],
+        "per_image_fingerprints": r["embed_per_image"]["fingerprinted"],
+        "bit_accuracy_clean": r["clean"]["mean_bit_accuracy"],
+        "false_positive_rate_clean": r["clean"]["detected_rate"],
+        "nominal_fpr": fpr,
+        "psnr_db": float(psnr(marked, clean).mean()),
+        "ssim": float(ssim(marked, clean).mean()),
+    }
+
+
 def _load_pairs(clean_dir: Path, marked_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Clean held-out crops and their fingerprinted versions, matched by relative name, as [N,3,R,R] in [0,1]."""
-    from ganprint.core.images import read_image, to_tensor01
-
     clean, marked = [], []
     for p in sorted(marked_dir.rglob("*.png")):
         rel = p.relative_to(marked_dir)
@@ -120,13 +130,9 @@ def _load_pairs(clean_dir: Path, marked_dir: Path) -> tuple[torch.Tensor, torch.
 
 
 def _figure(clean: torch.Tensor, marked: torch.Tensor, path: Path, n: int = 8) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = min(n, len(clean))
-    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2))
+    fig = Figure(figsize=(1.6 * n, 5.2))  # no pyplot: no global backend state
+    axes = fig.subplots(3, n)
     for i in range(n):
         c, m = clean[i].permute(1, 2, 0).numpy(), marked[i].permute(1, 2, 0).numpy()
         r = np.clip(0.5 + 10 * (m - c), 0, 1)  # residual amplified 10x around grey
@@ -138,7 +144,6 @@ def _figure(clean: torch.Tensor, marked: torch.Tensor, path: Path, n: int = 8) -
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
 def _report_md(s: dict) -> str:

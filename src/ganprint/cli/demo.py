@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ganprint.demo import format_summary, run_demo
+
 
 @click.command("demo")
 @click.option("--outdir", type=click.Path(file_okay=False), default="demo-out", show_default=True,
@@ -20,8 +22,6 @@ def demo_cmd(outdir: str, seed: int, steps: int | None, device: str) -> None:
       ganprint demo --outdir demo-out
       # then open demo-out/report.md (figure: demo-out/examples.png)
     """
-    from ganprint.demo import format_summary, run_demo
-
     s = run_demo(outdir, seed=seed, steps=steps, device=device)
     click.echo(format_summary(s))
     click.echo(f"report: {outdir}/report.md")
