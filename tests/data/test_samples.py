@@ -80,3 +80,17 @@ def test_cli_data_samples(tmp_path):
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "s").glob("*.png")) == ["000000.png", "000001.png", "000002.png"]
     assert (tmp_path / "s" / "SOURCES.md").is_file()
+
+
+def test_varied_crops_are_reproducible_recorded_and_different(tmp_path):
+    plain = _pixels(write_samples(tmp_path / "p", resolution=16, count=12, seed=2, photos="train"))
+    varied = _pixels(write_samples(tmp_path / "v", resolution=16, count=12, seed=2, photos="train", vary=True))
+    again = _pixels(write_samples(tmp_path / "v2", resolution=16, count=12, seed=2, photos="train", vary=True))
+    np.testing.assert_array_equal(varied, again)
+    assert np.abs(varied.astype(int) - plain.astype(int)).mean() > 10  # really other pixels
+    meta = json.loads((tmp_path / "v" / "sources.json").read_text())
+    assert meta["params"]["vary"] is True and "varied" in meta["method"]
+    rows = [json.loads(line) for line in (tmp_path / "v" / "crops.jsonl").read_text().splitlines()]
+    assert all({"rot90", "saturation", "gamma"} <= set(r) for r in rows)
+    with pytest.raises(GanprintError, match="params|vary|settings|made with"):
+        write_samples(tmp_path / "v", resolution=16, count=12, seed=2, photos="train")  # other settings: refused

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ganprint.data.samples import write_samples
+
 
 @click.group("data")
 def data_group() -> None:
@@ -18,7 +20,9 @@ def data_group() -> None:
 @click.option("--photos", type=click.Choice(["train", "heldout", "all"]), default="all", show_default=True,
               help="Which source photos to crop: the fixed train split (9 photos), the held-out split "
                    "(chelsea, rocket, china) or all 12.")
-def samples_cmd(outdir: str, resolution: int, count: int, seed: int, photos: str) -> None:
+@click.option("--vary", is_flag=True, help="Also vary each crop (rotation, colour, contrast, gamma, noise, smaller "
+                                           "cuts upsampled): training data that generalises to other photos.")
+def samples_cmd(outdir: str, resolution: int, count: int, seed: int, photos: str, vary: bool) -> None:
     """Write COUNT random multi-scale crops of real sample photos as PNGs, with SOURCES.md (licences).
 
     The photos come from scikit-image, scikit-learn and matplotlib as installed; nothing is downloaded.
@@ -30,9 +34,7 @@ def samples_cmd(outdir: str, resolution: int, count: int, seed: int, photos: str
       ganprint data samples data/test --count 500 --photos heldout --seed 1
       ganprint data samples data/128 --resolution 128 --count 1000
     """
-    from ganprint.data.samples import write_samples
-
-    paths = write_samples(outdir, resolution=resolution, count=count, seed=seed, photos=photos)
+    paths = write_samples(outdir, resolution=resolution, count=count, seed=seed, photos=photos, vary=vary)
     click.echo(f"{len(paths)} sample images of {resolution}x{resolution} px in {outdir} (sources: {outdir}/SOURCES.md)",
                err=True)
 

@@ -5,6 +5,10 @@ scikit-learn (`sklearn/datasets/images`) and matplotlib (`mpl-data/sample_data`)
 pure function of (seed, crop index, photo split): a photo is drawn uniformly, a square side is drawn
 log-uniformly between `resolution` and the photo's shorter side, its position uniformly; flat crops
 (pixel std < 4/255 after resizing) are redrawn, and half of the crops are mirrored left-right.
+With `vary`, each crop also gets a random rotation by a multiple of 90 degrees and photometric changes
+(saturation, channel order, brightness, contrast, gamma, occasional grey and sensor noise), and one in five is
+cut smaller than the resolution and upsampled: a model trained on a dozen photos then meets the colours,
+textures and smoothness of photos from other cameras and scenes.
 
 Split of source photos (fixed, so a model can be tested on photos it never saw):
 - heldout: chelsea (cat), rocket, china (3 photos, different scenes from every training photo);
@@ -152,11 +156,15 @@ def available_photos(photos: str = "all") -> list[dict]:
     return out
 
 
-def _crop(photo: np.ndarray, resolution: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def _crop(photo: np.ndarray, resolution: int, rng: np.random.Generator,
+          vary: bool = False) -> tuple[np.ndarray, dict]:
     """One random multi-scale crop of `photo` resized to `resolution`, with its box and flip."""
     h, w = photo.shape[:2]
     short = min(h, w)
     lo = min(resolution, short)
+    if vary and rng.random() < 0.2:  # a smaller cut, upsampled: smooth images like those of other cameras
+        lo = max(4, min(resolution // 2, short))
+        short = min(resolution, short)
     out, info = None, {}
     for _ in range(MAX_TRIES):
         side = int(round(math.exp(rng.uniform(math.log(lo), math.log(short)))))
@@ -168,13 +176,38 @@ def _crop(photo: np.ndarray, resolution: int, rng: np.random.Generator) -> tuple
         if flip:
             out = np.ascontiguousarray(out[:, ::-1])
         info = {"box": [left, top, side], "flip": flip}
+        if vary:
+            out, drawn = _vary(out, rng)
+            info.update(drawn)
         if out.astype(np.float32).std() / 255.0 >= MIN_STD:
             break
     return out, info
 
 
+def _vary(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Random geometric and photometric variation of a uint8 [R, R, 3] crop, and what was drawn."""
+    rot = int(rng.integers(4))
+    x = np.rot90(img, rot).astype(np.float32) / 255.0
+    order = rng.permutation(3) if rng.random() < 0.5 else np.arange(3)
+    x = x[..., order]
+    grey = x.mean(axis=2, keepdims=True)
+    sat = 0.0 if rng.random() < 0.1 else float(rng.uniform(0.3, 1.6))
+    x = grey + sat * (x - grey)
+    contrast, bright = float(rng.uniform(0.6, 1.4)), float(np.exp(rng.uniform(np.log(0.6), np.log(1.5))))
+    x = (x - x.mean()) * contrast + x.mean() * bright
+    gamma = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
+    x = np.clip(x, 0.0, 1.0) ** gamma
+    noise = float(rng.uniform(0, 4.0 / 255.0)) if rng.random() < 0.3 else 0.0
+    if noise:
+        x = x + rng.normal(0.0, noise, x.shape).astype(np.float32)
+    out = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(out), {"rot90": rot, "channels": order.tolist(), "saturation": round(sat, 3),
+                                       "contrast": round(contrast, 3), "brightness": round(bright, 3),
+                                       "gamma": round(gamma, 3), "noise": round(noise, 4)}
+
+
 def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 1000, seed: int = 0,
-                  photos: str = "all") -> list[Path]:
+                  photos: str = "all", vary: bool = False) -> list[Path]:
     """Write `count` PNG crops `<outdir>/<i:06d>.png` plus SOURCES.md and sources.json; returns the image paths.
 
     A pure function of (resolution, count, seed, photos). Re-running with the same settings keeps the
@@ -187,6 +220,8 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
     sources = available_photos(photos)
     outdir = Path(outdir)
     params = {"resolution": int(resolution), "seed": int(seed), "photos": photos}
+    if vary:  # only then, so that folders written before the option existed still resume
+        params["vary"] = True
     meta_path = outdir / "sources.json"
     old_count = 0
     if outdir.exists():
@@ -213,7 +248,7 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
         path = outdir / name
         if k not in cache:
             cache[k] = read_image(sources[k]["path"])
-        img, info = _crop(cache[k], resolution, rng)  # drawn even when the file exists: records stay exact
+        img, info = _crop(cache[k], resolution, rng, vary)  # drawn even when the file exists: records stay exact
         if not path.is_file():
             write_png(path, img)
             written += 1
@@ -227,7 +262,9 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
     meta = {"params": params, "count": count, "ganprint_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "method": "log-uniform square side in [resolution, short side], uniform position, "
-                      f"redraw if std < 4/255 (max {MAX_TRIES} tries), h-flip p=0.5, bicubic resize",
+                      f"redraw if std < 4/255 (max {MAX_TRIES} tries), h-flip p=0.5, bicubic resize"
+                      + ("; varied: 1 in 5 cut smaller and upsampled, rot90, channel order, saturation, contrast, "
+                         "brightness, gamma, noise (drawn values in crops.jsonl)" if vary else ""),
             "photos": [{k: v for k, v in s.items() if k != "path"} for s in sources]}
     atomic_write_text(outdir / "crops.jsonl", "".join(json.dumps(c) + "\n" for c in crops))
     atomic_write_json(meta_path, meta)
