@@ -67,13 +67,14 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
 
 
 def _write_data(outdir: Path, seed: int, train_count: int, test_count: int) -> dict[str, Path]:
-    """Training crops from one set of photos; test crops (to fingerprint, and clean) from photos held out."""
+    """Training crops (varied, see `write_samples`) from one set of photos; test crops (to fingerprint, and
+    clean) from photos held out, as they are."""
     dirs = {"train": outdir / "data/train", "heldout": outdir / "data/heldout", "clean": outdir / "data/heldout-clean"}
     plan = (("train", train_count, "train", seed), ("heldout", test_count, "heldout", seed + 1),
             ("clean", test_count, "heldout", seed + 2))
     for key, n, photos, s in plan:
         if not (dirs[key] / "SOURCES.md").exists():
-            write_samples(dirs[key], resolution=RESOLUTION, count=n, seed=s, photos=photos)
+            write_samples(dirs[key], resolution=RESOLUTION, count=n, seed=s, photos=photos, vary=key == "train")
     return dirs
 
 
