@@ -94,3 +94,14 @@ def test_varied_crops_are_reproducible_recorded_and_different(tmp_path):
     assert all({"rot90", "saturation", "gamma"} <= set(r) for r in rows)
     with pytest.raises(GanprintError, match="params|vary|settings|made with"):
         write_samples(tmp_path / "v", resolution=16, count=12, seed=2, photos="train")  # other settings: refused
+
+
+def test_a_folder_of_photos_is_a_source(tmp_path):
+    from tests.conftest import write_image_folder
+
+    write_image_folder(tmp_path / "mine", n=3, sizes=((60, 80),))
+    paths = write_samples(tmp_path / "out", resolution=16, count=5, seed=0, photos=str(tmp_path / "mine"))
+    assert len(paths) == 5 and read_image(paths[0]).shape == (16, 16, 3)
+    assert "a folder given with --photos" in (tmp_path / "out" / "SOURCES.md").read_text()
+    with pytest.raises(GanprintError, match="--photos"):
+        write_samples(tmp_path / "bad", resolution=16, count=2, photos=str(tmp_path / "missing"))

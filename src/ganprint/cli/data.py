@@ -18,9 +18,9 @@ def data_group() -> None:
 @click.option("--resolution", default=32, show_default=True, type=click.IntRange(min=1), help="Crop side in pixels.")
 @click.option("--count", default=1000, show_default=True, type=click.IntRange(min=1), help="Number of crops.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Crops are a pure function of the seed.")
-@click.option("--photos", type=click.Choice(["train", "heldout", "all"]), default="all", show_default=True,
+@click.option("--photos", default="all", show_default=True,
               help="Which source photos to crop: the fixed train split (9 photos), the held-out split "
-                   "(chelsea, rocket, china) or all 12.")
+                   "(chelsea, rocket, china), all 12, or a folder of your own photos.")
 @click.option("--vary", is_flag=True, help="Also vary each crop (rotation, colour, contrast, gamma, noise, smaller "
                                            "cuts upsampled): training data that generalises to other photos.")
 def samples_cmd(outdir: str, resolution: int, count: int, seed: int, photos: str, vary: bool) -> None:

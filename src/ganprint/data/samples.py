@@ -35,6 +35,7 @@ from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, atomic_write_text
 from ganprint.core.images import read_image, resize, write_png
 from ganprint.core.seeds import derive_seed
+from ganprint.data.folders import list_images
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +129,20 @@ def _licence(photo: Photo, base: Path) -> str:
     return photo.licence if found else f"unknown (not stated in this version's {photo.licence_source})"
 
 
+def _folder_photos(folder: Path) -> list[dict]:
+    """Every image under a user's folder as a source photo (its licence is the folder owner's business)."""
+    return [{"name": str(path.relative_to(folder)), "path": str(path), "package": "folder", "version": "-",
+             "file": str(path), "split": "folder", "licence": "unknown (a folder given with --photos)",
+             "licence_source": str(folder)} for path in list_images(folder)]
+
+
 def available_photos(photos: str = "all") -> list[dict]:
-    """The source photos of split `photos` found in installed packages: dicts with name, path, package, version, ..."""
+    """The source photos of split `photos` found in installed packages, or the images of a folder `photos`:
+    dicts with name, path, package, version, ..."""
     if photos not in SPLITS:
-        raise GanprintError(f"--photos must be one of {', '.join(SPLITS)}, got {photos!r}")
+        if Path(photos).is_dir():
+            return _folder_photos(Path(photos))
+        raise GanprintError(f"--photos must be one of {', '.join(SPLITS)} or a folder of photos, got {photos!r}")
     out = []
     for p in PHOTOS:
         if photos != "all" and p.split != photos:
@@ -238,7 +249,7 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
     outdir.mkdir(parents=True, exist_ok=True)
 
     cache: dict[int, np.ndarray] = {}
-    split_code = SPLITS.index(photos)
+    split_code = SPLITS.index(photos) if photos in SPLITS else len(SPLITS)
     paths, crops, per_photo = [], [], {s["name"]: 0 for s in sources}
     written = 0
     for i in range(count):
