@@ -144,7 +144,7 @@ def test_synthesis_plain_conv_swap_and_external_input():
     assert img.shape == (2, 3, 16, 16)
     img.sum().backward()
     assert ws.grad[:, :3].abs().sum() > 0  # ws of modulated layers matter
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match="4x4 input"):
         net(ws, x=None)
 
 
