@@ -144,7 +144,7 @@ def test_synthesis_plain_conv_swap_and_external_input():
     assert img.shape == (2, 3, 16, 16)
     img.sum().backward()
     assert ws.grad[:, :3].abs().sum() > 0  # ws of modulated layers matter
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match="4x4 input"):
         net(ws, x=None)
 
 
@@ -200,3 +200,49 @@ def test_up_conv_equals_upsample_then_conv_away_from_border():
     a = modulated_conv2d(x, w, torch.ones(2, 5, dtype=torch.float64), demodulate=False, up=2, resample_filter=f)
     b = F.conv2d(upsample2d(x, f), w, padding=1)
     torch.testing.assert_close(a[..., 2:-2, 2:-2], b[..., 2:-2, 2:-2])
+
+
+def test_upfirdn2d_convolves_rather_than_correlates():
+    # An impulse comes out as the filter itself, unflipped, for an asymmetric filter: a true convolution.
+    f = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    x = torch.zeros(1, 2, 3, 3)
+    x[:, :, 1, 1] = 1
+    y = upfirdn2d(x, f, padding=(1, 1, 1, 1))
+    torch.testing.assert_close(y[0, 1, 1:3, 1:3], f)
+    # Zero-stuffing then keeping every 2nd sample gives back the input filtered by the centre tap only.
+    y2 = upfirdn2d(x, torch.ones(1, 1), up=2, down=2)
+    torch.testing.assert_close(y2, x)
+
+
+def test_minibatch_std_values_match_a_direct_computation():
+    x = torch.randn(6, 4, 2, 2, dtype=torch.float64)
+    y = MinibatchStdLayer(group_size=3, num_channels=2)(x)
+    torch.testing.assert_close(y[:, :4], x)
+    for i in range(6):
+        members = x[i % 2::2]  # the group of sample i: samples sharing i % (N / G)
+        for j, chans in enumerate((slice(0, 2), slice(2, 4))):
+            expected = (members[:, chans].var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
+            torch.testing.assert_close(y[i, 4 + j], expected.expand(2, 2))
+
+
+def test_mapping_layers_are_separate_copies_and_noise_mode_is_checked():
+    m = MappingNetwork(z_dim=4, w_dim=3, num_ws=3, num_layers=2)
+    ws = m(torch.randn(2, 4))
+    ws[:, 2] = 0  # what style mixing does: one layer's styles replaced, the others kept
+    assert ws[:, 0].abs().sum() > 0
+    layer = SynthesisBlock(0, 4, w_dim=3, resolution=4)
+    with pytest.raises(ValueError, match="noise_mode"):
+        layer(None, None, torch.randn(2, 2, 3), noise_mode="fixed")
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_float64_outputs_do_not_depend_on_the_batch(fused):
+    # What makes `ganprint generate` write the same image for a seed whatever the batch size.
+    torch.manual_seed(0)
+    G = Generator(TINY_G).double().eval()
+    z, noise = seeded_inputs(G, [0, 1, 2, 3, 4])
+    with torch.no_grad():
+        batch = G(z.double(), noise=[n.double() for n in noise], fused=fused)
+        for i in range(5):
+            alone = G(z[i:i + 1].double(), noise=[n[i:i + 1].double() for n in noise], fused=fused)
+            torch.testing.assert_close(alone, batch[i:i + 1], rtol=0, atol=1e-12)

@@ -1,6 +1,6 @@
 """Scalable fingerprinting (Yu et al., ICLR 2022): a StyleGAN2 generator whose *fingerprint* drives the styles.
 
-papers.md §2.2-2.3. The roles of StyleGAN2's inputs are swapped:
+The roles of StyleGAN2's inputs are swapped:
 - fingerprint c in {0,1}^K -> 8-layer mapping network (no input normalisation) -> w, which modulates the convs
   at the resolutions in `modulated_res` (plain equalised convs elsewhere, still with noise, bias and lrelu);
 - latent z ~ N(0, I) -> dense + lrelu -> the 4x4 input that replaces the learned constant;
@@ -30,6 +30,7 @@ from ganprint.nets.stylegan2 import (
     MappingNetwork,
     SynthesisNetwork,
     channels_for,
+    demodulation_coefficients,
 )
 
 
@@ -125,7 +126,7 @@ class ScalableGenerator(_LatentSynthesis):
         super().__init__(cfg, cfg.modulated_res)
         self.mapping = MappingNetwork(cfg.fingerprint_bits, cfg.w_dim, self.num_ws, cfg.mapping_layers,
                                       lr_multiplier=cfg.mapping_lr_multiplier, normalize_input=False)
-        # Grouped (fused) modulated convs suit GPUs; on CPU scaling activations instead is ~2x faster (same result).
+        # Grouped (fused) modulated convs suit GPUs; on CPU, scaling the activations instead is faster (same result).
         self.fused = True
 
     def forward(self, z: torch.Tensor, c: torch.Tensor, noise_mode: str = "random",
@@ -194,9 +195,9 @@ def fold_fingerprint(G: ScalableGenerator, c: torch.Tensor) -> IssuedGenerator:
         for j, (s_layer, d_layer) in enumerate(zip(convs, dconvs)):
             d_layer.load_state_dict(_without_affine(s_layer.state_dict()))
             if s_layer.modulated:
-                styles = s_layer.affine(ws[w_idx + j][None])[0]  # [I]
-                wt = s_layer.weight * styles[None, :, None, None]  # [O, I, k, k]
-                wt = wt * (wt.square().sum(dim=[1, 2, 3], keepdim=True) + 1e-8).rsqrt()
+                styles = s_layer.affine(ws[w_idx + j][None])  # [1, I]
+                inv_sigma = demodulation_coefficients(s_layer.weight, styles)[0]  # [O]
+                wt = s_layer.weight * styles[0][None, :, None, None] * inv_sigma[:, None, None, None]
                 d_layer.weight.copy_(wt / d_layer.weight_gain)
         s_rgb, d_rgb = src.torgb, dst.torgb
         d_rgb.load_state_dict(_without_affine(s_rgb.state_dict()))

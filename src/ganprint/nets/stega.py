@@ -1,7 +1,7 @@
 """Fingerprint encoder/decoder of Artificial Fingerprinting (Yu et al., ICCV 2021), a StegaStamp U-Net.
 
-Layers, widths, activations and parameter names follow the original `models.py`
-(see docs in papers.md §1.2-1.3), so that original checkpoints load key-for-key.
+Layers, widths, activations and parameter names follow the original `models.py`, so that original
+checkpoints load key-for-key; the code is ganprint's own.
 Images are in [0, 1] inside these two networks (the original's convention).
 """
 
@@ -145,11 +145,9 @@ class InferenceEncoder(nn.Module):
     """A StegaEncoder for inference: each up block runs as one transposed conv (`upsample_conv_as_transposed`),
     and on CPU every convolution and its ReLU run as one oneDNN call (where torch has the fused ops).
 
-    Same outputs up to float rounding (fp32: within 1e-6; tests/test_stega_model.py). Why: CPU nearest upsampling
-    and padding are slow copies. In a one-thread profile of a 10k-image 32-px embed in bf16 they took 2.0 of 19.9 s,
-    more than the convolutions they fed; on a hot cache the encoder takes 0.83-0.85 instead of 0.91-0.96 ms/image
-    (benchmarks/encoder_speed.py --threads 1, two runs). Fusing the ReLUs: a one-thread 10k-image embed took 13.9-20.0 s
-    against 18.8-20.7 s unfused (benchmarks/embed_variants_ab.py, three interleaved rounds).
+    Same outputs up to float rounding (fp32 within 1e-6, tests/nets/test_stega.py). Why: on CPU, nearest
+    upsampling and padding are memory copies that cost more than the convolutions they feed, and a separate ReLU
+    is one more pass over every activation; benchmarks/RESULTS-embed-detect.md has the timings.
     """
 
     def __init__(self, enc: StegaEncoder, fuse: bool = True):
@@ -179,21 +177,21 @@ class InferenceEncoder(nn.Module):
         return self.enc.run(bits, img, [lambda x, t=t: up_relu(t, x) for t in self.ups], conv_relu)
 
 
+# The decoder's seven 3x3 convs (padding 1, each followed by a ReLU) as (output channels, stride).
+_DECODER_CONVS = ((32, 2), (32, 1), (64, 2), (64, 1), (64, 2), (128, 2), (128, 2))
+
+
 class StegaDecoder(nn.Module):
     """img [N, C, R, R] in [0,1] -> fingerprint logits [N, K]; a bit reads 1 where its logit is > 0."""
 
     def __init__(self, resolution: int, channels: int, fingerprint_length: int):
         super().__init__()
         self.resolution, self.channels, self.fingerprint_length = resolution, channels, fingerprint_length
-        self.decoder = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, 2, 1), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, 1, 1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, 2, 1), nn.ReLU(),
-            nn.Conv2d(64, 128, 3, 2, 1), nn.ReLU(),
-            nn.Conv2d(128, 128, 3, 2, 1), nn.ReLU(),
-        )  # fmt: skip
+        layers, width = [], channels
+        for out, stride in _DECODER_CONVS:
+            layers += [nn.Conv2d(width, out, kernel_size=3, stride=stride, padding=1), nn.ReLU()]
+            width = out
+        self.decoder = nn.Sequential(*layers)  # keys decoder.0, .2, ..., .12: the original checkpoints' names
         # Five stride-2 convs leave max(1, R/32)^2 positions; the original's R*R*128/1024 is right for R >= 32
         # but at R = 16 (1x1 maps) it made view() fold the batch into the features.
         self.flat = 128 * max(1, resolution // 32) ** 2

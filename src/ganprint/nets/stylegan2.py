@@ -1,37 +1,26 @@
-"""StyleGAN2 (Karras et al., CVPR 2020, "Analyzing and Improving the Image Quality of StyleGAN") in plain PyTorch.
+"""StyleGAN2 networks (Karras et al., CVPR 2020, "Analyzing and Improving the Image Quality of StyleGAN").
 
-Config-F-like: skip generator, residual discriminator with minibatch stddev, equalised learning rate, weight
-(de)modulation (Eq. 1-3), FIR resampling with [1,3,3,1]. Written from the paper; no custom CUDA ops. Images are
-float [N, 3, R, R] in [-1, 1].
+What the paper describes, in plain PyTorch with no custom kernels: an 8-layer mapping network z -> w (Sec. 2,
+learning rate x0.01), a synthesis network whose convolutions are modulated by styles A(w) and demodulated (Eq. 1-3),
+per-pixel noise inputs, the "skip" generator (Fig. 7: the image is the sum of upsampled tRGB outputs), the residual
+discriminator with a minibatch-stddev head, and equalised learning rate (ProGAN Sec. 4.1: weights ~ N(0, 1),
+scaled at run time by 1/sqrt(fan-in)). Resampling is FIR filtering with the separable [1, 3, 3, 1] kernel.
+Images are float [N, 3, R, R] in [-1, 1].
 
-Public layer API (the scalable-fingerprint generator is built from these):
+The module and parameter names (`mapping.layers.0.weight`, `synthesis.blocks.1.conv0.affine.bias`,
+`blocks.0.fromrgb.weight`, `epilogue.fc.weight`, ...) are the state-dict keys of ganprint exports: keep them.
 
-- `setup_filter(f)` -> normalised 2-D FIR kernel; `upfirdn2d(x, f, up, down, padding, gain)`;
-  `upsample2d(x, f)` (x2, keeps the signal gain); `downsample2d(x, f)` (/2).
-- `FullyConnectedLayer(in, out, bias=True, activation="linear"|"lrelu", lr_multiplier=1, bias_init=0)`:
-  equalised-lr dense layer, `forward(x [N, in]) -> [N, out]`.
-- `Conv2dLayer(in, out, kernel_size, bias=True, activation, up=1, down=1, resample_filter)`:
-  equalised-lr conv, `forward(x, gain=1)`; `up=2` FIR-upsamples first, `down=2` blurs then strides.
-- `modulated_conv2d(x, weight, styles, demodulate=True, up=1, down=1, padding=None, resample_filter=None,
-  fused=True)`: x [N, I, H, W], weight [O, I, k, k], styles [N, I] -> [N, O, H', W'] (grouped conv when fused).
-- `MappingNetwork(z_dim, w_dim, num_ws, num_layers=8, lr_multiplier=0.01, normalize_input=True)`:
-  `forward(z [N, z_dim], psi=1, update_w_avg=False) -> ws [N, num_ws, w_dim]` (`num_ws=None` -> [N, w_dim]).
-  Any vector can be fed as "z" (the scalable model feeds a fingerprint with `normalize_input=False`).
-- `SynthesisLayer(in, out, w_dim, resolution, up=1, modulated=True, use_noise=True)`:
-  (modulated or plain equalised) conv + per-pixel noise + bias + lrelu; `forward(x, w, noise_mode, noise)`.
-  With `modulated=False` there is no affine and `w` is ignored (the plain-conv swap of the scalable model).
-- `ToRGBLayer(in, img_channels, w_dim, modulated=True)`: 1x1 modulated conv without demodulation + bias.
-- `SynthesisBlock(in, out, w_dim, resolution, img_channels, is_last, modulated=True, const_input=True)`:
-  one resolution of the skip generator; `forward(x, img, ws [N, num_conv + num_torgb, w_dim], noise_mode,
-  noise)`. The first block (`in_channels=0`) owns a learned 4x4 constant unless `const_input=False`, in which
-  case the caller passes `x` [N, out, 4, 4] (e.g. a dense layer of z).
-- `SynthesisNetwork(w_dim, img_resolution, img_channels, channel_base, channel_max, modulated_resolutions,
-  const_input)`: `forward(ws, x=None, noise_mode, noise=None) -> img`; `noise_shapes()` lists per-layer
-  noise shapes so that callers can draw noise from their own generators.
-- `DiscriminatorBlock(in, tmp, out, resolution, img_channels)`: residual block, fromRGB when `in_channels=0`.
-- `MinibatchStdLayer(group_size=4, num_channels=1)`; `DiscriminatorEpilogue(in, resolution, mbstd_group_size,
-  mbstd_num_channels, out_features=1)`: `mbstd_group_size=0` disables minibatch stddev.
-- `Generator(GeneratorConfig)`, `Discriminator(DiscriminatorConfig)`; the export kind is "stylegan2-G".
+Building blocks the scalable generator reuses (`ganprint.nets.scalable`):
+- `setup_filter`, `upfirdn2d`, `upsample2d`, `downsample2d`: FIR resampling.
+- `modulated_conv2d(x [N, I, H, W], weight [O, I, k, k], styles [N, I], demodulate, up, down, padding,
+  resample_filter, fused)`: `fused` runs one grouped convolution with a kernel per sample; otherwise the styles
+  scale the activations around one shared convolution. Both give the same result.
+- `demodulation_coefficients(weight, styles)`: 1 / sigma of Eq. 3, [N, O]; `fold_fingerprint` bakes it in.
+- `FullyConnectedLayer`, `Conv2dLayer`: equalised-lr dense and convolution layers.
+- `MappingNetwork`: any vector can be its input; the scalable model feeds a fingerprint, unnormalised.
+- `SynthesisLayer` / `ToRGBLayer` with `modulated=False` become plain equalised convolutions that ignore w.
+- `SynthesisBlock` / `SynthesisNetwork` with `const_input=False` take the 4x4 input from the caller.
+- `Discriminator` with `mbstd_group_size=0` and `out_features` > 1 is the scalable model's decoder.
 """
 
 from __future__ import annotations
@@ -46,98 +35,153 @@ import torch.nn.functional as F
 
 from ganprint.core.artifacts import register_kind
 
-# ----------------------------------------------------------------------------------------------------------------
-# Activations and FIR resampling.
-
-_LRELU_SLOPE = 0.2
-_LRELU_GAIN = math.sqrt(2.0)  # keeps the signal variance of a leaky ReLU ~1 (equalised-lr convention)
+NOISE_MODES = ("random", "const", "none")
 
 
-def _act(x: torch.Tensor, activation: str, gain: float = 1.0) -> torch.Tensor:
-    """Apply 'linear' or 'lrelu' (with its sqrt(2) gain) times an extra `gain`."""
+def _activate(x: torch.Tensor, activation: str, gain: float = 1.0) -> torch.Tensor:
+    """'linear' or 'lrelu' (slope 0.2); lrelu is scaled by sqrt(2) so that unit-variance inputs stay unit-variance."""
     if activation == "lrelu":
-        return F.leaky_relu(x, _LRELU_SLOPE) * (_LRELU_GAIN * gain)
-    if activation == "linear":
-        return x * gain if gain != 1 else x
-    raise ValueError(f"unknown activation {activation!r}")
+        return F.leaky_relu(x, 0.2) * (gain * math.sqrt(2))
+    if activation != "linear":
+        raise ValueError(f"activation must be 'linear' or 'lrelu', got {activation!r}")
+    return x if gain == 1 else x * gain
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# FIR resampling.
 
 
 def setup_filter(f=(1, 3, 3, 1)) -> torch.Tensor:
-    """A separable 1-D tap list -> its normalised 2-D outer product [k, k] (sums to 1)."""
-    f = torch.as_tensor(f, dtype=torch.float32)
-    if f.ndim == 1:
-        f = f[:, None] * f[None, :]  # [k, k]
-    return f / f.sum()
+    """FIR taps -> a 2-D kernel [k, k] that sums to one (1-D taps are applied along both axes)."""
+    taps = torch.as_tensor(f, dtype=torch.float32)
+    kernel = torch.outer(taps, taps) if taps.ndim == 1 else taps
+    return kernel / kernel.sum()
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
               padding: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
-    """Upsample by zero insertion, pad (x0, x1, y0, y1; negative crops), FIR-filter with `f` [k, k], downsample.
+    """Upsample by zero insertion, pad, convolve with `f` [k, k] times `gain`, keep every `down`-th sample.
 
-    x [N, C, H, W] -> [N, C, (H*up + py0 + py1 - k) // down + 1, ...]. The filter is scaled by `gain`.
+    `padding` is (left, right, top, bottom), applied after upsampling; negative values crop.
+    x [N, C, H, W] -> [N, C, (H*up + top + bottom - k) // down + 1, (W*up + left + right - k) // down + 1].
     """
     n, c, h, w = x.shape
     if up > 1:
-        x = x.reshape(n, c, h, 1, w, 1)  # [N, C, H, 1, W, 1]
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])  # [N, C, H, up, W, up]
-        x = x.reshape(n, c, h * up, w * up)  # [N, C, H*up, W*up]
-    px0, px1, py0, py1 = padding
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-    # True convolution (not correlation): flip the kernel; depthwise via groups.
-    kernel = (f * gain).flip([0, 1]).to(x.dtype)[None, None].repeat(c, 1, 1, 1)  # [C, 1, k, k]
-    # Depthwise convs are several times faster on CPU (oneDNN) in channels-last layout.
-    x = F.conv2d(x.contiguous(memory_format=torch.channels_last), kernel, groups=c).contiguous()
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+        spread = x.new_zeros(n, c, h * up, w * up)
+        spread[:, :, ::up, ::up] = x
+        x = spread
+    x = F.pad(x, list(padding))
+    # conv2d correlates, so the kernel is flipped to convolve; one copy per channel (depthwise).
+    kernel = (f.flip([0, 1]) * gain).to(dtype=x.dtype, device=x.device)
+    return F.conv2d(x, kernel.expand(c, 1, *kernel.shape), stride=down, groups=c)
+
+
+def _split(total: int, before: int) -> tuple[int, int, int, int]:
+    """Padding (left, right, top, bottom) with `before` px on the left/top and the rest on the right/bottom."""
+    return before, total - before, before, total - before
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
-    """FIR upsampling by `up`: [N, C, H, W] -> [N, C, H*up, W*up] (gain up**2 keeps the mean)."""
-    k = f.shape[-1]
-    p0, p1 = (k + up - 1) // 2, (k - up) // 2
-    return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
+    """[N, C, H, W] -> [N, C, H*up, W*up]; the gain up^2 makes up for the inserted zeros (constants stay)."""
+    total = f.shape[-1] - 1
+    return upfirdn2d(x, f, up=up, padding=_split(total, (total + up) // 2), gain=up * up)
 
 
 def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tensor:
-    """FIR downsampling by `down`: [N, C, H, W] -> [N, C, H/down, W/down]."""
-    k = f.shape[-1]
-    p0, p1 = (k - down + 1) // 2, (k - down) // 2
-    return upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
+    """[N, C, H, W] -> [N, C, H/down, W/down]: low-pass, then keep every `down`-th sample."""
+    total = f.shape[-1] - down
+    return upfirdn2d(x, f, down=down, padding=_split(total, (total + 1) // 2))
 
 
-def _conv_resample(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor | None, up: int, down: int,
-                   padding: int | None, groups: int = 1) -> torch.Tensor:
-    """Conv (correlation with `weight` [O, I/groups, k, k]), optionally x`up` before or /`down` after it.
+def _transposed_kernels(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """Correlation kernels [G*O, I, k, k] -> the equivalent conv_transpose2d kernels [G*I, O, k, k] (flipped)."""
+    g_o, i, kh, kw = weight.shape
+    per_group = weight.reshape(groups, g_o // groups, i, kh, kw)
+    return per_group.transpose(1, 2).reshape(groups * i, g_o // groups, kh, kw).flip([2, 3])
 
-    Up: a stride-`up` transposed conv followed by the FIR blur (StyleGAN2's "up" conv). Down: FIR blur at full
-    resolution then a strided conv. Both keep the output at exactly H*up or H/down.
+
+def _up_conv(x: torch.Tensor, kernels_t: torch.Tensor, f: torch.Tensor, up: int, groups: int) -> torch.Tensor:
+    """Stride-`up` transposed conv with `kernels_t` [G*I, O, k, k], then the FIR blur: [N, ., H, W] -> H*up.
+
+    Scattering every input pixel into the upsampled grid costs a quarter of a conv over the zero-stuffed image; the
+    blur that follows removes the checkerboard the scatter leaves.
     """
-    k = weight.shape[-1]
-    fw = f.shape[-1] if f is not None else 0
+    y = F.conv_transpose2d(x, kernels_t, stride=up, groups=groups)  # [N, G*O, (H-1)*up + k, ...]
+    total = f.shape[-1] + up - kernels_t.shape[-1] - 1
+    return upfirdn2d(y, f, padding=_split(total, (total + 1) // 2), gain=up * up)
+
+
+def _down_conv(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor, down: int, groups: int) -> torch.Tensor:
+    """FIR blur at the input resolution, then a stride-`down` conv: [N, ., H, W] -> H/down."""
+    total = f.shape[-1] - down + weight.shape[-1] - 1
+    x = upfirdn2d(x, f, padding=_split(total, (total + 1) // 2))
+    return F.conv2d(x, weight, stride=down, groups=groups)
+
+
+def _conv(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 1,
+          padding: int | None = None, groups: int = 1) -> torch.Tensor:
+    """Correlation with `weight` [G*O, I, k, k]: at the same size ("same" padding unless given), x`up` or /`down`."""
     if up > 1:
-        # conv2d(zero_insert(x), w) equals conv_transpose2d(x, flip(w)) up to the border; conv_transpose wants
-        # weights [groups * I/groups, O/groups, k, k].
-        o, i = weight.shape[0] // groups, weight.shape[1]
-        wt = weight.reshape(groups, o, i, k, k).transpose(1, 2).reshape(groups * i, o, k, k).flip([2, 3])
-        x = F.conv_transpose2d(x, wt, stride=up, groups=groups)  # [N, O, (H-1)*up + k, ...]
-        p = (fw - up) - (k - 1)
-        return upfirdn2d(x, f, padding=((p + 1) // 2 + up - 1, p // 2 + 1) * 2, gain=up * up)
+        return _up_conv(x, _transposed_kernels(weight, groups), f, up, groups)
     if down > 1:
-        # Blur at full resolution, then a strided conv (StyleGAN2's "down" conv); total padding (fw - down) + (k - 1).
-        p = (fw - down) + (k - 1)
-        x = upfirdn2d(x, f, padding=((p + 1) // 2, p // 2) * 2)
-        return F.conv2d(x, weight, stride=down, groups=groups)
-    return F.conv2d(x, weight, padding=k // 2 if padding is None else padding, groups=groups)
+        return _down_conv(x, weight, f, down, groups)
+    return F.conv2d(x, weight, padding=weight.shape[-1] // 2 if padding is None else padding, groups=groups)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Equalised-learning-rate layers (ProGAN, Sec. 4.1): weights ~ N(0, 1) scaled at run time by 1/sqrt(fan_in).
+# ---------------------------------------------------------------------------------------------------------------
+# Modulated convolution.
+
+
+def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """1 / sigma_j of Eq. 3 for every sample and output channel: [N, O].
+
+    sum over i, k of (s_i w_ijk)^2 = sum_i s_i^2 (sum_k w_ijk^2), so the per-sample kernels need not exist.
+    """
+    energy = weight.square().sum(dim=(2, 3))  # [O, I]
+    return (styles.square() @ energy.T + 1e-8).rsqrt()
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
+                     up: int = 1, down: int = 1, padding: int | None = None,
+                     resample_filter: torch.Tensor | None = None, fused: bool = True) -> torch.Tensor:
+    """Conv with weights w'_ijk = s_i w_ijk (Eq. 1), divided by sigma_j when `demodulate` (Eq. 3).
+
+    x [N, I, H, W], weight [O, I, k, k], styles [N, I] -> [N, O, H*up/down, W*up/down]. `padding=None` keeps the
+    size. `up`/`down` of 2 resample with `resample_filter` ([1, 3, 3, 1] when not given).
+    """
+    n, i, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    if weight.shape[1] != i or styles.shape != (n, i):
+        raise ValueError(f"modulated_conv2d: x {list(x.shape)}, weight {list(weight.shape)} and styles "
+                         f"{list(styles.shape)} disagree on the batch or input channels")
+    f = resample_filter
+    if f is None and max(up, down) > 1:
+        f = setup_filter().to(x.device)
+    inv_sigma = demodulation_coefficients(weight, styles) if demodulate else None
+    if not fused:
+        # Scaling the activations instead of the kernel: (s * x) conv w equals x conv (s * w), per sample.
+        y = _conv(x * styles[:, :, None, None], weight, f, up, down, padding)
+        return y if inv_sigma is None else y * inv_sigma[:, :, None, None]
+    scale = styles[:, None, :] if inv_sigma is None else styles[:, None, :] * inv_sigma[:, :, None]  # [N, O, I]
+    x = x.reshape(1, n * i, h, w)  # samples become groups of one grouped convolution
+    if up > 1:
+        # Built straight in conv_transpose2d's [N*I, O, k, k] layout: flipping the small shared kernel is cheaper
+        # than reordering the per-sample ones.
+        shared = weight.flip([2, 3]).transpose(0, 1)  # [I, O, k, k]
+        kernels = (shared[None] * scale.transpose(1, 2)[..., None, None]).reshape(n * i, o, kh, kw)
+        y = _up_conv(x, kernels, f, up, groups=n)
+    else:
+        kernels = (weight[None] * scale[..., None, None]).reshape(n * o, i, kh, kw)
+        y = _conv(x, kernels, f, 1, down, padding, groups=n)
+    return y.reshape(n, o, y.shape[2], y.shape[3])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Equalised-learning-rate layers.
 
 
 class FullyConnectedLayer(nn.Module):
-    """Equalised-lr dense layer: x [N, in] -> act(x W^T * gain + b) [N, out]."""
+    """Dense layer x [N, in] -> [N, out]; weights stored / lr_multiplier and scaled by lr_multiplier/sqrt(in)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "linear",
                  lr_multiplier: float = 1.0, bias_init: float = 0.0):
@@ -149,16 +193,15 @@ class FullyConnectedLayer(nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight * self.weight_gain
-        b = self.bias * self.bias_gain if self.bias is not None else None
-        return _act(F.linear(x, w, b), self.activation)
+        bias = None if self.bias is None else self.bias * self.bias_gain
+        return _activate(F.linear(x, self.weight * self.weight_gain, bias), self.activation)
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, act={self.activation}"
+        return f"{self.in_features} -> {self.out_features}, {self.activation}"
 
 
 class Conv2dLayer(nn.Module):
-    """Equalised-lr conv: x [N, in, H, W] -> [N, out, H*up/down, W*up/down], with bias and activation."""
+    """Convolution x [N, in, H, W] -> [N, out, H*up/down, W*up/down] with bias, activation and an output gain."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
                  activation: str = "linear", up: int = 1, down: int = 1, resample_filter=(1, 3, 3, 1)):
@@ -168,72 +211,28 @@ class Conv2dLayer(nn.Module):
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.weight_gain = (in_channels * kernel_size ** 2) ** -0.5
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        x = _conv_resample(x, self.weight * self.weight_gain, self.resample_filter, self.up, self.down, None)
+        y = _conv(x, self.weight * self.weight_gain, self.resample_filter, self.up, self.down)
         if self.bias is not None:
-            x = x + self.bias[None, :, None, None]
-        return _act(x, self.activation, gain)
+            y = y + self.bias.reshape(1, -1, 1, 1)
+        return _activate(y, self.activation, gain)
 
     def extra_repr(self) -> str:
-        return (f"in={self.in_channels}, out={self.out_channels}, k={self.weight.shape[-1]}, up={self.up}, "
-                f"down={self.down}, act={self.activation}")
+        return (f"{self.in_channels} -> {self.out_channels}, {self.weight.shape[-1]}x{self.weight.shape[-1]}, "
+                f"up {self.up}, down {self.down}, {self.activation}")
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Weight modulation / demodulation.
-
-
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
-                     up: int = 1, down: int = 1, padding: int | None = None,
-                     resample_filter: torch.Tensor | None = None, fused: bool = True) -> torch.Tensor:
-    """Modulated convolution (StyleGAN2 Eq. 1-3): x [N, I, H, W], weight [O, I, k, k], styles [N, I] -> [N, O, ., .].
-
-    w'_{ijk} = s_i * w_{ijk} (Eq. 1); with `demodulate`, w'' = w' / sqrt(sum_{i,k} w'^2 + 1e-8) (Eq. 3). `fused`
-    runs one grouped conv with a per-sample kernel; otherwise the input is scaled by s, convolved with the shared
-    kernel and the output scaled by the demodulation coefficients (same result, cheaper kernels on some devices).
-    `padding=None` means "same". `up`/`down` of 2 need `resample_filter` (see `setup_filter`).
-    """
-    n, in_ch, h, w = x.shape
-    out_ch, in_ch_w, kh, kw = weight.shape
-    assert in_ch == in_ch_w, f"x has {in_ch} channels, weight expects {in_ch_w}"
-    assert styles.shape == (n, in_ch), f"styles must be [{n}, {in_ch}], got {list(styles.shape)}"
-    if (up > 1 or down > 1) and resample_filter is None:
-        resample_filter = setup_filter().to(x.device)
-
-    if fused:
-        wts = weight[None] * styles[:, None, :, None, None]  # [N, O, I, k, k]  (Eq. 1)
-        if demodulate:
-            dcoefs = (wts.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]  (Eq. 2-3)
-            wts = wts * dcoefs[:, :, None, None, None]
-        x = x.reshape(1, n * in_ch, h, w)  # [1, N*I, H, W]: batch folded into groups
-        wts = wts.reshape(n * out_ch, in_ch, kh, kw)  # [N*O, I, k, k]
-        x = _conv_resample(x, wts, resample_filter, up, down, padding, groups=n)
-        return x.reshape(n, out_ch, x.shape[2], x.shape[3])  # [N, O, H', W']
-
-    x = x * styles[:, :, None, None]  # [N, I, H, W]
-    x = _conv_resample(x, weight, resample_filter, up, down, padding)
-    if demodulate:
-        # sum_{i,k} (s_i w_oik)^2 = sum_i s_i^2 sum_k w_oik^2
-        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
-        x = x * dcoefs[:, :, None, None]
-    return x
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Mapping network.
-
-
-def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
-    """Pixel norm: divide by the root mean square along `dim`."""
-    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+# ---------------------------------------------------------------------------------------------------------------
+# Generator.
 
 
 class MappingNetwork(nn.Module):
-    """z [N, z_dim] -> ws [N, num_ws, w_dim] through `num_layers` equalised-lr lrelu dense layers (lr x0.01).
+    """z [N, z_dim] -> w, broadcast to ws [N, num_ws, w_dim] (or [N, w_dim] when `num_ws` is None).
 
-    Tracks the running mean of w (`w_avg`) for the truncation trick when `update_w_avg=True`.
+    `num_layers` lrelu dense layers at `lr_multiplier`. `w_avg` follows the mean w (decay `w_avg_beta`) when
+    `update_w_avg` is set; `psi` < 1 pulls w towards it (the truncation trick).
     """
 
     def __init__(self, z_dim: int, w_dim: int, num_ws: int | None, num_layers: int = 8, lr_multiplier: float = 0.01,
@@ -241,50 +240,47 @@ class MappingNetwork(nn.Module):
         super().__init__()
         self.z_dim, self.w_dim, self.num_ws, self.num_layers = z_dim, w_dim, num_ws, num_layers
         self.normalize_input, self.w_avg_beta = normalize_input, w_avg_beta
-        hidden = w_dim if hidden_dim is None else hidden_dim
-        dims = [z_dim] + [hidden] * (num_layers - 1) + [w_dim]
-        self.layers = nn.ModuleList(
-            FullyConnectedLayer(dims[i], dims[i + 1], activation="lrelu", lr_multiplier=lr_multiplier)
-            for i in range(num_layers))
+        width = hidden_dim or w_dim
+        sizes = [z_dim, *[width] * (num_layers - 1), w_dim]
+        self.layers = nn.ModuleList(FullyConnectedLayer(a, b, activation="lrelu", lr_multiplier=lr_multiplier)
+                                    for a, b in zip(sizes[:-1], sizes[1:]))
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def forward(self, z: torch.Tensor, psi: float = 1.0, update_w_avg: bool = False) -> torch.Tensor:
-        assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
-        x = normalize_2nd_moment(z) if self.normalize_input else z
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"mapping input must be [N, {self.z_dim}], got {list(z.shape)}")
+        w = z
+        if self.normalize_input:  # z on the sphere of radius sqrt(z_dim): only its direction matters
+            w = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
         for layer in self.layers:
-            x = layer(x)
+            w = layer(w)
         if update_w_avg:
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+                self.w_avg.lerp_(w.mean(dim=0), 1 - self.w_avg_beta)
         if psi != 1:
-            x = self.w_avg.lerp(x, psi)  # truncation trick: w_avg + psi (w - w_avg)
-        if self.num_ws is None:
-            return x
-        return x[:, None, :].repeat(1, self.num_ws, 1)  # [N, num_ws, w_dim]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Synthesis network.
+            w = self.w_avg + psi * (w - self.w_avg)
+        # One copy per layer (not a view) so that callers may edit some layers' styles, as style mixing does.
+        return w if self.num_ws is None else torch.stack([w] * self.num_ws, dim=1)
 
 
 class SynthesisLayer(nn.Module):
-    """(Modulated) 3x3 conv + per-pixel noise + bias + lrelu: x [N, in, r', r'] -> [N, out, r, r].
+    """3x3 conv (x2 upsampling when `up=2`) + per-pixel noise + bias + lrelu: x [N, in, r', r'] -> [N, out, r, r].
 
-    `up=2` doubles the resolution. With `modulated=False` this is a plain equalised conv and `w` is ignored.
+    Modulated and demodulated by the style A(w) unless `modulated=False`, where it is a plain equalised conv
+    that ignores w.
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
                  up: int = 1, modulated: bool = True, use_noise: bool = True, activation: str = "lrelu",
                  resample_filter=(1, 3, 3, 1)):
         super().__init__()
-        self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
-        self.resolution, self.up, self.modulated, self.use_noise, self.activation = (
-            resolution, up, modulated, use_noise, activation)
+        self.in_channels, self.out_channels, self.w_dim, self.resolution = in_channels, out_channels, w_dim, resolution
+        self.up, self.modulated, self.use_noise, self.activation = up, modulated, use_noise, activation
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
-        # Style affine A (bias 1 so that modulation starts as identity).
+        # Bias 1: styles start near one, so a fresh layer begins as an unmodulated conv.
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1) if modulated else None
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
-        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.weight_gain = (in_channels * kernel_size ** 2) ** -0.5
         if use_noise:
             self.register_buffer("noise_const", torch.randn(resolution, resolution))
             self.noise_strength = nn.Parameter(torch.zeros([]))
@@ -292,26 +288,29 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor | None, noise_mode: str = "random",
                 noise: torch.Tensor | None = None, fused: bool = True) -> torch.Tensor:
-        """noise_mode 'random' (fresh N(0,1)), 'const' (fixed buffer) or 'none'; an explicit `noise` [N, 1, r, r]
-        overrides it."""
+        """noise_mode 'random' (fresh N(0, 1) per call), 'const' (the stored map) or 'none'; an explicit
+        `noise` [N, 1, r, r] is used whatever the mode."""
         if self.modulated:
-            styles = self.affine(w)  # [N, I]
-            x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up,
-                                 resample_filter=self.resample_filter, fused=fused)
+            y = modulated_conv2d(x, self.weight, self.affine(w), up=self.up, resample_filter=self.resample_filter,
+                                 fused=fused)
         else:
-            x = _conv_resample(x, self.weight * self.weight_gain, self.resample_filter, self.up, 1, None)
+            y = _conv(x, self.weight * self.weight_gain, self.resample_filter, self.up)
         if self.use_noise:
-            if noise is None and noise_mode == "random":
-                noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
-            elif noise is None and noise_mode == "const":
-                noise = self.noise_const[None, None]  # [1, 1, r, r]
+            noise = self._noise(y, noise_mode) if noise is None else noise
             if noise is not None:
-                x = x + noise * self.noise_strength
-        return _act(x + self.bias[None, :, None, None], self.activation)
+                y = y + self.noise_strength * noise
+        return _activate(y + self.bias.reshape(1, -1, 1, 1), self.activation)
+
+    def _noise(self, y: torch.Tensor, noise_mode: str) -> torch.Tensor | None:
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if noise_mode == "random":
+            return torch.randn(y.shape[0], 1, self.resolution, self.resolution, dtype=y.dtype, device=y.device)
+        return self.noise_const.reshape(1, 1, self.resolution, self.resolution) if noise_mode == "const" else None
 
 
 class ToRGBLayer(nn.Module):
-    """1x1 modulated conv without demodulation + bias: x [N, in, r, r] -> [N, img_channels, r, r]."""
+    """1x1 conv to the image channels + bias, modulated but not demodulated: x [N, in, r, r] -> [N, out, r, r]."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1, modulated: bool = True):
         super().__init__()
@@ -319,23 +318,23 @@ class ToRGBLayer(nn.Module):
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1) if modulated else None
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.weight_gain = (in_channels * kernel_size ** 2) ** -0.5
 
     def forward(self, x: torch.Tensor, w: torch.Tensor | None, fused: bool = True) -> torch.Tensor:
         if self.modulated:
-            # Without demodulation the equalised-lr gain must be applied; folding it into the styles is cheapest.
-            styles = self.affine(w) * self.weight_gain  # [N, I]
-            x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
+            # No demodulation to cancel the equalised-lr gain here; it rides on the styles (N x I numbers).
+            y = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False, fused=fused)
         else:
-            x = F.conv2d(x, self.weight * self.weight_gain, padding=self.weight.shape[-1] // 2)
-        return x + self.bias[None, :, None, None]
+            y = _conv(x, self.weight * self.weight_gain, None)
+        return y + self.bias.reshape(1, -1, 1, 1)
 
 
 class SynthesisBlock(nn.Module):
-    """One resolution of the skip generator: (x [N, in, r/2, r/2], img [N, C, r/2, r/2], ws) -> (x, img) at r.
+    """One resolution r of the skip generator: (x [N, in, r/2, r/2], img [N, C, r/2, r/2]) -> (x, img) at r.
 
-    `ws` is [N, num_conv + num_torgb, w_dim]. The first block (`in_channels=0`) runs at 4x4 from a learned
-    constant (or from a caller-supplied `x` when `const_input=False`) and has a single conv.
+    Consumes ws [N, num_conv + num_torgb, w_dim]: one w per conv, then the tRGB's (which is the next block's first).
+    The 4x4 block (`in_channels=0`) has one conv and starts from a learned constant, or from the caller's x
+    [N, out, 4, 4] when `const_input=False`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int = 3,
@@ -345,97 +344,86 @@ class SynthesisBlock(nn.Module):
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
         self.is_last, self.const_input = is_last, const_input
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
+        layer = dict(w_dim=w_dim, resolution=resolution, modulated=modulated, use_noise=use_noise,
+                     resample_filter=resample_filter)
         if in_channels == 0 and const_input:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
         if in_channels != 0:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2, modulated=modulated,
-                                        use_noise=use_noise, resample_filter=resample_filter)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, modulated=modulated,
-                                    use_noise=use_noise, resample_filter=resample_filter)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, up=2, **layer)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, **layer)
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, modulated=modulated)
-        self.num_conv = 1 if in_channels == 0 else 2
+        self.num_conv = len(self.conv_layers())
         self.num_torgb = 1
 
+    def conv_layers(self) -> list[SynthesisLayer]:
+        return [self.conv1] if self.in_channels == 0 else [self.conv0, self.conv1]
+
     def noise_layers(self) -> list[SynthesisLayer]:
-        """The noise-taking layers of this block, in call order."""
-        layers = [self.conv1] if self.in_channels == 0 else [self.conv0, self.conv1]
-        return [m for m in layers if m.use_noise]
+        """The layers that take a noise input, in the order they run."""
+        return [layer for layer in self.conv_layers() if layer.use_noise]
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
                 noise_mode: str = "random", noise: list[torch.Tensor] | None = None,
                 fused: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        n = ws.shape[0]
-        noise = list(noise) if noise is not None else []
-        take = lambda: noise.pop(0) if noise else None  # noqa: E731 - per-layer explicit noise, in order
-        if self.in_channels == 0:
-            if self.const_input:
-                x = self.const[None].repeat(n, 1, 1, 1)  # [N, C, 4, 4]
-            else:
-                assert x is not None and x.shape[1:] == (self.out_channels, self.resolution, self.resolution), \
-                    "a block without a constant input needs x [N, C, 4, 4] from the caller"
-            x = self.conv1(x, ws[:, 0], noise_mode, take() if self.conv1.use_noise else None, fused)
-        else:
-            x = self.conv0(x, ws[:, 0], noise_mode, take() if self.conv0.use_noise else None, fused)
-            x = self.conv1(x, ws[:, 1], noise_mode, take() if self.conv1.use_noise else None, fused)
-        # Skip architecture: the image is the sum of upsampled ToRGB outputs of every resolution.
-        y = self.torgb(x, ws[:, self.num_conv], fused)
-        img = y if img is None else upsample2d(img, self.resample_filter) + y
-        return x, img
+        if self.in_channels == 0 and self.const_input:
+            x = self.const.expand(ws.shape[0], -1, -1, -1)
+        elif self.in_channels == 0 and (x is None or x.shape[1:] != self.const_shape()):
+            raise ValueError(f"this generator has no learned constant: give its 4x4 input x [N, "
+                             f"{self.out_channels}, {self.resolution}, {self.resolution}]")
+        given = iter(noise or [])
+        for j, layer in enumerate(self.conv_layers()):
+            x = layer(x, ws[:, j], noise_mode, next(given, None) if layer.use_noise else None, fused)
+        rgb = self.torgb(x, ws[:, self.num_conv], fused)
+        return x, rgb if img is None else rgb + upsample2d(img, self.resample_filter)
+
+    def const_shape(self) -> tuple[int, int, int]:
+        return self.out_channels, self.resolution, self.resolution
 
 
 def channels_for(resolution: int, channel_base: int, channel_max: int) -> int:
-    """Feature maps at a resolution: min(channel_base / resolution, channel_max)."""
+    """Feature maps at a resolution: channel_base / resolution, at most channel_max."""
     return min(channel_base // resolution, channel_max)
 
 
 class SynthesisNetwork(nn.Module):
-    """ws [N, num_ws, w_dim] -> img [N, img_channels, R, R] in ~[-1, 1], skip architecture from 4x4 to R.
+    """ws [N, num_ws, w_dim] -> img [N, img_channels, R, R], one SynthesisBlock per resolution 4, 8, ..., R.
 
-    `modulated_resolutions` (None = all) selects which resolutions use modulated convs; the others use plain
-    equalised convs (the scalable model's `--res-modulated-range`).
+    `modulated_resolutions` (None: all) lists the resolutions whose convs are modulated; the others are plain.
     """
 
     def __init__(self, w_dim: int, img_resolution: int, img_channels: int = 3, channel_base: int = 16384,
                  channel_max: int = 512, modulated_resolutions: list[int] | None = None, const_input: bool = True,
                  use_noise: bool = True):
         super().__init__()
-        assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0, "resolution must be 2^k >= 4"
+        if img_resolution < 4 or img_resolution & (img_resolution - 1):
+            raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
-        self.block_resolutions = [2 ** i for i in range(2, int(math.log2(img_resolution)) + 1)]
+        self.block_resolutions = [4 << i for i in range(int(math.log2(img_resolution)) - 1)]
         self.blocks = nn.ModuleList()
-        self.num_ws = 0
         for res in self.block_resolutions:
-            in_ch = 0 if res == 4 else channels_for(res // 2, channel_base, channel_max)
-            out_ch = channels_for(res, channel_base, channel_max)
-            mod = modulated_resolutions is None or res in modulated_resolutions
-            block = SynthesisBlock(in_ch, out_ch, w_dim, res, img_channels, is_last=res == img_resolution,
-                                   modulated=mod, const_input=const_input, use_noise=use_noise)
-            self.blocks.append(block)
-            self.num_ws += block.num_conv
-        self.num_ws += 1  # the last ToRGB
+            self.blocks.append(SynthesisBlock(
+                channels_for(res // 2, channel_base, channel_max) if res > 4 else 0,
+                channels_for(res, channel_base, channel_max), w_dim, res, img_channels,
+                is_last=res == img_resolution, const_input=const_input, use_noise=use_noise,
+                modulated=modulated_resolutions is None or res in modulated_resolutions))
+        self.num_ws = sum(b.num_conv for b in self.blocks) + 1  # + the last block's tRGB
 
     def noise_shapes(self) -> list[tuple[int, int, int]]:
-        """Per-sample shapes [1, r, r] of the explicit noise list accepted by `forward`, in order."""
-        return [(1, m.resolution, m.resolution) for b in self.blocks for m in b.noise_layers()]
+        """Per-sample shapes (1, r, r) of the `noise` list `forward` accepts, in its order."""
+        return [(1, layer.resolution, layer.resolution) for b in self.blocks for layer in b.noise_layers()]
 
     def forward(self, ws: torch.Tensor, x: torch.Tensor | None = None, noise_mode: str = "random",
                 noise: list[torch.Tensor] | None = None, fused: bool = True) -> torch.Tensor:
-        """`x` is the 4x4 input when built with `const_input=False`; `noise` a list of [N, 1, r, r]."""
-        assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim), \
-            f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
-        img, w_idx, n_idx = None, 0, 0
+        """`x`: the 4x4 input of a network built with `const_input=False`; `noise`: [N, 1, r, r] per noise layer."""
+        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+            raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        img, first_w, first_noise = None, 0, 0
         for block in self.blocks:
-            block_ws = ws[:, w_idx: w_idx + block.num_conv + block.num_torgb]  # ToRGB shares the next conv's w
             k = len(block.noise_layers())
-            block_noise = noise[n_idx: n_idx + k] if noise is not None else None
-            x, img = block(x, img, block_ws, noise_mode, block_noise, fused)
-            w_idx += block.num_conv
-            n_idx += k
+            block_noise = None if noise is None else noise[first_noise:first_noise + k]
+            x, img = block(x, img, ws[:, first_w:first_w + block.num_conv + block.num_torgb], noise_mode, block_noise, fused)
+            first_w, first_noise = first_w + block.num_conv, first_noise + k
         return img
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Generator.
 
 
 @dataclass
@@ -461,15 +449,14 @@ class GeneratorConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "GeneratorConfig":
         """Build from a dict; unknown keys are an error (catches typos and incompatible artifacts)."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
+        unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown GeneratorConfig keys: {sorted(unknown)}")
         return cls(**d).validate()
 
 
 class Generator(nn.Module):
-    """StyleGAN2 generator (skip architecture): z [N, z_dim] -> img [N, C, R, R] in ~[-1, 1]."""
+    """StyleGAN2 generator: z [N, z_dim] -> img [N, C, R, R] in about [-1, 1]."""
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
@@ -484,23 +471,22 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, psi: float = 1.0, noise_mode: str = "random",
                 noise: list[torch.Tensor] | None = None, update_w_avg: bool = False,
                 fused: bool = True) -> torch.Tensor:
-        """z [N, z_dim] -> img [N, C, R, R]; `psi` truncates towards w_avg, `noise` as in SynthesisNetwork."""
+        """`psi` < 1 truncates towards the mean w; `noise` as in `SynthesisNetwork.forward`."""
         ws = self.mapping(z, psi=psi, update_w_avg=update_w_avg)
         return self.synthesis(ws, noise_mode=noise_mode, noise=noise, fused=fused)
 
     def noise_shapes(self) -> list[tuple[int, int, int]]:
-        """Per-sample shapes of the explicit noise inputs (see `SynthesisNetwork.noise_shapes`)."""
         return self.synthesis.noise_shapes()
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------
 # Discriminator.
 
 
 class DiscriminatorBlock(nn.Module):
-    """Residual D block: (x [N, in, r, r] | None, img [N, C, r, r]) -> x [N, out, r/2, r/2].
+    """Residual block at resolution r: x [N, in, r, r] -> [N, out, r/2, r/2].
 
-    With `in_channels=0` the block starts from the image through a 1x1 fromRGB conv (to `tmp_channels`).
+    The first block (`in_channels=0`) reads the image through a 1x1 fromRGB conv to `tmp_channels` maps.
     """
 
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int,
@@ -515,16 +501,18 @@ class DiscriminatorBlock(nn.Module):
         self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None = None) -> torch.Tensor:
-        if self.in_channels == 0:
-            x = self.fromrgb(img)
-        # Residual: both branches scaled by sqrt(1/2) to keep the variance.
-        y = self.skip(x, gain=math.sqrt(0.5))
-        x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
-        return y + x
+        h = self.fromrgb(img) if self.in_channels == 0 else x
+        # The two paths are summed, so each carries half the variance.
+        half = 0.5 ** 0.5
+        return self.conv1(self.conv0(h), gain=half) + self.skip(h, gain=half)
 
 
 class MinibatchStdLayer(nn.Module):
-    """Append the std over groups of `group_size` samples as `num_channels` extra feature maps (ProGAN)."""
+    """x [N, C, H, W] -> [N, C + num_channels, H, W]: appends, per group of samples, their average standard
+    deviation (over the group, then over pixels and the channels of each of `num_channels` slices).
+
+    Sample n belongs to group n % (N / G). G is `group_size`, or the largest divisor of N below it.
+    """
 
     def __init__(self, group_size: int = 4, num_channels: int = 1):
         super().__init__()
@@ -532,35 +520,28 @@ class MinibatchStdLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        g = min(self.group_size, n)
-        while n % g:  # the batch must split into equal groups; shrink the group otherwise
-            g -= 1
-        f = self.num_channels
-        y = x.reshape(g, n // g, f, c // f, h, w)  # [G, M, F, c, H, W]
-        y = y - y.mean(dim=0)  # deviation over each group
-        y = (y.square().mean(dim=0) + 1e-8).sqrt()  # [M, F, c, H, W]
-        y = y.mean(dim=[2, 3, 4])  # [M, F]
-        y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w)  # [N, F, H, W]; sample i belongs to group column i % M
-        return torch.cat([x, y], dim=1)  # [N, C + F, H, W]
+        g = max(d for d in range(1, min(self.group_size, n) + 1) if n % d == 0)
+        slices = x.reshape(g, n // g, self.num_channels, c // self.num_channels, h, w)
+        spread = (slices.var(dim=0, unbiased=False) + 1e-8).sqrt()  # [N/G, F, C/F, H, W]
+        stat = spread.flatten(2).mean(dim=2).repeat(g, 1)  # [N, F]
+        return torch.cat([x, stat[:, :, None, None].expand(n, self.num_channels, h, w)], dim=1)
 
 
 class DiscriminatorEpilogue(nn.Module):
-    """4x4 head: (minibatch stddev) + 3x3 conv + dense + dense: x [N, in, 4, 4] -> [N, out_features]."""
+    """The 4x4 head: x [N, in, 4, 4] -> [N, out_features] through minibatch stddev, a 3x3 conv and two dense."""
 
     def __init__(self, in_channels: int, resolution: int = 4, mbstd_group_size: int = 4, mbstd_num_channels: int = 1,
                  out_features: int = 1):
         super().__init__()
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_group_size > 0 else None
-        extra = mbstd_num_channels if self.mbstd is not None else 0
+        extra = 0 if self.mbstd is None else mbstd_num_channels
         self.conv = Conv2dLayer(in_channels + extra, in_channels, 3, activation="lrelu")
-        self.fc = FullyConnectedLayer(in_channels * resolution * resolution, in_channels, activation="lrelu")
+        self.fc = FullyConnectedLayer(in_channels * resolution ** 2, in_channels, activation="lrelu")
         self.out = FullyConnectedLayer(in_channels, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mbstd is not None:
-            x = self.mbstd(x)
-        x = self.conv(x)
-        return self.out(self.fc(x.flatten(1)))  # [N, in*16] -> [N, out_features]
+        h = x if self.mbstd is None else self.mbstd(x)
+        return self.out(self.fc(self.conv(h).flatten(1)))
 
 
 @dataclass
@@ -594,12 +575,14 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: DiscriminatorConfig):
         super().__init__()
         self.cfg = cfg.validate()
-        ch = lambda r: channels_for(r, cfg.channel_base, cfg.channel_max)  # noqa: E731
-        resolutions = [2 ** i for i in range(int(math.log2(cfg.img_resolution)), 2, -1)]  # R, R/2, ..., 8
-        self.blocks = nn.ModuleList(
-            DiscriminatorBlock(0 if r == cfg.img_resolution else ch(r), ch(r), ch(r // 2), r, cfg.img_channels)
-            for r in resolutions)
-        self.epilogue = DiscriminatorEpilogue(ch(4), 4, cfg.mbstd_group_size, cfg.mbstd_num_channels,
+        width = lambda r: channels_for(r, cfg.channel_base, cfg.channel_max)  # noqa: E731
+        top = int(math.log2(cfg.img_resolution))
+        self.blocks = nn.ModuleList()
+        for res in (2 ** e for e in range(top, 2, -1)):  # R, R/2, ..., 8
+            first = res == cfg.img_resolution
+            self.blocks.append(DiscriminatorBlock(0 if first else width(res), width(res), width(res // 2), res,
+                                                  cfg.img_channels))
+        self.epilogue = DiscriminatorEpilogue(width(4), 4, cfg.mbstd_group_size, cfg.mbstd_num_channels,
                                               cfg.out_features)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
@@ -609,8 +592,8 @@ class Discriminator(nn.Module):
         return self.epilogue(x)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Artifacts and helpers.
+# ---------------------------------------------------------------------------------------------------------------
+# Exports, seeded inputs and 8-bit images.
 
 
 @register_kind("stylegan2-G")
@@ -626,14 +609,14 @@ def generator_config_dict(cfg: GeneratorConfig) -> dict:
 def seeded_inputs(G: Generator, seeds: list[int], device: torch.device | str = "cpu"
                   ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """z [N, z_dim] and per-layer noise [N, 1, r, r], each row a pure function of its seed (not of the batch)."""
+    shapes = G.noise_shapes()
     zs, noises = [], []
     for seed in seeds:
         g = torch.Generator().manual_seed(int(seed))
         zs.append(torch.randn(1, G.z_dim, generator=g))
-        noises.append([torch.randn(1, *shape, generator=g) for shape in G.noise_shapes()])
-    z = torch.cat(zs).to(device)  # [N, z_dim]
-    noise = [torch.cat([n[i] for n in noises]).to(device) for i in range(len(G.noise_shapes()))]
-    return z, noise
+        noises.append([torch.randn(1, *shape, generator=g) for shape in shapes])
+    z = torch.cat(zs).to(device)
+    return z, [torch.cat(per_layer).to(device) for per_layer in zip(*noises)]
 
 
 def _uint8_levels(img: torch.Tensor) -> torch.Tensor:
@@ -643,12 +626,12 @@ def _uint8_levels(img: torch.Tensor) -> torch.Tensor:
 
 
 def quantize_uint8_st(img: torch.Tensor) -> torch.Tensor:
-    """img in [-1, 1] -> the value its saved 8-bit image reads back as (clipped, rounded as `to_uint8`), so a
-    decoder trained on it reads what users save. Only the rounding is straight-through; the clipping keeps its
-    zero gradient: with an identity gradient there, the bit loss pushed saturated pixels ever further out of range,
-    where D spots them (measured: the GAN diverged within 30 kimg)."""
+    """img in [-1, 1] -> the value its saved 8-bit image reads back as (clipped, rounded as `to_uint8`), so that a
+    decoder trained on it reads what users save. Only the rounding is straight-through: the clipping keeps its
+    zero gradient, since an identity gradient there lets the bit loss push saturated pixels ever further out of
+    range, where D spots them."""
     x = img.clamp(-1, 1)
-    q = _uint8_levels(img.detach()) / 127.5 - 1  # read back as decode_images reads a file
+    q = _uint8_levels(img.detach()) / 127.5 - 1  # what decode_images reads back from the file
     return x + (q - x.detach())
 
 
