@@ -1,6 +1,9 @@
 """Known answers for the detection statistics, ROC metrics and image-quality metrics."""
 
 import math
+import subprocess
+import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -21,7 +24,7 @@ from ganprint.evaluation.roc import roc_auc, roc_curve, tpr_at_fpr
 
 
 def test_match_threshold_against_scipy_and_peers_table():
-    # peers.md §8 (computed): K=100 -> 74/80/85 for N=1/1e3/1e6 at FPR 1e-6; K=128 -> 92/98/103
+    # known answers (one-sided binomial, Bonferroni over N keys): K=100 -> 74/80/85 for N=1/1e3/1e6 at FPR 1e-6
     assert [match_threshold(100, 1e-6, n) for n in (1, 1000, 10**6)] == [74, 80, 85]
     assert [match_threshold(128, 1e-6, n) for n in (1, 1000, 10**6)] == [92, 98, 103]
     for k, fpr in [(64, 1e-3), (100, 0.05), (48, 1e-6)]:
@@ -33,6 +36,39 @@ def test_p_values_reproduce_paper_table():
     assert p_value(93, 100) == pytest.approx(1.4e-20, rel=0.05)
     assert p_value(51, 100) == pytest.approx(0.46, abs=0.005)
     assert log10_p_value(100, 100) == pytest.approx(-100 * math.log10(2))
+
+
+def _exact_tail(m, k):
+    return Fraction(sum(math.comb(k, j) for j in range(max(m, 0), k + 1)), 2**k)
+
+
+@pytest.mark.parametrize("k", [100, 1075, 2048, 4096])
+def test_log10_p_value_is_finite_and_exact_for_long_fingerprints(k):
+    m = np.arange(k + 2)
+    lp = log10_p_value(m, k)
+    assert np.isfinite(lp[:k + 1]).all() and lp[k + 1] == -math.inf  # k + 1 matches: p is exactly 0
+    assert np.all(np.diff(lp) <= 0) and np.all(np.diff(lp[k // 2:]) < 0) and lp[0] == 0.0
+    assert lp[k] == pytest.approx(-k * math.log10(2), rel=1e-12)
+    for mm in (k // 2, (3 * k) // 4, k - 3):
+        exact = _exact_tail(mm, k)
+        want = math.log10(exact.numerator) - math.log10(exact.denominator)
+        assert lp[mm] == pytest.approx(want, rel=1e-12, abs=1e-12)
+        assert p_value(mm, k) == pytest.approx(float(exact), rel=1e-15)
+    assert log10_p_value(k - 3, k) == pytest.approx(lp[k - 3], rel=0)  # scalars as arrays
+
+
+def test_p_value_agrees_with_scipy_where_scipy_is_finite():
+    for k in (1, 8, 64, 128, 1000):
+        m = np.arange(-1, k + 3)
+        ref = stats.binom.sf(m - 1, k, 0.5)
+        assert np.allclose(p_value(m, k), ref, rtol=1e-12, atol=0)
+        ok = ref > 1e-300
+        assert np.allclose(log10_p_value(m, k)[ok], np.log10(ref[ok]), rtol=1e-12, atol=1e-12)
+
+
+def test_importing_the_statistics_does_not_import_scipy_stats():
+    code = "import sys, ganprint.core.stats; sys.exit('scipy.stats' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_count_matches_and_detection_rate():
