@@ -58,12 +58,27 @@ def test_run_evaluate_writes_report_and_tidy_rows(setup, tmp_path):
         assert isinstance(r["detected"], bool) and r["p_value"] == pytest.approx(10 ** r["log10_p"])
     assert {r["attack"] for r in rows} == {"none", "jpeg", "noise", "jpeg+noise", "crop"}
     assert res["match_threshold"] == 9 and res["images"] == 5 and res["clean_images"] == 5  # 8 bits: never at 1e-6
-    assert not any(r["detected"] for r in rows)
+    assert all(r["detected"] == (r["matches"] >= res["match_threshold"]) for r in rows)
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html
     md = (out / "report.md").read_text()
     assert "bit_accuracy.png" in md and "AGF paper" in md
     assert len(res["summary"]) == n_settings
+
+
+def test_evaluate_scores_matches_p_values_and_detections():
+    ref = torch.tensor([1.0, 0, 1, 0, 1, 0, 1, 0])
+    flips = [0, 2, 5]  # a decoder that gets 8, 6 and 3 of the 8 bits right
+    logits = torch.stack([torch.where(torch.arange(8) < f, 1 - ref, ref) * 2 - 1 for f in flips])
+
+    def decode(x):
+        return logits[: len(x)]
+
+    batch = [EvalBatch(torch.zeros(3, 3, 8, 8), ["a", "b", "c"], ref.expand(3, -1))]
+    rows = evaluate(decode, batch, parse_attacks("none"), fpr=0.2)  # P[X >= 6] = 37/256 <= 0.2 < P[X >= 5]
+    assert [r["matches"] for r in rows] == [8, 6, 3]
+    assert [r["detected"] for r in rows] == [True, True, False]
+    assert [r["p_value"] for r in rows] == pytest.approx([1 / 256, 37 / 256, 219 / 256], rel=1e-12)
 
 
 def test_evaluate_is_reproducible_and_source_agnostic(setup):

@@ -7,10 +7,11 @@ attacks run), drawn at random per-sample strengths with gradients through every 
     img_seen_by_decoder = aug(img01, progress)   # img01 [N, 3, R, R] in [0, 1]; progress in [0, 1]
 
 Each sample independently gets `n_ops` operations (default 1) drawn uniformly from the listed ones plus
-"identity", each at a random strength u * ramp(progress) * max, u = U(0, 1) ** (1 / skew). skew 1 is uniform;
-skew 2 (density 2u) trains more often near the maxima, where an evaluation's strong settings lie. `ramp` rises linearly from 0 at
-progress `ramp_start` to 1 at `ramp_end` (defaults 0.0 and 0.5), so progress 0 is the exact identity and the
-decoder first learns to read clean images (training still converges), then faces stronger perturbations.
+"identity", each at a random strength weakest + u * ramp(progress) * (max - weakest), u = U(0, 1) ** (1 / skew).
+skew 1 is uniform; skew 2 (density 2u) trains more often near the maxima, where an evaluation's strong settings
+lie. `ramp` rises linearly from 0 at progress `ramp_start` to 1 at `ramp_end` (defaults 0.0 and 0.5), so progress
+0 is the exact identity and the decoder first learns to read clean images (training still converges), then faces
+stronger perturbations.
 
 Operations and their maximum strength (override with "op:value"):
   jpeg:40      real PIL JPEG at quality 100 - u(100 - 40), straight-through: forward is the real codec, the
@@ -88,7 +89,6 @@ OPS: dict[str, TrainingOp] = {
     "resize": TrainingOp("resize", 0.5),
     "color": TrainingOp("color", 0.3),
 }
-DEFAULT_MAX = {name: op.default_max for name, op in OPS.items()}
 DEFAULT_SPEC = "jpeg,blur,noise,crop,resize,color"
 
 

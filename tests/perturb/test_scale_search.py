@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from ganprint.cli import main
 from ganprint.core.errors import GanprintError
-from ganprint.evaluation.scale_search import DEFAULT_SCALES, ScaleSearch, confidence, parse_scales, unzoom
+from ganprint.perturb.scale_search import DEFAULT_SCALES, ScaleSearch, confidence, parse_scales, unzoom
 from ganprint.perturb.attacks import parse_attacks
 
 
