@@ -58,7 +58,7 @@ def test_per_sample_strengths_match_one_attack_per_image(name):
 
 
 def test_every_training_op_reads_a_registered_perturbation_and_its_bounds():
-    for name, op in OPS.items():
+    for op in OPS.values():
         p = PERTURBATIONS[op.perturbation]
         lo, hi = p.bounds
         assert lo <= op.default_max <= hi

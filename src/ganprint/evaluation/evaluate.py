@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -31,7 +31,6 @@ from ganprint.core.seeds import derive_seed, parse_seeds
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value
 from ganprint.evaluation import report
 from ganprint.evaluation.model_attacks import ModelAttackSetting, parse_model_attacks
-from ganprint.perturb.scale_search import ScaleSearch, parse_scales
 from ganprint.evaluation.sources import (
     DECODER_KINDS,
     GENERATOR_KINDS,
@@ -43,6 +42,7 @@ from ganprint.evaluation.sources import (
     reference_lookup,
 )
 from ganprint.perturb.attacks import AttackChain, parse_attacks
+from ganprint.perturb.scale_search import ScaleSearch, parse_scales
 
 log = logging.getLogger(__name__)
 

@@ -69,7 +69,7 @@ def match_p_value(k: int, matches: int | None = None, bit_accuracy: float | None
     papers' tables)."""
     if (matches is None) == (bit_accuracy is None):
         raise GanprintError("pass exactly one of --matches or --bit-accuracy")
-    m = int(round(bit_accuracy * k)) if bit_accuracy is not None else int(matches)
+    m = round(bit_accuracy * k) if bit_accuracy is not None else int(matches)
     if m > k:
         raise GanprintError(f"--matches {m} is larger than --bits {k}")
     return PValue(k, m, m / k, p_value(m, k), log10_p_value(m, k), capacity(k, m / k))

@@ -1,7 +1,7 @@
 """Evaluation outputs: tidy JSONL, per-attack summary tables (CSV, Markdown), plots, and a readable report.
 
-Rows of model-level attacks (attack names `model:<name>`, from `eval.evaluate_model_attacks`) are summarized like
-image attacks; the report gives them their own table and plot (`model_attacks.png`).
+Rows of model-level attacks (attack names `model:<name>`, from `evaluate_model_attacks`) are summarized like image
+attacks; the report gives them their own table and plot (`model_attacks.png`).
 All files are written atomically. Plots use matplotlib's Agg canvas directly (no pyplot, no global backend).
 """
 

@@ -9,9 +9,9 @@ the image `ganprint generate` writes for that seed. `load_decoder` / `load_gener
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -144,7 +144,7 @@ class GeneratorSource:
         p = next(G.parameters())
         self._G64 = G if p.dtype == torch.float64 else copy.deepcopy(G).double().eval()  # generate's precision
 
-    def with_generator(self, G: torch.nn.Module) -> "GeneratorSource":
+    def with_generator(self, G: torch.nn.Module) -> GeneratorSource:
         """The same seeds and reference from another (e.g. perturbed) generator of the same kind."""
         return GeneratorSource(G, self.kind, self.seeds, self.reference, self.batch_size, self.device)
 
@@ -178,7 +178,7 @@ def reference_lookup(k: int, fingerprint: str | None, embedded: str | Path | Non
     table = {n: parse_bits(b, k) for n, b in read_fingerprint_txt(embedded, k).items()}
     if not table:
         raise GanprintError(f"--embedded {embedded} lists no fingerprints")
-    first = table[sorted(table)[0]]
+    first = table[min(table)]
 
     def lookup(name: str) -> torch.Tensor | None:
         hit = table.get(name, table.get(str(PurePosixPath(name).with_suffix(".png"))))

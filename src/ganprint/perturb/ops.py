@@ -57,7 +57,7 @@ def codec(x: torch.Tensor, fmt: str, quality: float | torch.Tensor, generator=No
     out = []
     for a, q in zip(to_uint8_hwc(x), per_sample(quality, x).tolist()):
         buf = io.BytesIO()
-        Image.fromarray(a).save(buf, format=fmt, quality=int(round(min(max(q, 1), 100))))
+        Image.fromarray(a).save(buf, format=fmt, quality=round(min(max(q, 1), 100)))
         buf.seek(0)
         out.append(np.asarray(Image.open(buf).convert("RGB")))
     return from_uint8_hwc(np.stack(out), x)
@@ -101,7 +101,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float | torch.Tensor, generator=None) 
     if smax <= 0:
         return x.clone()
     h, w = x.shape[-2:]
-    rad = min(int(math.ceil(3 * smax)), h - 1, w - 1)
+    rad = min(math.ceil(3 * smax), h - 1, w - 1)
     s2 = sig.clamp_min(1e-6).to(device=x.device, dtype=x.dtype)[:, None].expand(-1, 2)  # [N, (sigma_y, sigma_x)]
     return gaussian_blur2d(x, (2 * rad + 1, 2 * rad + 1), s2, border_type="reflect")
 
@@ -115,7 +115,7 @@ def gaussian_noise(x: torch.Tensor, std: float | torch.Tensor, generator=None) -
 
 def side(n: int, frac: float) -> int:
     """round(n * frac) pixels, at least 1 and at most n."""
-    return max(1, min(n, int(round(n * frac))))
+    return max(1, min(n, round(n * frac)))
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

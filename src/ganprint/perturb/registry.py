@@ -10,8 +10,8 @@ for the model-level attacks of `ganprint.evaluation.model_attacks`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

@@ -7,9 +7,9 @@ So for each candidate f the image is shrunk by f and centred on a grey canvas, w
 candidate is decoded, and the most confident decoding is kept: the one whose bits are furthest from undecided
 (mean |sigmoid(logit) - 1/2|, between 0 and 1/2). A candidate other than f = 1 must also reach `min_confidence`
 (default 0.3) and beat the unscaled reading's confidence by `min_gain` (default 0.05), because the decoders give
-JPEG-compressed images confident but wrong bits at wrong scales. Both defaults were tuned for the stega models of
-this repository (benchmarks/scale_search_floor.py, RESULTS-eval.md), so they are settings of that model family,
-not universal constants.
+JPEG-compressed images confident but wrong bits at wrong scales. Both defaults were tuned for the stega models
+of this repository (benchmarks/scale_search_floor.py, benchmarks/RESULTS-eval.md), so they are settings of that
+model family, not universal constants.
 
 The choice never looks at a reference fingerprint, so for an image without the fingerprint the kept bits are
 still independent of the reference and the binomial p-value stays exact: no multiple-testing correction is due.
@@ -18,7 +18,7 @@ The price is one decoder pass per candidate.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
