@@ -31,9 +31,7 @@ from ganprint.core.errors import GanprintError
 from ganprint.core.seeds import derive_seed
 from ganprint.perturb.registry import PERTURBATIONS, SUITES, Perturbation, combined_chain, parse_strengths
 
-__all__ = ["ATTACKS", "SUITES", "Attack", "AttackChain", "AttackSpecError", "combined_chain", "parse_attacks"]
-
-Attack = Perturbation
+__all__ = ["ATTACKS", "SUITES", "AttackChain", "AttackSpecError", "combined_chain", "parse_attacks"]
 
 # the evaluation attacks: every perturbation with a default sweep
 ATTACKS: dict[str, Perturbation] = {n: p for n, p in PERTURBATIONS.items() if p.sweep}
