@@ -1,5 +1,8 @@
 """One library for training and evaluation: the same perturbation gives the same images in both."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -70,3 +73,9 @@ def test_every_training_op_reads_a_registered_perturbation_and_its_bounds():
             build_augment(bad_aug)
     assert build_augment("blur:k=5").ops == {"blur": pytest.approx(parse_attacks("blur:k=5")[0].strength)}
     assert "color" not in ATTACKS and set(ATTACKS) < set(PERTURBATIONS)  # training-only entries have no sweep
+
+
+def test_importing_the_library_leaves_kornia_until_an_image_is_perturbed():
+    code = ("import sys, ganprint.perturb.attacks, ganprint.perturb.augment, ganprint.evaluation.evaluate; "
+            "sys.exit(3 if 'kornia' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

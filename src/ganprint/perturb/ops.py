@@ -16,19 +16,16 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from kornia.enhance import (
-    adjust_brightness,
-    adjust_contrast,
-    adjust_contrast_with_mean_subtraction,
-    adjust_saturation,
-    adjust_saturation_with_gray_subtraction,
-    jpeg_codec_differentiable,
-)
-from kornia.filters import gaussian_blur2d
-from kornia.geometry.transform import rotate as kornia_rotate
 from PIL import Image
 
 GREY = 0.5  # fill of the border a crop without resize leaves
+
+
+def _kornia():
+    # kornia is slow to import and only perturbing images needs it, so `import ganprint.api` does not load it
+    import kornia
+
+    return kornia
 
 
 def per_sample(s: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +82,7 @@ def jpeg_surrogate(x: torch.Tensor, quality: float | torch.Tensor) -> torch.Tens
         raise ValueError(f"the differentiable JPEG needs image sides divisible by 16, got {tuple(x.shape[-2:])}")
     q = per_sample(quality, x).round().clamp(1, 100)
     y = jpeg(x, q)
-    d = jpeg_codec_differentiable(x.float(), q.to(device=x.device, dtype=torch.float32)).to(x.dtype)
+    d = _kornia().enhance.jpeg_codec_differentiable(x.float(), q.to(device=x.device, dtype=torch.float32)).to(x.dtype)
     return d + (y - d).detach()
 
 
@@ -103,7 +100,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float | torch.Tensor, generator=None) 
     h, w = x.shape[-2:]
     rad = min(math.ceil(3 * smax), h - 1, w - 1)
     s2 = sig.clamp_min(1e-6).to(device=x.device, dtype=x.dtype)[:, None].expand(-1, 2)  # [N, (sigma_y, sigma_x)]
-    return gaussian_blur2d(x, (2 * rad + 1, 2 * rad + 1), s2, border_type="reflect")
+    return _kornia().filters.gaussian_blur2d(x, (2 * rad + 1, 2 * rad + 1), s2, border_type="reflect")
 
 
 def gaussian_noise(x: torch.Tensor, std: float | torch.Tensor, generator=None) -> torch.Tensor:
@@ -168,7 +165,7 @@ def resize_roundtrip(x: torch.Tensor, scale: float | torch.Tensor, generator=Non
 def rotate(x: torch.Tensor, degrees: float | torch.Tensor, generator=None) -> torch.Tensor:
     """Rotation about the centre (bilinear), black corners."""
     ang = per_sample(degrees, x).to(device=x.device, dtype=x.dtype)
-    return kornia_rotate(x, ang, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return _kornia().geometry.transform.rotate(x, ang, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def brightness(x: torch.Tensor, factor: float | torch.Tensor, generator=None) -> torch.Tensor:
@@ -178,22 +175,23 @@ def brightness(x: torch.Tensor, factor: float | torch.Tensor, generator=None) ->
 
 def contrast(x: torch.Tensor, factor: float | torch.Tensor, generator=None) -> torch.Tensor:
     """Scale the distance to the image's mean grey by `factor` (clipped to [0, 1])."""
-    return adjust_contrast_with_mean_subtraction(x, _gain(factor, x).flatten())
+    return _kornia().enhance.adjust_contrast_with_mean_subtraction(x, _gain(factor, x).flatten())
 
 
 def saturation(x: torch.Tensor, factor: float | torch.Tensor, generator=None) -> torch.Tensor:
     """Scale the distance to each pixel's grey (ITU-R 601 luma) by `factor` (clipped to [0, 1])."""
-    return adjust_saturation_with_gray_subtraction(x, _gain(factor, x).flatten())
+    return _kornia().enhance.adjust_saturation_with_gray_subtraction(x, _gain(factor, x).flatten())
 
 
 def color_jitter(x: torch.Tensor, amplitude: float | torch.Tensor, generator=None) -> torch.Tensor:
     """Random colour change of per-sample amplitude a: brightness +-a (added), contrast gain and HSV saturation
     x(1 +- a), each sign and size drawn uniformly."""
+    enhance = _kornia().enhance
     a = _gain(amplitude, x).flatten()  # [N]
     r = torch.rand(3, x.shape[0], generator=generator).to(x) * 2 - 1  # [3, N] in [-1, 1]
-    x = adjust_brightness(x, a * r[0], clip_output=False)
-    x = adjust_contrast(x, 1 + a * r[1], clip_output=False)
-    return adjust_saturation(x, 1 + a * r[2])
+    x = enhance.adjust_brightness(x, a * r[0], clip_output=False)
+    x = enhance.adjust_contrast(x, 1 + a * r[1], clip_output=False)
+    return enhance.adjust_saturation(x, 1 + a * r[2])
 
 
 def identity(x: torch.Tensor, strength=None, generator=None) -> torch.Tensor:
