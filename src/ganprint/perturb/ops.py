@@ -48,7 +48,7 @@ def from_uint8_hwc(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return (t.float() / 255).to(device=like.device, dtype=like.dtype)
 
 
-def codec(x: torch.Tensor, fmt: str, quality: float | torch.Tensor, generator=None) -> torch.Tensor:
+def codec(x: torch.Tensor, fmt: str, quality: float | torch.Tensor) -> torch.Tensor:
     """Encode and decode each image with Pillow ("JPEG", 4:2:0, or "WEBP") at its quality, rounded and clipped
     to [1, 100]; not differentiable."""
     out = []
