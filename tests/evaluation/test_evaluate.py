@@ -8,23 +8,36 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
+from ganprint.api import generate as generate_images
 from ganprint.cli import main
-from ganprint.core.artifacts import save_export
+from ganprint.core.artifacts import load_export, save_export
 from ganprint.core.errors import GanprintError
-from ganprint.core.fingerprints import bits_to_str, random_bits
-from ganprint.evaluation.evaluate import EvalBatch, evaluate, run_evaluate
+from ganprint.core.fingerprints import bits_to_hex, bits_to_str, parse_bits, random_bits
+from ganprint.core.images import write_png
+from ganprint.evaluation.evaluate import (
+    EvalBatch,
+    GeneratorSource,
+    evaluate,
+    evaluate_model_attacks,
+    load_decoder,
+    load_generator,
+    run_evaluate,
+)
+from ganprint.evaluation.model_attacks import MODEL_ATTACK_SPECS, ModelAttackSpecError, parse_model_attacks
 from ganprint.evaluation.report import summarize
+from ganprint.nets.scalable import ScalableConfig, ScalableDecoder, ScalableGenerator, fold_fingerprint
 from ganprint.nets.stega import StegaConfig, StegaModel
+from ganprint.nets.stylegan2 import Generator, GeneratorConfig, generator_config_dict
 from ganprint.perturb.attacks import parse_attacks
+from ganprint.scalable.generate import FINGERPRINT_META
 
 ROW_KEYS = {"image", "attack", "strength", "bit_accuracy", "matches", "p_value", "log10_p", "detected"}
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from ganprint.core.images import write_png
-
     root = tmp_path_factory.mktemp("eval")
     torch.manual_seed(0)
     cfg = StegaConfig(32, 8)
@@ -83,7 +96,6 @@ def test_evaluate_scores_matches_p_values_and_detections():
 
 def test_evaluate_is_reproducible_and_source_agnostic(setup):
     root, model = setup
-    from ganprint.core.artifacts import load_export
 
     m, _, _ = load_export(model)
     g = torch.Generator().manual_seed(0)
@@ -157,10 +169,6 @@ FP8 = "01101001"
 @pytest.fixture(scope="module")
 def gens(tmp_path_factory):
     """A stega model + plain stylegan2-G, and a scalable-G, its decoder and an issued (folded) model, all 16 px."""
-    from ganprint.core.fingerprints import bits_to_hex, parse_bits
-    from ganprint.nets.scalable import ScalableConfig, ScalableDecoder, ScalableGenerator, fold_fingerprint
-    from ganprint.nets.stylegan2 import Generator, GeneratorConfig, generator_config_dict
-    from ganprint.scalable.generate import FINGERPRINT_META
 
     root = tmp_path_factory.mktemp("evalgen")
     torch.manual_seed(0)
@@ -224,11 +232,6 @@ def test_generator_rows_per_attack_strength_seed_and_deterministic(gens, tmp_pat
 
 @pytest.mark.parametrize("kind", ["G", "S", "S-fixed"])
 def test_generator_source_gives_the_images_of_ganprint_generate(gens, tmp_path, kind):
-    from PIL import Image
-
-    from ganprint.evaluation.evaluate import GeneratorSource, load_generator
-    from ganprint.api import generate as generate_images
-
     seeds = [5, 0, 2]
     fp = {"G": FP8, "S": None, "S-fixed": "0x9a7"}[kind]
     path = gens[kind[0]]
@@ -249,9 +252,6 @@ def test_generator_source_gives_the_images_of_ganprint_generate(gens, tmp_path, 
 
 
 def test_model_attacks_at_neutral_strength_give_the_bits_of_no_attack(gens):
-    from ganprint.evaluation.evaluate import GeneratorSource, evaluate_model_attacks, load_decoder, load_generator
-    from ganprint.evaluation.model_attacks import parse_model_attacks
-
     dec, _, k, _ = load_decoder(gens["E"])
     G, kind, ref, _ = load_generator(gens["S"], None, k)
     before = {n: t.clone() for n, t in G.state_dict().items()}
@@ -274,8 +274,6 @@ def test_model_attacks_at_neutral_strength_give_the_bits_of_no_attack(gens):
 
 
 def test_parse_model_attacks():
-    from ganprint.evaluation.model_attacks import MODEL_ATTACK_SPECS, ModelAttackSpecError, parse_model_attacks
-
     std = parse_model_attacks("standard")
     assert {s.attack for s in std} == {"quantize", "weight_noise", "prune"}
     assert len(std) == sum(len(MODEL_ATTACK_SPECS[a].sweep) for a in ("quantize", "weight_noise", "prune"))
