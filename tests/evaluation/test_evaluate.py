@@ -8,23 +8,36 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
+from ganprint.api import generate as generate_images
 from ganprint.cli import main
-from ganprint.core.artifacts import save_export
+from ganprint.core.artifacts import load_export, save_export
 from ganprint.core.errors import GanprintError
-from ganprint.core.fingerprints import bits_to_str, random_bits
-from ganprint.evaluation.evaluate import EvalBatch, evaluate, run_evaluate
+from ganprint.core.fingerprints import bits_to_hex, bits_to_str, parse_bits, random_bits
+from ganprint.core.images import write_png
+from ganprint.evaluation.evaluate import (
+    EvalBatch,
+    GeneratorSource,
+    evaluate,
+    evaluate_model_attacks,
+    load_decoder,
+    load_generator,
+    run_evaluate,
+)
+from ganprint.evaluation.model_attacks import MODEL_ATTACK_SPECS, ModelAttackSpecError, parse_model_attacks
 from ganprint.evaluation.report import summarize
+from ganprint.nets.scalable import ScalableConfig, ScalableDecoder, ScalableGenerator, fold_fingerprint
 from ganprint.nets.stega import StegaConfig, StegaModel
+from ganprint.nets.stylegan2 import Generator, GeneratorConfig, generator_config_dict
 from ganprint.perturb.attacks import parse_attacks
+from ganprint.scalable.generate import FINGERPRINT_META
 
 ROW_KEYS = {"image", "attack", "strength", "bit_accuracy", "matches", "p_value", "log10_p", "detected"}
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from ganprint.core.images import write_png
-
     root = tmp_path_factory.mktemp("eval")
     torch.manual_seed(0)
     cfg = StegaConfig(32, 8)
@@ -58,7 +71,7 @@ def test_run_evaluate_writes_report_and_tidy_rows(setup, tmp_path):
         assert isinstance(r["detected"], bool) and r["p_value"] == pytest.approx(10 ** r["log10_p"])
     assert {r["attack"] for r in rows} == {"none", "jpeg", "noise", "jpeg+noise", "crop"}
     assert res["match_threshold"] == 9 and res["images"] == 5 and res["clean_images"] == 5  # 8 bits: never at 1e-6
-    assert not any(r["detected"] for r in rows)
+    assert all(r["detected"] == (r["matches"] >= res["match_threshold"]) for r in rows)
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html
     md = (out / "report.md").read_text()
@@ -66,9 +79,23 @@ def test_run_evaluate_writes_report_and_tidy_rows(setup, tmp_path):
     assert len(res["summary"]) == n_settings
 
 
+def test_evaluate_scores_matches_p_values_and_detections():
+    ref = torch.tensor([1.0, 0, 1, 0, 1, 0, 1, 0])
+    flips = [0, 2, 5]  # a decoder that gets 8, 6 and 3 of the 8 bits right
+    logits = torch.stack([torch.where(torch.arange(8) < f, 1 - ref, ref) * 2 - 1 for f in flips])
+
+    def decode(x):
+        return logits[: len(x)]
+
+    batch = [EvalBatch(torch.zeros(3, 3, 8, 8), ["a", "b", "c"], ref.expand(3, -1))]
+    rows = evaluate(decode, batch, parse_attacks("none"), fpr=0.2)  # P[X >= 6] = 37/256 <= 0.2 < P[X >= 5]
+    assert [r["matches"] for r in rows] == [8, 6, 3]
+    assert [r["detected"] for r in rows] == [True, True, False]
+    assert [r["p_value"] for r in rows] == pytest.approx([1 / 256, 37 / 256, 219 / 256], rel=1e-12)
+
+
 def test_evaluate_is_reproducible_and_source_agnostic(setup):
     root, model = setup
-    from ganprint.core.artifacts import load_export
 
     m, _, _ = load_export(model)
     g = torch.Generator().manual_seed(0)
@@ -142,10 +169,6 @@ FP8 = "01101001"
 @pytest.fixture(scope="module")
 def gens(tmp_path_factory):
     """A stega model + plain stylegan2-G, and a scalable-G, its decoder and an issued (folded) model, all 16 px."""
-    from ganprint.core.fingerprints import bits_to_hex, parse_bits
-    from ganprint.nets.scalable import ScalableConfig, ScalableDecoder, ScalableGenerator, fold_fingerprint
-    from ganprint.nets.stylegan2 import Generator, GeneratorConfig, generator_config_dict
-    from ganprint.scalable.generate import FINGERPRINT_META
 
     root = tmp_path_factory.mktemp("evalgen")
     torch.manual_seed(0)
@@ -209,11 +232,6 @@ def test_generator_rows_per_attack_strength_seed_and_deterministic(gens, tmp_pat
 
 @pytest.mark.parametrize("kind", ["G", "S", "S-fixed"])
 def test_generator_source_gives_the_images_of_ganprint_generate(gens, tmp_path, kind):
-    from PIL import Image
-
-    from ganprint.evaluation.evaluate import GeneratorSource, load_generator
-    from ganprint.api import generate as generate_images
-
     seeds = [5, 0, 2]
     fp = {"G": FP8, "S": None, "S-fixed": "0x9a7"}[kind]
     path = gens[kind[0]]
@@ -234,9 +252,6 @@ def test_generator_source_gives_the_images_of_ganprint_generate(gens, tmp_path, 
 
 
 def test_model_attacks_at_neutral_strength_give_the_bits_of_no_attack(gens):
-    from ganprint.evaluation.evaluate import GeneratorSource, evaluate_model_attacks, load_decoder, load_generator
-    from ganprint.evaluation.model_attacks import parse_model_attacks
-
     dec, _, k, _ = load_decoder(gens["E"])
     G, kind, ref, _ = load_generator(gens["S"], None, k)
     before = {n: t.clone() for n, t in G.state_dict().items()}
@@ -259,8 +274,6 @@ def test_model_attacks_at_neutral_strength_give_the_bits_of_no_attack(gens):
 
 
 def test_parse_model_attacks():
-    from ganprint.evaluation.model_attacks import MODEL_ATTACK_SPECS, ModelAttackSpecError, parse_model_attacks
-
     std = parse_model_attacks("standard")
     assert {s.attack for s in std} == {"quantize", "weight_noise", "prune"}
     assert len(std) == sum(len(MODEL_ATTACK_SPECS[a].sweep) for a in ("quantize", "weight_noise", "prune"))

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 from scipy import linalg
+from sklearn.metrics.pairwise import polynomial_kernel
 
 from ganprint.core.errors import GanprintError
+from ganprint.core.images import write_png
 from ganprint.evaluation import fid as fidmod
 from ganprint.evaluation.fid import (
     INCEPTION_SHA256,
@@ -53,8 +55,6 @@ def test_fid_from_features_self_and_shift():
 
 
 def test_kid_matches_direct_sklearn_computation():
-    from sklearn.metrics.pairwise import polynomial_kernel
-
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(60, 10)), rng.normal(size=(60, 10)) + 0.5
     kxx = polynomial_kernel(x, degree=3, gamma=1 / 10, coef0=1)
@@ -119,8 +119,6 @@ def test_wrong_digest_refused_and_missing_file_explained(random_weights, tmp_pat
 
 
 def _folder(d, n, seed):
-    from ganprint.core.images import write_png
-
     rng = np.random.default_rng(seed)
     d.mkdir(parents=True, exist_ok=True)
     for i in range(n):

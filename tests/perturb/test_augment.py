@@ -2,18 +2,20 @@
 
 import pytest
 import torch
+from kornia.enhance import jpeg_codec_differentiable
 
 from ganprint.core.errors import GanprintError
-from ganprint.perturb.augment import DEFAULT_SPEC, AugmentSpecError, build_augment, wrap_pm1
+from ganprint.perturb.augment import DEFAULT_SPEC, OPS, AugmentSpecError, build_augment, wrap_pm1
+from ganprint.perturb.ops import codec
 
-OPS = DEFAULT_SPEC.split(",")
+DEFAULT_OPS = DEFAULT_SPEC.split(",")
 
 
 def _x(n=12, r=32):
     return torch.rand(n, 3, r, r, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("spec", ["default", *OPS, "jpegd"])
+@pytest.mark.parametrize("spec", ["default", *DEFAULT_OPS, "jpegd"])
 def test_shape_range_gradient(spec):
     aug = build_augment(spec)
     x = _x().requires_grad_(True)
@@ -42,14 +44,9 @@ def test_jpeg_is_straight_through():
 
 
 def test_jpegd_forward_is_the_real_codec_and_backward_the_surrogate():
-    from kornia.enhance import jpeg_codec_differentiable
-
-    from ganprint.perturb.attacks import codec
-    from ganprint.perturb.augment import _jpeg_diff_st
-
     x = _x(3).requires_grad_(True)
     u = torch.tensor([1.0, 0.5, 0.0])  # qualities 40, 70, 100
-    y = _jpeg_diff_st(x, u, 40.0)
+    y = OPS["jpegd"](x, u, 40.0)
     real = torch.cat([codec(x[i:i + 1].detach(), "JPEG", q) for i, q in enumerate((40, 70, 100))])
     assert torch.allclose(y, real, atol=1e-6)
     w = torch.randn_like(y)
@@ -59,7 +56,7 @@ def test_jpegd_forward_is_the_real_codec_and_backward_the_surrogate():
     assert torch.allclose(x.grad, x2.grad, atol=1e-6)
     assert not torch.allclose(x.grad, w, atol=1e-2)  # not the identity gradient of "jpeg"
     with pytest.raises(AugmentSpecError, match="divisible by 16"):
-        _jpeg_diff_st(_x(1, 24), torch.ones(1), 40.0)
+        OPS["jpegd"](_x(1, 24), torch.ones(1), 40.0)
 
 
 def test_ramp_progress_zero_is_identity_and_strength_grows():
@@ -83,7 +80,7 @@ def test_reproducible_with_generator():
 def test_specs():
     assert build_augment("jpeg:30,noise:0.1").ops == {"jpeg": 30.0, "noise": 0.1}
     assert build_augment("jpegd").ops == {"jpegd": 40.0}
-    assert set(build_augment("default").ops) == set(OPS)
+    assert set(build_augment("default").ops) == set(DEFAULT_OPS)
     x = _x()
     assert torch.equal(build_augment("none")(x, 1.0), x)
     for bad in ("jpgg", "jpeg:abc", "crop:2", "jpeg:0", "jpegd:101"):

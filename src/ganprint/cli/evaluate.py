@@ -1,4 +1,7 @@
-"""`ganprint evaluate` (robustness report) and `ganprint metrics ...` (thresholds, FID/KID, attack list)."""
+"""`ganprint evaluate` (robustness report) and `ganprint metrics ...` (thresholds, FID/KID, attack list).
+
+Each command imports its library module when it runs, so `ganprint --help` does not load torch.
+"""
 
 from __future__ import annotations
 
@@ -93,22 +96,10 @@ def threshold_cmd(k, fpr, n_keys, as_json):
     Example:
       ganprint metrics threshold --bits 100 --fpr 1e-6 --keys 1000000     # -> 85 of 100
     """
-    from ganprint.core.errors import GanprintError
-    from ganprint.core.stats import match_threshold, p_value
+    from ganprint.evaluation.metrics import detection_threshold
 
-    if not 0 < fpr < 1:
-        raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
-    m = match_threshold(k, fpr, n_keys)
-    out = {"bits": k, "fpr": fpr, "keys": n_keys, "threshold": m, "bit_accuracy": m / k if m <= k else None,
-           "p_value_at_threshold": p_value(m, k) if m <= k else None}
-    if as_json:
-        click.echo(json.dumps(out))
-    elif m > k:
-        click.echo(f"no threshold: even {k} of {k} matching bits has p = {p_value(k, k):.3g} > {fpr:g}/{n_keys}; "
-                   f"use longer fingerprints")
-    else:
-        click.echo(f"{m} of {k} bits (bit accuracy >= {m / k:.2f}); a clean image passes with p = "
-                   f"{out['p_value_at_threshold']:.3g} <= {fpr:g}" + (f"/{n_keys} keys" if n_keys > 1 else ""))
+    res = detection_threshold(k, fpr, n_keys)
+    click.echo(json.dumps(res.as_dict()) if as_json else str(res))
 
 
 @metrics_group.command("pvalue")
@@ -124,21 +115,10 @@ def pvalue_cmd(k, matches, acc, as_json):
     Example:
       ganprint metrics pvalue --bits 100 --bit-accuracy 0.93     # p = 1.4e-20, as in the AGF table
     """
-    from ganprint.core.errors import GanprintError
-    from ganprint.core.stats import capacity, log10_p_value, p_value
+    from ganprint.evaluation.metrics import match_p_value
 
-    if (matches is None) == (acc is None):
-        raise GanprintError("pass exactly one of --matches or --bit-accuracy")
-    m = int(round(acc * k)) if acc is not None else matches
-    if m > k:
-        raise GanprintError(f"--matches {m} is larger than --bits {k}")
-    out = {"bits": k, "matches": m, "bit_accuracy": m / k, "p_value": p_value(m, k),
-           "log10_p": log10_p_value(m, k), "capacity_bits": capacity(k, m / k)}
-    if as_json:
-        click.echo(json.dumps(out))
-    else:
-        click.echo(f"{m} of {k} bits match: p = {out['p_value']:.3g} (log10 p = {out['log10_p']:.2f}); "
-                   f"BSC capacity at this accuracy {out['capacity_bits']:.1f} bits")
+    res = match_p_value(k, matches, acc)
+    click.echo(json.dumps(res.as_dict()) if as_json else str(res))
 
 
 @metrics_group.command("fid")
@@ -163,37 +143,19 @@ def fid_cmd(data_a, data_b, resolution, inception, kid, cache_dir, batch_size, d
     Example:
       ganprint metrics fid real/ fingerprinted/ --resolution 128 --inception ~/pt_inception-2015-12-05-6726825d.pth
     """
-    from ganprint.core.files import atomic_write_json
     from ganprint.evaluation.fid import compute_fid_kid
 
     res = compute_fid_kid(data_a, data_b, resolution, inception=inception, kid=kid, cache_dir=cache_dir,
-                          batch_size=batch_size, device=device, allow_unverified=allow_unverified)
-    if out_json:
-        atomic_write_json(out_json, res)
+                          batch_size=batch_size, device=device, allow_unverified=allow_unverified, out=out_json)
     click.echo(json.dumps(res, indent=2))
 
 
 @metrics_group.command("attacks")
 def attacks_cmd():
     """List the image attacks and the model-level attacks, their parameter, default sweep and neutral strength."""
-    from ganprint.evaluation.model_attacks import MODEL_ATTACK_SPECS, MODEL_SUITES
-    from ganprint.perturb.attacks import ATTACKS, SUITES
+    from ganprint.evaluation.metrics import describe_attacks
 
-    click.echo(f"{'name':<11} {'parameter=default sweep':<32} {'neutral':<8} description")
-    for a in ATTACKS.values():
-        sweep = a.param + "=" + ",".join(f"{v:g}" for v in a.sweep)
-        neutral = "-" if a.neutral is None else f"{a.neutral:g}"  # codecs: lossy at any quality
-        aliases = f" (also: {', '.join(a.aliases)})" if a.aliases else ""
-        click.echo(f"{a.name:<11} {sweep:<32} {neutral:<8} {a.description}{aliases}")
-    for n, members in SUITES.items():
-        click.echo(f"suite {n}: {' '.join(members)}")
-    click.echo("\nmodel-level attacks (ganprint evaluate --generator G --model-attacks ...):")
-    for m in MODEL_ATTACK_SPECS.values():
-        sweep = m.param + "=" + ",".join(f"{v:g}" for v in m.sweep)
-        neutral = "-" if m.neutral is None else f"{m.neutral:g}"
-        click.echo(f"{m.name:<13} {sweep:<32} {neutral:<8} {m.description}")
-    for n, members in MODEL_SUITES.items():
-        click.echo(f"model suite {n}: {' '.join(members)}")
+    click.echo(describe_attacks())
 
 
 COMMANDS = [evaluate_cmd, metrics_group]

@@ -2,7 +2,7 @@
 
 Under the null hypothesis "this image carries no fingerprint", each decoded bit matches the reference
 independently with probability 1/2, so the number of matching bits X ~ Binomial(K, 1/2). The papers'
-p-values are P[X >= matches] (papers.md §1.8); a detection at false-positive rate `fpr` needs the
+p-values (Yu et al., ICCV 2021) are P[X >= matches]; a detection at false-positive rate `fpr` needs the
 smallest m with P[X >= m] <= fpr. With N candidate fingerprints (attribution), a Bonferroni correction
 uses fpr / N.
 """
@@ -10,10 +10,10 @@ uses fpr / N.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
-from scipy import stats
 
 
 def bit_accuracy(bits: torch.Tensor, ref_bits: torch.Tensor) -> torch.Tensor:
@@ -29,18 +29,44 @@ def decode_bits(logits: torch.Tensor) -> torch.Tensor:
     return (logits > 0).float()
 
 
-def p_value(matches: int | np.ndarray, k: int) -> np.ndarray | float:
-    """One-sided binomial tail P[X >= matches], X ~ Bin(k, 1/2). Exact for any k (uses the survival function)."""
-    m = np.asarray(matches)
-    out = stats.binom.sf(m - 1, k, 0.5)
+@lru_cache(maxsize=16)
+def _tail_table(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P[X >= m], log10 P[X >= m]) for m = 0 .. k + 1, X ~ Bin(k, 1/2), from exact integer tail sums.
+
+    With p = 1/2 the tail is (sum of C(k, j), j >= m) / 2^k exactly, summed in Python ints; the
+    log10 of that int stays finite where the float p-value underflows. Avoids scipy.stats, whose
+    import is slow (see `import ganprint.api` start-up).
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    tails = [0] * (k + 2)
+    c = 1  # C(k, m), walked down from m = k
+    for m in range(k, -1, -1):
+        tails[m] = tails[m + 1] + c
+        c = c * m // (k - m + 1)
+    # keep the 60 leading bits of each tail: a float holds 53, and the shift is exact in the exponent
+    shifts = [max(t.bit_length() - 60, 0) for t in tails]
+    p = np.array([math.ldexp(float(t >> s), s - k) for t, s in zip(tails, shifts)])
+    log10p = np.array([math.log10(t >> s) + (s - k) * math.log10(2) if t else -math.inf
+                       for t, s in zip(tails, shifts)])
+    return p, log10p
+
+
+def _lookup(table: np.ndarray, matches: int | np.ndarray, k: int) -> np.ndarray | float:
+    m = np.clip(np.asarray(matches).astype(np.int64), 0, k + 1)
+    out = table[m]
     return float(out) if out.ndim == 0 else out
+
+
+def p_value(matches: int | np.ndarray, k: int) -> np.ndarray | float:
+    """One-sided binomial tail P[X >= matches], X ~ Bin(k, 1/2), to within an ulp for any k."""
+    return _lookup(_tail_table(int(k))[0], matches, k)
 
 
 def log10_p_value(matches: int | np.ndarray, k: int) -> np.ndarray | float:
-    """log10 of `p_value`, finite even where the p-value underflows double precision."""
-    m = np.asarray(matches)
-    out = stats.binom.logsf(m - 1, k, 0.5) / math.log(10)
-    return float(out) if out.ndim == 0 else out
+    """log10 of `p_value`, finite even where the p-value underflows double precision (-inf only for
+    matches > k, where the p-value is exactly 0)."""
+    return _lookup(_tail_table(int(k))[1], matches, k)
 
 
 def match_threshold(k: int, fpr: float, n_keys: int = 1) -> int:
@@ -48,7 +74,7 @@ def match_threshold(k: int, fpr: float, n_keys: int = 1) -> int:
     if not 0 < fpr < 1:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
     alpha = fpr / max(1, n_keys)
-    sf = stats.binom.sf(np.arange(k + 1) - 1, k, 0.5)  # sf[m] = P[X >= m], decreasing in m
+    sf = p_value(np.arange(k + 1), k)  # sf[m] = P[X >= m], decreasing in m
     ok = np.nonzero(sf <= alpha)[0]
     return int(ok[0]) if ok.size else k + 1
 

@@ -14,15 +14,20 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
 from scipy import linalg
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import atomic_path
+from ganprint.core.files import atomic_path, atomic_write_json, sha256_file
+from ganprint.core.runtime import resolve_device
+from ganprint.data.folders import collate, list_images, open_image_dataset
+from ganprint.nets.inception import FIDInceptionV3
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +73,6 @@ def load_inception(path: str | os.PathLike | None = None, device: str | torch.de
     A file whose SHA-256 differs from INCEPTION_SHA256 is refused unless `allow_unverified` (for tests with
     random weights; the features are then not comparable with published FIDs, and a warning says so).
     """
-    from ganprint.core.files import sha256_file
-    from ganprint.nets.inception import FIDInceptionV3
-
     p = resolve_weights_path(path)
     digest = sha256_file(p)
     if digest != INCEPTION_SHA256:
@@ -78,7 +80,8 @@ def load_inception(path: str | os.PathLike | None = None, device: str | torch.de
             raise InceptionWeightsError(
                 f"{p} has SHA-256 {digest[:16]}..., not the FID Inception weights ({INCEPTION_SHA256[:16]}...); "
                 f"FIDs computed with it would not be comparable. Get {INCEPTION_URL} (see docs/evaluation.md)")
-        log.warning("using UNVERIFIED Inception weights %s (sha256 %s): FID/KID values are not standard", p, digest[:16])
+        log.warning("using UNVERIFIED Inception weights %s (sha256 %s): FID/KID values are not standard", p,
+                    digest[:16])
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user problem
@@ -174,8 +177,6 @@ def kid_from_features(f1: np.ndarray, f2: np.ndarray, num_subsets: int = 100, su
 def extract_features(model: torch.nn.Module, batches: Iterable[torch.Tensor], device: str | torch.device = "cpu",
                      total: int | None = None, desc: str = "inception") -> np.ndarray:
     """Features [N, 2048] (float32) of image batches; each batch uint8 [B, 3, H, W] or float in [0, 1]."""
-    from tqdm import tqdm
-
     out = []
     with tqdm(total=total, desc=desc, unit="img", disable=not sys.stderr.isatty()) as bar:
         for b in batches:
@@ -191,8 +192,6 @@ def extract_features(model: torch.nn.Module, batches: Iterable[torch.Tensor], de
 
 
 def _listing_key(path: Path, resolution: int, digest: str) -> str:
-    from ganprint.data.folders import list_images
-
     path = Path(path)
     if path.is_dir() and (path / "dataset.json").is_file():
         files = sorted(p for p in path.iterdir() if p.is_file())
@@ -219,10 +218,6 @@ def dataset_features(path: str | os.PathLike, resolution: int, model: torch.nn.M
                      cache_dir: str | os.PathLike | None = None, batch_size: int = 50,
                      device: str | torch.device = "cpu", use_cache: bool = True) -> np.ndarray:
     """Inception features [N, 2048] of every image of a data set at `resolution`, cached (see module docstring)."""
-    from torch.utils.data import DataLoader
-
-    from ganprint.data.folders import collate, open_image_dataset
-
     path = Path(path)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = _listing_key(path, resolution, weights_digest)
@@ -248,22 +243,23 @@ def dataset_features(path: str | os.PathLike, resolution: int, model: torch.nn.M
 def compute_fid_kid(data_a: str | os.PathLike, data_b: str | os.PathLike, resolution: int,
                     inception: str | os.PathLike | None = None, kid: bool = True, cache_dir=None,
                     batch_size: int = 50, device: str = "auto", allow_unverified: bool = False,
-                    kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
-    """FID (and KID) between two image folders/packed data sets at `resolution`; returns a dict of results."""
-    from ganprint.core.runtime import resolve_device
-
+                    kid_subsets: int = 100, kid_subset_size: int = 1000, out: str | os.PathLike | None = None) -> dict:
+    """FID (and KID) between two image folders/packed data sets at `resolution`; returns a dict of results,
+    also written as JSON to `out` when given."""
     dev = resolve_device(device)
     model, digest = load_inception(inception, dev, allow_unverified=allow_unverified)
     fa = dataset_features(data_a, resolution, model, digest, cache_dir, batch_size, dev)
     fb = dataset_features(data_b, resolution, model, digest, cache_dir, batch_size, dev)
     if min(len(fa), len(fb)) < 2:
         raise GanprintError("FID needs at least 2 images in each data set")
-    out = {"data_a": str(data_a), "data_b": str(data_b), "n_a": int(len(fa)), "n_b": int(len(fb)),
+    res = {"data_a": str(data_a), "data_b": str(data_b), "n_a": int(len(fa)), "n_b": int(len(fb)),
            "resolution": int(resolution), "fid": fid_from_features(fa, fb), "weights_sha256": digest,
            "weights_verified": digest == INCEPTION_SHA256}
     if min(len(fa), len(fb)) < FEATURE_DIM:
         log.warning("fid: fewer images (%d) than feature dimensions (%d): FID is biased upwards; prefer KID",
                     min(len(fa), len(fb)), FEATURE_DIM)
     if kid:
-        out["kid"], out["kid_std"] = kid_from_features(fa, fb, kid_subsets, kid_subset_size)
-    return out
+        res["kid"], res["kid_std"] = kid_from_features(fa, fb, kid_subsets, kid_subset_size)
+    if out is not None:
+        atomic_write_json(out, res)
+    return res

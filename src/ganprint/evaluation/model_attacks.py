@@ -1,7 +1,7 @@
 """Model-level perturbations of a (fingerprinted) generator; each returns a perturbed copy, never touching the input.
 
-These are the attacks the papers study on the weights themselves (papers.md §1.9: quantization to a decimal
-precision and additive weight noise), plus magnitude pruning and a short fine-tune on clean data (peers.md §8).
+These are the attacks the papers study on the weights themselves (quantization to a decimal precision and
+additive weight noise, Yu et al. ICCV 2021 Fig. 3), plus magnitude pruning and a short fine-tune on clean data.
 Only floating-point *parameters* are changed; buffers (running statistics, averaged latents) are copied as is.
 
 `MODEL_ATTACK_SPECS` / `parse_model_attacks` describe the sweeps `ganprint evaluate --model-attacks` runs
@@ -14,13 +14,14 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn as nn
 
 from ganprint.core.errors import GanprintError
+from ganprint.perturb.registry import parse_strengths
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +117,9 @@ def finetune(model: nn.Module, train_step: Callable[[nn.Module, torch.optim.Opti
     return out.eval(), losses
 
 
-MODEL_ATTACKS: dict[str, Callable[..., nn.Module]] = {
-    "quantize": quantize_weights,
-    "weight_noise": weight_noise,
-    "prune": prune_weights,
-}
-
-
 # ----------------------------------------------------------------------------------------------------------
-# Model attacks as data: a strength knob, a default sweep and a neutral strength per attack (like attacks.ATTACKS)
+# Model attacks as data: a strength knob, a default sweep and a neutral strength per attack (like the image
+# perturbations of ganprint.perturb.registry)
 
 
 class ModelAttackSpecError(GanprintError):
@@ -200,8 +195,6 @@ class ModelAttackSetting:
 
 
 def _parse_model_step(text: str) -> list[ModelAttackSetting]:
-    from ganprint.perturb.attacks import parse_strengths
-
     one = text[len(PREFIX):] if text.lower().startswith(PREFIX) else text
     name, _, arg = one.partition(":")
     name = name.strip().lower()

@@ -1,7 +1,7 @@
 """Evaluation outputs: tidy JSONL, per-attack summary tables (CSV, Markdown), plots, and a readable report.
 
-Rows of model-level attacks (attack names `model:<name>`, from `eval.evaluate_model_attacks`) are summarized like
-image attacks; the report gives them their own table and plot (`model_attacks.png`).
+Rows of model-level attacks (attack names `model:<name>`, from `evaluate_model_attacks`) are summarized like image
+attacks; the report gives them their own table and plot (`model_attacks.png`).
 All files are written atomically. Plots use matplotlib's Agg canvas directly (no pyplot, no global backend).
 """
 
@@ -13,6 +13,7 @@ import html
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from ganprint.perturb.attacks import ATTACKS
 
 log = logging.getLogger(__name__)
 
-# Reference points of the AGF paper (papers.md §1.9: Fig. 3, ProGAN on CelebA 128 px, 100 bits), read off the
+# Reference points of the AGF paper (Yu et al. ICCV 2021, Fig. 3: ProGAN on CelebA 128 px, 100 bits), read off the
 # published plot, so approximate. Crop is "crop to 100 px of 128, resized back (inferred)" -> frac 100/128.
 PAPER_POINTS: dict[str, list[tuple[float, float]]] = {
     "jpeg": [(50.0, 0.76)],
@@ -119,6 +120,7 @@ def markdown_table(summary: list[dict], with_clean: bool) -> str:
 
 
 def _canvas(w: float, h: float):
+    # matplotlib takes longer to import than the rest of `import ganprint` beside torch; only plots need it
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -348,8 +350,6 @@ def _html(md: str, out: Path, plots, tables: dict) -> str:
 
 
 def _inline(text: str) -> str:
-    import re
-
     t = html.escape(text)
     t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
     t = re.sub(r"\*(.+?)\*", r"<i>\1</i>", t)

@@ -1,13 +1,17 @@
 """Immunized training: random perturbations between encoder and decoder, ramped in with training progress.
 
+The operations are the perturbations of `ganprint.perturb.registry` (the same implementations the evaluation
+attacks run), drawn at random per-sample strengths with gradients through every one.
+
     aug = build_augment("default")          # or "jpeg,blur,noise,crop", "jpeg:30,noise:0.1", "none"
     img_seen_by_decoder = aug(img01, progress)   # img01 [N, 3, R, R] in [0, 1]; progress in [0, 1]
 
 Each sample independently gets `n_ops` operations (default 1) drawn uniformly from the listed ones plus
-"identity", each at a random strength u * ramp(progress) * max, u = U(0, 1) ** (1 / skew). skew 1 is uniform;
-skew 2 (density 2u) trains more often near the maxima, where an evaluation's strong settings lie. `ramp` rises linearly from 0 at
-progress `ramp_start` to 1 at `ramp_end` (defaults 0.0 and 0.5), so progress 0 is the exact identity and the
-decoder first learns to read clean images (training still converges), then faces stronger perturbations.
+"identity", each at a random strength weakest + u * ramp(progress) * (max - weakest), u = U(0, 1) ** (1 / skew).
+skew 1 is uniform; skew 2 (density 2u) trains more often near the maxima, where an evaluation's strong settings
+lie. `ramp` rises linearly from 0 at progress `ramp_start` to 1 at `ramp_end` (defaults 0.0 and 0.5), so progress
+0 is the exact identity and the decoder first learns to read clean images (training still converges), then faces
+stronger perturbations.
 
 Operations and their maximum strength (override with "op:value"):
   jpeg:40      real PIL JPEG at quality 100 - u(100 - 40), straight-through: forward is the real codec, the
@@ -17,7 +21,7 @@ Operations and their maximum strength (override with "op:value"):
                says nothing about it). Needs sides divisible by 16 (4:2:0 chroma blocks)
   blur:1.5     differentiable Gaussian blur, sigma up to 1.5 px
   noise:0.05   additive Gaussian noise, std up to 0.05
-  crop:0.7     random-position crop keeping down to 70% of each side, resized back (bilinear, differentiable)
+  crop:0.7     random-position crop keeping down to 70% of each side, resized back (the `randcrop` attack)
   resize:0.5   down to 50% of the side and back up (bilinear, antialiased)
   color:0.3    kornia colour jitter: brightness +-0.3, contrast and saturation x(1 +- 0.3)
 "default" = "jpeg,blur,noise,crop,resize,color" with the maxima above.
@@ -28,95 +32,64 @@ Images in [-1, 1] (StyleGAN2-family models): use `wrap_pm1(aug)` or convert with
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ganprint.core.errors import GanprintError
-from ganprint.perturb.attacks import codec, gaussian_blur
+from ganprint.perturb import ops
+from ganprint.perturb.registry import PERTURBATIONS, parse_strengths
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX = {"jpeg": 40.0, "jpegd": 40.0, "blur": 1.5, "noise": 0.05, "crop": 0.7, "resize": 0.5, "color": 0.3}
-DEFAULT_SPEC = "jpeg,blur,noise,crop,resize,color"
 
 
 class AugmentSpecError(GanprintError):
     """An --augment spec that cannot be parsed."""
 
 
-def _real_jpeg(x: torch.Tensor, u: torch.Tensor, qmin: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the PIL codec's output, the integer quality [N] it used): quality 100 - u(100 - qmin) per sample."""
-    q = (100 - u * (100 - qmin)).round().clamp(1, 100)  # [N]
-    return torch.cat([codec(x[i:i + 1], "JPEG", float(q[i])) for i in range(x.shape[0])]), q
+def _exact(p, x, s, generator):
+    return p.op(x, s, generator)
 
 
-def _jpeg_st(x: torch.Tensor, u: torch.Tensor, qmin: float) -> torch.Tensor:
-    y, _ = _real_jpeg(x, u, qmin)
-    return x + (y - x).detach()  # straight-through: real codec forward, identity backward
+def _identity_gradient(p, x, s, generator):
+    return ops.straight_through(x, p.op(x, s, generator))  # real codec forward, identity backward
 
 
-def _jpeg_diff_st(x: torch.Tensor, u: torch.Tensor, qmin: float) -> torch.Tensor:
-    from kornia.enhance import jpeg_codec_differentiable
-
+def _jpeg_gradient(p, x, s, generator):
     if x.shape[-1] % 16 or x.shape[-2] % 16:
         raise AugmentSpecError(f"jpegd needs image sides divisible by 16, got {tuple(x.shape[-2:])}; use jpeg")
-    y, q = _real_jpeg(x, u, qmin)
-    d = jpeg_codec_differentiable(x.float(), q.to(device=x.device, dtype=torch.float32)).to(x.dtype)
-    return d + (y - d).detach()  # value: the real codec; gradient: the differentiable surrogate
+    return ops.jpeg_surrogate(x, s)  # value: the real codec; gradient: kornia's differentiable JPEG
 
 
-def _blur(x, u, smax):
-    return gaussian_blur(x, u * smax)
+# how the gradient passes an op: exactly, as the identity (straight-through), or as kornia's differentiable JPEG's
+GRADIENTS = {"exact": _exact, "identity": _identity_gradient, "jpeg": _jpeg_gradient}
 
 
-def _noise(x, u, smax, generator=None):
-    n = torch.randn(x.shape, generator=generator, device=x.device if generator is None else "cpu").to(x)
-    return x + n * (u * smax).view(-1, 1, 1, 1)
+@dataclass(frozen=True)
+class TrainingOp:
+    """An --augment operation: the perturbation it draws from, its default maximum strength, its gradient."""
+
+    perturbation: str
+    default_max: float
+    gradient: str = "exact"
+
+    def __call__(self, x: torch.Tensor, u: torch.Tensor, strongest: float, generator=None) -> torch.Tensor:
+        """Apply at strengths weakest + u (strongest - weakest), u [N] in [0, 1] per sample."""
+        p = PERTURBATIONS[self.perturbation]
+        return GRADIENTS[self.gradient](p, x, p.weakest + u * (strongest - p.weakest), generator)
 
 
-def _crop(x, u, fmin, generator=None):
-    n, _, h, w = x.shape
-    frac = 1 - u * (1 - fmin)
-    out = []
-    for i in range(n):
-        ch, cw = max(1, int(round(h * float(frac[i])))), max(1, int(round(w * float(frac[i]))))
-        t = int(torch.randint(0, h - ch + 1, (1,), generator=generator))
-        l = int(torch.randint(0, w - cw + 1, (1,), generator=generator))
-        patch = x[i:i + 1, :, t:t + ch, l:l + cw]  # [1, 3, ch, cw]
-        out.append(patch if (ch, cw) == (h, w) else F.interpolate(patch, (h, w), mode="bilinear", align_corners=False))
-    return torch.cat(out)
-
-
-def _resize(x, u, smin):
-    n, _, h, w = x.shape
-    scale = 1 - u * (1 - smin)
-    out = []
-    for i in range(n):
-        sh, sw = max(1, int(round(h * float(scale[i])))), max(1, int(round(w * float(scale[i]))))
-        xi = x[i:i + 1]
-        if (sh, sw) != (h, w):
-            xi = F.interpolate(xi, (sh, sw), mode="bilinear", align_corners=False, antialias=True)
-            xi = F.interpolate(xi, (h, w), mode="bilinear", align_corners=False)
-        out.append(xi)
-    return torch.cat(out)
-
-
-def _color(x, u, amax, generator=None):
-    from kornia.enhance import adjust_brightness, adjust_contrast, adjust_saturation
-
-    n = x.shape[0]
-    a = (u * amax).to(x)  # [N] amplitude per sample
-    r = torch.rand(3, n, generator=generator).to(x) * 2 - 1  # [3, N] signs and sizes in [-1, 1]
-    x = adjust_brightness(x, a * r[0], clip_output=False)
-    x = adjust_contrast(x, 1 + a * r[1], clip_output=False)
-    return adjust_saturation(x, 1 + a * r[2])
-
-
-_OPS = {"jpeg": _jpeg_st, "jpegd": _jpeg_diff_st, "blur": _blur, "noise": _noise, "crop": _crop, "resize": _resize,
-        "color": _color}
-_RANDOM_OPS = {"noise", "crop", "color"}  # ops that draw extra randomness
+OPS: dict[str, TrainingOp] = {
+    "jpeg": TrainingOp("jpeg", 40.0, "identity"),
+    "jpegd": TrainingOp("jpeg", 40.0, "jpeg"),
+    "blur": TrainingOp("blur", 1.5),
+    "noise": TrainingOp("noise", 0.05),
+    "crop": TrainingOp("randcrop", 0.7),
+    "resize": TrainingOp("resize", 0.5),
+    "color": TrainingOp("color", 0.3),
+}
+DEFAULT_SPEC = "jpeg,blur,noise,crop,resize,color"
 
 
 class Augment(nn.Module):
@@ -158,8 +131,7 @@ class Augment(nn.Module):
                 idx = torch.nonzero(pick == j).flatten()
                 if idx.numel() == 0:
                     continue
-                kw = {"generator": generator} if name in _RANDOM_OPS else {}
-                y = _OPS[name](x[idx.to(x.device)], u[idx].to(x.device), self.ops[name], **kw)
+                y = OPS[name](x[idx.to(x.device)], u[idx].to(x.device), self.ops[name], generator)
                 out = out.index_put((idx.to(x.device),), y.to(x.dtype))
             x = out.clamp(0, 1)
         return x
@@ -177,25 +149,19 @@ def build_augment(spec: str = "default", n_ops: int = 1, ramp_start: float = 0.0
         return Augment({}, n_ops, ramp_start, ramp_end, skew)
     if spec == "default":
         spec = DEFAULT_SPEC
-    ops: dict[str, float] = {}
+    ops_: dict[str, float] = {}
     for tok in spec.split(","):
         name, _, val = tok.strip().partition(":")
-        if name not in _OPS:
+        if name not in OPS:
             raise AugmentSpecError(f"unknown augmentation {name!r} in --augment {spec!r}; known: "
-                                   f"{', '.join(_OPS)}, or 'default' / 'none'")
-        if val:
-            try:
-                v = float(val)
-            except ValueError:
-                raise AugmentSpecError(f"maximum {val!r} of {name!r} in --augment {spec!r} is not a number") from None
-            ok = {"jpeg": 1 <= v <= 100, "jpegd": 1 <= v <= 100, "crop": 0 < v <= 1,
-                  "resize": 0 < v <= 1}.get(name, v >= 0)
-            if not ok:
-                raise AugmentSpecError(f"maximum {v:g} of {name!r} in --augment {spec!r} is out of range")
-        else:
-            v = DEFAULT_MAX[name]
-        ops[name] = v
-    return Augment(ops, n_ops, ramp_start, ramp_end, skew)
+                                   f"{', '.join(OPS)}, or 'default' / 'none'")
+        p = PERTURBATIONS[OPS[name].perturbation]
+        values = parse_strengths(name, val, param=p.param, bounds=p.bounds, sweep=(OPS[name].default_max,),
+                                 flag="--augment", whole=spec, error=AugmentSpecError, aliases=p.aliases)
+        if len(values) != 1:
+            raise AugmentSpecError(f"give {name!r} one maximum in --augment {spec!r}, got {len(values)}")
+        ops_[name] = values[0]
+    return Augment(ops_, n_ops, ramp_start, ramp_end, skew)
 
 
 class _PM1(nn.Module):

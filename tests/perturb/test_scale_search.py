@@ -1,4 +1,5 @@
-"""Scale-search decoding (ganprint.resync): undoing crops, the choice of scale, its confidence floor, the CLI."""
+"""Scale-search decoding (ganprint.perturb.scale_search): undoing crops, the choice of scale, its confidence
+floor, the CLI."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from click.testing import CliRunner
 
 from ganprint.cli import main
 from ganprint.core.errors import GanprintError
-from ganprint.evaluation.scale_search import DEFAULT_SCALES, ScaleSearch, confidence, parse_scales, unzoom
 from ganprint.perturb.attacks import parse_attacks
+from ganprint.perturb.scale_search import DEFAULT_SCALES, ScaleSearch, confidence, parse_scales, unzoom
 
 
 def _smooth(n=4, r=32, seed=0):

@@ -1,0 +1,95 @@
+"""Scale-search decoding: read a fingerprint from an image that was cropped and resized back, size unknown.
+
+A centre crop keeping a fraction f of each side, scaled back to R x R, enlarges the fingerprint pattern by 1/f and
+moves it out of place; the decoders (a dense layer over a spatial map) cannot read a pattern at the wrong scale,
+but they read a pattern at the right scale with its border missing well (measured in benchmarks/RESULTS-eval.md).
+So for each candidate f the image is shrunk by f and centred on a grey canvas, which undoes the resize, every
+candidate is decoded, and the most confident decoding is kept: the one whose bits are furthest from undecided
+(mean |sigmoid(logit) - 1/2|, between 0 and 1/2). A candidate other than f = 1 must also reach `min_confidence`
+(default 0.3) and beat the unscaled reading's confidence by `min_gain` (default 0.05), because the decoders give
+JPEG-compressed images confident but wrong bits at wrong scales. Both defaults were tuned for the stega models
+of this repository (benchmarks/scale_search_floor.py, benchmarks/RESULTS-eval.md), so they are settings of that
+model family, not universal constants.
+
+The choice never looks at a reference fingerprint, so for an image without the fingerprint the kept bits are
+still independent of the reference and the binomial p-value stays exact: no multiple-testing correction is due.
+The price is one decoder pass per candidate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ganprint.core.errors import GanprintError
+from ganprint.perturb.ops import side
+
+DEFAULT_SCALES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
+
+
+def parse_scales(text: str | None) -> tuple[float, ...] | None:
+    """`--scale-search`: None/"none" -> None (off); "auto" -> DEFAULT_SCALES; "1,0.9,0.8" -> those (1.0 added)."""
+    if text is None or str(text).strip().lower() in ("", "none", "off"):
+        return None
+    if str(text).strip().lower() == "auto":
+        return DEFAULT_SCALES
+    try:
+        vals = [float(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        raise GanprintError(f"--scale-search {text!r}: expected 'auto', 'none' or fractions like 1,0.9,0.8") from None
+    bad = [v for v in vals if not 0.2 <= v <= 1.0]
+    if bad or not vals:
+        raise GanprintError(f"--scale-search {text!r}: every fraction must be in [0.2, 1]")
+    return tuple(sorted(set(vals) | {1.0}, reverse=True))
+
+
+def unzoom(x01: torch.Tensor, frac: float, fill: float = 0.5) -> torch.Tensor:
+    """Undo a centre crop of `frac` that was resized back: shrink [N, C, H, W] by `frac`, centre it on `fill`.
+
+    The placement matches the centre crops of `ganprint.perturb.ops.crop` (offset (H - round(H * frac)) // 2).
+    """
+    if frac >= 1.0:
+        return x01
+    h, w = x01.shape[-2:]
+    sh, sw = side(h, frac), side(w, frac)
+    small = F.interpolate(x01, (sh, sw), mode="bilinear", align_corners=False, antialias=True)  # [N, C, sh, sw]
+    out = torch.full_like(x01, fill)
+    t, l = (h - sh) // 2, (w - sw) // 2
+    out[..., t:t + sh, l:l + sw] = small
+    return out
+
+
+def confidence(logits: torch.Tensor) -> torch.Tensor:
+    """[N, K] logits -> [N]: mean distance of the bit probabilities from 1/2 (0 = undecided, 0.5 = certain)."""
+    return (torch.sigmoid(logits.float()) - 0.5).abs().mean(dim=1)
+
+
+class ScaleSearch:
+    """decode(img01 [N, 3, R, R]) -> logits [N, K] of the most confident candidate scale; `last_scales` holds the
+    scale chosen for each image of the latest call."""
+
+    def __init__(self, decode: Callable[[torch.Tensor], torch.Tensor], scales: tuple[float, ...] = DEFAULT_SCALES,
+                 min_confidence: float = 0.3, min_gain: float = 0.05):
+        if 1.0 not in scales:
+            raise GanprintError("scale search needs the unscaled candidate 1.0 among its scales")
+        self.decode, self.min_confidence, self.min_gain = decode, float(min_confidence), float(min_gain)
+        self.scales = (1.0, *sorted((f for f in scales if f != 1.0), reverse=True))
+        self.last_scales: torch.Tensor | None = None
+
+    def __call__(self, x01: torch.Tensor) -> torch.Tensor:
+        logits = torch.stack([self.decode(unzoom(x01, f)) for f in self.scales], dim=1)  # [N, S, K]
+        conf = torch.stack([confidence(logits[:, j]) for j in range(len(self.scales))], dim=1)  # [N, S]
+        pick = choose_scale(conf, self.min_confidence, self.min_gain)  # [N]
+        self.last_scales = torch.tensor(self.scales, device=conf.device)[pick]
+        return logits[torch.arange(len(pick), device=pick.device), pick]  # [N, K]
+
+
+def choose_scale(conf: torch.Tensor, min_confidence: float = 0.3, min_gain: float = 0.05) -> torch.Tensor:
+    """conf [N, S] of the candidates in ScaleSearch order (column 0 unscaled) -> [N] the chosen column: the most
+    confident other candidate (ties keep the larger scale) where it beats column 0 and reaches both `min_confidence`
+    and column 0 + `min_gain`, else 0."""
+    best, arg = conf[:, 1:].max(dim=1)  # the first maximum on ties
+    ok = (best > conf[:, 0]) & (best >= min_confidence) & (best >= conf[:, 0] + min_gain)
+    return torch.where(ok, arg + 1, torch.zeros_like(arg))
