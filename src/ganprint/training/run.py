@@ -11,8 +11,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from ganprint.core import dist
 from ganprint.core.errors import GanprintError
@@ -160,13 +161,13 @@ class RunFolder:
         self._handler: logging.Handler | None = None
         self._level = logging.NOTSET
 
-    def check(self) -> "RunFolder":
+    def check(self) -> RunFolder:
         """The read-only checks (no file is written): where the folder is, and the config it holds."""
         check_outdir(self.outdir, self.data)
         guard_config(self.outdir, self.config, self.runtime_fields)
         return self
 
-    def __enter__(self) -> "RunFolder":
+    def __enter__(self) -> RunFolder:
         self.check()
         try:
             if self.rank == 0:
