@@ -482,5 +482,8 @@ def train_stega(
     with run:
         trainer = _StegaRun(cfg, run, dev, ds, aug, workers, cache_bytes)
         finished_before = trainer.state.step >= trainer.total
+        log.info("training %d-bit fingerprints at %d px on %d images: steps %d -> %d, batch %d on %d process(es)",
+                 cfg.fingerprint_length, cfg.resolution, len(ds), trainer.state.step, trainer.total, cfg.batch_size,
+                 trainer.world)
         trainer.loop(every, sys.stderr.isatty() if progress is None else progress, callback)
         return trainer.finish(finished_before)

@@ -121,7 +121,8 @@ def truncate_jsonl(path: Path, step: int) -> int:
 def write_error(err: BaseException, outdir: Path, path: str | os.PathLike | None = None) -> GanprintError:
     """One line naming the path that could not be written, and what to do."""
     where = path or getattr(err, "filename", None) or outdir
-    why = getattr(err, "strerror", None) or str(err).strip().splitlines()[-1]
+    # torch.save reports a short write as "unexpected pos ..." (RuntimeError): say what that means.
+    why = getattr(err, "strerror", None) or "the write stopped short (is the disk full?)"
     return GanprintError(f"cannot write {where}: {why}; free disk space or choose a writable --outdir, "
                          "then re-run the same command to resume")
 
