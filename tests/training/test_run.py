@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import time
 
 import pytest
@@ -85,3 +86,31 @@ def test_checkpoint_clock():
     assert clock.due()
     clock.reset()
     assert not clock.due()
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder nobody can write into, root included (the immutable attribute), or a skip where none can be made."""
+    import shutil
+    import subprocess
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)],
+                                                         capture_output=True).returncode != 0:
+        if os.access(folder, os.W_OK) and os.geteuid() == 0:
+            pytest.skip("cannot make a folder unwritable here (root without chattr)")
+        folder.chmod(0o500)
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+    folder.chmod(0o700)
+
+
+def test_an_unwritable_outdir_is_one_line_naming_it(unwritable):
+    with pytest.raises(GanprintError) as e:
+        with RunFolder(unwritable / "run", {"a": 1}):
+            pass
+    assert str(e.value).startswith(f"cannot write {unwritable / 'run'}: ") and "\n" not in str(e.value)
+    with pytest.raises(GanprintError, match=f"cannot write {unwritable}"):
+        with RunFolder(unwritable, {"a": 1}):
+            pass

@@ -66,3 +66,12 @@ def test_a_state_of_another_trainer_or_a_torn_file_is_named(tmp_path):
     (tmp_path / "training-state-00000002.pt").write_bytes(b"PK\x03\x04 torn")
     with pytest.raises(GanprintError, match=r"training-state-00000002\.pt cannot be read.*delete it"):
         TrainingState(tmp_path, {"net": net}).restore()
+
+
+def test_a_state_whose_parts_do_not_fit_is_named(tmp_path):
+    net, _, _ = _parts(0)
+    st = TrainingState(tmp_path, {"net": net})
+    st.step = 1
+    st.save()
+    with pytest.raises(GanprintError, match=r"training-state-00000001\.pt does not fit this run.*new --outdir"):
+        TrainingState(tmp_path, {"net": torch.nn.Linear(5, 2)}).restore()

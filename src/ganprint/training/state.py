@@ -45,9 +45,15 @@ class TrainingState:
         if missing:
             raise GanprintError(f"{source} lacks {', '.join(missing)}: it was written by another trainer or "
                                 "version; use a new --outdir")
-        for name, part in self.parts.items():
-            part.load_state_dict(state[name])
-        self.step, self.nimg, self.elapsed = int(state["step"]), int(state["nimg"]), float(state["elapsed"])
+        try:
+            for name, part in self.parts.items():
+                part.load_state_dict(state[name])
+            # States of the stega trainer written before this kit have no image count (nothing reads it there).
+            self.step, self.nimg = int(state["step"]), int(state.get("nimg", 0))
+            self.elapsed = float(state["elapsed"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            raise GanprintError(f"{source} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                                "it was written by another trainer or version: use a new --outdir") from None
         self.counters.update(state.get("counters", {}))
 
     def restore(self) -> Path | None:
