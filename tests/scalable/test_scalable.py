@@ -182,9 +182,10 @@ def test_train_resume_is_deterministic(tmp_path):
     steps = [json.loads(x)["step"] for x in (tmp_path / "two" / "stats.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 2
     out = tmp_path / "one"
-    for name in ("snapshots/reals.png", "snapshots/fakes-arbitrary-00000002.png", "snapshots/fakes-fingerprints-same-00000002.png",
-                 "snapshots/fakes-latents-same-00000002.png", "scalable-decoder.safetensors", "metric-bit-accuracy.jsonl",
-                 "config.json", "log.txt", "training-state-00000002.pt"):
+    for name in ("snapshots/reals.png", "snapshots/fakes-arbitrary-00000002.png",
+                 "snapshots/fakes-fingerprints-same-00000002.png", "snapshots/fakes-latents-same-00000002.png",
+                 "scalable-decoder.safetensors", "metric-bit-accuracy.jsonl", "config.json", "log.txt",
+                 "training-state-00000002.pt"):
         assert (out / name).exists(), name
     metric = [json.loads(x) for x in (out / "metric-bit-accuracy.jsonl").read_text().splitlines()]
     assert 0 <= metric[-1]["bit_accuracy"] <= 1 and metric[-1]["kimg"] == 0.008

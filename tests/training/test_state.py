@@ -56,22 +56,15 @@ def test_fresh_run_and_newest_state_and_pruning(tmp_path):
     assert again.step == 10
 
 
-def test_a_state_of_another_trainer_or_a_torn_file_is_named(tmp_path):
+def test_states_that_cannot_be_resumed_are_named(tmp_path):
     net, opt, _ = _parts(0)
     st = TrainingState(tmp_path, {"net": net})
     st.step = 1
     st.save()
-    with pytest.raises(GanprintError, match=r"training-state-00000001\.pt lacks opt"):
+    with pytest.raises(GanprintError, match=r"training-state-00000001\.pt lacks opt"):  # another trainer's
         TrainingState(tmp_path, {"net": net, "opt": opt}).restore()
+    with pytest.raises(GanprintError, match=r"training-state-00000001\.pt does not fit this run.*new --outdir"):
+        TrainingState(tmp_path, {"net": torch.nn.Linear(5, 2)}).restore()
     (tmp_path / "training-state-00000002.pt").write_bytes(b"PK\x03\x04 torn")
     with pytest.raises(GanprintError, match=r"training-state-00000002\.pt cannot be read.*delete it"):
         TrainingState(tmp_path, {"net": net}).restore()
-
-
-def test_a_state_whose_parts_do_not_fit_is_named(tmp_path):
-    net, _, _ = _parts(0)
-    st = TrainingState(tmp_path, {"net": net})
-    st.step = 1
-    st.save()
-    with pytest.raises(GanprintError, match=r"training-state-00000001\.pt does not fit this run.*new --outdir"):
-        TrainingState(tmp_path, {"net": torch.nn.Linear(5, 2)}).restore()

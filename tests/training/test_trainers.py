@@ -114,21 +114,39 @@ def test_api_train_dispatches_on_the_config_type(tmp_path):
 
 
 DISK_FULL = textwrap.dedent("""
-    import resource, signal, sys
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit then fail with EFBIG, as on a full disk
-    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+    import json, resource, signal, sys
+    import click
     from ganprint.cli import main
-    main(sys.argv[2:])
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit then fail with EFBIG, as on a full disk
+    for limit, args in json.loads(sys.argv[1]):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+        try:
+            main(args, standalone_mode=False)
+            print("exit 0")
+        except click.ClickException as e:
+            print("Error: " + e.format_message())
 """)
 
+# Byte limits at which each trainer's first failing write is of another kind: a torch.save (training state), a
+# safetensors export, a PNG grid.
+FULL_AT = {"train": (60000, "training-state-00000002.pt"), "train-gan": (200000, "network-000000.safetensors"),
+           "train-scalable": (20000, "snapshots/reals.png")}
 
-def test_a_full_disk_is_one_line_naming_the_file(tmp_path):
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_rerun_resumes(tmp_path):
     data = _write_images(tmp_path / "data")
-    args = COMMANDS["train"] + ["--data", str(data), "--outdir", str(tmp_path / "run"), "--checkpoint-every", "1"]
+    runs = [(FULL_AT[c][0], [*COMMANDS[c], "--data", str(data), "--outdir", str(tmp_path / c)])
+            for c in sorted(FULL_AT)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-c", DISK_FULL, "60000", *args], capture_output=True, text=True, env=env,
-                       timeout=120)
-    assert r.returncode == 1, r.stderr[-2000:]
-    last = r.stderr.strip().splitlines()[-1]
-    assert "Traceback" not in r.stderr and "cannot write" in last and str(tmp_path / "run") in last, r.stderr
-    assert "re-run the same command to resume" in last and "disk" in last and "unexpected pos" not in last
+    r = subprocess.run([sys.executable, "-c", DISK_FULL, json.dumps(runs)], capture_output=True, text=True, env=env,
+                       timeout=240)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 3, r.stdout
+    for line, command in zip(lines, sorted(FULL_AT)):
+        assert line.startswith(f"Error: cannot write {tmp_path / command / FULL_AT[command][1]}: "), line
+        assert "disk" in line and "unexpected pos" not in line and "re-run the same command to resume" in line
+        assert not list((tmp_path / command).rglob(".*.tmp"))
+    r = CliRunner().invoke(main, runs[0][1])  # once there is room again, the same command finishes the run
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "train" / "model.safetensors").is_file()

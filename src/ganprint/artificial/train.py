@@ -25,7 +25,6 @@ from tqdm import tqdm
 
 from ganprint.artificial.config import RUNTIME_FIELDS, TrainConfig
 from ganprint.core import dist
-from ganprint.core.artifacts import save_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.seeds import derive_seed
 from ganprint.data.folders import open_image_dataset
@@ -33,7 +32,7 @@ from ganprint.nets.stega import StegaConfig, StegaDecoderOnly, StegaModel, stega
 from ganprint.perturb.augment import build_augment
 from ganprint.training.grids import save_grid
 from ganprint.training.optim import average_gradients
-from ganprint.training.run import SNAPSHOT_DIR, CheckpointClock, RunFolder
+from ganprint.training.run import SNAPSHOT_DIR, CheckpointClock, RunFolder, export
 from ganprint.training.state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -227,14 +226,14 @@ def write_snapshot(model: StegaModel, clean: torch.Tensor, bits: torch.Tensor, p
 
 def export_model(model: StegaModel, path: Path, extra: dict | None = None) -> Path:
     """Write the encoder+decoder export (kind `stega`)."""
-    return save_export(path, model, "stega", stega_config_dict(model.cfg), extra=extra)
+    return export(path, model, "stega", stega_config_dict(model.cfg), extra=extra)
 
 
 def export_decoder(model: nn.Module, path: Path, extra: dict | None = None) -> Path:
     """Write a decoder-only export (kind `stega-decoder`) from a StegaModel or StegaDecoderOnly."""
     dec_only = StegaDecoderOnly(model.cfg)
     dec_only.dec.load_state_dict(model.dec.state_dict())
-    return save_export(path, dec_only, "stega-decoder", stega_config_dict(model.cfg), extra=extra)
+    return export(path, dec_only, "stega-decoder", stega_config_dict(model.cfg), extra=extra)
 
 
 # --- the loss -----------------------------------------------------------------------------------------
@@ -436,7 +435,8 @@ class _StegaRun:
             log.info("%s already finished at step %d; nothing to do", out, step)
             return final
         if self.rank == 0:
-            extra = {"ganprint.step": str(step), "ganprint.train_config": json.dumps(self.cfg.to_dict(), sort_keys=True)}
+            extra = {"ganprint.step": str(step),
+                     "ganprint.train_config": json.dumps(self.cfg.to_dict(), sort_keys=True)}
             export_model(self.model, final, extra=extra)
             export_decoder(self.model, decoder, extra=extra)
             log.info("wrote %s and %s after %d steps", final, decoder, step)

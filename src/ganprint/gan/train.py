@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ganprint.core import dist
-from ganprint.core.artifacts import save_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.runtime import resolve_device
 from ganprint.core.seeds import derive_seed
@@ -31,7 +30,7 @@ from ganprint.nets.stylegan2 import Discriminator, Generator, generator_config_d
 from ganprint.training.ema import EMA
 from ganprint.training.grids import save_grid
 from ganprint.training.optim import average_gradients, lazy_adam
-from ganprint.training.run import SNAPSHOT_DIR, CheckpointClock, RunFolder
+from ganprint.training.run import SNAPSHOT_DIR, CheckpointClock, RunFolder, export
 from ganprint.training.state import TensorSlot, TrainingState
 
 log = logging.getLogger(__name__)
@@ -286,9 +285,9 @@ class _GanRun:
             meta = {"ganprint.train.kimg": f"{st.nimg / 1000:.3f}", "ganprint.train.seed": str(self.cfg.seed),
                     "ganprint.train.step": str(st.step)}
             cfg_d = generator_config_dict(self.cfg.G)
-            save_export(out / f"network-{st.nimg // 1000:06d}.safetensors", self.ema.module, EXPORT_KIND, cfg_d, meta)
+            export(out / f"network-{st.nimg // 1000:06d}.safetensors", self.ema.module, EXPORT_KIND, cfg_d, meta)
             if final:
-                save_export(out / "network-final.safetensors", self.ema.module, EXPORT_KIND, cfg_d, meta)
+                export(out / "network-final.safetensors", self.ema.module, EXPORT_KIND, cfg_d, meta)
         st.save()
 
     def loop(self, checkpoint_minutes: float) -> None:

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ganprint.core import dist
-from ganprint.core.artifacts import save_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.runtime import resolve_device
 from ganprint.core.seeds import derive_seed
@@ -41,7 +40,7 @@ from ganprint.scalable.config import RUNTIME_FIELDS, ScalableTrainConfig
 from ganprint.training.ema import EMA
 from ganprint.training.grids import save_grid
 from ganprint.training.optim import average_gradients, lazy_adam
-from ganprint.training.run import SNAPSHOT_DIR, STATS_FILE, CheckpointClock, RunFolder
+from ganprint.training.run import SNAPSHOT_DIR, STATS_FILE, CheckpointClock, RunFolder, export
 from ganprint.training.state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -83,7 +82,8 @@ class ScalableLoss:
     def gate(self, nimg: int) -> float:
         """0 until the gate opens, then a linear ramp to 1 over `consistency_rampup_kimg`."""
         c = self.cfg
-        if self.const_start is None and (self.acc_run >= c.consistency_gate_acc or nimg >= c.consistency_gate_kimg * 1000):
+        opens = self.acc_run >= c.consistency_gate_acc or nimg >= c.consistency_gate_kimg * 1000
+        if self.const_start is None and opens:
             self.const_start = nimg
             log.info("consistency loss enabled at %.2f kimg (training bit accuracy %.3f)", nimg / 1000, self.acc_run)
         if self.const_start is None:
@@ -243,7 +243,8 @@ class _ScalableRun:
         self.batch, self.total = cfg.batch_size // self.world, int(cfg.kimg * 1000)
         self.mcfg = mcfg = cfg.model_config()
         torch.manual_seed(derive_seed(cfg.seed, 0xC0FFEE))  # identical initialisation on every rank
-        self.G, self.E, self.D = ScalableGenerator(mcfg).to(dev), ScalableDecoder(mcfg).to(dev), build_discriminator(mcfg).to(dev)
+        self.G, self.E = ScalableGenerator(mcfg).to(dev), ScalableDecoder(mcfg).to(dev)
+        self.D = build_discriminator(mcfg).to(dev)
         self.G.fused = False  # training scales activations; grouped convs only at inference
         self.ema = EMA(self.G, cfg.ema_kimg, rampup=0.05)
         g_int = cfg.pl_interval if cfg.pl_weight > 0 else None
@@ -331,8 +332,8 @@ class _ScalableRun:
                                    ("latents-same", same_z, self.grid_c)):
                     save_grid(out / SNAPSHOT_DIR / f"fakes-{name}-{st.step:08d}.png", G_ema(z, c), _GRID_COLS)
             meta = {"ganprint.kimg": str(st.nimg / 1000), "ganprint.step": str(st.step)}
-            save_export(out / G_EXPORT, G_ema, "scalable-G", self.mcfg.to_dict(), meta)
-            save_export(out / E_EXPORT, self.E, "scalable-decoder", self.mcfg.to_dict(), meta)
+            export(out / G_EXPORT, G_ema, "scalable-G", self.mcfg.to_dict(), meta)
+            export(out / E_EXPORT, self.E, "scalable-decoder", self.mcfg.to_dict(), meta)
         st.save()
 
     def loop(self, checkpoint_minutes: float) -> dict:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ganprint.core.images import write_grid
+from ganprint.training.run import writing
 
 
 def to_uint8(images: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
@@ -22,4 +23,5 @@ def save_grid(path: str | os.PathLike, images: torch.Tensor | np.ndarray, cols: 
               value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
     """Write images (float [N, C, H, W] in `value_range`, or uint8 [N, H, W, C]) as one PNG, `cols` per row."""
     arr = images if isinstance(images, np.ndarray) else to_uint8(images, value_range)
-    return write_grid(path, arr, cols=cols)
+    with writing(Path(path)):
+        return write_grid(path, arr, cols=cols)

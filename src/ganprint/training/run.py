@@ -15,7 +15,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
 from ganprint.core import dist
+from ganprint.core.artifacts import save_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import append_jsonl, atomic_write_json, atomic_write_text
 from ganprint.core.runtime import git_sha
@@ -67,7 +70,8 @@ def config_differences(old: dict, new: dict, runtime_fields: Iterable[str] = ())
     """'field: old -> new' for every field (nested ones dotted) that differs, ignoring runtime and provenance."""
     skip = set(runtime_fields) | set(_PROVENANCE)
     a, b = _flatten(old), _flatten(new)
-    keys = sorted(k for k in set(a) | set(b) if k.split(".")[0] not in skip and a.get(k, "<unset>") != b.get(k, "<unset>"))
+    keys = sorted(k for k in set(a) | set(b)
+                  if k.split(".")[0] not in skip and a.get(k, "<unset>") != b.get(k, "<unset>"))
     return [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}" for k in keys]
 
 
@@ -121,10 +125,32 @@ def truncate_jsonl(path: Path, step: int) -> int:
 def write_error(err: BaseException, outdir: Path, path: str | os.PathLike | None = None) -> GanprintError:
     """One line naming the path that could not be written, and what to do."""
     where = path or getattr(err, "filename", None) or outdir
-    # torch.save reports a short write as "unexpected pos ..." (RuntimeError): say what that means.
+    # torch.save reports a short write as "unexpected pos ..." (RuntimeError), safetensors as SafetensorError: say
+    # what that means.
     why = getattr(err, "strerror", None) or "the write stopped short (is the disk full?)"
     return GanprintError(f"cannot write {where}: {why}; free disk space or choose a writable --outdir, "
                          "then re-run the same command to resume")
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[Path]:
+    """Name `path` in the one-line error of a write whose failure does not say which file it was."""
+    try:
+        yield path
+    except OSError as e:
+        if e.filename is None and e.errno in _WRITE_ERRNOS:
+            raise write_error(e, path.parent, path) from None
+        raise
+    except SafetensorError as e:
+        if "I/O error" in str(e):
+            raise write_error(e, path.parent, path) from None
+        raise
+
+
+def export(path: Path, module, kind: str, config: dict, extra: dict[str, str] | None = None) -> Path:
+    """`save_export` whose failure on a full disk is one line naming the file."""
+    with writing(path):
+        return save_export(path, module, kind, config, extra)
 
 
 class CheckpointClock:
@@ -221,12 +247,5 @@ class RunFolder:
     def append(self, row: dict, name: str = STATS_FILE) -> None:
         """Append one row to a JSONL log (rank 0)."""
         if self.rank == 0:
-            append_jsonl(self.outdir / name, row)
-
-    @contextlib.contextmanager
-    def writing(self, path: Path) -> Iterator[Path]:
-        """Around a write whose library raises something other than OSError on a full disk (torch.save)."""
-        try:
-            yield path
-        except RuntimeError as e:
-            raise write_error(e, self.outdir, path) from None
+            with writing(self.outdir / name):
+                append_jsonl(self.outdir / name, row)
