@@ -321,7 +321,7 @@ class _GanRun:
 
 
 def train_gan(cfg: GanTrainConfig, outdir: str | os.PathLike, data: Dataset | str | None = None,
-              device: str = "auto", checkpoint_minutes: float = 5.0) -> dict:
+              device: str | None = None, checkpoint_minutes: float = 5.0) -> dict:
     """Train (or resume) a StyleGAN2 until `cfg.total_kimg`; `data` is a Dataset of {"img": uint8 [3, R, R]} items
     or a path (None = cfg.data).
 
@@ -331,7 +331,7 @@ def train_gan(cfg: GanTrainConfig, outdir: str | os.PathLike, data: Dataset | st
     trained modules).
     """
     cfg.validate()
-    dev = dist.local_device(resolve_device(device))
+    dev = dist.local_device(resolve_device(device or "auto"))
     _float32_everywhere(dev)
     dist.init(dev)
     world = dist.get_world_size()
