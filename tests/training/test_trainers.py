@@ -150,3 +150,31 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_rerun_resumes(tmp_path)
     r = CliRunner().invoke(main, runs[0][1])  # once there is room again, the same command finishes the run
     assert r.exit_code == 0, r.output
     assert (tmp_path / "train" / "model.safetensors").is_file()
+
+
+def test_kill_9_then_the_same_command_equals_an_uninterrupted_run(tmp_path):
+    import signal
+    import time
+
+    data = _write_images(tmp_path / "data", res=16)
+    flags = ["train", "--data", str(data), "--resolution", "16", "--fingerprint-length", "8", "--batch-size", "4",
+             "--steps", "150", "--preset", "default", "--checkpoint-every", "0", "--snapshot-every", "0"]
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # A state by time at every stats row (a clock of 6 ms), so that the kill lands between two of them.
+    proc = subprocess.Popen([sys.executable, "-m", "ganprint", *flags, "--outdir", str(killed),
+                             "--checkpoint-minutes", "0.0001"], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while latest_training_state(killed) is None and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    state = latest_training_state(killed)
+    assert state is not None and not (killed / "model.safetensors").exists()
+    assert CliRunner().invoke(main, [*flags, "--outdir", str(killed)]).exit_code == 0
+    assert CliRunner().invoke(main, [*flags, "--outdir", str(tmp_path / "whole")]).exit_code == 0
+    a, b = params(killed / "model.safetensors"), params(tmp_path / "whole" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["step"] for r in read_jsonl(killed / "stats.jsonl")] == [50, 100, 150]
+    assert not list(killed.rglob(".*.tmp"))
