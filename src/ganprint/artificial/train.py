@@ -1,4 +1,4 @@
-"""Training of the fingerprint autoencoder (Artificial Fingerprinting, Yu et al. ICCV 2021, papers.md §1.4).
+"""Training of the fingerprint autoencoder (Artificial Fingerprinting, Yu et al. ICCV 2021).
 
 `train_stega` builds everything from a resolved `TrainConfig` and runs it in the shared run folder
 (ganprint.training). Every random draw (data order, fingerprints, augmentation) is a pure function of

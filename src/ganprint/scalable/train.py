@@ -1,4 +1,4 @@
-"""Training of the scalable fingerprinting GAN (papers.md §2.4-2.6), single process or torchrun.
+"""Training of the scalable fingerprinting GAN (Yu et al., ICLR 2022), single process or torchrun.
 
 One step (StyleGAN2 with lazy regularisation; G and the decoder E minimise the same scalar):
 - GEmain: softplus(-D(G(z,c))) + w_const ||G(z,c) - G(z,c')||^2 + w_z ||z - E_z(G(z,c))||^2 + w_c BCE(E_c(G(z,c)), c);
@@ -199,7 +199,7 @@ def _fingerprint_of(modules: list[torch.nn.Module]) -> str:
 @torch.no_grad()
 def eval_bit_accuracy(G: ScalableGenerator, E: ScalableDecoder, n: int, seed: int, device: torch.device,
                       batch: int = 64) -> float:
-    """Mean per-image bit accuracy of E on n images of G with random z and random fingerprints (papers.md §2.6)."""
+    """Mean per-image bit accuracy of E on n images of G with random z and random fingerprints."""
     g = torch.Generator().manual_seed(int(seed))
     accs = []
     for s in range(0, n, batch):
