@@ -47,7 +47,7 @@ def main(argv=None) -> dict:
     from ganprint.core.files import append_jsonl, read_jsonl
     from ganprint.core.runtime import git_sha
     from ganprint.gan.config import PRESETS
-    from ganprint.gan.train import training_loop
+    from ganprint.gan.train import train_gan
 
     torch.set_num_threads(args.threads)
     cfg = PRESETS[args.preset]
@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
                               grid_seeds=4, batch_size=args.batch_size or cfg.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.time()
-        training_loop(cfg, tmp, RandomImages(256, cfg.resolution), device=args.device)
+        train_gan(cfg, tmp, RandomImages(256, cfg.resolution), device=args.device)
         wall = time.time() - t0
         rows = read_jsonl(f"{tmp}/stats.jsonl")
     timed = [r["sec_per_kimg"] for r in rows[1:]] or [r["sec_per_kimg"] for r in rows]

@@ -12,6 +12,7 @@ closed (G + decoder only) and once open. On a GPU every such call is at least on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -23,7 +24,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ganprint.data.packed import write_packed
 from ganprint.nets.scalable import ScalableDecoder, ScalableGenerator
-from ganprint.scalable.train import PRESETS, ScalableTrainConfig, _model_config, train_scalable
+from ganprint.scalable.config import PRESETS, resolve_config
+from ganprint.scalable.train import train_scalable
 
 
 class _Count(TorchDispatchMode):
@@ -37,8 +39,8 @@ class _Count(TorchDispatchMode):
 
 
 def flops(preset: str, res: int, bits: int) -> dict:
-    s = dict(PRESETS[preset], resolution=res, fingerprint_bits=bits, modulated_res=f"4-{res}")
-    cfg = _model_config(s)
+    cfg = dataclasses.replace(PRESETS[preset], resolution=res, fingerprint_bits=bits,
+                              modulated_res=f"4-{res}").model_config()
     G, E = ScalableGenerator(cfg), ScalableDecoder(cfg)
     z, c = torch.randn(1, cfg.z_dim), torch.randint(0, 2, (1, bits)).float()
     with torch.no_grad(), FlopCounterMode(display=False) as fg:
@@ -60,13 +62,13 @@ def ops_per_step(res: int, bits: int, gated: bool, tmp: Path, batch: int = 8) ->
                      seed=None)
     counts = {}
     for steps in (4, 20):  # 16 steps apart: one R1 step (every 16) among them
-        kw = dict(data=str(data), outdir=str(tmp / f"run{res}{gated}{steps}"), resolution=res, fingerprint_bits=bits,
-                  modulated_res=f"4-{res}", preset="small", kimg=steps * batch / 1000, batch_size=batch,
+        kw = dict(data=str(data), resolution=res, fingerprint_bits=bits,
+                  modulated_res=f"4-{res}", kimg=steps * batch / 1000, batch_size=batch,
                   snapshot_kimg=1e6, metric_kimg=1e6, tick_kimg=1e6, device="cpu")
         if not gated:
             kw.update(consistency_gate_kimg=0.0, consistency_gate_acc=0.0)
         with _Count() as c:
-            train_scalable(ScalableTrainConfig(**kw))
+            train_scalable(resolve_config("small", **kw), tmp / f"run{res}{gated}{steps}")
         counts[steps] = c.n
     return (counts[20] - counts[4]) / 16
 

@@ -110,7 +110,7 @@ def main(argv=None) -> None:
     from ganprint.data.folders import open_image_dataset
     from ganprint.gan.config import resolve_config
     from ganprint.gan.generate import generate_seeds
-    from ganprint.gan.train import training_loop
+    from ganprint.gan.train import train_gan
 
     t_start = time.time()
     work = Path(args.workdir)
@@ -155,7 +155,7 @@ def main(argv=None) -> None:
                 plot(out_jsonl, work / "transfer.png")
                 return
             cfg = dataclasses.replace(cfg0, total_kimg=target)
-            res = training_loop(cfg, work / f"gan-{name}", datasets[name], device=args.device)
+            res = train_gan(cfg, work / f"gan-{name}", datasets[name], device=args.device)
             imgs = generate_seeds(res["G_ema"], seeds, dev, batch_size=64, dtype=torch.float32)
             row = {"run": f"gan-{name}", "kimg": target, **decode_accuracy(dec, imgs, ref, threshold, dev),
                    "train_elapsed_s": round(res["elapsed_s"], 1), **common}

@@ -6,7 +6,6 @@ that the packages below stay independent of each other.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,12 @@ from ganprint.core.errors import GanprintError
 from ganprint.evaluation.evaluate import run_evaluate as evaluate
 from ganprint.gan.config import GanTrainConfig
 from ganprint.gan.generate import generate_images
-from ganprint.gan.train import training_loop
+from ganprint.gan.train import train_gan
 from ganprint.scalable import generate as scalable_generate
 from ganprint.scalable.attribute import attribute_images as attribute
+from ganprint.scalable.config import ScalableTrainConfig
 from ganprint.scalable.issue import issue_model as issue
-from ganprint.scalable.train import ScalableTrainConfig, train_scalable
+from ganprint.scalable.train import train_scalable
 
 __all__ = ["attribute", "detect", "embed", "evaluate", "generate", "issue", "load", "train"]
 
@@ -40,13 +40,17 @@ def load(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None,
 
 def train(config: TrainConfig | GanTrainConfig | ScalableTrainConfig, outdir: str | os.PathLike,
           **kwargs: Any) -> Any:
-    """Train the model that `config` describes into `outdir` (re-running the same call resumes)."""
+    """Train the model that `config` describes into `outdir` (re-running the same call resumes).
+
+    Every trainer takes `data` (a path or a Dataset; default: the config's), `device` and `checkpoint_minutes`;
+    the others are the trainer's own (see train_stega, train_gan, train_scalable).
+    """
     if isinstance(config, TrainConfig):
         return train_stega(config, outdir, **kwargs)
     if isinstance(config, GanTrainConfig):
-        return training_loop(config, outdir, **kwargs)
+        return train_gan(config, outdir, **kwargs)
     if isinstance(config, ScalableTrainConfig):
-        return train_scalable(dataclasses.replace(config, outdir=str(outdir)), **kwargs)
+        return train_scalable(config, outdir, **kwargs)
     raise GanprintError(f"train() takes a TrainConfig, GanTrainConfig or ScalableTrainConfig, got {type(config)}")
 
 

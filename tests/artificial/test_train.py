@@ -149,13 +149,20 @@ def test_cli_bad_flags(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_augment_hook(tmp_path):
-    pytest.importorskip("ganprint.perturb.augment", reason="ganprint.augment (another engineer's module) has not landed yet")
-    from ganprint.perturb.augment import build_augment  # noqa: F401
-
-    spec = "noise"
-    train_stega(tiny_cfg(steps=2, augment=spec), tmp_path, data=DictDataset(), device="cpu", progress=False)
-    assert json.loads((tmp_path / "config.json").read_text())["augment"] == spec
+def test_augment_changes_training_and_logs_the_perturbed_read(tmp_path):
+    data = DictDataset()
+    train_stega(tiny_cfg(steps=2, augment="noise"), tmp_path / "aug", data=data, device="cpu", log_every=1,
+                progress=False)
+    train_stega(tiny_cfg(steps=2), tmp_path / "plain", data=data, device="cpu", log_every=1, progress=False)
+    assert json.loads((tmp_path / "aug" / "config.json").read_text())["augment"] == "noise"
+    rows = read_jsonl(tmp_path / "aug" / "stats.jsonl")
+    assert all(0 <= r["bit_acc_augmented"] <= 1 for r in rows)
+    assert "bit_acc_augmented" not in read_jsonl(tmp_path / "plain" / "stats.jsonl")[-1]
+    a, b = params(tmp_path / "aug" / "model.safetensors"), params(tmp_path / "plain" / "model.safetensors")
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("dec."))  # the decoder read perturbed copies
+    with pytest.raises(GanprintError, match="nosie"):
+        train_stega(tiny_cfg(steps=2, augment="nosie"), tmp_path / "bad", data=data, device="cpu", progress=False)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_decoder_polish_freezes_encoder_and_trains_decoder(tmp_path):

@@ -12,11 +12,11 @@ import torch
 SCRIPT = textwrap.dedent("""
     import sys, dataclasses, torch
     sys.path.insert(0, {tests!r})
-    from test_train_gan import TensorImages, tiny_cfg
+    from test_train import TensorImages, tiny_cfg
     from ganprint.core import dist
-    from ganprint.gan.train import training_loop
+    from ganprint.gan.train import train_gan
 
-    out = training_loop(tiny_cfg(total_kimg={kimg}), {outdir!r}, TensorImages(), device="cpu")
+    out = train_gan(tiny_cfg(total_kimg={kimg}), {outdir!r}, TensorImages(), device="cpu")
     flat = {{k: torch.cat([p.detach().flatten() for p in out[k].parameters()]) for k in ("G", "D", "G_ema")}}
     sums = {{k: v.double().sum().item() for k, v in flat.items()}}
     sums["w_avg"] = out["G"].mapping.w_avg.double().sum().item()
@@ -46,7 +46,7 @@ def test_ddp_two_processes_stay_in_sync_and_resume(tmp_path):
     _torchrun(tmp_path, out, 0.012)
     _torchrun(tmp_path, out, 0.024)  # resume under torchrun
     st = load_training_state(latest_training_state(out))
-    assert st["cur_nimg"] == 24
+    assert st["nimg"] == 24 and st["step"] == 6
     assert (out / "network-final.safetensors").is_file()
     rows = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
     # One row per tick (and one at each run's end), written once (rank 0 only), tick count kept over the resume.

@@ -12,7 +12,7 @@ from ganprint.core.artifacts import latest_training_state, load_export, load_tra
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import read_jsonl
 from ganprint.gan.config import PRESETS, GanTrainConfig, resolve_config
-from ganprint.gan.train import training_loop
+from ganprint.gan.train import train_gan
 from ganprint.nets.stylegan2 import DiscriminatorConfig, GeneratorConfig
 
 
@@ -62,13 +62,14 @@ def test_config_round_trip_and_presets():
 
 def test_training_runs_and_writes_outputs(tmp_path):
     cfg = tiny_cfg()
-    out = training_loop(cfg, tmp_path / "run", TensorImages(), device="cpu")
-    assert out["cur_nimg"] == 24
+    out = train_gan(cfg, tmp_path / "run", TensorImages(), device="cpu")
+    assert out["cur_nimg"] == 24 and out["step"] == 6
     run = tmp_path / "run"
-    for name in ("config.json", "stats.jsonl", "reals.png", "fakes000000.png", "network-final.safetensors"):
+    for name in ("config.json", "log.txt", "stats.jsonl", "snapshots/reals.png", "snapshots/fakes-00000006.png",
+                 "network-final.safetensors", "training-state-00000006.pt"):
         assert (run / name).is_file(), name
     rows = read_jsonl(run / "stats.jsonl")
-    assert [r["tick"] for r in rows] == [1, 2, 3]
+    assert [(r["tick"], r["step"]) for r in rows] == [(1, 2), (2, 4), (3, 6)]
     assert {"loss/G", "loss/D", "loss/r1", "loss/pl", "sec_per_kimg"} <= set().union(*rows)
     G, cfg_d, meta = load_export(run / "network-final.safetensors", kind="stylegan2-G")
     assert cfg_d["img_resolution"] == 16 and float(meta["ganprint.train.kimg"]) == pytest.approx(0.024)
@@ -79,32 +80,33 @@ def test_training_runs_and_writes_outputs(tmp_path):
 
 def test_resume_equals_uninterrupted(tmp_path):
     cfg = tiny_cfg()
-    training_loop(cfg, tmp_path / "full", TensorImages(), device="cpu")
+    train_gan(cfg, tmp_path / "full", TensorImages(), device="cpu")
     # "Interrupted" after the first snapshot, then the same command re-run with the full length.
-    training_loop(dataclasses.replace(cfg, total_kimg=0.012), tmp_path / "resumed", TensorImages(), device="cpu")
-    assert _state(tmp_path / "resumed")["cur_nimg"] == 12
-    training_loop(cfg, tmp_path / "resumed", TensorImages(), device="cpu")
+    train_gan(dataclasses.replace(cfg, total_kimg=0.012), tmp_path / "resumed", TensorImages(), device="cpu")
+    assert _state(tmp_path / "resumed")["nimg"] == 12
+    train_gan(cfg, tmp_path / "resumed", TensorImages(), device="cpu")
     a, b = _state(tmp_path / "full"), _state(tmp_path / "resumed")
-    assert a["cur_nimg"] == b["cur_nimg"] == 24
+    assert a["nimg"] == b["nimg"] == 24 and a["step"] == b["step"] == 6
     for part in ("G", "D", "G_ema"):
         for k in a[part]:
             torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=0, msg=f"{part}.{k}")
-    torch.testing.assert_close(a["pl_mean"], b["pl_mean"], rtol=0, atol=0)
+    torch.testing.assert_close(a["pl_mean"]["value"], b["pl_mean"]["value"], rtol=0, atol=0)
+    assert [r["step"] for r in read_jsonl(tmp_path / "resumed" / "stats.jsonl")] == [2, 3, 5, 6]
     # A finished run re-run is a no-op.
-    training_loop(cfg, tmp_path / "full", TensorImages(), device="cpu")
-    assert _state(tmp_path / "full")["cur_nimg"] == 24
+    train_gan(cfg, tmp_path / "full", TensorImages(), device="cpu")
+    assert _state(tmp_path / "full")["nimg"] == 24
 
 
 def test_resume_refuses_a_different_architecture(tmp_path):
-    training_loop(tiny_cfg(total_kimg=0.004), tmp_path / "run", TensorImages(), device="cpu")
+    train_gan(tiny_cfg(total_kimg=0.004), tmp_path / "run", TensorImages(), device="cpu")
     other = tiny_cfg(G=dataclasses.replace(tiny_cfg().G, z_dim=16))
-    with pytest.raises(GanprintError, match="--outdir"):
-        training_loop(other, tmp_path / "run", TensorImages(), device="cpu")
+    with pytest.raises(GanprintError, match=r"--outdir .*G\.z_dim: 8 -> 16"):
+        train_gan(other, tmp_path / "run", TensorImages(), device="cpu")
 
 
 def test_wrong_resolution_data_is_a_clear_error(tmp_path):
     with pytest.raises(GanprintError, match="--resolution"):
-        training_loop(tiny_cfg(), tmp_path / "run", TensorImages(res=8), device="cpu")
+        train_gan(tiny_cfg(), tmp_path / "run", TensorImages(res=8), device="cpu")
 
 
 def test_cli_train_gan_end_to_end(tmp_path):
@@ -121,7 +123,7 @@ def test_cli_train_gan_end_to_end(tmp_path):
             "--kimg", "0.004", "--batch-size", "2", "--tick-kimg", "0.002", "--snapshot-kimg", "0.004", "--seed", "3"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
-    assert (out / "network-final.safetensors").is_file() and (out / "fakes000000.png").is_file()
+    assert (out / "network-final.safetensors").is_file() and (out / "snapshots" / "fakes-00000002.png").is_file()
     assert "sec/kimg" in (out / "log.txt").read_text()
     assert json.loads((out / "config.json").read_text())["seed"] == 3
     # Bad input: a clear one-line error naming the flag.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -181,8 +182,10 @@ def test_train_resume_is_deterministic(tmp_path):
     steps = [json.loads(x)["step"] for x in (tmp_path / "two" / "stats.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 2
     out = tmp_path / "one"
-    for name in ("reals.png", "fakes-arbitrary-000000.png", "fakes-fingerprints-same-000000.png",
-                 "fakes-latents-same-000000.png", "scalable-decoder.safetensors", "metric-bit-accuracy.jsonl"):
+    for name in ("snapshots/reals.png", "snapshots/fakes-arbitrary-00000002.png",
+                 "snapshots/fakes-fingerprints-same-00000002.png", "snapshots/fakes-latents-same-00000002.png",
+                 "scalable-decoder.safetensors", "metric-bit-accuracy.jsonl", "config.json", "log.txt",
+                 "training-state-00000002.pt"):
         assert (out / name).exists(), name
     metric = [json.loads(x) for x in (out / "metric-bit-accuracy.jsonl").read_text().splitlines()]
     assert 0 <= metric[-1]["bit_accuracy"] <= 1 and metric[-1]["kimg"] == 0.008
@@ -205,7 +208,7 @@ def test_train_with_augment_resumes_exactly_and_logs_the_perturbed_read(tmp_path
     assert any(not torch.equal(a[k], c[k]) for k in a)  # the perturbed read changed training
     rows = [json.loads(x) for x in (tmp_path / "one" / "stats.jsonl").read_text().splitlines()]
     assert all(0 <= row["bit_acc_train_augmented"] <= 1 for row in rows)
-    opts = json.loads((tmp_path / "one" / "training_options.json").read_text())["train"]
+    opts = json.loads((tmp_path / "one" / "config.json").read_text())
     assert opts["augment"] == "jpegd,blur,noise,crop" and opts["augment_skew"] == 2.0
     r = cli.invoke(main, _train_args(data, tmp_path / "bad", 0.008) + ["--augment", "jpgg"])
     assert r.exit_code == 1 and "jpgg" in r.output and "Traceback" not in r.output
@@ -225,7 +228,7 @@ def test_quantize_read_matches_saved_images_and_changes_training(tmp_path):
     cli = CliRunner()
     r = cli.invoke(main, _train_args(data, tmp_path / "q", 0.008) + ["--quantize-read"])
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "q" / "training_options.json").read_text())["train"]["quantize_read"] is True
+    assert json.loads((tmp_path / "q" / "config.json").read_text())["quantize_read"] is True
     assert cli.invoke(main, _train_args(data, tmp_path / "plain", 0.008)).exit_code == 0
     a = load_file(str(tmp_path / "q" / "scalable-decoder.safetensors"))
     b = load_file(str(tmp_path / "plain" / "scalable-decoder.safetensors"))
@@ -261,12 +264,12 @@ def test_cli_end_to_end(tmp_path):
 
 def test_adversarial_gate_holds_back_D_until_the_fingerprint_is_learned(tmp_path, monkeypatch):
     from ganprint.core.artifacts import latest_training_state, load_training_state
-    from ganprint.scalable import train as scalable_loop
+    from ganprint.scalable import config as scalable_config
 
-    tiny = dict(scalable_loop.PRESETS["tiny"])
+    tiny = scalable_config.PRESETS["tiny"]
     # The small preset's schedule on the tiny model: a gate that cannot open within this run.
-    monkeypatch.setitem(scalable_loop.PRESETS, "tiny", dict(tiny, gate_adversarial=True, consistency_gate_acc=1.01,
-                                                            consistency_gate_kimg=1e9))
+    monkeypatch.setitem(scalable_config.PRESETS, "tiny", dataclasses.replace(
+        tiny, gate_adversarial=True, consistency_gate_acc=1.01, consistency_gate_kimg=1e9))
     data = _packed_data(tmp_path)
     states = []
     for run, kimg in (("a", 0.004), ("b", 0.008)):
@@ -281,7 +284,7 @@ def test_adversarial_gate_holds_back_D_until_the_fingerprint_is_learned(tmp_path
     assert any(not torch.equal(a["G"][k], b["G"][k]) for k in a["G"])  # G still learns the bits
 
     # Once open (gate at accuracy 0: from the first step), D trains and the adversarial weight ramps in.
-    monkeypatch.setitem(scalable_loop.PRESETS, "tiny", dict(tiny, gate_adversarial=True))
+    monkeypatch.setitem(scalable_config.PRESETS, "tiny", dataclasses.replace(tiny, gate_adversarial=True))
     r = CliRunner().invoke(main, _train_args(data, tmp_path / "c", 0.016))
     assert r.exit_code == 0, r.output
     rows = [json.loads(x) for x in (tmp_path / "c" / "stats.jsonl").read_text().splitlines()]

@@ -7,11 +7,10 @@ given (`resolve_config`).
 from __future__ import annotations
 
 import dataclasses
-import json
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 from ganprint.core.errors import GanprintError
+from ganprint.training.config import apply_overrides
 
 
 class ConfigError(GanprintError):
@@ -96,15 +95,6 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """Build from a dict (e.g. config.json); unknown keys are an error naming them."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown training config keys {unknown}; known: {sorted(names)}")
-        return cls(**d)
-
 
 # Named presets. `agf-original` reproduces the original train.py (PyTorch default init, accuracy-gated L2 ramp).
 # `default` keeps the original's flags and defaults but adds the convergence fixes measured in
@@ -117,35 +107,21 @@ PRESETS: dict[str, TrainConfig] = {
                            init="he", l2_schedule="psnr", l2_await=0, l2_weight=1.0, amp=True, target_psnr=31.5,
                            psnr_acc_floor=0.98, psnr_rate=0.003, decoder_polish=400),
 }
-# `robust-32`: demo-32 immunized against image edits (issue: JPEG, blur, noise, crop). Strengths are skewed to the
-# maxima (skew 2: a JPEG quality <= 50 or a crop to <= 75 % is drawn for 31 % of the samples of that op instead of
-# 17 %), the PSNR target is 31.0 dB, JPEG is `jpegd` (real codec forward, differentiable-JPEG gradient) and training
-# runs 12000 steps, since the decoder must also learn to read perturbed copies. Noise goes to 0.08 so that 0.05 is
-# not the rare top of the range. Each change was measured against the one before (benchmarks/RESULTS-eval.md §0b):
-# JPEG 50 read 0.706 with `jpeg` and 5200 steps, 0.732 with `jpegd`, 0.768 at 8000 steps, 0.826 at 12000.
+# `robust-32`: demo-32 immunized against image edits (JPEG, blur, noise, crop, resize, colour). Strengths are skewed
+# toward the maxima, JPEG is `jpegd` (real codec forward, differentiable-JPEG gradient), and training is longer,
+# since the decoder must also learn to read perturbed copies (each change measured in benchmarks/RESULTS-eval.md §0b).
 PRESETS["robust-32"] = dataclasses.replace(PRESETS["demo-32"], steps=12000, target_psnr=31.0, augment_skew=2.0,
                                            augment="jpegd:40,blur:1.5,noise:0.08,crop:0.7,resize:0.5,color:0.3")
 
 
-# Fields that may differ between a run and its resumption.
+# Fields that may differ between a run and its resumption (the step count is not one: the lr schedule and the
+# decoder polish depend on it).
 RUNTIME_FIELDS = ("device",)
 
 
 def resolve_config(preset: str | None = None, **overrides) -> TrainConfig:
     """The preset (default: "default") with every override that is not None applied, validated."""
-    name = preset or "default"
-    if name not in PRESETS:
-        raise ConfigError(f"--preset {name!r} is unknown; choose one of {sorted(PRESETS)}")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    names = {f.name for f in fields(TrainConfig)}
-    bad = sorted(set(given) - names)
-    if bad:
-        raise ConfigError(f"unknown training options {bad}")
-    if "epochs" in given and "steps" not in given:
-        given["steps"] = None  # an explicit --epochs wins over a preset's step count
-    return dataclasses.replace(PRESETS[name], **given).validate()
-
-
-def load_config(path: str | Path) -> TrainConfig:
-    """Read a config.json written by a run."""
-    return TrainConfig.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    cfg = apply_overrides(preset, PRESETS, "default", **overrides)
+    if overrides.get("epochs") is not None and overrides.get("steps") is None:
+        cfg = dataclasses.replace(cfg, steps=None)  # an explicit --epochs wins over a preset's step count
+    return cfg.validate()

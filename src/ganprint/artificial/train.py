@@ -1,8 +1,9 @@
-"""Training loop of the fingerprint autoencoder (Artificial Fingerprinting, Yu et al. ICCV 2021, papers.md §1.4).
+"""Training of the fingerprint autoencoder (Artificial Fingerprinting, Yu et al. ICCV 2021).
 
-One function, `train_stega`, constructs everything from a resolved `TrainConfig`. Every random draw (data order,
-fingerprints, augmentation) is a pure function of (seed, rank, step), so re-running the same command resumes a
-run exactly where its newest training state left off, and 2 steps + resume + 2 steps equals 4 steps.
+`train_stega` builds everything from a resolved `TrainConfig` and runs it in the shared run folder
+(ganprint.training). Every random draw (data order, fingerprints, augmentation) is a pure function of
+(seed, rank, step), so re-running the same command resumes a run exactly where its newest training state left
+off, and 2 steps + resume + 2 steps equals 4 steps.
 """
 
 from __future__ import annotations
@@ -20,14 +21,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from ganprint.artificial.config import RUNTIME_FIELDS, TrainConfig
 from ganprint.core import dist
-from ganprint.core.artifacts import latest_training_state, load_training_state, save_export, save_training_state
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import append_jsonl, atomic_path, atomic_write_json
 from ganprint.core.seeds import derive_seed
+from ganprint.data.folders import open_image_dataset
 from ganprint.nets.stega import StegaConfig, StegaDecoderOnly, StegaModel, stega_config_dict
+from ganprint.perturb.augment import build_augment
+from ganprint.training.grids import save_grid
+from ganprint.training.optim import average_gradients
+from ganprint.training.run import SNAPSHOT_DIR, CheckpointClock, RunFolder, export
+from ganprint.training.state import TrainingState
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +111,6 @@ def open_training_data(cfg: TrainConfig, data=None):
     if not Path(cfg.data).exists():
         raise GanprintError(f"--data {cfg.data} does not exist; give a folder of images "
                             "(`ganprint data samples DIR` makes one from built-in photos)")
-    from ganprint.data.folders import open_image_dataset  # lazily: the data module pulls in image decoding
-
     return open_image_dataset(cfg.data, cfg.resolution, celeba=cfg.celeba, skip_bad=False)
 
 
@@ -212,53 +216,241 @@ class L2Schedule:
 # --- outputs ----------------------------------------------------------------------------------------
 
 
-def _png_grid(rows: list[torch.Tensor], path: Path) -> None:
-    """Write rows of images [n, 3, R, R] in [0, 1] as one PNG (one row per tensor), atomically."""
-    from PIL import Image
-
-    grid = torch.cat([torch.cat(list(r.clamp(0, 1)), dim=2) for r in rows], dim=1)  # [3, rows*R, n*R]
-    arr = (grid.permute(1, 2, 0).float().numpy() * 255 + 0.5).astype(np.uint8)
-    with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
-
-
 def write_snapshot(model: StegaModel, clean: torch.Tensor, bits: torch.Tensor, path: Path) -> None:
     """PNG rows: clean | fingerprinted | residual amplified (|x̂ - x| x 10, centred at gray)."""
     with torch.no_grad():
         fp = model.enc(bits, clean).float()
-    _png_grid([clean.float(), fp, (0.5 + 10 * (fp - clean.float())).clamp(0, 1)], path)
+    rows = torch.cat([clean.float(), fp, (0.5 + 10 * (fp - clean.float())).clamp(0, 1)])
+    save_grid(path, rows, cols=len(clean), value_range=(0.0, 1.0))
 
 
 def export_model(model: StegaModel, path: Path, extra: dict | None = None) -> Path:
     """Write the encoder+decoder export (kind `stega`)."""
-    return save_export(path, model, "stega", stega_config_dict(model.cfg), extra=extra)
+    return export(path, model, "stega", stega_config_dict(model.cfg), extra=extra)
 
 
 def export_decoder(model: nn.Module, path: Path, extra: dict | None = None) -> Path:
     """Write a decoder-only export (kind `stega-decoder`) from a StegaModel or StegaDecoderOnly."""
     dec_only = StegaDecoderOnly(model.cfg)
     dec_only.dec.load_state_dict(model.dec.state_dict())
-    return save_export(path, dec_only, "stega-decoder", stega_config_dict(model.cfg), extra=extra)
+    return export(path, dec_only, "stega-decoder", stega_config_dict(model.cfg), extra=extra)
 
 
-def _check_outdir_config(outdir: Path, cfg: TrainConfig) -> None:
-    path = outdir / "config.json"
-    if not path.is_file():
-        return
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        raise GanprintError(f"{path} is not valid JSON; remove it or use another --outdir") from None
-    new = cfg.to_dict()
-    diff = sorted(k for k in set(old) | set(new)
-                  if k not in RUNTIME_FIELDS and old.get(k, "<unset>") != new.get(k, "<unset>"))
-    if diff:
-        shown = ", ".join(f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in diff)
-        raise GanprintError(f"--outdir {outdir} holds a run with a different config ({shown}); "
-                            "re-run with the same settings to resume, or choose a new --outdir")
+# --- the loss -----------------------------------------------------------------------------------------
 
 
-# --- the loop -----------------------------------------------------------------------------------------
+class StegaLoss:
+    """The losses of one step, by phase: "warmup" (the encoder alone reproduces its input image, so that bits
+    are later embedded into the image, not into a flat gray), "main" (bits + image loss), "polish" (the decoder
+    alone reads 8-bit-rounded fingerprinted images, exactly what deployment gives it)."""
+
+    def __init__(self, model: StegaModel, net: nn.Module, cfg: TrainConfig, aug, amp_dtype: torch.dtype | None,
+                 scaler: torch.amp.GradScaler):
+        self.model, self.net, self.cfg, self.aug = model, net, cfg, aug  # net: the DDP wrapper, or model itself
+        self.amp_dtype, self.scaler, self.rank = amp_dtype, scaler, dist.get_rank()
+
+    def _autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None)
+
+    def accumulate_gradients(self, phase: str, x: torch.Tensor, bits: torch.Tensor, w_l2: float, step: int,
+                             total: int) -> torch.Tensor:
+        """Backpropagate the phase's loss into .grad (averaged over ranks); returns float64 [loss, bce, l2,
+        bit_acc, mse, bit_acc_augmented] of this rank's batch."""
+        m, dev = self.model, x.device
+        with self._autocast(dev):
+            if phase == "polish":
+                with torch.no_grad():
+                    fp = (m.enc(bits, x).float() * 255).round() / 255
+                logits = m.dec(fp)
+            elif phase == "warmup":
+                fp, logits = m.enc(bits, x), None
+            else:
+                fp, logits = self.net(bits, x)
+        fp = fp.float()
+        l2 = F.mse_loss(fp, x)
+        if logits is None:
+            bce = torch.zeros((), device=dev)
+            acc = acc_aug = torch.full((), 0.5, device=dev)
+            loss = l2
+        else:
+            bce, acc, acc_aug = self._bit_loss(fp, logits.float(), bits, step, total)
+            loss = self.cfg.bce_weight * bce + w_l2 * l2
+        self.scaler.scale(loss).backward()
+        if phase != "main":  # these phases bypass the DDP wrapper (half the model is idle)
+            average_gradients((m.enc if phase == "warmup" else m.dec).parameters())
+        return torch.stack([loss.detach(), bce.detach(), l2.detach(), acc.detach(), l2.detach(),
+                            acc_aug.detach()]).double().cpu()
+
+    def _bit_loss(self, fp: torch.Tensor, logits: torch.Tensor, bits: torch.Tensor, step: int, total: int):
+        bce = F.binary_cross_entropy_with_logits(logits, bits)
+        acc = acc_aug = ((logits > 0).float() == bits).float().mean()
+        if self.aug is not None:
+            # Immunized: the decoder reads a perturbed copy too. The clean read stays in the loss and steers the L2
+            # controller, so the fidelity/accuracy balance is set on clean images while the perturbed read buys
+            # robustness.
+            dev = fp.device
+            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                torch.manual_seed(derive_seed(self.cfg.seed, _TAG_AUG, self.rank, step))
+                fp_aug = self.aug(fp, step / max(1, total - 1))
+            with self._autocast(dev):
+                logits_aug = self.model.dec(fp_aug).float()
+            bce = 0.5 * (bce + F.binary_cross_entropy_with_logits(logits_aug, bits))
+            acc_aug = ((logits_aug > 0).float() == bits).float().mean()
+        return bce, acc, acc_aug
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+class _StegaRun:
+    """One run of `train_stega`: the networks, their training state, and the loop's outputs."""
+
+    def __init__(self, cfg: TrainConfig, run: RunFolder, dev: torch.device, ds, aug, workers: int,
+                 cache_bytes: int):
+        self.cfg, self.run, self.dev, self.ds, self.workers = cfg, run, dev, ds, workers
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        if isinstance(ds, torch.Tensor):
+            self.cached = ds
+        else:  # decoding 64 32-px PNGs costs ~70 ms, a quarter of an idle step: decode once if the set fits in RAM
+            self.cached = cache_dataset(ds, cfg.resolution, cache_bytes, workers) if cache_bytes else None
+        if self.cached is not None and tuple(self.cached.shape[1:]) != (3, cfg.resolution, cfg.resolution):
+            raise GanprintError(f"training images are {tuple(self.cached.shape[1:])}, expected (3, {cfg.resolution}, "
+                                f"{cfg.resolution}); check --resolution")
+        n = len(ds)
+        self.total = cfg.steps if cfg.steps is not None else max(1, cfg.epochs * n // cfg.batch_size)
+        model = StegaModel(StegaConfig(cfg.resolution, cfg.fingerprint_length)).to(dev)
+        init_weights(model, cfg.init, cfg.seed)
+        self.model = model.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        amp_dtype = _amp_dtype(dev, cfg.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        self.sched = L2Schedule(cfg)
+        self.state = TrainingState(run.outdir, {"model": self.model, "opt": self.opt, "scaler": self.scaler,
+                                                "sched": self.sched})
+        self.state.restore()
+        run.rewind(self.state.step)
+        net = self.model
+        if self.world > 1:  # built after the restore, so that every rank starts from the saved weights
+            net = nn.parallel.DistributedDataParallel(self.model,
+                                                      device_ids=[dev.index] if dev.type == "cuda" else None)
+        self.loss = StegaLoss(self.model, net, cfg, aug, amp_dtype, self.scaler)
+        # A fixed snapshot batch: the first 8 images of the data set with fingerprints of seed `seed`.
+        snap_n = min(8, n)
+        snap_x = self.cached[:snap_n] if self.cached is not None else _collate_u8([ds[i] for i in range(snap_n)])
+        self.snap_x = snap_x.to(dev).float().div(255)
+        g = torch.Generator().manual_seed(derive_seed(cfg.seed, _TAG_BITS, -1))
+        self.snap_bits = torch.randint(0, 2, (snap_n, cfg.fingerprint_length), generator=g).float().to(dev)
+
+    def batches(self):
+        sampler = StepBatchSampler(len(self.ds), self.cfg.batch_size, self.cfg.seed, self.state.step, self.total,
+                                   self.rank, self.world)
+        if self.cached is not None:
+            return (self.cached[idx] for idx in sampler)
+        return iter(torch.utils.data.DataLoader(self.ds, batch_sampler=sampler, num_workers=self.workers,
+                                                collate_fn=_collate_u8, persistent_workers=False))
+
+    def step(self, x_u8: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+        """One optimiser step; returns the all-rank mean statistics, the lr and the L2 weight used."""
+        cfg, step = self.cfg, self.state.step
+        x = x_u8.to(self.dev, non_blocking=True).float().div_(255).contiguous(memory_format=torch.channels_last)
+        g = torch.Generator().manual_seed(derive_seed(cfg.seed, _TAG_BITS, self.rank, step))
+        bits = torch.randint(0, 2, (len(x), cfg.fingerprint_length), generator=g).float().to(self.dev)
+        phase = ("warmup" if step < cfg.identity_warmup else
+                 "polish" if step >= self.total - cfg.decoder_polish else "main")
+        lr = lr_at(cfg, step, self.total)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        w_l2 = self.sched.weight()
+        self.opt.zero_grad(set_to_none=True)
+        stats = self.loss.accumulate_gradients(phase, x, bits, w_l2, step, self.total)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        stats = dist.all_reduce_mean(stats)
+        if phase == "main":
+            self.sched.update(float(stats[3]), float(stats[4]))
+        return stats, lr, w_l2
+
+    def log_row(self, mean: torch.Tensor, lr: float, w_l2: float, images_per_s: float, bar, callback) -> bool:
+        """Append the interval's stats row; returns True when the callback (rank 0) asks to stop."""
+        m, step = mean.tolist(), self.state.step
+        row = {"step": step, "loss": m[0], "bce": m[1], "l2": m[2], "l2_weight": w_l2, "bit_acc": m[3],
+               "psnr": 10 * math.log10(1 / max(m[4], 1e-12)), "lr": lr, "images_per_s": images_per_s,
+               "elapsed_s": self.state.elapsed}
+        if self.loss.aug is not None:
+            row["bit_acc_augmented"] = m[5]
+        bar.set_postfix(bit_acc=f"{m[3]:.3f}", psnr=f"{row['psnr']:.1f}")
+        self.run.append(row)
+        stopped = False
+        if self.rank == 0 and callback is not None:
+            self.model.eval()
+            stopped = bool(callback(step, self.model))
+            self.model.train()
+        return bool(dist.all_gather_object(stopped)[0])
+
+    def outputs(self, last: bool, at_log: bool, every: dict, clock: CheckpointClock) -> None:
+        """Snapshots, exports and training states due after this step (states by steps or by time)."""
+        step, out = self.state.step, self.run.outdir
+        if self.rank == 0 and (last or (every["snapshot"] and step % every["snapshot"] == 0)):
+            self.model.eval()
+            write_snapshot(self.model, self.snap_x, self.snap_bits, out / SNAPSHOT_DIR / f"{step:08d}.png")
+            self.model.train()
+        by_steps = last or bool(every["checkpoint"] and step % every["checkpoint"] == 0)
+        if by_steps or (at_log and clock.due()):
+            self.state.save()
+            clock.reset()
+            if by_steps and not last and self.rank == 0:
+                export_model(self.model, out / f"export-{step:08d}.safetensors", extra={"ganprint.step": str(step)})
+
+    def loop(self, every: dict, progress: bool, callback) -> None:
+        st, cfg = self.state, self.cfg
+        batches = self.batches()
+        bar = tqdm(total=self.total, initial=st.step, disable=not progress or self.rank != 0, desc="train",
+                   unit="step", dynamic_ncols=True)
+        interval, count, t0 = torch.zeros(6, dtype=torch.float64), 0, time.perf_counter()
+        clock = CheckpointClock(every["minutes"])
+        self.model.train()
+        stopped = False
+        while st.step < self.total and not stopped:
+            t_step = time.perf_counter()
+            stats, lr, w_l2 = self.step(next(batches))
+            interval += stats
+            count += 1
+            st.step, st.nimg = st.step + 1, st.nimg + cfg.batch_size
+            st.elapsed += time.perf_counter() - t_step
+            bar.update(1)
+            at_log = st.step % every["log"] == 0 or st.step == self.total
+            if at_log:
+                rate = count * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
+                stopped = self.log_row(interval / count, lr, w_l2, rate, bar, callback)
+                interval.zero_()
+                count, t0 = 0, time.perf_counter()
+            self.outputs(st.step == self.total or stopped, at_log, every, clock)
+        bar.close()
+
+    def finish(self, finished_before: bool) -> Path:
+        out, step = self.run.outdir, self.state.step
+        final, decoder = out / "model.safetensors", out / "model-decoder.safetensors"
+        if finished_before and final.is_file() and decoder.is_file():
+            # A re-run of a finished run changes nothing: the exports (and their hashes, which embed runs record) stay.
+            log.info("%s already finished at step %d; nothing to do", out, step)
+            return final
+        if self.rank == 0:
+            extra = {"ganprint.step": str(step),
+                     "ganprint.train_config": json.dumps(self.cfg.to_dict(), sort_keys=True)}
+            export_model(self.model, final, extra=extra)
+            export_decoder(self.model, decoder, extra=extra)
+            log.info("wrote %s and %s after %d steps", final, decoder, step)
+        dist.barrier()
+        return final
+
+
+def _start_processes(device: str, batch_size: int) -> torch.device:
+    dev = pick_device(device)
+    dist.init(dev)
+    world = dist.get_world_size()
+    if batch_size % world:
+        raise GanprintError(f"--batch-size {batch_size} must be divisible by the number of processes ({world})")
+    return dist.local_device(dev)
 
 
 def train_stega(
@@ -269,6 +461,7 @@ def train_stega(
     workers: int = 0,  # DataLoader worker processes (decoding only; cached data needs none)
     snapshot_every: int = 500,  # steps between snapshots/<step>.png (0 = final only)
     checkpoint_every: int = 1000,  # steps between training-state-*.pt and export-<step>.safetensors (0 = final only)
+    checkpoint_minutes: float = 5.0,  # also a training state when this long has passed since the last (0 = never)
     log_every: int = 50,  # steps per stats.jsonl row
     cache_bytes: int = DEFAULT_CACHE_BYTES,  # keep decoded images in RAM when the data set fits (0 = never)
     progress: bool | None = None,  # tqdm bar; None = only on a TTY and on rank 0
@@ -276,203 +469,21 @@ def train_stega(
 ) -> Path:
     """Train (or resume) the fingerprint encoder/decoder; returns the path of the final `model.safetensors`."""
     cfg.validate()
-    outdir = Path(outdir)
-    dev = pick_device(device or cfg.device)
-    dist.init(dev)
-    dev = dist.local_device(dev)
-    rank, world = dist.get_rank(), dist.get_world_size()
-    if cfg.batch_size % world:
-        raise GanprintError(f"--batch-size {cfg.batch_size} must be divisible by the number of processes ({world})")
-    _check_outdir_config(outdir, cfg)
-
+    if log_every < 1:
+        raise GanprintError(f"log_every must be >= 1, got {log_every}")
+    dev = _start_processes(device or cfg.device, cfg.batch_size)
+    run = RunFolder(outdir, cfg.to_dict(), RUNTIME_FIELDS, data=cfg.data).check()
+    aug = build_augment(cfg.augment, skew=cfg.augment_skew) if cfg.augment else None  # a bad spec writes nothing
     ds = open_training_data(cfg, data)
-    if isinstance(ds, torch.Tensor):
-        cached = ds
-    else:  # decoding 64 32-px PNGs costs ~70 ms, a quarter of an idle step: decode once if the set fits in RAM
-        cached = cache_dataset(ds, cfg.resolution, cache_bytes, workers) if cache_bytes else None
-    n = len(ds)
-    if n == 0:
+    if len(ds) == 0:
         raise GanprintError(f"--data {cfg.data or '<in-memory>'} holds no images")
-    if cached is not None and tuple(cached.shape[1:]) != (3, cfg.resolution, cfg.resolution):
-        raise GanprintError(f"training images are {tuple(cached.shape[1:])}, expected (3, {cfg.resolution}, "
-                            f"{cfg.resolution}); check --resolution")
-    total = cfg.steps if cfg.steps is not None else max(1, cfg.epochs * n // cfg.batch_size)
-
-    model = StegaModel(StegaConfig(cfg.resolution, cfg.fingerprint_length)).to(dev)
-    init_weights(model, cfg.init, cfg.seed)
-    model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    amp_dtype = _amp_dtype(dev, cfg.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    sched = L2Schedule(cfg)
-    step, elapsed = 0, 0.0
-
-    state_path = latest_training_state(outdir)
-    if state_path is not None:
-        st = load_training_state(state_path)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        scaler.load_state_dict(st["scaler"])
-        sched.load_state_dict(st["sched"])
-        step, elapsed = int(st["step"]), float(st["elapsed"])
-        log.info("resuming %s at step %d", state_path, step)
-    if rank == 0:
-        outdir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(outdir / "config.json", cfg.to_dict())
-    dist.barrier()
-
-    ddp = model
-    if world > 1:
-        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-
-    aug = None
-    if cfg.augment:
-        try:
-            from ganprint.perturb.augment import build_augment  # lazily: only immunized training needs it
-        except ModuleNotFoundError as e:
-            if e.name != "ganprint.perturb.augment":
-                raise
-            raise GanprintError("--augment needs ganprint.augment, which this installation lacks") from None
-        aug = build_augment(cfg.augment, skew=cfg.augment_skew)
-
-    finished_before = step >= total
-    sampler = StepBatchSampler(n, cfg.batch_size, cfg.seed, step, total, rank, world)
-    if cached is not None:
-        batches = (cached[idx] for idx in sampler)
-    else:
-        batches = iter(torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=workers,
-                                                   collate_fn=_collate_u8, persistent_workers=False))
-    # A fixed snapshot batch: the first 8 images of the data set with fingerprints of seed `seed`.
-    snap_n = min(8, n)
-    snap_x = (cached[:snap_n] if cached is not None else _collate_u8([ds[i] for i in range(snap_n)]))
-    snap_x = snap_x.to(dev).float().div(255)
-    snap_bits = torch.randint(0, 2, (snap_n, cfg.fingerprint_length),
-                              generator=torch.Generator().manual_seed(derive_seed(cfg.seed, _TAG_BITS, -1))).float()
-    snap_bits = snap_bits.to(dev)
-
-    if progress is None:
-        progress = sys.stderr.isatty()
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, initial=step, disable=not progress or rank != 0, desc="train", unit="step",
-               dynamic_ncols=True)
-    acc_sum = torch.zeros(6, dtype=torch.float64)  # loss, bce, l2, bit_acc, mse, bit_acc_aug summed over the interval
-    interval_steps, interval_t0 = 0, time.perf_counter()
-    per_rank = cfg.batch_size // world
-    model.train()
-    stopped = False
-    while step < total and not stopped:
-        t_step = time.perf_counter()
-        x = next(batches).to(dev, non_blocking=True).float().div_(255)  # [N, 3, R, R] in [0, 1]
-        x = x.contiguous(memory_format=torch.channels_last)
-        g = torch.Generator().manual_seed(derive_seed(cfg.seed, _TAG_BITS, rank, step))
-        bits = torch.randint(0, 2, (per_rank, cfg.fingerprint_length), generator=g).float().to(dev)
-        warm = step < cfg.identity_warmup
-        # Decoder polish: the encoder is frozen and its output rounded to 8 bits, as it will be once written as
-        # PNG; the decoder alone then learns to read exactly what deployment gives it. PSNR cannot change here.
-        polish = step >= total - cfg.decoder_polish
-        lr = lr_at(cfg, step, total)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        w_l2 = sched.weight()
-        with torch.autocast(dev.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-            if polish:
-                with torch.no_grad():
-                    fp = (model.enc(bits, x).float() * 255).round() / 255
-                logits = model.dec(fp)
-            elif warm:
-                # Identity warm start: the encoder alone learns to reproduce its input (the sigmoid output
-                # starts as flat gray, PSNR ~11 dB), so that bits are later embedded into the image, not a gray.
-                fp = ddp.module.enc(bits, x) if world > 1 else model.enc(bits, x)
-                logits = None
-            else:
-                fp, logits = ddp(bits, x)
-        fp = fp.float()
-        l2 = F.mse_loss(fp, x)
-        if warm:
-            bce = torch.zeros((), device=dev)
-            bit_acc = bit_acc_aug = torch.full((), 0.5, device=dev)
-            loss = l2
-        else:
-            logits = logits.float()
-            bce = F.binary_cross_entropy_with_logits(logits, bits)
-            bit_acc = bit_acc_aug = ((logits > 0).float() == bits).float().mean()
-            if aug is not None:
-                # Immunized: the decoder reads a perturbed copy too. The clean read stays in the loss and steers
-                # the L2 controller, so the fidelity/accuracy balance is set on clean images (what must stay
-                # >= 0.99 at >= 30 dB) while the perturbed read buys robustness.
-                with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-                    torch.manual_seed(derive_seed(cfg.seed, _TAG_AUG, rank, step))
-                    fp_aug = aug(fp, step / max(1, total - 1))
-                with torch.autocast(dev.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-                    logits_aug = model.dec(fp_aug).float()
-                bce = 0.5 * (bce + F.binary_cross_entropy_with_logits(logits_aug, bits))
-                bit_acc_aug = ((logits_aug > 0).float() == bits).float().mean()
-            loss = cfg.bce_weight * bce + w_l2 * l2
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if (warm or polish) and world > 1:
-            # Warm start and polish bypass the DDP wrapper (half the model is idle): average gradients by hand.
-            for p in (model.enc if warm else model.dec).parameters():
-                if p.grad is not None:
-                    p.grad = dist.all_reduce_mean(p.grad)
-        scaler.step(opt)
-        scaler.update()
-
-        stats = torch.stack([loss.detach(), bce.detach(), l2.detach(), bit_acc.detach(), l2.detach(),
-                             bit_acc_aug.detach()]).double().cpu()
-        stats = dist.all_reduce_mean(stats)
-        if not warm and not polish:
-            sched.update(float(stats[3]), float(stats[4]))
-        acc_sum += stats
-        interval_steps += 1
-        step += 1
-        elapsed += time.perf_counter() - t_step
-        bar.update(1)
-
-        if step % log_every == 0 or step == total:
-            m = (acc_sum / interval_steps).tolist()
-            dt = time.perf_counter() - interval_t0
-            row = {"step": step, "loss": m[0], "bce": m[1], "l2": m[2], "l2_weight": w_l2, "bit_acc": m[3],
-                   "psnr": 10 * math.log10(1 / max(m[4], 1e-12)), "lr": lr,
-                   "images_per_s": interval_steps * cfg.batch_size / max(dt, 1e-9), "elapsed_s": elapsed}
-            if aug is not None:
-                row["bit_acc_augmented"] = m[5]
-            bar.set_postfix(bit_acc=f"{m[3]:.3f}", psnr=f"{row['psnr']:.1f}")
-            if rank == 0:
-                append_jsonl(outdir / "stats.jsonl", row)
-                if callback is not None:
-                    model.eval()
-                    stopped = bool(callback(step, model))
-                    model.train()
-            stopped = bool(dist.all_gather_object(stopped)[0])
-            acc_sum.zero_()
-            interval_steps, interval_t0 = 0, time.perf_counter()
-
-        last = step == total or stopped
-        if rank == 0 and (last or (snapshot_every and step % snapshot_every == 0)):
-            model.eval()
-            write_snapshot(model, snap_x, snap_bits, outdir / "snapshots" / f"{step:08d}.png")
-            model.train()
-        if last or (checkpoint_every and step % checkpoint_every == 0):
-            if rank == 0:
-                save_training_state(outdir, step, {
-                    "model": model.state_dict(), "opt": opt.state_dict(), "scaler": scaler.state_dict(),
-                    "sched": sched.state_dict(), "step": step, "elapsed": elapsed})
-                if not last:
-                    export_model(model, outdir / f"export-{step:08d}.safetensors", extra={"ganprint.step": str(step)})
-            dist.barrier()
-    bar.close()
-
-    final = outdir / "model.safetensors"
-    if finished_before and final.is_file() and (outdir / "model-decoder.safetensors").is_file():
-        # A re-run of a finished run changes nothing: the exports (and their hashes, which embed runs record) stay.
-        log.info("%s already finished at step %d; nothing to do", outdir, step)
-        return final
-    if rank == 0:
-        extra = {"ganprint.step": str(step), "ganprint.train_config": json.dumps(cfg.to_dict(), sort_keys=True)}
-        export_model(model, final, extra=extra)
-        export_decoder(model, outdir / "model-decoder.safetensors", extra=extra)
-        log.info("wrote %s and %s after %d steps", final, outdir / "model-decoder.safetensors", step)
-    dist.barrier()
-    return final
+    every = {"snapshot": snapshot_every, "checkpoint": checkpoint_every, "log": log_every,
+             "minutes": checkpoint_minutes}
+    with run:
+        trainer = _StegaRun(cfg, run, dev, ds, aug, workers, cache_bytes)
+        finished_before = trainer.state.step >= trainer.total
+        log.info("training %d-bit fingerprints at %d px on %d images: steps %d -> %d, batch %d on %d process(es)",
+                 cfg.fingerprint_length, cfg.resolution, len(ds), trainer.state.step, trainer.total, cfg.batch_size,
+                 trainer.world)
+        trainer.loop(every, sys.stderr.isatty() if progress is None else progress, callback)
+        return trainer.finish(finished_before)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import click
@@ -55,8 +54,10 @@ log = logging.getLogger(__name__)
 @click.option("--snapshot-every", type=int, default=500, show_default=True, help="Steps between snapshots (0=end).")
 @click.option("--checkpoint-every", type=int, default=1000, show_default=True,
               help="Steps between training states and export-<step>.safetensors (0=end only).")
+@click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True,
+              help="Also keep a training state when this many minutes have passed since the last (0 = by steps only).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def train_cmd(outdir, preset, init_, workers, snapshot_every, checkpoint_every, dry_run, **flags):
+def train_cmd(outdir, preset, init_, workers, snapshot_every, checkpoint_every, checkpoint_minutes, dry_run, **flags):
     """Train the fingerprint encoder/decoder on a folder of images.
 
     \b
@@ -65,19 +66,20 @@ def train_cmd(outdir, preset, init_, workers, snapshot_every, checkpoint_every, 
       ganprint train --data celeba/ --celeba --resolution 128 --outdir runs/celeba --preset agf-original
       torchrun --nproc_per_node 2 -m ganprint.cli train --data data/ --resolution 32 --outdir runs/ddp
 
-    Writes OUTDIR/config.json, stats.jsonl, snapshots/<step>.png, training-state-*.pt, export-<step>.safetensors,
-    and at the end model.safetensors (encoder+decoder) and model-decoder.safetensors (for verifiers).
+    Writes OUTDIR/config.json, log.txt, stats.jsonl, snapshots/<step>.png, training-state-<step>.pt,
+    export-<step>.safetensors, and at the end model.safetensors (encoder+decoder) and model-decoder.safetensors
+    (for verifiers).
     """
     from ganprint.artificial.config import resolve_config
+    from ganprint.artificial.train import train_stega
+    from ganprint.training.config import config_json
 
     cfg = resolve_config(preset, init=init_, **flags)
     if dry_run:
-        click.echo(json.dumps(cfg.to_dict(), indent=2))
+        click.echo(config_json(cfg))
         return
-    from ganprint.artificial.train import train_stega
-
     final = train_stega(cfg, outdir, workers=workers, snapshot_every=snapshot_every,
-                        checkpoint_every=checkpoint_every)
+                        checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes)
     log.info("model: %s", final)
 
 

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import click
 
 log = logging.getLogger(__name__)
-
-
-def _add_log_file(outdir: str) -> logging.Handler | None:
-    """Tee the logs of rank 0 into OUTDIR/log.txt (appending, so resumed runs keep one log)."""
-    import os
-
-    if int(os.environ.get("RANK", "0")) != 0:
-        return None
-    Path(outdir).mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(Path(outdir) / "log.txt", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logging.getLogger().addHandler(handler)
-    return handler
 
 
 @click.command("train-gan")
@@ -36,38 +21,32 @@ def _add_log_file(outdir: str) -> logging.Handler | None:
 @click.option("--snapshot-kimg", type=float, default=None, help="Grid, export and training state every N kimg.")
 @click.option("--tick-kimg", type=float, default=None, help="A status line and a stats.jsonl row every N kimg.")
 @click.option("--mirror/--no-mirror", default=None, help="Random x-flips of the training images.")
+@click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True,
+              help="Also keep a training state when this many minutes have passed since the last (0 = only by kimg).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 def train_gan_cmd(data, resolution, outdir, preset, kimg, batch_size, seed, device, snapshot_kimg, tick_kimg, mirror,
-                  dry_run):
+                  checkpoint_minutes, dry_run):
     """Train a StyleGAN2 generator on images (e.g. fingerprinted ones); exports the EMA generator.
 
     \b
-    Outputs in OUTDIR: config.json, log.txt, stats.jsonl, reals.png, fakes<kimg>.png,
-    network-<kimg>.safetensors, network-final.safetensors, training-state-*.pt.
+    Outputs in OUTDIR: config.json, log.txt, stats.jsonl, snapshots/ (reals.png, fakes-<step>.png),
+    network-<kimg>.safetensors, network-final.safetensors, training-state-<step>.pt.
     \b
     Examples:
       ganprint train-gan --data fp_out/fingerprinted_images --resolution 32 --preset small \\
           --outdir runs/gan-small --kimg 50
       torchrun --nproc_per_node 2 "$(which ganprint)" train-gan --data data/ --resolution 64 --outdir runs/gan64
     """
-    from ganprint.data.folders import open_image_dataset
     from ganprint.gan.config import resolve_config
-    from ganprint.gan.train import training_loop
+    from ganprint.gan.train import train_gan
+    from ganprint.training.config import config_json
 
-    cfg = resolve_config(preset, resolution, total_kimg=kimg, batch_size=batch_size, seed=seed,
+    cfg = resolve_config(preset, resolution, data=data, total_kimg=kimg, batch_size=batch_size, seed=seed,
                          snapshot_kimg=snapshot_kimg, kimg_per_tick=tick_kimg, mirror=mirror)
     if dry_run:
-        click.echo(json.dumps(cfg.to_dict(), indent=2))
+        click.echo(config_json(cfg))
         return
-    handler = _add_log_file(outdir)
-    try:
-        dataset = open_image_dataset(data, cfg.resolution)
-        log.info("data: %s (%d images at %d px)", data, len(dataset), cfg.resolution)
-        training_loop(cfg, outdir, dataset, device=device)
-    finally:
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
+    train_gan(cfg, outdir, device=device, checkpoint_minutes=checkpoint_minutes)
 
 
 @click.command("generate")

@@ -12,11 +12,11 @@ COMMANDS: list = []
 @click.command("train-scalable")
 @click.option("--data", required=True, type=click.Path(), help="Image folder or packed data set (ganprint dataset).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run directory (re-run to resume).")
-@click.option("--resolution", type=int, default=32, show_default=True, help="Image side (power of two).")
-@click.option("--fingerprint-bits", type=int, default=128, show_default=True, help="K, bits per fingerprint.")
-@click.option("--modulated-res", default="4-128", show_default=True,
-              help="Resolutions whose convs the fingerprint modulates (A-B); plain convs elsewhere.")
-@click.option("--kimg", type=float, default=100.0, show_default=True, help="Length: thousands of real images shown.")
+@click.option("--resolution", type=int, default=None, help="Image side (power of two >= 8) [32].")
+@click.option("--fingerprint-bits", type=int, default=None, help="K, bits per fingerprint [128].")
+@click.option("--modulated-res", default=None,
+              help="Resolutions whose convs the fingerprint modulates (A-B); plain convs elsewhere [4-128].")
+@click.option("--kimg", type=float, default=None, help="Length: thousands of real images shown [100].")
 @click.option("--preset", type=click.Choice(["small", "paper", "authors-celeba", "tiny"]), default="small",
               show_default=True, help="small: 2 CPU cores; paper: config-e widths, weights 2/1/2; "
                                       "authors-celeba: paper with consistency 0.2; tiny: tests only.")
@@ -37,13 +37,16 @@ COMMANDS: list = []
 @click.option("--augment", default=None,
               help="Immunized training: perturb generated images before the decoder reads them, e.g. "
                    "'jpegd,blur,noise,crop' (ganprint.augment ops) [none].")
-@click.option("--augment-skew", type=float, default=1.0, show_default=True,
-              help="Augmentation strength U(0,1)**(1/skew); > 1 trains more near the maxima.")
-@click.option("--quantize-read/--no-quantize-read", "quantize_read", default=False, show_default=True,
-              help="The decoder reads generated images as saved (clipped, 8-bit), straight-through gradient.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
-def train_scalable_cmd(**kw) -> None:
+@click.option("--augment-skew", type=float, default=None,
+              help="Augmentation strength U(0,1)**(1/skew); > 1 trains more near the maxima [1].")
+@click.option("--quantize-read/--no-quantize-read", "quantize_read", default=None,
+              help="The decoder reads generated images as saved (clipped, 8-bit), straight-through gradient [off].")
+@click.option("--seed", type=int, default=None, help="Random seed [0].")
+@click.option("--device", default=None, help="auto, cpu, cuda, cuda:1 ... [auto]")
+@click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True,
+              help="Also keep a training state when this many minutes have passed since the last (0 = only by kimg).")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+def train_scalable_cmd(outdir, preset, checkpoint_minutes, dry_run, **flags) -> None:
     """Train a generator whose every image carries its fingerprint (Yu et al., ICLR 2022).
 
     \b
@@ -52,12 +55,18 @@ def train_scalable_cmd(**kw) -> None:
           --modulated-res 4-32 --outdir runs/sc32 --kimg 60
       torchrun --nproc_per_node 2 $(which ganprint) train-scalable --data data/celeba30k --resolution 128 \\
           --outdir runs/celeba --preset authors-celeba --kimg 10000
-    Outputs in OUTDIR: scalable-G.safetensors (G_ema), scalable-decoder.safetensors, stats.jsonl,
-    metric-bit-accuracy.jsonl, reals.png, fakes-*.png, training-state-*.pt.
+    Outputs in OUTDIR: scalable-G.safetensors (G_ema), scalable-decoder.safetensors, config.json, log.txt,
+    stats.jsonl, metric-bit-accuracy.jsonl, snapshots/ (reals and fakes grids), training-state-<step>.pt.
     """
-    from ganprint.scalable.train import ScalableTrainConfig, train_scalable
+    from ganprint.scalable.config import resolve_config
+    from ganprint.scalable.train import train_scalable
+    from ganprint.training.config import config_json
 
-    row = train_scalable(ScalableTrainConfig(**kw))
+    cfg = resolve_config(preset, **flags)
+    if dry_run:
+        click.echo(config_json(cfg))
+        return
+    row = train_scalable(cfg, outdir, checkpoint_minutes=checkpoint_minutes)
     if row:
         click.echo(json.dumps({k: row[k] for k in ("kimg", "bit_acc_train", "bit_accuracy") if k in row}))
 

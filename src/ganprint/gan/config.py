@@ -6,16 +6,17 @@ minibatches, path-length regularisation every 4, EMA half-life in kimg with a ra
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 
 from ganprint.core.errors import GanprintError
 from ganprint.nets.stylegan2 import DiscriminatorConfig, GeneratorConfig
+from ganprint.training.config import apply_overrides
 
 
 @dataclass
 class GanTrainConfig:
     preset: str = "small"  # name of the preset this config started from
+    data: str = ""  # folder of images or packed data set; "" when a Dataset is passed to train_gan()
     G: GeneratorConfig = field(default_factory=GeneratorConfig)  # generator architecture
     D: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)  # discriminator architecture
     batch_size: int = 32  # total over all processes
@@ -105,7 +106,12 @@ PRESETS: dict[str, GanTrainConfig] = {
 }
 
 
-def resolve_config(preset: str | None, resolution: int | None, **overrides) -> GanTrainConfig:
+# Fields that may differ between a run and its resumption: the length (a run may be extended) and how often it
+# reports; none of them changes what a step computes.
+RUNTIME_FIELDS = ("total_kimg", "kimg_per_tick", "snapshot_kimg")
+
+
+def resolve_config(preset: str | None = None, resolution: int | None = None, **overrides) -> GanTrainConfig:
     """Start from a preset (default: the one named by the resolution) and apply the non-None overrides.
 
     Raises GanprintError naming the flag when the preset is unknown or disagrees with `--resolution`.
@@ -114,13 +120,10 @@ def resolve_config(preset: str | None, resolution: int | None, **overrides) -> G
         if resolution is None:
             raise GanprintError("give --resolution (32, 64, 128, 256) or --preset")
         preset = str(resolution)
-    if preset not in PRESETS:
-        raise GanprintError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}")
-    cfg = PRESETS[preset]
+    cfg = apply_overrides(preset, PRESETS, "small", **overrides)
     if resolution is not None and resolution != cfg.resolution:
         raise GanprintError(f"--resolution {resolution} disagrees with --preset {preset} "
                             f"({cfg.resolution} px); drop one of them")
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     try:
         return cfg.validate()
     except ValueError as e:

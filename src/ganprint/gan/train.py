@@ -1,16 +1,16 @@
-"""StyleGAN2 training loop: non-saturating loss, lazy R1 and path-length regularisation, EMA generator.
+"""StyleGAN2 training: non-saturating loss, lazy R1 and path-length regularisation, EMA generator.
 
-One function, `training_loop`, runs the phases Gmain / Greg / Dmain / Dreg of StyleGAN2 (Karras et al. 2020,
-Sec. 3-4 and App. B). Under torchrun every phase all-reduces its flattened gradients (no DDP wrappers, because
-G and D alternate with lazily applied regularisers); rank 0 writes every file. Resume = re-run the command.
+`train_gan` runs the phases Gmain / Greg / Dmain / Dreg of StyleGAN2 (Karras et al. 2020, Sec. 3-4 and App. B)
+in the shared run folder (ganprint.training). Under torchrun every phase all-reduces its flattened gradients (no
+DDP wrappers, because G and D alternate with lazily applied regularisers); rank 0 writes every file. Randomness
+is a function of (seed, rank, images seen), so re-running the command resumes the same run.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Iterator
@@ -20,15 +20,18 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ganprint.core import dist
-from ganprint.core.artifacts import latest_training_state, load_training_state, save_export, save_training_state
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import append_jsonl, atomic_write_json
-from ganprint.core.images import write_grid
-from ganprint.core.runtime import git_sha, resolve_device
+from ganprint.core.runtime import resolve_device
 from ganprint.core.seeds import derive_seed
-from ganprint.gan.config import GanTrainConfig
+from ganprint.data.folders import open_image_dataset
+from ganprint.gan.config import RUNTIME_FIELDS, GanTrainConfig
 from ganprint.gan.generate import generate_seeds
 from ganprint.nets.stylegan2 import Discriminator, Generator, generator_config_dict
+from ganprint.training.ema import EMA
+from ganprint.training.grids import save_grid
+from ganprint.training.optim import average_gradients, lazy_adam
+from ganprint.training.run import SNAPSHOT_DIR, CheckpointClock, RunFolder, export
+from ganprint.training.state import TensorSlot, TrainingState
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +148,7 @@ def _batch_iterator(dataset: Dataset, cfg: GanTrainConfig, start_nimg: int, rank
                     ) -> Iterator[torch.Tensor]:
     """Infinite uint8 [batch_gpu, 3, R, R] batches; a small data set is decoded once into memory."""
     n = len(dataset)
-    if n == 0:
-        raise GanprintError("the training data set is empty; check --data")
     first = dataset[0]["img"]
-    if tuple(first.shape) != (3, cfg.resolution, cfg.resolution):
-        raise GanprintError(f"data set images are {list(first.shape)}, expected [3, {cfg.resolution}, "
-                            f"{cfg.resolution}]; check --resolution")
     batches = _RankBatches(n, cfg.seed, start_nimg, cfg.batch_size, rank, world)
     if n * first.numel() <= _PRELOAD_BYTES:
         log.info("loading %d images into memory", n)
@@ -173,200 +171,188 @@ def _to_float(img_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
     return img_u8.to(device).float() / 127.5 - 1
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Helpers.
+def _check_images(dataset: Dataset, cfg: GanTrainConfig) -> None:
+    if len(dataset) == 0:
+        raise GanprintError("the training data set is empty; check --data")
+    first = dataset[0]["img"]
+    if tuple(first.shape) != (3, cfg.resolution, cfg.resolution):
+        raise GanprintError(f"data set images are {list(first.shape)}, expected [3, {cfg.resolution}, "
+                            f"{cfg.resolution}]; check --resolution")
 
 
-def _reduce_grads(params: list[torch.nn.Parameter]) -> None:
-    """All-reduce the gradients of one phase as one flat tensor (mean over ranks), scrubbing NaN/Inf."""
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.flatten() for g in grads])
-    if dist.is_dist():
-        torch.distributed.all_reduce(flat)
-        flat /= dist.get_world_size()
-    flat = torch.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5)
-    offset = 0
-    for p in params:
-        k = p.numel()
-        p.grad = flat[offset: offset + k].view_as(p)
-        offset += k
-
-
-def _make_optimizer(module: torch.nn.Module, lr: float, betas: tuple[float, float], eps: float,
-                    reg_interval: int | None) -> torch.optim.Adam:
-    # Lazy regularisation (StyleGAN2 App. B): the reg phase runs every k steps, so Adam's lr and betas are
-    # rescaled by k / (k + 1) to keep the effective step per minibatch unchanged.
-    ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
-    return torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=eps)
-
-
-def _check_resume_config(outdir: Path, cfg: GanTrainConfig) -> None:
-    """Refuse to resume a run whose architecture or batch differs from the saved config.json."""
-    path = outdir / "config.json"
-    if not path.is_file():
-        return
-    old = json.loads(path.read_text())
-    new = cfg.to_dict()
-    keys = ("G", "D", "batch_size", "seed")
-    diff = [k for k in keys if old.get(k) != new.get(k)]
-    if diff:
-        raise GanprintError(f"{outdir} holds a run with different {', '.join(diff)} ({path}); use a new --outdir "
-                            f"or the original options to resume")
+def open_training_data(cfg: GanTrainConfig, data: Dataset | str | os.PathLike | None) -> Dataset:
+    """`data` as given (a Dataset of {"img": uint8 [3, R, R]} items), or the folder/packed set it or cfg.data names."""
+    if isinstance(data, Dataset):
+        return data
+    path = data or cfg.data
+    if not path:
+        raise GanprintError("no training data: pass --data DIR (a folder of images or a packed data set)")
+    if not Path(path).exists():
+        raise GanprintError(f"--data {path} does not exist; give a folder of images or a packed data set")
+    ds = open_image_dataset(path, cfg.resolution)
+    log.info("data: %s (%d images at %d px)", path, len(ds), cfg.resolution)
+    return ds
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The loop.
+# The run.
 
 
-def training_loop(cfg: GanTrainConfig, outdir: str | Path, dataset: Dataset, device: str = "auto") -> dict:
-    """Train (or resume) a StyleGAN2 on `dataset` (items {"img": uint8 [3, R, R]}) until `cfg.total_kimg`.
+def _float32_everywhere(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        # No TF32 (house style): results match across GPUs and float32 means float32.
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cudnn.allow_tf32 = False
 
-    Writes into `outdir` (rank 0): config.json, stats.jsonl, reals.png, fakes<kimg>.png,
-    network-<kimg>.safetensors, network-final.safetensors, training-state-*.pt. Returns {"cur_nimg", "outdir",
-    "elapsed_s", "G", "D", "G_ema"} (the trained modules of this process).
+
+class _GanRun:
+    """One run of `train_gan`: G, D, the EMA generator, their optimisers and the training state."""
+
+    def __init__(self, cfg: GanTrainConfig, run: RunFolder, dev: torch.device, dataset: Dataset):
+        self.cfg, self.run, self.dev, self.dataset = cfg, run, dev, dataset
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.batch_gpu = cfg.batch_size // self.world
+        torch.manual_seed(derive_seed(cfg.seed, 0))  # identical initial weights on every rank: seeded by `seed` only
+        # Channels-last weights and images: oneDNN's convolutions are ~10% faster that way on CPU; the layout
+        # changes no parameter value and exports are written contiguous.
+        self.mf = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
+        self.G = Generator(cfg.G).to(dev, memory_format=self.mf).train()
+        self.D = Discriminator(cfg.D).to(dev, memory_format=self.mf).train()
+        self.ema = EMA(self.G, cfg.ema_kimg, cfg.ema_rampup)
+        self.loss = StyleGAN2Loss(self.G, self.D, cfg)
+        g_int = cfg.pl_interval if cfg.pl_weight > 0 else None
+        d_int = cfg.r1_interval if cfg.r1_gamma > 0 else None
+        self.opt_G = lazy_adam(self.G.parameters(), cfg.G_lr, cfg.betas, cfg.eps, g_int)
+        self.opt_D = lazy_adam(self.D.parameters(), cfg.D_lr, cfg.betas, cfg.eps, d_int)
+        self.phases = [("Gmain", self.G, self.opt_G, 1), ("Greg", self.G, self.opt_G, g_int),
+                       ("Dmain", self.D, self.opt_D, 1), ("Dreg", self.D, self.opt_D, d_int)]
+        self.state = TrainingState(run.outdir, {"G": self.G, "D": self.D, "G_ema": self.ema, "opt_G": self.opt_G,
+                                                "opt_D": self.opt_D, "pl_mean": TensorSlot(self.loss, "pl_mean")},
+                                   tick=0)
+        self.state.restore()
+        run.rewind(self.state.step)
+        self.total_nimg = int(round(cfg.total_kimg * 1000))
+
+    def step(self, real_u8: torch.Tensor) -> dict[str, float]:
+        """One minibatch: every phase due at this step, then the EMA; returns the phases' statistics."""
+        cfg, st = self.cfg, self.state
+        # Randomness of this step is a pure function of (seed, rank, images seen): resume equals no interruption.
+        torch.manual_seed(derive_seed(cfg.seed, self.rank, st.nimg))
+        real = _to_float(real_u8, self.dev).contiguous(memory_format=self.mf)  # [batch_gpu, 3, R, R]
+        if cfg.mirror:
+            flip = torch.rand(real.shape[0], device=self.dev) < 0.5
+            real = torch.where(flip[:, None, None, None], real.flip(3), real)
+        stats: dict[str, float] = {}
+        for name, module, opt, interval in self.phases:
+            if interval is None or st.step % interval:
+                continue
+            gen_z = torch.randn(self.batch_gpu, cfg.G.z_dim, device=self.dev)
+            module.requires_grad_(True)
+            (self.D if module is self.G else self.G).requires_grad_(False)
+            opt.zero_grad(set_to_none=True)
+            stats.update(self.loss.accumulate_gradients(name, real, gen_z))
+            average_gradients(module.parameters(), fill_missing=True, finite=True)
+            opt.step()
+        if self.world > 1:
+            # The w running mean is a buffer updated from each rank's own z: keep the ranks in step.
+            self.G.mapping.w_avg.copy_(dist.all_reduce_mean(self.G.mapping.w_avg))
+        self.ema.update(self.G, st.nimg + cfg.batch_size, cfg.batch_size)
+        st.step, st.nimg = st.step + 1, st.nimg + cfg.batch_size
+        return stats
+
+    def tick(self, sums: dict[str, float], counts: dict[str, int], start_nimg: int, seconds: float) -> None:
+        """Close a tick: one stats.jsonl row and one log line of the all-rank means."""
+        st = self.state
+        st.elapsed += seconds
+        keys = sorted(sums)
+        means = torch.tensor([sums[k] / counts[k] for k in keys], dtype=torch.float64)
+        means = dict(zip(keys, dist.all_reduce_mean(means).tolist()))
+        sec_per_kimg = seconds / max((st.nimg - start_nimg) / 1000, 1e-9)
+        st.counters["tick"] += 1
+        self.run.append({"tick": st.counters["tick"], "step": st.step, "kimg": round(st.nimg / 1000, 3),
+                         "sec_per_kimg": round(sec_per_kimg, 3), "elapsed_s": round(st.elapsed, 1),
+                         **{k: round(v, 5) for k, v in means.items()}})
+        if self.rank == 0:
+            log.info("tick %-4d kimg %-8.3f sec/kimg %-7.2f " + " ".join(f"{k} {v:.4f}" for k, v in means.items()),
+                     st.counters["tick"], st.nimg / 1000, sec_per_kimg)
+
+    def snapshot(self, final: bool) -> None:
+        """The fakes grid, the EMA generator's exports and the training state."""
+        st, out = self.state, self.run.outdir
+        if self.rank == 0:
+            imgs = generate_seeds(self.ema.module, list(range(self.cfg.grid_seeds)), self.dev, dtype=torch.float32)
+            save_grid(out / SNAPSHOT_DIR / f"fakes-{st.step:08d}.png", imgs)
+            meta = {"ganprint.train.kimg": f"{st.nimg / 1000:.3f}", "ganprint.train.seed": str(self.cfg.seed),
+                    "ganprint.train.step": str(st.step)}
+            cfg_d = generator_config_dict(self.cfg.G)
+            export(out / f"network-{st.nimg // 1000:06d}.safetensors", self.ema.module, EXPORT_KIND, cfg_d, meta)
+            if final:
+                export(out / "network-final.safetensors", self.ema.module, EXPORT_KIND, cfg_d, meta)
+        st.save()
+
+    def loop(self, checkpoint_minutes: float) -> None:
+        cfg, st = self.cfg, self.state
+        tick_nimg = max(int(round(cfg.kimg_per_tick * 1000)), 1)
+        snap_nimg = max(int(round(cfg.snapshot_kimg * 1000)), 1)
+        data = _batch_iterator(self.dataset, cfg, st.nimg, self.rank, self.world)
+        clock = CheckpointClock(checkpoint_minutes)
+        tick_start, tick_t0 = st.nimg, time.time()
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        while st.nimg < self.total_nimg:
+            for k, v in self.step(next(data)).items():
+                sums[k], counts[k] = sums.get(k, 0.0) + v, counts.get(k, 0) + 1
+            done = st.nimg >= self.total_nimg
+            at_tick = st.nimg >= tick_start + tick_nimg or done
+            if at_tick:
+                self.tick(sums, counts, tick_start, time.time() - tick_t0)
+                sums, counts, tick_start, tick_t0 = {}, {}, st.nimg, time.time()
+            if done or st.nimg // snap_nimg > (st.nimg - cfg.batch_size) // snap_nimg:
+                self.snapshot(final=done)
+                clock.reset()
+            elif at_tick and clock.due():
+                st.save()
+                clock.reset()
+
+    def result(self) -> dict:
+        st = self.state
+        return {"cur_nimg": st.nimg, "step": st.step, "outdir": str(self.run.outdir), "elapsed_s": st.elapsed,
+                "G": self.G, "D": self.D, "G_ema": self.ema.module}
+
+
+def train_gan(cfg: GanTrainConfig, outdir: str | os.PathLike, data: Dataset | str | None = None,
+              device: str | None = None, checkpoint_minutes: float = 5.0) -> dict:
+    """Train (or resume) a StyleGAN2 until `cfg.total_kimg`; `data` is a Dataset of {"img": uint8 [3, R, R]} items
+    or a path (None = cfg.data).
+
+    Writes into `outdir` (rank 0): config.json, log.txt, stats.jsonl, snapshots/reals.png and fakes-<step>.png,
+    network-<kimg>.safetensors, network-final.safetensors, training-state-<step>.pt (also every
+    `checkpoint_minutes`). Returns {"cur_nimg", "step", "outdir", "elapsed_s", "G", "D", "G_ema"} (this process's
+    trained modules).
     """
     cfg.validate()
-    outdir = Path(outdir)
-    dev = dist.local_device(resolve_device(device))
-    if dev.type == "cuda":
-        # TF32 off (house style): results match across GPUs and float32 means float32.
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    dev = dist.local_device(resolve_device(device or "auto"))
+    _float32_everywhere(dev)
     dist.init(dev)
-    rank, world = dist.get_rank(), dist.get_world_size()
+    world = dist.get_world_size()
     if cfg.batch_size % world:
         raise GanprintError(f"--batch-size {cfg.batch_size} is not divisible by the {world} processes")
-    batch_gpu = cfg.batch_size // world
-    if rank == 0:
-        _check_resume_config(outdir, cfg)
-        outdir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(outdir / "config.json", {**cfg.to_dict(), "git_sha": git_sha()})
-    dist.barrier()
-
-    # Identical initial weights on every rank: seeded by `seed` only.
-    torch.manual_seed(derive_seed(cfg.seed, 0))
-    # Channels-last weights and images: oneDNN's convolutions are ~10% faster that way on CPU (measured on the
-    # small preset); the layout changes no parameter value and exports are written contiguous.
-    mf = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
-    G = Generator(cfg.G).to(dev, memory_format=mf).train()
-    D = Discriminator(cfg.D).to(dev, memory_format=mf).train()
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    loss = StyleGAN2Loss(G, D, cfg)
-    g_int = cfg.pl_interval if cfg.pl_weight > 0 else None
-    d_int = cfg.r1_interval if cfg.r1_gamma > 0 else None
-    opt_G = _make_optimizer(G, cfg.G_lr, cfg.betas, cfg.eps, g_int)
-    opt_D = _make_optimizer(D, cfg.D_lr, cfg.betas, cfg.eps, d_int)
-
-    cur_nimg, batch_idx, cur_tick, elapsed = 0, 0, 0, 0.0
-    state_path = latest_training_state(outdir)
-    if state_path is not None:
-        st = load_training_state(state_path)
-        G.load_state_dict(st["G"])
-        D.load_state_dict(st["D"])
-        G_ema.load_state_dict(st["G_ema"])
-        opt_G.load_state_dict(st["opt_G"])
-        opt_D.load_state_dict(st["opt_D"])
-        loss.pl_mean.copy_(st["pl_mean"])
-        cur_nimg, batch_idx, cur_tick, elapsed = st["cur_nimg"], st["batch_idx"], st["cur_tick"], st["elapsed"]
-        log.info("resuming from %s at %.3f kimg", state_path, cur_nimg / 1000)
-
-    total_nimg = int(round(cfg.total_kimg * 1000))
-    tick_nimg = max(int(round(cfg.kimg_per_tick * 1000)), 1)
-    snap_nimg = max(int(round(cfg.snapshot_kimg * 1000)), 1)
-    grid_seeds = list(range(cfg.grid_seeds))
-
-    data_iter = None
-    if rank == 0 and not (outdir / "reals.png").exists():
-        reals = torch.stack([dataset[i]["img"] for i in range(min(cfg.grid_seeds, len(dataset)))])
-        write_grid(outdir / "reals.png", reals.permute(0, 2, 3, 1).numpy())
-
-    def snapshot(final: bool) -> None:
-        kimg = cur_nimg // 1000
-        state = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-                 "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "pl_mean": loss.pl_mean.cpu(),
-                 "cur_nimg": cur_nimg, "batch_idx": batch_idx, "cur_tick": cur_tick, "elapsed": elapsed}
-        if rank == 0:
-            imgs = generate_seeds(G_ema, grid_seeds, dev, dtype=torch.float32)
-            write_grid(outdir / f"fakes{kimg:06d}.png", imgs)
-            meta = {"ganprint.train.kimg": f"{cur_nimg / 1000:.3f}", "ganprint.train.seed": str(cfg.seed)}
-            cfg_d = generator_config_dict(cfg.G)
-            save_export(outdir / f"network-{kimg:06d}.safetensors", G_ema, EXPORT_KIND, cfg_d, meta)
-            if final:
-                save_export(outdir / "network-final.safetensors", G_ema, EXPORT_KIND, cfg_d, meta)
-            save_training_state(outdir, cur_nimg, state)
-        dist.barrier()
-
-    log.info("training %s: %d px, batch %d (%d per process x %d), %.3f -> %.3f kimg on %s", cfg.preset,
-             cfg.resolution, cfg.batch_size, batch_gpu, world, cur_nimg / 1000, total_nimg / 1000, dev)
-    if cur_nimg >= total_nimg:
-        if not (outdir / "network-final.safetensors").exists():
-            snapshot(final=True)
-        return {"cur_nimg": cur_nimg, "outdir": str(outdir), "elapsed_s": elapsed, "G": G, "D": D, "G_ema": G_ema}
-
-    data_iter = _batch_iterator(dataset, cfg, cur_nimg, rank, world)
-    tick_start_nimg, tick_start_time = cur_nimg, time.time()
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    phases = [("Gmain", G, opt_G, 1), ("Greg", G, opt_G, g_int), ("Dmain", D, opt_D, 1), ("Dreg", D, opt_D, d_int)]
-
-    while cur_nimg < total_nimg:
-        # Randomness of this step is a pure function of (seed, rank, cur_nimg): resume equals no interruption.
-        torch.manual_seed(derive_seed(cfg.seed, rank, cur_nimg))
-        real = _to_float(next(data_iter), dev).contiguous(memory_format=mf)  # [batch_gpu, 3, R, R]
-        if cfg.mirror:
-            flip = torch.rand(real.shape[0], device=dev) < 0.5
-            real = torch.where(flip[:, None, None, None], real.flip(3), real)
-        for name, module, opt, interval in phases:
-            if interval is None or batch_idx % interval:
-                continue
-            gen_z = torch.randn(batch_gpu, cfg.G.z_dim, device=dev)
-            other = D if module is G else G
-            module.requires_grad_(True)
-            other.requires_grad_(False)
-            opt.zero_grad(set_to_none=True)
-            for k, v in loss.accumulate_gradients(name, real, gen_z).items():
-                sums[k] = sums.get(k, 0.0) + v
-                counts[k] = counts.get(k, 0) + 1
-            params = [p for p in module.parameters()]
-            _reduce_grads(params)
-            opt.step()
-        if world > 1:
-            # The w running mean is a buffer updated from each rank's own z: keep the ranks in step.
-            G.mapping.w_avg.copy_(dist.all_reduce_mean(G.mapping.w_avg))
-
-        # EMA generator with a half-life of ema_kimg (ramped up early in training).
-        ema_nimg = cfg.ema_kimg * 1000
-        if cfg.ema_rampup is not None:
-            ema_nimg = min(ema_nimg, (cur_nimg + cfg.batch_size) * cfg.ema_rampup)
-        beta = 0.5 ** (cfg.batch_size / max(ema_nimg, 1e-8))
-        with torch.no_grad():
-            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-                b_ema.copy_(b)
-
-        cur_nimg += cfg.batch_size
-        batch_idx += 1
-        done = cur_nimg >= total_nimg
-        if cur_nimg >= tick_start_nimg + tick_nimg or done:
-            now = time.time()
-            tick_time = now - tick_start_time
-            elapsed += tick_time
-            means = {k: sums[k] / counts[k] for k in sums}
-            keys = sorted(means)
-            red = dist.all_reduce_mean(torch.tensor([means[k] for k in keys], dtype=torch.float64))
-            means = dict(zip(keys, red.tolist()))
-            sec_per_kimg = tick_time / max((cur_nimg - tick_start_nimg) / 1000, 1e-9)
-            cur_tick += 1
-            row = {"tick": cur_tick, "kimg": round(cur_nimg / 1000, 3), "sec_per_kimg": round(sec_per_kimg, 3),
-                   "elapsed_s": round(elapsed, 1), **{k: round(v, 5) for k, v in means.items()}}
-            if rank == 0:
-                append_jsonl(outdir / "stats.jsonl", row)
-                log.info("tick %-4d kimg %-8.3f sec/kimg %-7.2f " + " ".join(f"{k} {v:.4f}" for k, v in means.items()),
-                         cur_tick, cur_nimg / 1000, sec_per_kimg)
-            sums, counts = {}, {}
-            tick_start_nimg, tick_start_time = cur_nimg, time.time()
-        if done or cur_nimg // snap_nimg > (cur_nimg - cfg.batch_size) // snap_nimg:
-            snapshot(final=done)
-
-    return {"cur_nimg": cur_nimg, "outdir": str(outdir), "elapsed_s": elapsed, "G": G, "D": D, "G_ema": G_ema}
+    run = RunFolder(outdir, cfg.to_dict(), RUNTIME_FIELDS, data=None if isinstance(data, Dataset) else data or cfg.data)
+    run.check()
+    dataset = open_training_data(cfg, data)
+    _check_images(dataset, cfg)
+    with run:
+        trainer = _GanRun(cfg, run, dev, dataset)
+        reals = run.outdir / SNAPSHOT_DIR / "reals.png"
+        if dist.get_rank() == 0 and not reals.exists():
+            save_grid(reals, torch.stack([dataset[i]["img"] for i in range(min(cfg.grid_seeds, len(dataset)))])
+                      .permute(0, 2, 3, 1).numpy())
+        log.info("training %s: %d px, batch %d (%d per process x %d), %.3f -> %.3f kimg on %s", cfg.preset,
+                 cfg.resolution, cfg.batch_size, trainer.batch_gpu, world, trainer.state.nimg / 1000,
+                 trainer.total_nimg / 1000, dev)
+        if trainer.state.nimg >= trainer.total_nimg:
+            if not (run.outdir / "network-final.safetensors").exists():
+                trainer.snapshot(final=True)
+        else:
+            trainer.loop(checkpoint_minutes)
+        return trainer.result()

@@ -1,0 +1,251 @@
+"""The run folder every trainer writes: checks before any write, the config guard, log.txt, stats.jsonl.
+
+Rank 0 writes every file; every rank runs the read-only checks, so that all of them refuse a bad --outdir alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+
+from ganprint.core import dist
+from ganprint.core.artifacts import save_export
+from ganprint.core.errors import GanprintError
+from ganprint.core.files import append_jsonl, atomic_write_json, atomic_write_text
+from ganprint.core.runtime import git_sha
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+LOG_FILE = "log.txt"
+STATS_FILE = "stats.jsonl"
+SNAPSHOT_DIR = "snapshots"
+# Keys of config.json that describe the run's provenance, not its settings.
+_PROVENANCE = ("git_sha",)
+# Errors of writing (not of reading the data): the disk, its permissions or the folder's shape.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EFBIG,
+                 errno.EISDIR, errno.EEXIST}
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_outdir(outdir: str | os.PathLike, data: str | os.PathLike | None = None) -> Path:
+    """Refuse, before any write, an --outdir that is a file, lies under a file, or lies inside --data."""
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise GanprintError(f"--outdir {outdir} is a file; give a folder")
+    for parent in outdir.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GanprintError(f"--outdir {outdir}: its parent {parent} is a file, not a folder")
+            break
+    if data and Path(data).is_dir() and _is_within(outdir.resolve(), Path(data).resolve()):
+        # A resumed run would train on its own snapshot grids.
+        raise GanprintError(f"--outdir {outdir} lies inside --data {data}; choose an --outdir outside the data")
+    return outdir
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def config_differences(old: dict, new: dict, runtime_fields: Iterable[str] = ()) -> list[str]:
+    """'field: old -> new' for every field (nested ones dotted) that differs, ignoring runtime and provenance."""
+    skip = set(runtime_fields) | set(_PROVENANCE)
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(k for k in set(a) | set(b)
+                  if k.split(".")[0] not in skip and a.get(k, "<unset>") != b.get(k, "<unset>"))
+    return [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}" for k in keys]
+
+
+def guard_config(outdir: Path, config: dict, runtime_fields: Iterable[str] = ()) -> None:
+    """Refuse to continue a run in `outdir` whose config.json holds other settings (naming the fields)."""
+    path = outdir / CONFIG_FILE
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise GanprintError(f"{path} is not valid JSON; remove it or use another --outdir") from None
+    diff = config_differences(old, config, runtime_fields)
+    if diff:
+        raise GanprintError(f"--outdir {outdir} holds a run with a different config ({'; '.join(diff)}); "
+                            "re-run with the same settings to resume, or choose a new --outdir")
+
+
+def clean_temporaries(outdir: Path) -> int:
+    """Remove the `.<name>.*.tmp` files that a killed atomic write left behind; returns how many."""
+    n = 0
+    for folder in (outdir, outdir / SNAPSHOT_DIR):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                if tmp.is_file():
+                    tmp.unlink(missing_ok=True)
+                    n += 1
+    return n
+
+
+def truncate_jsonl(path: Path, step: int) -> int:
+    """Drop the rows of a JSONL log after `step` (and a torn last line); returns how many rows were dropped."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if int(row.get("step", 0)) <= step:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+    return dropped
+
+
+def write_error(err: BaseException, outdir: Path, path: str | os.PathLike | None = None) -> GanprintError:
+    """One line naming the path that could not be written, and what to do."""
+    where = path or getattr(err, "filename", None) or outdir
+    # torch.save reports a short write as "unexpected pos ..." (RuntimeError), safetensors as SafetensorError: say
+    # what that means.
+    why = getattr(err, "strerror", None) or "the write stopped short (is the disk full?)"
+    return GanprintError(f"cannot write {where}: {why}; free disk space or choose a writable --outdir, "
+                         "then re-run the same command to resume")
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[Path]:
+    """Name `path` in the one-line error of a write whose failure does not say which file it was."""
+    try:
+        yield path
+    except OSError as e:
+        if e.filename is None and e.errno in _WRITE_ERRNOS:
+            raise write_error(e, path.parent, path) from None
+        raise
+    except SafetensorError as e:
+        if "I/O error" in str(e):
+            raise write_error(e, path.parent, path) from None
+        raise
+
+
+def export(path: Path, module, kind: str, config: dict, extra: dict[str, str] | None = None) -> Path:
+    """`save_export` whose failure on a full disk is one line naming the file."""
+    with writing(path):
+        return save_export(path, module, kind, config, extra)
+
+
+class CheckpointClock:
+    """Says when a training state is due by time; rank 0's clock decides for every rank."""
+
+    def __init__(self, minutes: float):
+        self.seconds = max(0.0, float(minutes)) * 60
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        mine = self.seconds > 0 and time.monotonic() - self.last >= self.seconds
+        return bool(dist.all_gather_object(mine)[0])
+
+    def reset(self) -> None:
+        self.last = time.monotonic()
+
+
+class RunFolder:
+    """One run's folder: `with RunFolder(...) as run:` checks it, opens it and turns write failures into one line.
+
+    Args:
+        outdir: the folder.
+        config: the resolved config as plain JSON types (written to config.json).
+        runtime_fields: top-level config fields that may change between a run and its resumption.
+        data: the --data path, which must not contain `outdir`.
+        logs: the JSONL logs rewound to the training state on resume (stats.jsonl first).
+    """
+
+    def __init__(self, outdir: str | os.PathLike, config: dict, runtime_fields: Iterable[str] = (),
+                 data: str | os.PathLike | None = None, logs: Iterable[str] = (STATS_FILE,)):
+        self.outdir = Path(outdir)
+        self.config, self.runtime_fields, self.data = config, tuple(runtime_fields), data
+        self.logs = tuple(logs)
+        self.rank = dist.get_rank()
+        self._handler: logging.Handler | None = None
+        self._level = logging.NOTSET
+
+    def check(self) -> RunFolder:
+        """The read-only checks (no file is written): where the folder is, and the config it holds."""
+        check_outdir(self.outdir, self.data)
+        guard_config(self.outdir, self.config, self.runtime_fields)
+        return self
+
+    def __enter__(self) -> RunFolder:
+        self.check()
+        try:
+            if self.rank == 0:
+                self.outdir.mkdir(parents=True, exist_ok=True)
+                n = clean_temporaries(self.outdir)
+                atomic_write_json(self.outdir / CONFIG_FILE, {**self.config, "git_sha": git_sha()})
+                self._attach_log()
+                if n:
+                    log.info("removed %d temporary file(s) left by an interrupted write in %s", n, self.outdir)
+        except OSError as e:
+            raise write_error(e, self.outdir) from None
+        dist.barrier()
+        return self
+
+    def __exit__(self, kind, err, tb) -> None:
+        self._detach_log()
+        if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+            name = getattr(err, "filename", None)
+            if name is None or _is_within(Path(name).absolute(), self.outdir.absolute()):
+                raise write_error(err, self.outdir) from None
+
+    def _attach_log(self) -> None:
+        handler = logging.FileHandler(self.outdir / LOG_FILE, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        handler.setLevel(logging.INFO)
+        lib = logging.getLogger("ganprint")
+        self._level = lib.level
+        if lib.level == logging.NOTSET and lib.getEffectiveLevel() > logging.INFO:
+            lib.setLevel(logging.INFO)  # no logging set up by the caller: the file still gets the run's story
+        lib.addHandler(handler)
+        self._handler = handler
+
+    def _detach_log(self) -> None:
+        if self._handler is not None:
+            lib = logging.getLogger("ganprint")
+            lib.removeHandler(self._handler)
+            lib.setLevel(self._level)
+            self._handler.close()
+            self._handler = None
+
+    def rewind(self, step: int) -> None:
+        """Drop log rows after the training state being resumed (they are written again, identically)."""
+        if self.rank == 0:
+            for name in self.logs:
+                dropped = truncate_jsonl(self.outdir / name, step)
+                if dropped:
+                    log.info("%s: dropped %d row(s) after step %d, which the resumed run writes again",
+                             name, dropped, step)
+
+    def append(self, row: dict, name: str = STATS_FILE) -> None:
+        """Append one row to a JSONL log (rank 0)."""
+        if self.rank == 0:
+            with writing(self.outdir / name):
+                append_jsonl(self.outdir / name, row)

@@ -1,0 +1,116 @@
+"""The run folder: checks before any write, the config guard, log.txt, rewinding logs, leftover temporaries."""
+
+import json
+import logging
+import os
+import time
+
+import pytest
+
+from ganprint.core.errors import GanprintError
+from ganprint.training.run import CheckpointClock, RunFolder, check_outdir, config_differences, truncate_jsonl
+
+
+def test_config_guard_names_the_differing_fields_and_lets_runtime_fields_change(tmp_path):
+    cfg = {"lr": 0.001, "G": {"z_dim": 8, "w_dim": 8}, "kimg": 1.0, "betas": [0.0, 0.99]}
+    with RunFolder(tmp_path, cfg, runtime_fields=("kimg",)):
+        pass
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["lr"] == 0.001 and "git_sha" in written
+    with RunFolder(tmp_path, {**cfg, "kimg": 5.0}, runtime_fields=("kimg",)):  # a longer run resumes
+        pass
+    other = {**cfg, "lr": 0.002, "G": {"z_dim": 16, "w_dim": 8}}
+    with pytest.raises(GanprintError) as e:
+        RunFolder(tmp_path, other, runtime_fields=("kimg",)).check()
+    msg = str(e.value)
+    assert "G.z_dim: 8 -> 16" in msg and "lr: 0.001 -> 0.002" in msg and "w_dim" not in msg
+    assert f"--outdir {tmp_path}" in msg and "\n" not in msg
+    assert config_differences({"a": 1}, {"a": 1, "b": 2}) == ["b: '<unset>' -> 2"]
+
+
+def test_outdir_checks_before_any_write(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    with pytest.raises(GanprintError, match="lies inside --data"):
+        check_outdir(data / "runs" / "a", data)
+    with pytest.raises(GanprintError, match="lies inside --data"):
+        check_outdir(data, data)
+    check_outdir(tmp_path / "elsewhere", data)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GanprintError, match=r"parent .*file is a file"):
+        check_outdir(tmp_path / "file" / "run")
+    with pytest.raises(GanprintError, match="is a file"):
+        check_outdir(tmp_path / "file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "file"]
+
+
+def test_truncate_drops_rows_after_the_state_and_a_torn_line(tmp_path):
+    path = tmp_path / "stats.jsonl"
+    path.write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3, 4)) + '{"step": 5, "lo')
+    assert truncate_jsonl(path, 2) == 3
+    assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
+    assert truncate_jsonl(path, 2) == 0 and truncate_jsonl(tmp_path / "missing.jsonl", 0) == 0
+
+
+def test_log_file_and_leftover_temporaries(tmp_path):
+    (tmp_path / "snapshots").mkdir(parents=True)
+    leftovers = [tmp_path / ".stats.jsonl.123.140.tmp", tmp_path / ".training-state-00000002.pt.x1y2.tmp",
+                 tmp_path / "snapshots" / ".00000004.png.9.9.tmp"]
+    for p in leftovers:
+        p.write_bytes(b"")
+    keep = tmp_path / "notes.tmp"
+    keep.write_text("not ours")
+    lib = logging.getLogger("ganprint.somewhere")
+    with RunFolder(tmp_path, {"a": 1}):
+        lib.info("hello from the library")
+    lib.info("after the run")
+    assert not any(p.exists() for p in leftovers) and keep.exists()
+    text = (tmp_path / "log.txt").read_text()
+    assert "hello from the library" in text and "after the run" not in text
+    assert "removed 3 temporary file(s)" in text
+
+
+def test_write_failures_inside_the_run_become_one_line(tmp_path):
+    with pytest.raises(GanprintError, match=r"cannot write .*stats\.jsonl: No space left on device; free disk"):
+        with RunFolder(tmp_path, {"a": 1}):
+            raise OSError(28, "No space left on device", str(tmp_path / "stats.jsonl"))
+    with pytest.raises(FileNotFoundError):  # reading something outside the run folder is not a write error
+        with RunFolder(tmp_path, {"a": 1}):
+            raise FileNotFoundError(2, "No such file or directory", "/elsewhere/x.png")
+
+
+def test_checkpoint_clock():
+    assert not CheckpointClock(5).due() and not CheckpointClock(0).due()
+    clock = CheckpointClock(0.0005)  # 30 ms
+    time.sleep(0.05)
+    assert clock.due()
+    clock.reset()
+    assert not clock.due()
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder nobody can write into, root included (the immutable attribute), or a skip where none can be made."""
+    import shutil
+    import subprocess
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)],
+                                                         capture_output=True).returncode != 0:
+        if os.access(folder, os.W_OK) and os.geteuid() == 0:
+            pytest.skip("cannot make a folder unwritable here (root without chattr)")
+        folder.chmod(0o500)
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+    folder.chmod(0o700)
+
+
+def test_an_unwritable_outdir_is_one_line_naming_it(unwritable):
+    with pytest.raises(GanprintError) as e:
+        with RunFolder(unwritable / "run", {"a": 1}):
+            pass
+    assert str(e.value).startswith(f"cannot write {unwritable / 'run'}: ") and "\n" not in str(e.value)
+    with pytest.raises(GanprintError, match=f"cannot write {unwritable}"):
+        with RunFolder(unwritable, {"a": 1}):
+            pass
