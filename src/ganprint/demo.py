@@ -26,7 +26,8 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
 
     Re-running with the same arguments resumes: finished stages are not redone.
     """
-    from ganprint.artificial import embed as api
+    from ganprint.artificial.detect import detect
+    from ganprint.artificial.embed import embed
     from ganprint.artificial.config import PRESETS
     from ganprint.artificial.train import train_stega
     from ganprint.data import samples
@@ -55,20 +56,20 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
 
     # 3. Embed one fingerprint into held-out photos (the model-fingerprinting use case).
     t2 = time.time()
-    emb = api.embed(model_path, test_dir, outdir / "embedded", identical=True, seed=seed, device=device)
+    emb = embed(model_path, test_dir, outdir / "embedded", identical=True, seed=seed, device=device)
     timings["embed_s"] = time.time() - t2
 
     # 4. Detect on fingerprinted and on clean images.
     t3 = time.time()
     fp_bits = emb["fingerprint"]
-    det_fp = api.detect(model_path, outdir / "embedded/fingerprinted_images", outdir / "detect-fingerprinted",
+    det_fp = detect(model_path, outdir / "embedded/fingerprinted_images", outdir / "detect-fingerprinted",
                         fingerprint=fp_bits, fpr=fpr, device=device)
-    det_clean = api.detect(model_path, clean_dir, outdir / "detect-clean", fingerprint=fp_bits, fpr=fpr,
+    det_clean = detect(model_path, clean_dir, outdir / "detect-clean", fingerprint=fp_bits, fpr=fpr,
                            device=device)
     # One fingerprint's accuracy depends on that fingerprint (some bit patterns are easier to hide than others);
     # a fresh fingerprint per image measures the model rather than one draw.
-    emb_pi = api.embed(model_path, test_dir, outdir / "embedded-per-image", seed=seed, device=device)
-    det_pi = api.detect(model_path, outdir / "embedded-per-image/fingerprinted_images",
+    emb_pi = embed(model_path, test_dir, outdir / "embedded-per-image", seed=seed, device=device)
+    det_pi = detect(model_path, outdir / "embedded-per-image/fingerprinted_images",
                         outdir / "detect-per-image", embedded=outdir / "embedded-per-image/embedded_fingerprints.txt",
                         fpr=fpr, device=device)
     timings["detect_s"] = time.time() - t3
