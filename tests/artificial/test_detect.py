@@ -72,3 +72,47 @@ def test_fingerprint_accepts_tensor_and_hex(tiny_stega_model, image_folder, tmp_
     d2 = detect(tiny_stega_model, image_folder, tmp_path / "b", fingerprint="0x5a", fpr=0.01,
                 device="cpu")
     assert d1["mean_bit_accuracy"] == d2["mean_bit_accuracy"] and d1["with_reference"] == 6
+
+
+def test_fpr_that_no_image_could_reach_is_refused(tiny_stega_model, image_folder, tmp_path):
+    with pytest.raises(GanprintError, match=r"--fpr 1e-06 is too small for 8 bits.*smallest usable --fpr is 0.0039"):
+        detect(tiny_stega_model, image_folder, tmp_path / "d", fingerprint="0x5a", device="cpu")
+    assert not (tmp_path / "d" / "summary.json").exists()
+    d = detect(tiny_stega_model, image_folder, tmp_path / "d", fingerprint="0x5a", fpr=2 ** -8, device="cpu")
+    assert d["match_threshold"] == 8
+    d = detect(tiny_stega_model, image_folder, tmp_path / "n", device="cpu")  # no reference: no decision to make
+    assert d["with_reference"] == 0
+
+
+def test_outdir_is_checked_before_any_work(tiny_stega_model, image_folder, tmp_path):
+    (tmp_path / "file").write_text("x")
+    (image_folder / "broken.png").write_text("not an image")  # would stop the run if any image were read
+    for outdir, message in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "det", "cannot be created"),
+                            ("/proc/ganprint-det", "not writable")):
+        with pytest.raises(GanprintError, match=f"--outdir .*{message}"):
+            detect(tiny_stega_model, image_folder, outdir, device="cpu")
+
+
+def test_cli_refuses_broken_inputs_in_one_line(tiny_stega_model, image_folder, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from ganprint.core.artifacts import read_metadata
+
+    tensors = load_file(str(tiny_stega_model))
+    name = next(k for k, v in tensors.items() if v.is_floating_point())
+    nan = tmp_path / "nan.safetensors"
+    save_file({**tensors, name: torch.full_like(tensors[name], float("nan"))}, str(nan),
+              metadata=read_metadata(tiny_stega_model))
+    r = CliRunner()
+    base = ["--data", str(image_folder), "--device", "cpu"]
+    cases = [
+        (["embed", "--model", str(nan), "--outdir", str(tmp_path / "e")], "nan.safetensors holds weights that are NaN"),
+        (["detect", "--model", str(tiny_stega_model), "--outdir", str(tmp_path / "d"), "--fingerprint", "0x15a"],
+         "longer than the model's 8 bits"),
+        (["detect", "--model", str(tiny_stega_model), "--outdir", str(tmp_path / "d"), "--fingerprint", "0x5a",
+          "--fpr", "1e-300"], "too small for 8 bits"),
+    ]
+    for argv, message in cases:
+        res = r.invoke(main, argv[:1] + base + argv[1:])
+        assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+        assert message in res.output and len(res.output.strip().splitlines()) == 1, res.output

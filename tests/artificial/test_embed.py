@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,11 +18,12 @@ from scipy import stats
 from ganprint.artificial.batches import prepare, to_float01
 from ganprint.artificial.detect import detect
 from ganprint.artificial.embed import embed, output_names, per_image_bits
+from ganprint.artificial.records import read_fingerprint_txt
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.images import BadImageError, read_image, to_tensor01
 from ganprint.core.stats import match_threshold
-from tests.artificial.common import ROW_KEYS, digest, fingerprint_lines
+from tests.artificial.common import LINE, ROW_KEYS, digest, fingerprint_lines
 
 
 def test_output_names_rule():
@@ -174,3 +179,129 @@ def test_bad_files_stop_or_are_skipped(tiny_stega_model, image_folder, tmp_path)
         detect(tiny_stega_model, image_folder, tmp_path / "det", device="cpu")
     d = detect(tiny_stega_model, image_folder, tmp_path / "det", device="cpu", skip_bad=True)
     assert d["images"] == 6 and d["skipped"][0]["file"] == "sub/broken.png"
+
+
+def test_torn_resume_record_loses_nothing(tiny_stega_model, sample_folder, tmp_path):
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    embed(tiny_stega_model, sample_folder, ref, device="cpu", precision="fp32", batch_size=4)
+    embed(tiny_stega_model, sample_folder, out, device="cpu", precision="fp32", batch_size=4)
+    # What a kill or a full disk leaves: the listing not yet written, the last record torn.
+    (out / "embedded_fingerprints.txt").unlink()
+    prog = out / ".progress" / "embed-rank0.jsonl"
+    rows = prog.read_bytes().splitlines(keepends=True)
+    prog.write_bytes(b"".join(rows)[:-40])
+    s = embed(tiny_stega_model, sample_folder, out, device="cpu", precision="fp32", batch_size=4)
+    assert (s["new"], s["resumed"], s["fingerprinted"], s["status"]) == (1, 23, 24, "complete")  # only the torn one
+    assert (out / "embedded_fingerprints.txt").read_bytes() == (ref / "embedded_fingerprints.txt").read_bytes()
+    # The re-run's records follow the cut, so a later run still reads every one of them.
+    assert len(prog.read_bytes().splitlines()) == 24
+    (out / "embedded_fingerprints.txt").unlink()
+    s = embed(tiny_stega_model, sample_folder, out, device="cpu", precision="fp32", batch_size=4)
+    assert (s["new"], s["resumed"], s["fingerprinted"]) == (0, 24, 24)
+    digest_out, digest_ref = digest(out / "fingerprinted_images"), digest(ref / "fingerprinted_images")
+    assert {k: v[0] for k, v in digest_out.items()} == {k: v[0] for k, v in digest_ref.items()}
+
+
+def test_records_of_other_lengths_or_garbage_are_ignored(tiny_stega_model, image_folder, tmp_path):
+    out = tmp_path / "out"
+    embed(tiny_stega_model, image_folder, out, device="cpu", batch_size=4)
+    (out / "embedded_fingerprints.txt").unlink()
+    prog = out / ".progress" / "embed-rank0.jsonl"
+    good = prog.read_text().splitlines()
+    bad = json.loads(good[0])
+    prog.write_text("\n".join([json.dumps({**bad, "bits": "0101"}), "[1]", '{"name": 3}'] + good[1:]) + "\n")
+    s = embed(tiny_stega_model, image_folder, out, device="cpu", batch_size=4)
+    assert (s["new"], s["resumed"], s["fingerprinted"]) == (1, 5, 6)
+
+
+def test_names_with_newlines_round_trip(tiny_stega_model, image_folder, tmp_path):
+    src = (image_folder / "img00.png").read_bytes()
+    odd = ["new\nline.png", "tab\there.png", '"quoted".png', "cr\r.png", "sp ace.png", "uni\u2028.png"]
+    for name in odd:
+        (image_folder / name).write_bytes(src)
+    out = tmp_path / "out"
+    s = embed(tiny_stega_model, image_folder, out, device="cpu")
+    assert s["fingerprinted"] == 12
+    text = (out / "embedded_fingerprints.txt").read_text()
+    lines = text.split("\n")[:-1]
+    assert len(lines) == 12
+    assert any(line.startswith('"new\\nline.png" ') for line in lines)  # quoted as a JSON string
+    assert any(line.startswith("sp ace.png ") for line in lines) and any(line.startswith('"quoted".png ') for line in lines)
+    plain = [line for line in lines if line.startswith(("img", "sub/"))]  # ordinary names: the original's format
+    assert len(plain) == 6 and all(LINE.match(line) for line in plain)
+    emb = read_fingerprint_txt(out / "embedded_fingerprints.txt", 8)
+    assert set(odd) <= set(emb) and all((out / "fingerprinted_images" / n).is_file() for n in odd)
+    d = detect(tiny_stega_model, out / "fingerprinted_images", tmp_path / "det", device="cpu", fpr=0.01,
+               embedded=out / "embedded_fingerprints.txt")
+    assert d["images"] == d["with_reference"] == 12
+    assert set(odd) <= set(read_fingerprint_txt(tmp_path / "det" / "detected_fingerprints.txt", 8))
+
+
+def test_stale_temporaries_of_killed_writers_are_removed(tiny_stega_model, image_folder, tmp_path):
+    out = tmp_path / "out"
+    embed(tiny_stega_model, image_folder, out, device="cpu")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # a pid that no process has any more
+    stale = [out / "fingerprinted_images" / f".img00.png.{dead}.1234.tmp", out / f".manifest.json.{dead}.x1_y.tmp"]
+    live = out / "fingerprinted_images" / f".img02.png.{os.getpid()}.1.tmp"  # a writer still at work: kept
+    for p in stale + [live]:
+        p.write_bytes(b"")
+    embed(tiny_stega_model, image_folder, out, device="cpu")
+    assert not any(p.exists() for p in stale) and live.exists()
+
+
+def test_outdir_is_checked_before_any_work(tiny_stega_model, image_folder, tmp_path):
+    (tmp_path / "file").write_text("x")
+    (image_folder / "broken.png").write_text("not an image")  # would stop the run if any image were read
+    for outdir, message in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "out", "cannot be created"),
+                            ("/proc/ganprint-out", "not writable")):
+        with pytest.raises(GanprintError, match=f"--outdir .*{message}"):
+            embed(tiny_stega_model, image_folder, outdir, device="cpu")
+
+
+def _limited(limit: int, argv: list[str], cwd) -> subprocess.CompletedProcess:
+    """Run the CLI with files limited to `limit` bytes: writes beyond it fail as on a full disk (EFBIG)."""
+    code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+            "from ganprint.cli import main; sys.argv[0] = 'ganprint'; main()")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
+
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+# The 24 sample PNGs take 856-993 bytes and a record about 65: at 1000 bytes the PNGs fit and the single process's
+# records fill up after about 15 images; at 900 most PNGs do not fit.
+@pytest.mark.parametrize("jobs,limit,where", [("1", 1000, ".progress/embed-rank0.jsonl"),
+                                              ("2", 900, "fingerprinted_images/")])
+def test_full_disk_gives_one_line_and_keeps_finished_work(tiny_stega_model, sample_folder, tmp_path, jobs, limit,
+                                                          where):
+    out = tmp_path / "out"
+    argv = ["embed", "--model", str(tiny_stega_model), "--data", str(sample_folder), "--outdir", str(out),
+            "--device", "cpu", "--batch-size", "2", "--jobs", jobs]
+    res = _limited(limit, argv, tmp_path)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and f"cannot write {out}/{where}" in errors[0] and "re-run" in errors[0], res.stderr
+    kept = sum(len(p.read_bytes().splitlines()) for p in (out / ".progress").glob("*.jsonl"))
+    s = embed(tiny_stega_model, sample_folder, out, device="cpu", batch_size=2)
+    assert s["fingerprinted"] == 24 and s["status"] == "complete"
+    if jobs == "1":
+        assert kept >= 10 and s["resumed"] >= kept - 1  # finished work is kept (a torn last record is redone)
+
+
+def test_special_files_are_refused_by_name_or_skipped(tiny_stega_model, image_folder, tmp_path):
+    os.mkfifo(image_folder / "pipe.png")
+    (image_folder / "zero.png").symlink_to("/dev/zero")
+    argv = [sys.executable, "-m", "ganprint", "embed", "--model", str(tiny_stega_model), "--data", str(image_folder),
+            "--outdir", str(tmp_path / "out"), "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "pipe.png is not a regular file but a named pipe" in res.stderr
+    res = subprocess.run(argv + ["--skip-bad"], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [s["file"] for s in man["skipped"]] == ["pipe.png", "zero.png"] and man["counts"]["fingerprinted"] == 6

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from ganprint.artificial.batches import plan_jobs
 from ganprint.artificial.detect import detect
 from ganprint.artificial.embed import embed
+from ganprint.artificial.jobs import _TMP_PREFIX
 from ganprint.core.errors import GanprintError
 from ganprint.core.images import BadImageError, read_image
+from tests.conftest import write_image_folder
 
 
 def test_jobs_split_the_work_and_give_the_same_result(tiny_stega_model, sample_folder, tmp_path):
@@ -91,3 +104,151 @@ def test_auto_jobs_need_more_images_per_process_for_detect(tiny_stega_model, sam
     assert plan_jobs("auto", "cpu", sample_folder, tiny_stega_model, 13) == 1
     assert plan_jobs(2, "cpu", sample_folder, tiny_stega_model, 10**6) == 2  # an explicit number is kept
     assert jobs.MIN_IMAGES_PER_DETECT_JOB > jobs.MIN_IMAGES_PER_JOB  # detect does less work per image
+
+
+# --- crash tests: kill `ganprint embed/detect --jobs 2` at a random point, then re-run -------------------------------
+
+N_CRASH = 120
+
+
+def _cli(cmd: str, model, data, out, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "ganprint", "-q", cmd, "--model", str(model), "--data", str(data), "--outdir",
+            str(out), "--jobs", "2", "--device", "cpu", "--precision", "fp32", "--batch-size", "1", *extra]
+
+
+def _env(tmpdir: Path) -> dict:
+    tmpdir.mkdir(exist_ok=True)
+    return {**os.environ, "TMPDIR": str(tmpdir), "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _no_core_dumps():
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in process group `pgid`, read from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def _wait_for(cond, timeout: float, step: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+def _snapshot(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _run_and_kill(argv, env, cwd, started, target: str, sig: int, rng: random.Random) -> None:
+    """Start `argv` in its own process group, wait until `started()` and a random moment more, send `sig` to the
+    command (target "pid") or to its whole group ("group"); then no process of the group may survive, nor write."""
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, preexec_fn=_no_core_dumps)
+    try:
+        assert _wait_for(lambda: started() or proc.poll() is not None, 120), "the command never started working"
+        time.sleep(rng.uniform(0.0, 1.5))
+        if target == "pid":
+            os.kill(proc.pid, sig)
+        else:
+            os.killpg(proc.pid, sig)
+        proc.wait(timeout=60)
+        survivors = _group_members(proc.pid)
+        assert _wait_for(lambda: not _group_members(proc.pid), 15), f"workers survived: {survivors}"
+    finally:
+        if proc.poll() is None or _group_members(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert b"Traceback" not in proc.stderr.read()
+
+
+@pytest.fixture(scope="module")
+def crash_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crash")
+    write_image_folder(root / "data", n=N_CRASH, seed=3, sizes=((32, 32), (24, 32), (40, 32)))
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def crash_reference(tiny_stega_model, crash_data, tmp_path_factory):
+    """An uninterrupted `embed --jobs 2` and a `detect --jobs 2` of its output."""
+    root = tmp_path_factory.mktemp("crash-ref")
+    env = _env(root / "tmp")
+    for argv in (_cli("embed", tiny_stega_model, crash_data, root / "emb"),
+                 _cli("detect", tiny_stega_model, root / "emb" / "fingerprinted_images", root / "det", "--embedded",
+                      str(root / "emb" / "embedded_fingerprints.txt"), "--fpr", "0.01")):
+        subprocess.run(argv, env=env, cwd=root, check=True, timeout=300, capture_output=True)
+    return root
+
+
+def _same_files(a: Path, b: Path) -> None:
+    fa = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    fb = sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
+    assert fa == fb  # no leftover temporaries, nothing missing
+    for name in fa:
+        if name == "summary.json":  # names its own output folder
+            assert {**json.loads((a / name).read_text()), "outdir": None} == \
+                {**json.loads((b / name).read_text()), "outdir": None}
+        else:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("target,sig", [("pid", signal.SIGTERM), ("pid", signal.SIGINT), ("pid", signal.SIGQUIT),
+                                        ("pid", signal.SIGKILL), ("group", signal.SIGTERM),
+                                        ("group", signal.SIGKILL)])
+def test_killed_embed_leaves_no_worker_and_resumes_to_the_same_bytes(tiny_stega_model, crash_data, crash_reference,
+                                                                      tmp_path, target, sig):
+    rng = random.Random(f"{target}-{sig}")
+    out, env = tmp_path / "out", _env(tmp_path / "tmp")
+    argv = _cli("embed", tiny_stega_model, crash_data, out)
+    progress = out / ".progress"
+    _run_and_kill(argv, env, tmp_path, lambda: progress.is_dir() and any(p.stat().st_size for p in
+                                                                         progress.glob("*.jsonl")), target, sig, rng)
+    before = _snapshot(out)
+    time.sleep(0.5)
+    assert _snapshot(out) == before  # nobody writes any more
+    if sig != signal.SIGKILL or target != "group":  # a group SIGKILL leaves no one to clean; the next run does
+        assert list((tmp_path / "tmp").iterdir()) == []
+    subprocess.run(argv, env=env, cwd=tmp_path, check=True, timeout=300, capture_output=True)
+    assert list((tmp_path / "tmp").iterdir()) == []
+    ref = crash_reference / "emb"
+    assert (out / "embedded_fingerprints.txt").read_bytes() == (ref / "embedded_fingerprints.txt").read_bytes()
+    _same_files(out / "fingerprinted_images", ref / "fingerprinted_images")
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize("target,sig", [("pid", signal.SIGTERM), ("group", signal.SIGKILL)])
+def test_killed_detect_leaves_no_worker_and_reruns_to_the_same_bytes(tiny_stega_model, crash_reference, tmp_path,
+                                                                     target, sig):
+    rng = random.Random(f"detect-{target}-{sig}")
+    out, env = tmp_path / "det", _env(tmp_path / "tmp")
+    emb = crash_reference / "emb"
+    argv = _cli("detect", tiny_stega_model, emb / "fingerprinted_images", out, "--embedded",
+                str(emb / "embedded_fingerprints.txt"), "--fpr", "0.01")
+    procs_started = lambda: any(p.startswith(_TMP_PREFIX) for p in os.listdir(tmp_path / "tmp"))  # noqa: E731
+    _run_and_kill(argv, env, tmp_path, procs_started, target, sig, rng)
+    if target == "pid":
+        assert list((tmp_path / "tmp").iterdir()) == []
+    subprocess.run(argv, env=env, cwd=tmp_path, check=True, timeout=300, capture_output=True)
+    assert list((tmp_path / "tmp").iterdir()) == []
+    _same_files(out, crash_reference / "det")

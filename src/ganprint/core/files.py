@@ -170,14 +170,21 @@ def check_writable_file(path: str | os.PathLike, flag: str) -> Path:
         raise GanprintError(f"{flag} {path} is a folder; pass a file path")
     if os.path.lexists(path) and not os.access(path, os.W_OK):
         raise GanprintError(f"{flag} {path} exists and is read-only; choose another {flag} or fix its permissions")
-    check_writable_dir(path.parent if str(path.parent) else Path("."), flag)
+    base = _nearest_existing(path.absolute().parent)
+    if not base.is_dir():
+        raise GanprintError(f"{flag} {path} cannot be created: {base} is a file, not a folder")
+    try:
+        check_writable_dir(path.absolute().parent, flag)
+    except GanprintError:
+        raise GanprintError(f"{flag} {path} cannot be written: its folder {path.parent} cannot be created or is "
+                            f"read-only; choose another {flag} or fix the permissions") from None
     return path
 
 
 def output_error(path: str | os.PathLike, e: OSError) -> GanprintError:
     """A one-line user error for an OSError while writing `path` (a full disk, a read-only or vanished folder)."""
     reason = e.strerror or str(e)
-    hint = " (disk full: free some space)" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+    hint = " (disk full: free some space)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
     return GanprintError(f"cannot write {path}: {reason}{hint}; finished work is kept, re-run the same command "
                          "to go on")
 
