@@ -38,12 +38,14 @@ def _child(kind: str, model: str, data: str, out: str, threads: int, num_workers
     torch.set_num_threads(threads)
     sys.path.insert(0, str(HERE))
     from ganprint import api
+    from ganprint.artificial import jobs as jobs_mod
+    from ganprint.artificial.batches import plan_jobs
     import agf_original_baseline as orig
 
     me = resource.getrusage(resource.RUSAGE_SELF)
     cpu0 = me.ru_utime + me.ru_stime  # CPU seconds (all threads; workers added at the end), less load-sensitive
-    min_per_job = api.MIN_IMAGES_PER_DETECT_JOB if kind == "ours-detect" else api.MIN_IMAGES_PER_JOB
-    n_jobs = api._jobs(jobs, "cpu", data, model, min_per_job) if kind.startswith("ours") else 1  # as the call does
+    min_per_job = jobs_mod.MIN_IMAGES_PER_DETECT_JOB if kind == "ours-detect" else jobs_mod.MIN_IMAGES_PER_JOB
+    n_jobs = plan_jobs(jobs, "cpu", data, model, min_per_job) if kind.startswith("ours") else 1  # as the call does
     t = time.perf_counter()
     if kind == "ours-embed":
         summary = api.embed(model, data, out, device="cpu", num_workers=num_workers, precision=precision, jobs=jobs)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganprint.core.fingerprints import FingerprintError, bits_to_hex, bits_to_str, bits_to_strs, parse_bits, strs_to_bits
+from ganprint.core.fingerprints import (
+    FingerprintError,
+    bits_to_hex,
+    bits_to_str,
+    bits_to_strs,
+    parse_bits,
+    strs_to_bits,
+)
 
 
 def test_bits_to_strs_and_back():

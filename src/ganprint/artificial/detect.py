@@ -14,8 +14,19 @@ import numpy as np
 import torch
 
 from ganprint import __version__
-from ganprint.artificial.batches import (as_bits, item_names, loader, net_dtype, plan_jobs, png_name, prepare,
-                                         progress_bar, setup, to_float01, walk_once)
+from ganprint.artificial.batches import (
+    as_bits,
+    item_names,
+    loader,
+    net_dtype,
+    plan_jobs,
+    png_name,
+    prepare,
+    progress_bar,
+    setup,
+    to_float01,
+    walk_once,
+)
 from ganprint.artificial.jobs import MIN_IMAGES_PER_DETECT_JOB, run_jobs
 from ganprint.artificial.records import DETECTED_TXT, format_line, read_fingerprint_txt
 from ganprint.core import dist

@@ -24,12 +24,26 @@ from pathlib import Path
 import torch
 
 from ganprint import __version__
-from ganprint.artificial.batches import (FP_DIR, MANIFEST, BatchWriter, as_bits, item_names, loader, net_dtype,
-                                         plan_jobs, png_name, prepare, progress_bar, read_json,
-                                         remove_stale_temporaries, setup, to_float01, walk_once)
+from ganprint.artificial.batches import (
+    FP_DIR,
+    MANIFEST,
+    BatchWriter,
+    as_bits,
+    item_names,
+    loader,
+    net_dtype,
+    plan_jobs,
+    png_name,
+    prepare,
+    progress_bar,
+    read_json,
+    remove_stale_temporaries,
+    setup,
+    to_float01,
+    walk_once,
+)
 from ganprint.artificial.jobs import MIN_IMAGES_PER_JOB, run_jobs
-from ganprint.artificial.records import (EMBEDDED_TXT, format_line, progress_file, read_fingerprint_txt,
-                                         read_progress)
+from ganprint.artificial.records import EMBEDDED_TXT, format_line, progress_file, read_fingerprint_txt, read_progress
 from ganprint.core import dist
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir, output_error, sha256_file
@@ -41,7 +55,7 @@ from ganprint.nets.stega import InferenceEncoder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["embed", "output_names", "per_image_bits", "original_identical_bits", "read_fingerprint_txt"]
+__all__ = ["embed", "original_identical_bits", "output_names", "per_image_bits", "read_fingerprint_txt"]
 
 
 def output_names(relpaths: list[str]) -> list[str]:

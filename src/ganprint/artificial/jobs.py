@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -175,7 +175,7 @@ def _child(fn: Callable[..., dict], kwargs: dict, rank: int, world: int, tmp: st
     except GanprintError as e:
         out_q.put((rank, "error", (type(e).__name__, str(e))))
         raise SystemExit(1) from None
-    except BaseException as e:  # noqa: BLE001 - report anything to the parent, then fail
+    except BaseException as e:
         out_q.put((rank, "crash", (type(e).__name__, "".join(traceback.format_exception(e)))))
         raise SystemExit(1) from None
     finally:

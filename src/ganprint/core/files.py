@@ -9,8 +9,9 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ganprint.core.errors import GanprintError
 

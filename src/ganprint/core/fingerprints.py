@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ganprint.core.errors import GanprintError
+from ganprint.core.seeds import derive_seed
 
 
 class FingerprintError(GanprintError):
@@ -99,8 +100,6 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 def counter_bits(seed: int, indices, length: int) -> torch.Tensor:
     """[N, K] uniform random bits for items `indices` (ints >= 0): row i is a pure function of (seed, indices[i], K)
     and never of the other indices, computed for the whole batch at once (counter-based, no generator per item)."""
-    from ganprint.core.seeds import derive_seed
-
     idx = np.asarray(indices, dtype=np.uint64).reshape(-1, 1)  # [N, 1]
     words = -(-int(length) // 64)
     base = np.uint64(derive_seed(seed, 0xB175, length))

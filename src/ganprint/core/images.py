@@ -125,8 +125,9 @@ def open_image_file(path: str) -> tuple[io.BufferedReader, int]:
 
 
 def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character "
-                       "device"), (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+    kinds = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+    for test, name in kinds:
         if test(mode):
             return name
     return "special file"
