@@ -148,6 +148,7 @@ def _follow_parent(parent: int, tmp: str) -> None:
 
     for s in STOP_SIGNALS:
         signal.signal(s, leave)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the parent around the fork
     _set_parent_death_signal(signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before the death signal was set
         leave(signal.SIGTERM)
@@ -258,8 +259,13 @@ def run_jobs(fn: Callable[..., dict], kwargs: dict, jobs: int, threads_per_job: 
     result, failure, finished = None, None, False
     with _StopSignals() as stop:
         try:
-            for p in procs:
-                p.start()
+            # Stop signals wait while forking, so that no child runs the parent's handler before it has its own.
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            try:
+                for p in procs:
+                    p.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             result, failure = _collect(procs, out_q, jobs)
             finished = failure is None
         finally:
