@@ -252,3 +252,23 @@ def test_killed_detect_leaves_no_worker_and_reruns_to_the_same_bytes(tiny_stega_
     subprocess.run(argv, env=env, cwd=tmp_path, check=True, timeout=300, capture_output=True)
     assert list((tmp_path / "tmp").iterdir()) == []
     _same_files(out, crash_reference / "det")
+
+
+def test_a_worker_killed_alone_stops_the_run_in_one_line(tiny_stega_model, crash_data, tmp_path):
+    out, env = tmp_path / "out", _env(tmp_path / "tmp")
+    proc = subprocess.Popen(_cli("embed", tiny_stega_model, crash_data, out), env=env, cwd=tmp_path,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: len(_group_members(proc.pid)) >= 3 or proc.poll() is not None, 120)
+        workers = [p for p in _group_members(proc.pid) if p != proc.pid]
+        if workers:
+            os.kill(max(workers), signal.SIGKILL)
+        proc.wait(timeout=120)
+        assert _wait_for(lambda: not _group_members(proc.pid), 15)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    err = proc.stderr.read()
+    if workers and proc.returncode != 0:  # (unless the run had already finished)
+        assert proc.returncode == 1 and "Traceback" not in err and "was killed by signal 9" in err, err
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -216,7 +216,9 @@ def _collect(procs, out_q, jobs: int):
             dead = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0) and r not in done]
             if dead:
                 p = procs[dead[0]]
-                failure = ("crash", ("ProcessDied", f"worker process {p.name} exited with code {p.exitcode}"))
+                how = f"was killed by signal {-p.exitcode}" if p.exitcode < 0 else f"exited with code {p.exitcode}"
+                failure = ("error", ("ProcessDied", f"worker process {p.name} {how} before it finished; finished "
+                                                    "work is kept: re-run the same command to go on"))
             continue
         done.add(rank)
         if status == "ok":
