@@ -245,8 +245,10 @@ def test_killed_detect_leaves_no_worker_and_reruns_to_the_same_bytes(tiny_stega_
     emb = crash_reference / "emb"
     argv = _cli("detect", tiny_stega_model, emb / "fingerprinted_images", out, "--embedded",
                 str(emb / "embedded_fingerprints.txt"), "--fpr", "0.01")
-    procs_started = lambda: any(p.startswith(_TMP_PREFIX) for p in os.listdir(tmp_path / "tmp"))
-    _run_and_kill(argv, env, tmp_path, procs_started, target, sig, rng)
+    def workers_started() -> bool:
+        return any(p.startswith(_TMP_PREFIX) for p in os.listdir(tmp_path / "tmp"))
+
+    _run_and_kill(argv, env, tmp_path, workers_started, target, sig, rng)
     if target == "pid":
         assert list((tmp_path / "tmp").iterdir()) == []
     subprocess.run(argv, env=env, cwd=tmp_path, check=True, timeout=300, capture_output=True)

@@ -30,7 +30,9 @@ def test_read_goes_on_after_a_bad_line_and_validates(tmp_path):
     p = tmp_path / "r.jsonl"
     p.write_text('{"i": 0}\n{"i": 1, "x\n[1, 2]\n{"i": "two"}\n{"i": 3}\n')
     assert [r for r in read_jsonl(p)] == [{"i": 0}, [1, 2], {"i": "two"}, {"i": 3}]
-    valid = lambda r: isinstance(r, dict) and isinstance(r.get("i"), int)
+    def valid(r) -> bool:
+        return isinstance(r, dict) and isinstance(r.get("i"), int)
+
     assert [r["i"] for r in read_jsonl(p, valid)] == [0, 3]
 
 
