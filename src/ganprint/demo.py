@@ -26,9 +26,9 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
 
     Re-running with the same arguments resumes: finished stages are not redone.
     """
+    from ganprint.artificial.config import PRESETS
     from ganprint.artificial.detect import detect
     from ganprint.artificial.embed import embed
-    from ganprint.artificial.config import PRESETS
     from ganprint.artificial.train import train_stega
     from ganprint.data import samples
     from ganprint.evaluation.quality import psnr, ssim
@@ -63,15 +63,15 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
     t3 = time.time()
     fp_bits = emb["fingerprint"]
     det_fp = detect(model_path, outdir / "embedded/fingerprinted_images", outdir / "detect-fingerprinted",
-                        fingerprint=fp_bits, fpr=fpr, device=device)
+                    fingerprint=fp_bits, fpr=fpr, device=device)
     det_clean = detect(model_path, clean_dir, outdir / "detect-clean", fingerprint=fp_bits, fpr=fpr,
-                           device=device)
+                       device=device)
     # One fingerprint's accuracy depends on that fingerprint (some bit patterns are easier to hide than others);
     # a fresh fingerprint per image measures the model rather than one draw.
     emb_pi = embed(model_path, test_dir, outdir / "embedded-per-image", seed=seed, device=device)
     det_pi = detect(model_path, outdir / "embedded-per-image/fingerprinted_images",
-                        outdir / "detect-per-image", embedded=outdir / "embedded-per-image/embedded_fingerprints.txt",
-                        fpr=fpr, device=device)
+                    outdir / "detect-per-image", embedded=outdir / "embedded-per-image/embedded_fingerprints.txt",
+                    fpr=fpr, device=device)
     timings["detect_s"] = time.time() - t3
 
     # 5. Fidelity: fingerprinted vs the same held-out crop.
