@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -116,3 +117,9 @@ def test_cli_refuses_broken_inputs_in_one_line(tiny_stega_model, image_folder, t
         res = r.invoke(main, argv[:1] + base + argv[1:])
         assert res.exit_code == 1 and "Traceback" not in res.output, res.output
         assert message in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_embedded_list_that_is_a_fifo_is_refused(tiny_stega_model, image_folder, tmp_path):
+    os.mkfifo(tmp_path / "list.txt")
+    with pytest.raises(GanprintError, match="list.txt is not a regular file"):
+        detect(tiny_stega_model, image_folder, tmp_path / "d", embedded=tmp_path / "list.txt", fpr=0.01, device="cpu")

@@ -54,9 +54,9 @@ def _parse_name(field: str, where: str) -> str:
 def read_fingerprint_txt(path: str | os.PathLike, length: int | None = None) -> dict[str, str]:
     """Read an embedded/detected_fingerprints.txt (`<name> <0/1 bits>` per line) into {name: bits}."""
     path = Path(path)
-    if not path.is_file():
-        raise GanprintError(
-            f"fingerprint list {path} does not exist; pass the embedded_fingerprints.txt of an embed run")
+    if not path.is_file():  # also refuses FIFOs and devices, which could hang or never end
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise GanprintError(f"fingerprint list {path} {what}; pass the embedded_fingerprints.txt of an embed run")
     out = {}
     text = path.read_text(encoding="utf-8", errors="surrogateescape")
     for n, line in enumerate(text.split("\n"), 1):  # only "\n" ends a line: other breaks may sit inside a name
