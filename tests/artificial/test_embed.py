@@ -252,13 +252,14 @@ def test_stale_temporaries_of_killed_writers_are_removed(tiny_stega_model, image
     assert not any(p.exists() for p in stale) and live.exists()
 
 
-def test_outdir_is_checked_before_any_work(tiny_stega_model, image_folder, tmp_path):
+@pytest.mark.parametrize("command", [embed, detect])
+def test_outdir_is_checked_before_any_work(tiny_stega_model, image_folder, tmp_path, command):
     (tmp_path / "file").write_text("x")
     (image_folder / "broken.png").write_text("not an image")  # would stop the run if any image were read
     for outdir, message in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "out", "cannot be created"),
                             ("/proc/ganprint-out", "not writable")):
         with pytest.raises(GanprintError, match=f"--outdir .*{message}"):
-            embed(tiny_stega_model, image_folder, outdir, device="cpu")
+            command(tiny_stega_model, image_folder, outdir, device="cpu")
 
 
 def _limited(limit: int, argv: list[str], cwd) -> subprocess.CompletedProcess:

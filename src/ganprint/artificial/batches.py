@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from ganprint.artificial.jobs import resolve_jobs
+from ganprint.artificial.jobs import pid_alive, resolve_jobs
 from ganprint.artificial.records import append_progress
 from ganprint.core import dist
 from ganprint.core.artifacts import load_export, read_config, read_metadata
@@ -241,23 +241,13 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     for dirpath, _dirs, files in os.walk(folder):
         for name in files:
             m = _STALE_TMP.match(name)
-            if m and not _alive(int(m.group(1))):
+            if m and not pid_alive(int(m.group(1))):
                 try:
                     os.unlink(os.path.join(dirpath, name))
                     removed += 1
                 except FileNotFoundError:
                     pass
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def plan_jobs(jobs, device, data, model, min_per_job: int) -> int:

@@ -14,19 +14,7 @@ import numpy as np
 import torch
 
 from ganprint import __version__
-from ganprint.artificial.batches import (
-    as_bits,
-    item_names,
-    loader,
-    net_dtype,
-    plan_jobs,
-    png_name,
-    prepare,
-    progress_bar,
-    setup,
-    to_float01,
-    walk_once,
-)
+from ganprint.artificial import batches
 from ganprint.artificial.jobs import MIN_IMAGES_PER_DETECT_JOB, run_jobs
 from ganprint.artificial.records import DETECTED_TXT, format_line, read_fingerprint_txt
 from ganprint.core import dist
@@ -43,7 +31,7 @@ log = logging.getLogger(__name__)
 __all__ = ["detect"]
 
 
-@walk_once
+@batches.walk_once
 def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None, embedded=None, fpr=1e-6,
            batch_size=64, device="auto", skip_bad=False, num_workers=None, precision="auto", jobs=1,
            scale_search=None) -> dict:
@@ -66,7 +54,7 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
     kwargs = dict(model=model, data=data, outdir=outdir, resolution=resolution, celeba=celeba,
                   fingerprint=fingerprint, embedded=embedded, fpr=fpr, batch_size=batch_size, device=device,
                   skip_bad=skip_bad, num_workers=num_workers, precision=precision, scale_search=scale_search)
-    n_jobs = plan_jobs(jobs, device, data, model, MIN_IMAGES_PER_DETECT_JOB)
+    n_jobs = batches.plan_jobs(jobs, device, data, model, MIN_IMAGES_PER_DETECT_JOB)
     if n_jobs > 1:
         return run_jobs(detect_rank, kwargs, n_jobs)
     return detect_rank(**kwargs)
@@ -76,7 +64,7 @@ class _Reference:
     """The fingerprint each image is tested against: one for all (`fingerprint`), per name (`embedded`), or none."""
 
     def __init__(self, fingerprint, embedded, k: int):
-        self.all = bits_to_str(as_bits(fingerprint, k)) if fingerprint is not None else None
+        self.all = bits_to_str(batches.as_bits(fingerprint, k)) if fingerprint is not None else None
         self.map = read_fingerprint_txt(embedded, k) if embedded is not None else None
         self.label = ("fingerprint" if self.all is not None else f"embedded:{embedded}" if self.map is not None
                       else None)
@@ -89,31 +77,31 @@ class _Reference:
             return self.all
         if self.map is None:
             return None
-        return self.map.get(name) or self.map.get(png_name(name))
+        return self.map.get(name) or self.map.get(batches.png_name(name))
 
 
 def detect_rank(model, data, outdir, resolution, celeba, fingerprint, embedded, fpr, batch_size, device, skip_bad,
                 num_workers, precision, scale_search) -> dict:
     """`detect` in this process: its rank's share of the images (all of them without torchrun or `--jobs`)."""
     scales = parse_scales(scale_search)
-    module, config, res, dev, prec = setup(model, resolution, celeba, device, need_encoder=False,
-                                           batch_size=batch_size, precision=precision)
+    module, config, res, dev, prec = batches.setup(model, resolution, celeba, device, need_encoder=False,
+                                                   batch_size=batch_size, precision=precision)
     k = int(config["fingerprint_length"])
     ref = _Reference(fingerprint, embedded, k)
     threshold = usable_threshold(k, fpr) if ref.given() else match_threshold(k, fpr)
     ds = open_image_dataset(data, res, celeba=celeba, skip_bad=True)
-    relpaths = item_names(ds)
-    dtype = net_dtype(prec)
-    dec = prepare(module.dec, dev, prec, prefer_cl=True)
+    relpaths = batches.item_names(ds)
+    dtype = batches.net_dtype(prec)
+    dec = batches.prepare(module.dec, dev, prec, prefer_cl=True)
     # The candidates are unzoomed in fp32 and rounded to the network's dtype after, as under autocast; unzoom keeps
     # the input's layout (full_like), so they need no other conversion.
     search = ScaleSearch(lambda t: dec(t.to(dtype)).float(), scales) if scales is not None else None
 
     def decode(img_u8: torch.Tensor) -> tuple[torch.Tensor, list | None]:
         if search is not None:
-            logits = search(to_float01(img_u8, dev, prefer_cl=True))  # from [N, 3, R, R] fp32
+            logits = search(batches.to_float01(img_u8, dev, prefer_cl=True))  # from [N, 3, R, R] fp32
             return decode_bits(logits).cpu(), search.last_scales.tolist()
-        return decode_bits(dec(to_float01(img_u8, dev, dtype, prefer_cl=True)).float()).cpu(), None  # [N, K]
+        return decode_bits(dec(batches.to_float01(img_u8, dev, dtype, prefer_cl=True)).float()).cpu(), None  # [N, K]
 
     rows, skipped, error = _decode_all(ds, relpaths, decode, _Scorer(k, threshold, ref), batch_size, num_workers,
                                        skip_bad)
@@ -160,9 +148,9 @@ def _decode_all(ds, relpaths, decode, scorer: _Scorer, batch_size, num_workers, 
     rows: list[tuple] = []
     skipped, error = [], None
     mine = list(range(dist.get_rank(), len(ds), dist.get_world_size()))
-    pbar = progress_bar(len(mine), "detect")
+    pbar = batches.progress_bar(len(mine), "detect")
     with torch.inference_mode():
-        for batch in loader(ds, mine, batch_size, num_workers):
+        for batch in batches.loader(ds, mine, batch_size, num_workers):
             skipped += [{"file": relpaths[i], "error": err} for i, err in batch["skipped"]]
             idx = batch["index"].tolist()
             if idx:

@@ -192,11 +192,12 @@ def _remove_stale_folders() -> None:
         return
     for e in entries:
         m = pattern.match(e.name)
-        if m and e.is_dir(follow_symlinks=False) and not _pid_alive(int(m.group(1))):
+        if m and e.is_dir(follow_symlinks=False) and not pid_alive(int(m.group(1))):
             shutil.rmtree(e.path, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
