@@ -17,7 +17,7 @@ CHILD = """
 import os, sys, shutil, time
 import torch
 torch.set_num_threads(int(sys.argv[1]))
-from ganprint.artificial import embed as api
+from ganprint import api
 w = sys.argv[2]
 shutil.rmtree(w + "/threads-det", ignore_errors=True)
 t = time.perf_counter()

@@ -15,12 +15,13 @@ import time
 import torch
 
 torch.set_num_threads(int(os.environ.get("TT", "2")))
-from ganprint.artificial import embed as api  # noqa: E402
+from ganprint import api  # noqa: E402
+from ganprint.artificial import batches, embed as embed_mod  # noqa: E402
 
 rt, wt = int(os.environ.get("RT", "2")), int(os.environ.get("WT", "2"))
-_loader, _Writer = api._loader, api._BatchWriter
-api._loader = lambda ds, idx, bs, nw: _loader(ds, idx, bs, nw, read_threads=rt)
-api._BatchWriter = lambda progress: _Writer(progress, threads=wt)
+_loader, _Writer = embed_mod.loader, embed_mod.BatchWriter
+embed_mod.loader = batches.loader = lambda ds, idx, bs, nw: _loader(ds, idx, bs, nw, read_threads=rt)
+embed_mod.BatchWriter = lambda progress: _Writer(progress, threads=wt)
 
 data, model = sys.argv[1], sys.argv[2]
 kind = sys.argv[3] if len(sys.argv) > 3 else "embed"

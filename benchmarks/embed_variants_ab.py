@@ -18,11 +18,11 @@ CHILD = """
 import os, sys, shutil, time
 import torch
 torch.set_num_threads(1)
-from ganprint.artificial import embed as api
+from ganprint.artificial import batches, embed as api
 from ganprint.nets import stega
 variant, w, data = sys.argv[1], sys.argv[2], sys.argv[3]
 if variant != "fused-cl":
-    api._memory_format = lambda dev, prefer_cl=False: torch.contiguous_format
+    batches.memory_format = lambda dev, prefer_cl=False: torch.contiguous_format
 if variant == "unfused-plain":
     stega._fused_ops = lambda: None
 out = w + "/variants-out"

@@ -7,7 +7,7 @@ from dataclasses import asdict
 import torch
 
 torch.set_num_threads(int(sys.argv[3]))
-from ganprint.artificial import embed as api
+from ganprint import api
 from ganprint.core.artifacts import save_export
 from ganprint.nets.stega import StegaConfig, StegaModel
 

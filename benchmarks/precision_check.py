@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganprint.artificial import embed as api
+from ganprint import api
 from ganprint.core.images import read_image
 
 model, data, work = sys.argv[1], sys.argv[2], Path(sys.argv[3])

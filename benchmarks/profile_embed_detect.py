@@ -38,13 +38,14 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    from ganprint.artificial import embed as api
+    from ganprint import api
+    from ganprint.artificial import embed as embed_mod
 
     w = a.workdir
     out = os.path.join(w, f"profile-{a.kind}")
     shutil.rmtree(out, ignore_errors=True)
     if a.original_encoder:
-        api.InferenceEncoder = lambda enc: enc
+        embed_mod.InferenceEncoder = lambda enc: enc
 
     def call():
         if a.kind == "embed":
@@ -62,11 +63,11 @@ def main() -> None:
 
         child = parallel._child
 
-        def profiled_child(fn_name, kwargs, rank, *rest):
+        def profiled_child(fn, kwargs, rank, *rest):
             prof = cProfile.Profile()
             prof.enable()
             try:
-                child(fn_name, kwargs, rank, *rest)
+                child(fn, kwargs, rank, *rest)
             finally:
                 prof.disable()
                 if rank == 0:

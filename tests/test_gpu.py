@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from ganprint.artificial import embed as api
+from ganprint import api
 from ganprint.artificial.train import train_stega
 from ganprint.cli import main
 from ganprint.core.artifacts import load_export

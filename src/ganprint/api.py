@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from ganprint.artificial.config import TrainConfig
-from ganprint.artificial.embed import detect, embed
+from ganprint.artificial.detect import detect
+from ganprint.artificial.embed import embed
 from ganprint.artificial.train import train_stega
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError

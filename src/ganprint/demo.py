@@ -17,7 +17,8 @@ import torch
 from matplotlib.figure import Figure
 
 from ganprint.artificial.config import PRESETS
-from ganprint.artificial.embed import detect, embed
+from ganprint.artificial.detect import detect
+from ganprint.artificial.embed import embed
 from ganprint.artificial.train import train_stega
 from ganprint.core.files import atomic_path, atomic_write_json, atomic_write_text
 from ganprint.core.images import read_image, to_tensor01

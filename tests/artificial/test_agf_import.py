@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from ganprint.artificial.agf_import import ImportAgfError, export_part, import_agf
 from ganprint.cli import main
 from ganprint.core.artifacts import load_export
+from ganprint.core.errors import GanprintError
 
 C = 3
 ENC_CONVS = {  # name: (out, in, kernel)
@@ -147,4 +148,19 @@ def test_clear_errors(tmp_path):
         import_agf(tmp_path / "e.pth", tmp_path / "d9.pth", tmp_path / "o.safetensors")
     res = CliRunner().invoke(main, ["import-agf", "--decoder", str(tmp_path / "list.pth"), str(tmp_path / "o.st")])
     assert res.exit_code == 1 and "Error:" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_non_finite_weights_and_unwritable_outputs_are_refused(tmp_path):
+    enc_sd, dec_sd = original_state_dicts(8, 32)
+    torch.save(dec_sd, tmp_path / "d.pth")
+    torch.save({**dec_sd, "dense.2.bias": torch.full((8,), float("nan"))}, tmp_path / "nan.pth")
+    with pytest.raises(ImportAgfError, match=r"nan.pth holds weights that are NaN or infinite \(dense.2.bias\)"):
+        import_agf(None, tmp_path / "nan.pth", tmp_path / "o.safetensors")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GanprintError, match="OUT .*file/o.safetensors cannot be created"):
+        import_agf(None, tmp_path / "d.pth", tmp_path / "file" / "o.safetensors")
+    model = import_agf(None, tmp_path / "d.pth", tmp_path / "dec.safetensors")
+    with pytest.raises(GanprintError, match="OUT .* is a folder"):
+        export_part(model, "dec", tmp_path)
     assert not (tmp_path / "o.safetensors").exists()

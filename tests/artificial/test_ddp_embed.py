@@ -10,16 +10,18 @@ import sys
 import numpy as np
 import pytest
 
-from ganprint.artificial import embed as api
+from ganprint.artificial.detect import detect
+from ganprint.artificial.embed import embed
 from ganprint.core.images import read_image
 
 DRIVER = """
 import sys
-from ganprint.artificial import embed as api
+from ganprint.artificial.detect import detect
+from ganprint.artificial.embed import embed
 from ganprint.core import dist
 model, data, out = sys.argv[1:4]
-api.embed(model, data, out + "/emb", device="cpu", batch_size=2, num_workers=0)
-api.detect(model, out + "/emb/fingerprinted_images", out + "/det", embedded=out + "/emb/embedded_fingerprints.txt",
+embed(model, data, out + "/emb", device="cpu", batch_size=2, num_workers=0)
+detect(model, out + "/emb/fingerprinted_images", out + "/det", embedded=out + "/emb/embedded_fingerprints.txt",
            fpr=0.01, device="cpu", batch_size=2, num_workers=0)
 dist.cleanup()
 """
@@ -28,8 +30,8 @@ dist.cleanup()
 def test_torchrun_two_processes_match_one(tiny_stega_model, image_folder, tmp_path):
     (image_folder / "sub" / "img06.png").write_bytes((image_folder / "img00.png").read_bytes())  # 7: uneven split
     one = tmp_path / "one"
-    api.embed(tiny_stega_model, image_folder, one / "emb", device="cpu")
-    api.detect(tiny_stega_model, one / "emb" / "fingerprinted_images", one / "det",
+    embed(tiny_stega_model, image_folder, one / "emb", device="cpu")
+    detect(tiny_stega_model, one / "emb" / "fingerprinted_images", one / "det",
                embedded=one / "emb" / "embedded_fingerprints.txt", fpr=0.01, device="cpu")
 
     driver = tmp_path / "driver.py"

@@ -1,64 +1,54 @@
-"""api.embed / api.detect and their CLI: outputs and formats, resume, naming, bad files, statistics."""
+"""embed: outputs and formats, resume (also after torn records and kills), naming, bad files, full disks."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import re
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from scipy import stats
 
-from ganprint.artificial import embed as api
-from ganprint.cli import main
+from ganprint.artificial.batches import prepare, to_float01
+from ganprint.artificial.detect import detect
+from ganprint.artificial.embed import embed, output_names, per_image_bits
+from ganprint.artificial.records import read_fingerprint_txt
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.images import BadImageError, read_image, to_tensor01
 from ganprint.core.stats import match_threshold
-
-LINE = re.compile(r"^(\S.*) ([01]{8})$")
-ROW_KEYS = {"name", "bits", "bit_accuracy", "matches", "p_value", "log10_p", "detected"}
-
-
-def _digest(root):
-    return {p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _lines(path):
-    lines = path.read_text().splitlines()
-    for line in lines:
-        assert LINE.match(line), line
-    return dict(line.rsplit(" ", 1) for line in lines)
+from tests.artificial.common import LINE, ROW_KEYS, digest, fingerprint_lines
 
 
 def test_output_names_rule():
-    assert api.output_names(["a.jpg", "b.tar.jpg", "sub/c.PNG"]) == ["a.png", "b.tar.png", "sub/c.png"]
-    assert api.output_names(["a.jpg", "a.png", "b.png"]) == ["a.jpg.png", "a.png.png", "b.png"]
-    assert api.output_names(["X.jpg", "x.PNG"]) == ["X.jpg.png", "x.PNG.png"]  # case-insensitive filesystems
-    assert api.output_names(["X.png", "x.PNG"]) == ["X.png~0.png", "x.PNG~1.png"]  # still clashing: add the index
-    tricky = api.output_names(["a.jpg", "a.jpg.png", "a.png"])
+    assert output_names(["a.jpg", "b.tar.jpg", "sub/c.PNG"]) == ["a.png", "b.tar.png", "sub/c.png"]
+    assert output_names(["a.jpg", "a.png", "b.png"]) == ["a.jpg.png", "a.png.png", "b.png"]
+    assert output_names(["X.jpg", "x.PNG"]) == ["X.jpg.png", "x.PNG.png"]  # case-insensitive filesystems
+    assert output_names(["X.png", "x.PNG"]) == ["X.png~0.png", "x.PNG~1.png"]  # still clashing: add the index
+    tricky = output_names(["a.jpg", "a.jpg.png", "a.png"])
     assert len({n.lower() for n in tricky}) == 3 and all(n.endswith(".png") for n in tricky)
-    assert api.output_names(["sub/a.jpg", "a.jpg"]) == ["sub/a.png", "a.png"]  # other folders never clash
+    assert output_names(["sub/a.jpg", "a.jpg"]) == ["sub/a.png", "a.png"]  # other folders never clash
 
 
 def test_embed_per_image(tiny_stega_model, image_folder, tmp_path):
-    before = _digest(image_folder)
+    before = digest(image_folder)
     out = tmp_path / "out"
-    s = api.embed(tiny_stega_model, image_folder, out, device="cpu", check=True, precision="fp32")
-    assert _digest(image_folder) == before  # inputs untouched
+    s = embed(tiny_stega_model, image_folder, out, device="cpu", check=True, precision="fp32")
+    assert digest(image_folder) == before  # inputs untouched
     assert s["images"] == s["fingerprinted"] == s["new"] == 6 and s["resumed"] == 0 and s["skipped"] == []
-    emb = _lines(out / "embedded_fingerprints.txt")
+    emb = fingerprint_lines(out / "embedded_fingerprints.txt")
     names = ["img00.png", "img02.png", "img04.png", "sub/img01.png", "sub/img03.png", "sub/img05.png"]
     assert list(emb) == sorted(names)
     for i, name in enumerate(names):
         img = read_image(out / "fingerprinted_images" / name)
         assert img.shape == (32, 32, 3)
-        assert emb[name] == "".join(str(int(b)) for b in api.per_image_bits(42, i, 8))  # pure function of (seed, i)
+        assert emb[name] == "".join(str(int(b)) for b in per_image_bits(42, i, 8))  # pure function of (seed, i)
     assert len(set(emb.values())) > 1
     man = json.loads((out / "manifest.json").read_text())
     assert man["status"] == "complete" and man["config"]["identical"] is False and man["config"]["seed"] == 42
@@ -68,7 +58,7 @@ def test_embed_per_image(tiny_stega_model, image_folder, tmp_path):
     assert not list(out.rglob("*.tmp"))
 
     # Detect with the embedded list: same preprocessing, schema, statistics.
-    d = api.detect(tiny_stega_model, out / "fingerprinted_images", tmp_path / "det", embedded=out /
+    d = detect(tiny_stega_model, out / "fingerprinted_images", tmp_path / "det", embedded=out /
                    "embedded_fingerprints.txt", fpr=0.01, device="cpu", precision="fp32")
     rows = [json.loads(x) for x in (tmp_path / "det" / "detections.jsonl").read_text().splitlines()]
     assert [r["name"] for r in rows] == sorted(names) and all(set(r) == ROW_KEYS for r in rows)
@@ -85,22 +75,23 @@ def test_embed_per_image(tiny_stega_model, image_folder, tmp_path):
         assert r["log10_p"] == pytest.approx(math.log10(r["p_value"]), abs=1e-9)
     assert d["mean_bit_accuracy"] == pytest.approx(np.mean([r["bit_accuracy"] for r in rows]))
     assert d["mean_bit_accuracy"] == pytest.approx(s["check_bit_accuracy"], abs=1e-6)
-    assert _lines(tmp_path / "det" / "detected_fingerprints.txt") == {r["name"]: r["bits"] for r in rows}
+    assert fingerprint_lines(tmp_path / "det" / "detected_fingerprints.txt") == {r["name"]: r["bits"] for r in rows}
     assert json.loads((tmp_path / "det" / "summary.json").read_text())["images"] == 6
 
 
 def test_bf16_precision_stays_within_two_levels_of_fp32(tiny_stega_model, image_folder, tmp_path):
-    runs = {p: api.embed(tiny_stega_model, image_folder, tmp_path / p, device="cpu", precision=p) for p in ("fp32", "bf16")}
+    runs = {p: embed(tiny_stega_model, image_folder, tmp_path / p, device="cpu", precision=p) for p in ("fp32", "bf16")}
     assert runs["bf16"]["precision"] == "bf16" and runs["fp32"]["precision"] == "fp32"
     assert json.loads((tmp_path / "bf16" / "manifest.json").read_text())["precision"] == "bf16"
     assert (tmp_path / "fp32" / "embedded_fingerprints.txt").read_text() == \
         (tmp_path / "bf16" / "embedded_fingerprints.txt").read_text()  # same bits; only the arithmetic differs
-    for name in _lines(tmp_path / "fp32" / "embedded_fingerprints.txt"):
+    for name in fingerprint_lines(tmp_path / "fp32" / "embedded_fingerprints.txt"):
         a, b = (read_image(tmp_path / p / "fingerprinted_images" / name).astype(int) for p in ("fp32", "bf16"))
         assert np.abs(a - b).max() <= 2
     # Decoding: bf16 logits are close to fp32 ones, so every bit with a clear margin reads the same.
     model, _, _ = load_export(tiny_stega_model)
-    x = torch.stack([to_tensor01(read_image(p)) for p in sorted((tmp_path / "fp32" / "fingerprinted_images").rglob("*.png"))])
+    written = sorted((tmp_path / "fp32" / "fingerprinted_images").rglob("*.png"))
+    x = torch.stack([to_tensor01(read_image(p)) for p in written])
     with torch.no_grad():
         ref = model.dec(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -108,7 +99,7 @@ def test_bf16_precision_stays_within_two_levels_of_fp32(tiny_stega_model, image_
     clear = ref.abs() > 0.05 * ref.abs().max()
     assert torch.equal((ref > 0)[clear], (low > 0)[clear])
     with pytest.raises(GanprintError, match="--precision"):
-        api.detect(tiny_stega_model, image_folder, tmp_path / "d", device="cpu", precision="fp16")
+        detect(tiny_stega_model, image_folder, tmp_path / "d", device="cpu", precision="fp16")
 
 
 def test_bf16_weights_compute_what_bf16_autocast_computes(tiny_stega_model):
@@ -121,55 +112,55 @@ def test_bf16_weights_compute_what_bf16_autocast_computes(tiny_stega_model):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             ref_img, ref_logits = model.enc(bits, x), model.dec(x).float()
         dev = torch.device("cpu")
-        enc, dec = api._prepare(model.enc, dev, "bf16"), api._prepare(model.dec, dev, "bf16")
-        xb = api._to_float01(x.mul(255).round().to(torch.uint8), dev, torch.bfloat16)
+        enc, dec = prepare(model.enc, dev, "bf16"), prepare(model.dec, dev, "bf16")
+        xb = to_float01(x.mul(255).round().to(torch.uint8), dev, torch.bfloat16)
         assert xb.dtype == torch.bfloat16
         got_img, got_logits = enc(bits.bfloat16(), x.bfloat16()), dec(x.bfloat16()).float()
     assert torch.equal(got_img, ref_img) and torch.equal(got_logits, ref_logits)
 
 
 def test_embed_identical(tiny_stega_model, image_folder, tmp_path):
-    s = api.embed(tiny_stega_model, image_folder, tmp_path / "a", identical=True, device="cpu")
+    s = embed(tiny_stega_model, image_folder, tmp_path / "a", identical=True, device="cpu")
     torch.manual_seed(42)  # the original: torch.manual_seed(seed); zeros(1, K).random_(0, 2)
     expected = "".join(str(int(b)) for b in torch.zeros(1, 8).random_(0, 2)[0])
     assert s["fingerprint"] == expected
-    assert set(_lines(tmp_path / "a" / "embedded_fingerprints.txt").values()) == {expected}
-    s2 = api.embed(tiny_stega_model, image_folder, tmp_path / "b", identical=True, fingerprint="0x5a", device="cpu")
+    assert set(fingerprint_lines(tmp_path / "a" / "embedded_fingerprints.txt").values()) == {expected}
+    s2 = embed(tiny_stega_model, image_folder, tmp_path / "b", identical=True, fingerprint="0x5a", device="cpu")
     assert s2["fingerprint"] == "01011010"
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["config"]["fingerprint"] == "01011010"
     with pytest.raises(GanprintError, match="--identical"):
-        api.embed(tiny_stega_model, image_folder, tmp_path / "c", fingerprint="0x5a", device="cpu")
+        embed(tiny_stega_model, image_folder, tmp_path / "c", fingerprint="0x5a", device="cpu")
     with pytest.raises(GanprintError, match="bits"):
-        api.embed(tiny_stega_model, image_folder, tmp_path / "d", identical=True, fingerprint="0101", device="cpu")
+        embed(tiny_stega_model, image_folder, tmp_path / "d", identical=True, fingerprint="0101", device="cpu")
 
 
 def test_resume_skips_finished_work_and_refuses_other_configs(tiny_stega_model, image_folder, tmp_path):
     out = tmp_path / "out"
-    api.embed(tiny_stega_model, image_folder, out, device="cpu", batch_size=4)
-    first = _digest(out / "fingerprinted_images")
-    s = api.embed(tiny_stega_model, image_folder, out, device="cpu", batch_size=4)
+    embed(tiny_stega_model, image_folder, out, device="cpu", batch_size=4)
+    first = digest(out / "fingerprinted_images")
+    s = embed(tiny_stega_model, image_folder, out, device="cpu", batch_size=4)
     assert s["new"] == 0 and s["resumed"] == 6
-    assert _digest(out / "fingerprinted_images") == first  # nothing rewritten
+    assert digest(out / "fingerprinted_images") == first  # nothing rewritten
     (out / "fingerprinted_images" / "img02.png").unlink()
-    s = api.embed(tiny_stega_model, image_folder, out, device="cpu", batch_size=4)
+    s = embed(tiny_stega_model, image_folder, out, device="cpu", batch_size=4)
     assert s["new"] == 1 and s["resumed"] == 5 and s["fingerprinted"] == 6
-    assert _digest(out / "fingerprinted_images")["img02.png"][0] == first["img02.png"][0]  # same pixels again
+    assert digest(out / "fingerprinted_images")["img02.png"][0] == first["img02.png"][0]  # same pixels again
     with pytest.raises(GanprintError, match="seed"):
-        api.embed(tiny_stega_model, image_folder, out, seed=1, device="cpu")
+        embed(tiny_stega_model, image_folder, out, seed=1, device="cpu")
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "x").write_text("x")
     with pytest.raises(GanprintError, match="new --outdir"):
-        api.embed(tiny_stega_model, image_folder, foreign, device="cpu")
+        embed(tiny_stega_model, image_folder, foreign, device="cpu")
     with pytest.raises(GanprintError, match="inside --data"):
-        api.embed(tiny_stega_model, image_folder, image_folder / "out", device="cpu")
+        embed(tiny_stega_model, image_folder, image_folder / "out", device="cpu")
 
 
 def test_name_collisions_survive(tiny_stega_model, image_folder, tmp_path):
     (image_folder / "img00.jpg").write_bytes((image_folder / "sub" / "img01.jpg").read_bytes())
     out = tmp_path / "out"
-    api.embed(tiny_stega_model, image_folder, out, device="cpu")
-    emb = _lines(out / "embedded_fingerprints.txt")
+    embed(tiny_stega_model, image_folder, out, device="cpu")
+    emb = fingerprint_lines(out / "embedded_fingerprints.txt")
     assert "img00.jpg.png" in emb and "img00.png.png" in emb and "img00.png" not in emb
     assert (out / "fingerprinted_images" / "img00.jpg.png").is_file()
     assert len(emb) == 7
@@ -178,175 +169,142 @@ def test_name_collisions_survive(tiny_stega_model, image_folder, tmp_path):
 def test_bad_files_stop_or_are_skipped(tiny_stega_model, image_folder, tmp_path):
     (image_folder / "sub" / "broken.png").write_text("not an image")
     with pytest.raises(BadImageError, match="broken.png.*--skip-bad"):
-        api.embed(tiny_stega_model, image_folder, tmp_path / "strict", device="cpu")
-    kept = _lines(tmp_path / "strict" / "embedded_fingerprints.txt")  # finished work is kept
+        embed(tiny_stega_model, image_folder, tmp_path / "strict", device="cpu")
+    kept = fingerprint_lines(tmp_path / "strict" / "embedded_fingerprints.txt")  # finished work is kept
     assert len(kept) == 6 and json.loads((tmp_path / "strict" / "manifest.json").read_text())["status"] == "failed"
-    s = api.embed(tiny_stega_model, image_folder, tmp_path / "lenient", device="cpu", skip_bad=True)
+    s = embed(tiny_stega_model, image_folder, tmp_path / "lenient", device="cpu", skip_bad=True)
     assert [x["file"] for x in s["skipped"]] == ["sub/broken.png"] and s["fingerprinted"] == 6
     man = json.loads((tmp_path / "lenient" / "manifest.json").read_text())
     assert man["skipped"][0]["file"] == "sub/broken.png" and "not an image" in man["skipped"][0]["error"]
     with pytest.raises(BadImageError, match="broken.png"):
-        api.detect(tiny_stega_model, image_folder, tmp_path / "det", device="cpu")
-    d = api.detect(tiny_stega_model, image_folder, tmp_path / "det", device="cpu", skip_bad=True)
+        detect(tiny_stega_model, image_folder, tmp_path / "det", device="cpu")
+    d = detect(tiny_stega_model, image_folder, tmp_path / "det", device="cpu", skip_bad=True)
     assert d["images"] == 6 and d["skipped"][0]["file"] == "sub/broken.png"
 
 
-def test_detect_preprocesses_and_works_without_reference(tiny_stega_decoder, image_folder, tmp_path):
-    d = api.detect(tiny_stega_decoder, image_folder, tmp_path / "det", device="cpu")  # mixed sizes, jpg and png
-    assert d["images"] == 6 and d["with_reference"] == 0 and d["mean_bit_accuracy"] is None
-    rows = [json.loads(x) for x in (tmp_path / "det" / "detections.jsonl").read_text().splitlines()]
-    assert all(set(r) == {"name", "bits"} for r in rows) and rows[3]["name"] == "sub/img01.jpg"
-    with pytest.raises(GanprintError, match="decoder-only"):
-        api.embed(tiny_stega_decoder, image_folder, tmp_path / "e", device="cpu")
+def test_torn_resume_record_loses_nothing(tiny_stega_model, sample_folder, tmp_path):
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    embed(tiny_stega_model, sample_folder, ref, device="cpu", precision="fp32", batch_size=4)
+    embed(tiny_stega_model, sample_folder, out, device="cpu", precision="fp32", batch_size=4)
+    # What a kill or a full disk leaves: the listing not yet written, the last record torn.
+    (out / "embedded_fingerprints.txt").unlink()
+    prog = out / ".progress" / "embed-rank0.jsonl"
+    rows = prog.read_bytes().splitlines(keepends=True)
+    prog.write_bytes(b"".join(rows)[:-40])
+    s = embed(tiny_stega_model, sample_folder, out, device="cpu", precision="fp32", batch_size=4)
+    assert (s["new"], s["resumed"], s["fingerprinted"], s["status"]) == (1, 23, 24, "complete")  # only the torn one
+    assert (out / "embedded_fingerprints.txt").read_bytes() == (ref / "embedded_fingerprints.txt").read_bytes()
+    # The re-run's records follow the cut, so a later run still reads every one of them.
+    assert len(prog.read_bytes().splitlines()) == 24
+    (out / "embedded_fingerprints.txt").unlink()
+    s = embed(tiny_stega_model, sample_folder, out, device="cpu", precision="fp32", batch_size=4)
+    assert (s["new"], s["resumed"], s["fingerprinted"]) == (0, 24, 24)
+    digest_out, digest_ref = digest(out / "fingerprinted_images"), digest(ref / "fingerprinted_images")
+    assert {k: v[0] for k, v in digest_out.items()} == {k: v[0] for k, v in digest_ref.items()}
 
 
-def test_clean_images_detected_at_most_at_nominal_rate(tiny_stega_model, sample_folder, tmp_path):
-    # Random references for clean images: matches ~ Bin(8, 1/2), so detection at FPR 0.05 needs >= 7 matches
-    # (P = 9/256). 24 images: expect ~0.8 detections; > 4 would have probability < 0.01.
-    ref = tmp_path / "ref.txt"
-    g = torch.Generator().manual_seed(7)
-    ref.write_text("".join(f"{p.name} {''.join(str(int(b)) for b in torch.randint(0, 2, (8,), generator=g))}\n"
-                           for p in sorted(sample_folder.glob("*.png"))))
-    d = api.detect(tiny_stega_model, sample_folder, tmp_path / "det", embedded=ref, fpr=0.05, device="cpu")
-    assert d["with_reference"] == 24 and d["match_threshold"] == 7
-    assert d["detected"] <= 4
+def test_records_of_other_lengths_or_garbage_are_ignored(tiny_stega_model, image_folder, tmp_path):
+    out = tmp_path / "out"
+    embed(tiny_stega_model, image_folder, out, device="cpu", batch_size=4)
+    (out / "embedded_fingerprints.txt").unlink()
+    prog = out / ".progress" / "embed-rank0.jsonl"
+    good = prog.read_text().splitlines()
+    bad = json.loads(good[0])
+    prog.write_text("\n".join([json.dumps({**bad, "bits": "0101"}), "[1]", '{"name": 3}'] + good[1:]) + "\n")
+    s = embed(tiny_stega_model, image_folder, out, device="cpu", batch_size=4)
+    assert (s["new"], s["resumed"], s["fingerprinted"]) == (1, 5, 6)
 
 
-def test_argument_errors(tiny_stega_model, image_folder, tmp_path):
-    with pytest.raises(GanprintError, match="--resolution 64 does not match the model's 32"):
-        api.detect(tiny_stega_model, image_folder, tmp_path / "d", resolution=64, device="cpu")
-    with pytest.raises(GanprintError, match="--celeba"):
-        api.detect(tiny_stega_model, image_folder, tmp_path / "d", celeba=True, device="cpu")
-    with pytest.raises(GanprintError, match="either"):
-        api.detect(tiny_stega_model, image_folder, tmp_path / "d", fingerprint="0x5a", embedded="x", device="cpu")
-    bad = tmp_path / "bad.txt"
-    bad.write_text("a.png 0101\n")
-    with pytest.raises(GanprintError, match="bad.txt:1"):
-        api.detect(tiny_stega_model, image_folder, tmp_path / "d", embedded=bad, device="cpu")
+def test_names_with_newlines_round_trip(tiny_stega_model, image_folder, tmp_path):
+    src = (image_folder / "img00.png").read_bytes()
+    odd = ["new\nline.png", "tab\there.png", '"quoted".png', "cr\r.png", "sp ace.png", "uni\u2028.png"]
+    for name in odd:
+        (image_folder / name).write_bytes(src)
+    out = tmp_path / "out"
+    s = embed(tiny_stega_model, image_folder, out, device="cpu")
+    assert s["fingerprinted"] == 12
+    text = (out / "embedded_fingerprints.txt").read_text()
+    lines = text.split("\n")[:-1]
+    assert len(lines) == 12
+    assert any(line.startswith('"new\\nline.png" ') for line in lines)  # quoted as a JSON string
+    assert any(line.startswith("sp ace.png ") for line in lines)  # printable names are written as they are
+    assert any(line.startswith('"quoted".png ') for line in lines)
+    plain = [line for line in lines if line.startswith(("img", "sub/"))]  # ordinary names: the original's format
+    assert len(plain) == 6 and all(LINE.match(line) for line in plain)
+    emb = read_fingerprint_txt(out / "embedded_fingerprints.txt", 8)
+    assert set(odd) <= set(emb) and all((out / "fingerprinted_images" / n).is_file() for n in odd)
+    d = detect(tiny_stega_model, out / "fingerprinted_images", tmp_path / "det", device="cpu", fpr=0.01,
+               embedded=out / "embedded_fingerprints.txt")
+    assert d["images"] == d["with_reference"] == 12
+    assert set(odd) <= set(read_fingerprint_txt(tmp_path / "det" / "detected_fingerprints.txt", 8))
 
 
-def test_cli_embed_then_detect(tiny_stega_model, image_folder, tmp_path):
-    r = CliRunner()
-    res = r.invoke(main, ["embed", "--model", str(tiny_stega_model), "--data", str(image_folder), "--outdir",
-                          str(tmp_path / "e"), "--identical", "--fingerprint", "10101010", "--device", "cpu"])
-    assert res.exit_code == 0, res.output
-    res = r.invoke(main, ["detect", "--model", str(tiny_stega_model), "--data", str(tmp_path / "e" /
-                          "fingerprinted_images"), "--outdir", str(tmp_path / "d"), "--fingerprint", "10101010",
-                          "--fpr", "0.01", "--device", "cpu"])
-    assert res.exit_code == 0, res.output
-    assert json.loads((tmp_path / "d" / "summary.json").read_text())["with_reference"] == 6
-    res = r.invoke(main, ["detect", "--model", str(tiny_stega_model), "--data", str(image_folder), "--outdir",
-                          str(tmp_path / "d2"), "--resolution", "64"])
-    assert res.exit_code == 1 and "Traceback" not in res.output and "--resolution 64" in res.output
-    for cmd in ("embed", "detect"):
-        res = r.invoke(main, [cmd, "--help"])
-        assert res.exit_code == 0 and "Examples:" in res.output
+def test_stale_temporaries_of_killed_writers_are_removed(tiny_stega_model, image_folder, tmp_path):
+    out = tmp_path / "out"
+    embed(tiny_stega_model, image_folder, out, device="cpu")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # a pid that no process has any more
+    stale = [out / "fingerprinted_images" / f".img00.png.{dead}.1234.tmp", out / f".manifest.json.{dead}.x1_y.tmp"]
+    live = out / "fingerprinted_images" / f".img02.png.{os.getpid()}.1.tmp"  # a writer still at work: kept
+    for p in stale + [live]:
+        p.write_bytes(b"")
+    embed(tiny_stega_model, image_folder, out, device="cpu")
+    assert not any(p.exists() for p in stale) and live.exists()
 
 
-def test_fingerprint_accepts_tensor_and_hex(tiny_stega_model, image_folder, tmp_path):
-    bits = torch.tensor([0, 1, 0, 1, 1, 0, 1, 0.0])
-    d1 = api.detect(tiny_stega_model, image_folder, tmp_path / "a", fingerprint=bits, device="cpu")
-    d2 = api.detect(tiny_stega_model, image_folder, tmp_path / "b", fingerprint="0x5a", device="cpu")
-    assert d1["mean_bit_accuracy"] == d2["mean_bit_accuracy"] and d1["with_reference"] == 6
+@pytest.mark.parametrize("command", [embed, detect])
+def test_outdir_is_checked_before_any_work(tiny_stega_model, image_folder, tmp_path, command):
+    (tmp_path / "file").write_text("x")
+    (image_folder / "broken.png").write_text("not an image")  # would stop the run if any image were read
+    for outdir, message in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "out", "cannot be created"),
+                            ("/proc/ganprint-out", "not writable")):
+        with pytest.raises(GanprintError, match=f"--outdir .*{message}"):
+            command(tiny_stega_model, image_folder, outdir, device="cpu")
 
 
-def test_jobs_split_the_work_and_give_the_same_result(tiny_stega_model, sample_folder, tmp_path):
-    one = api.embed(tiny_stega_model, sample_folder, tmp_path / "one", device="cpu", precision="fp32")
-    two = api.embed(tiny_stega_model, sample_folder, tmp_path / "two", device="cpu", precision="fp32", jobs=2)
-    assert one["fingerprinted"] == two["fingerprinted"] == 24 and two["new"] == 24
-    assert (tmp_path / "one" / "embedded_fingerprints.txt").read_text() == \
-        (tmp_path / "two" / "embedded_fingerprints.txt").read_text()
-    for p in sorted((tmp_path / "one" / "fingerprinted_images").glob("*.png")):
-        assert np.array_equal(read_image(p), read_image(tmp_path / "two" / "fingerprinted_images" / p.name)), p.name
-    progress = sorted(p.name for p in (tmp_path / "two" / ".progress").glob("*.jsonl"))
-    assert progress == ["embed-rank0.jsonl", "embed-rank1.jsonl"]  # each process did its share
-    emb = tmp_path / "one" / "embedded_fingerprints.txt"
-    d1 = api.detect(tiny_stega_model, tmp_path / "one" / "fingerprinted_images", tmp_path / "d1", embedded=emb,
-                    device="cpu", precision="fp32")
-    d2 = api.detect(tiny_stega_model, tmp_path / "one" / "fingerprinted_images", tmp_path / "d2", embedded=emb,
-                    device="cpu", precision="fp32", jobs=2)
-    assert d1["mean_bit_accuracy"] == d2["mean_bit_accuracy"] and d2["images"] == 24
-    assert (tmp_path / "d1" / "detections.jsonl").read_text() == (tmp_path / "d2" / "detections.jsonl").read_text()
+def _limited(limit: int, argv: list[str], cwd) -> subprocess.CompletedProcess:
+    """Run the CLI with files limited to `limit` bytes: writes beyond it fail as on a full disk (EFBIG)."""
+    code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+            "from ganprint.cli import main; sys.argv[0] = 'ganprint'; main()")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
 
 
-def test_jobs_report_a_bad_file_and_keep_finished_work(tiny_stega_model, sample_folder, tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for p in sorted(sample_folder.glob("*.png"))[:8]:
-        (data / p.name).write_bytes(p.read_bytes())
-    (data / "zz-broken.png").write_text("not an image")
-    with pytest.raises(BadImageError, match="zz-broken.png.*--skip-bad"):
-        api.embed(tiny_stega_model, data, tmp_path / "out", device="cpu", jobs=2)
-    s = api.embed(tiny_stega_model, data, tmp_path / "out", device="cpu", jobs=2, skip_bad=True)
-    assert s["fingerprinted"] == 8 and s["resumed"] >= 1 and [x["file"] for x in s["skipped"]] == ["zz-broken.png"]
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-def test_jobs_resolution(monkeypatch):
-    from ganprint.artificial.jobs import MIN_IMAGES_PER_JOB, resolve_jobs
-
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.setattr("ganprint.artificial.jobs.usable_cores", lambda: 4)
-    assert resolve_jobs("auto", "cpu", 10 * MIN_IMAGES_PER_JOB) == 4
-    assert resolve_jobs("auto", "cpu", 2 * MIN_IMAGES_PER_JOB) == 2
-    assert resolve_jobs("auto", "cpu", 10) == 1  # too few images to pay for a process
-    assert resolve_jobs("auto", "cpu", 2000, min_per_job=1000) == 2 and resolve_jobs("auto", "cpu", 1999, 1000) == 1
-    assert resolve_jobs("3", "cpu", 10) == 3
-    for bad in ("0", "many", -1):
-        with pytest.raises(GanprintError, match="--jobs"):
-            resolve_jobs(bad, "cpu", 10)
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert resolve_jobs("auto", "cpu", 10_000) == 1  # torchrun's ranks already split the work
-    with pytest.raises(GanprintError, match="torchrun"):
-        resolve_jobs(2, "cpu", 10_000)
-
-
-def test_detect_needs_more_images_per_process_than_embed(tiny_stega_model, sample_folder, tmp_path, monkeypatch):
-    from ganprint.artificial import jobs as parallel
-
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
-    n = len(api.open_image_dataset(sample_folder, 32))
-    monkeypatch.setattr(api, "MIN_IMAGES_PER_JOB", n // 2)
-    monkeypatch.setattr(api, "MIN_IMAGES_PER_DETECT_JOB", n // 2 + 1)
-    forked = []
-
-    def fake_run_jobs(fn_name, kwargs, jobs):
-        forked.append((fn_name, jobs))
-        raise RuntimeError("forked")
-
-    monkeypatch.setattr(parallel, "run_jobs", fake_run_jobs)
-    with pytest.raises(RuntimeError, match="forked"):
-        api.embed(tiny_stega_model, sample_folder, tmp_path / "e", device="cpu", jobs="auto")
-    api.detect(tiny_stega_model, sample_folder, tmp_path / "d", device="cpu", jobs="auto")  # one process
-    assert forked == [("embed", 2)]
+# The 24 sample PNGs take 856-993 bytes and a record about 65: at 1000 bytes the PNGs fit and the single process's
+# records fill up after about 15 images; at 900 most PNGs do not fit.
+@pytest.mark.parametrize("jobs,limit,where", [("1", 1000, ".progress/embed-rank0.jsonl"),
+                                              ("2", 900, "fingerprinted_images/")])
+def test_full_disk_gives_one_line_and_keeps_finished_work(tiny_stega_model, sample_folder, tmp_path, jobs, limit,
+                                                          where):
+    out = tmp_path / "out"
+    argv = ["embed", "--model", str(tiny_stega_model), "--data", str(sample_folder), "--outdir", str(out),
+            "--device", "cpu", "--batch-size", "2", "--jobs", jobs]
+    res = _limited(limit, argv, tmp_path)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and f"cannot write {out}/{where}" in errors[0] and "re-run" in errors[0], res.stderr
+    kept = sum(len(p.read_bytes().splitlines()) for p in (out / ".progress").glob("*.jsonl"))
+    s = embed(tiny_stega_model, sample_folder, out, device="cpu", batch_size=2)
+    assert s["fingerprinted"] == 24 and s["status"] == "complete"
+    if jobs == "1":
+        assert kept >= 10 and s["resumed"] >= kept - 1  # finished work is kept (a torn last record is redone)
 
 
-def test_one_listing_walks_a_folder_once_and_forgets_it_after(image_folder):
-    from ganprint.data import folders as data
-
-    calls = []
-    real = data._walk_images
-
-    def counting(root):
-        calls.append(root)
-        return real(root)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(data, "_walk_images", counting)
-        with data.one_listing():
-            a = data.list_images(image_folder)
-            b = data.ImageFolderDataset(image_folder, 16).paths
-        assert a == b and len(calls) == 1
-        data.list_images(image_folder)  # outside the block: walked again, so new files are seen
-        assert len(calls) == 2
-
-
-def test_bits_to_strs_and_back():
-    from ganprint.core.fingerprints import FingerprintError, bits_to_str, bits_to_strs, strs_to_bits
-
-    bits = torch.randint(0, 2, (5, 13)).float()
-    strs = bits_to_strs(bits)
-    assert strs == [bits_to_str(b) for b in bits]
-    assert torch.equal(strs_to_bits(strs, 13), bits)
-    with pytest.raises(FingerprintError):
-        strs_to_bits(strs, 12)
+def test_special_files_are_refused_by_name_or_skipped(tiny_stega_model, image_folder, tmp_path):
+    os.mkfifo(image_folder / "pipe.png")
+    (image_folder / "zero.png").symlink_to("/dev/zero")
+    argv = [sys.executable, "-m", "ganprint", "embed", "--model", str(tiny_stega_model), "--data", str(image_folder),
+            "--outdir", str(tmp_path / "out"), "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "pipe.png is not a regular file but a named pipe" in res.stderr
+    res = subprocess.run(argv + ["--skip-bad"], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [s["file"] for s in man["skipped"]] == ["pipe.png", "zero.png"] and man["counts"]["fingerprinted"] == 6

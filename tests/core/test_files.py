@@ -1,14 +1,84 @@
-"""Atomic writes: results appear whole, with the mode any file written under the umask gets."""
+"""ganprint.core.files: crash-safe JSONL records and the checks that an output path can be written."""
 
 from __future__ import annotations
 
 import os
 import stat
 
+import pytest
 import torch
 
 from ganprint.core.artifacts import save_export, save_training_state
-from ganprint.core.files import atomic_write_bytes, atomic_write_json
+from ganprint.core.errors import GanprintError
+from ganprint.core.files import (
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    check_writable_dir,
+    check_writable_file,
+    read_jsonl,
+)
+
+
+def test_append_writes_whole_lines_and_cuts_a_torn_tail(tmp_path):
+    p = tmp_path / "r.jsonl"
+    append_jsonl(p, [{"i": 0}, {"i": 1}])
+    append_jsonl(p, {"i": 2})
+    with open(p, "ab") as f:
+        f.write(b'{"i": 3, "na')  # what a kill in the middle of a write leaves
+    assert [r["i"] for r in read_jsonl(p)] == [0, 1, 2]
+    append_jsonl(p, [{"i": 4}])  # the torn line is cut first, so the new row stays readable
+    assert p.read_bytes().endswith(b'{"i": 2}\n{"i": 4}\n')
+    assert [r["i"] for r in read_jsonl(p)] == [0, 1, 2, 4]
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(b"x" * 200_000)  # no newline at all: everything is torn
+    append_jsonl(big, {"i": 5})
+    assert big.read_bytes() == b'{"i": 5}\n'
+
+
+def test_read_goes_on_after_a_bad_line_and_validates(tmp_path):
+    p = tmp_path / "r.jsonl"
+    p.write_text('{"i": 0}\n{"i": 1, "x\n[1, 2]\n{"i": "two"}\n{"i": 3}\n')
+    assert [r for r in read_jsonl(p)] == [{"i": 0}, [1, 2], {"i": "two"}, {"i": 3}]
+    def valid(r) -> bool:
+        return isinstance(r, dict) and isinstance(r.get("i"), int)
+
+    assert [r["i"] for r in read_jsonl(p, valid)] == [0, 3]
+
+
+def test_check_writable_dir(tmp_path):
+    made = check_writable_dir(tmp_path / "a" / "b", "--outdir")
+    assert made.is_dir() and list(made.iterdir()) == []  # created, no probe left behind
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(GanprintError, match=r"--outdir .*f is a file"):
+        check_writable_dir(tmp_path / "f", "--outdir")
+    with pytest.raises(GanprintError, match=r"--out .*f/sub cannot be created: .*f is a file"):
+        check_writable_dir(tmp_path / "f" / "sub", "--out")
+    with pytest.raises(GanprintError, match=r"--outdir /proc/ganprint-test"):
+        check_writable_dir("/proc/ganprint-test", "--outdir")  # a file system that takes no new folders
+
+
+def test_check_writable_file(tmp_path):
+    assert check_writable_file(tmp_path / "new" / "m.safetensors", "--out").parent.is_dir()
+    with pytest.raises(GanprintError, match="--out .* is a folder"):
+        check_writable_file(tmp_path, "--out")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(GanprintError, match="--registry .*f/r.db cannot be created"):
+        check_writable_file(tmp_path / "f" / "r.db", "--registry")
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() == 0, reason="root may write into read-only folders")
+def test_read_only_folder_is_refused(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(GanprintError, match=r"--outdir .*ro/sub is not writable"):
+            check_writable_dir(ro / "sub", "--outdir")
+        with pytest.raises(GanprintError, match=r"--outdir .*ro is not writable"):
+            check_writable_dir(ro, "--outdir")
+    finally:
+        ro.chmod(0o755)
 
 
 def _mode(path) -> int:

@@ -280,3 +280,58 @@ def test_large_png_files_are_not_read_whole_before_the_size_check(tmp_path, rgb,
     if imageio._codecs is not None:
         monkeypatch.setattr(imageio._codecs, "png_decode", lambda d: pytest.fail("fast path used"))
     np.testing.assert_array_equal(read_image(p), rgb)
+
+
+def _read_in_thread(path, seconds=10.0):
+    """read_image(path) in a thread: (finished in time, the exception raised or None)."""
+    import threading
+
+    box = {}
+
+    def run():
+        try:
+            read_image(path)
+            box["error"] = None
+        except Exception as e:  # noqa: BLE001 - handed to the test
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    return not t.is_alive(), box.get("error")
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "/dev/urandom"])
+def test_link_to_a_device_is_refused_before_reading(tmp_path, target):
+    import os
+
+    if not os.path.exists(target):
+        pytest.skip(f"no {target}")
+    link = tmp_path / "zero.png"
+    link.symlink_to(target)
+    done, error = _read_in_thread(link)
+    assert done and isinstance(error, BadImageError)
+    assert "zero.png is not a regular file but a character device" in str(error)
+
+
+def test_fifo_never_hangs(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    done, error = _read_in_thread(fifo)
+    assert done, "reading a FIFO hung"
+    assert isinstance(error, BadImageError) and "pipe.png is not a regular file but a named pipe" in str(error)
+
+
+def test_link_to_a_regular_image_is_read(tmp_path, rgb):
+    p = write_png(tmp_path / "a.png", rgb)
+    (tmp_path / "b.png").symlink_to(p)
+    np.testing.assert_array_equal(read_image(tmp_path / "b.png"), rgb)
+
+
+def test_byte_limit_is_checked_before_reading(tmp_path, rgb, monkeypatch):
+    p = write_png(tmp_path / "a.png", rgb)
+    monkeypatch.setattr(imageio, "MAX_IMAGE_BYTES", 100)
+    with pytest.raises(BadImageError, match=r"a.png is \d+ bytes, above the limit of 100"):
+        read_image(p)

@@ -87,7 +87,8 @@ def test_detect_and_evaluate_with_scale_search(tiny_stega_model, sample_folder, 
     cli = CliRunner()
     fp = "0" * 4 + "1" * 4
     r = cli.invoke(main, ["detect", "--model", str(tiny_stega_model), "--data", str(sample_folder), "--outdir",
-                          str(tmp_path / "det"), "--fingerprint", fp, "--scale-search", "auto", "--device", "cpu"])
+                          str(tmp_path / "det"), "--fingerprint", fp, "--fpr", "0.01", "--scale-search", "auto",
+                          "--device", "cpu"])  # 8 bits: 1e-6 could never be reached, and detect refuses it
     assert r.exit_code == 0, r.output
     rows = [json.loads(x) for x in (tmp_path / "det" / "detections.jsonl").read_text().splitlines()]
     assert len(rows) == 24 and all(row["scale"] in DEFAULT_SCALES for row in rows)

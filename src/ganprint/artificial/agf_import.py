@@ -16,6 +16,7 @@ import torch
 
 from ganprint.core.artifacts import load_export, save_export
 from ganprint.core.errors import GanprintError
+from ganprint.core.files import check_writable_file
 from ganprint.nets.stega import StegaConfig, StegaDecoderOnly, StegaModel, stega_config_dict
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,12 @@ def _load_state_dict(path: str | os.PathLike, flag: str) -> dict[str, torch.Tens
     # Checkpoints saved from nn.DataParallel carry a `module.` prefix on every key.
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
-    return {k: v.float() for k, v in sd.items()}
+    sd = {k: v.float() for k, v in sd.items()}
+    nonfinite = sorted(k for k, v in sd.items() if not bool(torch.isfinite(v).all()))
+    if nonfinite:
+        raise ImportAgfError(f"{flag} {path} holds weights that are NaN or infinite ({', '.join(nonfinite[:3])}); "
+                             "it cannot fingerprint anything: use a checkpoint from a healthy training run")
+    return sd
 
 
 def _shape(sd: dict[str, torch.Tensor], key: str, flag: str, path) -> tuple[int, ...]:
@@ -101,6 +107,7 @@ def import_agf(encoder: str | os.PathLike | None, decoder: str | os.PathLike | N
     """
     if encoder is None and decoder is None:
         raise ImportAgfError("give --encoder E.pth and/or --decoder D.pth")
+    check_writable_file(out, "OUT")
     enc_sd = _load_state_dict(encoder, "--encoder") if encoder is not None else None
     dec_sd = _load_state_dict(decoder, "--decoder") if decoder is not None else None
     k = c = r = None
@@ -146,6 +153,7 @@ def export_part(model_path: str | os.PathLike, part: str, out: str | os.PathLike
     """Write one part of a `stega` export as its own export; part "dec" gives a `stega-decoder` file."""
     if part != "dec":
         raise GanprintError(f"--part {part!r} is not supported; use --part dec")
+    check_writable_file(out, "OUT")
     model, config, meta = load_export(model_path, kind=("stega", "stega-decoder"))
     dec_only = StegaDecoderOnly(StegaConfig(**config))
     dec_only.dec.load_state_dict(model.dec.state_dict())

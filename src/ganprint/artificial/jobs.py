@@ -1,4 +1,4 @@
-"""Run `api.embed` / `api.detect` in several CPU processes, as torchrun ranks would, from one command.
+"""Run a function in several CPU processes, as torchrun ranks would, from one command (`--jobs`).
 
 Why processes: at small resolutions most of the work per image is Python-level file work (decode, encode,
 write) plus small convolutions. Threads in one process share the GIL, and reader threads that preempt an
@@ -6,21 +6,40 @@ OpenMP thread leave its partner spinning at the next barrier, so on 2 cores one 
 busy (benchmarks/RESULTS-embed-detect.md). N single-threaded processes that each take every N-th image do.
 
 Each job is a forked child with RANK / WORLD_SIZE set, a FileStore for the process group's rendezvous, and one
-torch thread; the API functions then
-split the files by rank and rank 0 merges one result, exactly as under torchrun (`ganprint.dist`). A child that
-fails stops the others (they would otherwise wait at a barrier) and its error is raised in the caller.
+torch thread; the function it runs (passed by the caller, e.g. embed's per-rank body) splits the files by rank and
+rank 0 merges one result, exactly as under torchrun (`ganprint.core.dist`).
+
+Starting and stopping, in one place: the workers stay in the caller's process group (a signal to the group
+reaches them all). While they run, SIGTERM, SIGINT, SIGQUIT and SIGHUP sent to the caller stop and reap every
+worker and remove their temporary folder before the signal takes its usual effect. Each worker follows its
+parent: it gets SIGTERM when the parent dies (PR_SET_PDEATHSIG on Linux, and a thread that polls the parent's
+pid elsewhere or as a fallback), and then exits at once, removing the temporary folder. A worker that fails stops
+the others, and its error is raised in the caller (a GanprintError stays one line).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
+import multiprocessing as mp
 import os
 import queue
+import re
 import shutil
+import signal
 import tempfile
+import threading
+import time
 import traceback
+from collections.abc import Callable
 
+import torch
+
+from ganprint.core import dist
+from ganprint.core.artifacts import _ensure_builders_loaded
 from ganprint.core.errors import GanprintError
+from ganprint.core.images import BadImageError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +47,10 @@ log = logging.getLogger(__name__)
 # Detect does less work per image than embed, so it needs more images to pay (benchmarks/RESULTS-embed-detect.md).
 MIN_IMAGES_PER_JOB = 500
 MIN_IMAGES_PER_DETECT_JOB = 1000
+
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP") if hasattr(signal, n))
+_TMP_PREFIX = "ganprint-jobs-"
+_PR_SET_PDEATHSIG = 1
 
 
 def usable_cores() -> int:
@@ -47,7 +70,7 @@ def resolve_jobs(jobs: int | str | None, device: str, n_images: int | None,
             raise GanprintError("--jobs cannot be combined with torchrun (its ranks already split the images)")
         return 1
     if jobs in (None, "auto"):
-        if device not in ("cpu", "auto") or (device == "auto" and _cuda()):
+        if device not in ("cpu", "auto") or (device == "auto" and torch.cuda.is_available()):
             return 1
         cores = usable_cores()
         if n_images is None:
@@ -59,88 +82,203 @@ def resolve_jobs(jobs: int | str | None, device: str, n_images: int | None,
         raise GanprintError(f"--jobs must be a number >= 1 or 'auto', got {jobs!r}") from None
     if j < 1:
         raise GanprintError(f"--jobs must be >= 1, got {j}")
-    if j > 1 and (device == "cuda" or (device == "auto" and _cuda())):
+    if j > 1 and (device == "cuda" or (device == "auto" and torch.cuda.is_available())):
         raise GanprintError("--jobs is for CPU runs; on GPUs launch one process per GPU with torchrun")
     return j
 
 
-def _cuda() -> bool:
-    import torch
+class _Signalled(BaseException):
+    """A stop signal reached the caller while its workers ran."""
 
-    return torch.cuda.is_available()
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
-def _child(fn_name: str, kwargs: dict, rank: int, world: int, store: str, threads: int, out_q) -> None:
+class _StopSignals:
+    """While workers run, a stop signal raises _Signalled in the main thread (so that run_jobs reaps them); a signal
+    that comes while it is cleaning up only waits. On leaving, a signal received is delivered again to the handler
+    that was installed before (by default the process then ends by that signal, as if nothing had caught it)."""
+
+    def __init__(self):
+        self.old: dict[int, object] = {}
+        self.cleaning = False
+        self.signum: int | None = None
+
+    def _handle(self, signum, _frame):
+        if self.signum is None:
+            self.signum = signum
+        if not self.cleaning:
+            raise _Signalled(signum)
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for s in STOP_SIGNALS:
+                prev = signal.getsignal(s)
+                if prev not in (signal.SIG_IGN, None):  # ignored signals (nohup) stay ignored
+                    self.old[s] = prev
+                    signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        for s, prev in self.old.items():
+            signal.signal(s, prev)
+        if self.signum is not None:
+            signal.raise_signal(self.signum)
+            raise SystemExit(128 + self.signum)  # the previous handler returned: still stop here
+        return False
+
+
+def _set_parent_death_signal(signum: int) -> None:
+    """Linux: have the kernel send `signum` to this process when its parent dies (else a no-op)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _follow_parent(parent: int, tmp: str) -> None:
+    """In a worker: exit at once on a stop signal or when the parent is gone (then removing the temporary folder,
+    which the parent can no longer do)."""
+    def leave(signum, _frame=None):
+        if os.getppid() != parent:
+            shutil.rmtree(tmp, ignore_errors=True)
+        os._exit(128 + signum)
+
+    for s in STOP_SIGNALS:
+        signal.signal(s, leave)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the parent around the fork
+    _set_parent_death_signal(signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the death signal was set
+        leave(signal.SIGTERM)
+
+    def watch():  # also where prctl does not exist, or when the main thread is stuck in C code
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        leave(signal.SIGTERM)
+
+    threading.Thread(target=watch, name="ganprint-watch-parent", daemon=True).start()
+
+
+def _child(fn: Callable[..., dict], kwargs: dict, rank: int, world: int, tmp: str, threads: int, out_q,
+           parent: int) -> None:
+    _follow_parent(parent, tmp)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-                      GANPRINT_STORE_FILE=store)
+                      GANPRINT_STORE_FILE=os.path.join(tmp, "store"))
     # Read and write in the job's own thread: the other jobs keep the cores busy, and reader / writer threads
     # only contended with them (10k 32-px images, 2 jobs: embed 9.5 s with none, 10.3 s with 2 of each).
     os.environ.setdefault("GANPRINT_IO_THREADS", "0")
-    import torch
-
     torch.set_num_threads(threads)
-    from ganprint.artificial import embed as api
-    from ganprint.core import dist
-
     try:
-        result = getattr(api, fn_name)(**kwargs)
+        result = fn(**kwargs)
         out_q.put((rank, "ok", result if rank == 0 else None))
     except GanprintError as e:
         out_q.put((rank, "error", (type(e).__name__, str(e))))
         raise SystemExit(1) from None
-    except BaseException as e:  # noqa: BLE001 - report anything to the parent, then fail
+    except BaseException as e:
         out_q.put((rank, "crash", (type(e).__name__, "".join(traceback.format_exception(e)))))
         raise SystemExit(1) from None
     finally:
         dist.cleanup()
 
 
-def run_jobs(fn_name: str, kwargs: dict, jobs: int, threads_per_job: int = 1) -> dict:
-    """`api.<fn_name>(**kwargs)` split over `jobs` forked processes; returns rank 0's result."""
-    import multiprocessing as mp
+def _remove_stale_folders() -> None:
+    """Temporary folders of earlier runs whose parent was killed outright (SIGKILL to the whole group)."""
+    pattern = re.compile(re.escape(_TMP_PREFIX) + r"(\d+)-")
+    try:
+        entries = list(os.scandir(tempfile.gettempdir()))
+    except OSError:
+        return
+    for e in entries:
+        m = pattern.match(e.name)
+        if m and e.is_dir(follow_symlinks=False) and not pid_alive(int(m.group(1))):
+            shutil.rmtree(e.path, ignore_errors=True)
 
-    from ganprint.core.artifacts import _ensure_builders_loaded
-    from ganprint.core.images import BadImageError
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _collect(procs, out_q, jobs: int):
+    """Wait for every worker's report; returns (rank 0's result, the first failure or None)."""
+    result, failure, done = None, None, set()
+    while len(done) < jobs and failure is None:
+        try:
+            rank, status, payload = out_q.get(timeout=0.2)
+        except queue.Empty:
+            dead = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0) and r not in done]
+            if dead:
+                p = procs[dead[0]]
+                how = f"was killed by signal {-p.exitcode}" if p.exitcode < 0 else f"exited with code {p.exitcode}"
+                failure = ("error", ("ProcessDied", f"worker process {p.name} {how} before it finished; finished "
+                                                    "work is kept: re-run the same command to go on"))
+            continue
+        done.add(rank)
+        if status == "ok":
+            result = payload if rank == 0 else result
+        else:
+            failure = (status, payload)
+    return result, failure
+
+
+def _reap(procs, grace: float) -> None:
+    """Wait up to `grace` s for the workers to end by themselves, then terminate and, if need be, kill them."""
+    deadline = time.monotonic() + grace
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + 5.0
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def run_jobs(fn: Callable[..., dict], kwargs: dict, jobs: int, threads_per_job: int = 1) -> dict:
+    """`fn(**kwargs)` in `jobs` forked processes (ranks 0..jobs-1); returns rank 0's result."""
     _ensure_builders_loaded()  # imported once here, inherited by every forked child
-    ctx = mp.get_context("fork")  # spawn would re-import torch in every child (~2 s each)
+    _remove_stale_folders()
+    ctx = mp.get_context("fork")  # spawn would re-import torch in every child (~2 s each); fork passes `fn` as is
     out_q = ctx.Queue()
     # A file store, not a TCP one: with TCP the rank-0 child serves the store, and a rank that connects before the
     # server listens backs off (0.47 s, seen once; usually 0.03-0.04 s); with a file no rank has to come first.
-    tmp = tempfile.mkdtemp(prefix="ganprint-jobs-")
-    store = os.path.join(tmp, "store")
-    procs = [ctx.Process(target=_child, args=(fn_name, kwargs, r, jobs, store, threads_per_job, out_q),
-                         name=f"ganprint-{fn_name}-{r}") for r in range(jobs)]
-    log.info("%s: %d processes x %d thread(s)", fn_name, jobs, threads_per_job)
-    for p in procs:
-        p.start()
-    result, failure, done = None, None, set()
-    try:
-        while len(done) < jobs and failure is None:
+    tmp = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-")
+    name = getattr(fn, "__name__", "job").strip("_")
+    procs = [ctx.Process(target=_child, args=(fn, kwargs, r, jobs, tmp, threads_per_job, out_q, os.getpid()),
+                         name=f"ganprint-{name}-{r}") for r in range(jobs)]
+    log.info("%s: %d processes x %d thread(s)", name, jobs, threads_per_job)
+    result, failure, finished = None, None, False
+    with _StopSignals() as stop:
+        try:
+            # Stop signals wait while forking, so that no child runs the parent's handler before it has its own.
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             try:
-                rank, status, payload = out_q.get(timeout=0.2)
-            except queue.Empty:
-                dead = [p for p in procs if p.exitcode not in (None, 0) and procs.index(p) not in done]
-                if dead:
-                    failure = ("crash", ("ProcessDied", f"worker process {dead[0].name} exited with code "
-                                                        f"{dead[0].exitcode}"))
-                continue
-            done.add(rank)
-            if status == "ok":
-                result = payload if rank == 0 else result
-            else:
-                failure = (status, payload)
-    finally:
-        if failure is not None:
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()
-        for p in procs:
-            p.join()
-        shutil.rmtree(tmp, ignore_errors=True)
+                for p in procs:
+                    p.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            result, failure = _collect(procs, out_q, jobs)
+            finished = failure is None
+        finally:
+            stop.cleaning = True
+            # After success the workers only tear down their process group: give them time to exit by themselves.
+            _reap([p for p in procs if p.pid is not None], grace=30.0 if finished else 0.0)
+            shutil.rmtree(tmp, ignore_errors=True)
     if failure is not None:
-        status, (name, msg) = failure
+        status, (err_name, msg) = failure
         if status == "error":
-            raise (BadImageError if name == "BadImageError" else GanprintError)(msg)
-        raise RuntimeError(f"a worker process failed: {name}\n{msg}")
+            raise (BadImageError if err_name == "BadImageError" else GanprintError)(msg)
+        raise RuntimeError(f"a worker process failed: {err_name}\n{msg}")
     return result

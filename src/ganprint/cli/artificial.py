@@ -49,7 +49,8 @@ def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_
     """Embed fingerprints into every image under --data.
 
     Writes OUTDIR/fingerprinted_images/ (PNG, relative paths kept), OUTDIR/embedded_fingerprints.txt
-    (`<name>.png <bits>`, the original's format) and OUTDIR/manifest.json. Images are centre-cropped
+    (`<name>.png <bits>`, the original's format; a name holding a newline or another control character is
+    written as a JSON string, "a\\nb.png") and OUTDIR/manifest.json. Images are centre-cropped
     and resized to the model's resolution. Re-running the same command resumes; a different
     configuration needs a new --outdir. Under torchrun the files are split across processes.
 
@@ -100,7 +101,7 @@ def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip
       # just decode the bits:
       ganprint detect --model model.safetensors --data samples/ --outdir det/
     """
-    from ganprint.artificial.embed import detect
+    from ganprint.artificial.detect import detect
 
     detect(model, data, outdir, resolution=resolution, celeba=celeba, fingerprint=fingerprint, embedded=embedded,
            fpr=fpr, batch_size=batch_size, device=device, skip_bad=skip_bad, num_workers=num_workers,

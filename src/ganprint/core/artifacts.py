@@ -12,8 +12,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -88,10 +89,27 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise ArtifactError(f"{path} is not a safetensors file: {e}{hint}") from None
     if "ganprint.kind" not in meta:
         raise ArtifactError(f"{path} is a safetensors file but not a ganprint export (no ganprint.kind metadata)")
-    major = int(meta.get("ganprint.format", "0"))
+    try:
+        major = int(meta.get("ganprint.format", "0"))
+    except ValueError:
+        raise ArtifactError(f"{path} has an unreadable ganprint.format {meta['ganprint.format']!r}; the file was "
+                            "edited or damaged: use the export as ganprint wrote it") from None
     if major > FORMAT_VERSION:
         raise ArtifactError(f"{path} has artifact format {major}; this ganprint reads <= {FORMAT_VERSION}: upgrade")
     return meta
+
+
+def read_config(path: str | os.PathLike, meta: dict[str, str] | None = None) -> dict:
+    """The model config stored in an export's metadata; ArtifactError naming the file when it is not a JSON object."""
+    meta = read_metadata(path) if meta is None else meta
+    try:
+        config = json.loads(meta.get("ganprint.config", "{}"))
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{path} has a ganprint.config that is not a JSON object; the file was edited or "
+                            "damaged: use the export as ganprint wrote it")
+    return config
 
 
 def load_export(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None,
@@ -102,6 +120,9 @@ def load_export(path: str | os.PathLike, kind: str | tuple[str, ...] | None = No
         path: a .safetensors file written by `save_export`.
         kind: expected kind(s); a mismatch raises ArtifactError naming both.
         device: where to put the module.
+
+    A config the model cannot be built from, missing, extra or misshapen tensors, and weights that are not finite
+    (NaN or inf) raise ArtifactError naming the file.
     """
     meta = read_metadata(path)
     got = meta["ganprint.kind"]
@@ -111,11 +132,42 @@ def load_export(path: str | os.PathLike, kind: str | tuple[str, ...] | None = No
     _ensure_builders_loaded()
     if got not in BUILDERS:
         raise ArtifactError(f"{path} has unknown model kind '{got}'")
-    config = json.loads(meta["ganprint.config"])
-    module = BUILDERS[got](config)
-    state = load_file(str(path))
+    config = read_config(path, meta)
+    try:
+        module = BUILDERS[got](config)
+    except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError, RuntimeError) as e:
+        raise ArtifactError(f"{path}: its ganprint.config does not describe a '{got}' model ({type(e).__name__}: "
+                            f"{_first_line(e)}); the file was edited or damaged") from None
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: its tensors cannot be read ({_first_line(e)})") from None
+    _check_state(path, module, state)
     module.load_state_dict(state, strict=True)
     return module.to(device).eval(), config, meta
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _check_state(path, module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Refuse tensors that do not fit `module` (missing, extra, other shapes) or are not finite, naming the file."""
+    own = module.state_dict()
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or extra:
+        raise ArtifactError(f"{path} does not match its model: missing tensors {missing[:4]}, unexpected tensors "
+                            f"{extra[:4]}; the file was edited or damaged")
+    bad = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in own.items()
+           if state[k].shape != v.shape]
+    if bad:
+        raise ArtifactError(f"{path}: tensor shapes do not fit its model: {'; '.join(bad[:3])}")
+    nonfinite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if nonfinite:
+        raise ArtifactError(f"{path} holds weights that are NaN or infinite ({', '.join(nonfinite[:3])}"
+                            f"{'...' if len(nonfinite) > 3 else ''}); it cannot fingerprint anything: retrain or "
+                            "restore the model")
 
 
 def _ensure_builders_loaded() -> None:

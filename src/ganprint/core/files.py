@@ -1,15 +1,19 @@
-"""Small shared helpers: atomic file writes, seeding, provenance."""
+"""Files: atomic writes, crash-safe JSONL records, and the checks that an output path can be written."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from ganprint.core.errors import GanprintError
 
 _UMASK = os.umask(0)  # read once at import (os.umask can only be read by setting it)
 os.umask(_UMASK)
@@ -23,7 +27,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -78,28 +82,112 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def append_jsonl(path: str | os.PathLike, rows: list[dict] | dict) -> None:
-    """Append one or more JSON objects as lines; each line is flushed whole."""
+    """Append JSON objects as lines, all of them in ONE write on an O_APPEND descriptor.
+
+    A kill or a full disk can leave at most one torn line at the end, never a row half-mixed with another; a torn
+    tail left by an earlier crash is cut off first, so the new rows start on a line of their own.
+    """
     if isinstance(rows, dict):
         rows = [rows]
-    with open(path, "a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-        f.flush()
+    data = "".join(json.dumps(row) + "\n" for row in rows).encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        _cut_torn_tail(fd)
+        view = memoryview(data)
+        while view:  # one call unless the disk fills up mid-way (then the next call raises)
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL file, ignoring a trailing partial line left by a crash."""
+def _cut_torn_tail(fd: int) -> None:
+    """Truncate an open JSONL file after its last newline when its last line is unfinished."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    start = max(0, size - (1 << 16))
+    while True:  # read backwards in blocks until a newline (or the file's start) is found
+        block = os.pread(fd, size - start, start)
+        cut = block.rfind(b"\n")
+        if cut >= 0 or start == 0:
+            os.ftruncate(fd, start + cut + 1 if cut >= 0 else 0)
+            return
+        start = max(0, start - (1 << 16))
+
+
+def read_jsonl(path: str | os.PathLike, valid: Callable[[Any], bool] | None = None) -> list[dict]:
+    """Read a JSONL file; lines that are not JSON (a torn line left by a crash) or that `valid` rejects are skipped,
+    and reading goes on after them."""
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             line = line.strip()
             if not line:
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
-                break
+                continue
+            if valid is None or valid(row):
+                rows.append(row)
     return rows
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not os.path.lexists(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_writable_dir(path: str | os.PathLike, flag: str) -> Path:
+    """Make sure the folder `path` (given by `flag`) exists or can be created, and that files can be written in it.
+
+    Commands call this before any work, so that a bad output path fails at once with one line naming the flag and
+    the path. Creates the folder (as the command would); raises GanprintError otherwise.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GanprintError(f"{flag} {path} is a file, not a folder; pass a folder path")
+    base = _nearest_existing(path.absolute())
+    if base != path.absolute() and not base.is_dir():
+        raise GanprintError(f"{flag} {path} cannot be created: {base} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ganprint-write-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise GanprintError(f"{flag} {path} is not writable ({e.strerror or e}); choose another {flag} "
+                            "or fix its permissions") from None
+    return path
+
+
+def check_writable_file(path: str | os.PathLike, flag: str) -> Path:
+    """Make sure the file `path` (given by `flag`) can be written (atomically, beside it): it is not a folder, and its
+    folder exists or can be created and is writable. Raises GanprintError naming the flag and the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise GanprintError(f"{flag} {path} is a folder; pass a file path")
+    if os.path.lexists(path) and not os.access(path, os.W_OK):
+        raise GanprintError(f"{flag} {path} exists and is read-only; choose another {flag} or fix its permissions")
+    base = _nearest_existing(path.absolute().parent)
+    if not base.is_dir():
+        raise GanprintError(f"{flag} {path} cannot be created: {base} is a file, not a folder")
+    try:
+        check_writable_dir(path.absolute().parent, flag)
+    except GanprintError:
+        raise GanprintError(f"{flag} {path} cannot be written: its folder {path.parent} cannot be created or is "
+                            f"read-only; choose another {flag} or fix the permissions") from None
+    return path
+
+
+def output_error(path: str | os.PathLike, e: OSError) -> GanprintError:
+    """A one-line user error for an OSError while writing `path` (a full disk, a read-only or vanished folder)."""
+    reason = e.strerror or str(e)
+    hint = " (disk full: free some space)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return GanprintError(f"cannot write {path}: {reason}{hint}; finished work is kept, re-run the same command "
+                         "to go on")
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ganprint.core.errors import GanprintError
+from ganprint.core.seeds import derive_seed
 
 
 class FingerprintError(GanprintError):
@@ -19,9 +20,9 @@ class FingerprintError(GanprintError):
 def parse_bits(text: str, length: int | None = None) -> torch.Tensor:
     """Parse a 0/1 string or hex string into a float tensor [K] of 0/1.
 
-    Hex needs a `0x` or `hex:` prefix so that a string such as "0110" is never ambiguous.
-    With hex and `length`, the value is left-padded/truncated to `length` bits (length must be
-    <= 4 * number of hex digits).
+    Hex needs a `0x` or `hex:` prefix so that a string such as "0110" is never ambiguous. With hex and `length`
+    the digits must hold exactly `length` bits, left-padded with zero bits to whole digits (as `bits_to_hex` writes
+    them): fewer digits, more digits, or a one in the padding is an error, never a silent cut.
     """
     s = text.strip().lower().replace("_", "").replace(" ", "")
     if s.startswith("0x") or s.startswith("hex:"):
@@ -30,9 +31,7 @@ def parse_bits(text: str, length: int | None = None) -> torch.Tensor:
             raise FingerprintError(f"fingerprint {text!r} is not valid hex (expected e.g. 0x6f3a...)")
         bitstr = "".join(f"{int(c, 16):04b}" for c in digits)
         if length is not None:
-            if length > len(bitstr):
-                raise FingerprintError(f"hex fingerprint {text!r} has {len(bitstr)} bits, fewer than the model's {length}")
-            bitstr = bitstr[len(bitstr) - length :]
+            bitstr = _fit_hex(text, bitstr, length)
     else:
         bitstr = s
         if not bitstr or bitstr.strip("01"):
@@ -42,6 +41,17 @@ def parse_bits(text: str, length: int | None = None) -> torch.Tensor:
     if length is not None and len(bitstr) != length:
         raise FingerprintError(f"fingerprint has {len(bitstr)} bits but the model expects {length}")
     return strs_to_bits([bitstr], len(bitstr))[0]
+
+
+def _fit_hex(text: str, bitstr: str, length: int) -> str:
+    """The low `length` bits of a hex fingerprint's `bitstr`, refusing digits that do not fit in `length` bits."""
+    want = -(-length // 4)
+    if len(bitstr) < length:
+        raise FingerprintError(f"hex fingerprint {text!r} has {len(bitstr)} bits, fewer than the model's {length}")
+    if len(bitstr) // 4 > want or "1" in bitstr[:len(bitstr) - length]:
+        raise FingerprintError(f"hex fingerprint {text!r} is longer than the model's {length} bits (expected "
+                               f"{want} hex digits); pass the model's own fingerprint")
+    return bitstr[len(bitstr) - length:]
 
 
 def bits_to_str(bits: torch.Tensor | np.ndarray) -> str:
@@ -90,8 +100,6 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 def counter_bits(seed: int, indices, length: int) -> torch.Tensor:
     """[N, K] uniform random bits for items `indices` (ints >= 0): row i is a pure function of (seed, indices[i], K)
     and never of the other indices, computed for the whole batch at once (counter-based, no generator per item)."""
-    from ganprint.core.seeds import derive_seed
-
     idx = np.asarray(indices, dtype=np.uint64).reshape(-1, 1)  # [N, 1]
     words = -(-int(length) // 64)
     base = np.uint64(derive_seed(seed, 0xB175, length))

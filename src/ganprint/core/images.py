@@ -14,6 +14,9 @@ Policies, chosen once here:
   with the environment variable GANPRINT_MAX_IMAGE_PIXELS) raise `BadImageError` *before* any pixel
   is decoded, so a decompression bomb neither hangs nor eats memory. Truncated files are errors
   (Pillow's LOAD_TRUNCATED_IMAGES is left False).
+- Which files are read: regular files only (a symlink counts when its target is one), of at most
+  `MAX_IMAGE_BYTES` (GANPRINT_MAX_IMAGE_BYTES): FIFOs, devices and sockets are refused before a byte is
+  read (`open_image_file`), so a pipe never hangs and a link to /dev/zero never fills the memory.
 - Resizing uses PIL's antialiased bicubic filter.
 - Speed: plain 8-bit RGB PNGs (no transparency, text or EXIF chunks, which Pillow would act on) are decoded, and
   all PNGs encoded, with imagecodecs (libpng) where it is installed. A 32-px crop: 27 instead of 60 us to decode,
@@ -27,6 +30,7 @@ import io
 import logging
 import math
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -46,6 +50,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MAX_IMAGE_PIXELS = int(os.environ.get("GANPRINT_MAX_IMAGE_PIXELS", 2**26))
+# Bytes read from one image file at most: 8192 x 8192 pixels of 16-bit RGBA uncompressed, plus headers.
+MAX_IMAGE_BYTES = int(os.environ.get("GANPRINT_MAX_IMAGE_BYTES", 2**29 + 2**20))
 RESAMPLE = Image.Resampling.BICUBIC
 CELEBA_CROP = 148  # the original's --use_celeba_preprocessing: CenterCrop(148) -> Resize(128)
 CELEBA_RESOLUTION = 128
@@ -91,30 +97,65 @@ def _read_plain_png(data: bytes) -> np.ndarray | None:
     return arr
 
 
+def open_image_file(path: str) -> tuple[io.BufferedReader, int]:
+    """Open `path` for reading under the rule for image files: a regular file (a symlink counts when its target is
+    one), not empty, of at most MAX_IMAGE_BYTES. Returns (binary file, size); raises BadImageError naming the file.
+
+    The file is opened without blocking and checked by its descriptor, so a FIFO never hangs the reader and a
+    link to /dev/zero or /dev/urandom is refused before a byte is read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise BadImageError(f"cannot read image {path}: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadImageError(f"{path} is not a regular file but a {_file_kind(st.st_mode)}; only image files are "
+                                "read: remove it from the data folder or re-run with --skip-bad")
+        if st.st_size == 0:
+            raise BadImageError(f"image {path} is an empty file (0 bytes); delete or replace it")
+        if st.st_size > MAX_IMAGE_BYTES:
+            raise BadImageError(f"image {path} is {st.st_size} bytes, above the limit of {MAX_IMAGE_BYTES}; shrink it "
+                                "or raise GANPRINT_MAX_IMAGE_BYTES")
+        return os.fdopen(fd, "rb"), st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+    for test, name in kinds:
+        if test(mode):
+            return name
+    return "special file"
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB [H, W, 3]; raises BadImageError naming the file and the cause."""
     path = os.fspath(path)  # strings, not Path: pathlib cost ~1 s per 10k images (RESULTS-embed-detect.md)
-    data = None
-    try:
-        if _codecs is not None and path[-4:].lower() == ".png":
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size <= _FAST_PNG_MAX_BYTES:  # larger files: Pillow, which checks the size before reading
-                    data = f.read()
-        else:
-            size = os.stat(path).st_size
-    except OSError as e:
-        raise BadImageError(f"cannot read image {path}: {e.strerror or e}") from None
-    if size == 0:
-        raise BadImageError(f"image {path} is an empty file (0 bytes); delete or replace it")
-    if data is not None:
-        arr = _read_plain_png(data)
-        if arr is not None:
-            return arr
+    f, size = open_image_file(path)
+    with f:
+        data = None
+        try:
+            if _codecs is not None and path[-4:].lower() == ".png" and size <= _FAST_PNG_MAX_BYTES:
+                data = f.read()  # larger files: Pillow, which checks the size before reading
+        except OSError as e:
+            raise BadImageError(f"cannot read image {path}: {e.strerror or e}") from None
+        if data is not None:
+            arr = _read_plain_png(data)
+            if arr is not None:
+                return arr
+        return _read_with_pillow(f if data is None else io.BytesIO(data), path)
+
+
+def _read_with_pillow(fp, path: str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path if data is None else io.BytesIO(data)) as im:
+            with Image.open(fp) as im:
                 w, h = im.size
                 if w * h > MAX_IMAGE_PIXELS:
                     raise BadImageError(

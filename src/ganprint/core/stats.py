@@ -15,6 +15,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ganprint.core.errors import GanprintError
+
 
 def bit_accuracy(bits: torch.Tensor, ref_bits: torch.Tensor) -> torch.Tensor:
     """Per-row share of matching bits: [N, K] 0/1 bits vs [N, K] or [K] 0/1 reference -> [N].
@@ -77,6 +79,25 @@ def match_threshold(k: int, fpr: float, n_keys: int = 1) -> int:
     sf = p_value(np.arange(k + 1), k)  # sf[m] = P[X >= m], decreasing in m
     ok = np.nonzero(sf <= alpha)[0]
     return int(ok[0]) if ok.size else k + 1
+
+
+def smallest_usable_fpr(k: int, n_keys: int = 1) -> float:
+    """The smallest `fpr` at which a decision can still be positive: all K bits matching has P = 2**-K, so the
+    threshold stays <= K while fpr / n_keys >= 2**-K (0.0 where 2**-K underflows double precision)."""
+    return math.ldexp(float(max(1, n_keys)), -int(k))
+
+
+def usable_threshold(k: int, fpr: float, n_keys: int = 1, flag: str = "--fpr") -> int:
+    """`match_threshold`, refusing an `fpr` outside (0, 1) or so small that no image could ever be detected (the
+    threshold would exceed K bits) with a GanprintError that names `flag` and the smallest usable value."""
+    if not 0 < fpr < 1:
+        raise GanprintError(f"{flag} must be in (0, 1), got {fpr}")
+    m = match_threshold(k, fpr, n_keys)
+    if m > k:
+        keys = f" and {n_keys} keys" if n_keys > 1 else ""
+        raise GanprintError(f"{flag} {fpr:g} is too small for {k} bits{keys}: no image could ever be detected; "
+                            f"the smallest usable {flag} is {smallest_usable_fpr(k, n_keys):.3g}")
+    return m
 
 
 def capacity(k: int, acc: float) -> float:

@@ -1,5 +1,9 @@
 """Image data sets: folders of image files (read lazily) and packed data sets (`ganprint.packed`).
 
+Which files are images: the listing takes every non-hidden entry whose name has an image extension (a link
+is followed); reading it then applies the rule of `ganprint.core.images.open_image_file` (regular files of bounded
+size only), so a FIFO, a device or a link to one is reported by name (or skipped with --skip-bad), never read.
+
 Items are dicts `{"img": uint8 tensor [3, R, R], "index": int}`. With `skip_bad=True` an unreadable
 file yields `{"img": None, "index": i, "error": "..."}`; pass `collate` to the DataLoader so such
 items are dropped and reported instead of crashing the loader. Memory does not grow with the data
@@ -61,12 +65,12 @@ def _find_images(root: str | os.PathLike) -> list[tuple[str, str]]:
 def _walk_images(root: str | os.PathLike) -> list[tuple[str, str]]:
     root = Path(root)
     exts = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
-    if root.is_file():
+    if not root.is_dir():
+        if not os.path.lexists(root):
+            raise GanprintError(f"data path {root} does not exist; pass a folder of images or one image file")
         if not is_image_file(root):
             raise GanprintError(f"{root} is not an image file (supported extensions: {exts})")
-        return [(root.name, os.fspath(root))]
-    if not root.is_dir():
-        raise GanprintError(f"data path {root} does not exist; pass a folder of images or one image file")
+        return [(root.name, os.fspath(root))]  # read under the image-file rule, which refuses non-regular files
     found: list[tuple[str, str]] = []
     seen_dirs: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):

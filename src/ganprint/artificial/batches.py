@@ -1,0 +1,279 @@
+"""What embed and detect share: model set-up, batched reading, tensor layout and precision, PNG writing, progress.
+
+Both stream the data in batches (memory does not grow with the number of images), use the SAME preprocessing
+(centre crop + resize, or the CelebA crop), and split the files across ranks under torchrun or `--jobs`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import posixpath
+import re
+import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from ganprint.artificial.jobs import pid_alive, resolve_jobs
+from ganprint.artificial.records import append_progress
+from ganprint.core import dist
+from ganprint.core.artifacts import load_export, read_config, read_metadata
+from ganprint.core.errors import GanprintError
+from ganprint.core.files import output_error
+from ganprint.core.fingerprints import bits_to_str, parse_bits
+from ganprint.core.images import IMAGE_EXTENSIONS, write_png
+from ganprint.core.runtime import resolve_device, resolve_precision
+from ganprint.data.folders import collate, one_listing, open_image_dataset
+
+FP_DIR = "fingerprinted_images"
+MANIFEST = "manifest.json"
+
+# zlib level of the fingerprinted PNGs: lossless at any level; at 1 a 32-px crop encodes in 79 instead of 103 us
+# for 1.5 % more bytes than at 6 (benchmarks/png_speed.py).
+PNG_LEVEL = 1
+
+
+def png_name(relpath: str) -> str:
+    """`relpath` with its suffix replaced by .png (as PurePosixPath.with_suffix, by string operations for the usual
+    image extensions)."""
+    stem, ext = posixpath.splitext(relpath)
+    if ext.lower() in IMAGE_EXTENSIONS:
+        return stem + ".png"
+    return str(PurePosixPath(relpath).with_suffix(".png"))
+
+
+def as_bits(fingerprint, k: int) -> torch.Tensor:
+    """A fingerprint given as 0/1 or 0x-hex string, or as a [K] tensor/array of 0/1 -> float [K]."""
+    if isinstance(fingerprint, (torch.Tensor, np.ndarray, list, tuple)):
+        fingerprint = bits_to_str(np.asarray(fingerprint, dtype=np.float32))
+    return parse_bits(str(fingerprint), k)
+
+
+def setup(model, resolution, celeba, device, need_encoder, batch_size, precision="fp32"):
+    """Check the batch size, load the model, pick the device (initialising torch.distributed under torchrun), the
+    resolution and the precision ("fp32" or "bf16", resolved for that device)."""
+    if batch_size < 1:
+        raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
+    dev = resolve_device(device)
+    try:
+        prec = resolve_precision(precision, dev)
+    except ValueError as e:
+        raise GanprintError(str(e)) from None
+    dist.init(dev)
+    dev = dist.local_device(dev)
+    kinds = ("stega",) if need_encoder else ("stega", "stega-decoder")
+    if need_encoder and read_metadata(model)["ganprint.kind"] == "stega-decoder":
+        raise GanprintError(f"{model} is a decoder-only export; embedding needs the full 'stega' model")
+    module, config, _meta = load_export(model, kind=kinds, device=dev)
+    r = int(config["resolution"])
+    if resolution is not None and int(resolution) != r:
+        raise GanprintError(f"--resolution {resolution} does not match the model's {r}; omit --resolution or pass {r}")
+    if celeba and r != 128:
+        raise GanprintError(f"--celeba needs a 128-px model, but {model} is {r}-px; drop --celeba")
+    return module, config, r, dev, prec
+
+
+def net_dtype(precision: str) -> torch.dtype:
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def prepare(net: torch.nn.Module, dev: torch.device, precision: str, prefer_cl: bool = False) -> torch.nn.Module:
+    """`net` with its weights in the precision it runs in, in the fastest layout.
+
+    bf16 weights rather than bf16 autocast: the outputs are the same bit for bit (autocast casts the same weights
+    and inputs to bf16 at every call), and on one CPU core the 32-px encoder takes 0.87-0.97 instead of 0.95-1.39
+    ms/image (batch 64; benchmarks/encoder_speed.py --threads 1, several runs)."""
+    return net.to(dtype=net_dtype(precision), memory_format=memory_format(dev, prefer_cl))
+
+
+def memory_format(dev: torch.device, prefer_cl: bool = False) -> torch.memory_format:
+    """channels_last on GPU, with several CPU threads, and for the networks that are faster in it on one thread
+    (`prefer_cl`: the decoder, the fused InferenceEncoder); else the plain layout. One thread, 32 px, bf16: a 10k
+    embed with the fused InferenceEncoder took 13.9 / 17.6 / 20.0 s in channels_last vs 17.3 / 18.4 / 18.9 s plain
+    (benchmarks/embed_variants_ab.py, interleaved rounds: close, kept); the decoder, batch 64, 80-84 vs 87-90
+    us/image; the plain StegaEncoder (fp32 path) is faster plain (benchmarks/encoder_speed.py)."""
+    if dev.type != "cpu" or prefer_cl or torch.get_num_threads() > 1:
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def to_float01(img_u8: torch.Tensor, dev: torch.device, dtype: torch.dtype = torch.float32,
+               prefer_cl: bool = False) -> torch.Tensor:
+    """uint8 [N, 3, R, R] -> [N, 3, R, R] in [0, 1] on `dev` as `dtype` (divided in fp32, then rounded, as autocast
+    would), in the layout the networks run fastest on."""
+    return img_u8.to(dev).float().div_(255.0).to(dtype).contiguous(memory_format=memory_format(dev, prefer_cl))
+
+
+def item_names(ds) -> list[str]:
+    """Names of a data set's items: paths relative to the folder, a packed set's names, or the index."""
+    if hasattr(ds, "relpath"):
+        return [ds.relpath(i) for i in range(len(ds))]
+    names = list(getattr(ds, "names", None) or [])
+    if len(names) == len(ds):
+        return [str(x) for x in names]
+    return [f"{i:06d}.png" for i in range(len(ds))]
+
+
+def _num_workers(num_workers):
+    # Default 0: with a DataLoader worker *and* several torch threads the main process's peak memory grew with
+    # the data set (1k -> 10k 32-px images: 408 -> 627 MB with 1 worker, 413 MB flat with none; measured, see
+    # benchmarks/RESULTS-embed-detect.md), for ~8 % wall time. Decoding large photos benefits from --num-workers.
+    return 0 if num_workers is None else int(num_workers)
+
+
+def io_threads() -> int:
+    """Reader / PNG-writer threads per process: 2, or GANPRINT_IO_THREADS (0 = read and write in the calling thread,
+    which `--jobs` processes use: there the other processes keep the cores busy, and threads would only contend)."""
+    return max(0, int(os.environ.get("GANPRINT_IO_THREADS", "2")))
+
+
+def loader(ds, indices, batch_size, num_workers, read_threads: int | None = None, prefetch: int = 2):
+    """Batches (`data.collate` dicts) of `ds[indices]`, in order.
+
+    With worker processes: a DataLoader. Without (the default): `read_threads` threads decode the next
+    `prefetch` batches while the caller runs the network; Pillow and the resize release the GIL, so this
+    overlaps real work, and at most `prefetch` decoded batches exist at any time (memory stays flat).
+    With 0 read threads the batches are decoded when taken.
+    """
+    nw = _num_workers(num_workers)
+    if nw:
+        yield from DataLoader(Subset(ds, indices), batch_size=batch_size, shuffle=False, num_workers=nw,
+                              collate_fn=collate, pin_memory=False, persistent_workers=False)
+        return
+    read_threads = io_threads() if read_threads is None else read_threads
+    if read_threads == 0:
+        for i in range(0, len(indices), batch_size):
+            yield collate([ds[j] for j in indices[i:i + batch_size]])
+        return
+    yield from _threaded_batches(ds, indices, batch_size, read_threads, prefetch)
+
+
+def _threaded_batches(ds, indices, batch_size, read_threads: int, prefetch: int):
+    chunks = iter([indices[i:i + batch_size] for i in range(0, len(indices), batch_size)])
+    with ThreadPoolExecutor(read_threads, thread_name_prefix="ganprint-read") as pool:
+        def submit(chunk):
+            # Each thread decodes a share of the batch; collate happens when the batch is taken.
+            parts = [chunk[j::read_threads] for j in range(read_threads)]
+            return chunk, [pool.submit(lambda part: {i: ds[i] for i in part}, part) for part in parts if part]
+
+        pending = deque(submit(c) for _, c in zip(range(prefetch), chunks))
+        while pending:
+            chunk, futures = pending.popleft()
+            items: dict = {}
+            for f in futures:
+                items.update(f.result())
+            nxt = next(chunks, None)
+            if nxt is not None:
+                pending.append(submit(nxt))
+            yield collate([items[i] for i in chunk])
+
+
+def progress_bar(total, desc):
+    return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True,
+                disable=dist.get_rank() != 0 or not sys.stderr.isatty())
+
+
+def _write_one(path: str, img: np.ndarray) -> None:
+    try:
+        write_png(path, img, PNG_LEVEL)
+    except OSError as e:
+        raise output_error(path, e) from None
+
+
+class BatchWriter:
+    """Writes each batch's PNGs on a small thread pool (zlib releases the GIL, so this overlaps the network),
+    then appends the batch's resume records; at most `depth` batches are in flight, so memory stays bounded.
+    A write that fails (a full disk) raises a one-line GanprintError naming the file; batches recorded before
+    it stay recorded."""
+
+    def __init__(self, progress: Path, threads: int | None = None, depth: int = 2):
+        threads = io_threads() if threads is None else threads
+        self.progress, self.depth = progress, depth
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="ganprint-png") if threads else None
+        self.pending: deque = deque()
+
+    def submit(self, items: list[tuple[str, np.ndarray]], rows: list[dict]) -> None:
+        if self.pool is None:  # no threads: write now
+            for p, a in items:
+                _write_one(p, a)
+            self._record(rows)
+            return
+        self.pending.append(([self.pool.submit(_write_one, p, a) for p, a in items], rows))
+        while len(self.pending) > self.depth:
+            self._finish_one()
+
+    def _record(self, rows: list[dict]) -> None:
+        try:
+            append_progress(self.progress, rows)  # after the PNGs: a record always means a finished file
+        except OSError as e:
+            raise output_error(self.progress, e) from None
+
+    def _finish_one(self) -> None:
+        futures, rows = self.pending.popleft()
+        for f in futures:
+            f.result()
+        self._record(rows)
+
+    def close(self, failed: bool = False) -> None:
+        """Finish (or, after a failure, only wait for) the batches in flight, then stop the threads."""
+        try:
+            while self.pending and not failed:
+                self._finish_one()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+
+
+# Temporaries of ganprint.core.files: .<name>.<pid>.<thread id>.tmp (atomic_write_bytes), .<name>.<pid>.<random>.tmp
+_STALE_TMP = re.compile(r"^\..+\.(\d+)\.[^./]+\.tmp$", re.DOTALL)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files that killed writers left under `folder` (those whose process is gone)."""
+    removed = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            m = _STALE_TMP.match(name)
+            if m and not pid_alive(int(m.group(1))):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed
+
+
+def plan_jobs(jobs, device, data, model, min_per_job: int) -> int:
+    """Resolve `jobs`. "auto": one process per core for models of at most 64 px when each process gets enough
+    images, else 1. At 128 px the network dominates and two threads use the cores as well as two processes
+    (embed 52.8 vs 52.4 images/s, 1k images) at half the memory (benchmarks/RESULTS-embed-detect.md)."""
+    n = None
+    if jobs in (None, "auto") and "WORLD_SIZE" not in os.environ:
+        res = read_config(model).get("resolution")
+        if res is not None and int(res) > 64:
+            return 1
+        n = len(open_image_dataset(data, res))  # folder or packed set, as the run itself will open it
+    return resolve_jobs(jobs, str(device), n, min_per_job)
+
+
+def walk_once(fn):
+    """Run `fn` with each data folder walked once (`data.one_listing`), also by its `--jobs` processes."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with one_listing():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
