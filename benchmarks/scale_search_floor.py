@@ -20,8 +20,8 @@ from ganprint.artificial.embed import read_fingerprint_txt
 from ganprint.core.fingerprints import parse_bits
 from ganprint.core.images import read_image, to_tensor01
 from ganprint.evaluation.evaluate import load_decoder
-from ganprint.evaluation.scale_search import DEFAULT_SCALES, choose_scale, confidence, unzoom
 from ganprint.perturb.attacks import parse_attacks
+from ganprint.perturb.scale_search import DEFAULT_SCALES, choose_scale, confidence, unzoom
 
 ATTACKS = ["none", "jpeg:50", "jpeg:70", "crop:0.9", "crop:0.75", "crop:0.6", "noise:0.1", "blur:1.5",
            "jpeg:50+crop:0.75"]

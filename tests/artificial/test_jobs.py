@@ -22,6 +22,8 @@ from ganprint.artificial.embed import embed
 from ganprint.artificial.jobs import _TMP_PREFIX
 from ganprint.core.errors import GanprintError
 from ganprint.core.images import BadImageError, read_image
+from ganprint.data import folders as data
+from ganprint.data import listing
 from tests.conftest import write_image_folder
 
 
@@ -76,17 +78,15 @@ def test_jobs_resolution(monkeypatch):
 
 
 def test_one_listing_walks_a_folder_once_and_forgets_it_after(image_folder):
-    from ganprint.data import folders as data
-
     calls = []
-    real = data._walk_images
+    real = listing._walk_images
 
     def counting(root):
         calls.append(root)
         return real(root)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(data, "_walk_images", counting)
+        mp.setattr(listing, "_walk_images", counting)
         with data.one_listing():
             a = data.list_images(image_folder)
             b = data.ImageFolderDataset(image_folder, 16).paths

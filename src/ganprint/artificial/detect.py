@@ -24,7 +24,7 @@ from ganprint.core.fingerprints import bits_to_str, bits_to_strs, strs_to_bits
 from ganprint.core.images import BadImageError
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value, usable_threshold
 from ganprint.data.folders import open_image_dataset
-from ganprint.evaluation.scale_search import ScaleSearch, parse_scales
+from ganprint.perturb.scale_search import ScaleSearch, parse_scales
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
     `outdir`. With a reference (`fingerprint` for all images, or `embedded`: an embedded_fingerprints.txt
     matched by name) each row gets bit_accuracy, matches, p_value, log10_p and detected
     (matches >= match_threshold(K, fpr)); an `fpr` so small that no image could reach the threshold is refused.
-    `precision` and `jobs` as in `embed`. `scale_search` ("auto" or fractions; `ganprint.evaluation.scale_search`)
+    `precision` and `jobs` as in `embed`. `scale_search` ("auto" or fractions; `ganprint.perturb.scale_search`)
     also decodes each image after undoing candidate crops and keeps the most confident decoding (rows then carry
     the chosen `scale`); p-values stay exact. The output folder is checked before any work.
     """

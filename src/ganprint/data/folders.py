@@ -12,7 +12,6 @@ set: only the list of paths is held.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -22,74 +21,11 @@ import torch
 from torch.utils.data import Dataset
 
 from ganprint.core.errors import GanprintError
-from ganprint.core.images import IMAGE_EXTENSIONS, BadImageError, is_image_file, load_preprocessed
+from ganprint.core.images import BadImageError, load_preprocessed
+from ganprint.data import packed
+from ganprint.data.listing import find_images, list_images, one_listing  # noqa: F401  (list_images, one_listing: re-exported)
 
 log = logging.getLogger(__name__)
-
-
-def list_images(root: str | os.PathLike) -> list[Path]:
-    """All image files under `root` (recursive, sorted by relative path, hidden entries skipped), or [root] for a file.
-
-    Raises GanprintError when `root` is missing, is not an image file, or holds no images.
-    """
-    return [Path(p) for _, p in _find_images(root)]
-
-
-_shared: dict[str, list[tuple[str, str]]] | None = None  # listings kept inside `one_listing()`
-
-
-@contextlib.contextmanager
-def one_listing():
-    """Within this block each folder is walked once. `--jobs` counts the images before it forks its processes,
-    which then inherit the listing (forked memory) instead of walking the folder again, each of them."""
-    global _shared
-    outer = _shared
-    _shared = {} if outer is None else outer
-    try:
-        yield
-    finally:
-        _shared = outer
-
-
-def _find_images(root: str | os.PathLike) -> list[tuple[str, str]]:
-    """`list_images` as (POSIX path relative to `root`, path) string pairs: a data set of 10k files names and opens
-    them without building 10k Path objects (listing 10k files took 0.3-0.4 s per process in profiles)."""
-    if _shared is None:
-        return _walk_images(root)
-    key = os.path.realpath(root)
-    if key not in _shared:
-        _shared[key] = _walk_images(root)
-    return _shared[key]
-
-
-def _walk_images(root: str | os.PathLike) -> list[tuple[str, str]]:
-    root = Path(root)
-    exts = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
-    if not root.is_dir():
-        if not os.path.lexists(root):
-            raise GanprintError(f"data path {root} does not exist; pass a folder of images or one image file")
-        if not is_image_file(root):
-            raise GanprintError(f"{root} is not an image file (supported extensions: {exts})")
-        return [(root.name, os.fspath(root))]  # read under the image-file rule, which refuses non-regular files
-    found: list[tuple[str, str]] = []
-    seen_dirs: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen_dirs:  # a symlink loop: do not walk the same folder twice
-            dirnames[:] = []
-            continue
-        seen_dirs.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        reldir = Path(dirpath).relative_to(root).as_posix()
-        prefix = "" if reldir == "." else reldir + "/"
-        for name in filenames:
-            if name.startswith(".") or not is_image_file(name):
-                continue
-            found.append((prefix + name, os.path.join(dirpath, name)))
-    if not found:
-        raise GanprintError(f"no images ({exts}) found under {root}; check --data")
-    found.sort(key=lambda t: t[0])
-    return found
 
 
 class ImageFolderDataset(Dataset):
@@ -99,7 +35,7 @@ class ImageFolderDataset(Dataset):
                  celeba: bool = False, skip_bad: bool = False):
         if isinstance(root_or_paths, (str, os.PathLike)):
             root = Path(root_or_paths)
-            found = _find_images(root)
+            found = find_images(root)
             self._files = [p for _, p in found]
             self._rel: list[str] | None = [r for r, _ in found]
             self.root = root if root.is_dir() else root.parent
@@ -167,8 +103,6 @@ def open_image_dataset(path: str | os.PathLike, resolution: int | None, celeba: 
     """
     path = Path(path)
     if path.is_dir() and (path / "dataset.json").is_file():
-        from ganprint.data import packed  # lazy: owned by another module, heavy to import for plain folders
-
         if packed.is_packed(path):
             ds = packed.PackedDataset(path)
             got = getattr(ds, "resolution", None)

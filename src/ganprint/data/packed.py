@@ -32,6 +32,8 @@ from torch.utils.data import Dataset
 
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json
+from ganprint.core.images import preprocess, read_image
+from ganprint.data.listing import list_images
 
 log = logging.getLogger(__name__)
 
@@ -163,23 +165,17 @@ def write_packed(out: str | os.PathLike, images: Iterable[np.ndarray], count: in
 
 
 def _list_images(src: Path) -> list[Path]:
-    """Sorted image files under `src` (recursively), via ganprint.data.list_images."""
-    from ganprint.data.folders import list_images
-
+    """Sorted image files under `src` (recursively), via ganprint.data.listing.list_images."""
     return [Path(p) for p in list_images(src)]
 
 
 def _read_rgb(path: Path) -> np.ndarray:
     """uint8 [H, W, 3] via ganprint.imageio.read_image (EXIF-aware; clear error naming the file)."""
-    from ganprint.core.images import read_image
-
     return np.asarray(read_image(path))
 
 
 def center_crop_resize(img: np.ndarray, resolution: int) -> np.ndarray:
     """uint8 [H, W, 3] -> the largest centred square resized to [R, R, 3] (ganprint.imageio.preprocess)."""
-    from ganprint.core.images import preprocess
-
     return np.asarray(preprocess(img, resolution))
 
 
