@@ -4,14 +4,18 @@ Implements Artificial Fingerprinting (Yu et al., ICCV 2021) and Scalable Fingerp
 in PyTorch. The public API:
 
     import ganprint
-    ganprint.embed(...), ganprint.detect(...), ganprint.train(config, outdir), ganprint.generate(...),
-    ganprint.issue(...), ganprint.attribute(...), ganprint.evaluate(...), ganprint.load(path)
+    ganprint.samples(...)                       sample data from photos shipped in installed packages
+    ganprint.train(ganprint.config("artificial", "demo-32", data=...), outdir)   (also "gan", "scalable")
+    ganprint.embed(...), ganprint.detect(...)   artificial fingerprints
+    ganprint.generate(...)                      images from any generator export
+    ganprint.issue(...), ganprint.attribute(...)   scalable fingerprints
+    ganprint.evaluate(...), ganprint.load(path)
 
 The names are resolved on first use, so `import ganprint` stays as light as the CLI's `--help` needs.
 """
 
 __version__ = "0.1.0"
-__all__ = ["attribute", "detect", "embed", "evaluate", "generate", "issue", "load", "train"]
+__all__ = ["attribute", "config", "detect", "embed", "evaluate", "generate", "issue", "load", "samples", "train"]
 
 
 def __getattr__(name: str):

@@ -13,22 +13,26 @@ from typing import Any
 import torch
 
 from ganprint.artificial.config import TrainConfig
+from ganprint.artificial.config import resolve_config as _artificial_config
 from ganprint.artificial.detect import detect
 from ganprint.artificial.embed import embed
 from ganprint.artificial.train import train_stega
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
+from ganprint.data.samples import write_samples as samples
 from ganprint.evaluation.evaluate import run_evaluate as evaluate
 from ganprint.gan.config import GanTrainConfig
+from ganprint.gan.config import resolve_config as _gan_config
 from ganprint.gan.generate import generate_images
 from ganprint.gan.train import train_gan
 from ganprint.scalable import generate as scalable_generate
 from ganprint.scalable.attribute import attribute_images as attribute
 from ganprint.scalable.config import ScalableTrainConfig
+from ganprint.scalable.config import resolve_config as _scalable_config
 from ganprint.scalable.issue import issue_model as issue
 from ganprint.scalable.train import train_scalable
 
-__all__ = ["attribute", "detect", "embed", "evaluate", "generate", "issue", "load", "train"]
+__all__ = ["attribute", "config", "detect", "embed", "evaluate", "generate", "issue", "load", "samples", "train"]
 
 _SCALABLE_ONLY = ("fingerprint", "identical_latent", "identical_fingerprint")
 
@@ -39,7 +43,21 @@ def load(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None,
     return load_export(path, kind=kind, device=device)
 
 
-def train(config: TrainConfig | GanTrainConfig | ScalableTrainConfig, outdir: str | os.PathLike,
+_CONFIGS = {"artificial": _artificial_config, "gan": _gan_config, "scalable": _scalable_config}
+
+
+TrainingConfig = TrainConfig | GanTrainConfig | ScalableTrainConfig
+
+
+def config(system: str, preset: str | None = None, **overrides: Any) -> TrainingConfig:
+    """The typed training config of `system` (artificial, gan or scalable): `preset` with `overrides` applied,
+    validated, as the CLI's `--preset` and flags resolve it; pass it to `train`."""
+    if system not in _CONFIGS:
+        raise GanprintError(f"config(): system must be one of {', '.join(_CONFIGS)}, got {system!r}")
+    return _CONFIGS[system](preset, **overrides)
+
+
+def train(config: TrainingConfig, outdir: str | os.PathLike,
           **kwargs: Any) -> Any:
     """Train the model that `config` describes into `outdir` (re-running the same call resumes).
 
