@@ -65,6 +65,10 @@ def skip_without_original(original: str | None) -> None:
 def check_original(original: str) -> Path:
     """The checkout folder, or OriginalError naming --original when the scripts are not there."""
     root = Path(original).expanduser().resolve()
+    repo = Path(__file__).resolve().parent.parent
+    if root == repo or repo in root.parents:
+        raise OriginalError(f"--original {original} is inside the ganprint repository; keep the checkout outside it "
+                            "(ganprint may contain none of the original code)")
     needed = [*SCRIPTS.values(), "models.py"]
     missing = [name for name in needed if not (root / name).is_file()]
     if missing:
@@ -321,7 +325,8 @@ def run_measured(cmd: list[str], env: dict, log_path: Path, cwd: str | None = No
 
     The process starts its own session so that its descendants (workers, --jobs processes) can be found in
     /proc. max_process_rss_mb is exact (wait4: the largest single process of the tree); tree_rss_mb is the
-    largest sum over the live tree, sampled every `interval` s (shared pages count once per process).
+    largest sum over the live tree, sampled every `interval` s (pages that forked processes share are counted
+    in each of them, so this over-counts such trees).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     sampled: dict = {}
@@ -333,8 +338,9 @@ def run_measured(cmd: list[str], env: dict, log_path: Path, cwd: str | None = No
         sampler.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            os.killpg(proc.pid, signal.SIGTERM)
+        except BaseException:  # e.g. Ctrl-C: the tree has its own session, so end it here
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             raise
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -378,6 +384,8 @@ def _check_sizes(data: str, resolution: int) -> None:
     """The original detect does not resize: refuse images of another size up front."""
     import PIL.Image
 
+    if not Path(data).is_dir():
+        raise OriginalError(f"--data {data} is not a folder of images")
     for path in sorted(Path(data).glob("*")):
         if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
             with PIL.Image.open(path) as im:
@@ -413,6 +421,8 @@ def main(argv: list[str] | None = None) -> None:
         skip_without_original(a.original)
         with original_session(a.original, a.model, a.original_python) as s:
             if a.command == "embed":
+                if not Path(a.data).is_dir():
+                    raise OriginalError(f"--data {a.data} is not a folder of images")
                 cmd = s.embed_cmd(a.data, a.outdir, a.batch_size, a.seed, a.identical)
             else:
                 _check_sizes(a.data, s.weights.resolution)

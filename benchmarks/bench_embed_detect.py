@@ -3,7 +3,9 @@
 Both sides run as whole processes, as a user runs them, timed from start to exit (interpreter start-up and
 imports included): ganprint through its `ganprint` CLI, the original through the embed_fingerprints.py /
 detect_fingerprints.py of the checkout given with --original, started by agf_original_baseline.py with the same
-weights written in the original layout. Without --original the benchmark says what to pass and exits 0 (skipped).
+weights written in the original layout. Without --original the benchmark says what to pass and exits 0 (skipped),
+unless both original kinds are skipped (`--skip orig-embed orig-detect`: ganprint alone, e.g. to make the inputs
+that profile_embed_detect.py reads from --workdir).
 
 For each resolution R and count N: N sample crops of R x R px (`ganprint data samples`, seed 0: already at the
 model's size, since the original detect does not resize), and one model per R: `--model R=FILE`, else an
@@ -24,6 +26,7 @@ fingerprinted images with the other side's detector: the original's bits must ag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -43,8 +46,8 @@ KINDS = ("ours-embed", "ours-detect", "orig-embed", "orig-detect")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--original", default=None, help="checkout of ningyu1991/ArtificialGANFingerprints (required "
-                   "to run; without it the benchmark is skipped)")
+    p.add_argument("--original", default=None, help="checkout of ningyu1991/ArtificialGANFingerprints; without it "
+                   "the benchmark is skipped (exit 0) unless both orig-* kinds are in --skip")
     p.add_argument("--counts", type=int, nargs="+", default=[1000, 10000])
     p.add_argument("--resolutions", type=int, nargs="+", default=[32, 128])
     p.add_argument("--repeat", type=int, default=1, help="rounds of the four runs, interleaved; medians reported")
@@ -56,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-workers", type=int, default=None, help="ours only; default: the CLI's")
     p.add_argument("--model", nargs="*", default=[], metavar="R=FILE",
                    help="a ganprint stega export to use at resolution R (default: an untrained K=100 model)")
-    p.add_argument("--workdir", default="/tmp/ganprint-bench-original")
+    p.add_argument("--workdir", default="/tmp/ganprint-bench", help="inputs, models and outputs (kept)")
     p.add_argument("--skip", nargs="*", default=[], choices=KINDS, help="kinds to skip")
     p.add_argument("--no-check", action="store_true", help="skip the untimed cross-decoding check")
     p.add_argument("--ganprint", default=None, help="the ganprint CLI (default: the one beside this Python)")
@@ -90,13 +93,14 @@ def make_model(gp: str, work: Path, res: int, data: Path, given: dict[int, str])
     """The export used at resolution `res`: the one given with --model, else an untrained K=100 model."""
     if res in given:
         return Path(given[res])
-    run = work / f"model-{res}"
-    model = run / "model.safetensors"
+    model = work / f"model-{res}.safetensors"  # the path profile_embed_detect.py & co. read
     if not model.exists():
         log.info("model: untrained, K=100, %d px, in %s", res, model)
+        run = work / f"model-{res}-train"
         _quiet([gp, "train", "--data", str(data), "--resolution", str(res), "--fingerprint-length", "100",
                 "--steps", "1", "--batch-size", "4", "--outdir", str(run), "--snapshot-every", "0",
                 "--checkpoint-every", "0"])
+        shutil.copyfile(run / "model.safetensors", model)
     return model
 
 
@@ -133,17 +137,21 @@ def run_one(kind: str, cmd: list[str], env: dict, out: Path, n: int) -> dict:
             "images_per_s": round(images / row["wall_s"], 1), "images_per_cpu_s": round(images / row["cpu_s"], 1)}
 
 
-def plan(gp: str, session: orig.OriginalSession, model: Path, data: Path, work: Path, a) -> list[tuple]:
-    """(kind, command, output folder) of one round, in run order."""
+def plan(gp: str, session: orig.OriginalSession | None, model: Path, data: Path, work: Path, a) -> list[tuple]:
+    """(kind, command, output folder) of one round, in run order, without the skipped kinds."""
     ours_emb, orig_emb = work / "ours-emb", work / "orig-emb"
-    return [
+    steps = [
         ("ours-embed", ours_cmd(gp, "embed", model, data, ours_emb, a), ours_emb),
         ("ours-detect", ours_cmd(gp, "detect", model, ours_emb / "fingerprinted_images", work / "ours-det", a,
                                  embedded=ours_emb / "embedded_fingerprints.txt"), work / "ours-det"),
-        ("orig-embed", session.embed_cmd(data, orig_emb, a.batch_size), orig_emb),
-        ("orig-detect", session.detect_cmd(orig_emb / "fingerprinted_images", work / "orig-det", a.batch_size),
-         work / "orig-det"),
     ]
+    if session is not None:
+        steps += [
+            ("orig-embed", session.embed_cmd(data, orig_emb, a.batch_size), orig_emb),
+            ("orig-detect", session.detect_cmd(orig_emb / "fingerprinted_images", work / "orig-det", a.batch_size),
+             work / "orig-det"),
+        ]
+    return [step for step in steps if step[0] not in a.skip]
 
 
 def _bits(work: Path, run: str) -> Path:
@@ -181,6 +189,12 @@ def _emit(row: dict, a) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+def _needs_original(a) -> bool:
+    """Runs of ganprint alone (`--skip orig-embed orig-detect`, e.g. to make inputs for profile_embed_detect.py)
+    do not need the checkout."""
+    return not {"orig-embed", "orig-detect"} <= set(a.skip)
+
+
 def bench_resolution(gp: str, res: int, a, given: dict[int, str], common: dict) -> list[dict]:
     """All counts and rounds at one resolution; returns the timed rows."""
     work = Path(a.workdir)
@@ -188,11 +202,12 @@ def bench_resolution(gp: str, res: int, a, given: dict[int, str], common: dict) 
     rows = []
     inputs = {n: make_inputs(gp, work, res, n) for n in a.counts}
     model = make_model(gp, work, res, inputs[min(a.counts)], given)
-    with orig.original_session(a.original, model, a.original_python) as session:
-        if session.weights.resolution != res:
+    with (orig.original_session(a.original, model, a.original_python) if _needs_original(a)
+          else contextlib.nullcontext()) as session:
+        if session is not None and session.weights.resolution != res:
             raise orig.OriginalError(f"--model {res}={model}: that model is for {session.weights.resolution} px")
         for n in a.counts:
-            steps = [s for s in plan(gp, session, model, inputs[n], work, a) if s[0] not in a.skip]
+            steps = plan(gp, session, model, inputs[n], work, a)
             for rnd in range(a.repeat):
                 for kind, cmd, out in steps:
                     run_env = session.env(a.threads) if kind.startswith("orig") else env
@@ -230,17 +245,18 @@ def print_medians(rows: list[dict]) -> None:
 def main(argv=None) -> None:
     a = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    orig.skip_without_original(a.original)
+    if _needs_original(a):
+        orig.skip_without_original(a.original)
     try:
         given = {int(r): f for r, f in (m.split("=", 1) for m in a.model)}
     except ValueError:
         sys.exit("error: --model takes R=FILE, e.g. --model 32=runs/fp32/model.safetensors")
     try:
-        root = orig.check_original(a.original)
+        root = orig.check_original(a.original) if _needs_original(a) else None
         gp = ganprint_cli(a.ganprint)
         version = subprocess.run([gp, "--version"], capture_output=True, text=True, check=False).stdout.split()[-1:]
         common = {"threads": a.threads, "batch_size": a.batch_size, "jobs": a.jobs, "ganprint_version": "".join(version),
-                  "original_commit": orig.checkout_commit(root)}
+                  "original_commit": orig.checkout_commit(root) if root else None}
         Path(a.workdir).mkdir(parents=True, exist_ok=True)
         rows = [r for res in a.resolutions for r in bench_resolution(gp, res, a, given, common)]
     except orig.OriginalError as e:
