@@ -112,11 +112,11 @@ def attribute_cmd(decoder, registry, input_dir, out, fpr, batch_size, device) ->
 
 @click.group("registry")
 def registry_group() -> None:
-    """Inspect a fingerprint registry."""
+    """Inspect, migrate, export and import a fingerprint registry (SQLite path or postgresql:// URL)."""
 
 
 @registry_group.command("list")
-@click.argument("registry", type=click.Path(dir_okay=False))
+@click.argument("registry")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 def registry_list_cmd(registry: str, as_json: bool) -> None:
     """List the issued fingerprints of REGISTRY."""
@@ -132,6 +132,47 @@ def registry_list_cmd(registry: str, as_json: bool) -> None:
         md = "-" if r.min_distance is None else str(r.min_distance)
         click.echo(f"{r.fp_id:>6}  {r.created:25}  {r.who[:12]:12}  {md:>8}  {r.bits_hex}")
     click.echo(f"{len(rows)} fingerprint(s)")
+
+
+@registry_group.command("migrate")
+@click.argument("registry")
+def registry_migrate_cmd(registry: str) -> None:
+    """Create REGISTRY or bring its schema up to this ganprint's version.
+
+    \b
+    Examples:
+      ganprint registry migrate reg.sqlite
+      ganprint registry migrate postgresql://ganprint@db.example:5432/ganprint
+    """
+    from ganprint.scalable.registry import migrate
+
+    click.echo(json.dumps(migrate(registry)))
+
+
+@registry_group.command("export")
+@click.argument("registry")
+@click.argument("out", type=click.Path(dir_okay=False))
+def registry_export_cmd(registry: str, out: str) -> None:
+    """Write everything in REGISTRY to the JSON file OUT (token hashes only, never tokens).
+
+    \b
+    Example (SQLite to PostgreSQL):
+      ganprint registry export reg.sqlite reg.json
+      ganprint registry import reg.json postgresql://ganprint@db.example/ganprint
+    """
+    from ganprint.scalable.registry import export_registry
+
+    click.echo(json.dumps(export_registry(registry, out)))
+
+
+@registry_group.command("import")
+@click.argument("dump", type=click.Path(dir_okay=False, exists=True))
+@click.argument("registry")
+def registry_import_cmd(dump: str, registry: str) -> None:
+    """Load DUMP (from `ganprint registry export`) into the new REGISTRY (SQLite path or postgresql:// URL)."""
+    from ganprint.scalable.registry import import_registry
+
+    click.echo(json.dumps(import_registry(dump, registry)))
 
 
 COMMANDS.extend([train_scalable_cmd, issue_cmd, attribute_cmd, registry_group])
