@@ -674,3 +674,10 @@ def import_registry(dump: str | os.PathLike, registry_url: str | os.PathLike) ->
     if not isinstance(data, dict):
         raise RegistryError(f"{dump} is not a ganprint registry export")
     return {"registry": _backend(registry_url).where, **Registry(registry_url).import_(data)}
+
+
+def create_token(registry_url: str | os.PathLike, name: str) -> str:
+    """A new issuer token for `name` in the registry (created if new); only its hash is stored."""
+    if not name or len(name) > 200:
+        raise RegistryError("--name must be 1 to 200 characters")
+    return Registry(registry_url).create_token(name)
