@@ -163,3 +163,26 @@ def test_docs_page_cors_and_info(server):
         info = c.get("/v1/info").json()
         assert info["attribute"] and info["detect"] and info["issue"] and info["max_files"] == 8
         assert c.get("/readyz").json()["status"] == "ready"
+
+
+def test_onnx_runtime_server_answers_like_the_torch_one(server, models, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'ganprint[onnx]'")
+    pytest.importorskip("onnxscript", reason="the onnx extra: pip install 'ganprint[onnx]'")
+    from tests.service.conftest import Server
+
+    onnx = Server(["--registry", models["registry"], "--scalable-decoder", str(models["decoder"]),
+                   "--stega-decoder", str(models["stega"]), "--runtime", "onnx"], tmp_path / "onnx.log")
+    try:
+        files = _files(list(models["alice_images"][:3]) + list(models["photos"][:3]))
+        with onnx.client() as c:
+            assert c.get("/v1/info").json()["runtime"] == "onnx"
+            got = c.post("/v1/attribute", files=files).json()["results"]
+            got_det = c.post("/v1/detect", files=files).json()["results"]
+        with server.client() as c:
+            want = c.post("/v1/attribute", files=files).json()["results"]
+            want_det = c.post("/v1/detect", files=files).json()["results"]
+    finally:
+        onnx.stop()
+    assert [r["decoded"] for r in got] == [r["decoded"] for r in want]
+    assert [r["attributed"] for r in got] == [1, 1, 1, "unknown", "unknown", "unknown"]
+    assert [r["datasets"][0]["matches"] for r in got_det] == [r["datasets"][0]["matches"] for r in want_det]

@@ -8,7 +8,10 @@ changed. So a model issued by any server on the same registry is attributable on
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from ganprint.core.errors import GanprintError
 from ganprint.core.files import sha256_file
 from ganprint.core.hamming import HammingIndex
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value
+from ganprint.nets.onnx import OnnxDecoder, onnx_runtime_for
 from ganprint.scalable.attribute import UNKNOWN, attribute_bits, decode_images
 from ganprint.scalable.issue import issue_loaded
 from ganprint.scalable.registry import Dataset, Issued, Registry
@@ -55,17 +59,22 @@ class _StegaDecoder:
     @torch.inference_mode()
     def bits(self, imgs: np.ndarray) -> torch.Tensor:
         if self.onnx is not None:
-            return self.onnx(imgs)
+            return torch.from_numpy(self.onnx.bits(imgs))
         x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0  # [N, 3, R, R] in [0, 1]
         return decode_bits(self.net(x).float())
 
 
-def _onnx_session(path: str, runtime: str):
+_ONNX_DIR: list[str] = []
+
+
+def _onnx_session(path: str, runtime: str) -> OnnxDecoder | None:
+    """With --runtime onnx: the decoder exported to ONNX (in this worker's temporary folder) under ONNX Runtime."""
     if runtime != "onnx":
         return None
-    from ganprint.service.onnx import OnnxDecoder
-
-    return OnnxDecoder.for_export(path)
+    if not _ONNX_DIR:
+        _ONNX_DIR.append(tempfile.mkdtemp(prefix="ganprint-onnx-"))
+        atexit.register(shutil.rmtree, _ONNX_DIR[0], True)
+    return onnx_runtime_for(path, _ONNX_DIR[0], threads=torch.get_num_threads())
 
 
 class Engine:
@@ -123,7 +132,7 @@ class Engine:
 
     def scalable_bits(self, imgs: np.ndarray) -> torch.Tensor:
         if self.decoder_onnx is not None:
-            return self.decoder_onnx(imgs)
+            return torch.from_numpy(self.decoder_onnx.bits(imgs))
         with torch.inference_mode():
             return decode_images(self.decoder, imgs, self.cfg.batch_size, "cpu")
 
