@@ -6,6 +6,7 @@ when the tests run as root. Tests are skipped only where no PostgreSQL binaries 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -42,15 +43,24 @@ def _run_as() -> dict:
         except KeyError:
             continue
         return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
-    pytest.fail("running as root without a `postgres` or `nobody` user to run PostgreSQL as")
+    raise RuntimeError("running as root without a `postgres` or `nobody` user to run PostgreSQL as")
 
 
 @pytest.fixture(scope="session")
 def postgres_server():
     """(host, port) of a PostgreSQL server for this test session, user `ganprint`, trust authentication."""
+    if _pg_bin() is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    with postgres_instance() as hostport:
+        yield hostport
+
+
+@contextlib.contextmanager
+def postgres_instance():
+    """Start a throw-away PostgreSQL server (as an unprivileged user when root); yields (host, port)."""
     bindir = _pg_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+        raise RuntimeError("PostgreSQL binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
     as_user = _run_as()
     root = Path(tempfile.mkdtemp(prefix="ganprint-pg-"))
     if as_user:
@@ -75,11 +85,15 @@ _count = [0]
 @pytest.fixture
 def postgres_url(postgres_server) -> str:
     """The URL of a new, empty database on the session's PostgreSQL server."""
-    import psycopg
-
     host, port = postgres_server
     _count[0] += 1
-    name = f"t{os.getpid()}_{_count[0]}"
+    return create_database(host, port, f"t{os.getpid()}_{_count[0]}")
+
+
+def create_database(host: str, port: int, name: str) -> str:
+    """CREATE DATABASE `name` on the server; returns its URL."""
+    import psycopg
+
     with psycopg.connect(f"postgresql://ganprint@{host}:{port}/postgres", autocommit=True) as con:
         con.execute(f"CREATE DATABASE {name}")
     return f"postgresql://ganprint@{host}:{port}/{name}"

@@ -12,18 +12,14 @@ import pytest
 
 from ganprint.core.files import sha256_file
 from ganprint.scalable.registry import Registry, default_min_distance
-from tests.service.conftest import Server
+from tests.service.harness import Server
 from tests.service.models import make_models
+from tests.service.postgres import create_database
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, postgres_server):
-    import psycopg
-
-    host, port = postgres_server
-    with psycopg.connect(f"postgresql://ganprint@{host}:{port}/postgres", autocommit=True) as con:
-        con.execute("CREATE DATABASE cluster")
-    url = f"postgresql://ganprint@{host}:{port}/cluster"
+    url = create_database(*postgres_server, "cluster")
     root = tmp_path_factory.mktemp("cluster")
     m = make_models(root, registry=url)
     token = Registry(url).create_token("cluster")

@@ -168,7 +168,7 @@ def test_docs_page_cors_and_info(server):
 def test_onnx_runtime_server_answers_like_the_torch_one(server, models, tmp_path):
     pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'ganprint[onnx]'")
     pytest.importorskip("onnxscript", reason="the onnx extra: pip install 'ganprint[onnx]'")
-    from tests.service.conftest import Server
+    from tests.service.harness import Server
 
     onnx = Server(["--registry", models["registry"], "--scalable-decoder", str(models["decoder"]),
                    "--stega-decoder", str(models["stega"]), "--runtime", "onnx"], tmp_path / "onnx.log")
