@@ -248,16 +248,23 @@ def test_migrate_from_schema_1(tmp_path):
 
 
 def test_datasets_and_tokens(url, tmp_path, tiny_stega_model):
-    bits = "0x" + "5a" * 4
+    bits = "0x5a"  # the tiny stega model reads 8 bits
     row = register_dataset(url, "faces-v1", bits, tiny_stega_model)
-    assert row["bits_hex"] == "0x5a5a5a5a" and row["bit_length"] == 32
+    assert row["bits_hex"] == "0x5a" and row["bit_length"] == 8
     assert register_dataset(url, "faces-v1", bits, tiny_stega_model)["ds_id"] == row["ds_id"]  # idempotent
     with pytest.raises(GanprintError, match="already has a data set named"):
-        register_dataset(url, "faces-v1", "0x" + "00" * 4, tiny_stega_model)
+        register_dataset(url, "faces-v1", "0x00", tiny_stega_model)
     with pytest.raises(GanprintError, match="does not exist"):
         register_dataset(url, "x", bits, tmp_path / "missing.safetensors")
+    with pytest.raises(GanprintError, match="more than the 8 bits"):
+        register_dataset(url, "x", "0x" + "ab" * 2, tiny_stega_model)
+    with pytest.raises(GanprintError, match="'scalable-G' model"):
+        register_dataset(url, "x", bits, _tiny_generator(tmp_path))
+    r = CliRunner().invoke(main, ["registry", "add-dataset", url, "--name", "cli-set", "--model",
+                                  str(tiny_stega_model), "--fingerprint", "1" * 8])
+    assert r.exit_code == 0 and json.loads(r.stdout.splitlines()[-1])["bits_hex"] == "0xff", r.output
     reg = Registry(url, create=False)
-    assert [d.name for d in reg.datasets()] == ["faces-v1"] and reg.revision()[2:] == (1, 1)
+    assert [d.name for d in reg.datasets()] == ["faces-v1", "cli-set"] and reg.revision()[2:] == (2, 2)
     token = reg.create_token("issuer-a")
     assert reg.token_owner(token) == "issuer-a" and reg.token_owner(token + "x") is None
     assert token not in json.dumps(reg.export())
@@ -268,7 +275,7 @@ def test_export_import_between_backends(tmp_path, postgres_url, tiny_stega_model
     reg = Registry(src)
     for i in range(5):
         reg.issue(bit_length=32, who=f"u{i}")
-    register_dataset(src, "d", "0x" + "11" * 4, tiny_stega_model)
+    register_dataset(src, "d", "0x11", tiny_stega_model)
     token = reg.create_token("t")
     cli = CliRunner()
     dump = tmp_path / "dump.json"

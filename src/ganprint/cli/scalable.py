@@ -175,4 +175,25 @@ def registry_import_cmd(dump: str, registry: str) -> None:
     click.echo(json.dumps(import_registry(dump, registry)))
 
 
+@registry_group.command("add-dataset")
+@click.argument("registry")
+@click.option("--name", required=True, help="A unique name for the fingerprinted data set.")
+@click.option("--model", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="The stega model (or stega-decoder) the data set was embedded with.")
+@click.option("--fingerprint", required=True, help="The data set's fingerprint (0/1 string or 0x-hex).")
+@click.option("--notes", default="", help="Free text recorded in the registry.")
+def registry_add_dataset_cmd(registry: str, name: str, model: str, fingerprint: str, notes: str) -> None:
+    """Register a data set fingerprinted with `ganprint embed --identical`, so `ganprint serve` detects it.
+
+    \b
+    Example (after `make demo`):
+      ganprint registry add-dataset demo-out/registry.sqlite --name demo \\
+          --model demo-out/train/model.safetensors \\
+          --fingerprint "$(python -c 'import json; print(json.load(open("demo-out/summary.json"))["fingerprint"])')"
+    """
+    from ganprint.scalable.registry import register_dataset
+
+    click.echo(json.dumps(register_dataset(registry, name, fingerprint, model, notes)))
+
+
 COMMANDS.extend([train_scalable_cmd, issue_cmd, attribute_cmd, registry_group])

@@ -42,6 +42,7 @@ from urllib.parse import quote, unquote, urlsplit
 import numpy as np
 import torch
 
+from ganprint.core.artifacts import read_metadata
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, sha256_file
 from ganprint.core.fingerprints import bits_to_hex, pack_bits, parse_bits, unpack_bits
@@ -639,12 +640,29 @@ def _whoami() -> str:
 
 def register_dataset(registry_url: str | os.PathLike, name: str, fingerprint_bits: torch.Tensor | str,
                      model_path: str | os.PathLike, notes: str = "") -> dict:
-    """Record a data set fingerprinted with `ganprint embed` (its bits and the model that decodes them)."""
+    """Record a data set fingerprinted with `ganprint embed` (its bits and the stega model that decodes them).
+
+    `fingerprint_bits`: a 0/1 tensor [K], or a 0/1 / 0x-hex string; K must be the model's fingerprint length.
+    Registering the same name with the same fingerprint and model again returns the existing record.
+    """
     model_path = Path(model_path)
     if not model_path.is_file():
         raise RegistryError(f"model {model_path} does not exist; give the stega model the data set was embedded with")
-    ds = Registry(registry_url).add_dataset(name, fingerprint_bits, sha256_file(model_path),
-                                            str(model_path.resolve()), notes)
+    meta = read_metadata(model_path)
+    if meta["ganprint.kind"] not in ("stega", "stega-decoder"):
+        raise RegistryError(f"{model_path} holds a '{meta['ganprint.kind']}' model; a data set's fingerprint is "
+                            f"read by a stega or stega-decoder model")
+    k = int(json.loads(meta["ganprint.config"])["fingerprint_length"])
+    if isinstance(fingerprint_bits, str):
+        text = fingerprint_bits.strip()
+        if text.lower().startswith("0x") and int(text, 16) >> k:  # parse_bits would keep only the low K bits
+            raise RegistryError(f"the fingerprint {text} has more than the {k} bits {model_path} reads")
+        bits = parse_bits(text, k)
+    else:
+        bits = torch.as_tensor(fingerprint_bits).float().reshape(-1)
+    if bits.numel() != k:
+        raise RegistryError(f"the fingerprint has {bits.numel()} bits but {model_path} reads {k}")
+    ds = Registry(registry_url).add_dataset(name, bits, sha256_file(model_path), str(model_path.resolve()), notes)
     log.info("registered data set %r (%d bits) in %s", ds.name, ds.bit_length, registry_url)
     return ds.to_dict()
 
