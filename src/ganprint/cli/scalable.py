@@ -64,7 +64,8 @@ def train_scalable_cmd(**kw) -> None:
 
 @click.command("issue")
 @click.option("--model", required=True, type=click.Path(dir_okay=False), help="Shared scalable-G export.")
-@click.option("--registry", required=True, type=click.Path(dir_okay=False), help="SQLite registry (created if new).")
+@click.option("--registry", required=True, type=click.Path(dir_okay=False),
+              help="Registry: SQLite path or postgresql:// URL (created if new).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where the issued model goes.")
 @click.option("--fingerprint", default=None, help="Issue this fingerprint (0/1 string or 0x-hex) [fresh random].")
 @click.option("--who", default=None, help="Recipient recorded in the registry [login name].")

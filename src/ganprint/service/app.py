@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -81,23 +81,23 @@ class IssueRequest(BaseModel):
 def create_app(cfg: ServiceConfig, engine: Engine | None = None) -> FastAPI:
     """The application for `cfg` (the engine, i.e. decoders and registry, is loaded here unless given)."""
     engine = engine or Engine(cfg.validate())
-    decode_slots = threading.BoundedSemaphore(cfg.decode_threads)
-
-    @asynccontextmanager
-    async def lifespan(app):
-        yield
-
-    app = FastAPI(title="ganprint provenance service", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="ganprint provenance service", version=__version__,
                   description="Attribute images to the issued model that made them, detect fingerprinted data "
                               "sets, and issue fingerprinted models. The web page is at /.")
     app.state.engine = engine
     if cfg.cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
-
         app.add_middleware(CORSMiddleware, allow_origins=cfg.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization"])
     app.add_middleware(_Guard, limit_bytes=int(cfg.max_upload_mb * 2**20))
     _error_handlers(app)
+    _verify_routes(app, engine, cfg)
+    _issue_routes(app, engine)
+    _meta_routes(app, engine, cfg)
+    return app
+
+
+def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
+    decode_slots = threading.BoundedSemaphore(cfg.decode_threads)
 
     def uploads(files: list[UploadFile], kind: str):
         if len(files) > cfg.max_files:
@@ -147,6 +147,8 @@ def create_app(cfg: ServiceConfig, engine: Engine | None = None) -> FastAPI:
                 metrics.count("DETECTIONS", 1, {True: "detected", False: "not_detected"}.get(r["detected"], "n/a"))
         return {"results": [{"file": n, "datasets": rows} for n, rows in zip(names, per_image)], **info}
 
+
+def _issue_routes(app: FastAPI, engine: Engine) -> None:
     def issuer(request: Request) -> str:
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
@@ -195,9 +197,6 @@ def create_app(cfg: ServiceConfig, engine: Engine | None = None) -> FastAPI:
             raise ApiError(410, f"the file of model #{fp_id} is not on this server (or changed since it was "
                                    f"issued); give every server the same --models-dir")
         return FileResponse(path, media_type="application/octet-stream", filename=f"issued-{fp_id:06d}.safetensors")
-
-    _meta_routes(app, engine, cfg)
-    return app
 
 
 def _public(rec) -> dict:

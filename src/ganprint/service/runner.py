@@ -10,6 +10,7 @@ import tempfile
 from ganprint.core.errors import GanprintError
 from ganprint.scalable.registry import Registry
 from ganprint.service.config import ENV_CONFIG, ServiceConfig
+from ganprint.service.engine import check_model_kinds
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,6 @@ def serve(cfg: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers
         import uvicorn
     except ImportError:
         raise GanprintError("ganprint serve needs the service extra: pip install 'ganprint[service]'") from None
-    from ganprint.service.engine import check_model_kinds
-
     cfg.validate()
     check_model_kinds(cfg)
     Registry(cfg.registry, create=cfg.base_model is not None)  # reachable, and created/migrated when issuing

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from ganprint.core.images import BadImageError, load_preprocessed
 
@@ -79,8 +80,6 @@ def read_uploads(files: list[tuple[str, BinaryIO]], resolutions: set[int], max_p
 
 def _check_pixels(path: Path, name: str, max_pixels: int) -> None:
     # The header alone gives the size: a decompression bomb is refused before a pixel is decoded.
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             w, h = im.size
