@@ -125,8 +125,7 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         and its Bonferroni-corrected p-value; attributed when that p-value is <= the server's --fpr.
         """
         names, imgs = uploads(files, "attribute")
-        with decode_slots:
-            rows, info = engine.attribute(imgs[engine.resolution])
+        rows, info = engine.attribute(imgs[engine.resolution])
         for name, row in zip(names, rows):
             row["file"] = name
             metrics.count("ATTRIBUTIONS", 1, "attributed" if row["attributed"] != UNKNOWN else "unknown")
@@ -140,7 +139,7 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         the matches reach the threshold of the server's --fpr.
         """
         names, imgs = uploads(files, "detect")
-        with decode_slots:
+        with decode_slots:  # detection runs each registered decoder; bounded like the uploads
             per_image, info = engine.detect(imgs)
         for rows in per_image:
             for r in rows:

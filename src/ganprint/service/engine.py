@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import atexit
 import logging
+import queue
 import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +79,45 @@ def _onnx_session(path: str, runtime: str) -> OnnxDecoder | None:
     return onnx_runtime_for(path, _ONNX_DIR[0], threads=torch.get_num_threads())
 
 
+class _Batcher:
+    """Runs `fn` (uint8 images [N, ...] -> N results) on the images of concurrent callers together.
+
+    One thread takes whatever requests are waiting (up to `max_images`) and runs them as one batch, so
+    under load a forward pass serves many requests; a lone request waits for nobody.
+    """
+
+    def __init__(self, fn, max_images: int):
+        self.fn, self.max_images = fn, max_images
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="ganprint-batcher", daemon=True).start()
+
+    def __call__(self, imgs: np.ndarray) -> list:
+        done: Future = Future()
+        self.queue.put((imgs, done))
+        return done.result()
+
+    def _run(self) -> None:
+        while True:
+            items = [self.queue.get()]
+            n = len(items[0][0])
+            while n < self.max_images:
+                try:
+                    items.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+                n += len(items[-1][0])
+            try:
+                out = self.fn(np.concatenate([imgs for imgs, _ in items]))
+            except BaseException as e:  # noqa: BLE001 - handed to every waiting request
+                for _, done in items:
+                    done.set_exception(e)
+                continue
+            start = 0
+            for imgs, done in items:
+                done.set_result(out[start:start + len(imgs)])
+                start += len(imgs)
+
+
 class Engine:
     """Decoders, registry and index of one worker; thread-safe (routes run in a thread pool)."""
 
@@ -103,6 +144,7 @@ class Engine:
                                     f"but --scalable-decoder reads {self.k}")
         self._lock = threading.Lock()
         self._issue_lock = threading.Lock()
+        self._attribute_batcher = _Batcher(self._attribute_now, cfg.batch_size)
         self._checked = 0.0
         self.snapshot = self._read_registry()
 
@@ -137,22 +179,29 @@ class Engine:
             return decode_images(self.decoder, imgs, self.cfg.batch_size, "cpu")
 
     def attribute(self, imgs: np.ndarray) -> tuple[list[dict], dict]:
-        """uint8 [N, R, R, 3] at the decoder's resolution -> `ganprint attribute`'s rows (+ holder, issue date)."""
+        """uint8 [N, R, R, 3] at the decoder's resolution -> `ganprint attribute`'s rows (+ holder, issue date).
+
+        Concurrent requests are decoded together (`_Batcher`); the answers do not depend on the batch.
+        """
         if self.decoder is None:
             raise GanprintError("this server has no --scalable-decoder, so it cannot attribute")
+        pairs = self._attribute_batcher(imgs)
+        return [row for row, _ in pairs], pairs[0][1]
+
+    def _attribute_now(self, imgs: np.ndarray) -> list[tuple[dict, dict]]:
         snap = self.sync()
         bits = self.scalable_bits(imgs)
         n = len(snap.fp_ids)
         info = {"issued_models": n, "bits": self.k, "fpr": self.cfg.fpr,
                 "min_matches": match_threshold(self.k, self.cfg.fpr, max(1, n))}
         if n == 0:
-            return [{"attributed": UNKNOWN, "reason": "no models have been issued yet"} for _ in bits], info
+            return [({"attributed": UNKNOWN, "reason": "no models have been issued yet"}, info) for _ in bits]
         rows = attribute_bits(bits, snap.fp_ids, snap.packed, self.k, self.cfg.fpr, snap.index)
         for r in rows:
             rec = snap.rows.get(r["attributed"]) if r["attributed"] != UNKNOWN else None
             r["who"] = rec.who if rec else None
             r["issued"] = rec.created if rec else None
-        return rows, info
+        return [(r, info) for r in rows]
 
     def detect(self, imgs_by_res: dict[int, np.ndarray]) -> tuple[list[list[dict]], dict]:
         """Per image, per registered data set: `ganprint detect`'s statistics against its fingerprint."""
