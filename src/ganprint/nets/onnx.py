@@ -25,7 +25,7 @@ from ganprint.core.files import atomic_path
 log = logging.getLogger(__name__)
 
 DECODER_KINDS = ("stega", "stega-decoder", "scalable-decoder")
-OPSET = 17
+OPSET = 18  # the exporter's own opset: asking for 17 runs a version converter that fails on Pad
 
 
 class _Uint8Decoder(nn.Module):
