@@ -4,8 +4,8 @@ A real scalable decoder takes hours to train (benchmarks/RESULTS-scalable.md). T
 to whichever decoder it is given, so these tests use a stand-in: a random shared generator, an issued model
 #1 (to alice) and #2 (to bob), and a random decoder whose output layer is *fitted* (a logistic regression on
 its own last features) to read #1's fingerprint from #1's generated images and the complement of it from a
-fixed set of clean photos. #1's images are then attributed
-to #1 and those photos to nobody, through exactly the code paths a trained decoder would take.
+fixed set of clean photos. #1's images are then attributed to #1 and those photos to nobody, through exactly
+the code paths a trained decoder would take.
 """
 
 from __future__ import annotations
