@@ -188,3 +188,21 @@ def test_onnx_runtime_server_answers_like_the_torch_one(server, models, tmp_path
     assert [r["decoded"] for r in got] == [r["decoded"] for r in want]
     assert [r["attributed"] for r in got] == [1, 1, 1, "unknown", "unknown", "unknown"]
     assert [r["datasets"][0]["matches"] for r in got_det] == [r["datasets"][0]["matches"] for r in want_det]
+
+
+def test_two_workers_answer_and_sum_their_metrics(models, tmp_path):
+    from tests.service.harness import Server
+
+    srv = Server(["--registry", models["registry"], "--scalable-decoder", str(models["decoder"]), "--workers", "2"],
+                 tmp_path / "two.log")
+    try:
+        img = models["alice_images"][0].read_bytes()
+        for _ in range(6):
+            with srv.client() as c:  # a new connection each time, so both workers answer some
+                r = c.post("/v1/attribute", files=[("files", ("a.png", img, "image/png"))])
+                assert r.json()["results"][0]["attributed"] == 1
+        with srv.client() as c:
+            metrics = c.get("/metrics").text
+    finally:
+        srv.stop()
+    assert 'ganprint_attributions_total{outcome="attributed"} 6.0' in metrics
