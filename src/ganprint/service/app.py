@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 
+import anyio
 from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ganprint import __version__
 from ganprint.core.errors import GanprintError
@@ -97,7 +97,9 @@ def create_app(cfg: ServiceConfig, engine: Engine | None = None) -> FastAPI:
 
 
 def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
-    decode_slots = threading.BoundedSemaphore(cfg.decode_threads)
+    # Uploads are decoded in at most decode_threads threads: bounded memory, and few threads contending for the
+    # interpreter lock with the decoding thread; requests beyond that wait in the event loop, in order.
+    decode_slots = anyio.CapacityLimiter(cfg.decode_threads)
 
     def uploads(files: list[UploadFile], kind: str):
         if len(files) > cfg.max_files:
@@ -108,39 +110,40 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         if not resolutions:
             raise ApiError(404, f"this server has no decoder for /v1/{kind}")
         names = [display_name(f.filename, i) for i, f in enumerate(files)]
-        with decode_slots:
-            try:
-                imgs = read_uploads([(n, f.file) for n, f in zip(names, files)], resolutions, cfg.max_pixels)
-            except ApiError:
-                metrics.count("REJECTED", 1, "bad_image")
-                raise
+        try:
+            imgs = read_uploads([(n, f.file) for n, f in zip(names, files)], resolutions, cfg.max_pixels)
+        except ApiError:
+            metrics.count("REJECTED", 1, "bad_image")
+            raise
         metrics.count("IMAGES", len(names), kind)
         return names, imgs
 
     @app.post("/v1/attribute", tags=["verify"])
-    def attribute(files: list[UploadFile] = File(..., description="One or more images.")) -> dict:
+    async def attribute(files: list[UploadFile] = File(..., description="One or more images.")) -> dict:
         """Per image: the issued model whose fingerprint it carries (id, holder, issue date), or `unknown`.
 
         Same statistics and preprocessing as `ganprint attribute`: bit accuracy of the nearest issued fingerprint
         and its Bonferroni-corrected p-value; attributed when that p-value is <= the server's --fpr.
         """
-        names, imgs = uploads(files, "attribute")
-        rows, info = engine.attribute(imgs[engine.resolution])
+        names, imgs = await anyio.to_thread.run_sync(uploads, files, "attribute", limiter=decode_slots)
+        rows, info = await engine.attribute_async(imgs[engine.resolution])
         for name, row in zip(names, rows):
             row["file"] = name
             metrics.count("ATTRIBUTIONS", 1, "attributed" if row["attributed"] != UNKNOWN else "unknown")
         return {"results": rows, **info}
 
     @app.post("/v1/detect", tags=["verify"])
-    def detect(files: list[UploadFile] = File(..., description="One or more images.")) -> dict:
+    async def detect(files: list[UploadFile] = File(..., description="One or more images.")) -> dict:
         """Per image and registered data set: whether the image carries its artificial fingerprint.
 
         Same statistics as `ganprint detect`: bit accuracy, p-value P[Bin(K, 1/2) >= matches], detected when
         the matches reach the threshold of the server's --fpr.
         """
-        names, imgs = uploads(files, "detect")
-        with decode_slots:  # detection runs each registered decoder; bounded like the uploads
-            per_image, info = engine.detect(imgs)
+        def run():
+            names, imgs = uploads(files, "detect")
+            return names, *engine.detect(imgs)
+
+        names, per_image, info = await anyio.to_thread.run_sync(run, limiter=decode_slots)
         for rows in per_image:
             for r in rows:
                 metrics.count("DETECTIONS", 1, {True: "detected", False: "not_detected"}.get(r["detected"], "n/a"))

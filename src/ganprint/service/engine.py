@@ -8,6 +8,7 @@ changed. So a model issued by any server on the same registry is attributable on
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import queue
@@ -91,10 +92,14 @@ class _Batcher:
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         threading.Thread(target=self._run, name="ganprint-batcher", daemon=True).start()
 
-    def __call__(self, imgs: np.ndarray) -> list:
+    def submit(self, imgs: np.ndarray) -> Future:
+        """A future of the results of `imgs`, computed with whatever other images are waiting."""
         done: Future = Future()
         self.queue.put((imgs, done))
-        return done.result()
+        return done
+
+    def __call__(self, imgs: np.ndarray) -> list:
+        return self.submit(imgs).result()
 
     def _run(self) -> None:
         while True:
@@ -183,10 +188,18 @@ class Engine:
 
         Concurrent requests are decoded together (`_Batcher`); the answers do not depend on the batch.
         """
+        pairs = self._attribute_batcher(self._attributable(imgs))
+        return [row for row, _ in pairs], pairs[0][1]
+
+    async def attribute_async(self, imgs: np.ndarray) -> tuple[list[dict], dict]:
+        """`attribute` for the event loop: waits for its batch without holding a thread."""
+        pairs = await asyncio.wrap_future(self._attribute_batcher.submit(self._attributable(imgs)))
+        return [row for row, _ in pairs], pairs[0][1]
+
+    def _attributable(self, imgs: np.ndarray) -> np.ndarray:
         if self.decoder is None:
             raise GanprintError("this server has no --scalable-decoder, so it cannot attribute")
-        pairs = self._attribute_batcher(imgs)
-        return [row for row, _ in pairs], pairs[0][1]
+        return imgs
 
     def _attribute_now(self, imgs: np.ndarray) -> list[tuple[dict, dict]]:
         snap = self.sync()
