@@ -40,6 +40,8 @@ COMMANDS: list = []
               envvar="GANPRINT_RUNTIME", help="Decoder runtime (onnx needs the onnx extra).")
 @click.option("--cors-origin", "cors_origins", multiple=True, envvar="GANPRINT_CORS_ORIGINS",
               help="Allow browser pages from this origin (repeatable) [CORS off].")
+@click.option("--decode-threads", type=int, default=4, show_default=True, envvar="GANPRINT_DECODE_THREADS",
+              help="Uploads decoded at once per worker (bounds memory and thread contention).")
 @click.option("--sync-seconds", type=float, default=1.0, show_default=True, envvar="GANPRINT_SYNC_SECONDS",
               help="How often a worker looks for models issued elsewhere (the bound on their delay).")
 def serve_cmd(host, port, workers, **kw) -> None:

@@ -37,8 +37,8 @@ class ServiceConfig:
                                 "with")
         if not 0 < self.fpr < 1:
             raise GanprintError(f"--fpr must be in (0, 1), got {self.fpr}")
-        if self.max_upload_mb <= 0 or self.max_files < 1:
-            raise GanprintError("--max-upload-mb must be > 0 and --max-files >= 1")
+        if self.max_upload_mb <= 0 or self.max_files < 1 or self.decode_threads < 1:
+            raise GanprintError("--max-upload-mb must be > 0, --max-files and --decode-threads >= 1")
         if self.runtime not in ("torch", "onnx"):
             raise GanprintError(f"--runtime must be torch or onnx, got {self.runtime}")
         if self.base_model is not None and self.scalable_decoder is None:
