@@ -1,9 +1,15 @@
-"""Fingerprint registry: uniqueness, minimum distance, given fingerprints, concurrent issuing, CLI listing."""
+"""Fingerprint registry on SQLite and on a real PostgreSQL: uniqueness, minimum distance, concurrent issuing,
+all-or-nothing issues (model file included), read-only use, schema migration, export/import, data sets, tokens."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
+import os
+import signal
 import sqlite3
+import stat
+import time
 
 import numpy as np
 import pytest
@@ -11,14 +17,27 @@ import torch
 from click.testing import CliRunner
 
 from ganprint.cli import main
+from ganprint.core.artifacts import save_export
 from ganprint.core.errors import GanprintError
+from ganprint.core.files import sha256_file
 from ganprint.core.fingerprints import parse_bits
-from ganprint.scalable.registry import Registry, default_min_distance
+from ganprint.nets.scalable import ScalableConfig, ScalableGenerator
+from ganprint.scalable.issue import issue_model
+from ganprint.scalable.registry import SCHEMA_VERSION, Registry, default_min_distance, migrate, register_dataset
+from tests.service.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures
 
 
-def test_issue_random_and_min_distance(tmp_path):
-    reg = Registry(tmp_path / "r.sqlite")
-    assert len(reg) == 0 and reg.bit_length() is None
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path) -> str:
+    """A new registry URL on each backend."""
+    if request.param == "sqlite":
+        return str(tmp_path / "r.sqlite")
+    return request.getfixturevalue("postgres_url")
+
+
+def test_issue_random_and_min_distance(url):
+    reg = Registry(url)
+    assert len(reg) == 0 and reg.bit_length() is None and reg.schema_version() == SCHEMA_VERSION
     rows = [reg.issue(bit_length=32, who="alice", notes=f"n{i}", min_distance=8) for i in range(20)]
     assert [r.fp_id for r in rows] == list(range(1, 21))
     assert rows[0].min_distance is None
@@ -30,14 +49,15 @@ def test_issue_random_and_min_distance(tmp_path):
     for i in range(1, 20):
         assert rows[i].min_distance == int(d[i, :i].min())
     assert reg.bit_length() == 32 and len(reg) == 20
-    listed = reg.list()
+    listed = Registry(url, create=False).list()
     assert [r.bits_hex for r in listed] == [r.bits_hex for r in rows] and listed[3].notes == "n3"
     ids, packed = reg.packed()
     assert ids.tolist() == list(range(1, 21)) and packed.shape == (20, 4)
+    assert reg.revision() == (20, 20, 0, 0)
 
 
-def test_given_fingerprint_refused_when_close(tmp_path):
-    reg = Registry(tmp_path / "r.sqlite")
+def test_given_fingerprint_refused_when_close(url):
+    reg = Registry(url)
     a = "0" * 16
     reg.issue(a, who="a")
     with pytest.raises(GanprintError, match="already issued"):
@@ -52,52 +72,226 @@ def test_given_fingerprint_refused_when_close(tmp_path):
         reg.issue(torch.zeros(8), bit_length=16)
     assert len(reg) == 2  # the refused ones left nothing behind
     assert reg.get(2).bits.tolist() == parse_bits("1111" + "0" * 12).tolist()
+    with pytest.raises(GanprintError, match="no fingerprint with id 9"):
+        reg.get(9)
 
 
-def test_exhausted_space_is_a_clear_error(tmp_path):
-    reg = Registry(tmp_path / "r.sqlite")
+def test_exhausted_space_is_a_clear_error(url):
+    reg = Registry(url)
     for _ in range(2):
         reg.issue(bit_length=2, min_distance=2)  # only two 2-bit strings are 2 apart from each other
     with pytest.raises(GanprintError, match="lower --min-distance"):
         reg.issue(bit_length=2, min_distance=2, max_tries=50)
 
 
-def test_bad_registry_files(tmp_path):
+def test_bad_registries(tmp_path):
     with pytest.raises(GanprintError, match="does not exist"):
         Registry(tmp_path / "none.sqlite", create=False)
     bad = tmp_path / "bad.sqlite"
     bad.write_text("not a database at all" * 100)
     with pytest.raises(GanprintError, match="not a usable"):
         Registry(bad)
+    with pytest.raises(GanprintError, match="is a directory"):
+        Registry(tmp_path)
+    with pytest.raises(GanprintError, match="unknown scheme"):
+        Registry("mysql://x/y")
+    with pytest.raises(GanprintError, match="cannot connect"):
+        Registry("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    Registry(f"sqlite:///{tmp_path}/u.sqlite").issue(bit_length=8, who="u")
+    assert [r.who for r in Registry(tmp_path / "u.sqlite").list()] == ["u"]
 
 
-def _worker(path: str, n: int, q) -> None:
-    reg = Registry(path)
-    q.put([reg.issue(bit_length=64, who="proc", min_distance=16).bits_hex for _ in range(n)])
+def _issue_worker(url: str, n: int, q) -> None:
+    reg = Registry(url)
+    q.put([reg.issue(bit_length=64, who=f"proc{os.getpid()}", min_distance=16).bits_hex for _ in range(n)])
 
 
-def test_concurrent_processes_no_loss_no_duplicates(tmp_path):
-    path = str(tmp_path / "r.sqlite")
-    Registry(path)
-    ctx = mp.get_context("fork")  # the workers only use sqlite; fork avoids re-importing torch
+@pytest.mark.parametrize("min_distance", [16])
+def test_concurrent_processes_no_loss_no_duplicates(url, min_distance):
+    Registry(url)
+    ctx = mp.get_context("fork")  # the workers only use the database; fork avoids re-importing torch
     q = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(path, 8, q)) for _ in range(4)]
+    procs = [ctx.Process(target=_issue_worker, args=(url, 8, q)) for _ in range(6)]
     for p in procs:
         p.start()
     got = [h for _ in procs for h in q.get(timeout=120)]
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    rows = Registry(path).list()
-    assert len(rows) == 32 == len(got)
+    rows = Registry(url).list()
+    assert len(rows) == 48 == len(got)
     assert sorted(r.bits_hex for r in rows) == sorted(got)
-    assert len({r.bits_hex for r in rows}) == 32
-    assert [r.fp_id for r in rows] == list(range(1, 33))
+    assert len({r.bits_hex for r in rows}) == 48
+    assert [r.fp_id for r in rows] == list(range(1, 49))
     bits = np.array([[c == "1" for c in format(int(r.bits_hex, 16), "064b")] for r in rows])
-    d = (bits[:, None] != bits[None]).sum(-1) + np.eye(32, dtype=int) * 999
-    assert d.min() >= 16
+    d = (bits[:, None] != bits[None]).sum(-1) + np.eye(48, dtype=int) * 999
+    assert d.min() >= min_distance
+
+
+def _slow_issue(url: str, marker: str) -> None:
+    def finalize(rec):
+        open(marker, "w").close()
+        time.sleep(60)  # killed here: the row was inserted but never committed
+        return "x", "y"
+
+    Registry(url).issue(bit_length=16, who="victim", finalize=finalize)
+
+
+def test_killed_issuer_leaves_no_record_and_no_lock(url, tmp_path):
+    reg = Registry(url)
+    reg.issue(bit_length=16, who="first")
+    marker = tmp_path / "inside"
+    p = mp.get_context("fork").Process(target=_slow_issue, args=(url, str(marker)))
+    p.start()
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline and p.is_alive()
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(10)
+    assert [r.who for r in reg.list()] == ["first"]
+    assert reg.issue(bit_length=16, who="after").who == "after"  # the lock went with the process
+    assert [r.who for r in reg.list()] == ["first", "after"]
+
+
+def test_failed_finalize_rolls_back(url):
+    reg = Registry(url)
+
+    def boom(rec):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        reg.issue(bit_length=16, finalize=boom)
+    assert len(reg) == 0
+    rec = reg.issue(bit_length=16, finalize=lambda r: ("/m.safetensors", "ab" * 32))
+    assert Registry(url).get(rec.fp_id).issued_path == "/m.safetensors"
+
+
+def _tiny_generator(tmp_path):
+    cfg = ScalableConfig(resolution=8, fingerprint_bits=16, z_dim=4, w_dim=8, mapping_layers=1, channel_base=32,
+                         channel_max=8, modulated_res=[4, 8])
+    path = tmp_path / "G.safetensors"
+    save_export(path, ScalableGenerator(cfg), "scalable-G", cfg.to_dict())
+    return path
+
+
+def test_issue_model_writes_the_file_inside_the_transaction(url, tmp_path):
+    g = _tiny_generator(tmp_path)
+    row = issue_model(g, url, tmp_path / "issued", who="carol")
+    assert sha256_file(row["issued_path"]) == row["issued_sha256"] == Registry(url).get(1).issued_sha256
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(GanprintError, match="a file is in the way"):
+        issue_model(g, url, blocker / "sub", who="bad")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if not os.access(ro, os.W_OK):  # root writes anywhere: the check then has nothing to refuse
+        with pytest.raises(GanprintError, match="not writable"):
+            issue_model(g, url, ro, who="bad")
+    # A failure while writing the model (a folder where the file goes) rolls the row back and removes nothing else.
+    (tmp_path / "issued" / "issued-000002.safetensors").mkdir()
+    with pytest.raises(OSError):
+        issue_model(g, url, tmp_path / "issued", who="unlucky")
+    assert (tmp_path / "issued" / "issued-000002.safetensors").is_dir()
+    rows = Registry(url).list()
+    assert [r.who for r in rows] == ["carol"]
+    assert all(r.issued_path and os.path.exists(r.issued_path) for r in rows)
+
+
+def test_read_only_registry_is_readable_and_untouched(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "r.sqlite"
+    Registry(path).issue(bit_length=16, who="alice")
+    path.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        r = CliRunner().invoke(main, ["registry", "list", str(path)])
+        assert r.exit_code == 0 and "alice" in r.output, r.output
+        assert Registry(path, create=False).packed()[0].tolist() == [1]
+        assert sorted(os.listdir(folder)) == ["r.sqlite"]
+    finally:
+        folder.chmod(0o755)
+    # A legacy WAL-mode file is read without creating -wal/-shm beside it.
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        path.chmod(0o644)
+        con.execute("PRAGMA journal_mode=WAL")
+    Registry(path, create=False).list()
+    assert sorted(os.listdir(folder)) == ["r.sqlite"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_migrate_from_schema_1(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as con:  # what ganprint 0.1 wrote
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        con.execute("CREATE TABLE fingerprints (fp_id INTEGER PRIMARY KEY AUTOINCREMENT, bits_hex TEXT NOT NULL "
+                    "UNIQUE, packed BLOB NOT NULL, bit_length INTEGER NOT NULL, who TEXT NOT NULL, notes TEXT NOT "
+                    "NULL, created TEXT NOT NULL, model_sha256 TEXT NOT NULL, min_distance INTEGER, issued_path "
+                    "TEXT, issued_sha256 TEXT)")
+        con.execute("INSERT INTO meta VALUES ('schema_version', '1'), ('bit_length', '8')")
+        con.execute("INSERT INTO fingerprints (bits_hex, packed, bit_length, who, notes, created, model_sha256) "
+                    "VALUES ('0xff', x'ff', 8, 'old', '', '2026-01-01T00:00:00+00:00', '')")
+    assert Registry(path, create=False).datasets() == []  # read as it is
+    r = CliRunner().invoke(main, ["registry", "migrate", str(path)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["schema_before"] == 1 and json.loads(r.output)["schema_after"] == SCHEMA_VERSION
+    reg = Registry(path, create=False)
+    assert reg.schema_version() == SCHEMA_VERSION and [x.who for x in reg.list()] == ["old"]
+    assert migrate(path)["schema_before"] == SCHEMA_VERSION
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    with pytest.raises(GanprintError, match="schema 99"):
+        Registry(path, create=False)
+
+
+def test_datasets_and_tokens(url, tmp_path, tiny_stega_model):
+    bits = "0x5a"  # the tiny stega model reads 8 bits
+    row = register_dataset(url, "faces-v1", bits, tiny_stega_model)
+    assert row["bits_hex"] == "0x5a" and row["bit_length"] == 8
+    assert register_dataset(url, "faces-v1", bits, tiny_stega_model)["ds_id"] == row["ds_id"]  # idempotent
+    with pytest.raises(GanprintError, match="already has a data set named"):
+        register_dataset(url, "faces-v1", "0x00", tiny_stega_model)
+    with pytest.raises(GanprintError, match="does not exist"):
+        register_dataset(url, "x", bits, tmp_path / "missing.safetensors")
+    with pytest.raises(GanprintError, match="more than the 8 bits"):
+        register_dataset(url, "x", "0x" + "ab" * 2, tiny_stega_model)
+    with pytest.raises(GanprintError, match="'scalable-G' model"):
+        register_dataset(url, "x", bits, _tiny_generator(tmp_path))
+    r = CliRunner().invoke(main, ["registry", "add-dataset", url, "--name", "cli-set", "--model",
+                                  str(tiny_stega_model), "--fingerprint", "1" * 8])
+    assert r.exit_code == 0 and json.loads(r.stdout.splitlines()[-1])["bits_hex"] == "0xff", r.output
+    reg = Registry(url, create=False)
+    assert [d.name for d in reg.datasets()] == ["faces-v1", "cli-set"] and reg.revision()[2:] == (2, 2)
+    token = reg.create_token("issuer-a")
+    assert reg.token_owner(token) == "issuer-a" and reg.token_owner(token + "x") is None
+    assert token not in json.dumps(reg.export())
+
+
+def test_export_import_between_backends(tmp_path, postgres_url, tiny_stega_model):
+    src = tmp_path / "a.sqlite"
+    reg = Registry(src)
+    for i in range(5):
+        reg.issue(bit_length=32, who=f"u{i}")
+    register_dataset(src, "d", "0x11", tiny_stega_model)
+    token = reg.create_token("t")
+    cli = CliRunner()
+    dump = tmp_path / "dump.json"
+    assert cli.invoke(main, ["registry", "export", str(src), str(dump)]).exit_code == 0
+    r = cli.invoke(main, ["registry", "import", str(dump), postgres_url])
+    assert r.exit_code == 0, r.output
+    pg = Registry(postgres_url, create=False)
+    assert [x.to_dict() for x in pg.list()] == [x.to_dict() for x in reg.list()]
+    assert pg.datasets() == reg.datasets() and pg.token_owner(token) == "t"
+    assert pg.issue(bit_length=32, who="next").fp_id == 6  # the id sequence continues after the imported rows
+    back = tmp_path / "b.sqlite"
+    assert cli.invoke(main, ["registry", "export", postgres_url, str(tmp_path / "d2.json")]).exit_code == 0
+    assert cli.invoke(main, ["registry", "import", str(tmp_path / "d2.json"), str(back)]).exit_code == 0
+    assert [x.who for x in Registry(back).list()] == [f"u{i}" for i in range(5)] + ["next"]
+    r = cli.invoke(main, ["registry", "import", str(dump), str(back)])
+    assert r.exit_code == 1 and "import only into a new registry" in r.output
 
 
 def test_registry_list_cli(tmp_path):

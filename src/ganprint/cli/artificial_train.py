@@ -103,12 +103,27 @@ def import_agf_cmd(encoder, decoder, out):
 
 @click.command("export")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), required=True,
-              help="A `stega` export (e.g. OUTDIR/model.safetensors).")
+              help="A `stega` export (e.g. OUTDIR/model.safetensors); with --format onnx also a stega-decoder "
+                   "or scalable-decoder export.")
 @click.option("--part", type=click.Choice(["dec"]), default="dec", show_default=True,
               help="Which part to export: dec = decoder only (verifiers cannot embed with it).")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "onnx"]), default="safetensors",
+              show_default=True, help="onnx: the decoder as an ONNX graph for ONNX Runtime (uint8 [N, R, R, 3] "
+                                      "in, logits out; needs the onnx extra).")
 @click.argument("out", type=click.Path(dir_okay=False))
-def export_cmd(model_path, part, out):
-    """Write one part of a trained model as its own export, e.g. a decoder-only file for verifiers."""
+def export_cmd(model_path, part, fmt, out):
+    """Write one part of a trained model as its own export, e.g. a decoder-only file for verifiers.
+
+    \b
+    Examples:
+      ganprint export --model runs/fp32/model.safetensors decoder.safetensors
+      ganprint export --model runs/sc32/scalable-decoder.safetensors --format onnx decoder.onnx
+    """
+    if fmt == "onnx":
+        from ganprint.nets.onnx import export_onnx
+
+        log.info("wrote %s", export_onnx(model_path, out)["out"])
+        return
     from ganprint.artificial.agf_import import export_part
 
     path = export_part(model_path, part, out)

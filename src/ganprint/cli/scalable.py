@@ -73,7 +73,8 @@ def train_scalable_cmd(outdir, preset, checkpoint_minutes, dry_run, **flags) -> 
 
 @click.command("issue")
 @click.option("--model", required=True, type=click.Path(dir_okay=False), help="Shared scalable-G export.")
-@click.option("--registry", required=True, type=click.Path(dir_okay=False), help="SQLite registry (created if new).")
+@click.option("--registry", required=True, type=click.Path(dir_okay=False),
+              help="Registry: SQLite path or postgresql:// URL (created if new).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where the issued model goes.")
 @click.option("--fingerprint", default=None, help="Issue this fingerprint (0/1 string or 0x-hex) [fresh random].")
 @click.option("--who", default=None, help="Recipient recorded in the registry [login name].")
@@ -121,11 +122,11 @@ def attribute_cmd(decoder, registry, input_dir, out, fpr, batch_size, device) ->
 
 @click.group("registry")
 def registry_group() -> None:
-    """Inspect a fingerprint registry."""
+    """Inspect, migrate, export and import a fingerprint registry (SQLite path or postgresql:// URL)."""
 
 
 @registry_group.command("list")
-@click.argument("registry", type=click.Path(dir_okay=False))
+@click.argument("registry")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 def registry_list_cmd(registry: str, as_json: bool) -> None:
     """List the issued fingerprints of REGISTRY."""
@@ -141,6 +142,68 @@ def registry_list_cmd(registry: str, as_json: bool) -> None:
         md = "-" if r.min_distance is None else str(r.min_distance)
         click.echo(f"{r.fp_id:>6}  {r.created:25}  {r.who[:12]:12}  {md:>8}  {r.bits_hex}")
     click.echo(f"{len(rows)} fingerprint(s)")
+
+
+@registry_group.command("migrate")
+@click.argument("registry")
+def registry_migrate_cmd(registry: str) -> None:
+    """Create REGISTRY or bring its schema up to this ganprint's version.
+
+    \b
+    Examples:
+      ganprint registry migrate reg.sqlite
+      ganprint registry migrate postgresql://ganprint@db.example:5432/ganprint
+    """
+    from ganprint.scalable.registry import migrate
+
+    click.echo(json.dumps(migrate(registry)))
+
+
+@registry_group.command("export")
+@click.argument("registry")
+@click.argument("out", type=click.Path(dir_okay=False))
+def registry_export_cmd(registry: str, out: str) -> None:
+    """Write everything in REGISTRY to the JSON file OUT (token hashes only, never tokens).
+
+    \b
+    Example (SQLite to PostgreSQL):
+      ganprint registry export reg.sqlite reg.json
+      ganprint registry import reg.json postgresql://ganprint@db.example/ganprint
+    """
+    from ganprint.scalable.registry import export_registry
+
+    click.echo(json.dumps(export_registry(registry, out)))
+
+
+@registry_group.command("import")
+@click.argument("dump", type=click.Path(dir_okay=False, exists=True))
+@click.argument("registry")
+def registry_import_cmd(dump: str, registry: str) -> None:
+    """Load DUMP (from `ganprint registry export`) into the new REGISTRY (SQLite path or postgresql:// URL)."""
+    from ganprint.scalable.registry import import_registry
+
+    click.echo(json.dumps(import_registry(dump, registry)))
+
+
+@registry_group.command("add-dataset")
+@click.argument("registry")
+@click.option("--name", required=True, help="A unique name for the fingerprinted data set.")
+@click.option("--model", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="The stega model (or stega-decoder) the data set was embedded with.")
+@click.option("--fingerprint", required=True, help="The data set's fingerprint (0/1 string or 0x-hex).")
+@click.option("--notes", default="", help="Free text recorded in the registry.")
+def registry_add_dataset_cmd(registry: str, name: str, model: str, fingerprint: str, notes: str) -> None:
+    """Register a data set fingerprinted with `ganprint embed --identical`, so `ganprint serve` detects it.
+
+    \b
+    Example (after `make demo`):
+      ganprint registry add-dataset demo-out/registry.sqlite --name demo \\
+          --model demo-out/train/model.safetensors \\
+          --fingerprint "$(python -c 'import json; print(json.load(open("demo-out/summary.json"))["fingerprint"])')"
+    """
+    from ganprint.scalable.registry import register_dataset
+
+    click.echo(json.dumps(register_dataset(registry, name, fingerprint, model, notes)))
 
 
 COMMANDS.extend([train_scalable_cmd, issue_cmd, attribute_cmd, registry_group])

@@ -1,0 +1,109 @@
+"""Decoders as ONNX graphs, for verifiers who run ONNX Runtime instead of PyTorch.
+
+The exported graph takes what the commands feed their decoders after preprocessing, uint8 images
+[N, R, R, 3] (any N), and returns the fingerprint logits [N, K]; the scaling to the network's input range
+([0, 1] for StegaStamp decoders, [-1, 1] for scalable decoders) is part of the graph, so a verifier only has
+to read, centre-crop and resize the image. A bit reads 1 where its logit is > 0, as with PyTorch.
+The graph's metadata carries the ganprint kind and config (JSON), so a file explains itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ganprint.core.artifacts import load_export
+from ganprint.core.errors import GanprintError
+from ganprint.core.files import atomic_path
+
+log = logging.getLogger(__name__)
+
+DECODER_KINDS = ("stega", "stega-decoder", "scalable-decoder")
+OPSET = 18  # the exporter's own opset: asking for 17 runs a version converter that fails on Pad
+
+
+class _Uint8Decoder(nn.Module):
+    """uint8 [N, R, R, 3] -> logits [N, K], with the decoder's own input scaling."""
+
+    def __init__(self, net: nn.Module, scalable: bool):
+        super().__init__()
+        self.net, self.scalable = net, scalable
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        x = img.permute(0, 3, 1, 2).float()
+        if self.scalable:
+            return self.net(x / 127.5 - 1.0)[1]
+        return self.net(x / 255.0)
+
+
+def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike) -> dict:
+    """Write the decoder of a stega / stega-decoder / scalable-decoder export as ONNX; returns what was written."""
+    try:
+        import onnx
+    except ImportError:
+        raise GanprintError("ONNX export needs the onnx extra: pip install 'ganprint[onnx]'") from None
+    module, cfg, meta = load_export(model_path, kind=DECODER_KINDS)
+    kind = meta["ganprint.kind"]
+    scalable = kind == "scalable-decoder"
+    net = module if scalable else module.dec
+    r = int(cfg["resolution"])
+    k = int(cfg["fingerprint_bits" if scalable else "fingerprint_length"])
+    wrapper = _Uint8Decoder(net, scalable).eval()
+    example = torch.zeros(2, r, r, 3, dtype=torch.uint8)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        torch.onnx.export(wrapper, (example,), str(tmp), input_names=["images"], output_names=["logits"],
+                          dynamic_shapes={"img": {0: torch.export.Dim("n")}}, opset_version=OPSET,
+                          dynamo=True, verbose=False)
+        graph = onnx.load(str(tmp))
+        for key, value in {"ganprint.kind": kind, "ganprint.config": json.dumps(cfg, sort_keys=True),
+                           "ganprint.resolution": str(r), "ganprint.bits": str(k),
+                           "ganprint.source": Path(model_path).name}.items():
+            graph.metadata_props.add(key=key, value=value)
+        onnx.save(graph, str(tmp))
+    log.info("wrote %s (%s, %d px, %d bits)", out, kind, r, k)
+    return {"out": str(out), "kind": kind, "resolution": r, "bits": k}
+
+
+class OnnxDecoder:
+    """An exported decoder run by ONNX Runtime: `bits(uint8 [N, R, R, 3]) -> float32 0/1 [N, K]` (numpy)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise GanprintError("--runtime onnx needs the onnx extra: pip install 'ganprint[onnx]'") from None
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        props = self.session.get_modelmeta().custom_metadata_map
+        if "ganprint.kind" not in props:
+            raise GanprintError(f"{path} is an ONNX file but not a ganprint decoder export")
+        self.kind, self.resolution, self.k = props["ganprint.kind"], int(props["ganprint.resolution"]), \
+            int(props["ganprint.bits"])
+
+    def logits(self, imgs: np.ndarray) -> np.ndarray:
+        imgs = np.ascontiguousarray(imgs, dtype=np.uint8)
+        if imgs.ndim != 4 or imgs.shape[1:] != (self.resolution, self.resolution, 3):
+            raise GanprintError(f"images must be uint8 [N, {self.resolution}, {self.resolution}, 3], "
+                                f"got {imgs.shape}")
+        return self.session.run(["logits"], {"images": imgs})[0]
+
+    def bits(self, imgs: np.ndarray) -> np.ndarray:
+        return (self.logits(imgs) > 0).astype(np.float32)
+
+
+def onnx_runtime_for(model_path: str | os.PathLike, workdir: str | os.PathLike, threads: int | None = None
+                     ) -> OnnxDecoder:
+    """Export `model_path`'s decoder into `workdir` and load it with ONNX Runtime (what `--runtime onnx` does)."""
+    out = Path(workdir) / (Path(model_path).stem + ".onnx")
+    export_onnx(model_path, out)
+    return OnnxDecoder(out, threads)

@@ -1,0 +1,60 @@
+"""The service's settings: one dataclass, filled from flags / environment variables by the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+from ganprint.core.errors import GanprintError
+
+ENV_CONFIG = "GANPRINT_SERVICE_CONFIG"  # how the CLI hands the settings to uvicorn's worker processes
+
+
+@dataclass
+class ServiceConfig:
+    """What one `ganprint serve` process (and each of its workers) runs with."""
+
+    registry: str = "registry.sqlite"  # SQLite path, sqlite:///..., or postgresql://...
+    scalable_decoder: str | None = None  # scalable-decoder export: enables /v1/attribute
+    stega_decoders: list[str] = field(default_factory=list)  # stega / stega-decoder exports: /v1/detect
+    base_model: str | None = None  # shared scalable-G export: enables /v1/issue
+    models_dir: str = "issued"  # where issued models are written (shared storage when several machines issue)
+    fpr: float = 1e-6  # per-image false-positive rate (attribution: Bonferroni-corrected over issued models)
+    min_distance: int | None = None  # issuing: minimum Hamming distance [K // 4]
+    max_upload_mb: float = 20.0  # per request
+    max_files: int = 64  # per request
+    max_pixels: int = 40_000_000  # per image, checked from the header before decoding
+    sync_seconds: float = 1.0  # how often a worker looks for new registry rows
+    runtime: str = "torch"  # "torch" or "onnx" (ONNX Runtime for the decoders)
+    cors_origins: list[str] = field(default_factory=list)  # none: CORS off
+    decode_threads: int = 4  # concurrent image decodes per worker (bounds memory)
+    batch_size: int = 64
+
+    def validate(self) -> "ServiceConfig":
+        if self.scalable_decoder is None and not self.stega_decoders:
+            raise GanprintError("give --scalable-decoder and/or --stega-decoder: the service has nothing to decode "
+                                "with")
+        if not 0 < self.fpr < 1:
+            raise GanprintError(f"--fpr must be in (0, 1), got {self.fpr}")
+        if self.max_upload_mb <= 0 or self.max_files < 1 or self.decode_threads < 1:
+            raise GanprintError("--max-upload-mb must be > 0, --max-files and --decode-threads >= 1")
+        if self.runtime not in ("torch", "onnx"):
+            raise GanprintError(f"--runtime must be torch or onnx, got {self.runtime}")
+        if self.base_model is not None and self.scalable_decoder is None:
+            raise GanprintError("--base-model (issuing) needs --scalable-decoder too")
+        for flag, path in [("--scalable-decoder", self.scalable_decoder), ("--base-model", self.base_model)] + \
+                [("--stega-decoder", p) for p in self.stega_decoders]:
+            if path is not None and not os.path.isfile(path):
+                raise GanprintError(f"{flag} {path} does not exist")
+        return self
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> "ServiceConfig":
+        text = os.environ.get(ENV_CONFIG)
+        if not text:
+            raise GanprintError(f"{ENV_CONFIG} is not set; start the service with `ganprint serve`")
+        return cls(**json.loads(text))

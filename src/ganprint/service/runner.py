@@ -1,0 +1,41 @@
+"""Start the service under uvicorn: check the settings once, then hand them to every worker through the environment."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+
+from ganprint.core.errors import GanprintError
+from ganprint.scalable.registry import Registry
+from ganprint.service.config import ENV_CONFIG, ServiceConfig
+from ganprint.service.engine import check_model_kinds
+
+log = logging.getLogger(__name__)
+
+
+def serve(cfg: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          log_level: str = "info") -> None:
+    """Run `ganprint serve` until interrupted; user errors in the settings raise GanprintError before starting."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise GanprintError("ganprint serve needs the service extra: pip install 'ganprint[service]'") from None
+    cfg.validate()
+    check_model_kinds(cfg)
+    Registry(cfg.registry, create=cfg.base_model is not None)  # reachable, and created/migrated when issuing
+    if workers < 1:
+        raise GanprintError(f"--workers must be >= 1, got {workers}")
+    os.environ[ENV_CONFIG] = cfg.to_env()
+    prom_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        prom_dir = tempfile.mkdtemp(prefix="ganprint-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir  # before any worker imports prometheus_client
+    log.info("serving on http://%s:%d/ with %d worker(s); API docs at /docs", host, port, workers)
+    try:
+        uvicorn.run("ganprint.service.app:create_app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level=log_level, server_header=False)
+    finally:
+        if prom_dir:
+            shutil.rmtree(prom_dir, ignore_errors=True)

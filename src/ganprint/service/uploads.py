@@ -1,0 +1,92 @@
+"""Uploaded images: bounded, sniffed before decoding, decoded and preprocessed exactly as the commands read files.
+
+An upload is written only to a temporary file whose name the server chooses (the extension comes from the
+sniffed format), then read with `ganprint.core.images.load_preprocessed`, the reader of `ganprint attribute`
+and `ganprint detect`: the same decoding, EXIF and colour handling, pixel limit, centre crop and resize.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ganprint.core.images import BadImageError, load_preprocessed
+
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"BM", ".bmp"), (b"II*\x00", ".tif"),
+          (b"MM\x00*", ".tif"))
+
+
+class ApiError(Exception):
+    """A request the service refuses: HTTP `status`, a message, and the uploaded file it concerns (if any)."""
+
+    def __init__(self, status: int, message: str, file: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.file = status, message, file
+
+    def to_json(self) -> dict:
+        return {"error": self.message, **({"file": self.file} if self.file is not None else {})}
+
+
+def display_name(filename: str | None, i: int) -> str:
+    """The uploader's file name, only for answers: no folders, no control characters, at most 200 characters."""
+    name = os.path.basename((filename or "").replace("\\", "/"))
+    name = re.sub(r"[\x00-\x1f\x7f]", "", name)[:200]
+    return name or f"file-{i + 1}"
+
+
+def sniff(head: bytes) -> str | None:
+    """The extension of an image format recognised from its first bytes, else None."""
+    for magic, ext in _MAGIC:
+        if head.startswith(magic):
+            return ext
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    return None
+
+
+def read_uploads(files: list[tuple[str, BinaryIO]], resolutions: set[int], max_pixels: int
+                 ) -> dict[int, np.ndarray]:
+    """(display name, file object) pairs -> per resolution R, uint8 [N, R, R, 3]; ApiError (400) on a bad file."""
+    out: dict[int, list[np.ndarray]] = {r: [] for r in resolutions}
+    with tempfile.TemporaryDirectory(prefix="ganprint-upload-") as tmp:
+        for i, (name, fobj) in enumerate(files):
+            fobj.seek(0)
+            data = fobj.read()
+            if not data:
+                raise ApiError(400, f"{name} is an empty file", name)
+            ext = sniff(data[:16])
+            if ext is None:
+                raise ApiError(400, f"{name} is not an image (PNG, JPEG, WebP, BMP or TIFF expected)", name)
+            path = Path(tmp) / f"upload-{i}{ext}"
+            path.write_bytes(data)
+            del data
+            _check_pixels(path, name, max_pixels)
+            try:
+                imgs = [load_preprocessed(path, r) for r in sorted(resolutions)]
+            except BadImageError as e:
+                raise ApiError(400, str(e).replace(str(path), name), name) from None
+            finally:
+                path.unlink()
+            for r, img in zip(sorted(resolutions), imgs):
+                out[r].append(img)
+    return {r: np.stack(v) for r, v in out.items()}
+
+
+def _check_pixels(path: Path, name: str, max_pixels: int) -> None:
+    # The header alone gives the size: a decompression bomb is refused before a pixel is decoded.
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Image.DecompressionBombError:
+        raise ApiError(400, f"{name} has too many pixels (possible decompression bomb)", name) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise ApiError(400, f"{name} is not a readable image: {type(e).__name__}", name) from None
+    if w * h > max_pixels:
+        raise ApiError(400, f"{name} is {w}x{h} = {w * h} pixels, above this server's limit of {max_pixels} "
+                               f"(possible decompression bomb)", name)

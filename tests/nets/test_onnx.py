@@ -1,0 +1,61 @@
+"""ONNX export of the decoders: ONNX Runtime reads the same bits as PyTorch (`ganprint export --format onnx`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ganprint.cli import main
+from ganprint.core.artifacts import load_export, save_export
+from ganprint.core.errors import GanprintError
+from ganprint.core.images import read_image
+from ganprint.nets.scalable import ScalableConfig, ScalableDecoder
+
+pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'ganprint[onnx]'")
+pytest.importorskip("onnxscript", reason="the onnx extra: pip install 'ganprint[onnx]'")
+
+from ganprint.nets.onnx import OnnxDecoder  # noqa: E402
+
+
+def _test_images(sample_folder, r: int) -> np.ndarray:
+    from ganprint.core.images import preprocess
+
+    photos = [preprocess(read_image(p), r) for p in sorted(sample_folder.glob("*.png"))]
+    noise = np.random.default_rng(0).integers(0, 256, (8, r, r, 3), dtype=np.uint8)
+    return np.concatenate([np.stack(photos), noise])  # [32, R, R, 3]
+
+
+def test_stega_and_scalable_decoders_read_the_same_bits(tmp_path, tiny_stega_model, sample_folder):
+    torch.manual_seed(1)
+    cfg = ScalableConfig(resolution=32, fingerprint_bits=48, z_dim=8, w_dim=16, mapping_layers=1,
+                         channel_base=256, channel_max=16, modulated_res=[4, 8, 16, 32])
+    sc_path = save_export(tmp_path / "sc.safetensors", ScalableDecoder(cfg), "scalable-decoder", cfg.to_dict())
+    for path, scalable in ((tiny_stega_model, False), (sc_path, True)):
+        out = tmp_path / (path.stem + ".onnx")
+        r = CliRunner().invoke(main, ["export", "--model", str(path), "--format", "onnx", str(out)])
+        assert r.exit_code == 0, r.output
+        dec = OnnxDecoder(out)
+        imgs = _test_images(sample_folder, dec.resolution)
+        module, _, _ = load_export(path)
+        x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()
+        with torch.no_grad():
+            logits = module(x / 127.5 - 1)[1] if scalable else module.dec(x / 255)
+        ort_logits = dec.logits(imgs)
+        assert ort_logits.shape == tuple(logits.shape)
+        assert np.abs(ort_logits - logits.numpy()).max() < 1e-3
+        assert np.array_equal(dec.bits(imgs), (logits > 0).float().numpy())
+        assert dec.kind == ("scalable-decoder" if scalable else "stega")
+
+
+def test_bad_inputs(tmp_path, tiny_stega_model):
+    g = tmp_path / "g.onnx"
+    r = CliRunner().invoke(main, ["export", "--model", str(tmp_path / "none.safetensors"), "--format", "onnx",
+                                  str(g)])
+    assert r.exit_code == 1 and "does not exist" in r.output
+    out = tmp_path / "s.onnx"
+    assert CliRunner().invoke(main, ["export", "--model", str(tiny_stega_model), "--format", "onnx",
+                                     str(out)]).exit_code == 0
+    with pytest.raises(GanprintError, match=r"uint8 \[N, 32, 32, 3\]"):
+        OnnxDecoder(out).bits(np.zeros((1, 16, 16, 3), np.uint8))

@@ -1,0 +1,127 @@
+"""Several servers on one PostgreSQL registry: index kept in step, concurrent issuing, a server killed mid-issue."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from ganprint.core.files import sha256_file
+from ganprint.scalable.registry import Registry, default_min_distance
+from tests.service.harness import Server
+from tests.service.models import make_models
+from tests.service.postgres import create_database
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, postgres_server):
+    url = create_database(*postgres_server, "cluster")
+    root = tmp_path_factory.mktemp("cluster")
+    m = make_models(root, registry=url)
+    token = Registry(url).create_token("cluster")
+    args = ["--registry", url, "--scalable-decoder", str(m["decoder"]), "--base-model", str(m["G"]),
+            "--models-dir", str(root / "shared-issued"), "--sync-seconds", "1"]
+    servers = [Server(args, root / f"server{i}.log") for i in range(2)]
+    yield {"url": url, "servers": servers, "args": args, "root": root, "token": token, "models": m}
+    for s in servers:
+        s.stop()
+
+
+def _issue(server: Server, token: str, who: str) -> dict:
+    with server.client() as c:
+        r = c.post("/v1/issue", json={"who": who}, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_model_issued_on_one_server_is_known_to_the_other_within_the_bound(cluster):
+    a, b = cluster["servers"]
+    with b.client() as c:
+        before = c.get("/readyz").json()["issued_models"]
+    new = _issue(a, cluster["token"], "dora")
+    t0 = time.monotonic()
+    with b.client() as c:
+        while c.get("/readyz").json()["issued_models"] != before + 1:
+            assert time.monotonic() - t0 < 5, "server B did not see the new model"
+            time.sleep(0.05)
+        assert new["id"] in [x["id"] for x in c.get("/v1/models").json()["models"]]
+        r = c.post("/v1/attribute", files=[("files", ("x.png", cluster["models"]["alice_images"][0].read_bytes(),
+                                                      "image/png"))])
+    assert r.json()["issued_models"] == before + 1 and r.json()["results"][0]["attributed"] == 1
+
+
+def _check_registry(url: str, ids: list[int]) -> list:
+    rows = Registry(url, create=False).list()
+    by_id = {r.fp_id: r for r in rows}
+    assert set(ids) <= set(by_id), "an id returned to a client is missing from the registry"
+    for r in rows:  # every record is complete: its file is there, with the recorded digest
+        assert r.issued_path and sha256_file(r.issued_path) == r.issued_sha256
+    bits = np.stack([r.bits.numpy() for r in rows])
+    d = (bits[:, None] != bits[None]).sum(-1) + np.eye(len(rows), dtype=int) * 999
+    assert len({r.bits_hex for r in rows}) == len(rows) and d.min() >= default_min_distance(bits.shape[1])
+    return rows
+
+
+def test_clients_issuing_through_two_servers_lose_and_duplicate_nothing(cluster):
+    servers, token = cluster["servers"], cluster["token"]
+    got: list[int] = []
+    errors: list[str] = []
+
+    def client(i: int) -> None:
+        try:
+            for j in range(3):
+                got.append(_issue(servers[(i + j) % 2], token, f"client{i}")["id"])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(got) == len(set(got)) == 24
+    _check_registry(cluster["url"], got)
+    with servers[1].client() as c:
+        for fp_id in got[:4]:
+            d = c.get(f"/v1/models/{fp_id}/download", headers={"Authorization": f"Bearer {token}"})
+            assert d.status_code == 200 and hashlib.sha256(d.content).hexdigest() == \
+                Registry(cluster["url"], create=False).get(fp_id).issued_sha256
+
+
+def test_a_server_killed_while_issuing_leaves_only_complete_records(cluster):
+    srv = Server(cluster["args"], cluster["root"] / "victim.log")
+    returned: list[int] = []
+    stop = threading.Event()
+
+    def issuing() -> None:
+        while not stop.is_set():
+            try:
+                returned.append(_issue(srv, cluster["token"], "victim")["id"])
+            except Exception:  # noqa: BLE001 - the server is killed under us
+                return
+
+    threads = [threading.Thread(target=issuing) for _ in range(3)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while len(returned) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    srv.stop(signal.SIGKILL)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert returned
+    _check_registry(cluster["url"], returned)
+    again = Server(cluster["args"], cluster["root"] / "victim2.log")
+    try:
+        with again.client() as c:
+            for fp_id in returned:
+                assert c.get(f"/v1/models/{fp_id}/download",
+                             headers={"Authorization": f"Bearer {cluster['token']}"}).status_code == 200
+        assert _issue(again, cluster["token"], "after")["id"] > max(returned)
+    finally:
+        again.stop()

@@ -1,0 +1,208 @@
+"""The HTTP API against a real `ganprint serve` process: answers equal the commands', limits, tokens, metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganprint.artificial.embed import detect
+from ganprint.scalable.attribute import attribute_images
+
+
+def _files(paths) -> list:
+    return [("files", (p.name, p.read_bytes(), "image/png")) for p in paths]
+
+
+def test_attribute_equals_the_command_image_by_image(server, models, tmp_path):
+    paths = list(models["alice_images"][:4]) + list(models["photos"][:4])
+    with server.client() as c:
+        r = c.post("/v1/attribute", files=_files(paths))
+    assert r.status_code == 200, r.text
+    got = r.json()
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, p in enumerate(paths):  # distinct names, same order as uploaded
+        (folder / f"{i:02d}-{p.name}").write_bytes(p.read_bytes())
+    attribute_images(models["decoder"], models["registry"], folder, tmp_path / "a.jsonl", device="cpu")
+    want = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert len(got["results"]) == len(want) == 8
+    for http_row, cli_row, p in zip(got["results"], want, paths):
+        assert http_row["file"] == p.name
+        for key, value in cli_row.items():
+            if key != "file":
+                assert http_row[key] == value, (p, key)
+    assert [r["attributed"] for r in got["results"]] == [1] * 4 + ["unknown"] * 4
+    assert {r["who"] for r in got["results"][:4]} == {"alice"}
+    assert got["results"][0]["issued"] == models["issued"][0]["created"]
+    assert got["issued_models"] >= 2 and got["fpr"] == 1e-6
+
+
+def test_detect_equals_the_command(server, models, tmp_path):
+    photos = list(models["photos"][:4])
+    with server.client() as c:
+        r = c.post("/v1/detect", files=_files(photos))
+    assert r.status_code == 200, r.text
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for p in photos:
+        (folder / p.name).write_bytes(p.read_bytes())
+    detect(models["stega"], folder, tmp_path / "det", fingerprint="0x3c", device="cpu")
+    want = {}
+    for line in (tmp_path / "det" / "detections.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        want[row["name"]] = row
+    for res in r.json()["results"]:
+        (ds,) = res["datasets"]
+        w = want[res["file"]]
+        assert ds["dataset"] == "faces"
+        assert (ds["bit_accuracy"], ds["matches"], ds["p_value"], ds["log10_p"], ds["detected"]) == \
+            (w["bit_accuracy"], w["matches"], w["p_value"], w["log10_p"], w["detected"])
+
+
+def test_tokens_issue_and_download(server, models):
+    with server.client() as c:
+        assert c.post("/v1/issue", json={"who": "carol"}).status_code == 401
+        r = c.post("/v1/issue", json={"who": "carol"}, headers={"Authorization": "Bearer nope"})
+        assert r.status_code == 403 and "not valid" in r.json()["error"]
+        auth = {"Authorization": f"Bearer {models['token']}"}
+        r = c.post("/v1/issue", json={"who": "carol", "notes": "via http"}, headers=auth)
+        assert r.status_code == 200, r.text
+        new = r.json()
+        assert new["who"] == "carol" and new["id"] >= 3
+        listed = c.get("/v1/models").json()["models"]
+        assert new["id"] in [m["id"] for m in listed]
+        text = json.dumps(listed)
+        assert "bits_hex" not in text and "issued_path" not in text and "0x" not in text
+        assert c.get(f"/v1/models/{new['id']}").json()["who"] == "carol"
+        assert c.get("/v1/models/99999").status_code == 404
+        assert c.get(f"/v1/models/{new['id']}/download").status_code == 401
+        assert c.get(f"/v1/models/{new['id']}/download", headers={"Authorization": "Bearer x"}).status_code == 403
+        d = c.get(f"/v1/models/{new['id']}/download", headers=auth)
+        assert d.status_code == 200 and hashlib.sha256(d.content).hexdigest() == new["sha256"]
+        assert c.post("/v1/issue", json={"who": ""}, headers=auth).status_code == 422
+    assert models["token"] not in server.log.read_text()
+
+
+def _png(w: int, h: int, mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (w, h)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_bad_uploads_get_clear_errors_and_the_server_keeps_serving(server, models):
+    good = models["alice_images"][0].read_bytes()
+    with server.client() as c:
+        r = c.post("/v1/attribute", files=[("files", ("notes.txt", b"hello, not an image", "text/plain"))])
+        assert r.status_code == 400 and r.json()["file"] == "notes.txt" and "not an image" in r.json()["error"]
+        r = c.post("/v1/attribute", files=[("files", ("cut.png", good[: len(good) // 2], "image/png"))])
+        assert r.status_code == 400 and r.json()["file"] == "cut.png" and "cut.png" in r.json()["error"]
+        bomb = _png(3000, 3000, "L")  # 9 Mpx in a few kB; this server takes 1 Mpx
+        assert len(bomb) < 100_000
+        r = c.post("/v1/attribute", files=[("files", ("bomb.png", bomb, "image/png"))])
+        assert r.status_code == 400 and "decompression bomb" in r.json()["error"]
+        r = c.post("/v1/attribute", files=[("files", ("empty.png", b"", "image/png"))])
+        assert r.status_code == 400 and "empty" in r.json()["error"]
+        r = c.post("/v1/attribute", files=[("files", (f"{i}.png", good, "image/png")) for i in range(9)])
+        assert r.status_code == 413 and "--max-files" in r.json()["error"]
+        big = np.random.default_rng(0).integers(0, 256, 2 * 2**20, dtype=np.uint8).tobytes()
+        r = c.post("/v1/attribute", files=[("files", ("big.png", big, "image/png"))])
+        assert r.status_code == 413 and "--max-upload-mb" in r.json()["error"]
+
+        def chunks():  # no Content-Length: the limit is enforced while reading
+            yield b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n\r\n"
+            for _ in range(40):
+                yield b"\0" * 65536
+
+        r = c.post("/v1/attribute", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
+        assert r.status_code == 413
+        r = c.post("/v1/attribute", files=[("files", ("../../etc/passwd.png", good, "image/png"))])
+        assert r.status_code == 200 and r.json()["results"][0]["file"] == "passwd.png"
+        assert c.get("/healthz").json() == {"status": "ok"}
+        metrics = c.get("/metrics").text
+    assert 'ganprint_attributions_total{outcome="attributed"}' in metrics
+    assert "ganprint_http_request_seconds_bucket" in metrics and "ganprint_images_decoded_total" in metrics
+    assert 'ganprint_uploads_rejected_total{reason="bad_image"}' in metrics
+
+
+def test_concurrent_requests(server, models):
+    paths = list(models["alice_images"][:2])
+    codes: list[int] = []
+
+    def go():
+        with server.client() as c:
+            for _ in range(3):
+                codes.append(c.post("/v1/attribute", files=_files(paths)).status_code)
+
+    threads = [threading.Thread(target=go) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [200] * 18
+
+
+def test_docs_page_cors_and_info(server):
+    with server.client() as c:
+        assert c.get("/docs").status_code == 200
+        spec = c.get("/openapi.json").json()
+        assert {"/v1/attribute", "/v1/detect", "/v1/issue", "/v1/models"} <= set(spec["paths"])
+        page = c.get("/")
+        assert page.status_code == 200 and "Which model made this image?" in page.text
+        assert "http://" not in page.text and "https://" not in page.text  # nothing from the internet
+        assert c.get("/static/app.js").status_code == 200
+        preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+        r = c.options("/v1/attribute", headers=preflight)
+        assert "access-control-allow-origin" not in r.headers
+        r = c.post("/v1/attribute", headers={"Origin": "https://evil.example"},
+                   files=[("files", ("x.png", _png(16, 16), "image/png"))])
+        assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+        info = c.get("/v1/info").json()
+        assert info["attribute"] and info["detect"] and info["issue"] and info["max_files"] == 8
+        assert c.get("/readyz").json()["status"] == "ready"
+
+
+def test_onnx_runtime_server_answers_like_the_torch_one(server, models, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'ganprint[onnx]'")
+    pytest.importorskip("onnxscript", reason="the onnx extra: pip install 'ganprint[onnx]'")
+    from tests.service.harness import Server
+
+    onnx = Server(["--registry", models["registry"], "--scalable-decoder", str(models["decoder"]),
+                   "--stega-decoder", str(models["stega"]), "--runtime", "onnx"], tmp_path / "onnx.log")
+    try:
+        files = _files(list(models["alice_images"][:3]) + list(models["photos"][:3]))
+        with onnx.client() as c:
+            assert c.get("/v1/info").json()["runtime"] == "onnx"
+            got = c.post("/v1/attribute", files=files).json()["results"]
+            got_det = c.post("/v1/detect", files=files).json()["results"]
+        with server.client() as c:
+            want = c.post("/v1/attribute", files=files).json()["results"]
+            want_det = c.post("/v1/detect", files=files).json()["results"]
+    finally:
+        onnx.stop()
+    assert [r["decoded"] for r in got] == [r["decoded"] for r in want]
+    assert [r["attributed"] for r in got] == [1, 1, 1, "unknown", "unknown", "unknown"]
+    assert [r["datasets"][0]["matches"] for r in got_det] == [r["datasets"][0]["matches"] for r in want_det]
+
+
+def test_two_workers_answer_and_sum_their_metrics(models, tmp_path):
+    from tests.service.harness import Server
+
+    srv = Server(["--registry", models["registry"], "--scalable-decoder", str(models["decoder"]), "--workers", "2"],
+                 tmp_path / "two.log")
+    try:
+        img = models["alice_images"][0].read_bytes()
+        for _ in range(6):
+            with srv.client() as c:  # a new connection each time, so both workers answer some
+                r = c.post("/v1/attribute", files=[("files", ("a.png", img, "image/png"))])
+                assert r.json()["results"][0]["attributed"] == 1
+        with srv.client() as c:
+            metrics = c.get("/metrics").text
+    finally:
+        srv.stop()
+    assert 'ganprint_attributions_total{outcome="attributed"} 6.0' in metrics
