@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ganprint-installed
 
-.PHONY: setup demo test test-slow test-gpu bench clean
+.PHONY: setup system-deps demo test test-slow test-gpu bench clean
 
 setup: $(STAMP)
 
@@ -23,10 +23,14 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/ganprint demo $(DEMO_ARGS)
 
-test: setup
+# The tests start a real PostgreSQL server and a headless chromium: Debian packages, installed when missing.
+system-deps:
+	bash tools/system-deps.sh
+
+test: setup system-deps
 	$(BIN)/python -m pytest -q
 
-test-slow: setup
+test-slow: setup system-deps
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 test-gpu: setup

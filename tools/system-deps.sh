@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Debian packages the tests start for real: a PostgreSQL server and a headless chromium for the web page.
+# Installs only what is missing; without root (and without sudo) it says what to install and carries on,
+# and the tests that need the missing program are skipped with that reason.
+set -euo pipefail
+missing=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null || command -v initdb > /dev/null || missing+=(postgresql)
+command -v chromium > /dev/null || command -v chromium-browser > /dev/null || missing+=(chromium)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get > /dev/null; then
+    echo "system-deps: install ${missing[*]} to run the service tests (no apt-get here)" >&2
+    exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo > /dev/null; then
+        echo "system-deps: run 'apt-get install ${missing[*]}' as root to run the service tests" >&2
+        exit 0
+    fi
+    sudo="sudo"
+fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
