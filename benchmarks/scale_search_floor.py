@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ganprint.artificial.embed import read_fingerprint_txt
+from ganprint.artificial.records import read_fingerprint_txt
 from ganprint.core.fingerprints import parse_bits
 from ganprint.core.images import read_image, to_tensor01
 from ganprint.evaluation.evaluate import load_decoder

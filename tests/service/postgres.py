@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing_component
+
 
 def _pg_bin() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
@@ -50,7 +52,7 @@ def _run_as() -> dict:
 def postgres_server():
     """(host, port) of a PostgreSQL server for this test session, user `ganprint`, trust authentication."""
     if _pg_bin() is None:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+        missing_component("PostgreSQL binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
     with postgres_instance() as hostport:
         yield hostport
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing_component
+
+
 def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
@@ -21,7 +24,7 @@ def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
     exe = _chromium()
     if exe is None:
-        pytest.skip("no chromium installed: apt-get install chromium")
+        missing_component("no chromium installed: apt-get install chromium")
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=exe, headless=True,
                                args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])

@@ -55,7 +55,7 @@ from ganprint.nets.stega import InferenceEncoder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["embed", "original_identical_bits", "output_names", "per_image_bits", "read_fingerprint_txt"]
+__all__ = ["embed", "original_identical_bits", "output_names", "per_image_bits"]
 
 
 def output_names(relpaths: list[str]) -> list[str]:

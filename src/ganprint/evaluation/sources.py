@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from ganprint.artificial.embed import read_fingerprint_txt
+from ganprint.artificial.records import read_fingerprint_txt
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.fingerprints import parse_bits
