@@ -65,15 +65,19 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
     `padding` is (left, right, top, bottom), applied after upsampling; negative values crop.
     x [N, C, H, W] -> [N, C, (H*up + top + bottom - k) // down + 1, (W*up + left + right - k) // down + 1].
     """
-    n, c, h, w = x.shape
-    if up > 1:
-        spread = x.new_zeros(n, c, h * up, w * up)
-        spread[:, :, ::up, ::up] = x
-        x = spread
-    x = F.pad(x, list(padding))
-    # conv2d correlates, so the kernel is flipped to convolve; one copy per channel (depthwise).
-    kernel = (f.flip([0, 1]) * gain).to(dtype=x.dtype, device=x.device)
-    return F.conv2d(x, kernel.expand(c, 1, *kernel.shape), stride=down, groups=c)
+    c = x.shape[1]
+    kernel = (f * gain).to(dtype=x.dtype, device=x.device)
+    kh, kw = kernel.shape
+    left, right, top, bottom = padding
+    if up == 1:
+        # conv2d correlates, so the kernel is flipped to convolve; one copy per channel (depthwise).
+        x = F.pad(x, [left, right, top, bottom])
+        return F.conv2d(x, kernel.flip([0, 1]).expand(c, 1, kh, kw), stride=down, groups=c)
+    # A stride-`up` transposed conv spreads each sample through the filter: the full convolution of the
+    # zero-stuffed signal, [(H-1)*up + k], without building it. The padding then shifts and trims that.
+    y = F.conv_transpose2d(x, kernel.expand(c, 1, kh, kw), stride=up, groups=c)
+    y = F.pad(y, [left - kw + 1, right + up - kw, top - kh + 1, bottom + up - kh])
+    return y[:, :, ::down, ::down] if down > 1 else y
 
 
 def _split(total: int, before: int) -> tuple[int, int, int, int]:
