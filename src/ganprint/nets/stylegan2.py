@@ -107,8 +107,8 @@ def _transposed_kernels(weight: torch.Tensor, groups: int) -> torch.Tensor:
 def _up_conv(x: torch.Tensor, kernels_t: torch.Tensor, f: torch.Tensor, up: int, groups: int) -> torch.Tensor:
     """Stride-`up` transposed conv with `kernels_t` [G*I, O, k, k], then the FIR blur: [N, ., H, W] -> H*up.
 
-    Scattering every input pixel into the upsampled grid costs a quarter of a conv over the zero-stuffed image; the
-    blur that follows removes the checkerboard the scatter leaves.
+    Scattering every input pixel into the upsampled grid takes a quarter of the multiplications of a conv over the
+    zero-stuffed image; the blur that follows is the interpolation filter (it removes the checkerboard).
     """
     y = F.conv_transpose2d(x, kernels_t, stride=up, groups=groups)  # [N, G*O, (H-1)*up + k, ...]
     total = f.shape[-1] + up - kernels_t.shape[-1] - 1
