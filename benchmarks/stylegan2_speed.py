@@ -28,8 +28,8 @@ import torch
 from ganprint.nets import stylegan2
 
 WIDTHS = {
-    "small": dict(z_dim=128, w_dim=128, mapping_layers=2, channel_base=2048, channel_max=128),
-    "default": dict(z_dim=512, w_dim=512, mapping_layers=8, channel_base=16384, channel_max=512),
+    "small": {"z_dim": 128, "w_dim": 128, "mapping_layers": 2, "channel_base": 2048, "channel_max": 128},
+    "default": {"z_dim": 512, "w_dim": 512, "mapping_layers": 8, "channel_base": 16384, "channel_max": 512},
 }
 BATCH = {"small": 32, "default": 4}
 

@@ -25,13 +25,14 @@ Building blocks the scalable generator reuses (`ganprint.nets.scalable`):
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ganprint.core.artifacts import register_kind
 
@@ -247,7 +248,7 @@ class MappingNetwork(nn.Module):
         width = hidden_dim or w_dim
         sizes = [z_dim, *[width] * (num_layers - 1), w_dim]
         self.layers = nn.ModuleList(FullyConnectedLayer(a, b, activation="lrelu", lr_multiplier=lr_multiplier)
-                                    for a, b in zip(sizes[:-1], sizes[1:]))
+                                    for a, b in itertools.pairwise(sizes))
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def forward(self, z: torch.Tensor, psi: float = 1.0, update_w_avg: bool = False) -> torch.Tensor:
@@ -348,8 +349,8 @@ class SynthesisBlock(nn.Module):
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
         self.is_last, self.const_input = is_last, const_input
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
-        layer = dict(w_dim=w_dim, resolution=resolution, modulated=modulated, use_noise=use_noise,
-                     resample_filter=resample_filter)
+        layer = {"w_dim": w_dim, "resolution": resolution, "modulated": modulated, "use_noise": use_noise,
+                 "resample_filter": resample_filter}
         if in_channels == 0 and const_input:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
         if in_channels != 0:
@@ -442,7 +443,7 @@ class GeneratorConfig:
     channel_max: int = 512
     use_noise: bool = True  # per-pixel noise inputs
 
-    def validate(self) -> "GeneratorConfig":
+    def validate(self) -> GeneratorConfig:
         r = self.img_resolution
         if r < 4 or r & (r - 1):
             raise ValueError(f"img_resolution must be a power of two >= 4, got {r}")
@@ -451,7 +452,7 @@ class GeneratorConfig:
         return self
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GeneratorConfig":
+    def from_dict(cls, d: dict) -> GeneratorConfig:
         """Build from a dict; unknown keys are an error (catches typos and incompatible artifacts)."""
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
@@ -558,14 +559,14 @@ class DiscriminatorConfig:
     mbstd_num_channels: int = 1
     out_features: int = 1  # 1 = real/fake logit; a decoder can ask for more
 
-    def validate(self) -> "DiscriminatorConfig":
+    def validate(self) -> DiscriminatorConfig:
         r = self.img_resolution
         if r < 8 or r & (r - 1):
             raise ValueError(f"img_resolution must be a power of two >= 8, got {r}")
         return self
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DiscriminatorConfig":
+    def from_dict(cls, d: dict) -> DiscriminatorConfig:
         """Build from a dict; unknown keys are an error."""
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
@@ -579,7 +580,7 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: DiscriminatorConfig):
         super().__init__()
         self.cfg = cfg.validate()
-        width = lambda r: channels_for(r, cfg.channel_base, cfg.channel_max)  # noqa: E731
+        width = lambda r: channels_for(r, cfg.channel_base, cfg.channel_max)
         top = int(math.log2(cfg.img_resolution))
         self.blocks = nn.ModuleList()
         for res in (2 ** e for e in range(top, 2, -1)):  # R, R/2, ..., 8
