@@ -48,11 +48,11 @@ def load_revision(rev: str):
     return module
 
 
-def build(module, res: int, width: str, state: dict | None) -> torch.nn.Module:
+def build(module, res: int, width: str, state: dict | None, dtype: torch.dtype) -> torch.nn.Module:
     G = module.Generator(module.GeneratorConfig(img_resolution=res, **WIDTHS[width])).eval()
     if state is not None:  # same weights in both versions (the state-dict keys are shared)
         G.load_state_dict(state)
-    return G
+    return G.to(dtype)
 
 
 @torch.no_grad()
@@ -69,21 +69,23 @@ def time_forward(G: torch.nn.Module, z: torch.Tensor, noise: list[torch.Tensor],
     return statistics.median(cpu), statistics.median(wall)
 
 
-def run_case(versions: dict, res: int, width: str, fused: bool, rounds: int, reps: int) -> dict:
+def run_case(versions: dict, res: int, width: str, fused: bool, rounds: int, reps: int, dtype: torch.dtype) -> dict:
     torch.manual_seed(0)
     models = {}
     for name, module in versions.items():
         first = next(iter(models.values()), None)
-        models[name] = build(module, res, width, None if first is None else first.state_dict())
+        models[name] = build(module, res, width, None if first is None else first.state_dict(), dtype)
     G = next(iter(models.values()))
     z, noise = stylegan2.seeded_inputs(G, list(range(BATCH[width])))
+    z, noise = z.to(dtype), [n.to(dtype) for n in noise]
     per_round = {name: [] for name in models}
     order = list(models)
     for _ in range(rounds):
         for name in order:
             per_round[name].append(time_forward(models[name], z, noise, fused, reps))
         order.reverse()  # neither version always runs on the cache the other warmed
-    row = {"res": res, "width": width, "fused": fused, "batch": BATCH[width], "threads": torch.get_num_threads()}
+    row = {"res": res, "width": width, "fused": fused, "dtype": str(dtype).removeprefix("torch."),
+           "batch": BATCH[width], "threads": torch.get_num_threads()}
     for name, times in per_round.items():
         row[f"{name}_cpu_ms_per_image"] = round(statistics.median(t[0] for t in times), 3)
         row[f"{name}_wall_ms_per_image"] = round(statistics.median(t[1] for t in times), 3)
@@ -101,6 +103,9 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds per case")
     ap.add_argument("--reps", type=int, default=3, help="timed forward passes per round (median taken)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                    help="float64 is what `ganprint generate` runs by default")
+    ap.add_argument("--fused", choices=["both", "yes", "no"], default="both")
     ap.add_argument("--out", type=Path, help="append the rows as JSON lines to this file")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -110,8 +115,8 @@ def main(argv=None) -> list[dict]:
     rows = []
     for res in args.resolutions:
         for width in args.widths:
-            for fused in (False, True):
-                row = run_case(versions, res, width, fused, args.rounds, args.reps)
+            for fused in {"both": (False, True), "yes": (True,), "no": (False,)}[args.fused]:
+                row = run_case(versions, res, width, fused, args.rounds, args.reps, getattr(torch, args.dtype))
                 rows.append(row)
                 line = json.dumps(row)
                 sys.stdout.write(line + "\n")
