@@ -91,5 +91,5 @@ def test_scalable_models_are_delegated(tmp_path, monkeypatch):
     path = save_export(tmp_path / "s.safetensors", torch.nn.Linear(2, 2), "scalable-G-issued", {})
     api.generate(path, [1, 2], tmp_path / "o", batch_size=4, grid=True, device="cpu", fingerprint="0x0f",
                  identical_latent=True)
-    assert calls == [((path, [1, 2], tmp_path / "o", 4, True), dict(device="cpu", fingerprint="0x0f",
-                                                                     identical_latent=True))]
+    assert calls == [((path, [1, 2], tmp_path / "o", 4, True),
+                      {"device": "cpu", "fingerprint": "0x0f", "identical_latent": True})]

@@ -1,8 +1,8 @@
 """The networks keep their outputs: tiny float64 models with fixed weights against outputs saved from earlier code.
 
-`reference_outputs.npz` (beside this file) holds what `reference_outputs()` returned at commit 6a748dc, before
-`nets/stylegan2.py` was rewritten; a rewrite that changes any layer, the resampling, the noise or the state-dict
-keys fails here. Weights are drawn per state-dict key in sorted order, so they do not depend on the order in which
+`reference_outputs.npz` (beside this file) holds what `reference_outputs()` and `state_dict_layouts()` returned at
+commit 6a748dc, before `nets/stylegan2.py` was rewritten; a rewrite that changes any layer, the resampling, the
+noise or the state-dict keys fails here. Weights are drawn per state-dict key in sorted order, so they do not depend on the order in which
 the modules create their parameters. Regenerate (only on purpose) with
 `PYTHONPATH=src python tests/nets/test_reference_outputs.py --write`.
 """
@@ -113,12 +113,26 @@ def reference_outputs(fused: bool = True) -> dict[str, np.ndarray]:
     return {k: v.detach().numpy().astype(np.float32) for k, v in out.items()}
 
 
+def state_dict_layouts() -> dict[str, np.ndarray]:
+    """'key (shape)' of every state-dict entry, in order: what an existing export must find."""
+    d8 = DiscriminatorConfig(8, channel_base=64, channel_max=8, mbstd_num_channels=2)
+    nets = {"keys_g16": Generator(G16), "keys_d8": Discriminator(d8)}
+    return {name: np.array([f"{k} {tuple(v.shape)}" for k, v in net.state_dict().items()])
+            for name, net in nets.items()}
+
+
+def test_state_dict_keys_and_shapes_are_unchanged():
+    saved = np.load(DATA)
+    for name, layout in state_dict_layouts().items():
+        assert layout.tolist() == saved[name].tolist(), name
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_outputs_match_the_saved_reference(fused):
     saved = np.load(DATA)
     got = reference_outputs(fused)
-    assert sorted(got) == sorted(saved.files)
-    for key in saved.files:
+    assert sorted(got) == sorted(k for k in saved.files if not k.startswith("keys_"))
+    for key in got:
         assert got[key].shape == saved[key].shape, key
         # float32 storage rounds at ~6e-8 relative; anything that changes the arithmetic moves far more.
         np.testing.assert_allclose(got[key], saved[key], rtol=1e-5, atol=1e-6, err_msg=key)
@@ -127,10 +141,10 @@ def test_outputs_match_the_saved_reference(fused):
 def test_reference_is_not_trivial():
     # Outputs that vanish or saturate would let a broken layer pass the comparison above.
     saved = np.load(DATA)
-    for key in saved.files:
+    for key in (k for k in saved.files if not k.startswith("keys_")):
         assert np.isfinite(saved[key]).all() and saved[key].std() > 1e-3, key
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
-    np.savez_compressed(DATA, **reference_outputs())
+    np.savez_compressed(DATA, **reference_outputs(), **state_dict_layouts())
     print(f"wrote {DATA} ({DATA.stat().st_size} bytes)")

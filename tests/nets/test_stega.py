@@ -5,7 +5,7 @@ import torch
 
 from ganprint.artificial.train import export_decoder, export_model, init_weights
 from ganprint.core.artifacts import load_export
-from ganprint.nets.stega import StegaConfig, StegaModel
+from ganprint.nets.stega import StegaConfig, StegaDecoder, StegaModel
 
 
 @pytest.mark.parametrize("r,k", [(16, 8), (32, 64), (64, 3)])
@@ -121,3 +121,20 @@ def test_inference_encoder_fused_path_and_its_fallback(monkeypatch, caplog):
         fast = stega.InferenceEncoder(m.enc)
         torch.testing.assert_close(fast(bits, x), ref, rtol=0, atol=1e-6)
     assert fast.fuse is False and "unfused" in caplog.text
+
+
+def test_decoder_keeps_the_original_checkpoint_layout():
+    # The original decoder checkpoint: seven 3x3 convs at the even indices of `decoder` (a ReLU after each), then
+    # `dense`; these keys, shapes and strides are what `import-agf` loads into.
+    dec = StegaDecoder(64, 3, 48)
+    convs = {f"decoder.{2 * j}": (shape, stride) for j, (shape, stride) in enumerate([
+        ((32, 3, 3, 3), 2), ((32, 32, 3, 3), 1), ((64, 32, 3, 3), 2), ((64, 64, 3, 3), 1), ((64, 64, 3, 3), 2),
+        ((128, 64, 3, 3), 2), ((128, 128, 3, 3), 2)])}
+    expected = {f"{k}.{p}": s if p == "weight" else s[:1] for k, (s, _) in convs.items() for p in ("weight", "bias")}
+    expected.update({"dense.0.weight": (512, 64 * 64 * 128 // 1024), "dense.0.bias": (512,),
+                     "dense.2.weight": (48, 512), "dense.2.bias": (48,)})
+    assert {k: tuple(v.shape) for k, v in dec.state_dict().items()} == expected
+    for key, (_, stride) in convs.items():
+        conv = dec.get_submodule(key)
+        assert conv.stride == (stride, stride) and conv.padding == (1, 1)
+        assert isinstance(dec.decoder[int(key.split(".")[1]) + 1], torch.nn.ReLU)

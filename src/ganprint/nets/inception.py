@@ -10,8 +10,8 @@ and the last block's pool branch is a max pool, as in the TF graph. Input: [N, 3
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 
 class BasicConv2d(nn.Module):

@@ -19,7 +19,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ganprint.core.artifacts import register_kind
 from ganprint.core.errors import GanprintError
@@ -65,7 +65,7 @@ class ScalableConfig:
     modulated_res: list[int] = field(default_factory=lambda: [4, 8, 16, 32])  # resolutions with modulated convs
     use_noise: bool = True
 
-    def validate(self) -> "ScalableConfig":
+    def validate(self) -> ScalableConfig:
         r = self.resolution
         if r < 8 or r & (r - 1):
             raise GanprintError(f"--resolution must be a power of two >= 8, got {r}")
@@ -75,7 +75,7 @@ class ScalableConfig:
         return self
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ScalableConfig":
+    def from_dict(cls, d: dict) -> ScalableConfig:
         """Build from a dict; unknown keys are an error (a typo or an incompatible artifact)."""
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:

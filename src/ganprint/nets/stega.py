@@ -12,8 +12,8 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ganprint.core.artifacts import register_kind
 
@@ -26,7 +26,7 @@ class StegaConfig:
     fingerprint_length: int = 64  # K, number of bits
     channels: int = 3  # image channels
 
-    def validate(self) -> "StegaConfig":
+    def validate(self) -> StegaConfig:
         r = self.resolution
         if r < 16 or r & (r - 1):
             raise ValueError(f"resolution must be a power of two >= 16, got {r}")

@@ -25,13 +25,14 @@ Building blocks the scalable generator reuses (`ganprint.nets.scalable`):
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ganprint.core.artifacts import register_kind
 
@@ -65,15 +66,19 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
     `padding` is (left, right, top, bottom), applied after upsampling; negative values crop.
     x [N, C, H, W] -> [N, C, (H*up + top + bottom - k) // down + 1, (W*up + left + right - k) // down + 1].
     """
-    n, c, h, w = x.shape
-    if up > 1:
-        spread = x.new_zeros(n, c, h * up, w * up)
-        spread[:, :, ::up, ::up] = x
-        x = spread
-    x = F.pad(x, list(padding))
-    # conv2d correlates, so the kernel is flipped to convolve; one copy per channel (depthwise).
-    kernel = (f.flip([0, 1]) * gain).to(dtype=x.dtype, device=x.device)
-    return F.conv2d(x, kernel.expand(c, 1, *kernel.shape), stride=down, groups=c)
+    c = x.shape[1]
+    kernel = (f * gain).to(dtype=x.dtype, device=x.device)
+    kh, kw = kernel.shape
+    left, right, top, bottom = padding
+    if up == 1:
+        # conv2d correlates, so the kernel is flipped to convolve; one copy per channel (depthwise).
+        x = F.pad(x, [left, right, top, bottom])
+        return F.conv2d(x, kernel.flip([0, 1]).expand(c, 1, kh, kw), stride=down, groups=c)
+    # A stride-`up` transposed conv spreads each sample through the filter: the full convolution of the
+    # zero-stuffed signal, [(H-1)*up + k], without building it. The padding then shifts and trims that.
+    y = F.conv_transpose2d(x, kernel.expand(c, 1, kh, kw), stride=up, groups=c)
+    y = F.pad(y, [left - kw + 1, right + up - kw, top - kh + 1, bottom + up - kh])
+    return y[:, :, ::down, ::down] if down > 1 else y
 
 
 def _split(total: int, before: int) -> tuple[int, int, int, int]:
@@ -103,8 +108,8 @@ def _transposed_kernels(weight: torch.Tensor, groups: int) -> torch.Tensor:
 def _up_conv(x: torch.Tensor, kernels_t: torch.Tensor, f: torch.Tensor, up: int, groups: int) -> torch.Tensor:
     """Stride-`up` transposed conv with `kernels_t` [G*I, O, k, k], then the FIR blur: [N, ., H, W] -> H*up.
 
-    Scattering every input pixel into the upsampled grid costs a quarter of a conv over the zero-stuffed image; the
-    blur that follows removes the checkerboard the scatter leaves.
+    Scattering every input pixel into the upsampled grid takes a quarter of the multiplications of a conv over the
+    zero-stuffed image; the blur that follows is the interpolation filter (it removes the checkerboard).
     """
     y = F.conv_transpose2d(x, kernels_t, stride=up, groups=groups)  # [N, G*O, (H-1)*up + k, ...]
     total = f.shape[-1] + up - kernels_t.shape[-1] - 1
@@ -243,7 +248,7 @@ class MappingNetwork(nn.Module):
         width = hidden_dim or w_dim
         sizes = [z_dim, *[width] * (num_layers - 1), w_dim]
         self.layers = nn.ModuleList(FullyConnectedLayer(a, b, activation="lrelu", lr_multiplier=lr_multiplier)
-                                    for a, b in zip(sizes[:-1], sizes[1:]))
+                                    for a, b in itertools.pairwise(sizes))
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def forward(self, z: torch.Tensor, psi: float = 1.0, update_w_avg: bool = False) -> torch.Tensor:
@@ -344,8 +349,8 @@ class SynthesisBlock(nn.Module):
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
         self.is_last, self.const_input = is_last, const_input
         self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
-        layer = dict(w_dim=w_dim, resolution=resolution, modulated=modulated, use_noise=use_noise,
-                     resample_filter=resample_filter)
+        layer = {"w_dim": w_dim, "resolution": resolution, "modulated": modulated, "use_noise": use_noise,
+                 "resample_filter": resample_filter}
         if in_channels == 0 and const_input:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
         if in_channels != 0:
@@ -438,7 +443,7 @@ class GeneratorConfig:
     channel_max: int = 512
     use_noise: bool = True  # per-pixel noise inputs
 
-    def validate(self) -> "GeneratorConfig":
+    def validate(self) -> GeneratorConfig:
         r = self.img_resolution
         if r < 4 or r & (r - 1):
             raise ValueError(f"img_resolution must be a power of two >= 4, got {r}")
@@ -447,7 +452,7 @@ class GeneratorConfig:
         return self
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GeneratorConfig":
+    def from_dict(cls, d: dict) -> GeneratorConfig:
         """Build from a dict; unknown keys are an error (catches typos and incompatible artifacts)."""
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
@@ -554,14 +559,14 @@ class DiscriminatorConfig:
     mbstd_num_channels: int = 1
     out_features: int = 1  # 1 = real/fake logit; a decoder can ask for more
 
-    def validate(self) -> "DiscriminatorConfig":
+    def validate(self) -> DiscriminatorConfig:
         r = self.img_resolution
         if r < 8 or r & (r - 1):
             raise ValueError(f"img_resolution must be a power of two >= 8, got {r}")
         return self
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DiscriminatorConfig":
+    def from_dict(cls, d: dict) -> DiscriminatorConfig:
         """Build from a dict; unknown keys are an error."""
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
@@ -575,7 +580,7 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: DiscriminatorConfig):
         super().__init__()
         self.cfg = cfg.validate()
-        width = lambda r: channels_for(r, cfg.channel_base, cfg.channel_max)  # noqa: E731
+        width = lambda r: channels_for(r, cfg.channel_base, cfg.channel_max)
         top = int(math.log2(cfg.img_resolution))
         self.blocks = nn.ModuleList()
         for res in (2 ** e for e in range(top, 2, -1)):  # R, R/2, ..., 8
