@@ -36,3 +36,18 @@ def test_config_resolves_presets_with_overrides():
         ganprint.config("vae")
     with pytest.raises(GanprintError, match="preset"):
         ganprint.config("artificial", "no-such-preset")
+
+
+def test_embed_registers_the_data_set_fingerprint(tiny_stega_model, image_folder, tmp_path):
+    from ganprint.scalable.registry import Registry
+
+    reg = tmp_path / "reg.sqlite"
+    with pytest.raises(GanprintError, match="--identical"):
+        ganprint.embed(tiny_stega_model, image_folder, tmp_path / "x", registry=reg, name="photos", device="cpu")
+    with pytest.raises(GanprintError, match="--name"):
+        ganprint.embed(tiny_stega_model, image_folder, tmp_path / "y", registry=reg, identical=True, device="cpu")
+    out = ganprint.embed(tiny_stega_model, image_folder, tmp_path / "out", registry=reg, name="photos",
+                         identical=True, seed=3, device="cpu")
+    (ds,) = Registry(reg).datasets()
+    assert ds.name == "photos" and out["registered"]["name"] == "photos"
+    assert "".join(str(int(b)) for b in ds.bits) == out["fingerprint"]

@@ -15,7 +15,7 @@ import torch
 from ganprint.artificial.config import TrainConfig
 from ganprint.artificial.config import resolve_config as _artificial_config
 from ganprint.artificial.detect import detect
-from ganprint.artificial.embed import embed
+from ganprint.artificial.embed import embed as _embed
 from ganprint.artificial.train import train_stega
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
@@ -30,11 +30,27 @@ from ganprint.scalable.attribute import attribute_images as attribute
 from ganprint.scalable.config import ScalableTrainConfig
 from ganprint.scalable.config import resolve_config as _scalable_config
 from ganprint.scalable.issue import issue_model as issue
+from ganprint.scalable.registry import register_dataset
 from ganprint.scalable.train import train_scalable
 
 __all__ = ["attribute", "config", "detect", "embed", "evaluate", "generate", "issue", "load", "samples", "train"]
 
 _SCALABLE_ONLY = ("fingerprint", "identical_latent", "identical_fingerprint")
+
+
+def embed(model: str | os.PathLike, data: str | os.PathLike, outdir: str | os.PathLike,
+          registry: str | os.PathLike | None = None, name: str | None = None, **kwargs: Any) -> dict:
+    """`ganprint.artificial.embed.embed` (same arguments); with `registry` and `name`, an --identical data set's
+    fingerprint is then recorded in that registry (SQLite path or postgresql:// URL), so that `ganprint serve`
+    detects it. Returns embed's summary, with the registry record under "registered"."""
+    if (registry is None) != (name is None):
+        raise GanprintError("--registry and --name go together: the registry to record the data set in, and its name")
+    if registry is not None and not kwargs.get("identical"):
+        raise GanprintError("--registry records one fingerprint per data set: add --identical")
+    summary = _embed(model, data, outdir, **kwargs)
+    if registry is not None:
+        summary["registered"] = register_dataset(registry, name, summary["fingerprint"], model)
+    return summary
 
 
 def load(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None,

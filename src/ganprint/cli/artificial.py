@@ -44,8 +44,12 @@ def _common(f):
 @click.option("--seed", default=42, show_default=True, type=int,
               help="Seed of the fingerprints (the original's default, 42).")
 @click.option("--check", is_flag=True, help="Decode the written PNGs and report their bit accuracy.")
+@click.option("--registry", default=None,
+              help="With --identical and --name: record the data set's fingerprint in this registry (a SQLite path or "
+                   "postgresql:// URL), so that `ganprint serve` detects it.")
+@click.option("--name", default=None, help="The data set's name in --registry.")
 def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, precision, num_workers, jobs,
-              identical, fingerprint, seed, check):
+              identical, fingerprint, seed, check, registry, name):
     """Embed fingerprints into every image under --data.
 
     Writes OUTDIR/fingerprinted_images/ (PNG, relative paths kept), OUTDIR/embedded_fingerprints.txt
@@ -63,12 +67,15 @@ def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_
       # a different fingerprint per image, bad files skipped, 2 processes:
       torchrun --standalone --nproc_per_node 2 -m ganprint embed --model model.safetensors \\
           --data photos/ --outdir out/ --skip-bad
+      # fingerprint a data set and register it, so that `ganprint serve --registry reg.sqlite` detects it:
+      ganprint embed --model model.safetensors --data photos/ --outdir out/ --identical \\
+          --registry reg.sqlite --name photos-v1
     """
-    from ganprint.artificial.embed import embed
+    from ganprint.api import embed
 
-    embed(model, data, outdir, resolution=resolution, celeba=celeba, identical=identical, fingerprint=fingerprint,
-          seed=seed, batch_size=batch_size, device=device, skip_bad=skip_bad, num_workers=num_workers, check=check,
-          precision=precision, jobs=jobs)
+    embed(model, data, outdir, registry=registry, name=name, resolution=resolution, celeba=celeba, identical=identical,
+          fingerprint=fingerprint, seed=seed, batch_size=batch_size, device=device, skip_bad=skip_bad,
+          num_workers=num_workers, check=check, precision=precision, jobs=jobs)
     # The summary (counts, fingerprint, skipped files) is logged to stderr by the library.
 
 
