@@ -59,3 +59,30 @@ def test_bad_inputs(tmp_path, tiny_stega_model):
                                      str(out)]).exit_code == 0
     with pytest.raises(GanprintError, match=r"uint8 \[N, 32, 32, 3\]"):
         OnnxDecoder(out).bits(np.zeros((1, 16, 16, 3), np.uint8))
+
+
+def test_detect_and_attribute_give_the_same_rows_with_onnx_runtime(tmp_path, tiny_stega_model, sample_folder):
+    from ganprint.artificial.detect import detect
+    from ganprint.scalable.attribute import attribute_images
+    from ganprint.scalable.registry import Registry
+
+    rows = {}
+    for runtime in ("torch", "onnx"):
+        detect(tiny_stega_model, sample_folder, tmp_path / f"det-{runtime}", fingerprint="0x3c", fpr=0.01,
+               device="cpu", precision="fp32", runtime=runtime, jobs=1)
+        rows[runtime] = (tmp_path / f"det-{runtime}" / "detections.jsonl").read_text()
+    assert rows["onnx"] == rows["torch"] and rows["torch"].count("\n") == 24
+
+    torch.manual_seed(2)
+    cfg = ScalableConfig(resolution=32, fingerprint_bits=48, z_dim=8, w_dim=16, mapping_layers=1,
+                         channel_base=256, channel_max=16, modulated_res=[4, 8, 16, 32])
+    dec = save_export(tmp_path / "sc.safetensors", ScalableDecoder(cfg), "scalable-decoder", cfg.to_dict())
+    reg = Registry(tmp_path / "reg.sqlite")
+    for _ in range(3):
+        reg.issue(bit_length=48, who="x")
+    for runtime in ("torch", "onnx"):
+        attribute_images(dec, tmp_path / "reg.sqlite", sample_folder, tmp_path / f"a-{runtime}.jsonl", device="cpu",
+                         runtime=runtime)
+    assert (tmp_path / "a-onnx.jsonl").read_text() == (tmp_path / "a-torch.jsonl").read_text()
+    with pytest.raises(GanprintError, match="--scale-search"):
+        detect(tiny_stega_model, sample_folder, tmp_path / "x", runtime="onnx", scale_search="auto", device="cpu")

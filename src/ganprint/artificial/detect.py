@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from ganprint.core.fingerprints import bits_to_str, bits_to_strs, strs_to_bits
 from ganprint.core.images import BadImageError
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value, usable_threshold
 from ganprint.data.folders import open_image_dataset
+from ganprint.nets.onnx import onnx_runtime_for
 from ganprint.perturb.scale_search import ScaleSearch, parse_scales
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ __all__ = ["detect"]
 @batches.walk_once
 def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None, embedded=None, fpr=1e-6,
            batch_size=64, device="auto", skip_bad=False, num_workers=None, precision="auto", jobs=1,
-           scale_search=None) -> dict:
+           scale_search=None, runtime="torch") -> dict:
     """Decode the fingerprint of every image under `data`; returns the summary (also in summary.json).
 
     Writes `detected_fingerprints.txt` (`<name> <bits>`, sorted), `detections.jsonl` and `summary.json` in
@@ -43,9 +45,14 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
     (matches >= match_threshold(K, fpr)); an `fpr` so small that no image could reach the threshold is refused.
     `precision` and `jobs` as in `embed`. `scale_search` ("auto" or fractions; `ganprint.perturb.scale_search`)
     also decodes each image after undoing candidate crops and keeps the most confident decoding (rows then carry
-    the chosen `scale`); p-values stay exact. The output folder is checked before any work.
+    the chosen `scale`); p-values stay exact. `runtime` "onnx" decodes with ONNX Runtime (CPU) instead of
+    PyTorch: the same bits (tested), for verifiers without a GPU. The output folder is checked before any work.
     """
     parse_scales(scale_search)
+    if runtime not in ("torch", "onnx"):
+        raise GanprintError(f"--runtime must be torch or onnx, got {runtime!r}")
+    if runtime == "onnx" and scale_search is not None:
+        raise GanprintError("--scale-search runs with --runtime torch only")
     if fingerprint is not None and embedded is not None:
         raise GanprintError("pass either --fingerprint or --embedded, not both")
     if not 0 < fpr < 1:
@@ -53,7 +60,8 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
     check_writable_dir(outdir, "--outdir")
     kwargs = dict(model=model, data=data, outdir=outdir, resolution=resolution, celeba=celeba,
                   fingerprint=fingerprint, embedded=embedded, fpr=fpr, batch_size=batch_size, device=device,
-                  skip_bad=skip_bad, num_workers=num_workers, precision=precision, scale_search=scale_search)
+                  skip_bad=skip_bad, num_workers=num_workers, precision=precision, scale_search=scale_search,
+                  runtime=runtime)
     n_jobs = batches.plan_jobs(jobs, device, data, model, MIN_IMAGES_PER_DETECT_JOB)
     if n_jobs > 1:
         return run_jobs(detect_rank, kwargs, n_jobs)
@@ -81,7 +89,7 @@ class _Reference:
 
 
 def detect_rank(model, data, outdir, resolution, celeba, fingerprint, embedded, fpr, batch_size, device, skip_bad,
-                num_workers, precision, scale_search) -> dict:
+                num_workers, precision, scale_search, runtime="torch") -> dict:
     """`detect` in this process: its rank's share of the images (all of them without torchrun or `--jobs`)."""
     scales = parse_scales(scale_search)
     module, config, res, dev, prec = batches.setup(model, resolution, celeba, device, need_encoder=False,
@@ -91,6 +99,29 @@ def detect_rank(model, data, outdir, resolution, celeba, fingerprint, embedded, 
     threshold = usable_threshold(k, fpr) if ref.given() else match_threshold(k, fpr)
     ds = open_image_dataset(data, res, celeba=celeba, skip_bad=True)
     relpaths = batches.item_names(ds)
+    decode = _onnx_decode(model) if runtime == "onnx" else _torch_decode(module, dev, prec, scales)
+    rows, skipped, error = _decode_all(ds, relpaths, decode, _Scorer(k, threshold, ref), batch_size, num_workers,
+                                       skip_bad)
+    summary = {"outdir": str(Path(outdir)), "model": str(model), "data": str(data), "fingerprint_length": k,
+               "resolution": res, "celeba": bool(celeba), "fpr": fpr, "match_threshold": threshold,
+               "reference": ref.label, "precision": prec, "runtime": runtime,
+               "scale_search": list(scales) if scales is not None else None}
+    return _finish(Path(outdir), rows, skipped, error, summary, embedded if ref.map is not None else None)
+
+
+def _onnx_decode(model):
+    """uint8 [N, 3, R, R] -> (bits [N, K], None) by ONNX Runtime, on the model's decoder exported to a temporary
+    folder (the session holds the graph in memory, so the folder can go at once)."""
+    with tempfile.TemporaryDirectory(prefix="ganprint-onnx-") as tmp:
+        runner = onnx_runtime_for(model, tmp, threads=torch.get_num_threads())
+
+    def decode(img_u8: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return torch.from_numpy(runner.bits(img_u8.permute(0, 2, 3, 1).numpy())), None  # [N, K]
+    return decode
+
+
+def _torch_decode(module, dev, prec, scales):
+    """uint8 [N, 3, R, R] -> (bits [N, K], the chosen scales or None) with PyTorch."""
     dtype = batches.net_dtype(prec)
     dec = batches.prepare(module.dec, dev, prec, prefer_cl=True)
     # The candidates are unzoomed in fp32 and rounded to the network's dtype after, as under autocast; unzoom keeps
@@ -102,13 +133,7 @@ def detect_rank(model, data, outdir, resolution, celeba, fingerprint, embedded, 
             logits = search(batches.to_float01(img_u8, dev, prefer_cl=True))  # from [N, 3, R, R] fp32
             return decode_bits(logits).cpu(), search.last_scales.tolist()
         return decode_bits(dec(batches.to_float01(img_u8, dev, dtype, prefer_cl=True)).float()).cpu(), None  # [N, K]
-
-    rows, skipped, error = _decode_all(ds, relpaths, decode, _Scorer(k, threshold, ref), batch_size, num_workers,
-                                       skip_bad)
-    summary = {"outdir": str(Path(outdir)), "model": str(model), "data": str(data), "fingerprint_length": k,
-               "resolution": res, "celeba": bool(celeba), "fpr": fpr, "match_threshold": threshold,
-               "reference": ref.label, "precision": prec, "scale_search": list(scales) if scales is not None else None}
-    return _finish(Path(outdir), rows, skipped, error, summary, embedded if ref.map is not None else None)
+    return decode
 
 
 class _Scorer:

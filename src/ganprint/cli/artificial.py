@@ -89,8 +89,10 @@ def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_
 @click.option("--scale-search", default=None,
               help="Read images that were cropped and resized back: decode at each candidate scale ('auto' = 1, "
                    "0.95, ..., 0.6, or e.g. 1,0.9,0.8) and keep the most confident; p-values stay exact.")
+@click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="Decode with PyTorch, or with ONNX Runtime on the CPU (the onnx extra; same bits).")
 def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, precision, num_workers, jobs,
-               fingerprint, embedded, fpr, scale_search):
+               fingerprint, embedded, fpr, scale_search, runtime):
     """Decode the fingerprint of every image under --data, and test it against a reference.
 
     Writes OUTDIR/detected_fingerprints.txt (the original's format), OUTDIR/detections.jsonl (one row per
@@ -112,7 +114,7 @@ def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip
 
     detect(model, data, outdir, resolution=resolution, celeba=celeba, fingerprint=fingerprint, embedded=embedded,
            fpr=fpr, batch_size=batch_size, device=device, skip_bad=skip_bad, num_workers=num_workers,
-           precision=precision, jobs=jobs, scale_search=scale_search)
+           precision=precision, jobs=jobs, scale_search=scale_search, runtime=runtime)
     # The summary (images, mean bit accuracy, share detected, skipped files) is logged to stderr by the library.
 
 

@@ -98,14 +98,16 @@ def issue_cmd(model, registry, outdir, fingerprint, who, notes, min_distance, de
 
 @click.command("attribute")
 @click.option("--decoder", required=True, type=click.Path(dir_okay=False), help="scalable-decoder export.")
-@click.option("--registry", required=True, type=click.Path(dir_okay=False), help="Registry of issued fingerprints.")
+@click.option("--registry", required=True, help="Registry of issued fingerprints (SQLite path or postgresql:// URL).")
 @click.option("--input", "input_dir", required=True, type=click.Path(file_okay=False), help="Folder of images.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSONL, one row per image.")
 @click.option("--fpr", type=float, default=1e-6, show_default=True,
               help="False-positive rate per image, Bonferroni-corrected for the number of issued models.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def attribute_cmd(decoder, registry, input_dir, out, fpr, batch_size, device) -> None:
+@click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="Decode with PyTorch, or with ONNX Runtime on the CPU (the onnx extra; same bits).")
+def attribute_cmd(decoder, registry, input_dir, out, fpr, batch_size, device, runtime) -> None:
     """Attribute images to the issued model whose fingerprint they carry, or to `unknown`.
 
     \b
@@ -116,7 +118,7 @@ def attribute_cmd(decoder, registry, input_dir, out, fpr, batch_size, device) ->
     """
     from ganprint.scalable.attribute import attribute_images
 
-    summary = attribute_images(decoder, registry, input_dir, out, fpr, batch_size, device)
+    summary = attribute_images(decoder, registry, input_dir, out, fpr, batch_size, device, runtime)
     click.echo(json.dumps(summary, indent=2))
 
 

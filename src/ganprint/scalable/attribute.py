@@ -1,7 +1,7 @@
 """Attribution: decode an image's fingerprint, find the nearest issued fingerprint, decide with a p-value.
 
 Decision rule. Under "this image comes from none of the N issued models", each decoded bit matches a given
-fingerprint with probability 1/2, so the matches m ~ Bin(K, 1/2) and p = P[X >= m] (`ganprint.metrics.bits`).
+fingerprint with probability 1/2, so the matches m ~ Bin(K, 1/2) and p = P[X >= m] (`ganprint.core.stats`).
 Because we test the *nearest* of N fingerprints, the p-value is Bonferroni-corrected (min(1, N p)), and an
 image is attributed only when m >= `match_threshold(K, fpr, N)`, i.e. the corrected p-value <= fpr;
 otherwise it is `unknown`.
@@ -13,19 +13,29 @@ when faiss is installed and the registry is large.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
+from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
+from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_file
 from ganprint.core.fingerprints import bits_to_hex, pack_bits
 from ganprint.core.hamming import HammingIndex
-from ganprint.core.stats import decode_bits, log10_p_value, match_threshold
+from ganprint.core.images import preprocess, read_image
+from ganprint.core.runtime import resolve_device
+from ganprint.core.stats import decode_bits, log10_p_value, match_threshold, usable_threshold
+from ganprint.data.listing import list_images
+from ganprint.nets.onnx import onnx_runtime_for
+from ganprint.scalable.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -87,58 +97,60 @@ def decode_images(decoder: torch.nn.Module, images: np.ndarray | torch.Tensor, b
 
 def attribute_images(decoder_path: str | os.PathLike, registry_path: str | os.PathLike,
                      input_dir: str | os.PathLike, out_jsonl: str | os.PathLike, fpr: float = 1e-6,
-                     batch_size: int = 64, device: str = "auto") -> dict:
+                     batch_size: int = 64, device: str = "auto", runtime: str = "torch") -> dict:
     """Decode every image under `input_dir`, attribute it against the registry, write JSONL rows; return a summary.
 
     Images of another size than the decoder's are centre-cropped and resized to it (as the data sets were).
-    The summary is also written beside the JSONL as `<out>.summary.json`.
+    The summary is also written beside the JSONL as `<out>.summary.json`. `runtime` "onnx" decodes with ONNX
+    Runtime on the CPU (the same bits). The output is checked before any work.
     """
-    from ganprint.core.artifacts import load_export
-    from ganprint.core.files import atomic_path, atomic_write_json
-    from ganprint.core.runtime import resolve_device
-    from ganprint.data.packed import _list_images, _read_rgb, center_crop_resize
-    from ganprint.scalable.registry import Registry
-
-    dev = resolve_device(device)
-    decoder, cfg, _ = load_export(decoder_path, kind="scalable-decoder", device=dev)
-    k, res = int(cfg["fingerprint_bits"]), int(cfg["resolution"])
+    out = Path(out_jsonl)
+    check_writable_file(out, "--out")
+    src = Path(input_dir)
+    if not src.is_dir():
+        raise GanprintError(f"--input {src} is not a directory of images")
+    files = list_images(src)
+    decode, k, res = _decoder(decoder_path, device, runtime)
     reg = Registry(registry_path, create=False)
     if reg.bit_length() not in (None, k):
         raise GanprintError(f"registry {registry_path} holds {reg.bit_length()}-bit fingerprints but decoder "
                             f"{decoder_path} reads {k} bits; use the matching --decoder / --registry")
     fp_ids, packed = reg.packed()
+    usable_threshold(k, fpr, max(1, len(fp_ids)), "--fpr")
     who = {r.fp_id: r.who for r in reg.list()}
-    src = Path(input_dir)
-    if not src.is_dir():
-        raise GanprintError(f"--input {src} is not a directory of images")
-    files = _list_images(src)
-    if not files:
-        raise GanprintError(f"--input {src} holds no images")
     index = HammingIndex(packed)
     rows: list[dict] = []
     resized = 0
     for s in range(0, len(files), batch_size):
-        batch = []
-        for f in files[s:s + batch_size]:
-            img = _read_rgb(f)
-            if img.shape[:2] != (res, res):
-                img, resized = center_crop_resize(img, res), resized + 1
-            batch.append(img)
-        bits = decode_images(decoder, np.stack(batch), batch_size, dev)
-        for f, r in zip(files[s:s + batch_size], attribute_bits(bits, fp_ids, packed, k, fpr, index)):
+        chunk = files[s:s + batch_size]
+        imgs = [read_image(f) for f in chunk]
+        resized += sum(img.shape[:2] != (res, res) for img in imgs)
+        bits = decode(np.stack([preprocess(img, res) for img in imgs]))  # [n, K]
+        for f, r in zip(chunk, attribute_bits(bits, fp_ids, packed, k, fpr, index)):
             r = {"file": f.relative_to(src).as_posix(), **r}
             r["who"] = who.get(r["attributed"]) if r["attributed"] != UNKNOWN else None
             rows.append(r)
     if resized:
         log.warning("%d images were not %dx%d and were centre-cropped/resized before decoding", resized, res, res)
-    out = Path(out_jsonl)
-    import json
-
-    with atomic_path(out) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
     summary = summarize(rows, len(fp_ids), k, fpr)
-    summary["search_backend"] = index.backend
+    summary.update(search_backend=index.backend, runtime=runtime)
     atomic_write_json(out.with_name(out.name + ".summary.json"), summary)
     log.info("attributed %d of %d images (%d unknown) against %d issued fingerprints", summary["attributed"],
              len(rows), summary[UNKNOWN], len(fp_ids))
     return summary
+
+
+def _decoder(decoder_path: str | os.PathLike, device: str, runtime: str
+             ) -> tuple[Callable[[np.ndarray], torch.Tensor], int, int]:
+    """A function uint8 [N, R, R, 3] -> bits [N, K] for the scalable decoder in `decoder_path`, with K and R."""
+    if runtime not in ("torch", "onnx"):
+        raise GanprintError(f"--runtime must be torch or onnx, got {runtime!r}")
+    dev = resolve_device(device)
+    decoder, cfg, _ = load_export(decoder_path, kind="scalable-decoder", device=dev)
+    k, res = int(cfg["fingerprint_bits"]), int(cfg["resolution"])
+    if runtime == "torch":
+        return (lambda imgs: decode_images(decoder, imgs, len(imgs), dev)), k, res
+    with tempfile.TemporaryDirectory(prefix="ganprint-onnx-") as tmp:  # the session keeps the graph in memory
+        runner = onnx_runtime_for(decoder_path, tmp, threads=torch.get_num_threads())
+    return (lambda imgs: torch.from_numpy(runner.bits(imgs))), k, res
