@@ -24,6 +24,7 @@ from ganprint.core.files import atomic_path, atomic_write_json, atomic_write_tex
 from ganprint.core.images import read_image, to_tensor01
 from ganprint.data.samples import write_samples
 from ganprint.evaluation.quality import psnr, ssim
+from ganprint.scalable.registry import register_dataset
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
 
     t2 = time.time()
     emb = embed(model_path, dirs["heldout"], outdir / "embedded", identical=True, seed=seed, device=device)
+    # Recorded so that `ganprint serve --registry OUTDIR/registry.sqlite` detects the demo's fingerprint.
+    register_dataset(outdir / "registry.sqlite", "demo", emb["fingerprint"], model_path)
     timings["embed_s"] = time.time() - t2
 
     t3 = time.time()
@@ -173,6 +176,7 @@ Fingerprint: `{s['fingerprint']}`
 ![examples: clean, fingerprinted, residual x10](examples.png)
 
 Files: `train/` (model, stats.jsonl, snapshots), `embedded/` (fingerprinted images, embedded_fingerprints.txt),
+`registry.sqlite` (the fingerprint, registered as data set "demo" for `ganprint serve`),
 `detect-fingerprinted/` and `detect-clean/` (detected_fingerprints.txt, detections.jsonl), `embedded-per-image/` and
 `detect-per-image/` (the same with a fresh fingerprint per image), `summary.json`.
 """

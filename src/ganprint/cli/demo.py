@@ -25,6 +25,8 @@ def demo_cmd(outdir: str, seed: int, steps: int | None, device: str) -> None:
     s = run_demo(outdir, seed=seed, steps=steps, device=device)
     click.echo(format_summary(s))
     click.echo(f"report: {outdir}/report.md")
+    click.echo(f"serve it: ganprint serve --registry {outdir}/registry.sqlite "
+               f"--stega-decoder {outdir}/train/model.safetensors   (then open http://127.0.0.1:8000/)")
 
 
 COMMANDS = [demo_cmd]
