@@ -150,12 +150,13 @@ def test_cli_bad_flags(tmp_path):
 
 
 def test_augment_hook(tmp_path):
-    pytest.importorskip("ganprint.perturb.augment", reason="ganprint.augment (another engineer's module) has not landed yet")
-    from ganprint.perturb.augment import build_augment  # noqa: F401
-
     spec = "noise"
     train_stega(tiny_cfg(steps=2, augment=spec), tmp_path, data=DictDataset(), device="cpu", progress=False)
     assert json.loads((tmp_path / "config.json").read_text())["augment"] == spec
+    assert 0 <= read_jsonl(tmp_path / "stats.jsonl")[-1]["bit_acc_augmented"] <= 1  # the decoder read perturbed copies
+    train_stega(tiny_cfg(steps=2), tmp_path / "plain", data=DictDataset(), device="cpu", progress=False)
+    aug, plain = params(tmp_path / "model.safetensors"), params(tmp_path / "plain" / "model.safetensors")
+    assert any(not torch.equal(aug[k], plain[k]) for k in aug if k.startswith("dec."))  # ... and learned from them
 
 
 def test_decoder_polish_freezes_encoder_and_trains_decoder(tmp_path):
