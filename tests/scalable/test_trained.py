@@ -17,7 +17,7 @@ from ganprint.data.samples import write_samples
 from ganprint.scalable.train import ScalableTrainConfig
 
 R, K = 16, 16
-FPR = 3e-3  # with 4 issued 16-bit fingerprints: attributed at >= 15 matching bits
+FPR = 1e-2  # with 4 issued 16-bit fingerprints: attributed at >= 14 matching bits
 # Rows of a 16 x 16 Hadamard matrix as bits: every two differ in 8 places.
 FINGERPRINTS = ["0101010101010101", "0011001100110011", "0110011001100110", "0000111100001111"]
 PER_MODEL = 8
@@ -57,7 +57,7 @@ def test_issued_models_are_attributed_to_themselves(issued):
     root, wrong, unknown, total = issued["root"], [], 0, 0
     for m in issued["models"]:
         rows, summary = _attribute(root, f"images-{m['fp_id']}")
-        assert summary["min_matches"] == 15 and summary["issued"] == len(FINGERPRINTS)
+        assert summary["min_matches"] == 14 and summary["issued"] == len(FINGERPRINTS)
         assert len(rows) == PER_MODEL and all(r["nearest_fp_id"] == m["fp_id"] for r in rows), rows
         wrong += [r for r in rows if r["attributed"] not in (m["fp_id"], "unknown")]
         unknown += sum(r["attributed"] == "unknown" for r in rows)
@@ -69,4 +69,4 @@ def test_issued_models_are_attributed_to_themselves(issued):
 def test_real_photos_are_attributed_to_no_model(issued):
     rows, summary = _attribute(issued["root"], "real")
     assert len(rows) == 16 and summary["attributed"] == 0 and summary["unknown"] == 16
-    assert max(r["matches"] for r in rows) < 15
+    assert max(r["matches"] for r in rows) < 14
