@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from ganprint.cli import main
@@ -14,8 +15,10 @@ def test_demo_end_to_end_and_resume(tmp_path):
     out = tmp_path / "demo"
     s = run_demo(out, steps=6, train_count=64, test_count=12, device="cpu")
     assert s["heldout_images"] == 12 and s["per_image_fingerprints"] == 12
-    for key in ("bit_accuracy_fingerprinted", "bit_accuracy_per_image_fingerprints", "bit_accuracy_clean"):
-        assert 0 <= s[key] <= 1
+    for key, det in (("bit_accuracy_fingerprinted", "detect-fingerprinted"), ("bit_accuracy_clean", "detect-clean"),
+                     ("bit_accuracy_per_image_fingerprints", "detect-per-image")):  # each figure from its own run
+        rows = [json.loads(x) for x in (out / det / "detections.jsonl").read_text().splitlines()]
+        assert len(rows) == 12 and s[key] == pytest.approx(sum(r["bit_accuracy"] for r in rows) / 12)
     assert 0 <= s["false_positive_rate_clean"] <= 1 and s["psnr_db"] > 0 and -1 <= s["ssim"] <= 1
     assert json.loads((out / "summary.json").read_text())["fingerprint"] == s["fingerprint"]
     assert (out / "examples.png").stat().st_size > 0
@@ -24,9 +27,12 @@ def test_demo_end_to_end_and_resume(tmp_path):
     # 6 steps learn nothing: the terminal summary must not claim success.
     assert "below target" in format_summary(s)
 
+    model, stats = out / "train" / "model.safetensors", out / "train" / "stats.jsonl"
+    before = (model.stat().st_mtime_ns, model.read_bytes(), stats.read_text())
     again = run_demo(out, steps=6, train_count=64, test_count=12, device="cpu")  # resumes: nothing retrained
     assert again["bit_accuracy_fingerprinted"] == s["bit_accuracy_fingerprinted"]
-    assert again["timings_s"]["train_s"] < s["timings_s"]["train_s"] + 1
+    assert (model.stat().st_mtime_ns, model.read_bytes(), stats.read_text()) == before
+    assert json.loads((out / "embedded" / "manifest.json").read_text())["counts"]["new_this_run"] == 0
 
 
 def test_demo_cli_rejects_bad_steps(tmp_path):

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 import torch
 
 from ganprint.core.artifacts import load_export
@@ -27,7 +26,6 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
 def test_torchrun_two_ranks(tmp_path):
     (tmp_path / "driver.py").write_text(DRIVER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ganprint.api import generate as generate_images
+from ganprint.artificial.detect import detect
 from ganprint.cli import main
 from ganprint.core.artifacts import load_export, save_export
 from ganprint.core.errors import GanprintError
@@ -72,6 +73,12 @@ def test_run_evaluate_writes_report_and_tidy_rows(setup, tmp_path):
     assert {r["attack"] for r in rows} == {"none", "jpeg", "noise", "jpeg+noise", "crop"}
     assert res["match_threshold"] == 9 and res["images"] == 5 and res["clean_images"] == 5  # 8 bits: never at 1e-6
     assert all(r["detected"] == (r["matches"] >= res["match_threshold"]) for r in rows)
+    # The unattacked rows are the decoder's own reading: `detect` on the same images counts the same matches.
+    detect(model, root / "fp", tmp_path / "det", embedded=root / "embedded.txt", device="cpu", precision="fp32",
+           fpr=0.01)
+    seen = [json.loads(x) for x in (tmp_path / "det" / "detections.jsonl").read_text().splitlines()]
+    assert {r["image"]: r["matches"] for r in rows if r["set"] == "fingerprinted" and r["attack"] == "none"} == \
+        {r["name"]: r["matches"] for r in seen}
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html
     md = (out / "report.md").read_text()

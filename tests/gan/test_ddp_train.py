@@ -6,7 +6,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 import torch
 
 SCRIPT = textwrap.dedent("""
@@ -38,7 +37,6 @@ def _torchrun(tmp_path, outdir, kimg):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
 
-@pytest.mark.slow
 def test_ddp_two_processes_stay_in_sync_and_resume(tmp_path):
     from ganprint.core.artifacts import latest_training_state, load_training_state
 

@@ -9,12 +9,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from ganprint.data.packed import write_packed
 
 
-@pytest.mark.slow
 def test_torchrun_two_processes(tmp_path):
     rng = np.random.default_rng(0)
     imgs = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(16)]

@@ -1,0 +1,88 @@
+"""A stega model trained here (16 px, 16 bits, CPU) embeds fingerprints that `detect` finds, and only those.
+
+The model is trained once per session on sample crops of the training photos until it reads its bits back from
+8-bit images of the held-out photos (other scenes) at >= 0.99, then every check runs on those held-out photos.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import ganprint
+from ganprint.artificial.config import TrainConfig
+from ganprint.data.samples import write_samples
+
+R, K, FPR = 16, 16, 1e-3  # at K = 16 and FPR 1e-3, detection needs >= 15 matching bits
+TARGET = 0.99  # held-out bit accuracy at which training stops
+MAX_STEPS = 600  # the seed below gets there in a few hundred steps; a broken trainer never does
+N_HELDOUT = 24
+
+
+def _heldout_accuracy(model, x: torch.Tensor) -> float:
+    """Bit accuracy of `model` on images x [N, 3, R, R] in [0, 1], read back after rounding to 8 bits."""
+    bits = torch.randint(0, 2, (len(x), K), generator=torch.Generator().manual_seed(1)).float()
+    with torch.no_grad():
+        fp = (model.enc(bits, x) * 255).round() / 255
+        return float(((model.dec(fp) > 0).float() == bits).float().mean())
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("stega-trained")
+    write_samples(root / "train", resolution=R, count=256, seed=0, photos="train")
+    write_samples(root / "heldout", resolution=R, count=N_HELDOUT, seed=1, photos="heldout")
+    from ganprint.data.folders import open_image_dataset
+
+    ds = open_image_dataset(root / "heldout", R)
+    x = torch.stack([ds[i]["img"] for i in range(len(ds))]).float() / 255  # [N, 3, R, R]
+    curve: list[tuple[int, float]] = []
+
+    def stop_when_learned(step: int, model) -> bool:
+        curve.append((step, _heldout_accuracy(model, x)))
+        return curve[-1][1] >= TARGET
+
+    cfg = TrainConfig(data=str(root / "train"), resolution=R, fingerprint_length=K, batch_size=32,
+                      steps=MAX_STEPS, lr=5e-4, lr_warmup=50, init="he", l2_schedule="psnr", l2_await=0,
+                      l2_weight=1.0, target_psnr=28.0, seed=0, device="cpu")
+    model = ganprint.train(cfg, root / "run", log_every=25, snapshot_every=0, checkpoint_every=0, progress=False,
+                           callback=stop_when_learned)
+    return {"root": root, "model": Path(model), "curve": curve}
+
+
+def test_training_learns_the_bits(trained):
+    steps, accs = zip(*trained["curve"])
+    assert accs[0] < 0.75, trained["curve"]  # it starts near chance (25 steps in) ...
+    assert accs[-1] >= TARGET and steps[-1] < MAX_STEPS, trained["curve"]  # ... and learns within the budget
+
+
+def test_embedded_fingerprints_are_detected_and_clean_images_are_not(trained, tmp_path):
+    root, model = trained["root"], trained["model"]
+    emb = ganprint.embed(model, root / "heldout", tmp_path / "emb", seed=7, device="cpu", check=True, precision="fp32")
+    assert emb["fingerprinted"] == N_HELDOUT and emb["check_bit_accuracy"] >= 0.97
+    embedded = tmp_path / "emb" / "embedded_fingerprints.txt"
+
+    det = ganprint.detect(model, tmp_path / "emb" / "fingerprinted_images", tmp_path / "det", embedded=embedded,
+                          fpr=FPR, device="cpu", precision="fp32")
+    assert det["with_reference"] == N_HELDOUT and det["mean_bit_accuracy"] >= 0.97
+    assert det["match_threshold"] == 15 and det["detected"] >= 0.9 * N_HELDOUT
+    rows = [json.loads(line) for line in (tmp_path / "det" / "detections.jsonl").read_text().splitlines()]
+    assert sum(r["detected"] for r in rows) == det["detected"]
+    assert all(r["detected"] == (r["matches"] >= 15) for r in rows)
+
+    # The same photos without a fingerprint, held against the fingerprints they would have carried.
+    clean = ganprint.detect(model, root / "heldout", tmp_path / "clean", embedded=embedded, fpr=FPR, device="cpu",
+                            precision="fp32")
+    assert clean["with_reference"] == N_HELDOUT and clean["detected"] == 0
+    assert clean["mean_bit_accuracy"] < 0.75
+
+    # Fingerprinted images held against fingerprints they do not carry (another seed's) are not detected either.
+    other = ganprint.embed(model, root / "heldout", tmp_path / "emb-other", seed=8, device="cpu", precision="fp32")
+    assert other["fingerprinted"] == N_HELDOUT
+    wrong = ganprint.detect(model, tmp_path / "emb" / "fingerprinted_images", tmp_path / "wrong",
+                            embedded=tmp_path / "emb-other" / "embedded_fingerprints.txt", fpr=FPR, device="cpu",
+                            precision="fp32")
+    assert wrong["detected"] == 0 and wrong["mean_bit_accuracy"] < 0.75
