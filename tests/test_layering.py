@@ -159,8 +159,6 @@ def test_every_part_has_a_floor():
     assert not unplaced, f"give these a floor in FLOORS (tests/test_layering.py): {unplaced}"
 
 
-@pytest.mark.xfail(strict=False, reason="being fixed in the restructuring (issue 13): data.folders <-> data.packed, "
-                   "artificial.embed <-> artificial.jobs")
 def test_no_import_cycles():
     cycles = _cycles(GRAPH)
     assert not cycles, f"import cycles (module-level and function-level imports): {cycles}"
@@ -172,8 +170,6 @@ def test_nothing_below_the_cli_imports_it():
     assert not bad, bad
 
 
-@pytest.mark.xfail(strict=False, reason="being fixed in the restructuring (issue 13): artificial.embed (detect) "
-                   "imports evaluation.scale_search")
 def test_imports_go_down_the_floors():
     bad = []
     for m, edges in GRAPH.items():

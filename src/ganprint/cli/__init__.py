@@ -1,4 +1,5 @@
-"""The `ganprint` command line: one click group, one module per family of subcommands.
+"""The `ganprint` command line: one click group, one module per package (artificial, data, gan, scalable,
+evaluation, demo, service).
 
 Each module in `_COMMAND_MODULES` exposes `COMMANDS`, a list of click commands or groups; nothing
 imports this package.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -15,7 +17,7 @@ import click
 from ganprint import __version__
 from ganprint.core.errors import GanprintError
 
-_COMMAND_MODULES = ("artificial_train", "artificial", "data", "gan", "scalable", "evaluate", "demo", "service")
+_COMMAND_MODULES = ("artificial", "data", "gan", "scalable", "evaluation", "demo", "service")
 
 
 class _Group(click.Group):
@@ -54,8 +56,6 @@ def main(verbose: bool, quiet: bool) -> None:
 
 def setup_logging(level: int = logging.INFO) -> None:
     """Human logs go to stderr; ranks other than 0 log warnings only."""
-    import os
-
     if int(os.environ.get("RANK", "0")) != 0:
         level = max(level, logging.WARNING)
     root = logging.getLogger()

@@ -6,6 +6,12 @@ import logging
 
 import click
 
+from ganprint.api import generate
+from ganprint.core.seeds import parse_seeds
+from ganprint.gan.config import resolve_config
+from ganprint.gan.train import train_gan
+from ganprint.training.config import config_json
+
 log = logging.getLogger(__name__)
 
 
@@ -37,9 +43,6 @@ def train_gan_cmd(data, resolution, outdir, preset, kimg, batch_size, seed, devi
           --outdir runs/gan-small --kimg 50
       torchrun --nproc_per_node 2 "$(which ganprint)" train-gan --data data/ --resolution 64 --outdir runs/gan64
     """
-    from ganprint.gan.config import resolve_config
-    from ganprint.gan.train import train_gan
-    from ganprint.training.config import config_json
 
     cfg = resolve_config(preset, resolution, data=data, total_kimg=kimg, batch_size=batch_size, seed=seed,
                          snapshot_kimg=snapshot_kimg, kimg_per_tick=tick_kimg, mirror=mirror)
@@ -71,8 +74,6 @@ def generate_cmd(model, seeds, outdir, batch_size, grid, device, trunc, precisio
       ganprint generate --model runs/gan-small/network-final.safetensors --seeds 0-63 --outdir samples --grid
       ganprint generate --model scalable.safetensors --seeds 0-9 --fingerprint 0x6f3a... --outdir out
     """
-    from ganprint.api import generate
-    from ganprint.core.seeds import parse_seeds
 
     paths = generate(model, parse_seeds(seeds), outdir, batch_size=batch_size, grid=grid, device=device,
                             psi=trunc, fingerprint=fingerprint, identical_latent=identical_latent,

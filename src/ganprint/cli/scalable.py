@@ -6,6 +6,13 @@ import json
 
 import click
 
+from ganprint.scalable.attribute import attribute_images
+from ganprint.scalable.config import resolve_config
+from ganprint.scalable.issue import issue_model
+from ganprint.scalable.registry import Registry, export_registry, import_registry, migrate, register_dataset
+from ganprint.scalable.train import train_scalable
+from ganprint.training.config import config_json
+
 COMMANDS: list = []
 
 
@@ -58,9 +65,6 @@ def train_scalable_cmd(outdir, preset, checkpoint_minutes, dry_run, **flags) -> 
     Outputs in OUTDIR: scalable-G.safetensors (G_ema), scalable-decoder.safetensors, config.json, log.txt,
     stats.jsonl, metric-bit-accuracy.jsonl, snapshots/ (reals and fakes grids), training-state-<step>.pt.
     """
-    from ganprint.scalable.config import resolve_config
-    from ganprint.scalable.train import train_scalable
-    from ganprint.training.config import config_json
 
     cfg = resolve_config(preset, **flags)
     if dry_run:
@@ -90,7 +94,6 @@ def issue_cmd(model, registry, outdir, fingerprint, who, notes, min_distance, de
       ganprint issue --model runs/sc32/scalable-G.safetensors --registry reg.sqlite --outdir issued/ --who alice
     The issued model (kind scalable-G-issued) has the fingerprint folded into its weights and takes none.
     """
-    from ganprint.scalable.issue import issue_model
 
     row = issue_model(model, registry, outdir, fingerprint, who, notes, min_distance, device)
     click.echo(json.dumps({k: row[k] for k in ("fp_id", "bits_hex", "who", "min_distance", "issued_path")}))
@@ -116,7 +119,6 @@ def attribute_cmd(decoder, registry, input_dir, out, fpr, batch_size, device, ru
           --input suspicious/ --out attribution.jsonl
     Writes OUT (JSONL) and OUT.summary.json; prints the summary.
     """
-    from ganprint.scalable.attribute import attribute_images
 
     summary = attribute_images(decoder, registry, input_dir, out, fpr, batch_size, device, runtime)
     click.echo(json.dumps(summary, indent=2))
@@ -132,7 +134,6 @@ def registry_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 def registry_list_cmd(registry: str, as_json: bool) -> None:
     """List the issued fingerprints of REGISTRY."""
-    from ganprint.scalable.registry import Registry
 
     rows = Registry(registry, create=False).list()
     if as_json:
@@ -156,7 +157,6 @@ def registry_migrate_cmd(registry: str) -> None:
       ganprint registry migrate reg.sqlite
       ganprint registry migrate postgresql://ganprint@db.example:5432/ganprint
     """
-    from ganprint.scalable.registry import migrate
 
     click.echo(json.dumps(migrate(registry)))
 
@@ -172,7 +172,6 @@ def registry_export_cmd(registry: str, out: str) -> None:
       ganprint registry export reg.sqlite reg.json
       ganprint registry import reg.json postgresql://ganprint@db.example/ganprint
     """
-    from ganprint.scalable.registry import export_registry
 
     click.echo(json.dumps(export_registry(registry, out)))
 
@@ -182,7 +181,6 @@ def registry_export_cmd(registry: str, out: str) -> None:
 @click.argument("registry")
 def registry_import_cmd(dump: str, registry: str) -> None:
     """Load DUMP (from `ganprint registry export`) into the new REGISTRY (SQLite path or postgresql:// URL)."""
-    from ganprint.scalable.registry import import_registry
 
     click.echo(json.dumps(import_registry(dump, registry)))
 
@@ -203,7 +201,6 @@ def registry_add_dataset_cmd(registry: str, name: str, model: str, fingerprint: 
           --model demo-out/train/model.safetensors \\
           --fingerprint "$(python -c 'import json; print(json.load(open("demo-out/summary.json"))["fingerprint"])')"
     """
-    from ganprint.scalable.registry import register_dataset
 
     click.echo(json.dumps(register_dataset(registry, name, fingerprint, model, notes)))
 

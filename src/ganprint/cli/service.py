@@ -6,6 +6,10 @@ import json
 
 import click
 
+from ganprint.scalable.registry import create_token
+from ganprint.service.config import ServiceConfig
+from ganprint.service.runner import serve
+
 COMMANDS: list = []
 
 
@@ -54,8 +58,6 @@ def serve_cmd(host, port, workers, **kw) -> None:
           --scalable-decoder dec.safetensors --base-model G.safetensors --models-dir /shared/issued
     Every flag can also be set by the environment variable shown in --help (GANPRINT_...).
     """
-    from ganprint.service.config import ServiceConfig
-    from ganprint.service.runner import serve
 
     kw["stega_decoders"] = list(kw["stega_decoders"])
     kw["cors_origins"] = list(kw["cors_origins"])
@@ -79,7 +81,6 @@ def token_create_cmd(registry: str, name: str) -> None:
       curl -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
           -d '{"who": "alice"}' http://127.0.0.1:8000/v1/issue
     """
-    from ganprint.scalable.registry import create_token
 
     click.echo(json.dumps({"name": name, "token": create_token(registry, name)}))
 

@@ -20,6 +20,7 @@ from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_text
 from ganprint.core.fingerprints import bits_to_hex, bits_to_str, parse_bits
+from ganprint.core.images import write_grid, write_png
 from ganprint.core.runtime import resolve_device
 from ganprint.nets.scalable import seeded_inputs
 from ganprint.nets.stylegan2 import to_uint8
@@ -64,8 +65,6 @@ def generate(model_path: str | os.PathLike, seeds: list[int], outdir: str | os.P
         fingerprint: fixes c for every image (0/1 string or 0x-hex); not allowed for issued models.
         identical_latent / identical_fingerprint: every image takes the first seed's z / c.
     """
-    from ganprint.core.images import write_grid, write_png
-
     if batch_size < 1:
         raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
     if not seeds:

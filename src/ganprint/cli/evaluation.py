@@ -9,6 +9,10 @@ import json
 
 import click
 
+from ganprint.evaluation.evaluate import run_evaluate
+from ganprint.evaluation.fid import compute_fid_kid
+from ganprint.evaluation.metrics import describe_attacks, detection_threshold, match_p_value
+
 
 @click.command("evaluate")
 @click.option("--model", required=True, type=click.Path(dir_okay=False),
@@ -69,7 +73,6 @@ def evaluate_cmd(model, data, generator, seeds, outdir, embedded, fingerprint, a
       ganprint evaluate --model runs/sc/scalable-decoder.safetensors --generator issued-000001.safetensors \\
           --seeds 0-99 --attacks standard --model-attacks standard --outdir eval-gen/
     """
-    from ganprint.evaluation.evaluate import run_evaluate
 
     res = run_evaluate(model, data, outdir, embedded=embedded, fingerprint=fingerprint, attacks=list(attacks),
                        fpr=fpr, clean=clean, batch_size=batch_size, device=device, seed=seed, celeba=celeba,
@@ -96,7 +99,6 @@ def threshold_cmd(k, fpr, n_keys, as_json):
     Example:
       ganprint metrics threshold --bits 100 --fpr 1e-6 --keys 1000000     # -> 85 of 100
     """
-    from ganprint.evaluation.metrics import detection_threshold
 
     res = detection_threshold(k, fpr, n_keys)
     click.echo(json.dumps(res.as_dict()) if as_json else str(res))
@@ -115,7 +117,6 @@ def pvalue_cmd(k, matches, acc, as_json):
     Example:
       ganprint metrics pvalue --bits 100 --bit-accuracy 0.93     # p = 1.4e-20, as in the AGF table
     """
-    from ganprint.evaluation.metrics import match_p_value
 
     res = match_p_value(k, matches, acc)
     click.echo(json.dumps(res.as_dict()) if as_json else str(res))
@@ -143,7 +144,6 @@ def fid_cmd(data_a, data_b, resolution, inception, kid, cache_dir, batch_size, d
     Example:
       ganprint metrics fid real/ fingerprinted/ --resolution 128 --inception ~/pt_inception-2015-12-05-6726825d.pth
     """
-    from ganprint.evaluation.fid import compute_fid_kid
 
     res = compute_fid_kid(data_a, data_b, resolution, inception=inception, kid=kid, cache_dir=cache_dir,
                           batch_size=batch_size, device=device, allow_unverified=allow_unverified, out=out_json)
@@ -153,7 +153,6 @@ def fid_cmd(data_a, data_b, resolution, inception, kid, cache_dir, batch_size, d
 @metrics_group.command("attacks")
 def attacks_cmd():
     """List the image attacks and the model-level attacks, their parameter, default sweep and neutral strength."""
-    from ganprint.evaluation.metrics import describe_attacks
 
     click.echo(describe_attacks())
 
