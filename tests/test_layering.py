@@ -184,9 +184,6 @@ def test_imports_go_down_the_floors():
     assert not bad, "\n".join(sorted(bad))
 
 
-@pytest.mark.xfail(strict=False, reason="being fixed in the restructuring (issue 13): 80 function-level imports in "
-                   "artificial.{embed,jobs,train}, cli.*, core.fingerprints, data.{folders,packed}, demo, "
-                   "evaluation.{evaluate,fid,model_attacks}, scalable.{attribute,generate,registry,train}")
 def test_no_function_level_imports_of_ganprint():
     bad = sorted(f"{m}:{line} imports {t} inside a function" for m, edges in GRAPH.items()
                  for t, in_fn, line in edges if in_fn and (m, t) not in LAZY_FACADE)
