@@ -42,7 +42,7 @@ VERSION = 1
 MANIFEST = "dataset.json"
 IMAGES = "images.npy"
 
-# The original dataset_tool's CelebA geometry (papers.md §2.8): aligned 178x218 images, 128x128 crop around (89, 121).
+# The authors' CelebA geometry: aligned 178x218 images, 128x128 crop around (89, 121).
 CELEBA_SIZE = (178, 218)  # (width, height)
 CELEBA_CENTER = (89, 121)  # (x, y)
 CELEBA_CROP = 128

@@ -2,7 +2,7 @@
 
 Scores are "higher means fingerprinted" (e.g. bit accuracy or -log10 p). Positives are fingerprinted images,
 negatives are clean ones. The analytic counterpart (binomial threshold, no negatives needed) is
-`ganprint.metrics.bits.detection_rate`.
+`ganprint.core.stats.detection_rate`.
 """
 
 from __future__ import annotations
