@@ -214,19 +214,35 @@ def _collect(procs, out_q, jobs: int):
         try:
             rank, status, payload = out_q.get(timeout=0.2)
         except queue.Empty:
-            dead = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0) and r not in done]
-            if dead:
-                p = procs[dead[0]]
-                how = f"was killed by signal {-p.exitcode}" if p.exitcode < 0 else f"exited with code {p.exitcode}"
-                failure = ("error", ("ProcessDied", f"worker process {p.name} {how} before it finished; finished "
-                                                    "work is kept: re-run the same command to go on"))
+            failure = _died(procs, done)
             continue
         done.add(rank)
         if status == "ok":
             result = payload if rank == 0 else result
         else:
             failure = (status, payload)
+    if failure is not None and failure[0] == "crash":
+        # A worker killed on its own makes its peers crash in the collective they share; name the killed one,
+        # which may take a moment to be seen as dead.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            died = _died(procs, done, signalled_only=True)
+            if died is not None:
+                return result, died
+            time.sleep(0.05)
     return result, failure
+
+
+def _died(procs, done: set, signalled_only: bool = False):
+    """The failure report for the first worker that ended without reporting (by a signal, or any code)."""
+    dead = [p for r, p in enumerate(procs) if p.exitcode not in (None, 0) and r not in done
+            and (p.exitcode < 0 or not signalled_only)]
+    if not dead:
+        return None
+    p = dead[0]
+    how = f"was killed by signal {-p.exitcode}" if p.exitcode < 0 else f"exited with code {p.exitcode}"
+    return ("error", ("ProcessDied", f"worker process {p.name} {how} before it finished; finished "
+                                     "work is kept: re-run the same command to go on"))
 
 
 def _reap(procs, grace: float) -> None:
