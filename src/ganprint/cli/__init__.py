@@ -15,7 +15,7 @@ import click
 from ganprint import __version__
 from ganprint.core.errors import GanprintError
 
-_COMMAND_MODULES = ("artificial_train", "artificial", "data", "dataset", "gan", "scalable", "evaluate", "demo")
+_COMMAND_MODULES = ("artificial_train", "artificial", "data", "dataset", "gan", "diffusion", "scalable", "evaluate", "demo")
 
 
 class _Group(click.Group):
