@@ -18,6 +18,7 @@ from ganprint.artificial.embed import detect, embed
 from ganprint.artificial.train import train_stega
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
+from ganprint.diffusion import generate as diffusion_generate  # also registers the diffusion-unet kind for load()
 from ganprint.evaluation.evaluate import run_evaluate as evaluate
 from ganprint.gan.config import GanTrainConfig
 from ganprint.gan.generate import generate_images
@@ -52,9 +53,10 @@ def train(config: TrainConfig | GanTrainConfig | ScalableTrainConfig, outdir: st
 
 def generate(model: str | os.PathLike, seeds: list[int], outdir: str | os.PathLike, batch_size: int = 16,
              grid: bool = False, device: str = "auto", psi: float = 1.0, precision: str = "float64",
-             **scalable: Any) -> list[Path]:
+             sampler: str | None = None, steps: int | None = None, **scalable: Any) -> list[Path]:
     """Write one PNG per seed from any generator export; `scalable` takes the flags of scalable generators
-    (fingerprint, identical_latent, identical_fingerprint)."""
+    (fingerprint, identical_latent, identical_fingerprint); `sampler` (ddim, ddpm, dpm; default ddim) and `steps`
+    (default 50) are for diffusion-unet models."""
     if batch_size < 1:
         raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
     if not seeds:
@@ -63,6 +65,16 @@ def generate(model: str | os.PathLike, seeds: list[int], outdir: str | os.PathLi
     if unknown:
         raise TypeError(f"generate() got unexpected arguments {sorted(unknown)}")
     kind = read_metadata(model)["ganprint.kind"]
+    if kind == diffusion_generate.EXPORT_KIND:
+        used = ["--" + k.replace("_", "-") for k, v in scalable.items() if v] + (["--trunc"] if psi != 1 else [])
+        if used:
+            raise GanprintError(f"{model} is a diffusion model: drop {', '.join(used)} (GAN-only flags)")
+        return diffusion_generate.generate_images(model, seeds, outdir, batch_size=batch_size, grid=grid,
+                                                  device=device, sampler=sampler or "ddim", steps=steps or 50,
+                                                  precision=precision)
+    if sampler is not None or steps is not None:
+        raise GanprintError(f"--sampler and --steps are for diffusion models; {model} is a '{kind}' generator: "
+                            "drop them")
     if kind.startswith("scalable"):
         if psi != 1:
             raise GanprintError(f"--trunc applies to stylegan2-G generators; {model} is '{kind}': drop --trunc")

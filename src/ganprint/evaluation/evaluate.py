@@ -29,6 +29,8 @@ from ganprint.core.errors import GanprintError
 from ganprint.core.fingerprints import bits_to_str, parse_bits
 from ganprint.core.seeds import derive_seed
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value
+from ganprint.diffusion.model import EXPORT_KIND as DIFFUSION_KIND
+from ganprint.diffusion.source import load_diffusion_generator
 from ganprint.perturb.attacks import AttackChain, parse_attacks
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,7 @@ class FolderSource:
 
 
 DECODER_KINDS = ("stega", "stega-decoder", "scalable-decoder")
-GENERATOR_KINDS = ("stylegan2-G", "scalable-G", "scalable-G-issued")
+GENERATOR_KINDS = ("stylegan2-G", "scalable-G", "scalable-G-issued", DIFFUSION_KIND)
 
 
 def load_decoder(model: str | Path, device: str | torch.device = "cpu"
@@ -120,9 +122,11 @@ def load_generator(generator: str | Path, fingerprint: str | None, k: int, devic
     must be given) and optional for a scalable-G (None: each seed's own fingerprint c is the reference); an issued
     model's is its built-in fingerprint, and --fingerprint is refused.
     """
-    from ganprint.core.artifacts import load_export
+    from ganprint.core.artifacts import load_export, read_metadata
     from ganprint.scalable.generate import FINGERPRINT_META
 
+    if read_metadata(generator)["ganprint.kind"] == DIFFUSION_KIND:  # DDIM, 50 steps, as `ganprint generate`
+        return load_diffusion_generator(generator, fingerprint, k, device)
     G, cfg, meta = load_export(generator, kind=GENERATOR_KINDS, device=device)
     kind = meta["ganprint.kind"]
     if kind == "stylegan2-G":
@@ -184,6 +188,8 @@ class GeneratorSource:
     @torch.no_grad()
     def _generate(self, chunk: list[int]) -> tuple[np.ndarray, torch.Tensor]:
         n = len(chunk)
+        if self.kind == DIFFUSION_KIND:  # a ganprint.diffusion.source.DiffusionSampler
+            return self._G64.generate(chunk, self.device), self.reference[None].expand(n, -1)
         if self.kind == "stylegan2-G":
             from ganprint.gan.generate import generate_seeds
 
