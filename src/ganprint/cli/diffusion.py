@@ -31,14 +31,15 @@ def _log_to_file(outdir: str) -> logging.Handler | None:
 @click.option("--kimg", type=float, default=None, help="Training length in thousands of images.")
 @click.option("--batch-size", type=int, default=None, help="Total batch over all processes.")
 @click.option("--lr", type=float, default=None, help="Adam learning rate after warm-up.")
+@click.option("--warmup-kimg", type=float, default=None, help="Linear learning-rate warm-up in kimg.")
 @click.option("--seed", type=int, default=None, help="Seed of initialisation, data order and noise.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--snapshot-kimg", type=float, default=None, help="Grid, export and training state every N kimg.")
 @click.option("--resume-from", type=click.Path(), default=None,
               help="Fine-tune: start from this diffusion-unet export (its architecture replaces the preset's).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def train_diffusion_cmd(data, resolution, outdir, preset, kimg, batch_size, lr, seed, device, snapshot_kimg,
-                        resume_from, dry_run):
+def train_diffusion_cmd(data, resolution, outdir, preset, kimg, batch_size, lr, warmup_kimg, seed, device,
+                        snapshot_kimg, resume_from, dry_run):
     """Train a denoising diffusion UNet on images; exports its EMA weights (kind diffusion-unet).
 
     \b
@@ -55,8 +56,8 @@ def train_diffusion_cmd(data, resolution, outdir, preset, kimg, batch_size, lr, 
     from ganprint.diffusion.config import resolve_config
     from ganprint.diffusion.train import config_from_export, train_diffusion
 
-    cfg = resolve_config(preset, resolution, total_kimg=kimg, batch_size=batch_size, lr=lr, seed=seed,
-                         snapshot_kimg=snapshot_kimg)
+    cfg = resolve_config(preset, resolution, total_kimg=kimg, batch_size=batch_size, lr=lr, warmup_kimg=warmup_kimg,
+                         seed=seed, snapshot_kimg=snapshot_kimg)
     if dry_run:
         cfg = config_from_export(cfg, resume_from) if resume_from else cfg
         click.echo(json.dumps(cfg.to_dict(), indent=2))
