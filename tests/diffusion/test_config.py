@@ -43,3 +43,24 @@ def test_unet_config_rejects_impossible_shapes():
         UNetConfig(32, (32, 32), (False, False), head_dim=64).validate()
     with pytest.raises(ValueError, match="unknown"):
         DiffusionTrainConfig.from_dict({"bogus": 1})
+
+
+def test_cli_dry_run_and_bad_flags(tmp_path):
+    from click.testing import CliRunner
+
+    from ganprint.cli import main
+
+    runner = CliRunner()
+    ok = runner.invoke(main, ["train-diffusion", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"),
+                              "--preset", "ddpm-32", "--kimg", "5", "--warmup-kimg", "1", "--dry-run"])
+    assert ok.exit_code == 0, ok.output
+    cfg = DiffusionTrainConfig.from_dict(__import__("json").loads(ok.output))
+    assert cfg.preset == "ddpm-32" and cfg.total_kimg == 5 and cfg.warmup_kimg == 1
+    for args, needle in ((["--preset", "huge"], "--preset 'huge' is unknown"),
+                         (["--resolution", "64"], "--resolution 64 disagrees with --preset cpu-32"),
+                         (["--kimg", "-1"], "total_kimg (--kimg)")):
+        bad = runner.invoke(main, ["train-diffusion", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"), *args])
+        assert bad.exit_code == 1 and needle in bad.output and "Traceback" not in bad.output
+    empty = runner.invoke(main, ["train-diffusion", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"),
+                                 "--preset", "tiny-16"])
+    assert empty.exit_code == 1 and "Traceback" not in empty.output
