@@ -7,7 +7,7 @@ Steps (each skipped when its output exists, and every training resumes, so re-ru
   4. two diffusion models trained the same way: OUT/clean on OUT/data, OUT/fpdiff on OUT/fp/fingerprinted_images
      (ganprint train-diffusion --preset P --kimg K --seed 0), and with --finetune-kimg a fine-tune of the clean
      model's final export on the fingerprinted images (OUT/finetune, --resume-from)
-  5. for every snapshot (--snapshot-kimg apart): ganprint generate --seeds 0-(S-1) --sampler ddim --steps T, then
+  5. for every snapshot (or one per --eval-every-kimg): ganprint generate --seeds 0-(S-1) --sampler ddim --steps T, then
      ganprint detect --fingerprint F --fpr 1e-6, one row per (run, kimg) in OUT/transfer.jsonl
   6. with --steps-sweep: the last snapshot of each run sampled at several step counts
 
@@ -108,13 +108,26 @@ def sample_and_detect(args, out: Path, log: Path, run: str, model: Path, steps: 
                       {"kimg": kimg, "sampler": args.sampler, "steps": steps})
 
 
+def pick_snapshots(snaps: list[Path], every_kimg: float | None) -> list[Path]:
+    """The snapshots that first pass each multiple of `every_kimg` (all of them when None), and the last one."""
+    if not every_kimg or not snaps:
+        return snaps
+    step, picked, last_bucket = every_kimg * 1000, [], -1
+    for m in snaps:
+        bucket = int(int(m.stem.split("-")[-1]) // step)
+        if bucket > last_bucket:
+            picked.append(m)
+            last_bucket = bucket
+    return picked if picked[-1] == snaps[-1] else picked + [snaps[-1]]
+
+
 def evaluate_all(args, out: Path, log: Path, stega: Path, bits: str) -> list[dict]:
-    """Steps 5-6: references, every snapshot (--snapshot-kimg sets the curve's resolution), the step sweep."""
+    """Steps 5-6: references, the snapshots (every --eval-every-kimg), the step sweep on the last ones."""
     (out / "transfer.jsonl").unlink(missing_ok=True)
     rows = [detect_row(args, out, log, "data-clean", out / "data", stega, bits, {}),
             detect_row(args, out, log, "data-fingerprinted", out / "fp" / "fingerprinted_images", stega, bits, {})]
     for run in ("clean", "fpdiff", "finetune"):
-        snaps = sorted((out / run).glob("network-[0-9]*.safetensors"))
+        snaps = pick_snapshots(sorted((out / run).glob("network-[0-9]*.safetensors")), args.eval_every_kimg)
         rows += [sample_and_detect(args, out, log, run, m, args.steps, stega, bits) for m in snaps]
         if snaps and args.steps_sweep:
             rows += [sample_and_detect(args, out, log, run, snaps[-1], int(t), stega, bits)
@@ -139,6 +152,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=64, help="Generated images per evaluated snapshot.")
     ap.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpm"])
     ap.add_argument("--steps", type=int, default=50, help="Sampler steps.")
+    ap.add_argument("--eval-every-kimg", type=float, default=None, help="Evaluate one snapshot per this many kimg "
+                    "(default: every snapshot).")
     ap.add_argument("--steps-sweep", default="", help="Comma-separated step counts for the last snapshots.")
     ap.add_argument("--fpr", type=float, default=1e-6)
     ap.add_argument("--skip-training", action="store_true", help="Only evaluate the snapshots there are.")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import types
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 pytest.importorskip("diffusers")
@@ -14,7 +16,33 @@ import ganprint  # noqa: E402
 from ganprint.cli import main  # noqa: E402
 from ganprint.core.errors import GanprintError  # noqa: E402
 from ganprint.core.images import read_image  # noqa: E402
+from ganprint.diffusion.config import NoiseConfig  # noqa: E402
 from ganprint.diffusion.generate import generate_images, load_diffusion, sample_seeds  # noqa: E402
+from ganprint.diffusion.model import make_scheduler  # noqa: E402
+
+
+class FlatColourDenoiser(torch.nn.Module):
+    """The exact noise prediction for a data set of one flat colour: every sampler must end on that colour."""
+
+    def __init__(self, colour_u8, noise: NoiseConfig, resolution: int = 8):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # gives the sampler a device and dtype
+        self.alpha_bar = make_scheduler("ddpm", noise).alphas_cumprod
+        self.colour = torch.tensor(colour_u8, dtype=torch.float64) / 127.5 - 1
+        self.config = types.SimpleNamespace(sample_size=resolution)
+
+    def forward(self, x, t):
+        a = self.alpha_bar[int(t)].to(x.dtype)
+        x0 = self.colour.to(x.dtype)[None, :, None, None]
+        return types.SimpleNamespace(sample=(x - a.sqrt() * x0) / (1 - a).sqrt())
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm"])
+def test_samplers_reach_the_data_with_the_exact_denoiser(sampler):
+    noise = NoiseConfig()
+    imgs = sample_seeds(FlatColourDenoiser((200, 40, 90), noise), noise, [0, 1], sampler, 20)
+    assert imgs.shape == (2, 8, 8, 3)
+    assert np.array_equal(imgs.reshape(-1, 3), np.tile([200, 40, 90], (128, 1)))
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm"])
