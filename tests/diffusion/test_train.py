@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 pytest.importorskip("diffusers")
 
-from ganprint.core.artifacts import load_export  # noqa: E402
+import ganprint  # noqa: E402
 from ganprint.core.errors import GanprintError  # noqa: E402
 from ganprint.core.files import read_jsonl  # noqa: E402
 from ganprint.data.folders import open_image_dataset  # noqa: E402
@@ -30,7 +30,7 @@ def test_training_writes_its_outputs(tmp_path, sample_folder, tiny_diffusion_exp
         assert (run / name).is_file(), name
     rows = read_jsonl(run / "stats.jsonl")
     assert [r["kimg"] for r in rows] == [0.008, 0.016] and all(r["loss"] > 0 for r in rows)
-    unet, cfg, meta = load_export(tiny_diffusion_export)  # the kind is registered: no kind argument needed
+    unet, cfg, meta = ganprint.load(tiny_diffusion_export)  # the kind is registered: no kind argument needed
     assert meta["ganprint.kind"] == "diffusion-unet" and cfg["unet"]["resolution"] == 32
     assert unet(torch.zeros(1, 3, 32, 32), 10).sample.shape == (1, 3, 32, 32)
 
