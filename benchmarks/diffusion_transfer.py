@@ -129,7 +129,7 @@ def evaluate_all(args, out: Path, log: Path, stega: Path, bits: str) -> list[dic
     for run in ("clean", "fpdiff", "finetune"):
         snaps = pick_snapshots(sorted((out / run).glob("network-[0-9]*.safetensors")), args.eval_every_kimg)
         rows += [sample_and_detect(args, out, log, run, m, args.steps, stega, bits) for m in snaps]
-        if snaps and args.steps_sweep:
+        if snaps and args.steps_sweep and run in args.sweep_runs.split(","):
             rows += [sample_and_detect(args, out, log, run, snaps[-1], int(t), stega, bits)
                      for t in args.steps_sweep.split(",") if int(t) != args.steps]
     return rows
@@ -152,6 +152,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=64, help="Generated images per evaluated snapshot.")
     ap.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpm"])
     ap.add_argument("--steps", type=int, default=50, help="Sampler steps.")
+    ap.add_argument("--sweep-runs", default="clean,fpdiff,finetune", help="Runs that get the step sweep.")
     ap.add_argument("--eval-every-kimg", type=float, default=None, help="Evaluate one snapshot per this many kimg "
                     "(default: every snapshot).")
     ap.add_argument("--steps-sweep", default="", help="Comma-separated step counts for the last snapshots.")
