@@ -15,7 +15,8 @@ Steps (each skipped when its output exists, and every training resumes, so re-ru
     python benchmarks/diffusion_transfer.py --out runs/dt --stega runs/fp32/model.safetensors --kimg 5 \
         --finetune-kimg 5 --steps-sweep 10,25,50
 
-Rows: {"run", "kimg", "sampler", "steps", "images", "mean_bit_accuracy", "detected_rate", "threshold"}; the
+Rows: {"run", "kimg", "sampler", "steps", "images", "mean_bit_accuracy", "detected_rate", "threshold",
+"residual_corr" (correlation of the samples with the mean fingerprint residual of the training crops)}; the
 references "data-clean" and "data-fingerprinted" (the training images themselves) come first. Prints a Markdown
 table at the end. Set OMP_NUM_THREADS to keep each process to its share of a shared machine.
 """
@@ -29,7 +30,34 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from ganprint.core.images import read_image
+
 GANPRINT = [sys.executable, "-m", "ganprint"]
+_RESIDUAL: dict[str, np.ndarray] = {}
+
+
+def mean_residual(out: Path, n: int = 500) -> np.ndarray:
+    """The fingerprint pattern common to the training images: mean of (fingerprinted - clean) over n crops."""
+    if "r" not in _RESIDUAL:
+        clean = sorted((out / "data").glob("**/*.png"))[:n]
+        fp = out / "fp" / "fingerprinted_images"
+        _RESIDUAL["r"] = np.mean([read_image(fp / p.relative_to(out / "data")).astype(np.float64)
+                                  - read_image(p).astype(np.float64) for p in clean], axis=0)
+    return _RESIDUAL["r"]
+
+
+def residual_corr(out: Path, images: Path) -> float:
+    """Mean correlation of each generated image (minus its mean colour) with the common fingerprint pattern:
+    a decoder-free sign of the pattern coming through before the decoder can read it."""
+    r = mean_residual(out)
+    cs = []
+    for f in sorted(images.glob("seed*.png")):
+        x = read_image(f).astype(np.float64)
+        x -= x.mean(axis=(0, 1))
+        cs.append(float((x * r).sum() / np.sqrt((x * x).sum() * (r * r).sum())))
+    return round(float(np.mean(cs)), 4) if cs else None
 
 
 def sh(args: list, log: Path) -> None:
@@ -90,7 +118,8 @@ def detect_row(args, out: Path, log: Path, run: str, images: Path, stega: Path, 
             args.fpr], log)
     s = json.loads((det / "summary.json").read_text())
     row = {"run": run, **extra, "images": s["images"], "mean_bit_accuracy": round(s["mean_bit_accuracy"], 4),
-           "detected_rate": round(s["detected_rate"], 4), "threshold": s.get("match_threshold")}
+           "detected_rate": round(s["detected_rate"], 4), "threshold": s.get("match_threshold"),
+           "residual_corr": residual_corr(out, images) if images.name == "images" else None}
     with open(out / "transfer.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
     return row
@@ -167,11 +196,13 @@ def main() -> None:
     if not args.skip_training:
         train_all(args, out, log)
     rows = evaluate_all(args, out, log, stega, bits)
-    print("\n| run | kimg | sampler | steps | images | mean bit accuracy | detected at FPR %g |" % args.fpr)
-    print("|---|---|---|---|---|---|---|")
+    print("\n| run | kimg | sampler | steps | images | mean bit accuracy | detected at FPR %g | corr. with pattern |"
+          % args.fpr)
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
+        corr = "" if r["residual_corr"] is None else f"{r['residual_corr']:.3f}"
         print(f"| {r['run']} | {r.get('kimg', '')} | {r.get('sampler', '')} | {r.get('steps', '')} | {r['images']} | "
-              f"{r['mean_bit_accuracy']:.4f} | {r['detected_rate']:.3f} |")
+              f"{r['mean_bit_accuracy']:.4f} | {r['detected_rate']:.3f} | {corr} |")
 
 
 if __name__ == "__main__":
