@@ -96,12 +96,13 @@ def train_all(args, out: Path, log: Path) -> None:
     jobs = [train_cmd(args, out / "data", out / "clean", args.kimg),
             train_cmd(args, out / "fp" / "fingerprinted_images", out / "fpdiff", args.kimg)]
     if args.parallel:
-        procs = []
-        for cmd in jobs:
-            print("$ " + " ".join(str(c) for c in cmd[2:]) + " &", flush=True)
-            procs.append(subprocess.Popen([str(c) for c in cmd], stdout=open(log, "a"), stderr=subprocess.STDOUT))
-        if any(p.wait() for p in procs):
-            sys.exit("a training failed; see " + str(log))
+        with open(log, "a") as f:
+            procs = []
+            for cmd in jobs:
+                print("$ " + " ".join(str(c) for c in cmd[2:]) + " &", flush=True)
+                procs.append(subprocess.Popen([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT))
+            if any(p.wait() for p in procs):
+                sys.exit("a training failed; see " + str(log))
     else:
         for cmd in jobs:
             sh(cmd, log)
@@ -173,7 +174,8 @@ def main() -> None:
     ap.add_argument("--kimg", type=float, default=20.0, help="Training length of the clean and fingerprinted models.")
     ap.add_argument("--snapshot-kimg", type=float, default=None, help="Snapshot interval (default: the preset's).")
     ap.add_argument("--warmup-kimg", type=float, default=None, help="Learning-rate warm-up (default: the preset's).")
-    ap.add_argument("--finetune-kimg", type=float, default=0.0, help="Fine-tune length on fingerprinted data (0: none).")
+    ap.add_argument("--finetune-kimg", type=float, default=0.0,
+                    help="Fine-tune length on fingerprinted data (0: none).")
     ap.add_argument("--finetune-from", default=None, help="Export to fine-tune (default: OUT/clean's final one).")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")

@@ -12,13 +12,13 @@ from click.testing import CliRunner
 
 pytest.importorskip("diffusers")
 
-import ganprint  # noqa: E402
-from ganprint.cli import main  # noqa: E402
-from ganprint.core.errors import GanprintError  # noqa: E402
-from ganprint.core.images import read_image  # noqa: E402
-from ganprint.diffusion.config import NoiseConfig  # noqa: E402
-from ganprint.diffusion.generate import generate_images, load_diffusion, sample_seeds  # noqa: E402
-from ganprint.diffusion.model import make_scheduler  # noqa: E402
+import ganprint
+from ganprint.cli import main
+from ganprint.core.errors import GanprintError
+from ganprint.core.images import read_image
+from ganprint.diffusion.config import NoiseConfig
+from ganprint.diffusion.generate import generate_images, load_diffusion, sample_seeds
+from ganprint.diffusion.model import make_scheduler
 
 
 class FlatColourDenoiser(torch.nn.Module):

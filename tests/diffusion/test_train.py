@@ -10,12 +10,12 @@ from safetensors.torch import load_file
 
 pytest.importorskip("diffusers")
 
-import ganprint  # noqa: E402
-from ganprint.core.errors import GanprintError  # noqa: E402
-from ganprint.core.files import read_jsonl  # noqa: E402
-from ganprint.data.folders import open_image_dataset  # noqa: E402
-from ganprint.diffusion.train import train_diffusion  # noqa: E402
-from tests.diffusion.conftest import tiny_config  # noqa: E402
+import ganprint
+from ganprint.core.errors import GanprintError
+from ganprint.core.files import read_jsonl
+from ganprint.data.folders import open_image_dataset
+from ganprint.diffusion.train import train_diffusion
+from tests.diffusion.conftest import tiny_config
 
 
 def _tiny(**kw):

@@ -85,7 +85,8 @@ def train_gan_cmd(data, resolution, outdir, preset, kimg, batch_size, seed, devi
 @click.option("--identical-fingerprint", is_flag=True, help="Scalable generators: one fingerprint for all seeds.")
 @click.option("--sampler", type=click.Choice(["ddim", "ddpm", "dpm"]), default=None,
               help="Diffusion models: the sampler [default: ddim].")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Diffusion models: sampler steps [default: 50].")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Diffusion models: sampler steps [default: 50].")
 def generate_cmd(model, seeds, outdir, batch_size, grid, device, trunc, precision, fingerprint, identical_latent,
                  identical_fingerprint, sampler, steps):
     """Generate images; each image is a pure function of its seed (file seed<seed:06d>.png).

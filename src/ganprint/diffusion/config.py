@@ -24,7 +24,7 @@ class UNetConfig:
     norm_groups: int = 32  # GroupNorm groups; must divide every channel count
     head_dim: int = 64  # attention head size
 
-    def validate(self) -> "UNetConfig":
+    def validate(self) -> UNetConfig:
         """Raise ValueError on impossible combinations."""
         if len(self.channels) != len(self.attention) or not self.channels:
             raise ValueError("unet.channels and unet.attention need one entry per level")
@@ -33,7 +33,8 @@ class UNetConfig:
                              f"{2 ** (len(self.channels) - 1)}")
         if any(c % self.norm_groups for c in self.channels):
             raise ValueError(f"every unet channel count must be a multiple of norm_groups {self.norm_groups}")
-        if any(c % self.head_dim for c, a in zip(self.channels, self.attention) if a) or self.channels[-1] % self.head_dim:
+        attended = [c for c, a in zip(self.channels, self.attention) if a] + [self.channels[-1]]
+        if any(c % self.head_dim for c in attended):
             raise ValueError(f"unet.head_dim {self.head_dim} must divide the channels of the attention levels and "
                              "of the last level (the middle block attends)")
         if self.layers_per_block < 1 or not 0 <= self.dropout < 1:
@@ -41,7 +42,7 @@ class UNetConfig:
         return self
 
     @classmethod
-    def from_dict(cls, d: dict) -> "UNetConfig":
+    def from_dict(cls, d: dict) -> UNetConfig:
         d = dict(d)
         _check_keys(cls, d)
         for k in ("channels", "attention"):
@@ -58,7 +59,7 @@ class NoiseConfig:
     beta_end: float = 0.02
     prediction_type: str = "epsilon"  # what the UNet predicts: epsilon or v_prediction
 
-    def validate(self) -> "NoiseConfig":
+    def validate(self) -> NoiseConfig:
         if self.timesteps < 2:
             raise ValueError("noise.timesteps must be >= 2")
         if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
@@ -94,7 +95,7 @@ class DiffusionTrainConfig:
     grid_seeds: int = 16  # seeds 0..n-1 in the snapshot grids (as `ganprint generate`)
     grid_steps: int = 25  # DDIM steps of the snapshot grids
 
-    def validate(self) -> "DiffusionTrainConfig":
+    def validate(self) -> DiffusionTrainConfig:
         """Raise ValueError on impossible combinations."""
         self.unet.validate()
         self.noise.validate()
@@ -120,7 +121,7 @@ class DiffusionTrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DiffusionTrainConfig":
+    def from_dict(cls, d: dict) -> DiffusionTrainConfig:
         """Inverse of `to_dict`; unknown keys raise ValueError."""
         d = dict(d)
         _check_keys(cls, d)

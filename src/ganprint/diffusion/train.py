@@ -13,16 +13,22 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ganprint.core import dist
-from ganprint.core.artifacts import (latest_training_state, load_export, load_training_state, save_export,
-                                     save_training_state)
+from ganprint.core.artifacts import (
+    latest_training_state,
+    load_export,
+    load_training_state,
+    read_metadata,
+    save_export,
+    save_training_state,
+)
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import append_jsonl, atomic_write_json
 from ganprint.core.images import write_grid
@@ -80,8 +86,6 @@ def _check_resume_config(outdir: Path, cfg: DiffusionTrainConfig, resume_from: s
 
 def config_from_export(cfg: DiffusionTrainConfig, resume_from: str) -> DiffusionTrainConfig:
     """`cfg` with the UNet and noise settings of the export it fine-tunes (the preset's resolution must agree)."""
-    from ganprint.core.artifacts import read_metadata
-
     meta = read_metadata(resume_from)
     if meta["ganprint.kind"] != EXPORT_KIND:
         raise GanprintError(f"--resume-from {resume_from} holds a '{meta['ganprint.kind']}' model; it needs a "
@@ -199,8 +203,8 @@ class DiffusionTrainer:
     def run(self, dataset: Dataset) -> None:
         """Train until cfg.total_kimg, with ticks and snapshots on their kimg grids."""
         cfg = self.cfg
-        total = int(round(cfg.total_kimg * 1000))
-        tick_n, snap_n = (max(int(round(k * 1000)), 1) for k in (cfg.kimg_per_tick, cfg.snapshot_kimg))
+        total = round(cfg.total_kimg * 1000)
+        tick_n, snap_n = (max(round(k * 1000), 1) for k in (cfg.kimg_per_tick, cfg.snapshot_kimg))
         if self.cur_nimg >= total:
             if not (self.outdir / "network-final.safetensors").exists():
                 self.snapshot(final=True)

@@ -148,7 +148,8 @@ def load_generator(generator: str | Path, fingerprint: str | None, k: int, devic
 
 
 class GeneratorSource:
-    """Batches of images generated from `seeds` by G (a loaded stylegan2-G, scalable-G or scalable-G-issued).
+    """Batches of images generated from `seeds` by G (a loaded stylegan2-G, scalable-G or scalable-G-issued, or a
+    ganprint.diffusion.source.DiffusionSampler).
 
     Each image is the uint8 image `ganprint generate` writes for its seed (float64 networks, per-seed inputs,
     so it does not depend on the batch), mapped to [0, 1]; names are `seed<seed:06d>.png` as there. The
