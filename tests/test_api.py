@@ -10,6 +10,7 @@ import pytest
 import ganprint
 from ganprint.artificial.config import TrainConfig
 from ganprint.core.errors import GanprintError
+from ganprint.diffusion.config import DiffusionTrainConfig
 from ganprint.gan.config import GanTrainConfig
 from ganprint.scalable.config import ScalableTrainConfig
 
@@ -32,6 +33,7 @@ def test_config_resolves_presets_with_overrides():
     assert isinstance(c, TrainConfig) and c.steps == 10 and c.data == "photos/"
     assert isinstance(ganprint.config("gan", resolution=32), GanTrainConfig)
     assert isinstance(ganprint.config("scalable", "small"), ScalableTrainConfig)
+    assert isinstance(ganprint.config("diffusion", "tiny-16"), DiffusionTrainConfig)
     with pytest.raises(GanprintError, match="system"):
         ganprint.config("vae")
     with pytest.raises(GanprintError, match="preset"):

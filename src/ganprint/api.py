@@ -19,7 +19,12 @@ from ganprint.artificial.embed import embed as _embed
 from ganprint.artificial.train import train_stega
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
+from ganprint.data.folders import open_image_dataset
 from ganprint.data.samples import write_samples as samples
+from ganprint.diffusion import generate as diffusion_generate  # also registers the diffusion-unet kind for load()
+from ganprint.diffusion.config import DiffusionTrainConfig
+from ganprint.diffusion.config import resolve_config as _diffusion_config
+from ganprint.diffusion.train import train_diffusion
 from ganprint.evaluation.evaluate import run_evaluate as evaluate
 from ganprint.gan.config import GanTrainConfig
 from ganprint.gan.config import resolve_config as _gan_config
@@ -59,15 +64,16 @@ def load(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None,
     return load_export(path, kind=kind, device=device)
 
 
-_CONFIGS = {"artificial": _artificial_config, "gan": _gan_config, "scalable": _scalable_config}
+_CONFIGS = {"artificial": _artificial_config, "gan": _gan_config, "scalable": _scalable_config,
+            "diffusion": lambda preset=None, **kw: _diffusion_config(preset, kw.pop("resolution", None), **kw)}
 
 
-TrainingConfig = TrainConfig | GanTrainConfig | ScalableTrainConfig
+TrainingConfig = TrainConfig | GanTrainConfig | ScalableTrainConfig | DiffusionTrainConfig
 
 
 def config(system: str, preset: str | None = None, **overrides: Any) -> TrainingConfig:
-    """The typed training config of `system` (artificial, gan or scalable): `preset` with `overrides` applied,
-    validated, as the CLI's `--preset` and flags resolve it; pass it to `train`."""
+    """The typed training config of `system` (artificial, gan, scalable or diffusion): `preset` with `overrides`
+    applied, validated, as the CLI's `--preset` and flags resolve it; pass it to `train`."""
     if system not in _CONFIGS:
         raise GanprintError(f"config(): system must be one of {', '.join(_CONFIGS)}, got {system!r}")
     return _CONFIGS[system](preset, **overrides)
@@ -86,14 +92,19 @@ def train(config: TrainingConfig, outdir: str | os.PathLike,
         return train_gan(config, outdir, **kwargs)
     if isinstance(config, ScalableTrainConfig):
         return train_scalable(config, outdir, **kwargs)
-    raise GanprintError(f"train() takes a TrainConfig, GanTrainConfig or ScalableTrainConfig, got {type(config)}")
+    if isinstance(config, DiffusionTrainConfig):
+        data = kwargs.pop("data")
+        dataset = open_image_dataset(data, config.resolution) if isinstance(data, (str, os.PathLike)) else data
+        return train_diffusion(config, outdir, dataset, **kwargs)
+    raise GanprintError(f"train() takes a config from ganprint.config(...), got {type(config)}")
 
 
 def generate(model: str | os.PathLike, seeds: list[int], outdir: str | os.PathLike, batch_size: int = 16,
              grid: bool = False, device: str = "auto", psi: float = 1.0, precision: str = "float64",
-             **scalable: Any) -> list[Path]:
+             sampler: str | None = None, steps: int | None = None, **scalable: Any) -> list[Path]:
     """Write one PNG per seed from any generator export; `scalable` takes the flags of scalable generators
-    (fingerprint, identical_latent, identical_fingerprint)."""
+    (fingerprint, identical_latent, identical_fingerprint); `sampler` (ddim, ddpm, dpm; default ddim) and `steps`
+    (default 50) are for diffusion-unet models."""
     if batch_size < 1:
         raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
     if not seeds:
@@ -102,6 +113,16 @@ def generate(model: str | os.PathLike, seeds: list[int], outdir: str | os.PathLi
     if unknown:
         raise TypeError(f"generate() got unexpected arguments {sorted(unknown)}")
     kind = read_metadata(model)["ganprint.kind"]
+    if kind == diffusion_generate.EXPORT_KIND:
+        used = ["--" + k.replace("_", "-") for k, v in scalable.items() if v] + (["--trunc"] if psi != 1 else [])
+        if used:
+            raise GanprintError(f"{model} is a diffusion model: drop {', '.join(used)} (GAN-only flags)")
+        return diffusion_generate.generate_images(model, seeds, outdir, batch_size=batch_size, grid=grid,
+                                                  device=device, sampler=sampler or "ddim", steps=steps or 50,
+                                                  precision=precision)
+    if sampler is not None or steps is not None:
+        raise GanprintError(f"--sampler and --steps are for diffusion models; {model} is a '{kind}' generator: "
+                            "drop them")
     if kind.startswith("scalable"):
         if psi != 1:
             raise GanprintError(f"--trunc applies to stylegan2-G generators; {model} is '{kind}': drop --trunc")

@@ -17,7 +17,7 @@ import click
 from ganprint import __version__
 from ganprint.core.errors import GanprintError
 
-_COMMAND_MODULES = ("artificial", "data", "gan", "scalable", "evaluation", "demo", "service")
+_COMMAND_MODULES = ("artificial", "data", "gan", "scalable", "diffusion", "evaluation", "demo", "service")
 
 
 class _Group(click.Group):

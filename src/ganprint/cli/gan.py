@@ -65,19 +65,25 @@ def train_gan_cmd(data, resolution, outdir, preset, kimg, batch_size, seed, devi
 @click.option("--fingerprint", default=None, help="Scalable generators: fingerprint as 0/1 bits or 0x hex.")
 @click.option("--identical-latent", is_flag=True, help="Scalable generators: one latent for all seeds.")
 @click.option("--identical-fingerprint", is_flag=True, help="Scalable generators: one fingerprint for all seeds.")
+@click.option("--sampler", type=click.Choice(["ddim", "ddpm", "dpm"]), default=None,
+              help="Diffusion models: the sampler [default: ddim].")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Diffusion models: sampler steps [default: 50].")
 def generate_cmd(model, seeds, outdir, batch_size, grid, device, trunc, precision, fingerprint, identical_latent,
-                 identical_fingerprint):
+                 identical_fingerprint, sampler, steps):
     """Generate images; each image is a pure function of its seed (file seed<seed:06d>.png).
 
     \b
     Examples:
       ganprint generate --model runs/gan-small/network-final.safetensors --seeds 0-63 --outdir samples --grid
       ganprint generate --model scalable.safetensors --seeds 0-9 --fingerprint 0x6f3a... --outdir out
+      ganprint generate --model runs/diff/network-final.safetensors --sampler dpm --steps 20 --outdir samples
     """
 
     paths = generate(model, parse_seeds(seeds), outdir, batch_size=batch_size, grid=grid, device=device,
                             psi=trunc, fingerprint=fingerprint, identical_latent=identical_latent,
-                            identical_fingerprint=identical_fingerprint, precision=precision)
+                            identical_fingerprint=identical_fingerprint, precision=precision, sampler=sampler,
+                            steps=steps)
     click.echo(f"wrote {len(paths) if paths is not None else 0} images to {outdir}")
 
 

@@ -174,7 +174,8 @@ def _ensure_builders_loaded() -> None:
     # Model modules register their builders on import; import them lazily so that this module stays light.
     import importlib
 
-    for name in ("ganprint.nets.stega", "ganprint.nets.stylegan2", "ganprint.nets.scalable"):
+    for name in ("ganprint.nets.stega", "ganprint.nets.stylegan2", "ganprint.nets.scalable",
+                 "ganprint.diffusion.model"):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as e:

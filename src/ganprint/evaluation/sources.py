@@ -18,10 +18,12 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ganprint.artificial.records import read_fingerprint_txt
-from ganprint.core.artifacts import load_export
+from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
 from ganprint.core.fingerprints import parse_bits
 from ganprint.data.folders import collate, open_image_dataset
+from ganprint.diffusion.model import EXPORT_KIND as DIFFUSION_KIND
+from ganprint.diffusion.source import load_diffusion_generator
 from ganprint.gan.generate import generate_seeds
 from ganprint.scalable.generate import FINGERPRINT_META, generate_batch
 
@@ -77,7 +79,7 @@ class FolderSource:
 
 
 DECODER_KINDS = ("stega", "stega-decoder", "scalable-decoder")
-GENERATOR_KINDS = ("stylegan2-G", "scalable-G", "scalable-G-issued")
+GENERATOR_KINDS = ("stylegan2-G", "scalable-G", "scalable-G-issued", DIFFUSION_KIND)
 
 
 def load_decoder(model: str | Path, device: str | torch.device = "cpu"
@@ -102,6 +104,8 @@ def load_generator(generator: str | Path, fingerprint: str | None, k: int, devic
     must be given) and optional for a scalable-G (None: each seed's own fingerprint c is the reference); an issued
     model's is its built-in fingerprint, and --fingerprint is refused.
     """
+    if read_metadata(generator)["ganprint.kind"] == DIFFUSION_KIND:  # DDIM, 50 steps, as `ganprint generate`
+        return load_diffusion_generator(generator, fingerprint, k, device)
     G, cfg, meta = load_export(generator, kind=GENERATOR_KINDS, device=device)
     kind = meta["ganprint.kind"]
     if kind == "stylegan2-G":
@@ -161,6 +165,8 @@ class GeneratorSource:
     @torch.no_grad()
     def _generate(self, chunk: list[int]) -> tuple[np.ndarray, torch.Tensor]:
         n = len(chunk)
+        if self.kind == DIFFUSION_KIND:  # a ganprint.diffusion.source.DiffusionSampler
+            return self._G64.generate(chunk, self.device), self.reference[None].expand(n, -1)
         if self.kind == "stylegan2-G":
             return generate_seeds(self._G64, chunk, self.device, n), self.reference[None].expand(n, -1)
         # what `ganprint generate` writes, without the files

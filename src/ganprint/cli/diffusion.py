@@ -1,0 +1,78 @@
+"""`ganprint train-diffusion`: train or fine-tune a diffusion UNet (diffusers) on a folder of images."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import click
+
+from ganprint.data.folders import open_image_dataset
+from ganprint.diffusion.config import resolve_config
+from ganprint.diffusion.train import config_from_export, train_diffusion
+
+log = logging.getLogger(__name__)
+
+
+def _log_to_file(outdir: str) -> logging.Handler | None:
+    """Rank 0 appends its logs to OUTDIR/log.txt, so a resumed run keeps one log."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    Path(outdir).mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(Path(outdir) / "log.txt", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+@click.command("train-diffusion")
+@click.option("--data", required=True, type=click.Path(), help="Folder of images (e.g. fingerprinted ones).")
+@click.option("--resolution", type=int, default=None, help="Image side in pixels; must match the preset's.")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run folder; re-running resumes.")
+@click.option("--preset", default=None, help="tiny-16, cpu-32 (default) or ddpm-32 (DDPM CIFAR-10, for GPUs).")
+@click.option("--kimg", type=float, default=None, help="Training length in thousands of images.")
+@click.option("--batch-size", type=int, default=None, help="Total batch over all processes.")
+@click.option("--lr", type=float, default=None, help="Adam learning rate after warm-up.")
+@click.option("--warmup-kimg", type=float, default=None, help="Linear learning-rate warm-up in kimg.")
+@click.option("--seed", type=int, default=None, help="Seed of initialisation, data order and noise.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--snapshot-kimg", type=float, default=None, help="Grid, export and training state every N kimg.")
+@click.option("--resume-from", type=click.Path(), default=None,
+              help="Fine-tune: start from this diffusion-unet export (its architecture replaces the preset's).")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+def train_diffusion_cmd(data, resolution, outdir, preset, kimg, batch_size, lr, warmup_kimg, seed, device,
+                        snapshot_kimg, resume_from, dry_run):
+    """Train a denoising diffusion UNet on images; exports its EMA weights (kind diffusion-unet).
+
+    \b
+    Outputs in OUTDIR: config.json, log.txt, stats.jsonl, reals.png, fakes-<nimg>.png,
+    network-<nimg>.safetensors (nimg: images seen), network-final.safetensors, training-state-*.pt.
+    \b
+    Examples:
+      ganprint train-diffusion --data fp/fingerprinted_images --outdir runs/diff-fp --preset cpu-32
+      ganprint train-diffusion --data fp/fingerprinted_images --outdir runs/diff-ft --kimg 10 \\
+          --resume-from runs/diff-clean/network-final.safetensors
+      torchrun --nproc_per_node 8 -m ganprint train-diffusion --data data/ --outdir runs/ddpm --preset ddpm-32
+    """
+
+    cfg = resolve_config(preset, resolution, total_kimg=kimg, batch_size=batch_size, lr=lr, warmup_kimg=warmup_kimg,
+                         seed=seed, snapshot_kimg=snapshot_kimg)
+    if dry_run:
+        cfg = config_from_export(cfg, resume_from) if resume_from else cfg
+        click.echo(json.dumps(cfg.to_dict(), indent=2))
+        return
+    handler = _log_to_file(outdir)
+    try:
+        dataset = open_image_dataset(data, cfg.resolution)
+        log.info("data: %s (%d images at %d px)", data, len(dataset), cfg.resolution)
+        result = train_diffusion(cfg, outdir, dataset, device=device, resume_from=resume_from)
+        click.echo(f"trained to {result['cur_nimg'] / 1000:.3f} kimg: {Path(outdir) / 'network-final.safetensors'}")
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+COMMANDS = [train_diffusion_cmd]

@@ -1,0 +1,174 @@
+"""Configuration of diffusion training (`ganprint train-diffusion`): typed dataclasses and named presets.
+
+The UNet is diffusers' `UNet2DModel`; `UNetConfig` names the few choices that matter (channels and attention
+per level, residual blocks per level, dropout) and `NoiseConfig` the DDPM forward process. The paper-sized preset
+`ddpm-32` is the DDPM CIFAR-10 model (Ho et al. 2020: 128 channels x (1, 2, 2, 2), two residual blocks per level,
+attention at 16 px, dropout 0.1, 1000 linear-beta steps, Adam 2e-4 with 5000 warm-up steps, batch 128, EMA 0.9999).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+
+from ganprint.core.errors import GanprintError
+
+
+@dataclass
+class UNetConfig:
+    resolution: int = 32  # image side in pixels
+    channels: tuple[int, ...] = (64, 128, 128)  # output channels of each resolution level
+    attention: tuple[bool, ...] = (False, True, False)  # self-attention blocks at each level
+    layers_per_block: int = 1  # residual blocks per level
+    dropout: float = 0.0
+    norm_groups: int = 32  # GroupNorm groups; must divide every channel count
+    head_dim: int = 64  # attention head size
+
+    def validate(self) -> UNetConfig:
+        """Raise ValueError on impossible combinations."""
+        if len(self.channels) != len(self.attention) or not self.channels:
+            raise ValueError("unet.channels and unet.attention need one entry per level")
+        if self.resolution % (2 ** (len(self.channels) - 1)):
+            raise ValueError(f"resolution {self.resolution} is not divisible by 2^(levels-1) = "
+                             f"{2 ** (len(self.channels) - 1)}")
+        if any(c % self.norm_groups for c in self.channels):
+            raise ValueError(f"every unet channel count must be a multiple of norm_groups {self.norm_groups}")
+        attended = [c for c, a in zip(self.channels, self.attention) if a] + [self.channels[-1]]
+        if any(c % self.head_dim for c in attended):
+            raise ValueError(f"unet.head_dim {self.head_dim} must divide the channels of the attention levels and "
+                             "of the last level (the middle block attends)")
+        if self.layers_per_block < 1 or not 0 <= self.dropout < 1:
+            raise ValueError("unet.layers_per_block must be >= 1 and unet.dropout in [0, 1)")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> UNetConfig:
+        d = dict(d)
+        _check_keys(cls, d)
+        for k in ("channels", "attention"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d).validate()
+
+
+@dataclass
+class NoiseConfig:
+    timesteps: int = 1000  # steps of the forward (noising) process
+    beta_schedule: str = "linear"  # diffusers beta_schedule: linear, scaled_linear, squaredcos_cap_v2
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    prediction_type: str = "epsilon"  # what the UNet predicts: epsilon or v_prediction
+
+    def validate(self) -> NoiseConfig:
+        if self.timesteps < 2:
+            raise ValueError("noise.timesteps must be >= 2")
+        if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
+            raise ValueError(f"noise.beta_schedule {self.beta_schedule!r} is not linear, scaled_linear or "
+                             "squaredcos_cap_v2")
+        if self.prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"noise.prediction_type {self.prediction_type!r} is not epsilon or v_prediction")
+        return self
+
+    def scheduler_kwargs(self) -> dict:
+        """Keyword arguments shared by diffusers' DDPM, DDIM and DPM-Solver schedulers."""
+        return {"num_train_timesteps": self.timesteps, "beta_schedule": self.beta_schedule,
+                "beta_start": self.beta_start, "beta_end": self.beta_end, "prediction_type": self.prediction_type}
+
+
+@dataclass
+class DiffusionTrainConfig:
+    preset: str = "cpu-32"  # name of the preset this config started from
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    batch_size: int = 32  # total over all processes
+    total_kimg: float = 100.0  # training length in thousands of images
+    kimg_per_tick: float = 1.0  # one status line + stats.jsonl row per tick
+    snapshot_kimg: float = 10.0  # sample grid, EMA export and training state every this many kimg
+    seed: int = 0  # everything random is a function of (seed, rank, cur_nimg)
+    lr: float = 2e-4  # Adam learning rate after warm-up
+    warmup_kimg: float = 5.0  # linear learning-rate warm-up
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables
+    ema_kimg: float = 10.0  # half-life of the EMA UNet in kimg
+    ema_rampup: float | None = 0.05  # half-life <= cur_nimg * rampup early in training; None = no ramp
+    mirror: bool = False  # random x-flips (off: a flip would mirror the fingerprint too)
+    amp: bool = True  # bf16 autocast on CUDA (CPU always trains in float32)
+    grid_seeds: int = 16  # seeds 0..n-1 in the snapshot grids (as `ganprint generate`)
+    grid_steps: int = 25  # DDIM steps of the snapshot grids
+
+    def validate(self) -> DiffusionTrainConfig:
+        """Raise ValueError on impossible combinations."""
+        self.unet.validate()
+        self.noise.validate()
+        checks = [("batch_size (--batch-size)", self.batch_size >= 1), ("total_kimg (--kimg)", self.total_kimg >= 0),
+                  ("kimg_per_tick", self.kimg_per_tick > 0), ("snapshot_kimg", self.snapshot_kimg > 0),
+                  ("lr (--lr)", self.lr > 0), ("warmup_kimg", self.warmup_kimg >= 0),
+                  ("ema_kimg", self.ema_kimg >= 0), ("grid_seeds", self.grid_seeds >= 0),
+                  ("grid_steps", self.grid_steps >= 1)]
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"{name} is out of range: {getattr(self, name.split()[0])}")
+        return self
+
+    @property
+    def resolution(self) -> int:
+        return self.unet.resolution
+
+    def to_dict(self) -> dict:
+        """Plain JSON types only."""
+        d = asdict(self)
+        d["unet"]["channels"] = list(self.unet.channels)
+        d["unet"]["attention"] = list(self.unet.attention)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DiffusionTrainConfig:
+        """Inverse of `to_dict`; unknown keys raise ValueError."""
+        d = dict(d)
+        _check_keys(cls, d)
+        d["unet"] = UNetConfig.from_dict(d.get("unet", {}))
+        d["noise"] = NoiseConfig(**d.get("noise", {}))
+        return cls(**d).validate()
+
+
+def _check_keys(cls, d: dict) -> None:
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+
+
+PRESETS: dict[str, DiffusionTrainConfig] = {
+    # Test-sized: a 16-px UNet with two 32-channel levels; trains a few hundred images in seconds.
+    "tiny-16": DiffusionTrainConfig(
+        preset="tiny-16", unet=UNetConfig(16, (32, 32), (False, False), 1, head_dim=32), batch_size=8, total_kimg=0.1,
+        kimg_per_tick=0.05, snapshot_kimg=0.05, warmup_kimg=0.0, ema_kimg=0.05, grid_seeds=4, grid_steps=4),
+    # 2-CPU-core preset: 32 px, three levels of 32/64/64 channels (1.1 M parameters), attention at 8 px only, one
+    # residual block per level. Batch 16: in a run this short, more updates matter more than less noisy ones (a
+    # 32-image batch costs only ~15% less per image on CPU). Its length follows the hour budget (RESULTS-diffusion).
+    "cpu-32": DiffusionTrainConfig(
+        preset="cpu-32", unet=UNetConfig(32, (32, 64, 64), (False, False, True), 1, head_dim=32), batch_size=16,
+        total_kimg=20.0, kimg_per_tick=0.5, snapshot_kimg=2.5, lr=3e-4, warmup_kimg=0.5, ema_kimg=1.0),
+    # DDPM CIFAR-10 (35.7 M parameters) for GPUs.
+    "ddpm-32": DiffusionTrainConfig(
+        preset="ddpm-32", unet=UNetConfig(32, (128, 256, 256, 256), (False, True, False, False), 2, dropout=0.1),
+        batch_size=128, total_kimg=100000.0, kimg_per_tick=10.0, snapshot_kimg=500.0, lr=2e-4, warmup_kimg=640.0,
+        ema_kimg=887.0, grid_seeds=64, grid_steps=50),
+}
+
+
+def resolve_config(preset: str | None, resolution: int | None, **overrides) -> DiffusionTrainConfig:
+    """Start from a preset (default: cpu-32) and apply the non-None overrides (top-level fields).
+
+    Raises GanprintError naming the flag when the preset is unknown or disagrees with `--resolution`.
+    """
+    preset = preset or "cpu-32"
+    if preset not in PRESETS:
+        raise GanprintError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}")
+    cfg = PRESETS[preset]
+    if resolution is not None and resolution != cfg.resolution:
+        raise GanprintError(f"--resolution {resolution} disagrees with --preset {preset} "
+                            f"({cfg.resolution} px); drop one of them")
+    try:
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+        return cfg.validate()
+    except (ValueError, TypeError) as e:
+        raise GanprintError(f"invalid training options: {e}") from None

@@ -1,0 +1,118 @@
+"""Images from diffusion-unet exports: `ganprint generate --sampler ddim|ddpm|dpm --steps N`.
+
+Each image is a pure function of its seed: the starting noise and every noise a stochastic sampler adds come from
+one CPU `torch.Generator` per seed, and the UNet runs in float64 by default, so that the batch size cannot change a
+pixel through floating-point summation order (as for the GANs).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganprint.core.artifacts import load_export
+from ganprint.core.errors import GanprintError
+from ganprint.core.images import write_grid, write_png
+from ganprint.core.runtime import resolve_device
+from ganprint.diffusion.config import NoiseConfig
+from ganprint.diffusion.model import EXPORT_KIND, SAMPLERS, make_scheduler, parse_export_config
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
+
+
+def check_sampling(sampler: str, steps: int, noise: NoiseConfig) -> None:
+    """Raise GanprintError naming the flag when --sampler or --steps is unusable."""
+    if sampler not in SAMPLERS:
+        raise GanprintError(f"--sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+    if not 1 <= int(steps) <= noise.timesteps:
+        raise GanprintError(f"--steps must be between 1 and the model's {noise.timesteps} training timesteps, "
+                            f"got {steps}")
+
+
+@torch.no_grad()
+def sample_batch(unet: torch.nn.Module, noise: NoiseConfig, seeds: list[int], sampler: str = "ddim",
+                 steps: int = 50, device: torch.device | str = "cpu") -> np.ndarray:
+    """uint8 [N, R, R, 3] images of `seeds`, run in the dtype of `unet`'s parameters."""
+    check_sampling(sampler, steps, noise)
+    p = next(unet.parameters())
+    res = int(unet.config.sample_size)
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    x = torch.stack([torch.randn(3, res, res, generator=g) for g in gens]).to(device=p.device, dtype=p.dtype)
+    sched = make_scheduler(sampler, noise)
+    sched.set_timesteps(int(steps))
+    for t in sched.timesteps:
+        eps = unet(x, t.to(p.device)).sample
+        # Stochastic samplers (ddpm) draw each image's added noise from that image's own generator.
+        extra = {"generator": gens} if sampler == "ddpm" else {}
+        x = sched.step(eps, t, x, **extra).prev_sample.to(p.dtype)
+    img = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return img.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def sample_seeds(unet: torch.nn.Module, noise: NoiseConfig, seeds: list[int], sampler: str = "ddim",
+                 steps: int = 50, device: torch.device | str = "cpu", batch_size: int = 16,
+                 dtype: torch.dtype = torch.float64) -> np.ndarray:
+    """`sample_batch` over chunks of `batch_size`, on a `dtype` copy of `unet` (unet itself is left untouched)."""
+    ux = unet if next(unet.parameters()).dtype == dtype else _cast(copy.deepcopy(unet), dtype).eval()
+    out = [sample_batch(ux, noise, seeds[i:i + batch_size], sampler, steps, device)
+           for i in range(0, len(seeds), batch_size)]
+    res = int(unet.config.sample_size)
+    return np.concatenate(out) if out else np.zeros((0, res, res, 3), np.uint8)
+
+
+def _cast(unet: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    # nn.Module's own cast: diffusers' ModelMixin.to warns about float32-only modules, which UNet2DModel has none of.
+    return torch.nn.Module.to(unet, dtype)
+
+
+def load_diffusion(model_path: str | os.PathLike, device: torch.device | str = "cpu"
+                   ) -> tuple[torch.nn.Module, NoiseConfig, dict]:
+    """A diffusion-unet export as (UNet in eval mode, its NoiseConfig, the file's metadata)."""
+    unet, config, meta = load_export(model_path, kind=EXPORT_KIND, device=device)
+    return unet, parse_export_config(config)[1], meta
+
+
+def generate_images(model_path: str | os.PathLike, seeds: list[int], outdir: str | os.PathLike,
+                    batch_size: int = 16, grid: bool = False, device: str = "auto", sampler: str = "ddim",
+                    steps: int = 50, precision: str = "float64") -> list[Path]:
+    """Write `outdir/seed<seed:06d>.png` for every seed (and `grid.png` with `grid`); returns the image paths.
+
+    Args:
+        model_path: a diffusion-unet export.
+        seeds: non-negative ints (see `ganprint.core.seeds.parse_seeds`).
+        batch_size: images per UNet call; does not change any image.
+        sampler: ddim (deterministic), ddpm (ancestral, per-seed noise) or dpm (DPM-Solver++).
+        steps: sampler steps.
+        precision: float64 (batch-size independent) or float32 (faster; a pixel may differ by one level).
+    """
+    if batch_size < 1:
+        raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
+    if not seeds:
+        raise GanprintError("--seeds selects no seeds")
+    if precision not in PRECISIONS:
+        raise GanprintError(f"--precision must be float64 or float32, got {precision!r}")
+    dev = resolve_device(device)
+    unet, noise, _ = load_diffusion(model_path, dev)
+    check_sampling(sampler, steps, noise)
+    unet = _cast(unet, PRECISIONS[precision])
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths, all_imgs = [], []
+    for i in range(0, len(seeds), batch_size):
+        chunk = seeds[i:i + batch_size]
+        imgs = sample_batch(unet, noise, chunk, sampler, steps, dev)
+        paths += [write_png(outdir / f"seed{s:06d}.png", im) for s, im in zip(chunk, imgs)]
+        if grid:
+            all_imgs.append(imgs)
+        log.info("generated %d / %d images (%s, %d steps)", min(i + batch_size, len(seeds)), len(seeds), sampler,
+                 steps)
+    if grid:
+        write_grid(outdir / "grid.png", np.concatenate(all_imgs))
+    return paths

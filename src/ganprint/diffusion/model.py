@@ -1,0 +1,70 @@
+"""The diffusion UNet (diffusers' `UNet2DModel`) and its schedulers, built from plain config dicts.
+
+`diffusers` is an optional dependency (`pip install ganprint[diffusion]`), imported only when a model or a
+scheduler is built, so that importing this module (which registers the "diffusion-unet" export kind) stays cheap.
+An export's config holds {"unet": UNetConfig fields, "noise": NoiseConfig fields}; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ganprint.core.artifacts import register_kind
+from ganprint.core.errors import GanprintError
+from ganprint.diffusion.config import NoiseConfig, UNetConfig
+
+EXPORT_KIND = "diffusion-unet"
+SAMPLERS = ("ddim", "ddpm", "dpm")
+
+
+def _diffusers():
+    try:
+        import diffusers
+    except ModuleNotFoundError:
+        raise GanprintError("diffusion models need the diffusers package: pip install 'ganprint[diffusion]' "
+                            "(or pip install diffusers)") from None
+    return diffusers
+
+
+def build_unet(cfg: UNetConfig) -> torch.nn.Module:
+    """A freshly initialised `UNet2DModel` of `cfg` (its weights follow torch's global RNG)."""
+    cfg.validate()
+    diffusers = _diffusers()
+    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention)
+    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention))
+    return diffusers.UNet2DModel(
+        sample_size=cfg.resolution, in_channels=3, out_channels=3, down_block_types=down, up_block_types=up,
+        block_out_channels=tuple(cfg.channels), layers_per_block=cfg.layers_per_block, dropout=cfg.dropout,
+        norm_num_groups=cfg.norm_groups, attention_head_dim=cfg.head_dim)
+
+
+def export_config(unet: UNetConfig, noise: NoiseConfig) -> dict:
+    """The config stored in a diffusion-unet export."""
+    return {"unet": {**unet.__dict__, "channels": list(unet.channels), "attention": list(unet.attention)},
+            "noise": dict(noise.__dict__)}
+
+
+def parse_export_config(config: dict) -> tuple[UNetConfig, NoiseConfig]:
+    """Inverse of `export_config`."""
+    try:
+        return UNetConfig.from_dict(config["unet"]), NoiseConfig(**config["noise"]).validate()
+    except (KeyError, TypeError, ValueError) as e:
+        raise GanprintError(f"a diffusion-unet export has an unusable config: {e}") from None
+
+
+@register_kind(EXPORT_KIND)
+def _build_from_export(config: dict) -> torch.nn.Module:
+    return build_unet(parse_export_config(config)[0])
+
+
+def make_scheduler(sampler: str, noise: NoiseConfig):
+    """A fresh diffusers scheduler for `sampler` (ddim: eta 0; ddpm: ancestral; dpm: DPM-Solver++ 2nd order)."""
+    diffusers = _diffusers()
+    kw = noise.scheduler_kwargs()
+    if sampler == "ddpm":
+        return diffusers.DDPMScheduler(**kw, clip_sample=True)
+    if sampler == "ddim":
+        return diffusers.DDIMScheduler(**kw, clip_sample=True, set_alpha_to_one=True)
+    if sampler == "dpm":
+        return diffusers.DPMSolverMultistepScheduler(**kw, algorithm_type="dpmsolver++", solver_order=2)
+    raise GanprintError(f"--sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")

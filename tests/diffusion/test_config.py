@@ -1,0 +1,68 @@
+"""Diffusion training configs: presets resolve, round-trip, and bad options name their flag."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ganprint.core.errors import GanprintError
+from ganprint.diffusion.config import PRESETS, DiffusionTrainConfig, UNetConfig, resolve_config
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_validate_and_round_trip(name):
+    cfg = resolve_config(name, None)
+    assert cfg.preset == name
+    again = DiffusionTrainConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+
+
+def test_default_preset_and_overrides():
+    cfg = resolve_config(None, 32, total_kimg=2.0, lr=1e-3, batch_size=None)
+    assert cfg.preset == "cpu-32" and cfg.total_kimg == 2.0 and cfg.lr == 1e-3
+    assert cfg.batch_size == PRESETS["cpu-32"].batch_size
+    assert resolve_config("ddpm-32", None).unet.channels == (128, 256, 256, 256)
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    (dict(preset="nope", resolution=None), "--preset 'nope' is unknown"),
+    (dict(preset="cpu-32", resolution=64), "--resolution 64 disagrees with --preset cpu-32"),
+    (dict(preset="cpu-32", resolution=None, lr=-1.0), "lr (--lr)"),
+    (dict(preset="cpu-32", resolution=None, batch_size=0), "batch_size (--batch-size)"),
+])
+def test_bad_options_name_the_flag(kwargs, needle):
+    with pytest.raises(GanprintError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        resolve_config(**kwargs)
+
+
+def test_unet_config_rejects_impossible_shapes():
+    with pytest.raises(ValueError, match="one entry per level"):
+        UNetConfig(32, (32, 64), (False,)).validate()
+    with pytest.raises(ValueError, match="multiple of norm_groups"):
+        UNetConfig(32, (48, 64), (False, False), norm_groups=32).validate()
+    with pytest.raises(ValueError, match="head_dim"):
+        UNetConfig(32, (32, 32), (False, False), head_dim=64).validate()
+    with pytest.raises(ValueError, match="unknown"):
+        DiffusionTrainConfig.from_dict({"bogus": 1})
+
+
+def test_cli_dry_run_and_bad_flags(tmp_path):
+    from click.testing import CliRunner
+
+    from ganprint.cli import main
+
+    runner = CliRunner()
+    ok = runner.invoke(main, ["train-diffusion", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"),
+                              "--preset", "ddpm-32", "--kimg", "5", "--warmup-kimg", "1", "--dry-run"])
+    assert ok.exit_code == 0, ok.output
+    cfg = DiffusionTrainConfig.from_dict(json.loads(ok.output))
+    assert cfg.preset == "ddpm-32" and cfg.total_kimg == 5 and cfg.warmup_kimg == 1
+    for args, needle in ((["--preset", "huge"], "--preset 'huge' is unknown"),
+                         (["--resolution", "64"], "--resolution 64 disagrees with --preset cpu-32"),
+                         (["--kimg", "-1"], "total_kimg (--kimg)")):
+        bad = runner.invoke(main, ["train-diffusion", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"), *args])
+        assert bad.exit_code == 1 and needle in bad.output and "Traceback" not in bad.output
+    empty = runner.invoke(main, ["train-diffusion", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"),
+                                 "--preset", "tiny-16"])
+    assert empty.exit_code == 1 and "Traceback" not in empty.output

@@ -1,0 +1,87 @@
+"""Diffusion training: outputs, exact resume, fine-tuning from an export, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+pytest.importorskip("diffusers")
+
+import ganprint
+from ganprint.core.errors import GanprintError
+from ganprint.core.files import read_jsonl
+from ganprint.data.folders import open_image_dataset
+from ganprint.diffusion.train import train_diffusion
+from tests.diffusion.conftest import tiny_config
+
+
+def _tiny(**kw):
+    # 16 px, batch 8, one tick and one snapshot every 3 steps, no sample grid (speed).
+    return tiny_config(16, snapshot_kimg=0.024, kimg_per_tick=0.024, grid_seeds=0, **kw)
+
+
+def test_training_writes_its_outputs(tmp_path, sample_folder, tiny_diffusion_export):
+    run = tiny_diffusion_export.parent
+    for name in ("config.json", "stats.jsonl", "reals.png", "fakes-000000016.png", "network-000000016.safetensors",
+                 "training-state-00000016.pt"):
+        assert (run / name).is_file(), name
+    rows = read_jsonl(run / "stats.jsonl")
+    assert [r["kimg"] for r in rows] == [0.008, 0.016] and all(r["loss"] > 0 for r in rows)
+    unet, cfg, meta = ganprint.load(tiny_diffusion_export)  # the kind is registered: no kind argument needed
+    assert meta["ganprint.kind"] == "diffusion-unet" and cfg["unet"]["resolution"] == 32
+    assert unet(torch.zeros(1, 3, 32, 32), 10).sample.shape == (1, 3, 32, 32)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, sample_folder):
+    data = open_image_dataset(sample_folder, 16)
+    train_diffusion(_tiny(total_kimg=0.048), tmp_path / "straight", data, device="cpu")
+    train_diffusion(_tiny(total_kimg=0.024), tmp_path / "resumed", data, device="cpu")
+    assert not (tmp_path / "resumed" / "network-000000048.safetensors").exists()
+    out = train_diffusion(_tiny(total_kimg=0.048), tmp_path / "resumed", data, device="cpu")
+    assert out["cur_nimg"] == 48
+    a = load_file(tmp_path / "straight" / "network-final.safetensors")
+    b = load_file(tmp_path / "resumed" / "network-final.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa = [r["loss"] for r in read_jsonl(tmp_path / "straight" / "stats.jsonl")]
+    sb = [r["loss"] for r in read_jsonl(tmp_path / "resumed" / "stats.jsonl")]
+    assert sa == sb
+
+
+def test_resume_refuses_another_architecture(tmp_path, sample_folder):
+    data = open_image_dataset(sample_folder, 16)
+    train_diffusion(_tiny(total_kimg=0.0), tmp_path / "run", data, device="cpu")
+    with pytest.raises(GanprintError, match="different batch_size"):
+        train_diffusion(_tiny(total_kimg=0.0, batch_size=4), tmp_path / "run", data, device="cpu")
+
+
+def test_fine_tune_starts_from_the_export(tmp_path, sample_folder, tiny_diffusion_export):
+    data = open_image_dataset(sample_folder, 32)
+    # Zero kimg: the run's export is the starting point itself.
+    cfg = tiny_config(32, total_kimg=0.0, grid_seeds=0, lr=1e-3)
+    train_diffusion(cfg, tmp_path / "ft0", data, device="cpu", resume_from=tiny_diffusion_export)
+    src = load_file(tiny_diffusion_export)
+    start = load_file(tmp_path / "ft0" / "network-final.safetensors")
+    assert all(torch.equal(src[k], start[k]) for k in src)
+    out = train_diffusion(tiny_config(32, total_kimg=0.016, grid_seeds=0, lr=1e-3), tmp_path / "ft", data,
+                          device="cpu", resume_from=tiny_diffusion_export)
+    assert out["cur_nimg"] == 16
+    tuned = load_file(tmp_path / "ft" / "network-final.safetensors")
+    assert any(not torch.equal(src[k], tuned[k]) for k in src)
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["resume_from"] == str(tiny_diffusion_export)
+
+
+def test_fine_tune_errors(tmp_path, sample_folder, tiny_diffusion_export, tiny_stega_model):
+    data = open_image_dataset(sample_folder, 16)
+    with pytest.raises(GanprintError, match="is a 32-px model"):
+        train_diffusion(_tiny(total_kimg=0.0), tmp_path / "a", data, device="cpu", resume_from=tiny_diffusion_export)
+    with pytest.raises(GanprintError, match="holds a 'stega' model"):
+        train_diffusion(_tiny(total_kimg=0.0), tmp_path / "b", data, device="cpu", resume_from=tiny_stega_model)
+
+
+def test_wrong_data_resolution_is_a_clear_error(tmp_path, sample_folder):
+    with pytest.raises(GanprintError, match="check --resolution"):
+        train_diffusion(_tiny(total_kimg=0.008), tmp_path / "run", open_image_dataset(sample_folder, 32),
+                        device="cpu")
