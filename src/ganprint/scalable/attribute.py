@@ -25,7 +25,8 @@ import torch
 from ganprint.core.errors import GanprintError
 from ganprint.core.fingerprints import bits_to_hex, pack_bits
 from ganprint.core.hamming import HammingIndex
-from ganprint.core.stats import decode_bits, log10_p_value, match_threshold
+from ganprint.core.files import check_writable_file
+from ganprint.core.stats import decode_bits, log10_p_value, match_threshold, usable_threshold
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,10 @@ def attribute_bits(decoded: torch.Tensor | np.ndarray, fp_ids: np.ndarray, packe
     n = len(fp_ids)
     if n == 0:
         raise GanprintError("the registry is empty: nothing to attribute to; issue models with `ganprint issue`")
-    if not 0 < fpr < 1:
-        raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
+    threshold = usable_threshold(k, fpr, n)
     q = pack_bits(decoded)  # [Q, B]
     index = index or HammingIndex(packed)
     rows, dist = index.search(q)
-    threshold = match_threshold(k, fpr, n)
     matches = k - dist
     lp = np.atleast_1d(log10_p_value(matches, k))
     lpc = np.minimum(0.0, lp + math.log10(n))  # Bonferroni: min(1, N p)
@@ -99,6 +98,7 @@ def attribute_images(decoder_path: str | os.PathLike, registry_path: str | os.Pa
     from ganprint.data.packed import _list_images, _read_rgb, center_crop_resize
     from ganprint.scalable.registry import Registry
 
+    check_writable_file(out_jsonl, "--out")
     dev = resolve_device(device)
     decoder, cfg, _ = load_export(decoder_path, kind="scalable-decoder", device=dev)
     k, res = int(cfg["fingerprint_bits"]), int(cfg["resolution"])
@@ -107,6 +107,8 @@ def attribute_images(decoder_path: str | os.PathLike, registry_path: str | os.Pa
         raise GanprintError(f"registry {registry_path} holds {reg.bit_length()}-bit fingerprints but decoder "
                             f"{decoder_path} reads {k} bits; use the matching --decoder / --registry")
     fp_ids, packed = reg.packed()
+    if len(fp_ids):
+        usable_threshold(k, fpr, len(fp_ids))  # refuse an unusable --fpr before any image is read
     who = {r.fp_id: r.who for r in reg.list()}
     src = Path(input_dir)
     if not src.is_dir():
