@@ -189,13 +189,15 @@ CASES = [
     ("generate-model-missing", [*GEN, "--model", "{missing}", "--outdir", "{out}/g1"], 1, "missing"),
     ("generate-model-dir", [*GEN, "--model", "{m_dir}", "--outdir", "{out}/g2"], 1, "dir.safetensors"),
     ("attribute-input-missing", [*ATTR, "--input", "{missing}", "--out", "{out}/a1.jsonl"], 2, "--input"),
-    ("attribute-registry-missing", [*ATTR, "--registry", "{missing}", "--out", "{out}/a2.jsonl"], 2, "--registry|missing"),
+    ("attribute-registry-missing", [*ATTR, "--registry", "{missing}", "--out", "{out}/a2.jsonl"], 2,
+     "--registry|missing"),
     ("attribute-registry-not-db", [*ATTR, "--registry", "{reg_text}", "--out", "{out}/a3.jsonl"], 1, "reg_text"),
     ("registry-list-missing", ["registry", "list", "{missing}"], 2, "REGISTRY"),
     ("registry-list-not-db", ["registry", "list", "{reg_text}"], 1, "reg_text"),
     ("registry-list-dir", ["registry", "list", "{dir}"], 2, "REGISTRY"),
     ("evaluate-data-missing", [*EVAL, "--data", "{missing}", "--outdir", "{out}/v1"], 1, "missing"),
-    ("from-images-src-missing", ["dataset", "from-images", "{missing}", "{out}/p1", "--resolution", "16"], 2, "SRC|missing"),
+    ("from-images-src-missing", ["dataset", "from-images", "{missing}", "{out}/p1", "--resolution", "16"], 2,
+     "SRC|missing"),
     ("from-images-src-file", ["dataset", "from-images", "{file}", "{out}/p2", "--resolution", "16"], 1, "afile"),
     ("export-model-missing", ["export", "--model", "{missing}", "{out}/x1.safetensors"], 2, "--model|missing"),
     ("import-agf-missing", ["import-agf", "--encoder", "{missing}", "{out}/x2.safetensors"], 2, "--encoder"),
@@ -242,7 +244,6 @@ CASES = [
     *[(f"{name}-fpr-{fpr}", [*cmd, "--fpr", fpr], 1, "--fpr")
       for name, cmd in (("detect", [*DETECT, "--data", "{imgs}"]),
                         ("attribute", [*ATTR, "--out", "{out}/af.jsonl"]),
-                        ("evaluate", [*EVAL, "--outdir", "{out}/vp"]),
                         ("metrics-threshold", ["metrics", "threshold", "--bits", "8"]))
       for fpr in ("0", "1e-300", "2", "nan", "-1") if (name, fpr) != ("metrics-threshold", "1e-300")],
     # Counts, resolutions, seeds
@@ -264,8 +265,8 @@ CASES = [
       for n in ("0", "-1")],
     *[(f"generate-seeds-{s}", [*GEN, "--seeds", s, "--outdir", "{out}/gs"], 1, "--seeds")
       for s in ("abc", "5-2", "-3", "", "1,,2", "0-99999999999")],
-    ("evaluate-seeds-garbage", ["evaluate", "--model", "{SD}", "--generator", "{SG}", "--seeds", "x", "--outdir", "{out}/vs", "--fpr", "0.01",
-                                "--attacks", "none", "--device", "cpu"], 1, "--seeds"),
+    ("evaluate-seeds-garbage", ["evaluate", "--model", "{SD}", "--generator", "{SG}", "--seeds", "x", "--outdir",
+                                "{out}/vs", "--fpr", "0.01", "--attacks", "none", "--device", "cpu"], 1, "--seeds"),
     *[(f"data-samples-{flag}-{n}", ["data", "samples", "{out}/ds", flag, n], 2, flag)
       for flag in ("--count", "--resolution") for n in ("0", "-5")],
     *[(f"from-images-resolution-{n}", ["dataset", "from-images", "{imgs}", "{out}/pr", "--resolution", n], 1,
@@ -299,6 +300,9 @@ SUBPROCESS_CASES = [
     # evaluate measures what it can read: unreadable files are skipped with a warning naming them
     *[(f"evaluate-image-{b}", [*EVAL, "--data", "{bad_%s}" % b, "--outdir", "{out}/sv-%s" % b], 0, "bad.png")
       for b in ("fifo", "zero", "empty", "text")],
+    # evaluate measures bit accuracy at any --fpr; one that no image could reach is a warning naming it
+    ("evaluate-fpr-1e-300", [*EVAL, "--outdir", "{out}/vp", "--fpr", "1e-300"], 0, "--fpr 1e-300 is too small"),
+    *[(f"evaluate-fpr-{fpr}", [*EVAL, "--outdir", "{out}/vp", "--fpr", fpr], 1, "--fpr") for fpr in ("0", "2", "nan")],
     ("from-images-fifo", ["dataset", "from-images", "{bad_fifo}", "{out}/sp", "--resolution", "16"], 1, "bad.png"),
     ("embed-outdir-ro", [*EMBED, "--data", "{imgs}", "--outdir", RO_NEW], 1, "--outdir"),
 ]

@@ -29,7 +29,7 @@ from ganprint.core.files import check_writable_dir
 from ganprint.core.fingerprints import bits_to_str, parse_bits
 from ganprint.core.runtime import resolve_device
 from ganprint.core.seeds import derive_seed, parse_seeds
-from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value, usable_threshold
+from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value, smallest_usable_fpr
 from ganprint.evaluation import report
 from ganprint.evaluation.model_attacks import ModelAttackSetting, parse_model_attacks
 from ganprint.evaluation.sources import (
@@ -237,7 +237,9 @@ def run_evaluate(model: str | Path, data: str | Path | None, outdir: str | Path,
     settings = parse_model_attacks("standard" if model_attacks is None else model_attacks) if generator else []
     dev = resolve_device(device)
     dec, res, k, _ = load_decoder(model, dev)
-    usable_threshold(k, fpr, n_keys)  # an --fpr no image could reach is refused, not reported as 0 % detected
+    if match_threshold(k, fpr, n_keys) > k:  # bit accuracy is still measured; the report says so in bold too
+        log.warning("--fpr %g is too small for %d bits: no image can be detected at it (the smallest usable --fpr "
+                    "is %.3g); bit accuracies are measured all the same", fpr, k, smallest_usable_fpr(k, n_keys))
     scales = parse_scales(scale_search)
     if resolution is not None and int(resolution) != res:
         raise GanprintError(f"--resolution {resolution} does not match the model's {res}; omit it or pass {res}")

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from ganprint.core.errors import GanprintError
+from ganprint.core.files import check_writable_file
 from ganprint.core.fingerprints import bits_to_hex, pack_bits
 from ganprint.core.hamming import HammingIndex
-from ganprint.core.files import check_writable_file
 from ganprint.core.stats import decode_bits, log10_p_value, match_threshold, usable_threshold
 
 log = logging.getLogger(__name__)
