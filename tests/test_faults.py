@@ -315,9 +315,17 @@ _ISSUE_REWORK = pytest.mark.xfail(reason="issue's output checks come with the re
                                   strict=False)
 
 
+_ISSUE_CASES = {f"issue-{flag}-{kind}" for flag, kinds in (("outdir", ("under-file", "ro-new", "ro-dir")),
+                                                          ("registry", ("under-file", "ro-new"))) for kind in kinds}
+_NEEDS_NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is there: --device cuda is no fault")
+
+
+def _marks(name: str) -> list:
+    return [_ISSUE_REWORK] * (name in _ISSUE_CASES) + [_NEEDS_NO_CUDA] * name.endswith("-device-cuda")
+
+
 def _params(cases):
-    return [pytest.param(*c, id=c[0], marks=[_ISSUE_REWORK] if c[0].startswith(("issue-outdir-", "issue-registry-"))
-                         and c[0] != "issue-registry-not-a-db" else []) for c in cases]
+    return [pytest.param(*c, id=c[0], marks=_marks(c[0])) for c in cases]
 
 
 def _argv(argv: list[str], f: dict[str, str]) -> list[str]:

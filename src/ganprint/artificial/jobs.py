@@ -207,6 +207,23 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _died(p) -> tuple:
+    how = f"was killed by signal {-p.exitcode}" if p.exitcode < 0 else f"exited with code {p.exitcode}"
+    return ("error", ("ProcessDied", f"worker process {p.name} {how} before it finished; finished work is kept: "
+                                     "re-run the same command to go on"))
+
+
+def _killed_peer(procs, wait: float = 1.0):
+    """The failure of a worker killed by a signal, if one was: a peer's crash (gloo's "connection closed") is then
+    only its echo. Waits up to `wait` s for such a death to be reaped."""
+    deadline = time.monotonic() + wait
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.exitcode is not None and p.exitcode < 0:
+            return _died(p)
+    return None
+
+
 def _collect(procs, out_q, jobs: int):
     """Wait for every worker's report; returns (rank 0's result, the first failure or None)."""
     result, failure, done = None, None, set()
@@ -216,16 +233,15 @@ def _collect(procs, out_q, jobs: int):
         except queue.Empty:
             dead = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0) and r not in done]
             if dead:
-                p = procs[dead[0]]
-                how = f"was killed by signal {-p.exitcode}" if p.exitcode < 0 else f"exited with code {p.exitcode}"
-                failure = ("error", ("ProcessDied", f"worker process {p.name} {how} before it finished; finished "
-                                                    "work is kept: re-run the same command to go on"))
+                failure = _died(procs[dead[0]])
             continue
         done.add(rank)
         if status == "ok":
             result = payload if rank == 0 else result
         else:
             failure = (status, payload)
+            if status != "error":
+                failure = _killed_peer([p for r, p in enumerate(procs) if r != rank]) or failure
     return result, failure
 
 
