@@ -20,8 +20,9 @@ from ganprint.artificial.config import PRESETS
 from ganprint.artificial.detect import detect
 from ganprint.artificial.embed import embed
 from ganprint.artificial.train import train_stega
-from ganprint.core.files import atomic_path, atomic_write_json, atomic_write_text
+from ganprint.core.files import atomic_path, atomic_write_json, atomic_write_text, check_writable_dir
 from ganprint.core.images import read_image, to_tensor01
+from ganprint.core.runtime import resolve_device
 from ganprint.data.samples import write_samples
 from ganprint.evaluation.quality import psnr, ssim
 from ganprint.scalable.registry import register_dataset
@@ -37,8 +38,8 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
 
     Re-running with the same arguments resumes: finished stages are not redone.
     """
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = check_writable_dir(outdir, "--outdir")
+    resolve_device(device)  # a bad --device fails before the data are written
     t0 = time.time()
     timings: dict[str, float] = {}
     dirs = _write_data(outdir, seed, train_count, test_count)

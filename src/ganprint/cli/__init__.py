@@ -28,6 +28,13 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except GanprintError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:
+            # A file the library did not check itself: still one line that names it (a bug without a path is
+            # left to its traceback).
+            if e.filename is None:
+                raise
+            raise click.ClickException(f"{e.filename}: {e.strerror or e}; check the path and its permissions, then "
+                                       "re-run the same command") from None
         except KeyboardInterrupt:
             click.echo("Interrupted. Re-run the same command to resume.", err=True)
             sys.exit(130)

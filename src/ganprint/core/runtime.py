@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ganprint.core.errors import GanprintError
+
 
 def git_sha() -> str:
     """The git commit of the ganprint checkout, or 'unknown' (installed wheels have none)."""
@@ -50,6 +52,12 @@ def resolve_device(device: str = "auto") -> torch.device:
     """'auto' picks CUDA when available, else CPU."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} was asked for but CUDA is not available; use --device cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise GanprintError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GanprintError(f"--device {device} was asked for but CUDA is not available; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise GanprintError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices")
+    return dev

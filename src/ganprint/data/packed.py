@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import atomic_write_json
+from ganprint.core.files import atomic_write_json, check_writable_dir
 from ganprint.core.images import preprocess, read_image
 from ganprint.data.listing import list_images
 
@@ -129,7 +129,11 @@ def write_packed(out: str | os.PathLike, images: Iterable[np.ndarray], count: in
         raise PackedDatasetError(f"output {out} already exists and is not empty; choose a new OUT or delete it")
     if len(names) != count:
         raise ValueError(f"names has {len(names)} entries for {count} images")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        check_writable_dir(out.parent, "OUT")
+    except GanprintError:
+        raise PackedDatasetError(f"OUT {out} cannot be written: its folder {out.parent} cannot be created or is "
+                                 "read-only; choose another OUT") from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         arr = np.lib.format.open_memmap(tmp / IMAGES, mode="w+", dtype=np.uint8,

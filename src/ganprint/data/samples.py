@@ -32,7 +32,7 @@ import numpy as np
 
 from ganprint import __version__
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import atomic_write_json, atomic_write_text
+from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir
 from ganprint.core.images import read_image, resize, write_png
 from ganprint.core.seeds import derive_seed
 from ganprint.data.folders import list_images
@@ -229,7 +229,7 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
     if count < 1:
         raise GanprintError(f"--count must be positive, got {count}")
     sources = available_photos(photos)
-    outdir = Path(outdir)
+    outdir = check_writable_dir(outdir, "OUTDIR")
     params = {"resolution": int(resolution), "seed": int(seed), "photos": photos}
     if vary:  # only then, so that folders written before the option existed still resume
         params["vary"] = True
@@ -246,7 +246,6 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
         elif any(outdir.glob("*.png")):
             raise GanprintError(
                 f"{outdir} already holds PNG files that ganprint did not write; use a new output folder")
-    outdir.mkdir(parents=True, exist_ok=True)
 
     cache: dict[int, np.ndarray] = {}
     split_code = SPLITS.index(photos) if photos in SPLITS else len(SPLITS)

@@ -25,10 +25,11 @@ import torch
 from tqdm import tqdm
 
 from ganprint.core.errors import GanprintError
+from ganprint.core.files import check_writable_dir
 from ganprint.core.fingerprints import bits_to_str, parse_bits
 from ganprint.core.runtime import resolve_device
 from ganprint.core.seeds import derive_seed, parse_seeds
-from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value
+from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value, smallest_usable_fpr
 from ganprint.evaluation import report
 from ganprint.evaluation.model_attacks import ModelAttackSetting, parse_model_attacks
 from ganprint.evaluation.sources import (
@@ -149,7 +150,8 @@ class _Scored:
 
 def _check_flags(data, generator, seeds, embedded, fingerprint, celeba, model_attacks, outdir, batch_size,
                  fpr) -> None:
-    """Refuse flag combinations that do not make one evaluation, naming the flags."""
+    """Refuse flag combinations that do not make one evaluation, and an --outdir that cannot be written, naming the
+    flags."""
     if (data is None) == (generator is None):
         raise GanprintError("pass exactly one of --data (a folder of fingerprinted images) or --generator "
                             "(a generator export, with --seeds)")
@@ -175,6 +177,7 @@ def _check_flags(data, generator, seeds, embedded, fingerprint, celeba, model_at
         raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
     if not 0 < fpr < 1:
         raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
+    check_writable_dir(outdir, "--outdir")
 
 
 def _score_generator(score: _Scoring, model, generator, seeds, fingerprint, k: int, res: int, settings,
@@ -234,6 +237,9 @@ def run_evaluate(model: str | Path, data: str | Path | None, outdir: str | Path,
     settings = parse_model_attacks("standard" if model_attacks is None else model_attacks) if generator else []
     dev = resolve_device(device)
     dec, res, k, _ = load_decoder(model, dev)
+    if match_threshold(k, fpr, n_keys) > k:  # bit accuracy is still measured; the report says so in bold too
+        log.warning("--fpr %g is too small for %d bits: no image can be detected at it (the smallest usable --fpr "
+                    "is %.3g); bit accuracies are measured all the same", fpr, k, smallest_usable_fpr(k, n_keys))
     scales = parse_scales(scale_search)
     if resolution is not None and int(resolution) != res:
         raise GanprintError(f"--resolution {resolution} does not match the model's {res}; omit it or pass {res}")

@@ -49,11 +49,11 @@ class GanTrainConfig:
             raise ValueError("G and D resolutions differ")
         if self.batch_size < 1:
             raise ValueError(f"batch_size (--batch-size) must be >= 1, got {self.batch_size}")
-        if self.total_kimg < 0:
+        if not 0 <= self.total_kimg < float("inf"):  # also refuses NaN
             raise ValueError(f"total_kimg (--kimg) must be >= 0, got {self.total_kimg}")
-        if self.kimg_per_tick <= 0:
+        if not 0 < self.kimg_per_tick < float("inf"):
             raise ValueError(f"kimg_per_tick (--tick-kimg) must be > 0, got {self.kimg_per_tick}")
-        if self.snapshot_kimg <= 0:
+        if not 0 < self.snapshot_kimg < float("inf"):
             raise ValueError(f"snapshot_kimg (--snapshot-kimg) must be > 0, got {self.snapshot_kimg}")
         if self.r1_interval < 1 or self.pl_interval < 1 or self.pl_batch_shrink < 1:
             raise ValueError("regularisation intervals and pl_batch_shrink must be >= 1")

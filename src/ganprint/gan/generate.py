@@ -16,6 +16,7 @@ import torch
 
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
+from ganprint.core.files import check_writable_dir
 from ganprint.core.images import write_grid, write_png
 from ganprint.core.runtime import resolve_device
 from ganprint.nets.stylegan2 import Generator, seeded_inputs, to_uint8
@@ -66,12 +67,11 @@ def generate_images(model_path: str | os.PathLike, seeds: list[int], outdir: str
         raise GanprintError("--seeds selects no seeds")
     if precision not in ("float64", "float32"):
         raise GanprintError(f"--precision must be float64 or float32, got {precision!r}")
+    outdir = check_writable_dir(outdir, "--outdir")
     dev = resolve_device(device)
     G, _, _ = load_export(model_path, kind="stylegan2-G", device=dev)
     dtype = torch.float64 if precision == "float64" else torch.float32
     G = G.to(dtype)
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     paths, all_imgs = [], []
     for i in range(0, len(seeds), batch_size):
         chunk = seeds[i: i + batch_size]

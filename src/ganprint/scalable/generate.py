@@ -18,7 +18,7 @@ import torch
 
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import atomic_write_text
+from ganprint.core.files import atomic_write_text, check_writable_dir
 from ganprint.core.fingerprints import bits_to_hex, bits_to_str, parse_bits
 from ganprint.core.images import write_grid, write_png
 from ganprint.core.runtime import resolve_device
@@ -69,6 +69,7 @@ def generate(model_path: str | os.PathLike, seeds: list[int], outdir: str | os.P
         raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
     if not seeds:
         raise GanprintError("--seeds selects no seeds")
+    outdir = check_writable_dir(outdir, "--outdir")
     dev = resolve_device(device)
     G, cfg, meta = load_export(model_path, kind=KINDS, device=dev)
     issued = meta["ganprint.kind"] == "scalable-G-issued"
@@ -82,8 +83,6 @@ def generate(model_path: str | os.PathLike, seeds: list[int], outdir: str | os.P
     elif fingerprint is not None:
         fixed = parse_bits(fingerprint, k)
     G = G.double()
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     z0, c0, _ = seeded_inputs(G, seeds[:1])
     paths, lines, rows, imgs_all = [], [], [], []
     for i in range(0, len(seeds), batch_size):

@@ -1,0 +1,384 @@
+"""The fault suite: every command against a table of hostile inputs.
+
+Each case must end, within a time limit, with exit status 1 (a GanprintError: the command ran and refused the input)
+or 2 (click refused a flag before the command ran: click's convention for usage errors), a short message on stderr
+that names the flag or the path, and no traceback. Cheap cases run in-process with click's CliRunner under an alarm;
+the cases that could hang or exhaust memory (FIFOs, /dev/zero), and those that must log a warning, run as real
+subprocesses with a timeout.
+
+Read-only outputs are simulated under /sys, which refuses new files even to root (tests run as root here, where
+permission bits do not stop writes).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from ganprint.cli import main
+from ganprint.core.artifacts import save_export
+from ganprint.nets.stylegan2 import Generator, GeneratorConfig, generator_config_dict
+from ganprint.scalable.issue import issue_model
+from tests.conftest import write_image_folder
+from tests.scalable.test_scalable import _export as scalable_export
+
+TIME_LIMIT = 60
+RO_NEW = "/sys/ganprint-fault-test"  # cannot be created, even by root
+RO_DIR = "/sys/kernel"  # exists, no new file can be made in it
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _rewrite_metadata(src: Path, dst: Path, **changes) -> Path:
+    with safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata())
+    meta.update(changes)
+    save_file(load_file(str(src)), str(dst), metadata=meta)
+    return dst
+
+
+def _nan_copy(src: Path, dst: Path) -> Path:
+    with safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata())
+    state = load_file(str(src))
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = torch.full_like(state[name], float("nan"))
+    save_file(state, str(dst), metadata=meta)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def F(tmp_path_factory, tiny_stega_model, tiny_stega_decoder):
+    """Every fixture path the table refers to, by name."""
+    root = tmp_path_factory.mktemp("faults")
+    f: dict[str, str] = {"stega": str(tiny_stega_model), "dec": str(tiny_stega_decoder)}
+    write_image_folder(root / "imgs", n=3)
+    f["imgs"] = str(root / "imgs")
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(img_resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channel_base=128, channel_max=16)
+    f["G"] = str(save_export(root / "G.safetensors", Generator(cfg), "stylegan2-G", generator_config_dict(cfg)))
+    (root / "sc").mkdir()
+    sg, sd = scalable_export(root / "sc")
+    f["SG"], f["SD"] = str(sg), str(sd)
+    f["reg"] = str(root / "reg.sqlite")
+    issue_model(sg, root / "reg.sqlite", root / "issued", who="test")
+    (root / "afile").write_text("not a folder\n")
+    f["file"] = str(root / "afile")
+    f["under_file"] = str(root / "afile" / "sub")
+    f["missing"] = str(root / "missing")
+    f["dir"] = str(root / "imgs")
+    f["out"] = str(root / "out")
+    # Damaged models
+    (root / "empty.safetensors").write_bytes(b"")
+    f["m_empty"] = str(root / "empty.safetensors")
+    data = Path(tiny_stega_model).read_bytes()
+    (root / "trunc.safetensors").write_bytes(data[: len(data) // 2])
+    f["m_trunc"] = str(root / "trunc.safetensors")
+    (root / "text.safetensors").write_text("hello\n")
+    f["m_text"] = str(root / "text.safetensors")
+    f["m_abc"] = str(_rewrite_metadata(Path(tiny_stega_model), root / "abc.safetensors", **{"ganprint.format": "abc"}))
+    f["m_cfg"] = str(_rewrite_metadata(Path(tiny_stega_model), root / "cfg.safetensors",
+                                       **{"ganprint.config": "{not json"}))
+    f["m_nan"] = str(_nan_copy(Path(tiny_stega_model), root / "nan.safetensors"))
+    f["G_nan"] = str(_nan_copy(Path(f["G"]), root / "Gnan.safetensors"))
+    f["SD_nan"] = str(_nan_copy(sd, root / "SDnan.safetensors"))
+    (root / "dir.safetensors").mkdir()
+    f["m_dir"] = str(root / "dir.safetensors")
+    # Registries
+    (root / "reg_text.sqlite").write_text("not a database\n")
+    f["reg_text"] = str(root / "reg_text.sqlite")
+    # Image folders with one bad member each, next to a good image
+    for name, make in _BAD_IMAGES.items():
+        d = root / f"bad_{name}"
+        write_image_folder(d, n=1)
+        make(d / "bad.png")
+        f[f"bad_{name}"] = str(d)
+    # Fingerprint lists
+    (root / "fps_short.txt").write_text("img00.png 0101\n")
+    f["fps_short"] = str(root / "fps_short.txt")
+    os.mkfifo(root / "fps_fifo.txt")
+    f["fps_fifo"] = str(root / "fps_fifo.txt")
+    return f
+
+
+def _truncated_png(p: Path) -> None:
+    write_image_folder(p.parent / "tmp", n=1)
+    data = next((p.parent / "tmp").glob("*.png")).read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    for q in (p.parent / "tmp").iterdir():
+        q.unlink()
+    (p.parent / "tmp").rmdir()
+
+
+_BAD_IMAGES = {
+    "fifo": lambda p: os.mkfifo(p),
+    "zero": lambda p: os.symlink("/dev/zero", p),
+    "urandom": lambda p: os.symlink("/dev/urandom", p),
+    "empty": lambda p: p.write_bytes(b""),
+    "text": lambda p: p.write_text("this is not an image\n"),
+    "trunc": _truncated_png,
+    "dir": lambda p: p.mkdir(),
+    "dangling": lambda p: os.symlink("/nonexistent/x.png", p),
+}
+
+# (id, argv with {name} fields from F, outcome, words of which the message must contain one: 'a|b').
+# Outcome 1: refused (exit 1 from ganprint, or exit 2 where click's own flag checks caught it first); 0: the command
+# ends normally and warns about the bad input.
+S, D = "{stega}", "{dec}"
+EMBED = ["embed", "--model", S, "--outdir", "{out}/e", "--device", "cpu", "--jobs", "1"]
+DETECT = ["detect", "--model", D, "--outdir", "{out}/d", "--device", "cpu", "--jobs", "1", "--fpr", "0.01",
+          "--fingerprint", "0" * 8]
+TRAIN = ["train", "--data", "{imgs}", "--resolution", "32", "--fingerprint-length", "8", "--steps", "2",
+         "--batch-size", "2", "--device", "cpu"]
+TRAIN_GAN = ["train-gan", "--data", "{imgs}", "--resolution", "32", "--preset", "small", "--kimg", "0.004",
+             "--batch-size", "2", "--device", "cpu"]
+TRAIN_SC = ["train-scalable", "--data", "{imgs}", "--resolution", "16", "--fingerprint-bits", "8", "--modulated-res",
+            "4-16", "--preset", "tiny", "--kimg", "0.004", "--device", "cpu"]
+GEN = ["generate", "--model", "{G}", "--seeds", "0-1", "--device", "cpu"]
+ISSUE = ["issue", "--model", "{SG}", "--registry", "{out}/r.sqlite"]
+ATTR = ["attribute", "--decoder", "{SD}", "--registry", "{reg}", "--input", "{imgs}", "--fpr", "0.01", "--device",
+        "cpu"]
+EVAL = ["evaluate", "--model", D, "--data", "{imgs}", "--fingerprint", "0" * 8, "--attacks", "none", "--fpr", "0.01",
+        "--device", "cpu"]
+
+CASES = [
+    # Output paths: parent is a file, cannot be created, exists read-only
+    *[(f"{cmd[0]}-outdir-{kind}", [*cmd, "--outdir", path], 1, "--outdir")
+      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, GEN, [*ISSUE])
+      for kind, path in (("under-file", "{under_file}"), ("is-file", "{file}"), ("ro-new", RO_NEW),
+                         ("ro-dir", RO_DIR))],
+    *[(f"{name}-outdir-{kind}", [*cmd[:cmd.index("--outdir")], *cmd[cmd.index("--outdir") + 2:], "--data", "{imgs}",
+                                 "--outdir", path], 1, "--outdir")
+      for name, cmd in (("embed", EMBED), ("detect", DETECT))
+      for kind, path in (("under-file", "{under_file}"), ("is-file", "{file}"), ("ro-new", RO_NEW),
+                         ("ro-dir", RO_DIR))],
+    *[(f"evaluate-outdir-{kind}", [*EVAL, "--outdir", path], 1, "--outdir")
+      for kind, path in (("under-file", "{under_file}"), ("is-file", "{file}"), ("ro-new", RO_NEW))],
+    *[(f"attribute-out-{kind}", [*ATTR, "--out", path], 1, "--out")
+      for kind, path in (("under-file", "{under_file}/a.jsonl"), ("ro-new", RO_NEW + "/a.jsonl"),
+                         ("ro-dir", RO_DIR + "/a.jsonl"))],
+    ("attribute-out-is-dir", [*ATTR, "--out", "{dir}"], 1, "--out"),
+    *[(f"issue-registry-{kind}", ["issue", "--model", "{SG}", "--outdir", "{out}/i", "--registry", path], 1,
+       "registry") for kind, path in (("under-file", "{under_file}/r.sqlite"), ("ro-new", RO_NEW + "/r.sqlite"),
+                                      ("not-a-db", "{reg_text}"))],
+    *[(f"data-samples-{kind}", ["data", "samples", path, "--count", "2"], 1, "OUTDIR")
+      for kind, path in (("under-file", "{under_file}"), ("is-file", "{file}"), ("ro-new", RO_NEW))],
+    *[(f"from-images-out-{kind}", ["dataset", "from-images", "{imgs}", path, "--resolution", "16"], 1, "OUT")
+      for kind, path in (("under-file", "{under_file}"), ("is-file", "{file}"), ("ro-new", RO_NEW))],
+    *[(f"export-out-{kind}", ["export", "--model", S, path], 1, "OUT")
+      for kind, path in (("under-file", "{under_file}/d.safetensors"), ("ro-new", RO_NEW + "/d.safetensors"),
+                         ("is-dir", "{dir}"))],
+    *[(f"import-agf-out-{kind}", ["import-agf", "--encoder", "{file}", "--decoder", "{file}", path], 1, "OUT")
+      for kind, path in (("under-file", "{under_file}/m.safetensors"), ("ro-new", RO_NEW + "/m.safetensors"))],
+    # Missing inputs, a folder where a file is expected and the other way round
+    ("embed-model-missing", [*EMBED, "--model", "{missing}", "--data", "{imgs}"], 1, "--model|missing"),
+    ("embed-model-dir", [*EMBED, "--model", "{m_dir}", "--data", "{imgs}"], 1, "--model"),
+    ("embed-data-missing", [*EMBED, "--data", "{missing}"], 1, "missing"),
+    ("embed-data-file", [*EMBED, "--data", "{file}"], 1, "afile"),
+    ("train-data-missing", [*TRAIN, "--data", "{missing}", "--outdir", "{out}/t1"], 1, "--data"),
+    ("train-data-file", [*TRAIN, "--data", "{file}", "--outdir", "{out}/t2"], 1, "afile"),
+    ("train-gan-data-missing", [*TRAIN_GAN, "--data", "{missing}", "--outdir", "{out}/t3"], 1, "missing"),
+    ("train-scalable-data-file", [*TRAIN_SC, "--data", "{file}", "--outdir", "{out}/t4"], 1, "afile"),
+    ("generate-model-missing", [*GEN, "--model", "{missing}", "--outdir", "{out}/g1"], 1, "missing"),
+    ("generate-model-dir", [*GEN, "--model", "{m_dir}", "--outdir", "{out}/g2"], 1, "dir.safetensors"),
+    ("attribute-input-missing", [*ATTR, "--input", "{missing}", "--out", "{out}/a1.jsonl"], 1, "--input"),
+    ("attribute-registry-missing", [*ATTR, "--registry", "{missing}", "--out", "{out}/a2.jsonl"], 1,
+     "--registry|missing"),
+    ("attribute-registry-not-db", [*ATTR, "--registry", "{reg_text}", "--out", "{out}/a3.jsonl"], 1, "reg_text"),
+    ("registry-list-missing", ["registry", "list", "{missing}"], 1, "REGISTRY"),
+    ("registry-list-not-db", ["registry", "list", "{reg_text}"], 1, "reg_text"),
+    ("registry-list-dir", ["registry", "list", "{dir}"], 1, "REGISTRY"),
+    ("evaluate-data-missing", [*EVAL, "--data", "{missing}", "--outdir", "{out}/v1"], 1, "missing"),
+    ("from-images-src-missing", ["dataset", "from-images", "{missing}", "{out}/p1", "--resolution", "16"], 1,
+     "SRC|missing"),
+    ("from-images-src-file", ["dataset", "from-images", "{file}", "{out}/p2", "--resolution", "16"], 1, "afile"),
+    ("export-model-missing", ["export", "--model", "{missing}", "{out}/x1.safetensors"], 1, "--model|missing"),
+    ("import-agf-missing", ["import-agf", "--encoder", "{missing}", "{out}/x2.safetensors"], 1, "--encoder"),
+    ("import-agf-not-torch", ["import-agf", "--encoder", "{file}", "--decoder", "{file}", "{out}/x3.safetensors"], 1,
+     "afile"),
+    ("detect-embedded-fifo", [*DETECT[:-2], "--data", "{imgs}", "--embedded", "{fps_fifo}"], 1, "fps_fifo"),
+    ("detect-embedded-short", [*DETECT[:-2], "--data", "{imgs}", "--embedded", "{fps_short}"], 1, "fps_short"),
+    # Damaged models and models of the wrong kind
+    *[(f"embed-{m}", [*EMBED, "--model", "{%s}" % m, "--data", "{imgs}"], 1, m.split("_")[1])
+      for m in ("m_empty", "m_trunc", "m_text", "m_abc", "m_cfg", "m_nan")],
+    *[(f"detect-{m}", [*DETECT, "--model", "{%s}" % m, "--data", "{imgs}"], 1, m.split("_")[1])
+      for m in ("m_empty", "m_trunc", "m_abc", "m_nan")],
+    ("embed-wrong-kind", [*EMBED, "--model", "{G}", "--data", "{imgs}"], 1, "G.safetensors"),
+    ("detect-wrong-kind", [*DETECT, "--model", "{SD}", "--data", "{imgs}"], 1, "E.safetensors"),
+    *[(f"generate-{m}", [*GEN, "--model", "{%s}" % m, "--outdir", "{out}/g-%s" % m], 1, m.split("_")[-1])
+      for m in ("m_empty", "m_trunc", "m_abc", "m_cfg", "G_nan", "stega")],
+    *[(f"attribute-{m}", [*ATTR, "--decoder", "{%s}" % m, "--out", "{out}/a-%s.jsonl" % m], 1, m.split("_")[-1])
+      for m in ("m_empty", "m_abc", "SD_nan", "stega")],
+    *[(f"issue-{m}", ["issue", "--model", "{%s}" % m, "--registry", "{out}/ri-%s.sqlite" % m, "--outdir",
+                      "{out}/i-%s" % m], 1, m.split("_")[-1]) for m in ("m_empty", "m_cfg", "G", "dec")],
+    *[(f"evaluate-{m}", [*EVAL, "--model", "{%s}" % m, "--outdir", "{out}/v-%s" % m], 1, m.split("_")[-1])
+      for m in ("m_empty", "m_abc", "m_nan", "G")],
+    *[(f"export-{m}", ["export", "--model", "{%s}" % m, "{out}/x-%s.safetensors" % m], 1, m.split("_")[-1])
+      for m in ("m_empty", "m_cfg", "m_nan", "G")],
+    # Bad image files, without --skip-bad
+    *[(f"embed-image-{b}", [*EMBED, "--data", "{bad_%s}" % b, "--outdir", "{out}/eb-%s" % b], 1, "bad.png")
+      for b in _BAD_IMAGES if b not in ("fifo", "zero", "urandom", "dir")],
+    *[(f"detect-image-{b}", [*DETECT, "--data", "{bad_%s}" % b, "--outdir", "{out}/db-%s" % b], 1, "bad.png")
+      for b in ("empty", "text", "trunc")],
+    *[(f"train-image-{b}", [*TRAIN, "--data", "{bad_%s}" % b, "--outdir", "{out}/tb-%s" % b], 1, "bad.png")
+      for b in ("empty", "text")],
+    *[(f"attribute-image-{b}", [*ATTR, "--input", "{bad_%s}" % b, "--out", "{out}/ab-%s.jsonl" % b], 1, "bad.png")
+      for b in ("empty", "text")],
+    # Bad fingerprints
+    *[(f"{name}-fingerprint-{kind}", [*cmd, "--fingerprint", fp], 1, "fingerprint")
+      for name, cmd in (("embed", [*EMBED, "--data", "{imgs}", "--identical"]),
+                        ("detect", [*DETECT, "--data", "{imgs}"]),
+                        ("evaluate", [*EVAL, "--outdir", "{out}/vf"]),
+                        ("generate", ["generate", "--model", "{SG}", "--outdir", "{out}/gf", "--seeds", "0"]),
+                        ("issue", [*ISSUE, "--outdir", "{out}/if"]))
+      for kind, fp in (("short", "0101"), ("long", "0" * 200), ("hex-long", "0x" + "f" * 40), ("ternary", "0120" * 4),
+                       ("garbage", "hello"), ("empty", ""))],
+    # Unusable --fpr
+    *[(f"{name}-fpr-{fpr}", [*cmd, "--fpr", fpr], 1, "--fpr")
+      for name, cmd in (("detect", [*DETECT, "--data", "{imgs}"]),
+                        ("attribute", [*ATTR, "--out", "{out}/af.jsonl"]),
+                        ("metrics-threshold", ["metrics", "threshold", "--bits", "8"]))
+      for fpr in ("0", "1e-300", "2", "nan", "-1") if (name, fpr) != ("metrics-threshold", "1e-300")],
+    # Counts, resolutions, seeds
+    *[(f"train-scalable-resolution-{r}", [*TRAIN_SC, "--resolution", r, "--outdir", "{out}/sr"], 1, "--resolution")
+      for r in ("-32", "0", "24")],
+    *[(f"train-resolution-{r}", [*TRAIN, "--resolution", r, "--outdir", "{out}/tr"], 1, "--resolution")
+      for r in ("-32", "0", "24")],
+    ("train-gan-resolution-bad", [*TRAIN_GAN, "--resolution", "-32", "--preset", "32", "--outdir", "{out}/gr"], 1,
+     "--resolution"),
+    *[(f"train-steps-{n}", [*TRAIN, "--steps", n, "--outdir", "{out}/ts"], 1, "--steps") for n in ("-1", "0")],
+    *[(f"train-batch-{n}", [*TRAIN, "--batch-size", n, "--outdir", "{out}/tb"], 1, "--batch-size")
+      for n in ("-1", "0")],
+    *[(f"train-gan-kimg-{n}", [*TRAIN_GAN, "--kimg", n, "--outdir", "{out}/gk"], 1, "--kimg") for n in ("-1", "nan")],
+    *[(f"train-scalable-kimg-{n}", [*TRAIN_SC, "--kimg", n, "--outdir", "{out}/sk"], 1, "--kimg")
+      for n in ("-1", "nan")],
+    *[(f"train-scalable-bits-{n}", [*TRAIN_SC, "--fingerprint-bits", n, "--outdir", "{out}/sb"], 1,
+       "--fingerprint-bits") for n in ("0", "-4")],
+    *[(f"generate-batch-{n}", [*GEN, "--batch-size", n, "--outdir", "{out}/gb"], 1, "--batch-size")
+      for n in ("0", "-1")],
+    *[(f"generate-seeds-{s}", [*GEN, "--seeds", s, "--outdir", "{out}/gs"], 1, "--seeds")
+      for s in ("abc", "5-2", "-3", "", "1,,2", "0-99999999999")],
+    ("evaluate-seeds-garbage", ["evaluate", "--model", "{SD}", "--generator", "{SG}", "--seeds", "x", "--outdir",
+                                "{out}/vs", "--fpr", "0.01", "--attacks", "none", "--device", "cpu"], 1, "--seeds"),
+    *[(f"data-samples-{flag}-{n}", ["data", "samples", "{out}/ds", flag, n], 1, flag)
+      for flag in ("--count", "--resolution") for n in ("0", "-5")],
+    *[(f"from-images-resolution-{n}", ["dataset", "from-images", "{imgs}", "{out}/pr", "--resolution", n], 1,
+       "--resolution") for n in ("0", "-16", "24")],
+    ("from-images-num-images-neg", ["dataset", "from-images", "{imgs}", "{out}/pn", "--resolution", "16",
+                                    "--num-images", "-1"], 1, "--num-images"),
+    ("metrics-pvalue-matches-over", ["metrics", "pvalue", "--bits", "8", "--matches", "9"], 1, "--matches"),
+    ("metrics-pvalue-bits-zero", ["metrics", "pvalue", "--bits", "0", "--matches", "0"], 1, "--bits"),
+    ("metrics-threshold-keys-zero", ["metrics", "threshold", "--bits", "8", "--keys", "0"], 1, "--keys"),
+    # Devices and plain bad flags
+    *[(f"{name}-device-cuda", [*cmd, "--device", "cuda"], 1, "cuda")
+      for name, cmd in (("embed", [*EMBED, "--data", "{imgs}"]), ("generate", [*GEN, "--outdir", "{out}/gc"]),
+                        ("train", [*TRAIN, "--outdir", "{out}/tc"]), ("attribute", [*ATTR, "--out", "{out}/ac.jsonl"]),
+                        ("train-scalable", [*TRAIN_SC, "--outdir", "{out}/sc"]))],
+    ("embed-device-bogus", [*EMBED, "--data", "{imgs}", "--device", "tpu"], 1, "--device"),
+    ("demo-steps-zero", ["demo", "--outdir", "{out}/demo", "--steps", "0"], 1, "--steps"),
+    ("demo-unknown-flag", ["demo", "--bogus"], 1, "--bogus"),
+    ("demo-device-bogus", ["demo", "--outdir", "{out}/demo2", "--device", "tpu"], 1, "--device"),
+    ("demo-outdir-under-file", ["demo", "--outdir", "{under_file}"], 1, "--outdir"),
+    ("unknown-command", ["frobnicate"], 1, "frobnicate"),
+]
+
+# Cases that could hang or fill the memory run as subprocesses (a hang must be stopped by the timeout).
+SUBPROCESS_CASES = [
+    *[(f"{name}-image-{b}", [*cmd, "--data", "{bad_%s}" % b, "--outdir", "{out}/s%s-%s" % (name, b)], 1, "bad.png")
+      for name, cmd in (("embed", EMBED), ("detect", DETECT)) for b in ("fifo", "zero", "urandom")],
+    *[(f"train-image-{b}", [*TRAIN, "--data", "{bad_%s}" % b, "--outdir", "{out}/st-%s" % b], 1, "bad.png")
+      for b in ("fifo", "zero")],
+    *[(f"attribute-image-{b}", [*ATTR, "--input", "{bad_%s}" % b, "--out", "{out}/sa-%s.jsonl" % b], 1, "bad.png")
+      for b in ("fifo", "zero")],
+    # evaluate measures what it can read: unreadable files are skipped with a warning naming them
+    *[(f"evaluate-image-{b}", [*EVAL, "--data", "{bad_%s}" % b, "--outdir", "{out}/sv-%s" % b], 0, "bad.png")
+      for b in ("fifo", "zero", "empty", "text")],
+    # evaluate measures bit accuracy at any --fpr; one that no image could reach is a warning naming it
+    ("evaluate-fpr-1e-300", [*EVAL, "--outdir", "{out}/vp", "--fpr", "1e-300"], 0, "--fpr 1e-300 is too small"),
+    *[(f"evaluate-fpr-{fpr}", [*EVAL, "--outdir", "{out}/vp", "--fpr", fpr], 1, "--fpr") for fpr in ("0", "2", "nan")],
+    ("from-images-fifo", ["dataset", "from-images", "{bad_fifo}", "{out}/sp", "--resolution", "16"], 1, "bad.png"),
+    ("embed-outdir-ro", [*EMBED, "--data", "{imgs}", "--outdir", RO_NEW], 1, "--outdir"),
+]
+
+
+# `issue` checks its --outdir and --registry in the registry transaction being rewritten on the service branch.
+_ISSUE_REWORK = pytest.mark.xfail(reason="issue's output checks come with the registry transaction (service branch)",
+                                  strict=False)
+
+
+_ISSUE_CASES = {f"issue-{flag}-{kind}" for flag, kinds in (("outdir", ("under-file", "ro-new", "ro-dir")),
+                                                          ("registry", ("under-file", "ro-new"))) for kind in kinds}
+_NEEDS_NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is there: --device cuda is no fault")
+
+
+def _marks(name: str) -> list:
+    return [_ISSUE_REWORK] * (name in _ISSUE_CASES) + [_NEEDS_NO_CUDA] * name.endswith("-device-cuda")
+
+
+def _params(cases):
+    return [pytest.param(*c, id=c[0], marks=_marks(c[0])) for c in cases]
+
+
+def _argv(argv: list[str], f: dict[str, str]) -> list[str]:
+    return [a.format(**f) for a in argv]
+
+
+def _check(code: int, stderr: str, stdout: str, want: int, words: str) -> None:
+    """No traceback, and one of `words` ('a|b') named. `want` 0: the command ends normally and warns about the bad
+    input; 1: it fails with exit 1 and one "Error: " line last (progress logs may come before it), or with click's
+    usage message and exit 2 (Usage, Try '--help', Error)."""
+    assert "Traceback" not in stderr + stdout, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert lines, f"no message (exit {code}); stdout: {stdout}"
+    if want == 0:
+        assert code == 0 and any(w in stderr for w in words.split("|")), f"exit {code}: {stderr}"
+        return
+    last = lines[-1]
+    assert code in (1, 2), f"exit {code}: {stderr}"
+    assert last.startswith("Error: ") and len(last) < 600, stderr
+    assert sum(ln.startswith("Error: ") for ln in lines) == 1, stderr
+    assert code == 1 or len(lines) <= 3, stderr
+    assert any(w.lower() in last.lower() for w in words.split("|")), f"{words!r} not in: {last}"
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Timeout()
+
+
+@pytest.mark.parametrize("name,argv,code,word", _params(CASES))
+def test_hostile_input_in_process(F, name, argv, code, word):
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(TIME_LIMIT)
+    try:
+        res = CliRunner().invoke(main, _argv(argv, F))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        frames = traceback.format_exception(*res.exc_info)
+        pytest.fail(f"traceback: {''.join(frames[-3:])}")
+    _check(res.exit_code, res.stderr, res.stdout, code, word)
+
+
+@pytest.mark.parametrize("name,argv,code,word", _params(SUBPROCESS_CASES))
+def test_hostile_input_subprocess(F, name, argv, code, word):
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ganprint", *_argv(argv, F)], capture_output=True, text=True,
+                              timeout=TIME_LIMIT, env=env, start_new_session=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{name} did not end within {TIME_LIMIT} s")
+    _check(proc.returncode, proc.stderr, proc.stdout, code, word)
