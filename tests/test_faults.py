@@ -310,18 +310,11 @@ SUBPROCESS_CASES = [
 ]
 
 
-# `issue` checks its --outdir and --registry in the registry transaction being rewritten on the service branch.
-_ISSUE_REWORK = pytest.mark.xfail(reason="issue's output checks come with the registry transaction (service branch)",
-                                  strict=False)
-
-
-_ISSUE_CASES = {f"issue-{flag}-{kind}" for flag, kinds in (("outdir", ("under-file", "ro-new", "ro-dir")),
-                                                          ("registry", ("under-file", "ro-new"))) for kind in kinds}
 _NEEDS_NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is there: --device cuda is no fault")
 
 
 def _marks(name: str) -> list:
-    return [_ISSUE_REWORK] * (name in _ISSUE_CASES) + [_NEEDS_NO_CUDA] * name.endswith("-device-cuda")
+    return [_NEEDS_NO_CUDA] * name.endswith("-device-cuda")
 
 
 def _params(cases):

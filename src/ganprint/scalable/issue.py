@@ -10,8 +10,7 @@ from pathlib import Path
 import torch
 
 from ganprint.core.artifacts import load_export, save_export
-from ganprint.core.errors import GanprintError
-from ganprint.core.files import sha256_file
+from ganprint.core.files import check_writable_dir, sha256_file
 from ganprint.core.runtime import resolve_device
 from ganprint.nets.scalable import ScalableGenerator, fold_fingerprint
 from ganprint.scalable.generate import FINGERPRINT_META, FP_ID_META
@@ -20,25 +19,11 @@ from ganprint.scalable.registry import Issued, Registry
 log = logging.getLogger(__name__)
 
 
-def check_outdir(outdir: str | os.PathLike) -> Path:
-    """Create `outdir` if needed and make sure files can be written there, before anything is issued."""
-    out = Path(outdir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise GanprintError(f"--outdir {out}: a file is in the way; give a folder") from None
-    except OSError as e:
-        raise GanprintError(f"--outdir {out}: cannot create it ({e.strerror})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise GanprintError(f"--outdir {out} is not writable; give a folder you can write to")
-    return out
-
-
 def issue_loaded(G: ScalableGenerator, cfg: dict, model_sha256: str, registry: Registry, outdir: str | os.PathLike,
                  fingerprint: str | None = None, who: str | None = None, notes: str = "",
                  min_distance: int | None = None) -> dict:
     """Issue one fingerprint for an already loaded shared generator `G` (see `issue_model`)."""
-    out = check_outdir(outdir)
+    out = check_writable_dir(outdir, "--outdir")
     written: list[Path] = []
 
     def write_model(rec: Issued) -> tuple[str, str]:
@@ -73,7 +58,7 @@ def issue_model(model_path: str | os.PathLike, registry_path: str | os.PathLike,
     """
     dev = resolve_device(device)
     G, cfg, _ = load_export(model_path, kind="scalable-G", device=dev)
-    check_outdir(outdir)
+    check_writable_dir(outdir, "--outdir")
     with torch.no_grad():
         return issue_loaded(G, cfg, sha256_file(model_path), Registry(registry_path), outdir, fingerprint, who,
                             notes, min_distance)
