@@ -113,7 +113,7 @@ def test_train_generate_detect(tmp_path, sample_folder, tiny_stega_model, tiny_s
     model = tmp_path / "run" / "network-final.safetensors"
     run("generate", "--model", model, "--seeds", "0-3", "--outdir", tmp_path / "gen", "--steps", "3", "--grid")
     run("detect", "--model", tiny_stega_decoder, "--data", tmp_path / "gen", "--outdir", tmp_path / "det",
-        "--fingerprint", bits, "--resolution", "32", "--jobs", "1")
+        "--fingerprint", bits, "--resolution", "32", "--jobs", "1", "--fpr", "0.01")
     rows = [json.loads(line) for line in (tmp_path / "det" / "detections.jsonl").read_text().splitlines()]
     assert sorted(r["name"] for r in rows) == sorted([f"seed{s:06d}.png" for s in range(4)] + ["grid.png"])
     assert all(0 <= r["bit_accuracy"] <= 1 for r in rows)

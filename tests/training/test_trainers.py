@@ -109,7 +109,7 @@ def test_api_train_dispatches_on_the_config_type(tmp_path):
     cfg = gan_config("small", 32, total_kimg=0.002, batch_size=2, grid_seeds=2)
     out = api.train(cfg, tmp_path / "gan", data=DictDataset(n=4, r=32), device="cpu")
     assert out["step"] == 1 and (tmp_path / "gan" / "log.txt").is_file()
-    with pytest.raises(GanprintError, match="TrainConfig"):
+    with pytest.raises(GanprintError, match="ganprint.config"):
         api.train({"lr": 1}, tmp_path / "x")
 
 
