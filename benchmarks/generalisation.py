@@ -118,19 +118,26 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="override the preset's training steps")
     ap.add_argument("--robustness", action="store_true", help="also evaluate under image edits (§0b attacks)")
     ap.add_argument("--only-val", action="store_true", help="measure the validation set only (while tuning)")
+    ap.add_argument("--at-step", type=int, default=None,
+                    help="measure the run's export at this step (a checkpoint of a run still training) instead")
     a = ap.parse_args()
     d = _data(a.work, a.vary, a.train_count, a.test_count)
     steps = "" if a.steps is None else f"-steps{a.steps}"
     run = a.work / f"{a.preset}-{'varied' if a.vary else 'plain'}{steps}-s{a.seed}"
     t0 = time.time()
-    model = ganprint.train(resolve_config(a.preset, data=str(d["train"]), seed=a.seed, steps=a.steps), run / "train")
+    if a.at_step is None:
+        model = ganprint.train(resolve_config(a.preset, data=str(d["train"]), seed=a.seed, steps=a.steps),
+                               run / "train")
+    else:
+        model, run = run / "train" / f"export-{a.at_step:08d}.safetensors", run / f"at-step-{a.at_step}"
     train_s = time.time() - t0  # of this invocation: a resumed or finished run counts only what was left
     sets = ("val",) if a.only_val else ("val", "test")
     rows = [r for s in sets for r in _measure(model, d, run, s, a.fpr)]
     if a.robustness:
         rows += [r for s in sets for r in _robustness(model, d, run, s, a.fpr)]
     for r in rows:
-        r.update(preset=a.preset, vary=a.vary, seed=a.seed, steps=a.steps, train_s=round(train_s, 1))
+        r.update(preset=a.preset, vary=a.vary, seed=a.seed, steps=a.steps, at_step=a.at_step,
+                 train_s=round(train_s, 1))
     name = "results-val.jsonl" if a.only_val else "results.jsonl"
     atomic_write_text(run / name, "".join(json.dumps(r) + "\n" for r in rows))
     for r in rows:
