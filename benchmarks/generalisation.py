@@ -2,9 +2,13 @@
 nothing on the test source, and measure on (a) held-out photos of the same packages (validation) and (b) photos
 of another source altogether (test: Debian's opencv-doc sample photos, `apt-get install opencv-doc`).
 
-    python benchmarks/generalisation.py WORK [--preset demo-32] [--vary | --no-vary] [--seed 0]
+    python benchmarks/generalisation.py WORK [--preset demo-32] [--vary | --no-vary] [--seed 0] [--steps N]
+        [--robustness] [--only-val]
 
-Writes WORK/results.jsonl (one row per set x measure) and prints a table. Re-running resumes every stage.
+Writes WORK/<run>/results.jsonl (one row per set x measure) and prints a table. Re-running resumes every stage.
+`--robustness` also runs `ganprint evaluate` (JPEG, blur, noise, crop, resize; with and without `--scale-search
+auto`) on each set, as in RESULTS-eval.md §0b. `--only-val` measures the validation set alone: use it while tuning
+(e.g. the scale-search floor with scale_search_floor.py on WORK/<run>/emb-val), so that the test set is read once.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import torch
 
 import ganprint
 from ganprint.artificial.config import resolve_config
+from ganprint.core.files import atomic_write_text, read_jsonl
 from ganprint.core.images import read_image, to_tensor01
 from ganprint.data.samples import write_samples
+from ganprint.evaluation.evaluate import run_evaluate
 from ganprint.evaluation.quality import psnr, ssim
 
 OPENCV = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -74,6 +80,32 @@ def _measure(model: Path, d: dict[str, Path], out: Path, set_name: str, fpr: flo
     return [{"set": set_name, "metric": k, "value": v} for k, v in vals.items()]
 
 
+# The attacks of RESULTS-eval.md §0b (the clean reading is always added).
+ATTACKS = ("jpeg:q=90,70,50,30", "blur:sigma=0.5,1,1.5", "noise:std=0.02,0.05,0.1", "crop:frac=0.9,0.75,0.6",
+           "resize:scale=0.75,0.5")
+
+
+def _robustness(model: Path, d: dict[str, Path], out: Path, set_name: str, fpr: float) -> list[dict]:
+    """Mean bit accuracy and detection rate per attack, with plain decoding and with `--scale-search auto`."""
+    rows = []
+    emb = out / f"emb-{set_name}"
+    for search in ("none", "auto"):
+        ev = out / f"eval-{set_name}-ss-{search}"
+        if not (ev / "results.jsonl").is_file():
+            run_evaluate(model, emb / "fingerprinted_images", ev, embedded=emb / "embedded_fingerprints.txt",
+                         attacks=list(ATTACKS), fpr=fpr, clean=d[f"{set_name}-clean"], device="cpu",
+                         scale_search=search)
+        groups: dict[tuple[str, str], list[dict]] = {}
+        for r in read_jsonl(ev / "results.jsonl"):
+            groups.setdefault((r["set"], r["spec"]), []).append(r)
+        for (kind, spec), rs in sorted(groups.items()):
+            prefix = "" if kind == "fingerprinted" else "clean_"
+            for metric, key in (("bit_acc", "bit_accuracy"), ("detected", "detected")):
+                rows.append({"set": set_name, "metric": f"{prefix}{metric}:{spec}:ss-{search}",
+                             "value": sum(float(r[key]) for r in rs) / len(rs)})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("work", type=Path)
@@ -83,18 +115,33 @@ def main() -> None:
     ap.add_argument("--train-count", type=int, default=4000)
     ap.add_argument("--test-count", type=int, default=500)
     ap.add_argument("--fpr", type=float, default=1e-6)
+    ap.add_argument("--steps", type=int, default=None, help="override the preset's training steps")
+    ap.add_argument("--robustness", action="store_true", help="also evaluate under image edits (§0b attacks)")
+    ap.add_argument("--only-val", action="store_true", help="measure the validation set only (while tuning)")
+    ap.add_argument("--at-step", type=int, default=None,
+                    help="measure the run's export at this step (a checkpoint of a run still training) instead")
     a = ap.parse_args()
     d = _data(a.work, a.vary, a.train_count, a.test_count)
-    run = a.work / f"{a.preset}-{'varied' if a.vary else 'plain'}-s{a.seed}"
+    steps = "" if a.steps is None else f"-steps{a.steps}"
+    run = a.work / f"{a.preset}-{'varied' if a.vary else 'plain'}{steps}-s{a.seed}"
     t0 = time.time()
-    model = ganprint.train(resolve_config(a.preset, data=str(d["train"]), seed=a.seed), run / "train")
-    train_s = time.time() - t0
-    rows = [r for s in ("val", "test") for r in _measure(model, d, run, s, a.fpr)]
+    if a.at_step is None:
+        model = ganprint.train(resolve_config(a.preset, data=str(d["train"]), seed=a.seed, steps=a.steps),
+                               run / "train")
+    else:
+        model, run = run / "train" / f"export-{a.at_step:08d}.safetensors", run / f"at-step-{a.at_step}"
+    train_s = time.time() - t0  # of this invocation: a resumed or finished run counts only what was left
+    sets = ("val",) if a.only_val else ("val", "test")
+    rows = [r for s in sets for r in _measure(model, d, run, s, a.fpr)]
+    if a.robustness:
+        rows += [r for s in sets for r in _robustness(model, d, run, s, a.fpr)]
     for r in rows:
-        r.update(preset=a.preset, vary=a.vary, seed=a.seed, train_s=round(train_s, 1))
-    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        r.update(preset=a.preset, vary=a.vary, seed=a.seed, steps=a.steps, at_step=a.at_step,
+                 train_s=round(train_s, 1))
+    name = "results-val.jsonl" if a.only_val else "results.jsonl"
+    atomic_write_text(run / name, "".join(json.dumps(r) + "\n" for r in rows))
     for r in rows:
-        print(f"{a.preset:10s} vary={a.vary!s:5s} {r['set']:5s} {r['metric']:15s} {r['value']:.4f}")
+        print(f"{a.preset:10s} vary={a.vary!s:5s} {r['set']:5s} {r['metric']:40s} {r['value']:.4f}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ from ganprint.core.errors import GanprintError
 from ganprint.perturb.ops import side
 
 DEFAULT_SCALES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
+# The defaults of `min_confidence` and `min_gain`; benchmarks/scale_search_floor.py chooses them on validation images.
+MIN_CONFIDENCE = 0.3
+MIN_GAIN = 0.05
 
 
 def parse_scales(text: str | None) -> tuple[float, ...] | None:
@@ -71,7 +74,7 @@ class ScaleSearch:
     scale chosen for each image of the latest call."""
 
     def __init__(self, decode: Callable[[torch.Tensor], torch.Tensor], scales: tuple[float, ...] = DEFAULT_SCALES,
-                 min_confidence: float = 0.3, min_gain: float = 0.05):
+                 min_confidence: float = MIN_CONFIDENCE, min_gain: float = MIN_GAIN):
         if 1.0 not in scales:
             raise GanprintError("scale search needs the unscaled candidate 1.0 among its scales")
         self.decode, self.min_confidence, self.min_gain = decode, float(min_confidence), float(min_gain)
@@ -86,7 +89,8 @@ class ScaleSearch:
         return logits[torch.arange(len(pick), device=pick.device), pick]  # [N, K]
 
 
-def choose_scale(conf: torch.Tensor, min_confidence: float = 0.3, min_gain: float = 0.05) -> torch.Tensor:
+def choose_scale(conf: torch.Tensor, min_confidence: float = MIN_CONFIDENCE,
+                 min_gain: float = MIN_GAIN) -> torch.Tensor:
     """conf [N, S] of the candidates in ScaleSearch order (column 0 unscaled) -> [N] the chosen column: the most
     confident other candidate (ties keep the larger scale) where it beats column 0 and reaches both `min_confidence`
     and column 0 + `min_gain`, else 0."""
