@@ -27,6 +27,7 @@ SCRIPT = textwrap.dedent("""
     assert dist.get_world_size() == 2
     if dist.get_rank() == 0:
         assert allsums[0] == allsums[1], allsums
+    dist.barrier()  # rank 0 saved a file after the gather: leave together, or gloo aborts the early one
     dist.cleanup()
 """)
 

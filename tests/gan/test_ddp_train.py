@@ -24,6 +24,7 @@ SCRIPT = textwrap.dedent("""
     if dist.get_rank() == 0:
         assert allsums[0] == allsums[1], allsums
         torch.save(flat["G_ema"], {outdir!r} + "/rank0_G_ema.pt")
+    dist.barrier()  # rank 0 saved a file after the gather: leave together, or gloo aborts the early one
     dist.cleanup()
 """)
 
