@@ -12,6 +12,7 @@ import click
 from ganprint.data.folders import open_image_dataset
 from ganprint.diffusion.config import resolve_config
 from ganprint.diffusion.train import config_from_export, train_diffusion
+from ganprint.training.run import check_outdir
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def train_diffusion_cmd(data, resolution, outdir, preset, kimg, batch_size, lr, 
         return
     handler = _log_to_file(outdir)
     try:
+        check_outdir(outdir, data)  # before any work: a file in the way, or a run folder inside its own data
         dataset = open_image_dataset(data, cfg.resolution)
         log.info("data: %s (%d images at %d px)", data, len(dataset), cfg.resolution)
         result = train_diffusion(cfg, outdir, dataset, device=device, resume_from=resume_from)
