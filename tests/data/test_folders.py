@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from ganprint.core.errors import GanprintError
 from ganprint.core.images import BadImageError, preprocess, read_image
+from ganprint.data import packed
 from ganprint.data.folders import ImageFolderDataset, collate, list_images, open_image_dataset
 
 
@@ -83,7 +84,6 @@ def test_dataloader_with_workers(image_folder):
 def test_open_image_dataset_folder_and_packed(image_folder, tmp_path):
     ds = open_image_dataset(image_folder, 16)
     assert isinstance(ds, ImageFolderDataset) and len(ds) == 6
-    packed = pytest.importorskip("ganprint.data.folders.packed")
     imgs = [preprocess(read_image(p), 16) for p in ds.paths]
     packed.write_packed(tmp_path / "packed", iter(imgs), len(imgs), 16, source=str(image_folder),
                         names=[ds.relpath(i) for i in range(len(ds))], shuffle=False, seed=None)
