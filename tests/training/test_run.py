@@ -50,6 +50,9 @@ def test_truncate_drops_rows_after_the_state_and_a_torn_line(tmp_path):
     assert truncate_jsonl(path, 2) == 3
     assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
     assert truncate_jsonl(path, 2) == 0 and truncate_jsonl(tmp_path / "missing.jsonl", 0) == 0
+    # Rows counted by another field (the diffusion trainer's ticks).
+    path.write_text("".join(json.dumps({"tick": t, "step": 9}) + "\n" for t in (1, 2, 3)))
+    assert truncate_jsonl(path, 1, key="tick") == 2 and len(path.read_text().splitlines()) == 1
 
 
 def test_log_file_and_leftover_temporaries(tmp_path):

@@ -102,8 +102,9 @@ def clean_temporaries(outdir: Path) -> int:
     return n
 
 
-def truncate_jsonl(path: Path, step: int) -> int:
-    """Drop the rows of a JSONL log after `step` (and a torn last line); returns how many rows were dropped."""
+def truncate_jsonl(path: Path, step: int, key: str = "step") -> int:
+    """Drop the rows of a JSONL log whose `key` is past `step` (and a torn last line); returns how many rows were
+    dropped."""
     if not path.is_file():
         return 0
     kept, dropped = [], 0
@@ -113,7 +114,7 @@ def truncate_jsonl(path: Path, step: int) -> int:
         except json.JSONDecodeError:
             dropped += 1
             continue
-        if int(row.get("step", 0)) <= step:
+        if int(row.get(key, 0)) <= step:
             kept.append(line)
         else:
             dropped += 1
@@ -235,14 +236,17 @@ class RunFolder:
             self._handler.close()
             self._handler = None
 
-    def rewind(self, step: int) -> None:
-        """Drop log rows after the training state being resumed (they are written again, identically)."""
+    def rewind(self, step: int, key: str = "step") -> None:
+        """Drop log rows after the training state being resumed (they are written again, identically).
+
+        `key` is the row field that counts like `step` (a trainer whose rows carry no step passes its tick count).
+        """
         if self.rank == 0:
             for name in self.logs:
-                dropped = truncate_jsonl(self.outdir / name, step)
+                dropped = truncate_jsonl(self.outdir / name, step, key)
                 if dropped:
-                    log.info("%s: dropped %d row(s) after step %d, which the resumed run writes again",
-                             name, dropped, step)
+                    log.info("%s: dropped %d row(s) after %s %d, which the resumed run writes again",
+                             name, dropped, key, step)
 
     def append(self, row: dict, name: str = STATS_FILE) -> None:
         """Append one row to a JSONL log (rank 0)."""
