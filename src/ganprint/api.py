@@ -19,7 +19,6 @@ from ganprint.artificial.embed import embed as _embed
 from ganprint.artificial.train import train_stega
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
-from ganprint.data.folders import open_image_dataset
 from ganprint.data.samples import write_samples as samples
 from ganprint.diffusion import generate as diffusion_generate  # also registers the diffusion-unet kind for load()
 from ganprint.diffusion.config import DiffusionTrainConfig
@@ -93,9 +92,7 @@ def train(config: TrainingConfig, outdir: str | os.PathLike,
     if isinstance(config, ScalableTrainConfig):
         return train_scalable(config, outdir, **kwargs)
     if isinstance(config, DiffusionTrainConfig):
-        data = kwargs.pop("data")
-        dataset = open_image_dataset(data, config.resolution) if isinstance(data, (str, os.PathLike)) else data
-        return train_diffusion(config, outdir, dataset, **kwargs)
+        return train_diffusion(config, outdir, **kwargs)
     raise GanprintError(f"train() takes a config from ganprint.config(...), got {type(config)}")
 
 

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 pytest.importorskip("diffusers")
 
 import ganprint
+from ganprint.core.artifacts import latest_training_state
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import read_jsonl
 from ganprint.data.folders import open_image_dataset
@@ -25,8 +26,9 @@ def _tiny(**kw):
 
 def test_training_writes_its_outputs(tmp_path, sample_folder, tiny_diffusion_export):
     run = tiny_diffusion_export.parent
-    for name in ("config.json", "stats.jsonl", "reals.png", "fakes-000000016.png", "network-000000016.safetensors",
-                 "training-state-00000016.pt"):
+    # The run folder of every trainer; states and grids are numbered by step (16 images = 2 steps of 8).
+    for name in ("config.json", "log.txt", "stats.jsonl", "snapshots/reals.png", "snapshots/fakes-00000002.png",
+                 "network-000000016.safetensors", "training-state-00000002.pt"):
         assert (run / name).is_file(), name
     rows = read_jsonl(run / "stats.jsonl")
     assert [r["kimg"] for r in rows] == [0.008, 0.016] and all(r["loss"] > 0 for r in rows)
@@ -50,10 +52,31 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, sample_folder):
     assert sa == sb
 
 
+def test_a_run_folder_of_the_trainer_before_the_kit_resumes(tmp_path, sample_folder):
+    # Before the training kit, states were numbered by images seen and held cur_nimg / cur_tick.
+    data = open_image_dataset(sample_folder, 16)
+    train_diffusion(_tiny(total_kimg=0.048), tmp_path / "straight", data, device="cpu")
+    old = tmp_path / "old"
+    train_diffusion(_tiny(total_kimg=0.024), old, data, device="cpu")
+    kit = latest_training_state(old)
+    st = torch.load(kit, weights_only=True)
+    legacy = {"unet": st["unet"], "ema": st["ema"], "opt": st["opt"], "cur_nimg": st["nimg"],
+              "cur_tick": st["counters"]["tick"], "elapsed": st["elapsed"]}
+    kit.unlink()
+    torch.save(legacy, old / "training-state-00000024.pt")
+    train_diffusion(_tiny(total_kimg=0.048), old, data, device="cpu")
+    assert sorted(p.name for p in old.glob("training-state-*.pt")) == ["training-state-00000003.pt",
+                                                                       "training-state-00000006.pt"]
+    a = load_file(tmp_path / "straight" / "network-final.safetensors")
+    b = load_file(old / "network-final.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["tick"] for r in read_jsonl(old / "stats.jsonl")] == [1, 2]
+
+
 def test_resume_refuses_another_architecture(tmp_path, sample_folder):
     data = open_image_dataset(sample_folder, 16)
     train_diffusion(_tiny(total_kimg=0.0), tmp_path / "run", data, device="cpu")
-    with pytest.raises(GanprintError, match="different batch_size"):
+    with pytest.raises(GanprintError, match="different config .batch_size: 8 -> 4"):
         train_diffusion(_tiny(total_kimg=0.0, batch_size=4), tmp_path / "run", data, device="cpu")
 
 

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 from pathlib import Path
 
 import click
 
-from ganprint.data.folders import open_image_dataset
 from ganprint.diffusion.config import resolve_config
 from ganprint.diffusion.train import config_from_export, train_diffusion
-from ganprint.training.run import check_outdir
-
-log = logging.getLogger(__name__)
-
-
-def _log_to_file(outdir: str) -> logging.Handler | None:
-    """Rank 0 appends its logs to OUTDIR/log.txt, so a resumed run keeps one log."""
-    if int(os.environ.get("RANK", "0")) != 0:
-        return None
-    Path(outdir).mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(Path(outdir) / "log.txt", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logging.getLogger().addHandler(handler)
-    return handler
+from ganprint.training.config import config_json
 
 
 @click.command("train-diffusion")
@@ -42,14 +25,16 @@ def _log_to_file(outdir: str) -> logging.Handler | None:
 @click.option("--snapshot-kimg", type=float, default=None, help="Grid, export and training state every N kimg.")
 @click.option("--resume-from", type=click.Path(), default=None,
               help="Fine-tune: start from this diffusion-unet export (its architecture replaces the preset's).")
+@click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True,
+              help="Also keep a training state when this many minutes have passed since the last (0 = only by kimg).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 def train_diffusion_cmd(data, resolution, outdir, preset, kimg, batch_size, lr, warmup_kimg, seed, device,
-                        snapshot_kimg, resume_from, dry_run):
+                        snapshot_kimg, resume_from, checkpoint_minutes, dry_run):
     """Train a denoising diffusion UNet on images; exports its EMA weights (kind diffusion-unet).
 
     \b
-    Outputs in OUTDIR: config.json, log.txt, stats.jsonl, reals.png, fakes-<nimg>.png,
-    network-<nimg>.safetensors (nimg: images seen), network-final.safetensors, training-state-*.pt.
+    Outputs in OUTDIR: config.json, log.txt, stats.jsonl, snapshots/ (reals.png, fakes-<step>.png),
+    network-<nimg>.safetensors (nimg: images seen), network-final.safetensors, training-state-<step>.pt.
     \b
     Examples:
       ganprint train-diffusion --data fp/fingerprinted_images --outdir runs/diff-fp --preset cpu-32
@@ -61,20 +46,11 @@ def train_diffusion_cmd(data, resolution, outdir, preset, kimg, batch_size, lr, 
     cfg = resolve_config(preset, resolution, total_kimg=kimg, batch_size=batch_size, lr=lr, warmup_kimg=warmup_kimg,
                          seed=seed, snapshot_kimg=snapshot_kimg)
     if dry_run:
-        cfg = config_from_export(cfg, resume_from) if resume_from else cfg
-        click.echo(json.dumps(cfg.to_dict(), indent=2))
+        click.echo(config_json(config_from_export(cfg, resume_from) if resume_from else cfg))
         return
-    handler = _log_to_file(outdir)
-    try:
-        check_outdir(outdir, data)  # before any work: a file in the way, or a run folder inside its own data
-        dataset = open_image_dataset(data, cfg.resolution)
-        log.info("data: %s (%d images at %d px)", data, len(dataset), cfg.resolution)
-        result = train_diffusion(cfg, outdir, dataset, device=device, resume_from=resume_from)
-        click.echo(f"trained to {result['cur_nimg'] / 1000:.3f} kimg: {Path(outdir) / 'network-final.safetensors'}")
-    finally:
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
+    result = train_diffusion(cfg, outdir, data, device=device, resume_from=resume_from,
+                             checkpoint_minutes=checkpoint_minutes)
+    click.echo(f"trained to {result['cur_nimg'] / 1000:.3f} kimg: {Path(outdir) / 'network-final.safetensors'}")
 
 
 COMMANDS = [train_diffusion_cmd]

@@ -8,10 +8,10 @@ attention at 16 px, dropout 0.1, 1000 linear-beta steps, Adam 2e-4 with 5000 war
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 
 from ganprint.core.errors import GanprintError
+from ganprint.training.config import apply_overrides
 
 
 @dataclass
@@ -155,20 +155,20 @@ PRESETS: dict[str, DiffusionTrainConfig] = {
 }
 
 
+# Fields that may change when a run is resumed (re-running with a longer --kimg continues the run).
+RUNTIME_FIELDS = ("total_kimg", "kimg_per_tick", "snapshot_kimg")
+
+
 def resolve_config(preset: str | None, resolution: int | None, **overrides) -> DiffusionTrainConfig:
     """Start from a preset (default: cpu-32) and apply the non-None overrides (top-level fields).
 
     Raises GanprintError naming the flag when the preset is unknown or disagrees with `--resolution`.
     """
-    preset = preset or "cpu-32"
-    if preset not in PRESETS:
-        raise GanprintError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}")
-    cfg = PRESETS[preset]
+    cfg = apply_overrides(preset, PRESETS, "cpu-32", **overrides)
     if resolution is not None and resolution != cfg.resolution:
-        raise GanprintError(f"--resolution {resolution} disagrees with --preset {preset} "
+        raise GanprintError(f"--resolution {resolution} disagrees with --preset {cfg.preset} "
                             f"({cfg.resolution} px); drop one of them")
     try:
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
         return cfg.validate()
     except (ValueError, TypeError) as e:
         raise GanprintError(f"invalid training options: {e}") from None

@@ -1,17 +1,18 @@
 """Diffusion training (`ganprint train-diffusion`): epsilon-prediction DDPM loss on a diffusers UNet, EMA weights.
 
-`train_diffusion` trains (or resumes: re-run the same call) into a run folder. Every random draw of a step is a
-function of (seed, rank, images seen so far), so an interrupted and resumed run equals an uninterrupted one.
-Under torchrun the UNet is wrapped in DistributedDataParallel and rank 0 writes every file. `resume_from` starts a
-new run from the weights of a diffusion-unet export (fine-tuning a released model, e.g. on fingerprinted data).
+`train_diffusion` trains (or resumes: re-run the same call) in the shared run folder (ganprint.training). Every
+random draw of a step is a function of (seed, rank, images seen so far), so an interrupted and resumed run equals
+an uninterrupted one. Under torchrun the UNet is wrapped in DistributedDataParallel and rank 0 writes every file.
+`resume_from` starts a new run from the weights of a diffusion-unet export (fine-tuning a released model, e.g. on
+fingerprinted data).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,22 +22,19 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ganprint.core import dist
-from ganprint.core.artifacts import (
-    latest_training_state,
-    load_export,
-    load_training_state,
-    read_metadata,
-    save_export,
-    save_training_state,
-)
+from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import append_jsonl, atomic_write_json
-from ganprint.core.images import write_grid
-from ganprint.core.runtime import git_sha, resolve_device
+from ganprint.core.files import atomic_path
+from ganprint.core.runtime import resolve_device
 from ganprint.core.seeds import derive_seed
-from ganprint.diffusion.config import DiffusionTrainConfig
+from ganprint.data.folders import open_image_dataset
+from ganprint.diffusion.config import RUNTIME_FIELDS, DiffusionTrainConfig
 from ganprint.diffusion.generate import sample_seeds
 from ganprint.diffusion.model import EXPORT_KIND, build_unet, export_config, make_scheduler, parse_export_config
+from ganprint.training.ema import EMA
+from ganprint.training.grids import save_grid
+from ganprint.training.run import SNAPSHOT_DIR, CheckpointClock, RunFolder, export, write_error
+from ganprint.training.state import TrainingState
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +48,6 @@ def batch_stream(dataset: Dataset, cfg: DiffusionTrainConfig, start_nimg: int, r
     The order is a fresh seeded permutation per epoch, so it depends on the position only (resumable).
     """
     n = len(dataset)
-    if n == 0:
-        raise GanprintError("the training data set is empty; check --data")
-    shape = tuple(dataset[0]["img"].shape)
-    if shape != (3, cfg.resolution, cfg.resolution):
-        raise GanprintError(f"data set images are {list(shape)}, expected [3, {cfg.resolution}, {cfg.resolution}]; "
-                            "check --resolution")
     cache = None
     if n * dataset[0]["img"].numel() <= _PRELOAD_BYTES:
         cache = torch.stack([dataset[i]["img"] for i in range(n)])
@@ -72,16 +64,22 @@ def batch_stream(dataset: Dataset, cfg: DiffusionTrainConfig, start_nimg: int, r
         yield cache[mine] if cache is not None else torch.stack([dataset[i]["img"] for i in mine])
 
 
-def _check_resume_config(outdir: Path, cfg: DiffusionTrainConfig, resume_from: str | None) -> None:
-    """Refuse to resume a run whose architecture, batch, seed or starting model differs from its config.json."""
-    path = outdir / "config.json"
-    if not path.is_file():
-        return
-    old, new = json.loads(path.read_text()), {**cfg.to_dict(), "resume_from": resume_from}
-    diff = [k for k in ("unet", "noise", "batch_size", "seed", "resume_from") if old.get(k) != new.get(k)]
-    if diff:
-        raise GanprintError(f"{outdir} holds a run with different {', '.join(diff)} ({path}); use a new --outdir "
-                            "or the original options to resume")
+def open_training_data(cfg: DiffusionTrainConfig, data: Dataset | str | os.PathLike) -> Dataset:
+    """`data` as given (a Dataset of {"img": uint8 [3, R, R]} items) or the image folder / packed set it names,
+    checked to be non-empty and of the config's resolution."""
+    if isinstance(data, Dataset):
+        dataset = data
+    else:
+        if not Path(data).exists():
+            raise GanprintError(f"--data {data} does not exist; give a folder of images or a packed data set")
+        dataset = open_image_dataset(data, cfg.resolution)
+    if len(dataset) == 0:
+        raise GanprintError("the training data set is empty; check --data")
+    shape = tuple(dataset[0]["img"].shape)
+    if shape != (3, cfg.resolution, cfg.resolution):
+        raise GanprintError(f"data set images are {list(shape)}, expected [3, {cfg.resolution}, {cfg.resolution}]; "
+                            "check --resolution")
+    return dataset
 
 
 def config_from_export(cfg: DiffusionTrainConfig, resume_from: str) -> DiffusionTrainConfig:
@@ -97,41 +95,75 @@ def config_from_export(cfg: DiffusionTrainConfig, resume_from: str) -> Diffusion
     return dataclasses.replace(cfg, unet=unet, noise=noise)
 
 
-class DiffusionTrainer:
-    """One training run: UNet, EMA UNet, Adam and counters, on this process's device."""
+def _is_legacy(path: Path) -> bool:
+    try:  # mmap: only the keys are read, not the tensors
+        return "cur_nimg" in torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - an unreadable state is left to TrainingState.restore's error
+        return False
 
-    def __init__(self, cfg: DiffusionTrainConfig, outdir: Path, dev: torch.device, resume_from: str | None):
-        self.cfg, self.outdir, self.dev, self.resume_from = cfg, outdir, dev, resume_from
+
+def adopt_legacy_states(outdir: Path, batch_size: int) -> Path | None:
+    """Rewrite the training state of a run folder started before the training kit in the kit's form; returns it.
+
+    Those states were numbered by images seen and held `cur_nimg` / `cur_tick`; the kit numbers states by step
+    (images seen / batch) and would take a legacy file's larger number for the newest state. The new file is
+    written before the legacy ones are removed, so a kill in between only repeats the conversion.
+    """
+    legacy = [p for p in sorted(outdir.glob("training-state-*.pt")) if _is_legacy(p)]
+    if not legacy:
+        return None
+    old = torch.load(legacy[-1], map_location="cpu", weights_only=True)
+    nimg = int(old["cur_nimg"])
+    if nimg % batch_size:
+        raise GanprintError(f"{legacy[-1]} was written at {nimg} images, not a multiple of --batch-size {batch_size}; "
+                            "use a new --outdir")
+    step = nimg // batch_size
+    state = {"unet": old["unet"], "ema": old["ema"], "opt": old["opt"], "step": step, "nimg": nimg,
+             "elapsed": float(old["elapsed"]), "counters": {"tick": int(old["cur_tick"])}}
+    path = outdir / f"training-state-{step:08d}.pt"
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as RuntimeError
+        raise write_error(e, outdir, path) from None
+    for p in legacy:
+        if p != path:
+            p.unlink(missing_ok=True)
+    log.info("converted %s (written before the training kit) to %s", legacy[-1].name, path.name)
+    return path
+
+
+class _DiffusionRun:
+    """One run of `train_diffusion`: UNet, EMA UNet, Adam and the training state, on this process's device."""
+
+    def __init__(self, cfg: DiffusionTrainConfig, run: RunFolder, dev: torch.device, resume_from: str | None):
+        self.cfg, self.run, self.dev = cfg, run, dev
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         torch.manual_seed(derive_seed(cfg.seed, 0))  # identical initial weights on every rank
         self.unet = build_unet(cfg.unet).to(dev).train()
         if resume_from is not None:
             src, _, _ = load_export(resume_from, kind=EXPORT_KIND)
             self.unet.load_state_dict(src.state_dict())
-        self.ema = copy.deepcopy(self.unet).eval().requires_grad_(False)
+        self.ema = EMA(self.unet, cfg.ema_kimg, cfg.ema_rampup)
         self.opt = torch.optim.Adam(self.unet.parameters(), lr=cfg.lr)
         self.net = self.unet
         if self.world > 1:
             ids = [dev.index] if dev.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.unet, device_ids=ids)
         self.sched = make_scheduler("ddpm", cfg.noise)
-        self.cur_nimg, self.cur_tick, self.elapsed = 0, 0, 0.0
+        self.state = TrainingState(run.outdir, {"unet": self.unet, "ema": self.ema, "opt": self.opt}, tick=0)
+        if self.rank == 0:
+            adopt_legacy_states(run.outdir, cfg.batch_size)
+        dist.barrier()
+        self.state.restore()
+        run.rewind(self.state.counters["tick"], key="tick")  # stats rows carry the tick, not the step
+        self.total_nimg = round(cfg.total_kimg * 1000)
 
-    def state_dict(self) -> dict:
-        return {"unet": self.unet.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
-                "cur_nimg": self.cur_nimg, "cur_tick": self.cur_tick, "elapsed": self.elapsed}
-
-    def load_state_dict(self, st: dict) -> None:
-        self.unet.load_state_dict(st["unet"])
-        self.ema.load_state_dict(st["ema"])
-        self.opt.load_state_dict(st["opt"])
-        self.cur_nimg, self.cur_tick, self.elapsed = st["cur_nimg"], st["cur_tick"], st["elapsed"]
-
-    def train_step(self, img_u8: torch.Tensor) -> float:
+    def step(self, img_u8: torch.Tensor) -> float:
         """One optimiser step on a uint8 batch; returns the batch loss (mean over ranks)."""
-        cfg, dev = self.cfg, self.dev
-        torch.manual_seed(derive_seed(cfg.seed, self.rank, self.cur_nimg))  # dropout
-        g = torch.Generator(device=dev).manual_seed(derive_seed(cfg.seed, self.rank, self.cur_nimg, 1))
+        cfg, dev, st = self.cfg, self.dev, self.state
+        torch.manual_seed(derive_seed(cfg.seed, self.rank, st.nimg))  # dropout
+        g = torch.Generator(device=dev).manual_seed(derive_seed(cfg.seed, self.rank, st.nimg, 1))
         x0 = img_u8.to(dev).float() / 127.5 - 1
         if cfg.mirror:
             flip = torch.rand(x0.shape[0], generator=g, device=dev) < 0.5
@@ -144,122 +176,119 @@ class DiffusionTrainer:
             pred = self.net(xt, t, return_dict=False)[0]
         loss = F.mse_loss(pred.float(), target)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # DistributedDataParallel averages the gradients over the ranks
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.unet.parameters(), cfg.grad_clip)
         warm = cfg.warmup_kimg * 1000
         for group in self.opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (self.cur_nimg + cfg.batch_size) / warm) if warm > 0 else cfg.lr
+            group["lr"] = cfg.lr * min(1.0, (st.nimg + cfg.batch_size) / warm) if warm > 0 else cfg.lr
         self.opt.step()
-        self._update_ema()
-        self.cur_nimg += cfg.batch_size
+        st.step, st.nimg = st.step + 1, st.nimg + cfg.batch_size
+        self.ema.update(self.unet, st.nimg, cfg.batch_size)
         return float(dist.all_reduce_mean(loss.detach()).item())
 
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        # EMA with a half-life of ema_kimg, shortened early in training (as the StyleGAN2 trainer here).
-        cfg = self.cfg
-        ema_nimg = cfg.ema_kimg * 1000
-        if cfg.ema_rampup is not None:
-            ema_nimg = min(ema_nimg, (self.cur_nimg + cfg.batch_size) * cfg.ema_rampup)
-        beta = 0.5 ** (cfg.batch_size / max(ema_nimg, 1e-8)) if ema_nimg > 0 else 0.0
-        for p_ema, p in zip(self.ema.parameters(), self.unet.parameters()):
-            p_ema.copy_(p.detach().lerp(p_ema, beta))
-        for b_ema, b in zip(self.ema.buffers(), self.unet.buffers()):
-            b_ema.copy_(b)
-
-    def snapshot(self, final: bool) -> None:
-        """Rank 0: sample grid, EMA export and training state (and network-final.safetensors when `final`)."""
-        if self.rank == 0:
-            cfg = self.cfg
-            name = f"{self.cur_nimg:09d}"  # images seen: exact, even for sub-kimg snapshot intervals
-            if cfg.grid_seeds:
-                imgs = sample_seeds(self.ema, cfg.noise, list(range(cfg.grid_seeds)), "ddim", cfg.grid_steps,
-                                    self.dev, batch_size=16, dtype=torch.float32)
-                write_grid(self.outdir / f"fakes-{name}.png", imgs)
-            meta = {"ganprint.train.kimg": f"{self.cur_nimg / 1000:.3f}", "ganprint.train.seed": str(cfg.seed)}
-            econf = export_config(cfg.unet, cfg.noise)
-            save_export(self.outdir / f"network-{name}.safetensors", self.ema, EXPORT_KIND, econf, meta)
-            if final:
-                save_export(self.outdir / "network-final.safetensors", self.ema, EXPORT_KIND, econf, meta)
-            save_training_state(self.outdir, self.cur_nimg, self.state_dict())
-            log.info("snapshot at %.3f kimg", self.cur_nimg / 1000)
-        dist.barrier()
-
-    def tick(self, losses: list[float], start_nimg: int, start_time: float) -> None:
-        """One stats.jsonl row and status line."""
-        dt = time.time() - start_time
-        self.elapsed += dt
-        self.cur_tick += 1
-        row = {"tick": self.cur_tick, "kimg": round(self.cur_nimg / 1000, 3),
-               "sec_per_kimg": round(dt / max((self.cur_nimg - start_nimg) / 1000, 1e-9), 3),
-               "elapsed_s": round(self.elapsed, 1), "loss": round(sum(losses) / max(len(losses), 1), 5),
+    def tick(self, losses: list[float], start_nimg: int, seconds: float) -> None:
+        """Close a tick: one stats.jsonl row and one log line."""
+        st = self.state
+        st.elapsed += seconds
+        st.counters["tick"] += 1
+        row = {"tick": st.counters["tick"], "kimg": round(st.nimg / 1000, 3),
+               "sec_per_kimg": round(seconds / max((st.nimg - start_nimg) / 1000, 1e-9), 3),
+               "elapsed_s": round(st.elapsed, 1), "loss": round(sum(losses) / max(len(losses), 1), 5),
                "lr": self.opt.param_groups[0]["lr"]}
+        self.run.append(row)
         if self.rank == 0:
-            append_jsonl(self.outdir / "stats.jsonl", row)
             log.info("tick %-4d kimg %-8.3f sec/kimg %-7.2f loss %.4f", row["tick"], row["kimg"], row["sec_per_kimg"],
                      row["loss"])
 
-    def run(self, dataset: Dataset) -> None:
-        """Train until cfg.total_kimg, with ticks and snapshots on their kimg grids."""
-        cfg = self.cfg
-        total = round(cfg.total_kimg * 1000)
+    def snapshot(self, final: bool) -> None:
+        """The sample grid, the EMA exports (and network-final.safetensors when `final`) and the training state."""
+        cfg, st, out = self.cfg, self.state, self.run.outdir
+        if self.rank == 0:
+            if cfg.grid_seeds:
+                imgs = sample_seeds(self.ema.module, cfg.noise, list(range(cfg.grid_seeds)), "ddim", cfg.grid_steps,
+                                    self.dev, batch_size=16, dtype=torch.float32)
+                save_grid(out / SNAPSHOT_DIR / f"fakes-{st.step:08d}.png", imgs)
+            meta = {"ganprint.train.kimg": f"{st.nimg / 1000:.3f}", "ganprint.train.seed": str(cfg.seed),
+                    "ganprint.train.step": str(st.step)}
+            econf = export_config(cfg.unet, cfg.noise)
+            # Exports are named by images seen: exact, even for sub-kimg snapshot intervals.
+            export(out / f"network-{st.nimg:09d}.safetensors", self.ema.module, EXPORT_KIND, econf, meta)
+            if final:
+                export(out / "network-final.safetensors", self.ema.module, EXPORT_KIND, econf, meta)
+            log.info("snapshot at %.3f kimg", st.nimg / 1000)
+        st.save()
+
+    def loop(self, dataset: Dataset, checkpoint_minutes: float) -> None:
+        """Train until total_kimg, with ticks and snapshots on their kimg grids and states also by time."""
+        cfg, st = self.cfg, self.state
         tick_n, snap_n = (max(round(k * 1000), 1) for k in (cfg.kimg_per_tick, cfg.snapshot_kimg))
-        if self.cur_nimg >= total:
-            if not (self.outdir / "network-final.safetensors").exists():
-                self.snapshot(final=True)
-            return
-        batches = batch_stream(dataset, cfg, self.cur_nimg, self.rank, self.world)
-        start_nimg, start_time, losses = self.cur_nimg, time.time(), []
-        while self.cur_nimg < total:
-            losses.append(self.train_step(next(batches)))
-            done = self.cur_nimg >= total
-            if done or self.cur_nimg // tick_n > (self.cur_nimg - cfg.batch_size) // tick_n:
-                self.tick(losses, start_nimg, start_time)
-                start_nimg, start_time, losses = self.cur_nimg, time.time(), []
-            if done or self.cur_nimg // snap_n > (self.cur_nimg - cfg.batch_size) // snap_n:
+        batches = batch_stream(dataset, cfg, st.nimg, self.rank, self.world)
+        clock = CheckpointClock(checkpoint_minutes)
+        start_nimg, start_time, losses = st.nimg, time.time(), []
+        while st.nimg < self.total_nimg:
+            losses.append(self.step(next(batches)))
+            done = st.nimg >= self.total_nimg
+            at_tick = done or st.nimg // tick_n > (st.nimg - cfg.batch_size) // tick_n
+            if at_tick:
+                self.tick(losses, start_nimg, time.time() - start_time)
+                start_nimg, start_time, losses = st.nimg, time.time(), []
+            if done or st.nimg // snap_n > (st.nimg - cfg.batch_size) // snap_n:
                 self.snapshot(final=done)
+                clock.reset()
+            elif at_tick and clock.due():
+                st.save()
+                clock.reset()
+
+    def result(self) -> dict:
+        st = self.state
+        return {"cur_nimg": st.nimg, "step": st.step, "outdir": str(self.run.outdir), "elapsed_s": st.elapsed,
+                "unet": self.unet, "ema": self.ema.module}
 
 
-def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | Path, dataset: Dataset, device: str = "auto",
-                    resume_from: str | None = None) -> dict:
-    """Train (or resume) a diffusion UNet on `dataset` (items {"img": uint8 [3, R, R]}) until `cfg.total_kimg`.
-
-    Writes into `outdir` (rank 0): config.json, stats.jsonl, reals.png, fakes-<nimg>.png,
-    network-<nimg>.safetensors, network-final.safetensors (EMA weights, kind diffusion-unet), training-state-*.pt.
-    `resume_from`: a diffusion-unet export whose weights start the run (its UNet and noise settings replace the
-    preset's). Returns {"cur_nimg", "outdir", "elapsed_s", "unet", "ema"}.
-    """
-    if resume_from is not None:
-        cfg = config_from_export(cfg, str(resume_from))
-    cfg.validate()
-    if len(dataset) == 0:
-        raise GanprintError("the training data set is empty; check --data")
-    outdir = Path(outdir)
-    dev = dist.local_device(resolve_device(device))
+def _float32_everywhere(dev: torch.device) -> None:
     if dev.type == "cuda":
         # No TF32 (house style): float32 means float32, on every GPU alike.
         torch.set_float32_matmul_precision("highest")
         torch.backends.cudnn.allow_tf32 = False
+
+
+def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: Dataset | str | os.PathLike,
+                    device: str = "auto", resume_from: str | os.PathLike | None = None,
+                    checkpoint_minutes: float = 5.0) -> dict:
+    """Train (or resume) a diffusion UNet on `data` (a Dataset of {"img": uint8 [3, R, R]} items, or a folder of
+    images / packed data set) until `cfg.total_kimg`.
+
+    Writes into `outdir` (rank 0): config.json, log.txt, stats.jsonl, snapshots/ (reals.png, fakes-<step>.png),
+    network-<nimg>.safetensors, network-final.safetensors (EMA weights, kind diffusion-unet) and
+    training-state-<step>.pt (also every `checkpoint_minutes`). `resume_from`: a diffusion-unet export whose
+    weights start the run (its UNet and noise settings replace the preset's). Returns {"cur_nimg", "step", "outdir",
+    "elapsed_s", "unet", "ema"} (this process's modules).
+    """
+    resume = None if resume_from is None else str(resume_from)
+    if resume is not None:
+        cfg = config_from_export(cfg, resume)
+    cfg.validate()
+    dev = dist.local_device(resolve_device(device))
+    _float32_everywhere(dev)
     dist.init(dev)
     if cfg.batch_size % dist.get_world_size():
         raise GanprintError(f"--batch-size {cfg.batch_size} is not divisible by the {dist.get_world_size()} processes")
-    if dist.get_rank() == 0:
-        _check_resume_config(outdir, cfg, None if resume_from is None else str(resume_from))
-        outdir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(outdir / "config.json", {**cfg.to_dict(), "resume_from": resume_from and str(resume_from),
-                                                   "git_sha": git_sha()})
-        if not (outdir / "reals.png").exists():
-            reals = torch.stack([dataset[i]["img"] for i in range(min(max(cfg.grid_seeds, 1), len(dataset)))])
-            write_grid(outdir / "reals.png", reals.permute(0, 2, 3, 1).numpy())
-    dist.barrier()
-    trainer = DiffusionTrainer(cfg, outdir, dev, None if resume_from is None else str(resume_from))
-    state_path = latest_training_state(outdir)
-    if state_path is not None:
-        trainer.load_state_dict(load_training_state(state_path))
-        log.info("resuming from %s at %.3f kimg", state_path, trainer.cur_nimg / 1000)
-    log.info("training %s: %d px, batch %d over %d process(es), %.3f -> %.3f kimg on %s", cfg.preset, cfg.resolution,
-             cfg.batch_size, dist.get_world_size(), trainer.cur_nimg / 1000, cfg.total_kimg, dev)
-    trainer.run(dataset)
-    return {"cur_nimg": trainer.cur_nimg, "outdir": str(outdir), "elapsed_s": trainer.elapsed, "unet": trainer.unet,
-            "ema": trainer.ema}
+    run = RunFolder(outdir, {**cfg.to_dict(), "resume_from": resume}, RUNTIME_FIELDS,
+                    data=None if isinstance(data, Dataset) else data).check()
+    dataset = open_training_data(cfg, data)
+    with run:
+        trainer = _DiffusionRun(cfg, run, dev, resume)
+        reals = run.outdir / SNAPSHOT_DIR / "reals.png"
+        if dist.get_rank() == 0 and not reals.exists():
+            n = min(max(cfg.grid_seeds, 1), len(dataset))
+            save_grid(reals, torch.stack([dataset[i]["img"] for i in range(n)]).permute(0, 2, 3, 1).numpy())
+        log.info("training %s on %d images: %d px, batch %d over %d process(es), %.3f -> %.3f kimg on %s",
+                 cfg.preset, len(dataset), cfg.resolution, cfg.batch_size, dist.get_world_size(),
+                 trainer.state.nimg / 1000, cfg.total_kimg, dev)
+        if trainer.state.nimg >= trainer.total_nimg:
+            if not (run.outdir / "network-final.safetensors").exists():
+                trainer.snapshot(final=True)
+        else:
+            trainer.loop(dataset, checkpoint_minutes)
+        return trainer.result()

@@ -1,4 +1,5 @@
-"""What the three trainers share: the run folder, the training state, EMA, gradient averaging, image grids.
+"""What the trainers (stega, StyleGAN2, scalable, diffusion) share: the run folder, the training state, EMA,
+gradient averaging, image grids.
 
 A run folder holds `config.json` (guarded: a re-run with other settings is refused), `log.txt`, `stats.jsonl`,
 `snapshots/`, `training-state-<step:08d>.pt` and the trainer's exports. States are numbered by optimiser step in
