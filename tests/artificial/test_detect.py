@@ -100,7 +100,7 @@ def test_cli_refuses_broken_inputs_in_one_line(tiny_stega_model, image_folder, t
     cases = [
         (["embed", "--model", str(nan), "--outdir", str(tmp_path / "e")], "nan.safetensors holds weights that are NaN"),
         (["detect", "--model", str(tiny_stega_model), "--outdir", str(tmp_path / "d"), "--fingerprint", "0x15a"],
-         "longer than the model's 8 bits"),
+         "more than the 8 bits the model reads"),
         (["detect", "--model", str(tiny_stega_model), "--outdir", str(tmp_path / "d"), "--fingerprint", "0x5a",
           "--fpr", "1e-300"], "too small for 8 bits"),
     ]

@@ -258,6 +258,8 @@ def test_datasets_and_tokens(url, tmp_path, tiny_stega_model):
         register_dataset(url, "x", bits, tmp_path / "missing.safetensors")
     with pytest.raises(GanprintError, match="more than the 8 bits"):
         register_dataset(url, "x", "0x" + "ab" * 2, tiny_stega_model)
+    with pytest.raises(GanprintError, match="not valid hex"):  # one check, in parse_bits: no bare ValueError
+        register_dataset(url, "x", "0xzz", tiny_stega_model)
     with pytest.raises(GanprintError, match="'scalable-G' model"):
         register_dataset(url, "x", bits, _tiny_generator(tmp_path))
     r = CliRunner().invoke(main, ["registry", "add-dataset", url, "--name", "cli-set", "--model",

@@ -49,8 +49,8 @@ def _fit_hex(text: str, bitstr: str, length: int) -> str:
     if len(bitstr) < length:
         raise FingerprintError(f"hex fingerprint {text!r} has {len(bitstr)} bits, fewer than the model's {length}")
     if len(bitstr) // 4 > want or "1" in bitstr[:len(bitstr) - length]:
-        raise FingerprintError(f"hex fingerprint {text!r} is longer than the model's {length} bits (expected "
-                               f"{want} hex digits); pass the model's own fingerprint")
+        raise FingerprintError(f"hex fingerprint {text!r} has more than the {length} bits the model reads "
+                               f"(expected {want} hex digits); pass the model's own fingerprint")
     return bitstr[len(bitstr) - length:]
 
 

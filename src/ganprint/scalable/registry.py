@@ -45,7 +45,7 @@ import torch
 from ganprint.core.artifacts import read_metadata
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, sha256_file
-from ganprint.core.fingerprints import bits_to_hex, pack_bits, parse_bits, unpack_bits
+from ganprint.core.fingerprints import FingerprintError, bits_to_hex, pack_bits, parse_bits, unpack_bits
 from ganprint.core.hamming import hamming_to_all
 
 log = logging.getLogger(__name__)
@@ -654,10 +654,10 @@ def register_dataset(registry_url: str | os.PathLike, name: str, fingerprint_bit
                             f"read by a stega or stega-decoder model")
     k = int(json.loads(meta["ganprint.config"])["fingerprint_length"])
     if isinstance(fingerprint_bits, str):
-        text = fingerprint_bits.strip()
-        if text.lower().startswith("0x") and int(text, 16) >> k:  # parse_bits would keep only the low K bits
-            raise RegistryError(f"the fingerprint {text} has more than the {k} bits {model_path} reads")
-        bits = parse_bits(text, k)
+        try:  # parse_bits refuses a hex fingerprint longer than K bits (never keeps only the low K)
+            bits = parse_bits(fingerprint_bits, k)
+        except FingerprintError as e:
+            raise RegistryError(f"{e} (--model {model_path})") from None
     else:
         bits = torch.as_tensor(fingerprint_bits).float().reshape(-1)
     if bits.numel() != k:
