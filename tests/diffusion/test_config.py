@@ -56,7 +56,9 @@ def test_cli_dry_run_and_bad_flags(tmp_path):
     ok = runner.invoke(main, ["train-diffusion", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"),
                               "--preset", "ddpm-32", "--kimg", "5", "--warmup-kimg", "1", "--dry-run"])
     assert ok.exit_code == 0, ok.output
-    cfg = DiffusionTrainConfig.from_dict(json.loads(ok.output))
+    printed = json.loads(ok.output)  # what config.json will hold: the config, --data and --resume-from
+    assert printed.pop("data") == str(tmp_path) and printed.pop("resume_from") is None
+    cfg = DiffusionTrainConfig.from_dict(printed)
     assert cfg.preset == "ddpm-32" and cfg.total_kimg == 5 and cfg.warmup_kimg == 1
     for args, needle in ((["--preset", "huge"], "--preset 'huge' is unknown"),
                          (["--resolution", "64"], "--resolution 64 disagrees with --preset cpu-32"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 import pytest
 import torch
@@ -78,6 +80,21 @@ def test_resume_refuses_another_architecture(tmp_path, sample_folder):
     train_diffusion(_tiny(total_kimg=0.0), tmp_path / "run", data, device="cpu")
     with pytest.raises(GanprintError, match="different config .batch_size: 8 -> 4"):
         train_diffusion(_tiny(total_kimg=0.0, batch_size=4), tmp_path / "run", data, device="cpu")
+
+
+def test_a_resumed_run_keeps_its_data_and_a_run_that_did_not_record_it_still_resumes(tmp_path, sample_folder):
+    other, run = tmp_path / "other", tmp_path / "run"
+    shutil.copytree(sample_folder, other)
+    train_diffusion(_tiny(total_kimg=0.008), run, sample_folder, device="cpu")
+    with pytest.raises(GanprintError, match=re.escape(f"different config (data: '{sample_folder}' -> '{other}')")):
+        train_diffusion(_tiny(total_kimg=0.016), run, other, device="cpu")
+    # config.json as the trainer wrote it before it recorded --data: the run resumes, and stays unrecorded.
+    old = json.loads((run / "config.json").read_text())
+    del old["data"]
+    (run / "config.json").write_text(json.dumps(old))
+    assert train_diffusion(_tiny(total_kimg=0.016), run, other, device="cpu")["cur_nimg"] == 16
+    assert [r["tick"] for r in read_jsonl(run / "stats.jsonl")] == [1, 2]
+    assert "data" not in json.loads((run / "config.json").read_text())
 
 
 def test_fine_tune_starts_from_the_export(tmp_path, sample_folder, tiny_diffusion_export):

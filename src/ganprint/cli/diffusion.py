@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
 from ganprint.diffusion.config import resolve_config
-from ganprint.diffusion.train import config_from_export, train_diffusion
-from ganprint.training.config import config_json
+from ganprint.diffusion.train import config_from_export, run_config, train_diffusion
 
 
 @click.command("train-diffusion")
@@ -46,7 +46,8 @@ def train_diffusion_cmd(data, resolution, outdir, preset, kimg, batch_size, lr, 
     cfg = resolve_config(preset, resolution, total_kimg=kimg, batch_size=batch_size, lr=lr, warmup_kimg=warmup_kimg,
                          seed=seed, snapshot_kimg=snapshot_kimg)
     if dry_run:
-        click.echo(config_json(config_from_export(cfg, resume_from) if resume_from else cfg))
+        resolved = config_from_export(cfg, resume_from) if resume_from else cfg
+        click.echo(json.dumps(run_config(resolved, data, resume_from), indent=2))
         return
     result = train_diffusion(cfg, outdir, data, device=device, resume_from=resume_from,
                              checkpoint_minutes=checkpoint_minutes)

@@ -33,7 +33,7 @@ from ganprint.diffusion.generate import sample_seeds
 from ganprint.diffusion.model import EXPORT_KIND, build_unet, export_config, make_scheduler, parse_export_config
 from ganprint.training.ema import EMA
 from ganprint.training.grids import save_grid
-from ganprint.training.run import SNAPSHOT_DIR, CheckpointClock, RunFolder, export, write_error
+from ganprint.training.run import CONFIG_FILE, SNAPSHOT_DIR, CheckpointClock, RunFolder, export, write_error
 from ganprint.training.state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,22 @@ def config_from_export(cfg: DiffusionTrainConfig, resume_from: str) -> Diffusion
         raise GanprintError(f"--resume-from {resume_from} is a {unet.resolution}-px model but --preset/--resolution "
                             f"asks for {cfg.resolution} px; pick the preset of the model's resolution")
     return dataclasses.replace(cfg, unet=unet, noise=noise)
+
+
+def run_config(cfg: DiffusionTrainConfig, data: Dataset | str | os.PathLike, resume_from: str | None = None) -> dict:
+    """What config.json holds (and --dry-run prints): the config, the --data path ("" for a Dataset) and the export
+    fine-tuned. The data path is there so that resuming a run on other data is refused, as by the other trainers."""
+    return {**cfg.to_dict(), "data": "" if isinstance(data, Dataset) else str(data), "resume_from": resume_from}
+
+
+def _recorded_data(outdir: Path, config: dict) -> dict:
+    """`config` without its data path when `outdir` holds a run written before config.json recorded it (so that it
+    still resumes); an unreadable config.json is left to the config guard's error."""
+    try:
+        old = json.loads((outdir / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return config
+    return config if not isinstance(old, dict) or "data" in old else {k: v for k, v in config.items() if k != "data"}
 
 
 def _is_legacy(path: Path) -> bool:
@@ -274,7 +290,7 @@ def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: 
     dist.init(dev)
     if cfg.batch_size % dist.get_world_size():
         raise GanprintError(f"--batch-size {cfg.batch_size} is not divisible by the {dist.get_world_size()} processes")
-    run = RunFolder(outdir, {**cfg.to_dict(), "resume_from": resume}, RUNTIME_FIELDS,
+    run = RunFolder(outdir, _recorded_data(Path(outdir), run_config(cfg, data, resume)), RUNTIME_FIELDS,
                     data=None if isinstance(data, Dataset) else data).check()
     dataset = open_training_data(cfg, data)
     with run:
