@@ -77,6 +77,9 @@ def F(tmp_path_factory, tiny_stega_model, tiny_stega_decoder):
     f["missing"] = str(root / "missing")
     f["dir"] = str(root / "imgs")
     f["out"] = str(root / "out")
+    (root / "torn_run").mkdir()  # a run folder whose one training state was cut short
+    (root / "torn_run" / "training-state-00000001.pt").write_bytes(b"PK\x03\x04 torn")
+    f["torn_run"] = str(root / "torn_run")
     # Damaged models
     (root / "empty.safetensors").write_bytes(b"")
     f["m_empty"] = str(root / "empty.safetensors")
@@ -143,6 +146,8 @@ TRAIN_GAN = ["train-gan", "--data", "{imgs}", "--resolution", "32", "--preset", 
              "--batch-size", "2", "--device", "cpu"]
 TRAIN_SC = ["train-scalable", "--data", "{imgs}", "--resolution", "16", "--fingerprint-bits", "8", "--modulated-res",
             "4-16", "--preset", "tiny", "--kimg", "0.004", "--device", "cpu"]
+TRAIN_DIFF = ["train-diffusion", "--data", "{imgs}", "--preset", "tiny-16", "--kimg", "0.004", "--batch-size", "2",
+              "--device", "cpu"]
 GEN = ["generate", "--model", "{G}", "--seeds", "0-1", "--device", "cpu"]
 ISSUE = ["issue", "--model", "{SG}", "--registry", "{out}/r.sqlite"]
 ATTR = ["attribute", "--decoder", "{SD}", "--registry", "{reg}", "--input", "{imgs}", "--fpr", "0.01", "--device",
@@ -153,7 +158,7 @@ EVAL = ["evaluate", "--model", D, "--data", "{imgs}", "--fingerprint", "0" * 8, 
 CASES = [
     # Output paths: parent is a file, cannot be created, exists read-only
     *[(f"{cmd[0]}-outdir-{kind}", [*cmd, "--outdir", path], 1, "--outdir")
-      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, GEN, [*ISSUE])
+      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, GEN, [*ISSUE])
       for kind, path in (("under-file", "{under_file}"), ("is-file", "{file}"), ("ro-new", RO_NEW),
                          ("ro-dir", RO_DIR))],
     *[(f"{name}-outdir-{kind}", [*cmd[:cmd.index("--outdir")], *cmd[cmd.index("--outdir") + 2:], "--data", "{imgs}",
@@ -188,6 +193,11 @@ CASES = [
     ("train-data-file", [*TRAIN, "--data", "{file}", "--outdir", "{out}/t2"], 1, "afile"),
     ("train-gan-data-missing", [*TRAIN_GAN, "--data", "{missing}", "--outdir", "{out}/t3"], 1, "missing"),
     ("train-scalable-data-file", [*TRAIN_SC, "--data", "{file}", "--outdir", "{out}/t4"], 1, "afile"),
+    ("train-diffusion-data-missing", [*TRAIN_DIFF, "--data", "{missing}", "--outdir", "{out}/t5"], 1, "--data"),
+    ("train-diffusion-data-file", [*TRAIN_DIFF, "--data", "{file}", "--outdir", "{out}/t6"], 1, "afile"),
+    ("train-diffusion-state-torn", [*TRAIN_DIFF, "--outdir", "{torn_run}"], 1, "training-state-00000001.pt"),
+    *[(f"train-diffusion-resume-from-{m}", [*TRAIN_DIFF, "--resume-from", "{%s}" % m, "--outdir", "{out}/dr"], 1,
+       name) for m, name in (("missing", "missing"), ("m_empty", "empty"), ("G", "G.safetensors"))],
     ("generate-model-missing", [*GEN, "--model", "{missing}", "--outdir", "{out}/g1"], 1, "missing"),
     ("generate-model-dir", [*GEN, "--model", "{m_dir}", "--outdir", "{out}/g2"], 1, "dir.safetensors"),
     ("attribute-input-missing", [*ATTR, "--input", "{missing}", "--out", "{out}/a1.jsonl"], 1, "--input"),
@@ -229,8 +239,8 @@ CASES = [
       for b in _BAD_IMAGES if b not in ("fifo", "zero", "urandom", "dir")],
     *[(f"detect-image-{b}", [*DETECT, "--data", "{bad_%s}" % b, "--outdir", "{out}/db-%s" % b], 1, "bad.png")
       for b in ("empty", "text", "trunc")],
-    *[(f"train-image-{b}", [*TRAIN, "--data", "{bad_%s}" % b, "--outdir", "{out}/tb-%s" % b], 1, "bad.png")
-      for b in ("empty", "text")],
+    *[(f"{cmd[0]}-image-{b}", [*cmd, "--data", "{bad_%s}" % b, "--outdir", "{out}/%s-tb-%s" % (cmd[0], b)], 1,
+       "bad.png") for cmd in (TRAIN, TRAIN_DIFF) for b in ("empty", "text")],
     *[(f"attribute-image-{b}", [*ATTR, "--input", "{bad_%s}" % b, "--out", "{out}/ab-%s.jsonl" % b], 1, "bad.png")
       for b in ("empty", "text")],
     # Bad fingerprints
@@ -255,12 +265,19 @@ CASES = [
       for r in ("-32", "0", "24")],
     ("train-gan-resolution-bad", [*TRAIN_GAN, "--resolution", "-32", "--preset", "32", "--outdir", "{out}/gr"], 1,
      "--resolution"),
+    *[(f"train-diffusion-resolution-{r}", [*TRAIN_DIFF, "--resolution", r, "--outdir", "{out}/dres"], 1,
+       "--resolution") for r in ("-32", "0", "24")],
+    ("train-diffusion-preset-unknown", [*TRAIN_DIFF, "--preset", "huge", "--outdir", "{out}/dp"], 1, "--preset"),
     *[(f"train-steps-{n}", [*TRAIN, "--steps", n, "--outdir", "{out}/ts"], 1, "--steps") for n in ("-1", "0")],
     *[(f"train-batch-{n}", [*TRAIN, "--batch-size", n, "--outdir", "{out}/tb"], 1, "--batch-size")
       for n in ("-1", "0")],
     *[(f"train-gan-kimg-{n}", [*TRAIN_GAN, "--kimg", n, "--outdir", "{out}/gk"], 1, "--kimg") for n in ("-1", "nan")],
     *[(f"train-scalable-kimg-{n}", [*TRAIN_SC, "--kimg", n, "--outdir", "{out}/sk"], 1, "--kimg")
       for n in ("-1", "nan")],
+    *[(f"train-diffusion-kimg-{n}", [*TRAIN_DIFF, "--kimg", n, "--outdir", "{out}/dk"], 1, "--kimg")
+      for n in ("-1", "nan")],
+    *[(f"train-diffusion-batch-{n}", [*TRAIN_DIFF, "--batch-size", n, "--outdir", "{out}/db"], 1, "--batch-size")
+      for n in ("-1", "0")],
     *[(f"train-scalable-bits-{n}", [*TRAIN_SC, "--fingerprint-bits", n, "--outdir", "{out}/sb"], 1,
        "--fingerprint-bits") for n in ("0", "-4")],
     *[(f"generate-batch-{n}", [*GEN, "--batch-size", n, "--outdir", "{out}/gb"], 1, "--batch-size")
@@ -282,7 +299,8 @@ CASES = [
     *[(f"{name}-device-cuda", [*cmd, "--device", "cuda"], 1, "cuda")
       for name, cmd in (("embed", [*EMBED, "--data", "{imgs}"]), ("generate", [*GEN, "--outdir", "{out}/gc"]),
                         ("train", [*TRAIN, "--outdir", "{out}/tc"]), ("attribute", [*ATTR, "--out", "{out}/ac.jsonl"]),
-                        ("train-scalable", [*TRAIN_SC, "--outdir", "{out}/sc"]))],
+                        ("train-scalable", [*TRAIN_SC, "--outdir", "{out}/sc"]),
+                        ("train-diffusion", [*TRAIN_DIFF, "--outdir", "{out}/dc"]))],
     ("embed-device-bogus", [*EMBED, "--data", "{imgs}", "--device", "tpu"], 1, "--device"),
     ("demo-steps-zero", ["demo", "--outdir", "{out}/demo", "--steps", "0"], 1, "--steps"),
     ("demo-unknown-flag", ["demo", "--bogus"], 1, "--bogus"),
@@ -295,8 +313,8 @@ CASES = [
 SUBPROCESS_CASES = [
     *[(f"{name}-image-{b}", [*cmd, "--data", "{bad_%s}" % b, "--outdir", "{out}/s%s-%s" % (name, b)], 1, "bad.png")
       for name, cmd in (("embed", EMBED), ("detect", DETECT)) for b in ("fifo", "zero", "urandom")],
-    *[(f"train-image-{b}", [*TRAIN, "--data", "{bad_%s}" % b, "--outdir", "{out}/st-%s" % b], 1, "bad.png")
-      for b in ("fifo", "zero")],
+    *[(f"{cmd[0]}-image-{b}", [*cmd, "--data", "{bad_%s}" % b, "--outdir", "{out}/%s-st-%s" % (cmd[0], b)], 1,
+       "bad.png") for cmd in (TRAIN, TRAIN_DIFF) for b in ("fifo", "zero")],
     *[(f"attribute-image-{b}", [*ATTR, "--input", "{bad_%s}" % b, "--out", "{out}/sa-%s.jsonl" % b], 1, "bad.png")
       for b in ("fifo", "zero")],
     # evaluate measures what it can read: unreadable files are skipped with a warning naming them

@@ -1,4 +1,4 @@
-"""The kit as the three trainers use it: kills mid-run, time-based states, bad --outdir, --dry-run, api.train."""
+"""The kit as the four trainers use it: kills mid-run, time-based states, bad --outdir, --dry-run, api.train."""
 
 import json
 import os
@@ -72,6 +72,7 @@ COMMANDS = {
     "train-gan": ["train-gan", "--resolution", "32", "--preset", "small", "--kimg", "0.004", "--batch-size", "2"],
     "train-scalable": ["train-scalable", "--resolution", "32", "--fingerprint-bits", "8", "--modulated-res", "4-32",
                        "--preset", "tiny", "--kimg", "0.004"],
+    "train-diffusion": ["train-diffusion", "--preset", "tiny-16", "--kimg", "0.016"],
 }
 
 
@@ -89,6 +90,17 @@ def test_outdir_inside_data_is_refused_before_any_write_and_dry_run_writes_nothi
     (tmp_path / "file").write_text("x")
     r = CliRunner().invoke(main, COMMANDS[command] + ["--data", str(data), "--outdir", str(tmp_path / "file" / "run")])
     assert r.exit_code == 1 and "is a file" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_resuming_a_run_on_other_data_is_refused_before_any_write(tmp_path, command):
+    data, other, out = _write_images(tmp_path / "data"), _write_images(tmp_path / "other"), tmp_path / "o"
+    r = CliRunner().invoke(main, COMMANDS[command] + ["--data", str(data), "--outdir", str(out), "--dry-run"])
+    out.mkdir()
+    (out / "config.json").write_text(r.output)  # --dry-run prints what config.json holds (but the git sha)
+    r = CliRunner().invoke(main, COMMANDS[command] + ["--data", str(other), "--outdir", str(out)])
+    assert r.exit_code == 1 and f"different config (data: {str(data)!r} -> {str(other)!r})" in r.output, r.output
+    assert [p.name for p in out.iterdir()] == ["config.json"]
 
 
 def test_scalable_resolution_must_be_a_power_of_two(tmp_path):
@@ -128,9 +140,10 @@ DISK_FULL = textwrap.dedent("""
 """)
 
 # Byte limits at which each trainer's first failing write is of another kind: a torch.save (training state), a
-# safetensors export, a PNG grid.
+# safetensors export, a PNG grid. The diffusion run's files: PNGs ~3 kB, exports 1.1 MB, its training state 4.6 MB.
 FULL_AT = {"train": (60000, "training-state-00000002.pt"), "train-gan": (200000, "network-000000.safetensors"),
-           "train-scalable": (20000, "snapshots/reals.png")}
+           "train-scalable": (20000, "snapshots/reals.png"),
+           "train-diffusion": (500000, "network-000000016.safetensors")}
 
 
 def test_a_full_disk_is_one_line_naming_the_file_and_the_rerun_resumes(tmp_path):
@@ -142,14 +155,18 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_rerun_resumes(tmp_path)
                        timeout=240)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
     lines = r.stdout.strip().splitlines()
-    assert len(lines) == 3, r.stdout
+    assert len(lines) == len(FULL_AT), r.stdout
     for line, command in zip(lines, sorted(FULL_AT)):
         assert line.startswith(f"Error: cannot write {tmp_path / command / FULL_AT[command][1]}: "), line
         assert "disk" in line and "unexpected pos" not in line and "re-run the same command to resume" in line
         assert not list((tmp_path / command).rglob(".*.tmp"))
-    r = CliRunner().invoke(main, runs[0][1])  # once there is room again, the same command finishes the run
-    assert r.exit_code == 0, r.output
-    assert (tmp_path / "train" / "model.safetensors").is_file()
+    # Once there is room again, the same command finishes the run: the diffusion run, which had no training state
+    # yet, starts over, and its tick row written before the failure is not repeated.
+    for command, final in (("train", "model.safetensors"), ("train-diffusion", "network-final.safetensors")):
+        r = CliRunner().invoke(main, runs[sorted(FULL_AT).index(command)][1])
+        assert r.exit_code == 0, r.output
+        assert (tmp_path / command / final).is_file()
+    assert [r["tick"] for r in read_jsonl(tmp_path / "train-diffusion" / "stats.jsonl")] == [1]
 
 
 def test_kill_9_then_the_same_command_equals_an_uninterrupted_run(tmp_path):
