@@ -169,18 +169,32 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_rerun_resumes(tmp_path)
     assert [r["tick"] for r in read_jsonl(tmp_path / "train-diffusion" / "stats.jsonl")] == [1]
 
 
-def test_kill_9_then_the_same_command_equals_an_uninterrupted_run(tmp_path):
+# Runs long enough to be killed after their first training state: `train` keeps one by time at every stats row (a
+# clock of 6 ms), `train-diffusion` one at every snapshot (every 5 of its 20 steps); the file to compare; the stats.
+KILL_RUNS = {
+    "train": (["train", "--resolution", "16", "--fingerprint-length", "8", "--batch-size", "4", "--steps", "100",
+               "--preset", "default", "--checkpoint-every", "0", "--snapshot-every", "0"],
+              ["--checkpoint-minutes", "0.0001"], "model.safetensors", ("step", [50, 100])),
+    "train-diffusion": (["train-diffusion", "--preset", "tiny-16", "--batch-size", "2", "--kimg", "0.04",
+                         "--snapshot-kimg", "0.01", "--checkpoint-minutes", "0", "--device", "cpu"],
+                        [], "network-final.safetensors", ("tick", [1])),
+}
+
+
+@pytest.mark.parametrize("command", sorted(KILL_RUNS))
+def test_kill_9_then_the_same_command_equals_an_uninterrupted_run(tmp_path, command):
     import signal
     import time
 
+    from safetensors.torch import load_file
+
     data = _write_images(tmp_path / "data", res=16)
-    flags = ["train", "--data", str(data), "--resolution", "16", "--fingerprint-length", "8", "--batch-size", "4",
-             "--steps", "100", "--preset", "default", "--checkpoint-every", "0", "--snapshot-every", "0"]
+    argv, first_only, final, (key, rows) = KILL_RUNS[command]
+    flags = [*argv, "--data", str(data)]
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # A state by time at every stats row (a clock of 6 ms), so that the kill lands between two of them.
-    proc = subprocess.Popen([sys.executable, "-m", "ganprint", *flags, "--outdir", str(killed),
-                             "--checkpoint-minutes", "0.0001"], env=env, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "ganprint", *flags, "--outdir", str(killed), *first_only],
+                            env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     deadline = time.time() + 120
     while latest_training_state(killed) is None and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -188,10 +202,10 @@ def test_kill_9_then_the_same_command_equals_an_uninterrupted_run(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     state = latest_training_state(killed)
-    assert state is not None and not (killed / "model.safetensors").exists()
+    assert state is not None and not (killed / final).exists()
     assert CliRunner().invoke(main, [*flags, "--outdir", str(killed)]).exit_code == 0
     assert CliRunner().invoke(main, [*flags, "--outdir", str(tmp_path / "whole")]).exit_code == 0
-    a, b = params(killed / "model.safetensors"), params(tmp_path / "whole" / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert [r["step"] for r in read_jsonl(killed / "stats.jsonl")] == [50, 100]
+    a, b = load_file(killed / final), load_file(tmp_path / "whole" / final)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r[key] for r in read_jsonl(killed / "stats.jsonl")] == rows
     assert not list(killed.rglob(".*.tmp"))
