@@ -104,3 +104,14 @@ def test_outputs_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("write", [lambda p: atomic_write_json(p, {"a": 1}), lambda p: atomic_write_bytes(p, b"x")],
+                         ids=["atomic_path", "atomic_write_bytes"])
+def test_a_failed_write_names_the_target_not_the_temporary_file(write):
+    # /sys/kernel exists and refuses new files, even to root (a chmod-ed folder would not stop root).
+    target = "/sys/kernel/ganprint-output.json"
+    with pytest.raises(OSError) as info:
+        write(target)
+    assert info.value.filename == target
+    assert ".tmp" not in str(info.value)

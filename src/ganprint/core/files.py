@@ -27,7 +27,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # name the file the user asked for, not our temporary one
+        raise type(e)(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -51,10 +54,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     tmp = os.path.join(head, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(tmp, flags, 0o666)
-    except FileNotFoundError:
-        os.makedirs(head or ".", exist_ok=True)
-        fd = os.open(tmp, flags, 0o666)
+        fd = _open_temporary(tmp, head, flags)
+    except OSError as e:  # name the file the user asked for, not our temporary one
+        raise type(e)(e.errno, e.strerror, target) from None
     try:
         try:
             view = memoryview(data)
@@ -68,6 +70,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return Path(target)
+
+
+def _open_temporary(tmp: str, head: str, flags: int) -> int:
+    try:
+        return os.open(tmp, flags, 0o666)
+    except FileNotFoundError:
+        os.makedirs(head or ".", exist_ok=True)
+        return os.open(tmp, flags, 0o666)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
