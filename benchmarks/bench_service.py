@@ -1,8 +1,9 @@
 """Load and faults of `ganprint serve`, measured against real servers on 127.0.0.1 (bounded: fixed request counts
 and a time limit per run).
 
-  throughput  /v1/attribute images/s and p50/p99 latency at 1, 8, 32 clients (one image per request), with 1
-              and 2 uvicorn workers, beside the offline `ganprint attribute` on the same images
+  throughput  /v1/attribute images/s and p50/p99 latency at 1, 8, 32 clients, one and 16 images per request,
+              with 1 and 2 uvicorn workers, beside the offline `ganprint attribute` on a folder of the same images
+              (2000 by default, so that the command's start-up does not dominate)
   issue       8 clients issuing N models through 2 servers on one PostgreSQL: distinct, >= min distance, none lost
   runtime     PyTorch vs ONNX Runtime decoders: in-process images/s and /v1/attribute at 8 clients
   kill        a server SIGKILLed while 4 clients issue: only complete records, every returned id downloads
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import os
 import platform
@@ -61,12 +63,17 @@ def _tree_cpu(pid: int) -> float:
 
 
 async def _load(url: str, images: list[bytes], clients: int, requests: int, limit_s: float,
-                pid: int | None = None) -> dict:
-    """`clients` concurrent clients send `requests` single-image requests in all (or stop after limit_s)."""
+                pid: int | None = None, per_request: int = 1) -> dict:
+    """`clients` concurrent clients send `requests` requests of `per_request` images in all (or stop after
+    limit_s); latency is per request."""
     lat: list[float] = []
     errors = 0
     next_i = 0
     deadline = time.perf_counter() + limit_s
+
+    def files(i: int) -> list:
+        return [("files", (f"{i}-{j}.png", images[(i * per_request + j) % len(images)], "image/png"))
+                for j in range(per_request)]
 
     async def client(c: httpx.AsyncClient) -> None:
         nonlocal next_i, errors
@@ -74,65 +81,83 @@ async def _load(url: str, images: list[bytes], clients: int, requests: int, limi
             i = next_i
             next_i += 1
             t = time.perf_counter()
-            r = await c.post("/v1/attribute", files=[("files", (f"{i}.png", images[i % len(images)], "image/png"))])
+            r = await c.post("/v1/attribute", files=files(i))
             lat.append(time.perf_counter() - t)
             errors += r.status_code != 200
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as c:
         for _ in range(min(4, requests)):  # warm-up
-            await c.post("/v1/attribute", files=[("files", ("w.png", images[0], "image/png"))])
+            await c.post("/v1/attribute", files=files(0))
         t0, cpu0, own0 = time.perf_counter(), _tree_cpu(pid) if pid else 0.0, time.process_time()
         await asyncio.gather(*(client(c) for _ in range(clients)))
         wall = time.perf_counter() - t0
         server_cpu, own_cpu = (_tree_cpu(pid) - cpu0 if pid else 0.0), time.process_time() - own0
     a = np.array(lat) * 1000
-    return {"clients": clients, "requests": len(lat), "errors": errors, "wall_s": round(wall, 2),
-            "images_per_s": round(len(lat) / wall, 1), "p50_ms": round(float(np.percentile(a, 50)), 1),
-            "p99_ms": round(float(np.percentile(a, 99)), 1),
-            "server_cpu_ms_per_request": round(1000 * server_cpu / max(1, len(lat)), 2),
-            "loadgen_cpu_ms_per_request": round(1000 * own_cpu / max(1, len(lat)), 2)}
+    n = max(1, len(lat))
+    return {"clients": clients, "images_per_request": per_request, "requests": len(lat), "errors": errors,
+            "wall_s": round(wall, 2), "images_per_s": round(len(lat) * per_request / wall, 1),
+            "p50_ms": round(float(np.percentile(a, 50)), 1), "p99_ms": round(float(np.percentile(a, 99)), 1),
+            "server_cpu_ms_per_request": round(1000 * server_cpu / n, 2),
+            "server_cpu_ms_per_image": round(1000 * server_cpu / n / per_request, 3),
+            "loadgen_cpu_ms_per_request": round(1000 * own_cpu / n, 2)}
 
 
-def _offline(m: dict, folder: Path, work: Path) -> dict:
-    """`ganprint attribute` on the same images: in-process time and the whole command's wall time."""
-    from ganprint.scalable.attribute import attribute_images
-
-    n = len(list(folder.glob("*.png")))
-    t = time.perf_counter()
-    attribute_images(m["decoder"], m["registry"], folder, work / "offline.jsonl", device="cpu")
-    lib = time.perf_counter() - t
+def _command(m: dict, folder: Path, out: Path) -> float:
+    """Wall seconds of the whole `ganprint attribute` command on `folder` (Python start and imports included)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "ganprint", "-q", "attribute", "--decoder", str(m["decoder"]),
-                    "--registry", m["registry"], "--input", str(folder), "--out", str(work / "cli.jsonl"),
-                    "--device", "cpu"], check=True, env=env, capture_output=True)
-    cli = time.perf_counter() - t
-    return {"images": n, "library_s": round(lib, 3), "library_images_per_s": round(n / lib, 1),
-            "command_s": round(cli, 2), "command_images_per_s": round(n / cli, 1)}
+                    "--registry", m["registry"], "--input", str(folder), "--out", str(out), "--device", "cpu"],
+                   check=True, env=env, capture_output=True)
+    return time.perf_counter() - t
 
 
-def throughput(work: Path, resolution: int, requests: int, limit_s: float) -> dict:
+def _offline(m: dict, paths: list[Path], work: Path, count: int) -> dict:
+    """`ganprint attribute` on a folder of `count` images (the same images as the server gets, repeated): the whole
+    command, the command on one image (its start-up; the difference gives the rate after start-up), and
+    `attribute_images()` in-process (no start-up)."""
+    from ganprint.scalable.attribute import attribute_images
+
+    folder, one = work / f"offline-{m['root'].name}", work / f"one-{m['root'].name}"
+    folder.mkdir()
+    one.mkdir()
+    for i in range(count):
+        (folder / f"{i:05d}.png").write_bytes(paths[i % len(paths)].read_bytes())
+    (one / "0.png").write_bytes(paths[0].read_bytes())
+    t = time.perf_counter()
+    attribute_images(m["decoder"], m["registry"], folder, work / "offline.jsonl", device="cpu")
+    lib = time.perf_counter() - t
+    cli_one = _command(m, one, work / "cli-one.jsonl")
+    cli = _command(m, folder, work / "cli.jsonl")
+    return {"images": count, "command_s": round(cli, 2), "command_images_per_s": round(count / cli, 1),
+            "command_one_image_s": round(cli_one, 2),
+            "command_after_startup_images_per_s": round((count - 1) / max(1e-9, cli - cli_one), 1),
+            "library_s": round(lib, 3),
+            "library_images_per_s": round(count / lib, 1)}
+
+
+def throughput(work: Path, resolution: int, requests: int, limit_s: float, per_request: list[int],
+               offline_images: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
     m = make_models(work / f"models{resolution}", resolution=resolution, images=64, photos=64)
-    folder = work / f"images{resolution}"
-    folder.mkdir()
     paths = list(m["alice_images"]) + list(m["photos"])
-    for i, p in enumerate(paths):
-        (folder / f"{i:03d}.png").write_bytes(p.read_bytes())
     images = [p.read_bytes() for p in paths]
-    out = {"resolution": resolution, "offline": _offline(m, folder, work), "server": []}
+    out = {"resolution": resolution, "offline": _offline(m, paths, work, offline_images), "server": []}
+    print(json.dumps(out["offline"]), flush=True)
     for workers in (1, 2):
         srv = Server(["--registry", m["registry"], "--scalable-decoder", str(m["decoder"]), "--workers",
                       str(workers), "--max-files", "64"], work / f"server{resolution}-{workers}.log")
         try:
-            for clients in (1, 8, 32):
-                row = asyncio.run(_load(srv.url, images, clients, requests, limit_s, srv.proc.pid))
-                row["workers"] = workers
-                out["server"].append(row)
-                print(json.dumps(row), flush=True)
+            for per in per_request:
+                for clients in (1, 8, 32):
+                    n = requests if per == 1 else max(32, requests // 4)
+                    row = asyncio.run(_load(srv.url, images, clients, n, limit_s, srv.proc.pid, per))
+                    row.update(workers=workers, resolution=resolution)
+                    out["server"].append(row)
+                    print(json.dumps(row), flush=True)
         finally:
             srv.stop()
     return out
@@ -274,17 +299,23 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/service.json")
     ap.add_argument("--only", choices=["throughput", "runtime", "issue", "kill"], action="append")
     ap.add_argument("--resolution", type=int, action="append", help="image side(s) [32]")
-    ap.add_argument("--requests", type=int, default=400, help="requests per load run")
+    ap.add_argument("--requests", type=int, default=400,
+                    help="requests per load run (runs of several images per request send a quarter as many)")
+    ap.add_argument("--per-request", type=int, action="append", help="images per request, one load run each [1, 16]")
+    ap.add_argument("--offline-images", type=int, default=2000,
+                    help="folder size for the offline `ganprint attribute` (the same images, repeated)")
     ap.add_argument("--limit-s", type=float, default=60.0, help="time limit per load run")
     ap.add_argument("--issue-count", type=int, default=1000)
     ap.add_argument("--kill-rounds", type=int, default=3)
     a = ap.parse_args()
     only = set(a.only or ["throughput", "runtime", "issue", "kill"])
-    res = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_start": os.getloadavg()}}
+    res = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_start": os.getloadavg(),
+                       "nice": os.nice(0), "uvicorn": importlib.metadata.version("uvicorn")}}
     with tempfile.TemporaryDirectory(prefix="ganprint-bench-") as tmp:
         work = Path(tmp)
         if "throughput" in only:
-            res["throughput"] = [throughput(work, r, a.requests, a.limit_s) for r in (a.resolution or [32])]
+            res["throughput"] = [throughput(work, r, a.requests, a.limit_s, a.per_request or [1, 16], a.offline_images)
+                                 for r in (a.resolution or [32])]
         if "runtime" in only:
             res["runtime"] = runtimes(work, a.requests, a.limit_s)
         if only & {"issue", "kill"}:

@@ -335,3 +335,19 @@ def test_byte_limit_is_checked_before_reading(tmp_path, rgb, monkeypatch):
     monkeypatch.setattr(imageio, "MAX_IMAGE_BYTES", 100)
     with pytest.raises(BadImageError, match=r"a.png is \d+ bytes, above the limit of 100"):
         read_image(p)
+
+
+def test_bytes_read_like_the_file_that_holds_them(tmp_path, rgb):
+    # Uploads are read from memory: the same pixels as read_image of the same bytes, the same errors by name.
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(rgb).save(tmp_path / "c.jpg", quality=90)
+    Image.fromarray(rgb).quantize(16).save(tmp_path / "p.png")
+    for p in [write_png(tmp_path / "a.png", rgb), tmp_path / "rgba.png", tmp_path / "c.jpg", tmp_path / "p.png"]:
+        np.testing.assert_array_equal(imageio.read_image_bytes(p.read_bytes(), "up"), read_image(p))
+    (tmp_path / "bad").mkdir()
+    for p in _bad(tmp_path / "bad", rgb):
+        with pytest.raises(BadImageError, match="upload-x"):
+            imageio.read_image_bytes(p.read_bytes(), "upload-x")
+    with pytest.raises(BadImageError, match="empty"):
+        imageio.read_image_bytes(b"", "upload-x")

@@ -111,6 +111,8 @@ def test_bad_uploads_get_clear_errors_and_the_server_keeps_serving(server, model
         assert r.status_code == 400 and "decompression bomb" in r.json()["error"]
         r = c.post("/v1/attribute", files=[("files", ("empty.png", b"", "image/png"))])
         assert r.status_code == 400 and "empty" in r.json()["error"]
+        r = c.post("/v1/attribute", data={"file": "x"})  # a form without a 'files' part
+        assert r.status_code == 400 and "'files'" in r.json()["error"]
         r = c.post("/v1/attribute", files=[("files", (f"{i}.png", good, "image/png")) for i in range(9)])
         assert r.status_code == 413 and "--max-files" in r.json()["error"]
         big = np.random.default_rng(0).integers(0, 256, 2 * 2**20, dtype=np.uint8).tobytes()
@@ -155,6 +157,8 @@ def test_docs_page_cors_and_info(server):
         assert c.get("/docs").status_code == 200
         spec = c.get("/openapi.json").json()
         assert {"/v1/attribute", "/v1/detect", "/v1/issue", "/v1/models"} <= set(spec["paths"])
+        body = spec["paths"]["/v1/attribute"]["post"]["requestBody"]["content"]["multipart/form-data"]
+        assert body["schema"]["properties"]["files"]["type"] == "array"  # the docs page offers the upload
         page = c.get("/")
         assert page.status_code == 200 and "Which model made this image?" in page.text
         assert "http://" not in page.text and "https://" not in page.text  # nothing from the internet

@@ -151,6 +151,19 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         return _read_with_pillow(f if data is None else io.BytesIO(data), path)
 
 
+def read_image_bytes(data: bytes, name: str) -> np.ndarray:
+    """`read_image` of a file holding `data` (an upload: no temporary file); errors name `name`.
+
+    The same checks and decoders as a file: a plain RGB PNG through libpng, anything else through Pillow.
+    """
+    if not data:
+        raise BadImageError(f"image {name} is an empty file (0 bytes); delete or replace it")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise BadImageError(f"image {name} is {len(data)} bytes, above the limit of {MAX_IMAGE_BYTES}")
+    arr = _read_plain_png(data) if len(data) <= _FAST_PNG_MAX_BYTES else None
+    return arr if arr is not None else _read_with_pillow(io.BytesIO(data), name)
+
+
 def _read_with_pillow(fp, path: str) -> np.ndarray:
     try:
         with warnings.catch_warnings():

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import anyio
-from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, HTTPException, Request, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -118,36 +118,52 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         metrics.count("IMAGES", len(names), kind)
         return names, imgs
 
-    @app.post("/v1/attribute", tags=["verify"])
-    async def attribute(files: list[UploadFile] = File(..., description="One or more images.")) -> dict:
+    @app.post("/v1/attribute", tags=["verify"], openapi_extra=_UPLOAD_BODY)
+    async def attribute(request: Request) -> JSONResponse:
         """Per image: the issued model whose fingerprint it carries (id, holder, issue date), or `unknown`.
 
         Same statistics and preprocessing as `ganprint attribute`: bit accuracy of the nearest issued fingerprint
         and its Bonferroni-corrected p-value; attributed when that p-value is <= the server's --fpr.
         """
-        names, imgs = await anyio.to_thread.run_sync(uploads, files, "attribute", limiter=decode_slots)
+        async with request.form() as form:
+            names, imgs = await anyio.to_thread.run_sync(uploads, _form_files(form), "attribute", limiter=decode_slots)
         rows, info = await engine.attribute_async(imgs[engine.resolution])
         for name, row in zip(names, rows):
             row["file"] = name
             metrics.count("ATTRIBUTIONS", 1, "attributed" if row["attributed"] != UNKNOWN else "unknown")
-        return {"results": rows, **info}
+        return JSONResponse({"results": rows, **info})
 
-    @app.post("/v1/detect", tags=["verify"])
-    async def detect(files: list[UploadFile] = File(..., description="One or more images.")) -> dict:
+    @app.post("/v1/detect", tags=["verify"], openapi_extra=_UPLOAD_BODY)
+    async def detect(request: Request) -> JSONResponse:
         """Per image and registered data set: whether the image carries its artificial fingerprint.
 
         Same statistics as `ganprint detect`: bit accuracy, p-value P[Bin(K, 1/2) >= matches], detected when
         the matches reach the threshold of the server's --fpr.
         """
-        def run():
+        def run(files):
             names, imgs = uploads(files, "detect")
             return names, *engine.detect(imgs)
 
-        names, per_image, info = await anyio.to_thread.run_sync(run, limiter=decode_slots)
+        async with request.form() as form:
+            names, per_image, info = await anyio.to_thread.run_sync(run, _form_files(form), limiter=decode_slots)
         for rows in per_image:
             for r in rows:
                 metrics.count("DETECTIONS", 1, {True: "detected", False: "not_detected"}.get(r["detected"], "n/a"))
-        return {"results": [{"file": n, "datasets": rows} for n, rows in zip(names, per_image)], **info}
+        return JSONResponse({"results": [{"file": n, "datasets": rows} for n, rows in zip(names, per_image)], **info})
+
+
+# The request body of the upload routes, for the API docs (the routes read the form themselves: cheaper than
+# FastAPI's parameter validation, and the same limits and errors).
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"], "properties": {"files": {
+        "type": "array", "items": {"type": "string", "format": "binary"}, "description": "One or more images."}}}}}}}
+
+
+def _form_files(form) -> list[UploadFile]:
+    files = [v for k, v in form.multi_items() if k == "files" and not isinstance(v, str)]
+    if not files:
+        raise ApiError(400, "no images: send them as multipart/form-data, one or more parts named 'files'")
+    return files
 
 
 def _issue_routes(app: FastAPI, engine: Engine) -> None:

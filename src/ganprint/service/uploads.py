@@ -1,22 +1,21 @@
 """Uploaded images: bounded, sniffed before decoding, decoded and preprocessed exactly as the commands read files.
 
-An upload is written only to a temporary file whose name the server chooses (the extension comes from the
-sniffed format), then read with `ganprint.core.images.load_preprocessed`, the reader of `ganprint attribute`
-and `ganprint detect`: the same decoding, EXIF and colour handling, pixel limit, centre crop and resize.
+An upload is decoded from memory by `ganprint.core.images.read_image_bytes`, the reader of `ganprint attribute`
+and `ganprint detect` without the file (the same decoders, EXIF and colour handling, pixel and byte limits),
+after its format is sniffed and its size read from the header; then centre-cropped and resized by `preprocess`.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
-import tempfile
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ganprint.core.images import BadImageError, load_preprocessed
+from ganprint.core.images import BadImageError, preprocess, read_image_bytes
 
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"BM", ".bmp"), (b"II*\x00", ".tif"),
           (b"MM\x00*", ".tif"))
@@ -54,34 +53,27 @@ def read_uploads(files: list[tuple[str, BinaryIO]], resolutions: set[int], max_p
                  ) -> dict[int, np.ndarray]:
     """(display name, file object) pairs -> per resolution R, uint8 [N, R, R, 3]; ApiError (400) on a bad file."""
     out: dict[int, list[np.ndarray]] = {r: [] for r in resolutions}
-    with tempfile.TemporaryDirectory(prefix="ganprint-upload-") as tmp:
-        for i, (name, fobj) in enumerate(files):
-            fobj.seek(0)
-            data = fobj.read()
-            if not data:
-                raise ApiError(400, f"{name} is an empty file", name)
-            ext = sniff(data[:16])
-            if ext is None:
-                raise ApiError(400, f"{name} is not an image (PNG, JPEG, WebP, BMP or TIFF expected)", name)
-            path = Path(tmp) / f"upload-{i}{ext}"
-            path.write_bytes(data)
-            del data
-            _check_pixels(path, name, max_pixels)
-            try:
-                imgs = [load_preprocessed(path, r) for r in sorted(resolutions)]
-            except BadImageError as e:
-                raise ApiError(400, str(e).replace(str(path), name), name) from None
-            finally:
-                path.unlink()
-            for r, img in zip(sorted(resolutions), imgs):
-                out[r].append(img)
+    for name, fobj in files:
+        fobj.seek(0)
+        data = fobj.read()
+        if not data:
+            raise ApiError(400, f"{name} is an empty file", name)
+        if sniff(data[:16]) is None:
+            raise ApiError(400, f"{name} is not an image (PNG, JPEG, WebP, BMP or TIFF expected)", name)
+        _check_pixels(data, name, max_pixels)
+        try:
+            img = read_image_bytes(data, name)
+            for r in resolutions:
+                out[r].append(preprocess(img, r))
+        except BadImageError as e:
+            raise ApiError(400, str(e), name) from None
     return {r: np.stack(v) for r, v in out.items()}
 
 
-def _check_pixels(path: Path, name: str, max_pixels: int) -> None:
+def _check_pixels(data: bytes, name: str, max_pixels: int) -> None:
     # The header alone gives the size: a decompression bomb is refused before a pixel is decoded.
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             w, h = im.size
     except Image.DecompressionBombError:
         raise ApiError(400, f"{name} has too many pixels (possible decompression bomb)", name) from None
