@@ -15,6 +15,7 @@ import sys
 import click
 
 from ganprint import __version__
+from ganprint.core import dist
 from ganprint.core.errors import GanprintError
 
 _COMMAND_MODULES = ("artificial", "data", "gan", "scalable", "diffusion", "evaluation", "demo", "service")
@@ -25,7 +26,7 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
         except GanprintError as e:
             raise click.ClickException(str(e)) from None
         except OSError as e:
@@ -38,6 +39,10 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted. Re-run the same command to resume.", err=True)
             sys.exit(130)
+        # A command run under torchrun leaves with its process group destroyed (see dist.cleanup). Only after
+        # success: a failed rank's peers may still wait inside a collective, which gloo's teardown would wait for.
+        dist.cleanup()
+        return result
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import importlib
+import logging
 import os
+import weakref
 
 import torch
 import torch.distributed as tdist
+
+log = logging.getLogger(__name__)
 
 
 def init(device: torch.device | None = None) -> None:
@@ -16,6 +21,10 @@ def init(device: torch.device | None = None) -> None:
     backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    # torch.distributed.nn.functional binds `group.WORLD` as a default argument when first imported, and the first
+    # optimiser imports it (through torch._dynamo). Imported after the group exists, it keeps the group alive past
+    # cleanup(); imported now, its defaults are None.
+    importlib.import_module("torch.distributed.nn.functional")
     timeout = datetime.timedelta(minutes=30)
     store_file = os.environ.get("GANPRINT_STORE_FILE")
     if store_file:  # `--jobs` processes (ganprint.parallel): a file made by their parent, no TCP rendezvous
@@ -69,5 +78,13 @@ def all_gather_object(obj):
 
 
 def cleanup() -> None:
-    if is_dist():
-        tdist.destroy_process_group()
+    """Destroy the process group while the interpreter is whole. Gloo's worker threads live as long as the group;
+    one still running at exit may need the GIL to free a tensor of a finished collective, and Python's shutdown then
+    ends that thread, which aborts the process ("terminate called without an active exception")."""
+    if not is_dist():
+        return
+    group = weakref.ref(tdist.group.WORLD)
+    tdist.destroy_process_group()
+    if group() is not None:
+        log.warning("the process group is still referenced after destroy_process_group (a module imported after "
+                    "ganprint.core.dist.init bound it); its backend's threads run on and the process may abort at exit")
