@@ -27,7 +27,6 @@ SCRIPT = textwrap.dedent("""
     assert dist.get_world_size() == 2
     if dist.get_rank() == 0:
         assert allsums[0] == allsums[1], allsums
-    dist.barrier()  # rank 0 saved a file after the gather: leave together, or gloo aborts the early one
     dist.cleanup()
 """)
 
@@ -42,7 +41,6 @@ def _torchrun(tmp_path, outdir, data, kimg):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
 
-@pytest.mark.slow
 def test_ddp_two_processes_stay_in_sync_and_resume(tmp_path, sample_folder):
     out = tmp_path / "run"
     _torchrun(tmp_path, out, sample_folder, 0.008)
