@@ -12,7 +12,15 @@ from click.testing import CliRunner
 from ganprint.cli import main
 from ganprint.core.errors import GanprintError
 from ganprint.perturb.attacks import parse_attacks
-from ganprint.perturb.scale_search import DEFAULT_SCALES, ScaleSearch, confidence, parse_scales, unzoom
+from ganprint.perturb.scale_search import (
+    DEFAULT_SCALES,
+    MIN_CONFIDENCE,
+    MIN_GAIN,
+    ScaleSearch,
+    confidence,
+    parse_scales,
+    unzoom,
+)
 
 
 def _smooth(n=4, r=32, seed=0):
@@ -61,9 +69,13 @@ def test_search_needs_a_margin_over_the_unscaled_reading():
     x = _smooth(2)
     k = 8
 
-    def decode(img):  # probability 0.85 (confidence 0.35) for the image as given, 0.88 (0.38) for any unzoomed one
+    # Both readings above the floor; the unzoomed one more confident by less than the margin.
+    given = 0.5 + MIN_CONFIDENCE + 0.01
+    unzoomed = given + MIN_GAIN * 0.6
+
+    def decode(img):
         grey = img[:, :, 0, 0].eq(0.5).all(dim=1)  # unzoom leaves a grey corner
-        p = torch.where(grey, torch.tensor(0.88), torch.tensor(0.85))  # [N]
+        p = torch.where(grey, torch.tensor(unzoomed), torch.tensor(given))  # [N]
         return torch.logit(p)[:, None].expand(-1, k)  # [N, K]
 
     strict = ScaleSearch(decode)

@@ -28,8 +28,8 @@ from ganprint.perturb.ops import side
 
 DEFAULT_SCALES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
 # The defaults of `min_confidence` and `min_gain`; benchmarks/scale_search_floor.py chooses them on validation images.
-MIN_CONFIDENCE = 0.3
-MIN_GAIN = 0.05
+MIN_CONFIDENCE = 0.4
+MIN_GAIN = 0.03
 
 
 def parse_scales(text: str | None) -> tuple[float, ...] | None:
