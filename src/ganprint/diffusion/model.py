@@ -58,7 +58,8 @@ def _build_from_export(config: dict) -> torch.nn.Module:
 
 
 def make_scheduler(sampler: str, noise: NoiseConfig):
-    """A fresh diffusers scheduler for `sampler` (ddim: eta 0; ddpm: ancestral; dpm: DPM-Solver++ 2nd order)."""
+    """A fresh diffusers scheduler for `sampler` (ddim: eta 0; ddpm: ancestral; dpm: DPM-Solver++ 2nd order;
+    all three clip the predicted clean image to [-1, 1])."""
     diffusers = _diffusers()
     kw = noise.scheduler_kwargs()
     if sampler == "ddpm":
@@ -66,5 +67,8 @@ def make_scheduler(sampler: str, noise: NoiseConfig):
     if sampler == "ddim":
         return diffusers.DDIMScheduler(**kw, clip_sample=True, set_alpha_to_one=True)
     if sampler == "dpm":
-        return diffusers.DPMSolverMultistepScheduler(**kw, algorithm_type="dpmsolver++", solver_order=2)
+        # Clip the predicted clean image to [-1, 1] as ddim/ddpm do (thresholding at a max of 1 is a plain clip):
+        # without it the fingerprint did not come through (benchmarks/RESULTS-diffusion.md, samplers).
+        return diffusers.DPMSolverMultistepScheduler(**kw, algorithm_type="dpmsolver++", solver_order=2,
+                                                     thresholding=True, sample_max_value=1.0)
     raise GanprintError(f"--sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
