@@ -33,7 +33,15 @@ from ganprint.diffusion.generate import sample_seeds
 from ganprint.diffusion.model import EXPORT_KIND, build_unet, export_config, make_scheduler, parse_export_config
 from ganprint.training.ema import EMA
 from ganprint.training.grids import save_grid
-from ganprint.training.run import CONFIG_FILE, SNAPSHOT_DIR, CheckpointClock, RunFolder, export, write_error
+from ganprint.training.run import (
+    CONFIG_FILE,
+    SNAPSHOT_DIR,
+    CheckpointClock,
+    RunFolder,
+    crossed,
+    export,
+    write_error,
+)
 from ganprint.training.state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -245,16 +253,11 @@ class _DiffusionRun:
         while st.nimg < self.total_nimg:
             losses.append(self.step(next(batches)))
             done = st.nimg >= self.total_nimg
-            at_tick = done or st.nimg // tick_n > (st.nimg - cfg.batch_size) // tick_n
+            at_tick = done or crossed(st.nimg, cfg.batch_size, tick_n)
             if at_tick:
                 self.tick(losses, start_nimg, time.time() - start_time)
                 start_nimg, start_time, losses = st.nimg, time.time(), []
-            if done or st.nimg // snap_n > (st.nimg - cfg.batch_size) // snap_n:
-                self.snapshot(final=done)
-                clock.reset()
-            elif at_tick and clock.due():
-                st.save()
-                clock.reset()
+            clock.after_step(crossed(st.nimg, cfg.batch_size, snap_n), at_tick, done, self.snapshot, st.save)
 
     def result(self) -> dict:
         st = self.state

@@ -30,7 +30,7 @@ from ganprint.nets.stylegan2 import Discriminator, Generator, generator_config_d
 from ganprint.training.ema import EMA
 from ganprint.training.grids import save_grid
 from ganprint.training.optim import average_gradients, lazy_adam
-from ganprint.training.run import SNAPSHOT_DIR, CheckpointClock, RunFolder, export
+from ganprint.training.run import SNAPSHOT_DIR, CheckpointClock, RunFolder, crossed, export
 from ganprint.training.state import TensorSlot, TrainingState
 
 log = logging.getLogger(__name__)
@@ -307,12 +307,7 @@ class _GanRun:
             if at_tick:
                 self.tick(sums, counts, tick_start, time.time() - tick_t0)
                 sums, counts, tick_start, tick_t0 = {}, {}, st.nimg, time.time()
-            if done or st.nimg // snap_nimg > (st.nimg - cfg.batch_size) // snap_nimg:
-                self.snapshot(final=done)
-                clock.reset()
-            elif at_tick and clock.due():
-                st.save()
-                clock.reset()
+            clock.after_step(crossed(st.nimg, cfg.batch_size, snap_nimg), at_tick, done, self.snapshot, st.save)
 
     def result(self) -> dict:
         st = self.state

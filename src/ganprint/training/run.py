@@ -168,6 +168,21 @@ class CheckpointClock:
     def reset(self) -> None:
         self.last = time.monotonic()
 
+    def after_step(self, snapshot_due: bool, at_tick: bool, done: bool, snapshot, save) -> None:
+        """The image-counted loops' rule: a snapshot when one is due (and at the end); otherwise, at the end of a
+        tick, a training state when the clock says so."""
+        if done or snapshot_due:
+            snapshot(final=done)
+            self.reset()
+        elif at_tick and self.due():
+            save()
+            self.reset()
+
+
+def crossed(nimg: int, batch: int, every: int) -> bool:
+    """Whether the last batch took the image count past a multiple of `every`."""
+    return nimg // every > (nimg - batch) // every
+
 
 class RunFolder:
     """One run's folder: `with RunFolder(...) as run:` checks it, opens it and turns write failures into one line.
