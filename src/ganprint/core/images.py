@@ -113,15 +113,20 @@ def open_image_file(path: str) -> tuple[io.BufferedReader, int]:
         if not stat.S_ISREG(st.st_mode):
             raise BadImageError(f"{path} is not a regular file but a {_file_kind(st.st_mode)}; only image files are "
                                 "read: remove it from the data folder or re-run with --skip-bad")
-        if st.st_size == 0:
-            raise BadImageError(f"image {path} is an empty file (0 bytes); delete or replace it")
-        if st.st_size > MAX_IMAGE_BYTES:
-            raise BadImageError(f"image {path} is {st.st_size} bytes, above the limit of {MAX_IMAGE_BYTES}; shrink it "
-                                "or raise GANPRINT_MAX_IMAGE_BYTES")
+        _check_size(st.st_size, path)
         return os.fdopen(fd, "rb"), st.st_size
     except BaseException:
         os.close(fd)
         raise
+
+
+def _check_size(size: int, name: str) -> None:
+    """The size rule for an image, a file or an upload: not empty, at most MAX_IMAGE_BYTES."""
+    if size == 0:
+        raise BadImageError(f"image {name} is an empty file (0 bytes); delete or replace it")
+    if size > MAX_IMAGE_BYTES:
+        raise BadImageError(f"image {name} is {size} bytes, above the limit of {MAX_IMAGE_BYTES}; shrink it "
+                            "or raise GANPRINT_MAX_IMAGE_BYTES")
 
 
 def _file_kind(mode: int) -> str:
@@ -156,10 +161,7 @@ def read_image_bytes(data: bytes, name: str) -> np.ndarray:
 
     The same checks and decoders as a file: a plain RGB PNG through libpng, anything else through Pillow.
     """
-    if not data:
-        raise BadImageError(f"image {name} is an empty file (0 bytes); delete or replace it")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise BadImageError(f"image {name} is {len(data)} bytes, above the limit of {MAX_IMAGE_BYTES}")
+    _check_size(len(data), name)
     arr = _read_plain_png(data) if len(data) <= _FAST_PNG_MAX_BYTES else None
     return arr if arr is not None else _read_with_pillow(io.BytesIO(data), name)
 
