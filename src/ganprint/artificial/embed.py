@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ganprint import __version__
+from ganprint._version import __version__
 from ganprint.artificial.batches import (
     FP_DIR,
     MANIFEST,
