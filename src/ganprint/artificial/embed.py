@@ -138,7 +138,7 @@ class _Run:
 
     def expected_bits(self, indices: list[int]) -> list[str]:
         """The bit strings images `indices` must carry, drawn together (one draw per image cost 50-100 us in
-        profiles: benchmarks/RESULTS-embed-detect.md)."""
+        profiles: benchmarks/perf/RESULTS-embed-detect.md)."""
         fixed = self.fixed_str
         return [fixed] * len(indices) if fixed else bits_to_strs(counter_bits(self.seed, indices, self.k))
 

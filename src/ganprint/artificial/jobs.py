@@ -3,7 +3,7 @@
 Why processes: at small resolutions most of the work per image is Python-level file work (decode, encode,
 write) plus small convolutions. Threads in one process share the GIL, and reader threads that preempt an
 OpenMP thread leave its partner spinning at the next barrier, so on 2 cores one process cannot keep both cores
-busy (benchmarks/RESULTS-embed-detect.md). N single-threaded processes that each take every N-th image do.
+busy (benchmarks/perf/RESULTS-embed-detect.md). N single-threaded processes that each take every N-th image do.
 
 Each job is a forked child with RANK / WORLD_SIZE set, a FileStore for the process group's rendezvous, and one
 torch thread; the function it runs (passed by the caller, e.g. embed's per-rank body) splits the files by rank and
@@ -44,7 +44,7 @@ from ganprint.core.images import BadImageError
 log = logging.getLogger(__name__)
 
 # Below this many images per process, starting one (a fork, a process group, a model load) costs more than it saves.
-# Detect does less work per image than embed, so it needs more images to pay (benchmarks/RESULTS-embed-detect.md).
+# Detect does less work per image than embed, so it needs more images to pay (benchmarks/perf/RESULTS-embed-detect.md).
 MIN_IMAGES_PER_JOB = 500
 MIN_IMAGES_PER_DETECT_JOB = 1000
 

@@ -123,7 +123,7 @@ def init_weights(model: nn.Module, scheme: str, seed: int) -> None:
     "torch" keeps PyTorch's default init (as the original). "he" draws He-normal weights for ReLU with zero
     biases, which keeps the activation scale through the 15-layer encoder and 9-layer decoder; PyTorch's default
     (gain 1/sqrt(3) per layer) shrinks it ~100x, so the encoder's output barely depends on its inputs and the
-    bit gradient vanishes (benchmarks/RESULTS-train.md).
+    bit gradient vanishes (benchmarks/experiments/stega-training/RESULTS-train.md).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, _TAG_INIT))

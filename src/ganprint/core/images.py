@@ -20,7 +20,7 @@ Policies, chosen once here:
 - Resizing uses PIL's antialiased bicubic filter.
 - Speed: plain 8-bit RGB PNGs (no transparency, text or EXIF chunks, which Pillow would act on) are decoded, and
   all PNGs encoded, with imagecodecs (libpng) where it is installed. A 32-px crop: 27 instead of 60 us to decode,
-  101 instead of 142 us to encode (benchmarks/png_speed.py, a hot loop). The pixels are
+  101 instead of 142 us to encode (benchmarks/perf/png_speed.py, a hot loop). The pixels are
   the same; anything else, and any file libpng rejects, goes through Pillow, whose errors name the problem.
 """
 

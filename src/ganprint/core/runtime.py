@@ -37,7 +37,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
     "auto" is bf16 where the hardware computes it natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16 /
     AMX), else fp32. bf16 changes the network's rounding, not its output's meaning: fingerprinted pixels move by
-    at most two 8-bit levels (benchmarks/RESULTS-embed-detect.md).
+    at most two 8-bit levels (benchmarks/perf/RESULTS-embed-detect.md).
     """
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
