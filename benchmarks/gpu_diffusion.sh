@@ -56,5 +56,6 @@ if [ ! -f "$OUT/finetune/network-final.safetensors" ]; then
   fi
 fi
 # 3. sample every snapshot and detect (no training)
-"$PY" benchmarks/experiments/diffusion-transfer/diffusion_transfer.py "${COMMON[@]}" --skip-training --steps-sweep 10,25,100
+"$PY" benchmarks/experiments/diffusion-transfer/diffusion_transfer.py \
+  "${COMMON[@]}" --skip-training --steps-sweep 10,25,100
 echo "total $(( $(date +%s) - start )) s; rows in $OUT/transfer.jsonl"

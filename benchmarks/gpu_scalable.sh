@@ -61,10 +61,13 @@ timeout -s INT "$TRAIN_SECONDS" $GANPRINT train-scalable --data "$OUT/data" --ou
 grep -v "it/s\]" "$OUT/train.log" | tail -5 || true
 
 stamp "curve"
-"$PY" benchmarks/experiments/scalable/scalable_curve.py "$OUT/run" --out "$OUT/scalable_curve.png" | tee "$OUT/curve.md"
+"$PY" benchmarks/experiments/scalable/scalable_curve.py \
+  "$OUT/run" --out "$OUT/scalable_curve.png" | tee "$OUT/curve.md"
 stamp "attribution with the trained model"
-"$PY" benchmarks/experiments/scalable/bench_attribution.py trained --run "$OUT/run" --models "$MODELS" --per-model "$PER_MODEL" --clean 1000 \
+"$PY" benchmarks/experiments/scalable/bench_attribution.py \
+  trained --run "$OUT/run" --models "$MODELS" --per-model "$PER_MODEL" --clean 1000 \
   --data "$OUT/data" --out "$OUT/attribution_trained.json"
 stamp "search speed"
-"$PY" benchmarks/experiments/scalable/bench_attribution.py speed --issued "$ISSUED" --queries 10000 --out "$OUT/attribution_speed.json"
+"$PY" benchmarks/experiments/scalable/bench_attribution.py \
+  speed --issued "$ISSUED" --queries 10000 --out "$OUT/attribution_speed.json"
 stamp "done; results in $OUT"

@@ -186,8 +186,8 @@ def test_the_checks_refuse_a_bad_tree(tmp_path):
     files = {
         "benchmarks/perf/a.py": "import sys\nfrom tests.service.models import make_models\n",
         "benchmarks/perf/b.py": "import importlib\nimportlib.import_module('tests.conftest')\nimport testsuite\n",
-        "benchmarks/perf/c.py": "from ganprint.artificial import embed as e\nfrom ganprint.nets.stega import StegaModel\n"
-                                "import ganprint.core.files\ne.loader = None\nStegaModel.forward = None\n"
+        "benchmarks/perf/c.py": "from ganprint.artificial import embed as e\n"
+                                "from ganprint.nets.stega import StegaModel\nimport ganprint.core.files\ne.loader = None\nStegaModel.forward = None\n"
                                 "ganprint.core.files.atomic_path = None\nsetattr(e, 'x', 1)\nm = StegaModel()\n"
                                 "m.fused = False\n",  # an instance's public attribute is no patch
         "benchmarks/perf/RESULTS-x.md": "`python benchmarks/perf/a.py` and `python benchmarks/perf/gone.py --n 1`;\n"

@@ -120,7 +120,7 @@ def test_every_kind_has_a_contract_case():
     assert len(KINDS) >= 7 and {"stega", "scalable-G", "stylegan2-G"} <= set(KINDS)
     missing = sorted(set(KINDS) - set(TINY))
     stale = sorted(set(TINY) - set(KINDS))
-    assert not missing, f"give these registered kinds a tiny Case in TINY (tests/nets/test_model_contracts.py): {missing}"
+    assert not missing, f"give these registered kinds a tiny Case in TINY ({__file__}): {missing}"
     assert not stale, f"these kinds are no longer registered; remove them from TINY: {stale}"
 
 
