@@ -43,6 +43,7 @@ class Case:
     config: dict
     run: Callable[[torch.nn.Module], tuple[torch.Tensor, ...]]
     no_gradient: dict[str, str] = field(default_factory=dict)  # parameter-name regex -> why it gets no gradient
+    needs: str | None = None  # an optional package the kind is built with (skipped where it is not installed)
 
 
 _STEGA = {"resolution": 16, "fingerprint_length": 8, "channels": 3}
@@ -83,7 +84,8 @@ TINY: dict[str, Case] = {
     "diffusion-unet": Case({"unet": {"resolution": 8, "channels": [8, 16], "attention": [False, True],
                                      "layers_per_block": 1, "dropout": 0.0, "norm_groups": 4, "head_dim": 8},
                             "noise": {"timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4,
-                                      "beta_end": 0.02, "prediction_type": "epsilon"}}, _diffusion),
+                                      "beta_end": 0.02, "prediction_type": "epsilon"}}, _diffusion,
+                            needs="diffusers"),
 }
 
 KINDS = sorted(BUILDERS)
@@ -102,6 +104,8 @@ sys.addaudithook(_audit)  # audit hooks cannot be removed; this one records only
 
 
 def _build(kind: str) -> torch.nn.Module:
+    if TINY[kind].needs:
+        pytest.importorskip(TINY[kind].needs)
     torch.manual_seed(0)
     return BUILDERS[kind](json.loads(json.dumps(TINY[kind].config))).eval()
 
