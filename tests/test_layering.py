@@ -396,7 +396,7 @@ def _files_naming(version: str, repo: Path) -> list[str]:
                                 capture_output=True, text=True, check=True).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):  # not a git checkout (an sdist): every file
         listed = [str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts]
-    pattern = re.compile(rf"(?<![\w.]){re.escape(version)}(?![\w.])")
+    pattern = re.compile(rf"(?<![\d.]){re.escape(version)}(?!\.?\d)")  # "v1.2.3." counts, "11.2.3", "1.2.30" do not
     found = []
     for name in sorted(set(listed)):
         path = repo / name
@@ -419,5 +419,6 @@ def test_the_version_check_sees_a_second_copy(tmp_path):
     (tmp_path / "a.py").write_text('__version__ = "1.2.3"\n')
     (tmp_path / "pyproject.toml").write_text('version = "1.2.3"\n')
     (tmp_path / "rows.jsonl").write_text('{"ganprint_version": "1.2.3"}\n')
-    (tmp_path / "b.md").write_text("ganprint 1.2.30 and 11.2.3 are other versions\n")
-    assert _files_naming("1.2.3", tmp_path) == ["a.py", "pyproject.toml"]
+    (tmp_path / "b.md").write_text("ganprint 1.2.30, 11.2.3 and 1.2.3.1 are other versions\n")
+    (tmp_path / "c.md").write_text("Released as v1.2.3.\n")
+    assert _files_naming("1.2.3", tmp_path) == ["a.py", "c.md", "pyproject.toml"]
