@@ -4,7 +4,7 @@
 - No script patches ganprint: no assignment, `del` or `setattr` on a module, class or function imported from ganprint
   (a benchmark that needs another behaviour asks for it with a public parameter).
 - Every script a command in a RESULTS file (or benchmarks/README.md) runs exists, and so does every path below
-  `benchmarks/` that the docs, the RESULTS files and the library's comments name (`git show REV:path` citations of
+  `benchmarks/`, `tests/` and `src/ganprint/` that the docs, the RESULTS files and the library's comments name (`git show REV:path` citations of
   removed files excepted), and every repository path that a `gpu_*.sh` script names; the scripts parse (`bash -n`).
 Each check also runs on a small synthetic tree that breaks it (test_the_checks_refuse_a_bad_tree).
 """
@@ -106,7 +106,7 @@ def _missing_commands(root: Path) -> list[str]:
     return sorted(set(bad))
 
 
-_PATH = re.compile(r"(?<![\w:/.-])benchmarks/[\w./{},*\[\]-]*[\w*}\]]")
+_PATH = re.compile(r"(?<![\w:/.$-])(?:benchmarks|tests|src/ganprint)/[\w./{},*\[\]-]*[\w*}\]]")
 
 
 def _expand(path: str) -> list[str]:
@@ -119,7 +119,8 @@ def _expand(path: str) -> list[str]:
 
 
 def _missing_paths(root: Path) -> list[str]:
-    """Paths below benchmarks/ named in the docs, the RESULTS files and src comments that do not exist."""
+    """Paths below benchmarks/, tests/ and src/ganprint/ named in the docs, the RESULTS files and src comments that
+    do not exist."""
     texts = [root / "README.md", root / "CONTRIBUTING.md", *sorted((root / "docs").glob("*.md")),
              *sorted((root / "benchmarks").rglob("*.md")), *sorted((root / "src").rglob("*.py")),
              *sorted((root / "benchmarks").glob("*.sh"))]
