@@ -5,7 +5,7 @@
 #   autocast) trained side by side on the clean and the fingerprinted crops for KIMG each, a fine-tune of the
 #   clean one on the fingerprinted crops for FT_KIMG, and bit accuracy / share detected at FPR 1e-6 of SAMPLES
 #   generated images per snapshot (DDIM 50 steps, plus a step sweep on the last snapshots).
-#   Prints the table of benchmarks/diffusion_transfer.py; rows in $OUT/transfer.jsonl.
+#   Prints the table of benchmarks/experiments/diffusion-transfer/diffusion_transfer.py; rows in $OUT/transfer.jsonl.
 #
 #   bash benchmarks/gpu_diffusion.sh [OUT_DIR]                   # default runs/gpu_diffusion
 #   KIMG=400 FT_KIMG=100 bash benchmarks/gpu_diffusion.sh
@@ -41,7 +41,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 COMMON=(--out "$OUT" --count "$COUNT" --preset ddpm-32 --kimg "$KIMG" --snapshot-kimg "$SNAP_KIMG" --warmup-kimg "$WARMUP_KIMG"
         --device "$DEVICE" --samples "$SAMPLES" "${STEGA_ARGS[@]}")
 # 1. data, stega model, fingerprinted crops, both trainings side by side (capped; resumable)
-timeout -s INT "$TRAIN_SECONDS" "$PY" benchmarks/diffusion_transfer.py "${COMMON[@]}" --parallel \
+timeout -s INT "$TRAIN_SECONDS" "$PY" benchmarks/experiments/diffusion-transfer/diffusion_transfer.py "${COMMON[@]}" --parallel \
   --finetune-kimg "$FT_KIMG" --finetune-from "$OUT/clean/network-final.safetensors" \
   || echo "training stopped at the time limit after $(( $(date +%s) - start )) s (re-run to resume)"
 # 2. when the clean run did not finish, fine-tune from its newest snapshot for what time is left
@@ -56,5 +56,6 @@ if [ ! -f "$OUT/finetune/network-final.safetensors" ]; then
   fi
 fi
 # 3. sample every snapshot and detect (no training)
-"$PY" benchmarks/diffusion_transfer.py "${COMMON[@]}" --skip-training --steps-sweep 10,25,100
+"$PY" benchmarks/experiments/diffusion-transfer/diffusion_transfer.py \
+  "${COMMON[@]}" --skip-training --steps-sweep 10,25,100
 echo "total $(( $(date +%s) - start )) s; rows in $OUT/transfer.jsonl"

@@ -9,7 +9,7 @@
 #   TRAIN_SECONDS=300 BATCH=64 bash benchmarks/gpu_scalable.sh
 #
 # Why the small preset's widths and a large batch: a step of this model dispatches 2.8-5.5 thousand operations
-# (benchmarks/scalable_cost.py, 64 px) against ~15 GFLOP of forward arithmetic at batch 128, so on a GPU we expect
+# (benchmarks/perf/scalable_cost.py, 64 px) against ~15 GFLOP of forward arithmetic at batch 128, so on a GPU we expect
 # eager training to be bound by launch overhead (not measured on a GPU yet): a bigger batch then costs little and
 # buys progress per step. Measured on CPU (RESULTS-scalable §4): at 32 px and
 # 128 bits, training bit accuracy after 500 steps was 0.591 with batch 64 against 0.539 with batch 8.
@@ -61,10 +61,13 @@ timeout -s INT "$TRAIN_SECONDS" $GANPRINT train-scalable --data "$OUT/data" --ou
 grep -v "it/s\]" "$OUT/train.log" | tail -5 || true
 
 stamp "curve"
-"$PY" benchmarks/scalable_curve.py "$OUT/run" --out "$OUT/scalable_curve.png" | tee "$OUT/curve.md"
+"$PY" benchmarks/experiments/scalable/scalable_curve.py \
+  "$OUT/run" --out "$OUT/scalable_curve.png" | tee "$OUT/curve.md"
 stamp "attribution with the trained model"
-"$PY" benchmarks/bench_attribution.py trained --run "$OUT/run" --models "$MODELS" --per-model "$PER_MODEL" --clean 1000 \
+"$PY" benchmarks/experiments/scalable/bench_attribution.py \
+  trained --run "$OUT/run" --models "$MODELS" --per-model "$PER_MODEL" --clean 1000 \
   --data "$OUT/data" --out "$OUT/attribution_trained.json"
 stamp "search speed"
-"$PY" benchmarks/bench_attribution.py speed --issued "$ISSUED" --queries 10000 --out "$OUT/attribution_speed.json"
+"$PY" benchmarks/experiments/scalable/bench_attribution.py \
+  speed --issued "$ISSUED" --queries 10000 --out "$OUT/attribution_speed.json"
 stamp "done; results in $OUT"

@@ -27,7 +27,8 @@ mkdir -p "$OUT"
 start=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
-timeout -s INT 570 "$PY" benchmarks/transfer.py --workdir "$OUT" "${STEGA_ARGS[@]}" --count "$COUNT" \
+timeout -s INT 570 "$PY" benchmarks/experiments/gan-transfer/transfer.py \
+  --workdir "$OUT" "${STEGA_ARGS[@]}" --count "$COUNT" \
   --preset "$PRESET" --batch-size "$BATCH" --eval-kimg "$EVAL_KIMG" --max-kimg "$MAX_KIMG" --minutes "$MINUTES" \
   --n-eval "$N_EVAL" --device "$DEVICE" 2>&1 | tee -a "$OUT/transfer.log" \
   || echo "transfer stopped by the time limit (resumable)"

@@ -14,7 +14,8 @@ in PyTorch. The public API:
 The names are resolved on first use, so `import ganprint` stays as light as the CLI's `--help` needs.
 """
 
-__version__ = "0.1.0"
+from ganprint._version import __version__
+
 __all__ = ["attribute", "config", "detect", "embed", "evaluate", "generate", "issue", "load", "samples", "train"]
 
 

@@ -7,8 +7,8 @@ import pytest
 pytest.importorskip("fastapi", reason="the service tests need the service extra: pip install 'ganprint[service]'")
 
 from ganprint.scalable.registry import Registry, register_dataset  # noqa: E402
-from tests.service.harness import Server  # noqa: E402
-from tests.service.models import make_models  # noqa: E402
+from benchmarks.perf.service_kit import Server  # noqa: E402
+from benchmarks.perf.service_kit import make_models  # noqa: E402
 from tests.service.postgres import postgres_server, postgres_url  # noqa: E402,F401 - fixtures
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from ganprint.core.files import sha256_file
 from ganprint.scalable.registry import Registry, default_min_distance
-from tests.service.harness import Server
-from tests.service.models import make_models
-from tests.service.postgres import create_database
+from benchmarks.perf.service_kit import Server
+from benchmarks.perf.service_kit import make_models
+from benchmarks.perf.service_kit import create_database
 
 
 @pytest.fixture(scope="module")

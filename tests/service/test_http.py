@@ -177,7 +177,7 @@ def test_docs_page_cors_and_info(server):
 def test_onnx_runtime_server_answers_like_the_torch_one(server, models, tmp_path):
     pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'ganprint[onnx]'")
     pytest.importorskip("onnxscript", reason="the onnx extra: pip install 'ganprint[onnx]'")
-    from tests.service.harness import Server
+    from benchmarks.perf.service_kit import Server
 
     onnx = Server(["--registry", models["registry"], "--scalable-decoder", str(models["decoder"]),
                    "--stega-decoder", str(models["stega"]), "--runtime", "onnx"], tmp_path / "onnx.log")
@@ -198,7 +198,7 @@ def test_onnx_runtime_server_answers_like_the_torch_one(server, models, tmp_path
 
 
 def test_two_workers_answer_and_sum_their_metrics(models, tmp_path):
-    from tests.service.harness import Server
+    from benchmarks.perf.service_kit import Server
 
     srv = Server(["--registry", models["registry"], "--scalable-decoder", str(models["decoder"]), "--workers", "2"],
                  tmp_path / "two.log")

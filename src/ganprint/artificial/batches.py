@@ -35,8 +35,7 @@ from ganprint.data.folders import collate, one_listing, open_image_dataset
 FP_DIR = "fingerprinted_images"
 MANIFEST = "manifest.json"
 
-# zlib level of the fingerprinted PNGs: lossless at any level; at 1 a 32-px crop encodes in 79 instead of 103 us
-# for 1.5 % more bytes than at 6 (benchmarks/png_speed.py).
+# zlib level of the fingerprinted PNGs: lossless at any level, and level 1 encodes faster for a few % more bytes.
 PNG_LEVEL = 1
 
 
@@ -88,17 +87,14 @@ def prepare(net: torch.nn.Module, dev: torch.device, precision: str, prefer_cl: 
     """`net` with its weights in the precision it runs in, in the fastest layout.
 
     bf16 weights rather than bf16 autocast: the outputs are the same bit for bit (autocast casts the same weights
-    and inputs to bf16 at every call), and on one CPU core the 32-px encoder takes 0.87-0.97 instead of 0.95-1.39
-    ms/image (batch 64; benchmarks/encoder_speed.py --threads 1, several runs)."""
+    and inputs to bf16 at every call), without the cast at every call."""
     return net.to(dtype=net_dtype(precision), memory_format=memory_format(dev, prefer_cl))
 
 
 def memory_format(dev: torch.device, prefer_cl: bool = False) -> torch.memory_format:
     """channels_last on GPU, with several CPU threads, and for the networks that are faster in it on one thread
-    (`prefer_cl`: the decoder, the fused InferenceEncoder); else the plain layout. One thread, 32 px, bf16: a 10k
-    embed with the fused InferenceEncoder took 13.9 / 17.6 / 20.0 s in channels_last vs 17.3 / 18.4 / 18.9 s plain
-    (benchmarks/embed_variants_ab.py, interleaved rounds: close, kept); the decoder, batch 64, 80-84 vs 87-90
-    us/image; the plain StegaEncoder (fp32 path) is faster plain (benchmarks/encoder_speed.py)."""
+    (`prefer_cl`: the decoder, the fused InferenceEncoder); else the plain layout, in which the plain StegaEncoder
+    (the fp32 path) runs faster on one thread."""
     if dev.type != "cpu" or prefer_cl or torch.get_num_threads() > 1:
         return torch.channels_last
     return torch.contiguous_format
@@ -123,8 +119,7 @@ def item_names(ds) -> list[str]:
 
 def _num_workers(num_workers):
     # Default 0: with a DataLoader worker *and* several torch threads the main process's peak memory grew with
-    # the data set (1k -> 10k 32-px images: 408 -> 627 MB with 1 worker, 413 MB flat with none; measured, see
-    # benchmarks/RESULTS-embed-detect.md), for ~8 % wall time. Decoding large photos benefits from --num-workers.
+    # the data set (flat with none), for a few % of wall time. Decoding large photos benefits from --num-workers.
     return 0 if num_workers is None else int(num_workers)
 
 
@@ -252,8 +247,8 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
 
 def plan_jobs(jobs, device, data, model, min_per_job: int) -> int:
     """Resolve `jobs`. "auto": one process per core for models of at most 64 px when each process gets enough
-    images, else 1. At 128 px the network dominates and two threads use the cores as well as two processes
-    (embed 52.8 vs 52.4 images/s, 1k images) at half the memory (benchmarks/RESULTS-embed-detect.md)."""
+    images, else 1. At 128 px the network dominates and two threads use the cores as well as two processes, at half
+    the memory."""
     n = None
     if jobs in (None, "auto") and "WORLD_SIZE" not in os.environ:
         res = read_config(model).get("resolution")

@@ -97,9 +97,10 @@ class TrainConfig:
 
 
 # Named presets. `agf-original` reproduces the original train.py (PyTorch default init, accuracy-gated L2 ramp).
-# `default` keeps the original's flags and defaults but adds the convergence fixes measured in
-# benchmarks/RESULTS-train.md: He init (the default init starves the bit gradient) and, once the bits are
-# learned, an L2 weight steered to a target PSNR instead of a fixed ramp. `demo-32` is the demo's fast setting.
+# `default` keeps the original's flags and defaults but adds the convergence fixes (measured in
+# benchmarks/experiments/stega-training/RESULTS-train.md): He init (the default init starves the bit gradient) and,
+# once the bits are learned, an L2 weight steered to a target PSNR instead of a fixed ramp. `demo-32` is the demo's
+# fast setting.
 PRESETS: dict[str, TrainConfig] = {
     "agf-original": TrainConfig(),
     "default": TrainConfig(init="he", l2_schedule="psnr", l2_await=0, l2_weight=1.0),
@@ -109,7 +110,8 @@ PRESETS: dict[str, TrainConfig] = {
 }
 # `robust-32`: demo-32 immunized against image edits (JPEG, blur, noise, crop, resize, colour). Strengths are skewed
 # toward the maxima, JPEG is `jpegd` (real codec forward, differentiable-JPEG gradient), and training is longer,
-# since the decoder must also learn to read perturbed copies (each change measured in benchmarks/RESULTS-eval.md §0b).
+# since the decoder must also learn to read perturbed copies (measured in
+# benchmarks/experiments/robustness/RESULTS-eval.md).
 PRESETS["robust-32"] = dataclasses.replace(PRESETS["demo-32"], steps=12000, target_psnr=31.0, augment_skew=2.0,
                                            augment="jpegd:40,blur:1.5,noise:0.08,crop:0.7,resize:0.5,color:0.3")
 

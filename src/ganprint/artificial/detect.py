@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganprint import __version__
+from ganprint._version import __version__
 from ganprint.artificial import batches
 from ganprint.artificial.jobs import MIN_IMAGES_PER_DETECT_JOB, run_jobs
 from ganprint.artificial.records import DETECTED_TXT, format_line, read_fingerprint_txt

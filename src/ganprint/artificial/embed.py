@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ganprint import __version__
+from ganprint._version import __version__
 from ganprint.artificial.batches import (
     FP_DIR,
     MANIFEST,
@@ -118,7 +118,7 @@ class _Run:
     """One rank's view of an embed run."""
 
     out: Path
-    fp_dir: str  # joined as strings per image: pathlib cost ~1 s per 10k images (RESULTS-embed-detect.md)
+    fp_dir: str  # joined as strings per image: pathlib costs more than the rest of the per-image Python work
     ds: object
     relpaths: list[str]
     names: list[str]
@@ -137,8 +137,7 @@ class _Run:
         return bits_to_str(self.fixed) if self.fixed is not None else None
 
     def expected_bits(self, indices: list[int]) -> list[str]:
-        """The bit strings images `indices` must carry, drawn together (one draw per image cost 50-100 us in
-        profiles: benchmarks/RESULTS-embed-detect.md)."""
+        """The bit strings images `indices` must carry, drawn together (one draw per image showed in profiles)."""
         fixed = self.fixed_str
         return [fixed] * len(indices) if fixed else bits_to_strs(counter_bits(self.seed, indices, self.k))
 

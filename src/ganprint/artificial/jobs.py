@@ -3,7 +3,7 @@
 Why processes: at small resolutions most of the work per image is Python-level file work (decode, encode,
 write) plus small convolutions. Threads in one process share the GIL, and reader threads that preempt an
 OpenMP thread leave its partner spinning at the next barrier, so on 2 cores one process cannot keep both cores
-busy (benchmarks/RESULTS-embed-detect.md). N single-threaded processes that each take every N-th image do.
+busy. N single-threaded processes that each take every N-th image do.
 
 Each job is a forked child with RANK / WORLD_SIZE set, a FileStore for the process group's rendezvous, and one
 torch thread; the function it runs (passed by the caller, e.g. embed's per-rank body) splits the files by rank and
@@ -44,7 +44,7 @@ from ganprint.core.images import BadImageError
 log = logging.getLogger(__name__)
 
 # Below this many images per process, starting one (a fork, a process group, a model load) costs more than it saves.
-# Detect does less work per image than embed, so it needs more images to pay (benchmarks/RESULTS-embed-detect.md).
+# Detect does less work per image than embed, so it needs more images to pay.
 MIN_IMAGES_PER_JOB = 500
 MIN_IMAGES_PER_DETECT_JOB = 1000
 
@@ -167,7 +167,7 @@ def _child(fn: Callable[..., dict], kwargs: dict, rank: int, world: int, tmp: st
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       GANPRINT_STORE_FILE=os.path.join(tmp, "store"))
     # Read and write in the job's own thread: the other jobs keep the cores busy, and reader / writer threads
-    # only contended with them (10k 32-px images, 2 jobs: embed 9.5 s with none, 10.3 s with 2 of each).
+    # only contend with them.
     os.environ.setdefault("GANPRINT_IO_THREADS", "0")
     torch.set_num_threads(threads)
     try:
@@ -266,10 +266,10 @@ def run_jobs(fn: Callable[..., dict], kwargs: dict, jobs: int, threads_per_job: 
     """`fn(**kwargs)` in `jobs` forked processes (ranks 0..jobs-1); returns rank 0's result."""
     _ensure_builders_loaded()  # imported once here, inherited by every forked child
     _remove_stale_folders()
-    ctx = mp.get_context("fork")  # spawn would re-import torch in every child (~2 s each); fork passes `fn` as is
+    ctx = mp.get_context("fork")  # spawn would re-import torch in every child; fork passes `fn` as is
     out_q = ctx.Queue()
     # A file store, not a TCP one: with TCP the rank-0 child serves the store, and a rank that connects before the
-    # server listens backs off (0.47 s, seen once; usually 0.03-0.04 s); with a file no rank has to come first.
+    # server listens backs off for a while; with a file no rank has to come first.
     tmp = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-")
     name = getattr(fn, "__name__", "job").strip("_")
     procs = [ctx.Process(target=_child, args=(fn, kwargs, r, jobs, tmp, threads_per_job, out_q, os.getpid()),

@@ -122,8 +122,8 @@ def init_weights(model: nn.Module, scheme: str, seed: int) -> None:
 
     "torch" keeps PyTorch's default init (as the original). "he" draws He-normal weights for ReLU with zero
     biases, which keeps the activation scale through the 15-layer encoder and 9-layer decoder; PyTorch's default
-    (gain 1/sqrt(3) per layer) shrinks it ~100x, so the encoder's output barely depends on its inputs and the
-    bit gradient vanishes (benchmarks/RESULTS-train.md).
+    (gain 1/sqrt(3) per layer) shrinks it layer after layer, so the encoder's output barely depends on its inputs
+    and the bit gradient vanishes.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, _TAG_INIT))
@@ -311,7 +311,7 @@ class _StegaRun:
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         if isinstance(ds, torch.Tensor):
             self.cached = ds
-        else:  # decoding 64 32-px PNGs costs ~70 ms, a quarter of an idle step: decode once if the set fits in RAM
+        else:  # decoding the PNGs of a batch costs a good part of a step: decode once if the set fits in RAM
             self.cached = cache_dataset(ds, cfg.resolution, cache_bytes, workers) if cache_bytes else None
         if self.cached is not None and tuple(self.cached.shape[1:]) != (3, cfg.resolution, cfg.resolution):
             raise GanprintError(f"training images are {tuple(self.cached.shape[1:])}, expected (3, {cfg.resolution}, "

@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from ganprint import __version__
+from ganprint._version import __version__
 from ganprint.core import dist
 from ganprint.core.errors import GanprintError
 

@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from ganprint import __version__
+from ganprint._version import __version__
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_path
 from ganprint.core.runtime import git_sha

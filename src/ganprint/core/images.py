@@ -19,9 +19,8 @@ Policies, chosen once here:
   read (`open_image_file`), so a pipe never hangs and a link to /dev/zero never fills the memory.
 - Resizing uses PIL's antialiased bicubic filter.
 - Speed: plain 8-bit RGB PNGs (no transparency, text or EXIF chunks, which Pillow would act on) are decoded, and
-  all PNGs encoded, with imagecodecs (libpng) where it is installed. A 32-px crop: 27 instead of 60 us to decode,
-  101 instead of 142 us to encode (benchmarks/png_speed.py, a hot loop). The pixels are
-  the same; anything else, and any file libpng rejects, goes through Pillow, whose errors name the problem.
+  all PNGs encoded, with imagecodecs (libpng) where it is installed, which is faster for small images. The pixels
+  are the same; anything else, and any file libpng rejects, goes through Pillow, whose errors name the problem.
 """
 
 from __future__ import annotations
@@ -140,7 +139,7 @@ def _file_kind(mode: int) -> str:
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB [H, W, 3]; raises BadImageError naming the file and the cause."""
-    path = os.fspath(path)  # strings, not Path: pathlib cost ~1 s per 10k images (RESULTS-embed-detect.md)
+    path = os.fspath(path)  # strings, not Path: pathlib costs more than the rest of the per-image Python work
     f, size = open_image_file(path)
     with f:
         data = None

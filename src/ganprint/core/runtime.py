@@ -22,8 +22,8 @@ def git_sha() -> str:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 convolutions run ~2x faster
-    than fp32. oneDNN also accepts bf16 on other AVX-512 CPUs, but emulates it there, slower than fp32."""
+    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 convolutions run faster than
+    fp32. oneDNN also accepts bf16 on other AVX-512 CPUs, but emulates it there, slower than fp32."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             flags = next((line for line in f if line.startswith("flags")), "")
@@ -37,7 +37,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
     "auto" is bf16 where the hardware computes it natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16 /
     AMX), else fp32. bf16 changes the network's rounding, not its output's meaning: fingerprinted pixels move by
-    at most two 8-bit levels (benchmarks/RESULTS-embed-detect.md).
+    at most two 8-bit levels.
     """
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"--precision must be auto, fp32 or bf16, got {precision!r}")

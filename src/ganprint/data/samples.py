@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganprint import __version__
+from ganprint._version import __version__
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir
 from ganprint.core.images import read_image, resize, write_png

@@ -143,7 +143,7 @@ PRESETS: dict[str, DiffusionTrainConfig] = {
         kimg_per_tick=0.05, snapshot_kimg=0.05, warmup_kimg=0.0, ema_kimg=0.05, grid_seeds=4, grid_steps=4),
     # 2-CPU-core preset: 32 px, three levels of 32/64/64 channels (1.1 M parameters), attention at 8 px only, one
     # residual block per level. Batch 16: in a run this short, more updates matter more than less noisy ones (a
-    # 32-image batch costs only ~15% less per image on CPU). Its length follows the hour budget (RESULTS-diffusion).
+    # larger batch costs little less per image on CPU). Its length follows an hour's budget on 2 cores.
     "cpu-32": DiffusionTrainConfig(
         preset="cpu-32", unet=UNetConfig(32, (32, 64, 64), (False, False, True), 1, head_dim=32), batch_size=16,
         total_kimg=20.0, kimg_per_tick=0.5, snapshot_kimg=2.5, lr=3e-4, warmup_kimg=0.5, ema_kimg=1.0),

@@ -68,7 +68,8 @@ def make_scheduler(sampler: str, noise: NoiseConfig):
         return diffusers.DDIMScheduler(**kw, clip_sample=True, set_alpha_to_one=True)
     if sampler == "dpm":
         # Clip the predicted clean image to [-1, 1] as ddim/ddpm do (thresholding at a max of 1 is a plain clip):
-        # without it the fingerprint did not come through (benchmarks/RESULTS-diffusion.md, samplers).
+        # without it the fingerprint did not come through (measured in
+        # benchmarks/experiments/diffusion-transfer/RESULTS-diffusion.md, samplers).
         return diffusers.DPMSolverMultistepScheduler(**kw, algorithm_type="dpmsolver++", solver_order=2,
                                                      thresholding=True, sample_max_value=1.0)
     raise GanprintError(f"--sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")

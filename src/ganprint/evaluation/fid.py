@@ -114,8 +114,8 @@ def _sqrtm_psd(s: np.ndarray) -> np.ndarray:
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     """Tr((S1 S2)^(1/2)) for symmetric PSD S1, S2, as sum(sqrt(eig(S1^(1/2) S2 S1^(1/2)))): the same value as
-    pytorch-fid's scipy.linalg.sqrtm(S1 @ S2) trace, computed with two symmetric eigendecompositions (about 10x
-    faster at D = 2048 and stable when the covariances are singular, e.g. with fewer images than dimensions)."""
+    pytorch-fid's scipy.linalg.sqrtm(S1 @ S2) trace, computed with two symmetric eigendecompositions (faster at
+    D = 2048, and stable when the covariances are singular, e.g. with fewer images than dimensions)."""
     r = _sqrtm_psd(sigma1)
     m = r @ sigma2 @ r
     w = linalg.eigvalsh((m + m.T) / 2)

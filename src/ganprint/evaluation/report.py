@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganprint import __version__
+from ganprint._version import __version__
 from ganprint.core.files import atomic_path, atomic_write_json, atomic_write_text
 from ganprint.core.stats import capacity, detection_rate
 from ganprint.evaluation.model_attacks import MODEL_ATTACK_SPECS, PREFIX

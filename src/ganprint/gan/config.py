@@ -96,7 +96,7 @@ def _preset(name: str, res: int, *, z: int = 512, mapping: int = 8, cbase: int =
 # R1 gamma follows the StyleGAN2-ADA heuristic 0.0002 * res^2 / batch, rounded to a convenient value.
 PRESETS: dict[str, GanTrainConfig] = {
     # 2-CPU-core preset: 32 px, 128/64 channels, 2-layer mapping, no path-length reg or style mixing (as the
-    # StyleGAN2-ADA CIFAR config). See benchmarks/RESULTS-gan.md for its measured s/kimg.
+    # StyleGAN2-ADA CIFAR config); its speed: benchmarks/experiments/gan-transfer/RESULTS-gan.md.
     "small": _preset("small", 32, z=128, mapping=2, cbase=2048, cmax=128, batch=32, gamma=0.01, pl_weight=0.0,
                      style_mixing_prob=0.0, kimg_per_tick=1.0, snapshot_kimg=5.0, total_kimg=50.0),
     "32": _preset("32", 32, batch=64, gamma=0.01, total_kimg=25000.0, kimg_per_tick=4.0, snapshot_kimg=200.0),

@@ -147,7 +147,7 @@ class InferenceEncoder(nn.Module):
 
     Same outputs up to float rounding (fp32 within 1e-6, tests/nets/test_stega.py). Why: on CPU, nearest
     upsampling and padding are memory copies that cost more than the convolutions they feed, and a separate ReLU
-    is one more pass over every activation; benchmarks/RESULTS-embed-detect.md has the timings.
+    is one more pass over every activation.
     """
 
     def __init__(self, enc: StegaEncoder, fuse: bool = True):

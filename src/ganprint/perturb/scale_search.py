@@ -2,14 +2,15 @@
 
 A centre crop keeping a fraction f of each side, scaled back to R x R, enlarges the fingerprint pattern by 1/f and
 moves it out of place; the decoders (a dense layer over a spatial map) cannot read a pattern at the wrong scale,
-but they read a pattern at the right scale with its border missing well (measured in benchmarks/RESULTS-eval.md).
+but they read a pattern at the right scale with its border missing well.
 So for each candidate f the image is shrunk by f and centred on a grey canvas, which undoes the resize, every
 candidate is decoded, and the most confident decoding is kept: the one whose bits are furthest from undecided
 (mean |sigmoid(logit) - 1/2|, between 0 and 1/2). A candidate other than f = 1 must also reach `min_confidence`
-(default 0.3) and beat the unscaled reading's confidence by `min_gain` (default 0.05), because the decoders give
+(`MIN_CONFIDENCE`) and beat the unscaled reading's confidence by `min_gain` (`MIN_GAIN`), because the decoders give
 JPEG-compressed images confident but wrong bits at wrong scales. Both defaults were tuned for the stega models
-of this repository (benchmarks/scale_search_floor.py, benchmarks/RESULTS-eval.md), so they are settings of that
-model family, not universal constants.
+of this repository (benchmarks/experiments/robustness/scale_search_floor.py, on validation images; results in
+benchmarks/experiments/robustness/RESULTS-eval.md), so they are settings of that model family, not universal
+constants.
 
 The choice never looks at a reference fingerprint, so for an image without the fingerprint the kept bits are
 still independent of the reference and the binomial p-value stays exact: no multiple-testing correction is due.
@@ -27,7 +28,7 @@ from ganprint.core.errors import GanprintError
 from ganprint.perturb.ops import side
 
 DEFAULT_SCALES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
-# The defaults of `min_confidence` and `min_gain`; benchmarks/scale_search_floor.py chooses them on validation images.
+# The defaults of `min_confidence` and `min_gain` (chosen as the module docstring says).
 MIN_CONFIDENCE = 0.4
 MIN_GAIN = 0.03
 

@@ -3,8 +3,8 @@
 Presets set model widths and loss weights. "paper" follows config-e-Gskip-Dresnet and the released defaults;
 "authors-celeba" is the authors' own CelebA run (consistency weight 0.2); "small" learns on 2 CPU
 cores (narrow, shallow mapping with a faster learning-rate multiplier, no path-length term, batch 8, bit-loss
-weight 10) and gates the consistency, latent and adversarial terms until the fingerprint is learned (see
-benchmarks/RESULTS-scalable.md §3 for the measurements behind these choices); "tiny" is for tests.
+weight 10) and gates the consistency, latent and adversarial terms until the fingerprint is learned (measured in
+benchmarks/experiments/scalable/RESULTS-scalable.md); "tiny" is for tests.
 """
 
 from __future__ import annotations

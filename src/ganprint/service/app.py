@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ganprint import __version__
+from ganprint._version import __version__
 from ganprint.core.errors import GanprintError
 from ganprint.scalable.attribute import UNKNOWN
 from ganprint.scalable.registry import RegistryError

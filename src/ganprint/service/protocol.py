@@ -2,9 +2,9 @@
 
 asyncio turns Nagle's algorithm off only on sockets whose Python object says IPPROTO_TCP. uvicorn < 0.55 binds
 the listening socket of `--workers N` with proto 0, so its connections kept Nagle on, and every keep-alive
-request waited for the client's delayed ACK: about 45 ms each with 2 workers against 7 ms with one
-(benchmarks/RESULTS-service.md). `ganprint serve` names this class to uvicorn (as an import string, so only the
-workers import it), whatever uvicorn's version and however the socket was made.
+request waited for the client's delayed ACK (measured in benchmarks/perf/RESULTS-service.md). `ganprint serve`
+names this class to uvicorn (as an import string, so only the workers import it), whatever uvicorn's version and
+however the socket was made.
 """
 
 from __future__ import annotations
