@@ -533,8 +533,16 @@ class Registry:
 
     def _issued_rows(self, con: _Con, where: str = "", params: tuple = ()) -> list[Issued]:
         k = self._k(con)
-        rows = con.execute(f"SELECT {_COLUMNS} FROM fingerprints {where} ORDER BY fp_id", params).fetchall()
-        return [Issued(*self._checked("fingerprints", _COLUMNS, _FP_TYPES, tuple(r), k)) for r in rows]
+        rows = con.execute(f"SELECT {_COLUMNS}, packed FROM fingerprints {where} ORDER BY fp_id", params).fetchall()
+        out = []
+        for r in rows:
+            rec = Issued(*self._checked("fingerprints", _COLUMNS, _FP_TYPES, tuple(r[:-1]), k))
+            if _packed_of(rec.bits_hex, k) != (bytes(r[-1]) if isinstance(r[-1], (bytes, memoryview)) else None):
+                # attribution searches `packed`, messages show bits_hex: the two must say the same
+                raise self._damaged(f"fingerprints row {rec.fp_id}: bits_hex {rec.bits_hex!r:.60} and packed do not "
+                                    f"hold the same {k} bits")
+            out.append(rec)
+        return out
 
     def _dataset_rows(self, con: _Con) -> list[Dataset]:
         if not self._has(con, "datasets"):
@@ -851,6 +859,16 @@ _FP_TYPES: tuple = ((int,), (str,), (int,), (str,), (str,), (str,), (str,), (int
                     (str, type(None)))
 _DS_TYPES: tuple = ((int,), (str,), (str,), (int,), (str,), (str,), (str,), (str,))
 _TOKEN_TYPES: tuple = ((int,), (str,), (str,), (str,))
+
+
+def _packed_of(bits_hex: str, k: int) -> bytes | None:
+    """The `packed` column of a K-bit fingerprint's 0x-hex (pack_bits: big-endian, zero bits after the K), or None
+    when the hex is not K bits of hex."""
+    nbytes = (k + 7) // 8
+    if not re.fullmatch(r"0x[0-9a-f]+", bits_hex) or len(bits_hex) != 2 + -(-k // 4):
+        return None
+    value = int(bits_hex[2:], 16)
+    return (value << (8 * nbytes - k)).to_bytes(nbytes, "big") if value >> k == 0 else None
 
 
 def _commit(con: _Con) -> BaseException | None:
