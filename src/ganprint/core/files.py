@@ -130,17 +130,16 @@ def read_jsonl(path: str | os.PathLike, valid: Callable[[Any], bool] | None = No
     """Read a JSONL file; lines that are not JSON (a torn line left by a crash) or that `valid` rejects are skipped,
     and reading goes on after them."""
     rows = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if valid is None or valid(row):
-                rows.append(row)
+    for line in read_input_text(path, "JSONL file", MAX_LIST_BYTES, errors="replace").split("\n"):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if valid is None or valid(row):
+            rows.append(row)
     return rows
 
 
@@ -219,7 +218,7 @@ MAX_LIST_BYTES = 1 << 30  # registry exports, fingerprint lists, JSONL logs: abo
 
 
 def _kind_of(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+    kinds = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "named pipe"), (stat.S_ISCHR, "character device"),
              (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
     return next((name for test, name in kinds if test(mode)), "special file")
 
@@ -267,7 +266,7 @@ def read_input_bytes(path: str | os.PathLike, what: str, max_bytes: int) -> byte
 
 def _check_input_stat(st: os.stat_result, what: str, path: str | os.PathLike, max_bytes: int) -> None:
     if not stat.S_ISREG(st.st_mode):
-        raise _input_error(what, path, f"is a {_kind_of(st.st_mode)}, not a regular file; give a file")
+        raise _input_error(what, path, f"is not a regular file but a {_kind_of(st.st_mode)}; give a file")
     if st.st_size > max_bytes:
         raise _input_error(what, path, f"is {st.st_size} bytes, more than the {max_bytes} bytes ganprint reads "
                                        "from such a file; is it the right file?")
