@@ -8,8 +8,9 @@ COMMIT: `BEGIN IMMEDIATE` on SQLite (its single write lock), a transaction-scope
 (`pg_advisory_xact_lock`, released by COMMIT, ROLLBACK or a dropped connection). Two processes issuing at
 once therefore never hand out the same fingerprint or two closer than the minimum distance. A caller can
 pass `finalize`, run inside that transaction after the row is inserted and before COMMIT (issue.py writes
-the model file there): if it fails, or the process dies, the row is never committed, so a listed record is
-always complete.
+the model's pending file there): if it fails, or the process dies, the row is never committed. When the
+connection fails during COMMIT itself, the registry is asked again whether the row committed (`committed`);
+issue.py builds "a row iff its file" on top of this.
 
 Minimum distance. Two issued K-bit fingerprints at Hamming distance d can be told apart by nearest-neighbour
 decoding as long as fewer than d/2 bits are decoded wrongly. The default `default_min_distance(K) = K // 4`
