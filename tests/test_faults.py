@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import traceback
@@ -96,9 +97,20 @@ def F(tmp_path_factory, tiny_stega_model, tiny_stega_decoder):
     f["SD_nan"] = str(_nan_copy(sd, root / "SDnan.safetensors"))
     (root / "dir.safetensors").mkdir()
     f["m_dir"] = str(root / "dir.safetensors")
-    # Registries
+    # Registries: not SQLite, and hand-edited copies of a good one
     (root / "reg_text.sqlite").write_text("not a database\n")
     f["reg_text"] = str(root / "reg_text.sqlite")
+    for name, sql in _EDITED_REGISTRIES.items():
+        f[name] = str(_edited_copy(root / "reg.sqlite", root / f"{name}.sqlite", sql))
+    # Registry exports that must not be read: a FIFO, a device, one too large to be a registry (sparse)
+    os.mkfifo(root / "dump_fifo.json")
+    os.symlink("/dev/zero", root / "dump_zero.json")
+    with open(root / "dump_huge.json", "wb") as fh:
+        fh.truncate(3 << 30)
+    for key in ("dump_fifo", "dump_zero", "dump_huge"):
+        f[key] = str(root / f"{key}.json")
+    os.symlink("/dev/zero", root / "fps_zero.txt")
+    f["fps_zero"] = str(root / "fps_zero.txt")
     # Image folders with one bad member each, next to a good image
     for name, make in _BAD_IMAGES.items():
         d = root / f"bad_{name}"
@@ -111,6 +123,27 @@ def F(tmp_path_factory, tiny_stega_model, tiny_stega_decoder):
     os.mkfifo(root / "fps_fifo.txt")
     f["fps_fifo"] = str(root / "fps_fifo.txt")
     return f
+
+
+# Hand edits of a registry: a missing table or column, a value of the wrong type, unreadable meta values.
+_EDITED_REGISTRIES = {
+    "reg_no_table": "DROP TABLE fingerprints",
+    "reg_no_column": "ALTER TABLE fingerprints DROP COLUMN notes",
+    "reg_blob_who": "UPDATE fingerprints SET who = x'00ff'",
+    "reg_short_packed": "UPDATE fingerprints SET packed = x'0000000000'",
+    "reg_bad_bits": "UPDATE meta SET value = 'eight' WHERE key = 'bit_length'",
+    "reg_bad_schema": "UPDATE meta SET value = '2x' WHERE key = 'schema_version'",
+    "reg_negative_schema": "UPDATE meta SET value = '-1' WHERE key = 'schema_version'",
+}
+
+
+def _edited_copy(src: Path, dst: Path, sql: str) -> Path:
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)  # SQLite copies it (the file itself is never opened by anything else)
+        b.execute(sql)
+    a.close()
+    b.close()
+    return dst
 
 
 def _truncated_png(p: Path) -> None:
@@ -217,6 +250,15 @@ CASES = [
      "afile"),
     ("detect-embedded-fifo", [*DETECT[:-2], "--data", "{imgs}", "--embedded", "{fps_fifo}"], 1, "fps_fifo"),
     ("detect-embedded-short", [*DETECT[:-2], "--data", "{imgs}", "--embedded", "{fps_short}"], 1, "fps_short"),
+    # Hand-edited registries: one line naming the registry on every command that reads one
+    *[(f"{cmd}-{reg}", [a.replace("REG", "{%s}" % reg) for a in argv], 1, reg)
+      for reg in ("reg_text", *_EDITED_REGISTRIES)
+      for cmd, argv in (("registry-list", ["registry", "list", "REG"]),
+                        ("registry-export", ["registry", "export", "REG", "{out}/export-%s.json" % reg]),
+                        ("attribute", [*ATTR, "--registry", "REG", "--out", "{out}/a-%s.jsonl" % reg]),
+                        ("issue", ["issue", "--model", "{SG}", "--registry", "REG", "--outdir", "{out}/i-%s" % reg]),
+                        ("serve", ["serve", "--registry", "REG", "--scalable-decoder", "{SD}", "--port", "0"]))
+      if (cmd, reg) not in (("registry-list", "reg_text"), ("attribute", "reg_text"))],  # cases of their own above
     # Damaged models and models of the wrong kind
     *[(f"embed-{m}", [*EMBED, "--model", "{%s}" % m, "--data", "{imgs}"], 1, m.split("_")[1])
       for m in ("m_empty", "m_trunc", "m_text", "m_abc", "m_cfg", "m_nan")],
@@ -325,6 +367,11 @@ SUBPROCESS_CASES = [
     *[(f"evaluate-fpr-{fpr}", [*EVAL, "--outdir", "{out}/vp", "--fpr", fpr], 1, "--fpr") for fpr in ("0", "2", "nan")],
     ("from-images-fifo", ["dataset", "from-images", "{bad_fifo}", "{out}/sp", "--resolution", "16"], 1, "bad.png"),
     ("embed-outdir-ro", [*EMBED, "--data", "{imgs}", "--outdir", RO_NEW], 1, "--outdir"),
+    # Non-image inputs: a regular file of bounded size, or one line naming it
+    *[(f"registry-import-{d}", ["registry", "import", "{%s}" % d, "{out}/imported-%s.sqlite" % d], 1, d)
+      for d in ("dump_fifo", "dump_zero", "dump_huge")],
+    ("detect-embedded-zero", [*DETECT[:-2], "--data", "{imgs}", "--embedded", "{fps_zero}"], 1, "fps_zero"),
+    ("import-agf-encoder-fifo", ["import-agf", "--encoder", "{dump_fifo}", "{out}/agf.safetensors"], 1, "dump_fifo"),
 ]
 
 

@@ -115,3 +115,40 @@ def test_a_failed_write_names_the_target_not_the_temporary_file(write):
         write(target)
     assert info.value.filename == target
     assert ".tmp" not in str(info.value)
+
+
+def test_read_input_accepts_only_a_bounded_regular_file(tmp_path):
+    from ganprint.core.files import read_input_bytes, read_input_json, read_input_text
+
+    good = tmp_path / "list.txt"
+    good.write_text("a 0101\n")
+    os.symlink(good, tmp_path / "link.txt")
+    assert read_input_bytes(tmp_path / "link.txt", "--embedded", 100) == b"a 0101\n"  # a link to a file is one
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink("/dev/zero", tmp_path / "zero")
+    cases = [(tmp_path / "fifo", "is not a regular file but a named pipe"),
+             (tmp_path / "zero", "is not a regular file but a character device"),
+             (tmp_path, "is not a regular file but a folder"), (tmp_path / "absent", "does not exist"),
+             (good, "is 7 bytes, more than the 6 bytes")]
+    for path, words in cases:
+        with pytest.raises(GanprintError, match=f"--embedded {path} {words}"):
+            read_input_bytes(path, "--embedded", 6)
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9")
+    with pytest.raises(GanprintError, match="is not UTF-8 text"):
+        read_input_text(tmp_path / "latin1.txt", "--embedded", 100)
+    with pytest.raises(GanprintError, match="config .* is not valid JSON"):
+        read_input_json(good, "config")
+
+
+def test_write_new_file_and_rename_no_replace_never_replace(tmp_path):
+    from ganprint.core.files import rename_no_replace, write_new_file
+
+    write_new_file(tmp_path / "a", b"new")
+    with pytest.raises(FileExistsError):
+        write_new_file(tmp_path / "a", b"other")
+    (tmp_path / "b").write_bytes(b"someone else's")
+    with pytest.raises(FileExistsError):
+        rename_no_replace(tmp_path / "a", tmp_path / "b")
+    assert (tmp_path / "a").read_bytes() == b"new" and (tmp_path / "b").read_bytes() == b"someone else's"
+    rename_no_replace(tmp_path / "a", tmp_path / "c")
+    assert not (tmp_path / "a").exists() and (tmp_path / "c").read_bytes() == b"new"

@@ -9,7 +9,11 @@ import os
 import signal
 import sqlite3
 import stat
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +26,11 @@ from ganprint.core.errors import GanprintError
 from ganprint.core.files import sha256_file
 from ganprint.core.fingerprints import parse_bits
 from ganprint.nets.scalable import ScalableConfig, ScalableGenerator
-from ganprint.scalable.issue import issue_model
-from ganprint.scalable.registry import SCHEMA_VERSION, Registry, default_min_distance, migrate, register_dataset
+from ganprint.scalable.issue import issue_model, issued_name, pending_name, repair_issued
+from ganprint.core import mounts
+from ganprint.core.mounts import filesystem_type, network_filesystem
+from ganprint.scalable.registry import (SCHEMA_VERSION, CommitUnknown, Registry, default_min_distance, migrate,
+                                       register_dataset)
 from tests.service.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures
 
 
@@ -190,13 +197,24 @@ def test_issue_model_writes_the_file_inside_the_transaction(url, tmp_path):
         with pytest.raises(GanprintError, match="not writable"):
             issue_model(g, url, ro, who="bad")
     # A failure while writing the model (a folder where the file goes) rolls the row back and removes nothing else.
-    (tmp_path / "issued" / "issued-000002.safetensors").mkdir()
+    rid = Registry(url).identity()
+    assert Path(row["issued_path"]).name == issued_name(rid, 1) == f"issued-000001-{rid}.safetensors"
+    blocked = tmp_path / "issued" / pending_name(rid, 2)
+    blocked.mkdir()
     with pytest.raises(OSError):
         issue_model(g, url, tmp_path / "issued", who="unlucky")
-    assert (tmp_path / "issued" / "issued-000002.safetensors").is_dir()
+    assert blocked.is_dir()
+    blocked.rmdir()
+    # A file already at the name of the next id (no row of this registry) is never replaced: the issue is refused.
+    squatter = tmp_path / "issued" / issued_name(rid, 3 if url.startswith("postgresql") else 2)  # PostgreSQL
+    squatter.write_text("not ours")  # never reuses the id of a rolled-back row, SQLite does
+    with pytest.raises(GanprintError, match="already holds"):
+        issue_model(g, url, tmp_path / "issued", who="unlucky")
+    assert squatter.read_text() == "not ours"
     rows = Registry(url).list()
     assert [r.who for r in rows] == ["carol"]
     assert all(r.issued_path and os.path.exists(r.issued_path) for r in rows)
+    assert sorted(os.listdir(tmp_path / "issued")) == sorted([issued_name(rid, 1), squatter.name])
 
 
 def test_read_only_registry_is_readable_and_untouched(tmp_path):
@@ -305,3 +323,304 @@ def test_registry_list_cli(tmp_path):
     assert '"notes": "hello"' in r.output
     r = CliRunner().invoke(main, ["registry", "list", str(tmp_path / "missing.sqlite")])
     assert r.exit_code == 1 and "does not exist" in r.output
+
+
+# --- SQLite's locks belong to the process: nothing may open the database file but SQLite -------------------------
+
+_TRY_LOCK = ("import sqlite3, sys\n"
+             "con = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+             "con.execute('BEGIN IMMEDIATE')\n")
+
+
+def _other_process_gets_the_write_lock(path) -> bool:
+    r = subprocess.run([sys.executable, "-c", _TRY_LOCK, str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 or "database is locked" in r.stderr, r.stderr
+    return r.returncode == 0
+
+
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_a_read_in_another_thread_keeps_the_write_lock(tmp_path, journal):
+    """A thread holds BEGIN IMMEDIATE; reads of the registry in another thread of the same process must leave that
+    lock in place, so that a second process still cannot write (closing any descriptor of the file would drop it)."""
+    path = tmp_path / "r.sqlite"
+    reg = Registry(path)
+    reg.issue(bit_length=16, who="a")
+    reg.create_token("t")
+    if journal == "wal":  # a registry an older ganprint left in WAL mode, in use by another connection
+        sqlite3.connect(path).execute("PRAGMA journal_mode=WAL").fetchone()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    readers = {"revision": reg.revision, "Registry(path).revision": lambda: Registry(path).revision(),
+               "list": reg.list, "packed": reg.packed, "export": reg.export, "token_owner": lambda: reg.token_owner("x"),
+               "read-only Registry": lambda: Registry(path, create=False).datasets(), "identity": lambda: reg.identity()}
+    try:
+        assert not _other_process_gets_the_write_lock(path)
+        for name, read in readers.items():
+            failure: list[BaseException] = []
+            t = threading.Thread(target=lambda: _run_catching(read, failure))
+            t.start()
+            t.join(60)
+            assert not failure, failure
+            assert not _other_process_gets_the_write_lock(path), f"{name}() in another thread dropped the lock"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def _run_catching(fn, failure: list) -> None:
+    try:
+        fn()
+    except BaseException as e:  # noqa: BLE001 - reported by the test
+        failure.append(e)
+
+
+def test_a_killed_writer_hot_journal_is_rolled_back_for_readers(tmp_path):
+    """A writer killed after its transaction spilled pages to the file leaves a hot journal; read-only use rolls it
+    back (through a writable connection, as any SQLite reader would) instead of failing."""
+    path = tmp_path / "r.sqlite"
+    Registry(path).issue(bit_length=16, who="first")
+    code = ("import sqlite3, sys, time\n"
+            "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "con.execute('PRAGMA cache_size=1')\n"  # spill at once: the file itself is changed before COMMIT
+            "con.execute('BEGIN IMMEDIATE')\n"
+            "con.executemany('INSERT INTO tokens (name, token_hash, created) VALUES (?, ?, ?)',"
+            " [('x' * 500, str(i), '') for i in range(500)])\n"
+            "print('written', flush=True)\n"
+            "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "written"
+    proc.kill()
+    proc.wait(10)
+    assert (tmp_path / "r.sqlite-journal").exists()
+    reg = Registry(path, create=False)
+    assert [r.who for r in reg.list()] == ["first"] and reg.token_owner("0") is None
+    assert sorted(os.listdir(tmp_path)) == ["r.sqlite"]
+
+
+# --- network file systems: refused for SQLite ----------------------------------------------------------------
+
+_MOUNTS = """\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+25 22 0:5 / /dev rw,nosuid shared:2 - devtmpfs udev rw
+60 22 0:40 / /srv/nfs rw,relatime shared:30 - nfs4 filer:/export rw,vers=4.2
+61 60 0:41 / /srv/nfs/local\\040disk rw,relatime shared:31 - xfs /dev/sdb1 rw
+62 22 0:42 / /home/me/remote rw,nosuid shared:32 - fuse.sshfs me@host:/data rw
+63 22 0:43 / /mnt/share rw shared:33 - cifs //nas/share rw
+64 22 0:44 / /mnt/share rw shared:34 - tmpfs tmpfs rw
+65 22 0:45 / /mnt/c rw shared:35 - 9p drvfs rw
+"""
+
+
+@pytest.mark.parametrize("path,fstype", [
+    ("/srv/nfs/reg.sqlite", "nfs4"), ("/srv/nfs/sub/deeper/reg.sqlite", "nfs4"),
+    ("/srv/nfs/local disk/reg.sqlite", "xfs"),  # a local disk mounted below a network one
+    ("/home/me/remote/r.sqlite", "fuse.sshfs"), ("/mnt/share/r.sqlite", "tmpfs"),  # the later mount is on top
+    ("/mnt/c/r.sqlite", "9p"), ("/srv/nfsx/r.sqlite", "ext4"), ("/r.sqlite", "ext4"),
+])
+def test_filesystem_type_from_mountinfo(path, fstype):
+    assert filesystem_type(path, _MOUNTS) == fstype
+
+
+def test_sqlite_registry_on_a_network_file_system_is_refused(tmp_path, monkeypatch):
+    share = tmp_path / "share"
+    share.mkdir()
+    table = tmp_path / "mountinfo"
+    table.write_text(_MOUNTS + f"70 22 0:50 / {share} rw shared:40 - nfs filer:/x rw\n")
+    assert network_filesystem(share / "r.sqlite", table.read_text()) == "nfs"
+    assert network_filesystem(tmp_path / "r.sqlite", table.read_text()) is None
+    monkeypatch.setattr(mounts, "MOUNTINFO", str(table))
+    with pytest.raises(GanprintError, match=r"registry .*share/r.sqlite is on a nfs file system.*PostgreSQL"):
+        Registry(share / "r.sqlite")
+    r = CliRunner().invoke(main, ["issue", "--model", str(_tiny_generator(tmp_path)), "--registry",
+                                  str(share / "r.sqlite"), "--outdir", str(tmp_path / "issued")])
+    assert r.exit_code == 1 and "nfs file system" in r.output and "PostgreSQL" in r.output, r.output
+    assert not (share / "r.sqlite").exists()
+    Registry(tmp_path / "local.sqlite").issue(bit_length=8)  # a local disk is fine
+
+
+# --- issued files: unique names, never replaced, a row iff its file ------------------------------------------------
+
+
+def test_two_registries_one_outdir_keep_two_files(tmp_path):
+    g = _tiny_generator(tmp_path)
+    rows = []
+    for reg, who in (("a.sqlite", "alice"), ("b.sqlite", "bob")):
+        r = CliRunner().invoke(main, ["issue", "--model", str(g), "--registry", str(tmp_path / reg), "--outdir",
+                                      str(tmp_path / "issued"), "--who", who])
+        assert r.exit_code == 0, r.output
+        rows.append(json.loads(r.stdout.splitlines()[-1]))
+    assert [r["fp_id"] for r in rows] == [1, 1] and rows[0]["issued_path"] != rows[1]["issued_path"]
+    assert len(os.listdir(tmp_path / "issued")) == 2
+    for reg, who in (("a.sqlite", "alice"), ("b.sqlite", "bob")):
+        rec = Registry(tmp_path / reg).get(1)
+        assert rec.who == who and sha256_file(rec.issued_path) == rec.issued_sha256
+
+
+_DIE = """
+import os, signal, sys
+sys.path.insert(0, {src!r})
+import ganprint.scalable.issue as issue
+where = sys.argv[4]
+if where == "after-commit":  # the row committed, the pending file is not renamed yet
+    issue.place_issued = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
+else:  # the pending file is written, COMMIT not sent
+    write = issue.write_new_file
+    def write_and_die(path, data):
+        write(path, data)
+        os.kill(os.getpid(), signal.SIGKILL)
+    issue.write_new_file = write_and_die
+issue.issue_model(sys.argv[1], sys.argv[2], sys.argv[3], who=where)
+"""
+
+
+def _issue_killed(g, url, outdir, where: str) -> None:
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    proc = subprocess.run([sys.executable, "-c", _DIE.format(src=src), str(g), url, str(outdir), where],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+
+
+def _assert_row_iff_file(url, outdir) -> list:
+    rows = Registry(url, create=False).list()
+    assert sorted(os.listdir(outdir)) == sorted(Path(r.issued_path).name for r in rows)  # no pending file left
+    for r in rows:
+        assert Path(r.issued_path).parent == Path(outdir).resolve() and sha256_file(r.issued_path) == r.issued_sha256
+    return rows
+
+
+def test_an_issuer_killed_around_commit_leaves_a_row_iff_its_file(url, tmp_path):
+    g, out = _tiny_generator(tmp_path), tmp_path / "issued"
+    issue_model(g, url, out, who="first")
+    rid = Registry(url).identity()
+    _issue_killed(g, url, out, "after-commit")  # row #2 committed, its model only under the pending name
+    assert Registry(url).get(2).who == "after-commit" and os.listdir(out).count(pending_name(rid, 2)) == 1
+    report = repair_issued(Registry(url), out)
+    assert report["completed"] == [issued_name(rid, 2)] and not report["removed"] and not report["missing"]
+    _assert_row_iff_file(url, out)
+    _issue_killed(g, url, out, "before-commit")  # a pending file whose row never committed
+    assert len(Registry(url).list()) == 2 and len(os.listdir(out)) == 3
+    assert issue_model(g, url, out, who="next")["who"] == "next"  # `ganprint issue` settles --outdir first
+    assert [r.who for r in _assert_row_iff_file(url, out)] == ["first", "after-commit", "next"]
+    os.unlink(Registry(url).get(1).issued_path)  # a row whose file was deleted by hand is reported
+    (out / issued_name(rid, 99)).write_bytes(b"x")  # as a file named for this registry without a row
+    report = repair_issued(Registry(url), out)
+    assert report["missing"] == [1] and report["orphans"] == [issued_name(rid, 99)]
+    assert (out / issued_name(rid, 99)).exists()  # reported, never deleted: it may be all that is left of a model
+
+
+def _commit_fault_setup(tmp_path, postgres_server, name: str):
+    from tests.service.pgproxy import FaultProxy
+    from tests.service.postgres import create_database
+
+    direct = create_database(*postgres_server, name)
+    proxy = FaultProxy(*postgres_server)
+    Registry(direct)  # schema and id in place: the proxy sees only the issue's transaction
+    return direct, proxy, proxy.url(name), _tiny_generator(tmp_path), tmp_path / "issued"
+
+
+def test_postgres_connection_lost_after_commit_keeps_the_model(tmp_path, postgres_server):
+    direct, proxy, url, g, out = _commit_fault_setup(tmp_path, postgres_server, f"lost_after_{os.getpid()}")
+    try:
+        proxy.arm("after")
+        row = issue_model(g, url, out, who="alice")  # COMMIT's answer never arrived; the registry says it committed
+        assert proxy.fired.is_set() and Registry(direct).get(row["fp_id"]).who == "alice"
+        assert [r.who for r in _assert_row_iff_file(direct, out)] == ["alice"]
+    finally:
+        proxy.close()
+
+
+def test_postgres_connection_lost_before_commit_leaves_nothing(tmp_path, postgres_server):
+    direct, proxy, url, g, out = _commit_fault_setup(tmp_path, postgres_server, f"lost_before_{os.getpid()}")
+    try:
+        proxy.arm("before")
+        with pytest.raises(GanprintError, match="did not commit"):
+            issue_model(g, url, out, who="bob")
+        assert proxy.fired.is_set() and Registry(direct).list() == []
+        assert os.listdir(out) == []
+    finally:
+        proxy.close()
+
+
+def test_postgres_commit_of_unknown_outcome_is_settled_by_repair(tmp_path, postgres_server):
+    direct, proxy, url, g, out = _commit_fault_setup(tmp_path, postgres_server, f"lost_unknown_{os.getpid()}")
+    try:
+        proxy.arm("after", refuse_after=True)  # ... and the database cannot be reached to ask
+        with pytest.raises(CommitUnknown, match="registry repair"):
+            issue_model(g, url, out, who="carol")
+        rid = Registry(direct).identity()
+        carol = Registry(direct).list()[-1]
+        assert carol.who == "carol" and os.listdir(out) == [pending_name(rid, carol.fp_id)]
+        proxy.refuse = False
+        r = CliRunner().invoke(main, ["registry", "repair", url, "--models-dir", str(out)])
+        assert r.exit_code == 0 and json.loads(r.stdout)["completed"] == 1, r.output
+        assert [x.who for x in _assert_row_iff_file(direct, out)] == ["carol"]
+    finally:
+        proxy.close()
+
+
+# --- registry import: the whole dump is checked before anything is written ------------------------------------
+
+
+def _set(table: str, i: int, field: str, value):
+    return lambda d: d[table][i].__setitem__(field, value)
+
+
+_DUMP_CASES = [
+    ("missing-field", lambda d: d["fingerprints"][1].pop("who"), "fingerprints[1] (fp_id 2) field 'who' is missing"),
+    ("unknown-field", _set("tokens", 0, "colour", "red"), "tokens[0] (token_id 1) field 'colour' is not one"),
+    ("wrong-type", _set("fingerprints", 0, "bit_length", "32"), "field 'bit_length' is str '32', not an integer"),
+    ("bool-id", _set("fingerprints", 0, "fp_id", True), "fingerprints[0] field 'fp_id' is bool True"),
+    ("id-too-large", _set("fingerprints", 2, "fp_id", 2**63), "field 'fp_id' is 9223372036854775808, outside"),
+    ("row-bits-vs-header", lambda d: d["fingerprints"][2].update(bit_length=16, bits_hex="0x1234"),
+     "fingerprints[2] (fp_id 3) field 'bit_length' is 16 but the export's bit_length is 32"),
+    ("hex-too-short", _set("fingerprints", 1, "bits_hex", "0xabc"), "not 0x and 8 lower-case hex digits for 32 bits"),
+    ("hex-upper-case", lambda d: d["fingerprints"][1].update(bits_hex=d["fingerprints"][1]["bits_hex"].upper()),
+     "field 'bits_hex'"),
+    ("duplicate-id", lambda d: d["fingerprints"][1].update(fp_id=1), "field 'fp_id' repeats fingerprints[0]'s"),
+    ("duplicate-fingerprint", lambda d: d["fingerprints"][2].update(bits_hex=d["fingerprints"][0]["bits_hex"]),
+     "field 'bits_hex' repeats fingerprints[0]'s"),
+    ("nul", _set("fingerprints", 0, "who", "a\x00b"), "field 'who' holds a NUL"),
+    ("lone-surrogate", _set("fingerprints", 0, "notes", "\ud800"), "field 'notes' holds a lone surrogate"),
+    ("bad-sha", _set("tokens", 0, "token_hash", "xyz"), "field 'token_hash' is str 'xyz', not 64 lower-case hex"),
+    ("bad-date", _set("datasets", 0, "created", "yesterday"), "field 'created' is str 'yesterday', not an ISO"),
+    ("dataset-bits", _set("datasets", 0, "bits_hex", "0x1ff"), "datasets[0] (ds_id 1) field 'bits_hex'"),
+    ("min-distance", _set("fingerprints", 1, "min_distance", 33), "more than the 32 bits"),
+    ("no-tokens", lambda d: d.pop("tokens"), "field 'tokens' is missing"),
+    ("rows-not-a-list", lambda d: d.__setitem__("datasets", {}), "field 'datasets' is dict {}, not a list"),
+    ("row-not-an-object", lambda d: d["fingerprints"].append(7), "fingerprints[3] is int 7, not an object"),
+    ("schema-too-new", lambda d: d.__setitem__("schema_version", 99), "'schema_version' is 99, outside 1 .. "),
+    ("not-a-dump", lambda d: d.__setitem__("format", "other"), "is not a ganprint registry export"),
+]
+
+
+@pytest.fixture(scope="module")
+def good_dump(tmp_path_factory, tiny_stega_model) -> dict:
+    root = tmp_path_factory.mktemp("dump")
+    reg = Registry(root / "src.sqlite")
+    for i in range(3):
+        reg.issue(bit_length=32, who=f"u{i}", model_sha256="ab" * 32)
+    register_dataset(root / "src.sqlite", "d", "0x11", tiny_stega_model)
+    reg.create_token("t")
+    return reg.export()
+
+
+@pytest.mark.parametrize("name,damage,words", _DUMP_CASES, ids=[c[0] for c in _DUMP_CASES])
+def test_registry_import_refuses_a_damaged_dump_before_writing(tmp_path, good_dump, name, damage, words):
+    data = json.loads(json.dumps(good_dump))
+    damage(data)
+    dump = tmp_path / "dump.json"
+    dump.write_text(json.dumps(data))
+    target = tmp_path / "new.sqlite"
+    r = CliRunner().invoke(main, ["registry", "import", str(dump), str(target)])
+    assert r.exit_code == 1, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(dump) in lines[0] and words in lines[0], r.output
+    assert not target.exists()  # nothing written: not even an empty registry
+
+
+def test_registry_import_of_the_good_dump_still_works(tmp_path, good_dump):
+    dump = tmp_path / "dump.json"
+    dump.write_text(json.dumps(good_dump))
+    r = CliRunner().invoke(main, ["registry", "import", str(dump), str(tmp_path / "new.sqlite")])
+    assert r.exit_code == 0, r.output
+    assert Registry(tmp_path / "new.sqlite").export() == good_dump

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from ganprint.scalable.registry import Registry, default_min_distance
 from benchmarks.perf.service_kit import Server
 from benchmarks.perf.service_kit import make_models
 from benchmarks.perf.service_kit import create_database
+from tests.service.pgproxy import FaultProxy
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +95,12 @@ def test_clients_issuing_through_two_servers_lose_and_duplicate_nothing(cluster)
                 Registry(cluster["url"], create=False).get(fp_id).issued_sha256
 
 
+def _files_match_rows(url: str, folder) -> None:
+    """Row iff file in `folder`: its files are exactly the files of the rows recorded there, and none is pending."""
+    rows = [r for r in Registry(url, create=False).list() if Path(r.issued_path).parent == Path(folder).resolve()]
+    assert sorted(os.listdir(folder)) == sorted(Path(r.issued_path).name for r in rows)
+
+
 def test_a_server_killed_while_issuing_leaves_only_complete_records(cluster):
     srv = Server(cluster["args"], cluster["root"] / "victim.log")
     returned: list[int] = []
@@ -116,8 +125,9 @@ def test_a_server_killed_while_issuing_leaves_only_complete_records(cluster):
         t.join()
     assert returned
     _check_registry(cluster["url"], returned)
-    again = Server(cluster["args"], cluster["root"] / "victim2.log")
+    again = Server(cluster["args"], cluster["root"] / "victim2.log")  # settles --models-dir at start
     try:
+        _files_match_rows(cluster["url"], cluster["root"] / "shared-issued")
         with again.client() as c:
             for fp_id in returned:
                 assert c.get(f"/v1/models/{fp_id}/download",
@@ -125,3 +135,23 @@ def test_a_server_killed_while_issuing_leaves_only_complete_records(cluster):
         assert _issue(again, cluster["token"], "after")["id"] > max(returned)
     finally:
         again.stop()
+
+
+def test_connection_lost_after_commit_still_answers_200_and_serves_the_model(cluster, postgres_server):
+    """The database commits the issue but the answer to COMMIT never reaches the server: the server asks again,
+    answers 200, and the model downloads (it once answered 503 and deleted the file of a listed model)."""
+    proxy = FaultProxy(*postgres_server)
+    args = list(cluster["args"])
+    args[args.index("--registry") + 1] = proxy.url("cluster")
+    srv = Server(args, cluster["root"] / "proxied.log")
+    try:
+        proxy.arm("after")
+        new = _issue(srv, cluster["token"], "erin")
+        assert proxy.fired.is_set()
+        with srv.client() as c:
+            d = c.get(f"/v1/models/{new['id']}/download", headers={"Authorization": f"Bearer {cluster['token']}"})
+        assert d.status_code == 200 and hashlib.sha256(d.content).hexdigest() == new["sha256"]
+        _files_match_rows(cluster["url"], cluster["root"] / "shared-issued")
+    finally:
+        srv.stop()
+        proxy.close()

@@ -6,6 +6,7 @@ The originals are plain state_dicts (shared/docs/agf-checkpoint-layout.md) whose
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -16,7 +17,7 @@ import torch
 
 from ganprint.core.artifacts import load_export, save_export
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import check_writable_file
+from ganprint.core.files import MAX_LIST_BYTES, check_writable_file, read_input_bytes
 from ganprint.nets.stega import StegaConfig, StegaDecoderOnly, StegaModel, stega_config_dict
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,12 @@ class ImportAgfError(GanprintError):
 
 def _load_state_dict(path: str | os.PathLike, flag: str) -> dict[str, torch.Tensor]:
     path = Path(path)
-    if not path.is_file():
-        raise ImportAgfError(f"{flag} {path} does not exist")
+    try:  # a regular file of bounded size: never a FIFO or a device
+        data = read_input_bytes(path, flag, MAX_LIST_BYTES)
+    except GanprintError as e:
+        raise ImportAgfError(str(e)) from None
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ImportAgfError(f"{flag} {path} is not a loadable PyTorch state_dict ({first}); "

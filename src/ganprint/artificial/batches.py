@@ -7,7 +7,6 @@ Both stream the data in batches (memory does not grow with the number of images)
 from __future__ import annotations
 
 import functools
-import json
 import os
 import posixpath
 import re
@@ -26,7 +25,7 @@ from ganprint.artificial.records import append_progress
 from ganprint.core import dist
 from ganprint.core.artifacts import load_export, read_config, read_metadata
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import output_error
+from ganprint.core.files import output_error, read_input_json
 from ganprint.core.fingerprints import bits_to_str, parse_bits
 from ganprint.core.images import IMAGE_EXTENSIONS, write_png
 from ganprint.core.runtime import resolve_device, resolve_precision
@@ -269,6 +268,6 @@ def walk_once(fn):
 
 def read_json(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_input_json(path, "manifest")
+    except (OSError, ValueError):  # GanprintError is a ValueError
         return None

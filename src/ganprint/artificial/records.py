@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import append_jsonl, atomic_write_text, read_jsonl
+from ganprint.core.files import MAX_LIST_BYTES, append_jsonl, atomic_write_text, read_input_text, read_jsonl
 
 EMBEDDED_TXT = "embedded_fingerprints.txt"
 DETECTED_TXT = "detected_fingerprints.txt"
@@ -54,11 +54,8 @@ def _parse_name(field: str, where: str) -> str:
 def read_fingerprint_txt(path: str | os.PathLike, length: int | None = None) -> dict[str, str]:
     """Read an embedded/detected_fingerprints.txt (`<name> <0/1 bits>` per line) into {name: bits}."""
     path = Path(path)
-    if not path.is_file():  # also refuses FIFOs and devices, which could hang or never end
-        what = "is not a regular file" if path.exists() else "does not exist"
-        raise GanprintError(f"fingerprint list {path} {what}; pass the embedded_fingerprints.txt of an embed run")
-    out = {}
-    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    out = {}  # a regular file of bounded size only: a FIFO or a device could hang the reader or never end
+    text = read_input_text(path, "fingerprint list", MAX_LIST_BYTES, errors="surrogateescape")
     for n, line in enumerate(text.split("\n"), 1):  # only "\n" ends a line: other breaks may sit inside a name
         line = line.removesuffix("\r")
         if not line.strip():

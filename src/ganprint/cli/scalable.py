@@ -8,7 +8,7 @@ import click
 
 from ganprint.scalable.attribute import attribute_images
 from ganprint.scalable.config import resolve_config
-from ganprint.scalable.issue import issue_model
+from ganprint.scalable.issue import issue_model, repair_issued
 from ganprint.scalable.registry import Registry, export_registry, import_registry, migrate, register_dataset
 from ganprint.scalable.train import train_scalable
 from ganprint.training.config import config_json
@@ -183,6 +183,24 @@ def registry_import_cmd(dump: str, registry: str) -> None:
     """Load DUMP (from `ganprint registry export`) into the new REGISTRY (SQLite path or postgresql:// URL)."""
 
     click.echo(json.dumps(import_registry(dump, registry)))
+
+
+@registry_group.command("repair")
+@click.argument("registry")
+@click.option("--models-dir", required=True, type=click.Path(file_okay=False),
+              help="Where the models were issued (the --outdir of `ganprint issue`, --models-dir of `ganprint serve`).")
+def registry_repair_cmd(registry: str, models_dir: str) -> None:
+    """Settle the issued-model files a killed issuer or a lost connection left, so that every row has its file.
+
+    \b
+    Under the issue lock: a pending model whose row committed is renamed into place, one without a row removed;
+    model files without a row and rows without a file are reported (kept). `ganprint serve` does this at start.
+    Example:
+      ganprint registry repair reg.sqlite --models-dir issued/
+    """
+
+    report = repair_issued(Registry(registry, create=False), models_dir)
+    click.echo(json.dumps({"registry": registry, **{k: len(v) for k, v in report.items()}, "details": report}))
 
 
 @registry_group.command("add-dataset")

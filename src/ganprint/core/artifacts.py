@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open, save, save_file
 
 from ganprint._version import __version__
 from ganprint.core.errors import GanprintError
@@ -58,6 +58,21 @@ def save_export(path: str | os.PathLike, module: torch.nn.Module, kind: str, con
         config: JSON-serialisable model config used to rebuild the model.
         extra: more string metadata (e.g. a folded fingerprint).
     """
+    tensors, meta = _export_contents(module, kind, config, extra)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return path
+
+
+def export_bytes(module: torch.nn.Module, kind: str, config: dict, extra: dict[str, str] | None = None) -> bytes:
+    """What `save_export` writes, as bytes (for a caller that creates the file itself, e.g. exclusively)."""
+    tensors, meta = _export_contents(module, kind, config, extra)
+    return save(tensors, metadata=meta)
+
+
+def _export_contents(module: torch.nn.Module, kind: str, config: dict,
+                     extra: dict[str, str] | None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
     meta = {
         "ganprint.format": str(FORMAT_VERSION),
@@ -68,10 +83,7 @@ def save_export(path: str | os.PathLike, module: torch.nn.Module, kind: str, con
         "ganprint.created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     meta.update(extra or {})
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-    return path
+    return tensors, meta
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -129,17 +130,16 @@ def read_jsonl(path: str | os.PathLike, valid: Callable[[Any], bool] | None = No
     """Read a JSONL file; lines that are not JSON (a torn line left by a crash) or that `valid` rejects are skipped,
     and reading goes on after them."""
     rows = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if valid is None or valid(row):
-                rows.append(row)
+    for line in read_input_text(path, "JSONL file", MAX_LIST_BYTES, errors="replace").split("\n"):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if valid is None or valid(row):
+            rows.append(row)
     return rows
 
 
@@ -209,3 +209,136 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+
+
+# --- non-image inputs: a regular file of bounded size -------------------------------------------------------------
+
+MAX_CONFIG_BYTES = 16 << 20  # config.json, manifests, sources.json: small by construction
+MAX_LIST_BYTES = 1 << 30  # registry exports, fingerprint lists, JSONL logs: about a million rows or more
+
+
+def _kind_of(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "named pipe"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _input_error(what: str, path: str | os.PathLike, problem: str) -> GanprintError:
+    return GanprintError(f"{what} {os.fspath(path)} {problem}")
+
+
+def read_input_bytes(path: str | os.PathLike, what: str, max_bytes: int) -> bytes:
+    """The bytes of the input file `path` that `what` (a flag or a description) names: only a regular file, or a link
+    to one, of at most `max_bytes`; GanprintError naming `what` and the path otherwise.
+
+    The size is checked from stat before anything is read and at most max_bytes + 1 bytes are read (a file that
+    grows meanwhile is refused too); the file is opened without blocking and checked again by its descriptor, so a
+    FIFO never hangs the reader and a device (/dev/zero) is never read.
+    """
+    try:
+        st = os.stat(path)  # follows links: a link to a regular file is one
+    except FileNotFoundError:
+        raise _input_error(what, path, "does not exist") from None
+    except OSError as e:
+        raise _input_error(what, path, f"cannot be read: {e.strerror or e}") from None
+    _check_input_stat(st, what, path, max_bytes)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise _input_error(what, path, f"cannot be read: {e.strerror or e}") from None
+    try:
+        _check_input_stat(os.fstat(fd), what, path, max_bytes)  # the file opened is the file checked
+        chunks, n = [], 0
+        while n <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - n))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            n += len(chunk)
+    except OSError as e:
+        raise _input_error(what, path, f"cannot be read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    if n > max_bytes:
+        raise _input_error(what, path, f"grew past {max_bytes} bytes while it was read; give a finished file")
+    return b"".join(chunks)
+
+
+def _check_input_stat(st: os.stat_result, what: str, path: str | os.PathLike, max_bytes: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise _input_error(what, path, f"is not a regular file but a {_kind_of(st.st_mode)}; give a file")
+    if st.st_size > max_bytes:
+        raise _input_error(what, path, f"is {st.st_size} bytes, more than the {max_bytes} bytes ganprint reads "
+                                       "from such a file; is it the right file?")
+
+
+def read_input_text(path: str | os.PathLike, what: str, max_bytes: int, errors: str = "strict") -> str:
+    """`read_input_bytes` decoded as UTF-8; GanprintError naming `what` and the path when it is not UTF-8 text."""
+    data = read_input_bytes(path, what, max_bytes)
+    try:
+        return data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as e:
+        raise _input_error(what, path, f"is not UTF-8 text (byte {e.start}); give a text file") from None
+
+
+def read_input_json(path: str | os.PathLike, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
+    """`read_input_text` parsed as JSON; GanprintError naming `what` and the path when it is not JSON."""
+    text = read_input_text(path, what, max_bytes)
+    try:
+        return json.loads(text)
+    except ValueError as e:  # RecursionError is not one: JSON nested deeper than the interpreter allows
+        raise _input_error(what, path, f"is not valid JSON ({e})") from None
+    except RecursionError:
+        raise _input_error(what, path, "is JSON nested too deeply to read") from None
+
+
+# --- files that must never replace another: issued models ---------------------------------------------------------
+
+
+def write_new_file(path: str | os.PathLike, data: bytes) -> None:
+    """Create `path` with `data` and flush it to disk; FileExistsError if anything is there already (O_EXCL).
+
+    A partial file is removed when the write fails (a full disk); the caller decides what a kill leaves behind.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o666)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+
+
+def rename_no_replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename `src` to `dst` unless `dst` exists (FileExistsError then; src is kept); never replaces a file.
+
+    A hard link then an unlink: a kill between them leaves both names for the same file. File systems without hard
+    links get `dst` created exclusively first (so it was ours) and `src` renamed onto it.
+    """
+    try:
+        os.link(src, dst)
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+        os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))
+        os.replace(src, dst)
+    else:
+        os.unlink(src)
+    fsync_dir(os.path.dirname(os.fspath(dst)) or ".")
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (a new or renamed file's name) to disk, where the platform allows it."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -18,7 +18,6 @@ Layout: `OUT/images.npy` uint8 [N, R, R, 3]; `OUT/dataset.json`
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import shutil
@@ -31,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import atomic_write_json, check_writable_dir
+from ganprint.core.files import atomic_write_json, check_writable_dir, read_input_json
 from ganprint.core.images import preprocess, read_image
 from ganprint.data.listing import list_images
 
@@ -59,8 +58,8 @@ def is_packed(path: str | os.PathLike) -> bool:
     if not (p.is_dir() and manifest.is_file() and (p / IMAGES).is_file()):
         return False
     try:
-        meta = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        meta = read_input_json(manifest, "manifest")
+    except (OSError, ValueError):  # GanprintError is a ValueError
         return False
     return isinstance(meta, dict) and meta.get("format") == FORMAT
 
@@ -72,7 +71,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
         raise PackedDatasetError(
             f"{p} is not a ganprint packed data set (expected {MANIFEST} with format '{FORMAT}' and {IMAGES}); "
             "create one with `ganprint dataset from-images` or `ganprint dataset celeba`")
-    meta = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
+    meta = read_input_json(p / MANIFEST, "manifest")
     if int(meta.get("version", 0)) > VERSION:
         raise PackedDatasetError(f"{p} has packed format version {meta['version']}; this ganprint reads <= {VERSION}")
     return meta

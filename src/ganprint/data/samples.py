@@ -32,7 +32,7 @@ import numpy as np
 
 from ganprint._version import __version__
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir
+from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir, read_input_json
 from ganprint.core.images import read_image, resize, write_png
 from ganprint.core.seeds import derive_seed
 from ganprint.data.folders import list_images
@@ -237,7 +237,7 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
     old_count = 0
     if outdir.exists():
         if meta_path.is_file():
-            old = json.loads(meta_path.read_text(encoding="utf-8"))
+            old = read_input_json(meta_path, "the samples record")
             old_count = int(old.get("count", 0))
             if old.get("params") != params:
                 raise GanprintError(

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from ganprint.core import dist
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import atomic_path
+from ganprint.core.files import atomic_path, read_input_json
 from ganprint.core.runtime import resolve_device
 from ganprint.core.seeds import derive_seed
 from ganprint.data.folders import open_image_dataset
@@ -113,8 +113,8 @@ def _recorded_data(outdir: Path, config: dict) -> dict:
     """`config` without its data path when `outdir` holds a run written before config.json recorded it (so that it
     still resumes); an unreadable config.json is left to the config guard's error."""
     try:
-        old = json.loads((outdir / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        old = read_input_json(outdir / CONFIG_FILE, "the run's config")
+    except (OSError, ValueError):  # GanprintError is a ValueError
         return config
     return config if not isinstance(old, dict) or "data" in old else {k: v for k, v in config.items() if k != "data"}
 

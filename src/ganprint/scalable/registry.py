@@ -8,8 +8,9 @@ COMMIT: `BEGIN IMMEDIATE` on SQLite (its single write lock), a transaction-scope
 (`pg_advisory_xact_lock`, released by COMMIT, ROLLBACK or a dropped connection). Two processes issuing at
 once therefore never hand out the same fingerprint or two closer than the minimum distance. A caller can
 pass `finalize`, run inside that transaction after the row is inserted and before COMMIT (issue.py writes
-the model file there): if it fails, or the process dies, the row is never committed, so a listed record is
-always complete.
+the model's pending file there): if it fails, or the process dies, the row is never committed. When the
+connection fails during COMMIT itself, the registry is asked again whether the row committed (`committed`);
+issue.py builds "a row iff its file" on top of this.
 
 Minimum distance. Two issued K-bit fingerprints at Hamming distance d can be told apart by nearest-neighbour
 decoding as long as fewer than d/2 bits are decoded wrongly. The default `default_min_distance(K) = K // 4`
@@ -18,8 +19,18 @@ reach) before two models could be confused. It costs almost nothing in capacity:
 strings are closer than 32 with probability P[Bin(128, 1/2) <= 31] ~ 6e-9, so even with a million issued
 fingerprints a fresh random draw is rejected (and redrawn) well under 1% of the time.
 
-SQLite files use the rollback journal (not WAL), and read-only use opens them with `mode=ro`, so reading a
-registry never creates files beside it and works on a read-only file or folder.
+SQLite. The file is only ever opened by SQLite. POSIX record locks, which SQLite takes to serialise writers,
+belong to the process and are all released when the process closes *any* descriptor of the file; a plain open()
+and close() of the database (to read its header, hash or copy it) in one thread would silently drop the write
+lock that another thread holds, and a second process would then write at the same time and corrupt the file.
+SQLite itself defers such closes while locks are held, so every read here goes through it
+(tests/scalable/test_registry.py::test_a_read_in_another_thread_keeps_the_write_lock).
+
+The journal is the rollback journal (journal_mode=DELETE), not WAL: read-only use then opens the file with
+`mode=ro`, takes only a shared lock and creates no file beside it (it also works on a read-only file or folder),
+where a WAL reader would have to create and write -wal/-shm files. Both modes rely on the same POSIX locks, so both
+are safe only for processes of one machine on a local disk; a registry on a network file system (NFS, SMB, 9p,
+sshfs ...) is refused for writing and serving (`ganprint.core.mounts`): use PostgreSQL there.
 """
 
 from __future__ import annotations
@@ -32,8 +43,10 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import sqlite3
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -44,9 +57,11 @@ import torch
 
 from ganprint.core.artifacts import read_metadata
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import atomic_write_json, sha256_file
+from ganprint.core.files import MAX_LIST_BYTES, atomic_write_json, read_input_json, sha256_file
 from ganprint.core.fingerprints import FingerprintError, bits_to_hex, pack_bits, parse_bits, unpack_bits
 from ganprint.core.hamming import hamming_to_all
+from ganprint.core.mounts import network_filesystem
+from ganprint.scalable.registry_dump import validate_dump
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +101,16 @@ assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 class RegistryError(GanprintError):
     """A registry that cannot be used, or a fingerprint that cannot be issued."""
+
+
+class CommitUnknown(RegistryError):
+    """The connection was lost while COMMIT of an issue was under way and the registry could not be asked afterwards
+    whether it committed: the caller keeps what it wrote for the row, and a repair decides later."""
+
+
+# SQLite's extended result codes (sqlite3.Error.sqlite_errorcode, Python >= 3.11)
+_SQLITE_IOERR_LOCK = 3850  # a lock that a read-only descriptor cannot take: a WAL file opened in exclusive mode
+_SQLITE_READONLY_ROLLBACK = 776  # a hot journal, which a read-only connection cannot roll back
 
 
 def default_min_distance(k: int) -> int:
@@ -173,47 +198,100 @@ class _SQLite:
     def __init__(self, path: Path):
         self.path = path
         self.where = str(path)
+        self._local_checked = False
 
     def exists(self) -> bool:
         return self.path.exists()
+
+    def require_local(self) -> None:
+        """Refuse a registry on a network file system, where SQLite's locks do not serialise writers."""
+        if self._local_checked:
+            return
+        fstype = network_filesystem(self.path)
+        if fstype is not None:
+            raise RegistryError(f"registry {self.path} is on a {fstype} file system, shared over the network, where "
+                                "SQLite's locks do not keep two writers apart; put it on a local disk, or use a "
+                                "PostgreSQL registry (--registry postgresql://...) to share it between machines")
+        self._local_checked = True
+
+    def owns(self, path: str | os.PathLike) -> bool:
+        """Whether `path` is the database file or one of its -journal/-wal/-shm files (which only SQLite opens)."""
+        for name in (self.path, *(Path(f"{self.path}{s}") for s in ("-journal", "-wal", "-shm"))):
+            with contextlib.suppress(OSError):
+                if os.path.samefile(path, name):
+                    return True
+        return False
 
     @contextlib.contextmanager
     def connect(self, write: bool) -> Iterator[_Con]:
         if self.path.is_dir():
             raise RegistryError(f"registry {self.path} is a directory; give a file path such as registry.sqlite")
         if write:
+            self.require_local()
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise RegistryError(f"cannot create the folder of registry {self.path}: {e.strerror}") from None
-            uri = f"file:{quote(str(self.path.resolve()))}"
+            raw = self._open(f"file:{quote(str(self.path.resolve()))}")
         else:
-            uri = f"file:{quote(str(self.path.resolve()))}?{self._read_mode()}"
+            raw = self._open_read()
         try:
-            # isolation_level=None: BEGIN/COMMIT are ours; the long timeout waits for concurrent issuers.
-            raw = sqlite3.connect(uri, uri=True, timeout=120.0, isolation_level=None)
-        except sqlite3.OperationalError as e:
-            raise RegistryError(f"cannot open registry {self.path}: {e}") from None
-        try:
-            raw.execute("PRAGMA busy_timeout=120000")
             yield _Con(raw, False)
         except sqlite3.DatabaseError as e:
             raise RegistryError(f"{self.path} is not a usable ganprint registry (SQLite said: {e})") from None
         finally:
             raw.close()
 
-    def _read_mode(self) -> str:
-        # A WAL-mode file (older registries) read with mode=ro would create -wal/-shm beside it, and fails where
-        # it cannot; with no -wal present no writer is active, so it can be read as immutable.
+    def _open(self, uri: str) -> sqlite3.Connection:
         try:
-            with open(self.path, "rb") as f:
-                header = f.read(20)
-        except OSError as e:
-            raise RegistryError(f"cannot read registry {self.path}: {e.strerror}") from None
-        wal = len(header) == 20 and header[18] == 2
-        if wal and not Path(f"{self.path}-wal").exists():
-            return "immutable=1"
-        return "mode=ro"
+            # isolation_level=None: BEGIN/COMMIT are ours; the long timeout waits for concurrent issuers.
+            raw = sqlite3.connect(uri, uri=True, timeout=120.0, isolation_level=None)
+            raw.execute("PRAGMA busy_timeout=120000")
+        except sqlite3.DatabaseError as e:
+            raise RegistryError(f"cannot open registry {self.path}: {e}") from None
+        return raw
+
+    def _open_read(self) -> sqlite3.Connection:
+        """A read-only connection that creates no file beside the database (see the module docstring).
+
+        The file's journal mode is learnt from SQLite, never by reading the file: with no -wal file beside it, a
+        connection in exclusive locking mode reads a rollback-journal file under one shared lock (held until it
+        closes), and fails with SQLITE_IOERR_LOCK, creating nothing, on a file left in WAL mode by an older
+        ganprint; such a file has no writer (a WAL writer keeps -wal open), so it is then read as immutable.
+        """
+        base = f"file:{quote(str(self.path.resolve()))}"
+        if os.path.exists(f"{self.path}-wal"):  # a WAL file in use: its -wal and -shm exist already
+            return self._open(base + "?mode=ro")
+        raw = self._open(base + "?mode=ro")
+        try:
+            raw.execute("PRAGMA locking_mode=EXCLUSIVE")
+            raw.execute("PRAGMA schema_version").fetchone()  # reads the header: the mode, or a hot journal
+            return raw
+        except sqlite3.DatabaseError as e:
+            raw.close()
+            code = _sqlite_code(e)
+            if code == _SQLITE_IOERR_LOCK:
+                return self._open(base + "?immutable=1")
+            if code != _SQLITE_READONLY_ROLLBACK:
+                raise RegistryError(f"{self.path} is not a usable ganprint registry (SQLite said: {e})") from None
+        self._roll_back_hot_journal()
+        return self._open(base + "?mode=ro")
+
+    def _roll_back_hot_journal(self) -> None:
+        # A writer was killed mid-transaction and left a hot -journal, which only a writable connection rolls back
+        # (SQLite does so on its first read); a read-only file cannot be read until a writer has opened it.
+        if not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK | os.X_OK)):
+            raise RegistryError(f"registry {self.path} holds an unfinished transaction of a writer that was killed "
+                                f"({self.path.name}-journal), which only a writable registry can roll back; run "
+                                f"`ganprint registry migrate {self.path}` where the file is writable")
+        raw = self._open(f"file:{quote(str(self.path.resolve()))}")
+        try:
+            raw.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise RegistryError(f"{self.path} is not a usable ganprint registry (SQLite said: {e})") from None
+        finally:
+            raw.close()
+        log.warning("registry %s: rolled back the unfinished transaction of a killed writer", self.path)
 
     def init_schema(self, con: _Con) -> None:
         mode = con.execute("PRAGMA journal_mode").fetchone()[0]
@@ -223,6 +301,14 @@ class _SQLite:
 
     def table_exists(self, con: _Con, name: str) -> bool:
         return con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+
+
+def _sqlite_code(e: sqlite3.Error) -> int | None:
+    code = getattr(e, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is None:  # older Pythons: the primary code's message
+        code = {"disk I/O error": _SQLITE_IOERR_LOCK,
+                "attempt to write a readonly database": _SQLITE_READONLY_ROLLBACK}.get(str(e))
+    return code
 
 
 class _Postgres:
@@ -235,6 +321,12 @@ class _Postgres:
 
     def exists(self) -> bool:
         return True
+
+    def require_local(self) -> None:
+        pass
+
+    def owns(self, path: str | os.PathLike) -> bool:
+        return False
 
     @contextlib.contextmanager
     def connect(self, write: bool) -> Iterator[_Con]:
@@ -286,6 +378,8 @@ class Registry:
 
     `create=False` opens an existing registry for reading without changing anything (no schema creation, no
     migration, no files beside a SQLite file); the first write migrates the schema to the current version.
+    Every row read is checked against the schema's types, so a hand-edited or damaged registry is one
+    RegistryError naming it, never a wrong answer or a traceback.
     """
 
     def __init__(self, url: str | os.PathLike, create: bool = True):
@@ -320,20 +414,36 @@ class Registry:
         """The registry's location without credentials, for messages."""
         return self._db.where
 
+    def require_local(self) -> None:
+        """Refuse a SQLite registry on a network file system (see the module docstring); nothing for PostgreSQL."""
+        self._db.require_local()
+
+    def owns(self, path: str | os.PathLike) -> bool:
+        """Whether `path` is one of the registry's own database files, which nothing but SQLite may open."""
+        return self._db.owns(path)
+
     # --- schema ------------------------------------------------------------------------------------------
 
     def schema_version(self) -> int:
         """The schema version stored in the registry (0 for an empty database)."""
         with self._db.connect(write=False) as con:
-            return _stored_version(self._db, con)
+            return self._version(con)
 
     def migrate(self) -> tuple[int, int]:
-        """Bring the schema to SCHEMA_VERSION in one locked transaction; returns (version before, after)."""
+        """Bring the schema to SCHEMA_VERSION and give the registry its id, in one locked transaction (skipped when
+        a read shows both done); returns (version before, after)."""
+        if self._db.exists():
+            with self._read() as con:
+                before = self._version(con)
+                done = before == SCHEMA_VERSION and self._meta(con, "registry_id") is not None
+            if done:
+                self._ready = True
+                return before, before
         with self._db.connect(write=True) as con:
             self._db.init_schema(con)
             con.begin_issue()  # the issue lock also serialises concurrent migrations
             try:
-                before = _stored_version(self._db, con)
+                before = self._version(con)
                 self._check_version(before)
                 if before == 0:
                     con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -344,6 +454,8 @@ class Registry:
                     con.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 elif before < SCHEMA_VERSION:
                     con.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+                con.execute("INSERT INTO meta (key, value) VALUES ('registry_id', ?) ON CONFLICT (key) DO NOTHING",
+                            (secrets.token_hex(8),))
                 con.execute("COMMIT")
             except BaseException:
                 _rollback(con)
@@ -352,6 +464,20 @@ class Registry:
             log.info("registry %s: schema %d -> %d", self._db.where, before, SCHEMA_VERSION)
         self._ready = True
         return before, SCHEMA_VERSION
+
+    def identity(self, create: bool = True) -> str | None:
+        """The registry's random id (16 hex digits, kept in its meta table from its first write), which issued
+        file names carry so that two registries never name a file alike; None for a registry never written and
+        `create=False`."""
+        with self._read() as con:
+            rid = self._meta(con, "registry_id") if self._version(con) else None
+        if rid is None and create:
+            self.migrate()
+            with self._read() as con:
+                rid = self._meta(con, "registry_id")
+        if rid is not None and not _REGISTRY_ID.fullmatch(rid):
+            raise self._damaged(f"meta.registry_id is {rid!r:.60}, not 16 hex digits")
+        return rid
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[_Con]:
@@ -368,13 +494,91 @@ class Registry:
     def _has(self, con: _Con, table: str) -> bool:
         return self._db.table_exists(con, table)
 
+    # --- checked reading of rows -------------------------------------------------------------------------
+
+    def _damaged(self, what: str) -> RegistryError:
+        return RegistryError(f"registry {self._db.where}: {what}; the registry was edited or damaged: restore it from "
+                             "a backup or a `ganprint registry export`")
+
+    def _version(self, con: _Con) -> int:
+        if not self._db.table_exists(con, "meta"):
+            return 0
+        row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            return 0
+        if not (isinstance(row[0], str) and re.fullmatch(r"[0-9]{1,9}", row[0]) and int(row[0]) >= 1):
+            raise self._damaged(f"meta.schema_version is {row[0]!r:.60}, not a version number")
+        return int(row[0])
+
+    def _meta(self, con: _Con, key: str) -> str | None:
+        row = con.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        if row is not None and not isinstance(row[0], str):
+            raise self._damaged(f"meta.{key} is {row[0]!r:.60}, not text")
+        return None if row is None else row[0]
+
+    def _k(self, con: _Con) -> int | None:
+        value = self._meta(con, "bit_length")
+        if value is not None and not (re.fullmatch(r"[0-9]{1,6}", value) and int(value) >= 1):
+            raise self._damaged(f"meta.bit_length is {value!r:.60}, not a number of bits")
+        return None if value is None else int(value)
+
+    def _checked(self, table: str, columns: str, types: tuple, row: tuple, k: int | None = None) -> tuple:
+        """`row` of `table` when each value has its column's type (and a fingerprint row the registry's K)."""
+        for name, want, value in zip(columns.split(", "), types, row):
+            if type(value) not in want:
+                kinds = " or ".join("NULL" if t is type(None) else t.__name__ for t in want)
+                raise self._damaged(f"{table} row {row[0]!r:.30}: column {name} holds {value!r:.60}, not {kinds}")
+        if table == "fingerprints" and row[2] != k:
+            raise self._damaged(f"fingerprints row {row[0]}: bit_length {row[2]} is not the registry's {k}")
+        return row
+
+    def _issued_rows(self, con: _Con, where: str = "", params: tuple = ()) -> list[Issued]:
+        k = self._k(con)
+        rows = con.execute(f"SELECT {_COLUMNS}, packed FROM fingerprints {where} ORDER BY fp_id", params).fetchall()
+        out = []
+        for r in rows:
+            rec = Issued(*self._checked("fingerprints", _COLUMNS, _FP_TYPES, tuple(r[:-1]), k))
+            if _packed_of(rec.bits_hex, k) != (bytes(r[-1]) if isinstance(r[-1], (bytes, memoryview)) else None):
+                # attribution searches `packed`, messages show bits_hex: the two must say the same
+                raise self._damaged(f"fingerprints row {rec.fp_id}: bits_hex {rec.bits_hex!r:.60} and packed do not "
+                                    f"hold the same {k} bits")
+            out.append(rec)
+        return out
+
+    def _dataset_rows(self, con: _Con) -> list[Dataset]:
+        if not self._has(con, "datasets"):
+            return []
+        out = []
+        for r in con.execute(f"SELECT {_DS_COLUMNS} FROM datasets ORDER BY ds_id").fetchall():
+            ds = Dataset(*self._checked("datasets", _DS_COLUMNS, _DS_TYPES, tuple(r)))
+            try:
+                parse_bits(ds.bits_hex, ds.bit_length)
+            except FingerprintError:
+                raise self._damaged(f"datasets row {ds.ds_id}: bits_hex {ds.bits_hex!r:.60} does not hold "
+                                    f"{ds.bit_length} bits") from None
+            out.append(ds)
+        return out
+
+    def _load_packed(self, con: _Con) -> tuple[np.ndarray, np.ndarray]:
+        k = self._k(con)
+        rows = con.execute("SELECT fp_id, packed FROM fingerprints ORDER BY fp_id").fetchall()
+        if k is None and rows:
+            raise self._damaged("fingerprints has rows but meta.bit_length is missing")
+        nbytes = (k + 7) // 8 if k else 0
+        for fp_id, blob in rows:
+            if type(fp_id) is not int or not isinstance(blob, (bytes, memoryview)) or len(blob) != nbytes:
+                raise self._damaged(f"fingerprints row {fp_id!r:.30}: column packed is not {nbytes} bytes of "
+                                    f"{k} bits")
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        packed = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.uint8).reshape(len(rows), nbytes)
+        return ids, packed
+
     # --- reading -------------------------------------------------------------------------------------------
 
     def bit_length(self) -> int | None:
         """K of this registry's model fingerprints (fixed by its first one), or None while empty."""
         with self._read() as con:
-            row = con.execute("SELECT value FROM meta WHERE key='bit_length'").fetchone()
-        return int(row[0]) if row else None
+            return self._k(con)
 
     def __len__(self) -> int:
         with self._read() as con:
@@ -383,22 +587,23 @@ class Registry:
     def list(self) -> list[Issued]:
         """Every issued fingerprint, in issue order."""
         with self._read() as con:
-            rows = con.execute(f"SELECT {_COLUMNS} FROM fingerprints ORDER BY fp_id").fetchall()
-        return [Issued(*r) for r in rows]
+            return self._issued_rows(con)
 
     def get(self, fp_id: int) -> Issued:
         """The row with `fp_id`; RegistryError when absent."""
-        with self._read() as con:
-            row = con.execute(f"SELECT {_COLUMNS} FROM fingerprints WHERE fp_id=?", (int(fp_id),)).fetchone()
-        if row is None:
+        fp_id = int(fp_id)
+        if not 0 <= fp_id < 2**63:
             raise RegistryError(f"registry {self._db.where} has no fingerprint with id {fp_id}")
-        return Issued(*row)
+        with self._read() as con:
+            rows = self._issued_rows(con, "WHERE fp_id=?", (fp_id,))
+        if not rows:
+            raise RegistryError(f"registry {self._db.where} has no fingerprint with id {fp_id}")
+        return rows[0]
 
     def packed(self) -> tuple[np.ndarray, np.ndarray]:
         """(fp_ids int64 [N], packed bits uint8 [N, ceil(K/8)]) of every issued fingerprint, for Hamming search."""
         with self._read() as con:
-            row = con.execute("SELECT value FROM meta WHERE key='bit_length'").fetchone()
-            return _load_packed(con, int(row[0]) if row else 0)
+            return self._load_packed(con)
 
     def revision(self) -> tuple[int, ...]:
         """A cheap value that changes whenever a fingerprint or data set is added (rows are never edited)."""
@@ -411,10 +616,11 @@ class Registry:
     def datasets(self) -> list[Dataset]:
         """Every registered data-set fingerprint, in registration order."""
         with self._read() as con:
-            if not self._has(con, "datasets"):
-                return []
-            rows = con.execute(f"SELECT {_DS_COLUMNS} FROM datasets ORDER BY ds_id").fetchall()
-        return [Dataset(*r) for r in rows]
+            return self._dataset_rows(con)
+
+    def check(self) -> None:
+        """Read every row once through the checks (a server does before it starts): RegistryError if any fails."""
+        self.export()
 
     # --- writing -------------------------------------------------------------------------------------------
 
@@ -431,7 +637,9 @@ class Registry:
                 fingerprint; default `default_min_distance(K)`.
             finalize: called with the new row before COMMIT; returns (issued_path, issued_sha256) to record.
                 If it raises, nothing is recorded.
-        Raises RegistryError when the fingerprint is a duplicate / too close, or K mismatches the registry.
+        Raises RegistryError when the fingerprint is a duplicate / too close, or K mismatches the registry. When
+        the connection fails during COMMIT, the registry is asked again whether the row committed: the row is
+        returned if it did, RegistryError raised if it did not, and CommitUnknown when it cannot be reached.
         """
         if isinstance(bits, str):
             bits = parse_bits(bits, bit_length)
@@ -449,18 +657,61 @@ class Registry:
                     rec.issued_path, rec.issued_sha256 = finalize(rec)
                     con.execute("UPDATE fingerprints SET issued_path=?, issued_sha256=? WHERE fp_id=?",
                                 (rec.issued_path, rec.issued_sha256, rec.fp_id))
-                con.execute("COMMIT")
             except BaseException:
                 _rollback(con)
                 raise
+            lost = _commit(con)
+        if lost is not None:
+            self._settle_lost_commit(rec, lost)
         log.info("issued fingerprint #%d %s (nearest earlier: %s bits away)", rec.fp_id, rec.bits_hex,
                  rec.min_distance)
         return rec
 
+    def _settle_lost_commit(self, rec: Issued, lost: BaseException) -> None:
+        """Return when `rec` committed although its COMMIT failed; raise when it did not or nobody can tell."""
+        reason = str(lost).strip().splitlines()[0] if str(lost).strip() else type(lost).__name__
+        committed = self.committed(rec) if isinstance(lost, Exception) else None
+        if committed:
+            log.warning("registry %s: the connection failed during COMMIT of #%d (%s), but the row committed",
+                        self._db.where, rec.fp_id, reason)
+            return
+        if committed is None:
+            raise CommitUnknown(f"registry {self._db.where}: the connection failed during COMMIT of model #{rec.fp_id} "
+                                f"({reason}) and the registry cannot be asked whether it committed; its file is "
+                                f"kept, and `ganprint registry repair` completes or removes it once the registry "
+                                f"answers") from None
+        raise RegistryError(f"registry {self._db.where}: the issue of #{rec.fp_id} did not commit ({reason}); "
+                            "nothing was recorded, try again") from None
+
+    def committed(self, rec: Issued, tries: int = 3) -> bool | None:
+        """Whether the row `rec` (same id, fingerprint and file digest) is in the registry, asked on a new
+        connection up to `tries` times; None when the registry cannot be reached."""
+        for attempt in range(tries):
+            try:
+                with self._read() as con:
+                    row = con.execute("SELECT bits_hex, issued_sha256 FROM fingerprints WHERE fp_id=?",
+                                      (rec.fp_id,)).fetchone()
+                return row is not None and (row[0], row[1]) == (rec.bits_hex, rec.issued_sha256)
+            except RegistryError as e:
+                log.warning("registry %s: cannot learn whether #%d committed (%s)", self._db.where, rec.fp_id, e)
+                if attempt + 1 < tries:
+                    time.sleep(0.5 * 2**attempt)
+        return None
+
+    @contextlib.contextmanager
+    def issue_locked(self) -> Iterator["LockedView"]:
+        """Hold the issue lock (no issue can be between its insert and its COMMIT meanwhile) and read through it;
+        nothing is written. A repair of issued files decides under it which files have a committed row."""
+        with self._write() as con:
+            con.begin_issue()
+            try:
+                yield LockedView(self, con)
+            finally:
+                _rollback(con)
+
     def _insert_issued(self, con: _Con, bits, bit_length, who, notes, model_sha256, min_distance,
                        max_tries) -> Issued:
-        row = con.execute("SELECT value FROM meta WHERE key='bit_length'").fetchone()
-        k_reg = int(row[0]) if row else None
+        k_reg = self._k(con)
         k = bit_length if bit_length is not None else k_reg
         if k is None:
             raise RegistryError("the registry is empty, so the fingerprint length must be given (bit_length)")
@@ -470,7 +721,7 @@ class Registry:
         dmin = default_min_distance(k) if min_distance is None else int(min_distance)
         if not 0 <= dmin <= k:
             raise RegistryError(f"--min-distance must be in [0, {k}], got {dmin}")
-        _, db = _load_packed(con, k)
+        _, db = self._load_packed(con)
         for _attempt in range(max_tries if bits is None else 1):
             cand = bits if bits is not None else _random_bits(k)
             packed = pack_bits(cand[None])  # [1, ceil(K/8)]
@@ -519,7 +770,7 @@ class Registry:
             except BaseException:
                 _rollback(con)
                 raise
-        ds = Dataset(*row)
+        ds = Dataset(*self._checked("datasets", _DS_COLUMNS, _DS_TYPES, tuple(row)))
         if (ds.bits_hex, ds.bit_length, ds.decoder_sha256) != (hx, k, decoder_sha256):
             raise RegistryError(f"registry {self._db.where} already has a data set named {name!r} with another "
                                 f"fingerprint or decoder; choose another --name")
@@ -542,31 +793,35 @@ class Registry:
         with self._read() as con:
             if not self._has(con, "tokens"):
                 return None
-            row = con.execute("SELECT name, token_hash FROM tokens WHERE token_hash=?", (digest,)).fetchone()
-        return row[0] if row is not None and hmac.compare_digest(row[1], digest) else None
+            row = con.execute("SELECT token_id, name, token_hash FROM tokens WHERE token_hash=?",
+                              (digest,)).fetchone()
+        if row is None:
+            return None
+        self._checked("tokens", "token_id, name, token_hash", _TOKEN_TYPES[:3], tuple(row))
+        return row[1] if hmac.compare_digest(row[2], digest) else None
 
     # --- export / import ------------------------------------------------------------------------------------
 
     def export(self) -> dict:
-        """Everything in the registry as JSON-ready data (token hashes, never tokens)."""
+        """Everything in the registry as JSON-ready data (token hashes, never tokens), every row checked."""
         with self._read() as con:
-            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-            fps = [Issued(*r).to_dict() for r in
-                   con.execute(f"SELECT {_COLUMNS} FROM fingerprints ORDER BY fp_id").fetchall()]
-            ds = ([Dataset(*r).to_dict() for r in
-                   con.execute(f"SELECT {_DS_COLUMNS} FROM datasets ORDER BY ds_id").fetchall()]
-                  if self._has(con, "datasets") else [])
-            tokens = ([dict(zip(("token_id", "name", "token_hash", "created"), r)) for r in
-                       con.execute("SELECT token_id, name, token_hash, created FROM tokens ORDER BY token_id")]
+            k = self._k(con)
+            fps = [r.to_dict() for r in self._issued_rows(con)]
+            ds = [d.to_dict() for d in self._dataset_rows(con)]
+            tokens = ([dict(zip(_TOKEN_COLUMNS.split(", "), self._checked("tokens", _TOKEN_COLUMNS, _TOKEN_TYPES,
+                                                                          tuple(r))))
+                       for r in con.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY token_id")]
                       if self._has(con, "tokens") else [])
-        return {"format": "ganprint-registry", "schema_version": SCHEMA_VERSION,
-                "bit_length": int(meta["bit_length"]) if "bit_length" in meta else None,
+        return {"format": "ganprint-registry", "schema_version": SCHEMA_VERSION, "bit_length": k,
                 "fingerprints": fps, "datasets": ds, "tokens": tokens}
 
-    def import_(self, data: dict) -> dict:
-        """Load an `export()` into this registry, which must hold no fingerprints, data sets or tokens yet."""
-        if data.get("format") != "ganprint-registry":
-            raise RegistryError("the import file is not a ganprint registry export (no format: ganprint-registry)")
+    def import_(self, data: dict, source: str | os.PathLike = "the import", checked: bool = False) -> dict:
+        """Load an `export()` into this registry, which must hold no fingerprints, data sets or tokens yet.
+
+        The whole dump is checked first (`registry_dump.validate_dump`, naming `source`; `checked`: the caller
+        did): nothing is written unless all of it can be."""
+        if not checked:
+            validate_dump(data, source, SCHEMA_VERSION)
         with self._write() as con:
             con.begin_issue()
             try:
@@ -579,34 +834,70 @@ class Registry:
             except BaseException:
                 _rollback(con)
                 raise
-        return {k: len(data.get(k, [])) for k in ("fingerprints", "datasets", "tokens")}
+        return {k: len(data[k]) for k in ("fingerprints", "datasets", "tokens")}
+
+
+class LockedView:
+    """Reads of a registry inside its issue lock (`Registry.issue_locked`)."""
+
+    def __init__(self, registry: Registry, con: _Con):
+        self._registry, self._con = registry, con
+
+    def rows(self) -> dict[int, Issued]:
+        """Every committed row, by id."""
+        return {r.fp_id: r for r in self._registry._issued_rows(self._con)}
+
+    def get(self, fp_id: int) -> Issued | None:
+        """The committed row `fp_id`, or None."""
+        rows = self._registry._issued_rows(self._con, "WHERE fp_id=?", (int(fp_id),))
+        return rows[0] if rows else None
+
+
+_REGISTRY_ID = re.compile(r"[0-9a-f]{16}")
+_TOKEN_COLUMNS = "token_id, name, token_hash, created"
+# The Python type of each column as read (None: the column may be NULL), in the order of the column lists.
+_FP_TYPES: tuple = ((int,), (str,), (int,), (str,), (str,), (str,), (str,), (int, type(None)), (str, type(None)),
+                    (str, type(None)))
+_DS_TYPES: tuple = ((int,), (str,), (str,), (int,), (str,), (str,), (str,), (str,))
+_TOKEN_TYPES: tuple = ((int,), (str,), (str,), (str,))
+
+
+def _packed_of(bits_hex: str, k: int) -> bytes | None:
+    """The `packed` column of a K-bit fingerprint's 0x-hex (pack_bits: big-endian, zero bits after the K), or None
+    when the hex is not K bits of hex."""
+    nbytes = (k + 7) // 8
+    if not re.fullmatch(r"0x[0-9a-f]+", bits_hex) or len(bits_hex) != 2 + -(-k // 4):
+        return None
+    value = int(bits_hex[2:], 16)
+    return (value << (8 * nbytes - k)).to_bytes(nbytes, "big") if value >> k == 0 else None
+
+
+def _commit(con: _Con) -> BaseException | None:
+    """COMMIT; the exception when the connection failed during it (whether the row committed is asked after)."""
+    try:
+        con.execute("COMMIT")
+    except BaseException as e:  # noqa: BLE001 - a lost connection, or an interrupt while COMMIT was under way
+        return e
+    return None
 
 
 def _import_rows(con: _Con, data: dict) -> None:
-    if data.get("bit_length") is not None:
-        con.execute("INSERT INTO meta (key, value) VALUES ('bit_length', ?)", (str(int(data["bit_length"])),))
-    for r in data.get("fingerprints", []):
-        k = int(r["bit_length"])
-        packed = pack_bits(parse_bits(r["bits_hex"], k)[None])[0].tobytes()
+    if data["bit_length"] is not None:
+        con.execute("INSERT INTO meta (key, value) VALUES ('bit_length', ?)", (str(data["bit_length"]),))
+    for r in data["fingerprints"]:
+        packed = pack_bits(parse_bits(r["bits_hex"], r["bit_length"])[None])[0].tobytes()
         con.execute(f"INSERT INTO fingerprints ({_COLUMNS}, packed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    tuple(r[c.strip()] for c in _COLUMNS.split(",")) + (packed,))
-    for r in data.get("datasets", []):
+                    tuple(r[c] for c in _COLUMNS.split(", ")) + (packed,))
+    for r in data["datasets"]:
         con.execute(f"INSERT INTO datasets ({_DS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    tuple(r[c.strip()] for c in _DS_COLUMNS.split(",")))
-    for r in data.get("tokens", []):
-        con.execute("INSERT INTO tokens (token_id, name, token_hash, created) VALUES (?, ?, ?, ?)",
-                    (r["token_id"], r["name"], r["token_hash"], r["created"]))
+                    tuple(r[c] for c in _DS_COLUMNS.split(", ")))
+    for r in data["tokens"]:
+        con.execute(f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?)",
+                    tuple(r[c] for c in _TOKEN_COLUMNS.split(", ")))
     if con.postgres:  # explicit ids leave the identity sequences behind
         for table, col in (("fingerprints", "fp_id"), ("datasets", "ds_id"), ("tokens", "token_id")):
             con.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{col}'),"
                         f" COALESCE((SELECT MAX({col}) FROM {table}), 0) + 1, false)")
-
-
-def _stored_version(db, con: _Con) -> int:
-    if not db.table_exists(con, "meta"):
-        return 0
-    row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    return int(row[0]) if row else 0
 
 
 def _rollback(con: _Con) -> None:
@@ -616,14 +907,6 @@ def _rollback(con: _Con) -> None:
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def _load_packed(con: _Con, k: int) -> tuple[np.ndarray, np.ndarray]:
-    rows = con.execute("SELECT fp_id, packed FROM fingerprints ORDER BY fp_id").fetchall()
-    nbytes = (k + 7) // 8
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    packed = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.uint8).reshape(len(rows), nbytes)
-    return ids, packed
 
 
 def _random_bits(k: int) -> torch.Tensor:
@@ -684,14 +967,13 @@ def export_registry(registry_url: str | os.PathLike, out: str | os.PathLike) -> 
 
 
 def import_registry(dump: str | os.PathLike, registry_url: str | os.PathLike) -> dict:
-    """Load a `export_registry` JSON file into a new registry; returns the row counts."""
-    try:
-        data = json.loads(Path(dump).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise RegistryError(f"cannot read registry export {dump}: {e}") from None
-    if not isinstance(data, dict):
-        raise RegistryError(f"{dump} is not a ganprint registry export")
-    return {"registry": _backend(registry_url).where, **Registry(registry_url).import_(data)}
+    """Load a `export_registry` JSON file into a new registry; returns the row counts.
+
+    The dump is read under the rule for inputs (a regular file of bounded size) and checked whole before the
+    registry is even created."""
+    data = read_input_json(dump, "registry export", MAX_LIST_BYTES)
+    validate_dump(data, dump, SCHEMA_VERSION)
+    return {"registry": _backend(registry_url).where, **Registry(registry_url).import_(data, dump, checked=True)}
 
 
 def create_token(registry_url: str | os.PathLike, name: str) -> str:

@@ -30,8 +30,8 @@ from ganprint.core.hamming import HammingIndex
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value
 from ganprint.nets.onnx import OnnxDecoder, onnx_runtime_for
 from ganprint.scalable.attribute import UNKNOWN, attribute_bits, decode_images
-from ganprint.scalable.issue import issue_loaded
-from ganprint.scalable.registry import Dataset, Issued, Registry
+from ganprint.scalable.issue import issue_loaded, repair_issued
+from ganprint.scalable.registry import CommitUnknown, Dataset, Issued, Registry
 from ganprint.service.config import ServiceConfig
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,7 @@ class Engine:
                                     f"but --scalable-decoder reads {self.k}")
         self._lock = threading.Lock()
         self._issue_lock = threading.Lock()
+        self._unsettled = False
         self._attribute_batcher = _Batcher(self._attribute_now, cfg.batch_size)
         self._checked = 0.0
         self.snapshot = self._read_registry()
@@ -251,8 +252,15 @@ class Engine:
         if self.base is None:
             raise GanprintError("this server has no --base-model, so it cannot issue models")
         with self._issue_lock, torch.no_grad():  # one issue at a time per worker; the registry locks across them
-            row = issue_loaded(self.base, self.base_cfg, self.base_sha, self.registry, self.cfg.models_dir,
-                               who=who, notes=notes, min_distance=self.cfg.min_distance)
+            if self._unsettled:  # a COMMIT whose outcome was unknown left a pending file: settle it first
+                repair_issued(self.registry, self.cfg.models_dir, check_rows=False)
+                self._unsettled = False
+            try:
+                row = issue_loaded(self.base, self.base_cfg, self.base_sha, self.registry, self.cfg.models_dir,
+                                   who=who, notes=notes, min_distance=self.cfg.min_distance)
+            except CommitUnknown:
+                self._unsettled = True
+                raise
         self.sync(force=True)
         return row
 
@@ -261,7 +269,7 @@ class Engine:
         if not rec.issued_path or not rec.issued_sha256:
             return None
         path = Path(rec.issued_path)
-        if not path.is_file() or sha256_file(path) != rec.issued_sha256:
+        if not path.is_file() or self.registry.owns(path) or sha256_file(path) != rec.issued_sha256:
             return None
         return path
 

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 
 from ganprint.core.errors import GanprintError
+from ganprint.scalable.issue import repair_issued
 from ganprint.scalable.registry import Registry
 from ganprint.service.config import ENV_CONFIG, ServiceConfig
 from ganprint.service.engine import check_model_kinds
@@ -27,7 +28,11 @@ def serve(cfg: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers
         raise GanprintError("ganprint serve needs the service extra: pip install 'ganprint[service]'") from None
     cfg.validate()
     check_model_kinds(cfg)
-    Registry(cfg.registry, create=cfg.base_model is not None)  # reachable, and created/migrated when issuing
+    registry = Registry(cfg.registry, create=cfg.base_model is not None)  # reachable; created/migrated to issue
+    registry.require_local()  # several servers, or workers, share it: never a SQLite file on a network file system
+    registry.check()  # every row readable: a damaged registry is one line here, not a traceback in each worker
+    if cfg.base_model is not None:  # row iff file: settle what a killed server left in --models-dir
+        repair_issued(registry, cfg.models_dir)
     if workers < 1:
         raise GanprintError(f"--workers must be >= 1, got {workers}")
     os.environ[ENV_CONFIG] = cfg.to_env()

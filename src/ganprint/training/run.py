@@ -20,7 +20,8 @@ from safetensors import SafetensorError
 from ganprint.core import dist
 from ganprint.core.artifacts import save_export
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import append_jsonl, atomic_write_json, atomic_write_text
+from ganprint.core.files import (MAX_LIST_BYTES, append_jsonl, atomic_write_json, atomic_write_text, read_input_json,
+                                 read_input_text)
 from ganprint.core.runtime import git_sha
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,12 @@ def config_differences(old: dict, new: dict, runtime_fields: Iterable[str] = ())
 def guard_config(outdir: Path, config: dict, runtime_fields: Iterable[str] = ()) -> None:
     """Refuse to continue a run in `outdir` whose config.json holds other settings (naming the fields)."""
     path = outdir / CONFIG_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return
     try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise GanprintError(f"{path} is not valid JSON; remove it or use another --outdir") from None
+        old = read_input_json(path, "the run's config")
+    except GanprintError as e:
+        raise GanprintError(f"{e}; remove it or use another --outdir") from None
     diff = config_differences(old, config, runtime_fields)
     if diff:
         raise GanprintError(f"--outdir {outdir} holds a run with a different config ({'; '.join(diff)}); "
@@ -108,7 +109,7 @@ def truncate_jsonl(path: Path, step: int, key: str = "step") -> int:
     if not path.is_file():
         return 0
     kept, dropped = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_input_text(path, "the run's log", MAX_LIST_BYTES, errors="replace").splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
