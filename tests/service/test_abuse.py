@@ -121,12 +121,17 @@ def test_api_docs_load_only_from_this_server(server):
             assert c.get(u).status_code == 200, u
 
 
-def test_an_unusable_registry_gets_503_without_its_location(models, tmp_path):
+def test_registry_errors_map_to_statuses_by_kind_and_503_shows_no_location(models, tmp_path):
     reg = tmp_path / "private-location" / "reg.sqlite"
     reg.parent.mkdir()
     shutil.copy(models["registry"], reg)
-    srv = Server(["--registry", str(reg), "--scalable-decoder", str(models["decoder"])], tmp_path / "s.log")
+    srv = Server(["--registry", str(reg), "--scalable-decoder", str(models["decoder"]), "--base-model",
+                  str(models["G"]), "--models-dir", str(tmp_path / "issued"), "--min-distance", "32"],
+                 tmp_path / "s.log")
     try:
+        with srv.client() as c:  # 32 of 32 bits from both issued fingerprints: none left (RegistryExhausted)
+            r = c.post("/v1/issue", json={"who": "x"}, headers={"Authorization": f"Bearer {models['token']}"})
+            assert r.status_code == 409 and "--min-distance" in r.json()["error"], r.text
         reg.write_bytes(b"this is not a database" * 100)
         with srv.client() as c:
             r = c.get("/readyz")
