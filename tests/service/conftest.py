@@ -19,7 +19,8 @@ def models(tmp_path_factory, tiny_stega_model):
     m = make_models(root)
     register_dataset(m["registry"], "faces", "0x" + "3c" * 1, tiny_stega_model)
     m["stega"] = tiny_stega_model
-    m["token"] = Registry(m["registry"]).create_token("tests")
+    m["token"] = Registry(m["registry"]).create_token("tests")  # issue + download:all (LEGACY_SCOPES)
+    m["metrics_token"] = Registry(m["registry"]).create_token("prometheus", ["metrics"])
     return m
 
 

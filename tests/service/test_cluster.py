@@ -26,10 +26,11 @@ def cluster(tmp_path_factory, postgres_server):
     root = tmp_path_factory.mktemp("cluster")
     m = make_models(root, registry=url)
     token = Registry(url).create_token("cluster")
+    watch = {"Authorization": f"Bearer {Registry(url).create_token('watch', ['metrics'])}"}  # /readyz details
     args = ["--registry", url, "--scalable-decoder", str(m["decoder"]), "--base-model", str(m["G"]),
             "--models-dir", str(root / "shared-issued"), "--sync-seconds", "1"]
     servers = [Server(args, root / f"server{i}.log") for i in range(2)]
-    yield {"url": url, "servers": servers, "args": args, "root": root, "token": token, "models": m}
+    yield {"url": url, "servers": servers, "args": args, "root": root, "token": token, "models": m, "watch": watch}
     for s in servers:
         s.stop()
 
@@ -44,11 +45,11 @@ def _issue(server: Server, token: str, who: str) -> dict:
 def test_a_model_issued_on_one_server_is_known_to_the_other_within_the_bound(cluster):
     a, b = cluster["servers"]
     with b.client() as c:
-        before = c.get("/readyz").json()["issued_models"]
+        before = c.get("/readyz", headers=cluster["watch"]).json()["issued_models"]
     new = _issue(a, cluster["token"], "dora")
     t0 = time.monotonic()
     with b.client() as c:
-        while c.get("/readyz").json()["issued_models"] != before + 1:
+        while c.get("/readyz", headers=cluster["watch"]).json()["issued_models"] != before + 1:
             assert time.monotonic() - t0 < 5, "server B did not see the new model"
             time.sleep(0.05)
         assert new["id"] in [x["id"] for x in c.get("/v1/models").json()["models"]]
@@ -155,3 +156,25 @@ def test_connection_lost_after_commit_still_answers_200_and_serves_the_model(clu
     finally:
         srv.stop()
         proxy.close()
+
+
+def test_scoped_tokens_revocation_and_bad_input_across_two_servers_on_postgresql(cluster):
+    a, b = cluster["servers"]
+    reg = Registry(cluster["url"])
+    shop = {"Authorization": f"Bearer {reg.create_token('shop', ['issue'])}"}
+    erin_token = reg.create_token("erin", ["download:own"])
+    erin = {"Authorization": f"Bearer {erin_token}"}
+    with a.client() as c:
+        new = c.post("/v1/issue", json={"who": "erin"}, headers=shop).json()
+        for body in (b'{"who": "a\\u0000b"}', b'{"who": "\\ud800"}', b'{"who": "ok", "notes": "x\\u0000"}'):
+            r = c.post("/v1/issue", content=body, headers={**shop, "content-type": "application/json"})
+            assert r.status_code == 422 and r.json()["error"], r.text  # was 503 from PostgreSQL for NUL
+        for path in (f"/v1/models/{2**63}", f"/v1/models/{2**63}/download", "/v1/models/-1"):
+            r = c.get(path, headers=erin)
+            assert r.status_code in (404, 422) and r.json()["error"], (path, r.text)
+    with b.client() as c:
+        assert c.get(f"/v1/models/{new['id']}/download", headers=erin).status_code == 200
+        assert c.get("/v1/models/1/download", headers=erin).status_code == 403  # alice's
+        reg.revoke_token(reg.token(erin_token).token_id)  # on the shared registry...
+        r = c.get(f"/v1/models/{new['id']}/download", headers=erin)  # ...refused by the other server at once
+        assert r.status_code == 403 and "revoked" in r.json()["error"]

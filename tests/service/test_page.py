@@ -80,3 +80,17 @@ def test_page_says_when_a_file_is_too_large(browser, server, tmp_path):
     page.wait_for_selector("#status:has-text('done: 1')", timeout=30_000)
     assert "too large" in page.locator(".card.error .verdict").inner_text()
     page.close()
+
+
+def test_api_docs_render_with_nothing_from_outside_the_server(browser, server):
+    pytest.importorskip("fastapi_offline", reason="the service extra: pip install 'ganprint[service]'")
+    page = browser.new_page()
+    outside: list[str] = []
+    page.on("request", lambda req: None if req.url.startswith(server.url) or req.url.startswith(("blob:", "data:"))
+            else outside.append(req.url))
+    page.route(lambda url: not url.startswith(server.url), lambda route: route.abort())  # as if offline
+    page.goto(server.url + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title:has-text('ganprint provenance service')", timeout=30_000)
+    assert "/v1/attribute" in page.content()
+    assert not outside, f"the docs page fetched from outside the server: {outside}"
+    page.close()

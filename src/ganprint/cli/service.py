@@ -1,4 +1,4 @@
-"""The provenance service: `serve`, and `token create` for issuers."""
+"""The provenance service: `serve`, and `token create / list / revoke` (scoped tokens for its clients)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ganprint.scalable.registry import create_token
+from ganprint.scalable.registry import SCOPES, Registry, create_token
 from ganprint.service.config import ServiceConfig
 from ganprint.service.runner import serve
 
@@ -38,8 +38,21 @@ COMMANDS: list = []
               help="Largest request body; larger ones get 413.")
 @click.option("--max-files", type=int, default=64, show_default=True, envvar="GANPRINT_MAX_FILES",
               help="Most images per request; more get 413.")
-@click.option("--max-pixels", type=int, default=40_000_000, show_default=True, envvar="GANPRINT_MAX_PIXELS",
-              help="Largest image (width x height), checked before decoding.")
+@click.option("--max-pixels", type=int, default=4096 * 4096, show_default=True, envvar="GANPRINT_MAX_PIXELS",
+              help="Largest image (width x height), checked before decoding; larger ones get 400.")
+@click.option("--max-request-pixels", type=int, default=4 * 4096 * 4096, show_default=True,
+              envvar="GANPRINT_MAX_REQUEST_PIXELS",
+              help="Most pixels in all the images of one request (bounds its decoding CPU); more get 413.")
+@click.option("--header-timeout", type=float, default=10.0, show_default=True, envvar="GANPRINT_HEADER_TIMEOUT",
+              help="Seconds a client has to send a request's headers; slower ones are cut off (408).")
+@click.option("--body-timeout", type=float, default=30.0, show_default=True, envvar="GANPRINT_BODY_TIMEOUT",
+              help="Longest pause in a request body (an upload), in seconds; also the grace before --min-body-rate.")
+@click.option("--min-body-rate", type=float, default=16.0, show_default=True, envvar="GANPRINT_MIN_BODY_RATE",
+              help="Slowest average upload rate in KB/s accepted after --body-timeout seconds.")
+@click.option("--keep-alive-timeout", type=float, default=5.0, show_default=True, envvar="GANPRINT_KEEP_ALIVE_TIMEOUT",
+              help="Seconds an idle connection is kept open between requests.")
+@click.option("--max-connections", type=int, default=512, show_default=True, envvar="GANPRINT_MAX_CONNECTIONS",
+              help="Open connections per worker; more are answered 503 and closed at once.")
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               envvar="GANPRINT_RUNTIME", help="Decoder runtime (onnx needs the onnx extra).")
 @click.option("--cors-origin", "cors_origins", multiple=True, envvar="GANPRINT_CORS_ORIGINS",
@@ -66,23 +79,55 @@ def serve_cmd(host, port, workers, **kw) -> None:
 
 @click.group("token")
 def token_group() -> None:
-    """Issuer tokens for the service's /v1/issue and downloads."""
+    """Tokens for the service: issuing, downloads, metrics (scoped, with expiry, revocable)."""
 
 
 @token_group.command("create")
+@click.argument("name", required=False)
+@click.option("--name", "name_opt", hidden=True, help="The same as NAME (older spelling).")
 @click.option("--registry", required=True, envvar="GANPRINT_REGISTRY", help="The service's registry.")
-@click.option("--name", required=True, help="Who the token is for (recorded; the token itself is not).")
-def token_create_cmd(registry: str, name: str) -> None:
-    """Create an issuer token; it is printed once and only its SHA-256 is stored in the registry.
+@click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(SCOPES),
+              help="What the token may do (repeatable): issue (POST /v1/issue), download:own (models issued to NAME), "
+                   "download:all (any model), metrics (/metrics and /readyz details), admin (all of them).")
+@click.option("--expires", default="never", show_default=True,
+              help="When it stops working: a duration from now (90m, 12h, 30d, 2w), an ISO date or date-time "
+                   "(UTC unless it says otherwise), or never.")
+def token_create_cmd(name: str | None, name_opt: str | None, registry: str, scopes: tuple, expires: str) -> None:
+    """Create a token for NAME (a holder, a service, a person); it is printed once, only its SHA-256 is stored.
 
     \b
-    Example:
-      TOKEN=$(ganprint token create --registry reg.sqlite --name ops | jq -r .token)
+    Examples:
+      TOKEN=$(ganprint token create ops --registry reg.sqlite --scope issue --scope download:all | jq -r .token)
       curl -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
           -d '{"who": "alice"}' http://127.0.0.1:8000/v1/issue
+      ganprint token create alice --registry reg.sqlite --scope download:own --expires 30d
+      ganprint token create prometheus --registry reg.sqlite --scope metrics
     """
 
-    click.echo(json.dumps({"name": name, "token": create_token(registry, name)}))
+    name = name or name_opt
+    if not name:
+        raise click.UsageError("give the token's NAME")
+    token = create_token(registry, name, scopes, expires)
+    rec = Registry(registry, create=False).token(token)
+    click.echo(json.dumps({**rec.to_dict(), "token": token}))
+
+
+@token_group.command("list")
+@click.option("--registry", required=True, envvar="GANPRINT_REGISTRY", help="The service's registry.")
+def token_list_cmd(registry: str) -> None:
+    """Every token (id, name, scopes, created, expires, revoked; never the token itself), one JSON line each."""
+    for t in Registry(registry, create=False).tokens():
+        click.echo(json.dumps(t.to_dict()))
+
+
+@token_group.command("revoke")
+@click.argument("token_ids", nargs=-1, required=True, type=int)
+@click.option("--registry", required=True, envvar="GANPRINT_REGISTRY", help="The service's registry.")
+def token_revoke_cmd(token_ids: tuple, registry: str) -> None:
+    """Revoke tokens by their id (`token list`); every server refuses them from its next request on."""
+    reg = Registry(registry)
+    for token_id in token_ids:
+        click.echo(json.dumps(reg.revoke_token(token_id).to_dict()))
 
 
 COMMANDS.extend([serve_cmd, token_group])

@@ -24,6 +24,7 @@ MAX_BITS = 1 << 16
 
 _HEX = re.compile(r"0x[0-9a-f]+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_SCOPE = re.compile(r"[a-z]+(:[a-z]+)?")  # issue, download:own, ...: the names are checked on import
 
 
 class DumpError(GanprintError):
@@ -113,8 +114,13 @@ TABLES: dict[str, tuple[dict[str, Check], tuple[str, ...], str]] = {
     }, ("ds_id", "name"), "ds_id"),
     "tokens": ({
         "token_id": _ID, "name": _text, "token_hash": _sha256, "created": _date,
+        "scopes": lambda v, r: "" if isinstance(v, list) and v and all(
+            isinstance(x, str) and _SCOPE.fullmatch(x) for x in v) else f"is {_shown(v)}, not a list of scope names",
+        "expires": _optional(_date), "revoked": _optional(_date),
     }, ("token_id", "token_hash"), "token_id"),
 }
+# Fields that dumps of an older schema lack (tokens before schema 3 had no scopes, expiry or revocation).
+OPTIONAL_FIELDS: dict[str, frozenset[str]] = {"tokens": frozenset({"scopes", "expires", "revoked"})}
 HEADER = ("format", "schema_version", "bit_length", *TABLES)
 
 
@@ -164,6 +170,8 @@ def _validate_rows(table: str, rows: list, fail: Callable[[str, str], DumpError]
         for field in sorted(set(row) - set(checks), key=str):
             raise fail(f"{label} field {field!r}", "is not one that `ganprint registry export` writes")
         for field, check in checks.items():
+            if field not in row and field in OPTIONAL_FIELDS.get(table, ()):
+                continue
             if field not in row:
                 raise fail(f"{label} field {field!r}", "is missing")
             problem = check(row[field], row)

@@ -1,31 +1,53 @@
-"""The FastAPI application: /v1 endpoints, health, metrics and the web page at `/`."""
+"""The FastAPI application: /v1 endpoints, health, metrics, API docs and the web page at `/`."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ganprint._version import __version__
 from ganprint.core.errors import GanprintError
 from ganprint.scalable.attribute import UNKNOWN
-from ganprint.scalable.registry import RegistryError
+from ganprint.scalable.registry import INT64, RegistryError, RegistryInputError, Token, check_text
 from ganprint.service import metrics
 from ganprint.service.config import ServiceConfig
 from ganprint.service.engine import Engine
+from ganprint.service.logs import ABORTED, install_access_log_redaction, quiet
 from ganprint.service.uploads import ApiError, display_name, read_uploads
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
+
+# What a RegistryError's kind means to a client; any other kind is the registry being unusable (503).
+_REGISTRY_STATUS = {"invalid": 400, "not_found": 404, "conflict": 409}
+
+# Query parameters that would carry a credential, and the shape of ganprint's own tokens.
+_SECRET_PARAMS = {"token", "access_token", "api_key", "apikey", "key", "auth", "authorization", "bearer"}
+_TOKEN_SHAPE = re.compile(r"gpt_[A-Za-z0-9_-]{16,}")
+
+
+class SafeJSON(JSONResponse):
+    """JSON with non-ASCII escaped: a lone surrogate echoed from a request cannot break the encoding (500)."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 class _TooLarge(HTTPException):
@@ -33,7 +55,8 @@ class _TooLarge(HTTPException):
 
 
 class _Guard:
-    """ASGI middleware: request-size limit (413 before or while reading) and per-route metrics."""
+    """ASGI middleware: tokens refused in URLs, request-size limit (413 before or while reading), one log line for
+    an upload the client (or the protocol's deadlines) cut off, and per-route metrics."""
 
     def __init__(self, app, limit_bytes: int):
         self.app, self.limit = app, limit_bytes
@@ -60,11 +83,20 @@ class _Guard:
             return msg
 
         try:
-            if length is not None and length.isdigit() and int(length) > self.limit:
+            if _secret_in_query(scope.get("query_string", b"")):
+                await SafeJSON({"error": "send tokens only in the Authorization header (Bearer), never in the URL: "
+                                         "URLs are logged by proxies and browsers; if this was a real token, revoke "
+                                         "it (ganprint token revoke)"}, 400)(scope, receive, sending)
+            elif length is not None and length.isdigit() and int(length) > self.limit:
                 metrics.count("REJECTED", 1, "too_large")
-                await JSONResponse({"error": self._too_large()}, 413)(scope, receive, sending)
+                await SafeJSON({"error": self._too_large()}, 413)(scope, receive, sending)
             else:
                 await self.app(scope, receiving, sending)
+        except ClientDisconnect:
+            status[0] = 499  # nobody to answer; the protocol already logged a connection it cut itself
+            if ABORTED not in scope:
+                quiet.warning("disconnect", "%s %s: the client went away after %d bytes of the request body",
+                              scope["method"], scope["path"], received)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             metrics.observe_request(route, scope["method"], status[0], time.perf_counter() - start)
@@ -73,15 +105,39 @@ class _Guard:
         return f"request body larger than this server's limit of {self.limit / 2**20:g} MB (--max-upload-mb)"
 
 
+def _secret_in_query(query: bytes) -> bool:
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    return any(k.lower() in _SECRET_PARAMS or _TOKEN_SHAPE.search(k + " " + v) for k, v in pairs)
+
+
+def _text(what: str, value: str, max_len: int, min_len: int = 0, lines: bool = False) -> str:
+    try:
+        return check_text(what, value, max_len, min_len, lines)
+    except RegistryInputError as e:
+        raise ValueError(str(e)) from None  # pydantic makes it a 422 naming the field
+
+
 class IssueRequest(BaseModel):
     who: str = Field(min_length=1, max_length=200, description="The holder the model is issued to.")
     notes: str = Field("", max_length=2000, description="Free text recorded in the registry.")
+
+    @field_validator("who")
+    @classmethod
+    def _who(cls, v: str) -> str:
+        return _text("who", v, 200, 1)
+
+    @field_validator("notes")
+    @classmethod
+    def _notes(cls, v: str) -> str:
+        return _text("notes", v, 2000, lines=True)
 
 
 def create_app(cfg: ServiceConfig, engine: Engine | None = None) -> FastAPI:
     """The application for `cfg` (the engine, i.e. decoders and registry, is loaded here unless given)."""
     engine = engine or Engine(cfg.validate())
-    app = FastAPI(title="ganprint provenance service", version=__version__,
+    install_access_log_redaction()
+    app = FastAPI(title="ganprint provenance service", version=__version__, docs_url=None, redoc_url=None,
+                  default_response_class=SafeJSON,
                   description="Attribute images to the issued model that made them, detect fingerprinted data "
                               "sets, and issue fingerprinted models. The web page is at /.")
     app.state.engine = engine
@@ -93,6 +149,7 @@ def create_app(cfg: ServiceConfig, engine: Engine | None = None) -> FastAPI:
     _verify_routes(app, engine, cfg)
     _issue_routes(app, engine)
     _meta_routes(app, engine, cfg)
+    _docs_routes(app)
     return app
 
 
@@ -111,7 +168,8 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
             raise ApiError(404, f"this server has no decoder for /v1/{kind}")
         names = [display_name(f.filename, i) for i, f in enumerate(files)]
         try:
-            imgs = read_uploads([(n, f.file) for n, f in zip(names, files)], resolutions, cfg.max_pixels)
+            imgs = read_uploads([(n, f.file) for n, f in zip(names, files)], resolutions, cfg.max_pixels,
+                                cfg.max_request_pixels)
         except ApiError:
             metrics.count("REJECTED", 1, "bad_image")
             raise
@@ -131,7 +189,7 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         for name, row in zip(names, rows):
             row["file"] = name
             metrics.count("ATTRIBUTIONS", 1, "attributed" if row["attributed"] != UNKNOWN else "unknown")
-        return JSONResponse({"results": rows, **info})
+        return SafeJSON({"results": rows, **info})
 
     @app.post("/v1/detect", tags=["verify"], openapi_extra=_UPLOAD_BODY)
     async def detect(request: Request) -> JSONResponse:
@@ -149,7 +207,7 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         for rows in per_image:
             for r in rows:
                 metrics.count("DETECTIONS", 1, {True: "detected", False: "not_detected"}.get(r["detected"], "n/a"))
-        return JSONResponse({"results": [{"file": n, "datasets": rows} for n, rows in zip(names, per_image)], **info})
+        return SafeJSON({"results": [{"file": n, "datasets": rows} for n, rows in zip(names, per_image)], **info})
 
 
 # The request body of the upload routes, for the API docs (the routes read the form themselves: cheaper than
@@ -166,29 +224,52 @@ def _form_files(form) -> list[UploadFile]:
     return files
 
 
-def _issue_routes(app: FastAPI, engine: Engine) -> None:
-    def issuer(request: Request) -> str:
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if not token or scheme.lower() != "bearer":
-            raise HTTPException(401, "an issuer token is required: Authorization: Bearer <token> "
-                                     "(create one with `ganprint token create`)", {"WWW-Authenticate": "Bearer"})
-        owner = engine.registry.token_owner(token.strip())
-        if owner is None:
-            raise HTTPException(403, "this token is not valid for this registry")
-        return owner
+def _bearer(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer` header, None without the header."""
+    auth = request.headers.get("authorization")
+    if auth is None:
+        return None
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "the Authorization header must read 'Bearer <token>'", {"WWW-Authenticate": "Bearer"})
+    return token.strip()
 
+
+def _authorize(engine: Engine, request: Request, scope: str) -> Token:
+    """The request's token when it is known, not revoked or expired, and allows `scope`; else 401 / 403."""
+    secret = _bearer(request)
+    if secret is None:
+        raise HTTPException(401, f"this needs a token with scope {scope}: Authorization: Bearer <token> (create one "
+                                 f"with `ganprint token create NAME --scope {scope}`)", {"WWW-Authenticate": "Bearer"})
+    token = engine.registry.token(secret)  # looked up on every request: revocation and expiry act at once
+    if token is None:
+        raise HTTPException(403, "this token is not valid for this registry")
+    refusal = token.refusal()
+    if refusal is not None:
+        raise HTTPException(403, refusal)
+    if not token.allows(scope):
+        raise HTTPException(403, f"this token's scopes ({' '.join(token.scopes)}) do not include {scope}")
+    return token
+
+
+def _needs(engine: Engine, scope: str):
+    """A route dependency: the request's token, authorized for `scope`."""
+    def dependency(request: Request) -> Token:
+        return _authorize(engine, request, scope)
+    return dependency
+
+
+def _model_id():
+    return PathParam(ge=INT64[0], le=INT64[1], description="A model id (a 64-bit integer).")
+
+
+def _issue_routes(app: FastAPI, engine: Engine) -> None:
     @app.post("/v1/issue", tags=["issue"])
-    def issue(body: IssueRequest, token_owner: str = Depends(issuer)) -> dict:
-        """Issue a fingerprinted model to a holder (needs an issuer token), exactly like `ganprint issue`."""
-        try:
-            row = engine.issue(body.who, body.notes)
-        except RegistryError as e:
-            if "--min-distance" in str(e):  # the fingerprint space is exhausted at this distance
-                raise ApiError(409, str(e)) from None
-            raise
+    def issue(body: IssueRequest, token: Token = Depends(_needs(engine, "issue"))) -> dict:
+        """Issue a fingerprinted model to a holder (a token with scope `issue`), exactly like `ganprint issue`."""
+        row = engine.issue(body.who, body.notes)
         metrics.count("ISSUED")
-        log.info("issued model #%d to %s (token of %s)", row["fp_id"], row["who"], token_owner)
+        log.info("issued model #%d to %s (token #%d of %s)", row["fp_id"], row["who"], token.token_id, token.name)
         return {"id": row["fp_id"], "who": row["who"], "issued": row["created"], "sha256": row["issued_sha256"],
                 "min_distance": row["min_distance"], "download": f"/v1/models/{row['fp_id']}/download"}
 
@@ -198,19 +279,26 @@ def _issue_routes(app: FastAPI, engine: Engine) -> None:
         return {"models": [_public(r) for r in engine.registry.list()]}
 
     @app.get("/v1/models/{fp_id}", tags=["registry"])
-    def model(fp_id: int) -> dict:
+    def model(fp_id: int = _model_id()) -> dict:
         return _public(_get(fp_id))
 
     def _get(fp_id: int):
         try:
             return engine.registry.get(fp_id)
-        except RegistryError:
+        except RegistryError as e:
+            if e.kind != "not_found":
+                raise
             raise ApiError(404, f"no issued model with id {fp_id}") from None
 
     @app.get("/v1/models/{fp_id}/download", tags=["issue"])
-    def download(fp_id: int, token_owner: str = Depends(issuer)):
-        """The issued model's safetensors file (needs an issuer token)."""
-        path = engine.model_file(_get(fp_id))
+    def download(fp_id: int = _model_id(), token: Token = Depends(_needs(engine, "download:own"))):
+        """The issued model's safetensors file: a token with scope `download:all`, or `download:own` for a model
+        issued to the token's own name."""
+        rec = _get(fp_id)
+        if rec.who != token.name and not token.allows("download:all"):
+            raise ApiError(403, f"this token (for {token.name}) downloads only models issued to {token.name}; model "
+                                f"#{fp_id} was not (scope download:all downloads any)")
+        path = engine.model_file(rec)
         if path is None:
             raise ApiError(410, f"the file of model #{fp_id} is not on this server (or changed since it was "
                                    f"issued); give every server the same --models-dir")
@@ -228,17 +316,25 @@ def _meta_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"])
-    def readyz():
+    def readyz(request: Request):
+        """Ready or not, to anyone; what is loaded and the registry's location only with a `metrics` token."""
         try:
-            return {"status": "ready", **engine.ready()}
+            details = engine.ready()
         except GanprintError as e:
-            return JSONResponse({"status": "not ready", "error": str(e)}, 503)
+            quiet.warning("not-ready", "not ready: %s", e)  # the reason stays in the server's log
+            return SafeJSON({"status": "not ready"}, 503)
+        try:
+            allowed = _bearer(request) is not None and _authorize(engine, request, "metrics") is not None
+        except HTTPException:
+            allowed = False
+        return {"status": "ready", **(details if allowed else {})}
 
     @app.get("/metrics", tags=["operations"])
-    def prometheus():
+    def prometheus(token: Token = Depends(_needs(engine, "metrics"))):
+        """Prometheus text (a token with scope `metrics`)."""
         text = metrics.render()
         if text is None:
-            return JSONResponse({"error": "install prometheus_client for /metrics"}, 501)
+            return SafeJSON({"error": "install prometheus_client for /metrics"}, 501)
         return Response(text, media_type=metrics.CONTENT_TYPE)
 
     @app.get("/v1/info", tags=["operations"])
@@ -246,6 +342,7 @@ def _meta_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         """What this server can do and its limits (the web page reads this)."""
         return {"version": __version__, "attribute": engine.decoder is not None, "detect": bool(engine.stega),
                 "issue": engine.base is not None, "max_upload_mb": cfg.max_upload_mb, "max_files": cfg.max_files,
+                "max_pixels": cfg.max_pixels, "max_request_pixels": cfg.max_request_pixels,
                 "fpr": cfg.fpr, "runtime": cfg.runtime}
 
     @app.get("/", include_in_schema=False)
@@ -255,25 +352,76 @@ def _meta_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
+def docs_assets() -> Path | None:
+    """The folder of Swagger UI's script and style from the fastapi-offline package, None when it is missing."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        return None
+    folder = Path(fastapi_offline.__file__).with_name("static")
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
+
+
+def _docs_routes(app: FastAPI) -> None:
+    # FastAPI's own /docs and /redoc load their scripts from CDNs (blank pages offline, and a request to a third
+    # party per visit); /docs is served from the package instead. ReDoc is left out: its page fetches its logo
+    # from its CDN whatever the options.
+    assets = docs_assets()
+    if assets is None:
+        log.warning("API docs at /docs are off: install fastapi-offline (pip install 'ganprint[service]')")
+
+        @app.get("/docs", include_in_schema=False)
+        def no_docs():
+            raise ApiError(404, "the API docs need the fastapi-offline package (pip install 'ganprint[service]'); "
+                                "the API description is at /openapi.json")
+        return
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon.png",
+                                   swagger_ui_parameters={"validatorUrl": None})  # no call to a validator site
+
+
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def upload_error(request: Request, exc: ApiError):
-        return JSONResponse(exc.to_json(), exc.status)
+        return SafeJSON(exc.to_json(), exc.status)
 
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError):
-        return JSONResponse({"error": str(exc)}, 503)  # the registry is unreachable or unusable
+        status = _REGISTRY_STATUS.get(exc.kind)
+        if status is not None:
+            return SafeJSON({"error": str(exc)}, status)
+        # The registry is unreachable or unusable: its location and the reason go to the log, not to clients.
+        quiet.warning("registry", "%s %s: registry unavailable: %s", request.method, request.url.path, exc)
+        return SafeJSON({"error": "the registry is unavailable; try again later"}, 503)
 
     @app.exception_handler(GanprintError)
     async def ganprint_error(request: Request, exc: GanprintError):
-        return JSONResponse({"error": str(exc)}, 400)
+        return SafeJSON({"error": str(exc)}, 400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        # Never echo the input: it may be huge, secret or not encodable.
+        problems = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                     "type": str(e.get("type", ""))} for e in exc.errors()]
+        first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
+        return SafeJSON({"error": f"{'.'.join(first['loc'][1:]) or 'request'}: {first['msg']}",
+                         "detail": problems}, 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+        return SafeJSON({"error": exc.detail}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):
+        return SafeJSON({"error": "internal error; the server's log has the details"}, 500)
 
 
 def create_app_from_env() -> FastAPI:
     """uvicorn's factory in each worker process: the settings come from GANPRINT_SERVICE_CONFIG."""
     return create_app(ServiceConfig.from_env())
-

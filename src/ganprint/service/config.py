@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -24,12 +25,20 @@ class ServiceConfig:
     min_distance: int | None = None  # issuing: minimum Hamming distance [K // 4]
     max_upload_mb: float = 20.0  # per request
     max_files: int = 64  # per request
-    max_pixels: int = 40_000_000  # per image, checked from the header before decoding
+    max_pixels: int = 4096 * 4096  # per image, checked from the header before decoding
     sync_seconds: float = 1.0  # how often a worker looks for new registry rows
     runtime: str = "torch"  # "torch" or "onnx" (ONNX Runtime for the decoders)
     cors_origins: list[str] = field(default_factory=list)  # none: CORS off
     decode_threads: int = 4  # concurrent image decodes per worker (bounds memory)
     batch_size: int = 64
+    # Per request and connection (benchmarks/perf/RESULTS-service.md, "Limits"): the pixels decoded for one request,
+    # bounding its CPU; slow or stalled clients (service/protocol.py).
+    max_request_pixels: int = 4 * 4096 * 4096
+    header_timeout: float = 10.0  # seconds from a request's first byte to the end of its headers
+    body_timeout: float = 30.0  # longest pause in a request body; also the grace before min_body_rate applies
+    min_body_rate: float = 16.0  # KB/s: slowest average upload accepted after body_timeout seconds
+    keep_alive_timeout: float = 5.0  # idle seconds before an open connection is closed
+    max_connections: int = 512  # open connections per worker; more are answered 503 and closed at once
 
     def validate(self) -> "ServiceConfig":
         if self.scalable_decoder is None and not self.stega_decoders:
@@ -39,6 +48,7 @@ class ServiceConfig:
             raise GanprintError(f"--fpr must be in (0, 1), got {self.fpr}")
         if self.max_upload_mb <= 0 or self.max_files < 1 or self.decode_threads < 1:
             raise GanprintError("--max-upload-mb must be > 0, --max-files and --decode-threads >= 1")
+        self._check_limits()
         if self.runtime not in ("torch", "onnx"):
             raise GanprintError(f"--runtime must be torch or onnx, got {self.runtime}")
         if self.base_model is not None and self.scalable_decoder is None:
@@ -48,6 +58,22 @@ class ServiceConfig:
             if path is not None and not os.path.isfile(path):
                 raise GanprintError(f"{flag} {path} does not exist")
         return self
+
+    def _check_limits(self) -> None:
+        for flag, value, unit in [("--header-timeout", self.header_timeout, "seconds"),
+                                  ("--body-timeout", self.body_timeout, "seconds"),
+                                  ("--min-body-rate", self.min_body_rate, "KB/s"),
+                                  ("--keep-alive-timeout", self.keep_alive_timeout, "seconds")]:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and 0 < value <= 86400):
+                raise GanprintError(f"{flag} must be a number of {unit} in (0, 86400], got {value}")
+        for flag, value, top in [("--max-connections", self.max_connections, 10**6),
+                                 ("--max-request-pixels", self.max_request_pixels, 10**10)]:
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+                raise GanprintError(f"{flag} must be an integer in [1, {top}], got {value}")
+        if self.max_request_pixels < self.max_pixels:
+            raise GanprintError(f"--max-request-pixels ({self.max_request_pixels}) must be at least --max-pixels "
+                                f"({self.max_pixels}), or no image of the largest size could be checked")
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -16,7 +16,7 @@ from ganprint.service.engine import check_model_kinds
 log = logging.getLogger(__name__)
 
 # An import string, so that only uvicorn's worker processes import uvicorn's protocol classes (the CLI stays light).
-HTTP_PROTOCOL = "ganprint.service.protocol:NoDelayHTTP"
+HTTP_PROTOCOL = "ganprint.service.protocol:GuardedHTTP"
 
 
 def serve(cfg: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
@@ -43,7 +43,8 @@ def serve(cfg: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers
     log.info("serving on http://%s:%d/ with %d worker(s); API docs at /docs", host, port, workers)
     try:
         uvicorn.run("ganprint.service.app:create_app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level=log_level, server_header=False, http=HTTP_PROTOCOL)
+                    workers=workers, log_level=log_level, server_header=False, http=HTTP_PROTOCOL,
+                    timeout_keep_alive=cfg.keep_alive_timeout)  # type: ignore[arg-type] - a float works
     finally:
         if prom_dir:
             shutil.rmtree(prom_dir, ignore_errors=True)

@@ -49,10 +49,15 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def read_uploads(files: list[tuple[str, BinaryIO]], resolutions: set[int], max_pixels: int
-                 ) -> dict[int, np.ndarray]:
-    """(display name, file object) pairs -> per resolution R, uint8 [N, R, R, 3]; ApiError (400) on a bad file."""
-    out: dict[int, list[np.ndarray]] = {r: [] for r in resolutions}
+def read_uploads(files: list[tuple[str, BinaryIO]], resolutions: set[int], max_pixels: int,
+                 max_request_pixels: int | None = None) -> dict[int, np.ndarray]:
+    """(display name, file object) pairs -> per resolution R, uint8 [N, R, R, 3]; ApiError (400) on a bad file.
+
+    Every file's format and size are checked from its header before any is decoded: an image above `max_pixels`
+    gets 400, a request whose images hold more than `max_request_pixels` in all gets 413 (decoding costs CPU in
+    proportion to the pixels: benchmarks/perf/RESULTS-service.md, "Limits").
+    """
+    checked, total = [], 0
     for name, fobj in files:
         fobj.seek(0)
         data = fobj.read()
@@ -60,17 +65,25 @@ def read_uploads(files: list[tuple[str, BinaryIO]], resolutions: set[int], max_p
             raise ApiError(400, f"{name} is an empty file", name)
         if sniff(data[:16]) is None:
             raise ApiError(400, f"{name} is not an image (PNG, JPEG, WebP, BMP or TIFF expected)", name)
-        _check_pixels(data, name, max_pixels)
+        total += _check_pixels(data, name, max_pixels)
+        checked.append((name, data))
+    if max_request_pixels is not None and total > max_request_pixels:
+        raise ApiError(413, f"the {len(files)} images of this request hold {total} pixels in all, above this "
+                            f"server's limit of {max_request_pixels} per request (--max-request-pixels); send them "
+                            f"in several requests")
+    out: dict[int, list[np.ndarray]] = {r: [] for r in resolutions}
+    for name, data in checked:
         try:
             img = read_image_bytes(data, name)
             for r in resolutions:
                 out[r].append(preprocess(img, r))
         except BadImageError as e:
             raise ApiError(400, str(e), name) from None
+        del img  # only the resized copies are kept: one full-size image in memory at a time
     return {r: np.stack(v) for r, v in out.items()}
 
 
-def _check_pixels(data: bytes, name: str, max_pixels: int) -> None:
+def _check_pixels(data: bytes, name: str, max_pixels: int) -> int:
     # The header alone gives the size: a decompression bomb is refused before a pixel is decoded.
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -81,4 +94,5 @@ def _check_pixels(data: bytes, name: str, max_pixels: int) -> None:
         raise ApiError(400, f"{name} is not a readable image: {type(e).__name__}", name) from None
     if w * h > max_pixels:
         raise ApiError(400, f"{name} is {w}x{h} = {w * h} pixels, above this server's limit of {max_pixels} "
-                               f"(possible decompression bomb)", name)
+                               f"(--max-pixels; possible decompression bomb)", name)
+    return w * h
