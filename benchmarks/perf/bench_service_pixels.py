@@ -29,12 +29,10 @@ import httpx
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench_service import _tree_cpu  # beside this script
+from service_kit import SRC, Server, make_models
 
-from benchmarks.bench_service import _tree_cpu  # noqa: E402
-from tests.service.harness import Server  # noqa: E402
-from tests.service.models import make_models  # noqa: E402
+ROOT = SRC.parent  # the repository
 
 CASES = [("black-png", 8000, 5000), ("black-png", 4096, 4096), ("photo-png", 4096, 4096),
          ("photo-jpg", 4096, 4096), ("photo-jpg", 4000, 3000), ("photo-jpg", 2048, 1536)]
