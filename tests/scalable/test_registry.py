@@ -351,8 +351,9 @@ def test_a_read_in_another_thread_keeps_the_write_lock(tmp_path, journal):
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     readers = {"revision": reg.revision, "Registry(path).revision": lambda: Registry(path).revision(),
-               "list": reg.list, "packed": reg.packed, "export": reg.export, "token_owner": lambda: reg.token_owner("x"),
-               "read-only Registry": lambda: Registry(path, create=False).datasets(), "identity": lambda: reg.identity()}
+               "list": reg.list, "packed": reg.packed, "export": reg.export,
+               "token_owner": lambda: reg.token_owner("x"), "identity": lambda: reg.identity(),
+               "read-only Registry": lambda: Registry(path, create=False).datasets()}
     try:
         assert not _other_process_gets_the_write_lock(path)
         for name, read in readers.items():

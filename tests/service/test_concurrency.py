@@ -24,14 +24,26 @@ from benchmarks.perf.service_kit import SRC, Server
 
 CLIENTS, PER_CLIENT, CLI_PROCESSES, PER_PROCESS, ROUNDS = 8, 5, 2, 3, 3
 
-# A `ganprint issue` process, warmed up (imports done) so that its issues overlap the clients': it prints "ready",
-# waits for a line on stdin, then runs the command PER_PROCESS times.
+# `ganprint issue` processes, started once and warmed up (imports done) so that their issues overlap the clients':
+# each prints "ready", then per round waits for a line on stdin, runs the command PER_PROCESS times, prints "done".
 _CLI = ("import sys\n"
         "from ganprint.cli import main\n"
         "print('ready', flush=True)\n"
-        "sys.stdin.readline()\n"
-        f"for _ in range({PER_PROCESS}):\n"
-        "    main(sys.argv[1:], prog_name='ganprint', standalone_mode=False)\n")
+        "for line in sys.stdin:\n"
+        f"    for _ in range({PER_PROCESS}):\n"
+        "        main(sys.argv[1:], prog_name='ganprint', standalone_mode=False)\n"
+        "    print('done', flush=True)\n")
+
+
+def _cli_round(p: subprocess.Popen) -> list[int]:
+    """The ids one warmed-up `ganprint issue` process printed in this round."""
+    ids = []
+    for line in p.stdout:
+        if line.strip() == "done":
+            return ids
+        if line.startswith("{"):
+            ids.append(json.loads(line)["fp_id"])
+    raise AssertionError(f"a `ganprint issue` process ended: {p.stderr.read()[-2000:]}")
 
 
 def _client(url: str, token: str, who: str, ids: list, errors: list) -> None:
@@ -66,14 +78,14 @@ def test_two_workers_and_cli_issuers_on_one_sqlite_registry(models, tmp_path):
                  tmp_path / "server.log")
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     answered: list[int] = []
+    cli = [subprocess.Popen([sys.executable, "-c", _CLI, "issue", "--model", str(models["G"]), "--registry",
+                             str(registry), "--outdir", str(out), "--who", f"cli{i}"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+           for i in range(CLI_PROCESSES)]
     try:
+        for p in cli:
+            assert p.stdout.readline().strip() == "ready", p.stderr.read()[-2000:]
         for rnd in range(ROUNDS):
-            cli = [subprocess.Popen([sys.executable, "-c", _CLI, "issue", "--model", str(models["G"]), "--registry",
-                                     str(registry), "--outdir", str(out), "--who", f"cli{rnd}.{i}"],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    env=env) for i in range(CLI_PROCESSES)]
-            for p in cli:
-                assert p.stdout.readline().strip() == "ready", p.stderr.read()[-2000:]
             ids: list[int] = []
             errors: list[str] = []
             threads = [threading.Thread(target=_client, args=(srv.url, token, f"client{rnd}.{i}", ids, errors))
@@ -86,12 +98,16 @@ def test_two_workers_and_cli_issuers_on_one_sqlite_registry(models, tmp_path):
             for t in threads:
                 t.join()
             for p in cli:
-                stdout, stderr = p.communicate(timeout=120)
-                assert p.returncode == 0, stderr[-2000:]
-                ids += [json.loads(line)["fp_id"] for line in stdout.splitlines() if line.startswith("{")]
+                ids += _cli_round(p)
             assert not errors, errors[:5]
             assert len(ids) == CLIENTS * PER_CLIENT + CLI_PROCESSES * PER_PROCESS
             answered += ids
             _check(registry, out, answered)
     finally:
+        for p in cli:
+            p.stdin.close()
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
         srv.stop()

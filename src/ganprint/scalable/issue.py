@@ -96,7 +96,8 @@ def place_issued(temp: Path, final: Path, sha256: str) -> None:
     except FileExistsError:
         if sha256_file(final) != sha256:
             raise RegistryError(f"{final} exists with other contents than the model committed for it; the model "
-                                f"is kept as {temp}: move {final.name} away and run `ganprint registry repair`") from None
+                                f"is kept as {temp}: move {final.name} away, then run `ganprint registry "
+                                "repair`") from None
     except FileNotFoundError:
         if not (final.is_file() and sha256_file(final) == sha256):
             raise RegistryError(f"the model committed as {final} vanished before it could be put in place "

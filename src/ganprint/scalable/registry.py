@@ -398,6 +398,10 @@ class _SQLite:
             raw.close()
             code = _sqlite_code(e)
             if code == _SQLITE_IOERR_LOCK:
+                fstype = network_filesystem(self.path)
+                if fstype is not None:  # there the lock itself may have failed: never read without locks
+                    raise RegistryError(f"registry {self.path} cannot be locked on its {fstype} network file system "
+                                        f"(SQLite said: {e}); copy it to a local disk, or use PostgreSQL") from None
                 return self._open(base + "?immutable=1")
             if code != _SQLITE_READONLY_ROLLBACK:
                 raise RegistryError(f"{self.path} is not a usable ganprint registry (SQLite said: {e})") from None
@@ -656,7 +660,8 @@ class Registry:
                 kinds = " or ".join("NULL" if t is type(None) else t.__name__ for t in want)
                 raise self._damaged(f"{table} row {row[0]!r:.30}: column {name} holds {value!r:.60}, not {kinds}")
         if table == "fingerprints" and row[2] != k:
-            raise self._damaged(f"fingerprints row {row[0]}: bit_length {row[2]} is not the registry's {k}")
+            raise self._damaged(f"fingerprints row {row[0]}: bit_length {row[2]} is not the registry's "
+                                f"{k if k is not None else '(meta.bit_length is missing)'}")
         return row
 
     def _issued_rows(self, con: _Con, where: str = "", params: tuple = ()) -> list[Issued]:
