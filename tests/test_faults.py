@@ -78,6 +78,8 @@ def F(tmp_path_factory, tiny_stega_model, tiny_stega_decoder):
     f["dir"] = str(root / "imgs")
     f["out"] = str(root / "out")
     (root / "torn_run").mkdir()  # a run folder whose one training state was cut short
+    dry = CliRunner().invoke(main, [*_argv(TRAIN_DIFF, f), "--outdir", str(root / "torn_run"), "--dry-run"])
+    (root / "torn_run" / "config.json").write_text(dry.stdout)  # the run's config, as a run would record it
     (root / "torn_run" / "training-state-00000001.pt").write_bytes(b"PK\x03\x04 torn")
     f["torn_run"] = str(root / "torn_run")
     # Damaged models

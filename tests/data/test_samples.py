@@ -54,7 +54,7 @@ def test_resume_extends_and_refuses_other_settings(tmp_path):
     np.testing.assert_array_equal(more, _pixels(write_samples(tmp_path / "y", resolution=16, count=7, seed=5)))
     write_samples(tmp_path / "x", resolution=16, count=3, seed=5)
     assert sorted(p.name for p in (tmp_path / "x").glob("*.png")) == ["000000.png", "000001.png", "000002.png"]
-    with pytest.raises(GanprintError, match="new output folder"):
+    with pytest.raises(GanprintError, match="--seed: 5 -> 6.*new OUTDIR"):
         write_samples(tmp_path / "x", resolution=16, count=7, seed=6)
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "a.png").write_bytes(b"x")

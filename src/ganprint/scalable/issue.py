@@ -11,10 +11,11 @@ import torch
 
 from ganprint.core.artifacts import load_export, save_export
 from ganprint.core.files import check_writable_dir, sha256_file
+from ganprint.core.paths import check_overlap
 from ganprint.core.runtime import resolve_device
 from ganprint.nets.scalable import ScalableGenerator, fold_fingerprint
 from ganprint.scalable.generate import FINGERPRINT_META, FP_ID_META
-from ganprint.scalable.registry import Issued, Registry
+from ganprint.scalable.registry import Issued, Registry, registry_file
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,12 @@ def issue_model(model_path: str | os.PathLike, registry_path: str | os.PathLike,
 
     One registry transaction covers both: the fingerprint is drawn under the issue lock, the model is written to
     `outdir/issued-<fp_id:06d>.safetensors` (kind `scalable-G-issued`, atomically), and only then is the row
-    committed with the file's sha256. A failure or a kill at any point leaves no row (and no file).
+    committed with the file's sha256. A failure or a kill at any point leaves no row (and no file). `outdir` and
+    the registry may not be, hold or lie inside the model (nor `outdir` the registry).
     """
+    reg = registry_file(registry_path)
+    check_overlap([("--model", model_path, "model"), ("--registry", reg, "registry")],
+                  [("--outdir", outdir), ("--registry", reg, "file")])
     dev = resolve_device(device)
     G, cfg, _ = load_export(model_path, kind="scalable-G", device=dev)
     check_writable_dir(outdir, "--outdir")
