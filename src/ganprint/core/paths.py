@@ -123,7 +123,7 @@ def _flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
 
 def _short(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= 48 else text[:45] + "..."
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def identity_differences(old: Mapping, new: Mapping, labels: Mapping[str, str] | None = None) -> list[str]:
