@@ -64,6 +64,10 @@ def test_resume_extends_and_refuses_other_settings(tmp_path):
     assert sorted(p.name for p in (tmp_path / "x").glob("*.png")) == ["000000.png", "000001.png", "000002.png"]
     with pytest.raises(GanprintError, match="--seed: 5 -> 6.*new OUTDIR"):
         write_samples(tmp_path / "x", resolution=16, count=7, seed=6)
+    (tmp_path / "x" / ".ganprint.json").unlink()  # a folder of an older ganprint: sources.json, no record
+    assert len(write_samples(tmp_path / "x", resolution=16, count=4, seed=5)) == 4  # still resumes
+    with pytest.raises(GanprintError, match="--seed: 5 -> 6"):
+        write_samples(tmp_path / "x", resolution=16, count=4, seed=6)
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "a.png").write_bytes(b"x")
     with pytest.raises(GanprintError, match="did not write"):
