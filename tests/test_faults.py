@@ -12,6 +12,7 @@ permission bits do not stop writes).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -79,6 +80,8 @@ def F(tmp_path_factory, tiny_stega_model, tiny_stega_decoder):
     f["dir"] = str(root / "imgs")
     f["out"] = str(root / "out")
     (root / "torn_run").mkdir()  # a run folder whose one training state was cut short
+    dry = CliRunner().invoke(main, [*_argv(TRAIN_DIFF, f), "--outdir", str(root / "torn_run"), "--dry-run"])
+    (root / "torn_run" / "config.json").write_text(dry.stdout)  # the run's config, as a run would record it
     (root / "torn_run" / "training-state-00000001.pt").write_bytes(b"PK\x03\x04 torn")
     f["torn_run"] = str(root / "torn_run")
     # Damaged models
@@ -440,3 +443,260 @@ def test_hostile_input_subprocess(F, name, argv, code, word):
     except subprocess.TimeoutExpired:
         pytest.fail(f"{name} did not end within {TIME_LIMIT} s")
     _check(proc.returncode, proc.stderr, proc.stdout, code, word)
+
+
+# --- An output is never an input ------------------------------------------------------------------------------------
+# Every command with path inputs and outputs: for each (output, input) pair the command is run with the output made
+# the input, put inside it, made to hold it, reached through a symbolic link and through '..' (and a hard link for
+# two files), on a fresh copy of the input. It must refuse with exit 1 and one line naming both flags, and leave the
+# input's bytes as they were. A new command must get cases here or an exemption with its reason
+# (test_every_command_has_a_guard_case_or_an_exemption).
+# (command, output flag, input flag, fixture copied as the input, output kind, argv: {IN}, {OUT}, {TMP}, F's names)
+_E = ["--device", "cpu", "--jobs", "1"]
+_EMB = ["embed", "--model", "{stega}", "--data", "{imgs}", "--outdir", "{TMP}/e", *_E]
+_DET = ["detect", "--model", "{dec}", "--data", "{imgs}", "--outdir", "{TMP}/d", "--fpr", "0.01", "--fingerprint",
+        "0" * 8, *_E]
+_EV = [*EVAL, "--outdir", "{TMP}/v"]
+_ATT = [*ATTR, "--out", "{TMP}/a.jsonl"]
+_SERVE = ["serve", "--registry", "{reg}", "--scalable-decoder", "{SD}", "--base-model", "{SG}", "--port", "99999"]
+_FID = ["metrics", "fid", "{imgs}", "{imgs}", "--resolution", "16", "--inception", "{file}", "--device", "cpu"]
+GUARD_CASES = [
+    *[(cmd[0], "--outdir", "--data", "imgs", "dir", [*cmd, "--data", "{IN}", "--outdir", "{OUT}"])
+      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF)],
+    ("train-diffusion", "--outdir", "--resume-from", "G", "dir", [*TRAIN_DIFF, "--resume-from", "{IN}", "--outdir",
+                                                                  "{OUT}"]),
+    ("embed", "--outdir", "--data", "imgs", "dir", [*_EMB, "--data", "{IN}", "--outdir", "{OUT}"]),
+    ("embed", "--outdir", "--model", "stega", "dir", [*_EMB, "--model", "{IN}", "--outdir", "{OUT}"]),
+    ("embed", "--registry", "--model", "stega", "file", [*_EMB, "--model", "{IN}", "--identical", "--name", "x",
+                                                         "--registry", "{OUT}"]),
+    ("embed", "--registry", "--data", "imgs", "file", [*_EMB, "--data", "{IN}", "--identical", "--name", "x",
+                                                       "--registry", "{OUT}"]),
+    ("detect", "--outdir", "--data", "imgs", "dir", [*_DET, "--data", "{IN}", "--outdir", "{OUT}"]),
+    ("detect", "--outdir", "--model", "dec", "dir", [*_DET, "--model", "{IN}", "--outdir", "{OUT}"]),
+    ("detect", "--outdir", "--embedded", "fps_short", "dir", [*_DET[:-6], *_E, "--embedded", "{IN}", "--outdir",
+                                                              "{OUT}"]),  # _DET without --fingerprint
+    ("generate", "--outdir", "--model", "G", "dir", [*GEN, "--model", "{IN}", "--outdir", "{OUT}"]),
+    ("evaluate", "--outdir", "--data", "imgs", "dir", [*_EV, "--data", "{IN}", "--outdir", "{OUT}"]),
+    ("evaluate", "--outdir", "--model", "dec", "dir", [*_EV, "--model", "{IN}", "--outdir", "{OUT}"]),
+    ("evaluate", "--outdir", "--clean", "imgs", "dir", [*_EV, "--clean", "{IN}", "--outdir", "{OUT}"]),
+    ("evaluate", "--outdir", "--embedded", "fps_short", "dir", [*_EV, "--embedded", "{IN}", "--outdir", "{OUT}"]),
+    ("evaluate", "--outdir", "--generator", "SG", "dir", ["evaluate", "--model", "{SD}", "--generator", "{IN}",
+                                                          "--seeds", "0", "--attacks", "none", "--outdir", "{OUT}"]),
+    ("attribute", "--out", "--registry", "reg", "file", [*_ATT, "--registry", "{IN}", "--out", "{OUT}"]),
+    ("attribute", "--out", "--decoder", "SD", "file", [*_ATT, "--decoder", "{IN}", "--out", "{OUT}"]),
+    ("attribute", "--out", "--input", "imgs", "file", [*_ATT, "--input", "{IN}", "--out", "{OUT}"]),
+    ("issue", "--outdir", "--model", "SG", "dir", [*ISSUE, "--model", "{IN}", "--outdir", "{OUT}"]),
+    ("issue", "--outdir", "--registry", "reg", "dir", [*ISSUE, "--registry", "{IN}", "--outdir", "{OUT}"]),
+    ("issue", "--registry", "--model", "SG", "file", [*ISSUE, "--model", "{IN}", "--outdir", "{TMP}/i", "--registry",
+                                                      "{OUT}"]),
+    ("export", "OUT", "--model", "stega", "file", ["export", "--model", "{IN}", "{OUT}"]),
+    ("import-agf", "OUT", "--encoder", "file", "file", ["import-agf", "--encoder", "{IN}", "--decoder", "{file}",
+                                                        "{OUT}"]),
+    ("import-agf", "OUT", "--decoder", "file", "file", ["import-agf", "--decoder", "{IN}", "{OUT}"]),
+    ("registry export", "OUT", "REGISTRY", "reg", "file", ["registry", "export", "{IN}", "{OUT}"]),
+    ("registry import", "REGISTRY", "DUMP", "file", "file", ["registry", "import", "{IN}", "{OUT}"]),
+    ("registry add-dataset", "REGISTRY", "--model", "stega", "file",
+     ["registry", "add-dataset", "{OUT}", "--name", "x", "--model", "{IN}", "--fingerprint", "0" * 8]),
+    ("data samples", "OUTDIR", "--photos", "imgs", "dir", ["data", "samples", "{OUT}", "--photos", "{IN}", "--count",
+                                                           "2"]),
+    *[(f"dataset {sub}", "OUT", "SRC", "imgs", "dir", ["dataset", sub, "{IN}", "{OUT}", *extra])
+      for sub, extra in (("celeba", ["--num-images", "1"]), ("from-images", ["--resolution", "16"]))],
+    ("metrics fid", "--out", "DATA_A", "imgs", "file", ["metrics", "fid", "{IN}", *_FID[3:], "--out", "{OUT}"]),
+    ("metrics fid", "--cache-dir", "DATA_B", "imgs", "dir", [*_FID[:3], "{IN}", *_FID[4:], "--cache-dir", "{OUT}"]),
+    ("metrics fid", "--out", "--inception", "file", "file", [*_FID, "--inception", "{IN}", "--out", "{OUT}"]),
+    ("serve", "--models-dir", "--registry", "reg", "dir", [*_SERVE, "--registry", "{IN}", "--models-dir", "{OUT}"]),
+    ("serve", "--models-dir", "--base-model", "SG", "dir", [*_SERVE, "--base-model", "{IN}", "--models-dir", "{OUT}"]),
+    ("serve", "--models-dir", "--scalable-decoder", "SD", "dir", [*_SERVE, "--scalable-decoder", "{IN}",
+                                                                  "--models-dir", "{OUT}"]),
+    ("serve", "--models-dir", "--stega-decoder", "dec", "dir", [*_SERVE, "--stega-decoder", "{IN}", "--models-dir",
+                                                                "{OUT}"]),
+]
+# Commands without both a path input and a path output, and why.
+GUARD_EXEMPT = {
+    "demo": "reads no path: its photos come from installed packages (its --outdir is in FOREIGN_CASES)",
+    "registry list": "reads REGISTRY and writes nothing",
+    "registry migrate": "its one path, REGISTRY, is updated in place: it is the input and the output",
+    "token create": "its one path, --registry, is updated in place: it is the input and the output",
+    "metrics threshold": "no file", "metrics pvalue": "no file", "metrics attacks": "no file",
+}
+# Every output that ganprint may find already there: a file, or a folder holding a file ganprint did not write.
+# (command, output flag, kind, argv with {OUT}, words of which the message must hold one)
+FOREIGN_CASES = [
+    *[(cmd[0], "--outdir", "dir", [*cmd, "--outdir", "{OUT}"], "did not write")
+      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, GEN, _EMB, _DET, _EV, ["demo", "--steps", "1"])],
+    ("data samples", "OUTDIR", "dir", ["data", "samples", "{OUT}", "--count", "2"], "did not write"),
+    *[(f"dataset {sub}", "OUT", "dir", ["dataset", sub, "{imgs}", "{OUT}", *extra], "not empty")
+      for sub, extra in (("celeba", ["--num-images", "1"]), ("from-images", ["--resolution", "16"]))],
+    ("attribute", "--out", "file", [*_ATT, "--out", "{OUT}"], "--overwrite"),
+    ("export", "OUT", "file", ["export", "--model", "{stega}", "{OUT}"], "--overwrite"),
+    ("import-agf", "OUT", "file", ["import-agf", "--decoder", "{file}", "{OUT}"], "--overwrite"),
+    ("registry export", "OUT", "file", ["registry", "export", "{reg}", "{OUT}"], "--overwrite"),
+    ("metrics fid", "--out", "file", [*_FID, "--out", "{OUT}"], "--overwrite"),
+]
+FOREIGN_EXEMPT = {
+    "issue": "--outdir is a shared folder of issued models (also serve's --models-dir): every issued file gets a "
+             "name no other file has, and --registry is updated in place",
+    "serve": "--models-dir: as issue's --outdir",
+    "registry import": "REGISTRY is a registry that must hold nothing yet (refused otherwise, by the registry)",
+    "registry add-dataset": "REGISTRY is updated in place",
+    **{c: r for c, r in GUARD_EXEMPT.items() if c != "demo"},
+}
+_VARIANTS = {("dir", "dir"): ("same", "inside", "contains", "symlink", "dotdot"),
+             ("dir", "file"): ("contains", "symlink", "dotdot"),
+             ("file", "file"): ("same", "symlink", "dotdot", "hardlink"),
+             ("file", "dir"): ("inside", "symlink", "dotdot")}
+
+
+def _guard_params() -> list:
+    return list(_guard_variants())
+
+
+def _guard_variants():
+    for cmd, oflag, iflag, src, okind, argv in GUARD_CASES:
+        ikind = "dir" if src == "imgs" else "file"
+        for v in _VARIANTS[(okind, ikind)]:
+            yield pytest.param(cmd, oflag, iflag, src, okind, argv, v, id=f"{cmd}:{oflag}:{iflag}:{v}")
+
+
+def _leaf_commands(group, prefix=()) -> list[str]:
+    out = []
+    for name, c in group.commands.items():
+        out += _leaf_commands(c, (*prefix, name)) if hasattr(c, "commands") else [" ".join((*prefix, name))]
+    return out
+
+
+def test_every_command_has_a_guard_case_or_an_exemption():
+    commands = set(_leaf_commands(main))
+    guarded, foreign = {c[0] for c in GUARD_CASES}, {c[0] for c in FOREIGN_CASES}
+    assert commands - guarded - set(GUARD_EXEMPT) == set(), "commands without an output-is-never-an-input case"
+    assert commands - foreign - set(FOREIGN_EXEMPT) == set(), "commands without an existing-output case"
+    assert not guarded & set(GUARD_EXEMPT) and not foreign & set(FOREIGN_EXEMPT)
+    assert set(GUARD_EXEMPT) | set(FOREIGN_EXEMPT) <= commands  # no stale exemption
+
+
+def _tree_digest(path: Path) -> dict[str, str]:
+    import hashlib
+
+    if path.is_file():
+        return {"": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {p.relative_to(path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(path.rglob("*"))}
+
+
+def _place(tmp: Path, src: str, okind: str, variant: str) -> tuple[Path, Path]:
+    """A fresh copy of `src` as the input (tmp/box/<name>, alone in box), and the output path of `variant`."""
+    import shutil
+
+    box = tmp / "box"
+    box.mkdir()
+    inp = box / Path(src).name
+    (shutil.copytree if Path(src).is_dir() else shutil.copy2)(src, inp)
+    (tmp / "up").mkdir()
+    leaf = "out" if okind == "dir" else "out.x"
+    is_dir = inp.is_dir()
+    if variant == "same":
+        return inp, inp
+    if variant == "inside":
+        return inp, inp / leaf
+    if variant == "contains":
+        return inp, box
+    if variant == "symlink":
+        os.symlink(inp if (is_dir or okind == "file") else box, tmp / "link")
+        return inp, tmp / "link" / leaf if (is_dir and okind == "file") else tmp / "link"
+    if variant == "dotdot":
+        target = inp if (is_dir or okind == "file") else box
+        return inp, tmp / "up" / ".." / target.relative_to(tmp) / (leaf if is_dir and okind == "file" else "")
+    os.link(inp, tmp / "hard")  # hardlink
+    return inp, tmp / "hard"
+
+
+def _invoke(argv: list[str]):
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(TIME_LIMIT)
+    try:
+        res = CliRunner().invoke(main, argv)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        pytest.fail(f"traceback: {''.join(traceback.format_exception(*res.exc_info)[-3:])}")
+    return res
+
+
+def _one_error_line(res) -> str:
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert lines and lines[-1].startswith("Error: ") and sum(ln.startswith("Error: ") for ln in lines) == 1, res.stderr
+    return lines[-1]
+
+
+@pytest.mark.parametrize("cmd,oflag,iflag,src,okind,argv,variant", _guard_params())
+def test_an_output_is_never_an_input(F, tmp_path, cmd, oflag, iflag, src, okind, argv, variant):
+    inp, out = _place(tmp_path, F[src], okind, variant)
+    before = _tree_digest(inp)
+    res = _invoke([a.format(**F, IN=inp, OUT=out, TMP=tmp_path) for a in argv])
+    last = _one_error_line(res)
+    assert f"{oflag} " in last and f"{iflag} " in last, last  # both flags named, each with its path
+    assert _tree_digest(inp) == before  # the input's bytes are untouched (and nothing was added to a folder)
+
+
+@pytest.mark.parametrize("cmd,oflag,kind,argv,words", [pytest.param(*c, id=f"{c[0]}:{c[1]}") for c in FOREIGN_CASES])
+def test_an_existing_output_ganprint_did_not_write_is_never_replaced(F, tmp_path, cmd, oflag, kind, argv, words):
+    out = tmp_path / "existing"
+    mine = out / "notes.txt" if kind == "dir" else out
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    mine.write_text("the user's own file\n")
+    res = _invoke([a.format(**F, OUT=out, TMP=tmp_path) for a in argv])
+    last = _one_error_line(res)
+    assert f"{oflag} " in last and any(w in last for w in words.split("|")), last
+    assert mine.read_text() == "the user's own file\n" and sorted(p.name for p in out.parent.iterdir()) == ["existing"]
+    assert kind == "file" or sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+# --- Resume identity: every setting that changes an output byte -----------------------------------------------------
+# A command is run, then run again into the same folder with one such setting changed: refused with one line naming
+# it, and nothing in the folder changed (outputs of two settings are never mixed under one record).
+# (id, argv with {OUT}, flag named in the refusal, first value, second value)
+RESUME_CASES = [
+    ("embed-precision", [*_EMB, "--outdir", "{OUT}"], "--precision", "fp32", "bf16"),
+    ("detect-precision", [*_DET, "--outdir", "{OUT}"], "--precision", "fp32", "bf16"),
+    ("generate-trunc", [*GEN, "--outdir", "{OUT}"], "--trunc", "1", "0.5"),
+    ("generate-precision", [*GEN, "--outdir", "{OUT}"], "--precision", "float64", "float32"),
+    ("generate-scalable-fingerprint", ["generate", "--model", "{SG}", "--seeds", "0", "--device", "cpu", "--outdir",
+                                       "{OUT}"], "--fingerprint", "0x00f", "0xf00"),
+    ("evaluate-seed", [*_EV, "--attacks", "noise", "--outdir", "{OUT}"], "--seed", "0", "1"),
+    ("data-samples-seed", ["data", "samples", "{OUT}", "--count", "2", "--resolution", "16"], "--seed", "0", "1"),
+    ("train-seed", [*TRAIN, "--steps", "1", "--outdir", "{OUT}"], "seed", "0", "1"),
+]
+
+
+@pytest.mark.parametrize("name,argv,flag,first,second", [pytest.param(*c, id=c[0]) for c in RESUME_CASES])
+def test_another_setting_that_changes_bytes_is_refused_on_resume(F, tmp_path, name, argv, flag, first, second):
+    out = tmp_path / "out"
+    base = [a.format(**F, OUT=out, TMP=tmp_path) for a in argv]
+    opt = flag if flag.startswith("--") else f"--{flag}"
+    res = _invoke([*base, opt, first])
+    assert res.exit_code == 0, res.output
+    before = _tree_digest(out)
+    last = _one_error_line(_invoke([*base, opt, second]))
+    assert f"{flag}: " in last and "different config" in last, last
+    assert _tree_digest(out) == before
+    assert _invoke([*base, opt, first]).exit_code == 0  # the same settings resume (or rewrite the same bytes)
+
+
+def test_a_grid_is_not_a_sample_for_detect_or_attribute(F, tmp_path):
+    """`generate --grid` writes grid.png beside the samples; its folder's record marks it as not data, so detect
+    and attribute read only the generated images (the README's example runs detect on that folder)."""
+    gen = tmp_path / "gen"
+    assert _invoke(["generate", "--model", F["SG"], "--seeds", "0-3", "--grid", "--device", "cpu", "--outdir",
+                    str(gen)]).exit_code == 0
+    assert (gen / "grid.png").is_file()
+    seeds = [f"seed{s:06d}.png" for s in range(4)]
+    assert _invoke(["detect", "--model", F["dec"], "--data", str(gen), "--outdir", str(tmp_path / "d"),
+                    *_E]).exit_code == 0
+    rows = [json.loads(x) for x in (tmp_path / "d" / "detections.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in rows] == seeds
+    assert _invoke(["attribute", "--decoder", F["SD"], "--registry", F["reg"], "--input", str(gen), "--out",
+                    str(tmp_path / "a.jsonl"), "--fpr", "0.01", "--device", "cpu"]).exit_code == 0
+    rows = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["file"] for r in rows] == seeds

@@ -19,6 +19,7 @@ from ganprint.artificial.embed import embed as _embed
 from ganprint.artificial.train import train_stega
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
+from ganprint.core.paths import check_overlap
 from ganprint.data.samples import write_samples as samples
 from ganprint.diffusion import generate as diffusion_generate  # also registers the diffusion-unet kind for load()
 from ganprint.diffusion.config import DiffusionTrainConfig
@@ -34,7 +35,7 @@ from ganprint.scalable.attribute import attribute_images as attribute
 from ganprint.scalable.config import ScalableTrainConfig
 from ganprint.scalable.config import resolve_config as _scalable_config
 from ganprint.scalable.issue import issue_model as issue
-from ganprint.scalable.registry import register_dataset
+from ganprint.scalable.registry import register_dataset, registry_file
 from ganprint.scalable.train import train_scalable
 
 __all__ = ["attribute", "config", "detect", "embed", "evaluate", "generate", "issue", "load", "samples", "train"]
@@ -51,6 +52,9 @@ def embed(model: str | os.PathLike, data: str | os.PathLike, outdir: str | os.Pa
         raise GanprintError("--registry and --name go together: the registry to record the data set in, and its name")
     if registry is not None and not kwargs.get("identical"):
         raise GanprintError("--registry records one fingerprint per data set: add --identical")
+    reg = registry_file(registry)
+    check_overlap([("--model", model, "model"), ("--data", data, "data"), ("--registry", reg, "registry")],
+                  [("--outdir", outdir), ("--registry", reg, "file")])
     summary = _embed(model, data, outdir, **kwargs)
     if registry is not None:
         summary["registered"] = register_dataset(registry, name, summary["fingerprint"], model)

@@ -22,6 +22,7 @@ from ganprint.artificial.embed import embed
 from ganprint.artificial.train import train_stega
 from ganprint.core.files import atomic_path, atomic_write_json, atomic_write_text, check_writable_dir
 from ganprint.core.images import read_image, to_tensor01
+from ganprint.core.paths import OutputFolder
 from ganprint.core.runtime import resolve_device
 from ganprint.data.samples import write_samples
 from ganprint.evaluation.quality import psnr, ssim
@@ -36,10 +37,15 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
              steps: int | None = None, device: str = "auto", fpr: float = 1e-6) -> dict:
     """Run the demo end to end; returns the summary dict (also written to OUTDIR/summary.json).
 
-    Re-running with the same arguments resumes: finished stages are not redone.
+    Re-running with the same arguments resumes: finished stages are not redone. An OUTDIR of other settings, or
+    one holding files ganprint did not write, is refused (`ganprint.core.paths.OutputFolder`).
     """
     outdir = check_writable_dir(outdir, "--outdir")
     resolve_device(device)  # a bad --device fails before the data are written
+    # Each stage records its own identity in its folder (device and precision included); the demo's own settings:
+    OutputFolder(outdir, "--outdir", "demo", {"seed": seed, "train_count": train_count, "test_count": test_count,
+                                              "steps": steps, "fpr": fpr}, labels={},
+                 not_data=["examples.png"]).check().claim()
     t0 = time.time()
     timings: dict[str, float] = {}
     dirs = _write_data(outdir, seed, train_count, test_count)

@@ -160,6 +160,26 @@ def test_resume_skips_finished_work_and_refuses_other_configs(tiny_stega_model, 
         embed(tiny_stega_model, image_folder, image_folder / "out", device="cpu")
 
 
+def test_resuming_with_another_precision_is_refused_and_never_mixes_outputs(tiny_stega_model, image_folder,
+                                                                             tmp_path):
+    """The resume identity holds every setting that changes an output byte: the resolved precision (and the device
+    type), not only the model, data and seeds. A half-finished fp32 run is not finished in bf16."""
+    out = tmp_path / "out"
+    embed(tiny_stega_model, image_folder, out, device="cpu", precision="fp32")
+    (out / "fingerprinted_images" / "img02.png").unlink()  # as if the run had been stopped before this image
+    before = digest(out)
+    with pytest.raises(GanprintError) as e:
+        embed(tiny_stega_model, image_folder, out, device="cpu", precision="bf16")
+    msg = str(e.value)
+    assert "--precision: 'fp32' -> 'bf16'" in msg and f"--outdir {out}" in msg and "\n" not in msg
+    assert digest(out) == before  # nothing written: no bf16 image beside the fp32 ones
+    identity = json.loads((out / ".ganprint.json").read_text())["identity"]
+    assert identity["precision"] == "fp32" and identity["device"] == "cpu"  # resolved, never "auto"
+    s = embed(tiny_stega_model, image_folder, out, device="cpu", precision="fp32")  # the same flags resume
+    assert s["new"] == 1 and s["resumed"] == 5
+    assert json.loads((out / "manifest.json").read_text())["precision"] == "fp32"
+
+
 def test_name_collisions_survive(tiny_stega_model, image_folder, tmp_path):
     (image_folder / "img00.jpg").write_bytes((image_folder / "sub" / "img01.jpg").read_bytes())
     out = tmp_path / "out"

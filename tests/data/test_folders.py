@@ -25,6 +25,19 @@ def test_list_images_recursive_sorted_and_filtered(image_folder):
     assert list_images(image_folder) == list_images(str(image_folder))  # stable
 
 
+def test_list_images_skips_what_a_ganprint_record_lists_as_not_data(image_folder):
+    from ganprint.core.paths import OutputFolder
+
+    (image_folder / "plots").mkdir()
+    (image_folder / "plots" / "roc.png").write_bytes((image_folder / "img00.png").read_bytes())
+    (image_folder / "grid.png").write_bytes((image_folder / "img00.png").read_bytes())
+    before = [p.relative_to(image_folder).as_posix() for p in list_images(image_folder)]
+    assert "grid.png" in before and "plots/roc.png" in before  # no record: a user's folder, every image counts
+    OutputFolder(image_folder, "--outdir", "generate", {}, not_data=["grid.png", "plots"]).claim()
+    rel = [p.relative_to(image_folder).as_posix() for p in list_images(image_folder)]
+    assert rel == [r for r in before if r not in ("grid.png", "plots/roc.png")]
+
+
 def test_list_images_single_file_and_errors(image_folder, tmp_path):
     assert list_images(image_folder / "img00.png") == [image_folder / "img00.png"]
     with pytest.raises(GanprintError, match="does not exist"):

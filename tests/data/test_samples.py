@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +18,8 @@ from ganprint.cli import main
 from ganprint.core.errors import GanprintError
 from ganprint.core.images import read_image
 from ganprint.data.samples import PHOTOS, available_photos, write_samples
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def _pixels(paths):
@@ -54,8 +62,12 @@ def test_resume_extends_and_refuses_other_settings(tmp_path):
     np.testing.assert_array_equal(more, _pixels(write_samples(tmp_path / "y", resolution=16, count=7, seed=5)))
     write_samples(tmp_path / "x", resolution=16, count=3, seed=5)
     assert sorted(p.name for p in (tmp_path / "x").glob("*.png")) == ["000000.png", "000001.png", "000002.png"]
-    with pytest.raises(GanprintError, match="new output folder"):
+    with pytest.raises(GanprintError, match="--seed: 5 -> 6.*new OUTDIR"):
         write_samples(tmp_path / "x", resolution=16, count=7, seed=6)
+    (tmp_path / "x" / ".ganprint.json").unlink()  # a folder of an older ganprint: sources.json, no record
+    assert len(write_samples(tmp_path / "x", resolution=16, count=4, seed=5)) == 4  # still resumes
+    with pytest.raises(GanprintError, match="--seed: 5 -> 6"):
+        write_samples(tmp_path / "x", resolution=16, count=4, seed=6)
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "a.png").write_bytes(b"x")
     with pytest.raises(GanprintError, match="did not write"):
@@ -105,3 +117,43 @@ def test_a_folder_of_photos_is_a_source(tmp_path):
     assert "a folder given with --photos" in (tmp_path / "out" / "SOURCES.md").read_text()
     with pytest.raises(GanprintError, match="--photos"):
         write_samples(tmp_path / "bad", resolution=16, count=2, photos=str(tmp_path / "missing"))
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[str, bytes]:
+    root = tmp_path_factory.mktemp("ref") / "s"
+    write_samples(root, resolution=16, count=1000, seed=3)
+    return _files(root)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["INT", "TERM", "KILL"])
+def test_an_interrupted_run_resumes_to_the_bytes_of_an_uninterrupted_one(tmp_path, sig, uninterrupted):
+    """Ctrl-C, SIGTERM or kill -9 mid-way, then the same command: it resumes (the folder's record is written before
+    the first crop) and ends with the files of a run that was never interrupted."""
+    argv = ["data", "samples", str(tmp_path / "s"), "--count", "1000", "--resolution", "16", "--seed", "3"]
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ganprint", *argv], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 60
+    while proc.poll() is None and time.time() < deadline:
+        if (tmp_path / "s").is_dir() and len(os.listdir(tmp_path / "s")) > 30:
+            break
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=60)[1].decode()
+    assert proc.returncode in (-sig, 130), f"the run ended before it was stopped: {proc.returncode} {err}"
+    assert "Traceback" not in err
+    written = sorted((tmp_path / "s").glob("*.png"))
+    assert 30 <= len(written) < 1000  # stopped mid-way
+    res = CliRunner().invoke(main, argv)  # the same command again
+    assert res.exit_code == 0, res.output
+    got, want = _files(tmp_path / "s"), dict(uninterrupted)  # the files of a run never interrupted
+    assert sorted(got) == sorted(want)  # the same files, no temporary left behind
+    meta = [json.loads(files.pop("sources.json")) for files in (got, want)]
+    assert [{k: v for k, v in m.items() if k != "created"} for m in meta] == [  # "created": when each run ended
+        {k: v for k, v in meta[1].items() if k != "created"}] * 2
+    assert [name for name in want if got[name] != want[name]] == []  # PNGs, crops.jsonl, SOURCES.md, the record

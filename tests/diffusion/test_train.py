@@ -88,10 +88,12 @@ def test_a_resumed_run_keeps_its_data_and_a_run_that_did_not_record_it_still_res
     train_diffusion(_tiny(total_kimg=0.008), run, sample_folder, device="cpu")
     with pytest.raises(GanprintError, match=re.escape(f"different config (data: '{sample_folder}' -> '{other}')")):
         train_diffusion(_tiny(total_kimg=0.016), run, other, device="cpu")
-    # config.json as the trainer wrote it before it recorded --data: the run resumes, and stays unrecorded.
+    # config.json as the trainer wrote it before it recorded --data (and before run folders had a record, which
+    # then holds the run's identity): the run resumes, and stays unrecorded.
     old = json.loads((run / "config.json").read_text())
     del old["data"]
     (run / "config.json").write_text(json.dumps(old))
+    (run / ".ganprint.json").unlink()
     assert train_diffusion(_tiny(total_kimg=0.016), run, other, device="cpu")["cur_nimg"] == 16
     assert [r["tick"] for r in read_jsonl(run / "stats.jsonl")] == [1, 2]
     assert "data" not in json.loads((run / "config.json").read_text())

@@ -72,7 +72,7 @@ def test_cli_generate_grid_and_errors(tmp_path, model_path):
                                     str(tmp_path / "o"), "--grid", "--batch-size", "3", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
-        "grid.png", "seed000000.png", "seed000001.png", "seed000002.png", "seed000003.png"]
+        ".ganprint.json", "grid.png", "seed000000.png", "seed000001.png", "seed000002.png", "seed000003.png"]
     assert Image.open(tmp_path / "o" / "grid.png").size == (32, 32)
     for flag in (["--fingerprint", "0101"], ["--identical-latent"], ["--identical-fingerprint"]):
         res = CliRunner().invoke(main, ["generate", "--model", str(model_path), "--outdir", str(tmp_path / "x")]

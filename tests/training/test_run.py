@@ -33,8 +33,10 @@ def test_outdir_checks_before_any_write(tmp_path):
     data.mkdir()
     with pytest.raises(GanprintError, match="lies inside --data"):
         check_outdir(data / "runs" / "a", data)
-    with pytest.raises(GanprintError, match="lies inside --data"):
+    with pytest.raises(GanprintError, match=r"is --data .* \(the data\)"):
         check_outdir(data, data)
+    with pytest.raises(GanprintError, match="contains --data"):
+        check_outdir(tmp_path, data)
     check_outdir(tmp_path / "elsewhere", data)
     (tmp_path / "file").write_text("x")
     with pytest.raises(GanprintError, match=r"parent .*file is a file"):
@@ -56,6 +58,8 @@ def test_truncate_drops_rows_after_the_state_and_a_torn_line(tmp_path):
 
 
 def test_log_file_and_leftover_temporaries(tmp_path):
+    with RunFolder(tmp_path, {"a": 1}):  # an earlier run: the folder is ganprint's, and so is what it leaves
+        pass
     (tmp_path / "snapshots").mkdir(parents=True)
     leftovers = [tmp_path / ".stats.jsonl.123.140.tmp", tmp_path / ".training-state-00000002.pt.x1y2.tmp",
                  tmp_path / "snapshots" / ".00000004.png.9.9.tmp"]
@@ -71,6 +75,20 @@ def test_log_file_and_leftover_temporaries(tmp_path):
     text = (tmp_path / "log.txt").read_text()
     assert "hello from the library" in text and "after the run" not in text
     assert "removed 3 temporary file(s)" in text
+
+
+def test_a_folder_with_files_ganprint_did_not_write_is_refused(tmp_path):
+    (tmp_path / "stats.jsonl").write_text("mine\n")
+    with pytest.raises(GanprintError, match="did not write"):
+        RunFolder(tmp_path, {"a": 1}).check()
+    assert [p.name for p in tmp_path.iterdir()] == ["stats.jsonl"] and (tmp_path / "stats.jsonl").read_text() == "mine\n"
+    legacy = tmp_path / "legacy"  # a run of an older ganprint: config.json and no record; it resumes
+    legacy.mkdir()
+    (legacy / "config.json").write_text(json.dumps({"a": 1, "git_sha": "x"}))
+    with RunFolder(legacy, {"a": 1}):
+        pass
+    with pytest.raises(GanprintError, match=r"different config \(a: 1 -> 2\)"):
+        RunFolder(legacy, {"a": 2}).check()
 
 
 def test_write_failures_inside_the_run_become_one_line(tmp_path):

@@ -18,6 +18,7 @@ import torch
 from ganprint.core.artifacts import load_export, save_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import MAX_LIST_BYTES, check_writable_file, read_input_bytes
+from ganprint.core.paths import check_new_file, check_overlap
 from ganprint.nets.stega import StegaConfig, StegaDecoderOnly, StegaModel, stega_config_dict
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def _load_into(module: torch.nn.Module, sd: dict[str, torch.Tensor], flag: str, 
 
 
 def import_agf(encoder: str | os.PathLike | None, decoder: str | os.PathLike | None,
-               out: str | os.PathLike, resolution: int | None = None) -> Path:
+               out: str | os.PathLike, resolution: int | None = None, overwrite: bool = False) -> Path:
     """Convert original checkpoints into `out` (kind `stega` with both, `stega-decoder` with the decoder alone).
 
     Args:
@@ -107,9 +108,12 @@ def import_agf(encoder: str | os.PathLike | None, decoder: str | os.PathLike | N
         out: the .safetensors file to write.
         resolution: needed only for an encoder alone (the encoder's weights do not fix R); else read from
             the decoder and checked against this value when both are given.
+        overwrite: replace an existing `out` (never one of the inputs).
     """
     if encoder is None and decoder is None:
         raise ImportAgfError("give --encoder E.pth and/or --decoder D.pth")
+    check_overlap([("--encoder", encoder, "checkpoint"), ("--decoder", decoder, "checkpoint")], [("OUT", out, "file")])
+    check_new_file(out, "OUT", overwrite)
     check_writable_file(out, "OUT")
     enc_sd = _load_state_dict(encoder, "--encoder") if encoder is not None else None
     dec_sd = _load_state_dict(decoder, "--decoder") if decoder is not None else None
@@ -152,10 +156,13 @@ def import_agf(encoder: str | os.PathLike | None, decoder: str | os.PathLike | N
     return path
 
 
-def export_part(model_path: str | os.PathLike, part: str, out: str | os.PathLike) -> Path:
-    """Write one part of a `stega` export as its own export; part "dec" gives a `stega-decoder` file."""
+def export_part(model_path: str | os.PathLike, part: str, out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write one part of a `stega` export as its own export; part "dec" gives a `stega-decoder` file. An existing
+    `out` is replaced only with `overwrite`, and never when it is the model."""
     if part != "dec":
         raise GanprintError(f"--part {part!r} is not supported; use --part dec")
+    check_overlap([("--model", model_path, "model")], [("OUT", out, "file")])
+    check_new_file(out, "OUT", overwrite)
     check_writable_file(out, "OUT")
     model, config, meta = load_export(model_path, kind=("stega", "stega-decoder"))
     dec_only = StegaDecoderOnly(StegaConfig(**config))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
-import re
 import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +19,12 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from ganprint.artificial.jobs import pid_alive, resolve_jobs
+from ganprint.artificial.jobs import resolve_jobs
 from ganprint.artificial.records import append_progress
 from ganprint.core import dist
 from ganprint.core.artifacts import load_export, read_config, read_metadata
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import output_error, read_input_json
+from ganprint.core.files import output_error, read_input_json, remove_stale_temporaries  # noqa: F401  (re-exported)
 from ganprint.core.fingerprints import bits_to_str, parse_bits
 from ganprint.core.images import IMAGE_EXTENSIONS, write_png
 from ganprint.core.runtime import resolve_device, resolve_precision
@@ -223,25 +222,6 @@ class BatchWriter:
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
-
-
-# Temporaries of ganprint.core.files: .<name>.<pid>.<thread id>.tmp (atomic_write_bytes), .<name>.<pid>.<random>.tmp
-_STALE_TMP = re.compile(r"^\..+\.(\d+)\.[^./]+\.tmp$", re.DOTALL)
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete the temporary files that killed writers left under `folder` (those whose process is gone)."""
-    removed = 0
-    for dirpath, _dirs, files in os.walk(folder):
-        for name in files:
-            m = _STALE_TMP.match(name)
-            if m and not pid_alive(int(m.group(1))):
-                try:
-                    os.unlink(os.path.join(dirpath, name))
-                    removed += 1
-                except FileNotFoundError:
-                    pass
-    return removed
 
 
 def plan_jobs(jobs, device, data, model, min_per_job: int) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from ganprint.artificial.jobs import MIN_IMAGES_PER_DETECT_JOB, run_jobs
 from ganprint.artificial.records import DETECTED_TXT, format_line, read_fingerprint_txt
 from ganprint.core import dist
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir, output_error
+from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir, output_error, sha256_file
 from ganprint.core.fingerprints import bits_to_str, bits_to_strs, strs_to_bits
 from ganprint.core.images import BadImageError
+from ganprint.core.paths import OutputFolder, check_overlap
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value, usable_threshold
 from ganprint.data.folders import open_image_dataset
 from ganprint.nets.onnx import onnx_runtime_for
@@ -46,7 +48,9 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
     `precision` and `jobs` as in `embed`. `scale_search` ("auto" or fractions; `ganprint.perturb.scale_search`)
     also decodes each image after undoing candidate crops and keeps the most confident decoding (rows then carry
     the chosen `scale`); p-values stay exact. `runtime` "onnx" decodes with ONNX Runtime (CPU) instead of
-    PyTorch: the same bits (tested), for verifiers without a GPU. The output folder is checked before any work.
+    PyTorch: the same bits (tested), for verifiers without a GPU. The output folder is checked before any work:
+    it may not be, hold or lie inside an input, and it takes only a re-run of the same detect (the same identity:
+    every setting that changes an output byte; `ganprint.core.paths.OutputFolder`).
     """
     parse_scales(scale_search)
     if runtime not in ("torch", "onnx"):
@@ -57,6 +61,8 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
         raise GanprintError("pass either --fingerprint or --embedded, not both")
     if not 0 < fpr < 1:
         raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
+    check_overlap([("--model", model, "model"), ("--data", data, "data"), ("--embedded", embedded, "list")],
+                  [("--outdir", outdir)])
     check_writable_dir(outdir, "--outdir")
     kwargs = dict(model=model, data=data, outdir=outdir, resolution=resolution, celeba=celeba,
                   fingerprint=fingerprint, embedded=embedded, fpr=fpr, batch_size=batch_size, device=device,
@@ -74,8 +80,15 @@ class _Reference:
     def __init__(self, fingerprint, embedded, k: int):
         self.all = bits_to_str(batches.as_bits(fingerprint, k)) if fingerprint is not None else None
         self.map = read_fingerprint_txt(embedded, k) if embedded is not None else None
+        self.embedded = embedded
         self.label = ("fingerprint" if self.all is not None else f"embedded:{embedded}" if self.map is not None
                       else None)
+
+    def identity(self) -> dict | str | None:
+        """What the reference is, for the resume identity: the bits, or the list's path and sha256."""
+        if self.map is not None:
+            return {"embedded": os.path.realpath(self.embedded), "sha256": sha256_file(self.embedded)}
+        return self.all
 
     def given(self) -> bool:
         return self.label is not None
@@ -99,6 +112,8 @@ def detect_rank(model, data, outdir, resolution, celeba, fingerprint, embedded, 
     threshold = usable_threshold(k, fpr) if ref.given() else match_threshold(k, fpr)
     ds = open_image_dataset(data, res, celeba=celeba, skip_bad=True)
     relpaths = batches.item_names(ds)
+    folder = _output_folder(outdir, model, data, resolution=res, celeba=bool(celeba), reference=ref.identity(),
+                            fpr=fpr, precision=prec, device=dev.type, scale_search=scales, runtime=runtime)
     decode = _onnx_decode(model) if runtime == "onnx" else _torch_decode(module, dev, prec, scales)
     rows, skipped, error = _decode_all(ds, relpaths, decode, _Scorer(k, threshold, ref), batch_size, num_workers,
                                        skip_bad)
@@ -106,7 +121,23 @@ def detect_rank(model, data, outdir, resolution, celeba, fingerprint, embedded, 
                "resolution": res, "celeba": bool(celeba), "fpr": fpr, "match_threshold": threshold,
                "reference": ref.label, "precision": prec, "runtime": runtime,
                "scale_search": list(scales) if scales is not None else None}
-    return _finish(Path(outdir), rows, skipped, error, summary, embedded if ref.map is not None else None)
+    return _finish(Path(outdir), rows, skipped, error, summary, embedded if ref.map is not None else None, folder)
+
+
+def _output_folder(outdir, model, data, **settings) -> OutputFolder:
+    """The output folder with detect's identity (every setting that changes an output byte), checked by every rank
+    before any rank writes."""
+    identity = {"model_sha256": sha256_file(model), "data": os.path.realpath(data), **settings}
+    folder = OutputFolder(outdir, "--outdir", "detect", identity, labels={"model_sha256": "--model"})
+    try:
+        folder.check()
+        problem = None
+    except GanprintError as e:
+        problem = str(e)
+    dist.barrier()
+    if problem:
+        raise GanprintError(problem)
+    return folder
 
 
 def _onnx_decode(model):
@@ -189,7 +220,7 @@ def _decode_all(ds, relpaths, decode, scorer: _Scorer, batch_size, num_workers, 
     return rows, skipped, error
 
 
-def _finish(out: Path, rows, skipped, error, summary: dict, embedded) -> dict:
+def _finish(out: Path, rows, skipped, error, summary: dict, embedded, folder: OutputFolder) -> dict:
     """Merge every rank's rows; rank 0 writes detected_fingerprints.txt, detections.jsonl and summary.json."""
     parts = dist.all_gather_object({"rows": rows, "skipped": skipped, "error": error})
     errors = [p["error"] for p in parts if p["error"]]
@@ -211,14 +242,14 @@ def _finish(out: Path, rows, skipped, error, summary: dict, embedded) -> dict:
     if embedded is not None and len(scored) < len(rows):
         log.warning("%d of %d images have no entry in %s", len(rows) - len(scored), len(rows), embedded)
     if dist.get_rank() == 0:
-        _write(out, rows, summary)
+        _write(out, rows, summary, folder)
     dist.barrier()
     return summary
 
 
-def _write(out: Path, rows, summary: dict) -> None:
+def _write(out: Path, rows, summary: dict, folder: OutputFolder) -> None:
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        folder.claim()
         atomic_write_text(out / DETECTED_TXT, "".join(r[2] for r in rows))
         atomic_write_text(out / "detections.jsonl", "".join(r[1] for r in rows))
         atomic_write_json(out / "summary.json", summary)

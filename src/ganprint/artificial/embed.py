@@ -10,7 +10,9 @@ same name, compared case-insensitively (`a.jpg` and `a.png`, or `A.png` and `a.P
 name and gains `.png` (`a.jpg.png`, `a.png.png`); any clash that remains appends `~<input index>`.
 
 Resume: an image is done when its PNG exists and a resume record (`ganprint.artificial.records`) or the
-embedded_fingerprints.txt holds the bits it must carry; a re-run of the same command redoes only the others.
+embedded_fingerprints.txt holds the bits it must carry; a re-run of the same command redoes only the others. The
+output folder's record (`ganprint.core.paths.OutputFolder`) holds the run's identity, every setting that changes an
+output byte: a re-run with another one (another --precision, say) is refused, so outputs are never mixed.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ganprint.core import dist
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir, output_error, sha256_file
 from ganprint.core.fingerprints import bits_to_str, bits_to_strs, counter_bits
+from ganprint.core.paths import OutputFolder, check_overlap
 from ganprint.core.images import BadImageError, from_tensor01
 from ganprint.core.stats import count_matches, decode_bits
 from ganprint.data.folders import open_image_dataset
@@ -91,8 +94,10 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     Writes `fingerprinted_images/<name>.png`, `embedded_fingerprints.txt` (`<name> <bits>`, sorted; names that
     hold a newline or other control characters are quoted, see `ganprint.artificial.records`) and
     `manifest.json`. `identical`: one fingerprint for all images (`fingerprint` as 0/1 or 0x-hex, else
-    the original's seeded draw); otherwise image i gets `per_image_bits(seed, i)`. Re-running resumes;
-    a non-empty `outdir` of another configuration is refused. With `check`, the written PNGs are decoded
+    the original's seeded draw); otherwise image i gets `per_image_bits(seed, i)`. Re-running resumes; an
+    `outdir` that is, holds or lies inside an input, holds another run (any setting that changes an output byte,
+    the resolved precision and the device type included) or files ganprint did not write is refused
+    (`ganprint.core.paths`). With `check`, the written PNGs are decoded
     and the mean bit accuracy is reported. `precision`: "fp32" (the original's arithmetic), "bf16" (about twice
     as fast where the hardware has it; pixels differ by at most two 8-bit levels) or "auto" (bf16 where native).
     `jobs`: CPU processes that split the images (`ganprint.artificial.jobs`; "auto": one per core for large inputs).
@@ -100,9 +105,7 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     if fingerprint is not None and not identical:
         raise GanprintError("--fingerprint sets the one fingerprint of --identical; add --identical")
     out = Path(outdir)
-    if Path(data).is_dir() and out.resolve().is_relative_to(Path(data).resolve()):
-        raise GanprintError(f"--outdir {out} is inside --data {data}; a re-run would read its own outputs. "
-                            "Choose an --outdir outside the data folder")
+    check_overlap([("--model", model, "model"), ("--data", data, "data")], [("--outdir", out)])
     check_writable_dir(out, "--outdir")
     kwargs = dict(model=model, data=data, outdir=outdir, resolution=resolution, celeba=celeba, identical=identical,
                   fingerprint=fingerprint, seed=seed, batch_size=batch_size, device=device, skip_bad=skip_bad,
@@ -175,11 +178,14 @@ def _open_run(model, data, outdir, resolution, celeba, identical, fingerprint, s
     fixed = None
     if identical:
         fixed = as_bits(fingerprint, k) if fingerprint is not None else original_identical_bits(seed, k)
+    # The resume identity: every setting that changes a byte of the outputs (precision and device: the arithmetic).
     cfg = {"command": "embed", "model_sha256": sha256_file(model), "model_config": config,
            "data": str(Path(data).resolve()), "resolution": res, "celeba": bool(celeba), "seed": int(seed),
-           "identical": bool(identical), "fingerprint": bits_to_str(fixed) if fixed is not None else None}
+           "identical": bool(identical), "fingerprint": bits_to_str(fixed) if fixed is not None else None,
+           "precision": prec, "device": dev.type}
+    folder = OutputFolder(out, "--outdir", "embed", cfg, labels=_FLAGS)
     # Every rank checks before anyone writes, so all ranks agree (and none waits on a failed peer).
-    problem = _outdir_problem(out, cfg)
+    problem = _folder_problem(folder)
     dist.barrier()
     if problem:
         raise GanprintError(problem)
@@ -187,7 +193,7 @@ def _open_run(model, data, outdir, resolution, celeba, identical, fingerprint, s
                 "ganprint_version": __version__}
     if dist.get_rank() == 0:
         try:
-            out.mkdir(parents=True, exist_ok=True)
+            folder.claim()
             atomic_write_json(out / MANIFEST, {**(read_json(out / MANIFEST) or {}), **manifest})
         except OSError as e:
             raise output_error(out / MANIFEST, e) from None
@@ -197,21 +203,16 @@ def _open_run(model, data, outdir, resolution, celeba, identical, fingerprint, s
                 int(seed), cfg, manifest)
 
 
-def _outdir_problem(out: Path, cfg: dict) -> str | None:
-    """Why `out` cannot take this embed run (None when empty, missing, or made by the same configuration)."""
-    if not out.exists():
-        return None
-    if not out.is_dir():
-        return f"--outdir {out} is a file; pass a folder"
-    if not any(out.iterdir()):
-        return None
-    old = read_json(out / MANIFEST)
-    if old is None or "config" not in old:
-        return f"--outdir {out} is not empty and holds no ganprint embed manifest; use a new --outdir"
-    diff = sorted(key for key in set(cfg) | set(old["config"]) if cfg.get(key) != old["config"].get(key))
-    if diff:
-        return (f"--outdir {out} holds an embed run with a different configuration ({', '.join(diff)} differ); "
-                "use a new --outdir, or repeat the original flags to resume it")
+# Flags of the identity keys that are not --key-with-dashes.
+_FLAGS = {"command": "command", "model_sha256": "--model", "model_config": "--model"}
+
+
+def _folder_problem(folder: OutputFolder) -> str | None:
+    """Why `folder` cannot take this embed run (None when it is new, empty, or holds the same run)."""
+    try:
+        folder.check()
+    except GanprintError as e:
+        return str(e)
     return None
 
 

@@ -472,7 +472,7 @@ def train_stega(
     if log_every < 1:
         raise GanprintError(f"log_every must be >= 1, got {log_every}")
     dev = _start_processes(device or cfg.device, cfg.batch_size)
-    run = RunFolder(outdir, cfg.to_dict(), RUNTIME_FIELDS, data=cfg.data).check()
+    run = RunFolder(outdir, cfg.to_dict(), RUNTIME_FIELDS, data=cfg.data, command="train", device=dev).check()
     aug = build_augment(cfg.augment, skew=cfg.augment_skew) if cfg.augment else None  # a bad spec writes nothing
     ds = open_training_data(cfg, data)
     if len(ds) == 0:

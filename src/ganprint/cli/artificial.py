@@ -204,7 +204,8 @@ def train_cmd(outdir, preset, init_, workers, snapshot_every, checkpoint_every, 
 @click.option("--encoder", type=click.Path(dir_okay=False), default=None, help="Original *_encoder.pth.")
 @click.option("--decoder", type=click.Path(dir_okay=False), default=None, help="Original *_decoder.pth.")
 @click.argument("out", type=click.Path(dir_okay=False))
-def import_agf_cmd(encoder, decoder, out):
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (never when it is an input).")
+def import_agf_cmd(encoder, decoder, out, overwrite):
     """Convert original ArtificialGANFingerprints checkpoints into a ganprint export.
 
     \b
@@ -213,7 +214,7 @@ def import_agf_cmd(encoder, decoder, out):
       ganprint import-agf --decoder D.pth decoder.safetensors
     """
 
-    path = import_agf(encoder, decoder, out)
+    path = import_agf(encoder, decoder, out, overwrite=overwrite)
     log.info("wrote %s", path)
 
 
@@ -227,7 +228,8 @@ def import_agf_cmd(encoder, decoder, out):
               show_default=True, help="onnx: the decoder as an ONNX graph for ONNX Runtime (uint8 [N, R, R, 3] "
                                       "in, logits out; needs the onnx extra).")
 @click.argument("out", type=click.Path(dir_okay=False))
-def export_cmd(model_path, part, fmt, out):
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (never when it is the model).")
+def export_cmd(model_path, part, fmt, out, overwrite):
     """Write one part of a trained model as its own export, e.g. a decoder-only file for verifiers.
 
     \b
@@ -237,10 +239,10 @@ def export_cmd(model_path, part, fmt, out):
     """
     if fmt == "onnx":
 
-        log.info("wrote %s", export_onnx(model_path, out)["out"])
+        log.info("wrote %s", export_onnx(model_path, out, overwrite=overwrite)["out"])
         return
 
-    path = export_part(model_path, part, out)
+    path = export_part(model_path, part, out, overwrite=overwrite)
     log.info("wrote %s", path)
 
 

@@ -137,7 +137,9 @@ def pvalue_cmd(k, matches, acc, as_json):
 @click.option("--allow-unverified", is_flag=True,
               help="Accept Inception weights whose SHA-256 differs (results are then not standard FIDs).")
 @click.option("--out", "out_json", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
-def fid_cmd(data_a, data_b, resolution, inception, kid, cache_dir, batch_size, device, allow_unverified, out_json):
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists (never when it is an input).")
+def fid_cmd(data_a, data_b, resolution, inception, kid, cache_dir, batch_size, device, allow_unverified, out_json,
+            overwrite):
     """FID (and KID) between two image folders or packed data sets.
 
     \b
@@ -146,7 +148,8 @@ def fid_cmd(data_a, data_b, resolution, inception, kid, cache_dir, batch_size, d
     """
 
     res = compute_fid_kid(data_a, data_b, resolution, inception=inception, kid=kid, cache_dir=cache_dir,
-                          batch_size=batch_size, device=device, allow_unverified=allow_unverified, out=out_json)
+                          batch_size=batch_size, device=device, allow_unverified=allow_unverified, out=out_json,
+                          overwrite=overwrite)
     click.echo(json.dumps(res, indent=2))
 
 

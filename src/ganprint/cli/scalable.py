@@ -110,7 +110,8 @@ def issue_cmd(model, registry, outdir, fingerprint, who, notes, min_distance, de
 @click.option("--device", default="auto", show_default=True)
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="Decode with PyTorch, or with ONNX Runtime on the CPU (the onnx extra; same bits).")
-def attribute_cmd(decoder, registry, input_dir, out, fpr, batch_size, device, runtime) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace OUT and OUT.summary.json if they exist (never an input).")
+def attribute_cmd(decoder, registry, input_dir, out, fpr, batch_size, device, runtime, overwrite) -> None:
     """Attribute images to the issued model whose fingerprint they carry, or to `unknown`.
 
     \b
@@ -120,7 +121,7 @@ def attribute_cmd(decoder, registry, input_dir, out, fpr, batch_size, device, ru
     Writes OUT (JSONL) and OUT.summary.json; prints the summary.
     """
 
-    summary = attribute_images(decoder, registry, input_dir, out, fpr, batch_size, device, runtime)
+    summary = attribute_images(decoder, registry, input_dir, out, fpr, batch_size, device, runtime, overwrite=overwrite)
     click.echo(json.dumps(summary, indent=2))
 
 
@@ -164,7 +165,8 @@ def registry_migrate_cmd(registry: str) -> None:
 @registry_group.command("export")
 @click.argument("registry")
 @click.argument("out", type=click.Path(dir_okay=False))
-def registry_export_cmd(registry: str, out: str) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (never when it is the registry).")
+def registry_export_cmd(registry: str, out: str, overwrite: bool) -> None:
     """Write everything in REGISTRY to the JSON file OUT (token hashes only, never tokens).
 
     \b
@@ -173,7 +175,7 @@ def registry_export_cmd(registry: str, out: str) -> None:
       ganprint registry import reg.json postgresql://ganprint@db.example/ganprint
     """
 
-    click.echo(json.dumps(export_registry(registry, out)))
+    click.echo(json.dumps(export_registry(registry, out, overwrite=overwrite)))
 
 
 @registry_group.command("import")

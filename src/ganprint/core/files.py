@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -342,3 +343,32 @@ def fsync_dir(path: str | os.PathLike) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# Temporaries of this module: .<name>.<pid>.<thread id>.tmp (atomic_write_bytes), .<name>.<pid>.<random>.tmp
+_STALE_TMP = re.compile(r"^\..+\.(\d+)\.[^./]+\.tmp$", re.DOTALL)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or a number no pid can be: leave the file alone
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files that killed writers left under `folder` (those whose process is gone)."""
+    removed = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            m = _STALE_TMP.match(name)
+            if m and not _pid_alive(int(m.group(1))):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed

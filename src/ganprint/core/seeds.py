@@ -44,3 +44,17 @@ def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
                 seen.add(s)
                 out.append(s)
     return out
+
+
+def seeds_text(seeds: list[int]) -> str:
+    """The shortest `parse_seeds` text of `seeds`, in their order ([0, 1, 2, 5] -> "0-2,5"): a resume identity that
+    stays small for millions of seeds."""
+    parts: list[str] = []
+    i = 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        parts.append(str(seeds[i]) if i == j else f"{seeds[i]}-{seeds[j]}")
+        i = j + 1
+    return ",".join(parts)

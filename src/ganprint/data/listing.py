@@ -1,4 +1,8 @@
-"""Which files of a folder are images: the one listing every data reader and writer uses."""
+"""Which files of a folder are images: the one listing every data reader and writer uses.
+
+Hidden entries are skipped, and so are the entries that the record of a ganprint output folder lists as not data
+(`ganprint.core.paths.not_data`): the grid.png of `generate --grid` is not one of the generated samples.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 
 from ganprint.core.errors import GanprintError
 from ganprint.core.images import IMAGE_EXTENSIONS, is_image_file
+from ganprint.core.paths import RECORD, not_data
 
 
 def list_images(root: str | os.PathLike) -> list[Path]:
@@ -62,11 +67,13 @@ def _walk_images(root: str | os.PathLike) -> list[tuple[str, str]]:
             dirnames[:] = []
             continue
         seen_dirs.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # ganprint's own outputs that are not data (a generator's grid.png, evaluate's plots, training snapshots)
+        skip = not_data(dirpath) if RECORD in filenames else set()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in skip)
         reldir = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if reldir == "." else reldir + "/"
         for name in filenames:
-            if name.startswith(".") or not is_image_file(name):
+            if name.startswith(".") or name in skip or not is_image_file(name):
                 continue
             found.append((prefix + name, os.path.join(dirpath, name)))
     if not found:

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, check_writable_dir, read_input_json
 from ganprint.core.images import preprocess, read_image
+from ganprint.core.paths import check_overlap
 from ganprint.data.listing import list_images
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,7 @@ def pack_celeba(src: str | os.PathLike, out: str | os.PathLike, num_images: int 
 
     Every image must be 178x218 (the aligned CelebA size); another size raises PackedDatasetError naming it.
     """
+    check_overlap([("SRC", src, "source folder")], [("OUT", out)])
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise PackedDatasetError(f"CelebA folder {src} does not exist (expected img_align_celeba_png/)")
@@ -241,6 +243,7 @@ def pack_celeba(src: str | os.PathLike, out: str | os.PathLike, num_images: int 
 def pack_images(src: str | os.PathLike, out: str | os.PathLike, resolution: int, num_images: int | None = None, *,
                 shuffle: bool = False, seed: int = 123) -> Path:
     """Pack images under `src` (sorted, the first `num_images`): centre-crop to a square, resize to `resolution`."""
+    check_overlap([("SRC", src, "source folder")], [("OUT", out)])
     src, out = Path(src), Path(out)
     if resolution < 4 or resolution & (resolution - 1):
         raise PackedDatasetError(f"--resolution must be a power of two >= 4, got {resolution}")

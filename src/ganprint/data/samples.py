@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,10 @@ import numpy as np
 
 from ganprint._version import __version__
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir, read_input_json
+from ganprint.core.files import (atomic_write_json, atomic_write_text, check_writable_dir, read_input_json,
+                                 remove_stale_temporaries)
 from ganprint.core.images import read_image, resize, write_png
+from ganprint.core.paths import OutputFolder, check_overlap
 from ganprint.core.seeds import derive_seed
 from ganprint.data.folders import list_images
 
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "heldout", "all")
 MIN_STD = 4.0 / 255.0  # reject nearly flat crops (sky, black borders)
 MAX_TRIES = 50
+_CROP_NAME = re.compile(r"\d{6,}\.png")  # 000000.png ...: the crops this module writes
 
 
 @dataclass(frozen=True)
@@ -222,30 +226,26 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
     """Write `count` PNG crops `<outdir>/<i:06d>.png` plus SOURCES.md and sources.json; returns the image paths.
 
     A pure function of (resolution, count, seed, photos). Re-running with the same settings keeps the
-    crops already written (and extends them when `count` grew); a folder made with other settings is refused.
+    crops already written (and extends them when `count` grew), also after an interrupted run; a folder made with
+    other settings, or holding files ganprint did not write, is refused (`ganprint.core.paths.OutputFolder`).
     """
     if resolution < 1:
         raise GanprintError(f"--resolution must be positive, got {resolution}")
     if count < 1:
         raise GanprintError(f"--count must be positive, got {count}")
     sources = available_photos(photos)
+    own = photos not in SPLITS  # a folder of the user's photos
+    check_overlap([("--photos", photos if own else None, "photo folder")], [("OUTDIR", outdir)])
     outdir = check_writable_dir(outdir, "OUTDIR")
     params = {"resolution": int(resolution), "seed": int(seed), "photos": photos}
     if vary:  # only then, so that folders written before the option existed still resume
         params["vary"] = True
     meta_path = outdir / "sources.json"
-    old_count = 0
-    if outdir.exists():
-        if meta_path.is_file():
-            old = read_input_json(meta_path, "the samples record")
-            old_count = int(old.get("count", 0))
-            if old.get("params") != params:
-                raise GanprintError(
-                    f"{outdir} holds samples made with {old.get('params')}, not {params}; use a new output folder"
-                )
-        elif any(outdir.glob("*.png")):
-            raise GanprintError(
-                f"{outdir} already holds PNG files that ganprint did not write; use a new output folder")
+    # The record is written before the first crop, so that a run stopped at any point (Ctrl-C, SIGTERM, kill -9)
+    # resumes when the same command is run again; sources.json alone, written at the end, recorded older runs.
+    folder = OutputFolder(outdir, "OUTDIR", "data samples", params, labels={}, legacy=_recorded_params(meta_path))
+    folder.check().claim()
+    remove_stale_temporaries(outdir)  # what a killed writer left behind
 
     cache: dict[int, np.ndarray] = {}
     split_code = SPLITS.index(photos) if photos in SPLITS else len(SPLITS)
@@ -265,8 +265,7 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
         paths.append(path)
         per_photo[sources[k]["name"]] += 1
         crops.append({"file": name, "photo": sources[k]["name"], **info})
-    for i in range(count, old_count):  # a smaller --count than last time: drop our own surplus crops
-        (outdir / f"{i:06d}.png").unlink(missing_ok=True)
+    _drop_surplus(outdir, count)
     for s in sources:
         s["crops"] = per_photo[s["name"]]
     meta = {"params": params, "count": count, "ganprint_version": __version__,
@@ -281,6 +280,21 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
     atomic_write_text(outdir / "SOURCES.md", _sources_md(meta))
     log.info("wrote %d new crops (%d total) of %d photos to %s", written, count, len(sources), outdir)
     return paths
+
+
+def _recorded_params(meta_path: Path) -> dict | None:
+    """The settings that an older ganprint recorded in sources.json (no record file then), or None."""
+    if not os.path.lexists(meta_path):
+        return None
+    old = read_input_json(meta_path, "the samples record")  # a FIFO or a huge file: one line, never a hang
+    return old.get("params") if isinstance(old, dict) and isinstance(old.get("params"), dict) else None
+
+
+def _drop_surplus(outdir: Path, count: int) -> None:
+    """Remove the crops numbered `count` and above: a smaller --count than an earlier (or interrupted) run's."""
+    for path in outdir.glob("*.png"):
+        if _CROP_NAME.fullmatch(path.name) and int(path.name[:-4]) >= count:
+            path.unlink(missing_ok=True)
 
 
 def _sources_md(meta: dict) -> str:

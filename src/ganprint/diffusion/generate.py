@@ -17,7 +17,9 @@ import torch
 
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
+from ganprint.core.files import check_writable_dir
 from ganprint.core.images import write_grid, write_png
+from ganprint.core.paths import GRID, check_overlap, claim_generated
 from ganprint.core.runtime import resolve_device
 from ganprint.diffusion.config import NoiseConfig
 from ganprint.diffusion.model import EXPORT_KIND, SAMPLERS, make_scheduler, parse_export_config
@@ -98,12 +100,14 @@ def generate_images(model_path: str | os.PathLike, seeds: list[int], outdir: str
         raise GanprintError("--seeds selects no seeds")
     if precision not in PRECISIONS:
         raise GanprintError(f"--precision must be float64 or float32, got {precision!r}")
+    check_overlap([("--model", model_path, "model")], [("--outdir", outdir)])
+    outdir = check_writable_dir(outdir, "--outdir")
     dev = resolve_device(device)
     unet, noise, _ = load_diffusion(model_path, dev)
     check_sampling(sampler, steps, noise)
+    claim_generated(outdir, model_path, seeds, grid, dev.type,
+                    {"kind": EXPORT_KIND, "sampler": sampler, "steps": int(steps), "precision": precision}, batch_size)
     unet = _cast(unet, PRECISIONS[precision])
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     paths, all_imgs = [], []
     for i in range(0, len(seeds), batch_size):
         chunk = seeds[i:i + batch_size]
@@ -114,5 +118,5 @@ def generate_images(model_path: str | os.PathLike, seeds: list[int], outdir: str
         log.info("generated %d / %d images (%s, %d steps)", min(i + batch_size, len(seeds)), len(seeds), sampler,
                  steps)
     if grid:
-        write_grid(outdir / "grid.png", np.concatenate(all_imgs))
+        write_grid(outdir / GRID, np.concatenate(all_imgs))
     return paths

@@ -38,6 +38,7 @@ from ganprint.training.run import (
     SNAPSHOT_DIR,
     CheckpointClock,
     RunFolder,
+    check_outdir,
     crossed,
     export,
     write_error,
@@ -285,6 +286,8 @@ def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: 
     "elapsed_s", "unet", "ema"} (this process's modules).
     """
     resume = None if resume_from is None else str(resume_from)
+    inputs = [("--resume-from", resume, "model")]
+    check_outdir(outdir, None if isinstance(data, Dataset) else data, inputs)  # before reading the export
     if resume is not None:
         cfg = config_from_export(cfg, resume)
     cfg.validate()
@@ -294,7 +297,8 @@ def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: 
     if cfg.batch_size % dist.get_world_size():
         raise GanprintError(f"--batch-size {cfg.batch_size} is not divisible by the {dist.get_world_size()} processes")
     run = RunFolder(outdir, _recorded_data(Path(outdir), run_config(cfg, data, resume)), RUNTIME_FIELDS,
-                    data=None if isinstance(data, Dataset) else data).check()
+                    data=None if isinstance(data, Dataset) else data, command="train-diffusion", device=dev,
+                    inputs=inputs).check()
     dataset = open_training_data(cfg, data)
     with run:
         trainer = _DiffusionRun(cfg, run, dev, resume)

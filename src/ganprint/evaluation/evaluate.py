@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,10 +26,11 @@ import torch
 from tqdm import tqdm
 
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import check_writable_dir
+from ganprint.core.files import check_writable_dir, sha256_file
 from ganprint.core.fingerprints import bits_to_str, parse_bits
+from ganprint.core.paths import OutputFolder, check_overlap
 from ganprint.core.runtime import resolve_device
-from ganprint.core.seeds import derive_seed, parse_seeds
+from ganprint.core.seeds import derive_seed, parse_seeds, seeds_text
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value, smallest_usable_fpr
 from ganprint.evaluation import report
 from ganprint.evaluation.model_attacks import ModelAttackSetting, parse_model_attacks
@@ -51,6 +53,7 @@ __all__ = ["DECODER_KINDS", "GENERATOR_KINDS", "EvalBatch", "FolderSource", "Gen
            "evaluate_model_attacks", "load_decoder", "load_generator", "run_evaluate"]
 
 SETS = ("fingerprinted", "clean")
+PLOTS = ("bit_accuracy.png", "model_attacks.png", "roc.png")  # outputs that are not data (image listings skip them)
 
 
 def _spec_seed(spec: str) -> int:
@@ -148,6 +151,14 @@ class _Scored:
     seeds: list[int] | None = None
 
 
+def _file_identity(path) -> dict | None:
+    """A path input of the resume identity: where it is, and a file's sha256 (a folder's path only)."""
+    if path is None:
+        return None
+    real = os.path.realpath(path)
+    return {"path": real, "sha256": sha256_file(real) if os.path.isfile(real) else None}
+
+
 def _check_flags(data, generator, seeds, embedded, fingerprint, celeba, model_attacks, outdir, batch_size,
                  fpr) -> None:
     """Refuse flag combinations that do not make one evaluation, and an --outdir that cannot be written, naming the
@@ -230,13 +241,25 @@ def run_evaluate(model: str | Path, data: str | Path | None, outdir: str | Path,
     summary.csv / summary.md (per set x attack x strength), plots (PNG), report.md and report.html, eval.json
     (the configuration and headline numbers); returns the eval.json dict. The clean strength ("none") is always
     included. `scale_search` ("auto" or fractions, `ganprint.perturb.scale_search`) decodes every image at
-    several candidate scales and keeps the most confident decoding.
+    several candidate scales and keeps the most confident decoding. `outdir` may not be, hold or lie inside an
+    input, and takes only a re-run of the same evaluation (`ganprint.core.paths.OutputFolder`; its record marks the
+    plots as not data).
     """
+    check_overlap([("--model", model, "model"), ("--data", data, "data"), ("--generator", generator, "generator"),
+                   ("--embedded", embedded, "list"), ("--clean", clean, "clean data")], [("--outdir", outdir)])
     _check_flags(data, generator, seeds, embedded, fingerprint, celeba, model_attacks, outdir, batch_size, fpr)
     chains = parse_attacks(["none", *([attacks] if isinstance(attacks, str) else list(attacks))])
     settings = parse_model_attacks("standard" if model_attacks is None else model_attacks) if generator else []
     dev = resolve_device(device)
     dec, res, k, _ = load_decoder(model, dev)
+    folder = OutputFolder(outdir, "--outdir", "evaluate", {
+        "model": _file_identity(model), "data": _file_identity(data), "generator": _file_identity(generator),
+        "seeds": None if seeds is None else seeds_text(parse_seeds(seeds) if isinstance(seeds, str) else
+                                                       [int(x) for x in seeds]),
+        "embedded": _file_identity(embedded), "fingerprint": fingerprint, "attacks": [c.spec for c in chains],
+        "model_attacks": [st.spec for st in settings], "fpr": fpr, "keys": n_keys, "clean": _file_identity(clean),
+        "limit": limit, "batch_size": batch_size, "device": dev.type, "seed": seed, "celeba": bool(celeba),
+        "scale_search": scale_search, "resolution": resolution}, labels={}, not_data=PLOTS).check()
     if match_threshold(k, fpr, n_keys) > k:  # bit accuracy is still measured; the report says so in bold too
         log.warning("--fpr %g is too small for %d bits: no image can be detected at it (the smallest usable --fpr "
                     "is %.3g); bit accuracies are measured all the same", fpr, k, smallest_usable_fpr(k, n_keys))
@@ -263,6 +286,7 @@ def run_evaluate(model: str | Path, data: str | Path | None, outdir: str | Path,
             "scale_search": list(scales) if scales is not None else None,
             "attacks": [c.spec for c in chains], "model_attacks": [st.spec for st in settings], "seed": seed,
             "images": part.n_images, "clean_images": (len(clean_src) - len(clean_src.skipped)) if clean_src else 0}
+    folder.claim()
     result = report.write_outputs(outdir, rows, meta)
     log.info("evaluate: %d rows for %d attack and %d model-attack settings written to %s (report: %s)", len(rows),
              len(chains), len(settings), outdir, Path(outdir) / "report.html")

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_path, atomic_write_json, sha256_file
+from ganprint.core.paths import check_new_file, check_overlap
 from ganprint.core.runtime import resolve_device
 from ganprint.data.folders import collate, list_images, open_image_dataset
 from ganprint.nets.inception import FIDInceptionV3
@@ -243,9 +244,15 @@ def dataset_features(path: str | os.PathLike, resolution: int, model: torch.nn.M
 def compute_fid_kid(data_a: str | os.PathLike, data_b: str | os.PathLike, resolution: int,
                     inception: str | os.PathLike | None = None, kid: bool = True, cache_dir=None,
                     batch_size: int = 50, device: str = "auto", allow_unverified: bool = False,
-                    kid_subsets: int = 100, kid_subset_size: int = 1000, out: str | os.PathLike | None = None) -> dict:
+                    kid_subsets: int = 100, kid_subset_size: int = 1000, out: str | os.PathLike | None = None,
+                    overwrite: bool = False) -> dict:
     """FID (and KID) between two image folders/packed data sets at `resolution`; returns a dict of results,
-    also written as JSON to `out` when given."""
+    also written as JSON to `out` when given (an existing file only with `overwrite`). Neither `out` nor a given
+    `cache_dir` may be, hold or lie inside an input."""
+    inputs = [("DATA_A", data_a, "data"), ("DATA_B", data_b, "data"), ("--inception", inception, "weights")]
+    check_overlap(inputs, [("--out", out, "file"), ("--cache-dir", cache_dir)])
+    if out is not None:
+        check_new_file(out, "--out", overwrite)
     dev = resolve_device(device)
     model, digest = load_inception(inception, dev, allow_unverified=allow_unverified)
     fa = dataset_features(data_a, resolution, model, digest, cache_dir, batch_size, dev)

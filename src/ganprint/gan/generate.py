@@ -18,6 +18,7 @@ from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import check_writable_dir
 from ganprint.core.images import write_grid, write_png
+from ganprint.core.paths import GRID, check_overlap, claim_generated
 from ganprint.core.runtime import resolve_device
 from ganprint.nets.stylegan2 import Generator, seeded_inputs, to_uint8
 
@@ -67,9 +68,12 @@ def generate_images(model_path: str | os.PathLike, seeds: list[int], outdir: str
         raise GanprintError("--seeds selects no seeds")
     if precision not in ("float64", "float32"):
         raise GanprintError(f"--precision must be float64 or float32, got {precision!r}")
+    check_overlap([("--model", model_path, "model")], [("--outdir", outdir)])
     outdir = check_writable_dir(outdir, "--outdir")
     dev = resolve_device(device)
     G, _, _ = load_export(model_path, kind="stylegan2-G", device=dev)
+    identity = {"kind": "stylegan2-G", "trunc": float(psi), "precision": precision}
+    claim_generated(outdir, model_path, seeds, grid, dev.type, identity, batch_size)
     dtype = torch.float64 if precision == "float64" else torch.float32
     G = G.to(dtype)
     paths, all_imgs = [], []
@@ -82,5 +86,5 @@ def generate_images(model_path: str | os.PathLike, seeds: list[int], outdir: str
             all_imgs.append(imgs)
         log.info("generated %d / %d images", min(i + batch_size, len(seeds)), len(seeds))
     if grid:
-        write_grid(outdir / "grid.png", np.concatenate(all_imgs))
+        write_grid(outdir / GRID, np.concatenate(all_imgs))
     return paths

@@ -332,7 +332,8 @@ def train_gan(cfg: GanTrainConfig, outdir: str | os.PathLike, data: Dataset | st
     world = dist.get_world_size()
     if cfg.batch_size % world:
         raise GanprintError(f"--batch-size {cfg.batch_size} is not divisible by the {world} processes")
-    run = RunFolder(outdir, cfg.to_dict(), RUNTIME_FIELDS, data=None if isinstance(data, Dataset) else data or cfg.data)
+    run = RunFolder(outdir, cfg.to_dict(), RUNTIME_FIELDS, data=None if isinstance(data, Dataset) else data or cfg.data,
+                    command="train-gan", device=dev)
     run.check()
     dataset = open_training_data(cfg, data)
     _check_images(dataset, cfg)

@@ -21,6 +21,7 @@ from torch import nn
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_path
+from ganprint.core.paths import check_new_file, check_overlap
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,11 @@ class _Uint8Decoder(nn.Module):
         return self.net(x / 255.0)
 
 
-def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike) -> dict:
-    """Write the decoder of a stega / stega-decoder / scalable-decoder export as ONNX; returns what was written."""
+def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> dict:
+    """Write the decoder of a stega / stega-decoder / scalable-decoder export as ONNX; returns what was written.
+    An existing `out` is replaced only with `overwrite`, and never when it is the model."""
+    check_overlap([("--model", model_path, "model")], [("OUT", out, "file")])
+    check_new_file(out, "OUT", overwrite)
     try:
         import onnx
     except ImportError:

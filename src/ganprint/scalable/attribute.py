@@ -31,11 +31,12 @@ from ganprint.core.files import atomic_write_json, atomic_write_text, check_writ
 from ganprint.core.fingerprints import bits_to_hex, pack_bits
 from ganprint.core.hamming import HammingIndex
 from ganprint.core.images import preprocess, read_image
+from ganprint.core.paths import check_new_file, check_overlap
 from ganprint.core.runtime import resolve_device
 from ganprint.core.stats import decode_bits, log10_p_value, match_threshold, usable_threshold
 from ganprint.data.listing import list_images
 from ganprint.nets.onnx import onnx_runtime_for
-from ganprint.scalable.registry import Registry
+from ganprint.scalable.registry import Registry, registry_file
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +98,21 @@ def decode_images(decoder: torch.nn.Module, images: np.ndarray | torch.Tensor, b
 
 def attribute_images(decoder_path: str | os.PathLike, registry_path: str | os.PathLike,
                      input_dir: str | os.PathLike, out_jsonl: str | os.PathLike, fpr: float = 1e-6,
-                     batch_size: int = 64, device: str = "auto", runtime: str = "torch") -> dict:
+                     batch_size: int = 64, device: str = "auto", runtime: str = "torch",
+                     overwrite: bool = False) -> dict:
     """Decode every image under `input_dir`, attribute it against the registry, write JSONL rows; return a summary.
 
     Images of another size than the decoder's are centre-cropped and resized to it (as the data sets were).
     The summary is also written beside the JSONL as `<out>.summary.json`. `runtime` "onnx" decodes with ONNX
-    Runtime on the CPU (the same bits). The output is checked before any work.
+    Runtime on the CPU (the same bits). The output is checked before any work: it may not be or lie inside an
+    input (the registry, the decoder, the images), and existing files are replaced only with `overwrite`.
     """
     out = Path(out_jsonl)
+    summary_path = out.with_name(out.name + ".summary.json")
+    check_overlap([("--decoder", decoder_path, "decoder"), ("--registry", registry_file(registry_path), "registry"),
+                   ("--input", input_dir, "image folder")], [("--out", out, "file"), ("--out", summary_path, "file")])
+    for path in (out, summary_path):
+        check_new_file(path, "--out", overwrite)
     check_writable_file(out, "--out")
     src = Path(input_dir)
     if not src.is_dir():
@@ -135,7 +143,7 @@ def attribute_images(decoder_path: str | os.PathLike, registry_path: str | os.Pa
     atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
     summary = summarize(rows, len(fp_ids), k, fpr)
     summary.update(search_backend=index.backend, runtime=runtime)
-    atomic_write_json(out.with_name(out.name + ".summary.json"), summary)
+    atomic_write_json(summary_path, summary)
     log.info("attributed %d of %d images (%d unknown) against %d issued fingerprints", summary["attributed"],
              len(rows), summary[UNKNOWN], len(fp_ids))
     return summary

@@ -21,6 +21,7 @@ from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_text, check_writable_dir
 from ganprint.core.fingerprints import bits_to_hex, bits_to_str, parse_bits
 from ganprint.core.images import write_grid, write_png
+from ganprint.core.paths import GRID, check_overlap, claim_generated
 from ganprint.core.runtime import resolve_device
 from ganprint.nets.scalable import seeded_inputs
 from ganprint.nets.stylegan2 import to_uint8
@@ -69,6 +70,7 @@ def generate(model_path: str | os.PathLike, seeds: list[int], outdir: str | os.P
         raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
     if not seeds:
         raise GanprintError("--seeds selects no seeds")
+    check_overlap([("--model", model_path, "model")], [("--outdir", outdir)])
     outdir = check_writable_dir(outdir, "--outdir")
     dev = resolve_device(device)
     G, cfg, meta = load_export(model_path, kind=KINDS, device=dev)
@@ -82,6 +84,10 @@ def generate(model_path: str | os.PathLike, seeds: list[int], outdir: str | os.P
         fixed = parse_bits(meta[FINGERPRINT_META], k)
     elif fingerprint is not None:
         fixed = parse_bits(fingerprint, k)
+    claim_generated(outdir, model_path, seeds, grid, dev.type,
+                    {"kind": meta["ganprint.kind"], "fingerprint": bits_to_str(fixed) if fixed is not None else None,
+                     "identical_latent": bool(identical_latent), "identical_fingerprint": bool(identical_fingerprint)},
+                    batch_size)
     G = G.double()
     z0, c0, _ = seeded_inputs(G, seeds[:1])
     paths, lines, rows, imgs_all = [], [], [], []
@@ -103,7 +109,7 @@ def generate(model_path: str | os.PathLike, seeds: list[int], outdir: str | os.P
     atomic_write_text(outdir / "fingerprints.txt", "\n".join(lines) + "\n")
     atomic_write_text(outdir / "fingerprints.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     if grid:
-        write_grid(outdir / "grid.png", np.concatenate(imgs_all))
+        write_grid(outdir / GRID, np.concatenate(imgs_all))
     return paths
 
 

@@ -27,10 +27,11 @@ import torch
 
 from ganprint.core.artifacts import export_bytes, load_export
 from ganprint.core.files import check_writable_dir, rename_no_replace, sha256_file, write_new_file
+from ganprint.core.paths import check_overlap
 from ganprint.core.runtime import resolve_device
 from ganprint.nets.scalable import ScalableGenerator, fold_fingerprint
 from ganprint.scalable.generate import FINGERPRINT_META, FP_ID_META
-from ganprint.scalable.registry import CommitUnknown, Issued, Registry, RegistryError
+from ganprint.scalable.registry import CommitUnknown, Issued, Registry, RegistryError, registry_file
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,12 @@ def issue_model(model_path: str | os.PathLike, registry_path: str | os.PathLike,
     """Issue one fingerprint from the registry and write its folded standalone generator; returns the row + path.
 
     The model (kind `scalable-G-issued`) goes to `outdir/issued-<fp_id:06d>-<registry id>.safetensors` by the
-    protocol of the module docstring; files that an earlier, killed issue left in `outdir` are settled first.
+    protocol of the module docstring; files that an earlier, killed issue left in `outdir` are settled first. `outdir` and the registry may not be, hold or
+    lie inside the model (nor `outdir` the registry).
     """
+    reg = registry_file(registry_path)
+    check_overlap([("--model", model_path, "model"), ("--registry", reg, "registry")],
+                  [("--outdir", outdir), ("--registry", reg, "file")])
     dev = resolve_device(device)
     G, cfg, _ = load_export(model_path, kind="scalable-G", device=dev)
     check_writable_dir(outdir, "--outdir")

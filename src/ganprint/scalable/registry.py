@@ -62,6 +62,7 @@ from ganprint.core.files import MAX_LIST_BYTES, atomic_write_json, read_input_js
 from ganprint.core.fingerprints import FingerprintError, bits_to_hex, pack_bits, parse_bits, unpack_bits
 from ganprint.core.hamming import hamming_to_all
 from ganprint.core.mounts import network_filesystem
+from ganprint.core.paths import check_new_file, check_overlap
 from ganprint.scalable.registry_dump import validate_dump
 
 log = logging.getLogger(__name__)
@@ -499,6 +500,12 @@ def _backend(url: str | os.PathLike):
     if "://" in text:
         raise RegistryError(f"registry {text}: unknown scheme; use a file path, sqlite:///file or postgresql://...")
     return _SQLite(Path(text))
+
+
+def registry_file(url: str | os.PathLike | None) -> Path | None:
+    """The file of a SQLite registry (path or sqlite:/// URL); None for PostgreSQL or no registry. For the
+    output-is-never-an-input guard (`ganprint.core.paths.check_overlap`)."""
+    return None if url is None else getattr(_backend(url), "path", None)
 
 
 # --- the registry -----------------------------------------------------------------------------------------
@@ -1090,6 +1097,7 @@ def register_dataset(registry_url: str | os.PathLike, name: str, fingerprint_bit
     `fingerprint_bits`: a 0/1 tensor [K], or a 0/1 / 0x-hex string; K must be the model's fingerprint length.
     Registering the same name with the same fingerprint and model again returns the existing record.
     """
+    check_overlap([("--model", model_path, "model")], [("REGISTRY", registry_file(registry_url), "file")])
     model_path = Path(model_path)
     if not model_path.is_file():
         raise RegistryError(f"model {model_path} does not exist; give the stega model the data set was embedded with")
@@ -1118,8 +1126,11 @@ def migrate(registry_url: str | os.PathLike) -> dict:
     return {"registry": reg.where, "schema_before": reg.migrated[0], "schema_after": reg.migrated[1]}
 
 
-def export_registry(registry_url: str | os.PathLike, out: str | os.PathLike) -> dict:
-    """Write the whole registry to the JSON file `out`; returns the row counts."""
+def export_registry(registry_url: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> dict:
+    """Write the whole registry to the JSON file `out` (an existing one only with `overwrite`); returns the row
+    counts."""
+    check_overlap([("REGISTRY", registry_file(registry_url), "registry")], [("OUT", out, "file")])
+    check_new_file(out, "OUT", overwrite)
     data = Registry(registry_url, create=False).export()
     try:
         atomic_write_json(out, data)
@@ -1133,6 +1144,7 @@ def import_registry(dump: str | os.PathLike, registry_url: str | os.PathLike) ->
 
     The dump is read under the rule for inputs (a regular file of bounded size) and checked whole before the
     registry is even created."""
+    check_overlap([("DUMP", dump, "registry export")], [("REGISTRY", registry_file(registry_url), "file")])
     data = read_input_json(dump, "registry export", MAX_LIST_BYTES)
     validate_dump(data, dump, SCHEMA_VERSION)
     return {"registry": _backend(registry_url).where, **Registry(registry_url).import_(data, dump, checked=True)}

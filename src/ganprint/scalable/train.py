@@ -383,7 +383,7 @@ def train_scalable(cfg: ScalableTrainConfig, outdir: str | os.PathLike, data: Da
     if cfg.batch_size % dist.get_world_size():
         raise GanprintError(f"--batch-size {cfg.batch_size} must be divisible by the {dist.get_world_size()} processes")
     run = RunFolder(outdir, cfg.to_dict(), RUNTIME_FIELDS, data=None if isinstance(data, Dataset) else data or cfg.data,
-                    logs=(STATS_FILE, METRIC_FILE)).check()
+                    logs=(STATS_FILE, METRIC_FILE), command="train-scalable", device=dev).check()
     # Checked before anything is written: a bad spec must not leave a run folder. G's images are in [-1, 1].
     aug = wrap_pm1(build_augment(cfg.augment, skew=cfg.augment_skew)) if cfg.augment else None
     ds = open_training_data(cfg, data)

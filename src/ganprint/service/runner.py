@@ -8,8 +8,9 @@ import shutil
 import tempfile
 
 from ganprint.core.errors import GanprintError
+from ganprint.core.paths import check_overlap
 from ganprint.scalable.issue import repair_issued
-from ganprint.scalable.registry import Registry
+from ganprint.scalable.registry import Registry, registry_file
 from ganprint.service.config import ENV_CONFIG, ServiceConfig
 from ganprint.service.engine import check_model_kinds
 
@@ -27,6 +28,10 @@ def serve(cfg: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers
     except ImportError:
         raise GanprintError("ganprint serve needs the service extra: pip install 'ganprint[service]'") from None
     cfg.validate()
+    check_overlap([("--registry", registry_file(cfg.registry), "registry"),
+                   ("--scalable-decoder", cfg.scalable_decoder, "decoder"), ("--base-model", cfg.base_model, "model"),
+                   *[("--stega-decoder", p, "decoder") for p in cfg.stega_decoders]],
+                  [("--models-dir", cfg.models_dir)])
     check_model_kinds(cfg)
     registry = Registry(cfg.registry, create=cfg.base_model is not None)  # reachable; created/migrated to issue
     registry.require_local()  # several servers, or workers, share it: never a SQLite file on a network file system

@@ -13,8 +13,8 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
+import torch
 from safetensors import SafetensorError
 
 from ganprint.core import dist
@@ -22,6 +22,7 @@ from ganprint.core.artifacts import save_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import (MAX_LIST_BYTES, append_jsonl, atomic_write_json, atomic_write_text, read_input_json,
                                  read_input_text)
+from ganprint.core.paths import OutputFolder, check_overlap, identity_differences
 from ganprint.core.runtime import git_sha
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,10 @@ def _is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def check_outdir(outdir: str | os.PathLike, data: str | os.PathLike | None = None) -> Path:
-    """Refuse, before any write, an --outdir that is a file, lies under a file, or lies inside --data."""
+def check_outdir(outdir: str | os.PathLike, data: str | os.PathLike | None = None,
+                 inputs: Iterable[tuple] = ()) -> Path:
+    """Refuse, before any write, an --outdir that is a file or lies under one, or that is, holds or lies inside
+    --data or another input (`inputs`: (flag, path, noun) tuples; `ganprint.core.paths.check_overlap`)."""
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise GanprintError(f"--outdir {outdir} is a file; give a folder")
@@ -51,44 +54,31 @@ def check_outdir(outdir: str | os.PathLike, data: str | os.PathLike | None = Non
             if not parent.is_dir():
                 raise GanprintError(f"--outdir {outdir}: its parent {parent} is a file, not a folder")
             break
-    if data and Path(data).is_dir() and _is_within(outdir.resolve(), Path(data).resolve()):
-        # A resumed run would train on its own snapshot grids.
-        raise GanprintError(f"--outdir {outdir} lies inside --data {data}; choose an --outdir outside the data")
+    # Inside --data, a resumed run would train on its own snapshot grids.
+    check_overlap([("--data", data, "data"), *inputs], [("--outdir", outdir)])
     return outdir
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
-    return out
+def _without(config: dict, skip: Iterable[str]) -> dict:
+    return {k: v for k, v in config.items() if k not in set(skip)}
 
 
 def config_differences(old: dict, new: dict, runtime_fields: Iterable[str] = ()) -> list[str]:
     """'field: old -> new' for every field (nested ones dotted) that differs, ignoring runtime and provenance."""
     skip = set(runtime_fields) | set(_PROVENANCE)
-    a, b = _flatten(old), _flatten(new)
-    keys = sorted(k for k in set(a) | set(b)
-                  if k.split(".")[0] not in skip and a.get(k, "<unset>") != b.get(k, "<unset>"))
-    return [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}" for k in keys]
+    return identity_differences(_without(old, skip), _without(new, skip))
 
 
-def guard_config(outdir: Path, config: dict, runtime_fields: Iterable[str] = ()) -> None:
-    """Refuse to continue a run in `outdir` whose config.json holds other settings (naming the fields)."""
+def _recorded_config(outdir: Path) -> dict | None:
+    """config.json of a run folder written before run folders had a record (`ganprint.core.paths.RECORD`)."""
     path = outdir / CONFIG_FILE
     if not os.path.lexists(path):
-        return
+        return None
     try:
         old = read_input_json(path, "the run's config")
     except GanprintError as e:
         raise GanprintError(f"{e}; remove it or use another --outdir") from None
-    diff = config_differences(old, config, runtime_fields)
-    if diff:
-        raise GanprintError(f"--outdir {outdir} holds a run with a different config ({'; '.join(diff)}); "
-                            "re-run with the same settings to resume, or choose a new --outdir")
+    return old if isinstance(old, dict) else None
 
 
 def clean_temporaries(outdir: Path) -> int:
@@ -188,34 +178,48 @@ def crossed(nimg: int, batch: int, every: int) -> bool:
 class RunFolder:
     """One run's folder: `with RunFolder(...) as run:` checks it, opens it and turns write failures into one line.
 
+    The folder's record (`ganprint.core.paths.OutputFolder`) holds the run's identity: the config without its
+    runtime fields, and the device type; a re-run with another identity is refused naming the fields, and so is a
+    folder holding files that ganprint did not write. config.json keeps the whole config.
+
     Args:
         outdir: the folder.
         config: the resolved config as plain JSON types (written to config.json).
         runtime_fields: top-level config fields that may change between a run and its resumption.
         data: the --data path, which must not contain `outdir`.
         logs: the JSONL logs rewound to the training state on resume (stats.jsonl first).
+        command: the command that trains, named in the record and in errors.
+        device: where the run computes (its type changes the arithmetic, hence the identity).
+        inputs: other input paths, (flag, path, noun), that `outdir` may not be, hold or lie inside.
     """
 
     def __init__(self, outdir: str | os.PathLike, config: dict, runtime_fields: Iterable[str] = (),
-                 data: str | os.PathLike | None = None, logs: Iterable[str] = (STATS_FILE,)):
+                 data: str | os.PathLike | None = None, logs: Iterable[str] = (STATS_FILE,), command: str = "train",
+                 device: str | torch.device | None = None, inputs: Iterable[tuple] = ()):
         self.outdir = Path(outdir)
         self.config, self.runtime_fields, self.data = config, tuple(runtime_fields), data
-        self.logs = tuple(logs)
+        self.logs, self.inputs = tuple(logs), tuple(inputs)
         self.rank = dist.get_rank()
         self._handler: logging.Handler | None = None
         self._level = logging.NOTSET
+        skip = set(self.runtime_fields) | set(_PROVENANCE)
+        device_type = {"device_type": torch.device(device).type} if device is not None else {}
+        legacy = _recorded_config(self.outdir)
+        self.folder = OutputFolder(self.outdir, "--outdir", command, {**_without(config, skip), **device_type},
+                                   not_data=[SNAPSHOT_DIR],
+                                   legacy=None if legacy is None else {**_without(legacy, skip), **device_type})
 
     def check(self) -> RunFolder:
-        """The read-only checks (no file is written): where the folder is, and the config it holds."""
-        check_outdir(self.outdir, self.data)
-        guard_config(self.outdir, self.config, self.runtime_fields)
+        """The read-only checks (no file is written): where the folder is, and the run it holds."""
+        check_outdir(self.outdir, self.data, self.inputs)
+        self.folder.check()
         return self
 
     def __enter__(self) -> RunFolder:
         self.check()
         try:
             if self.rank == 0:
-                self.outdir.mkdir(parents=True, exist_ok=True)
+                self.folder.claim()
                 n = clean_temporaries(self.outdir)
                 atomic_write_json(self.outdir / CONFIG_FILE, {**self.config, "git_sha": git_sha()})
                 self._attach_log()
