@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from ganprint.scalable.registry import Registry
 from ganprint.service.app import _error_handlers
-from tests.service.harness import Server
+from benchmarks.perf.service_kit import Server
 
 BIG = str(2**63)
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.service.harness import Server
+from benchmarks.perf.service_kit import Server
 
 HEADER_S, BODY_S, KEEP_S, MAX_CONN = 2.0, 2.0, 2.0, 520
 

@@ -961,7 +961,7 @@ class Registry:
         # A registry still at schema 2 (read without migrating) has no scope columns: its tokens are legacy ones.
         if not self._has(con, "tokens"):
             return []
-        if _stored_version(self._db, con) >= 3:
+        if self._version(con) >= 3:
             rows = con.execute(f"SELECT token_id, name, scopes, created, expires, revoked, token_hash FROM tokens "
                                f"{where} ORDER BY token_id", params).fetchall()
         else:
