@@ -20,6 +20,7 @@ from ganprint.artificial.config import PRESETS
 from ganprint.artificial.detect import detect
 from ganprint.artificial.embed import embed
 from ganprint.artificial.train import train_stega
+from ganprint.core import bounds
 from ganprint.core.files import atomic_path, atomic_write_json, atomic_write_text, check_writable_dir
 from ganprint.core.images import read_image, to_tensor01
 from ganprint.core.runtime import resolve_device
@@ -38,6 +39,9 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
 
     Re-running with the same arguments resumes: finished stages are not redone.
     """
+    bounds.SEED.check(seed, "--seed")
+    if steps is not None:
+        bounds.STEPS.check(steps, "--steps")
     outdir = check_writable_dir(outdir, "--outdir")
     resolve_device(device)  # a bad --device fails before the data are written
     t0 = time.time()

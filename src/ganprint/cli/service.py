@@ -6,8 +6,9 @@ import json
 
 import click
 
+from ganprint.cli import params as P
 from ganprint.scalable.registry import create_token
-from ganprint.service.config import ServiceConfig
+from ganprint.service.config import FILES, PIXELS, SYNC_SECONDS, UPLOAD_MB, ServiceConfig
 from ganprint.service.runner import serve
 
 COMMANDS: list = []
@@ -16,8 +17,8 @@ COMMANDS: list = []
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="GANPRINT_HOST",
               help="Interface to listen on; 0.0.0.0 behind a load balancer.")
-@click.option("--port", type=int, default=8000, show_default=True, envvar="GANPRINT_PORT")
-@click.option("--workers", type=int, default=1, show_default=True, envvar="GANPRINT_WORKERS",
+@click.option("--port", type=P.PORT, default=8000, show_default=True, envvar="GANPRINT_PORT")
+@click.option("--workers", type=P.PROCESSES, default=1, show_default=True, envvar="GANPRINT_WORKERS",
               help="uvicorn worker processes; each loads the decoders once.")
 @click.option("--registry", default="registry.sqlite", show_default=True, envvar="GANPRINT_REGISTRY",
               help="SQLite path / sqlite:///... (one machine) or postgresql://... (several).")
@@ -30,23 +31,23 @@ COMMANDS: list = []
               help="Shared scalable-G export: enables /v1/issue.")
 @click.option("--models-dir", default="issued", show_default=True, envvar="GANPRINT_MODELS_DIR",
               help="Where issued models are written; the same shared folder on every server.")
-@click.option("--fpr", type=float, default=1e-6, show_default=True, envvar="GANPRINT_FPR",
+@click.option("--fpr", type=P.FPR, default=1e-6, show_default=True, envvar="GANPRINT_FPR",
               help="False-positive rate per image (attribution: Bonferroni-corrected over issued models).")
-@click.option("--min-distance", type=int, default=None, envvar="GANPRINT_MIN_DISTANCE",
+@click.option("--min-distance", type=P.DISTANCE, default=None, envvar="GANPRINT_MIN_DISTANCE",
               help="Issuing: minimum Hamming distance between fingerprints [K // 4].")
-@click.option("--max-upload-mb", type=float, default=20.0, show_default=True, envvar="GANPRINT_MAX_UPLOAD_MB",
+@click.option("--max-upload-mb", type=P.Number(UPLOAD_MB), default=20.0, show_default=True, envvar="GANPRINT_MAX_UPLOAD_MB",
               help="Largest request body; larger ones get 413.")
-@click.option("--max-files", type=int, default=64, show_default=True, envvar="GANPRINT_MAX_FILES",
+@click.option("--max-files", type=P.Number(FILES), default=64, show_default=True, envvar="GANPRINT_MAX_FILES",
               help="Most images per request; more get 413.")
-@click.option("--max-pixels", type=int, default=40_000_000, show_default=True, envvar="GANPRINT_MAX_PIXELS",
+@click.option("--max-pixels", type=P.Number(PIXELS), default=40_000_000, show_default=True, envvar="GANPRINT_MAX_PIXELS",
               help="Largest image (width x height), checked before decoding.")
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               envvar="GANPRINT_RUNTIME", help="Decoder runtime (onnx needs the onnx extra).")
 @click.option("--cors-origin", "cors_origins", multiple=True, envvar="GANPRINT_CORS_ORIGINS",
               help="Allow browser pages from this origin (repeatable) [CORS off].")
-@click.option("--decode-threads", type=int, default=4, show_default=True, envvar="GANPRINT_DECODE_THREADS",
+@click.option("--decode-threads", type=P.PROCESSES, default=4, show_default=True, envvar="GANPRINT_DECODE_THREADS",
               help="Uploads decoded at once per worker (bounds memory and thread contention).")
-@click.option("--sync-seconds", type=float, default=1.0, show_default=True, envvar="GANPRINT_SYNC_SECONDS",
+@click.option("--sync-seconds", type=P.Number(SYNC_SECONDS), default=1.0, show_default=True, envvar="GANPRINT_SYNC_SECONDS",
               help="How often a worker looks for models issued elsewhere (the bound on their delay).")
 def serve_cmd(host, port, workers, **kw) -> None:
     """Run the provenance service: HTTP API under /v1, API docs at /docs, a web page at /.

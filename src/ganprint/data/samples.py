@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ganprint import __version__
+from ganprint.core import bounds
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir
 from ganprint.core.images import read_image, resize, write_png
@@ -224,10 +225,9 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
     A pure function of (resolution, count, seed, photos). Re-running with the same settings keeps the
     crops already written (and extends them when `count` grew); a folder made with other settings is refused.
     """
-    if resolution < 1:
-        raise GanprintError(f"--resolution must be positive, got {resolution}")
-    if count < 1:
-        raise GanprintError(f"--count must be positive, got {count}")
+    bounds.RESOLUTION.check(resolution, "--resolution")
+    bounds.IMAGES.check(count, "--count")
+    bounds.SEED.check(seed, "--seed")
     sources = available_photos(photos)
     outdir = check_writable_dir(outdir, "OUTDIR")
     params = {"resolution": int(resolution), "seed": int(seed), "photos": photos}

@@ -23,6 +23,7 @@ from scipy import linalg
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ganprint.core import bounds
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_path, atomic_write_json, sha256_file
 from ganprint.core.runtime import resolve_device
@@ -246,6 +247,8 @@ def compute_fid_kid(data_a: str | os.PathLike, data_b: str | os.PathLike, resolu
                     kid_subsets: int = 100, kid_subset_size: int = 1000, out: str | os.PathLike | None = None) -> dict:
     """FID (and KID) between two image folders/packed data sets at `resolution`; returns a dict of results,
     also written as JSON to `out` when given."""
+    bounds.RESOLUTION.check(resolution, "--resolution")
+    bounds.BATCH.check(batch_size, "--batch-size")
     dev = resolve_device(device)
     model, digest = load_inception(inception, dev, allow_unverified=allow_unverified)
     fa = dataset_features(data_a, resolution, model, digest, cache_dir, batch_size, dev)

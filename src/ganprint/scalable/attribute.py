@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ganprint.core import bounds
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_file
@@ -104,6 +105,7 @@ def attribute_images(decoder_path: str | os.PathLike, registry_path: str | os.Pa
     The summary is also written beside the JSONL as `<out>.summary.json`. `runtime` "onnx" decodes with ONNX
     Runtime on the CPU (the same bits). The output is checked before any work.
     """
+    bounds.BATCH.check(batch_size, "--batch-size")
     out = Path(out_jsonl)
     check_writable_file(out, "--out")
     src = Path(input_dir)

@@ -6,9 +6,17 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from ganprint.core import bounds
+from ganprint.core.bounds import Bound, check_fields, optional
 from ganprint.core.errors import GanprintError
 
 ENV_CONFIG = "GANPRINT_SERVICE_CONFIG"  # how the CLI hands the settings to uvicorn's worker processes
+
+# Request limits: far above any real use, low enough that one request's buffers stay allocatable.
+UPLOAD_MB = Bound(0, 10240, lo_open=True)
+FILES = Bound(1, 10000, integer=True)
+PIXELS = Bound(1, 10**9, integer=True)
+SYNC_SECONDS = bounds.SECONDS_POS
 
 
 @dataclass
@@ -35,10 +43,7 @@ class ServiceConfig:
         if self.scalable_decoder is None and not self.stega_decoders:
             raise GanprintError("give --scalable-decoder and/or --stega-decoder: the service has nothing to decode "
                                 "with")
-        if not 0 < self.fpr < 1:
-            raise GanprintError(f"--fpr must be in (0, 1), got {self.fpr}")
-        if self.max_upload_mb <= 0 or self.max_files < 1 or self.decode_threads < 1:
-            raise GanprintError("--max-upload-mb must be > 0, --max-files and --decode-threads >= 1")
+        check_fields(self, _BOUNDS)
         if self.runtime not in ("torch", "onnx"):
             raise GanprintError(f"--runtime must be torch or onnx, got {self.runtime}")
         if self.base_model is not None and self.scalable_decoder is None:
@@ -58,3 +63,9 @@ class ServiceConfig:
         if not text:
             raise GanprintError(f"{ENV_CONFIG} is not set; start the service with `ganprint serve`")
         return cls(**json.loads(text))
+
+
+_BOUNDS = {"fpr": ("--fpr", bounds.FPR), "min_distance": ("--min-distance", optional(bounds.DISTANCE)),
+           "max_upload_mb": ("--max-upload-mb", UPLOAD_MB), "max_files": ("--max-files", FILES),
+           "max_pixels": ("--max-pixels", PIXELS), "sync_seconds": ("--sync-seconds", SYNC_SECONDS),
+           "decode_threads": ("--decode-threads", bounds.PROCESSES), "batch_size": (None, bounds.BATCH)}
