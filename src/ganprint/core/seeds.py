@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from ganprint.core.bounds import MAX_SEEDS, SEED
-from ganprint.core.errors import GanprintError
+from ganprint.core.errors import GanprintError, excerpt
 
 
 def derive_seed(*ints: int) -> int:
@@ -25,7 +25,7 @@ def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
     Raises GanprintError naming `flag` on malformed input, a seed >= 2^63, or more than `MAX_SEEDS` seeds in all
     (counted before any list is built, so a huge request costs no memory).
     """
-    where = f"{flag} {text!r}".strip()
+    where = f"{flag} {excerpt(text)}".strip()
     if text is None or not str(text).strip():
         raise GanprintError(f"{flag} is empty; give e.g. 0-63 or 0,5,7-9".strip())
     spans = []

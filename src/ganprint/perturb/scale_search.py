@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ganprint.core.errors import GanprintError
+from ganprint.core.errors import GanprintError, excerpt
 from ganprint.perturb.ops import side
 
 DEFAULT_SCALES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
@@ -42,16 +42,18 @@ def parse_scales(text: str | None) -> tuple[float, ...] | None:
     try:
         vals = [float(t) for t in str(text).split(",") if t.strip()]
     except ValueError:
-        raise GanprintError(f"--scale-search {text!r}: expected 'auto', 'none' or fractions like 1,0.9,0.8") from None
+        raise GanprintError(f"--scale-search {excerpt(text)}: expected 'auto', 'none' or fractions like "
+                            "1,0.9,0.8") from None
     bad = [v for v in vals if not 0.2 <= v <= 1.0]  # also refuses NaN and infinities
     if bad or not vals:
-        raise GanprintError(f"--scale-search {text!r}: every fraction must be in [0.2, 1]")
+        raise GanprintError(f"--scale-search {excerpt(text)}: every fraction must be in [0.2, 1]")
     scales = tuple(sorted(set(vals) | {1.0}, reverse=True))
     if len(scales) == 1:
-        raise GanprintError(f"--scale-search {text!r} gives no scale below 1 to search; add fractions such as "
+        raise GanprintError(f"--scale-search {excerpt(text)} gives no scale below 1 to search; add fractions such as "
                             "1,0.9,0.8, or drop --scale-search")
     if len(scales) > MAX_SCALES:  # each candidate costs one more decoding of every image
-        raise GanprintError(f"--scale-search {text!r} gives {len(scales)} scales; at most {MAX_SCALES} are searched")
+        raise GanprintError(f"--scale-search {excerpt(text)} gives {len(scales)} scales; at most {MAX_SCALES} are "
+                            "searched")
     return scales
 
 
