@@ -7,6 +7,7 @@ import errno
 
 import click
 import pytest
+import torch
 from click.testing import CliRunner
 from safetensors import SafetensorError
 
@@ -22,11 +23,12 @@ RAISED = {
     "io": OSError(errno.EIO, "Input/output error"),
     "safetensors": SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
     "memory": MemoryError(),
+    "gpu-memory": torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
     "overflow": OverflowError("cannot convert float infinity to integer"),
 }
 WORDS = {"user": "--flag 3", "named": "/data/x.png", "full-named": "cannot write /out/a.png", "full-unnamed":
          "disk is full", "too-large": "file-size limit", "io": "input/output error", "safetensors": "safetensors",
-         "memory": "out of memory", "overflow": "too large"}
+         "memory": "out of memory", "gpu-memory": "out of memory", "overflow": "too large"}
 
 
 def _group(exc: BaseException) -> click.Group:

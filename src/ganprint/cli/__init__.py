@@ -50,7 +50,8 @@ def _expected_failure_line(e: Exception) -> str | None:
         return _os_error_line(e)
     if isinstance(e, SafetensorError):  # a safetensors write or read that ganprint did not label with its file
         return f"a safetensors file could not be read or written: {e}; check the disk and the paths given"
-    if isinstance(e, MemoryError):
+    torch = sys.modules.get("torch")  # loaded by any command that could run out of GPU memory
+    if isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.OutOfMemoryError)):
         return "out of memory: use a smaller --batch-size (or fewer images, a lower resolution), then re-run"
     if isinstance(e, OverflowError):
         return f"a number is too large to compute with ({e}); check the numeric flags"
