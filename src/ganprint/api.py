@@ -17,9 +17,11 @@ from ganprint.artificial.config import resolve_config as _artificial_config
 from ganprint.artificial.detect import detect
 from ganprint.artificial.embed import embed as _embed
 from ganprint.artificial.train import train_stega
+from ganprint.core import bounds
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
 from ganprint.core.paths import check_overlap
+from ganprint.core.seeds import check_seed_list
 from ganprint.data.samples import write_samples as samples
 from ganprint.diffusion import generate as diffusion_generate  # also registers the diffusion-unet kind for load()
 from ganprint.diffusion.config import DiffusionTrainConfig
@@ -106,8 +108,9 @@ def generate(model: str | os.PathLike, seeds: list[int], outdir: str | os.PathLi
     """Write one PNG per seed from any generator export; `scalable` takes the flags of scalable generators
     (fingerprint, identical_latent, identical_fingerprint); `sampler` (ddim, ddpm, dpm; default ddim) and `steps`
     (default 50) are for diffusion-unet models."""
-    if batch_size < 1:
-        raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
+    bounds.BATCH.check(batch_size, "--batch-size")
+    bounds.TRUNCATION.check(psi, "--trunc")
+    seeds = check_seed_list(seeds)
     if not seeds:
         raise GanprintError("--seeds selects no seeds")
     unknown = set(scalable) - set(_SCALABLE_ONLY)

@@ -20,6 +20,7 @@ from ganprint.artificial.config import PRESETS
 from ganprint.artificial.detect import detect
 from ganprint.artificial.embed import embed
 from ganprint.artificial.train import train_stega
+from ganprint.core import bounds
 from ganprint.core.files import atomic_path, atomic_write_json, atomic_write_text, check_writable_dir
 from ganprint.core.images import read_image, to_tensor01
 from ganprint.core.paths import OutputFolder
@@ -40,6 +41,9 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
     Re-running with the same arguments resumes: finished stages are not redone. An OUTDIR of other settings, or
     one holding files ganprint did not write, is refused (`ganprint.core.paths.OutputFolder`).
     """
+    bounds.SEED.check(seed, "--seed")
+    if steps is not None:
+        bounds.STEPS.check(steps, "--steps")
     outdir = check_writable_dir(outdir, "--outdir")
     resolve_device(device)  # a bad --device fails before the data are written
     # Each stage records its own identity in its folder (device and precision included); the demo's own settings:

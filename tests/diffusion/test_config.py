@@ -62,9 +62,12 @@ def test_cli_dry_run_and_bad_flags(tmp_path):
     assert cfg.preset == "ddpm-32" and cfg.total_kimg == 5 and cfg.warmup_kimg == 1
     for args, needle in ((["--preset", "huge"], "--preset 'huge' is unknown"),
                          (["--resolution", "64"], "--resolution 64 disagrees with --preset cpu-32"),
-                         (["--kimg", "-1"], "total_kimg (--kimg)")):
+                         (["--kimg", "-1"], "Invalid value for '--kimg'")):
         bad = runner.invoke(main, ["train-diffusion", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"), *args])
-        assert bad.exit_code == 1 and needle in bad.output and "Traceback" not in bad.output
+        assert bad.exit_code == (2 if "Invalid" in needle else 1), bad.output  # 2: click's check of the flag
+        assert needle in bad.output and "Traceback" not in bad.output
+    with pytest.raises(GanprintError, match=r"total_kimg \(--kimg\) must be a finite number"):  # the API: the same bound
+        resolve_config("cpu-32", None, total_kimg=float("inf"))
     empty = runner.invoke(main, ["train-diffusion", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"),
                                  "--preset", "tiny-16"])
     assert empty.exit_code == 1 and "Traceback" not in empty.output

@@ -48,4 +48,4 @@ def test_cli_prints_the_library_results():
     assert r.exit_code == 0, r.output
     assert json.loads(r.output) == json.loads(json.dumps(match_p_value(4096, 4000).as_dict()))
     r = CliRunner().invoke(main, ["metrics", "threshold", "--bits", "100", "--fpr", "2"])
-    assert r.exit_code == 1 and "--fpr must be in (0, 1)" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "'--fpr': must be a finite number in (0, 1)" in r.output and "Traceback" not in r.output

@@ -104,10 +104,12 @@ def test_resuming_a_run_on_other_data_is_refused_before_any_write(tmp_path, comm
 
 
 def test_scalable_resolution_must_be_a_power_of_two(tmp_path):
-    for bad in ("-32", "48", "0"):
+    for bad, code, words in (("-32", 2, "'--resolution': must be a whole number in [1, 4096]"),
+                             ("48", 1, "--resolution must be a power of two"),
+                             ("0", 2, "'--resolution': must be a whole number")):
         r = CliRunner().invoke(main, ["train-scalable", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"),
                                       "--resolution", bad])
-        assert r.exit_code == 1 and "--resolution must be a power of two" in r.output, r.output
+        assert r.exit_code == code and words in r.output, r.output
     assert scalable_config("tiny", kimg=3.0).kimg == 3.0 and scalable_config().preset == "small"
     with pytest.raises(GanprintError, match="--preset"):
         scalable_config("nope")

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ganprint.artificial.jobs import resolve_jobs
 from ganprint.artificial.records import append_progress
+from ganprint.core import bounds
 from ganprint.core import dist
 from ganprint.core.artifacts import load_export, read_config, read_metadata
 from ganprint.core.errors import GanprintError
@@ -56,8 +57,9 @@ def as_bits(fingerprint, k: int) -> torch.Tensor:
 def setup(model, resolution, celeba, device, need_encoder, batch_size, precision="fp32"):
     """Check the batch size, load the model, pick the device (initialising torch.distributed under torchrun), the
     resolution and the precision ("fp32" or "bf16", resolved for that device)."""
-    if batch_size < 1:
-        raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
+    bounds.BATCH.check(batch_size, "--batch-size")
+    if resolution is not None:
+        bounds.RESOLUTION.check(resolution, "--resolution")
     dev = resolve_device(device)
     try:
         prec = resolve_precision(precision, dev)
@@ -118,7 +120,7 @@ def item_names(ds) -> list[str]:
 def _num_workers(num_workers):
     # Default 0: with a DataLoader worker *and* several torch threads the main process's peak memory grew with
     # the data set (flat with none), for a few % of wall time. Decoding large photos benefits from --num-workers.
-    return 0 if num_workers is None else int(num_workers)
+    return 0 if num_workers is None else bounds.WORKERS.check(num_workers, "--num-workers")
 
 
 def io_threads() -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass
 
+from ganprint.core import bounds
+from ganprint.core.bounds import check_fields, optional
 from ganprint.core.errors import GanprintError
 from ganprint.training.config import apply_overrides
 
@@ -59,32 +61,17 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError naming the flag for impossible values; returns self."""
+        bounds.RESOLUTION.check(self.resolution, "resolution (--resolution)")
         r = self.resolution
         if r < 16 or r & (r - 1):
             raise ConfigError(f"--resolution must be a power of two >= 16 (16, 32, 64, 128, 256), got {r}")
         if self.celeba and r != 128:
             raise ConfigError(f"--celeba preprocessing produces 128 px images; use --resolution 128 (got {r})")
+        check_fields(self, _BOUNDS)
         checks = [
-            ("--fingerprint-length", self.fingerprint_length >= 1, "must be >= 1"),
-            ("--batch-size", self.batch_size >= 1, "must be >= 1"),
-            ("--epochs", self.epochs >= 1, "must be >= 1"),
-            ("--steps", self.steps is None or self.steps >= 1, "must be >= 1"),
-            ("--lr", self.lr > 0, "must be > 0"),
-            ("--l2-threshold", 0 <= self.l2_threshold <= 1, "must be in [0, 1] (0 = image loss from the start)"),
-            ("--l2-await", self.l2_await >= 0, "must be >= 0"),
-            ("--l2-ramp", self.l2_ramp >= 0, "must be >= 0"),
-            ("--l2-weight", self.l2_weight >= 0, "must be >= 0"),
-            ("--bce-weight", self.bce_weight > 0, "must be > 0"),
-            ("--psnr-acc-floor", 0 <= self.psnr_acc_floor <= 1, "must be in [0, 1]"),
-            ("--psnr-rate", self.psnr_rate > 0, "must be > 0"),
             ("--l2-schedule", self.l2_schedule in ("gated", "psnr"), "must be 'gated' or 'psnr'"),
             ("--init", self.init in ("torch", "he"), "must be 'torch' or 'he'"),
-            ("--identity-warmup", self.identity_warmup >= 0, "must be >= 0"),
-            ("--decoder-polish", self.decoder_polish >= 0, "must be >= 0"),
-            ("--lr-warmup", self.lr_warmup >= 0, "must be >= 0"),
             ("--lr-schedule", self.lr_schedule in ("constant", "cosine"), "must be 'constant' or 'cosine'"),
-            ("--lr-min-ratio", 0 <= self.lr_min_ratio <= 1, "must be in [0, 1]"),
-            ("--augment-skew", self.augment_skew > 0, "must be > 0 (1 = uniform strengths)"),
             ("--device", self.device in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda"),
         ]
         for flag, ok, what in checks:
@@ -94,6 +81,20 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# The numeric fields, their flags and bounds (ganprint.core.bounds; the CLI's flags check the same ones).
+_BOUNDS = {
+    "fingerprint_length": ("--fingerprint-length", bounds.BITS), "batch_size": ("--batch-size", bounds.BATCH),
+    "epochs": ("--epochs", bounds.STEPS), "steps": ("--steps", optional(bounds.STEPS)), "lr": ("--lr", bounds.LR),
+    "lr_warmup": ("--lr-warmup", bounds.STEPS0), "lr_min_ratio": ("--lr-min-ratio", bounds.FRACTION),
+    "l2_threshold": ("--l2-threshold", bounds.FRACTION), "l2_await": ("--l2-await", bounds.STEPS0),
+    "l2_ramp": ("--l2-ramp", bounds.STEPS0), "l2_weight": ("--l2-weight", bounds.WEIGHT),
+    "target_psnr": ("--target-psnr", bounds.PSNR), "psnr_acc_floor": ("--psnr-acc-floor", bounds.FRACTION),
+    "psnr_rate": ("--psnr-rate", bounds.RATE), "bce_weight": ("--bce-weight", bounds.WEIGHT_POS),
+    "identity_warmup": ("--identity-warmup", bounds.STEPS0), "decoder_polish": ("--decoder-polish", bounds.STEPS0),
+    "augment_skew": ("--augment-skew", bounds.SKEW), "seed": ("--seed", bounds.SEED),
+}
 
 
 # Named presets. `agf-original` reproduces the original train.py (PyTorch default init, accuracy-gated L2 ramp).

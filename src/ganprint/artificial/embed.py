@@ -46,6 +46,7 @@ from ganprint.artificial.batches import (
 )
 from ganprint.artificial.jobs import MIN_IMAGES_PER_JOB, run_jobs
 from ganprint.artificial.records import EMBEDDED_TXT, format_line, progress_file, read_fingerprint_txt, read_progress
+from ganprint.core import bounds
 from ganprint.core import dist
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir, output_error, sha256_file
@@ -102,6 +103,7 @@ def embed(model, data, outdir, resolution=None, celeba=False, identical=False, f
     as fast where the hardware has it; pixels differ by at most two 8-bit levels) or "auto" (bf16 where native).
     `jobs`: CPU processes that split the images (`ganprint.artificial.jobs`; "auto": one per core for large inputs).
     """
+    bounds.SEED.check(seed, "--seed")
     if fingerprint is not None and not identical:
         raise GanprintError("--fingerprint sets the one fingerprint of --identical; add --identical")
     out = Path(outdir)

@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 import torch
 
+from ganprint.core import bounds
 from ganprint.core import dist
 from ganprint.core.artifacts import _ensure_builders_loaded
 from ganprint.core.errors import GanprintError
@@ -80,8 +81,7 @@ def resolve_jobs(jobs: int | str | None, device: str, n_images: int | None,
         j = int(jobs)
     except (TypeError, ValueError):
         raise GanprintError(f"--jobs must be a number >= 1 or 'auto', got {jobs!r}") from None
-    if j < 1:
-        raise GanprintError(f"--jobs must be >= 1, got {j}")
+    bounds.PROCESSES.check(j, "--jobs")
     if j > 1 and (device == "cuda" or (device == "auto" and torch.cuda.is_available())):
         raise GanprintError("--jobs is for CPU runs; on GPUs launch one process per GPU with torchrun")
     return j

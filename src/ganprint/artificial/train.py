@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ganprint.artificial.config import RUNTIME_FIELDS, TrainConfig
+from ganprint.core import bounds
 from ganprint.core import dist
 from ganprint.core.errors import GanprintError
 from ganprint.core.seeds import derive_seed
@@ -469,8 +470,11 @@ def train_stega(
 ) -> Path:
     """Train (or resume) the fingerprint encoder/decoder; returns the path of the final `model.safetensors`."""
     cfg.validate()
-    if log_every < 1:
-        raise GanprintError(f"log_every must be >= 1, got {log_every}")
+    for name, value, bound in (("--workers", workers, bounds.WORKERS), ("--snapshot-every", snapshot_every,
+                                bounds.STEPS0), ("--checkpoint-every", checkpoint_every, bounds.STEPS0),
+                               ("--checkpoint-minutes", checkpoint_minutes, bounds.MINUTES),
+                               ("log_every", log_every, bounds.STEPS)):
+        bound.check(value, name)
     dev = _start_processes(device or cfg.device, cfg.batch_size)
     run = RunFolder(outdir, cfg.to_dict(), RUNTIME_FIELDS, data=cfg.data, command="train", device=dev).check()
     aug = build_augment(cfg.augment, skew=cfg.augment_skew) if cfg.augment else None  # a bad spec writes nothing

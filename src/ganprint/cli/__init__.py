@@ -7,12 +7,15 @@ imports this package.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
 import sys
+import traceback
 
 import click
+from safetensors import SafetensorError
 
 from ganprint._version import __version__
 from ganprint.core import dist
@@ -21,24 +24,61 @@ from ganprint.core.errors import GanprintError
 _COMMAND_MODULES = ("artificial", "data", "gan", "scalable", "diffusion", "evaluation", "demo", "service")
 
 
+# errnos of a full disk or a file-size limit: the fix is space, not permissions
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _os_error_line(e: OSError) -> str | None:
+    """One line for an OSError: it names the file where the error carries one; without a name only a full disk
+    or an I/O error is expected (every writer in ganprint names its file), anything else is a bug."""
+    reason = e.strerror or str(e)
+    if e.errno in _FULL:
+        what = f"cannot write {e.filename}: {reason}" if e.filename else f"a write failed: {reason}"
+        return f"{what} (the disk is full or a file-size limit was reached): free some space, then re-run the same " \
+               "command; finished work is kept"
+    if e.filename is None:
+        return f"input/output error: {reason}; check the disks, then re-run the same command" \
+            if e.errno == errno.EIO else None
+    return f"{e.filename}: {reason}; check the path and its permissions, then re-run the same command"
+
+
+def _expected_failure_line(e: Exception) -> str | None:
+    """The one line for an expected failure class (user input, the machine's limits), or None for a bug."""
+    if isinstance(e, GanprintError):
+        return str(e)
+    if isinstance(e, OSError):
+        return _os_error_line(e)
+    if isinstance(e, SafetensorError):  # a safetensors write or read that ganprint did not label with its file
+        return f"a safetensors file could not be read or written: {e}; check the disk and the paths given"
+    torch = sys.modules.get("torch")  # loaded by any command that could run out of GPU memory
+    if isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.OutOfMemoryError)):
+        return "out of memory: use a smaller --batch-size (or fewer images, a lower resolution), then re-run"
+    if isinstance(e, OverflowError):
+        return f"a number is too large to compute with ({e}); check the numeric flags"
+    return None
+
+
 class _Group(click.Group):
-    """A group that turns user errors (GanprintError) into one-line messages instead of tracebacks."""
+    """The CLI's one error boundary: every expected failure (GanprintError, a file that cannot be read or written,
+    a full disk, no memory, Ctrl-C) ends as one line and exit status 1 (130 for Ctrl-C). Anything else is a bug in
+    ganprint: its traceback is printed, then one line saying so, and the exit status is 1."""
 
     def invoke(self, ctx):
         try:
             result = super().invoke(ctx)
-        except GanprintError as e:
-            raise click.ClickException(str(e)) from None
-        except OSError as e:
-            # A file the library did not check itself: still one line that names it (a bug without a path is
-            # left to its traceback).
-            if e.filename is None:
-                raise
-            raise click.ClickException(f"{e.filename}: {e.strerror or e}; check the path and its permissions, then "
-                                       "re-run the same command") from None
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except KeyboardInterrupt:
             click.echo("Interrupted. Re-run the same command to resume.", err=True)
             sys.exit(130)
+        except Exception as e:
+            line = _expected_failure_line(e)
+            if line is None:
+                traceback.print_exc()
+                click.echo(f"Error: internal error ({type(e).__name__}): this is a bug in ganprint, not a problem "
+                           "with the input; please report it with the traceback above", err=True)
+                sys.exit(1)
+            raise click.ClickException(line) from None
         # A command run under torchrun leaves with its process group destroyed (see dist.cleanup). Only after
         # success: a failed rank's peers may still wait inside a collective, which gloo's teardown would wait for.
         dist.cleanup()

@@ -12,6 +12,7 @@ from ganprint.artificial.agf_import import export_part, import_agf
 from ganprint.artificial.config import resolve_config
 from ganprint.artificial.detect import detect
 from ganprint.artificial.train import train_stega
+from ganprint.cli import params as P
 from ganprint.nets.onnx import export_onnx
 from ganprint.training.config import config_json
 
@@ -23,20 +24,20 @@ _COMMON = [
     click.option("--data", required=True, type=click.Path(exists=True),
                  help="A folder of images (searched recursively; png, jpg, jpeg, webp, bmp, tif) or one image."),
     click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where the results go."),
-    click.option("--resolution", type=int, default=None,
+    click.option("--resolution", type=P.RESOLUTION, default=None,
                  help="Image side; defaults to the model's (a different value is an error)."),
     click.option("--celeba", is_flag=True,
                  help="The original CelebA preprocessing: centre crop 148, resize to 128 (128-px models only)."),
-    click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1)),
+    click.option("--batch-size", default=64, show_default=True, type=P.BATCH),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
     click.option("--skip-bad", is_flag=True,
                  help="Skip unreadable image files (listed at the end) instead of stopping at the first."),
     click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
                  help="Network arithmetic. auto = bf16 where the hardware computes it natively (CPUs with "
                       "AVX512-BF16/AMX, recent GPUs), about 2x faster; fp32 = the original's arithmetic."),
-    click.option("--num-workers", type=click.IntRange(min=0), default=None,
+    click.option("--num-workers", type=P.WORKERS, default=None,
                  help="DataLoader worker processes for image decoding [default: 0, which keeps memory flat]."),
-    click.option("--jobs", default="auto", show_default=True,
+    click.option("--jobs", default="auto", show_default=True, type=P.Jobs(),
                  help="CPU processes that split the images (one torch thread each). auto = one per core for "
                       "models of at most 64 px with at least 500 images per process, else 1. GPUs: use torchrun."),
 ]
@@ -54,7 +55,7 @@ def _common(f):
               help="One fingerprint for all images (fingerprinting a data set, hence the GAN trained on it).")
 @click.option("--fingerprint", default=None,
               help="With --identical: the fingerprint as a 0/1 string or hex (0x...); default: drawn from --seed.")
-@click.option("--seed", default=42, show_default=True, type=int,
+@click.option("--seed", default=42, show_default=True, type=P.SEED,
               help="Seed of the fingerprints (the original's default, 42).")
 @click.option("--check", is_flag=True, help="Decode the written PNGs and report their bit accuracy.")
 @click.option("--registry", default=None,
@@ -96,7 +97,7 @@ def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_
 @click.option("--fingerprint", default=None, help="The reference fingerprint of all images (0/1 string or 0x hex).")
 @click.option("--embedded", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Reference per image: an embedded_fingerprints.txt, matched by file name.")
-@click.option("--fpr", default=1e-6, show_default=True, type=float,
+@click.option("--fpr", default=1e-6, show_default=True, type=P.FPR,
               help="False-positive rate of the per-image decision (one-sided binomial test).")
 @click.option("--scale-search", default=None,
               help="Read images that were cropped and resized back: decode at each candidate scale ('auto' = 1, "
@@ -135,46 +136,46 @@ def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip
               help="Run folder; re-running the same command resumes from its newest training state.")
 @click.option("--preset", type=str, default=None,
               help="Named settings (default, demo-32, agf-original); the flags below override it when given.")
-@click.option("--resolution", type=int, default=None, help="Image side in pixels, a power of two >= 16.")
+@click.option("--resolution", type=P.RESOLUTION, default=None, help="Image side in pixels, a power of two >= 16.")
 @click.option("--celeba", is_flag=True, default=None, help="Original CelebA preprocessing (crop 148, resize 128).")
-@click.option("--fingerprint-length", type=int, default=None, help="Bits per fingerprint [default 100].")
-@click.option("--batch-size", type=int, default=None, help="Images per step over all processes [default 64].")
-@click.option("--epochs", type=int, default=None, help="Passes over the data [default 20].")
-@click.option("--steps", type=int, default=None, help="Total steps (overrides --epochs).")
-@click.option("--lr", type=float, default=None, help="Adam learning rate [default 1e-4].")
-@click.option("--lr-warmup", type=int, default=None, help="Steps of linear lr warm-up [0].")
+@click.option("--fingerprint-length", type=P.BITS, default=None, help="Bits per fingerprint [default 100].")
+@click.option("--batch-size", type=P.BATCH, default=None, help="Images per step over all processes [default 64].")
+@click.option("--epochs", type=P.STEPS, default=None, help="Passes over the data [default 20].")
+@click.option("--steps", type=P.STEPS, default=None, help="Total steps (overrides --epochs).")
+@click.option("--lr", type=P.LR, default=None, help="Adam learning rate [default 1e-4].")
+@click.option("--lr-warmup", type=P.STEPS0, default=None, help="Steps of linear lr warm-up [0].")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default=None,
               help="constant (the original) or cosine annealing of each phase to --lr-min-ratio x lr.")
-@click.option("--lr-min-ratio", type=float, default=None, help="cosine: final lr as a fraction of --lr [0.05].")
+@click.option("--lr-min-ratio", type=P.FRACTION, default=None, help="cosine: final lr as a fraction of --lr [0.05].")
 @click.option("--l2-schedule", type=click.Choice(["gated", "psnr"]), default=None,
               help="Image-loss weight: the original accuracy-gated ramp, or gated then steered to --target-psnr.")
-@click.option("--l2-threshold", type=float, default=None, help="Batch bit accuracy that switches L2 on [0.9].")
-@click.option("--l2-await", type=int, default=None, help="Steps from the switch to the ramp [1000].")
-@click.option("--l2-ramp", type=int, default=None, help="Ramp length in steps [3000].")
-@click.option("--l2-weight", type=float, default=None, help="Final L2 weight (gated) / starting weight (psnr) [10].")
-@click.option("--target-psnr", type=float, default=None, help="PSNR in dB held by --l2-schedule psnr [33].")
-@click.option("--psnr-acc-floor", type=float, default=None,
+@click.option("--l2-threshold", type=P.FRACTION, default=None, help="Batch bit accuracy that switches L2 on [0.9].")
+@click.option("--l2-await", type=P.STEPS0, default=None, help="Steps from the switch to the ramp [1000].")
+@click.option("--l2-ramp", type=P.STEPS0, default=None, help="Ramp length in steps [3000].")
+@click.option("--l2-weight", type=P.WEIGHT, default=None, help="Final L2 weight (gated) / starting weight (psnr) [10].")
+@click.option("--target-psnr", type=P.PSNR, default=None, help="PSNR in dB held by --l2-schedule psnr [33].")
+@click.option("--psnr-acc-floor", type=P.FRACTION, default=None,
               help="psnr schedule: batch bit accuracy under which the L2 weight falls [0.98].")
-@click.option("--psnr-rate", type=float, default=None, help="psnr schedule: controller gain per dB and step [0.002].")
-@click.option("--bce-weight", type=float, default=None, help="Bit-loss weight [1].")
+@click.option("--psnr-rate", type=P.RATE, default=None, help="psnr schedule: controller gain per dB and step [0.002].")
+@click.option("--bce-weight", type=P.WEIGHT_POS, default=None, help="Bit-loss weight [1].")
 @click.option("--init", "init_", type=click.Choice(["torch", "he"]), default=None, help="Weight initialisation.")
-@click.option("--identity-warmup", type=int, default=None, help="Steps of encoder-only identity warm start.")
-@click.option("--decoder-polish", type=int, default=None,
+@click.option("--identity-warmup", type=P.STEPS0, default=None, help="Steps of encoder-only identity warm start.")
+@click.option("--decoder-polish", type=P.STEPS0, default=None,
               help="Final steps training the decoder alone on 8-bit-rounded outputs (demo-32: 400).")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision (bf16 autocast on CPU, bf16/fp16 on CUDA).")
 @click.option("--augment", "augment", type=str, default=None,
               help="Immunized training: perturbations before the decoder, e.g. 'default' or 'jpegd:40,noise:0.08'; "
                    "ops: jpeg, jpegd (real JPEG with a differentiable-JPEG gradient), blur, noise, crop, resize, "
                    "color (ganprint.augment).")
-@click.option("--augment-skew", type=float, default=None,
+@click.option("--augment-skew", type=P.SKEW, default=None,
               help="Augmentation strength U(0,1)**(1/skew); > 1 trains more near the maxima [1; robust-32: 2].")
-@click.option("--seed", type=int, default=None, help="Random seed [0].")
+@click.option("--seed", type=P.SEED, default=None, help="Random seed [0].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Where to train [auto].")
-@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
-@click.option("--snapshot-every", type=int, default=500, show_default=True, help="Steps between snapshots (0=end).")
-@click.option("--checkpoint-every", type=int, default=1000, show_default=True,
+@click.option("--workers", type=P.WORKERS, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--snapshot-every", type=P.STEPS0, default=500, show_default=True, help="Steps between snapshots (0=end).")
+@click.option("--checkpoint-every", type=P.STEPS0, default=1000, show_default=True,
               help="Steps between training states and export-<step>.safetensors (0=end only).")
-@click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True,
+@click.option("--checkpoint-minutes", type=P.MINUTES, default=5.0, show_default=True,
               help="Also keep a training state when this many minutes have passed since the last (0 = by steps only).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 def train_cmd(outdir, preset, init_, workers, snapshot_every, checkpoint_every, checkpoint_minutes, dry_run, **flags):

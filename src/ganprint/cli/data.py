@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ganprint.cli import params as P
 from ganprint.data.packed import pack_celeba, pack_images, read_manifest
 from ganprint.data.samples import write_samples
 
@@ -15,9 +16,9 @@ def data_group() -> None:
 
 @data_group.command("samples")
 @click.argument("outdir", type=click.Path(file_okay=False))
-@click.option("--resolution", default=32, show_default=True, type=click.IntRange(min=1), help="Crop side in pixels.")
-@click.option("--count", default=1000, show_default=True, type=click.IntRange(min=1), help="Number of crops.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Crops are a pure function of the seed.")
+@click.option("--resolution", default=32, show_default=True, type=P.RESOLUTION, help="Crop side in pixels.")
+@click.option("--count", default=1000, show_default=True, type=P.IMAGES, help="Number of crops.")
+@click.option("--seed", default=0, show_default=True, type=P.SEED, help="Crops are a pure function of the seed.")
 @click.option("--photos", default="all", show_default=True,
               help="Which source photos to crop: the fixed train split (9 photos), the held-out split "
                    "(chelsea, rocket, china), all 12, or a folder of your own photos.")
@@ -54,9 +55,9 @@ def dataset() -> None:
 @dataset.command("celeba")
 @click.argument("src", type=click.Path(file_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--num-images", type=int, default=30000, show_default=True, help="Take the first N sorted PNGs.")
+@click.option("--num-images", type=P.IMAGES, default=30000, show_default=True, help="Take the first N sorted PNGs.")
 @click.option("--shuffle/--no-shuffle", default=False, show_default=True, help="Permute the selected images.")
-@click.option("--seed", type=int, default=123, show_default=True, help="Seed of the permutation.")
+@click.option("--seed", type=P.SEED32, default=123, show_default=True, help="Seed of the permutation.")
 def celeba_cmd(src: str, out: str, num_images: int, shuffle: bool, seed: int) -> None:
     """Aligned CelebA (178x218 PNGs) -> 128x128 crops centred at x=89, y=121, no resize (the authors' set-up)."""
     path = pack_celeba(src, out, num_images, shuffle=shuffle, seed=seed)
@@ -66,10 +67,10 @@ def celeba_cmd(src: str, out: str, num_images: int, shuffle: bool, seed: int) ->
 @dataset.command("from-images")
 @click.argument("src", type=click.Path(file_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--resolution", type=int, required=True, help="Output side in pixels (a power of two).")
-@click.option("--num-images", type=int, default=None, help="Take the first N sorted images [default: all].")
+@click.option("--resolution", type=P.RESOLUTION, required=True, help="Output side in pixels (a power of two).")
+@click.option("--num-images", type=P.IMAGES, default=None, help="Take the first N sorted images [default: all].")
 @click.option("--shuffle/--no-shuffle", default=False, show_default=True, help="Permute the selected images.")
-@click.option("--seed", type=int, default=123, show_default=True, help="Seed of the permutation.")
+@click.option("--seed", type=P.SEED32, default=123, show_default=True, help="Seed of the permutation.")
 def from_images_cmd(src: str, out: str, resolution: int, num_images: int | None, shuffle: bool, seed: int) -> None:
     """Any image folder -> centre-cropped squares resized to RESOLUTION."""
     path = pack_images(src, out, resolution, num_images, shuffle=shuffle, seed=seed)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
+from ganprint.cli import params as P
 from ganprint.demo import format_summary, run_demo
 
 
 @click.command("demo")
 @click.option("--outdir", type=click.Path(file_okay=False), default="demo-out", show_default=True,
               help="Where everything is written; re-running resumes.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for data, training and the fingerprint.")
-@click.option("--steps", type=click.IntRange(min=1), default=None,
+@click.option("--seed", type=P.SEED, default=0, show_default=True, help="Seed for data, training and the fingerprint.")
+@click.option("--steps", type=P.STEPS, default=None,
               help="Override the number of training steps of the demo-32 preset (2800).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def demo_cmd(outdir: str, seed: int, steps: int | None, device: str) -> None:

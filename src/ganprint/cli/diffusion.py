@@ -7,25 +7,26 @@ from pathlib import Path
 
 import click
 
+from ganprint.cli import params as P
 from ganprint.diffusion.config import resolve_config
 from ganprint.diffusion.train import config_from_export, run_config, train_diffusion
 
 
 @click.command("train-diffusion")
 @click.option("--data", required=True, type=click.Path(), help="Folder of images (e.g. fingerprinted ones).")
-@click.option("--resolution", type=int, default=None, help="Image side in pixels; must match the preset's.")
+@click.option("--resolution", type=P.RESOLUTION, default=None, help="Image side in pixels; must match the preset's.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run folder; re-running resumes.")
 @click.option("--preset", default=None, help="tiny-16, cpu-32 (default) or ddpm-32 (DDPM CIFAR-10, for GPUs).")
-@click.option("--kimg", type=float, default=None, help="Training length in thousands of images.")
-@click.option("--batch-size", type=int, default=None, help="Total batch over all processes.")
-@click.option("--lr", type=float, default=None, help="Adam learning rate after warm-up.")
-@click.option("--warmup-kimg", type=float, default=None, help="Linear learning-rate warm-up in kimg.")
-@click.option("--seed", type=int, default=None, help="Seed of initialisation, data order and noise.")
+@click.option("--kimg", type=P.KIMG, default=None, help="Training length in thousands of images.")
+@click.option("--batch-size", type=P.BATCH, default=None, help="Total batch over all processes.")
+@click.option("--lr", type=P.LR, default=None, help="Adam learning rate after warm-up.")
+@click.option("--warmup-kimg", type=P.KIMG, default=None, help="Linear learning-rate warm-up in kimg.")
+@click.option("--seed", type=P.SEED, default=None, help="Seed of initialisation, data order and noise.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--snapshot-kimg", type=float, default=None, help="Grid, export and training state every N kimg.")
+@click.option("--snapshot-kimg", type=P.KIMG_POS, default=None, help="Grid, export and training state every N kimg.")
 @click.option("--resume-from", type=click.Path(), default=None,
               help="Fine-tune: start from this diffusion-unet export (its architecture replaces the preset's).")
-@click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True,
+@click.option("--checkpoint-minutes", type=P.MINUTES, default=5.0, show_default=True,
               help="Also keep a training state when this many minutes have passed since the last (0 = only by kimg).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 def train_diffusion_cmd(data, resolution, outdir, preset, kimg, batch_size, lr, warmup_kimg, seed, device,

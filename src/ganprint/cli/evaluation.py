@@ -9,6 +9,7 @@ import json
 
 import click
 
+from ganprint.cli import params as P
 from ganprint.evaluation.evaluate import run_evaluate
 from ganprint.evaluation.fid import compute_fid_kid
 from ganprint.evaluation.metrics import describe_attacks, detection_threshold, match_p_value
@@ -23,7 +24,7 @@ from ganprint.evaluation.metrics import describe_attacks, detection_threshold, m
 @click.option("--generator", default=None, type=click.Path(dir_okay=False, exists=True),
               help="Or a generator export (stylegan2-G, scalable-G, or an issued scalable-G-issued model) whose "
                    "images for --seeds are evaluated, without writing them.")
-@click.option("--seeds", default=None, help="With --generator: the seeds, e.g. 0-99 or 0,5,7-9.")
+@click.option("--seeds", default=None, type=P.Seeds(), help="With --generator: the seeds, e.g. 0-99 or 0,5,7-9.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where the report goes.")
 @click.option("--embedded", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Reference per image: an embedded_fingerprints.txt from `ganprint embed`, matched by name.")
@@ -39,16 +40,16 @@ from ganprint.evaluation.metrics import describe_attacks, detection_threshold, m
               help="With --generator: perturbations of its weights, repeatable: 'standard' (the default: quantize, "
                    "weight_noise, prune), 'all' (adds quantize_bits), 'none', or 'prune:0.5', "
                    "'quantize:decimals=2,1', 'weight_noise:std=0.01'. See `ganprint metrics attacks`.")
-@click.option("--fpr", default=1e-6, show_default=True, type=float,
+@click.option("--fpr", default=1e-6, show_default=True, type=P.FPR,
               help="False-positive rate of the per-image decision (one-sided binomial test).")
-@click.option("--keys", "n_keys", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--keys", "n_keys", default=1, show_default=True, type=P.KEYS,
               help="Number of fingerprints in use (Bonferroni: the threshold is set at FPR/keys).")
 @click.option("--clean", type=click.Path(exists=True), default=None,
               help="Clean (never fingerprinted) images: measured false-positive rate, empirical TPR and ROC.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images of each set.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", type=P.IMAGES, default=None, help="Use only the first N images of each set.")
+@click.option("--batch-size", default=64, show_default=True, type=P.BATCH)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random attacks (noise, random crop).")
+@click.option("--seed", default=0, show_default=True, type=P.SEED, help="Seed of the random attacks (noise, random crop).")
 @click.option("--celeba", is_flag=True, help="The original CelebA preprocessing (128-px models only).")
 @click.option("--scale-search", default=None,
               help="Undo unknown crops that were resized back: decode at each candidate scale ('auto' = 1, 0.95, "
@@ -87,9 +88,9 @@ def metrics_group():
 
 
 @metrics_group.command("threshold")
-@click.option("--bits", "k", required=True, type=click.IntRange(min=1), help="Fingerprint length K.")
-@click.option("--fpr", default=1e-6, show_default=True, type=float, help="Target false-positive rate.")
-@click.option("--keys", "n_keys", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--bits", "k", required=True, type=P.BITS, help="Fingerprint length K.")
+@click.option("--fpr", default=1e-6, show_default=True, type=P.FPR, help="Target false-positive rate.")
+@click.option("--keys", "n_keys", default=1, show_default=True, type=P.KEYS,
               help="Number of fingerprints searched (Bonferroni: FPR/keys each).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def threshold_cmd(k, fpr, n_keys, as_json):
@@ -105,9 +106,9 @@ def threshold_cmd(k, fpr, n_keys, as_json):
 
 
 @metrics_group.command("pvalue")
-@click.option("--bits", "k", required=True, type=click.IntRange(min=1), help="Fingerprint length K.")
-@click.option("--matches", type=click.IntRange(min=0), default=None, help="Number of matching bits.")
-@click.option("--bit-accuracy", "acc", type=click.FloatRange(0, 1), default=None,
+@click.option("--bits", "k", required=True, type=P.BITS, help="Fingerprint length K.")
+@click.option("--matches", type=P.MATCHES, default=None, help="Number of matching bits.")
+@click.option("--bit-accuracy", "acc", type=P.FRACTION, default=None,
               help="Or the bit accuracy (matches = round(accuracy * K), as the papers' tables).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def pvalue_cmd(k, matches, acc, as_json):
@@ -125,14 +126,14 @@ def pvalue_cmd(k, matches, acc, as_json):
 @metrics_group.command("fid")
 @click.argument("data_a", type=click.Path(exists=True))
 @click.argument("data_b", type=click.Path(exists=True))
-@click.option("--resolution", required=True, type=click.IntRange(min=8),
+@click.option("--resolution", required=True, type=P.Int(8, 4096),
               help="Images are centre-cropped/resized to this side first (then to 299 for Inception).")
 @click.option("--inception", type=click.Path(dir_okay=False), default=None,
               help="pt_inception-2015-12-05-6726825d.pth (default: $GANPRINT_INCEPTION). Never downloaded.")
 @click.option("--kid/--no-kid", default=True, show_default=True, help="Also compute KID.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Feature cache [default: $GANPRINT_CACHE/fid or ~/.cache/ganprint/fid].")
-@click.option("--batch-size", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=50, show_default=True, type=P.BATCH)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--allow-unverified", is_flag=True,
               help="Accept Inception weights whose SHA-256 differs (results are then not standard FIDs).")

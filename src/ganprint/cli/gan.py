@@ -7,7 +7,7 @@ import logging
 import click
 
 from ganprint.api import generate
-from ganprint.core.seeds import parse_seeds
+from ganprint.cli import params as P
 from ganprint.gan.config import resolve_config
 from ganprint.gan.train import train_gan
 from ganprint.training.config import config_json
@@ -17,17 +17,17 @@ log = logging.getLogger(__name__)
 
 @click.command("train-gan")
 @click.option("--data", required=True, type=click.Path(), help="Folder of images or a packed data set.")
-@click.option("--resolution", type=int, default=None, help="Image side in pixels (32, 64, 128, 256); picks the preset.")
+@click.option("--resolution", type=P.RESOLUTION, default=None, help="Image side in pixels (32, 64, 128, 256); picks the preset.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run folder; re-running resumes.")
 @click.option("--preset", default=None, help="small, 32, 64, 128 or 256 (default: the --resolution preset).")
-@click.option("--kimg", type=float, default=None, help="Training length in thousands of real images.")
-@click.option("--batch-size", type=int, default=None, help="Total batch over all processes.")
-@click.option("--seed", type=int, default=None, help="Seed of initialisation, data order and noise.")
+@click.option("--kimg", type=P.KIMG, default=None, help="Training length in thousands of real images.")
+@click.option("--batch-size", type=P.BATCH, default=None, help="Total batch over all processes.")
+@click.option("--seed", type=P.SEED, default=None, help="Seed of initialisation, data order and noise.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--snapshot-kimg", type=float, default=None, help="Grid, export and training state every N kimg.")
-@click.option("--tick-kimg", type=float, default=None, help="A status line and a stats.jsonl row every N kimg.")
+@click.option("--snapshot-kimg", type=P.KIMG_POS, default=None, help="Grid, export and training state every N kimg.")
+@click.option("--tick-kimg", type=P.KIMG_POS, default=None, help="A status line and a stats.jsonl row every N kimg.")
 @click.option("--mirror/--no-mirror", default=None, help="Random x-flips of the training images.")
-@click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True,
+@click.option("--checkpoint-minutes", type=P.MINUTES, default=5.0, show_default=True,
               help="Also keep a training state when this many minutes have passed since the last (0 = only by kimg).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 def train_gan_cmd(data, resolution, outdir, preset, kimg, batch_size, seed, device, snapshot_kimg, tick_kimg, mirror,
@@ -54,12 +54,12 @@ def train_gan_cmd(data, resolution, outdir, preset, kimg, batch_size, seed, devi
 
 @click.command("generate")
 @click.option("--model", required=True, type=click.Path(), help="Generator export (.safetensors).")
-@click.option("--seeds", default="0-63", show_default=True, help="Seeds, e.g. 0-63 or 0,5,7-9.")
+@click.option("--seeds", default="0-63", show_default=True, type=P.Seeds(), help="Seeds, e.g. 0-63 or 0,5,7-9.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where seed<NNNNNN>.png go.")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Images per forward pass.")
+@click.option("--batch-size", type=P.BATCH, default=16, show_default=True, help="Images per forward pass.")
 @click.option("--grid", is_flag=True, help="Also write grid.png of all images.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--trunc", type=float, default=1.0, show_default=True, help="Truncation psi (stylegan2-G; 1 = none).")
+@click.option("--trunc", type=P.TRUNCATION, default=1.0, show_default=True, help="Truncation psi (stylegan2-G; 1 = none).")
 @click.option("--precision", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
               help="float64 makes every image independent of --batch-size; float32 is faster.")
 @click.option("--fingerprint", default=None, help="Scalable generators: fingerprint as 0/1 bits or 0x hex.")
@@ -67,7 +67,7 @@ def train_gan_cmd(data, resolution, outdir, preset, kimg, batch_size, seed, devi
 @click.option("--identical-fingerprint", is_flag=True, help="Scalable generators: one fingerprint for all seeds.")
 @click.option("--sampler", type=click.Choice(["ddim", "ddpm", "dpm"]), default=None,
               help="Diffusion models: the sampler [default: ddim].")
-@click.option("--steps", type=click.IntRange(min=1), default=None,
+@click.option("--steps", type=P.SAMPLER_STEPS, default=None,
               help="Diffusion models: sampler steps [default: 50].")
 def generate_cmd(model, seeds, outdir, batch_size, grid, device, trunc, precision, fingerprint, identical_latent,
                  identical_fingerprint, sampler, steps):
@@ -80,7 +80,7 @@ def generate_cmd(model, seeds, outdir, batch_size, grid, device, trunc, precisio
       ganprint generate --model runs/diff/network-final.safetensors --sampler dpm --steps 20 --outdir samples
     """
 
-    paths = generate(model, parse_seeds(seeds), outdir, batch_size=batch_size, grid=grid, device=device,
+    paths = generate(model, seeds, outdir, batch_size=batch_size, grid=grid, device=device,
                             psi=trunc, fingerprint=fingerprint, identical_latent=identical_latent,
                             identical_fingerprint=identical_fingerprint, precision=precision, sampler=sampler,
                             steps=steps)

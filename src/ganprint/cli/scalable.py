@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ganprint.cli import params as P
 from ganprint.scalable.attribute import attribute_images
 from ganprint.scalable.config import resolve_config
 from ganprint.scalable.issue import issue_model, repair_issued
@@ -19,38 +20,39 @@ COMMANDS: list = []
 @click.command("train-scalable")
 @click.option("--data", required=True, type=click.Path(), help="Image folder or packed data set (ganprint dataset).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run directory (re-run to resume).")
-@click.option("--resolution", type=int, default=None, help="Image side (power of two >= 8) [32].")
-@click.option("--fingerprint-bits", type=int, default=None, help="K, bits per fingerprint [128].")
+@click.option("--resolution", type=P.RESOLUTION, default=None, help="Image side (power of two >= 8) [32].")
+@click.option("--fingerprint-bits", type=P.BITS, default=None, help="K, bits per fingerprint [128].")
 @click.option("--modulated-res", default=None,
               help="Resolutions whose convs the fingerprint modulates (A-B); plain convs elsewhere [4-128].")
-@click.option("--kimg", type=float, default=None, help="Length: thousands of real images shown [100].")
+@click.option("--kimg", type=P.KIMG_POS, default=None, help="Length: thousands of real images shown [100].")
 @click.option("--preset", type=click.Choice(["small", "paper", "authors-celeba", "tiny"]), default="small",
               show_default=True, help="small: 2 CPU cores; paper: config-e widths, weights 2/1/2; "
                                       "authors-celeba: paper with consistency 0.2; tiny: tests only.")
-@click.option("--batch-size", type=int, default=None, help="Total batch over all processes [preset].")
-@click.option("--consistency-weight", type=float, default=None, help="Weight of ||G(z,c)-G(z,c')||^2 [preset].")
-@click.option("--consistency-rampup-kimg", type=float, default=None,
+@click.option("--batch-size", type=P.BATCH, default=None, help="Total batch over all processes [preset].")
+@click.option("--consistency-weight", type=P.WEIGHT, default=None, help="Weight of ||G(z,c)-G(z,c')||^2 [preset].")
+@click.option("--consistency-rampup-kimg", type=P.KIMG, default=None,
               help="Ramp the consistency weight linearly from 0 over N kimg [preset: small 10, paper 0].")
 @click.option("--gate-adversarial/--no-gate-adversarial", "gate_adversarial", default=None,
               help="Hold the adversarial term and D back until the fingerprint gate opens [preset: small on].")
-@click.option("--gate-acc", "consistency_gate_acc", type=float, default=None,
-              help="The gate opens at this running training bit accuracy [preset: small 0.9, paper 0 = open].")
-@click.option("--gate-kimg", "consistency_gate_kimg", type=float, default=None,
+@click.option("--gate-acc", "consistency_gate_acc", type=P.GATE_ACC, default=None,
+              help="The gate opens at this running training bit accuracy (above 1: never by accuracy) "
+                   "[preset: small 0.9, paper 0 = open].")
+@click.option("--gate-kimg", "consistency_gate_kimg", type=P.KIMG, default=None,
               help="... or after N kimg, whichever comes first [preset: small 40; paper 0 = from the start].")
-@click.option("--lr", type=float, default=None, help="Adam learning rate [preset].")
-@click.option("--snapshot-kimg", type=float, default=None, help="Grids, exports and state every N kimg [preset].")
-@click.option("--metric-kimg", type=float, default=None, help="Bit-accuracy metric every N kimg [preset].")
-@click.option("--metric-images", type=int, default=None, help="Images per bit-accuracy evaluation [preset].")
+@click.option("--lr", type=P.LR, default=None, help="Adam learning rate [preset].")
+@click.option("--snapshot-kimg", type=P.KIMG_POS, default=None, help="Grids, exports and state every N kimg [preset].")
+@click.option("--metric-kimg", type=P.KIMG_POS, default=None, help="Bit-accuracy metric every N kimg [preset].")
+@click.option("--metric-images", type=P.IMAGES, default=None, help="Images per bit-accuracy evaluation [preset].")
 @click.option("--augment", default=None,
               help="Immunized training: perturb generated images before the decoder reads them, e.g. "
                    "'jpegd,blur,noise,crop' (ganprint.augment ops) [none].")
-@click.option("--augment-skew", type=float, default=None,
+@click.option("--augment-skew", type=P.SKEW, default=None,
               help="Augmentation strength U(0,1)**(1/skew); > 1 trains more near the maxima [1].")
 @click.option("--quantize-read/--no-quantize-read", "quantize_read", default=None,
               help="The decoder reads generated images as saved (clipped, 8-bit), straight-through gradient [off].")
-@click.option("--seed", type=int, default=None, help="Random seed [0].")
+@click.option("--seed", type=P.SEED, default=None, help="Random seed [0].")
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:1 ... [auto]")
-@click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True,
+@click.option("--checkpoint-minutes", type=P.MINUTES, default=5.0, show_default=True,
               help="Also keep a training state when this many minutes have passed since the last (0 = only by kimg).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 def train_scalable_cmd(outdir, preset, checkpoint_minutes, dry_run, **flags) -> None:
@@ -83,7 +85,7 @@ def train_scalable_cmd(outdir, preset, checkpoint_minutes, dry_run, **flags) -> 
 @click.option("--fingerprint", default=None, help="Issue this fingerprint (0/1 string or 0x-hex) [fresh random].")
 @click.option("--who", default=None, help="Recipient recorded in the registry [login name].")
 @click.option("--notes", default="", help="Free text recorded in the registry.")
-@click.option("--min-distance", type=int, default=None,
+@click.option("--min-distance", type=P.DISTANCE, default=None,
               help="Refuse fingerprints closer than this to an issued one [K // 4, e.g. 32 for 128 bits].")
 @click.option("--device", default="cpu", show_default=True)
 def issue_cmd(model, registry, outdir, fingerprint, who, notes, min_distance, device) -> None:
@@ -104,9 +106,9 @@ def issue_cmd(model, registry, outdir, fingerprint, who, notes, min_distance, de
 @click.option("--registry", required=True, help="Registry of issued fingerprints (SQLite path or postgresql:// URL).")
 @click.option("--input", "input_dir", required=True, type=click.Path(file_okay=False), help="Folder of images.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSONL, one row per image.")
-@click.option("--fpr", type=float, default=1e-6, show_default=True,
+@click.option("--fpr", type=P.FPR, default=1e-6, show_default=True,
               help="False-positive rate per image, Bonferroni-corrected for the number of issued models.")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", type=P.BATCH, default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="Decode with PyTorch, or with ONNX Runtime on the CPU (the onnx extra; same bits).")

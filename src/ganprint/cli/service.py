@@ -6,8 +6,11 @@ import json
 
 import click
 
+from ganprint.cli import params as P
+from ganprint.core import bounds
 from ganprint.scalable.registry import SCOPES, Registry, create_token
-from ganprint.service.config import ServiceConfig
+from ganprint.service.config import (BODY_RATE, CONNECTIONS, FILES, PIXELS, REQUEST_PIXELS, SYNC_SECONDS, UPLOAD_MB,
+                                     ServiceConfig)
 from ganprint.service.runner import serve
 
 COMMANDS: list = []
@@ -16,8 +19,8 @@ COMMANDS: list = []
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="GANPRINT_HOST",
               help="Interface to listen on; 0.0.0.0 behind a load balancer.")
-@click.option("--port", type=int, default=8000, show_default=True, envvar="GANPRINT_PORT")
-@click.option("--workers", type=int, default=1, show_default=True, envvar="GANPRINT_WORKERS",
+@click.option("--port", type=P.PORT, default=8000, show_default=True, envvar="GANPRINT_PORT")
+@click.option("--workers", type=P.PROCESSES, default=1, show_default=True, envvar="GANPRINT_WORKERS",
               help="uvicorn worker processes; each loads the decoders once.")
 @click.option("--registry", default="registry.sqlite", show_default=True, envvar="GANPRINT_REGISTRY",
               help="SQLite path / sqlite:///... (one machine) or postgresql://... (several).")
@@ -30,36 +33,44 @@ COMMANDS: list = []
               help="Shared scalable-G export: enables /v1/issue.")
 @click.option("--models-dir", default="issued", show_default=True, envvar="GANPRINT_MODELS_DIR",
               help="Where issued models are written; the same shared folder on every server.")
-@click.option("--fpr", type=float, default=1e-6, show_default=True, envvar="GANPRINT_FPR",
+@click.option("--fpr", type=P.FPR, default=1e-6, show_default=True, envvar="GANPRINT_FPR",
               help="False-positive rate per image (attribution: Bonferroni-corrected over issued models).")
-@click.option("--min-distance", type=int, default=None, envvar="GANPRINT_MIN_DISTANCE",
+@click.option("--min-distance", type=P.DISTANCE, default=None, envvar="GANPRINT_MIN_DISTANCE",
               help="Issuing: minimum Hamming distance between fingerprints [K // 4].")
-@click.option("--max-upload-mb", type=float, default=20.0, show_default=True, envvar="GANPRINT_MAX_UPLOAD_MB",
+@click.option("--max-upload-mb", type=P.Number(UPLOAD_MB), default=20.0, show_default=True,
+              envvar="GANPRINT_MAX_UPLOAD_MB",
               help="Largest request body; larger ones get 413.")
-@click.option("--max-files", type=int, default=64, show_default=True, envvar="GANPRINT_MAX_FILES",
+@click.option("--max-files", type=P.Number(FILES), default=64, show_default=True, envvar="GANPRINT_MAX_FILES",
               help="Most images per request; more get 413.")
-@click.option("--max-pixels", type=int, default=4096 * 4096, show_default=True, envvar="GANPRINT_MAX_PIXELS",
+@click.option("--max-pixels", type=P.Number(PIXELS), default=4096 * 4096, show_default=True,
+              envvar="GANPRINT_MAX_PIXELS",
               help="Largest image (width x height), checked before decoding; larger ones get 400.")
-@click.option("--max-request-pixels", type=int, default=4 * 4096 * 4096, show_default=True,
+@click.option("--max-request-pixels", type=P.Number(REQUEST_PIXELS), default=4 * 4096 * 4096, show_default=True,
               envvar="GANPRINT_MAX_REQUEST_PIXELS",
               help="Most pixels in all the images of one request (bounds its decoding CPU); more get 413.")
-@click.option("--header-timeout", type=float, default=10.0, show_default=True, envvar="GANPRINT_HEADER_TIMEOUT",
+@click.option("--header-timeout", type=P.Number(bounds.SECONDS_POS), default=10.0, show_default=True,
+              envvar="GANPRINT_HEADER_TIMEOUT",
               help="Seconds a client has to send a request's headers; slower ones are cut off (408).")
-@click.option("--body-timeout", type=float, default=30.0, show_default=True, envvar="GANPRINT_BODY_TIMEOUT",
+@click.option("--body-timeout", type=P.Number(bounds.SECONDS_POS), default=30.0, show_default=True,
+              envvar="GANPRINT_BODY_TIMEOUT",
               help="Longest pause in a request body (an upload), in seconds; also the grace before --min-body-rate.")
-@click.option("--min-body-rate", type=float, default=16.0, show_default=True, envvar="GANPRINT_MIN_BODY_RATE",
+@click.option("--min-body-rate", type=P.Number(BODY_RATE), default=16.0, show_default=True,
+              envvar="GANPRINT_MIN_BODY_RATE",
               help="Slowest average upload rate in KB/s accepted after --body-timeout seconds.")
-@click.option("--keep-alive-timeout", type=float, default=5.0, show_default=True, envvar="GANPRINT_KEEP_ALIVE_TIMEOUT",
+@click.option("--keep-alive-timeout", type=P.Number(bounds.SECONDS_POS), default=5.0, show_default=True,
+              envvar="GANPRINT_KEEP_ALIVE_TIMEOUT",
               help="Seconds an idle connection is kept open between requests.")
-@click.option("--max-connections", type=int, default=512, show_default=True, envvar="GANPRINT_MAX_CONNECTIONS",
+@click.option("--max-connections", type=P.Number(CONNECTIONS), default=512, show_default=True,
+              envvar="GANPRINT_MAX_CONNECTIONS",
               help="Open connections per worker; more are answered 503 and closed at once.")
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               envvar="GANPRINT_RUNTIME", help="Decoder runtime (onnx needs the onnx extra).")
 @click.option("--cors-origin", "cors_origins", multiple=True, envvar="GANPRINT_CORS_ORIGINS",
               help="Allow browser pages from this origin (repeatable) [CORS off].")
-@click.option("--decode-threads", type=int, default=4, show_default=True, envvar="GANPRINT_DECODE_THREADS",
+@click.option("--decode-threads", type=P.PROCESSES, default=4, show_default=True, envvar="GANPRINT_DECODE_THREADS",
               help="Uploads decoded at once per worker (bounds memory and thread contention).")
-@click.option("--sync-seconds", type=float, default=1.0, show_default=True, envvar="GANPRINT_SYNC_SECONDS",
+@click.option("--sync-seconds", type=P.Number(SYNC_SECONDS), default=1.0, show_default=True,
+              envvar="GANPRINT_SYNC_SECONDS",
               help="How often a worker looks for models issued elsewhere (the bound on their delay).")
 def serve_cmd(host, port, workers, **kw) -> None:
     """Run the provenance service: HTTP API under /v1, API docs at /docs, a web page at /.

@@ -61,7 +61,10 @@ def save_export(path: str | os.PathLike, module: torch.nn.Module, kind: str, con
     tensors, meta = _export_contents(module, kind, config, extra)
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+        except SafetensorError as e:
+            raise _write_error(e, path) from None
     return path
 
 
@@ -84,6 +87,16 @@ def _export_contents(module: torch.nn.Module, kind: str, config: dict,
     }
     meta.update(extra or {})
     return tensors, meta
+
+
+def _write_error(e: SafetensorError, path: Path) -> Exception:
+    """An OSError naming `path` for a failed safetensors write (its message holds the OS error number, as in
+    'No space left on device (os error 28)'), or an ArtifactError naming it."""
+    m = re.search(r"os error (\d+)", str(e))
+    if m:
+        code = int(m.group(1))
+        return OSError(code, os.strerror(code), str(path))
+    return ArtifactError(f"cannot write {path}: {_first_line(e)}")
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -40,9 +40,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # After the write: mkstemp's 0600, or a writer that re-creates the file, must not decide the mode.
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
+    except OSError as e:  # a failed write (a full disk) names the file asked for, not our temporary or nothing
+        raise named_os_error(e, path, tmp) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def named_os_error(e: OSError, path: str | os.PathLike, *aliases: str | os.PathLike) -> OSError:
+    """`e` naming `path` when it names no file or one of `aliases` (a temporary of `path`); else `e` itself.
+
+    Writes report a full disk from write() or close(), whose OSError carries no file name: the CLI can then still
+    say which file could not be written.
+    """
+    if e.errno is None or (e.filename is not None and os.fspath(e.filename) not in {os.fspath(a) for a in aliases}):
+        return e
+    return type(e)(e.errno, e.strerror, os.fspath(path))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -67,9 +80,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         finally:
             os.close(fd)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise named_os_error(e, target, tmp) from None
         raise
     return Path(target)
 
@@ -108,6 +123,8 @@ def append_jsonl(path: str | os.PathLike, rows: list[dict] | dict) -> None:
         view = memoryview(data)
         while view:  # one call unless the disk fills up mid-way (then the next call raises)
             view = view[os.write(fd, view):]
+    except OSError as e:
+        raise named_os_error(e, path) from None
     finally:
         os.close(fd)
 

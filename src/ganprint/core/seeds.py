@@ -6,7 +6,8 @@ import re
 
 import numpy as np
 
-from ganprint.core.errors import GanprintError
+from ganprint.core.bounds import MAX_SEEDS, SEED
+from ganprint.core.errors import GanprintError, excerpt
 
 
 def derive_seed(*ints: int) -> int:
@@ -21,24 +22,29 @@ _SEED_MAX = 2**63 - 1
 def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
     """Parse "0-63", "0,5,7-9" (inclusive ranges, order kept, duplicates removed) into a list of ints >= 0.
 
-    Raises GanprintError naming `flag` on malformed input.
+    Raises GanprintError naming `flag` on malformed input, a seed >= 2^63, or more than `MAX_SEEDS` seeds in all
+    (counted before any list is built, so a huge request costs no memory).
     """
+    where = f"{flag} {excerpt(text)}".strip()
     if text is None or not str(text).strip():
-        raise GanprintError(f"{flag} is empty; give e.g. 0-63 or 0,5,7-9")
-    out: list[int] = []
-    seen: set[int] = set()
+        raise GanprintError(f"{flag} is empty; give e.g. 0-63 or 0,5,7-9".strip())
+    spans = []
     for part in str(text).replace(" ", "").split(","):
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not m:
-            raise GanprintError(f"{flag} {text!r}: {part!r} is not a seed or an a-b range of non-negative integers")
+            raise GanprintError(f"{where}: {part!r} is not a seed or an a-b range of non-negative integers")
         a = int(m.group(1))
         b = int(m.group(2)) if m.group(2) is not None else a
         if b < a:
-            raise GanprintError(f"{flag} {text!r}: range {part!r} runs backwards; write {b}-{a}")
+            raise GanprintError(f"{where}: range {part!r} runs backwards; write {b}-{a}")
         if b > _SEED_MAX:
-            raise GanprintError(f"{flag} {text!r}: seeds must be < 2**63")
-        if b - a >= 10_000_000:
-            raise GanprintError(f"{flag} {text!r}: range {part!r} has more than 10 million seeds")
+            raise GanprintError(f"{where}: seeds must be < 2^63")
+        spans.append((a, b))
+    if sum(b - a + 1 for a, b in spans) > MAX_SEEDS:
+        raise GanprintError(f"{where} holds more than {MAX_SEEDS:,} seeds; generate in several runs")
+    out: list[int] = []
+    seen: set[int] = set()
+    for a, b in spans:
         for s in range(a, b + 1):
             if s not in seen:
                 seen.add(s)
@@ -58,3 +64,13 @@ def seeds_text(seeds: list[int]) -> str:
         parts.append(str(seeds[i]) if i == j else f"{seeds[i]}-{seeds[j]}")
         i = j + 1
     return ",".join(parts)
+
+
+def check_seed_list(seeds, flag: str = "--seeds") -> list[int]:
+    """A list of seeds given to the Python API: ints in [0, 2^63), at most `MAX_SEEDS`; GanprintError otherwise."""
+    seeds = list(seeds)
+    if len(seeds) > MAX_SEEDS:
+        raise GanprintError(f"{flag} holds {len(seeds):,} seeds, more than {MAX_SEEDS:,}; generate in several runs")
+    for s in seeds:
+        SEED.check(s, f"every seed of {flag}")
+    return [int(s) for s in seeds]

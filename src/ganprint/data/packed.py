@@ -7,8 +7,10 @@ Why this format (rather than a folder of PNGs, TFRecords as in the original, or 
   DataLoader workers share the same pages;
 - it is a single standard .npy file (readable by NumPy alone, no extra dependency) with a JSON
   manifest recording where the images came from, the order and the seed of any shuffle;
-- it is written incrementally (`np.lib.format.open_memmap` in a temporary directory beside the output)
-  and renamed into place at the end, so a crash never leaves a half-written data set that looks valid.
+- it is written incrementally (plain sequential writes of the .npy, never through a memmap, whose stores
+  would die of SIGBUS on a full disk) in a temporary directory beside the output, after a check that the
+  disk has room, and renamed into place at the end, so a crash never leaves a half-written data set that
+  looks valid.
 
 Layout: `OUT/images.npy` uint8 [N, R, R, 3]; `OUT/dataset.json`
 `{"format": "ganprint-packed", "version": 1, "count", "resolution", "source", "created", "shuffle", "seed",
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ganprint.core import bounds
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, check_writable_dir, read_input_json
 from ganprint.core.images import preprocess, read_image
@@ -121,8 +124,8 @@ def write_packed(out: str | os.PathLike, images: Iterable[np.ndarray], count: in
                  source: str, names: list[str], shuffle: bool, seed: int | None) -> Path:
     """Write `count` uint8 [R, R, 3] images into a new packed directory `out`, atomically.
 
-    The array is filled through a memmap in a temporary sibling directory, which is renamed onto `out` only
-    after every image was written; `out` must not exist yet (or be an empty directory).
+    The array is written, after a check that the disk has room for it, into a temporary sibling directory, which
+    is renamed onto `out` only after every image was written; `out` must not exist yet (or be an empty directory).
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -134,30 +137,20 @@ def write_packed(out: str | os.PathLike, images: Iterable[np.ndarray], count: in
     except GanprintError:
         raise PackedDatasetError(f"OUT {out} cannot be written: its folder {out.parent} cannot be created or is "
                                  "read-only; choose another OUT") from None
+    shape = (count, resolution, resolution, 3)
+    _check_free_space(out, int(np.prod(shape, dtype=np.int64)) + (1 << 20))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        arr = np.lib.format.open_memmap(tmp / IMAGES, mode="w+", dtype=np.uint8,
-                                        shape=(count, resolution, resolution, 3))
-        n = 0
-        for img in images:
-            if n >= count:
-                raise ValueError("more images than announced")
-            if img.shape != (resolution, resolution, 3) or img.dtype != np.uint8:
-                raise ValueError(f"image {names[n]} has shape {img.shape} {img.dtype}, expected uint8 "
-                                 f"[{resolution}, {resolution}, 3]")
-            arr[n] = img
-            n += 1
-            if n % 5000 == 0:
-                log.info("packed %d / %d images", n, count)
-        if n != count:
-            raise ValueError(f"only {n} of {count} images were produced")
-        arr.flush()
-        del arr
-        atomic_write_json(tmp / MANIFEST, {
-            "format": FORMAT, "version": VERSION, "count": count, "resolution": resolution, "source": source,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "shuffle": bool(shuffle), "seed": seed, "names": names,
-        })
+        try:
+            _write_npy(tmp / IMAGES, images, shape, names)
+            atomic_write_json(tmp / MANIFEST, {
+                "format": FORMAT, "version": VERSION, "count": count, "resolution": resolution, "source": source,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "shuffle": bool(shuffle), "seed": seed, "names": names,
+            })
+        except OSError as e:  # the disk filled up all the same (another writer): one line naming OUT
+            raise PackedDatasetError(f"cannot write {out}: {e.strerror or e}; nothing was kept: free some space, "
+                                     "then re-run the same command") from None
         if out.exists():
             out.rmdir()  # empty (checked above); os.replace cannot replace a directory
         os.replace(tmp, out)
@@ -166,6 +159,40 @@ def write_packed(out: str | os.PathLike, images: Iterable[np.ndarray], count: in
             shutil.rmtree(tmp, ignore_errors=True)
     log.info("wrote %d images at %dx%d to %s", count, resolution, resolution, out)
     return out
+
+
+def _check_free_space(out: Path, need: int) -> None:
+    """Refuse before any work when the disk under `out` has less than `need` bytes free."""
+    st = os.statvfs(out.parent)
+    free = st.f_bavail * st.f_frsize
+    if free < need:
+        raise PackedDatasetError(f"OUT {out} needs {need / 2**20:.1f} MiB but its disk has {free / 2**20:.1f} MiB "
+                                 "free; free some space, lower --num-images or --resolution, or choose another OUT")
+
+
+def _write_npy(path: Path, images: Iterable[np.ndarray], shape: tuple[int, int, int, int], names: list[str]) -> None:
+    """Write uint8 images of `shape[1:]` one after another as the .npy array `shape`.
+
+    Plain writes, not a memmap: on a full disk a store into a mapped page kills the process with SIGBUS, while a
+    write() fails with ENOSPC, which the caller turns into one line.
+    """
+    count, resolution = shape[0], shape[1]
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        n = 0
+        for img in images:
+            if n >= count:
+                raise ValueError("more images than announced")
+            if img.shape != shape[1:] or img.dtype != np.uint8:
+                raise ValueError(f"image {names[n]} has shape {img.shape} {img.dtype}, expected uint8 "
+                                 f"[{resolution}, {resolution}, 3]")
+            f.write(np.ascontiguousarray(img).tobytes())
+            n += 1
+            if n % 5000 == 0:
+                log.info("packed %d / %d images", n, count)
+        if n != count:
+            raise ValueError(f"only {n} of {count} images were produced")
 
 
 def _list_images(src: Path) -> list[Path]:
@@ -185,6 +212,7 @@ def center_crop_resize(img: np.ndarray, resolution: int) -> np.ndarray:
 
 def _order(n: int, shuffle: bool, seed: int) -> np.ndarray:
     # Like the original dataset_tool: the selected files are permuted with a seeded RandomState.
+    bounds.SEED32.check(seed, "--seed")
     return np.random.RandomState(seed).permutation(n) if shuffle else np.arange(n)
 
 
@@ -193,8 +221,7 @@ def _select(src: Path, num_images: int | None) -> list[Path]:
         raise PackedDatasetError(f"source folder {src} does not exist or is not a directory")
     files = _list_images(src)  # raises GanprintError when there are none
     if num_images is not None:
-        if num_images < 1:
-            raise PackedDatasetError(f"--num-images must be >= 1, got {num_images}")
+        bounds.IMAGES.check(num_images, "--num-images")
         if num_images > len(files):
             raise PackedDatasetError(f"--num-images {num_images} but {src} holds only {len(files)} images")
         files = files[:num_images]
@@ -223,7 +250,8 @@ def pack_celeba(src: str | os.PathLike, out: str | os.PathLike, num_images: int 
     files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() == ".png")
     if not files:
         raise PackedDatasetError(f"no .png files in {src}; point SRC at CelebA's img_align_celeba_png folder")
-    if num_images < 1 or num_images > len(files):
+    bounds.IMAGES.check(num_images, "--num-images")
+    if num_images > len(files):
         raise PackedDatasetError(f"--num-images {num_images} but {src} holds {len(files)} PNGs")
     files = files[:num_images]
     cx, cy = CELEBA_CENTER
@@ -245,6 +273,7 @@ def pack_images(src: str | os.PathLike, out: str | os.PathLike, resolution: int,
     """Pack images under `src` (sorted, the first `num_images`): centre-crop to a square, resize to `resolution`."""
     check_overlap([("SRC", src, "source folder")], [("OUT", out)])
     src, out = Path(src), Path(out)
+    bounds.RESOLUTION.check(resolution, "--resolution")
     if resolution < 4 or resolution & (resolution - 1):
         raise PackedDatasetError(f"--resolution must be a power of two >= 4, got {resolution}")
     files = _select(src, num_images)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ganprint._version import __version__
+from ganprint.core import bounds
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import (atomic_write_json, atomic_write_text, check_writable_dir, read_input_json,
                                  remove_stale_temporaries)
@@ -229,10 +230,9 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
     crops already written (and extends them when `count` grew), also after an interrupted run; a folder made with
     other settings, or holding files ganprint did not write, is refused (`ganprint.core.paths.OutputFolder`).
     """
-    if resolution < 1:
-        raise GanprintError(f"--resolution must be positive, got {resolution}")
-    if count < 1:
-        raise GanprintError(f"--count must be positive, got {count}")
+    bounds.RESOLUTION.check(resolution, "--resolution")
+    bounds.IMAGES.check(count, "--count")
+    bounds.SEED.check(seed, "--seed")
     sources = available_photos(photos)
     own = photos not in SPLITS  # a folder of the user's photos
     check_overlap([("--photos", photos if own else None, "photo folder")], [("OUTDIR", outdir)])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from ganprint.core import bounds
+from ganprint.core.bounds import Bound, BoundError, check_fields, optional
 from ganprint.core.errors import GanprintError
 from ganprint.training.config import apply_overrides
 
@@ -26,6 +28,11 @@ class UNetConfig:
 
     def validate(self) -> UNetConfig:
         """Raise ValueError on impossible combinations."""
+        check_fields(self, {"resolution": ("--resolution", bounds.RESOLUTION), "norm_groups": (None, _WIDTH),
+                            "head_dim": (None, _WIDTH), "layers_per_block": (None, Bound(1, 64, integer=True)),
+                            "dropout": (None, Bound(0, 1, hi_open=True))})
+        if not all(_WIDTH.problem(c) is None for c in self.channels):
+            raise BoundError(f"unet.channels must be whole numbers in [1, 4096], got {self.channels!r}")
         if len(self.channels) != len(self.attention) or not self.channels:
             raise ValueError("unet.channels and unet.attention need one entry per level")
         if self.resolution % (2 ** (len(self.channels) - 1)):
@@ -60,8 +67,11 @@ class NoiseConfig:
     prediction_type: str = "epsilon"  # what the UNet predicts: epsilon or v_prediction
 
     def validate(self) -> NoiseConfig:
-        if self.timesteps < 2:
-            raise ValueError("noise.timesteps must be >= 2")
+        """Raise ValueError on impossible values."""
+        check_fields(self, {"timesteps": (None, Bound(2, 100000, integer=True)),
+                            "beta_start": (None, _BETA), "beta_end": (None, _BETA)})
+        if self.beta_start >= self.beta_end:
+            raise BoundError(f"noise.beta_start {self.beta_start} must be below noise.beta_end {self.beta_end}")
         if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
             raise ValueError(f"noise.beta_schedule {self.beta_schedule!r} is not linear, scaled_linear or "
                              "squaredcos_cap_v2")
@@ -99,14 +109,7 @@ class DiffusionTrainConfig:
         """Raise ValueError on impossible combinations."""
         self.unet.validate()
         self.noise.validate()
-        checks = [("batch_size (--batch-size)", self.batch_size >= 1), ("total_kimg (--kimg)", self.total_kimg >= 0),
-                  ("kimg_per_tick", self.kimg_per_tick > 0), ("snapshot_kimg", self.snapshot_kimg > 0),
-                  ("lr (--lr)", self.lr > 0), ("warmup_kimg", self.warmup_kimg >= 0),
-                  ("ema_kimg", self.ema_kimg >= 0), ("grid_seeds", self.grid_seeds >= 0),
-                  ("grid_steps", self.grid_steps >= 1)]
-        for name, ok in checks:
-            if not ok:
-                raise ValueError(f"{name} is out of range: {getattr(self, name.split()[0])}")
+        check_fields(self, _BOUNDS)
         return self
 
     @property
@@ -128,6 +131,18 @@ class DiffusionTrainConfig:
         d["unet"] = UNetConfig.from_dict(d.get("unet", {}))
         d["noise"] = NoiseConfig(**d.get("noise", {}))
         return cls(**d).validate()
+
+
+_WIDTH = Bound(1, 4096, integer=True)  # channel counts, groups, head sizes
+_BETA = Bound(0, 1, lo_open=True, hi_open=True)  # the forward process's noise variances per step
+_BOUNDS = {
+    "batch_size": ("--batch-size", bounds.BATCH), "total_kimg": ("--kimg", bounds.KIMG),
+    "kimg_per_tick": (None, bounds.KIMG_POS), "snapshot_kimg": ("--snapshot-kimg", bounds.KIMG_POS),
+    "seed": ("--seed", bounds.SEED), "lr": ("--lr", bounds.LR), "warmup_kimg": ("--warmup-kimg", bounds.KIMG),
+    "grad_clip": (None, bounds.WEIGHT), "ema_kimg": (None, bounds.KIMG),
+    "ema_rampup": (None, optional(bounds.FRACTION)), "grid_seeds": (None, Bound(0, 1024, integer=True)),
+    "grid_steps": (None, bounds.SAMPLER_STEPS),
+}
 
 
 def _check_keys(cls, d: dict) -> None:

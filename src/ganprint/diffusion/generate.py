@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganprint.core import bounds
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import check_writable_dir
@@ -33,6 +34,7 @@ def check_sampling(sampler: str, steps: int, noise: NoiseConfig) -> None:
     """Raise GanprintError naming the flag when --sampler or --steps is unusable."""
     if sampler not in SAMPLERS:
         raise GanprintError(f"--sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+    bounds.SAMPLER_STEPS.check(steps, "--steps")
     if not 1 <= int(steps) <= noise.timesteps:
         raise GanprintError(f"--steps must be between 1 and the model's {noise.timesteps} training timesteps, "
                             f"got {steps}")
@@ -94,8 +96,7 @@ def generate_images(model_path: str | os.PathLike, seeds: list[int], outdir: str
         steps: sampler steps.
         precision: float64 (batch-size independent) or float32 (faster; a pixel may differ by one level).
     """
-    if batch_size < 1:
-        raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
+    bounds.BATCH.check(batch_size, "--batch-size")
     if not seeds:
         raise GanprintError("--seeds selects no seeds")
     if precision not in PRECISIONS:

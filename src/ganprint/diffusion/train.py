@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ganprint.core import bounds
 from ganprint.core import dist
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
@@ -285,6 +286,7 @@ def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: 
     weights start the run (its UNet and noise settings replace the preset's). Returns {"cur_nimg", "step", "outdir",
     "elapsed_s", "unet", "ema"} (this process's modules).
     """
+    bounds.MINUTES.check(checkpoint_minutes, "--checkpoint-minutes")
     resume = None if resume_from is None else str(resume_from)
     inputs = [("--resume-from", resume, "model")]
     check_outdir(outdir, None if isinstance(data, Dataset) else data, inputs)  # before reading the export

@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ganprint.core import bounds
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import check_writable_dir, sha256_file
 from ganprint.core.fingerprints import bits_to_str, parse_bits
 from ganprint.core.paths import OutputFolder, check_overlap
 from ganprint.core.runtime import resolve_device
-from ganprint.core.seeds import derive_seed, parse_seeds, seeds_text
+from ganprint.core.seeds import check_seed_list, derive_seed, parse_seeds, seeds_text
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value, smallest_usable_fpr
 from ganprint.evaluation import report
 from ganprint.evaluation.model_attacks import ModelAttackSetting, parse_model_attacks
@@ -184,17 +185,15 @@ def _check_flags(data, generator, seeds, embedded, fingerprint, celeba, model_at
             raise GanprintError("pass exactly one of --fingerprint (one reference for all images) or --embedded FILE")
     if outdir is None:
         raise GanprintError("--outdir is required")
-    if batch_size < 1:
-        raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
-    if not 0 < fpr < 1:
-        raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
+    bounds.BATCH.check(batch_size, "--batch-size")
+    bounds.FPR.check(fpr, "--fpr")
     check_writable_dir(outdir, "--outdir")
 
 
 def _score_generator(score: _Scoring, model, generator, seeds, fingerprint, k: int, res: int, settings,
                      batch_size: int, clean) -> _Scored:
     """Rows of the images `generator` makes for `seeds`, under the image attacks and the model attacks."""
-    seed_list = parse_seeds(seeds) if isinstance(seeds, str) else [int(x) for x in seeds]
+    seed_list = parse_seeds(seeds) if isinstance(seeds, str) else check_seed_list(seeds)
     G, gkind, ref, gres = load_generator(generator, fingerprint, k, score.device)
     if gres != res:
         raise GanprintError(f"--generator {generator} makes {gres}-px images but --model {model} decodes "
@@ -245,6 +244,10 @@ def run_evaluate(model: str | Path, data: str | Path | None, outdir: str | Path,
     input, and takes only a re-run of the same evaluation (`ganprint.core.paths.OutputFolder`; its record marks the
     plots as not data).
     """
+    bounds.KEYS.check(n_keys, "--keys")
+    bounds.SEED.check(seed, "--seed")
+    if limit is not None:
+        bounds.IMAGES.check(limit, "--limit")
     check_overlap([("--model", model, "model"), ("--data", data, "data"), ("--generator", generator, "generator"),
                    ("--embedded", embedded, "list"), ("--clean", clean, "clean data")], [("--outdir", outdir)])
     _check_flags(data, generator, seeds, embedded, fingerprint, celeba, model_attacks, outdir, batch_size, fpr)

@@ -23,6 +23,7 @@ from scipy import linalg
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ganprint.core import bounds
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_path, atomic_write_json, sha256_file
 from ganprint.core.paths import check_new_file, check_overlap
@@ -253,6 +254,8 @@ def compute_fid_kid(data_a: str | os.PathLike, data_b: str | os.PathLike, resolu
     check_overlap(inputs, [("--out", out, "file"), ("--cache-dir", cache_dir)])
     if out is not None:
         check_new_file(out, "--out", overwrite)
+    bounds.RESOLUTION.check(resolution, "--resolution")
+    bounds.BATCH.check(batch_size, "--batch-size")
     dev = resolve_device(device)
     model, digest = load_inception(inception, dev, allow_unverified=allow_unverified)
     fa = dataset_features(data_a, resolution, model, digest, cache_dir, batch_size, dev)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ganprint.core import bounds
 from ganprint.core.errors import GanprintError
 from ganprint.core.stats import capacity, log10_p_value, match_threshold, p_value
 from ganprint.evaluation.model_attacks import MODEL_ATTACK_SPECS, MODEL_SUITES
@@ -39,8 +40,9 @@ class Threshold:
 
 def detection_threshold(k: int, fpr: float = 1e-6, n_keys: int = 1) -> Threshold:
     """`ganprint metrics threshold`: the match threshold of K-bit fingerprints at `fpr` over `n_keys` keys."""
-    if not 0 < fpr < 1:
-        raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
+    bounds.BITS.check(k, "--bits")
+    bounds.KEYS.check(n_keys, "--keys")
+    bounds.FPR.check(fpr, "--fpr")
     m = match_threshold(k, fpr, n_keys)
     return Threshold(k, fpr, n_keys, m, m / k if m <= k else None, p_value(m, k) if m <= k else None)
 
@@ -69,6 +71,11 @@ def match_p_value(k: int, matches: int | None = None, bit_accuracy: float | None
     papers' tables)."""
     if (matches is None) == (bit_accuracy is None):
         raise GanprintError("pass exactly one of --matches or --bit-accuracy")
+    bounds.BITS.check(k, "--bits")
+    if bit_accuracy is not None:
+        bounds.FRACTION.check(bit_accuracy, "--bit-accuracy")
+    else:
+        bounds.DISTANCE.check(matches, "--matches")
     m = round(bit_accuracy * k) if bit_accuracy is not None else int(matches)
     if m > k:
         raise GanprintError(f"--matches {m} is larger than --bits {k}")

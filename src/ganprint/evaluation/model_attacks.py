@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from ganprint.core.errors import GanprintError
+from ganprint.core.errors import GanprintError, excerpt
 from ganprint.perturb.registry import parse_strengths
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ MODEL_ATTACK_SPECS: dict[str, ModelAttack] = {
                     integer=True, descending=True),
         ModelAttack("weight_noise", lambda m, s, seed: weight_noise(m, s, seed=seed), "std", 0.0,
                     (0.001, 0.003, 0.01, 0.03, 0.1), "add N(0, std^2) to every parameter (absolute std, seeded)",
-                    (0, math.inf)),
+                    (0, 100)),
         ModelAttack("prune", lambda m, s, seed: prune_weights(m, s), "fraction", 0.0, (0.1, 0.3, 0.5, 0.7, 0.9),
                     "zero the smallest-magnitude fraction of every weight matrix/kernel (per layer)", (0, 1)),
     ]
@@ -199,7 +199,7 @@ def _parse_model_step(text: str) -> list[ModelAttackSetting]:
     name, _, arg = one.partition(":")
     name = name.strip().lower()
     if name not in MODEL_ATTACK_SPECS:
-        raise ModelAttackSpecError(f"unknown model attack {name!r} in --model-attacks {text!r}; known: "
+        raise ModelAttackSpecError(f"unknown model attack {excerpt(name)} in --model-attacks {excerpt(text)}; known: "
                                    f"{', '.join(MODEL_ATTACK_SPECS)} (suites: {', '.join(MODEL_SUITES)}, none)")
     att = MODEL_ATTACK_SPECS[name]
     values = parse_strengths(name, arg, param=att.param, bounds=att.bounds, sweep=att.sweep, flag="--model-attacks",

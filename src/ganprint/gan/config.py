@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from ganprint.core import bounds
+from ganprint.core.bounds import Bound, BoundError, check_fields, optional
 from ganprint.core.errors import GanprintError
 from ganprint.nets.stylegan2 import DiscriminatorConfig, GeneratorConfig
 from ganprint.training.config import apply_overrides
@@ -47,16 +49,11 @@ class GanTrainConfig:
         self.D.validate()
         if self.G.img_resolution != self.D.img_resolution:
             raise ValueError("G and D resolutions differ")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size (--batch-size) must be >= 1, got {self.batch_size}")
-        if not 0 <= self.total_kimg < float("inf"):  # also refuses NaN
-            raise ValueError(f"total_kimg (--kimg) must be >= 0, got {self.total_kimg}")
-        if not 0 < self.kimg_per_tick < float("inf"):
-            raise ValueError(f"kimg_per_tick (--tick-kimg) must be > 0, got {self.kimg_per_tick}")
-        if not 0 < self.snapshot_kimg < float("inf"):
-            raise ValueError(f"snapshot_kimg (--snapshot-kimg) must be > 0, got {self.snapshot_kimg}")
-        if self.r1_interval < 1 or self.pl_interval < 1 or self.pl_batch_shrink < 1:
-            raise ValueError("regularisation intervals and pl_batch_shrink must be >= 1")
+        check_fields(self, _BOUNDS)
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
+            raise BoundError(f"betas must be two numbers (beta1, beta2), got {self.betas!r}")
+        for i, b in enumerate(self.betas):
+            _BETA.check(b, f"betas[{i}]")
         return self
 
     @property
@@ -81,6 +78,19 @@ class GanTrainConfig:
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
         return cls(**d).validate()
+
+
+_BETA = Bound(0, 1, hi_open=True)  # Adam's betas
+_BOUNDS = {
+    "batch_size": ("--batch-size", bounds.BATCH), "total_kimg": ("--kimg", bounds.KIMG),
+    "kimg_per_tick": ("--tick-kimg", bounds.KIMG_POS), "snapshot_kimg": ("--snapshot-kimg", bounds.KIMG_POS),
+    "seed": ("--seed", bounds.SEED), "G_lr": (None, bounds.LR), "D_lr": (None, bounds.LR),
+    "eps": (None, Bound(0, 1, lo_open=True)), "r1_gamma": (None, bounds.WEIGHT), "r1_interval": (None, bounds.STEPS),
+    "pl_weight": (None, bounds.WEIGHT), "pl_interval": (None, bounds.STEPS), "pl_batch_shrink": (None, bounds.BATCH),
+    "pl_decay": (None, bounds.FRACTION), "style_mixing_prob": (None, bounds.FRACTION),
+    "ema_kimg": (None, bounds.KIMG), "ema_rampup": (None, optional(bounds.FRACTION)),
+    "grid_seeds": (None, Bound(0, 1024, integer=True)),
+}
 
 
 def _preset(name: str, res: int, *, z: int = 512, mapping: int = 8, cbase: int = 16384, cmax: int = 512,

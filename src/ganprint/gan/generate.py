@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganprint.core import bounds
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import check_writable_dir
@@ -62,8 +63,8 @@ def generate_images(model_path: str | os.PathLike, seeds: list[int], outdir: str
         psi: truncation (1 = none).
         precision: float64 (batch-size independent) or float32 (faster; a pixel may differ by one level).
     """
-    if batch_size < 1:
-        raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
+    bounds.BATCH.check(batch_size, "--batch-size")
+    bounds.TRUNCATION.check(psi, "--trunc")
     if not seeds:
         raise GanprintError("--seeds selects no seeds")
     if precision not in ("float64", "float32"):

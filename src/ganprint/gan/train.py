@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from ganprint.core import bounds
 from ganprint.core import dist
 from ganprint.core.errors import GanprintError
 from ganprint.core.runtime import resolve_device
@@ -326,6 +327,7 @@ def train_gan(cfg: GanTrainConfig, outdir: str | os.PathLike, data: Dataset | st
     trained modules).
     """
     cfg.validate()
+    bounds.MINUTES.check(checkpoint_minutes, "--checkpoint-minutes")
     dev = dist.local_device(resolve_device(device or "auto"))
     _float32_everywhere(dev)
     dist.init(dev)

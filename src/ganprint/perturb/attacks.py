@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ganprint.core.errors import GanprintError
+from ganprint.core.errors import GanprintError, excerpt
 from ganprint.core.seeds import derive_seed
 from ganprint.perturb.registry import PERTURBATIONS, SUITES, Perturbation, combined_chain, parse_strengths
 
@@ -78,7 +78,8 @@ def _parse_step(text: str, whole: str) -> tuple[str, list[float]]:
     name, _, arg = text.strip().partition(":")
     name = name.strip().lower()
     if name not in ATTACKS:
-        raise AttackSpecError(f"unknown attack {name!r} in --attacks {whole!r}; known: {', '.join(ATTACKS)} "
+        raise AttackSpecError(f"unknown attack {excerpt(name)} in --attacks {excerpt(whole)}; known: "
+                              f"{', '.join(ATTACKS)} "
                               f"(suites: {', '.join(SUITES)})")
     att = ATTACKS[name]
     return name, parse_strengths(name, arg, param=att.param, bounds=att.bounds, sweep=att.sweep, flag="--attacks",

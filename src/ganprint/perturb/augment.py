@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ganprint.core.errors import GanprintError
+from ganprint.core.errors import GanprintError, excerpt
 from ganprint.perturb import ops
 from ganprint.perturb.registry import PERTURBATIONS, parse_strengths
 
@@ -153,13 +153,13 @@ def build_augment(spec: str = "default", n_ops: int = 1, ramp_start: float = 0.0
     for tok in spec.split(","):
         name, _, val = tok.strip().partition(":")
         if name not in OPS:
-            raise AugmentSpecError(f"unknown augmentation {name!r} in --augment {spec!r}; known: "
+            raise AugmentSpecError(f"unknown augmentation {excerpt(name)} in --augment {excerpt(spec)}; known: "
                                    f"{', '.join(OPS)}, or 'default' / 'none'")
         p = PERTURBATIONS[OPS[name].perturbation]
         values = parse_strengths(name, val, param=p.param, bounds=p.bounds, sweep=(OPS[name].default_max,),
                                  flag="--augment", whole=spec, error=AugmentSpecError, aliases=p.aliases)
         if len(values) != 1:
-            raise AugmentSpecError(f"give {name!r} one maximum in --augment {spec!r}, got {len(values)}")
+            raise AugmentSpecError(f"give {name!r} one maximum in --augment {excerpt(spec)}, got {len(values)}")
         ops_[name] = values[0]
     return Augment(ops_, n_ops, ramp_start, ramp_end, skew)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ganprint.core.errors import GanprintError
+from ganprint.core.errors import GanprintError, excerpt
 from ganprint.core.seeds import derive_seed
 from ganprint.perturb import ops
 
@@ -84,9 +84,9 @@ PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("webp", ops.webp, "q", None, (90, 70, 50, 30, 10), "real lossy WebP (PIL) at quality q",
                      _QUALITY, (1, 100), mildest=100),
         Perturbation("noise", ops.gaussian_noise, "std", 0.0, (0.02, 0.05, 0.1, 0.2, 0.3),
-                     "additive Gaussian noise N(0, std^2), seeded", {"sigma": _same}, (0, math.inf)),
+                     "additive Gaussian noise N(0, std^2), seeded", {"sigma": _same}, (0, 10)),
         Perturbation("blur", ops.gaussian_blur, "sigma", 0.0, (0.5, 1.0, 1.5, 2.0, 3.0),
-                     "Gaussian blur (reflect padding)", {"k": ops.blur_sigma_from_kernel}, (0, math.inf)),
+                     "Gaussian blur (reflect padding)", {"k": ops.blur_sigma_from_kernel}, (0, 100)),
         Perturbation("crop", ops.crop, "frac", 1.0, (0.9, 0.8, 0.7, 0.6, 0.5),
                      "centre crop keeping frac of each side, resized back", _FRACTION, (0.01, 1)),
         Perturbation("cropnr", ops.crop_no_resize, "frac", 1.0, (0.9, 0.8, 0.7, 0.6, 0.5),
@@ -97,20 +97,22 @@ PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("resize", ops.resize_roundtrip, "scale", 1.0, (0.9, 0.75, 0.5, 0.35, 0.25),
                      "resize down by scale (antialiased bilinear) and back up", {}, (0.01, 1)),
         Perturbation("rotate", ops.rotate, "deg", 0.0, (2, 5, 10, 30, 45, 90),
-                     "rotation about the centre, black corners", {"angle": _same}),
+                     "rotation about the centre, black corners", {"angle": _same}, (-360, 360)),
         Perturbation("brightness", ops.brightness, "factor", 1.0, (0.5, 0.75, 1.25, 1.5, 2.0), "multiply by factor",
-                     _FACTOR, (0, math.inf)),
+                     _FACTOR, (0, 100)),
         Perturbation("contrast", ops.contrast, "factor", 1.0, (0.5, 0.75, 1.25, 1.5, 2.0),
-                     "scale the distance to the mean grey by factor", _FACTOR, (0, math.inf)),
+                     "scale the distance to the mean grey by factor", _FACTOR, (0, 100)),
         Perturbation("saturation", ops.saturation, "factor", 1.0, (0.0, 0.5, 1.5, 2.0),
-                     "scale the distance to the pixel's grey by factor", _FACTOR, (0, math.inf)),
+                     "scale the distance to the pixel's grey by factor", _FACTOR, (0, 100)),
         Perturbation("combined", None, "level", 0.0, (1, 2, 3, 4, 5, 6, 8, 10),
                      "chain crop(1-0.03L) > blur(0.1L) > jpeg(100-7L) > noise(0.01L) at level L in 0..10", {},
                      (0, 10), steps=combined_chain),
         Perturbation("color", ops.color_jitter, "amplitude", 0.0, (),
-                     "random brightness +-a, contrast and saturation x(1 +- a)", {}, (0, math.inf)),
+                     "random brightness +-a, contrast and saturation x(1 +- a)", {}, (0, 10)),
     ]
 }
+
+MAX_STRENGTHS = 256
 
 SUITES: dict[str, list[str]] = {
     "standard": ["jpeg", "noise", "blur", "crop", "resize"],
@@ -133,7 +135,7 @@ def parse_strengths(name: str, arg: str, *, param: str, bounds: tuple[float, flo
         pname = pname.strip().lower()
         if pname != param and pname not in aliases:
             names = ", ".join([param, *aliases])
-            raise error(f"attack {name!r} has no parameter {pname!r} (use {names}) in {flag} {whole!r}")
+            raise error(f"attack {name!r} has no parameter {pname!r} (use {names}) in {flag} {excerpt(whole)}")
         conv = aliases.get(pname, _same)
     values = []
     for tok in arg.split(","):
@@ -141,13 +143,15 @@ def parse_strengths(name: str, arg: str, *, param: str, bounds: tuple[float, flo
         try:
             v = conv(float(tok))
         except ValueError:
-            raise error(f"strength {tok!r} of {name!r} in {flag} {whole!r} is not a number") from None
+            raise error(f"strength {tok!r} of {name!r} in {flag} {excerpt(whole)} is not a number") from None
         lo, hi = bounds
-        if math.isnan(v) or not lo <= v <= hi:
-            raise error(f"strength {tok} of {name!r} is outside [{lo:g}, {hi:g}] in {flag} {whole!r}")
+        if not math.isfinite(v) or not lo <= v <= hi:
+            raise error(f"strength {tok} of {name!r} is outside [{lo:g}, {hi:g}] in {flag} {excerpt(whole)}")
         if integer and v != int(v):
-            raise error(f"strength {tok} of {name!r} must be a whole number of {param} in {flag} {whole!r}")
+            raise error(f"strength {tok} of {name!r} must be a whole number of {param} in {flag} {excerpt(whole)}")
         values.append(v)
     if not values:
-        raise error(f"attack {name!r} has an empty strength list in {flag} {whole!r}")
+        raise error(f"attack {name!r} has an empty strength list in {flag} {excerpt(whole)}")
+    if len(values) > MAX_STRENGTHS:  # each strength is one more pass over every image
+        raise error(f"attack {name!r} has {len(values)} strengths in {flag} {excerpt(whole)}; at most {MAX_STRENGTHS}")
     return values

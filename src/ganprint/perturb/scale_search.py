@@ -24,13 +24,14 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ganprint.core.errors import GanprintError
+from ganprint.core.errors import GanprintError, excerpt
 from ganprint.perturb.ops import side
 
 DEFAULT_SCALES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
 # The defaults of `min_confidence` and `min_gain` (chosen as the module docstring says).
 MIN_CONFIDENCE = 0.4
 MIN_GAIN = 0.03
+MAX_SCALES = 32
 
 
 def parse_scales(text: str | None) -> tuple[float, ...] | None:
@@ -42,11 +43,19 @@ def parse_scales(text: str | None) -> tuple[float, ...] | None:
     try:
         vals = [float(t) for t in str(text).split(",") if t.strip()]
     except ValueError:
-        raise GanprintError(f"--scale-search {text!r}: expected 'auto', 'none' or fractions like 1,0.9,0.8") from None
-    bad = [v for v in vals if not 0.2 <= v <= 1.0]
+        raise GanprintError(f"--scale-search {excerpt(text)}: expected 'auto', 'none' or fractions like "
+                            "1,0.9,0.8") from None
+    bad = [v for v in vals if not 0.2 <= v <= 1.0]  # also refuses NaN and infinities
     if bad or not vals:
-        raise GanprintError(f"--scale-search {text!r}: every fraction must be in [0.2, 1]")
-    return tuple(sorted(set(vals) | {1.0}, reverse=True))
+        raise GanprintError(f"--scale-search {excerpt(text)}: every fraction must be in [0.2, 1]")
+    scales = tuple(sorted(set(vals) | {1.0}, reverse=True))
+    if len(scales) == 1:
+        raise GanprintError(f"--scale-search {excerpt(text)} gives no scale below 1 to search; add fractions such as "
+                            "1,0.9,0.8, or drop --scale-search")
+    if len(scales) > MAX_SCALES:  # each candidate costs one more decoding of every image
+        raise GanprintError(f"--scale-search {excerpt(text)} gives {len(scales)} scales; at most {MAX_SCALES} are "
+                            "searched")
+    return scales
 
 
 def unzoom(x01: torch.Tensor, frac: float, fill: float = 0.5) -> torch.Tensor:
@@ -76,8 +85,8 @@ class ScaleSearch:
 
     def __init__(self, decode: Callable[[torch.Tensor], torch.Tensor], scales: tuple[float, ...] = DEFAULT_SCALES,
                  min_confidence: float = MIN_CONFIDENCE, min_gain: float = MIN_GAIN):
-        if 1.0 not in scales:
-            raise GanprintError("scale search needs the unscaled candidate 1.0 among its scales")
+        if 1.0 not in scales or len(set(scales)) < 2:
+            raise GanprintError("scale search needs the unscaled candidate 1.0 and at least one smaller scale")
         self.decode, self.min_confidence, self.min_gain = decode, float(min_confidence), float(min_gain)
         self.scales = (1.0, *sorted((f for f in scales if f != 1.0), reverse=True))
         self.last_scales: torch.Tensor | None = None

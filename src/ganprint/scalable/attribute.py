@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ganprint.core import bounds
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_file
@@ -107,6 +108,7 @@ def attribute_images(decoder_path: str | os.PathLike, registry_path: str | os.Pa
     Runtime on the CPU (the same bits). The output is checked before any work: it may not be or lie inside an
     input (the registry, the decoder, the images), and existing files are replaced only with `overwrite`.
     """
+    bounds.BATCH.check(batch_size, "--batch-size")
     out = Path(out_jsonl)
     summary_path = out.with_name(out.name + ".summary.json")
     check_overlap([("--decoder", decoder_path, "decoder"), ("--registry", registry_file(registry_path), "registry"),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass
 
+from ganprint.core import bounds
+from ganprint.core.bounds import Bound, check_fields
 from ganprint.core.errors import GanprintError
 from ganprint.nets.scalable import ScalableConfig, parse_res_range
 from ganprint.training.config import apply_overrides
@@ -69,27 +71,11 @@ class ScalableTrainConfig:
 
     def validate(self) -> ScalableTrainConfig:
         """Raise GanprintError naming the flag for impossible values; returns self."""
+        bounds.RESOLUTION.check(self.resolution, "resolution (--resolution)")
         r = self.resolution
         if r < 8 or r & (r - 1):
             raise GanprintError(f"--resolution must be a power of two >= 8 (8, 16, 32, ...), got {r}")
-        checks = [
-            ("--fingerprint-bits", self.fingerprint_bits >= 1, "must be >= 1"),
-            ("--kimg", self.kimg > 0, "must be > 0"),
-            ("--batch-size", self.batch_size >= 1, "must be >= 1"),
-            ("--lr", self.lr > 0, "must be > 0"),
-            ("--gate-acc", 0 <= self.consistency_gate_acc, "must be >= 0"),
-            ("--consistency-weight", self.consistency_weight >= 0, "must be >= 0"),
-            ("--consistency-rampup-kimg", self.consistency_rampup_kimg >= 0, "must be >= 0"),
-            ("--snapshot-kimg", self.snapshot_kimg > 0, "must be > 0"),
-            ("--metric-kimg", self.metric_kimg > 0, "must be > 0"),
-            ("--metric-images", self.metric_images >= 1, "must be >= 1"),
-            ("--augment-skew", self.augment_skew > 0, "must be > 0"),
-            ("tick_kimg", self.tick_kimg > 0, "must be > 0"),
-            ("r1_interval, pl_interval", self.r1_interval >= 1 and self.pl_interval >= 1, "must be >= 1"),
-        ]
-        for flag, ok, what in checks:
-            if not ok:
-                raise GanprintError(f"{flag} {what}")
+        check_fields(self, _BOUNDS)
         self.model_config()  # checks --modulated-res against the resolution
         return self
 
@@ -104,6 +90,22 @@ class ScalableTrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+
+_WIDTH = Bound(1, 4096, integer=True)  # latent sizes and channel counts
+_BOUNDS = {
+    "fingerprint_bits": ("--fingerprint-bits", bounds.BITS), "kimg": ("--kimg", bounds.KIMG_POS),
+    "seed": ("--seed", bounds.SEED), "batch_size": ("--batch-size", bounds.BATCH), "lr": ("--lr", bounds.LR),
+    "consistency_weight": ("--consistency-weight", bounds.WEIGHT), "latent_weight": (None, bounds.WEIGHT),
+    "bit_weight": (None, bounds.WEIGHT), "r1_gamma": (None, bounds.WEIGHT), "pl_weight": (None, bounds.WEIGHT),
+    "r1_interval": (None, bounds.STEPS), "pl_interval": (None, bounds.STEPS), "ema_kimg": (None, bounds.KIMG),
+    "consistency_rampup_kimg": ("--consistency-rampup-kimg", bounds.KIMG),
+    "consistency_gate_acc": ("--gate-acc", bounds.GATE_ACC), "consistency_gate_kimg": ("--gate-kimg", bounds.KIMG),
+    "tick_kimg": (None, bounds.KIMG_POS), "snapshot_kimg": ("--snapshot-kimg", bounds.KIMG_POS),
+    "metric_kimg": ("--metric-kimg", bounds.KIMG_POS), "metric_images": ("--metric-images", bounds.IMAGES),
+    "augment_skew": ("--augment-skew", bounds.SKEW), "z_dim": (None, _WIDTH), "w_dim": (None, _WIDTH),
+    "mapping_layers": (None, Bound(1, 64, integer=True)), "mapping_lr_multiplier": (None, bounds.LR),
+    "channel_base": (None, Bound(1, 1 << 20, integer=True)), "channel_max": (None, _WIDTH),
+}
 
 _PAPER = ScalableTrainConfig(
     preset="paper", z_dim=512, w_dim=512, mapping_layers=8, mapping_lr_multiplier=0.01, channel_base=16384,

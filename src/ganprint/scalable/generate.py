@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganprint.core import bounds
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_text, check_writable_dir
@@ -66,8 +67,7 @@ def generate(model_path: str | os.PathLike, seeds: list[int], outdir: str | os.P
         fingerprint: fixes c for every image (0/1 string or 0x-hex); not allowed for issued models.
         identical_latent / identical_fingerprint: every image takes the first seed's z / c.
     """
-    if batch_size < 1:
-        raise GanprintError(f"--batch-size must be >= 1, got {batch_size}")
+    bounds.BATCH.check(batch_size, "--batch-size")
     if not seeds:
         raise GanprintError("--seeds selects no seeds")
     check_overlap([("--model", model_path, "model")], [("--outdir", outdir)])

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ganprint.core import bounds
 from ganprint.core import dist
 from ganprint.core.errors import GanprintError
 from ganprint.core.runtime import resolve_device
@@ -377,6 +378,7 @@ def train_scalable(cfg: ScalableTrainConfig, outdir: str | os.PathLike, data: Da
     (G_ema), `scalable-decoder.safetensors` and `training-state-<step>.pt` (also every `checkpoint_minutes`).
     """
     cfg.validate()
+    bounds.MINUTES.check(checkpoint_minutes, "--checkpoint-minutes")
     dev = resolve_device(device or cfg.device)
     dist.init(dev)
     dev = dist.local_device(dev)

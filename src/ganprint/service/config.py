@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 
+from ganprint.core import bounds
+from ganprint.core.bounds import Bound, check_fields, optional
 from ganprint.core.errors import GanprintError
 
 ENV_CONFIG = "GANPRINT_SERVICE_CONFIG"  # how the CLI hands the settings to uvicorn's worker processes
+
+# Request limits: far above any real use, low enough that one request's buffers stay allocatable.
+UPLOAD_MB = Bound(0, 10240, lo_open=True)
+FILES = Bound(1, 10000, integer=True)
+PIXELS = Bound(1, 10**9, integer=True)
+REQUEST_PIXELS = Bound(1, 10**10, integer=True)
+CONNECTIONS = Bound(1, 10**6, integer=True)
+BODY_RATE = Bound(0, 10**7, lo_open=True)  # KB/s
+SYNC_SECONDS = bounds.SECONDS_POS
 
 
 @dataclass
@@ -44,11 +54,10 @@ class ServiceConfig:
         if self.scalable_decoder is None and not self.stega_decoders:
             raise GanprintError("give --scalable-decoder and/or --stega-decoder: the service has nothing to decode "
                                 "with")
-        if not 0 < self.fpr < 1:
-            raise GanprintError(f"--fpr must be in (0, 1), got {self.fpr}")
-        if self.max_upload_mb <= 0 or self.max_files < 1 or self.decode_threads < 1:
-            raise GanprintError("--max-upload-mb must be > 0, --max-files and --decode-threads >= 1")
-        self._check_limits()
+        check_fields(self, _BOUNDS)
+        if self.max_request_pixels < self.max_pixels:
+            raise GanprintError(f"--max-request-pixels ({self.max_request_pixels}) must be at least --max-pixels "
+                                f"({self.max_pixels}), or no image of the largest size could be checked")
         if self.runtime not in ("torch", "onnx"):
             raise GanprintError(f"--runtime must be torch or onnx, got {self.runtime}")
         if self.base_model is not None and self.scalable_decoder is None:
@@ -59,22 +68,6 @@ class ServiceConfig:
                 raise GanprintError(f"{flag} {path} does not exist")
         return self
 
-    def _check_limits(self) -> None:
-        for flag, value, unit in [("--header-timeout", self.header_timeout, "seconds"),
-                                  ("--body-timeout", self.body_timeout, "seconds"),
-                                  ("--min-body-rate", self.min_body_rate, "KB/s"),
-                                  ("--keep-alive-timeout", self.keep_alive_timeout, "seconds")]:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                    math.isfinite(value) and 0 < value <= 86400):
-                raise GanprintError(f"{flag} must be a number of {unit} in (0, 86400], got {value}")
-        for flag, value, top in [("--max-connections", self.max_connections, 10**6),
-                                 ("--max-request-pixels", self.max_request_pixels, 10**10)]:
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
-                raise GanprintError(f"{flag} must be an integer in [1, {top}], got {value}")
-        if self.max_request_pixels < self.max_pixels:
-            raise GanprintError(f"--max-request-pixels ({self.max_request_pixels}) must be at least --max-pixels "
-                                f"({self.max_pixels}), or no image of the largest size could be checked")
-
     def to_env(self) -> str:
         return json.dumps(asdict(self))
 
@@ -84,3 +77,15 @@ class ServiceConfig:
         if not text:
             raise GanprintError(f"{ENV_CONFIG} is not set; start the service with `ganprint serve`")
         return cls(**json.loads(text))
+
+
+_BOUNDS = {"fpr": ("--fpr", bounds.FPR), "min_distance": ("--min-distance", optional(bounds.DISTANCE)),
+           "max_upload_mb": ("--max-upload-mb", UPLOAD_MB), "max_files": ("--max-files", FILES),
+           "max_pixels": ("--max-pixels", PIXELS), "sync_seconds": ("--sync-seconds", SYNC_SECONDS),
+           "decode_threads": ("--decode-threads", bounds.PROCESSES), "batch_size": (None, bounds.BATCH),
+           "max_request_pixels": ("--max-request-pixels", REQUEST_PIXELS),
+           "header_timeout": ("--header-timeout", bounds.SECONDS_POS),
+           "body_timeout": ("--body-timeout", bounds.SECONDS_POS),
+           "min_body_rate": ("--min-body-rate", BODY_RATE),
+           "keep_alive_timeout": ("--keep-alive-timeout", bounds.SECONDS_POS),
+           "max_connections": ("--max-connections", CONNECTIONS)}
