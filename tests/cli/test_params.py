@@ -35,7 +35,8 @@ TEXT_FLAGS = {
     "--modulated-res": "a resolution range, checked against --resolution by nets.scalable.parse_res_range",
     "--registry": "a path or URL", "--name": "a name", "--who": "a name", "--notes": "free text",
     "--photos": "a photo set or folder", "--host": "an interface name", "--models-dir": "a path",
-    "--cors-origin": "an origin", "registry": "a path or URL", "--inception": "a path",
+    "--cors-origin": "an origin", "registry": "a path or URL", "--inception": "a path", "name": "a name",
+    "--expires": "a duration or date: scalable.registry.parse_expiry checks it (tests/service/test_tokens.py)",
 }
 
 
@@ -91,10 +92,12 @@ def test_numeric_flag_refuses_nan_inf_and_out_of_range(path, param):
     runner = CliRunner()
     for value in _bad_values(param.type.bound):
         # The bad flag first: click checks the flags given in the order given, before missing required ones.
-        res = runner.invoke(main, [*path, f"{flag}={value}"])
+        is_arg = isinstance(param, click.Argument)  # positional: after '--', so that '-inf' is no option
+        res = runner.invoke(main, [*path, "--", str(value)] if is_arg else [*path, f"{flag}={value}"])
         assert res.exit_code == 2 and "Traceback" not in res.output, (value, res.output)
         last = res.stderr.strip().splitlines()[-1]
-        assert last.startswith(f"Error: Invalid value for '{flag}'"), (value, last)
+        assert last.startswith("Error: Invalid value for '" if is_arg else f"Error: Invalid value for '{flag}'"), \
+            (value, last)
         assert param.type.bound.describe() in last or "is not" in last, (value, last)
 
 

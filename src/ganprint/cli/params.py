@@ -51,6 +51,7 @@ def Float(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) ->
 
 
 SEED = Number(bounds.SEED)
+ROW_ID = Number(bounds.ROW_ID)
 SEED32 = Number(bounds.SEED32)
 BATCH = Number(bounds.BATCH)
 RESOLUTION = Number(bounds.RESOLUTION)

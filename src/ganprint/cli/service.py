@@ -132,7 +132,7 @@ def token_list_cmd(registry: str) -> None:
 
 
 @token_group.command("revoke")
-@click.argument("token_ids", nargs=-1, required=True, type=int)
+@click.argument("token_ids", nargs=-1, required=True, type=P.ROW_ID)
 @click.option("--registry", required=True, envvar="GANPRINT_REGISTRY", help="The service's registry.")
 def token_revoke_cmd(token_ids: tuple, registry: str) -> None:
     """Revoke tokens by their id (`token list`); every server refuses them from its next request on."""

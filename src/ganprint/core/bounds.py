@@ -105,6 +105,7 @@ def optional(b: Bound) -> OptionalBound:
 # Shared bounds. Resolutions and batch sizes are bounded so that one batch of images stays allocatable; counts of
 # images, steps and seeds so that lists of them stay small; lengths in kimg so that image counts fit in an int64.
 SEED = Bound(0, 2**63 - 1, integer=True)
+ROW_ID = Bound(1, 2**63 - 1, integer=True)  # a registry row (SQLite INTEGER, PostgreSQL BIGINT)
 SEED32 = Bound(0, 2**32 - 1, integer=True)  # numpy's RandomState (the original dataset tool's shuffle)
 BATCH = Bound(1, 65536, integer=True)
 RESOLUTION = Bound(1, 4096, integer=True)
