@@ -62,7 +62,7 @@ def test_pasted_pattern_lands_at_the_psnr_asked_for(sample_folder):
 def test_run_writes_rows_summary_and_plot(tiny_stega_model, sample_folder, tmp_path):
     fp = bits_to_str(torch.tensor([1, 0, 1, 1, 0, 0, 1, 0]))
     res = run_adversary(tiny_stega_model, sample_folder, sample_folder, tmp_path / "adv", fp,
-                        ["average:n=2,8:psnr=30", "invert:eps=4:steps=3", "remove:eps=4:steps=3"], limit=6,
+                        ["average:n=2,8:psnr=30", "invert:eps=4:steps=3", "remove:eps=4:steps=3:images=4"], limit=6,
                         defence="agree:blur=1:resize=0.75")
     out = tmp_path / "adv"
     for f in ("results.jsonl", "summary.csv", "summary.md", "adversary.png", "adversary.json"):
@@ -71,6 +71,7 @@ def test_run_writes_rows_summary_and_plot(tiny_stega_model, sample_folder, tmp_p
     sets = {r["set"] for r in rows}
     assert sets == {"fingerprinted", "clean", "forged", "removed"}
     assert sum(r["spec"] == "average:n=8:psnr=30:sigma=1" for r in rows) == 6
+    assert sum(r["set"] == "removed" for r in rows) == 4 and sum(r["set"] == "forged" for r in rows) == 3 * 6
     assert {"image", "attack", "strength", "n", "psnr", "bit_accuracy", "matches", "p_value", "detected"} <= set(rows[0])
     assert res["clean_false_positive_rate"] is not None and len(res["summary"]) == 6
     assert all(r["detected"] or not r["detected_defended"] for r in rows)  # a second check only takes away

@@ -6,9 +6,10 @@ Specs (`--adversary`, repeatable), each `name` then `:key=v1,v2,...` parts (ever
   high-pass residuals (image minus a Gaussian blur of `sigma`, default 1 px) of the first `n` fingerprinted
   images is scaled to the target PSNR and added to each clean photo;
 - `invert:eps=2,4,8` forgery by decoder inversion (white box): PGD under an L-inf budget of `eps` 8-bit levels
-  pushes each clean photo towards the reference key (`steps`, default 40);
+  pushes each clean photo towards the reference key (`steps`, default 40; `images=M`: only the first M photos,
+  as PGD costs `steps` decoder passes per image; 0, the default: all);
 - `remove:eps=1,2,4,8` removal (white box): PGD under the same budget pushes each fingerprinted image away from
-  its key (ascends the bit loss).
+  its key (ascends the bit loss); `steps` and `images` as for invert.
 
 Every attacked image is rounded to 8 bits, as a file would be, before it is decoded. Rows (results.jsonl): image,
 set (fingerprinted / clean: no attack; forged / removed), attack, strength (target PSNR, or eps in levels), n,
@@ -46,8 +47,8 @@ Decode = Callable[[torch.Tensor], torch.Tensor]
 # name -> (the swept parameter, {parameter: default}); every parameter is given as key=v1,v2,...
 ADVERSARY_SPECS: dict[str, tuple[str, dict[str, float]]] = {
     "average": ("psnr", {"n": 100.0, "psnr": 40.0, "sigma": 1.0}),
-    "invert": ("eps", {"eps": 4.0, "steps": 40.0}),
-    "remove": ("eps", {"eps": 4.0, "steps": 40.0}),
+    "invert": ("eps", {"eps": 4.0, "steps": 40.0, "images": 0.0}),
+    "remove": ("eps", {"eps": 4.0, "steps": 40.0, "images": 0.0}),
 }
 STANDARD = ["average:n=1,10,100,1000:psnr=35,38,42,45", "invert:eps=1,2,4,8", "remove:eps=1,2,4,8,16"]
 
@@ -90,7 +91,7 @@ def parse_adversary(specs: str | list[str] | tuple[str, ...]) -> list[Setting]:
                 grid[key] = [float(v) for v in vals.split(",")]
             except ValueError:
                 raise GanprintError(f"--adversary {whole!r}: {vals!r} is not a list of numbers") from None
-            if any(not math.isfinite(v) or v <= 0 for v in grid[key]):
+            if any(not math.isfinite(v) or v < 0 or (v == 0 and key != "images") for v in grid[key]):
                 raise GanprintError(f"--adversary {whole!r}: {key} must be > 0, got {vals}")
         keys = list(grid)
         out += [Setting(name, dict(zip(keys, combo))) for combo in itertools.product(*(grid[k] for k in keys))]
@@ -164,7 +165,8 @@ class Scorer:
                             "attack": setting.name if setting else "none",
                             "strength": setting.strength if setting else 0.0,
                             "n": int(setting.params["n"]) if setting and "n" in setting.params else None,
-                            "spec": setting.spec if setting else "none", "psnr": float(q[j]),
+                            "spec": setting.spec if setting else "none",
+                            "psnr": float(q[j]) if setting else None,  # no attack: no distortion to measure
                             "bit_accuracy": float(m[j]) / k, "matches": int(m[j]), "p_value": float(pv[j]),
                             "log10_p": float(lp[j]), "detected": bool(m[j] >= thr)})
         return out
@@ -192,12 +194,11 @@ def attack_rows(score: Scorer, setting: Setting, marked: torch.Tensor, clean: to
             raise GanprintError(f"--adversary {setting.spec}: n={n} but --data holds only {len(marked)} images")
         attacked = paste_pattern(clean, estimate_pattern(marked[:n], p["sigma"]), p["psnr"])
         base, set_name, nm = clean, "forged", names["clean"]
-    elif setting.name == "invert":
-        attacked = _batched_pgd(score, clean, p, towards=True)
-        base, set_name, nm = clean, "forged", names["clean"]
     else:
-        attacked = _batched_pgd(score, marked, p, towards=False)
-        base, set_name, nm = marked, "removed", names["marked"]
+        m = int(p["images"]) or None
+        base, set_name, nm = ((clean[:m], "forged", names["clean"][:m]) if setting.name == "invert" else
+                              (marked[:m], "removed", names["marked"][:m]))
+        attacked = _batched_pgd(score, base, p, towards=setting.name == "invert")
     rows = score.rows(attacked, nm, base, set_name, setting)
     if defence is not None:
         defence.apply(rows, attacked, score.ref)
@@ -273,9 +274,9 @@ def summarize_adversary(rows: list[dict]) -> list[dict]:
         by.setdefault((r["set"], r["spec"]), []).append(r)
     out = []
     for (set_name, spec), rs in by.items():
-        q = [r["psnr"] for r in rs]
+        q = [r["psnr"] for r in rs if r["psnr"] is not None]
         out.append({"set": set_name, "attack": rs[0]["attack"], "spec": spec, "strength": rs[0]["strength"],
-                    "n": rs[0]["n"], "images": len(rs), "mean_psnr": float(np.mean(q)),
+                    "n": rs[0]["n"], "images": len(rs), "mean_psnr": float(np.mean(q)) if q else None,
                     "mean_bit_accuracy": float(np.mean([r["bit_accuracy"] for r in rs])),
                     "detected": float(np.mean([r["detected"] for r in rs])),
                     "detected_defended": (float(np.mean([r["detected_defended"] for r in rs]))
@@ -288,7 +289,8 @@ def _markdown(summary: list[dict], meta: dict) -> str:
             (" | detected with defence" if meta.get("defence") else "") + " |\n")
     lines = [head, "|" + "---|" * (7 + bool(meta.get("defence"))) + "\n"]
     for s in summary:
-        cells = [s["set"], s["attack"], s["spec"], str(s["images"]), f"{s['mean_psnr']:.1f}",
+        cells = [s["set"], s["attack"], s["spec"], str(s["images"]),
+                 "–" if s["mean_psnr"] is None else f"{s['mean_psnr']:.1f}",
                  f"{s['mean_bit_accuracy']:.3f}", f"{s['detected']:.4f}"]
         if meta.get("defence"):
             cells.append(f"{s['detected_defended']:.4f}")

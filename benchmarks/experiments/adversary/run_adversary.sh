@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The adversary measurements of RESULTS-adversary.md: data, a demo-32 model (the preset as `ganprint demo` trains
+# it), one fingerprint embedded into held-out crops, then `ganprint adversary` without and with each defence.
+# Usage (from the repository root): bash benchmarks/experiments/adversary/run_adversary.sh [RUNDIR]
+set -euo pipefail
+R=${1:-/work/runs/adversary}
+PY=${PY:-/work/main/.venv/bin/python}
+G="env PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 nice -n 10 $PY -m ganprint"
+FP=0x5a17c3e9b2d40f86  # the fingerprint embedded (64 bits); any fixed key will do
+$G data samples "$R/data/train" --count 4000 --photos train --vary --seed 0
+$G data samples "$R/data/heldout" --count 1000 --photos heldout --seed 1   # to fingerprint (the forger's N)
+$G data samples "$R/data/clean" --count 1000 --photos heldout --seed 2     # clean canvases, other crops
+[ -f "$R/demo/model.safetensors" ] || $G train --data "$R/data/train" --preset demo-32 --outdir "$R/demo"
+M=$R/demo/model.safetensors
+$G embed --model "$M" --data "$R/data/heldout" --outdir "$R/embedded" --identical --fingerprint $FP
+ADV=(--adversary "average:n=1,10,100,1000:psnr=35,38,42,45"
+     --adversary "invert:eps=1,2,4,8:steps=20:images=200"
+     --adversary "remove:eps=1,2,4,8,16:steps=20:images=200")
+$G adversary --model "$M" --data "$R/embedded/fingerprinted_images" --clean "$R/data/clean" --fingerprint $FP \
+    "${ADV[@]}" --outdir "$R/adv-none"
+for D in agree:blur=1 agree:blur=0.7 agree:resize=0.75 agree:crop=0.9; do
+    $G adversary --model "$M" --data "$R/embedded/fingerprinted_images" --clean "$R/data/clean" \
+        --fingerprint $FP --adversary "average:n=1,10,100,1000:psnr=35,38,42,45" \
+        --adversary "average:n=1000:psnr=35,38,42,45:sigma=2,4" --defence "$D" --outdir "$R/adv-${D//[:=]/-}"
+done
