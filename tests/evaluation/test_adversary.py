@@ -77,7 +77,7 @@ def test_run_writes_rows_summary_and_plot(tiny_stega_model, sample_folder, tmp_p
     assert all(r["detected"] or not r["detected_defended"] for r in rows)  # a second check only takes away
 
 
-@pytest.mark.parametrize("spec", ["agree", "agree:blur=0", "agree:sharpen=1", "vote:blur=1"])
+@pytest.mark.parametrize("spec", ["agree", "agree:blur=0", "agree:sharpen=1", "vote:blur=1", "energy:min=0", "energy:max=1"])
 def test_bad_defences_are_refused(spec):
     with pytest.raises(GanprintError, match="--defence"):
         make_defence(spec, lambda x: x, 8, 1e-6)
@@ -97,3 +97,18 @@ def test_cli_refuses_a_bad_spec_with_one_line(tiny_stega_model, sample_folder, t
     assert p.returncode != 0
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--adversary" in lines[0], p.stderr
+
+
+def test_energy_check_measures_the_pattern_strength(sample_folder):
+    # on flat canvases (no high band of their own) the coefficient is the pasted strength, so a weak paste fails
+    x = _images(sample_folder, 8)
+    pattern = estimate_pattern(x)
+    guard = make_defence("energy:min=0.7", lambda t: t, 8, 1e-6, pattern=pattern)
+    flat = torch.full((2, 3, 32, 32), 0.5)
+    c = guard.coefficients(torch.stack([flat[0] + pattern, flat[1] + 0.3 * pattern]))
+    assert abs(float(c[0]) - 1) < 0.15 and abs(float(c[1]) - 0.3) < 0.1
+    rows = [{"detected": True}, {"detected": True}]
+    guard.apply(rows, torch.stack([flat[0] + pattern, flat[1] + 0.3 * pattern]), torch.zeros(8))
+    assert [r["detected_defended"] for r in rows] == [True, False]
+    with pytest.raises(GanprintError, match="--defence-reference"):
+        make_defence("energy:min=0.7", lambda t: t, 8, 1e-6)

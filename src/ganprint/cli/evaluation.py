@@ -97,9 +97,12 @@ def evaluate_cmd(model, data, generator, seeds, outdir, embedded, fingerprint, a
 @click.option("--fpr", default=1e-6, show_default=True, type=float, help="False-positive rate of the decision.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Use only the first N clean photos and N fingerprinted images for PGD removal.")
-@click.option("--defence", default=None, help="A defence to measure beside the plain decision (see docs/threat-model.md).")
+@click.option("--defence", default=None, help="A second check measured beside the plain decision: 'agree:blur=1' (also 'resize=F', 'crop=F') or "
+                   "'energy:min=C' (with --defence-reference); see docs/threat-model.md.")
+@click.option("--defence-reference", default=None, type=click.Path(exists=True),
+              help="With --defence energy:min=C: images the registry fingerprinted itself with --fingerprint.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def adversary_cmd(model, data, clean, fingerprint, outdir, specs, fpr, limit, defence, device):
+def adversary_cmd(model, data, clean, fingerprint, outdir, specs, fpr, limit, defence, defence_reference, device):
     """Forge and remove fingerprints as an adversary would, and measure how often the decision is fooled.
 
     Writes OUTDIR/results.jsonl, summary.csv, summary.md, adversary.png and adversary.json.
@@ -110,7 +113,8 @@ def adversary_cmd(model, data, clean, fingerprint, outdir, specs, fpr, limit, de
           --clean photos/ --adversary "average:n=10,1000:psnr=35,42" --outdir adv/
     """
 
-    res = run_adversary(model, data, clean, outdir, fingerprint, list(specs), fpr, limit, device, defence)
+    res = run_adversary(model, data, clean, outdir, fingerprint, list(specs), fpr, limit, device, defence,
+                        defence_reference)
     click.echo(f"report: {outdir}/summary.md (clean false-positive rate {res['clean_false_positive_rate']:.4f})")
 
 

@@ -213,7 +213,8 @@ def _batched_pgd(score: Scorer, x: torch.Tensor, p: dict[str, float], towards: b
 
 def run_adversary(model: str | Path, data: str | Path, clean: str | Path, outdir: str | Path, fingerprint: str,
                   specs: str | list[str] | tuple[str, ...] = ("standard",), fpr: float = 1e-6,
-                  limit: int | None = None, device: str = "cpu", defence: str | None = None) -> dict:
+                  limit: int | None = None, device: str = "cpu", defence: str | None = None,
+                  defence_reference: str | Path | None = None) -> dict:
     """`ganprint adversary`: run the attack settings of `specs` and write the report.
 
     `data`: images fingerprinted with `fingerprint` (what a forger collects; what a remover wants to clean);
@@ -221,7 +222,8 @@ def run_adversary(model: str | Path, data: str | Path, clean: str | Path, outdir
     false-positive rate). Writes OUTDIR/results.jsonl, summary.csv, summary.md, adversary.png, adversary.json;
     returns the adversary.json dict. `limit` caps the clean photos and the images PGD removal attacks (averaging
     still reads every image of `data` it needs). `defence`: a spec of `ganprint.evaluation.defence` (e.g. 'agree:blur=1'), scored beside the plain decision
-    (column detected_defended); None: none.
+    (column detected_defended); None: none. `defence_reference`: images the registry fingerprinted itself with the
+    same key (the `energy` defence's pattern).
     """
     if not 0 < fpr < 1:
         raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
@@ -234,7 +236,9 @@ def run_adversary(model: str | Path, data: str | Path, clean: str | Path, outdir
     need = max([int(s.params.get("n", 0)) for s in settings] + [limit or 0])
     marked, marked_names = _load(data, res, ref, need or None, "--data")
     clean_x, clean_names = _load(clean, res, ref, limit, "--clean")
-    guard = _make_defence(defence, dec, k, fpr)
+    pattern = (estimate_pattern(_load(defence_reference, res, ref, None, "--defence-reference")[0])
+               if defence_reference is not None else None)
+    guard = _make_defence(defence, dec, k, fpr, pattern)
     base_rows = _no_attack_rows(score, marked[:limit], marked_names[:limit], clean_x, clean_names, guard)
     rows = list(base_rows)
     names = {"clean": clean_names, "marked": marked_names[:limit]}
@@ -246,7 +250,8 @@ def run_adversary(model: str | Path, data: str | Path, clean: str | Path, outdir
     meta = {"model": str(model), "kind": kind, "data": str(data), "clean": str(clean),
             "fingerprint": bits_to_str(ref), "fpr": fpr, "match_threshold": match_threshold(k, fpr),
             "fingerprint_length": k, "resolution": res, "settings": [s.spec for s in settings],
-            "images": len(names["marked"]), "clean_images": len(clean_names), "defence": defence}
+            "images": len(names["marked"]), "clean_images": len(clean_names), "defence": defence,
+            "defence_reference": str(defence_reference) if defence_reference is not None else None}
     return write_adversary_outputs(outdir, rows, meta)
 
 
@@ -259,8 +264,8 @@ def _no_attack_rows(score, marked, marked_names, clean_x, clean_names, guard) ->
     return rows + crow
 
 
-def _make_defence(defence: str | None, dec: Decode, k: int, fpr: float):
-    return None if defence in (None, "", "none") else make_defence(defence, dec, k, fpr)
+def _make_defence(defence: str | None, dec: Decode, k: int, fpr: float, pattern: torch.Tensor | None):
+    return None if defence in (None, "", "none") else make_defence(defence, dec, k, fpr, pattern)
 
 
 SUMMARY_COLUMNS = ["set", "attack", "spec", "strength", "n", "images", "mean_psnr", "mean_bit_accuracy",

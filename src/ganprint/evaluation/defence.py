@@ -1,4 +1,7 @@
-"""A second, independent check before an attribution: the key must also be read from low-passed copies.
+"""Second checks before an attribution, measured by `ganprint adversary --defence`.
+
+`agree:...`: the key must also be read from low-passed copies. `energy:min=C`: the fingerprint pattern must be
+present at the strength a genuine one has (see `Energy`).
 
 Spec `agree:blur=S` (and/or `resize=F`, `crop=F`): besides the plain decision, the image is decoded again after a
 Gaussian blur of sigma S px (a resize round trip to F of the side, a centre crop to F resized back), and it is called
@@ -54,9 +57,52 @@ class Agreement:
             r["detected_defended"] = bool(r["detected"] and mi >= self.threshold)
 
 
-def make_defence(spec: str, decode: Callable[[torch.Tensor], torch.Tensor], k: int, fpr: float) -> Agreement:
-    """Build the defence of a `--defence` spec such as 'agree:blur=1' or 'agree:blur=1:resize=0.75'."""
+@dataclass
+class Energy:
+    """`energy:min=C`: the image's high-pass residual must carry the model's mean fingerprint pattern at no less
+    than C times the strength a genuine fingerprint has (projection coefficient <hp(x), p> / <hp(p), p>).
+
+    `pattern` is the registry's own estimate (the mean high-pass residual of images it fingerprinted itself, a
+    folder disjoint from anything a forger saw). A forger who pastes the pattern weakly (to keep a high PSNR) fails
+    the check; one who pastes it at full strength pays the pattern's own PSNR, measured in RESULTS-adversary.md.
+    """
+
+    pattern: torch.Tensor  # [3, H, W]
+    minimum: float
+    sigma: float = 1.0
+
+    def coefficients(self, images: torch.Tensor) -> torch.Tensor:
+        """<hp(x), p> / <hp(p), p> per image [N]: 1 where the pattern is present as strongly as in the reference."""
+        hp = images - gaussian_blur(images, self.sigma)
+        p = self.pattern.to(hp)
+        unit = (p[None] - gaussian_blur(p[None], self.sigma))[0]
+        return (hp * p).flatten(1).sum(1) / (unit * p).sum()
+
+    def apply(self, rows: list[dict], images: torch.Tensor, ref: torch.Tensor) -> None:
+        """Add `defence_coefficient` and `detected_defended` to the rows of `images` (one row per image, in order)."""
+        c = self.coefficients(images).tolist()
+        for r, ci in zip(rows, c):
+            r["defence_coefficient"] = float(ci)
+            r["detected_defended"] = bool(r["detected"] and ci >= self.minimum)
+
+
+def make_defence(spec: str, decode: Callable[[torch.Tensor], torch.Tensor], k: int, fpr: float,
+                 pattern: torch.Tensor | None = None):
+    """Build the defence of a `--defence` spec: 'agree:blur=1', 'agree:blur=1:resize=0.75' or 'energy:min=0.7'
+    (the last needs `pattern`, the registry's mean high-pass residual of its own fingerprinted images)."""
     name, *parts = spec.strip().split(":")
+    if name == "energy":
+        key, eq, val = (parts[0] if len(parts) == 1 else "").partition("=")
+        try:
+            c = float(val)
+        except ValueError:
+            c = float("nan")
+        if key != "min" or not eq or not c > 0:
+            raise GanprintError(f"--defence {spec!r}: use energy:min=C with C > 0 (e.g. energy:min=0.7)")
+        if pattern is None:
+            raise GanprintError(f"--defence {spec!r} needs --defence-reference FOLDER: images the registry "
+                                "fingerprinted itself with the same key")
+        return Energy(pattern, c)
     if name != "agree" or not parts:
         raise GanprintError(f"--defence {spec!r}: use agree:KIND=VALUE[:KIND=VALUE...] with KIND one of "
                             f"{', '.join(VARIANTS)} (e.g. agree:blur=1)")
