@@ -28,6 +28,11 @@ for f in sorted((r / "embedded/fingerprinted_images").glob("*.png")):
     b = np.asarray(Image.open(r / "data/heldout" / f.name).convert("RGB"), dtype=np.float64) / 255
     q.append(10 * np.log10(1 / max(((a - b) ** 2).mean(), 1e-10)))
 print(f"genuine fingerprint: mean PSNR {np.mean(q):.2f} dB over {len(q)} crops")
+import math, torch
+from ganprint.evaluation.adversary import _load, estimate_pattern
+for sub in ("registry-emb", "embedded"):  # the mean high-pass pattern's own strength, as PSNR
+    x, _ = _load(r / sub / "fingerprinted_images", 32, torch.zeros(64), None, sub)
+    print(f"{sub}: mean pattern PSNR {-10 * math.log10(float(estimate_pattern(x).pow(2).mean())):.2f} dB")
 PY
 ADV=(--adversary "average:n=1,10,100,1000:psnr=35,38,42,45"
      --adversary "invert:eps=1,2,4,8:steps=20:images=200"
