@@ -523,6 +523,8 @@ _EMB = ["embed", "--model", "{stega}", "--data", "{imgs}", "--outdir", "{TMP}/e"
 _DET = ["detect", "--model", "{dec}", "--data", "{imgs}", "--outdir", "{TMP}/d", "--fpr", "0.01", "--fingerprint",
         "0" * 8, *_E]
 _EV = [*EVAL, "--outdir", "{TMP}/v"]
+_ADV = ["adversary", "--model", "{dec}", "--data", "{imgs}", "--clean", "{imgs}", "--fingerprint", "0" * 8,
+        "--adversary", "average:n=1:psnr=40", "--fpr", "0.01", "--outdir", "{TMP}/adv"]
 _ATT = [*ATTR, "--out", "{TMP}/a.jsonl"]
 _SERVE = ["serve", "--registry", "{reg}", "--scalable-decoder", "{SD}", "--base-model", "{SG}", "--port", "99999"]
 _FID = ["metrics", "fid", "{imgs}", "{imgs}", "--resolution", "16", "--inception", "{file}", "--device", "cpu"]
@@ -548,6 +550,9 @@ GUARD_CASES = [
     ("evaluate", "--outdir", "--embedded", "fps_short", "dir", [*_EV, "--embedded", "{IN}", "--outdir", "{OUT}"]),
     ("evaluate", "--outdir", "--generator", "SG", "dir", ["evaluate", "--model", "{SD}", "--generator", "{IN}",
                                                           "--seeds", "0", "--attacks", "none", "--outdir", "{OUT}"]),
+    ("adversary", "--outdir", "--data", "imgs", "dir", [*_ADV, "--data", "{IN}", "--outdir", "{OUT}"]),
+    ("adversary", "--outdir", "--clean", "imgs", "dir", [*_ADV, "--clean", "{IN}", "--outdir", "{OUT}"]),
+    ("adversary", "--outdir", "--model", "dec", "dir", [*_ADV, "--model", "{IN}", "--outdir", "{OUT}"]),
     ("attribute", "--out", "--registry", "reg", "file", [*_ATT, "--registry", "{IN}", "--out", "{OUT}"]),
     ("attribute", "--out", "--decoder", "SD", "file", [*_ATT, "--decoder", "{IN}", "--out", "{OUT}"]),
     ("attribute", "--out", "--input", "imgs", "file", [*_ATT, "--input", "{IN}", "--out", "{OUT}"]),
@@ -581,6 +586,9 @@ GUARD_CASES = [
 GUARD_EXEMPT = {
     "demo": "reads no path: its photos come from installed packages (its --outdir is in FOREIGN_CASES)",
     "registry list": "reads REGISTRY and writes nothing",
+    "registry repair": "settles, under the registry's lock, only files named for that registry in --models-dir",
+    "token list": "reads --registry and writes nothing",
+    "token revoke": "its one path, --registry, is updated in place: it is the input and the output",
     "registry migrate": "its one path, REGISTRY, is updated in place: it is the input and the output",
     "token create": "its one path, --registry, is updated in place: it is the input and the output",
     "metrics threshold": "no file", "metrics pvalue": "no file", "metrics attacks": "no file",
@@ -589,7 +597,7 @@ GUARD_EXEMPT = {
 # (command, output flag, kind, argv with {OUT}, words of which the message must hold one)
 FOREIGN_CASES = [
     *[(cmd[0], "--outdir", "dir", [*cmd, "--outdir", "{OUT}"], "did not write")
-      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, GEN, _EMB, _DET, _EV, ["demo", "--steps", "1"])],
+      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, GEN, _EMB, _DET, _EV, _ADV, ["demo", "--steps", "1"])],
     ("data samples", "OUTDIR", "dir", ["data", "samples", "{OUT}", "--count", "2"], "did not write"),
     *[(f"dataset {sub}", "OUT", "dir", ["dataset", sub, "{imgs}", "{OUT}", *extra], "not empty")
       for sub, extra in (("celeba", ["--num-images", "1"]), ("from-images", ["--resolution", "16"]))],

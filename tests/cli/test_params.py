@@ -36,6 +36,8 @@ TEXT_FLAGS = {
     "--registry": "a path or URL", "--name": "a name", "--who": "a name", "--notes": "free text",
     "--photos": "a photo set or folder", "--host": "an interface name", "--models-dir": "a path",
     "--cors-origin": "an origin", "registry": "a path or URL", "--inception": "a path", "name": "a name",
+    "--adversary": "attacks and values: evaluation.adversary.parse_adversary bounds each (tests/evaluation/test_adversary.py)",
+    "--defence": "a check and its value: evaluation.defence.make_defence bounds it (tests/evaluation/test_adversary.py)",
     "--expires": "a duration or date: scalable.registry.parse_expiry checks it (tests/service/test_tokens.py)",
 }
 

@@ -10,6 +10,7 @@ import json
 import click
 
 from ganprint.cli import params as P
+from ganprint.evaluation.adversary import run_adversary
 from ganprint.evaluation.evaluate import run_evaluate
 from ganprint.evaluation.fid import compute_fid_kid
 from ganprint.evaluation.metrics import describe_attacks, detection_threshold, match_p_value
@@ -80,6 +81,43 @@ def evaluate_cmd(model, data, generator, seeds, outdir, embedded, fingerprint, a
                        limit=limit, n_keys=n_keys, generator=generator, seeds=seeds,
                        model_attacks=list(model_attacks) if model_attacks else None, scale_search=scale_search)
     click.echo(f"report: {outdir}/report.html (bit accuracy without attack {res['bit_accuracy_no_attack']:.4f})")
+
+
+@click.command("adversary")
+@click.option("--model", required=True, type=click.Path(dir_okay=False),
+              help="The decoder: a stega model export (.safetensors), full or decoder-only, or a scalable-decoder.")
+@click.option("--data", required=True, type=click.Path(exists=True),
+              help="Images fingerprinted with --fingerprint: what a forger collects, what a remover cleans.")
+@click.option("--clean", required=True, type=click.Path(exists=True),
+              help="Real photos never fingerprinted: the forger's canvases and the measured false-positive rate.")
+@click.option("--fingerprint", required=True, help="The fingerprint of --data (0/1 string or 0x hex).")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where the report goes.")
+@click.option("--adversary", "specs", multiple=True, default=("standard",), show_default=True,
+              help="Attack specs, repeatable: 'average:n=10,1000:psnr=35,42', 'invert:eps=2,4', "
+                   "'remove:eps=1,4,8', or 'standard'.")
+@click.option("--fpr", default=1e-6, show_default=True, type=P.FPR, help="False-positive rate of the decision.")
+@click.option("--limit", type=P.IMAGES, default=None,
+              help="Use only the first N clean photos and N fingerprinted images for PGD removal.")
+@click.option("--defence", default=None,
+              help="A second check measured beside the plain decision: 'agree:blur=1' (also 'resize=F', 'crop=F') or "
+                   "'energy:min=C' (with --defence-reference); see docs/threat-model.md.")
+@click.option("--defence-reference", default=None, type=click.Path(exists=True),
+              help="With --defence energy:min=C: images the registry fingerprinted itself with --fingerprint.")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def adversary_cmd(model, data, clean, fingerprint, outdir, specs, fpr, limit, defence, defence_reference, device):
+    """Forge and remove fingerprints as an adversary would, and measure how often the decision is fooled.
+
+    Writes OUTDIR/results.jsonl, summary.csv, summary.md, adversary.png and adversary.json.
+
+    \b
+    Example:
+      ganprint adversary --model model.safetensors --data out/fingerprinted_images --fingerprint 0x3fa2... \\
+          --clean photos/ --adversary "average:n=10,1000:psnr=35,42" --outdir adv/
+    """
+
+    res = run_adversary(model, data, clean, outdir, fingerprint, list(specs), fpr, limit, device, defence,
+                        defence_reference)
+    click.echo(f"report: {outdir}/summary.md (clean false-positive rate {res['clean_false_positive_rate']:.4f})")
 
 
 @click.group("metrics")
@@ -161,4 +199,4 @@ def attacks_cmd():
     click.echo(describe_attacks())
 
 
-COMMANDS = [evaluate_cmd, metrics_group]
+COMMANDS = [evaluate_cmd, adversary_cmd, metrics_group]

@@ -142,6 +142,14 @@ def identity_differences(old: Mapping, new: Mapping, labels: Mapping[str, str] |
     return [f"{name(k)}: {_short(a.get(k, '<unset>'))} -> {_short(b.get(k, '<unset>'))}" for k in keys]
 
 
+def file_identity(path: str | os.PathLike | None) -> dict | None:
+    """A path input of a resume identity: where it is, and a file's sha256 (a folder's path only); None for None."""
+    if path is None:
+        return None
+    real = os.path.realpath(path)
+    return {"path": real, "sha256": sha256_file(real) if os.path.isfile(real) else None}
+
+
 def read_record(folder: str | os.PathLike) -> dict | None:
     """The record of the run that wrote `folder`, or None when it holds none (or an unreadable one)."""
     path = Path(folder) / RECORD

@@ -29,7 +29,7 @@ from ganprint.core import bounds
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import check_writable_dir, sha256_file
 from ganprint.core.fingerprints import bits_to_str, parse_bits
-from ganprint.core.paths import OutputFolder, check_overlap
+from ganprint.core.paths import OutputFolder, check_overlap, file_identity
 from ganprint.core.runtime import resolve_device
 from ganprint.core.seeds import check_seed_list, derive_seed, parse_seeds, seeds_text
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value, smallest_usable_fpr
@@ -152,14 +152,6 @@ class _Scored:
     seeds: list[int] | None = None
 
 
-def _file_identity(path) -> dict | None:
-    """A path input of the resume identity: where it is, and a file's sha256 (a folder's path only)."""
-    if path is None:
-        return None
-    real = os.path.realpath(path)
-    return {"path": real, "sha256": sha256_file(real) if os.path.isfile(real) else None}
-
-
 def _check_flags(data, generator, seeds, embedded, fingerprint, celeba, model_attacks, outdir, batch_size,
                  fpr) -> None:
     """Refuse flag combinations that do not make one evaluation, and an --outdir that cannot be written, naming the
@@ -256,11 +248,11 @@ def run_evaluate(model: str | Path, data: str | Path | None, outdir: str | Path,
     dev = resolve_device(device)
     dec, res, k, _ = load_decoder(model, dev)
     folder = OutputFolder(outdir, "--outdir", "evaluate", {
-        "model": _file_identity(model), "data": _file_identity(data), "generator": _file_identity(generator),
+        "model": file_identity(model), "data": file_identity(data), "generator": file_identity(generator),
         "seeds": None if seeds is None else seeds_text(parse_seeds(seeds) if isinstance(seeds, str) else
                                                        [int(x) for x in seeds]),
-        "embedded": _file_identity(embedded), "fingerprint": fingerprint, "attacks": [c.spec for c in chains],
-        "model_attacks": [st.spec for st in settings], "fpr": fpr, "keys": n_keys, "clean": _file_identity(clean),
+        "embedded": file_identity(embedded), "fingerprint": fingerprint, "attacks": [c.spec for c in chains],
+        "model_attacks": [st.spec for st in settings], "fpr": fpr, "keys": n_keys, "clean": file_identity(clean),
         "limit": limit, "batch_size": batch_size, "device": dev.type, "seed": seed, "celeba": bool(celeba),
         "scale_search": scale_search, "resolution": resolution}, labels={}, not_data=PLOTS).check()
     if match_threshold(k, fpr, n_keys) > k:  # bit accuracy is still measured; the report says so in bold too

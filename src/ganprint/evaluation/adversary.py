@@ -1,0 +1,365 @@
+"""Attacks by an adversary on the fingerprint: forgery (framing a model's holder) and removal, measured.
+
+Specs (`--adversary`, repeatable), each `name` then `:key=v1,v2,...` parts (every combination is run):
+
+- `average:n=10,100,1000:psnr=35,40,45` forgery by residual averaging, no decoder needed: the mean of the
+  high-pass residuals (image minus a Gaussian blur of `sigma`, default 1 px) of the first `n` fingerprinted
+  images is scaled to the target PSNR and added to each clean photo;
+- `invert:eps=2,4,8` forgery by decoder inversion (white box): PGD under an L-inf budget of `eps` 8-bit levels
+  pushes each clean photo towards the reference key (`steps`, default 40; `images=M`: only the first M photos,
+  as PGD costs `steps` decoder passes per image; 0, the default: all);
+- `remove:eps=1,2,4,8` removal (white box): PGD under the same budget pushes each fingerprinted image away from
+  its key (ascends the bit loss); `steps` and `images` as for invert.
+
+Every attacked image is rounded to 8 bits, as a file would be, before it is decoded. Rows (results.jsonl): image,
+set (fingerprinted / clean: no attack; forged / removed), attack, strength (target PSNR, or eps in levels), n,
+spec, psnr (measured against the unattacked image), bit_accuracy, matches, p_value, log10_p, detected. A forged
+row that is detected is a false attribution. Not covered yet: collusion, an oracle attacker, black-box removal.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganprint.core import bounds
+from ganprint.core.errors import GanprintError
+from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir
+from ganprint.core.fingerprints import bits_to_str, parse_bits
+from ganprint.core.paths import OutputFolder, check_overlap, file_identity
+from ganprint.core.runtime import resolve_device
+from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value
+from ganprint.evaluation import report
+from ganprint.evaluation.defence import make_defence
+from ganprint.evaluation.quality import psnr
+from ganprint.evaluation.sources import FolderSource, load_decoder
+from ganprint.perturb.ops import gaussian_blur
+
+log = logging.getLogger(__name__)
+
+Decode = Callable[[torch.Tensor], torch.Tensor]
+
+# name -> (the swept parameter, {parameter: default}); every parameter is given as key=v1,v2,...
+ADVERSARY_SPECS: dict[str, tuple[str, dict[str, float]]] = {
+    "average": ("psnr", {"n": 100.0, "psnr": 40.0, "sigma": 1.0}),
+    "invert": ("eps", {"eps": 4.0, "steps": 40.0, "images": 0.0}),
+    "remove": ("eps", {"eps": 4.0, "steps": 40.0, "images": 0.0}),
+}
+STANDARD = ["average:n=1,10,100,1000:psnr=35,38,42,45", "invert:eps=1,2,4,8", "remove:eps=1,2,4,8,16"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One attack setting: a name and its parameters."""
+
+    name: str
+    params: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def strength(self) -> float:
+        return self.params[ADVERSARY_SPECS[self.name][0]]
+
+    @property
+    def spec(self) -> str:
+        return self.name + "".join(f":{k}={v:g}" for k, v in sorted(self.params.items()))
+
+
+def parse_adversary(specs: str | list[str] | tuple[str, ...]) -> list[Setting]:
+    """Parse `--adversary` specs ('standard' or e.g. 'average:n=10,100:psnr=40') into settings; refuse bad ones."""
+    out: list[Setting] = []
+    for whole in [specs] if isinstance(specs, str) else list(specs):
+        if whole.strip() == "standard":
+            out += parse_adversary(STANDARD)
+            continue
+        name, *parts = whole.strip().split(":")
+        if name not in ADVERSARY_SPECS:
+            raise GanprintError(f"--adversary {whole!r}: unknown attack {name!r}; use one of "
+                                f"{', '.join(ADVERSARY_SPECS)} or 'standard'")
+        defaults = ADVERSARY_SPECS[name][1]
+        grid: dict[str, list[float]] = {k: [v] for k, v in defaults.items()}
+        for p in parts:
+            key, eq, vals = p.partition("=")
+            if not eq or key not in defaults:
+                raise GanprintError(f"--adversary {whole!r}: {p!r} is not key=v1,v2 with key one of "
+                                    f"{', '.join(defaults)}")
+            try:
+                grid[key] = [float(v) for v in vals.split(",")]
+            except ValueError:
+                raise GanprintError(f"--adversary {whole!r}: {vals!r} is not a list of numbers") from None
+            if any(not math.isfinite(v) or v < 0 or (v == 0 and key != "images") for v in grid[key]):
+                raise GanprintError(f"--adversary {whole!r}: {key} must be > 0, got {vals}")
+        keys = list(grid)
+        out += [Setting(name, dict(zip(keys, combo))) for combo in itertools.product(*(grid[k] for k in keys))]
+    return out
+
+
+def high_pass(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """The residual of [N, 3, H, W] images: the image minus its Gaussian blur."""
+    return x - gaussian_blur(x, sigma)
+
+
+def estimate_pattern(images: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """The forger's fingerprint estimate: the mean high-pass residual of images carrying one fingerprint, [3, H, W]."""
+    return high_pass(images, sigma).mean(0)
+
+
+def to_8bit(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to 8-bit levels, as a written PNG would be."""
+    return (x.clamp(0, 1) * 255).round() / 255
+
+
+def paste_pattern(clean: torch.Tensor, pattern: torch.Tensor, target_psnr: float) -> torch.Tensor:
+    """Add `pattern`, scaled so that its own energy alone gives `target_psnr` dB, to every clean image (8-bit)."""
+    mse = float(pattern.pow(2).mean())
+    if mse == 0:
+        return clean.clone()
+    gain = math.sqrt(10 ** (-target_psnr / 10) / mse)
+    return to_8bit(clean + gain * pattern)
+
+
+def pgd(decode: Decode, x: torch.Tensor, bits: torch.Tensor, eps: float, steps: int, towards: bool) -> torch.Tensor:
+    """L-inf PGD (signed gradient, step 2.5 eps / steps) on the bit loss of `decode`: towards `bits` (forgery) or
+    away from them (removal). Returns the 8-bit image, within eps of x."""
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    alpha, target = 2.5 * eps / max(steps, 1), bits.float()
+    adv = x.clone()
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        with torch.enable_grad():
+            loss = loss_fn(decode(adv).float(), target.expand(len(adv), -1))
+            (grad,) = torch.autograd.grad(loss, adv)
+        step = -alpha * grad.sign() if towards else alpha * grad.sign()
+        adv = (x + (adv.detach() + step - x).clamp(-eps, eps)).clamp(0, 1)
+    out = to_8bit(adv)
+    return x + (out - x).clamp(-eps - 0.5 / 255, eps + 0.5 / 255)  # rounding may not leave the budget by a level
+
+
+@dataclass
+class Scorer:
+    """Decode and score images against one reference key at one FPR."""
+
+    decode: Decode
+    ref: torch.Tensor  # [K] 0/1
+    fpr: float
+    batch_size: int = 256
+
+    def rows(self, images: torch.Tensor, names: list[str], base: torch.Tensor, set_name: str,
+             setting: Setting | None) -> list[dict]:
+        """One row per image: its scores and its PSNR against `base` (the unattacked image)."""
+        k = self.ref.numel()
+        thr = match_threshold(k, self.fpr)
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            xb = images[i:i + self.batch_size]
+            with torch.inference_mode():
+                m = count_matches(decode_bits(self.decode(xb).float()), self.ref.expand(len(xb), -1)).numpy()
+            q = psnr(xb, base[i:i + self.batch_size]).numpy()
+            pv, lp = np.atleast_1d(p_value(m, k)), np.atleast_1d(log10_p_value(m, k))
+            for j in range(len(xb)):
+                out.append({"image": names[i + j], "set": set_name,
+                            "attack": setting.name if setting else "none",
+                            "strength": setting.strength if setting else 0.0,
+                            "n": int(setting.params["n"]) if setting and "n" in setting.params else None,
+                            "spec": setting.spec if setting else "none",
+                            "psnr": float(q[j]) if setting else None,  # no attack: no distortion to measure
+                            "bit_accuracy": float(m[j]) / k, "matches": int(m[j]), "p_value": float(pv[j]),
+                            "log10_p": float(lp[j]), "detected": bool(m[j] >= thr)})
+        return out
+
+
+def _load(folder: str | Path, res: int, ref: torch.Tensor, limit: int | None, flag: str
+          ) -> tuple[torch.Tensor, list[str]]:
+    src = FolderSource(folder, res, lambda name: ref, 256, False, limit)
+    imgs, names = [], []
+    for b in src:
+        imgs.append(b.images)
+        names += b.names
+    if not names:
+        raise GanprintError(f"{flag} {folder} holds no readable image")
+    return torch.cat(imgs), names
+
+
+def attack_rows(score: Scorer, setting: Setting, marked: torch.Tensor, clean: torch.Tensor,
+                names: dict[str, list[str]], defence=None) -> list[dict]:
+    """Rows of one setting: forged clean photos (average, invert) or cleaned fingerprinted images (remove)."""
+    p = setting.params
+    if setting.name == "average":
+        n = int(p["n"])
+        if n > len(marked):
+            raise GanprintError(f"--adversary {setting.spec}: n={n} but --data holds only {len(marked)} images")
+        attacked = paste_pattern(clean, estimate_pattern(marked[:n], p["sigma"]), p["psnr"])
+        base, set_name, nm = clean, "forged", names["clean"]
+    else:
+        m = int(p["images"]) or None
+        base, set_name, nm = ((clean[:m], "forged", names["clean"][:m]) if setting.name == "invert" else
+                              (marked[:m], "removed", names["marked"][:m]))
+        attacked = _batched_pgd(score, base, p, towards=setting.name == "invert")
+    rows = score.rows(attacked, nm, base, set_name, setting)
+    if defence is not None:
+        defence.apply(rows, attacked, score.ref)
+    return rows
+
+
+def _batched_pgd(score: Scorer, x: torch.Tensor, p: dict[str, float], towards: bool) -> torch.Tensor:
+    eps = p["eps"] / 255
+    return torch.cat([pgd(score.decode, x[i:i + score.batch_size], score.ref, eps, int(p["steps"]), towards)
+                      for i in range(0, len(x), score.batch_size)])
+
+
+def run_adversary(model: str | Path, data: str | Path, clean: str | Path, outdir: str | Path, fingerprint: str,
+                  specs: str | list[str] | tuple[str, ...] = ("standard",), fpr: float = 1e-6,
+                  limit: int | None = None, device: str = "cpu", defence: str | None = None,
+                  defence_reference: str | Path | None = None) -> dict:
+    """`ganprint adversary`: run the attack settings of `specs` and write the report.
+
+    `data`: images fingerprinted with `fingerprint` (what a forger collects; what a remover wants to clean);
+    `clean`: real photos never fingerprinted (the forger's canvases; their unattacked rows give the measured
+    false-positive rate). Writes OUTDIR/results.jsonl, summary.csv, summary.md, adversary.png, adversary.json;
+    returns the adversary.json dict. `limit` caps the clean photos and the images PGD removal attacks (averaging
+    still reads every image of `data` it needs). `defence`: a spec of `ganprint.evaluation.defence` (e.g. 'agree:blur=1'), scored beside the plain decision
+    (column detected_defended); None: none. `defence_reference`: images the registry fingerprinted itself with the
+    same key (the `energy` defence's pattern).
+    """
+    bounds.FPR.check(fpr, "--fpr")
+    if limit is not None:
+        bounds.IMAGES.check(limit, "--limit")
+    settings = parse_adversary(specs)
+    check_overlap([("--model", model, "model"), ("--data", data, "data"), ("--clean", clean, "clean data"),
+                   ("--defence-reference", defence_reference, "data")], [("--outdir", outdir)])
+    check_writable_dir(outdir, "--outdir")
+    dev = resolve_device(device)
+    folder = OutputFolder(outdir, "--outdir", "adversary", {
+        "model": file_identity(model), "data": file_identity(data), "clean": file_identity(clean),
+        "fingerprint": str(fingerprint), "specs": [s.spec for s in settings], "fpr": fpr, "limit": limit,
+        "device": dev.type, "defence": defence, "defence_reference": file_identity(defence_reference)},
+        labels={"specs": "--adversary"}, not_data=["adversary.png"]).check()
+    dec, res, k, kind = load_decoder(model, dev)
+    ref = parse_bits(str(fingerprint), k)
+    score = Scorer(dec, ref, fpr)
+    need = max([int(s.params.get("n", 0)) for s in settings] + [limit or 0])
+    marked, marked_names = _load(data, res, ref, need or None, "--data")
+    clean_x, clean_names = _load(clean, res, ref, limit, "--clean")
+    pattern = (estimate_pattern(_load(defence_reference, res, ref, None, "--defence-reference")[0])
+               if defence_reference is not None else None)
+    guard = _make_defence(defence, dec, k, fpr, pattern)
+    base_rows = _no_attack_rows(score, marked[:limit], marked_names[:limit], clean_x, clean_names, guard)
+    rows = list(base_rows)
+    names = {"clean": clean_names, "marked": marked_names[:limit]}
+    for st in settings:
+        part = attack_rows(score, st, marked[:limit] if st.name == "remove" else marked, clean_x, names, guard)
+        rows += part
+        log.info("%s: detected %.3f, mean PSNR %.1f dB", st.spec, np.mean([r["detected"] for r in part]),
+                 np.mean([r["psnr"] for r in part]))
+    meta = {"model": str(model), "kind": kind, "data": str(data), "clean": str(clean),
+            "fingerprint": bits_to_str(ref), "fpr": fpr, "match_threshold": match_threshold(k, fpr),
+            "fingerprint_length": k, "resolution": res, "settings": [s.spec for s in settings],
+            "images": len(names["marked"]), "clean_images": len(clean_names), "defence": defence,
+            "defence_reference": str(defence_reference) if defence_reference is not None else None}
+    folder.claim()
+    return write_adversary_outputs(outdir, rows, meta)
+
+
+def _no_attack_rows(score, marked, marked_names, clean_x, clean_names, guard) -> list[dict]:
+    rows = score.rows(marked, marked_names, marked, "fingerprinted", None)
+    crow = score.rows(clean_x, clean_names, clean_x, "clean", None)
+    if guard is not None:
+        guard.apply(rows, marked, score.ref)
+        guard.apply(crow, clean_x, score.ref)
+    return rows + crow
+
+
+def _make_defence(defence: str | None, dec: Decode, k: int, fpr: float, pattern: torch.Tensor | None):
+    return None if defence in (None, "", "none") else make_defence(defence, dec, k, fpr, pattern)
+
+
+SUMMARY_COLUMNS = ["set", "attack", "spec", "strength", "n", "images", "mean_psnr", "mean_bit_accuracy",
+                   "detected", "detected_defended"]
+
+
+def summarize_adversary(rows: list[dict]) -> list[dict]:
+    """One row per (set, spec): images, mean PSNR, mean bit accuracy, detection rate (forged: false attribution)."""
+    by: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        by.setdefault((r["set"], r["spec"]), []).append(r)
+    out = []
+    for (set_name, spec), rs in by.items():
+        q = [r["psnr"] for r in rs if r["psnr"] is not None]
+        out.append({"set": set_name, "attack": rs[0]["attack"], "spec": spec, "strength": rs[0]["strength"],
+                    "n": rs[0]["n"], "images": len(rs), "mean_psnr": float(np.mean(q)) if q else None,
+                    "mean_bit_accuracy": float(np.mean([r["bit_accuracy"] for r in rs])),
+                    "detected": float(np.mean([r["detected"] for r in rs])),
+                    "detected_defended": (float(np.mean([r["detected_defended"] for r in rs]))
+                                          if "detected_defended" in rs[0] else None)})
+    return out
+
+
+def _markdown(summary: list[dict], meta: dict) -> str:
+    head = ("| set | attack | spec | images | mean PSNR (dB) | bit acc | detected" +
+            (" | detected with defence" if meta.get("defence") else "") + " |\n")
+    lines = [head, "|" + "---|" * (7 + bool(meta.get("defence"))) + "\n"]
+    for s in summary:
+        cells = [s["set"], s["attack"], s["spec"], str(s["images"]),
+                 "–" if s["mean_psnr"] is None else f"{s['mean_psnr']:.1f}",
+                 f"{s['mean_bit_accuracy']:.3f}", f"{s['detected']:.4f}"]
+        if meta.get("defence"):
+            cells.append(f"{s['detected_defended']:.4f}")
+        lines.append("| " + " | ".join(cells) + " |\n")
+    return (f"# Adversary report\n\nModel `{meta['model']}`, fingerprint of {meta['fingerprint_length']} bits, "
+            f"FPR {meta['fpr']:g} (>= {meta['match_threshold']} matching bits). 'forged' rows that are detected "
+            "are false attributions; 'removed' rows that are detected survived the removal.\n\n" + "".join(lines))
+
+
+def write_adversary_outputs(outdir: str | Path, rows: list[dict], meta: dict) -> dict:
+    """Write results.jsonl, summary.csv, summary.md, adversary.png and adversary.json (atomically)."""
+    import json
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    summary = summarize_adversary(rows)
+    csv_lines = [",".join(SUMMARY_COLUMNS)] + [",".join("" if s[c] is None else str(s[c]) for c in SUMMARY_COLUMNS)
+                                               for s in summary]
+    atomic_write_text(out / "summary.csv", "\n".join(csv_lines) + "\n")
+    atomic_write_text(out / "summary.md", _markdown(summary, meta))
+    plotted = plot_adversary(summary, out / "adversary.png")
+    clean = [s for s in summary if s["set"] == "clean"]
+    marked = [s for s in summary if s["set"] == "fingerprinted"]
+    result = {**meta, "clean_false_positive_rate": clean[0]["detected"] if clean else None,
+              "fingerprinted_detected": marked[0]["detected"] if marked else None,
+              "plot": "adversary.png" if plotted else None, "summary": summary}
+    atomic_write_json(out / "adversary.json", result)
+    return result
+
+
+def plot_adversary(summary: list[dict], path: Path) -> bool:
+    """Detection rate against the attacker's measured PSNR, one panel per attack (one line per n for averaging)."""
+    attacks = [a for a in ADVERSARY_SPECS if any(s["attack"] == a for s in summary)]
+    if not attacks:
+        return False
+    fig = report._canvas(4.2 * len(attacks), 3.4)
+    for i, a in enumerate(attacks):
+        ax = fig.add_subplot(1, len(attacks), i + 1)
+        pts = [s for s in summary if s["attack"] == a]
+        for n in sorted({s["n"] for s in pts}, key=lambda v: v or 0):
+            line = sorted((s for s in pts if s["n"] == n), key=lambda s: s["mean_psnr"])
+            label = f"n={n}" if n is not None else "detected"
+            ax.plot([s["mean_psnr"] for s in line], [s["detected"] for s in line], "o-", label=label)
+            if line and line[0]["detected_defended"] is not None:
+                ax.plot([s["mean_psnr"] for s in line], [s["detected_defended"] for s in line], "x--",
+                        label=f"{label}, with defence")
+        ax.set_title({"average": "forgery: residual averaging", "invert": "forgery: decoder inversion",
+                      "remove": "removal: white-box PGD"}[a], fontsize=9)
+        ax.set_xlabel("attacker's PSNR (dB)")
+        ax.set_ylabel("false attribution rate" if a != "remove" else "still detected")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    report._save(fig, path)
+    return True

@@ -1,0 +1,114 @@
+"""Smoke tests of the adversary suite (`ganprint.evaluation.adversary`, `ganprint adversary`) on an untrained
+8-bit decoder and a few 32-px crops: the rows and files are written, the white-box attacks move the bits the way
+they aim, the pasted pattern lands at the PSNR asked for, and bad specs are refused with one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ganprint.core.errors import GanprintError
+from ganprint.core.fingerprints import bits_to_str
+from ganprint.core.stats import decode_bits
+from ganprint.evaluation.adversary import (
+    paste_pattern,
+    estimate_pattern,
+    parse_adversary,
+    pgd,
+    run_adversary,
+)
+from ganprint.evaluation.defence import make_defence
+from ganprint.evaluation.sources import FolderSource, load_decoder
+
+
+def _images(folder, n=8):
+    src = FolderSource(folder, 32, lambda name: torch.zeros(8), 64, False, n)
+    return torch.cat([b.images for b in src])
+
+
+def test_pgd_moves_the_bits_towards_and_away(tiny_stega_model, sample_folder):
+    # an untrained decoder reads nearly the same bits everywhere, so the signed margin of the logits towards
+    # the key (not the hard bits) is what a few steps must move
+    dec, _, k, _ = load_decoder(tiny_stega_model)
+    x = _images(sample_folder)
+    with torch.no_grad():
+        own = decode_bits(dec(x))[0]
+
+    def margin(img, bits):  # mean logit in the direction of `bits`: > 0 where they are read
+        with torch.no_grad():
+            return float((dec(img) * (2 * bits - 1)).mean())
+
+    forged = pgd(dec, x, 1 - own, 16 / 255, 10, towards=True)
+    removed = pgd(dec, x, own, 16 / 255, 10, towards=False)
+    assert margin(forged, 1 - own) > margin(x, 1 - own)
+    assert margin(removed, own) < margin(x, own)
+    for adv in (forged, removed):  # within the budget (plus the 8-bit rounding), and on 8-bit levels
+        assert float((adv - x).abs().max()) <= 16.5 / 255 + 1e-6
+        assert torch.allclose(adv * 255, (adv * 255).round(), atol=1e-3)
+
+
+def test_pasted_pattern_lands_at_the_psnr_asked_for(sample_folder):
+    x = _images(sample_folder, 16)
+    pattern = estimate_pattern(x[:8])
+    out = paste_pattern(x[8:], pattern, 35.0)
+    mse = (out - x[8:]).pow(2).mean()
+    assert abs(float(-10 * torch.log10(mse)) - 35.0) < 1.0  # clamping and 8-bit rounding move it a little
+
+
+def test_run_writes_rows_summary_and_plot(tiny_stega_model, sample_folder, tmp_path):
+    fp = bits_to_str(torch.tensor([1, 0, 1, 1, 0, 0, 1, 0]))
+    res = run_adversary(tiny_stega_model, sample_folder, sample_folder, tmp_path / "adv", fp,
+                        ["average:n=2,8:psnr=30", "invert:eps=4:steps=3", "remove:eps=4:steps=3:images=4"], limit=6,
+                        defence="agree:blur=1:resize=0.75")
+    out = tmp_path / "adv"
+    for f in ("results.jsonl", "summary.csv", "summary.md", "adversary.png", "adversary.json"):
+        assert (out / f).stat().st_size > 0, f
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    sets = {r["set"] for r in rows}
+    assert sets == {"fingerprinted", "clean", "forged", "removed"}
+    assert sum(r["spec"] == "average:n=8:psnr=30:sigma=1" for r in rows) == 6
+    assert sum(r["set"] == "removed" for r in rows) == 4 and sum(r["set"] == "forged" for r in rows) == 3 * 6
+    assert {"image", "attack", "strength", "n", "psnr", "bit_accuracy", "matches", "p_value", "detected"} <= set(rows[0])
+    assert res["clean_false_positive_rate"] is not None and len(res["summary"]) == 6
+    assert all(r["detected"] or not r["detected_defended"] for r in rows)  # a second check only takes away
+
+
+@pytest.mark.parametrize("spec", ["agree", "agree:blur=0", "agree:sharpen=1", "vote:blur=1", "energy:min=0", "energy:max=1"])
+def test_bad_defences_are_refused(spec):
+    with pytest.raises(GanprintError, match="--defence"):
+        make_defence(spec, lambda x: x, 8, 1e-6)
+
+
+@pytest.mark.parametrize("spec", ["average:n=0", "averag", "remove:eps=x", "invert:foo=1", "remove:eps"])
+def test_bad_specs_are_refused(spec):
+    with pytest.raises(GanprintError, match="--adversary"):
+        parse_adversary([spec])
+
+
+def test_cli_refuses_a_bad_spec_with_one_line(tiny_stega_model, sample_folder, tmp_path):
+    cmd = [sys.executable, "-m", "ganprint", "adversary", "--model", str(tiny_stega_model), "--data",
+           str(sample_folder), "--clean", str(sample_folder), "--fingerprint", "10110010", "--outdir",
+           str(tmp_path / "o"), "--adversary", "average:psnr=-3"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--adversary" in lines[0], p.stderr
+
+
+def test_energy_check_measures_the_pattern_strength(sample_folder):
+    # on flat canvases (no high band of their own) the coefficient is the pasted strength, so a weak paste fails
+    x = _images(sample_folder, 8)
+    pattern = estimate_pattern(x)
+    guard = make_defence("energy:min=0.7", lambda t: t, 8, 1e-6, pattern=pattern)
+    flat = torch.full((2, 3, 32, 32), 0.5)
+    c = guard.coefficients(torch.stack([flat[0] + pattern, flat[1] + 0.3 * pattern]))
+    assert abs(float(c[0]) - 1) < 0.15 and abs(float(c[1]) - 0.3) < 0.1
+    rows = [{"detected": True}, {"detected": True}]
+    guard.apply(rows, torch.stack([flat[0] + pattern, flat[1] + 0.3 * pattern]), torch.zeros(8))
+    assert [r["detected_defended"] for r in rows] == [True, False]
+    with pytest.raises(GanprintError, match="--defence-reference"):
+        make_defence("energy:min=0.7", lambda t: t, 8, 1e-6)
