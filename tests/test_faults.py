@@ -414,7 +414,7 @@ CASES = [
         ("threshold-keys-huge", ["threshold", "--bits", "8", "--keys", str(10**30)], "--keys"),
         ("fid-resolution-huge", ["fid", "{imgs}", "{imgs}", "--resolution", "1073741824"], "--resolution"))],
     *[(f"serve-{flag[2:]}-{v}", ["serve", flag, v, "--scalable-decoder", "{SD}"], 1, flag)
-      for flag, v in (("--port", "0"), ("--port", "70000"), ("--workers", "0"), ("--fpr", "nan"),
+      for flag, v in (("--port", "-1"), ("--port", "70000"), ("--workers", "0"), ("--fpr", "nan"),
                       ("--max-files", "0"), ("--max-pixels", str(10**30)), ("--sync-seconds", "inf"),
                       ("--max-upload-mb", "nan"), ("--decode-threads", "100000"))],
     ("demo-seed-huge", ["demo", "--outdir", "{out}/demo3", "--seed", str(2**64)], 1, "--seed"),
@@ -526,7 +526,7 @@ _EV = [*EVAL, "--outdir", "{TMP}/v"]
 _ADV = ["adversary", "--model", "{dec}", "--data", "{imgs}", "--clean", "{imgs}", "--fingerprint", "0" * 8,
         "--adversary", "average:n=1:psnr=40", "--fpr", "0.01", "--outdir", "{TMP}/adv"]
 _ATT = [*ATTR, "--out", "{TMP}/a.jsonl"]
-_SERVE = ["serve", "--registry", "{reg}", "--scalable-decoder", "{SD}", "--base-model", "{SG}", "--port", "99999"]
+_SERVE = ["serve", "--registry", "{reg}", "--scalable-decoder", "{SD}", "--base-model", "{SG}", "--port", "0"]
 _FID = ["metrics", "fid", "{imgs}", "{imgs}", "--resolution", "16", "--inception", "{file}", "--device", "cpu"]
 GUARD_CASES = [
     *[(cmd[0], "--outdir", "--data", "imgs", "dir", [*cmd, "--data", "{IN}", "--outdir", "{OUT}"])

@@ -129,7 +129,7 @@ PROCESSES = Bound(1, 256, integer=True)
 BITS = Bound(1, 4096, integer=True)
 DISTANCE = Bound(0, 4096, integer=True)
 KEYS = Bound(1, 10**15, integer=True)
-PORT = Bound(1, 65535, integer=True)
+PORT = Bound(0, 65535, integer=True)  # 0: a free port that the system picks
 TRUNCATION = Bound(-2, 2)  # StyleGAN truncation psi: 1 = none, 0 = the mean image; beyond +-2 only saturates
 PSNR = Bound(0, 100, lo_open=True)  # dB of 8-bit images
 SAMPLER_STEPS = Bound(1, 10000, integer=True)

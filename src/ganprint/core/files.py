@@ -328,6 +328,12 @@ def write_new_file(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if e.filename is None:  # os.write names no file: a full disk must still name the one it stopped
+            raise type(e)(e.errno, e.strerror, os.fspath(path)) from None
+        raise
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(path)
