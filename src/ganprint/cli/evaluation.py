@@ -72,7 +72,7 @@ def evaluate_cmd(model, data, generator, seeds, outdir, embedded, fingerprint, a
           --embedded out/embedded_fingerprints.txt --outdir eval/
       ganprint evaluate --model model.safetensors --data out/fingerprinted_images --fingerprint 0x3fa2... \\
           --clean photos/ --attacks all --attacks "jpeg:50+noise:0.05" --outdir eval/
-      ganprint evaluate --model runs/sc/scalable-decoder.safetensors --generator issued-000001.safetensors \\
+      ganprint evaluate --model runs/sc/scalable-decoder.safetensors --generator issued/issued-000001-*.safetensors \\
           --seeds 0-99 --attacks standard --model-attacks standard --outdir eval-gen/
     """
 
