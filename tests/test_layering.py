@@ -18,7 +18,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"

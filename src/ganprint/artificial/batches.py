@@ -25,7 +25,7 @@ from ganprint.core import bounds
 from ganprint.core import dist
 from ganprint.core.artifacts import load_export, read_config, read_metadata
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import output_error, read_input_json, remove_stale_temporaries  # noqa: F401  (re-exported)
+from ganprint.core.files import output_error, read_input_json
 from ganprint.core.fingerprints import bits_to_str, parse_bits
 from ganprint.core.images import IMAGE_EXTENSIONS, write_png
 from ganprint.core.runtime import resolve_device, resolve_precision

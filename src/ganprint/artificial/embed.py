@@ -39,7 +39,6 @@ from ganprint.artificial.batches import (
     prepare,
     progress_bar,
     read_json,
-    remove_stale_temporaries,
     setup,
     to_float01,
     walk_once,
@@ -49,7 +48,8 @@ from ganprint.artificial.records import EMBEDDED_TXT, format_line, progress_file
 from ganprint.core import bounds
 from ganprint.core import dist
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir, output_error, sha256_file
+from ganprint.core.files import (atomic_write_json, atomic_write_text, check_writable_dir, output_error,
+                                 remove_stale_temporaries, sha256_file)
 from ganprint.core.fingerprints import bits_to_str, bits_to_strs, counter_bits
 from ganprint.core.paths import OutputFolder, check_overlap
 from ganprint.core.images import BadImageError, from_tensor01

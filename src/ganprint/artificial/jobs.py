@@ -40,6 +40,7 @@ from ganprint.core import bounds
 from ganprint.core import dist
 from ganprint.core.artifacts import _ensure_builders_loaded
 from ganprint.core.errors import GanprintError
+from ganprint.core.files import pid_alive
 from ganprint.core.images import BadImageError
 
 log = logging.getLogger(__name__)
@@ -194,17 +195,6 @@ def _remove_stale_folders() -> None:
         m = pattern.match(e.name)
         if m and e.is_dir(follow_symlinks=False) and not pid_alive(int(m.group(1))):
             shutil.rmtree(e.path, ignore_errors=True)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process `pid` exists (one of another user counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _collect(procs, out_q, jobs: int):

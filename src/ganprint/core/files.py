@@ -372,7 +372,8 @@ def fsync_dir(path: str | os.PathLike) -> None:
 _STALE_TMP = re.compile(r"^\..+\.(\d+)\.[^./]+\.tmp$", re.DOTALL)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (one of another user, or a number no pid can be, counts: leave its files)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -388,7 +389,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     for dirpath, _dirs, files in os.walk(folder):
         for name in files:
             m = _STALE_TMP.match(name)
-            if m and not _pid_alive(int(m.group(1))):
+            if m and not pid_alive(int(m.group(1))):
                 try:
                     os.unlink(os.path.join(dirpath, name))
                     removed += 1

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from tqdm import tqdm
 
 from ganprint.core import bounds
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import check_writable_dir, sha256_file
+from ganprint.core.files import check_writable_dir
 from ganprint.core.fingerprints import bits_to_str, parse_bits
 from ganprint.core.paths import OutputFolder, check_overlap, file_identity
 from ganprint.core.runtime import resolve_device
