@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from ganprint._version import __version__
 from ganprint.core import dist
 from ganprint.core.errors import GanprintError
+from ganprint.cli import vocabulary
 
 _COMMAND_MODULES = ("artificial", "data", "gan", "scalable", "diffusion", "evaluation", "demo", "service")
 
@@ -73,6 +74,8 @@ class _Group(click.Group):
             sys.exit(130)
         except Exception as e:
             line = _expected_failure_line(e)
+            if line is not None:
+                line = vocabulary.to_flags(line, vocabulary.current_flags(ctx))
             if line is None:
                 traceback.print_exc()
                 click.echo(f"Error: internal error ({type(e).__name__}): this is a bug in ganprint, not a problem "
@@ -115,6 +118,7 @@ def setup_logging(level: int = logging.INFO) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler._ganprint = True  # type: ignore[attr-defined]
+        handler.addFilter(vocabulary.FlagFilter())
         root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("ganprint").setLevel(level)
@@ -124,3 +128,4 @@ for _name in _COMMAND_MODULES:
     _mod = importlib.import_module(f"{__name__}.{_name}")
     for _cmd in getattr(_mod, "COMMANDS", []):
         main.add_command(_cmd)
+vocabulary.install(main)
