@@ -28,7 +28,7 @@ FLOORS: dict[str, int] = {
     "_version": -1,  # the version, written once; imports nothing
     "core": 0,
     "data": 1, "perturb": 1, "nets": 1,
-    "training": 2,
+    "training": 2, "registry": 2, "inference": 2,  # the kits every method shares
     "artificial": 3, "gan": 3, "scalable": 3, "diffusion": 3,
     "evaluation": 4,
     "demo": 5,
