@@ -53,3 +53,15 @@ def test_embed_registers_the_data_set_fingerprint(tiny_stega_model, image_folder
     (ds,) = Registry(reg).datasets()
     assert ds.name == "photos" and out["registered"]["name"] == "photos"
     assert "".join(str(int(b)) for b in ds.bits) == out["fingerprint"]
+
+
+def test_evaluate_takes_a_spec_or_its_fields(tiny_stega_model, image_folder, tmp_path):
+    from ganprint.api import EvaluateSpec
+
+    kw = dict(model=tiny_stega_model, data=image_folder, fingerprint="0x5a", attacks="none", device="cpu")
+    by_fields = ganprint.evaluate(outdir=tmp_path / "a", **kw)
+    by_spec = ganprint.evaluate(EvaluateSpec(outdir=tmp_path / "b", **kw))
+    assert by_fields["images"] == 6 and by_fields["summary"] == by_spec["summary"]
+    assert ganprint.evaluate(EvaluateSpec(outdir=tmp_path / "a", **kw), outdir=tmp_path / "c")["images"] == 6
+    with pytest.raises(GanprintError, match="no field `outdirs`"):
+        ganprint.evaluate(outdirs=tmp_path / "d", **kw)

@@ -27,7 +27,7 @@ from ganprint.diffusion import generate as diffusion_generate  # also registers 
 from ganprint.diffusion.config import DiffusionTrainConfig
 from ganprint.diffusion.config import resolve_config as _diffusion_config
 from ganprint.diffusion.train import train_diffusion
-from ganprint.evaluation.evaluate import run_evaluate as evaluate
+from ganprint.evaluation.evaluate import EvaluateSpec, run_evaluate
 from ganprint.gan.config import GanTrainConfig
 from ganprint.gan.config import resolve_config as _gan_config
 from ganprint.gan.generate import generate_images
@@ -61,6 +61,13 @@ def embed(model: str | os.PathLike, data: str | os.PathLike, outdir: str | os.Pa
     if registry is not None:
         summary["registered"] = register_dataset(registry, name, summary["fingerprint"], model)
     return summary
+
+
+def evaluate(spec: EvaluateSpec | None = None, **kwargs: Any) -> dict:
+    """`ganprint evaluate`: the robustness report of an `EvaluateSpec`, given as one or as its fields
+    (`evaluate(model=..., data=..., outdir=..., fingerprint=...)`), or a spec with some fields replaced. Returns
+    the report's eval.json as a dict."""
+    return run_evaluate(EvaluateSpec.of(spec, **kwargs))
 
 
 def load(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None,

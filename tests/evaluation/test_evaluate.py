@@ -1,6 +1,7 @@
 """`ganprint evaluate` end to end on a tiny untrained stega model, report files and JSONL schema; the
 `metrics` commands; the report's summary maths."""
 
+import dataclasses
 import json
 from dataclasses import asdict
 
@@ -19,7 +20,9 @@ from ganprint.core.fingerprints import bits_to_hex, bits_to_str, parse_bits, ran
 from ganprint.core.images import write_png
 from ganprint.evaluation.evaluate import (
     EvalBatch,
+    EvaluateSpec,
     GeneratorSource,
+    Scoring,
     evaluate,
     evaluate_model_attacks,
     load_decoder,
@@ -54,12 +57,16 @@ def setup(tmp_path_factory):
     return root, model
 
 
+def _run(model, data, outdir, **kw):
+    return run_evaluate(EvaluateSpec(model=model, data=data, outdir=outdir, **kw))
+
+
 def test_run_evaluate_writes_report_and_tidy_rows(setup, tmp_path):
     root, model = setup
     out = tmp_path / "out"
-    res = run_evaluate(model, root / "fp", out, embedded=root / "embedded.txt",
-                       attacks=["jpeg:50", "noise:0.05,0.1", "jpeg:50+noise:0.05", "crop:0.8"],
-                       clean=root / "clean", device="cpu", batch_size=2)
+    res = _run(model, root / "fp", out, embedded=root / "embedded.txt",
+               attacks=["jpeg:50", "noise:0.05,0.1", "jpeg:50+noise:0.05", "crop:0.8"],
+               clean=root / "clean", device="cpu", batch_size=2)
     for f in ("results.jsonl", "summary.csv", "summary.md", "bit_accuracy.png", "roc.png", "report.md",
               "report.html", "eval.json"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
@@ -95,7 +102,7 @@ def test_evaluate_scores_matches_p_values_and_detections():
         return logits[: len(x)]
 
     batch = [EvalBatch(torch.zeros(3, 3, 8, 8), ["a", "b", "c"], ref.expand(3, -1))]
-    rows = evaluate(decode, batch, parse_attacks("none"), fpr=0.2)  # P[X >= 6] = 37/256 <= 0.2 < P[X >= 5]
+    rows = evaluate(Scoring(decode, parse_attacks("none"), fpr=0.2), batch)  # P[X >= 6] = 37/256 <= 0.2 < P[X >= 5]
     assert [r["matches"] for r in rows] == [8, 6, 3]
     assert [r["detected"] for r in rows] == [True, True, False]
     assert [r["p_value"] for r in rows] == pytest.approx([1 / 256, 37 / 256, 219 / 256], rel=1e-12)
@@ -109,19 +116,19 @@ def test_evaluate_is_reproducible_and_source_agnostic(setup):
     batches = [EvalBatch(torch.rand(3, 3, 32, 32, generator=g), [f"g{i}" for i in range(3)],
                          random_bits(3, 8, seed=2))]
     chains = parse_attacks("noise:0.1 randcrop:0.7")
-    a = evaluate(m.dec, batches, chains, fpr=1e-3, seed=4)
-    b = evaluate(m.dec, batches, chains, fpr=1e-3, seed=4)
+    a = evaluate(Scoring(m.dec, chains, fpr=1e-3, seed=4), batches)
+    b = evaluate(Scoring(m.dec, chains, fpr=1e-3, seed=4), batches)
     assert a == b and len(a) == 6 and {r["set"] for r in a} == {"fingerprinted"}
 
 
 def test_bad_inputs_are_clear_errors(setup, tmp_path):
     root, model = setup
     with pytest.raises(GanprintError, match="exactly one"):
-        run_evaluate(model, root / "fp", tmp_path, device="cpu")
+        _run(model, root / "fp", tmp_path, device="cpu")
     with pytest.raises(GanprintError, match="unknown attack"):
-        run_evaluate(model, root / "fp", tmp_path, fingerprint="01010101", attacks=["jpgg"], device="cpu")
+        _run(model, root / "fp", tmp_path, fingerprint="01010101", attacks=["jpgg"], device="cpu")
     with pytest.raises(GanprintError, match="8"):
-        run_evaluate(model, root / "fp", tmp_path, fingerprint="0101", device="cpu")
+        _run(model, root / "fp", tmp_path, fingerprint="0101", device="cpu")
     r = CliRunner().invoke(main, ["evaluate", "--model", str(model), "--data", str(root / "fp"), "--outdir",
                                   str(tmp_path / "o"), "--fingerprint", "01010101", "--attacks", "blur:q=3"])
     assert r.exit_code == 1 and "no parameter 'q'" in r.output and "Traceback" not in r.output
@@ -134,14 +141,15 @@ def test_cli_evaluate_and_metrics(setup, tmp_path):
                              str(tmp_path / "o"), "--fingerprint", "0x5a", "--attacks", "jpeg:70", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "o" / "report.html").is_file()
-    r = runner.invoke(main, ["metrics", "threshold", "--bits", "100", "--fpr", "1e-6", "--keys", "1000000", "--json"])
+    r = runner.invoke(main, ["metrics", "threshold", "--fingerprint-length", "100", "--fpr", "1e-6", "--keys",
+                             "1000000", "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["threshold"] == 85
-    r = runner.invoke(main, ["metrics", "threshold", "--bits", "8", "--fpr", "1e-6"])
+    r = runner.invoke(main, ["metrics", "threshold", "--fingerprint-length", "8", "--fpr", "1e-6"])
     assert r.exit_code == 0 and "no threshold" in r.output
-    r = runner.invoke(main, ["metrics", "pvalue", "--bits", "100", "--bit-accuracy", "0.93", "--json"])
+    r = runner.invoke(main, ["metrics", "pvalue", "--fingerprint-length", "100", "--bit-accuracy", "0.93", "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["p_value"] == pytest.approx(1.4e-20, rel=0.05)
-    r = runner.invoke(main, ["metrics", "pvalue", "--bits", "100"])
-    assert r.exit_code == 1 and "exactly one" in r.output
+    r = runner.invoke(main, ["metrics", "pvalue", "--fingerprint-length", "100"])
+    assert r.exit_code == 1 and "exactly one of --matches or --bit-accuracy" in r.output
     r = runner.invoke(main, ["metrics", "attacks"])
     assert r.exit_code == 0 and "jpeg" in r.output and "suite standard" in r.output
     r = runner.invoke(main, ["metrics", "fid", str(root / "fp"), str(root / "clean"), "--resolution", "32",
@@ -207,7 +215,7 @@ def _rows(out):
 def test_generator_rows_per_attack_strength_seed_and_deterministic(gens, tmp_path):
     kw = dict(generator=gens["S"], seeds="3,0-2", attacks=["noise:0.05,0.1"],
               model_attacks=["prune:0.5", "weight_noise:0,0.01"], batch_size=3, device="cpu")
-    res = run_evaluate(gens["E"], None, tmp_path / "a", **kw)
+    res = _run(gens["E"], None, tmp_path / "a", **kw)
     rows = _rows(tmp_path / "a")
     assert len({r["matches"] for r in rows if r["spec"] == "none:0"}) > 1  # per-seed fingerprints: scores vary
     keys = [(r["attack"], r["strength"], r["image"]) for r in rows]
@@ -227,13 +235,13 @@ def test_generator_rows_per_attack_strength_seed_and_deterministic(gens, tmp_pat
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
     assert "## Model-level attacks" in md and "model_attacks.png" in md and "generated by" in md
     assert html.count("<table>") == 2 and "model:prune" in html and html.count("data:image/png;base64,") == 2
-    run_evaluate(gens["E"], None, tmp_path / "b", **{**kw, "batch_size": 4})
+    _run(gens["E"], None, tmp_path / "b", **{**kw, "batch_size": 4})
     # Images are pure functions of their seeds, model attacks of (seed, spec): a second run, other batch size.
     # Image attacks draw per batch, so only the deterministic settings are compared across batch sizes.
     again = _rows(tmp_path / "b")
     same = lambda rs: sorted((r["spec"], r["image"], r["matches"]) for r in rs if not r["attack"].startswith("noise"))
     assert same(again) == same(rows)
-    run_evaluate(gens["E"], None, tmp_path / "c", **kw)
+    _run(gens["E"], None, tmp_path / "c", **kw)
     assert (tmp_path / "c" / "results.jsonl").read_bytes() == (out / "results.jsonl").read_bytes()
 
 
@@ -263,9 +271,9 @@ def test_model_attacks_at_neutral_strength_give_the_bits_of_no_attack(gens):
     G, kind, ref, _ = load_generator(gens["S"], None, k)
     before = {n: t.clone() for n, t in G.state_dict().items()}
     src = GeneratorSource(G, kind, [0, 1, 2, 3], ref, batch_size=2)
-    base = evaluate(dec, src, parse_attacks("none"), fpr=1e-3)
+    base = evaluate(Scoring(dec, parse_attacks("none"), fpr=1e-3), src)
     settings = parse_model_attacks("weight_noise:0 prune:0 prune:0.9 weight_noise:0.5")
-    rows = evaluate_model_attacks(dec, src, settings, fpr=1e-3, seed=7)
+    rows = evaluate_model_attacks(Scoring(dec, parse_attacks("jpeg:50"), fpr=1e-3, seed=7), src, settings)
     assert len(rows) == 4 * 4
     key = lambda r: (r["image"], r["matches"], r["detected"])
     for spec in ("model:weight_noise:0", "model:prune:0"):
@@ -298,32 +306,48 @@ def test_generator_bad_flag_combinations(gens, setup, tmp_path):
     root, model32 = setup
     st, G = gens["stega"], gens["G"]
     cases = [
-        (dict(data=root / "fp", generator=G, seeds="0-1", fingerprint=FP8), "exactly one of --data"),
-        (dict(data=None, fingerprint=FP8), "exactly one of --data"),
-        (dict(data=None, generator=G, fingerprint=FP8), "--seeds"),
-        (dict(data=None, generator=G, seeds="0-1", embedded=root / "embedded.txt"), "--embedded"),
-        (dict(data=root / "fp", fingerprint=FP8, seeds="0-1"), "--seeds goes with --generator"),
-        (dict(data=root / "fp", fingerprint=FP8, model_attacks=["prune"]), "needs --generator"),
-        (dict(data=None, generator=G, seeds="0-1"), "--fingerprint"),
+        (dict(data=root / "fp", generator=G, seeds="0-1", fingerprint=FP8), "exactly one of `data`"),
+        (dict(data=None, fingerprint=FP8), "exactly one of `data`"),
+        (dict(data=None, generator=G, fingerprint=FP8), "`generator` needs `seeds`"),
+        (dict(data=None, generator=G, seeds="0-1", embedded=root / "embedded.txt"), "`embedded` apply to"),
+        (dict(data=root / "fp", fingerprint=FP8, seeds="0-1"), "`seeds` goes with `generator`"),
+        (dict(data=root / "fp", fingerprint=FP8, model_attacks=["prune"]), "needs `generator`"),
+        (dict(data=root / "fp"), "exactly one of `fingerprint`"),
+        (dict(data=None, generator=G, seeds="0-1"), "pass `fingerprint` BITS"),
         (dict(data=None, generator=G, seeds="0-1", fingerprint=FP8, model_attacks=["prunee"]), "unknown model"),
-        (dict(data=None, generator=G, seeds="1-0", fingerprint=FP8), "--seeds"),
+        (dict(data=None, generator=G, seeds="1-0", fingerprint=FP8), "`seeds`"),
         (dict(data=None, generator=gens["S"], seeds="0-1"), "12-bit"),
     ]
     for kw, msg in cases:
         data = kw.pop("data")
         with pytest.raises(GanprintError, match=msg):
-            run_evaluate(st, data, tmp_path / "o", device="cpu", **kw)
+            _run(st, data, tmp_path / "o", device="cpu", **kw)
     with pytest.raises(GanprintError, match="16-px"):
-        run_evaluate(model32, None, tmp_path / "o", generator=G, seeds="0", fingerprint=FP8, device="cpu")
-    with pytest.raises(GanprintError, match="drop --fingerprint"):
-        run_evaluate(gens["E"], None, tmp_path / "o", generator=gens["I"], seeds="0", fingerprint="0" * 12)
-    with pytest.raises(GanprintError, match="--clean"):
-        run_evaluate(gens["E"], None, tmp_path / "o", generator=gens["S"], seeds="0", clean=root / "clean")
-    assert run_evaluate(st, root / "fp", tmp_path / "ok", fingerprint=FP8, attacks="none",
+        _run(model32, None, tmp_path / "o", generator=G, seeds="0", fingerprint=FP8, device="cpu")
+    with pytest.raises(GanprintError, match="drop `fingerprint`"):
+        _run(gens["E"], None, tmp_path / "o", generator=gens["I"], seeds="0", fingerprint="0" * 12)
+    with pytest.raises(GanprintError, match="`clean` needs one reference"):
+        _run(gens["E"], None, tmp_path / "o", generator=gens["S"], seeds="0", clean=root / "clean")
+    assert _run(st, root / "fp", tmp_path / "ok", fingerprint=FP8, attacks="none",
                         model_attacks=["none"])["model_attacks"] == []
     r = CliRunner().invoke(main, ["evaluate", "--model", str(st), "--data", str(root / "fp"), "--generator", str(G),
                                   "--seeds", "0", "--fingerprint", FP8, "--outdir", str(tmp_path / "cli")])
     assert r.exit_code == 1 and "exactly one of --data" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["evaluate", "--model", str(st), "--data", str(root / "fp"), "--seeds", "0",
+                                  "--fingerprint", FP8, "--outdir", str(tmp_path / "cli")])
+    assert r.exit_code == 1 and "--seeds goes with --generator; to evaluate a folder (--data) drop --seeds" in r.output
+
+
+def test_evaluate_spec_is_one_frozen_value(setup, tmp_path):
+    root, model = setup
+    spec = EvaluateSpec(model=model, data=root / "fp", outdir=tmp_path / "o", fingerprint=FP8, attacks="none")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.fpr = 0.5
+    with pytest.raises(GanprintError, match="no field `n_keys`"):
+        EvaluateSpec.of(spec, n_keys=2)
+    with pytest.raises(GanprintError, match="`keys`"):
+        EvaluateSpec.of(spec, keys=0)
+    assert EvaluateSpec.of(spec, keys=3).keys == 3 and spec.keys == 1
 
 
 def test_cli_evaluate_issued_generator_with_model_attacks(gens, tmp_path):

@@ -12,6 +12,7 @@ from ganprint.core.images import write_png
 from ganprint.evaluation import fid as fidmod
 from ganprint.evaluation.fid import (
     INCEPTION_SHA256,
+    FidSpec,
     InceptionWeightsError,
     compute_fid_kid,
     dataset_features,
@@ -144,9 +145,9 @@ def test_dataset_features_cached_and_invalidated(random_weights, tmp_path, monke
 def test_compute_fid_kid_end_to_end(random_weights, tmp_path):
     _, path = random_weights
     a, b = _folder(tmp_path / "a", 4, 0), _folder(tmp_path / "b", 4, 1)
-    out = compute_fid_kid(a, b, 16, inception=path, allow_unverified=True, cache_dir=tmp_path / "c", device="cpu",
-                          kid_subsets=3)
+    out = compute_fid_kid(data_a=a, data_b=b, resolution=16, inception=path, allow_unverified=True,
+                          cache_dir=tmp_path / "c", device="cpu", kid_subsets=3)
     assert np.isfinite(out["fid"]) and out["fid"] > 0 and np.isfinite(out["kid"])
     assert out["weights_verified"] is False and out["n_a"] == 4
     with pytest.raises(InceptionWeightsError):
-        compute_fid_kid(a, b, 16, inception=path, cache_dir=tmp_path / "c")
+        compute_fid_kid(FidSpec(a, b, 16, inception=path, cache_dir=tmp_path / "c"))

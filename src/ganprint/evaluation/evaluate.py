@@ -1,14 +1,15 @@
 """Robustness evaluation: decode fingerprints from perturbed images and score them, one tidy row per image.
 
-The core, `evaluate`, is independent of where images come from: it takes a *decoder* (img01 [N, 3, R, R] ->
-logits [N, K]) and an *image source* (`ganprint.evaluation.sources`: a folder, or a generator and seeds).
+The core, `evaluate`, is independent of where images come from: it takes a `Scoring` (a *decoder*, img01
+[N, 3, R, R] -> logits [N, K], the attacks and the decision) and an *image source* (`ganprint.evaluation.sources`:
+a folder, or a generator and seeds).
 `evaluate_model_attacks` perturbs the generator's weights (`ganprint.evaluation.model_attacks`) and scores the
 images of each perturbed copy; its rows carry attack names like `model:quantize`, so the summary, plots and
 report treat them like image attacks.
 
-`run_evaluate` is the front end used by `ganprint evaluate` (a stega or scalable decoder, and a folder or a
-generator). Each row: image, set ("fingerprinted" or "clean"), attack, strength, spec, bit_accuracy, matches,
-p_value, log10_p, detected (matches >= match_threshold(K, fpr)).
+`run_evaluate` runs one `EvaluateSpec` (what `ganprint evaluate` and `ganprint.evaluate` are asked for: a stega or
+scalable decoder, and a folder or a generator). Each row: image, set ("fingerprinted" or "clean"), attack,
+strength, spec, bit_accuracy, matches, p_value, log10_p, detected (matches >= match_threshold(K, fpr)).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import logging
 import sys
 from collections.abc import Callable, Iterable
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from ganprint.core.files import check_writable_dir
 from ganprint.core.fingerprints import bits_to_str, parse_bits
 from ganprint.core.paths import OutputFolder, check_overlap, file_identity
 from ganprint.core.runtime import resolve_device
+from ganprint.core.specs import Spec, SpecError
 from ganprint.core.seeds import check_seed_list, derive_seed, parse_seeds, seeds_text
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value, smallest_usable_fpr
 from ganprint.evaluation import report
@@ -49,8 +52,8 @@ from ganprint.perturb.scale_search import ScaleSearch, parse_scales
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DECODER_KINDS", "GENERATOR_KINDS", "EvalBatch", "FolderSource", "GeneratorSource", "evaluate",
-           "evaluate_model_attacks", "load_decoder", "load_generator", "run_evaluate"]
+__all__ = ["DECODER_KINDS", "GENERATOR_KINDS", "EvalBatch", "EvaluateSpec", "FolderSource", "GeneratorSource",
+           "Scoring", "evaluate", "evaluate_model_attacks", "load_decoder", "load_generator", "run_evaluate"]
 
 SETS = ("fingerprinted", "clean")
 PLOTS = ("bit_accuracy.png", "model_attacks.png", "roc.png")  # outputs that are not data (image listings skip them)
@@ -60,16 +63,29 @@ def _spec_seed(spec: str) -> int:
     return int(hashlib.sha256(spec.encode()).hexdigest()[:8], 16)
 
 
-def evaluate(decode: Callable[[torch.Tensor], torch.Tensor], source: Iterable[EvalBatch],
-             attacks: list[AttackChain], fpr: float = 1e-6, set_name: str = "fingerprinted", seed: int = 0,
-             device: str | torch.device = "cpu", n_keys: int = 1, progress: str | None = None) -> list[dict]:
-    """Apply every attack chain to every batch of `source`, decode, and score against the reference bits.
+@dataclass(frozen=True)
+class Scoring:
+    """How images are scored, shared by every `evaluate` call of one run: the decoder, `decode(img01 on device) ->
+    logits [N, K]`, the attack chains, the decision's `fpr` over `keys` fingerprints, the attacks' `seed` and the
+    device the decoder runs on."""
 
-    `decode(img01 on device) -> logits [N, K]`. Randomness of attack i on the batch starting at image j is a
-    pure function of (seed, attack spec, set, j). Returns the tidy rows (see module docstring).
-    """
-    if not 0 < fpr < 1:
-        raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
+    decode: Callable[[torch.Tensor], torch.Tensor]
+    attacks: list[AttackChain]
+    fpr: float = 1e-6
+    seed: int = 0
+    device: str | torch.device = "cpu"
+    keys: int = 1
+
+    def __post_init__(self) -> None:
+        bounds.FPR.check(self.fpr, "`fpr`")
+        bounds.KEYS.check(self.keys, "`keys`")
+
+
+def evaluate(scoring: Scoring, source: Iterable[EvalBatch], set_name: str = "fingerprinted",
+             progress: str | None = None) -> list[dict]:
+    """Apply every attack chain of `scoring` to every batch of `source`, decode, and score against the reference
+    bits. Randomness of attack i on the batch starting at image j is a pure function of (seed, attack spec, set, j).
+    Returns the tidy rows (see module docstring)."""
     rows: list[dict] = []
     total = len(source) if hasattr(source, "__len__") else None
     bar = tqdm(total=total, desc=progress or f"evaluate {set_name}", unit="img", dynamic_ncols=True,
@@ -80,10 +96,10 @@ def evaluate(decode: Callable[[torch.Tensor], torch.Tensor], source: Iterable[Ev
         for batch in source:
             x = batch.images
             k = batch.ref_bits.shape[-1]
-            thr = match_threshold(k, fpr, n_keys)
-            for chain in attacks:
-                xa = chain(x, seed=derive_seed(seed, _spec_seed(chain.spec), set_id, start))
-                logits = decode(xa.to(device)).float().cpu()
+            thr = match_threshold(k, scoring.fpr, scoring.keys)
+            for chain in scoring.attacks:
+                xa = chain(x, seed=derive_seed(scoring.seed, _spec_seed(chain.spec), set_id, start))
+                logits = scoring.decode(xa.to(scoring.device)).float().cpu()
                 if logits.shape != batch.ref_bits.shape:
                     raise GanprintError(f"the decoder gives {tuple(logits.shape[1:])} bits per image but the "
                                         f"reference fingerprints have {k}; wrong model or fingerprint?")
@@ -100,22 +116,20 @@ def evaluate(decode: Callable[[torch.Tensor], torch.Tensor], source: Iterable[Ev
     return rows
 
 
-def evaluate_model_attacks(decode: Callable[[torch.Tensor], torch.Tensor], source: GeneratorSource,
-                           settings: list[ModelAttackSetting], fpr: float = 1e-6, seed: int = 0,
-                           device: str | torch.device = "cpu",
-                           n_keys: int = 1) -> list[dict]:
+def evaluate_model_attacks(scoring: Scoring, source: GeneratorSource,
+                           settings: list[ModelAttackSetting]) -> list[dict]:
     """Score the images that perturbed copies of `source`'s generator make for the same seeds.
 
-    `settings` are `model_attacks.ModelAttackSetting`s; each gives rows like `evaluate`'s (no image attack) with
-    attack 'model:<name>', its strength and spec 'model:<name>:<strength>'. The randomness of setting s (weight
-    noise) is a pure function of (seed, s.spec). The source's generator is never modified.
+    `settings` are `model_attacks.ModelAttackSetting`s; each gives rows like `evaluate`'s (no image attack, whatever
+    the attacks of `scoring`) with attack 'model:<name>', its strength and spec 'model:<name>:<strength>'. The
+    randomness of setting s (weight noise) is a pure function of (seed, s.spec). The source's generator is never
+    modified.
     """
-    none = parse_attacks("none")
+    plain = dataclasses.replace(scoring, attacks=parse_attacks("none"))
     rows: list[dict] = []
     for st in settings:
-        G = st(source.G, seed=derive_seed(seed, _spec_seed(st.spec)))
-        part = evaluate(decode, source.with_generator(G), none, fpr, "fingerprinted", seed, device, n_keys,
-                        progress=f"evaluate {st.spec}")
+        G = st(source.G, seed=derive_seed(scoring.seed, _spec_seed(st.spec)))
+        part = evaluate(plain, source.with_generator(G), "fingerprinted", progress=f"evaluate {st.spec}")
         for r in part:
             r.update(attack=st.name, strength=st.strength, spec=st.spec)
         rows += part
@@ -124,19 +138,96 @@ def evaluate_model_attacks(decode: Callable[[torch.Tensor], torch.Tensor], sourc
     return rows
 
 
-@dataclass
-class _Scoring:
-    """What every `evaluate` call of one run shares."""
+PathLike = str | Path
+Specs = str | list[str] | tuple[str, ...]
 
-    decode: Callable[[torch.Tensor], torch.Tensor]
-    chains: list[AttackChain]
-    fpr: float
-    seed: int
-    device: torch.device
-    n_keys: int
 
-    def rows(self, source: Iterable[EvalBatch], set_name: str = "fingerprinted") -> list[dict]:
-        return evaluate(self.decode, source, self.chains, self.fpr, set_name, self.seed, self.device, self.n_keys)
+@dataclass(frozen=True)
+class EvaluateSpec(Spec):
+    """What one `ganprint evaluate` is asked to do; made, it is a valid combination (see `check`).
+
+    `model` is a stega model / decoder export or a scalable decoder. The fingerprinted images are those under
+    `data`, each compared with `fingerprint` or its `embedded` entry, or those a `generator` makes for `seeds`
+    (then also under the `model_attacks` on its weights; default "standard"). `attacks` are image attack specs
+    (`ganprint.perturb.attacks`); the clean strength "none" is always added. `clean` images give the measured
+    false-positive rate and the ROC. `scale_search` ("auto" or fractions, `ganprint.perturb.scale_search`) decodes
+    every image at several candidate scales and keeps the most confident decoding. `resolution`, when given, must
+    be the model's. The report goes to `outdir`.
+    """
+
+    model: PathLike
+    outdir: PathLike
+    data: PathLike | None = None
+    generator: PathLike | None = None
+    seeds: str | list[int] | None = None
+    embedded: PathLike | None = None
+    fingerprint: str | None = None
+    attacks: Specs = ("standard",)
+    model_attacks: Specs | None = None
+    fpr: float = 1e-6
+    keys: int = 1
+    clean: PathLike | None = None
+    limit: int | None = None
+    batch_size: int = 64
+    device: str = "auto"
+    seed: int = 0
+    celeba: bool = False
+    scale_search: str | None = None
+    resolution: int | None = None
+
+    def check(self) -> None:
+        """Refuse values out of bounds and combinations that do not make one evaluation, naming the fields."""
+        if self.outdir is None:
+            raise SpecError("`outdir` is required")
+        bounds.KEYS.check(self.keys, "`keys`")
+        bounds.SEED.check(self.seed, "`seed`")
+        if self.limit is not None:
+            bounds.IMAGES.check(self.limit, "`limit`")
+        if (self.data is None) == (self.generator is None):
+            raise SpecError("pass exactly one of `data` (a folder of fingerprinted images) or `generator` "
+                            "(a generator export, with `seeds`)")
+        if self.generator is not None:
+            self._check_generator()
+        else:
+            self._check_folder()
+        bounds.BATCH.check(self.batch_size, "`batch_size`")
+        bounds.FPR.check(self.fpr, "`fpr`")
+
+    def _check_generator(self) -> None:
+        bad = " and ".join(f"`{f}`" for f, v in (("embedded", self.embedded), ("celeba", self.celeba)) if v)
+        if bad:
+            raise SpecError(f"{bad} apply to `data` folders; with `generator` the reference is `fingerprint` (or "
+                            f"the scalable/issued model's own fingerprints): drop {bad}")
+        if self.seeds is None:
+            raise SpecError("`generator` needs `seeds`, e.g. `seeds` 0-99")
+        self.seed_list()  # refuses malformed or too many seeds now, before any model is read
+        self.model_attack_settings()
+
+    def _check_folder(self) -> None:
+        if self.seeds is not None:
+            raise SpecError("`seeds` goes with `generator`; to evaluate a folder (`data`) drop `seeds`")
+        if self.model_attacks is not None and parse_model_attacks(self.model_attacks):
+            raise SpecError("`model_attacks` perturbs a generator's weights and needs `generator`; with `data` "
+                            "drop `model_attacks` (or pass `model_attacks` none)")
+        if (self.fingerprint is None) == (self.embedded is None):
+            raise SpecError("pass exactly one of `fingerprint` (one reference for all images) or `embedded` FILE")
+
+    def seed_list(self) -> list[int] | None:
+        """The seeds as a list (None without a generator)."""
+        if self.seeds is None:
+            return None
+        return parse_seeds(self.seeds, "`seeds`") if isinstance(self.seeds, str) else \
+            check_seed_list(self.seeds, "`seeds`")
+
+    def attack_chains(self) -> list[AttackChain]:
+        """The image attacks, after the clean strength "none"."""
+        return parse_attacks(["none", *([self.attacks] if isinstance(self.attacks, str) else list(self.attacks))])
+
+    def model_attack_settings(self) -> list[ModelAttackSetting]:
+        """The model attacks of a generator's run ("standard" when not given); none for a folder."""
+        if self.generator is None:
+            return []
+        return parse_model_attacks("standard" if self.model_attacks is None else self.model_attacks)
 
 
 @dataclass
@@ -151,137 +242,108 @@ class _Scored:
     seeds: list[int] | None = None
 
 
-def _check_flags(data, generator, seeds, embedded, fingerprint, celeba, model_attacks, outdir, batch_size,
-                 fpr) -> None:
-    """Refuse flag combinations that do not make one evaluation, and an --outdir that cannot be written, naming the
-    flags."""
-    if (data is None) == (generator is None):
-        raise GanprintError("pass exactly one of --data (a folder of fingerprinted images) or --generator "
-                            "(a generator export, with --seeds)")
-    if generator is not None:
-        bad = [f for f, v in (("--embedded", embedded), ("--celeba", celeba)) if v]
-        if bad:
-            raise GanprintError(f"{' and '.join(bad)} apply to --data folders; with --generator the reference is "
-                                "--fingerprint (or the scalable/issued model's own fingerprints): drop "
-                                f"{' and '.join(bad)}")
-        if seeds is None:
-            raise GanprintError("--generator needs --seeds, e.g. --seeds 0-99")
-    else:
-        if seeds is not None:
-            raise GanprintError("--seeds goes with --generator; to evaluate a folder (--data) drop --seeds")
-        if model_attacks is not None and parse_model_attacks(model_attacks):
-            raise GanprintError("--model-attacks perturbs a generator's weights and needs --generator; with --data "
-                                "drop --model-attacks (or pass --model-attacks none)")
-        if (fingerprint is None) == (embedded is None):
-            raise GanprintError("pass exactly one of --fingerprint (one reference for all images) or --embedded FILE")
-    if outdir is None:
-        raise GanprintError("--outdir is required")
-    bounds.BATCH.check(batch_size, "--batch-size")
-    bounds.FPR.check(fpr, "--fpr")
-    check_writable_dir(outdir, "--outdir")
-
-
-def _score_generator(score: _Scoring, model, generator, seeds, fingerprint, k: int, res: int, settings,
-                     batch_size: int, clean) -> _Scored:
-    """Rows of the images `generator` makes for `seeds`, under the image attacks and the model attacks."""
-    seed_list = parse_seeds(seeds) if isinstance(seeds, str) else check_seed_list(seeds)
-    G, gkind, ref, gres = load_generator(generator, fingerprint, k, score.device)
+def _score_generator(score: Scoring, spec: EvaluateSpec, k: int, res: int,
+                     settings: list[ModelAttackSetting]) -> _Scored:
+    """Rows of the images `spec.generator` makes for its seeds, under the image attacks and the model attacks."""
+    seed_list = spec.seed_list()
+    G, gkind, ref, gres = load_generator(spec.generator, spec.fingerprint, k, score.device)
     if gres != res:
-        raise GanprintError(f"--generator {generator} makes {gres}-px images but --model {model} decodes "
+        raise GanprintError(f"`generator` {spec.generator} makes {gres}-px images but `model` {spec.model} decodes "
                             f"{res}-px ones; pass the decoder of this generator's resolution")
-    if clean is not None and ref is None:
-        raise GanprintError("--clean needs one reference fingerprint, but this scalable-G gives each seed its "
-                            "own: pass --fingerprint to generate every image with one fingerprint")
-    src = GeneratorSource(G, gkind, seed_list, ref, batch_size, score.device)
-    rows = score.rows(src)
-    rows += evaluate_model_attacks(score.decode, src, settings, score.fpr, score.seed, score.device, score.n_keys)
+    if spec.clean is not None and ref is None:
+        raise GanprintError("`clean` needs one reference fingerprint, but this scalable-G gives each seed its "
+                            "own: pass `fingerprint` to generate every image with one fingerprint")
+    src = GeneratorSource(G, gkind, seed_list, ref, spec.batch_size, score.device)
+    rows = evaluate(score, src)
+    rows += evaluate_model_attacks(score, src, settings)
     reference = ("per-seed fingerprints of the scalable-G" if ref is None else
                  f"{'issued' if gkind == 'scalable-G-issued' else 'fingerprint'}:{bits_to_str(ref)}")
     return _Scored(rows, src, (lambda name: ref) if ref is not None else None, reference, len(seed_list),
                    seed_list)
 
 
-def _score_folder(score: _Scoring, data, embedded, fingerprint, k: int, res: int, batch_size: int, celeba: bool,
-                  limit: int | None, clean) -> _Scored:
-    """Rows of the fingerprinted images under `data`, each compared with its reference."""
-    src = FolderSource(data, res, reference_lookup(k, fingerprint, embedded), batch_size, celeba, limit)
-    rows = score.rows(src)
+def _score_folder(score: Scoring, spec: EvaluateSpec, k: int, res: int) -> _Scored:
+    """Rows of the fingerprinted images under `spec.data`, each compared with its reference."""
+    fingerprint, embedded = spec.fingerprint, spec.embedded
+    src = FolderSource(spec.data, res, reference_lookup(k, fingerprint, embedded), spec.batch_size, spec.celeba,
+                       spec.limit)
+    rows = evaluate(score, src)
     if not rows:
-        raise GanprintError(f"no image under --data {data} has a reference fingerprint in --embedded {embedded}")
+        raise GanprintError(f"no image under `data` {spec.data} has a reference fingerprint in `embedded` {embedded}"
+                            if embedded is not None else f"`data` {spec.data} holds no readable image")
     if src.unreferenced:
-        log.warning("%d images under %s have no entry in %s and were skipped", len(src.unreferenced), data,
+        log.warning("%d images under %s have no entry in %s and were skipped", len(src.unreferenced), spec.data,
                     embedded)
-    clean_ref = reference_lookup(k, fingerprint, embedded, clean=True) if clean is not None else None
+    clean_ref = reference_lookup(k, fingerprint, embedded, clean=True) if spec.clean is not None else None
     reference = (f"fingerprint:{bits_to_str(parse_bits(fingerprint, k))}" if fingerprint else
                  f"embedded:{embedded}")
     return _Scored(rows, src, clean_ref, reference, len(src) - len(src.unreferenced) - len(src.skipped))
 
 
-def run_evaluate(model: str | Path, data: str | Path | None, outdir: str | Path, embedded: str | Path | None = None,
-                 fingerprint: str | None = None, attacks: str | list[str] | tuple[str, ...] = ("standard",),
-                 fpr: float = 1e-6, clean: str | Path | None = None, batch_size: int = 64, device: str = "auto",
-                 seed: int = 0, resolution: int | None = None, celeba: bool = False, limit: int | None = None,
-                 n_keys: int = 1, generator: str | Path | None = None, seeds: str | list[int] | None = None,
-                 model_attacks: str | list[str] | tuple[str, ...] | None = None,
-                 scale_search: str | None = None) -> dict:
-    """`ganprint evaluate`: robustness of the fingerprints in the images under `data`, or in the images a
-    `generator` makes for `seeds` (then also under the `model_attacks` on its weights; default "standard").
+def _identity(spec: EvaluateSpec, chains: list[AttackChain], settings: list[ModelAttackSetting],
+              device: torch.device) -> dict:
+    """Every setting that changes an output byte, as the output folder's record keeps it (keyed by field name)."""
+    seeds = spec.seed_list()
+    return {"model": file_identity(spec.model), "data": file_identity(spec.data),
+            "generator": file_identity(spec.generator), "seeds": None if seeds is None else seeds_text(seeds),
+            "embedded": file_identity(spec.embedded), "fingerprint": spec.fingerprint,
+            "attacks": [c.spec for c in chains], "model_attacks": [st.spec for st in settings], "fpr": spec.fpr,
+            "keys": spec.keys, "clean": file_identity(spec.clean), "limit": spec.limit,
+            "batch_size": spec.batch_size, "device": device.type, "seed": spec.seed, "celeba": bool(spec.celeba),
+            "scale_search": spec.scale_search, "resolution": spec.resolution}
 
-    `model` is a stega model / decoder export or a scalable decoder. Writes OUTDIR/results.jsonl (tidy rows),
-    summary.csv / summary.md (per set x attack x strength), plots (PNG), report.md and report.html, eval.json
-    (the configuration and headline numbers); returns the eval.json dict. The clean strength ("none") is always
-    included. `scale_search` ("auto" or fractions, `ganprint.perturb.scale_search`) decodes every image at
-    several candidate scales and keeps the most confident decoding. `outdir` may not be, hold or lie inside an
-    input, and takes only a re-run of the same evaluation (`ganprint.core.paths.OutputFolder`; its record marks the
-    plots as not data).
+
+def _open_output(spec: EvaluateSpec, chains: list[AttackChain], settings: list[ModelAttackSetting],
+                 device: torch.device) -> OutputFolder:
+    """Refuse an `outdir` that is, holds or lies inside an input, cannot be written, or holds another run."""
+    check_overlap([("`model`", spec.model, "model"), ("`data`", spec.data, "data"),
+                   ("`generator`", spec.generator, "generator"), ("`embedded`", spec.embedded, "list"),
+                   ("`clean`", spec.clean, "clean data")], [("`outdir`", spec.outdir)])
+    check_writable_dir(spec.outdir, "`outdir`")
+    identity = _identity(spec, chains, settings, device)
+    return OutputFolder(spec.outdir, "`outdir`", "evaluate", identity, labels={k: f"`{k}`" for k in identity},
+                        not_data=PLOTS).check()
+
+
+def run_evaluate(spec: EvaluateSpec) -> dict:
+    """Robustness of the fingerprints that `spec` names (see `EvaluateSpec`), written as a report.
+
+    Writes OUTDIR/results.jsonl (tidy rows), summary.csv / summary.md (per set x attack x strength), plots (PNG),
+    report.md and report.html, eval.json (the configuration and headline numbers); returns the eval.json dict.
+    `outdir` may not be, hold or lie inside an input, and takes only a re-run of the same evaluation
+    (`ganprint.core.paths.OutputFolder`; its record marks the plots as not data).
     """
-    bounds.KEYS.check(n_keys, "--keys")
-    bounds.SEED.check(seed, "--seed")
-    if limit is not None:
-        bounds.IMAGES.check(limit, "--limit")
-    check_overlap([("--model", model, "model"), ("--data", data, "data"), ("--generator", generator, "generator"),
-                   ("--embedded", embedded, "list"), ("--clean", clean, "clean data")], [("--outdir", outdir)])
-    _check_flags(data, generator, seeds, embedded, fingerprint, celeba, model_attacks, outdir, batch_size, fpr)
-    chains = parse_attacks(["none", *([attacks] if isinstance(attacks, str) else list(attacks))])
-    settings = parse_model_attacks("standard" if model_attacks is None else model_attacks) if generator else []
-    dev = resolve_device(device)
-    dec, res, k, _ = load_decoder(model, dev)
-    folder = OutputFolder(outdir, "--outdir", "evaluate", {
-        "model": file_identity(model), "data": file_identity(data), "generator": file_identity(generator),
-        "seeds": None if seeds is None else seeds_text(parse_seeds(seeds) if isinstance(seeds, str) else
-                                                       [int(x) for x in seeds]),
-        "embedded": file_identity(embedded), "fingerprint": fingerprint, "attacks": [c.spec for c in chains],
-        "model_attacks": [st.spec for st in settings], "fpr": fpr, "keys": n_keys, "clean": file_identity(clean),
-        "limit": limit, "batch_size": batch_size, "device": dev.type, "seed": seed, "celeba": bool(celeba),
-        "scale_search": scale_search, "resolution": resolution}, labels={}, not_data=PLOTS).check()
+    chains, settings = spec.attack_chains(), spec.model_attack_settings()
+    dev = resolve_device(spec.device)
+    folder = _open_output(spec, chains, settings, dev)
+    dec, res, k, _ = load_decoder(spec.model, dev)
+    fpr, n_keys = spec.fpr, spec.keys
     if match_threshold(k, fpr, n_keys) > k:  # bit accuracy is still measured; the report says so in bold too
-        log.warning("--fpr %g is too small for %d bits: no image can be detected at it (the smallest usable --fpr "
+        log.warning("`fpr` %g is too small for %d bits: no image can be detected at it (the smallest usable `fpr` "
                     "is %.3g); bit accuracies are measured all the same", fpr, k, smallest_usable_fpr(k, n_keys))
-    scales = parse_scales(scale_search)
-    if resolution is not None and int(resolution) != res:
-        raise GanprintError(f"--resolution {resolution} does not match the model's {res}; omit it or pass {res}")
-    score = _Scoring(ScaleSearch(dec, scales) if scales is not None else dec, chains, fpr, seed, dev, n_keys)
-    if generator is not None:
-        part = _score_generator(score, model, generator, seeds, fingerprint, k, res, settings, batch_size, clean)
-    else:
-        part = _score_folder(score, data, embedded, fingerprint, k, res, batch_size, celeba, limit, clean)
+    scales = parse_scales(spec.scale_search)
+    if spec.resolution is not None and int(spec.resolution) != res:
+        raise GanprintError(f"`resolution` {spec.resolution} does not match the model's {res}; omit it or pass {res}")
+    score = Scoring(ScaleSearch(dec, scales) if scales is not None else dec, chains, fpr, spec.seed, dev, n_keys)
+    part = (_score_generator(score, spec, k, res, settings) if spec.generator is not None else
+            _score_folder(score, spec, k, res))
     rows, clean_src = part.rows, None
-    if clean is not None:
-        clean_src = FolderSource(clean, res, part.clean_reference, batch_size, celeba, limit)
-        rows += score.rows(clean_src, "clean")
+    if spec.clean is not None:
+        clean_src = FolderSource(spec.clean, res, part.clean_reference, spec.batch_size, spec.celeba, spec.limit)
+        rows += evaluate(score, clean_src, "clean")
     for s in (part.source, clean_src):
         for name, err in (getattr(s, "skipped", None) or []):
             log.warning("skipped unreadable image %s: %s", name, err)
-    meta = {"model": str(model), "data": str(data) if data is not None else None,
-            "generator": str(generator) if generator is not None else None,
-            "seeds": (seeds if isinstance(seeds, str) else part.seeds) if generator is not None else None,
-            "clean": str(clean) if clean else None, "reference": part.reference, "resolution": res,
+    meta = {"model": str(spec.model), "data": str(spec.data) if spec.data is not None else None,
+            "generator": str(spec.generator) if spec.generator is not None else None,
+            "seeds": None if spec.generator is None else spec.seeds if isinstance(spec.seeds, str) else part.seeds,
+            "clean": str(spec.clean) if spec.clean else None, "reference": part.reference, "resolution": res,
             "fingerprint_length": k, "fpr": fpr, "n_keys": n_keys, "match_threshold": match_threshold(k, fpr, n_keys),
             "scale_search": list(scales) if scales is not None else None,
-            "attacks": [c.spec for c in chains], "model_attacks": [st.spec for st in settings], "seed": seed,
+            "attacks": [c.spec for c in chains], "model_attacks": [st.spec for st in settings], "seed": spec.seed,
             "images": part.n_images, "clean_images": (len(clean_src) - len(clean_src.skipped)) if clean_src else 0}
     folder.claim()
-    result = report.write_outputs(outdir, rows, meta)
+    result = report.write_outputs(spec.outdir, rows, meta)
     log.info("evaluate: %d rows for %d attack and %d model-attack settings written to %s (report: %s)", len(rows),
-             len(chains), len(settings), outdir, Path(outdir) / "report.html")
+             len(chains), len(settings), spec.outdir, Path(spec.outdir) / "report.html")
     return result

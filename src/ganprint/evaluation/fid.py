@@ -1,6 +1,6 @@
 """FID and KID in the standard FID Inception-v3 feature space, with cached data-set statistics.
 
-The weights are never downloaded: give the file with `--inception PATH` or the environment variable
+The weights are never downloaded: give the file as `inception` or in the environment variable
 GANPRINT_INCEPTION. The expected file is pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`; it is checked
 by SHA-256 (`INCEPTION_SHA256`) before use. Features of a data set are cached in `cache_dir`
 (GANPRINT_CACHE/fid or ~/.cache/ganprint/fid) under a key made of the file listing (relative path, size,
@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_path, atomic_write_json, sha256_file
 from ganprint.core.paths import check_new_file, check_overlap
 from ganprint.core.runtime import resolve_device
+from ganprint.core.specs import Spec
 from ganprint.data.folders import collate, list_images, open_image_dataset
 from ganprint.nets.inception import FIDInceptionV3
 
@@ -50,7 +52,7 @@ class InceptionWeightsError(GanprintError):
 def _missing_message(where: str) -> str:
     return (f"FID/KID need the FID Inception-v3 weights ({where}). Nothing is downloaded at run time: on a machine "
             f"with internet, fetch {INCEPTION_URL} (95.6 MB, SHA-256 {INCEPTION_SHA256}), copy it to this machine, "
-            f"e.g. to ~/.cache/ganprint/{INCEPTION_FILENAME}, and pass --inception PATH or set {ENV_WEIGHTS}=PATH.")
+            f"e.g. to ~/.cache/ganprint/{INCEPTION_FILENAME}, and pass `inception` PATH or set {ENV_WEIGHTS}=PATH.")
 
 
 def resolve_weights_path(path: str | os.PathLike | None = None) -> Path:
@@ -58,10 +60,10 @@ def resolve_weights_path(path: str | os.PathLike | None = None) -> Path:
     if path is None:
         env = os.environ.get(ENV_WEIGHTS)
         if not env:
-            raise InceptionWeightsError(_missing_message(f"no --inception given and {ENV_WEIGHTS} is not set"))
+            raise InceptionWeightsError(_missing_message(f"no `inception` given and {ENV_WEIGHTS} is not set"))
         path, where = env, f"{ENV_WEIGHTS}={env}"
     else:
-        where = f"--inception {path}"
+        where = f"`inception` {path}"
     p = Path(path).expanduser()
     if not p.is_file():
         raise InceptionWeightsError(_missing_message(f"{where} does not exist"))
@@ -242,34 +244,55 @@ def dataset_features(path: str | os.PathLike, resolution: int, model: torch.nn.M
     return feats
 
 
-def compute_fid_kid(data_a: str | os.PathLike, data_b: str | os.PathLike, resolution: int,
-                    inception: str | os.PathLike | None = None, kid: bool = True, cache_dir=None,
-                    batch_size: int = 50, device: str = "auto", allow_unverified: bool = False,
-                    kid_subsets: int = 100, kid_subset_size: int = 1000, out: str | os.PathLike | None = None,
-                    overwrite: bool = False) -> dict:
-    """FID (and KID) between two image folders/packed data sets at `resolution`; returns a dict of results,
-    also written as JSON to `out` when given (an existing file only with `overwrite`). Neither `out` nor a given
-    `cache_dir` may be, hold or lie inside an input."""
-    inputs = [("DATA_A", data_a, "data"), ("DATA_B", data_b, "data"), ("--inception", inception, "weights")]
-    check_overlap(inputs, [("--out", out, "file"), ("--cache-dir", cache_dir)])
-    if out is not None:
-        check_new_file(out, "--out", overwrite)
-    bounds.RESOLUTION.check(resolution, "--resolution")
-    bounds.BATCH.check(batch_size, "--batch-size")
-    dev = resolve_device(device)
-    model, digest = load_inception(inception, dev, allow_unverified=allow_unverified)
-    fa = dataset_features(data_a, resolution, model, digest, cache_dir, batch_size, dev)
-    fb = dataset_features(data_b, resolution, model, digest, cache_dir, batch_size, dev)
+@dataclass(frozen=True)
+class FidSpec(Spec):
+    """What one `ganprint metrics fid` is asked to do: FID (and, with `kid`, KID over `kid_subsets` subsets of
+    `kid_subset_size` images) between the data sets `data_a` and `data_b` at `resolution`, with the `inception`
+    weights (default: $GANPRINT_INCEPTION; `allow_unverified` accepts another file), features cached in
+    `cache_dir`; the JSON also goes to the file `out` (an existing one only with `overwrite`)."""
+
+    data_a: str | os.PathLike
+    data_b: str | os.PathLike
+    resolution: int
+    inception: str | os.PathLike | None = None
+    kid: bool = True
+    cache_dir: str | os.PathLike | None = None
+    batch_size: int = 50
+    device: str = "auto"
+    allow_unverified: bool = False
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    out: str | os.PathLike | None = None
+    overwrite: bool = False
+
+    def check(self) -> None:
+        bounds.RESOLUTION.check(self.resolution, "`resolution`")
+        bounds.BATCH.check(self.batch_size, "`batch_size`")
+
+
+def compute_fid_kid(spec: FidSpec | None = None, **kwargs) -> dict:
+    """FID (and KID) of a `FidSpec`, given as one or as its fields; returns a dict of results, also written as
+    JSON to `out` when given. Neither `out` nor a given `cache_dir` may be, hold or lie inside an input."""
+    spec = FidSpec.of(spec, **kwargs)
+    inputs = [("`data_a`", spec.data_a, "data"), ("`data_b`", spec.data_b, "data"),
+              ("`inception`", spec.inception, "weights")]
+    check_overlap(inputs, [("`out`", spec.out, "file"), ("`cache_dir`", spec.cache_dir)])
+    if spec.out is not None:
+        check_new_file(spec.out, "`out`", spec.overwrite)
+    dev = resolve_device(spec.device)
+    model, digest = load_inception(spec.inception, dev, allow_unverified=spec.allow_unverified)
+    fa, fb = (dataset_features(d, spec.resolution, model, digest, spec.cache_dir, spec.batch_size, dev)
+              for d in (spec.data_a, spec.data_b))
     if min(len(fa), len(fb)) < 2:
         raise GanprintError("FID needs at least 2 images in each data set")
-    res = {"data_a": str(data_a), "data_b": str(data_b), "n_a": int(len(fa)), "n_b": int(len(fb)),
-           "resolution": int(resolution), "fid": fid_from_features(fa, fb), "weights_sha256": digest,
+    res = {"data_a": str(spec.data_a), "data_b": str(spec.data_b), "n_a": int(len(fa)), "n_b": int(len(fb)),
+           "resolution": int(spec.resolution), "fid": fid_from_features(fa, fb), "weights_sha256": digest,
            "weights_verified": digest == INCEPTION_SHA256}
     if min(len(fa), len(fb)) < FEATURE_DIM:
         log.warning("fid: fewer images (%d) than feature dimensions (%d): FID is biased upwards; prefer KID",
                     min(len(fa), len(fb)), FEATURE_DIM)
-    if kid:
-        res["kid"], res["kid_std"] = kid_from_features(fa, fb, kid_subsets, kid_subset_size)
-    if out is not None:
-        atomic_write_json(out, res)
+    if spec.kid:
+        res["kid"], res["kid_std"] = kid_from_features(fa, fb, spec.kid_subsets, spec.kid_subset_size)
+    if spec.out is not None:
+        atomic_write_json(spec.out, res)
     return res

@@ -1,6 +1,6 @@
 """The figures of `ganprint metrics`: detection thresholds, p-values and the list of attacks.
 
-Each function returns its result; the CLI prints it (`as_dict()` for --json, `str()` for people).
+Each function returns its result, which prints as a sentence for people (`str()`) and as JSON (`as_dict()`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from ganprint.perturb.attacks import ATTACKS, SUITES
 
 @dataclass(frozen=True)
 class Threshold:
-    """The number of matching bits (`threshold`, K + 1 when none suffices) an image needs to be called
-    fingerprinted at `fpr`, with `keys` fingerprints searched (Bonferroni)."""
+    """The number of matching bits (`threshold`, K + 1 when none suffices) an image of `fingerprint_length` K bits
+    needs to be called fingerprinted at `fpr`, with `keys` fingerprints searched (Bonferroni)."""
 
-    bits: int
+    fingerprint_length: int
     fpr: float
     keys: int
     threshold: int
@@ -30,7 +30,7 @@ class Threshold:
         return asdict(self)
 
     def __str__(self) -> str:
-        k, m = self.bits, self.threshold
+        k, m = self.fingerprint_length, self.threshold
         if m > k:
             return (f"no threshold: even {k} of {k} matching bits has p = {p_value(k, k):.3g} > "
                     f"{self.fpr:g}/{self.keys}; use longer fingerprints")
@@ -38,20 +38,22 @@ class Threshold:
                 f"{self.p_value_at_threshold:.3g} <= {self.fpr:g}" + (f"/{self.keys} keys" if self.keys > 1 else ""))
 
 
-def detection_threshold(k: int, fpr: float = 1e-6, n_keys: int = 1) -> Threshold:
-    """`ganprint metrics threshold`: the match threshold of K-bit fingerprints at `fpr` over `n_keys` keys."""
-    bounds.BITS.check(k, "--bits")
-    bounds.KEYS.check(n_keys, "--keys")
-    bounds.FPR.check(fpr, "--fpr")
-    m = match_threshold(k, fpr, n_keys)
-    return Threshold(k, fpr, n_keys, m, m / k if m <= k else None, p_value(m, k) if m <= k else None)
+def detection_threshold(fingerprint_length: int, fpr: float = 1e-6, keys: int = 1) -> Threshold:
+    """`ganprint metrics threshold`: the match threshold of `fingerprint_length`-bit fingerprints at `fpr` over
+    `keys` keys."""
+    k = bounds.BITS.check(fingerprint_length, "`fingerprint_length`")
+    bounds.KEYS.check(keys, "`keys`")
+    bounds.FPR.check(fpr, "`fpr`")
+    m = match_threshold(k, fpr, keys)
+    return Threshold(k, fpr, keys, m, m / k if m <= k else None, p_value(m, k) if m <= k else None)
 
 
 @dataclass(frozen=True)
 class PValue:
-    """The one-sided binomial p-value of `matches` of `bits` matching bits and the channel capacity there."""
+    """The one-sided binomial p-value of `matches` of `fingerprint_length` matching bits and the channel capacity
+    there."""
 
-    bits: int
+    fingerprint_length: int
     matches: int
     bit_accuracy: float
     p_value: float
@@ -62,23 +64,24 @@ class PValue:
         return asdict(self)
 
     def __str__(self) -> str:
-        return (f"{self.matches} of {self.bits} bits match: p = {self.p_value:.3g} (log10 p = {self.log10_p:.2f}); "
+        return (f"{self.matches} of {self.fingerprint_length} bits match: p = {self.p_value:.3g} "
+                f"(log10 p = {self.log10_p:.2f}); "
                 f"BSC capacity at this accuracy {self.capacity_bits:.1f} bits")
 
 
-def match_p_value(k: int, matches: int | None = None, bit_accuracy: float | None = None) -> PValue:
+def match_p_value(fingerprint_length: int, matches: int | None = None, bit_accuracy: float | None = None) -> PValue:
     """`ganprint metrics pvalue`: from `matches`, or from `bit_accuracy` (matches = round(accuracy * K), as the
-    papers' tables)."""
+    papers' tables), of `fingerprint_length` K bits."""
     if (matches is None) == (bit_accuracy is None):
-        raise GanprintError("pass exactly one of --matches or --bit-accuracy")
-    bounds.BITS.check(k, "--bits")
+        raise GanprintError("pass exactly one of `matches` or `bit_accuracy`")
+    k = bounds.BITS.check(fingerprint_length, "`fingerprint_length`")
     if bit_accuracy is not None:
-        bounds.FRACTION.check(bit_accuracy, "--bit-accuracy")
+        bounds.FRACTION.check(bit_accuracy, "`bit_accuracy`")
     else:
-        bounds.DISTANCE.check(matches, "--matches")
+        bounds.DISTANCE.check(matches, "`matches`")
     m = round(bit_accuracy * k) if bit_accuracy is not None else int(matches)
     if m > k:
-        raise GanprintError(f"--matches {m} is larger than --bits {k}")
+        raise GanprintError(f"`matches` {m} is larger than `fingerprint_length` {k}")
     return PValue(k, m, m / k, p_value(m, k), log10_p_value(m, k), capacity(k, m / k))
 
 
@@ -98,7 +101,7 @@ def describe_attacks() -> str:
         aliases = f" (also: {', '.join(a.aliases)})" if a.aliases else ""
         lines.append(f"{a.name:<11} {_sweep(a.param, a.sweep):<32} {_neutral(a.neutral):<8} {a.description}{aliases}")
     lines += [f"suite {n}: {' '.join(members)}" for n, members in SUITES.items()]
-    lines.append("\nmodel-level attacks (ganprint evaluate --generator G --model-attacks ...):")
+    lines.append("\nmodel-level attacks (perturb a generator's weights, then score the images it makes):")
     for m in MODEL_ATTACK_SPECS.values():
         lines.append(f"{m.name:<13} {_sweep(m.param, m.sweep):<32} {_neutral(m.neutral):<8} {m.description}")
     lines += [f"model suite {n}: {' '.join(members)}" for n, members in MODEL_SUITES.items()]

@@ -4,7 +4,7 @@ These are the attacks the papers study on the weights themselves (quantization t
 additive weight noise, Yu et al. ICCV 2021 Fig. 3), plus magnitude pruning and a short fine-tune on clean data.
 Only floating-point *parameters* are changed; buffers (running statistics, averaged latents) are copied as is.
 
-`MODEL_ATTACK_SPECS` / `parse_model_attacks` describe the sweeps `ganprint evaluate --model-attacks` runs
+`MODEL_ATTACK_SPECS` / `parse_model_attacks` describe the sweeps an evaluation's `model_attacks` run
 (quantization, weight noise, pruning). `finetune` is not among them: it needs the caller's GAN training step
 (discriminator and clean data), which an evaluation does not have.
 """
@@ -123,7 +123,7 @@ def finetune(model: nn.Module, train_step: Callable[[nn.Module, torch.optim.Opti
 
 
 class ModelAttackSpecError(GanprintError):
-    """A --model-attacks spec that cannot be parsed or names an unknown attack/parameter."""
+    """A `model_attacks` spec that cannot be parsed or names an unknown attack/parameter."""
 
 
 @dataclass(frozen=True)
@@ -199,10 +199,10 @@ def _parse_model_step(text: str) -> list[ModelAttackSetting]:
     name, _, arg = one.partition(":")
     name = name.strip().lower()
     if name not in MODEL_ATTACK_SPECS:
-        raise ModelAttackSpecError(f"unknown model attack {excerpt(name)} in --model-attacks {excerpt(text)}; known: "
+        raise ModelAttackSpecError(f"unknown model attack {excerpt(name)} in `model_attacks` {excerpt(text)}; known: "
                                    f"{', '.join(MODEL_ATTACK_SPECS)} (suites: {', '.join(MODEL_SUITES)}, none)")
     att = MODEL_ATTACK_SPECS[name]
-    values = parse_strengths(name, arg, param=att.param, bounds=att.bounds, sweep=att.sweep, flag="--model-attacks",
+    values = parse_strengths(name, arg, param=att.param, bounds=att.bounds, sweep=att.sweep, flag="`model_attacks`",
                              whole=text, error=ModelAttackSpecError, integer=att.integer)
     return [ModelAttackSetting(name, float(v)) for v in values]
 
@@ -217,7 +217,7 @@ def parse_model_attacks(spec: str | list[str] | tuple[str, ...]) -> list[ModelAt
     out: list[ModelAttackSetting] = []
     for whole in specs:
         if not str(whole).split():
-            raise ModelAttackSpecError("empty --model-attacks spec; give e.g. 'standard', 'none' or 'prune:0.5'")
+            raise ModelAttackSpecError("empty `model_attacks` spec; give e.g. 'standard', 'none' or 'prune:0.5'")
         for one in str(whole).split():  # spaces separate specs too
             low = one.lower()
             if low == "none":

@@ -286,7 +286,7 @@ def write_outputs(outdir: str | Path, rows: list[dict], meta: dict) -> dict:
               f"(false-positive rate {fpr:g}" + (f", {n_keys} keys" if n_keys > 1 else "") + ")"
               if meta["match_threshold"] <= k else
               f"- decision: **no image can be detected**: even {k} of {k} matching bits is not significant at "
-              f"false-positive rate {fpr:g}; use longer fingerprints or a larger --fpr"),
+              f"false-positive rate {fpr:g}; use longer fingerprints or a larger false-positive rate"),
              f"- attacks: {len(meta['attacks'])} settings" +
              (f", model-level attacks: {len(meta['model_attacks'])} settings" if meta.get("model_attacks") else "") +
              f"; seed {meta['seed']}; ganprint {__version__}\n"]

@@ -84,7 +84,7 @@ GENERATOR_KINDS = ("stylegan2-G", "scalable-G", "scalable-G-issued", DIFFUSION_K
 
 def load_decoder(model: str | Path, device: str | torch.device = "cpu"
                  ) -> tuple[Callable[[torch.Tensor], torch.Tensor], int, int, str]:
-    """Load `--model` (a stega model, a stega decoder or a scalable decoder) as (decode, resolution, K, kind),
+    """Load `model` (a stega model, a stega decoder or a scalable decoder) as (decode, resolution, K, kind),
     where decode(img01 [N, 3, R, R] in [0, 1]) -> logits [N, K]."""
     module, config, meta = load_export(model, kind=DECODER_KINDS, device=device)
     kind = meta["ganprint.kind"]
@@ -98,11 +98,11 @@ def load_decoder(model: str | Path, device: str | torch.device = "cpu"
 
 def load_generator(generator: str | Path, fingerprint: str | None, k: int, device: str | torch.device = "cpu"
                    ) -> tuple[torch.nn.Module, str, torch.Tensor | None, int]:
-    """Load `--generator` as (G, kind, reference bits [K] or None, resolution).
+    """Load `generator` as (G, kind, reference bits [K] or None, resolution).
 
-    The reference is `--fingerprint` for a plain stylegan2-G (fingerprinted through its training data, so it
+    The reference is `fingerprint` for a plain stylegan2-G (fingerprinted through its training data, so it
     must be given) and optional for a scalable-G (None: each seed's own fingerprint c is the reference); an issued
-    model's is its built-in fingerprint, and --fingerprint is refused.
+    model's is its built-in fingerprint, and a `fingerprint` is refused.
     """
     if read_metadata(generator)["ganprint.kind"] == DIFFUSION_KIND:  # DDIM, 50 steps, as `ganprint generate`
         return load_diffusion_generator(generator, fingerprint, k, device)
@@ -110,17 +110,17 @@ def load_generator(generator: str | Path, fingerprint: str | None, k: int, devic
     kind = meta["ganprint.kind"]
     if kind == "stylegan2-G":
         if fingerprint is None:
-            raise GanprintError(f"--generator {generator} is a plain stylegan2-G model, fingerprinted through its "
-                                "training data: pass --fingerprint BITS, the fingerprint embedded in that data")
+            raise GanprintError(f"`generator` {generator} is a plain stylegan2-G model, fingerprinted through its "
+                                "training data: pass `fingerprint` BITS, the fingerprint embedded in that data")
         return G, kind, parse_bits(str(fingerprint), k), int(G.img_resolution)
     gk = int(cfg["fingerprint_bits"])
     if gk != k:
-        raise GanprintError(f"--generator {generator} makes {gk}-bit fingerprints but --model decodes {k} bits; "
+        raise GanprintError(f"`generator` {generator} makes {gk}-bit fingerprints but `model` decodes {k} bits; "
                             "pass the decoder trained with this generator")
     if kind == "scalable-G-issued":
         if fingerprint is not None:
-            raise GanprintError(f"--generator {generator} is an issued model with its fingerprint built in: drop "
-                                "--fingerprint (its own fingerprint is the reference)")
+            raise GanprintError(f"`generator` {generator} is an issued model with its fingerprint built in: drop "
+                                "`fingerprint` (its own fingerprint is the reference)")
         return G, kind, parse_bits(meta[FINGERPRINT_META], k), int(cfg["resolution"])
     ref = parse_bits(str(fingerprint), k) if fingerprint is not None else None
     return G, kind, ref, int(cfg["resolution"])
@@ -140,9 +140,9 @@ class GeneratorSource:
         if kind not in GENERATOR_KINDS:
             raise GanprintError(f"a generator source needs one of {', '.join(GENERATOR_KINDS)}, got {kind!r}")
         if reference is None and kind != "scalable-G":
-            raise GanprintError(f"a {kind} generator takes no per-seed fingerprint: give a reference (--fingerprint)")
+            raise GanprintError(f"a {kind} generator takes no per-seed fingerprint: give a reference (`fingerprint`)")
         if not seeds:
-            raise GanprintError("--seeds selects no seeds")
+            raise GanprintError("`seeds` selects no seeds")
         self.G, self.kind, self.seeds, self.reference = G, kind, list(seeds), reference
         self.batch_size, self.device = int(batch_size), device
         p = next(G.parameters())
@@ -176,14 +176,14 @@ class GeneratorSource:
 
 def reference_lookup(k: int, fingerprint: str | None, embedded: str | Path | None,
                       clean: bool = False) -> Callable[[str], torch.Tensor | None]:
-    """name -> [K] reference bits: the one --fingerprint, or the --embedded entry of the same name (a clean image
+    """name -> [K] reference bits: the one `fingerprint`, or the `embedded` entry of the same name (a clean image
     without an entry is compared with the first fingerprint of the list: any fixed key is a valid null test)."""
     if fingerprint is not None:
         ref = parse_bits(str(fingerprint), k)
         return lambda name: ref
     table = {n: parse_bits(b, k) for n, b in read_fingerprint_txt(embedded, k).items()}
     if not table:
-        raise GanprintError(f"--embedded {embedded} lists no fingerprints")
+        raise GanprintError(f"`embedded` {embedded} lists no fingerprints")
     first = table[min(table)]
 
     def lookup(name: str) -> torch.Tensor | None:
