@@ -302,7 +302,7 @@ CASES = [
     *[(f"{name}-fpr-{fpr}", [*cmd, "--fpr", fpr], 1, "--fpr")
       for name, cmd in (("detect", [*DETECT, "--data", "{imgs}"]),
                         ("attribute", [*ATTR, "--out", "{out}/af.jsonl"]),
-                        ("metrics-threshold", ["metrics", "threshold", "--bits", "8"]))
+                        ("metrics-threshold", ["metrics", "threshold", "--fingerprint-length", "8"]))
       for fpr in ("0", "1e-300", "2", "nan", "-1") if (name, fpr) != ("metrics-threshold", "1e-300")],
     # Counts, resolutions, seeds
     *[(f"train-scalable-resolution-{r}", [*TRAIN_SC, "--resolution", r, "--outdir", "{out}/sr"], 1, "--resolution")
@@ -338,9 +338,11 @@ CASES = [
        "--resolution") for n in ("0", "-16", "24")],
     ("from-images-num-images-neg", ["dataset", "from-images", "{imgs}", "{out}/pn", "--resolution", "16",
                                     "--num-images", "-1"], 1, "--num-images"),
-    ("metrics-pvalue-matches-over", ["metrics", "pvalue", "--bits", "8", "--matches", "9"], 1, "--matches"),
-    ("metrics-pvalue-bits-zero", ["metrics", "pvalue", "--bits", "0", "--matches", "0"], 1, "--bits"),
-    ("metrics-threshold-keys-zero", ["metrics", "threshold", "--bits", "8", "--keys", "0"], 1, "--keys"),
+    ("metrics-pvalue-matches-over", ["metrics", "pvalue", "--fingerprint-length", "8", "--matches", "9"], 1,
+     "--matches"),
+    ("metrics-pvalue-bits-zero", ["metrics", "pvalue", "--fingerprint-length", "0", "--matches", "0"], 1,
+     "--fingerprint-length"),
+    ("metrics-threshold-keys-zero", ["metrics", "threshold", "--fingerprint-length", "8", "--keys", "0"], 1, "--keys"),
     # Devices and plain bad flags
     *[(f"{name}-device-cuda", [*cmd, "--device", "cuda"], 1, "cuda")
       for name, cmd in (("embed", [*EMBED, "--data", "{imgs}"]), ("generate", [*GEN, "--outdir", "{out}/gc"]),
@@ -409,9 +411,9 @@ CASES = [
     *[(f"evaluate-{flag[2:]}-{v}", [*EVAL, flag, v, "--outdir", "{out}/vk"], 1, flag)
       for flag in ("--keys", "--limit") for v in ("0", str(10**30))],
     *[(f"metrics-{n}", ["metrics", *argv], 1, flag) for n, argv, flag in (
-        ("pvalue-bit-accuracy-nan", ["pvalue", "--bits", "8", "--bit-accuracy", "nan"], "--bit-accuracy"),
-        ("pvalue-bits-huge", ["pvalue", "--bits", str(10**12), "--matches", "3"], "--bits"),
-        ("threshold-keys-huge", ["threshold", "--bits", "8", "--keys", str(10**30)], "--keys"),
+        ("pvalue-bit-accuracy-nan", ["pvalue", "--fingerprint-length", "8", "--bit-accuracy", "nan"], "--bit-accuracy"),
+        ("pvalue-bits-huge", ["pvalue", "--fingerprint-length", str(10**12), "--matches", "3"], "--fingerprint-length"),
+        ("threshold-keys-huge", ["threshold", "--fingerprint-length", "8", "--keys", str(10**30)], "--keys"),
         ("fid-resolution-huge", ["fid", "{imgs}", "{imgs}", "--resolution", "1073741824"], "--resolution"))],
     *[(f"serve-{flag[2:]}-{v}", ["serve", flag, v, "--scalable-decoder", "{SD}"], 1, flag)
       for flag, v in (("--port", "-1"), ("--port", "70000"), ("--workers", "0"), ("--fpr", "nan"),

@@ -16,7 +16,8 @@ from ganprint.perturb.attacks import ATTACKS
 def test_detection_threshold_known_answers_and_text():
     t = detection_threshold(100, 1e-6, 10**6)
     assert (t.threshold, t.bit_accuracy) == (85, 0.85) and t.p_value_at_threshold <= 1e-12
-    assert list(t.as_dict()) == ["fingerprint_length", "fpr", "keys", "threshold", "bit_accuracy", "p_value_at_threshold"]
+    assert list(t.as_dict()) == ["fingerprint_length", "fpr", "keys", "threshold", "bit_accuracy",
+                                 "p_value_at_threshold"]
     assert str(t).startswith("85 of 100 bits") and str(t).endswith("/1000000 keys")
     none = detection_threshold(8, 1e-6)
     assert none.threshold == 9 and none.bit_accuracy is None and str(none).startswith("no threshold")

@@ -183,6 +183,10 @@ class EvaluateSpec(Spec):
         bounds.SEED.check(self.seed, "`seed`")
         if self.limit is not None:
             bounds.IMAGES.check(self.limit, "`limit`")
+        # read-only, and first: an output placed inside an input is the error to see, whatever else is wrong
+        check_overlap([("`model`", self.model, "model"), ("`data`", self.data, "data"),
+                       ("`generator`", self.generator, "generator"), ("`embedded`", self.embedded, "list"),
+                       ("`clean`", self.clean, "clean data")], [("`outdir`", self.outdir)])
         if (self.data is None) == (self.generator is None):
             raise SpecError("pass exactly one of `data` (a folder of fingerprinted images) or `generator` "
                             "(a generator export, with `seeds`)")
@@ -295,10 +299,7 @@ def _identity(spec: EvaluateSpec, chains: list[AttackChain], settings: list[Mode
 
 def _open_output(spec: EvaluateSpec, chains: list[AttackChain], settings: list[ModelAttackSetting],
                  device: torch.device) -> OutputFolder:
-    """Refuse an `outdir` that is, holds or lies inside an input, cannot be written, or holds another run."""
-    check_overlap([("`model`", spec.model, "model"), ("`data`", spec.data, "data"),
-                   ("`generator`", spec.generator, "generator"), ("`embedded`", spec.embedded, "list"),
-                   ("`clean`", spec.clean, "clean data")], [("`outdir`", spec.outdir)])
+    """Refuse an `outdir` that cannot be written or holds another run (the spec refused one placed in an input)."""
     check_writable_dir(spec.outdir, "`outdir`")
     identity = _identity(spec, chains, settings, device)
     return OutputFolder(spec.outdir, "`outdir`", "evaluate", identity, labels={k: f"`{k}`" for k in identity},
