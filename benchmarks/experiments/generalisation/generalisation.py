@@ -26,7 +26,7 @@ from ganprint.artificial.config import resolve_config
 from ganprint.core.files import atomic_write_text, read_jsonl
 from ganprint.core.images import read_image, to_tensor01
 from ganprint.data.samples import write_samples
-from ganprint.evaluation.evaluate import run_evaluate
+from ganprint.evaluation.evaluate import EvaluateSpec, run_evaluate
 from ganprint.evaluation.quality import psnr, ssim
 
 OPENCV = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -92,9 +92,9 @@ def _robustness(model: Path, d: dict[str, Path], out: Path, set_name: str, fpr: 
     for search in ("none", "auto"):
         ev = out / f"eval-{set_name}-ss-{search}"
         if not (ev / "results.jsonl").is_file():
-            run_evaluate(model, emb / "fingerprinted_images", ev, embedded=emb / "embedded_fingerprints.txt",
-                         attacks=list(ATTACKS), fpr=fpr, clean=d[f"{set_name}-clean"], device="cpu",
-                         scale_search=search)
+            run_evaluate(EvaluateSpec(model=model, data=emb / "fingerprinted_images", outdir=ev,
+                                      embedded=emb / "embedded_fingerprints.txt", attacks=list(ATTACKS), fpr=fpr,
+                                      clean=d[f"{set_name}-clean"], device="cpu", scale_search=search))
         groups: dict[tuple[str, str], list[dict]] = {}
         for r in read_jsonl(ev / "results.jsonl"):
             groups.setdefault((r["set"], r["spec"]), []).append(r)
