@@ -41,7 +41,7 @@ def test_config_resolves_presets_with_overrides():
 
 
 def test_embed_registers_the_data_set_fingerprint(tiny_stega_model, image_folder, tmp_path):
-    from ganprint.scalable.registry import Registry
+    from ganprint.registry.store import Registry
 
     reg = tmp_path / "reg.sqlite"
     with pytest.raises(GanprintError, match="--identical"):
