@@ -5,7 +5,7 @@ process and are all released when the process closes *any* descriptor of the fil
 database (to read its header, hash or copy it) in one thread would silently drop the write lock that another thread
 holds, and a second process would then write at the same time and corrupt the file. SQLite itself defers such
 closes while locks are held, so every read here goes through it
-(tests/registry/test_store.py::test_a_read_in_another_thread_keeps_the_write_lock).
+(tests/registry/test_backends.py::test_a_read_in_another_thread_keeps_the_write_lock).
 
 The journal is the rollback journal (journal_mode=DELETE), not WAL: read-only use then opens the file with
 `mode=ro`, takes only a shared lock and creates no file beside it (it also works on a read-only file or folder),
