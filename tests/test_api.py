@@ -41,12 +41,12 @@ def test_config_resolves_presets_with_overrides():
 
 
 def test_embed_registers_the_data_set_fingerprint(tiny_stega_model, image_folder, tmp_path):
-    from ganprint.scalable.registry import Registry
+    from ganprint.registry.store import Registry
 
     reg = tmp_path / "reg.sqlite"
-    with pytest.raises(GanprintError, match="--identical"):
+    with pytest.raises(GanprintError, match="add `identical`"):
         ganprint.embed(tiny_stega_model, image_folder, tmp_path / "x", registry=reg, name="photos", device="cpu")
-    with pytest.raises(GanprintError, match="--name"):
+    with pytest.raises(GanprintError, match="`registry` and `name` go together"):
         ganprint.embed(tiny_stega_model, image_folder, tmp_path / "y", registry=reg, identical=True, device="cpu")
     out = ganprint.embed(tiny_stega_model, image_folder, tmp_path / "out", registry=reg, name="photos",
                          identical=True, seed=3, device="cpu")

@@ -135,7 +135,7 @@ _EDITED_REGISTRIES = {
     "reg_no_column": "ALTER TABLE fingerprints DROP COLUMN notes",
     "reg_blob_who": "UPDATE fingerprints SET who = x'00ff'",
     "reg_short_packed": "UPDATE fingerprints SET packed = x'0000000000'",
-    "reg_bad_bits": "UPDATE meta SET value = 'eight' WHERE key = 'bit_length'",
+    "reg_bad_bits": "UPDATE meta SET value = 'eight' WHERE key = 'fingerprint_length'",
     "reg_bad_schema": "UPDATE meta SET value = '2x' WHERE key = 'schema_version'",
     "reg_negative_schema": "UPDATE meta SET value = '-1' WHERE key = 'schema_version'",
 }

@@ -34,7 +34,8 @@ import httpx
 import numpy as np
 
 from ganprint.core.files import sha256_file
-from ganprint.scalable.registry import Registry, default_min_distance
+from ganprint.registry.fingerprints import default_min_distance
+from ganprint.registry.store import Registry
 from service_kit import SRC, Server, create_database, make_models, postgres_instance  # beside this script
 
 ROOT = SRC.parent  # the repository

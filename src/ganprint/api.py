@@ -15,12 +15,11 @@ import torch
 from ganprint.artificial.config import TrainConfig
 from ganprint.artificial.config import resolve_config as _artificial_config
 from ganprint.artificial.detect import detect
-from ganprint.artificial.embed import embed as _embed
+from ganprint.artificial.register import embed_registered
 from ganprint.artificial.train import train_stega
 from ganprint.core import bounds
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
-from ganprint.core.paths import check_overlap
 from ganprint.core.seeds import check_seed_list
 from ganprint.data.samples import write_samples as samples
 from ganprint.diffusion import generate as diffusion_generate  # also registers the diffusion-unet kind for load()
@@ -37,7 +36,6 @@ from ganprint.scalable.attribute import attribute_images as attribute
 from ganprint.scalable.config import ScalableTrainConfig
 from ganprint.scalable.config import resolve_config as _scalable_config
 from ganprint.scalable.issue import issue_model as issue
-from ganprint.scalable.registry import register_dataset, registry_file
 from ganprint.scalable.train import train_scalable
 
 __all__ = ["attribute", "config", "detect", "embed", "evaluate", "generate", "issue", "load", "samples", "train"]
@@ -47,20 +45,10 @@ _SCALABLE_ONLY = ("fingerprint", "identical_latent", "identical_fingerprint")
 
 def embed(model: str | os.PathLike, data: str | os.PathLike, outdir: str | os.PathLike,
           registry: str | os.PathLike | None = None, name: str | None = None, **kwargs: Any) -> dict:
-    """`ganprint.artificial.embed.embed` (same arguments); with `registry` and `name`, an --identical data set's
-    fingerprint is then recorded in that registry (SQLite path or postgresql:// URL), so that `ganprint serve`
+    """`ganprint.artificial.embed.embed` (same arguments); with `registry` and `name`, an `identical` data set's
+    fingerprint is then recorded in that registry (`ganprint.artificial.register`), so that `ganprint serve`
     detects it. Returns embed's summary, with the registry record under "registered"."""
-    if (registry is None) != (name is None):
-        raise GanprintError("--registry and --name go together: the registry to record the data set in, and its name")
-    if registry is not None and not kwargs.get("identical"):
-        raise GanprintError("--registry records one fingerprint per data set: add --identical")
-    reg = registry_file(registry)
-    check_overlap([("--model", model, "model"), ("--data", data, "data"), ("--registry", reg, "registry")],
-                  [("--outdir", outdir), ("--registry", reg, "file")])
-    summary = _embed(model, data, outdir, **kwargs)
-    if registry is not None:
-        summary["registered"] = register_dataset(registry, name, summary["fingerprint"], model)
-    return summary
+    return embed_registered(model, data, outdir, registry, name, **kwargs)
 
 
 def evaluate(spec: EvaluateSpec | None = None, **kwargs: Any) -> dict:

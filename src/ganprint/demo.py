@@ -27,7 +27,7 @@ from ganprint.core.paths import OutputFolder
 from ganprint.core.runtime import resolve_device
 from ganprint.data.samples import write_samples
 from ganprint.evaluation.quality import psnr, ssim
-from ganprint.scalable.registry import register_dataset
+from ganprint.artificial.register import register_dataset
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ TEXT_FLAGS = {
     "--cors-origin": "an origin", "registry": "a path or URL", "--inception": "a path", "name": "a name",
     "--adversary": "attacks and values: evaluation.adversary.parse_adversary bounds each (tests/evaluation/test_adversary.py)",
     "--defence": "a check and its value: evaluation.defence.make_defence bounds it (tests/evaluation/test_adversary.py)",
-    "--expires": "a duration or date: scalable.registry.parse_expiry checks it (tests/service/test_tokens.py)",
+    "--expires": "a duration or date: registry.tokens.parse_expiry checks it (tests/service/test_tokens.py)",
 }
 
 

@@ -64,7 +64,7 @@ def test_bad_inputs(tmp_path, tiny_stega_model):
 def test_detect_and_attribute_give_the_same_rows_with_onnx_runtime(tmp_path, tiny_stega_model, sample_folder):
     from ganprint.artificial.detect import detect
     from ganprint.scalable.attribute import attribute_images
-    from ganprint.scalable.registry import Registry
+    from ganprint.registry.store import Registry
 
     rows = {}
     for runtime in ("torch", "onnx"):
@@ -79,7 +79,7 @@ def test_detect_and_attribute_give_the_same_rows_with_onnx_runtime(tmp_path, tin
     dec = save_export(tmp_path / "sc.safetensors", ScalableDecoder(cfg), "scalable-decoder", cfg.to_dict())
     reg = Registry(tmp_path / "reg.sqlite")
     for _ in range(3):
-        reg.issue(bit_length=48, who="x")
+        reg.issue(fingerprint_length=48, who="x")
     for runtime in ("torch", "onnx"):
         attribute_images(dec, tmp_path / "reg.sqlite", sample_folder, tmp_path / f"a-{runtime}.jsonl", device="cpu",
                          runtime=runtime)

@@ -11,7 +11,7 @@ from ganprint.core.fingerprints import pack_bits
 from ganprint.core.hamming import HammingIndex, hamming_to_all
 from ganprint.core.stats import match_threshold
 from ganprint.scalable.attribute import UNKNOWN, attribute_bits, summarize
-from ganprint.scalable.registry import Registry
+from ganprint.registry.store import Registry
 
 
 def test_hamming_to_all_matches_naive():
@@ -40,7 +40,7 @@ def test_planted_fingerprints(tmp_path):
     reg = Registry(tmp_path / "r.sqlite")
     k = 128
     for _ in range(30):
-        reg.issue(bit_length=k)
+        reg.issue(fingerprint_length=k)
     ids, packed = reg.packed()
     fps = torch.stack([r.bits for r in reg.list()])  # [30, K]
     g = torch.Generator().manual_seed(0)

@@ -6,7 +6,8 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the service tests need the service extra: pip install 'ganprint[service]'")
 
-from ganprint.scalable.registry import Registry, register_dataset  # noqa: E402
+from ganprint.artificial.register import register_dataset  # noqa: E402
+from ganprint.registry.store import Registry  # noqa: E402
 from benchmarks.perf.service_kit import Server  # noqa: E402
 from benchmarks.perf.service_kit import make_models  # noqa: E402
 from tests.service.postgres import postgres_server, postgres_url  # noqa: E402,F401 - fixtures

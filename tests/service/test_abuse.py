@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from ganprint.scalable.registry import Registry
+from ganprint.registry.store import Registry
 from ganprint.service.app import _error_handlers
 from benchmarks.perf.service_kit import Server
 
@@ -121,7 +121,7 @@ def test_api_docs_load_only_from_this_server(server):
             assert c.get(u).status_code == 200, u
 
 
-def test_registry_errors_map_to_statuses_by_kind_and_503_shows_no_location(models, tmp_path):
+def test_registry_errors_map_to_statuses_by_type_and_503_shows_no_location(models, tmp_path):
     reg = tmp_path / "private-location" / "reg.sqlite"
     reg.parent.mkdir()
     shutil.copy(models["registry"], reg)
@@ -131,7 +131,7 @@ def test_registry_errors_map_to_statuses_by_kind_and_503_shows_no_location(model
     try:
         with srv.client() as c:  # 32 of 32 bits from both issued fingerprints: none left (RegistryExhausted)
             r = c.post("/v1/issue", json={"who": "x"}, headers={"Authorization": f"Bearer {models['token']}"})
-            assert r.status_code == 409 and "--min-distance" in r.json()["error"], r.text
+            assert r.status_code == 409 and "`min_distance`" in r.json()["error"], r.text
         reg.write_bytes(b"this is not a database" * 100)
         with srv.client() as c:
             r = c.get("/readyz")

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from ganprint.core.files import sha256_file
-from ganprint.scalable.registry import Registry, default_min_distance
+from ganprint.registry.fingerprints import default_min_distance
+from ganprint.registry.store import Registry
 from benchmarks.perf.service_kit import Server
 from benchmarks.perf.service_kit import make_models
 from benchmarks.perf.service_kit import create_database

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from ganprint.core.files import sha256_file
-from ganprint.scalable.registry import Registry
+from ganprint.registry.store import Registry
 from benchmarks.perf.service_kit import SRC, Server
 
 CLIENTS, PER_CLIENT, CLI_PROCESSES, PER_PROCESS, ROUNDS = 8, 5, 2, 3, 3

@@ -13,8 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from ganprint.cli import main
-from ganprint.scalable.registry import (_MIGRATIONS, LEGACY_SCOPES, Registry, RegistryInputError, RegistryNotFound,
-                                        parse_expiry)
+from ganprint.registry.errors import RegistryInputError, RegistryNotFound
+from ganprint.registry.schema import MIGRATIONS, SCHEMA_VERSION
+from ganprint.registry.store import Registry
+from ganprint.registry.tokens import LEGACY_SCOPES, parse_expiry
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -42,7 +44,7 @@ def test_scopes_expiry_revocation_and_text_checks(url):
     assert [t.name for t in reg.tokens()] == ["alice", "ops", "root"]
     assert own not in json.dumps(reg.export()) and reg.export()["tokens"][0]["scopes"] == ["download:own"]
     for bad in [dict(scopes=["everything"]), dict(scopes=[]), dict(expires="yesterday"), dict(expires="2000-01-01")]:
-        with pytest.raises(RegistryInputError, match="--scope|--expires"):
+        with pytest.raises(RegistryInputError, match="`scopes`|`expires`"):
             reg.create_token("x", **{"scopes": ["issue"], **bad})
     with pytest.raises(RegistryNotFound):
         reg.revoke_token(999)
@@ -55,10 +57,10 @@ def test_scopes_expiry_revocation_and_text_checks(url):
         reg.get(2**63 - 1)
     for who in ("a\x00b", "\ud800", "line\nbreak", ""):  # PostgreSQL refused NUL itself (503 in the service)
         with pytest.raises(RegistryInputError):
-            reg.issue(bit_length=16, who=who)
+            reg.issue(fingerprint_length=16, who=who)
     with pytest.raises(RegistryInputError):
         reg.create_token("a\x00b", ["issue"])
-    assert reg.issue(bit_length=16, who="ok", notes="two\nlines").notes == "two\nlines"
+    assert reg.issue(fingerprint_length=16, who="ok", notes="two\nlines").notes == "two\nlines"
 
 
 def test_expiry_forms():
@@ -74,9 +76,9 @@ def test_expiry_forms():
 
 
 def _schema_2(url: str, backend: str) -> None:
-    """A registry exactly as ganprint wrote schema 2, with one token (the statements of _MIGRATIONS 0 and 1)."""
+    """A registry exactly as ganprint wrote schema 2, with one token (the statements of MIGRATIONS 0 and 1)."""
     statements = ["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"]
-    statements += [s for m in _MIGRATIONS[:2] for s in m[0 if backend == "sqlite" else 1]]
+    statements += [s for m in MIGRATIONS[:2] for s in m[0 if backend == "sqlite" else 1]]
     statements += ["INSERT INTO meta VALUES ('schema_version', '2')",
                    "INSERT INTO tokens (name, token_hash, created) VALUES ('old', '%s', '2026-01-01T00:00:00+00:00')"
                    % hashlib.sha256(b"gpt_old-token").hexdigest()]
@@ -96,8 +98,8 @@ def test_schema_2_tokens_keep_what_they_could_do(url, tmp_path):
     backend = "sqlite" if "://" not in url else "postgresql"
     _schema_2(url, backend)
     assert Registry(url, create=False).token("gpt_old-token").scopes == LEGACY_SCOPES  # read without migrating
-    reg = Registry(url)  # migrates to 3
-    assert reg.schema_version() == 3 and reg.migrated == (2, 3)
+    reg = Registry(url)  # migrates to the current schema
+    assert reg.schema_version() == SCHEMA_VERSION and reg.migrated == (2, SCHEMA_VERSION)
     old = reg.token("gpt_old-token")
     assert old.scopes == ("issue", "download:all") and old.expires is None and old.revoked is None
     dump = reg.export()

@@ -30,7 +30,7 @@ import torch
 from ganprint.core.fingerprints import pack_bits
 from ganprint.core.hamming import HammingIndex
 from ganprint.scalable.attribute import UNKNOWN, attribute_bits
-from ganprint.scalable.registry import Registry
+from ganprint.registry.store import Registry
 
 
 def _noisy(bits: np.ndarray, rng: np.random.Generator, a: float = 2.0, b: float = 38.0) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +93,7 @@ def bench_planted(models: int, per_model: int, k: int, seed: int, fpr: float, cl
     with tempfile.TemporaryDirectory() as tmp:
         reg = Registry(Path(tmp) / "registry.sqlite")
         for _ in range(models):
-            reg.issue(bit_length=k)
+            reg.issue(fingerprint_length=k)
         ids, packed = reg.packed()
         fps = np.stack([r.bits.numpy().astype(np.uint8) for r in reg.list()])  # [M, K]
         min_dist = min(r.min_distance for r in reg.list()[1:])
@@ -126,7 +126,7 @@ def bench_trained(run: Path, models: int, per_model: int, seed: int, fpr: float,
     with tempfile.TemporaryDirectory() as tmp:
         reg = Registry(Path(tmp) / "registry.sqlite")
         for _ in range(models):
-            reg.issue(bit_length=k)
+            reg.issue(fingerprint_length=k)
         ids, packed = reg.packed()
         recs = reg.list()
     rows, owners = [], []

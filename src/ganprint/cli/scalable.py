@@ -6,11 +6,13 @@ import json
 
 import click
 
+from ganprint.artificial.register import register_dataset
 from ganprint.cli import params as P
+from ganprint.registry.issued import repair_issued
+from ganprint.registry.store import Registry, export_registry, import_registry, migrate
 from ganprint.scalable.attribute import attribute_images
 from ganprint.scalable.config import resolve_config
-from ganprint.scalable.issue import issue_model, repair_issued
-from ganprint.scalable.registry import Registry, export_registry, import_registry, migrate, register_dataset
+from ganprint.scalable.issue import issue_model
 from ganprint.scalable.train import train_scalable
 from ganprint.training.config import config_json
 

@@ -8,7 +8,8 @@ import click
 
 from ganprint.cli import params as P
 from ganprint.core import bounds
-from ganprint.scalable.registry import SCOPES, Registry, create_token
+from ganprint.registry.store import Registry
+from ganprint.registry.tokens import SCOPES, create_token
 from ganprint.service.config import (BODY_RATE, CONNECTIONS, FILES, PIXELS, REQUEST_PIXELS, SYNC_SECONDS, UPLOAD_MB,
                                      ServiceConfig)
 from ganprint.service.runner import serve

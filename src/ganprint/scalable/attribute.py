@@ -37,7 +37,8 @@ from ganprint.core.runtime import resolve_device
 from ganprint.core.stats import decode_bits, log10_p_value, match_threshold, usable_threshold
 from ganprint.data.listing import list_images
 from ganprint.nets.onnx import onnx_runtime_for
-from ganprint.scalable.registry import Registry, registry_file
+from ganprint.registry.backends import registry_file
+from ganprint.registry.store import Registry
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,8 @@ def attribute_images(decoder_path: str | os.PathLike, registry_path: str | os.Pa
     files = list_images(src)
     decode, k, res = _decoder(decoder_path, device, runtime)
     reg = Registry(registry_path, create=False)
-    if reg.bit_length() not in (None, k):
-        raise GanprintError(f"registry {registry_path} holds {reg.bit_length()}-bit fingerprints but decoder "
+    if reg.fingerprint_length() not in (None, k):
+        raise GanprintError(f"registry {registry_path} holds {reg.fingerprint_length()}-bit fingerprints but decoder "
                             f"{decoder_path} reads {k} bits; use the matching --decoder / --registry")
     fp_ids, packed = reg.packed()
     usable_threshold(k, fpr, max(1, len(fp_ids)), "--fpr")

@@ -23,8 +23,10 @@ from starlette.requests import ClientDisconnect
 
 from ganprint._version import __version__
 from ganprint.core.errors import GanprintError
+from ganprint.registry.errors import (INT64, RegistryConflict, RegistryError, RegistryInputError, RegistryNotFound,
+                                     check_text)
+from ganprint.registry.tokens import Token
 from ganprint.scalable.attribute import UNKNOWN
-from ganprint.scalable.registry import INT64, RegistryError, RegistryInputError, Token, check_text
 from ganprint.service import metrics
 from ganprint.service.config import ServiceConfig
 from ganprint.service.engine import Engine
@@ -35,8 +37,10 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 
-# What a RegistryError's kind means to a client; any other kind is the registry being unusable (503).
-_REGISTRY_STATUS = {"invalid": 400, "not_found": 404, "conflict": 409}
+# The status of each type of RegistryError that answers the request itself (the first type that matches, in this
+# order); any other RegistryError is the registry being unusable (503).
+_REGISTRY_STATUS: tuple[tuple[type[RegistryError], int], ...] = (
+    (RegistryInputError, 400), (RegistryNotFound, 404), (RegistryConflict, 409))
 
 # Query parameters that would carry a credential, and the shape of ganprint's own tokens.
 _SECRET_PARAMS = {"token", "access_token", "api_key", "apikey", "key", "auth", "authorization", "bearer"}
@@ -102,7 +106,7 @@ class _Guard:
             metrics.observe_request(route, scope["method"], status[0], time.perf_counter() - start)
 
     def _too_large(self) -> str:
-        return f"request body larger than this server's limit of {self.limit / 2**20:g} MB (--max-upload-mb)"
+        return f"request body larger than this server's limit of {self.limit / 2**20:g} MB (`max_upload_mb`)"
 
 
 def _secret_in_query(query: bytes) -> bool:
@@ -162,7 +166,7 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         if len(files) > cfg.max_files:
             metrics.count("REJECTED", 1, "too_many_files")
             raise ApiError(413, f"{len(files)} files in one request; this server takes at most {cfg.max_files} "
-                                   f"(--max-files)")
+                                   f"(`max_files`)")
         resolutions = engine.resolutions(kind)
         if not resolutions:
             raise ApiError(404, f"this server has no decoder for /v1/{kind}")
@@ -181,7 +185,7 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         """Per image: the issued model whose fingerprint it carries (id, holder, issue date), or `unknown`.
 
         Same statistics and preprocessing as `ganprint attribute`: bit accuracy of the nearest issued fingerprint
-        and its Bonferroni-corrected p-value; attributed when that p-value is <= the server's --fpr.
+        and its Bonferroni-corrected p-value; attributed when that p-value is <= the server's `fpr`.
         """
         async with request.form() as form:
             names, imgs = await anyio.to_thread.run_sync(uploads, _form_files(form), "attribute", limiter=decode_slots)
@@ -196,7 +200,7 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         """Per image and registered data set: whether the image carries its artificial fingerprint.
 
         Same statistics as `ganprint detect`: bit accuracy, p-value P[Bin(K, 1/2) >= matches], detected when
-        the matches reach the threshold of the server's --fpr.
+        the matches reach the threshold of the server's `fpr`.
         """
         def run(files):
             names, imgs = uploads(files, "detect")
@@ -239,8 +243,8 @@ def _authorize(engine: Engine, request: Request, scope: str) -> Token:
     """The request's token when it is known, not revoked or expired, and allows `scope`; else 401 / 403."""
     secret = _bearer(request)
     if secret is None:
-        raise HTTPException(401, f"this needs a token with scope {scope}: Authorization: Bearer <token> (create one "
-                                 f"with `ganprint token create NAME --scope {scope}`)", {"WWW-Authenticate": "Bearer"})
+        raise HTTPException(401, f"this needs a token with scope {scope}: Authorization: Bearer <token> (an "
+                                 f"operator creates one with `ganprint token create`, scope {scope})", {"WWW-Authenticate": "Bearer"})
     token = engine.registry.token(secret)  # looked up on every request: revocation and expiry act at once
     if token is None:
         raise HTTPException(403, "this token is not valid for this registry")
@@ -285,9 +289,7 @@ def _issue_routes(app: FastAPI, engine: Engine) -> None:
     def _get(fp_id: int):
         try:
             return engine.registry.get(fp_id)
-        except RegistryError as e:
-            if e.kind != "not_found":
-                raise
+        except RegistryNotFound:
             raise ApiError(404, f"no issued model with id {fp_id}") from None
 
     @app.get("/v1/models/{fp_id}/download", tags=["issue"])
@@ -301,13 +303,13 @@ def _issue_routes(app: FastAPI, engine: Engine) -> None:
         path = engine.model_file(rec)
         if path is None:
             raise ApiError(410, f"the file of model #{fp_id} is not on this server (or changed since it was "
-                                   f"issued); give every server the same --models-dir")
+                                   f"issued); give every server the same `models_dir`")
         return FileResponse(path, media_type="application/octet-stream", filename=f"issued-{fp_id:06d}.safetensors")
 
 
 def _public(rec) -> dict:
     return {"id": rec.fp_id, "who": rec.who, "issued": rec.created, "notes": rec.notes,
-            "bits": rec.bit_length, "min_distance": rec.min_distance}
+            "bits": rec.fingerprint_length, "min_distance": rec.min_distance}
 
 
 def _meta_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
@@ -393,7 +395,7 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError):
-        status = _REGISTRY_STATUS.get(exc.kind)
+        status = next((s for t, s in _REGISTRY_STATUS if isinstance(exc, t)), None)
         if status is not None:
             return SafeJSON({"error": str(exc)}, status)
         # The registry is unreachable or unusable: its location and the reason go to the log, not to clients.

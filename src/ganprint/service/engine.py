@@ -29,9 +29,13 @@ from ganprint.core.files import sha256_file
 from ganprint.core.hamming import HammingIndex
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value
 from ganprint.nets.onnx import OnnxDecoder, onnx_runtime_for
+from ganprint.registry.datasets import Dataset
+from ganprint.registry.errors import CommitUnknown
+from ganprint.registry.fingerprints import Issued
+from ganprint.registry.issued import repair_issued
+from ganprint.registry.store import Registry
 from ganprint.scalable.attribute import UNKNOWN, attribute_bits, decode_images
-from ganprint.scalable.issue import issue_loaded, repair_issued
-from ganprint.scalable.registry import CommitUnknown, Dataset, Issued, Registry
+from ganprint.scalable.issue import issue_loaded
 from ganprint.service.config import ServiceConfig
 
 log = logging.getLogger(__name__)
@@ -135,7 +139,7 @@ class Engine:
             self.decoder, dcfg, _ = load_export(cfg.scalable_decoder, kind="scalable-decoder")
             self.k, self.resolution = int(dcfg["fingerprint_bits"]), int(dcfg["resolution"])
             self.decoder_onnx = _onnx_session(cfg.scalable_decoder, cfg.runtime)
-            k_reg = self.registry.bit_length()
+            k_reg = self.registry.fingerprint_length()
             if k_reg not in (None, self.k):
                 raise GanprintError(f"registry {self.registry.where} holds {k_reg}-bit fingerprints but "
                                     f"--scalable-decoder {cfg.scalable_decoder} reads {self.k} bits")
@@ -231,12 +235,12 @@ class Engine:
                 continue
             bits = dec.bits(imgs_by_res[dec.resolution])
             m = count_matches(bits, ds.bits).numpy()  # [N]
-            threshold = match_threshold(ds.bit_length, self.cfg.fpr)
+            threshold = match_threshold(ds.fingerprint_length, self.cfg.fpr)
             for i, row in enumerate(out):
                 row.append({"dataset": ds.name, "detected": bool(m[i] >= threshold),
-                            "bit_accuracy": float(m[i]) / ds.bit_length, "matches": int(m[i]),
-                            "p_value": float(p_value(int(m[i]), ds.bit_length)),
-                            "log10_p": float(log10_p_value(int(m[i]), ds.bit_length)),
+                            "bit_accuracy": float(m[i]) / ds.fingerprint_length, "matches": int(m[i]),
+                            "p_value": float(p_value(int(m[i]), ds.fingerprint_length)),
+                            "log10_p": float(log10_p_value(int(m[i]), ds.fingerprint_length)),
                             "min_matches": threshold})
         return out, {"datasets": len(snap.datasets), "fpr": self.cfg.fpr}
 

@@ -9,8 +9,9 @@ import tempfile
 
 from ganprint.core.errors import GanprintError
 from ganprint.core.paths import check_overlap
-from ganprint.scalable.issue import repair_issued
-from ganprint.scalable.registry import Registry, registry_file
+from ganprint.registry.backends import registry_file
+from ganprint.registry.issued import repair_issued
+from ganprint.registry.store import Registry
 from ganprint.service.config import ENV_CONFIG, ServiceConfig
 from ganprint.service.engine import check_model_kinds
 
