@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ganprint.core.errors import GanprintError, excerpt
+from ganprint.core.errors import field as field_label
 from ganprint.core.seeds import derive_seed
 from ganprint.perturb import ops
 
@@ -124,8 +125,9 @@ SUITES: dict[str, list[str]] = {
 def parse_strengths(name: str, arg: str, *, param: str, bounds: tuple[float, float], sweep, flag: str, whole: str,
                     error: type[GanprintError], aliases: dict | None = None, integer: bool = False) -> list[float]:
     """The strengths of one `name[:[param=]v1,v2,...]` step (the default `sweep` when `arg` is empty), checked
-    against `bounds`; `aliases` map other parameter names to converters. Errors (`error`) name `flag` and `whole`."""
-    aliases = aliases or {}
+    against `bounds`; `aliases` map other parameter names to converters. Errors (`error`) name `flag`, the field the
+    spec was given as ("attacks", shown in backticks: the CLI writes its flag there), and `whole`."""
+    aliases, flag = aliases or {}, field_label(flag)
     arg = arg.strip()
     if not arg:
         return [float(v) for v in sweep]
