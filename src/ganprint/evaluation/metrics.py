@@ -98,7 +98,7 @@ def describe_attacks() -> str:
         aliases = f" (also: {', '.join(a.aliases)})" if a.aliases else ""
         lines.append(f"{a.name:<11} {_sweep(a.param, a.sweep):<32} {_neutral(a.neutral):<8} {a.description}{aliases}")
     lines += [f"suite {n}: {' '.join(members)}" for n, members in SUITES.items()]
-    lines.append("\nmodel-level attacks (ganprint evaluate --generator G --model-attacks ...):")
+    lines.append("\nmodel-level attacks (perturbations of a generator's weights):")
     for m in MODEL_ATTACK_SPECS.values():
         lines.append(f"{m.name:<13} {_sweep(m.param, m.sweep):<32} {_neutral(m.neutral):<8} {m.description}")
     lines += [f"model suite {n}: {' '.join(members)}" for n, members in MODEL_SUITES.items()]
