@@ -1,4 +1,4 @@
-"""ganprint.samples and `ganprint data samples`: seeded crops of packaged photos, sources, splits."""
+"""ganprint.data.samples and `ganprint data samples`: seeded crops of packaged photos, sources, splits."""
 
 from __future__ import annotations
 

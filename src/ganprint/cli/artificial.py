@@ -166,7 +166,7 @@ def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip
 @click.option("--augment", "augment", type=str, default=None,
               help="Immunized training: perturbations before the decoder, e.g. 'default' or 'jpegd:40,noise:0.08'; "
                    "ops: jpeg, jpegd (real JPEG with a differentiable-JPEG gradient), blur, noise, crop, resize, "
-                   "color (ganprint.augment).")
+                   "color (ganprint.perturb.augment).")
 @click.option("--augment-skew", type=P.SKEW, default=None,
               help="Augmentation strength U(0,1)**(1/skew); > 1 trains more near the maxima [1; robust-32: 2].")
 @click.option("--seed", type=P.SEED, default=None, help="Random seed [0].")
