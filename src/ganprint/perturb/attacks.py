@@ -82,8 +82,7 @@ def _parse_step(text: str, whole: str) -> tuple[str, list[float]]:
                               f"{', '.join(ATTACKS)} "
                               f"(suites: {', '.join(SUITES)})")
     att = ATTACKS[name]
-    return name, parse_strengths(name, arg, param=att.param, bounds=att.bounds, sweep=att.sweep, flag="attacks",
-                                 whole=whole, error=AttackSpecError, aliases=att.aliases)
+    return name, parse_strengths(name, arg, att, sweep=att.sweep, flag="attacks", whole=whole, error=AttackSpecError)
 
 
 def parse_attacks(spec: str | list[str] | tuple[str, ...]) -> list[AttackChain]:

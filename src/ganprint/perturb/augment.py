@@ -156,8 +156,8 @@ def build_augment(spec: str = "default", n_ops: int = 1, ramp_start: float = 0.0
             raise AugmentSpecError(f"unknown augmentation {excerpt(name)} in `augment` {excerpt(spec)}; known: "
                                    f"{', '.join(OPS)}, or 'default' / 'none'")
         p = PERTURBATIONS[OPS[name].perturbation]
-        values = parse_strengths(name, val, param=p.param, bounds=p.bounds, sweep=(OPS[name].default_max,),
-                                 flag="augment", whole=spec, error=AugmentSpecError, aliases=p.aliases)
+        values = parse_strengths(name, val, p, sweep=(OPS[name].default_max,), flag="augment", whole=spec,
+                                 error=AugmentSpecError)
         if len(values) != 1:
             raise AugmentSpecError(f"give {name!r} one maximum in `augment` {excerpt(spec)}, got {len(values)}")
         ops_[name] = values[0]
