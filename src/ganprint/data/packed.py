@@ -12,7 +12,7 @@ Why this format (rather than a folder of PNGs, TFRecords as in the original, or 
   disk has room, and renamed into place at the end, so a crash never leaves a half-written data set that
   looks valid.
 
-Layout: `OUT/images.npy` uint8 [N, R, R, 3]; `OUT/dataset.json`
+Layout: `<folder>/images.npy` uint8 [N, R, R, 3]; `<folder>/dataset.json`
 `{"format": "ganprint-packed", "version": 1, "count", "resolution", "source", "created", "shuffle", "seed",
 "names": [...]}`.
 """
