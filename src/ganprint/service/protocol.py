@@ -16,7 +16,9 @@ upload, holds its connection (and the upload's spooled temporary file) for ever.
   the server itself stopped reading (flow control while the application is busy) does not count;
 - `max_connections`: a connection beyond it is answered 503 and closed before any of its bytes is read.
 A connection cut off gets 408 (if no answer was started) and is closed; the log gets one line per kind of event at
-most every 10 s (so a flood of slow connections cannot flood the log). The application sees the closed connection
+most every 10 s (so a flood of slow connections cannot flood the log). These lines go through uvicorn's handlers in
+every worker process, outside the CLI's flag mapping: they name the settings as the service's config and /v1/info do
+(`header_timeout`), and so do the answers. The application sees the closed connection
 as a client disconnect; the multipart parser then closes the upload's temporary files.
 """
 
