@@ -136,3 +136,17 @@ def test_no_flag_names_below_cli():
 
 def test_the_flag_scan_sees_flags_and_only_flags():
     assert _FLAG.findall('raise X(f"--batch-size {n}"); a--b; "--"; `--seeds`') == ["--batch-size", "--seeds"]
+
+
+def test_the_library_names_fields_and_each_command_shows_its_flags(tmp_path):
+    """The service's config and core's checks name fields; through `serve` and `demo` they read as flags."""
+    res = CliRunner().invoke(main, ["demo", "--outdir", str(tmp_path / "demo"), "--device", "tpu"])
+    assert res.exit_code == 1 and "--device 'tpu' is not a device" in res.output, res.output
+    pytest.importorskip("uvicorn")  # serve checks its settings once the service extra is there
+    missing = str(tmp_path / "missing.safetensors")
+    res = CliRunner().invoke(main, ["serve", "--stega-decoder", missing])
+    assert res.exit_code == 1 and f"--stega-decoder {missing} does not exist" in res.output, res.output
+    (tmp_path / "d.safetensors").write_bytes(b"x")
+    res = CliRunner().invoke(main, ["serve", "--stega-decoder", str(tmp_path / "d.safetensors"), "--max-pixels", "100",
+                                    "--max-request-pixels", "10"])
+    assert "--max-request-pixels (10) must be at least --max-pixels (100)" in res.output, res.output

@@ -76,7 +76,8 @@ def test_output_folder_takes_new_empty_or_its_own_run_only(tmp_path):
     assert OutputFolder(out, "outdir", "embed", {"seed": 1, "precision": "fp32"}).check().resumed
     with pytest.raises(GanprintError) as e:
         OutputFolder(out, "outdir", "embed", {"seed": 1, "precision": "bf16"}, labels={}).check()
-    assert "`outdir` " in str(e.value) and "`precision`: 'fp32' -> 'bf16'" in str(e.value) and "seed" not in str(e.value)
+    msg = str(e.value)
+    assert "`outdir` " in msg and "`precision`: 'fp32' -> 'bf16'" in msg and "seed" not in msg
     with pytest.raises(GanprintError, match="holds the output of `ganprint embed`"):
         OutputFolder(out, "outdir", "detect", {"seed": 1}).check()
     foreign = tmp_path / "foreign"

@@ -87,7 +87,8 @@ def test_photo_split_is_fixed_and_disjoint(tmp_path):
 
 
 def test_cli_data_samples(tmp_path):
-    argv = ["data", "samples", "--outdir", str(tmp_path / "s"), "--resolution", "16", "--count", "3", "--photos", "train"]
+    argv = ["data", "samples", "--outdir", str(tmp_path / "s"), "--resolution", "16", "--count", "3", "--photos",
+            "train"]
     res = CliRunner().invoke(main, argv)
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "s").glob("*.png")) == ["000000.png", "000001.png", "000002.png"]

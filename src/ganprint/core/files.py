@@ -169,7 +169,8 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def check_writable_dir(path: str | os.PathLike, name: str) -> Path:
-    """Make sure the folder `path` (the parameter `name`, see `errors.field`) exists or can be created, and that files can be written in it.
+    """Make sure the folder `path` (the parameter `name`, see `errors.field`) exists or can be created, and that
+    files can be written in it.
 
     Commands call this before any work, so that a bad output path fails at once with one line naming the parameter
     and the path. Creates the folder (as the command would); raises GanprintError otherwise.
@@ -192,8 +193,8 @@ def check_writable_dir(path: str | os.PathLike, name: str) -> Path:
 
 
 def check_writable_file(path: str | os.PathLike, name: str) -> Path:
-    """Make sure the file `path` (the parameter `name`) can be written (atomically, beside it): it is not a folder, and its
-    folder exists or can be created and is writable. Raises GanprintError naming the parameter and the path."""
+    """Make sure the file `path` (the parameter `name`) can be written (atomically, beside it): it is not a folder,
+    and its folder exists or can be created and is writable. Raises GanprintError naming the parameter and the path."""
     path, label = Path(path), field(name)
     if path.is_dir():
         raise GanprintError(f"{label} {path} is a folder; pass a file path")
@@ -246,8 +247,8 @@ def _input_error(what: str, path: str | os.PathLike, problem: str) -> GanprintEr
 
 
 def read_input_bytes(path: str | os.PathLike, what: str, max_bytes: int) -> bytes:
-    """The bytes of the input file `path` that `what` (a description, or a field name in backticks) names: only a regular file, or a link
-    to one, of at most `max_bytes`; GanprintError naming `what` and the path otherwise.
+    """The bytes of the input file `path` that `what` (a description, or a field name in backticks) names: only a
+    regular file, or a link to one, of at most `max_bytes`; GanprintError naming `what` and the path otherwise.
 
     The size is checked from stat before anything is read and at most max_bytes + 1 bytes are read (a file that
     grows meanwhile is refused too); the file is opened without blocking and checked again by its descriptor, so a

@@ -22,8 +22,8 @@ _SEED_MAX = 2**63 - 1
 def parse_seeds(text: str, name: str = "seeds") -> list[int]:
     """Parse "0-63", "0,5,7-9" (inclusive ranges, order kept, duplicates removed) into a list of ints >= 0.
 
-    Raises GanprintError naming the field `name` ("" names none) on malformed input, a seed >= 2^63, or more than `MAX_SEEDS` seeds in all
-    (counted before any list is built, so a huge request costs no memory).
+    Raises GanprintError naming the field `name` ("" names none) on malformed input, a seed >= 2^63, or more than
+    `MAX_SEEDS` seeds in all (counted before any list is built, so a huge request costs no memory).
     """
     label = field(name)
     where = f"{label} {excerpt(text)}".strip()
