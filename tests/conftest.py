@@ -52,7 +52,7 @@ def image_folder(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_folder(tmp_path_factory) -> Path:
-    """24 sample crops of 32x32 px (`ganprint.samples.write_samples`, seed 0), shared by the session."""
+    """24 sample crops of 32x32 px (`ganprint.data.samples.write_samples`, seed 0), shared by the session."""
     from ganprint.data.samples import write_samples
 
     root = tmp_path_factory.mktemp("samples")

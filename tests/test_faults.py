@@ -186,6 +186,7 @@ TRAIN_SC = ["train-scalable", "--data", "{imgs}", "--resolution", "16", "--finge
 TRAIN_DIFF = ["train-diffusion", "--data", "{imgs}", "--preset", "tiny-16", "--kimg", "0.004", "--batch-size", "2",
               "--device", "cpu"]
 GEN = ["generate", "--model", "{G}", "--seeds", "0-1", "--device", "cpu"]
+PACK = ["dataset", "from-images", "--data"]
 ISSUE = ["issue", "--model", "{SG}", "--registry", "{out}/r.sqlite"]
 ATTR = ["attribute", "--decoder", "{SD}", "--registry", "{reg}", "--input", "{imgs}", "--fpr", "0.01", "--device",
         "cpu"]
@@ -212,9 +213,9 @@ CASES = [
     *[(f"issue-registry-{kind}", ["issue", "--model", "{SG}", "--outdir", "{out}/i", "--registry", path], 1,
        "registry") for kind, path in (("under-file", "{under_file}/r.sqlite"), ("ro-new", RO_NEW + "/r.sqlite"),
                                       ("not-a-db", "{reg_text}"))],
-    *[(f"data-samples-{kind}", ["data", "samples", path, "--count", "2"], 1, "OUTDIR")
+    *[(f"data-samples-{kind}", ["data", "samples", "--outdir", path, "--count", "2"], 1, "--outdir")
       for kind, path in (("under-file", "{under_file}"), ("is-file", "{file}"), ("ro-new", RO_NEW))],
-    *[(f"from-images-out-{kind}", ["dataset", "from-images", "{imgs}", path, "--resolution", "16"], 1, "OUT")
+    *[(f"from-images-out-{kind}", [*PACK, "{imgs}", "--outdir", path, "--resolution", "16"], 1, "--outdir")
       for kind, path in (("under-file", "{under_file}"), ("is-file", "{file}"), ("ro-new", RO_NEW))],
     *[(f"export-out-{kind}", ["export", "--model", S, path], 1, "OUT")
       for kind, path in (("under-file", "{under_file}/d.safetensors"), ("ro-new", RO_NEW + "/d.safetensors"),
@@ -245,9 +246,9 @@ CASES = [
     ("registry-list-not-db", ["registry", "list", "{reg_text}"], 1, "reg_text"),
     ("registry-list-dir", ["registry", "list", "{dir}"], 1, "REGISTRY"),
     ("evaluate-data-missing", [*EVAL, "--data", "{missing}", "--outdir", "{out}/v1"], 1, "missing"),
-    ("from-images-src-missing", ["dataset", "from-images", "{missing}", "{out}/p1", "--resolution", "16"], 1,
-     "SRC|missing"),
-    ("from-images-src-file", ["dataset", "from-images", "{file}", "{out}/p2", "--resolution", "16"], 1, "afile"),
+    ("from-images-src-missing", [*PACK, "{missing}", "--outdir", "{out}/p1", "--resolution", "16"],
+     1, "--data|missing"),
+    ("from-images-src-file", [*PACK, "{file}", "--outdir", "{out}/p2", "--resolution", "16"], 1, "afile"),
     ("export-model-missing", ["export", "--model", "{missing}", "{out}/x1.safetensors"], 1, "--model|missing"),
     ("import-agf-missing", ["import-agf", "--encoder", "{missing}", "{out}/x2.safetensors"], 1, "--encoder"),
     ("import-agf-not-torch", ["import-agf", "--encoder", "{file}", "--decoder", "{file}", "{out}/x3.safetensors"], 1,
@@ -332,11 +333,11 @@ CASES = [
       for s in ("abc", "5-2", "-3", "", "1,,2", "0-99999999999")],
     ("evaluate-seeds-garbage", ["evaluate", "--model", "{SD}", "--generator", "{SG}", "--seeds", "x", "--outdir",
                                 "{out}/vs", "--fpr", "0.01", "--attacks", "none", "--device", "cpu"], 1, "--seeds"),
-    *[(f"data-samples-{flag}-{n}", ["data", "samples", "{out}/ds", flag, n], 1, flag)
+    *[(f"data-samples-{flag}-{n}", ["data", "samples", "--outdir", "{out}/ds", flag, n], 1, flag)
       for flag in ("--count", "--resolution") for n in ("0", "-5")],
-    *[(f"from-images-resolution-{n}", ["dataset", "from-images", "{imgs}", "{out}/pr", "--resolution", n], 1,
+    *[(f"from-images-resolution-{n}", [*PACK, "{imgs}", "--outdir", "{out}/pr", "--resolution", n], 1,
        "--resolution") for n in ("0", "-16", "24")],
-    ("from-images-num-images-neg", ["dataset", "from-images", "{imgs}", "{out}/pn", "--resolution", "16",
+    ("from-images-num-images-neg", [*PACK, "{imgs}", "--outdir", "{out}/pn", "--resolution", "16",
                                     "--num-images", "-1"], 1, "--num-images"),
     ("metrics-pvalue-matches-over", ["metrics", "pvalue", "--fingerprint-length", "8", "--matches", "9"], 1,
      "--matches"),
@@ -379,11 +380,11 @@ CASES = [
                         ("train-gan", [*TRAIN_GAN, "--outdir", "{out}/rh"]),
                         ("train-diffusion", [*TRAIN_DIFF, "--outdir", "{out}/rh"]),
                         ("embed", [*EMBED, "--data", "{imgs}"]),
-                        ("from-images", ["dataset", "from-images", "{imgs}", "{out}/rh"]),
-                        ("data-samples", ["data", "samples", "{out}/rh"]))],
+                        ("from-images", [*PACK, "{imgs}", "--outdir", "{out}/rh"]),
+                        ("data-samples", ["data", "samples", "--outdir", "{out}/rh"]))],
     *[(f"embed-seed-{v}", [*EMBED, "--data", "{imgs}", "--seed", v], 1, "--seed")
       for v in (str(2**63), str(10**30), "-1", "nan")],
-    ("from-images-shuffle-seed-2^32", ["dataset", "from-images", "{imgs}", "{out}/ps", "--resolution", "16",
+    ("from-images-shuffle-seed-2^32", [*PACK, "{imgs}", "--outdir", "{out}/ps", "--resolution", "16",
                                        "--shuffle", "--seed", str(2**32)], 1, "--seed"),
     *[(f"generate-seeds-{n}", [*GEN, "--seeds", s, "--outdir", "{out}/gs"], 1, "--seeds")
       for n, s in (("8x10M", ",".join(f"{i * 10**7}-{(i + 1) * 10**7 - 1}" for i in range(8))),
@@ -436,7 +437,7 @@ SUBPROCESS_CASES = [
     # evaluate measures bit accuracy at any --fpr; one that no image could reach is a warning naming it
     ("evaluate-fpr-1e-300", [*EVAL, "--outdir", "{out}/vp", "--fpr", "1e-300"], 0, "--fpr 1e-300 is too small"),
     *[(f"evaluate-fpr-{fpr}", [*EVAL, "--outdir", "{out}/vp", "--fpr", fpr], 1, "--fpr") for fpr in ("0", "2", "nan")],
-    ("from-images-fifo", ["dataset", "from-images", "{bad_fifo}", "{out}/sp", "--resolution", "16"], 1, "bad.png"),
+    ("from-images-fifo", [*PACK, "{bad_fifo}", "--outdir", "{out}/sp", "--resolution", "16"], 1, "bad.png"),
     ("embed-outdir-ro", [*EMBED, "--data", "{imgs}", "--outdir", RO_NEW], 1, "--outdir"),
     # Non-image inputs: a regular file of bounded size, or one line naming it
     *[(f"registry-import-{d}", ["registry", "import", "{%s}" % d, "{out}/imported-%s.sqlite" % d], 1, d)
@@ -570,9 +571,10 @@ GUARD_CASES = [
     ("registry import", "REGISTRY", "DUMP", "file", "file", ["registry", "import", "{IN}", "{OUT}"]),
     ("registry add-dataset", "REGISTRY", "--model", "stega", "file",
      ["registry", "add-dataset", "{OUT}", "--name", "x", "--model", "{IN}", "--fingerprint", "0" * 8]),
-    ("data samples", "OUTDIR", "--photos", "imgs", "dir", ["data", "samples", "{OUT}", "--photos", "{IN}", "--count",
-                                                           "2"]),
-    *[(f"dataset {sub}", "OUT", "SRC", "imgs", "dir", ["dataset", sub, "{IN}", "{OUT}", *extra])
+    ("data samples", "--outdir", "--photos", "imgs", "dir",
+     ["data", "samples", "--outdir", "{OUT}", "--photos", "{IN}", "--count", "2"]),
+    *[(f"dataset {sub}", "--outdir", "--data", "imgs", "dir",
+       ["dataset", sub, "--data", "{IN}", "--outdir", "{OUT}", *extra])
       for sub, extra in (("celeba", ["--num-images", "1"]), ("from-images", ["--resolution", "16"]))],
     ("metrics fid", "--out", "DATA_A", "imgs", "file", ["metrics", "fid", "{IN}", *_FID[3:], "--out", "{OUT}"]),
     ("metrics fid", "--cache-dir", "DATA_B", "imgs", "dir", [*_FID[:3], "{IN}", *_FID[4:], "--cache-dir", "{OUT}"]),
@@ -600,8 +602,9 @@ GUARD_EXEMPT = {
 FOREIGN_CASES = [
     *[(cmd[0], "--outdir", "dir", [*cmd, "--outdir", "{OUT}"], "did not write")
       for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, GEN, _EMB, _DET, _EV, _ADV, ["demo", "--steps", "1"])],
-    ("data samples", "OUTDIR", "dir", ["data", "samples", "{OUT}", "--count", "2"], "did not write"),
-    *[(f"dataset {sub}", "OUT", "dir", ["dataset", sub, "{imgs}", "{OUT}", *extra], "not empty")
+    ("data samples", "--outdir", "dir", ["data", "samples", "--outdir", "{OUT}", "--count", "2"], "did not write"),
+    *[(f"dataset {sub}", "--outdir", "dir", ["dataset", sub, "--data", "{imgs}", "--outdir", "{OUT}", *extra],
+       "not empty")
       for sub, extra in (("celeba", ["--num-images", "1"]), ("from-images", ["--resolution", "16"]))],
     ("attribute", "--out", "file", [*_ATT, "--out", "{OUT}"], "--overwrite"),
     ("export", "OUT", "file", ["export", "--model", "{stega}", "{OUT}"], "--overwrite"),
@@ -737,9 +740,9 @@ FULL_DISK = [
     ("import-agf", ["import-agf", "--encoder", "{E}", "--decoder", "{D}", "{disk}/m.safetensors"], 4096),
     ("issue", ["issue", "--model", "{SG}", "--registry", "{out}/full-disk.sqlite", "--outdir", "{disk}/issued"], 4096),
     ("generate", ["generate", "--model", "{G}", "--seeds", "0-31", "--device", "cpu", "--outdir", "{disk}/g"], 16384),
-    ("data-samples", ["data", "samples", "{disk}/s", "--count", "40", "--resolution", "16"], 16384),
+    ("data-samples", ["data", "samples", "--outdir", "{disk}/s", "--count", "40", "--resolution", "16"], 16384),
     ("evaluate", [*EVAL, "--outdir", "{disk}/e"], 16384),
-    ("from-images", ["dataset", "from-images", "{imgs}", "{disk}/p", "--resolution", "64"], 8192),
+    ("from-images", [*PACK, "{imgs}", "--outdir", "{disk}/p", "--resolution", "64"], 8192),
 ]
 
 
@@ -809,7 +812,8 @@ RESUME_CASES = [
     ("generate-scalable-fingerprint", ["generate", "--model", "{SG}", "--seeds", "0", "--device", "cpu", "--outdir",
                                        "{OUT}"], "--fingerprint", "0x00f", "0xf00"),
     ("evaluate-seed", [*_EV, "--attacks", "noise", "--outdir", "{OUT}"], "--seed", "0", "1"),
-    ("data-samples-seed", ["data", "samples", "{OUT}", "--count", "2", "--resolution", "16"], "--seed", "0", "1"),
+    ("data-samples-seed", ["data", "samples", "--outdir", "{OUT}", "--count", "2", "--resolution", "16"], "--seed", "0",
+     "1"),
     ("train-seed", [*TRAIN, "--steps", "1", "--outdir", "{OUT}"], "seed", "0", "1"),
 ]
 

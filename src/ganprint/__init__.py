@@ -11,7 +11,7 @@ in PyTorch. The public API:
     ganprint.issue(...), ganprint.attribute(...)   scalable fingerprints
     ganprint.evaluate(...), ganprint.load(path)
 
-The names are resolved on first use, so `import ganprint` stays as light as the CLI's `--help` needs.
+The names are resolved on first use, so `import ganprint` stays as light as the CLI's help needs.
 """
 
 from ganprint._version import __version__

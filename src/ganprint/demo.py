@@ -36,19 +36,19 @@ RESOLUTION = 32
 
 def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 4000, test_count: int = 500,
              steps: int | None = None, device: str = "auto", fpr: float = 1e-6) -> dict:
-    """Run the demo end to end; returns the summary dict (also written to OUTDIR/summary.json).
+    """Run the demo end to end; returns the summary dict (also written to `outdir`/summary.json).
 
-    Re-running with the same arguments resumes: finished stages are not redone. An OUTDIR of other settings, or
+    Re-running with the same arguments resumes: finished stages are not redone. An `outdir` of other settings, or
     one holding files ganprint did not write, is refused (`ganprint.core.paths.OutputFolder`).
     """
-    bounds.SEED.check(seed, "--seed")
+    bounds.SEED.check(seed, "seed")
     if steps is not None:
-        bounds.STEPS.check(steps, "--steps")
-    outdir = check_writable_dir(outdir, "--outdir")
-    resolve_device(device)  # a bad --device fails before the data are written
+        bounds.STEPS.check(steps, "steps")
+    outdir = check_writable_dir(outdir, "outdir")
+    resolve_device(device)  # a bad `device` fails before the data are written
     # Each stage records its own identity in its folder (device and precision included); the demo's own settings:
-    OutputFolder(outdir, "--outdir", "demo", {"seed": seed, "train_count": train_count, "test_count": test_count,
-                                              "steps": steps, "fpr": fpr}, labels={},
+    OutputFolder(outdir, "outdir", "demo", {"seed": seed, "train_count": train_count, "test_count": test_count,
+                                            "steps": steps, "fpr": fpr}, labels={},
                  not_data=["examples.png"]).check().claim()
     t0 = time.time()
     timings: dict[str, float] = {}
@@ -63,7 +63,7 @@ def run_demo(outdir: str | Path = "demo-out", seed: int = 0, train_count: int = 
 
     t2 = time.time()
     emb = embed(model_path, dirs["heldout"], outdir / "embedded", identical=True, seed=seed, device=device)
-    # Recorded so that `ganprint serve --registry OUTDIR/registry.sqlite` detects the demo's fingerprint.
+    # Recorded so that the service, given this registry.sqlite as its `registry`, detects the demo's fingerprint.
     register_dataset(outdir / "registry.sqlite", "demo", emb["fingerprint"], model_path)
     timings["embed_s"] = time.time() - t2
 

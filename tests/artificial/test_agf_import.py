@@ -148,6 +148,7 @@ def test_clear_errors(tmp_path):
         import_agf(tmp_path / "e.pth", tmp_path / "d9.pth", tmp_path / "o.safetensors")
     res = CliRunner().invoke(main, ["import-agf", "--decoder", str(tmp_path / "list.pth"), str(tmp_path / "o.st")])
     assert res.exit_code == 1 and "Error:" in res.output and "Traceback" not in res.output
+    assert f"--decoder {tmp_path / 'list.pth'} holds a list" in res.output, res.output  # the field, shown as its flag
     assert not (tmp_path / "o.safetensors").exists()
 
 
@@ -158,9 +159,9 @@ def test_non_finite_weights_and_unwritable_outputs_are_refused(tmp_path):
     with pytest.raises(ImportAgfError, match=r"nan.pth holds weights that are NaN or infinite \(dense.2.bias\)"):
         import_agf(None, tmp_path / "nan.pth", tmp_path / "o.safetensors")
     (tmp_path / "file").write_text("x")
-    with pytest.raises(GanprintError, match="OUT .*file/o.safetensors cannot be created"):
+    with pytest.raises(GanprintError, match="`out` .*file/o.safetensors cannot be created"):
         import_agf(None, tmp_path / "d.pth", tmp_path / "file" / "o.safetensors")
     model = import_agf(None, tmp_path / "d.pth", tmp_path / "dec.safetensors")
-    with pytest.raises(GanprintError, match="OUT .* is a folder"):
+    with pytest.raises(GanprintError, match="`out` .* is a folder"):
         export_part(model, "dec", tmp_path)
     assert not (tmp_path / "o.safetensors").exists()

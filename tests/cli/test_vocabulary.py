@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
+import ganprint
 from ganprint.cli import main, vocabulary
 from ganprint.core.errors import GanprintError
 
@@ -62,3 +65,88 @@ def test_every_alias_names_a_real_command_and_flag(path, aliases):
     flags = {o for p in leaves[path].params for o in getattr(p, "opts", [])}
     for old, new in aliases.items():
         assert new in flags and old not in flags, (path, old, new)
+
+
+def _old_positional_group() -> click.Group:
+    @click.group(cls=type(main))
+    def root() -> None:
+        pass
+
+    @root.command()
+    @click.option("--outdir")
+    @click.argument("old_outdir", cls=vocabulary.OldPositional)
+    def run(outdir, old_outdir) -> None:
+        click.echo(f"outdir={vocabulary.take_old(outdir, old_outdir, '--outdir', 'OUTDIR')}")
+
+    vocabulary.install(root, {})
+    return root
+
+
+def test_an_old_positional_works_warns_and_is_not_in_the_usage_line():
+    g = _old_positional_group()
+    new = CliRunner().invoke(g, ["run", "--outdir", "a"])
+    assert new.exit_code == 0 and new.output == "outdir=a\n", new.output
+    old = CliRunner().invoke(g, ["run", "a"])
+    assert old.exit_code == 0 and "the positional OUTDIR is the old form of --outdir" in old.output
+    assert "outdir=a" in old.output
+    both = CliRunner().invoke(g, ["run", "--outdir", "a", "b"])
+    assert both.exit_code == 2 and "give --outdir only" in both.output
+    neither = CliRunner().invoke(g, ["run"])
+    assert neither.exit_code == 2 and "Missing option '--outdir'" in neither.output
+    assert "OLD_OUTDIR" not in CliRunner().invoke(g, ["run", "--help"]).output
+
+
+def test_dataset_commands_take_data_and_outdir_and_their_old_positionals(tmp_path):
+    from tests.conftest import write_image_folder
+
+    write_image_folder(tmp_path / "imgs", n=2, sizes=((20, 24),))
+    new = CliRunner().invoke(main, ["dataset", "from-images", "--data", str(tmp_path / "imgs"), "--outdir",
+                                    str(tmp_path / "p1"), "--resolution", "8"])
+    assert new.exit_code == 0 and "Warning" not in new.output, new.output
+    old = CliRunner().invoke(main, ["dataset", "from-images", str(tmp_path / "imgs"), str(tmp_path / "p2"),
+                                    "--resolution", "8"])
+    assert old.exit_code == 0 and "the positional SRC is the old form of --data" in old.output, old.output
+    assert "the positional OUT is the old form of --outdir" in old.output
+    # the library names the field; the command shows its flag
+    again = CliRunner().invoke(main, ["dataset", "from-images", "--data", str(tmp_path / "imgs"), "--outdir",
+                                      str(tmp_path / "p1"), "--resolution", "8"])
+    assert again.exit_code == 1 and f"--outdir {tmp_path / 'p1'} already exists" in again.output, again.output
+    usage = CliRunner().invoke(main, ["dataset", "celeba", "--help"]).output
+    assert "SRC" not in usage.splitlines()[0] and "--data" in usage
+
+
+# Flags that may appear below cli/ because they are another program's: argv of a subprocess.
+SUBPROCESS_ARGV = {("core/runtime.py", "--short"): "git rev-parse --short HEAD (the checkout's commit)"}
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]+")
+
+
+@pytest.mark.xfail(strict=False, reason="other branches of this session finish the sweep")
+def test_no_flag_names_below_cli():
+    """The library names fields (`batch_size`), never flags: only the CLI knows them (`ganprint.cli.vocabulary`)."""
+    root = Path(ganprint.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("cli/"):
+            continue
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            found += [f"{rel}:{i}: {flag}" for flag in _FLAG.findall(line) if (rel, flag) not in SUBPROCESS_ARGV]
+    assert not found, f"{len(found)} flag names below cli/:\n" + "\n".join(found)
+
+
+def test_the_flag_scan_sees_flags_and_only_flags():
+    assert _FLAG.findall('raise X(f"--batch-size {n}"); a--b; "--"; `--seeds`') == ["--batch-size", "--seeds"]
+
+
+def test_the_library_names_fields_and_each_command_shows_its_flags(tmp_path):
+    """The service's config and core's checks name fields; through `serve` and `demo` they read as flags."""
+    res = CliRunner().invoke(main, ["demo", "--outdir", str(tmp_path / "demo"), "--device", "tpu"])
+    assert res.exit_code == 1 and "--device 'tpu' is not a device" in res.output, res.output
+    pytest.importorskip("uvicorn")  # serve checks its settings once the service extra is there
+    missing = str(tmp_path / "missing.safetensors")
+    res = CliRunner().invoke(main, ["serve", "--stega-decoder", missing])
+    assert res.exit_code == 1 and f"--stega-decoder {missing} does not exist" in res.output, res.output
+    (tmp_path / "d.safetensors").write_bytes(b"x")
+    res = CliRunner().invoke(main, ["serve", "--stega-decoder", str(tmp_path / "d.safetensors"), "--max-pixels", "100",
+                                    "--max-request-pixels", "10"])
+    assert "--max-request-pixels (10) must be at least --max-pixels (100)" in res.output, res.output

@@ -47,24 +47,24 @@ def test_read_goes_on_after_a_bad_line_and_validates(tmp_path):
 
 
 def test_check_writable_dir(tmp_path):
-    made = check_writable_dir(tmp_path / "a" / "b", "--outdir")
+    made = check_writable_dir(tmp_path / "a" / "b", "outdir")
     assert made.is_dir() and list(made.iterdir()) == []  # created, no probe left behind
     (tmp_path / "f").write_text("x")
-    with pytest.raises(GanprintError, match=r"--outdir .*f is a file"):
-        check_writable_dir(tmp_path / "f", "--outdir")
-    with pytest.raises(GanprintError, match=r"--out .*f/sub cannot be created: .*f is a file"):
-        check_writable_dir(tmp_path / "f" / "sub", "--out")
-    with pytest.raises(GanprintError, match=r"--outdir /proc/ganprint-test"):
-        check_writable_dir("/proc/ganprint-test", "--outdir")  # a file system that takes no new folders
+    with pytest.raises(GanprintError, match=r"`outdir` .*f is a file"):
+        check_writable_dir(tmp_path / "f", "outdir")
+    with pytest.raises(GanprintError, match=r"`out` .*f/sub cannot be created: .*f is a file"):
+        check_writable_dir(tmp_path / "f" / "sub", "out")
+    with pytest.raises(GanprintError, match=r"`outdir` /proc/ganprint-test"):
+        check_writable_dir("/proc/ganprint-test", "outdir")  # a file system that takes no new folders
 
 
 def test_check_writable_file(tmp_path):
-    assert check_writable_file(tmp_path / "new" / "m.safetensors", "--out").parent.is_dir()
-    with pytest.raises(GanprintError, match="--out .* is a folder"):
-        check_writable_file(tmp_path, "--out")
+    assert check_writable_file(tmp_path / "new" / "m.safetensors", "out").parent.is_dir()
+    with pytest.raises(GanprintError, match="`out` .* is a folder"):
+        check_writable_file(tmp_path, "out")
     (tmp_path / "f").write_text("x")
-    with pytest.raises(GanprintError, match="--registry .*f/r.db cannot be created"):
-        check_writable_file(tmp_path / "f" / "r.db", "--registry")
+    with pytest.raises(GanprintError, match="`registry` .*f/r.db cannot be created"):
+        check_writable_file(tmp_path / "f" / "r.db", "registry")
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() == 0, reason="root may write into read-only folders")
@@ -73,10 +73,10 @@ def test_read_only_folder_is_refused(tmp_path):
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        with pytest.raises(GanprintError, match=r"--outdir .*ro/sub is not writable"):
-            check_writable_dir(ro / "sub", "--outdir")
-        with pytest.raises(GanprintError, match=r"--outdir .*ro is not writable"):
-            check_writable_dir(ro, "--outdir")
+        with pytest.raises(GanprintError, match=r"`outdir` .*ro/sub is not writable"):
+            check_writable_dir(ro / "sub", "outdir")
+        with pytest.raises(GanprintError, match=r"`outdir` .*ro is not writable"):
+            check_writable_dir(ro, "outdir")
     finally:
         ro.chmod(0o755)
 
@@ -131,11 +131,11 @@ def test_read_input_accepts_only_a_bounded_regular_file(tmp_path):
              (tmp_path, "is not a regular file but a folder"), (tmp_path / "absent", "does not exist"),
              (good, "is 7 bytes, more than the 6 bytes")]
     for path, words in cases:
-        with pytest.raises(GanprintError, match=f"--embedded {path} {words}"):
-            read_input_bytes(path, "--embedded", 6)
+        with pytest.raises(GanprintError, match=f"`embedded` {path} {words}"):
+            read_input_bytes(path, "`embedded`", 6)
     (tmp_path / "latin1.txt").write_bytes(b"caf\xe9")
     with pytest.raises(GanprintError, match="is not UTF-8 text"):
-        read_input_text(tmp_path / "latin1.txt", "--embedded", 100)
+        read_input_text(tmp_path / "latin1.txt", "`embedded`", 100)
     with pytest.raises(GanprintError, match="config .* is not valid JSON"):
         read_input_json(good, "config")
 

@@ -1,4 +1,4 @@
-"""ganprint.imageio: every image mode to uint8 RGB, every bad file to a clear BadImageError, preprocessing."""
+"""ganprint.core.images: every image mode to uint8 RGB, every bad file to a clear BadImageError, preprocessing."""
 
 from __future__ import annotations
 

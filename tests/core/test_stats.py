@@ -107,11 +107,11 @@ def test_too_small_fpr_is_refused_with_the_smallest_usable_one():
 
     assert smallest_usable_fpr(64) == 2.0 ** -64 and smallest_usable_fpr(8, 4) == 4 / 256
     assert match_threshold(64, 1e-300) == 65  # the raw threshold may exceed K ...
-    with pytest.raises(GanprintError, match=r"--fpr 1e-300 is too small for 64 bits.* 5.42e-20"):
+    with pytest.raises(GanprintError, match=r"`fpr` 1e-300 is too small for 64 bits.* 5.42e-20"):
         usable_threshold(64, 1e-300)  # ... but a decision needs one that can be reached
     assert usable_threshold(8, 2.0 ** -8) == 8 and usable_threshold(64, 1e-6) == match_threshold(64, 1e-6)
     with pytest.raises(GanprintError, match="and 10 keys"):
-        usable_threshold(8, 0.01, n_keys=10, flag="--fpr")
+        usable_threshold(8, 0.01, n_keys=10, name="fpr")
     for bad in (0, 1, -0.5):
         with pytest.raises(GanprintError, match="must be in"):
             usable_threshold(64, bad)

@@ -103,5 +103,5 @@ def test_open_image_dataset_folder_and_packed(image_folder, tmp_path):
     pds = open_image_dataset(tmp_path / "packed", 16)
     assert isinstance(pds, packed.PackedDataset) and len(pds) == 6
     np.testing.assert_array_equal(pds[2]["img"].numpy(), ds[2]["img"].numpy())
-    with pytest.raises(GanprintError, match="--resolution 16"):
+    with pytest.raises(GanprintError, match="`resolution` 16"):
         open_image_dataset(tmp_path / "packed", 32)

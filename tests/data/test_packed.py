@@ -82,7 +82,7 @@ def test_bad_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(GanprintError, match="no images"):
         pack_images(tmp_path / "empty", tmp_path / "o", resolution=16)
-    with pytest.raises(GanprintError, match="--resolution"):
+    with pytest.raises(GanprintError, match="`resolution`"):
         pack_images(tmp_path / "empty", tmp_path / "o", resolution=24)
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "x").write_text("x")

@@ -1,4 +1,4 @@
-"""ganprint.samples and `ganprint data samples`: seeded crops of packaged photos, sources, splits."""
+"""ganprint.data.samples and `ganprint data samples`: seeded crops of packaged photos, sources, splits."""
 
 from __future__ import annotations
 
@@ -62,11 +62,11 @@ def test_resume_extends_and_refuses_other_settings(tmp_path):
     np.testing.assert_array_equal(more, _pixels(write_samples(tmp_path / "y", resolution=16, count=7, seed=5)))
     write_samples(tmp_path / "x", resolution=16, count=3, seed=5)
     assert sorted(p.name for p in (tmp_path / "x").glob("*.png")) == ["000000.png", "000001.png", "000002.png"]
-    with pytest.raises(GanprintError, match="--seed: 5 -> 6.*new OUTDIR"):
+    with pytest.raises(GanprintError, match="`seed`: 5 -> 6.*new `outdir`"):
         write_samples(tmp_path / "x", resolution=16, count=7, seed=6)
     (tmp_path / "x" / ".ganprint.json").unlink()  # a folder of an older ganprint: sources.json, no record
     assert len(write_samples(tmp_path / "x", resolution=16, count=4, seed=5)) == 4  # still resumes
-    with pytest.raises(GanprintError, match="--seed: 5 -> 6"):
+    with pytest.raises(GanprintError, match="`seed`: 5 -> 6"):
         write_samples(tmp_path / "x", resolution=16, count=4, seed=6)
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "a.png").write_bytes(b"x")
@@ -82,16 +82,22 @@ def test_photo_split_is_fixed_and_disjoint(tmp_path):
     write_samples(tmp_path, resolution=16, count=12, seed=0, photos="heldout")
     used = {json.loads(line)["photo"] for line in (tmp_path / "crops.jsonl").read_text().splitlines()}
     assert used <= held
-    with pytest.raises(GanprintError, match="--photos"):
+    with pytest.raises(GanprintError, match="`photos`"):
         available_photos("test")
 
 
 def test_cli_data_samples(tmp_path):
-    res = CliRunner().invoke(main, ["data", "samples", str(tmp_path / "s"), "--resolution", "16", "--count", "3",
-                                    "--photos", "train"])
+    argv = ["data", "samples", "--outdir", str(tmp_path / "s"), "--resolution", "16", "--count", "3", "--photos",
+            "train"]
+    res = CliRunner().invoke(main, argv)
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "s").glob("*.png")) == ["000000.png", "000001.png", "000002.png"]
     assert (tmp_path / "s" / "SOURCES.md").is_file()
+    # The library names fields; the CLI shows the command's flags in their place.
+    res = CliRunner().invoke(main, [*argv[:-1], "test"])
+    assert res.exit_code == 1 and "--photos must be one of" in res.output, res.output
+    res = CliRunner().invoke(main, [*argv[:-2], "--seed", "1"])
+    assert res.exit_code == 1 and "--seed: 0 -> 1" in res.output and "choose a new --outdir" in res.output, res.output
 
 
 def test_varied_crops_are_reproducible_recorded_and_different(tmp_path):
@@ -114,8 +120,8 @@ def test_a_folder_of_photos_is_a_source(tmp_path):
     write_image_folder(tmp_path / "mine", n=3, sizes=((60, 80),))
     paths = write_samples(tmp_path / "out", resolution=16, count=5, seed=0, photos=str(tmp_path / "mine"))
     assert len(paths) == 5 and read_image(paths[0]).shape == (16, 16, 3)
-    assert "a folder given with --photos" in (tmp_path / "out" / "SOURCES.md").read_text()
-    with pytest.raises(GanprintError, match="--photos"):
+    assert "a folder of the user's own photos" in (tmp_path / "out" / "SOURCES.md").read_text()
+    with pytest.raises(GanprintError, match="`photos`"):
         write_samples(tmp_path / "bad", resolution=16, count=2, photos=str(tmp_path / "missing"))
 
 
@@ -134,7 +140,7 @@ def uninterrupted(tmp_path_factory) -> dict[str, bytes]:
 def test_an_interrupted_run_resumes_to_the_bytes_of_an_uninterrupted_one(tmp_path, sig, uninterrupted):
     """Ctrl-C, SIGTERM or kill -9 mid-way, then the same command: it resumes (the folder's record is written before
     the first crop) and ends with the files of a run that was never interrupted."""
-    argv = ["data", "samples", str(tmp_path / "s"), "--count", "1000", "--resolution", "16", "--seed", "3"]
+    argv = ["data", "samples", "--outdir", str(tmp_path / "s"), "--count", "1000", "--resolution", "16", "--seed", "3"]
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "ganprint", *argv], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)

@@ -91,7 +91,7 @@ def test_parse_scales():
     assert parse_scales("auto") == DEFAULT_SCALES
     assert parse_scales("0.8,0.9") == (1.0, 0.9, 0.8)
     for bad in ("big", "0.1", "1.5"):
-        with pytest.raises(GanprintError, match="--scale-search"):
+        with pytest.raises(GanprintError, match="`scale_search`"):
             parse_scales(bad)
 
 

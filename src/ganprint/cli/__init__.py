@@ -98,7 +98,7 @@ def main(verbose: bool, quiet: bool) -> None:
     \b
     Quick start:
       ganprint demo                       # train, embed, detect on built-in sample photos (~10 min CPU)
-      ganprint data samples data/ --count 2000
+      ganprint data samples --outdir data/ --count 2000
       ganprint train --data data/ --resolution 32 --outdir runs/fp32 --fingerprint-length 64
       ganprint embed --model runs/fp32/model.safetensors --data photos/ --outdir out/ --identical
       ganprint detect --model runs/fp32/model.safetensors --data out/fingerprinted_images --outdir det/ \\

@@ -166,7 +166,7 @@ def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip
 @click.option("--augment", "augment", type=str, default=None,
               help="Immunized training: perturbations before the decoder, e.g. 'default' or 'jpegd:40,noise:0.08'; "
                    "ops: jpeg, jpegd (real JPEG with a differentiable-JPEG gradient), blur, noise, crop, resize, "
-                   "color (ganprint.augment).")
+                   "color (ganprint.perturb.augment).")
 @click.option("--augment-skew", type=P.SKEW, default=None,
               help="Augmentation strength U(0,1)**(1/skew); > 1 trains more near the maxima [1; robust-32: 2].")
 @click.option("--seed", type=P.SEED, default=None, help="Random seed [0].")
@@ -220,8 +220,8 @@ def import_agf_cmd(encoder, decoder, out, overwrite):
 
 
 @click.command("export")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), required=True,
-              help="A `stega` export (e.g. OUTDIR/model.safetensors); with --format onnx also a stega-decoder "
+@click.option("--model", type=click.Path(dir_okay=False), required=True,
+              help="A `stega` export (e.g. runs/fp32/model.safetensors); with --format onnx also a stega-decoder "
                    "or scalable-decoder export.")
 @click.option("--part", type=click.Choice(["dec"]), default="dec", show_default=True,
               help="Which part to export: dec = decoder only (verifiers cannot embed with it).")
@@ -230,7 +230,7 @@ def import_agf_cmd(encoder, decoder, out, overwrite):
                                       "in, logits out; needs the onnx extra).")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (never when it is the model).")
-def export_cmd(model_path, part, fmt, out, overwrite):
+def export_cmd(model, part, fmt, out, overwrite):
     """Write one part of a trained model as its own export, e.g. a decoder-only file for verifiers.
 
     \b
@@ -240,10 +240,10 @@ def export_cmd(model_path, part, fmt, out, overwrite):
     """
     if fmt == "onnx":
 
-        log.info("wrote %s", export_onnx(model_path, out, overwrite=overwrite)["out"])
+        log.info("wrote %s", export_onnx(model, out, overwrite=overwrite)["out"])
         return
 
-    path = export_part(model_path, part, out, overwrite=overwrite)
+    path = export_part(model, part, out, overwrite=overwrite)
     log.info("wrote %s", path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ganprint.cli import params as P
+from ganprint.cli.vocabulary import OldPositional, take_old
 from ganprint.data.packed import pack_celeba, pack_images, read_manifest
 from ganprint.data.samples import write_samples
 
@@ -15,7 +16,8 @@ def data_group() -> None:
 
 
 @data_group.command("samples")
-@click.argument("outdir", type=click.Path(file_okay=False))
+@click.option("--outdir", type=click.Path(file_okay=False), help="Folder to write the crops into.  [required]")
+@click.argument("old_outdir", cls=OldPositional, type=click.Path(file_okay=False))
 @click.option("--resolution", default=32, show_default=True, type=P.RESOLUTION, help="Crop side in pixels.")
 @click.option("--count", default=1000, show_default=True, type=P.IMAGES, help="Number of crops.")
 @click.option("--seed", default=0, show_default=True, type=P.SEED, help="Crops are a pure function of the seed.")
@@ -24,18 +26,21 @@ def data_group() -> None:
                    "(chelsea, rocket, china), all 12, or a folder of your own photos.")
 @click.option("--vary", is_flag=True, help="Also vary each crop (rotation, colour, contrast, gamma, noise, smaller "
                                            "cuts upsampled): training data that generalises to other photos.")
-def samples_cmd(outdir: str, resolution: int, count: int, seed: int, photos: str, vary: bool) -> None:
-    """Write COUNT random multi-scale crops of real sample photos as PNGs, with SOURCES.md (licences).
+def samples_cmd(outdir: str | None, old_outdir: str | None, resolution: int, count: int, seed: int, photos: str,
+                vary: bool) -> None:
+    """Write --count random multi-scale crops of real sample photos as PNGs, with SOURCES.md (licences).
 
     The photos come from scikit-image, scikit-learn and matplotlib as installed; nothing is downloaded.
-    Re-running with the same flags keeps finished crops; a larger --count extends the set.
+    Re-running with the same flags keeps finished crops; a larger --count extends the set. (The folder given as
+    a positional argument, the old form of --outdir, still works in this release.)
 
     \b
     Examples:
-      ganprint data samples data/train --count 5000 --photos train
-      ganprint data samples data/test --count 500 --photos heldout --seed 1
-      ganprint data samples data/128 --resolution 128 --count 1000
+      ganprint data samples --outdir data/train --count 5000 --photos train
+      ganprint data samples --outdir data/test --count 500 --photos heldout --seed 1
+      ganprint data samples --outdir data/128 --resolution 128 --count 1000
     """
+    outdir = take_old(outdir, old_outdir, "--outdir", "OUTDIR")
     paths = write_samples(outdir, resolution=resolution, count=count, seed=seed, photos=photos, vary=vary)
     click.echo(f"{len(paths)} sample images of {resolution}x{resolution} px in {outdir} (sources: {outdir}/SOURCES.md)",
                err=True)
@@ -47,33 +52,48 @@ def dataset() -> None:
 
     \b
     Examples:
-      ganprint dataset celeba celeba/Img/img_align_celeba_png data/celeba30k --num-images 30000
-      ganprint dataset from-images photos/ data/photos32 --resolution 32 --num-images 2000 --no-shuffle
+      ganprint dataset celeba --data celeba/Img/img_align_celeba_png --outdir data/celeba30k --num-images 30000
+      ganprint dataset from-images --data photos/ --outdir data/photos32 --resolution 32 --num-images 2000
+
+    (The folders given as positional arguments, SRC OUT, the old form of --data --outdir, still work in this
+    release.)
     """
 
 
+def _folders(fn):
+    """--data and --outdir of a `dataset` command, and the old positional SRC OUT that they replace."""
+    for deco in reversed((
+            click.option("--data", type=click.Path(file_okay=False), help="Folder of source images.  [required]"),
+            click.option("--outdir", type=click.Path(file_okay=False),
+                         help="New folder for the packed set (must not exist, or be empty).  [required]"),
+            click.argument("src", cls=OldPositional, type=click.Path(file_okay=False)),
+            click.argument("out", cls=OldPositional, type=click.Path(file_okay=False)))):
+        fn = deco(fn)
+    return fn
+
+
 @dataset.command("celeba")
-@click.argument("src", type=click.Path(file_okay=False))
-@click.argument("out", type=click.Path(file_okay=False))
+@_folders
 @click.option("--num-images", type=P.IMAGES, default=30000, show_default=True, help="Take the first N sorted PNGs.")
 @click.option("--shuffle/--no-shuffle", default=False, show_default=True, help="Permute the selected images.")
 @click.option("--seed", type=P.SEED32, default=123, show_default=True, help="Seed of the permutation.")
-def celeba_cmd(src: str, out: str, num_images: int, shuffle: bool, seed: int) -> None:
+def celeba_cmd(data, outdir, src, out, num_images: int, shuffle: bool, seed: int) -> None:
     """Aligned CelebA (178x218 PNGs) -> 128x128 crops centred at x=89, y=121, no resize (the authors' set-up)."""
-    path = pack_celeba(src, out, num_images, shuffle=shuffle, seed=seed)
+    data, outdir = take_old(data, src, "--data", "SRC"), take_old(outdir, out, "--outdir", "OUT")
+    path = pack_celeba(data, outdir, num_images, shuffle=shuffle, seed=seed)
     click.echo(f"wrote {num_images} images to {path}")
 
 
 @dataset.command("from-images")
-@click.argument("src", type=click.Path(file_okay=False))
-@click.argument("out", type=click.Path(file_okay=False))
+@_folders
 @click.option("--resolution", type=P.RESOLUTION, required=True, help="Output side in pixels (a power of two).")
 @click.option("--num-images", type=P.IMAGES, default=None, help="Take the first N sorted images [default: all].")
 @click.option("--shuffle/--no-shuffle", default=False, show_default=True, help="Permute the selected images.")
 @click.option("--seed", type=P.SEED32, default=123, show_default=True, help="Seed of the permutation.")
-def from_images_cmd(src: str, out: str, resolution: int, num_images: int | None, shuffle: bool, seed: int) -> None:
-    """Any image folder -> centre-cropped squares resized to RESOLUTION."""
-    path = pack_images(src, out, resolution, num_images, shuffle=shuffle, seed=seed)
+def from_images_cmd(data, outdir, src, out, resolution: int, num_images: int | None, shuffle: bool, seed: int) -> None:
+    """Any image folder -> centre-cropped squares resized to --resolution."""
+    data, outdir = take_old(data, src, "--data", "SRC"), take_old(outdir, out, "--outdir", "OUT")
+    path = pack_images(data, outdir, resolution, num_images, shuffle=shuffle, seed=seed)
     click.echo(f"wrote {read_manifest(path)['count']} images at {resolution}x{resolution} to {path}")
 
 

@@ -189,10 +189,16 @@ def fid_cmd(**flags):
 
 @metrics_group.command("attacks")
 def attacks_cmd():
-    """List the image attacks (`evaluate --attacks`) and the model-level attacks (`evaluate --generator G
-    --model-attacks`), their parameter, default sweep and neutral strength."""
+    """List the image attacks and the model-level attacks, their parameter, default sweep and neutral strength.
 
+    \b
+    Use them with:
+      ganprint evaluate ... --attacks 'jpeg:50+noise:0.05' --attacks standard
+      ganprint evaluate ... --generator G.safetensors --seeds 0-63 --model-attacks 'prune:0.5'
+    """
     click.echo(describe_attacks())
+    click.echo("\nimage attacks: ganprint evaluate --attacks SPEC; model-level attacks: ganprint evaluate "
+               "--generator G --model-attacks SPEC")
 
 
 COMMANDS = [evaluate_cmd, adversary_cmd, metrics_group]

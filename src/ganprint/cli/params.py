@@ -90,7 +90,7 @@ class Seeds(click.ParamType):
         if isinstance(value, list):
             return value
         try:
-            return parse_seeds(value, flag="")
+            return parse_seeds(value, name="")
         except GanprintError as e:
             self.fail(str(e).strip(), param, ctx)
 

@@ -47,7 +47,7 @@ COMMANDS: list = []
 @click.option("--metric-images", type=P.IMAGES, default=None, help="Images per bit-accuracy evaluation [preset].")
 @click.option("--augment", default=None,
               help="Immunized training: perturb generated images before the decoder reads them, e.g. "
-                   "'jpegd,blur,noise,crop' (ganprint.augment ops) [none].")
+                   "'jpegd,blur,noise,crop' (ganprint.perturb.augment ops) [none].")
 @click.option("--augment-skew", type=P.SKEW, default=None,
               help="Augmentation strength U(0,1)**(1/skew); > 1 trains more near the maxima [1].")
 @click.option("--quantize-read/--no-quantize-read", "quantize_read", default=None,

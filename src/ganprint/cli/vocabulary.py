@@ -98,6 +98,32 @@ def _attach(cmd: click.Command, aliases: dict[str, str]) -> None:
     cmd.parse_args = parse_with_vocabulary  # type: ignore[method-assign]
 
 
+class OldPositional(click.Argument):
+    """A positional argument kept for one release after its value became an option (`dataset celeba SRC OUT` ->
+    `--data`, `--outdir`): optional, left out of the usage line and of the error vocabulary; `take_old` reads it."""
+
+    def __init__(self, param_decls, **attrs):
+        super().__init__(param_decls, required=False, **attrs)
+        self.hidden = True
+
+    def get_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return []
+
+
+def take_old(new_value, old_value, new: str, old: str):
+    """The value of the option `new` (e.g. '--data'), given as itself or as the old positional `old` (e.g. 'SRC'),
+    which works with a warning; both, or neither, is a usage error."""
+    if old_value is None:
+        if new_value is None:
+            raise click.UsageError(f"Missing option '{new}'.")
+        return new_value
+    if new_value is not None:
+        raise click.UsageError(f"{old} and {new} name the same thing; give {new} only")
+    click.echo(f"Warning: the positional {old} is the old form of {new}; it still works in this release, use {new}",
+               err=True)
+    return old_value
+
+
 class FlagFilter(logging.Filter):
     """Writes the running command's flags into log lines, as the error boundary does for errors."""
 

@@ -2,8 +2,8 @@
 
 One `Bound` per kind of number. The CLI's click types (`ganprint.cli.params`) and the configs' `validate()` check
 the same Bound objects, so a flag and the Python API refuse the same values with the same words. The upper limits
-are sanity limits, far above any real use, that keep a typo (`--batch-size 1000000000`) from allocating without
-end or hanging before the first step.
+are sanity limits, far above any real use, that keep a typo (a `batch_size` of 1000000000) from allocating without
+end or hanging before the first step. Errors name the field in backticks; the CLI writes its flag there.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from ganprint.core.errors import GanprintError
+from ganprint.core.errors import GanprintError, field
 
 
 class BoundError(GanprintError):
@@ -50,10 +50,11 @@ class Bound:
         return want if too_low or too_high else None
 
     def check(self, value: Any, name: str) -> Any:
-        """Return `value` when it lies in the bound; else raise BoundError naming `name` (a flag or a field)."""
+        """Return `value` when it lies in the bound; else raise BoundError naming the field `name` (in backticks,
+        see `errors.field`)."""
         why = self.problem(value)
         if why is not None:
-            raise BoundError(f"{name} {why}")
+            raise BoundError(f"{field(name)} {why}")
         return value
 
     def parse(self, text: str) -> int | float:
@@ -79,17 +80,18 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def check_fields(obj: Any, table: dict[str, tuple[str | None, Bound]]) -> None:
-    """Check the fields of a config `obj` named in `table` ({field: (its flag or None, Bound)}).
+def check_fields(obj: Any, table: dict[str, Bound | tuple[Any, Bound]]) -> None:
+    """Check the fields of a config `obj` named in `table` ({field: Bound}).
 
-    None is refused unless the Bound is `optional(...)`. The error names the field and, where the CLI has one, its
-    flag: 'lr (--lr) must be a finite number in (0, 1], got inf'.
+    None is refused unless the Bound is `optional(...)`. The error names the field: '`lr` must be a finite number
+    in (0, 1], got inf' (the CLI shows the flag). A (label, Bound) pair, the older form, is read as its Bound.
     """
-    for field, (flag, bound) in table.items():
-        value = getattr(obj, field)
+    for name, bound in table.items():
+        bound = bound[1] if isinstance(bound, tuple) else bound
+        value = getattr(obj, name)
         if value is None and isinstance(bound, OptionalBound):
             continue
-        bound.check(value, f"{field} ({flag})" if flag else field)
+        bound.check(value, name)
 
 
 @dataclass(frozen=True)
@@ -133,4 +135,4 @@ PORT = Bound(0, 65535, integer=True)  # 0: a free port that the system picks
 TRUNCATION = Bound(-2, 2)  # StyleGAN truncation psi: 1 = none, 0 = the mean image; beyond +-2 only saturates
 PSNR = Bound(0, 100, lo_open=True)  # dB of 8-bit images
 SAMPLER_STEPS = Bound(1, 10000, integer=True)
-MAX_SEEDS = 1_000_000  # seeds in one --seeds list
+MAX_SEEDS = 1_000_000  # seeds in one list of `seeds`

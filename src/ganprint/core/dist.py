@@ -27,7 +27,7 @@ def init(device: torch.device | None = None) -> None:
     importlib.import_module("torch.distributed.nn.functional")
     timeout = datetime.timedelta(minutes=30)
     store_file = os.environ.get("GANPRINT_STORE_FILE")
-    if store_file:  # `--jobs` processes (ganprint.parallel): a file made by their parent, no TCP rendezvous
+    if store_file:  # `jobs` processes (the job supervisor): a file made by their parent, no TCP rendezvous
         world = int(os.environ["WORLD_SIZE"])
         tdist.init_process_group(backend=backend, store=tdist.FileStore(store_file, world),
                                  rank=int(os.environ["RANK"]), world_size=world, timeout=timeout)

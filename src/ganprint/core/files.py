@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ganprint.core.errors import GanprintError
+from ganprint.core.errors import GanprintError, field
 
 _UMASK = os.umask(0)  # read once at import (os.umask can only be read by setting it)
 os.umask(_UMASK)
@@ -168,45 +168,46 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
-def check_writable_dir(path: str | os.PathLike, flag: str) -> Path:
-    """Make sure the folder `path` (given by `flag`) exists or can be created, and that files can be written in it.
+def check_writable_dir(path: str | os.PathLike, name: str) -> Path:
+    """Make sure the folder `path` (the parameter `name`, see `errors.field`) exists or can be created, and that
+    files can be written in it.
 
-    Commands call this before any work, so that a bad output path fails at once with one line naming the flag and
-    the path. Creates the folder (as the command would); raises GanprintError otherwise.
+    Commands call this before any work, so that a bad output path fails at once with one line naming the parameter
+    and the path. Creates the folder (as the command would); raises GanprintError otherwise.
     """
-    path = Path(path)
+    path, label = Path(path), field(name)
     if path.exists() and not path.is_dir():
-        raise GanprintError(f"{flag} {path} is a file, not a folder; pass a folder path")
+        raise GanprintError(f"{label} {path} is a file, not a folder; pass a folder path")
     base = _nearest_existing(path.absolute())
     if base != path.absolute() and not base.is_dir():
-        raise GanprintError(f"{flag} {path} cannot be created: {base} is a file, not a folder")
+        raise GanprintError(f"{label} {path} cannot be created: {base} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".ganprint-write-check-", dir=path)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise GanprintError(f"{flag} {path} is not writable ({e.strerror or e}); choose another {flag} "
+        raise GanprintError(f"{label} {path} is not writable ({e.strerror or e}); choose another {label} "
                             "or fix its permissions") from None
     return path
 
 
-def check_writable_file(path: str | os.PathLike, flag: str) -> Path:
-    """Make sure the file `path` (given by `flag`) can be written (atomically, beside it): it is not a folder, and its
-    folder exists or can be created and is writable. Raises GanprintError naming the flag and the path."""
-    path = Path(path)
+def check_writable_file(path: str | os.PathLike, name: str) -> Path:
+    """Make sure the file `path` (the parameter `name`) can be written (atomically, beside it): it is not a folder,
+    and its folder exists or can be created and is writable. Raises GanprintError naming the parameter and the path."""
+    path, label = Path(path), field(name)
     if path.is_dir():
-        raise GanprintError(f"{flag} {path} is a folder; pass a file path")
+        raise GanprintError(f"{label} {path} is a folder; pass a file path")
     if os.path.lexists(path) and not os.access(path, os.W_OK):
-        raise GanprintError(f"{flag} {path} exists and is read-only; choose another {flag} or fix its permissions")
+        raise GanprintError(f"{label} {path} exists and is read-only; choose another {label} or fix its permissions")
     base = _nearest_existing(path.absolute().parent)
     if not base.is_dir():
-        raise GanprintError(f"{flag} {path} cannot be created: {base} is a file, not a folder")
+        raise GanprintError(f"{label} {path} cannot be created: {base} is a file, not a folder")
     try:
-        check_writable_dir(path.absolute().parent, flag)
+        check_writable_dir(path.absolute().parent, name)
     except GanprintError:
-        raise GanprintError(f"{flag} {path} cannot be written: its folder {path.parent} cannot be created or is "
-                            f"read-only; choose another {flag} or fix the permissions") from None
+        raise GanprintError(f"{label} {path} cannot be written: its folder {path.parent} cannot be created or is "
+                            f"read-only; choose another {label} or fix the permissions") from None
     return path
 
 
@@ -246,8 +247,8 @@ def _input_error(what: str, path: str | os.PathLike, problem: str) -> GanprintEr
 
 
 def read_input_bytes(path: str | os.PathLike, what: str, max_bytes: int) -> bytes:
-    """The bytes of the input file `path` that `what` (a flag or a description) names: only a regular file, or a link
-    to one, of at most `max_bytes`; GanprintError naming `what` and the path otherwise.
+    """The bytes of the input file `path` that `what` (a description, or a field name in backticks) names: only a
+    regular file, or a link to one, of at most `max_bytes`; GanprintError naming `what` and the path otherwise.
 
     The size is checked from stat before anything is read and at most max_bytes + 1 bytes are read (a file that
     grows meanwhile is refused too); the file is opened without blocking and checked again by its descriptor, so a

@@ -52,7 +52,7 @@ MAX_IMAGE_PIXELS = int(os.environ.get("GANPRINT_MAX_IMAGE_PIXELS", 2**26))
 # Bytes read from one image file at most: 8192 x 8192 pixels of 16-bit RGBA uncompressed, plus headers.
 MAX_IMAGE_BYTES = int(os.environ.get("GANPRINT_MAX_IMAGE_BYTES", 2**29 + 2**20))
 RESAMPLE = Image.Resampling.BICUBIC
-CELEBA_CROP = 148  # the original's --use_celeba_preprocessing: CenterCrop(148) -> Resize(128)
+CELEBA_CROP = 148  # the original's CelebA preprocessing option: CenterCrop(148) -> Resize(128)
 CELEBA_RESOLUTION = 128
 
 # Explicit policy for Pillow's own guard too: it errors at 2x this value, which our header check precedes.
@@ -111,7 +111,7 @@ def open_image_file(path: str) -> tuple[io.BufferedReader, int]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise BadImageError(f"{path} is not a regular file but a {_file_kind(st.st_mode)}; only image files are "
-                                "read: remove it from the data folder or re-run with --skip-bad")
+                                "read: remove it from the data folder or re-run with `skip_bad`")
         _check_size(st.st_size, path)
         return os.fdopen(fd, "rb"), st.st_size
     except BaseException:
@@ -249,14 +249,14 @@ def preprocess(img: np.ndarray, resolution: int, celeba: bool = False) -> np.nda
     if celeba:
         if resolution != CELEBA_RESOLUTION:
             raise GanprintError(
-                f"--celeba preprocessing produces {CELEBA_RESOLUTION}x{CELEBA_RESOLUTION} images but the resolution "
-                f"is {resolution}; use a {CELEBA_RESOLUTION}-px model or drop --celeba"
+                f"`celeba` preprocessing produces {CELEBA_RESOLUTION}x{CELEBA_RESOLUTION} images but the resolution "
+                f"is {resolution}; use a {CELEBA_RESOLUTION}-px model or drop `celeba`"
             )
         h, w = img.shape[:2]
         if h < CELEBA_CROP or w < CELEBA_CROP:
             raise BadImageError(
                 f"image of {w}x{h} is smaller than the {CELEBA_CROP}x{CELEBA_CROP} CelebA crop "
-                "(--celeba expects aligned CelebA, 178x218)"
+                "(`celeba` expects aligned CelebA, 178x218)"
             )
         return resize(np.ascontiguousarray(_center_crop(img, CELEBA_CROP)), resolution)
     s = min(img.shape[0], img.shape[1])

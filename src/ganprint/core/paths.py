@@ -6,14 +6,17 @@ Every command applies three rules before any work (docs/faults.md, "...an output
 - `check_overlap(inputs, outputs)`: each path is taken both as the kernel resolves it (`realpath`: symbolic links
   and `..`) and as written (`abspath`: what a walk that follows links sees). An output that is an input (or a hard
   link to an input file), lies inside an input folder, or contains an input is refused with one line naming both
-  flags and both paths.
-- `check_new_file(path, flag, overwrite)`: a single-file output that already exists is replaced only with
-  `--overwrite` (and never when it is an input: `check_overlap` comes first).
+  parameters and both paths.
+- `check_new_file(path, name, overwrite)`: a single-file output that already exists is replaced only with
+  `overwrite` (and never when it is an input: `check_overlap` comes first).
 - `OutputFolder`: an output folder is used when it is missing or empty, or when it holds the record (`RECORD`) of
   the same command with the same identity, i.e. every setting that changes an output byte; the run then resumes,
   or writes the same bytes again. A record of another command or identity is refused naming what differs; files
   without a record are never replaced. The record also lists the outputs that are not data (`not_data`: grids,
   plots, snapshots), which the image listing (`ganprint.data.listing`) skips.
+
+A parameter is named by its field name ("outdir", "model"), which messages show in backticks and the CLI as the
+running command's flag; a name that is no field name (a metavar such as "OUT") is shown as it is.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from ganprint._version import __version__
-from ganprint.core.errors import GanprintError
+from ganprint.core.errors import GanprintError, field
 from ganprint.core.files import atomic_write_json, sha256_file
 from ganprint.core.seeds import seeds_text
 
 RECORD = ".ganprint.json"
-GRID = "grid.png"  # the grid of `generate --grid`: not a sample (its folder's record says so)
+GRID = "grid.png"  # the grid that `generate` writes when asked for `grid`: not a sample (its folder's record says so)
 _RECORD_MAX_BYTES = 1 << 20
 # What ganprint itself leaves for a moment: temporaries of ganprint.core.files and the probe of check_writable_dir.
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.[^./]+\.tmp$", re.DOTALL)
@@ -40,10 +43,10 @@ _PROBE = ".ganprint-write-check-"
 
 
 def _specs(items: Iterable[tuple]) -> Iterable[tuple[str, str, str | None]]:
-    """(flag, path, noun) of every item that names a path (None, "" and in-memory data sets are skipped)."""
-    for flag, path, *noun in items:
+    """(name, path, noun) of every item that names a path (None, "" and in-memory data sets are skipped)."""
+    for name, path, *noun in items:
         if isinstance(path, (str, os.PathLike)) and os.fspath(path) != "":
-            yield flag, os.fspath(path), noun[0] if noun else None
+            yield name, os.fspath(path), noun[0] if noun else None
 
 
 def _within(child: str, parent: str) -> bool:
@@ -59,10 +62,10 @@ def _file_id(path: str) -> tuple[int, int] | None:
 
 
 def overlap(output: tuple[str, str, str | None], inp: tuple[str, str, str | None]) -> str | None:
-    """Why `output` (flag, path, kind: "file", or None for a folder) may not be written beside the input `inp`
-    (flag, path, noun), or None."""
-    oflag, o, kind = output
-    iflag, i, noun = inp
+    """Why `output` (name, path, kind: "file", or None for a folder) may not be written beside the input `inp`
+    (name, path, noun), or None."""
+    (oname, o, kind), (iname, i, noun) = output, inp
+    oflag, iflag = field(oname), field(iname)
     what = f"{iflag} {i} (the {noun or ('folder' if os.path.isdir(i) else 'file')})"
     real_o, real_i = os.path.realpath(o), os.path.realpath(i)
     abs_o, abs_i = os.path.abspath(o), os.path.abspath(i)
@@ -83,10 +86,10 @@ def overlap(output: tuple[str, str, str | None], inp: tuple[str, str, str | None
 def check_overlap(inputs: Iterable[tuple], outputs: Iterable[tuple]) -> None:
     """Refuse, before any work, an output that is, contains or lies inside an input.
 
-    `inputs` are (flag, path) or (flag, path, noun) tuples, e.g. ("--registry", "reg.sqlite", "registry");
-    `outputs` (flag, path) for a folder, (flag, path, "file") for a file. A None path is skipped, and a path given
-    with the same flag on both sides (a registry the command updates) is not compared with itself. Raises
-    GanprintError naming both flags and both paths.
+    `inputs` are (name, path) or (name, path, noun) tuples, e.g. ("registry", "reg.sqlite", "registry");
+    `outputs` (name, path) for a folder, (name, path, "file") for a file. A None path is skipped, and a path given
+    with the same name on both sides (a registry the command updates) is not compared with itself. Raises
+    GanprintError naming both parameters and both paths.
     """
     ins = list(_specs(inputs))
     for out in _specs(outputs):
@@ -98,12 +101,13 @@ def check_overlap(inputs: Iterable[tuple], outputs: Iterable[tuple]) -> None:
                 raise GanprintError(problem)
 
 
-def check_new_file(path: str | os.PathLike, flag: str, overwrite: bool = False) -> None:
-    """Refuse an output file that exists already, unless `overwrite` (the user's --overwrite)."""
+def check_new_file(path: str | os.PathLike, name: str, overwrite: bool = False) -> None:
+    """Refuse an output file (given as the parameter `name`) that exists already, unless `overwrite`."""
     if overwrite or not os.path.lexists(path) or os.path.isdir(path):  # a folder: check_writable_file says so
         return
-    raise GanprintError(f"{flag} {os.fspath(path)} already exists and ganprint replaces a file only when asked: "
-                        f"choose another {flag}, or add --overwrite to replace it")
+    label = field(name)
+    raise GanprintError(f"{label} {os.fspath(path)} already exists and ganprint replaces a file only when asked: "
+                        f"choose another {label}, or add `overwrite` to replace it")
 
 
 def _plain(obj: Any) -> Any:
@@ -128,15 +132,16 @@ def _short(value: Any) -> str:
 
 def identity_differences(old: Mapping, new: Mapping, labels: Mapping[str, str] | None = None) -> list[str]:
     """'name: old -> new' for every setting (nested ones dotted) that differs. With `labels`, a top-level key is shown
-    as its flag: labels[key], else --key-with-dashes; without, keys are shown as they are."""
+    as the parameter that sets it: labels[key], else the key itself, in backticks (the CLI shows the flag); without,
+    keys are shown as they are."""
     a, b = _flatten(_plain(old)), _flatten(_plain(new))
 
     def name(key: str) -> str:
         if labels is None:
             return key
         top, _, rest = key.partition(".")
-        flag = labels.get(top, "--" + top.replace("_", "-"))
-        return f"{flag} ({rest})" if rest else flag
+        label = field(labels.get(top, top))
+        return f"{label} ({rest})" if rest else label
 
     keys = sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
     return [f"{name(k)}: {_short(a.get(k, '<unset>'))} -> {_short(b.get(k, '<unset>'))}" for k in keys]
@@ -180,26 +185,26 @@ class OutputFolder:
     """The output folder of one command: `check()` before any work (read-only), `claim()` before the first output.
 
     Args:
-        path: the folder; flag: the flag or argument that gave it (named in errors).
+        path: the folder; name: the parameter that gave it (named in errors, see `errors.field`).
         command: the command, e.g. "embed" or "data samples".
         identity: every setting that changes an output byte (JSON types); compared as a whole with the record.
-        labels: flag names of identity keys (default --key-with-dashes); None shows the keys as they are.
+        labels: the parameters that set identity keys (default: the key itself); None shows the keys as they are.
         not_data: names of outputs in the folder that are not data (skipped by image listings).
         legacy: the identity an older ganprint recorded elsewhere in this folder (used when there is no record).
     """
 
-    def __init__(self, path: str | os.PathLike, flag: str, command: str, identity: Mapping[str, Any], *,
+    def __init__(self, path: str | os.PathLike, name: str, command: str, identity: Mapping[str, Any], *,
                  labels: Mapping[str, str] | None = None, not_data: Iterable[str] = (),
                  legacy: Mapping[str, Any] | None = None):
-        self.path, self.flag, self.command = Path(path), flag, command
+        self.path, self.label, self.command = Path(path), field(name), command
         self.identity, self.labels, self.legacy = _plain(identity), labels, legacy
         self.not_data = sorted(set(not_data))
         self.resumed = False
 
     def check(self) -> OutputFolder:
-        """Refuse a folder this run may not write into (GanprintError naming the flag); `resumed` says whether it
+        """Refuse a folder this run may not write into (GanprintError naming its parameter); `resumed` says whether it
         holds this run's record already."""
-        where = f"{self.flag} {self.path}"
+        where = f"{self.label} {self.path}"
         if not self.path.is_dir():
             return self  # missing: it is created; a file in its place is check_writable_dir's error
         rec = read_record(self.path)
@@ -209,16 +214,16 @@ class OutputFolder:
             if _holds_files(self.path):
                 raise GanprintError(f"{where} holds files that ganprint did not write (it has no {RECORD} of an "
                                     f"earlier `ganprint {self.command}`), and ganprint never replaces them: choose a "
-                                    f"new {self.flag} (or an empty one)")
+                                    f"new {self.label} (or an empty one)")
             return self
         if rec["command"] != self.command:
-            raise GanprintError(f"{where} holds the output of `ganprint {rec['command']}`; choose a new {self.flag} "
+            raise GanprintError(f"{where} holds the output of `ganprint {rec['command']}`; choose a new {self.label} "
                                 f"(or an empty one) for `ganprint {self.command}`")
         diff = identity_differences(rec.get("identity") or {}, self.identity, self.labels)
         if diff:
             raise GanprintError(f"{where} holds a `ganprint {self.command}` run with a different config "
                                 f"({'; '.join(diff)}); re-run with the same settings to resume it, or choose a new "
-                                f"{self.flag}")
+                                f"{self.label}")
         self.resumed = True
         return self
 
@@ -231,14 +236,14 @@ class OutputFolder:
 
 def claim_generated(outdir: str | os.PathLike, model: str | os.PathLike, seeds: list[int], grid: bool,
                     device_type: str, settings: Mapping[str, Any], batch_size: int) -> OutputFolder:
-    """Check and claim the --outdir of `generate`, whatever the kind of generator: its identity is the model's
-    sha256, the seeds, --grid, the device type and the kind's own `settings`, plus the batch size in float32 (where
+    """Check and claim the `outdir` of `generate`, whatever the kind of generator: its identity is the model's
+    sha256, the seeds, `grid`, the device type and the kind's own `settings`, plus the batch size in float32 (where
     it may change a pixel); grid.png is recorded as not data."""
     identity = {"model_sha256": sha256_file(model), "seeds": seeds_text(seeds), "grid": bool(grid),
                 "device": device_type, **settings}
     if settings.get("precision") == "float32":
         identity["batch_size"] = int(batch_size)
-    folder = OutputFolder(outdir, "--outdir", "generate", identity,
-                          labels={"model_sha256": "--model", "kind": "--model"}, not_data=[GRID] if grid else [])
+    folder = OutputFolder(outdir, "outdir", "generate", identity,
+                          labels={"model_sha256": "model", "kind": "model"}, not_data=[GRID] if grid else [])
     folder.check().claim()
     return folder

@@ -1,4 +1,4 @@
-"""Seeds: stable derivation from ints, and the --seeds list parser."""
+"""Seeds: stable derivation from ints, and the parser of seed lists ("0-63", "0,5,7-9")."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from ganprint.core.bounds import MAX_SEEDS, SEED
-from ganprint.core.errors import GanprintError, excerpt
+from ganprint.core.errors import GanprintError, excerpt, field
 
 
 def derive_seed(*ints: int) -> int:
@@ -19,15 +19,16 @@ def derive_seed(*ints: int) -> int:
 _SEED_MAX = 2**63 - 1
 
 
-def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+def parse_seeds(text: str, name: str = "seeds") -> list[int]:
     """Parse "0-63", "0,5,7-9" (inclusive ranges, order kept, duplicates removed) into a list of ints >= 0.
 
-    Raises GanprintError naming `flag` on malformed input, a seed >= 2^63, or more than `MAX_SEEDS` seeds in all
-    (counted before any list is built, so a huge request costs no memory).
+    Raises GanprintError naming the field `name` ("" names none) on malformed input, a seed >= 2^63, or more than
+    `MAX_SEEDS` seeds in all (counted before any list is built, so a huge request costs no memory).
     """
-    where = f"{flag} {excerpt(text)}".strip()
+    label = field(name)
+    where = f"{label} {excerpt(text)}".strip()
     if text is None or not str(text).strip():
-        raise GanprintError(f"{flag} is empty; give e.g. 0-63 or 0,5,7-9".strip())
+        raise GanprintError(f"{label} is empty; give e.g. 0-63 or 0,5,7-9".strip())
     spans = []
     for part in str(text).replace(" ", "").split(","):
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
@@ -66,11 +67,11 @@ def seeds_text(seeds: list[int]) -> str:
     return ",".join(parts)
 
 
-def check_seed_list(seeds, flag: str = "--seeds") -> list[int]:
+def check_seed_list(seeds, name: str = "seeds") -> list[int]:
     """A list of seeds given to the Python API: ints in [0, 2^63), at most `MAX_SEEDS`; GanprintError otherwise."""
-    seeds = list(seeds)
+    seeds, label = list(seeds), field(name)
     if len(seeds) > MAX_SEEDS:
-        raise GanprintError(f"{flag} holds {len(seeds):,} seeds, more than {MAX_SEEDS:,}; generate in several runs")
+        raise GanprintError(f"{label} holds {len(seeds):,} seeds, more than {MAX_SEEDS:,}; generate in several runs")
     for s in seeds:
-        SEED.check(s, f"every seed of {flag}")
+        SEED.check(s, f"every seed of {label}")
     return [int(s) for s in seeds]

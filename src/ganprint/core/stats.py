@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ganprint.core.errors import GanprintError
+from ganprint.core.errors import GanprintError, field
 
 
 def bit_accuracy(bits: torch.Tensor, ref_bits: torch.Tensor) -> torch.Tensor:
@@ -87,16 +87,17 @@ def smallest_usable_fpr(k: int, n_keys: int = 1) -> float:
     return math.ldexp(float(max(1, n_keys)), -int(k))
 
 
-def usable_threshold(k: int, fpr: float, n_keys: int = 1, flag: str = "--fpr") -> int:
+def usable_threshold(k: int, fpr: float, n_keys: int = 1, name: str = "fpr") -> int:
     """`match_threshold`, refusing an `fpr` outside (0, 1) or so small that no image could ever be detected (the
-    threshold would exceed K bits) with a GanprintError that names `flag` and the smallest usable value."""
+    threshold would exceed K bits) with a GanprintError that names the field `name` and the smallest usable value."""
+    label = field(name)
     if not 0 < fpr < 1:
-        raise GanprintError(f"{flag} must be in (0, 1), got {fpr}")
+        raise GanprintError(f"{label} must be in (0, 1), got {fpr}")
     m = match_threshold(k, fpr, n_keys)
     if m > k:
         keys = f" and {n_keys} keys" if n_keys > 1 else ""
-        raise GanprintError(f"{flag} {fpr:g} is too small for {k} bits{keys}: no image could ever be detected; "
-                            f"the smallest usable {flag} is {smallest_usable_fpr(k, n_keys):.3g}")
+        raise GanprintError(f"{label} {fpr:g} is too small for {k} bits{keys}: no image could ever be detected; "
+                            f"the smallest usable {label} is {smallest_usable_fpr(k, n_keys):.3g}")
     return m
 
 

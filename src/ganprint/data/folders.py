@@ -1,8 +1,8 @@
-"""Image data sets: folders of image files (read lazily) and packed data sets (`ganprint.packed`).
+"""Image data sets: folders of image files (read lazily) and packed data sets (`ganprint.data.packed`).
 
 Which files are images: the listing takes every non-hidden entry whose name has an image extension (a link
 is followed); reading it then applies the rule of `ganprint.core.images.open_image_file` (regular files of bounded
-size only), so a FIFO, a device or a link to one is reported by name (or skipped with --skip-bad), never read.
+size only), so a FIFO, a device or a link to one is reported by name (or skipped with `skip_bad`), never read.
 
 Items are dicts `{"img": uint8 tensor [3, R, R], "index": int}`. With `skip_bad=True` an unreadable
 file yields `{"img": None, "index": i, "error": "..."}`; pass `collate` to the DataLoader so such
@@ -109,9 +109,9 @@ def open_image_dataset(path: str | os.PathLike, resolution: int | None, celeba: 
             if got is not None and resolution is not None and int(got) != int(resolution):
                 raise GanprintError(
                     f"packed data set {path} holds {got}x{got} images but resolution {resolution} was asked for; "
-                    f"use --resolution {got} or repack with --resolution {resolution}"
+                    f"use `resolution` {got} or repack with `resolution` {resolution}"
                 )
             if celeba:
-                log.warning("--celeba is ignored for packed data set %s (its images are already preprocessed)", path)
+                log.warning("`celeba` is ignored for packed data set %s (its images are already preprocessed)", path)
             return ds
     return ImageFolderDataset(path, resolution, celeba=celeba, skip_bad=skip_bad)

@@ -1,7 +1,8 @@
 """Which files of a folder are images: the one listing every data reader and writer uses.
 
 Hidden entries are skipped, and so are the entries that the record of a ganprint output folder lists as not data
-(`ganprint.core.paths.not_data`): the grid.png of `generate --grid` is not one of the generated samples.
+(`ganprint.core.paths.not_data`): the grid.png that `generate` writes when asked for `grid` is not one of the
+generated samples.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ _shared: dict[str, list[tuple[str, str]]] | None = None  # listings kept inside 
 
 @contextlib.contextmanager
 def one_listing():
-    """Within this block each folder is walked once. `--jobs` counts the images before it forks its processes,
-    which then inherit the listing (forked memory) instead of walking the folder again, each of them."""
+    """Within this block each folder is walked once. A run over `jobs` processes counts the images before it forks
+    them, and they inherit the listing (forked memory) instead of walking the folder again, each of them."""
     global _shared
     outer = _shared
     _shared = {} if outer is None else outer
@@ -77,6 +78,6 @@ def _walk_images(root: str | os.PathLike) -> list[tuple[str, str]]:
                 continue
             found.append((prefix + name, os.path.join(dirpath, name)))
     if not found:
-        raise GanprintError(f"no images ({exts}) found under {root}; check --data")
+        raise GanprintError(f"no images ({exts}) found under {root}; check `data`")
     found.sort(key=lambda t: t[0])
     return found

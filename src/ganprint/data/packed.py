@@ -12,7 +12,7 @@ Why this format (rather than a folder of PNGs, TFRecords as in the original, or 
   disk has room, and renamed into place at the end, so a crash never leaves a half-written data set that
   looks valid.
 
-Layout: `OUT/images.npy` uint8 [N, R, R, 3]; `OUT/dataset.json`
+Layout: `<folder>/images.npy` uint8 [N, R, R, 3]; `<folder>/dataset.json`
 `{"format": "ganprint-packed", "version": 1, "count", "resolution", "source", "created", "shuffle", "seed",
 "names": [...]}`.
 """
@@ -129,14 +129,14 @@ def write_packed(out: str | os.PathLike, images: Iterable[np.ndarray], count: in
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise PackedDatasetError(f"output {out} already exists and is not empty; choose a new OUT or delete it")
+        raise PackedDatasetError(f"`outdir` {out} already exists and is not empty; choose a new `outdir` or delete it")
     if len(names) != count:
         raise ValueError(f"names has {len(names)} entries for {count} images")
     try:
-        check_writable_dir(out.parent, "OUT")
+        check_writable_dir(out.parent, "outdir")
     except GanprintError:
-        raise PackedDatasetError(f"OUT {out} cannot be written: its folder {out.parent} cannot be created or is "
-                                 "read-only; choose another OUT") from None
+        raise PackedDatasetError(f"`outdir` {out} cannot be written: its folder {out.parent} cannot be created or is "
+                                 "read-only; choose another `outdir`") from None
     shape = (count, resolution, resolution, 3)
     _check_free_space(out, int(np.prod(shape, dtype=np.int64)) + (1 << 20))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -148,7 +148,7 @@ def write_packed(out: str | os.PathLike, images: Iterable[np.ndarray], count: in
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "shuffle": bool(shuffle), "seed": seed, "names": names,
             })
-        except OSError as e:  # the disk filled up all the same (another writer): one line naming OUT
+        except OSError as e:  # the disk filled up all the same (another writer): one line naming it
             raise PackedDatasetError(f"cannot write {out}: {e.strerror or e}; nothing was kept: free some space, "
                                      "then re-run the same command") from None
         if out.exists():
@@ -166,8 +166,9 @@ def _check_free_space(out: Path, need: int) -> None:
     st = os.statvfs(out.parent)
     free = st.f_bavail * st.f_frsize
     if free < need:
-        raise PackedDatasetError(f"OUT {out} needs {need / 2**20:.1f} MiB but its disk has {free / 2**20:.1f} MiB "
-                                 "free; free some space, lower --num-images or --resolution, or choose another OUT")
+        raise PackedDatasetError(f"`outdir` {out} needs {need / 2**20:.1f} MiB but its disk has {free / 2**20:.1f} "
+                                 "MiB free; free some space, lower `num_images` or `resolution`, or choose another "
+                                 "`outdir`")
 
 
 def _write_npy(path: Path, images: Iterable[np.ndarray], shape: tuple[int, int, int, int], names: list[str]) -> None:
@@ -201,29 +202,29 @@ def _list_images(src: Path) -> list[Path]:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    """uint8 [H, W, 3] via ganprint.imageio.read_image (EXIF-aware; clear error naming the file)."""
+    """uint8 [H, W, 3] via ganprint.core.images.read_image (EXIF-aware; clear error naming the file)."""
     return np.asarray(read_image(path))
 
 
 def center_crop_resize(img: np.ndarray, resolution: int) -> np.ndarray:
-    """uint8 [H, W, 3] -> the largest centred square resized to [R, R, 3] (ganprint.imageio.preprocess)."""
+    """uint8 [H, W, 3] -> the largest centred square resized to [R, R, 3] (ganprint.core.images.preprocess)."""
     return np.asarray(preprocess(img, resolution))
 
 
 def _order(n: int, shuffle: bool, seed: int) -> np.ndarray:
     # Like the original dataset_tool: the selected files are permuted with a seeded RandomState.
-    bounds.SEED32.check(seed, "--seed")
+    bounds.SEED32.check(seed, "seed")
     return np.random.RandomState(seed).permutation(n) if shuffle else np.arange(n)
 
 
 def _select(src: Path, num_images: int | None) -> list[Path]:
     if not src.is_dir():
-        raise PackedDatasetError(f"source folder {src} does not exist or is not a directory")
+        raise PackedDatasetError(f"`data` {src} does not exist or is not a directory; give the folder of images")
     files = _list_images(src)  # raises GanprintError when there are none
     if num_images is not None:
-        bounds.IMAGES.check(num_images, "--num-images")
+        bounds.IMAGES.check(num_images, "num_images")
         if num_images > len(files):
-            raise PackedDatasetError(f"--num-images {num_images} but {src} holds only {len(files)} images")
+            raise PackedDatasetError(f"`num_images` {num_images} but {src} holds only {len(files)} images")
         files = files[:num_images]
     return files
 
@@ -237,22 +238,23 @@ def _pack(src: Path, out: Path, files: list[Path], resolution: int, fn: Callable
                         shuffle=shuffle, seed=seed if shuffle else None)
 
 
-def pack_celeba(src: str | os.PathLike, out: str | os.PathLike, num_images: int = 30000, *,
+def pack_celeba(data: str | os.PathLike, outdir: str | os.PathLike, num_images: int = 30000, *,
                 shuffle: bool = False, seed: int = 123) -> Path:
-    """Pack the first `num_images` sorted aligned-CelebA PNGs as 128x128 crops centred at (x=89, y=121), no resize.
+    """Pack the first `num_images` sorted aligned-CelebA PNGs of the folder `data` as 128x128 crops centred at
+    (x=89, y=121), no resize, into the new packed folder `outdir`.
 
     Every image must be 178x218 (the aligned CelebA size); another size raises PackedDatasetError naming it.
     """
-    check_overlap([("SRC", src, "source folder")], [("OUT", out)])
-    src, out = Path(src), Path(out)
+    check_overlap([("data", data, "source folder")], [("outdir", outdir)])
+    src, out = Path(data), Path(outdir)
     if not src.is_dir():
-        raise PackedDatasetError(f"CelebA folder {src} does not exist (expected img_align_celeba_png/)")
+        raise PackedDatasetError(f"`data` {src} does not exist; give CelebA's img_align_celeba_png folder")
     files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() == ".png")
     if not files:
-        raise PackedDatasetError(f"no .png files in {src}; point SRC at CelebA's img_align_celeba_png folder")
-    bounds.IMAGES.check(num_images, "--num-images")
+        raise PackedDatasetError(f"no .png files in {src}; point `data` at CelebA's img_align_celeba_png folder")
+    bounds.IMAGES.check(num_images, "num_images")
     if num_images > len(files):
-        raise PackedDatasetError(f"--num-images {num_images} but {src} holds {len(files)} PNGs")
+        raise PackedDatasetError(f"`num_images` {num_images} but {src} holds {len(files)} PNGs")
     files = files[:num_images]
     cx, cy = CELEBA_CENTER
     half = CELEBA_CROP // 2
@@ -268,14 +270,15 @@ def pack_celeba(src: str | os.PathLike, out: str | os.PathLike, num_images: int 
     return _pack(src, out, files, CELEBA_CROP, crop, source=f"celeba:{src.resolve()}", shuffle=shuffle, seed=seed)
 
 
-def pack_images(src: str | os.PathLike, out: str | os.PathLike, resolution: int, num_images: int | None = None, *,
-                shuffle: bool = False, seed: int = 123) -> Path:
-    """Pack images under `src` (sorted, the first `num_images`): centre-crop to a square, resize to `resolution`."""
-    check_overlap([("SRC", src, "source folder")], [("OUT", out)])
-    src, out = Path(src), Path(out)
-    bounds.RESOLUTION.check(resolution, "--resolution")
+def pack_images(data: str | os.PathLike, outdir: str | os.PathLike, resolution: int, num_images: int | None = None,
+                *, shuffle: bool = False, seed: int = 123) -> Path:
+    """Pack images under the folder `data` (sorted, the first `num_images`) into the new packed folder `outdir`:
+    centre-crop to a square, resize to `resolution`."""
+    check_overlap([("data", data, "source folder")], [("outdir", outdir)])
+    src, out = Path(data), Path(outdir)
+    bounds.RESOLUTION.check(resolution, "resolution")
     if resolution < 4 or resolution & (resolution - 1):
-        raise PackedDatasetError(f"--resolution must be a power of two >= 4, got {resolution}")
+        raise PackedDatasetError(f"`resolution` must be a power of two >= 4, got {resolution}")
     files = _select(src, num_images)
 
     def load(path: Path) -> np.ndarray:

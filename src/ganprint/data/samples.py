@@ -137,7 +137,7 @@ def _licence(photo: Photo, base: Path) -> str:
 def _folder_photos(folder: Path) -> list[dict]:
     """Every image under a user's folder as a source photo (its licence is the folder owner's business)."""
     return [{"name": str(path.relative_to(folder)), "path": str(path), "package": "folder", "version": "-",
-             "file": str(path), "split": "folder", "licence": "unknown (a folder given with --photos)",
+             "file": str(path), "split": "folder", "licence": "unknown (a folder of the user's own photos)",
              "licence_source": str(folder)} for path in list_images(folder)]
 
 
@@ -147,7 +147,7 @@ def available_photos(photos: str = "all") -> list[dict]:
     if photos not in SPLITS:
         if Path(photos).is_dir():
             return _folder_photos(Path(photos))
-        raise GanprintError(f"--photos must be one of {', '.join(SPLITS)} or a folder of photos, got {photos!r}")
+        raise GanprintError(f"`photos` must be one of {', '.join(SPLITS)} or a folder of photos, got {photos!r}")
     out = []
     for p in PHOTOS:
         if photos != "all" and p.split != photos:
@@ -230,20 +230,20 @@ def write_samples(outdir: str | os.PathLike, resolution: int = 32, count: int = 
     crops already written (and extends them when `count` grew), also after an interrupted run; a folder made with
     other settings, or holding files ganprint did not write, is refused (`ganprint.core.paths.OutputFolder`).
     """
-    bounds.RESOLUTION.check(resolution, "--resolution")
-    bounds.IMAGES.check(count, "--count")
-    bounds.SEED.check(seed, "--seed")
+    bounds.RESOLUTION.check(resolution, "resolution")
+    bounds.IMAGES.check(count, "count")
+    bounds.SEED.check(seed, "seed")
     sources = available_photos(photos)
     own = photos not in SPLITS  # a folder of the user's photos
-    check_overlap([("--photos", photos if own else None, "photo folder")], [("OUTDIR", outdir)])
-    outdir = check_writable_dir(outdir, "OUTDIR")
+    check_overlap([("photos", photos if own else None, "photo folder")], [("outdir", outdir)])
+    outdir = check_writable_dir(outdir, "outdir")
     params = {"resolution": int(resolution), "seed": int(seed), "photos": photos}
     if vary:  # only then, so that folders written before the option existed still resume
         params["vary"] = True
     meta_path = outdir / "sources.json"
     # The record is written before the first crop, so that a run stopped at any point (Ctrl-C, SIGTERM, kill -9)
     # resumes when the same command is run again; sources.json alone, written at the end, recorded older runs.
-    folder = OutputFolder(outdir, "OUTDIR", "data samples", params, labels={}, legacy=_recorded_params(meta_path))
+    folder = OutputFolder(outdir, "outdir", "data samples", params, labels={}, legacy=_recorded_params(meta_path))
     folder.check().claim()
     remove_stale_temporaries(outdir)  # what a killed writer left behind
 
@@ -291,7 +291,7 @@ def _recorded_params(meta_path: Path) -> dict | None:
 
 
 def _drop_surplus(outdir: Path, count: int) -> None:
-    """Remove the crops numbered `count` and above: a smaller --count than an earlier (or interrupted) run's."""
+    """Remove the crops numbered `count` and above: a smaller `count` than an earlier (or interrupted) run's."""
     for path in outdir.glob("*.png"):
         if _CROP_NAME.fullmatch(path.name) and int(path.name[:-4]) >= count:
             path.unlink(missing_ok=True)

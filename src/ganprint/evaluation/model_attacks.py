@@ -202,8 +202,8 @@ def _parse_model_step(text: str) -> list[ModelAttackSetting]:
         raise ModelAttackSpecError(f"unknown model attack {excerpt(name)} in `model_attacks` {excerpt(text)}; known: "
                                    f"{', '.join(MODEL_ATTACK_SPECS)} (suites: {', '.join(MODEL_SUITES)}, none)")
     att = MODEL_ATTACK_SPECS[name]
-    values = parse_strengths(name, arg, param=att.param, bounds=att.bounds, sweep=att.sweep, flag="`model_attacks`",
-                             whole=text, error=ModelAttackSpecError, integer=att.integer)
+    values = parse_strengths(name, arg, att, sweep=att.sweep, flag="model_attacks", whole=text,
+                             error=ModelAttackSpecError)
     return [ModelAttackSetting(name, float(v)) for v in values]
 
 

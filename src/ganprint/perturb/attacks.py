@@ -78,12 +78,11 @@ def _parse_step(text: str, whole: str) -> tuple[str, list[float]]:
     name, _, arg = text.strip().partition(":")
     name = name.strip().lower()
     if name not in ATTACKS:
-        raise AttackSpecError(f"unknown attack {excerpt(name)} in --attacks {excerpt(whole)}; known: "
+        raise AttackSpecError(f"unknown attack {excerpt(name)} in `attacks` {excerpt(whole)}; known: "
                               f"{', '.join(ATTACKS)} "
                               f"(suites: {', '.join(SUITES)})")
     att = ATTACKS[name]
-    return name, parse_strengths(name, arg, param=att.param, bounds=att.bounds, sweep=att.sweep, flag="--attacks",
-                                 whole=whole, error=AttackSpecError, aliases=att.aliases)
+    return name, parse_strengths(name, arg, att, sweep=att.sweep, flag="attacks", whole=whole, error=AttackSpecError)
 
 
 def parse_attacks(spec: str | list[str] | tuple[str, ...]) -> list[AttackChain]:
@@ -94,7 +93,7 @@ def parse_attacks(spec: str | list[str] | tuple[str, ...]) -> list[AttackChain]:
     specs = [spec] if isinstance(spec, str) else list(spec)
     out: list[AttackChain] = []
     for whole in specs:
-        # spaces separate specs as well, so `--attacks "jpeg noise"` works
+        # spaces separate specs as well, so `attacks` "jpeg noise" works
         for one in whole.split():
             if one.lower() in SUITES:
                 for n in SUITES[one.lower()]:
@@ -105,7 +104,7 @@ def parse_attacks(spec: str | list[str] | tuple[str, ...]) -> list[AttackChain]:
             for combo in itertools.product(*[vs for _, vs in steps]):
                 out.append(AttackChain(tuple((n, float(v)) for (n, _), v in zip(steps, combo)), vary))
         if not whole.split():
-            raise AttackSpecError("empty --attacks spec; give e.g. 'jpeg:50' or 'standard'")
+            raise AttackSpecError("empty `attacks` spec; give e.g. 'jpeg:50' or 'standard'")
     seen, uniq = set(), []
     for c in out:
         if c.spec not in seen:

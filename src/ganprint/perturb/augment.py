@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 class AugmentSpecError(GanprintError):
-    """An --augment spec that cannot be parsed."""
+    """An `augment` spec that cannot be parsed."""
 
 
 def _exact(p, x, s, generator):
@@ -68,7 +68,7 @@ GRADIENTS = {"exact": _exact, "identity": _identity_gradient, "jpeg": _jpeg_grad
 
 @dataclass(frozen=True)
 class TrainingOp:
-    """An --augment operation: the perturbation it draws from, its default maximum strength, its gradient."""
+    """An `augment` operation: the perturbation it draws from, its default maximum strength, its gradient."""
 
     perturbation: str
     default_max: float
@@ -153,13 +153,13 @@ def build_augment(spec: str = "default", n_ops: int = 1, ramp_start: float = 0.0
     for tok in spec.split(","):
         name, _, val = tok.strip().partition(":")
         if name not in OPS:
-            raise AugmentSpecError(f"unknown augmentation {excerpt(name)} in --augment {excerpt(spec)}; known: "
+            raise AugmentSpecError(f"unknown augmentation {excerpt(name)} in `augment` {excerpt(spec)}; known: "
                                    f"{', '.join(OPS)}, or 'default' / 'none'")
         p = PERTURBATIONS[OPS[name].perturbation]
-        values = parse_strengths(name, val, param=p.param, bounds=p.bounds, sweep=(OPS[name].default_max,),
-                                 flag="--augment", whole=spec, error=AugmentSpecError, aliases=p.aliases)
+        values = parse_strengths(name, val, p, sweep=(OPS[name].default_max,), flag="augment", whole=spec,
+                                 error=AugmentSpecError)
         if len(values) != 1:
-            raise AugmentSpecError(f"give {name!r} one maximum in --augment {excerpt(spec)}, got {len(values)}")
+            raise AugmentSpecError(f"give {name!r} one maximum in `augment` {excerpt(spec)}, got {len(values)}")
         ops_[name] = values[0]
     return Augment(ops_, n_ops, ramp_start, ramp_end, skew)
 

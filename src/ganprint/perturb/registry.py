@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from ganprint.core.errors import GanprintError, excerpt
+from ganprint.core.errors import field as field_label  # dataclasses' `field` is taken
 from ganprint.core.seeds import derive_seed
 from ganprint.perturb import ops
 
@@ -121,11 +123,17 @@ SUITES: dict[str, list[str]] = {
 }
 
 
-def parse_strengths(name: str, arg: str, *, param: str, bounds: tuple[float, float], sweep, flag: str, whole: str,
-                    error: type[GanprintError], aliases: dict | None = None, integer: bool = False) -> list[float]:
-    """The strengths of one `name[:[param=]v1,v2,...]` step (the default `sweep` when `arg` is empty), checked
-    against `bounds`; `aliases` map other parameter names to converters. Errors (`error`) name `flag` and `whole`."""
-    aliases = aliases or {}
+def parse_strengths(name: str, arg: str, knob: Any, *, sweep, flag: str, whole: str,
+                    error: type[GanprintError]) -> list[float]:
+    """The strengths of one `name[:[param=]v1,v2,...]` step (the default `sweep` when `arg` is empty).
+
+    `knob` says what they are strengths of (a Perturbation, a model attack): its `param` names them, its `bounds`
+    hold them, its optional `aliases` map other parameter names to converters and `integer` asks for whole
+    numbers. Errors (`error`) name `flag`, the field the spec was given as ("attacks", shown in backticks: the CLI
+    writes its flag there), and `whole`."""
+    param, bounds = knob.param, knob.bounds
+    aliases, integer = getattr(knob, "aliases", None) or {}, bool(getattr(knob, "integer", False))
+    flag = field_label(flag)
     arg = arg.strip()
     if not arg:
         return [float(v) for v in sweep]

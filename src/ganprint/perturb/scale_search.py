@@ -35,7 +35,7 @@ MAX_SCALES = 32
 
 
 def parse_scales(text: str | None) -> tuple[float, ...] | None:
-    """`--scale-search`: None/"none" -> None (off); "auto" -> DEFAULT_SCALES; "1,0.9,0.8" -> those (1.0 added)."""
+    """`scale_search`: None/"none" -> None (off); "auto" -> DEFAULT_SCALES; "1,0.9,0.8" -> those (1.0 added)."""
     if text is None or str(text).strip().lower() in ("", "none", "off"):
         return None
     if str(text).strip().lower() == "auto":
@@ -43,17 +43,17 @@ def parse_scales(text: str | None) -> tuple[float, ...] | None:
     try:
         vals = [float(t) for t in str(text).split(",") if t.strip()]
     except ValueError:
-        raise GanprintError(f"--scale-search {excerpt(text)}: expected 'auto', 'none' or fractions like "
+        raise GanprintError(f"`scale_search` {excerpt(text)}: expected 'auto', 'none' or fractions like "
                             "1,0.9,0.8") from None
     bad = [v for v in vals if not 0.2 <= v <= 1.0]  # also refuses NaN and infinities
     if bad or not vals:
-        raise GanprintError(f"--scale-search {excerpt(text)}: every fraction must be in [0.2, 1]")
+        raise GanprintError(f"`scale_search` {excerpt(text)}: every fraction must be in [0.2, 1]")
     scales = tuple(sorted(set(vals) | {1.0}, reverse=True))
     if len(scales) == 1:
-        raise GanprintError(f"--scale-search {excerpt(text)} gives no scale below 1 to search; add fractions such as "
-                            "1,0.9,0.8, or drop --scale-search")
+        raise GanprintError(f"`scale_search` {excerpt(text)} gives no scale below 1 to search; add fractions such as "
+                            "1,0.9,0.8, or drop `scale_search`")
     if len(scales) > MAX_SCALES:  # each candidate costs one more decoding of every image
-        raise GanprintError(f"--scale-search {excerpt(text)} gives {len(scales)} scales; at most {MAX_SCALES} are "
+        raise GanprintError(f"`scale_search` {excerpt(text)} gives {len(scales)} scales; at most {MAX_SCALES} are "
                             "searched")
     return scales
 

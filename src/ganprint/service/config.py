@@ -1,4 +1,7 @@
-"""The service's settings: one dataclass, filled from flags / environment variables by the CLI."""
+"""The service's settings: one dataclass, filled from flags / environment variables by the CLI.
+
+Its errors name fields in backticks; `ganprint serve` shows its flags in their place.
+"""
 
 from __future__ import annotations
 
@@ -52,20 +55,20 @@ class ServiceConfig:
 
     def validate(self) -> "ServiceConfig":
         if self.scalable_decoder is None and not self.stega_decoders:
-            raise GanprintError("give --scalable-decoder and/or --stega-decoder: the service has nothing to decode "
-                                "with")
+            raise GanprintError("give `scalable_decoder` and/or `stega_decoders`: the service has nothing to "
+                                "decode with")
         check_fields(self, _BOUNDS)
         if self.max_request_pixels < self.max_pixels:
-            raise GanprintError(f"--max-request-pixels ({self.max_request_pixels}) must be at least --max-pixels "
+            raise GanprintError(f"`max_request_pixels` ({self.max_request_pixels}) must be at least `max_pixels` "
                                 f"({self.max_pixels}), or no image of the largest size could be checked")
         if self.runtime not in ("torch", "onnx"):
-            raise GanprintError(f"--runtime must be torch or onnx, got {self.runtime}")
+            raise GanprintError(f"`runtime` must be torch or onnx, got {self.runtime}")
         if self.base_model is not None and self.scalable_decoder is None:
-            raise GanprintError("--base-model (issuing) needs --scalable-decoder too")
-        for flag, path in [("--scalable-decoder", self.scalable_decoder), ("--base-model", self.base_model)] + \
-                [("--stega-decoder", p) for p in self.stega_decoders]:
+            raise GanprintError("`base_model` (issuing) needs `scalable_decoder` too")
+        for name, path in [("scalable_decoder", self.scalable_decoder), ("base_model", self.base_model)] + \
+                [("stega_decoders", p) for p in self.stega_decoders]:
             if path is not None and not os.path.isfile(path):
-                raise GanprintError(f"{flag} {path} does not exist")
+                raise GanprintError(f"`{name}` {path} does not exist")
         return self
 
     def to_env(self) -> str:
@@ -79,13 +82,8 @@ class ServiceConfig:
         return cls(**json.loads(text))
 
 
-_BOUNDS = {"fpr": ("--fpr", bounds.FPR), "min_distance": ("--min-distance", optional(bounds.DISTANCE)),
-           "max_upload_mb": ("--max-upload-mb", UPLOAD_MB), "max_files": ("--max-files", FILES),
-           "max_pixels": ("--max-pixels", PIXELS), "sync_seconds": ("--sync-seconds", SYNC_SECONDS),
-           "decode_threads": ("--decode-threads", bounds.PROCESSES), "batch_size": (None, bounds.BATCH),
-           "max_request_pixels": ("--max-request-pixels", REQUEST_PIXELS),
-           "header_timeout": ("--header-timeout", bounds.SECONDS_POS),
-           "body_timeout": ("--body-timeout", bounds.SECONDS_POS),
-           "min_body_rate": ("--min-body-rate", BODY_RATE),
-           "keep_alive_timeout": ("--keep-alive-timeout", bounds.SECONDS_POS),
-           "max_connections": ("--max-connections", CONNECTIONS)}
+_BOUNDS = {"fpr": bounds.FPR, "min_distance": optional(bounds.DISTANCE), "max_upload_mb": UPLOAD_MB,
+           "max_files": FILES, "max_pixels": PIXELS, "sync_seconds": SYNC_SECONDS, "decode_threads": bounds.PROCESSES,
+           "batch_size": bounds.BATCH, "max_request_pixels": REQUEST_PIXELS, "header_timeout": bounds.SECONDS_POS,
+           "body_timeout": bounds.SECONDS_POS, "min_body_rate": BODY_RATE, "keep_alive_timeout": bounds.SECONDS_POS,
+           "max_connections": CONNECTIONS}

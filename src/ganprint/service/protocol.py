@@ -2,20 +2,23 @@
 connection limit, and access-log lines without query strings.
 
 TCP_NODELAY. asyncio turns Nagle's algorithm off only on sockets whose Python object says IPPROTO_TCP. uvicorn < 0.55
-binds the listening socket of `--workers N` with proto 0, so its connections kept Nagle on, and every keep-alive
-request waited for the client's delayed ACK (measured in benchmarks/perf/RESULTS-service.md). `ganprint serve` names this class to uvicorn (as an import string, so only the
-workers import it), whatever uvicorn's version and however the socket was made.
+binds the listening socket of N `workers` with proto 0, so its connections kept Nagle on, and every keep-alive
+request waited for the client's delayed ACK (measured in benchmarks/perf/RESULTS-service.md). `ganprint serve` names
+this class to uvicorn (as an import string, so only the workers import it), whatever uvicorn's version and however
+the socket was made.
 
 Slow clients. uvicorn (0.55, h11 or httptools) closes an idle keep-alive connection after `timeout_keep_alive`, but
 sets no deadline on a request's headers or body: a client that sends half its headers, or stops in the middle of an
 upload, holds its connection (and the upload's spooled temporary file) for ever. Per connection, GuardedHTTP adds:
-- `--header-timeout`: from a request's first byte (or the connection's opening) to the end of its headers;
-- `--body-timeout`: the longest pause inside a request body, and the grace period after which the body's average
-  rate must reach `--min-body-rate` KB/s (a trickle of a byte every few seconds is cut off too); time during which
+- `header_timeout`: from a request's first byte (or the connection's opening) to the end of its headers;
+- `body_timeout`: the longest pause inside a request body, and the grace period after which the body's average
+  rate must reach `min_body_rate` KB/s (a trickle of a byte every few seconds is cut off too); time during which
   the server itself stopped reading (flow control while the application is busy) does not count;
-- `--max-connections`: a connection beyond it is answered 503 and closed before any of its bytes is read.
+- `max_connections`: a connection beyond it is answered 503 and closed before any of its bytes is read.
 A connection cut off gets 408 (if no answer was started) and is closed; the log gets one line per kind of event at
-most every 10 s (so a flood of slow connections cannot flood the log). The application sees the closed connection
+most every 10 s (so a flood of slow connections cannot flood the log). These lines go through uvicorn's handlers in
+every worker process, outside the CLI's flag mapping: they name the settings as the service's config and /v1/info do
+(`header_timeout`), and so do the answers. The application sees the closed connection
 as a client disconnect; the multipart parser then closes the upload's temporary files.
 """
 
@@ -36,8 +39,9 @@ def _raw_response(status: str, message: str) -> bytes:
             f"content-length: {len(body)}\r\n\r\n").encode() + body
 
 
-_BUSY = _raw_response("503 Service Unavailable", "too many open connections; try again later (--max-connections)")
-_SLOW = _raw_response("408 Request Timeout", "request too slow (--header-timeout, --body-timeout, --min-body-rate)")
+# Answers to HTTP clients: they name the server's settings as the service's config does, never as flags.
+_BUSY = _raw_response("503 Service Unavailable", "too many open connections; try again later (max_connections)")
+_SLOW = _raw_response("408 Request Timeout", "request too slow (header_timeout, body_timeout, min_body_rate)")
 
 
 class GuardedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
@@ -63,7 +67,7 @@ class GuardedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
         if len(self.connections) > self._lim.max_connections:
-            quiet.warning("busy", "refused a connection: %d open, the limit is %d (--max-connections)",
+            quiet.warning("busy", "refused a connection: %d open, the limit is %d (`max_connections`)",
                            len(self.connections) - 1, self._lim.max_connections)
             transport.write(_BUSY)
             transport.close()
@@ -128,7 +132,7 @@ class GuardedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         self._timer = None
         if self._phase == "headers" and not self.transport.is_closing():
             self._abort("header", f"no complete request headers within {self._lim.header_timeout:g} s "
-                                  f"(--header-timeout)")
+                                  f"(`header_timeout`)")
 
     def _tick(self) -> None:
         self._timer = None
@@ -146,11 +150,11 @@ class GuardedHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         lim = self._lim
         if now - self._last_data > lim.body_timeout:
             return self._abort("body", f"no request body data for {lim.body_timeout:g} s after "
-                                       f"{self._body_bytes} bytes (--body-timeout)")
+                                       f"{self._body_bytes} bytes (`body_timeout`)")
         owed = lim.min_body_rate * 1024 * (self._active - lim.body_timeout)
         if owed > self._body_bytes:
             return self._abort("rate", f"request body at {self._body_bytes / 1024 / self._active:.1f} KB/s over "
-                                       f"{self._active:.0f} s, below --min-body-rate {lim.min_body_rate:g}")
+                                       f"{self._active:.0f} s, below `min_body_rate` {lim.min_body_rate:g}")
         self._timer = self.loop.call_later(self._tick_seconds(), self._tick)
 
     def _abort(self, kind: str, why: str) -> None:

@@ -29,18 +29,18 @@ def serve(cfg: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers
     except ImportError:
         raise GanprintError("ganprint serve needs the service extra: pip install 'ganprint[service]'") from None
     cfg.validate()
-    check_overlap([("--registry", registry_file(cfg.registry), "registry"),
-                   ("--scalable-decoder", cfg.scalable_decoder, "decoder"), ("--base-model", cfg.base_model, "model"),
-                   *[("--stega-decoder", p, "decoder") for p in cfg.stega_decoders]],
-                  [("--models-dir", cfg.models_dir)])
+    check_overlap([("registry", registry_file(cfg.registry), "registry"),
+                   ("scalable_decoder", cfg.scalable_decoder, "decoder"), ("base_model", cfg.base_model, "model"),
+                   *[("stega_decoders", p, "decoder") for p in cfg.stega_decoders]],
+                  [("models_dir", cfg.models_dir)])
     check_model_kinds(cfg)
     registry = Registry(cfg.registry, create=cfg.base_model is not None)  # reachable; created/migrated to issue
     registry.require_local()  # several servers, or workers, share it: never a SQLite file on a network file system
     registry.check()  # every row readable: a damaged registry is one line here, not a traceback in each worker
-    if cfg.base_model is not None:  # row iff file: settle what a killed server left in --models-dir
+    if cfg.base_model is not None:  # row iff file: settle what a killed server left in `models_dir`
         repair_issued(registry, cfg.models_dir)
     if workers < 1:
-        raise GanprintError(f"--workers must be >= 1, got {workers}")
+        raise GanprintError(f"`workers` must be >= 1, got {workers}")
     os.environ[ENV_CONFIG] = cfg.to_env()
     prom_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

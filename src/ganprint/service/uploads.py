@@ -69,8 +69,8 @@ def read_uploads(files: list[tuple[str, BinaryIO]], resolutions: set[int], max_p
         checked.append((name, data))
     if max_request_pixels is not None and total > max_request_pixels:
         raise ApiError(413, f"the {len(files)} images of this request hold {total} pixels in all, above this "
-                            f"server's limit of {max_request_pixels} per request (--max-request-pixels); send them "
-                            f"in several requests")
+                            f"server's limit of {max_request_pixels} per request (max_request_pixels in /v1/info); "
+                            "send them in several requests")
     out: dict[int, list[np.ndarray]] = {r: [] for r in resolutions}
     for name, data in checked:
         try:
@@ -94,5 +94,5 @@ def _check_pixels(data: bytes, name: str, max_pixels: int) -> int:
         raise ApiError(400, f"{name} is not a readable image: {type(e).__name__}", name) from None
     if w * h > max_pixels:
         raise ApiError(400, f"{name} is {w}x{h} = {w * h} pixels, above this server's limit of {max_pixels} "
-                               f"(--max-pixels; possible decompression bomb)", name)
+                               f"(max_pixels in /v1/info; possible decompression bomb)", name)
     return w * h
