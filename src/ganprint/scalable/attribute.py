@@ -115,12 +115,12 @@ def attribute_images(*args: Any, spec: AttributeSpec | None = None, **kwargs: An
     dev = resolve_device(spec.device)
     decoder = Decoder(spec.model, DecoderOptions(dev, runtime=spec.runtime), kinds=("scalable-decoder",))
     reg = Registry(spec.registry, create=False)
+    folder = _output_folder(spec, reg.where, dev)
     if reg.bit_length() not in (None, decoder.k):
         raise GanprintError(f"registry {spec.registry} holds {reg.bit_length()}-bit fingerprints but decoder "
                             f"{spec.model} reads {decoder.k} bits; use the matching `model` / `registry`")
     fp_ids, packed = reg.packed()
     usable_threshold(decoder.k, spec.fpr, max(1, len(fp_ids)), "`fpr`")
-    folder = _output_folder(spec, reg.where, dev)
     index = HammingIndex(packed)
     who = {r.fp_id: r.who for r in reg.list()}
     rows = _attribute_files(files, src, decoder, spec, lambda bits: attribute_bits(bits, fp_ids, packed, decoder.k,
@@ -159,10 +159,12 @@ def _check_outputs(spec: AttributeSpec) -> tuple[Path, Path]:
 
 def _output_folder(spec: AttributeSpec, registry_where: str, dev: torch.device) -> OutputFolder | None:
     """The `outdir` with attribute's identity (every setting that changes an output byte; the registry by where it
-    is, since issuing adds to it), checked before any work; None with `out`."""
+    is, since issuing adds to it; a URL without its password), checked before any work; None with `out`."""
     if spec.out is not None:
         return None
-    identity = {"model_sha256": sha256_file(spec.model), "registry": registry_where,
+    reg_file = registry_file(spec.registry)
+    identity = {"model_sha256": sha256_file(spec.model),
+                "registry": os.path.realpath(reg_file) if reg_file is not None else registry_where,
                 "data": os.path.realpath(spec.data), "fpr": spec.fpr, "runtime": spec.runtime, "device": dev.type}
     labels = {key: f"`{key}`" for key in identity} | {"model_sha256": "`model`"}
     return OutputFolder(spec.outdir, "`outdir`", "attribute", identity, labels=labels).check()
