@@ -106,7 +106,7 @@ def issue_cmd(model, registry, outdir, fingerprint, who, notes, min_distance, de
 @click.option("--registry", required=True, help="Registry of issued fingerprints (SQLite path or postgresql:// URL).")
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="A folder of images.")
 @click.option("--outdir", type=click.Path(file_okay=False), default=None,
-              help="Where the results go: attributions.jsonl (one row per image) and summary.json.")
+              help="Where the results go (required): attributions.jsonl (one row per image) and summary.json.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, hidden=True)  # the older form, one release
 @click.option("--fpr", type=P.FPR, default=1e-6, show_default=True,
               help="False-positive rate per image, Bonferroni-corrected for the number of issued models.")
