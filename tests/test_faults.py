@@ -188,7 +188,7 @@ TRAIN_DIFF = ["train-diffusion", "--data", "{imgs}", "--preset", "tiny-16", "--k
 GEN = ["generate", "--model", "{G}", "--seeds", "0-1", "--device", "cpu"]
 PACK = ["dataset", "from-images", "--data"]
 ISSUE = ["issue", "--model", "{SG}", "--registry", "{out}/r.sqlite"]
-ATTR = ["attribute", "--decoder", "{SD}", "--registry", "{reg}", "--input", "{imgs}", "--fpr", "0.01", "--device",
+ATTR = ["attribute", "--model", "{SD}", "--registry", "{reg}", "--data", "{imgs}", "--fpr", "0.01", "--device",
         "cpu"]
 EVAL = ["evaluate", "--model", D, "--data", "{imgs}", "--fingerprint", "0" * 8, "--attacks", "none", "--fpr", "0.01",
         "--device", "cpu"]
@@ -206,6 +206,10 @@ CASES = [
                          ("ro-dir", RO_DIR))],
     *[(f"evaluate-outdir-{kind}", [*EVAL, "--outdir", path], 1, "--outdir")
       for kind, path in (("under-file", "{under_file}"), ("is-file", "{file}"), ("ro-new", RO_NEW))],
+    *[(f"attribute-outdir-{kind}", [*ATTR, "--outdir", path], 1, "--outdir")
+      for kind, path in (("under-file", "{under_file}"), ("is-file", "{file}"), ("ro-new", RO_NEW),
+                         ("ro-dir", RO_DIR))],
+    # the older --out FILE, kept for one release
     *[(f"attribute-out-{kind}", [*ATTR, "--out", path], 1, "--out")
       for kind, path in (("under-file", "{under_file}/a.jsonl"), ("ro-new", RO_NEW + "/a.jsonl"),
                          ("ro-dir", RO_DIR + "/a.jsonl"))],
@@ -238,10 +242,10 @@ CASES = [
        name) for m, name in (("missing", "missing"), ("m_empty", "empty"), ("G", "G.safetensors"))],
     ("generate-model-missing", [*GEN, "--model", "{missing}", "--outdir", "{out}/g1"], 1, "missing"),
     ("generate-model-dir", [*GEN, "--model", "{m_dir}", "--outdir", "{out}/g2"], 1, "dir.safetensors"),
-    ("attribute-input-missing", [*ATTR, "--input", "{missing}", "--out", "{out}/a1.jsonl"], 1, "--input"),
-    ("attribute-registry-missing", [*ATTR, "--registry", "{missing}", "--out", "{out}/a2.jsonl"], 1,
+    ("attribute-data-missing", [*ATTR, "--data", "{missing}", "--outdir", "{out}/a1"], 1, "--data"),
+    ("attribute-registry-missing", [*ATTR, "--registry", "{missing}", "--outdir", "{out}/a2"], 1,
      "--registry|missing"),
-    ("attribute-registry-not-db", [*ATTR, "--registry", "{reg_text}", "--out", "{out}/a3.jsonl"], 1, "reg_text"),
+    ("attribute-registry-not-db", [*ATTR, "--registry", "{reg_text}", "--outdir", "{out}/a3"], 1, "reg_text"),
     ("registry-list-missing", ["registry", "list", "{missing}"], 1, "REGISTRY"),
     ("registry-list-not-db", ["registry", "list", "{reg_text}"], 1, "reg_text"),
     ("registry-list-dir", ["registry", "list", "{dir}"], 1, "REGISTRY"),
@@ -260,7 +264,7 @@ CASES = [
       for reg in ("reg_text", *_EDITED_REGISTRIES)
       for cmd, argv in (("registry-list", ["registry", "list", "REG"]),
                         ("registry-export", ["registry", "export", "REG", "{out}/export-%s.json" % reg]),
-                        ("attribute", [*ATTR, "--registry", "REG", "--out", "{out}/a-%s.jsonl" % reg]),
+                        ("attribute", [*ATTR, "--registry", "REG", "--outdir", "{out}/a-%s" % reg]),
                         ("issue", ["issue", "--model", "{SG}", "--registry", "REG", "--outdir", "{out}/i-%s" % reg]),
                         ("serve", ["serve", "--registry", "REG", "--scalable-decoder", "{SD}", "--port", "0"]))
       if (cmd, reg) not in (("registry-list", "reg_text"), ("attribute", "reg_text"))],  # cases of their own above
@@ -273,7 +277,7 @@ CASES = [
     ("detect-wrong-kind", [*DETECT, "--model", "{SD}", "--data", "{imgs}"], 1, "E.safetensors"),
     *[(f"generate-{m}", [*GEN, "--model", "{%s}" % m, "--outdir", "{out}/g-%s" % m], 1, m.split("_")[-1])
       for m in ("m_empty", "m_trunc", "m_abc", "m_cfg", "G_nan", "stega")],
-    *[(f"attribute-{m}", [*ATTR, "--decoder", "{%s}" % m, "--out", "{out}/a-%s.jsonl" % m], 1, m.split("_")[-1])
+    *[(f"attribute-{m}", [*ATTR, "--model", "{%s}" % m, "--outdir", "{out}/a-%s" % m], 1, m.split("_")[-1])
       for m in ("m_empty", "m_abc", "SD_nan", "stega")],
     *[(f"issue-{m}", ["issue", "--model", "{%s}" % m, "--registry", "{out}/ri-%s.sqlite" % m, "--outdir",
                       "{out}/i-%s" % m], 1, m.split("_")[-1]) for m in ("m_empty", "m_cfg", "G", "dec")],
@@ -288,7 +292,7 @@ CASES = [
       for b in ("empty", "text", "trunc")],
     *[(f"{cmd[0]}-image-{b}", [*cmd, "--data", "{bad_%s}" % b, "--outdir", "{out}/%s-tb-%s" % (cmd[0], b)], 1,
        "bad.png") for cmd in (TRAIN, TRAIN_DIFF) for b in ("empty", "text")],
-    *[(f"attribute-image-{b}", [*ATTR, "--input", "{bad_%s}" % b, "--out", "{out}/ab-%s.jsonl" % b], 1, "bad.png")
+    *[(f"attribute-image-{b}", [*ATTR, "--data", "{bad_%s}" % b, "--outdir", "{out}/ab-%s" % b], 1, "bad.png")
       for b in ("empty", "text")],
     # Bad fingerprints
     *[(f"{name}-fingerprint-{kind}", [*cmd, "--fingerprint", fp], 1, "fingerprint")
@@ -302,7 +306,7 @@ CASES = [
     # Unusable --fpr
     *[(f"{name}-fpr-{fpr}", [*cmd, "--fpr", fpr], 1, "--fpr")
       for name, cmd in (("detect", [*DETECT, "--data", "{imgs}"]),
-                        ("attribute", [*ATTR, "--out", "{out}/af.jsonl"]),
+                        ("attribute", [*ATTR, "--outdir", "{out}/af"]),
                         ("metrics-threshold", ["metrics", "threshold", "--fingerprint-length", "8"]))
       for fpr in ("0", "1e-300", "2", "nan", "-1") if (name, fpr) != ("metrics-threshold", "1e-300")],
     # Counts, resolutions, seeds
@@ -347,7 +351,7 @@ CASES = [
     # Devices and plain bad flags
     *[(f"{name}-device-cuda", [*cmd, "--device", "cuda"], 1, "cuda")
       for name, cmd in (("embed", [*EMBED, "--data", "{imgs}"]), ("generate", [*GEN, "--outdir", "{out}/gc"]),
-                        ("train", [*TRAIN, "--outdir", "{out}/tc"]), ("attribute", [*ATTR, "--out", "{out}/ac.jsonl"]),
+                        ("train", [*TRAIN, "--outdir", "{out}/tc"]), ("attribute", [*ATTR, "--outdir", "{out}/ac"]),
                         ("train-scalable", [*TRAIN_SC, "--outdir", "{out}/sc"]),
                         ("train-diffusion", [*TRAIN_DIFF, "--outdir", "{out}/dc"]))],
     ("embed-device-bogus", [*EMBED, "--data", "{imgs}", "--device", "tpu"], 1, "--device"),
@@ -362,7 +366,7 @@ CASES = [
                                                                                         "0")],
     *[(f"generate-trunc-{v}", [*GEN, "--trunc", v, "--outdir", "{out}/gt"], 1, "--trunc") for v in ("nan", "1e30",
                                                                                                     "inf", "-5")],
-    *[(f"attribute-batch-{v}", [*ATTR, "--batch-size", v, "--out", "{out}/ab.jsonl"], 1, "--batch-size")
+    *[(f"attribute-batch-{v}", [*ATTR, "--batch-size", v, "--outdir", "{out}/ab"], 1, "--batch-size")
       for v in ("-1", "0", "1000000000")],
     *[(f"{cmd[0]}-batch-huge", [*cmd, "--batch-size", "1000000000", "--outdir", "{out}/bh"], 1, "--batch-size")
       for cmd in (TRAIN, TRAIN_GAN, TRAIN_DIFF, GEN, EVAL, [*EMBED, "--data", "{imgs}"])],
@@ -408,7 +412,8 @@ CASES = [
       for kind, v in (("noise-nan", "noise:nan"), ("noise-huge", "noise:1e308"), ("jpeg-inf", "jpeg:inf"))],
     ("train-scalable-augment-inf", [*TRAIN_SC, "--augment", "blur:inf", "--outdir", "{out}/sa"], 1, "--augment"),
     *[(f"embed-jobs-{v}", [*EMBED, "--data", "{imgs}", "--jobs", v], 1, "--jobs") for v in ("0", "100000", "abc")],
-    ("embed-num-workers-huge", [*EMBED, "--data", "{imgs}", "--num-workers", "100000"], 1, "--num-workers"),
+    ("embed-workers-huge", [*EMBED, "--data", "{imgs}", "--workers", "100000"], 1, "--workers"),
+    ("detect-workers-huge", [*DETECT, "--data", "{imgs}", "--workers", "100000"], 1, "--workers"),
     *[(f"evaluate-{flag[2:]}-{v}", [*EVAL, flag, v, "--outdir", "{out}/vk"], 1, flag)
       for flag in ("--keys", "--limit") for v in ("0", str(10**30))],
     *[(f"metrics-{n}", ["metrics", *argv], 1, flag) for n, argv, flag in (
@@ -429,7 +434,7 @@ SUBPROCESS_CASES = [
       for name, cmd in (("embed", EMBED), ("detect", DETECT)) for b in ("fifo", "zero", "urandom")],
     *[(f"{cmd[0]}-image-{b}", [*cmd, "--data", "{bad_%s}" % b, "--outdir", "{out}/%s-st-%s" % (cmd[0], b)], 1,
        "bad.png") for cmd in (TRAIN, TRAIN_DIFF) for b in ("fifo", "zero")],
-    *[(f"attribute-image-{b}", [*ATTR, "--input", "{bad_%s}" % b, "--out", "{out}/sa-%s.jsonl" % b], 1, "bad.png")
+    *[(f"attribute-image-{b}", [*ATTR, "--data", "{bad_%s}" % b, "--outdir", "{out}/sa-%s" % b], 1, "bad.png")
       for b in ("fifo", "zero")],
     # evaluate measures what it can read: unreadable files are skipped with a warning naming them
     *[(f"evaluate-image-{b}", [*EVAL, "--data", "{bad_%s}" % b, "--outdir", "{out}/sv-%s" % b], 0, "bad.png")
@@ -528,7 +533,8 @@ _DET = ["detect", "--model", "{dec}", "--data", "{imgs}", "--outdir", "{TMP}/d",
 _EV = [*EVAL, "--outdir", "{TMP}/v"]
 _ADV = ["adversary", "--model", "{dec}", "--data", "{imgs}", "--clean", "{imgs}", "--fingerprint", "0" * 8,
         "--adversary", "average:n=1:psnr=40", "--fpr", "0.01", "--outdir", "{TMP}/adv"]
-_ATT = [*ATTR, "--out", "{TMP}/a.jsonl"]
+_ATT = [*ATTR, "--outdir", "{TMP}/a"]
+_ATT_OLD = [*ATTR, "--out", "{TMP}/a.jsonl"]  # the older --out FILE, kept for one release
 _SERVE = ["serve", "--registry", "{reg}", "--scalable-decoder", "{SD}", "--base-model", "{SG}", "--port", "0"]
 _FID = ["metrics", "fid", "{imgs}", "{imgs}", "--resolution", "16", "--inception", "{file}", "--device", "cpu"]
 GUARD_CASES = [
@@ -556,9 +562,12 @@ GUARD_CASES = [
     ("adversary", "--outdir", "--data", "imgs", "dir", [*_ADV, "--data", "{IN}", "--outdir", "{OUT}"]),
     ("adversary", "--outdir", "--clean", "imgs", "dir", [*_ADV, "--clean", "{IN}", "--outdir", "{OUT}"]),
     ("adversary", "--outdir", "--model", "dec", "dir", [*_ADV, "--model", "{IN}", "--outdir", "{OUT}"]),
-    ("attribute", "--out", "--registry", "reg", "file", [*_ATT, "--registry", "{IN}", "--out", "{OUT}"]),
-    ("attribute", "--out", "--decoder", "SD", "file", [*_ATT, "--decoder", "{IN}", "--out", "{OUT}"]),
-    ("attribute", "--out", "--input", "imgs", "file", [*_ATT, "--input", "{IN}", "--out", "{OUT}"]),
+    ("attribute", "--outdir", "--registry", "reg", "dir", [*_ATT, "--registry", "{IN}", "--outdir", "{OUT}"]),
+    ("attribute", "--outdir", "--model", "SD", "dir", [*_ATT, "--model", "{IN}", "--outdir", "{OUT}"]),
+    ("attribute", "--outdir", "--data", "imgs", "dir", [*_ATT, "--data", "{IN}", "--outdir", "{OUT}"]),
+    ("attribute", "--out", "--registry", "reg", "file", [*_ATT_OLD, "--registry", "{IN}", "--out", "{OUT}"]),
+    ("attribute", "--out", "--model", "SD", "file", [*_ATT_OLD, "--model", "{IN}", "--out", "{OUT}"]),
+    ("attribute", "--out", "--data", "imgs", "file", [*_ATT_OLD, "--data", "{IN}", "--out", "{OUT}"]),
     ("issue", "--outdir", "--model", "SG", "dir", [*ISSUE, "--model", "{IN}", "--outdir", "{OUT}"]),
     ("issue", "--outdir", "--registry", "reg", "dir", [*ISSUE, "--registry", "{IN}", "--outdir", "{OUT}"]),
     ("issue", "--registry", "--model", "SG", "file", [*ISSUE, "--model", "{IN}", "--outdir", "{TMP}/i", "--registry",
@@ -606,7 +615,8 @@ FOREIGN_CASES = [
     *[(f"dataset {sub}", "--outdir", "dir", ["dataset", sub, "--data", "{imgs}", "--outdir", "{OUT}", *extra],
        "not empty")
       for sub, extra in (("celeba", ["--num-images", "1"]), ("from-images", ["--resolution", "16"]))],
-    ("attribute", "--out", "file", [*_ATT, "--out", "{OUT}"], "--overwrite"),
+    ("attribute", "--outdir", "dir", [*_ATT, "--outdir", "{OUT}"], "did not write"),
+    ("attribute", "--out", "file", [*_ATT_OLD, "--out", "{OUT}"], "--overwrite"),
     ("export", "OUT", "file", ["export", "--model", "{stega}", "{OUT}"], "--overwrite"),
     ("import-agf", "OUT", "file", ["import-agf", "--decoder", "{file}", "{OUT}"], "--overwrite"),
     ("registry export", "OUT", "file", ["registry", "export", "{reg}", "{OUT}"], "--overwrite"),
@@ -807,6 +817,7 @@ def test_an_existing_output_ganprint_did_not_write_is_never_replaced(F, tmp_path
 RESUME_CASES = [
     ("embed-precision", [*_EMB, "--outdir", "{OUT}"], "--precision", "fp32", "bf16"),
     ("detect-precision", [*_DET, "--outdir", "{OUT}"], "--precision", "fp32", "bf16"),
+    ("attribute-fpr", [*ATTR, "--outdir", "{OUT}"], "--fpr", "0.01", "0.05"),
     ("generate-trunc", [*GEN, "--outdir", "{OUT}"], "--trunc", "1", "0.5"),
     ("generate-precision", [*GEN, "--outdir", "{OUT}"], "--precision", "float64", "float32"),
     ("generate-scalable-fingerprint", ["generate", "--model", "{SG}", "--seeds", "0", "--device", "cpu", "--outdir",
@@ -844,9 +855,9 @@ def test_a_grid_is_not_a_sample_for_detect_or_attribute(F, tmp_path):
                     *_E]).exit_code == 0
     rows = [json.loads(x) for x in (tmp_path / "d" / "detections.jsonl").read_text().splitlines()]
     assert [r["name"] for r in rows] == seeds
-    assert _invoke(["attribute", "--decoder", F["SD"], "--registry", F["reg"], "--input", str(gen), "--out",
-                    str(tmp_path / "a.jsonl"), "--fpr", "0.01", "--device", "cpu"]).exit_code == 0
-    rows = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert _invoke(["attribute", "--model", F["SD"], "--registry", F["reg"], "--data", str(gen), "--outdir",
+                    str(tmp_path / "a"), "--fpr", "0.01", "--device", "cpu"]).exit_code == 0
+    rows = [json.loads(x) for x in (tmp_path / "a" / "attributions.jsonl").read_text().splitlines()]
     assert [r["file"] for r in rows] == seeds
 
 

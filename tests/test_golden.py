@@ -114,9 +114,9 @@ def _generators(root: Path) -> dict[str, str]:
     from ganprint.nets.scalable import ScalableDecoder
 
     d_path = save_export(root / "D.safetensors", ScalableDecoder(scfg), "scalable-decoder", scfg.to_dict())
-    _run("attribute", "--decoder", str(d_path), "--registry", str(reg), "--input", str(root / "igen"),
-         "--out", str(root / "attr.jsonl"), "--device", "cpu")
-    out["attribute"] = _rows_digest(root / "attr.jsonl")
+    _run("attribute", "--model", str(d_path), "--registry", str(reg), "--data", str(root / "igen"),
+         "--outdir", str(root / "attr"), "--device", "cpu")
+    out["attribute"] = _rows_digest(root / "attr" / "attributions.jsonl")
     return out
 
 

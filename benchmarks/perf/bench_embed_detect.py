@@ -109,7 +109,7 @@ def ours_cmd(gp: str, kind: str, model: Path, data: Path, out: Path, a: argparse
     cmd = [gp, kind, "--model", str(model), "--data", str(data), "--outdir", str(out), "--device", "cpu",
            "--batch-size", str(a.batch_size), "--precision", precision or a.precision, "--jobs", str(a.jobs)]
     if a.num_workers is not None:
-        cmd += ["--num-workers", str(a.num_workers)]
+        cmd += ["--workers", str(a.num_workers)]
     return cmd + (["--embedded", str(embedded)] if embedded else [])
 
 

@@ -105,8 +105,8 @@ def _command(m: dict, folder: Path, out: Path) -> float:
     """Wall seconds of the whole `ganprint attribute` command on `folder` (Python start and imports included)."""
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ganprint", "-q", "attribute", "--decoder", str(m["decoder"]),
-                    "--registry", m["registry"], "--input", str(folder), "--out", str(out), "--device", "cpu"],
+    subprocess.run([sys.executable, "-m", "ganprint", "-q", "attribute", "--model", str(m["decoder"]),
+                    "--registry", m["registry"], "--data", str(folder), "--outdir", str(out), "--device", "cpu"],
                    check=True, env=env, capture_output=True)
     return time.perf_counter() - t
 
@@ -124,10 +124,10 @@ def _offline(m: dict, paths: list[Path], work: Path, count: int) -> dict:
         (folder / f"{i:05d}.png").write_bytes(paths[i % len(paths)].read_bytes())
     (one / "0.png").write_bytes(paths[0].read_bytes())
     t = time.perf_counter()
-    attribute_images(m["decoder"], m["registry"], folder, work / "offline.jsonl", device="cpu")
+    attribute_images(m["decoder"], m["registry"], folder, work / "offline", device="cpu")
     lib = time.perf_counter() - t
-    cli_one = _command(m, one, work / "cli-one.jsonl")
-    cli = _command(m, folder, work / "cli.jsonl")
+    cli_one = _command(m, one, work / "cli-one")
+    cli = _command(m, folder, work / "cli")
     return {"images": count, "command_s": round(cli, 2), "command_images_per_s": round(count / cli, 1),
             "command_one_image_s": round(cli_one, 2),
             "command_after_startup_images_per_s": round((count - 1) / max(1e-9, cli - cli_one), 1),

@@ -14,7 +14,7 @@ import torch
 
 from ganprint.artificial.config import TrainConfig
 from ganprint.artificial.config import resolve_config as _artificial_config
-from ganprint.artificial.detect import detect
+from ganprint.artificial.detect import DetectSpec, detect
 from ganprint.artificial.register import embed_registered
 from ganprint.artificial.train import train_stega
 from ganprint.core import bounds
@@ -32,13 +32,15 @@ from ganprint.gan.config import resolve_config as _gan_config
 from ganprint.gan.generate import generate_images
 from ganprint.gan.train import train_gan
 from ganprint.scalable import generate as scalable_generate
+from ganprint.scalable.attribute import AttributeSpec
 from ganprint.scalable.attribute import attribute_images as attribute
 from ganprint.scalable.config import ScalableTrainConfig
 from ganprint.scalable.config import resolve_config as _scalable_config
 from ganprint.scalable.issue import issue_model as issue
 from ganprint.scalable.train import train_scalable
 
-__all__ = ["attribute", "config", "detect", "embed", "evaluate", "generate", "issue", "load", "samples", "train"]
+__all__ = ["AttributeSpec", "DetectSpec", "attribute", "config", "detect", "embed", "evaluate", "generate", "issue", "load",
+           "samples", "train"]
 
 _SCALABLE_ONLY = ("fingerprint", "identical_latent", "identical_fingerprint")
 

@@ -76,7 +76,7 @@ def test_fingerprint_accepts_tensor_and_hex(tiny_stega_model, image_folder, tmp_
 
 
 def test_fpr_that_no_image_could_reach_is_refused(tiny_stega_model, image_folder, tmp_path):
-    with pytest.raises(GanprintError, match=r"--fpr 1e-06 is too small for 8 bits.*smallest usable --fpr is 0.0039"):
+    with pytest.raises(GanprintError, match=r"`fpr` 1e-06 is too small for 8 bits.*smallest usable `fpr` is 0.0039"):
         detect(tiny_stega_model, image_folder, tmp_path / "d", fingerprint="0x5a", device="cpu")
     assert not (tmp_path / "d" / "summary.json").exists()
     d = detect(tiny_stega_model, image_folder, tmp_path / "d", fingerprint="0x5a", fpr=2 ** -8, device="cpu")
@@ -114,3 +114,45 @@ def test_embedded_list_that_is_a_fifo_is_refused(tiny_stega_model, image_folder,
     os.mkfifo(tmp_path / "list.txt")
     with pytest.raises(GanprintError, match="list.txt is not a regular file"):
         detect(tiny_stega_model, image_folder, tmp_path / "d", embedded=tmp_path / "list.txt", fpr=0.01, device="cpu")
+
+
+def test_a_spec_and_keyword_arguments_are_the_same_call(tiny_stega_model, image_folder, tmp_path):
+    from ganprint.artificial.detect import DetectSpec
+
+    spec = DetectSpec(model=tiny_stega_model, data=image_folder, outdir=tmp_path / "a", fingerprint="0x5a", fpr=0.01,
+                      device="cpu")
+    d1 = detect(spec)
+    d2 = detect(tiny_stega_model, image_folder, tmp_path / "b", fingerprint="0x5a", fpr=0.01, device="cpu")
+    d3 = detect(spec=spec, outdir=tmp_path / "c")
+    rows = {n: (tmp_path / n / "detections.jsonl").read_text() for n in "abc"}
+    assert rows["a"] == rows["b"] == rows["c"] and d1["detected"] == d2["detected"] == d3["detected"]
+
+
+def test_the_spec_refuses_bad_values_by_field_name(tiny_stega_model, image_folder, tmp_path):
+    from ganprint.artificial.detect import DetectSpec
+    from ganprint.core.specs import SpecError
+
+    base = dict(model=tiny_stega_model, data=image_folder, outdir=tmp_path / "d")
+    cases = [({"fpr": 0.0}, "`fpr` must be in"), ({"runtime": "tf"}, "`runtime` must be torch or onnx"),
+             ({"batch_size": 0}, "`batch_size`"), ({"workers": -1}, "`workers`"),
+             ({"precision": "fp16"}, "`precision`"), ({"fingerprint": "0x5a", "embedded": "e.txt"}, "either"),
+             ({"runtime": "onnx", "scale_search": "auto"}, "`scale_search` runs with `runtime` torch only")]
+    for extra, message in cases:
+        with pytest.raises(GanprintError, match=message):
+            DetectSpec(**base, **extra)
+    with pytest.raises(SpecError, match="`outdir`"):
+        DetectSpec(model=tiny_stega_model, data=image_folder)
+    with pytest.raises(SpecError, match="no field `num_workers`"):
+        detect(**base, num_workers=0)
+    assert not (tmp_path / "d").exists()
+
+
+def test_the_cli_names_flags_and_takes_the_old_workers_flag(tiny_stega_model, image_folder, tmp_path):
+    r = CliRunner()
+    base = ["detect", "--model", str(tiny_stega_model), "--data", str(image_folder), "--device", "cpu"]
+    res = r.invoke(main, [*base, "--outdir", str(tmp_path / "d"), "--num-workers", "0"])
+    assert res.exit_code == 0 and "--num-workers is the old name of --workers" in res.output, res.output
+    res = r.invoke(main, [*base, "--outdir", str(tmp_path / "e"), "--fingerprint", "0x5a", "--fpr", "1e-300"])
+    assert res.exit_code == 1 and "--fpr 1e-300 is too small" in res.output and "`" not in res.output, res.output
+    res = r.invoke(main, [*base, "--outdir", str(tmp_path / "d"), "--fingerprint", "0x5a", "--fpr", "0.01"])
+    assert res.exit_code == 1 and "--fpr: 1e-06 -> 0.01" in res.output and "`fpr`" not in res.output, res.output

@@ -102,7 +102,7 @@ def test_bf16_precision_stays_within_two_levels_of_fp32(tiny_stega_model, image_
             low = model.dec(x).float()
     clear = ref.abs() > 0.05 * ref.abs().max()
     assert torch.equal((ref > 0)[clear], (low > 0)[clear])
-    with pytest.raises(GanprintError, match="--precision"):
+    with pytest.raises(GanprintError, match="`precision`"):
         detect(tiny_stega_model, image_folder, tmp_path / "d", device="cpu", precision="fp16")
 
 
@@ -282,7 +282,7 @@ def test_outdir_is_checked_before_any_work(tiny_stega_model, image_folder, tmp_p
     (image_folder / "broken.png").write_text("not an image")  # would stop the run if any image were read
     for outdir, message in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "out", "cannot be created"),
                             ("/proc/ganprint-out", "not writable")):
-        with pytest.raises(GanprintError, match=f"--outdir .*{message}"):
+        with pytest.raises(GanprintError, match=f"(--outdir|`outdir`) .*{message}"):  # embed's / detect's words
             command(tiny_stega_model, image_folder, outdir, device="cpu")
 
 

@@ -81,8 +81,9 @@ def test_detect_and_attribute_give_the_same_rows_with_onnx_runtime(tmp_path, tin
     for _ in range(3):
         reg.issue(fingerprint_length=48, who="x")
     for runtime in ("torch", "onnx"):
-        attribute_images(dec, tmp_path / "reg.sqlite", sample_folder, tmp_path / f"a-{runtime}.jsonl", device="cpu",
+        attribute_images(dec, tmp_path / "reg.sqlite", sample_folder, tmp_path / f"a-{runtime}", device="cpu",
                          runtime=runtime)
-    assert (tmp_path / "a-onnx.jsonl").read_text() == (tmp_path / "a-torch.jsonl").read_text()
-    with pytest.raises(GanprintError, match="--scale-search"):
+    rows = {r: (tmp_path / f"a-{r}" / "attributions.jsonl").read_text() for r in ("torch", "onnx")}
+    assert rows["onnx"] == rows["torch"] and rows["torch"].count("\n") == 24
+    with pytest.raises(GanprintError, match="`scale_search` runs with `runtime` torch only"):
         detect(tiny_stega_model, sample_folder, tmp_path / "x", runtime="onnx", scale_search="auto", device="cpu")

@@ -76,5 +76,76 @@ def test_threshold_boundary():
 def test_bad_inputs():
     with pytest.raises(GanprintError, match="empty"):
         attribute_bits(torch.zeros(1, 8), np.zeros(0, np.int64), np.zeros((0, 1), np.uint8), 8)
-    with pytest.raises(GanprintError, match="--fpr"):
+    with pytest.raises(GanprintError, match="`fpr`"):
         attribute_bits(torch.zeros(1, 8), np.array([1]), np.zeros((1, 1), np.uint8), 8, fpr=2.0)
+
+
+@pytest.fixture
+def attribution_setup(tmp_path, sample_folder):
+    from ganprint.core.artifacts import save_export
+    from ganprint.nets.scalable import ScalableConfig, ScalableDecoder
+
+    torch.manual_seed(5)
+    cfg = ScalableConfig(resolution=16, fingerprint_bits=24, z_dim=8, w_dim=16, mapping_layers=1,
+                         channel_base=128, channel_max=16, modulated_res=[4, 8, 16])
+    dec = save_export(tmp_path / "dec.safetensors", ScalableDecoder(cfg), "scalable-decoder", cfg.to_dict())
+    reg = Registry(tmp_path / "reg.sqlite")
+    for _ in range(3):
+        reg.issue(fingerprint_length=24, who="x")
+    return {"model": dec, "registry": tmp_path / "reg.sqlite", "data": sample_folder}
+
+
+def test_attribute_writes_its_outdir_and_takes_a_spec_or_keywords(attribution_setup, tmp_path):
+    from ganprint.core.paths import read_record
+    from ganprint.scalable.attribute import AttributeSpec, attribute_images
+
+    s1 = attribute_images(AttributeSpec(**attribution_setup, outdir=tmp_path / "a", fpr=0.01, device="cpu"))
+    s2 = attribute_images(*attribution_setup.values(), tmp_path / "b", fpr=0.01, device="cpu")
+    rows = {n: (tmp_path / n / "attributions.jsonl").read_text() for n in "ab"}
+    assert rows["a"] == rows["b"] and rows["a"].count("\n") == 24 and s1 == s2
+    assert read_record(tmp_path / "a")["command"] == "attribute"
+    assert s1 == __import__("json").loads((tmp_path / "a" / "summary.json").read_text())
+    attribute_images(**attribution_setup, outdir=tmp_path / "a", fpr=0.01, device="cpu")  # a re-run is fine
+    with pytest.raises(GanprintError, match=r"`outdir` .* different config \(`fpr`: 0.01 -> 0.05\)"):
+        attribute_images(**attribution_setup, outdir=tmp_path / "a", fpr=0.05, device="cpu")
+
+
+def test_the_attribute_spec_refuses_bad_values_by_field_name(attribution_setup, tmp_path):
+    from ganprint.scalable.attribute import AttributeSpec
+
+    cases = [({}, "give `outdir`"), ({"outdir": "o", "out": "o.jsonl"}, "give `outdir`"),
+             ({"outdir": "o", "overwrite": True}, "`overwrite` goes with `out`"),
+             ({"outdir": "o", "fpr": 1.5}, "`fpr` must be in"), ({"outdir": "o", "batch_size": 0}, "`batch_size`"),
+             ({"outdir": "o", "runtime": "tf"}, "`runtime`")]
+    for extra, message in cases:
+        with pytest.raises(GanprintError, match=message):
+            AttributeSpec(**attribution_setup, **extra)
+    with pytest.raises(GanprintError, match="needs `registry`"):
+        AttributeSpec(model="m", data="d", outdir="o")
+
+
+def test_the_cli_takes_new_flags_and_the_old_ones_with_a_warning(attribution_setup, tmp_path):
+    from click.testing import CliRunner
+
+    from ganprint.cli import main
+
+    r = CliRunner()
+    a = attribution_setup
+    res = r.invoke(main, ["attribute", "--model", str(a["model"]), "--registry", str(a["registry"]), "--data",
+                          str(a["data"]), "--outdir", str(tmp_path / "new"), "--fpr", "0.01", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(main, ["attribute", "--decoder", str(a["model"]), "--registry", str(a["registry"]), "--input",
+                          str(a["data"]), "--out", str(tmp_path / "old.jsonl"), "--fpr", "0.01", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    for old in ("--decoder is the old name of --model", "--input is the old name of --data", "--out FILE is the old"):
+        assert old in res.output
+    assert (tmp_path / "old.jsonl").read_text() == (tmp_path / "new" / "attributions.jsonl").read_text()
+    assert (tmp_path / "old.jsonl.summary.json").is_file()
+    res = r.invoke(main, ["attribute", "--model", str(a["model"]), "--registry", str(a["registry"]), "--data",
+                          str(a["data"]), "--out", str(tmp_path / "old.jsonl"), "--device", "cpu"])
+    assert res.exit_code == 1 and "--out" in res.output and "--overwrite" in res.output, res.output
+    res = r.invoke(main, ["attribute", "--model", str(a["model"]), "--registry", str(a["registry"]), "--data",
+                          str(a["data"]), "--device", "cpu"])
+    assert res.exit_code == 2 and "--outdir" in res.output, res.output
+    help_text = r.invoke(main, ["attribute", "--help"]).output
+    assert "--outdir" in help_text and "--out " not in help_text and "--decoder" not in help_text

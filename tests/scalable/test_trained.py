@@ -43,9 +43,9 @@ def issued(tmp_path_factory) -> dict:
 
 
 def _attribute(root, folder: str) -> tuple[list[dict], dict]:
-    out = root / f"{folder}.jsonl"
+    out = root / f"{folder}-attribution" / "attributions.jsonl"
     summary = ganprint.attribute(root / "run" / "scalable-decoder.safetensors", root / "registry.sqlite", root / folder,
-                                 out, fpr=FPR, device="cpu")
+                                 out.parent, fpr=FPR, device="cpu")
     return [json.loads(line) for line in out.read_text().splitlines()], summary
 
 

@@ -30,8 +30,8 @@ def test_attribute_equals_the_command_image_by_image(server, models, tmp_path):
     folder.mkdir()
     for i, p in enumerate(paths):  # distinct names, same order as uploaded
         (folder / f"{i:02d}-{p.name}").write_bytes(p.read_bytes())
-    attribute_images(models["decoder"], models["registry"], folder, tmp_path / "a.jsonl", device="cpu")
-    want = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    attribute_images(models["decoder"], models["registry"], folder, tmp_path / "a", device="cpu")
+    want = [json.loads(x) for x in (tmp_path / "a" / "attributions.jsonl").read_text().splitlines()]
     assert len(got["results"]) == len(want) == 8
     for http_row, cli_row, p in zip(got["results"], want, paths):
         assert http_row["file"] == p.name

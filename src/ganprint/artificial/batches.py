@@ -30,6 +30,8 @@ from ganprint.core.fingerprints import bits_to_str, parse_bits
 from ganprint.core.images import IMAGE_EXTENSIONS, write_png
 from ganprint.core.runtime import resolve_device, resolve_precision
 from ganprint.data.folders import collate, one_listing, open_image_dataset
+# the precision and layout helpers live with the decoder adapter; embed runs its encoder with them too
+from ganprint.inference.decoders import memory_format, net_dtype, prepare, to_float01  # noqa: F401
 
 FP_DIR = "fingerprinted_images"
 MANIFEST = "manifest.json"
@@ -77,34 +79,6 @@ def setup(model, resolution, celeba, device, need_encoder, batch_size, precision
     if celeba and r != 128:
         raise GanprintError(f"--celeba needs a 128-px model, but {model} is {r}-px; drop --celeba")
     return module, config, r, dev, prec
-
-
-def net_dtype(precision: str) -> torch.dtype:
-    return torch.bfloat16 if precision == "bf16" else torch.float32
-
-
-def prepare(net: torch.nn.Module, dev: torch.device, precision: str, prefer_cl: bool = False) -> torch.nn.Module:
-    """`net` with its weights in the precision it runs in, in the fastest layout.
-
-    bf16 weights rather than bf16 autocast: the outputs are the same bit for bit (autocast casts the same weights
-    and inputs to bf16 at every call), without the cast at every call."""
-    return net.to(dtype=net_dtype(precision), memory_format=memory_format(dev, prefer_cl))
-
-
-def memory_format(dev: torch.device, prefer_cl: bool = False) -> torch.memory_format:
-    """channels_last on GPU, with several CPU threads, and for the networks that are faster in it on one thread
-    (`prefer_cl`: the decoder, the fused InferenceEncoder); else the plain layout, in which the plain StegaEncoder
-    (the fp32 path) runs faster on one thread."""
-    if dev.type != "cpu" or prefer_cl or torch.get_num_threads() > 1:
-        return torch.channels_last
-    return torch.contiguous_format
-
-
-def to_float01(img_u8: torch.Tensor, dev: torch.device, dtype: torch.dtype = torch.float32,
-               prefer_cl: bool = False) -> torch.Tensor:
-    """uint8 [N, 3, R, R] -> [N, 3, R, R] in [0, 1] on `dev` as `dtype` (divided in fp32, then rounded, as autocast
-    would), in the layout the networks run fastest on."""
-    return img_u8.to(dev).float().div_(255.0).to(dtype).contiguous(memory_format=memory_format(dev, prefer_cl))
 
 
 def item_names(ds) -> list[str]:

@@ -1,16 +1,18 @@
 """Detect fingerprints in images: the Python API behind `ganprint detect`.
 
-Images get the preprocessing embed gives them (`ganprint.artificial.batches`); the files are split across ranks
-under torchrun or `--jobs`, and rank 0 writes one result, in sorted name order.
+Images get the preprocessing embed gives them (`ganprint.artificial.batches`); the decoder is the shared adapter
+(`ganprint.inference.decoders`) and the rows are scored by `ganprint.inference.scoring`. The files are split
+across ranks under torchrun or `jobs`, and rank 0 writes one result, in sorted name order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,59 +21,98 @@ from ganprint._version import __version__
 from ganprint.artificial import batches
 from ganprint.artificial.jobs import MIN_IMAGES_PER_DETECT_JOB, run_jobs
 from ganprint.artificial.records import DETECTED_TXT, format_line, read_fingerprint_txt
+from ganprint.core import bounds
 from ganprint.core import dist
+from ganprint.core.artifacts import read_metadata
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir, output_error, sha256_file
 from ganprint.core.fingerprints import bits_to_str, bits_to_strs, strs_to_bits
 from ganprint.core.images import BadImageError
 from ganprint.core.paths import OutputFolder, check_overlap
-from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value, usable_threshold
+from ganprint.core.specs import Spec, SpecError, spec_of_call
+from ganprint.core.stats import match_threshold, usable_threshold
 from ganprint.data.folders import open_image_dataset
-from ganprint.nets.onnx import onnx_runtime_for
-from ganprint.perturb.scale_search import ScaleSearch, parse_scales
+from ganprint.inference.decoders import RUNTIMES, STEGA_KINDS, Decoder, DecoderOptions
+from ganprint.inference.scoring import score_bits
+from ganprint.perturb.scale_search import parse_scales
 
 log = logging.getLogger(__name__)
 
-__all__ = ["detect"]
+__all__ = ["DetectSpec", "detect"]
+
+PathLike = str | os.PathLike
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectSpec(Spec):
+    """What `detect` is asked to do; the fields are its keyword arguments (and the command's flags).
+
+    `model`: a stega or stega-decoder export; `data`: a folder of images, one image or a packed set; `outdir`: where
+    `detected_fingerprints.txt`, `detections.jsonl` and `summary.json` go. A reference is `fingerprint` (one for all
+    images: 0/1 or 0x-hex string, or bits) or `embedded` (an embedded_fingerprints.txt matched by name), never both.
+    `precision` (auto, fp32, bf16) and `jobs` as in `embed`; `workers`: data-loading worker processes (default 0).
+    `scale_search` ("auto" or fractions; `ganprint.perturb.scale_search`); `runtime` torch or onnx.
+    """
+
+    model: PathLike | None = None
+    data: PathLike | None = None
+    outdir: PathLike | None = None
+    resolution: int | None = None
+    celeba: bool = False
+    fingerprint: Any = None
+    embedded: PathLike | None = None
+    fpr: float = 1e-6
+    batch_size: int = 64
+    device: str = "auto"
+    skip_bad: bool = False
+    workers: int | None = None
+    precision: str = "auto"
+    jobs: int | str | None = 1
+    scale_search: str | None = None
+    runtime: str = "torch"
+
+    def check(self) -> None:
+        missing = [f"`{name}`" for name in ("model", "data", "outdir") if getattr(self, name) is None]
+        if missing:
+            raise SpecError(f"detect needs {', '.join(missing)}")
+        parse_scales(self.scale_search)
+        if self.runtime not in RUNTIMES:
+            raise SpecError(f"`runtime` must be torch or onnx, got {self.runtime!r}")
+        if self.runtime == "onnx" and self.scale_search is not None:
+            raise SpecError("`scale_search` runs with `runtime` torch only")
+        if self.fingerprint is not None and self.embedded is not None:
+            raise SpecError("pass either `fingerprint` or `embedded`, not both")
+        if not 0 < self.fpr < 1:
+            raise SpecError(f"`fpr` must be in (0, 1), got {self.fpr}")
+        bounds.BATCH.check(self.batch_size, "`batch_size`")
+        if self.workers is not None:
+            bounds.WORKERS.check(self.workers, "`workers`")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise SpecError(f"`precision` must be auto, fp32 or bf16, got {self.precision!r}")
 
 
 @batches.walk_once
-def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None, embedded=None, fpr=1e-6,
-           batch_size=64, device="auto", skip_bad=False, num_workers=None, precision="auto", jobs=1,
-           scale_search=None, runtime="torch") -> dict:
+def detect(*args: Any, spec: DetectSpec | None = None, **kwargs: Any) -> dict:
     """Decode the fingerprint of every image under `data`; returns the summary (also in summary.json).
 
+    Takes a `DetectSpec`, or its fields as keyword arguments (`model`, `data` and `outdir` also positionally).
     Writes `detected_fingerprints.txt` (`<name> <bits>`, sorted), `detections.jsonl` and `summary.json` in
-    `outdir`. With a reference (`fingerprint` for all images, or `embedded`: an embedded_fingerprints.txt
-    matched by name) each row gets bit_accuracy, matches, p_value, log10_p and detected
+    `outdir`. With a reference each row gets bit_accuracy, matches, p_value, log10_p and detected
     (matches >= match_threshold(K, fpr)); an `fpr` so small that no image could reach the threshold is refused.
-    `precision` and `jobs` as in `embed`. `scale_search` ("auto" or fractions; `ganprint.perturb.scale_search`)
-    also decodes each image after undoing candidate crops and keeps the most confident decoding (rows then carry
-    the chosen `scale`); p-values stay exact. `runtime` "onnx" decodes with ONNX Runtime (CPU) instead of
-    PyTorch: the same bits (tested), for verifiers without a GPU. The output folder is checked before any work:
-    it may not be, hold or lie inside an input, and it takes only a re-run of the same detect (the same identity:
-    every setting that changes an output byte; `ganprint.core.paths.OutputFolder`).
+    With `scale_search` each image is also decoded after undoing candidate crops and the most confident decoding
+    is kept (rows then carry the chosen `scale`); p-values stay exact. `runtime` onnx decodes with ONNX Runtime
+    (CPU) instead of PyTorch: the same bits (tested), for verifiers without a GPU. The output folder is checked
+    before any work: it may not be, hold or lie inside an input, and it takes only a re-run of the same detect (the
+    same identity: every setting that changes an output byte; `ganprint.core.paths.OutputFolder`).
     """
-    parse_scales(scale_search)
-    if runtime not in ("torch", "onnx"):
-        raise GanprintError(f"--runtime must be torch or onnx, got {runtime!r}")
-    if runtime == "onnx" and scale_search is not None:
-        raise GanprintError("--scale-search runs with --runtime torch only")
-    if fingerprint is not None and embedded is not None:
-        raise GanprintError("pass either --fingerprint or --embedded, not both")
-    if not 0 < fpr < 1:
-        raise GanprintError(f"--fpr must be in (0, 1), got {fpr}")
-    check_overlap([("--model", model, "model"), ("--data", data, "data"), ("--embedded", embedded, "list")],
-                  [("--outdir", outdir)])
-    check_writable_dir(outdir, "--outdir")
-    kwargs = dict(model=model, data=data, outdir=outdir, resolution=resolution, celeba=celeba,
-                  fingerprint=fingerprint, embedded=embedded, fpr=fpr, batch_size=batch_size, device=device,
-                  skip_bad=skip_bad, num_workers=num_workers, precision=precision, scale_search=scale_search,
-                  runtime=runtime)
-    n_jobs = batches.plan_jobs(jobs, device, data, model, MIN_IMAGES_PER_DETECT_JOB)
+    spec = spec_of_call(DetectSpec, ("model", "data", "outdir"), args, spec, kwargs)
+    check_overlap([("`model`", spec.model, "model"), ("`data`", spec.data, "data"),
+                   ("`embedded`", spec.embedded, "list")], [("`outdir`", spec.outdir)])
+    check_writable_dir(spec.outdir, "`outdir`")
+    n_jobs = batches.plan_jobs(spec.jobs, spec.device, spec.data, spec.model, MIN_IMAGES_PER_DETECT_JOB)
     if n_jobs > 1:
-        return run_jobs(detect_rank, kwargs, n_jobs)
-    return detect_rank(**kwargs)
+        return run_jobs(detect_rank, {"spec": spec}, n_jobs)
+    return detect_rank(spec)
 
 
 class _Reference:
@@ -101,34 +142,37 @@ class _Reference:
         return self.map.get(name) or self.map.get(batches.png_name(name))
 
 
-def detect_rank(model, data, outdir, resolution, celeba, fingerprint, embedded, fpr, batch_size, device, skip_bad,
-                num_workers, precision, scale_search, runtime="torch") -> dict:
-    """`detect` in this process: its rank's share of the images (all of them without torchrun or `--jobs`)."""
-    scales = parse_scales(scale_search)
-    module, config, res, dev, prec = batches.setup(model, resolution, celeba, device, need_encoder=False,
-                                                   batch_size=batch_size, precision=precision)
+def detect_rank(spec: DetectSpec) -> dict:
+    """`detect` in this process: its rank's share of the images (all of them without torchrun or `jobs`)."""
+    scales = parse_scales(spec.scale_search)
+    module, config, res, dev, prec = batches.setup(spec.model, spec.resolution, spec.celeba, spec.device,
+                                                   need_encoder=False, batch_size=spec.batch_size,
+                                                   precision=spec.precision)
     k = int(config["fingerprint_length"])
-    ref = _Reference(fingerprint, embedded, k)
-    threshold = usable_threshold(k, fpr) if ref.given() else match_threshold(k, fpr)
-    ds = open_image_dataset(data, res, celeba=celeba, skip_bad=True)
+    ref = _Reference(spec.fingerprint, spec.embedded, k)
+    threshold = usable_threshold(k, spec.fpr, 1, "`fpr`") if ref.given() else match_threshold(k, spec.fpr)
+    ds = open_image_dataset(spec.data, res, celeba=spec.celeba, skip_bad=True)
     relpaths = batches.item_names(ds)
-    folder = _output_folder(outdir, model, data, resolution=res, celeba=bool(celeba), reference=ref.identity(),
-                            fpr=fpr, precision=prec, device=dev.type, scale_search=scales, runtime=runtime)
-    decode = _onnx_decode(model) if runtime == "onnx" else _torch_decode(module, dev, prec, scales)
-    rows, skipped, error = _decode_all(ds, relpaths, decode, _Scorer(k, threshold, ref), batch_size, num_workers,
-                                       skip_bad)
-    summary = {"outdir": str(Path(outdir)), "model": str(model), "data": str(data), "fingerprint_length": k,
-               "resolution": res, "celeba": bool(celeba), "fpr": fpr, "match_threshold": threshold,
-               "reference": ref.label, "precision": prec, "runtime": runtime,
+    folder = _output_folder(spec, resolution=res, celeba=bool(spec.celeba), reference=ref.identity(), fpr=spec.fpr,
+                            precision=prec, device=dev.type, scale_search=scales, runtime=spec.runtime)
+    decoder = Decoder(spec.model, DecoderOptions(dev, prec, spec.runtime, "nchw", scales=scales), STEGA_KINDS,
+                      loaded=(module, config, read_metadata(spec.model)["ganprint.kind"]))
+    rows, skipped, error = _decode_all(ds, relpaths, decoder, lambda names, bits, chosen: _rows(
+        names, bits, chosen, ref, threshold), spec)
+    summary = {"outdir": str(Path(spec.outdir)), "model": str(spec.model), "data": str(spec.data),
+               "fingerprint_length": k, "resolution": res, "celeba": bool(spec.celeba), "fpr": spec.fpr,
+               "match_threshold": threshold, "reference": ref.label, "precision": prec, "runtime": spec.runtime,
                "scale_search": list(scales) if scales is not None else None}
-    return _finish(Path(outdir), rows, skipped, error, summary, embedded if ref.map is not None else None, folder)
+    return _finish(Path(spec.outdir), rows, skipped, error, summary, spec.embedded if ref.map is not None else None,
+                   folder)
 
 
-def _output_folder(outdir, model, data, **settings) -> OutputFolder:
+def _output_folder(spec: DetectSpec, **settings) -> OutputFolder:
     """The output folder with detect's identity (every setting that changes an output byte), checked by every rank
     before any rank writes."""
-    identity = {"model_sha256": sha256_file(model), "data": os.path.realpath(data), **settings}
-    folder = OutputFolder(outdir, "--outdir", "detect", identity, labels={"model_sha256": "--model"})
+    identity = {"model_sha256": sha256_file(spec.model), "data": os.path.realpath(spec.data), **settings}
+    labels = {key: f"`{key}`" for key in identity} | {"model_sha256": "`model`", "reference": "the reference"}
+    folder = OutputFolder(spec.outdir, "`outdir`", "detect", identity, labels=labels)
     try:
         folder.check()
         problem = None
@@ -140,82 +184,43 @@ def _output_folder(outdir, model, data, **settings) -> OutputFolder:
     return folder
 
 
-def _onnx_decode(model):
-    """uint8 [N, 3, R, R] -> (bits [N, K], None) by ONNX Runtime, on the model's decoder exported to a temporary
-    folder (the session holds the graph in memory, so the folder can go at once)."""
-    with tempfile.TemporaryDirectory(prefix="ganprint-onnx-") as tmp:
-        runner = onnx_runtime_for(model, tmp, threads=torch.get_num_threads())
-
-    def decode(img_u8: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return torch.from_numpy(runner.bits(img_u8.permute(0, 2, 3, 1).numpy())), None  # [N, K]
-    return decode
-
-
-def _torch_decode(module, dev, prec, scales):
-    """uint8 [N, 3, R, R] -> (bits [N, K], the chosen scales or None) with PyTorch."""
-    dtype = batches.net_dtype(prec)
-    dec = batches.prepare(module.dec, dev, prec, prefer_cl=True)
-    # The candidates are unzoomed in fp32 and rounded to the network's dtype after, as under autocast; unzoom keeps
-    # the input's layout (full_like), so they need no other conversion.
-    search = ScaleSearch(lambda t: dec(t.to(dtype)).float(), scales) if scales is not None else None
-
-    def decode(img_u8: torch.Tensor) -> tuple[torch.Tensor, list | None]:
-        if search is not None:
-            logits = search(batches.to_float01(img_u8, dev, prefer_cl=True))  # from [N, 3, R, R] fp32
-            return decode_bits(logits).cpu(), search.last_scales.tolist()
-        return decode_bits(dec(batches.to_float01(img_u8, dev, dtype, prefer_cl=True)).float()).cpu(), None  # [N, K]
-    return decode
+def _rows(names: list[str], bits: torch.Tensor, chosen: list | None, ref: _Reference, threshold: int) -> list[tuple]:
+    """(name, JSONL line, txt line, bit accuracy or None, detected or None) per image of a batch."""
+    k, bit_strs = bits.shape[1], bits_to_strs(bits)
+    refs = [ref.of(name) for name in names]
+    have = [j for j, r in enumerate(refs) if r is not None]
+    scores = {}
+    if have:
+        scores = dict(zip(have, score_bits(bits[have], strs_to_bits([refs[j] for j in have], k), threshold)))
+    out = []
+    for j, name in enumerate(names):
+        row = {"name": name, "bits": bit_strs[j]}
+        if chosen is not None:
+            row["scale"] = chosen[j]
+        score = scores.get(j)
+        if score is not None:
+            row.update(score)
+        acc, det = (score["bit_accuracy"], score["detected"]) if score is not None else (None, None)
+        out.append((name, json.dumps(row) + "\n", format_line(name, bit_strs[j]), acc, det))
+    return out
 
 
-class _Scorer:
-    """Serialises decoded rows, with the statistics of a reference where one is given."""
-
-    def __init__(self, k: int, threshold: int, ref: _Reference):
-        self.k, self.threshold, self.ref = k, threshold, ref
-        # p-values by table lookup: one scipy call per possible match count instead of two per batch
-        self.p_table, self.logp_table = p_value(np.arange(k + 1), k), log10_p_value(np.arange(k + 1), k)
-
-    def rows(self, names: list[str], bits: torch.Tensor, chosen: list | None) -> list[tuple]:
-        """(name, JSONL line, txt line, bit accuracy or None, detected or None) per image of a batch."""
-        k, bit_strs = self.k, bits_to_strs(bits)
-        refs = [self.ref.of(name) for name in names]
-        have = [j for j, r in enumerate(refs) if r is not None]
-        stats = {}
-        if have:
-            m = count_matches(bits[have], strs_to_bits([refs[j] for j in have], k)).numpy()  # [M]
-            stats = dict(zip(have, zip(m.tolist(), self.p_table[m].tolist(), self.logp_table[m].tolist())))
-        out = []
-        for j, name in enumerate(names):
-            row = {"name": name, "bits": bit_strs[j]}
-            if chosen is not None:
-                row["scale"] = chosen[j]
-            acc = det = None
-            if j in stats:
-                matches, p, lp = stats[j]
-                acc, det = matches / k, bool(matches >= self.threshold)
-                row.update({"bit_accuracy": acc, "matches": int(matches), "p_value": float(p),
-                            "log10_p": float(lp), "detected": det})
-            out.append((name, json.dumps(row) + "\n", format_line(name, bit_strs[j]), acc, det))
-        return out
-
-
-def _decode_all(ds, relpaths, decode, scorer: _Scorer, batch_size, num_workers, skip_bad):
+def _decode_all(ds, relpaths, decoder: Decoder, rows_of, spec: DetectSpec):
     """This rank's rows, skipped files, and the first bad-file error (None with `skip_bad`)."""
     rows: list[tuple] = []
     skipped, error = [], None
     mine = list(range(dist.get_rank(), len(ds), dist.get_world_size()))
     pbar = batches.progress_bar(len(mine), "detect")
-    with torch.inference_mode():
-        for batch in batches.loader(ds, mine, batch_size, num_workers):
-            skipped += [{"file": relpaths[i], "error": err} for i, err in batch["skipped"]]
-            idx = batch["index"].tolist()
-            if idx:
-                bits, chosen = decode(batch["img"])
-                rows += scorer.rows([relpaths[i] for i in idx], bits, chosen)
-            pbar.update(len(idx) + len(batch["skipped"]))
-            if batch["skipped"] and not skip_bad:
-                error = skipped[-1]["error"]
-                break
+    for batch in batches.loader(ds, mine, spec.batch_size, spec.workers):
+        skipped += [{"file": relpaths[i], "error": err} for i, err in batch["skipped"]]
+        idx = batch["index"].tolist()
+        if idx:
+            bits, chosen = decoder.decode(batch["img"])
+            rows += rows_of([relpaths[i] for i in idx], bits, chosen)
+        pbar.update(len(idx) + len(batch["skipped"]))
+        if batch["skipped"] and not spec.skip_bad:
+            error = skipped[-1]["error"]
+            break
     pbar.close()
     return rows, skipped, error
 
@@ -225,7 +230,7 @@ def _finish(out: Path, rows, skipped, error, summary: dict, embedded, folder: Ou
     parts = dist.all_gather_object({"rows": rows, "skipped": skipped, "error": error})
     errors = [p["error"] for p in parts if p["error"]]
     if errors:
-        raise BadImageError(f"{errors[0]}. Fix or remove the file, or re-run with --skip-bad")
+        raise BadImageError(f"{errors[0]}. Fix or remove the file, or re-run with `skip_bad`")
     rows = sorted((r for p in parts for r in p["rows"]), key=lambda r: r[0])
     skipped = sorted((s for p in parts for s in p["skipped"]), key=lambda s: s["file"])
     scored = [r for r in rows if r[3] is not None]

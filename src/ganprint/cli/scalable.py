@@ -10,7 +10,7 @@ from ganprint.artificial.register import register_dataset
 from ganprint.cli import params as P
 from ganprint.registry.issued import repair_issued
 from ganprint.registry.store import Registry, export_registry, import_registry, migrate
-from ganprint.scalable.attribute import attribute_images
+from ganprint.scalable.attribute import AttributeSpec, attribute_images
 from ganprint.scalable.config import resolve_config
 from ganprint.scalable.issue import issue_model
 from ganprint.scalable.train import train_scalable
@@ -104,28 +104,36 @@ def issue_cmd(model, registry, outdir, fingerprint, who, notes, min_distance, de
 
 
 @click.command("attribute")
-@click.option("--decoder", required=True, type=click.Path(dir_okay=False), help="scalable-decoder export.")
+@click.option("--model", required=True, type=click.Path(dir_okay=False), help="A scalable-decoder export.")
 @click.option("--registry", required=True, help="Registry of issued fingerprints (SQLite path or postgresql:// URL).")
-@click.option("--input", "input_dir", required=True, type=click.Path(file_okay=False), help="Folder of images.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSONL, one row per image.")
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="A folder of images.")
+@click.option("--outdir", type=click.Path(file_okay=False), default=None,
+              help="Where the results go (required): attributions.jsonl (one row per image) and summary.json.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, hidden=True)  # the older form, one release
 @click.option("--fpr", type=P.FPR, default=1e-6, show_default=True,
               help="False-positive rate per image, Bonferroni-corrected for the number of issued models.")
 @click.option("--batch-size", type=P.BATCH, default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="Decode with PyTorch, or with ONNX Runtime on the CPU (the onnx extra; same bits).")
-@click.option("--overwrite", is_flag=True, help="Replace OUT and OUT.summary.json if they exist (never an input).")
-def attribute_cmd(decoder, registry, input_dir, out, fpr, batch_size, device, runtime, overwrite) -> None:
+@click.option("--overwrite", is_flag=True, hidden=True)  # goes with --out
+def attribute_cmd(**flags) -> None:
     """Attribute images to the issued model whose fingerprint they carry, or to `unknown`.
 
     \b
     Example:
-      ganprint attribute --decoder runs/sc32/scalable-decoder.safetensors --registry reg.sqlite \\
-          --input suspicious/ --out attribution.jsonl
-    Writes OUT (JSONL) and OUT.summary.json; prints the summary.
+      ganprint attribute --model runs/sc32/scalable-decoder.safetensors --registry reg.sqlite \\
+          --data suspicious/ --outdir attribution/
+    Writes OUTDIR/attributions.jsonl and OUTDIR/summary.json; prints the summary. Re-running the same command
+    replaces them; a different configuration needs a new --outdir.
     """
 
-    summary = attribute_images(decoder, registry, input_dir, out, fpr, batch_size, device, runtime, overwrite=overwrite)
+    if flags["out"] is not None:
+        click.echo("Warning: --out FILE is the old form of --outdir FOLDER; it still works in this release (rows in "
+                   "FILE, summary in FILE.summary.json), use --outdir", err=True)
+    if flags["outdir"] is None and flags["out"] is None:
+        raise click.UsageError("Missing option '--outdir'.")
+    summary = attribute_images(AttributeSpec(**flags))
     click.echo(json.dumps(summary, indent=2))
 
 

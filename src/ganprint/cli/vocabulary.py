@@ -18,6 +18,9 @@ import click
 
 # command path ("attribute", "registry list") -> {old flag: new flag}; the old ones go in the release after 0.N+1
 ALIASES: dict[str, dict[str, str]] = {
+    "attribute": {"--decoder": "--model", "--input": "--data"},
+    "detect": {"--num-workers": "--workers"},
+    "embed": {"--num-workers": "--workers"},
     "metrics threshold": {"--bits": "--fingerprint-length"},
     "metrics pvalue": {"--bits": "--fingerprint-length"},
 }
@@ -29,8 +32,9 @@ _META = "ganprint.flags"
 def flag_names(command: click.Command) -> dict[str, str]:
     """{parameter name: how the command line writes it}: '--batch-size' for an option, 'OUT' for an argument."""
     names: dict[str, str] = {}
-    for p in command.params:
-        if p.name is None or getattr(p, "hidden", False):
+    # visible parameters first; a hidden one (an older form kept for a release) names its field only if none does
+    for p in sorted(command.params, key=lambda p: bool(getattr(p, "hidden", False))):
+        if p.name is None or p.name in names:
             continue
         if isinstance(p, click.Argument):
             names[p.name] = p.human_readable_name

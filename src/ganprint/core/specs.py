@@ -48,3 +48,15 @@ class Spec:
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain values (paths as strings), e.g. for a run record or a JSON answer."""
         return {k: (str(v) if hasattr(v, "__fspath__") else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def spec_of_call(cls: type[S], first: tuple[str, ...], args: tuple, spec: S | None, kwargs: dict[str, Any]) -> S:
+    """The spec of an API call `f(*args, spec=None, **kwargs)`: a spec given first or as `spec`, the leading fields
+    `first` given positionally (the older calling form, e.g. `detect(model, data, outdir, fpr=0.01)`), keyword
+    arguments, or a mix; `cls.of` on all of it."""
+    if args and isinstance(args[0], cls):
+        spec, args = args[0], args[1:]
+    if len(args) > len(first):
+        raise SpecError(f"{cls.__name__} takes at most {len(first)} fields positionally ({', '.join(first)}), "
+                        f"got {len(args)} values")
+    return cls.of(spec, **dict(zip(first, args)), **kwargs)

@@ -46,8 +46,8 @@ class _Uint8Decoder(nn.Module):
 def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> dict:
     """Write the decoder of a stega / stega-decoder / scalable-decoder export as ONNX; returns what was written.
     An existing `out` is replaced only with `overwrite`, and never when it is the model."""
-    check_overlap([("--model", model_path, "model")], [("OUT", out, "file")])
-    check_new_file(out, "OUT", overwrite)
+    check_overlap([("`model_path`", model_path, "model")], [("`out`", out, "file")])
+    check_new_file(out, "`out`", overwrite)
     try:
         import onnx
     except ImportError:
@@ -82,7 +82,7 @@ class OnnxDecoder:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise GanprintError("--runtime onnx needs the onnx extra: pip install 'ganprint[onnx]'") from None
+            raise GanprintError("`runtime` onnx needs the onnx extra: pip install 'ganprint[onnx]'") from None
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -107,7 +107,7 @@ class OnnxDecoder:
 
 def onnx_runtime_for(model_path: str | os.PathLike, workdir: str | os.PathLike, threads: int | None = None
                      ) -> OnnxDecoder:
-    """Export `model_path`'s decoder into `workdir` and load it with ONNX Runtime (what `--runtime onnx` does)."""
+    """Export `model_path`'s decoder into `workdir` and load it with ONNX Runtime (what the decoders' ONNX runtime does; `ganprint.inference.decoders`)."""
     out = Path(workdir) / (Path(model_path).stem + ".onnx")
     export_onnx(model_path, out)
     return OnnxDecoder(out, threads)

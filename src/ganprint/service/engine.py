@@ -9,11 +9,8 @@ changed. So a model issued by any server on the same registry is attributable on
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import queue
-import shutil
-import tempfile
 import threading
 import time
 from concurrent.futures import Future
@@ -27,14 +24,14 @@ from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import sha256_file
 from ganprint.core.hamming import HammingIndex
-from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value
-from ganprint.nets.onnx import OnnxDecoder, onnx_runtime_for
+from ganprint.core.stats import match_threshold
+from ganprint.inference.decoders import STEGA_KINDS, Decoder, DecoderOptions
+from ganprint.inference.scoring import UNKNOWN, attribute_bits, score_bits
 from ganprint.registry.datasets import Dataset
 from ganprint.registry.errors import CommitUnknown
 from ganprint.registry.fingerprints import Issued
 from ganprint.registry.issued import repair_issued
 from ganprint.registry.store import Registry
-from ganprint.scalable.attribute import UNKNOWN, attribute_bits, decode_images
 from ganprint.scalable.issue import issue_loaded
 from ganprint.service.config import ServiceConfig
 
@@ -51,37 +48,6 @@ class _Snapshot:
     index: HammingIndex | None
     rows: dict[int, Issued]
     datasets: list[Dataset]
-
-
-class _StegaDecoder:
-    """One artificial-fingerprint decoder: uint8 [N, R, R, 3] -> bits [N, K] (as `ganprint detect` reads them)."""
-
-    def __init__(self, path: str, runtime: str):
-        self.path, self.sha256 = path, sha256_file(path)
-        module, cfg, _ = load_export(path, kind=("stega", "stega-decoder"))
-        self.k, self.resolution = int(cfg["fingerprint_length"]), int(cfg["resolution"])
-        self.net = module.dec
-        self.onnx = _onnx_session(path, runtime)
-
-    @torch.inference_mode()
-    def bits(self, imgs: np.ndarray) -> torch.Tensor:
-        if self.onnx is not None:
-            return torch.from_numpy(self.onnx.bits(imgs))
-        x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0  # [N, 3, R, R] in [0, 1]
-        return decode_bits(self.net(x).float())
-
-
-_ONNX_DIR: list[str] = []
-
-
-def _onnx_session(path: str, runtime: str) -> OnnxDecoder | None:
-    """With --runtime onnx: the decoder exported to ONNX (in this worker's temporary folder) under ONNX Runtime."""
-    if runtime != "onnx":
-        return None
-    if not _ONNX_DIR:
-        _ONNX_DIR.append(tempfile.mkdtemp(prefix="ganprint-onnx-"))
-        atexit.register(shutil.rmtree, _ONNX_DIR[0], True)
-    return onnx_runtime_for(path, _ONNX_DIR[0], threads=torch.get_num_threads())
 
 
 class _Batcher:
@@ -133,24 +99,25 @@ class Engine:
     def __init__(self, cfg: ServiceConfig):
         self.cfg = cfg
         self.registry = Registry(cfg.registry, create=cfg.base_model is not None)
-        self.decoder = self.decoder_onnx = None
+        # Every decoder reads uploads as [N, R, R, 3] uint8 arrays on the CPU, in fp32.
+        options = DecoderOptions(runtime=cfg.runtime, layout="nhwc")
+        self.decoder: Decoder | None = None
         self.k = self.resolution = None
         if cfg.scalable_decoder:
-            self.decoder, dcfg, _ = load_export(cfg.scalable_decoder, kind="scalable-decoder")
-            self.k, self.resolution = int(dcfg["fingerprint_bits"]), int(dcfg["resolution"])
-            self.decoder_onnx = _onnx_session(cfg.scalable_decoder, cfg.runtime)
+            self.decoder = Decoder(cfg.scalable_decoder, options, kinds=("scalable-decoder",))
+            self.k, self.resolution = self.decoder.k, self.decoder.resolution
             k_reg = self.registry.fingerprint_length()
             if k_reg not in (None, self.k):
                 raise GanprintError(f"registry {self.registry.where} holds {k_reg}-bit fingerprints but "
-                                    f"--scalable-decoder {cfg.scalable_decoder} reads {self.k} bits")
-        self.stega = [_StegaDecoder(p, cfg.runtime) for p in cfg.stega_decoders]
+                                    f"`scalable_decoder` {cfg.scalable_decoder} reads {self.k} bits")
+        self.stega = {sha256_file(p): Decoder(p, options, kinds=STEGA_KINDS) for p in cfg.stega_decoders}
         self.base = None
         if cfg.base_model:
             self.base, self.base_cfg, _ = load_export(cfg.base_model, kind="scalable-G")
             self.base_sha = sha256_file(cfg.base_model)
             if int(self.base_cfg["fingerprint_bits"]) != self.k:
-                raise GanprintError(f"--base-model {cfg.base_model} takes {self.base_cfg['fingerprint_bits']} bits "
-                                    f"but --scalable-decoder reads {self.k}")
+                raise GanprintError(f"`base_model` {cfg.base_model} takes {self.base_cfg['fingerprint_bits']} bits "
+                                    f"but `scalable_decoder` reads {self.k}")
         self._lock = threading.Lock()
         self._issue_lock = threading.Lock()
         self._unsettled = False
@@ -183,10 +150,7 @@ class Engine:
     # --- attribution and detection -----------------------------------------------------------------------
 
     def scalable_bits(self, imgs: np.ndarray) -> torch.Tensor:
-        if self.decoder_onnx is not None:
-            return torch.from_numpy(self.decoder_onnx.bits(imgs))
-        with torch.inference_mode():
-            return decode_images(self.decoder, imgs, self.cfg.batch_size, "cpu")
+        return self.decoder.bits(imgs, self.cfg.batch_size)
 
     def attribute(self, imgs: np.ndarray) -> tuple[list[dict], dict]:
         """uint8 [N, R, R, 3] at the decoder's resolution -> `ganprint attribute`'s rows (+ holder, issue date).
@@ -203,7 +167,7 @@ class Engine:
 
     def _attributable(self, imgs: np.ndarray) -> np.ndarray:
         if self.decoder is None:
-            raise GanprintError("this server has no --scalable-decoder, so it cannot attribute")
+            raise GanprintError("this server has no `scalable_decoder`, so it cannot attribute")
         return imgs
 
     def _attribute_now(self, imgs: np.ndarray) -> list[tuple[dict, dict]]:
@@ -226,35 +190,29 @@ class Engine:
         snap = self.sync()
         n_img = len(next(iter(imgs_by_res.values()))) if imgs_by_res else 0
         out: list[list[dict]] = [[] for _ in range(n_img)]
-        by_sha = {d.sha256: d for d in self.stega}
         for ds in snap.datasets:
-            dec = by_sha.get(ds.decoder_sha256)
+            dec = self.stega.get(ds.decoder_sha256)
             if dec is None:
                 for row in out:
                     row.append({"dataset": ds.name, "detected": None, "reason": "its decoder is not loaded here"})
                 continue
-            bits = dec.bits(imgs_by_res[dec.resolution])
-            m = count_matches(bits, ds.bits).numpy()  # [N]
             threshold = match_threshold(ds.fingerprint_length, self.cfg.fpr)
-            for i, row in enumerate(out):
-                row.append({"dataset": ds.name, "detected": bool(m[i] >= threshold),
-                            "bit_accuracy": float(m[i]) / ds.fingerprint_length, "matches": int(m[i]),
-                            "p_value": float(p_value(int(m[i]), ds.fingerprint_length)),
-                            "log10_p": float(log10_p_value(int(m[i]), ds.fingerprint_length)),
-                            "min_matches": threshold})
+            scores = score_bits(dec.bits(imgs_by_res[dec.resolution]), ds.bits, threshold)
+            for row, score in zip(out, scores):
+                row.append({"dataset": ds.name, **score, "min_matches": threshold})
         return out, {"datasets": len(snap.datasets), "fpr": self.cfg.fpr}
 
     def resolutions(self, kind: str) -> set[int]:
         """The image sides the decoders of an endpoint read."""
         if kind == "attribute":
             return {self.resolution} if self.resolution else set()
-        return {d.resolution for d in self.stega}
+        return {d.resolution for d in self.stega.values()}
 
     # --- issuing -----------------------------------------------------------------------------------------
 
     def issue(self, who: str, notes: str) -> dict:
         if self.base is None:
-            raise GanprintError("this server has no --base-model, so it cannot issue models")
+            raise GanprintError("this server has no `base_model`, so it cannot issue models")
         with self._issue_lock, torch.no_grad():  # one issue at a time per worker; the registry locks across them
             if self._unsettled:  # a COMMIT whose outcome was unknown left a pending file: settle it first
                 repair_issued(self.registry, self.cfg.models_dir, check_rows=False)
@@ -287,9 +245,9 @@ class Engine:
 
 def check_model_kinds(cfg: ServiceConfig) -> None:
     """Refuse wrong model files before any worker starts (one clear line instead of a worker traceback)."""
-    wanted = [("--scalable-decoder", cfg.scalable_decoder, ("scalable-decoder",)),
-              ("--base-model", cfg.base_model, ("scalable-G",))]
-    wanted += [("--stega-decoder", p, ("stega", "stega-decoder")) for p in cfg.stega_decoders]
+    wanted = [("`scalable_decoder`", cfg.scalable_decoder, ("scalable-decoder",)),
+              ("`base_model`", cfg.base_model, ("scalable-G",))]
+    wanted += [("`stega_decoders`", p, STEGA_KINDS) for p in cfg.stega_decoders]
     for flag, path, kinds in wanted:
         if path is None:
             continue
