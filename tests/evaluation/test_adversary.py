@@ -112,3 +112,44 @@ def test_energy_check_measures_the_pattern_strength(sample_folder):
     assert [r["detected_defended"] for r in rows] == [True, False]
     with pytest.raises(GanprintError, match="--defence-reference"):
         make_defence("energy:min=0.7", lambda t: t, 8, 1e-6)
+
+
+def test_detect_says_what_its_p_values_cover(tiny_stega_model, sample_folder, tmp_path):
+    # the note goes beside the decision (stderr, with the library's summary); no reference, no decision, no note
+    from click.testing import CliRunner
+
+    from ganprint.cli import main
+
+    base = ["detect", "--model", str(tiny_stega_model), "--data", str(sample_folder), "--device", "cpu"]
+    r = CliRunner().invoke(main, base + ["--outdir", str(tmp_path / "a"), "--fingerprint", "10110010", "--fpr", "0.01"])
+    assert r.exit_code == 0, r.output
+    assert "untampered image" in r.stderr and "docs/threat-model.md" in r.stderr
+    r = CliRunner().invoke(main, base + ["--outdir", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert "untampered" not in r.output
+
+
+def test_attribute_prints_what_its_p_values_cover(sample_folder, tmp_path):
+    # printed summary only: OUT.summary.json and the rows stay as they were (golden digests)
+    from click.testing import CliRunner
+
+    from ganprint.cli import main
+    from ganprint.core.artifacts import save_export
+    from ganprint.nets.scalable import ScalableDecoder, ScalableGenerator
+    from ganprint.scalable.config import ScalableConfig
+
+    torch.manual_seed(0)
+    cfg = ScalableConfig(resolution=16, fingerprint_bits=32, z_dim=8, w_dim=16, mapping_layers=2,
+                         channel_base=128, channel_max=16, modulated_res=[4, 8, 16])
+    g = save_export(tmp_path / "G.safetensors", ScalableGenerator(cfg), "scalable-G", cfg.to_dict())
+    d = save_export(tmp_path / "D.safetensors", ScalableDecoder(cfg), "scalable-decoder", cfg.to_dict())
+    reg, cli = tmp_path / "reg.sqlite", CliRunner()
+    r = cli.invoke(main, ["issue", "--model", str(g), "--registry", str(reg), "--outdir", str(tmp_path / "i")])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "a.jsonl"
+    r = cli.invoke(main, ["attribute", "--decoder", str(d), "--registry", str(reg), "--input", str(sample_folder),
+                          "--out", str(out), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout)
+    assert "untampered image" in printed["p_value_covers"]
+    assert "p_value_covers" not in json.loads((tmp_path / "a.jsonl.summary.json").read_text())

@@ -13,6 +13,7 @@ from ganprint.artificial.config import resolve_config
 from ganprint.artificial.detect import detect
 from ganprint.artificial.train import train_stega
 from ganprint.cli import params as P
+from ganprint.core.threat import P_VALUE_COVERS
 from ganprint.nets.onnx import export_onnx
 from ganprint.training.config import config_json
 
@@ -127,7 +128,10 @@ def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip
     detect(model, data, outdir, resolution=resolution, celeba=celeba, fingerprint=fingerprint, embedded=embedded,
            fpr=fpr, batch_size=batch_size, device=device, skip_bad=skip_bad, num_workers=num_workers,
            precision=precision, jobs=jobs, scale_search=scale_search, runtime=runtime)
-    # The summary (images, mean bit accuracy, share detected, skipped files) is logged to stderr by the library.
+    # The summary (images, mean bit accuracy, share detected, skipped files) is logged to stderr by the library;
+    # with a reference there is a decision, so say beside it what its p-values cover.
+    if fingerprint is not None or embedded is not None:
+        click.echo(f"p-values cover {P_VALUE_COVERS}", err=True)
 
 
 @click.command("train")

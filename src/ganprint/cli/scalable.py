@@ -7,6 +7,7 @@ import json
 import click
 
 from ganprint.cli import params as P
+from ganprint.core.threat import P_VALUE_COVERS
 from ganprint.scalable.attribute import attribute_images
 from ganprint.scalable.config import resolve_config
 from ganprint.scalable.issue import issue_model, repair_issued
@@ -124,7 +125,8 @@ def attribute_cmd(decoder, registry, input_dir, out, fpr, batch_size, device, ru
     """
 
     summary = attribute_images(decoder, registry, input_dir, out, fpr, batch_size, device, runtime, overwrite=overwrite)
-    click.echo(json.dumps(summary, indent=2))
+    # printed only, not in OUT.summary.json: the answer says what its p-values cover
+    click.echo(json.dumps({**summary, "p_value_covers": P_VALUE_COVERS}, indent=2))
 
 
 @click.group("registry")
