@@ -14,10 +14,12 @@ import torch
 from ganprint.core.errors import GanprintError
 from ganprint.core.fingerprints import bits_to_str
 from ganprint.core.stats import decode_bits
+from ganprint.core.specs import SpecError
 from ganprint.evaluation.adversary import (
-    paste_pattern,
+    AdversarySpec,
     estimate_pattern,
     parse_adversary,
+    paste_pattern,
     pgd,
     run_adversary,
 )
@@ -61,9 +63,9 @@ def test_pasted_pattern_lands_at_the_psnr_asked_for(sample_folder):
 
 def test_run_writes_rows_summary_and_plot(tiny_stega_model, sample_folder, tmp_path):
     fp = bits_to_str(torch.tensor([1, 0, 1, 1, 0, 0, 1, 0]))
-    res = run_adversary(tiny_stega_model, sample_folder, sample_folder, tmp_path / "adv", fp,
-                        ["average:n=2,8:psnr=30", "invert:eps=4:steps=3", "remove:eps=4:steps=3:images=4"], limit=6,
-                        defence="agree:blur=1:resize=0.75")
+    res = run_adversary(model=tiny_stega_model, data=sample_folder, clean=sample_folder, outdir=tmp_path / "adv",
+                        fingerprint=fp, limit=6, defence="agree:blur=1:resize=0.75",
+                        adversary=["average:n=2,8:psnr=30", "invert:eps=4:steps=3", "remove:eps=4:steps=3:images=4"])
     out = tmp_path / "adv"
     for f in ("results.jsonl", "summary.csv", "summary.md", "adversary.png", "adversary.json"):
         assert (out / f).stat().st_size > 0, f
@@ -79,14 +81,28 @@ def test_run_writes_rows_summary_and_plot(tiny_stega_model, sample_folder, tmp_p
 
 @pytest.mark.parametrize("spec", ["agree", "agree:blur=0", "agree:sharpen=1", "vote:blur=1", "energy:min=0", "energy:max=1"])
 def test_bad_defences_are_refused(spec):
-    with pytest.raises(GanprintError, match="--defence"):
+    with pytest.raises(GanprintError, match="`defence`"):
         make_defence(spec, lambda x: x, 8, 1e-6)
 
 
 @pytest.mark.parametrize("spec", ["average:n=0", "averag", "remove:eps=x", "invert:foo=1", "remove:eps"])
 def test_bad_specs_are_refused(spec):
-    with pytest.raises(GanprintError, match="--adversary"):
+    with pytest.raises(GanprintError, match="`adversary`"):
         parse_adversary([spec])
+
+
+def test_spec_refuses_bad_values_before_any_work(tmp_path):
+    base = {"model": "m", "data": "d", "clean": "c", "outdir": tmp_path / "o", "fingerprint": "0x5a"}
+    assert AdversarySpec(**base, adversary="remove:eps=2").adversary == ("remove:eps=2",)  # one spec, as a string
+    assert AdversarySpec.of(AdversarySpec(**base), fpr=1e-3).fpr == 1e-3
+    for bad, field in [({"fpr": 0.0}, "`fpr`"), ({"limit": 0}, "`limit`"), ({"adversary": ["average:n=0"]},
+                       "`adversary`"), ({"defence": "agree:blur=0"}, "`defence`"),
+                       ({"defence": "energy:min=0.7"}, "`defence_reference`")]:
+        with pytest.raises(GanprintError, match=field):
+            AdversarySpec(**base, **bad)
+    with pytest.raises(SpecError, match="`batch_size`"):
+        AdversarySpec.of(**base, batch_size=8)
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_refuses_a_bad_spec_with_one_line(tiny_stega_model, sample_folder, tmp_path):
@@ -110,7 +126,7 @@ def test_energy_check_measures_the_pattern_strength(sample_folder):
     rows = [{"detected": True}, {"detected": True}]
     guard.apply(rows, torch.stack([flat[0] + pattern, flat[1] + 0.3 * pattern]), torch.zeros(8))
     assert [r["detected_defended"] for r in rows] == [True, False]
-    with pytest.raises(GanprintError, match="--defence-reference"):
+    with pytest.raises(GanprintError, match="`defence_reference`"):
         make_defence("energy:min=0.7", lambda t: t, 8, 1e-6)
 
 
