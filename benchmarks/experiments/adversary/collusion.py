@@ -57,23 +57,44 @@ def _bits(hexs: str, k: int = 32) -> np.ndarray:
     return np.array([int(c) for c in bin(int(hexs, 16))[2:].zfill(k)])
 
 
+# whose outputs each attributed folder holds (for genuine images: the model's own holder; real photos: nobody)
+MAKERS = {"img-1": {"alice"}, "img-3": {"carol"}, "real": set(), "mean-abc": {"alice", "bob", "carol"}}
+
+
 def table(root: Path, listing: Path) -> None:
     keys = _keys(listing)
-    colluders = {fp for fp, (who, _) in keys.items() if who in ("alice", "bob")}
-    print("| images | n | attributed to a colluder | to an innocent holder | unknown | "
-          "mean bit acc. vs alice | vs bob | vs best innocent |")
-    print("|---|---|---|---|---|---|---|---|")
+    who = [keys[fp][0] for fp in sorted(keys)]
+    print("| images | made by | n | " + " | ".join(f"to {w}" for w in who) + " | unknown | innocent accused | "
+          + " | ".join(f"bit acc. vs {w}" for w in who) + " |")
+    print("|---|---|---|" + "---|" * (2 * len(who) + 2))
     for f in sorted(root.glob("attr-*.jsonl")):
+        name = f.stem[5:]
+        makers = MAKERS.get(name, {"alice", "bob"})
         rows = [json.loads(x) for x in f.read_text().splitlines()]
-        att = [r["attributed"] for r in rows]
-        acc = {fp: [float((_bits(r["decoded"]) == bits).mean()) for r in rows] for fp, (_, bits) in keys.items()}
-        by_who = {keys[fp][0]: np.mean(v) for fp, v in acc.items()}
-        innocent = max(np.mean(v) for fp, v in acc.items() if fp not in colluders)
+        att = [keys[r["attributed"]][0] if r["attributed"] != "unknown" else "unknown" for r in rows]
+        acc = {keys[fp][0]: np.mean([(_bits(r["decoded"]) == bits).mean() for r in rows])
+               for fp, (_, bits) in keys.items()}
         n = len(rows)
-        col = sum(a in colluders for a in att)
-        inn = sum(a != "unknown" and a not in colluders for a in att)
-        print(f"| {f.stem[5:]} | {n} | {col / n:.3f} | {inn / n:.3f} | {att.count('unknown') / n:.3f} | "
-              f"{by_who['alice']:.3f} | {by_who['bob']:.3f} | {innocent:.3f} |")
+        innocent = sum(a not in makers and a != "unknown" for a in att)
+        print(f"| {name} | {', '.join(sorted(makers)) or 'nobody'} | {n} | "
+              + " | ".join(f"{att.count(w) / n:.3f}" for w in who) + f" | {att.count('unknown') / n:.3f} | "
+              f"{innocent} | " + " | ".join(f"{acc[w]:.3f}" for w in who) + " |")
+    _agreement(root, keys)
+
+
+def _agreement(root: Path, keys: dict) -> None:
+    """Where the colluders' keys agree, is the common bit read? Where they differ, whose bit is read?"""
+    by = {w: bits for w, bits in keys.values()}
+    a, b = by["alice"], by["bob"]
+    same = a == b
+    print(f"\nalice and bob agree on {int(same.sum())} of {len(a)} bits")
+    print("| images | agreeing bits read as their common value | differing bits read as alice's |")
+    print("|---|---|---|")
+    for f in sorted(root.glob("attr-*.jsonl")):
+        if MAKERS.get(f.stem[5:], {"alice", "bob"}) != {"alice", "bob"}:
+            continue
+        d = np.stack([_bits(json.loads(x)["decoded"]) for x in f.read_text().splitlines()])
+        print(f"| {f.stem[5:]} | {(d[:, same] == a[same]).mean():.3f} | {(d[:, ~same] == a[~same]).mean():.3f} |")
 
 
 if __name__ == "__main__":

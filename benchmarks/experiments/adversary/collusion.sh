@@ -14,7 +14,7 @@ $G data samples "$R/train" --resolution 16 --count 512 --seed 0 --photos train
 $G data samples "$R/real" --resolution 16 --count 200 --seed 1 --photos heldout   # clean photos
 # the fingerprint phase only (adversarial and consistency gates kept shut), as tests/scalable/test_trained.py
 [ -f "$R/run/scalable-decoder.safetensors" ] || $G train-scalable --data "$R/train" --outdir "$R/run" \
-    --resolution 16 --fingerprint-bits 32 --modulated-res 4-16 --preset small --kimg 30 --batch-size 8 --lr 0.004 \
+    --resolution 16 --fingerprint-bits 32 --modulated-res 4-16 --preset small --kimg 26.5 --batch-size 8 --lr 0.004 \
     --gate-acc 2 --gate-kimg 1000000 --snapshot-kimg 1000000 --metric-kimg 2 --metric-images 256 --seed 0 --device cpu
 # five keys drawn once with numpy default_rng(22); alice and bob differ in 18 of 32 bits
 KEYS=(alice:0xa9151621 bob:0x2b016dde carol:0x9581e776 dave:0x1d6d3ca0 erin:0x7e433dd3)
@@ -47,3 +47,15 @@ for FPR in 1e-6 1e-2; do
     echo "FPR $FPR"
     $H table "$R/attr-$FPR" "$R/keys.jsonl"
 done
+# the single-model attacks of `ganprint adversary` on the same scalable decoder, framing carol (her images are the
+# forger's N; the held-out photos are the canvases and the clean rows)
+[ -f "$R/adv-scalable/adversary.json" ] || $G adversary --model "$R/run/scalable-decoder.safetensors" \
+    --data "$R/img-3" --clean "$R/real" --fingerprint 0x9581e776 \
+    --adversary "average:n=1,10,100,200:psnr=35,38,42,45" --adversary "invert:eps=1,2,4:steps=20:images=100" \
+    --adversary "remove:eps=1,2,4,8:steps=20:images=100" --outdir "$R/adv-scalable"
+# larger budgets: where does white-box PGD start to move this decoder?
+[ -f "$R/adv-scalable-big/adversary.json" ] || $G adversary --model "$R/run/scalable-decoder.safetensors" \
+    --data "$R/img-3" --clean "$R/real" --fingerprint 0x9581e776 --limit 50 \
+    --adversary "invert:eps=8,16,32:steps=20" --adversary "remove:eps=16,32:steps=20" --outdir "$R/adv-scalable-big"
+cat "$R/adv-scalable/summary.md" "$R/adv-scalable-big/summary.md"
+PYTHONPATH=$PWD/src nice -n 19 $PY benchmarks/experiments/adversary/probe_scalable_pgd.py "$R"
