@@ -1,6 +1,6 @@
 """Why white-box PGD does not move the tiny scalable decoder (RESULTS-collusion.md section 3): its logits and
-input gradients on 16 genuine and 16 clean images, and PGD on a clamped logit margin instead of the bit loss.
-Usage: python probe_scalable_pgd.py RUNDIR   (the folder of collusion.sh)
+input gradients on 16 genuine and 16 clean images, PGD on a clamped logit margin instead of the bit loss, and an
+attack with no budget. Usage: python probe_scalable_pgd.py RUNDIR   (the folder of collusion.sh)
 """
 
 import sys
@@ -36,8 +36,22 @@ def margin_pgd(x: torch.Tensor, eps: float, steps: int, towards: bool) -> torch.
 
 
 for eps in (4, 8):
+    xr, cf = margin_pgd(x, eps / 255, 20, False), margin_pgd(c, eps / 255, 20, True)
     with torch.no_grad():
-        removed = ((dec(margin_pgd(x, eps / 255, 20, False)) > 0).long() == ref).float().mean()
-    with torch.no_grad():
-        forged = ((dec(margin_pgd(c, eps / 255, 20, True)) > 0).long() == ref).float().mean()
+        removed = ((dec(xr) > 0).long() == ref).float().mean()
+        forged = ((dec(cf) > 0).long() == ref).float().mean()
     print(f"margin PGD eps {eps}: removed bit accuracy {float(removed):.3f}, forged {float(forged):.3f}")
+
+# no budget at all: Adam on the pixels of 8 clean photos, 150 steps on the same margin, towards carol's key
+adv = c[:8].clone().requires_grad_(True)
+opt = torch.optim.Adam([adv], lr=0.01)
+for _ in range(150):
+    loss = -(dec(adv.clamp(0, 1)) * (2 * ref.float() - 1)).clamp(-5, 5).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+with torch.no_grad():
+    out = adv.clamp(0, 1)
+    acc = ((dec(out) > 0).long() == ref).float().mean()
+    db = -10 * torch.log10((out - c[:8]).pow(2).mean())
+print(f"unbounded: forged bit accuracy {float(acc):.3f} at {float(db):.1f} dB")
