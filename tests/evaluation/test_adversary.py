@@ -14,10 +14,12 @@ import torch
 from ganprint.core.errors import GanprintError
 from ganprint.core.fingerprints import bits_to_str
 from ganprint.core.stats import decode_bits
+from ganprint.core.specs import SpecError
 from ganprint.evaluation.adversary import (
-    paste_pattern,
+    AdversarySpec,
     estimate_pattern,
     parse_adversary,
+    paste_pattern,
     pgd,
     run_adversary,
 )
@@ -61,9 +63,9 @@ def test_pasted_pattern_lands_at_the_psnr_asked_for(sample_folder):
 
 def test_run_writes_rows_summary_and_plot(tiny_stega_model, sample_folder, tmp_path):
     fp = bits_to_str(torch.tensor([1, 0, 1, 1, 0, 0, 1, 0]))
-    res = run_adversary(tiny_stega_model, sample_folder, sample_folder, tmp_path / "adv", fp,
-                        ["average:n=2,8:psnr=30", "invert:eps=4:steps=3", "remove:eps=4:steps=3:images=4"], limit=6,
-                        defence="agree:blur=1:resize=0.75")
+    res = run_adversary(model=tiny_stega_model, data=sample_folder, clean=sample_folder, outdir=tmp_path / "adv",
+                        fingerprint=fp, limit=6, defence="agree:blur=1:resize=0.75",
+                        adversary=["average:n=2,8:psnr=30", "invert:eps=4:steps=3", "remove:eps=4:steps=3:images=4"])
     out = tmp_path / "adv"
     for f in ("results.jsonl", "summary.csv", "summary.md", "adversary.png", "adversary.json"):
         assert (out / f).stat().st_size > 0, f
@@ -79,14 +81,28 @@ def test_run_writes_rows_summary_and_plot(tiny_stega_model, sample_folder, tmp_p
 
 @pytest.mark.parametrize("spec", ["agree", "agree:blur=0", "agree:sharpen=1", "vote:blur=1", "energy:min=0", "energy:max=1"])
 def test_bad_defences_are_refused(spec):
-    with pytest.raises(GanprintError, match="--defence"):
+    with pytest.raises(GanprintError, match="`defence`"):
         make_defence(spec, lambda x: x, 8, 1e-6)
 
 
 @pytest.mark.parametrize("spec", ["average:n=0", "averag", "remove:eps=x", "invert:foo=1", "remove:eps"])
 def test_bad_specs_are_refused(spec):
-    with pytest.raises(GanprintError, match="--adversary"):
+    with pytest.raises(GanprintError, match="`adversary`"):
         parse_adversary([spec])
+
+
+def test_spec_refuses_bad_values_before_any_work(tmp_path):
+    base = {"model": "m", "data": "d", "clean": "c", "outdir": tmp_path / "o", "fingerprint": "0x5a"}
+    assert AdversarySpec(**base, adversary="remove:eps=2").adversary == ("remove:eps=2",)  # one spec, as a string
+    assert AdversarySpec.of(AdversarySpec(**base), fpr=1e-3).fpr == 1e-3
+    for bad, field in [({"fpr": 0.0}, "`fpr`"), ({"limit": 0}, "`limit`"), ({"adversary": ["average:n=0"]},
+                       "`adversary`"), ({"defence": "agree:blur=0"}, "`defence`"),
+                       ({"defence": "energy:min=0.7"}, "`defence_reference`")]:
+        with pytest.raises(GanprintError, match=field):
+            AdversarySpec(**base, **bad)
+    with pytest.raises(SpecError, match="`batch_size`"):
+        AdversarySpec.of(**base, batch_size=8)
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_refuses_a_bad_spec_with_one_line(tiny_stega_model, sample_folder, tmp_path):
@@ -110,5 +126,46 @@ def test_energy_check_measures_the_pattern_strength(sample_folder):
     rows = [{"detected": True}, {"detected": True}]
     guard.apply(rows, torch.stack([flat[0] + pattern, flat[1] + 0.3 * pattern]), torch.zeros(8))
     assert [r["detected_defended"] for r in rows] == [True, False]
-    with pytest.raises(GanprintError, match="--defence-reference"):
+    with pytest.raises(GanprintError, match="`defence_reference`"):
         make_defence("energy:min=0.7", lambda t: t, 8, 1e-6)
+
+
+def test_detect_says_what_its_p_values_cover(tiny_stega_model, sample_folder, tmp_path):
+    # the note goes beside the decision (stderr, with the library's summary); no reference, no decision, no note
+    from click.testing import CliRunner
+
+    from ganprint.cli import main
+
+    base = ["detect", "--model", str(tiny_stega_model), "--data", str(sample_folder), "--device", "cpu"]
+    r = CliRunner().invoke(main, base + ["--outdir", str(tmp_path / "a"), "--fingerprint", "10110010", "--fpr", "0.01"])
+    assert r.exit_code == 0, r.output
+    assert "untampered image" in r.stderr and "docs/threat-model.md" in r.stderr
+    r = CliRunner().invoke(main, base + ["--outdir", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert "untampered" not in r.output
+
+
+def test_attribute_prints_what_its_p_values_cover(sample_folder, tmp_path):
+    # printed summary only: OUT.summary.json and the rows stay as they were (golden digests)
+    from click.testing import CliRunner
+
+    from ganprint.cli import main
+    from ganprint.core.artifacts import save_export
+    from ganprint.nets.scalable import ScalableDecoder, ScalableGenerator
+    from ganprint.scalable.config import ScalableConfig
+
+    torch.manual_seed(0)
+    cfg = ScalableConfig(resolution=16, fingerprint_bits=32, z_dim=8, w_dim=16, mapping_layers=2,
+                         channel_base=128, channel_max=16, modulated_res=[4, 8, 16])
+    g = save_export(tmp_path / "G.safetensors", ScalableGenerator(cfg), "scalable-G", cfg.to_dict())
+    d = save_export(tmp_path / "D.safetensors", ScalableDecoder(cfg), "scalable-decoder", cfg.to_dict())
+    reg, cli = tmp_path / "reg.sqlite", CliRunner()
+    r = cli.invoke(main, ["issue", "--model", str(g), "--registry", str(reg), "--outdir", str(tmp_path / "i")])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "a.jsonl"
+    r = cli.invoke(main, ["attribute", "--decoder", str(d), "--registry", str(reg), "--input", str(sample_folder),
+                          "--out", str(out), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout)
+    assert "untampered image" in printed["p_value_covers"]
+    assert "p_value_covers" not in json.loads((tmp_path / "a.jsonl.summary.json").read_text())

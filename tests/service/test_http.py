@@ -42,6 +42,7 @@ def test_attribute_equals_the_command_image_by_image(server, models, tmp_path):
     assert {r["who"] for r in got["results"][:4]} == {"alice"}
     assert got["results"][0]["issued"] == models["issued"][0]["created"]
     assert got["issued_models"] >= 2 and got["fpr"] == 1e-6
+    assert "untampered" in got["p_value_covers"] and "threat-model" in got["p_value_covers"]
 
 
 def test_detect_equals_the_command(server, models, tmp_path):
@@ -67,6 +68,7 @@ def test_detect_equals_the_command(server, models, tmp_path):
         assert (ds["bit_accuracy"], ds["matches"], ds["p_value"], ds["log10_p"]) == \
             (w["bit_accuracy"], w["matches"], w["p_value"], w["log10_p"])
         assert ds["detected"] == (w["p_value"] <= 1e-6)
+    assert "untampered" in r.json()["p_value_covers"]
 
 
 def test_tokens_issue_and_download(server, models):

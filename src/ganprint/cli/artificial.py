@@ -13,6 +13,7 @@ from ganprint.artificial.config import resolve_config
 from ganprint.artificial.detect import DetectSpec, detect
 from ganprint.artificial.train import train_stega
 from ganprint.cli import params as P
+from ganprint.core.threat import P_VALUE_COVERS
 from ganprint.nets.onnx import export_onnx
 from ganprint.training.config import config_json
 
@@ -124,7 +125,10 @@ def detect_cmd(**flags):
     """
 
     detect(DetectSpec(**flags))
-    # The summary (images, mean bit accuracy, share detected, skipped files) is logged to stderr by the library.
+    # The summary (images, mean bit accuracy, share detected, skipped files) is logged to stderr by the library;
+    # with a reference there is a decision, so say beside it what its p-values cover.
+    if flags["fingerprint"] is not None or flags["embedded"] is not None:
+        click.echo(f"p-values cover {P_VALUE_COVERS}", err=True)
 
 
 @click.command("train")

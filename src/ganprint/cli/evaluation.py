@@ -10,7 +10,7 @@ import json
 import click
 
 from ganprint.cli import params as P
-from ganprint.evaluation.adversary import run_adversary
+from ganprint.evaluation.adversary import AdversarySpec, run_adversary
 from ganprint.evaluation.evaluate import EvaluateSpec, run_evaluate
 from ganprint.evaluation.fid import FidSpec, compute_fid_kid
 from ganprint.evaluation.metrics import describe_attacks, detection_threshold, match_p_value
@@ -90,7 +90,7 @@ def evaluate_cmd(**flags):
               help="Real photos never fingerprinted: the forger's canvases and the measured false-positive rate.")
 @click.option("--fingerprint", required=True, help="The fingerprint of --data (0/1 string or 0x hex).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where the report goes.")
-@click.option("--adversary", "specs", multiple=True, default=("standard",), show_default=True,
+@click.option("--adversary", multiple=True, default=("standard",), show_default=True,
               help="Attack specs, repeatable: 'average:n=10,1000:psnr=35,42', 'invert:eps=2,4', "
                    "'remove:eps=1,4,8', or 'standard'.")
 @click.option("--fpr", default=1e-6, show_default=True, type=P.FPR, help="False-positive rate of the decision.")
@@ -102,7 +102,7 @@ def evaluate_cmd(**flags):
 @click.option("--defence-reference", default=None, type=click.Path(exists=True),
               help="With --defence energy:min=C: images the registry fingerprinted itself with --fingerprint.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def adversary_cmd(model, data, clean, fingerprint, outdir, specs, fpr, limit, defence, defence_reference, device):
+def adversary_cmd(**flags):
     """Forge and remove fingerprints as an adversary would, and measure how often the decision is fooled.
 
     Writes OUTDIR/results.jsonl, summary.csv, summary.md, adversary.png and adversary.json.
@@ -113,9 +113,10 @@ def adversary_cmd(model, data, clean, fingerprint, outdir, specs, fpr, limit, de
           --clean photos/ --adversary "average:n=10,1000:psnr=35,42" --outdir adv/
     """
 
-    res = run_adversary(model, data, clean, outdir, fingerprint, list(specs), fpr, limit, device, defence,
-                        defence_reference)
-    click.echo(f"report: {outdir}/summary.md (clean false-positive rate {res['clean_false_positive_rate']:.4f})")
+    spec = AdversarySpec(**flags)  # the flags are the spec's fields
+    res = run_adversary(spec)
+    click.echo(f"report: {spec.outdir}/summary.md (clean false-positive rate "
+               f"{res['clean_false_positive_rate']:.4f})")
 
 
 @click.group("metrics")

@@ -8,6 +8,7 @@ import click
 
 from ganprint.artificial.register import register_dataset
 from ganprint.cli import params as P
+from ganprint.core.threat import P_VALUE_COVERS
 from ganprint.registry.issued import repair_issued
 from ganprint.registry.store import Registry, export_registry, import_registry, migrate
 from ganprint.scalable.attribute import AttributeSpec, attribute_images
@@ -134,7 +135,8 @@ def attribute_cmd(**flags) -> None:
     if flags["outdir"] is None and flags["out"] is None:
         raise click.UsageError("Missing option '--outdir'.")
     summary = attribute_images(AttributeSpec(**flags))
-    click.echo(json.dumps(summary, indent=2))
+    # printed only, not in the summary file: the answer says what its p-values cover
+    click.echo(json.dumps({**summary, "p_value_covers": P_VALUE_COVERS}, indent=2))
 
 
 @click.group("registry")

@@ -1,6 +1,6 @@
 """Attacks by an adversary on the fingerprint: forgery (framing a model's holder) and removal, measured.
 
-Specs (`--adversary`, repeatable), each `name` then `:key=v1,v2,...` parts (every combination is run):
+Attack specs (the `adversary` field, a list), each `name` then `:key=v1,v2,...` parts (every combination is run):
 
 - `average:n=10,100,1000:psnr=35,40,45` forgery by residual averaging, no decoder needed: the mean of the
   high-pass residuals (image minus a Gaussian blur of `sigma`, default 1 px) of the first `n` fingerprinted
@@ -14,7 +14,8 @@ Specs (`--adversary`, repeatable), each `name` then `:key=v1,v2,...` parts (ever
 Every attacked image is rounded to 8 bits, as a file would be, before it is decoded. Rows (results.jsonl): image,
 set (fingerprinted / clean: no attack; forged / removed), attack, strength (target PSNR, or eps in levels), n,
 spec, psnr (measured against the unattacked image), bit_accuracy, matches, p_value, log10_p, detected. A forged
-row that is detected is a false attribution. Not covered yet: collusion, an oracle attacker, black-box removal.
+row that is detected is a false attribution. Not covered here: collusion of issued scalable models (it needs a
+registry; docs/threat-model.md), an oracle attacker, black-box removal.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from ganprint.core.files import atomic_write_json, atomic_write_text, check_writ
 from ganprint.core.fingerprints import bits_to_str, parse_bits
 from ganprint.core.paths import OutputFolder, check_overlap, file_identity
 from ganprint.core.runtime import resolve_device
+from ganprint.core.specs import Spec, SpecError
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value
 from ganprint.evaluation import report
-from ganprint.evaluation.defence import make_defence
+from ganprint.evaluation.defence import make_defence, parse_defence
 from ganprint.evaluation.quality import psnr
 from ganprint.evaluation.sources import FolderSource, load_decoder
 from ganprint.perturb.ops import gaussian_blur
@@ -72,7 +74,7 @@ class Setting:
 
 
 def parse_adversary(specs: str | list[str] | tuple[str, ...]) -> list[Setting]:
-    """Parse `--adversary` specs ('standard' or e.g. 'average:n=10,100:psnr=40') into settings; refuse bad ones."""
+    """Parse `adversary` specs ('standard' or e.g. 'average:n=10,100:psnr=40') into settings; refuse bad ones."""
     out: list[Setting] = []
     for whole in [specs] if isinstance(specs, str) else list(specs):
         if whole.strip() == "standard":
@@ -80,21 +82,21 @@ def parse_adversary(specs: str | list[str] | tuple[str, ...]) -> list[Setting]:
             continue
         name, *parts = whole.strip().split(":")
         if name not in ADVERSARY_SPECS:
-            raise GanprintError(f"--adversary {whole!r}: unknown attack {name!r}; use one of "
+            raise GanprintError(f"`adversary` {whole!r}: unknown attack {name!r}; use one of "
                                 f"{', '.join(ADVERSARY_SPECS)} or 'standard'")
         defaults = ADVERSARY_SPECS[name][1]
         grid: dict[str, list[float]] = {k: [v] for k, v in defaults.items()}
         for p in parts:
             key, eq, vals = p.partition("=")
             if not eq or key not in defaults:
-                raise GanprintError(f"--adversary {whole!r}: {p!r} is not key=v1,v2 with key one of "
+                raise GanprintError(f"`adversary` {whole!r}: {p!r} is not key=v1,v2 with key one of "
                                     f"{', '.join(defaults)}")
             try:
                 grid[key] = [float(v) for v in vals.split(",")]
             except ValueError:
-                raise GanprintError(f"--adversary {whole!r}: {vals!r} is not a list of numbers") from None
+                raise GanprintError(f"`adversary` {whole!r}: {vals!r} is not a list of numbers") from None
             if any(not math.isfinite(v) or v < 0 or (v == 0 and key != "images") for v in grid[key]):
-                raise GanprintError(f"--adversary {whole!r}: {key} must be > 0, got {vals}")
+                raise GanprintError(f"`adversary` {whole!r}: {key} must be > 0, got {vals}")
         keys = list(grid)
         out += [Setting(name, dict(zip(keys, combo))) for combo in itertools.product(*(grid[k] for k in keys))]
     return out
@@ -174,7 +176,7 @@ class Scorer:
         return out
 
 
-def _load(folder: str | Path, res: int, ref: torch.Tensor, limit: int | None, flag: str
+def _load(folder: str | Path, res: int, ref: torch.Tensor, limit: int | None, field: str
           ) -> tuple[torch.Tensor, list[str]]:
     src = FolderSource(folder, res, lambda name: ref, 256, False, limit)
     imgs, names = [], []
@@ -182,7 +184,7 @@ def _load(folder: str | Path, res: int, ref: torch.Tensor, limit: int | None, fl
         imgs.append(b.images)
         names += b.names
     if not names:
-        raise GanprintError(f"{flag} {folder} holds no readable image")
+        raise GanprintError(f"{field} {folder} holds no readable image")
     return torch.cat(imgs), names
 
 
@@ -193,7 +195,7 @@ def attack_rows(score: Scorer, setting: Setting, marked: torch.Tensor, clean: to
     if setting.name == "average":
         n = int(p["n"])
         if n > len(marked):
-            raise GanprintError(f"--adversary {setting.spec}: n={n} but --data holds only {len(marked)} images")
+            raise GanprintError(f"`adversary` {setting.spec}: n={n} but `data` holds only {len(marked)} images")
         attacked = paste_pattern(clean, estimate_pattern(marked[:n], p["sigma"]), p["psnr"])
         base, set_name, nm = clean, "forged", names["clean"]
     else:
@@ -213,57 +215,94 @@ def _batched_pgd(score: Scorer, x: torch.Tensor, p: dict[str, float], towards: b
                       for i in range(0, len(x), score.batch_size)])
 
 
-def run_adversary(model: str | Path, data: str | Path, clean: str | Path, outdir: str | Path, fingerprint: str,
-                  specs: str | list[str] | tuple[str, ...] = ("standard",), fpr: float = 1e-6,
-                  limit: int | None = None, device: str = "cpu", defence: str | None = None,
-                  defence_reference: str | Path | None = None) -> dict:
-    """`ganprint adversary`: run the attack settings of `specs` and write the report.
+@dataclass(frozen=True)
+class AdversarySpec(Spec):
+    """What `ganprint adversary` is asked to do.
 
     `data`: images fingerprinted with `fingerprint` (what a forger collects; what a remover wants to clean);
     `clean`: real photos never fingerprinted (the forger's canvases; their unattacked rows give the measured
-    false-positive rate). Writes OUTDIR/results.jsonl, summary.csv, summary.md, adversary.png, adversary.json;
-    returns the adversary.json dict. `limit` caps the clean photos and the images PGD removal attacks (averaging
-    still reads every image of `data` it needs). `defence`: a spec of `ganprint.evaluation.defence` (e.g. 'agree:blur=1'), scored beside the plain decision
+    false-positive rate); `adversary`: attack specs (see the module doc; a string is one spec). `limit` caps the
+    clean photos and the images PGD removal attacks (averaging still reads every image of `data` it needs).
+    `defence`: a spec of `ganprint.evaluation.defence` (e.g. 'agree:blur=1'), scored beside the plain decision
     (column detected_defended); None: none. `defence_reference`: images the registry fingerprinted itself with the
     same key (the `energy` defence's pattern).
     """
-    bounds.FPR.check(fpr, "--fpr")
-    if limit is not None:
-        bounds.IMAGES.check(limit, "--limit")
-    settings = parse_adversary(specs)
-    check_overlap([("--model", model, "model"), ("--data", data, "data"), ("--clean", clean, "clean data"),
-                   ("--defence-reference", defence_reference, "data")], [("--outdir", outdir)])
-    check_writable_dir(outdir, "--outdir")
-    dev = resolve_device(device)
-    folder = OutputFolder(outdir, "--outdir", "adversary", {
-        "model": file_identity(model), "data": file_identity(data), "clean": file_identity(clean),
-        "fingerprint": str(fingerprint), "specs": [s.spec for s in settings], "fpr": fpr, "limit": limit,
-        "device": dev.type, "defence": defence, "defence_reference": file_identity(defence_reference)},
-        labels={"specs": "--adversary"}, not_data=["adversary.png"]).check()
-    dec, res, k, kind = load_decoder(model, dev)
-    ref = parse_bits(str(fingerprint), k)
-    score = Scorer(dec, ref, fpr)
+
+    model: str | Path
+    data: str | Path
+    clean: str | Path
+    outdir: str | Path
+    fingerprint: str
+    adversary: tuple[str, ...] = ("standard",)
+    fpr: float = 1e-6
+    limit: int | None = None
+    device: str = "cpu"
+    defence: str | None = None
+    defence_reference: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        # a list (from the CLI's repeatable option, or a caller) is kept as a tuple: the spec stays hashable
+        specs = (self.adversary,) if isinstance(self.adversary, str) else tuple(self.adversary)
+        object.__setattr__(self, "adversary", specs)
+        super().__post_init__()
+
+    def check(self) -> None:
+        bounds.FPR.check(self.fpr, "`fpr`")
+        if self.limit is not None:
+            bounds.IMAGES.check(self.limit, "`limit`")
+        parse_adversary(self.adversary)
+        if self.defended and parse_defence(self.defence)[0] == "energy" and self.defence_reference is None:
+            raise SpecError(f"`defence` {self.defence!r} needs `defence_reference`: a folder of images the registry "
+                            "fingerprinted itself with the same key")
+
+    @property
+    def defended(self) -> bool:
+        return self.defence not in (None, "", "none")
+
+    @property
+    def settings(self) -> list[Setting]:
+        return parse_adversary(self.adversary)
+
+
+def run_adversary(spec: AdversarySpec | None = None, **kwargs) -> dict:
+    """`ganprint adversary`: run the attack settings of `spec` (an AdversarySpec, or its fields as keyword
+    arguments) and write OUTDIR/results.jsonl, summary.csv, summary.md, adversary.png, adversary.json; returns the
+    adversary.json dict."""
+    sp = AdversarySpec.of(spec, **kwargs)
+    settings = sp.settings
+    check_overlap([("`model`", sp.model, "model"), ("`data`", sp.data, "data"), ("`clean`", sp.clean, "clean data"),
+                   ("`defence_reference`", sp.defence_reference, "data")], [("`outdir`", sp.outdir)])
+    check_writable_dir(sp.outdir, "`outdir`")
+    dev = resolve_device(sp.device)
+    identity = {"model": file_identity(sp.model), "data": file_identity(sp.data), "clean": file_identity(sp.clean),
+                "fingerprint": str(sp.fingerprint), "specs": [s.spec for s in settings], "fpr": sp.fpr,
+                "limit": sp.limit, "device": dev.type, "defence": sp.defence,
+                "defence_reference": file_identity(sp.defence_reference)}
+    folder = OutputFolder(sp.outdir, "`outdir`", "adversary", identity, not_data=["adversary.png"],
+                          labels={k: f"`{'adversary' if k == 'specs' else k}`" for k in identity}).check()
+    dec, res, k, kind = load_decoder(sp.model, dev)
+    ref = parse_bits(str(sp.fingerprint), k)
+    score, limit = Scorer(dec, ref, sp.fpr), sp.limit
     need = max([int(s.params.get("n", 0)) for s in settings] + [limit or 0])
-    marked, marked_names = _load(data, res, ref, need or None, "--data")
-    clean_x, clean_names = _load(clean, res, ref, limit, "--clean")
-    pattern = (estimate_pattern(_load(defence_reference, res, ref, None, "--defence-reference")[0])
-               if defence_reference is not None else None)
-    guard = _make_defence(defence, dec, k, fpr, pattern)
-    base_rows = _no_attack_rows(score, marked[:limit], marked_names[:limit], clean_x, clean_names, guard)
-    rows = list(base_rows)
+    marked, marked_names = _load(sp.data, res, ref, need or None, "`data`")
+    clean_x, clean_names = _load(sp.clean, res, ref, limit, "`clean`")
+    pattern = (estimate_pattern(_load(sp.defence_reference, res, ref, None, "`defence_reference`")[0])
+               if sp.defence_reference is not None else None)
+    guard = make_defence(sp.defence, dec, k, sp.fpr, pattern) if sp.defended else None
+    rows = _no_attack_rows(score, marked[:limit], marked_names[:limit], clean_x, clean_names, guard)
     names = {"clean": clean_names, "marked": marked_names[:limit]}
     for st in settings:
         part = attack_rows(score, st, marked[:limit] if st.name == "remove" else marked, clean_x, names, guard)
         rows += part
         log.info("%s: detected %.3f, mean PSNR %.1f dB", st.spec, np.mean([r["detected"] for r in part]),
                  np.mean([r["psnr"] for r in part]))
-    meta = {"model": str(model), "kind": kind, "data": str(data), "clean": str(clean),
-            "fingerprint": bits_to_str(ref), "fpr": fpr, "match_threshold": match_threshold(k, fpr),
+    meta = {"model": str(sp.model), "kind": kind, "data": str(sp.data), "clean": str(sp.clean),
+            "fingerprint": bits_to_str(ref), "fpr": sp.fpr, "match_threshold": match_threshold(k, sp.fpr),
             "fingerprint_length": k, "resolution": res, "settings": [s.spec for s in settings],
-            "images": len(names["marked"]), "clean_images": len(clean_names), "defence": defence,
-            "defence_reference": str(defence_reference) if defence_reference is not None else None}
+            "images": len(names["marked"]), "clean_images": len(clean_names), "defence": sp.defence,
+            "defence_reference": str(sp.defence_reference) if sp.defence_reference is not None else None}
     folder.claim()
-    return write_adversary_outputs(outdir, rows, meta)
+    return write_adversary_outputs(sp.outdir, rows, meta)
 
 
 def _no_attack_rows(score, marked, marked_names, clean_x, clean_names, guard) -> list[dict]:
@@ -273,10 +312,6 @@ def _no_attack_rows(score, marked, marked_names, clean_x, clean_names, guard) ->
         guard.apply(rows, marked, score.ref)
         guard.apply(crow, clean_x, score.ref)
     return rows + crow
-
-
-def _make_defence(defence: str | None, dec: Decode, k: int, fpr: float, pattern: torch.Tensor | None):
-    return None if defence in (None, "", "none") else make_defence(defence, dec, k, fpr, pattern)
 
 
 SUMMARY_COLUMNS = ["set", "attack", "spec", "strength", "n", "images", "mean_psnr", "mean_bit_accuracy",

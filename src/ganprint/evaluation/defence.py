@@ -1,4 +1,4 @@
-"""Second checks before an attribution, measured by `ganprint adversary --defence`.
+"""Second checks before an attribution, measured by the adversary suite (its `defence` field).
 
 `agree:...`: the key must also be read from low-passed copies. `energy:min=C`: the fingerprint pattern must be
 present at the strength a genuine one has (see `Energy`).
@@ -86,35 +86,45 @@ class Energy:
             r["detected_defended"] = bool(r["detected"] and ci >= self.minimum)
 
 
-def make_defence(spec: str, decode: Callable[[torch.Tensor], torch.Tensor], k: int, fpr: float,
-                 pattern: torch.Tensor | None = None):
-    """Build the defence of a `--defence` spec: 'agree:blur=1', 'agree:blur=1:resize=0.75' or 'energy:min=0.7'
-    (the last needs `pattern`, the registry's mean high-pass residual of its own fingerprinted images)."""
+def parse_defence(spec: str) -> tuple[str, list[tuple[str, float]]]:
+    """The check of a `defence` spec and its (kind, value) parts: ('agree', [('blur', 1.0)]) for 'agree:blur=1',
+    ('energy', [('min', 0.7)]) for 'energy:min=0.7'. Refuses a bad spec, naming `defence`."""
     name, *parts = spec.strip().split(":")
     if name == "energy":
         key, eq, val = (parts[0] if len(parts) == 1 else "").partition("=")
-        try:
-            c = float(val)
-        except ValueError:
-            c = float("nan")
+        c = _number(val)
         if key != "min" or not eq or not c > 0:
-            raise GanprintError(f"--defence {spec!r}: use energy:min=C with C > 0 (e.g. energy:min=0.7)")
-        if pattern is None:
-            raise GanprintError(f"--defence {spec!r} needs --defence-reference FOLDER: images the registry "
-                                "fingerprinted itself with the same key")
-        return Energy(pattern, c)
+            raise GanprintError(f"`defence` {spec!r}: use energy:min=C with C > 0 (e.g. energy:min=0.7)")
+        return name, [("min", c)]
     if name != "agree" or not parts:
-        raise GanprintError(f"--defence {spec!r}: use agree:KIND=VALUE[:KIND=VALUE...] with KIND one of "
+        raise GanprintError(f"`defence` {spec!r}: use agree:KIND=VALUE[:KIND=VALUE...] with KIND one of "
                             f"{', '.join(VARIANTS)} (e.g. agree:blur=1)")
     variants = []
     for p in parts:
         key, eq, val = p.partition("=")
-        try:
-            s = float(val)
-        except ValueError:
-            s = float("nan")
+        s = _number(val)
         if not eq or key not in VARIANTS or not s > 0:
-            raise GanprintError(f"--defence {spec!r}: {p!r} is not KIND=VALUE with KIND one of "
+            raise GanprintError(f"`defence` {spec!r}: {p!r} is not KIND=VALUE with KIND one of "
                                 f"{', '.join(VARIANTS)} and VALUE > 0")
         variants.append((key, s))
-    return Agreement(decode, variants, match_threshold(k, fpr))
+    return name, variants
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")  # refused by the caller's `> 0`, with its message
+
+
+def make_defence(spec: str, decode: Callable[[torch.Tensor], torch.Tensor], k: int, fpr: float,
+                 pattern: torch.Tensor | None = None):
+    """Build the defence of a `defence` spec: 'agree:blur=1', 'agree:blur=1:resize=0.75' or 'energy:min=0.7'
+    (the last needs `pattern`, the registry's mean high-pass residual of its own fingerprinted images)."""
+    name, parts = parse_defence(spec)
+    if name == "energy":
+        if pattern is None:
+            raise GanprintError(f"`defence` {spec!r} needs `defence_reference`: a folder of images the registry "
+                                "fingerprinted itself with the same key")
+        return Energy(pattern, parts[0][1])
+    return Agreement(decode, parts, match_threshold(k, fpr))

@@ -23,6 +23,7 @@ from starlette.requests import ClientDisconnect
 
 from ganprint._version import __version__
 from ganprint.core.errors import GanprintError
+from ganprint.core.threat import P_VALUE_COVERS
 from ganprint.registry.errors import (INT64, RegistryConflict, RegistryError, RegistryInputError, RegistryNotFound,
                                      check_text)
 from ganprint.registry.tokens import Token
@@ -185,7 +186,8 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         """Per image: the issued model whose fingerprint it carries (id, holder, issue date), or `unknown`.
 
         Same statistics and preprocessing as `ganprint attribute`: bit accuracy of the nearest issued fingerprint
-        and its Bonferroni-corrected p-value; attributed when that p-value is <= the server's `fpr`.
+        and its Bonferroni-corrected p-value; attributed when that p-value is <= the server's `fpr`. The answer's
+        `p_value_covers` says what that p-value covers: an untampered image, not a forgery (docs/threat-model.md).
         """
         async with request.form() as form:
             names, imgs = await anyio.to_thread.run_sync(uploads, _form_files(form), "attribute", limiter=decode_slots)
@@ -193,14 +195,15 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         for name, row in zip(names, rows):
             row["file"] = name
             metrics.count("ATTRIBUTIONS", 1, "attributed" if row["attributed"] != UNKNOWN else "unknown")
-        return SafeJSON({"results": rows, **info})
+        return SafeJSON({"results": rows, **info, "p_value_covers": P_VALUE_COVERS})
 
     @app.post("/v1/detect", tags=["verify"], openapi_extra=_UPLOAD_BODY)
     async def detect(request: Request) -> JSONResponse:
         """Per image and registered data set: whether the image carries its artificial fingerprint.
 
         Same statistics as `ganprint detect`: bit accuracy, p-value P[Bin(K, 1/2) >= matches], detected when
-        the matches reach the threshold of the server's `fpr`.
+        the matches reach the threshold of the server's `fpr`. The answer's `p_value_covers` says what the
+        p-value covers: an untampered image, not a forgery or a removal (docs/threat-model.md).
         """
         def run(files):
             names, imgs = uploads(files, "detect")
@@ -211,7 +214,8 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         for rows in per_image:
             for r in rows:
                 metrics.count("DETECTIONS", 1, {True: "detected", False: "not_detected"}.get(r["detected"], "n/a"))
-        return SafeJSON({"results": [{"file": n, "datasets": rows} for n, rows in zip(names, per_image)], **info})
+        return SafeJSON({"results": [{"file": n, "datasets": rows} for n, rows in zip(names, per_image)], **info,
+                         "p_value_covers": P_VALUE_COVERS})
 
 
 # The request body of the upload routes, for the API docs (the routes read the form themselves: cheaper than
