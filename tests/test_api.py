@@ -44,9 +44,9 @@ def test_embed_registers_the_data_set_fingerprint(tiny_stega_model, image_folder
     from ganprint.scalable.registry import Registry
 
     reg = tmp_path / "reg.sqlite"
-    with pytest.raises(GanprintError, match="--identical"):
+    with pytest.raises(GanprintError, match="add `identical`"):
         ganprint.embed(tiny_stega_model, image_folder, tmp_path / "x", registry=reg, name="photos", device="cpu")
-    with pytest.raises(GanprintError, match="--name"):
+    with pytest.raises(GanprintError, match="`name`"):
         ganprint.embed(tiny_stega_model, image_folder, tmp_path / "y", registry=reg, identical=True, device="cpu")
     out = ganprint.embed(tiny_stega_model, image_folder, tmp_path / "out", registry=reg, name="photos",
                          identical=True, seed=3, device="cpu")

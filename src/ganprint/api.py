@@ -15,13 +15,12 @@ import torch
 from ganprint.artificial.config import TrainConfig
 from ganprint.artificial.config import resolve_config as _artificial_config
 from ganprint.artificial.detect import detect
+from ganprint.artificial.embed import EmbedSpec
 from ganprint.artificial.embed import embed as _embed
 from ganprint.artificial.train import train_stega
-from ganprint.core import bounds
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
 from ganprint.core.paths import check_overlap
-from ganprint.core.seeds import check_seed_list
 from ganprint.data.samples import write_samples as samples
 from ganprint.diffusion import generate as diffusion_generate  # also registers the diffusion-unet kind for load()
 from ganprint.diffusion.config import DiffusionTrainConfig
@@ -32,6 +31,7 @@ from ganprint.gan.config import GanTrainConfig
 from ganprint.gan.config import resolve_config as _gan_config
 from ganprint.gan.generate import generate_images
 from ganprint.gan.train import train_gan
+from ganprint.inference.generation import GenerateSpec
 from ganprint.scalable import generate as scalable_generate
 from ganprint.scalable.attribute import attribute_images as attribute
 from ganprint.scalable.config import ScalableTrainConfig
@@ -40,26 +40,29 @@ from ganprint.scalable.issue import issue_model as issue
 from ganprint.scalable.registry import register_dataset, registry_file
 from ganprint.scalable.train import train_scalable
 
-__all__ = ["attribute", "config", "detect", "embed", "evaluate", "generate", "issue", "load", "samples", "train"]
+__all__ = ["EmbedSpec", "GenerateSpec", "attribute", "config", "detect", "embed", "evaluate", "generate", "issue",
+           "load", "samples", "train"]
 
-_SCALABLE_ONLY = ("fingerprint", "identical_latent", "identical_fingerprint")
 
-
-def embed(model: str | os.PathLike, data: str | os.PathLike, outdir: str | os.PathLike,
+def embed(model: str | os.PathLike | EmbedSpec | None = None, data: str | os.PathLike | None = None,
+          outdir: str | os.PathLike | None = None, *, spec: EmbedSpec | None = None,
           registry: str | os.PathLike | None = None, name: str | None = None, **kwargs: Any) -> dict:
-    """`ganprint.artificial.embed.embed` (same arguments); with `registry` and `name`, an --identical data set's
-    fingerprint is then recorded in that registry (SQLite path or postgresql:// URL), so that `ganprint serve`
-    detects it. Returns embed's summary, with the registry record under "registered"."""
+    """`ganprint.artificial.embed.embed`: an `EmbedSpec` or its fields (`model`, `data`, `outdir` also by
+    position); with `registry` and `name`, an `identical` data set's fingerprint is then recorded in that registry
+    (SQLite path or postgresql:// URL), so that `ganprint serve` detects it. Returns embed's summary, with the
+    registry record under "registered"."""
+    spec = EmbedSpec.of_call({"model": model, "data": data, "outdir": outdir}, spec, **kwargs)
     if (registry is None) != (name is None):
-        raise GanprintError("--registry and --name go together: the registry to record the data set in, and its name")
-    if registry is not None and not kwargs.get("identical"):
-        raise GanprintError("--registry records one fingerprint per data set: add --identical")
+        raise GanprintError("`registry` and `name` go together: the registry to record the data set in, and its "
+                            "name")
+    if registry is not None and not spec.identical:
+        raise GanprintError("`registry` records one fingerprint per data set: add `identical`")
     reg = registry_file(registry)
-    check_overlap([("--model", model, "model"), ("--data", data, "data"), ("--registry", reg, "registry")],
-                  [("--outdir", outdir), ("--registry", reg, "file")])
-    summary = _embed(model, data, outdir, **kwargs)
+    check_overlap([("`model`", spec.model, "model"), ("`data`", spec.data, "data"), ("`registry`", reg, "registry")],
+                  [("`outdir`", spec.outdir), ("`registry`", reg, "file")])
+    summary = _embed(spec)
     if registry is not None:
-        summary["registered"] = register_dataset(registry, name, summary["fingerprint"], model)
+        summary["registered"] = register_dataset(registry, name, summary["fingerprint"], spec.model)
     return summary
 
 
@@ -102,38 +105,17 @@ def train(config: TrainingConfig, outdir: str | os.PathLike,
     raise GanprintError(f"train() takes a config from ganprint.config(...), got {type(config)}")
 
 
-def generate(model: str | os.PathLike, seeds: list[int], outdir: str | os.PathLike, batch_size: int = 16,
-             grid: bool = False, device: str = "auto", psi: float = 1.0, precision: str = "float64",
-             sampler: str | None = None, steps: int | None = None, **scalable: Any) -> list[Path]:
-    """Write one PNG per seed from any generator export; `scalable` takes the flags of scalable generators
-    (fingerprint, identical_latent, identical_fingerprint); `sampler` (ddim, ddpm, dpm; default ddim) and `steps`
-    (default 50) are for diffusion-unet models."""
-    bounds.BATCH.check(batch_size, "--batch-size")
-    bounds.TRUNCATION.check(psi, "--trunc")
-    seeds = check_seed_list(seeds)
-    if not seeds:
-        raise GanprintError("--seeds selects no seeds")
-    unknown = set(scalable) - set(_SCALABLE_ONLY)
-    if unknown:
-        raise TypeError(f"generate() got unexpected arguments {sorted(unknown)}")
-    kind = read_metadata(model)["ganprint.kind"]
+def generate(model: str | os.PathLike | GenerateSpec | None = None, seeds: list[int] | None = None,
+             outdir: str | os.PathLike | None = None, *, spec: GenerateSpec | None = None,
+             **kwargs: Any) -> list[Path]:
+    """Write one PNG per seed from any generator export: a `GenerateSpec` or its fields (`model`, `seeds`,
+    `outdir` also by position), e.g. `generate(model, [0, 1], "out", trunc=0.7)`. Each kind refuses the fields
+    of the others (`trunc` is for stylegan2-G, `fingerprint` and `identical_*` for scalable-G, `sampler` and
+    `steps` for diffusion-unet)."""
+    spec = GenerateSpec.of_call({"model": model, "seeds": seeds, "outdir": outdir}, spec, **kwargs)
+    kind = read_metadata(spec.model)["ganprint.kind"]
     if kind == diffusion_generate.EXPORT_KIND:
-        used = ["--" + k.replace("_", "-") for k, v in scalable.items() if v] + (["--trunc"] if psi != 1 else [])
-        if used:
-            raise GanprintError(f"{model} is a diffusion model: drop {', '.join(used)} (GAN-only flags)")
-        return diffusion_generate.generate_images(model, seeds, outdir, batch_size=batch_size, grid=grid,
-                                                  device=device, sampler=sampler or "ddim", steps=steps or 50,
-                                                  precision=precision)
-    if sampler is not None or steps is not None:
-        raise GanprintError(f"--sampler and --steps are for diffusion models; {model} is a '{kind}' generator: "
-                            "drop them")
+        return diffusion_generate.generate_images(spec)
     if kind.startswith("scalable"):
-        if psi != 1:
-            raise GanprintError(f"--trunc applies to stylegan2-G generators; {model} is '{kind}': drop --trunc")
-        return scalable_generate.generate(model, seeds, outdir, batch_size, grid, device=device, **scalable)
-    used = ["--" + k.replace("_", "-") for k, v in scalable.items() if v]
-    if used:
-        raise GanprintError(f"{model} is a '{kind}' generator, which takes no fingerprint: drop "
-                            f"{', '.join(used)} (those flags are for scalable-G models)")
-    return generate_images(model, seeds, outdir, batch_size=batch_size, grid=grid, device=device, psi=psi,
-                           precision=precision)
+        return scalable_generate.generate(spec)
+    return generate_images(spec)

@@ -1,6 +1,6 @@
 """Detect fingerprints in images: the Python API behind `ganprint detect`.
 
-Images get the preprocessing embed gives them (`ganprint.artificial.batches`); the files are split across ranks
+Images get the preprocessing embed gives them (`ganprint.inference.stream`); the files are split across ranks
 under torchrun or `--jobs`, and rank 0 writes one result, in sorted name order.
 """
 
@@ -16,17 +16,20 @@ import numpy as np
 import torch
 
 from ganprint._version import __version__
-from ganprint.artificial import batches
-from ganprint.artificial.jobs import MIN_IMAGES_PER_DETECT_JOB, run_jobs
+from ganprint.artificial.model import setup
 from ganprint.artificial.records import DETECTED_TXT, format_line, read_fingerprint_txt
 from ganprint.core import dist
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir, output_error, sha256_file
-from ganprint.core.fingerprints import bits_to_str, bits_to_strs, strs_to_bits
+from ganprint.core.fingerprints import as_bits, bits_to_str, bits_to_strs, strs_to_bits
 from ganprint.core.images import BadImageError
 from ganprint.core.paths import OutputFolder, check_overlap
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value, usable_threshold
 from ganprint.data.folders import open_image_dataset
+from ganprint.inference.jobs import MIN_IMAGES_PER_DETECT_JOB, plan_jobs, run_jobs
+from ganprint.inference.layout import net_dtype, prepare, to_float01
+from ganprint.inference.stream import item_names, loader, progress_bar, walk_once
+from ganprint.inference.writer import png_name
 from ganprint.nets.onnx import onnx_runtime_for
 from ganprint.perturb.scale_search import ScaleSearch, parse_scales
 
@@ -35,7 +38,7 @@ log = logging.getLogger(__name__)
 __all__ = ["detect"]
 
 
-@batches.walk_once
+@walk_once
 def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None, embedded=None, fpr=1e-6,
            batch_size=64, device="auto", skip_bad=False, num_workers=None, precision="auto", jobs=1,
            scale_search=None, runtime="torch") -> dict:
@@ -68,9 +71,9 @@ def detect(model, data, outdir, resolution=None, celeba=False, fingerprint=None,
                   fingerprint=fingerprint, embedded=embedded, fpr=fpr, batch_size=batch_size, device=device,
                   skip_bad=skip_bad, num_workers=num_workers, precision=precision, scale_search=scale_search,
                   runtime=runtime)
-    n_jobs = batches.plan_jobs(jobs, device, data, model, MIN_IMAGES_PER_DETECT_JOB)
+    n_jobs = plan_jobs(jobs, device, data, model, MIN_IMAGES_PER_DETECT_JOB)
     if n_jobs > 1:
-        return run_jobs(detect_rank, kwargs, n_jobs)
+        return run_jobs(lambda kw: detect_rank(**kw), kwargs, n_jobs)  # until detect has its spec
     return detect_rank(**kwargs)
 
 
@@ -78,7 +81,7 @@ class _Reference:
     """The fingerprint each image is tested against: one for all (`fingerprint`), per name (`embedded`), or none."""
 
     def __init__(self, fingerprint, embedded, k: int):
-        self.all = bits_to_str(batches.as_bits(fingerprint, k)) if fingerprint is not None else None
+        self.all = bits_to_str(as_bits(fingerprint, k)) if fingerprint is not None else None
         self.map = read_fingerprint_txt(embedded, k) if embedded is not None else None
         self.embedded = embedded
         self.label = ("fingerprint" if self.all is not None else f"embedded:{embedded}" if self.map is not None
@@ -98,20 +101,20 @@ class _Reference:
             return self.all
         if self.map is None:
             return None
-        return self.map.get(name) or self.map.get(batches.png_name(name))
+        return self.map.get(name) or self.map.get(png_name(name))
 
 
 def detect_rank(model, data, outdir, resolution, celeba, fingerprint, embedded, fpr, batch_size, device, skip_bad,
                 num_workers, precision, scale_search, runtime="torch") -> dict:
     """`detect` in this process: its rank's share of the images (all of them without torchrun or `--jobs`)."""
     scales = parse_scales(scale_search)
-    module, config, res, dev, prec = batches.setup(model, resolution, celeba, device, need_encoder=False,
-                                                   batch_size=batch_size, precision=precision)
+    module, config, res, dev, prec = setup(model, resolution, celeba, device, need_encoder=False,
+                                           batch_size=batch_size, precision=precision)
     k = int(config["fingerprint_length"])
     ref = _Reference(fingerprint, embedded, k)
     threshold = usable_threshold(k, fpr) if ref.given() else match_threshold(k, fpr)
     ds = open_image_dataset(data, res, celeba=celeba, skip_bad=True)
-    relpaths = batches.item_names(ds)
+    relpaths = item_names(ds)
     folder = _output_folder(outdir, model, data, resolution=res, celeba=bool(celeba), reference=ref.identity(),
                             fpr=fpr, precision=prec, device=dev.type, scale_search=scales, runtime=runtime)
     decode = _onnx_decode(model) if runtime == "onnx" else _torch_decode(module, dev, prec, scales)
@@ -153,17 +156,17 @@ def _onnx_decode(model):
 
 def _torch_decode(module, dev, prec, scales):
     """uint8 [N, 3, R, R] -> (bits [N, K], the chosen scales or None) with PyTorch."""
-    dtype = batches.net_dtype(prec)
-    dec = batches.prepare(module.dec, dev, prec, prefer_cl=True)
+    dtype = net_dtype(prec)
+    dec = prepare(module.dec, dev, prec, prefer_cl=True)
     # The candidates are unzoomed in fp32 and rounded to the network's dtype after, as under autocast; unzoom keeps
     # the input's layout (full_like), so they need no other conversion.
     search = ScaleSearch(lambda t: dec(t.to(dtype)).float(), scales) if scales is not None else None
 
     def decode(img_u8: torch.Tensor) -> tuple[torch.Tensor, list | None]:
         if search is not None:
-            logits = search(batches.to_float01(img_u8, dev, prefer_cl=True))  # from [N, 3, R, R] fp32
+            logits = search(to_float01(img_u8, dev, prefer_cl=True))  # from [N, 3, R, R] fp32
             return decode_bits(logits).cpu(), search.last_scales.tolist()
-        return decode_bits(dec(batches.to_float01(img_u8, dev, dtype, prefer_cl=True)).float()).cpu(), None  # [N, K]
+        return decode_bits(dec(to_float01(img_u8, dev, dtype, prefer_cl=True)).float()).cpu(), None  # [N, K]
     return decode
 
 
@@ -204,9 +207,9 @@ def _decode_all(ds, relpaths, decode, scorer: _Scorer, batch_size, num_workers, 
     rows: list[tuple] = []
     skipped, error = [], None
     mine = list(range(dist.get_rank(), len(ds), dist.get_world_size()))
-    pbar = batches.progress_bar(len(mine), "detect")
+    pbar = progress_bar(len(mine), "detect")
     with torch.inference_mode():
-        for batch in batches.loader(ds, mine, batch_size, num_workers):
+        for batch in loader(ds, mine, batch_size, num_workers):
             skipped += [{"file": relpaths[i], "error": err} for i, err in batch["skipped"]]
             idx = batch["index"].tolist()
             if idx:

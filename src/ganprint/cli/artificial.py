@@ -11,6 +11,7 @@ from ganprint.api import embed
 from ganprint.artificial.agf_import import export_part, import_agf
 from ganprint.artificial.config import resolve_config
 from ganprint.artificial.detect import detect
+from ganprint.artificial.embed import EmbedSpec
 from ganprint.artificial.train import train_stega
 from ganprint.cli import params as P
 from ganprint.nets.onnx import export_onnx
@@ -35,7 +36,7 @@ _COMMON = [
     click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
                  help="Network arithmetic. auto = bf16 where the hardware computes it natively (CPUs with "
                       "AVX512-BF16/AMX, recent GPUs), about 2x faster; fp32 = the original's arithmetic."),
-    click.option("--num-workers", type=P.WORKERS, default=None,
+    click.option("--workers", type=P.WORKERS, default=None,
                  help="DataLoader worker processes for image decoding [default: 0, which keeps memory flat]."),
     click.option("--jobs", default="auto", show_default=True, type=P.Jobs(),
                  help="CPU processes that split the images (one torch thread each). auto = one per core for "
@@ -62,8 +63,7 @@ def _common(f):
               help="With --identical and --name: record the data set's fingerprint in this registry (a SQLite path or "
                    "postgresql:// URL), so that `ganprint serve` detects it.")
 @click.option("--name", default=None, help="The data set's name in --registry.")
-def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, precision, num_workers, jobs,
-              identical, fingerprint, seed, check, registry, name):
+def embed_cmd(registry, name, **flags):
     """Embed fingerprints into every image under --data.
 
     Writes OUTDIR/fingerprinted_images/ (PNG, relative paths kept), OUTDIR/embedded_fingerprints.txt
@@ -86,9 +86,7 @@ def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_
           --registry reg.sqlite --name photos-v1
     """
 
-    embed(model, data, outdir, registry=registry, name=name, resolution=resolution, celeba=celeba, identical=identical,
-          fingerprint=fingerprint, seed=seed, batch_size=batch_size, device=device, skip_bad=skip_bad,
-          num_workers=num_workers, check=check, precision=precision, jobs=jobs)
+    embed(spec=EmbedSpec(**flags), registry=registry, name=name)  # every other flag is a field of the spec
     # The summary (counts, fingerprint, skipped files) is logged to stderr by the library.
 
 
@@ -104,7 +102,7 @@ def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_
                    "0.95, ..., 0.6, or e.g. 1,0.9,0.8) and keep the most confident; p-values stay exact.")
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="Decode with PyTorch, or with ONNX Runtime on the CPU (the onnx extra; same bits).")
-def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, precision, num_workers, jobs,
+def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, precision, workers, jobs,
                fingerprint, embedded, fpr, scale_search, runtime):
     """Decode the fingerprint of every image under --data, and test it against a reference.
 
@@ -125,7 +123,7 @@ def detect_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip
     """
 
     detect(model, data, outdir, resolution=resolution, celeba=celeba, fingerprint=fingerprint, embedded=embedded,
-           fpr=fpr, batch_size=batch_size, device=device, skip_bad=skip_bad, num_workers=num_workers,
+           fpr=fpr, batch_size=batch_size, device=device, skip_bad=skip_bad, num_workers=workers,
            precision=precision, jobs=jobs, scale_search=scale_search, runtime=runtime)
     # The summary (images, mean bit accuracy, share detected, skipped files) is logged to stderr by the library.
 

@@ -45,6 +45,18 @@ class Spec:
             raise SpecError(f"expected a {cls.__name__}, got {type(spec).__name__}")
         return dataclasses.replace(spec, **kwargs) if kwargs else spec
 
+    @classmethod
+    def of_call(cls: type[S], leading: dict[str, Any], spec: S | None = None, **kwargs: Any) -> S:
+        """`of` for an API function whose first parameters may be given by position (`embed(model, data, outdir,
+        ...)`): `leading` maps their names to the values given (None: not given); a spec passed in the first
+        one's place is taken as `spec`."""
+        items = list(leading.items())
+        if items and isinstance(items[0][1], cls):
+            if spec is not None:
+                raise SpecError(f"pass one {cls.__name__}, not two")
+            spec, items = items[0][1], items[1:]
+        return cls.of(spec, **{k: v for k, v in items if v is not None}, **kwargs)
+
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain values (paths as strings), e.g. for a run record or a JSON answer."""
         return {k: (str(v) if hasattr(v, "__fspath__") else v) for k, v in dataclasses.asdict(self).items()}
