@@ -347,7 +347,7 @@ def test_embed_takes_a_spec_or_the_commands_keyword_names(tiny_stega_model, imag
     assert pixels[0] == pixels[1]
     with pytest.raises(SpecError, match="no field `num_workers`"):  # the old name: the flag is --workers
         embed(tiny_stega_model, image_folder, tmp_path / "c", num_workers=0)
-    with pytest.raises(SpecError, match="`batch_size` must be"):
+    with pytest.raises(GanprintError, match="`batch_size` must be"):
         EmbedSpec(model=tiny_stega_model, data=image_folder, outdir=tmp_path / "c", batch_size=0)
     with pytest.raises(SpecError, match="not two"):
         embed(spec, spec=spec)
