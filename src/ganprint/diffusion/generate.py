@@ -8,7 +8,6 @@ pixel through floating-point summation order (as for the GANs).
 from __future__ import annotations
 
 import copy
-import logging
 import os
 from pathlib import Path
 
@@ -21,8 +20,6 @@ from ganprint.core.errors import GanprintError
 from ganprint.diffusion.config import NoiseConfig
 from ganprint.diffusion.model import EXPORT_KIND, SAMPLERS, make_scheduler, parse_export_config
 from ganprint.inference.generation import PRECISIONS, GenerateSpec, claim, open_generation, write_seed_images
-
-log = logging.getLogger(__name__)
 
 
 def check_sampling(sampler: str, steps: int, noise: NoiseConfig) -> None:
