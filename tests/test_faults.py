@@ -405,7 +405,7 @@ CASES = [
       for kind, v in (("noise-nan", "noise:nan"), ("noise-huge", "noise:1e308"), ("jpeg-inf", "jpeg:inf"))],
     ("train-scalable-augment-inf", [*TRAIN_SC, "--augment", "blur:inf", "--outdir", "{out}/sa"], 1, "--augment"),
     *[(f"embed-jobs-{v}", [*EMBED, "--data", "{imgs}", "--jobs", v], 1, "--jobs") for v in ("0", "100000", "abc")],
-    ("embed-num-workers-huge", [*EMBED, "--data", "{imgs}", "--num-workers", "100000"], 1, "--num-workers"),
+    ("embed-workers-huge", [*EMBED, "--data", "{imgs}", "--workers", "100000"], 1, "--workers"),
     *[(f"evaluate-{flag[2:]}-{v}", [*EVAL, flag, v, "--outdir", "{out}/vk"], 1, flag)
       for flag in ("--keys", "--limit") for v in ("0", str(10**30))],
     *[(f"metrics-{n}", ["metrics", *argv], 1, flag) for n, argv, flag in (

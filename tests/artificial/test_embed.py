@@ -351,3 +351,17 @@ def test_embed_takes_a_spec_or_the_commands_keyword_names(tiny_stega_model, imag
         EmbedSpec(model=tiny_stega_model, data=image_folder, outdir=tmp_path / "c", batch_size=0)
     with pytest.raises(SpecError, match="not two"):
         embed(spec, spec=spec)
+
+
+def test_the_cli_builds_the_spec_and_keeps_the_old_workers_flag(tiny_stega_model, image_folder, tmp_path):
+    from click.testing import CliRunner
+
+    from ganprint.cli import main
+
+    common = ["embed", "--model", str(tiny_stega_model), "--data", str(image_folder), "--device", "cpu", "--jobs", "1"]
+    old = CliRunner().invoke(main, [*common, "--outdir", str(tmp_path / "a"), "--num-workers", "0"])
+    assert old.exit_code == 0, old.output
+    assert "--num-workers is the old name of --workers" in old.output
+    bad = CliRunner().invoke(main, [*common, "--outdir", str(tmp_path / "b"), "--fingerprint", "0x5a"])
+    # The spec's error, with the command's flags in place of its field names.
+    assert bad.exit_code == 1 and "--fingerprint sets the one fingerprint of --identical; add --identical" in bad.output
