@@ -19,8 +19,8 @@ output byte: a re-run with another one (another `precision`, say) is refused, so
 from __future__ import annotations
 
 import logging
-from collections import Counter
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
