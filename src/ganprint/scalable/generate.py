@@ -61,8 +61,9 @@ def generate(spec: GenerateSpec) -> list[Path]:
     G, cfg, meta = load_export(spec.model, kind=KINDS, device=dev)
     issued = meta["ganprint.kind"] == "scalable-G-issued"
     fixed = _fixed_fingerprint(spec, meta, int(cfg["fingerprint_bits"]), issued)
-    claim(spec, outdir, dev, {"kind": meta["ganprint.kind"], "fingerprint": bits_to_str(fixed) if fixed is not None
-                              else None, "identical_latent": bool(spec.identical_latent),
+    claim(spec, outdir, dev, {"kind": meta["ganprint.kind"],
+                              "fingerprint": bits_to_str(fixed) if fixed is not None else None,
+                              "identical_latent": bool(spec.identical_latent),
                               "identical_fingerprint": bool(spec.identical_fingerprint)})
     G = G.double()
     z0, c0, _ = seeded_inputs(G, spec.seeds[:1])
