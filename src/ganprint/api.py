@@ -81,7 +81,7 @@ TrainingConfig = TrainConfig | GanTrainConfig | ScalableTrainConfig | DiffusionT
 
 def config(system: str, preset: str | None = None, **overrides: Any) -> TrainingConfig:
     """The typed training config of `system` (artificial, gan, scalable or diffusion): `preset` with `overrides`
-    applied, validated, as the CLI's `--preset` and flags resolve it; pass it to `train`."""
+    applied, validated, as the command line resolves its preset and flags; pass it to `train`."""
     if system not in _CONFIGS:
         raise GanprintError(f"config(): system must be one of {', '.join(_CONFIGS)}, got {system!r}")
     return _CONFIGS[system](preset, **overrides)
