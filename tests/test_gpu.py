@@ -22,7 +22,7 @@ from ganprint.core.artifacts import load_export
 from ganprint.core.files import read_jsonl
 from ganprint.core.images import read_image
 from ganprint.nets.scalable import ScalableGenerator, fold_fingerprint, seeded_inputs
-from ganprint.scalable.generate import generate
+from ganprint.api import generate
 from tests.artificial.test_train import DictDataset, tiny_cfg
 from tests.scalable.test_scalable import _cfg, _export, _packed_data, _perturbed, _train_args
 

@@ -14,5 +14,5 @@ from ganprint.nets.stega import StegaConfig, StegaModel
 n = sys.argv[1]
 cfg = StegaConfig(32, 64); save_export("m.safetensors", StegaModel(cfg), "stega", asdict(cfg))
 import time; t=time.time()
-api.embed("m.safetensors", f"in{n}", f"out{n}-{sys.argv[2]}", device="cpu", num_workers=int(sys.argv[2]))
+api.embed("m.safetensors", f"in{n}", f"out{n}-{sys.argv[2]}", device="cpu", workers=int(sys.argv[2]))
 print(n, sys.argv[2], round(time.time()-t,1), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024)

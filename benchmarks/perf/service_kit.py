@@ -31,7 +31,7 @@ from ganprint.core.artifacts import save_export
 from ganprint.core.images import read_image
 from ganprint.data.samples import write_samples
 from ganprint.nets.scalable import ScalableConfig, ScalableDecoder, ScalableGenerator
-from ganprint.scalable.generate import generate
+from ganprint.api import generate
 from ganprint.scalable.issue import issue_model
 
 SRC = Path(__file__).resolve().parents[2] / "src"

@@ -15,12 +15,12 @@ import torch
 from ganprint.artificial.config import TrainConfig
 from ganprint.artificial.config import resolve_config as _artificial_config
 from ganprint.artificial.detect import DetectSpec, detect
+from ganprint.artificial.embed import EmbedSpec
 from ganprint.artificial.register import embed_registered
 from ganprint.artificial.train import train_stega
-from ganprint.core import bounds
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
-from ganprint.core.seeds import check_seed_list
+from ganprint.core.specs import spec_of_call
 from ganprint.data.samples import write_samples as samples
 from ganprint.diffusion import generate as diffusion_generate  # also registers the diffusion-unet kind for load()
 from ganprint.diffusion.config import DiffusionTrainConfig
@@ -31,6 +31,7 @@ from ganprint.gan.config import GanTrainConfig
 from ganprint.gan.config import resolve_config as _gan_config
 from ganprint.gan.generate import generate_images
 from ganprint.gan.train import train_gan
+from ganprint.inference.generation import GenerateSpec
 from ganprint.scalable import generate as scalable_generate
 from ganprint.scalable.attribute import AttributeSpec
 from ganprint.scalable.attribute import attribute_images as attribute
@@ -39,18 +40,16 @@ from ganprint.scalable.config import resolve_config as _scalable_config
 from ganprint.scalable.issue import issue_model as issue
 from ganprint.scalable.train import train_scalable
 
-__all__ = ["AttributeSpec", "DetectSpec", "attribute", "config", "detect", "embed", "evaluate", "generate", "issue", "load",
-           "samples", "train"]
+__all__ = ["AttributeSpec", "DetectSpec", "EmbedSpec", "EvaluateSpec", "GenerateSpec", "attribute", "config",
+           "detect", "embed", "evaluate", "generate", "issue", "load", "samples", "train"]
 
-_SCALABLE_ONLY = ("fingerprint", "identical_latent", "identical_fingerprint")
-
-
-def embed(model: str | os.PathLike, data: str | os.PathLike, outdir: str | os.PathLike,
-          registry: str | os.PathLike | None = None, name: str | None = None, **kwargs: Any) -> dict:
-    """`ganprint.artificial.embed.embed` (same arguments); with `registry` and `name`, an `identical` data set's
-    fingerprint is then recorded in that registry (`ganprint.artificial.register`), so that `ganprint serve`
-    detects it. Returns embed's summary, with the registry record under "registered"."""
-    return embed_registered(model, data, outdir, registry, name, **kwargs)
+def embed(*args: Any, spec: EmbedSpec | None = None, registry: str | os.PathLike | None = None,
+          name: str | None = None, **kwargs: Any) -> dict:
+    """`ganprint.artificial.embed.embed`: an `EmbedSpec` or its fields (`model`, `data`, `outdir` also by
+    position); with `registry` and `name`, an `identical` data set's fingerprint is then recorded in that registry
+    (SQLite path or postgresql:// URL), so that `ganprint serve` detects it. Returns embed's summary, with the
+    registry record under "registered"."""
+    return embed_registered(spec_of_call(EmbedSpec, ("model", "data", "outdir"), args, spec, kwargs), registry, name)
 
 
 def evaluate(spec: EvaluateSpec | None = None, **kwargs: Any) -> dict:
@@ -75,7 +74,7 @@ TrainingConfig = TrainConfig | GanTrainConfig | ScalableTrainConfig | DiffusionT
 
 def config(system: str, preset: str | None = None, **overrides: Any) -> TrainingConfig:
     """The typed training config of `system` (artificial, gan, scalable or diffusion): `preset` with `overrides`
-    applied, validated, as the CLI's `--preset` and flags resolve it; pass it to `train`."""
+    applied, validated, as the command line resolves its preset and flags; pass it to `train`."""
     if system not in _CONFIGS:
         raise GanprintError(f"config(): system must be one of {', '.join(_CONFIGS)}, got {system!r}")
     return _CONFIGS[system](preset, **overrides)
@@ -99,38 +98,15 @@ def train(config: TrainingConfig, outdir: str | os.PathLike,
     raise GanprintError(f"train() takes a config from ganprint.config(...), got {type(config)}")
 
 
-def generate(model: str | os.PathLike, seeds: list[int], outdir: str | os.PathLike, batch_size: int = 16,
-             grid: bool = False, device: str = "auto", psi: float = 1.0, precision: str = "float64",
-             sampler: str | None = None, steps: int | None = None, **scalable: Any) -> list[Path]:
-    """Write one PNG per seed from any generator export; `scalable` takes the flags of scalable generators
-    (fingerprint, identical_latent, identical_fingerprint); `sampler` (ddim, ddpm, dpm; default ddim) and `steps`
-    (default 50) are for diffusion-unet models."""
-    bounds.BATCH.check(batch_size, "--batch-size")
-    bounds.TRUNCATION.check(psi, "--trunc")
-    seeds = check_seed_list(seeds)
-    if not seeds:
-        raise GanprintError("--seeds selects no seeds")
-    unknown = set(scalable) - set(_SCALABLE_ONLY)
-    if unknown:
-        raise TypeError(f"generate() got unexpected arguments {sorted(unknown)}")
-    kind = read_metadata(model)["ganprint.kind"]
+def generate(*args: Any, spec: GenerateSpec | None = None, **kwargs: Any) -> list[Path]:
+    """Write one PNG per seed from any generator export: a `GenerateSpec` or its fields (`model`, `seeds`,
+    `outdir` also by position), e.g. `generate(model, [0, 1], "out", trunc=0.7)`. Each kind refuses the fields
+    of the others (`trunc` is for stylegan2-G, `fingerprint` and `identical_*` for scalable-G, `sampler` and
+    `steps` for diffusion-unet)."""
+    spec = spec_of_call(GenerateSpec, ("model", "seeds", "outdir"), args, spec, kwargs)
+    kind = read_metadata(spec.model)["ganprint.kind"]
     if kind == diffusion_generate.EXPORT_KIND:
-        used = ["--" + k.replace("_", "-") for k, v in scalable.items() if v] + (["--trunc"] if psi != 1 else [])
-        if used:
-            raise GanprintError(f"{model} is a diffusion model: drop {', '.join(used)} (GAN-only flags)")
-        return diffusion_generate.generate_images(model, seeds, outdir, batch_size=batch_size, grid=grid,
-                                                  device=device, sampler=sampler or "ddim", steps=steps or 50,
-                                                  precision=precision)
-    if sampler is not None or steps is not None:
-        raise GanprintError(f"--sampler and --steps are for diffusion models; {model} is a '{kind}' generator: "
-                            "drop them")
+        return diffusion_generate.generate_images(spec)
     if kind.startswith("scalable"):
-        if psi != 1:
-            raise GanprintError(f"--trunc applies to stylegan2-G generators; {model} is '{kind}': drop --trunc")
-        return scalable_generate.generate(model, seeds, outdir, batch_size, grid, device=device, **scalable)
-    used = ["--" + k.replace("_", "-") for k, v in scalable.items() if v]
-    if used:
-        raise GanprintError(f"{model} is a '{kind}' generator, which takes no fingerprint: drop "
-                            f"{', '.join(used)} (those flags are for scalable-G models)")
-    return generate_images(model, seeds, outdir, batch_size=batch_size, grid=grid, device=device, psi=psi,
-                           precision=precision)
+        return scalable_generate.generate(spec)
+    return generate_images(spec)

@@ -20,7 +20,7 @@ from ganprint.artificial.detect import detect
 from ganprint.artificial.embed import embed
 from ganprint.core import dist
 model, data, out = sys.argv[1:4]
-embed(model, data, out + "/emb", device="cpu", batch_size=2, num_workers=0)
+embed(model, data, out + "/emb", device="cpu", batch_size=2, workers=0)
 detect(model, out + "/emb/fingerprinted_images", out + "/det", embedded=out + "/emb/embedded_fingerprints.txt",
            fpr=0.01, device="cpu", batch_size=2, workers=0)
 dist.cleanup()

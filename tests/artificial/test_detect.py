@@ -37,9 +37,9 @@ def test_clean_images_detected_at_most_at_nominal_rate(tiny_stega_model, sample_
 
 
 def test_argument_errors(tiny_stega_model, image_folder, tmp_path):
-    with pytest.raises(GanprintError, match="--resolution 64 does not match the model's 32"):
+    with pytest.raises(GanprintError, match="`resolution` 64 does not match the model's 32"):
         detect(tiny_stega_model, image_folder, tmp_path / "d", resolution=64, device="cpu")
-    with pytest.raises(GanprintError, match="--celeba"):
+    with pytest.raises(GanprintError, match="`celeba`"):
         detect(tiny_stega_model, image_folder, tmp_path / "d", celeba=True, device="cpu")
     with pytest.raises(GanprintError, match="either"):
         detect(tiny_stega_model, image_folder, tmp_path / "d", fingerprint="0x5a", embedded="x", device="cpu")

@@ -15,7 +15,6 @@ import pytest
 import torch
 from scipy import stats
 
-from ganprint.artificial.batches import prepare, to_float01
 from ganprint.artificial.detect import detect
 from ganprint.artificial.embed import embed, output_names, per_image_bits
 from ganprint.artificial.records import read_fingerprint_txt
@@ -23,6 +22,7 @@ from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.images import BadImageError, read_image, to_tensor01
 from ganprint.core.stats import match_threshold
+from ganprint.inference.layout import prepare, to_float01
 from tests.artificial.common import LINE, ROW_KEYS, digest, fingerprint_lines
 
 
@@ -132,7 +132,7 @@ def test_embed_identical(tiny_stega_model, image_folder, tmp_path):
     s2 = embed(tiny_stega_model, image_folder, tmp_path / "b", identical=True, fingerprint="0x5a", device="cpu")
     assert s2["fingerprint"] == "01011010"
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["config"]["fingerprint"] == "01011010"
-    with pytest.raises(GanprintError, match="--identical"):
+    with pytest.raises(GanprintError, match="add `identical`"):
         embed(tiny_stega_model, image_folder, tmp_path / "c", fingerprint="0x5a", device="cpu")
     with pytest.raises(GanprintError, match="bits"):
         embed(tiny_stega_model, image_folder, tmp_path / "d", identical=True, fingerprint="0101", device="cpu")
@@ -154,9 +154,9 @@ def test_resume_skips_finished_work_and_refuses_other_configs(tiny_stega_model, 
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "x").write_text("x")
-    with pytest.raises(GanprintError, match="new --outdir"):
+    with pytest.raises(GanprintError, match="new `outdir`"):
         embed(tiny_stega_model, image_folder, foreign, device="cpu")
-    with pytest.raises(GanprintError, match="inside --data"):
+    with pytest.raises(GanprintError, match="inside `data`"):
         embed(tiny_stega_model, image_folder, image_folder / "out", device="cpu")
 
 
@@ -171,7 +171,7 @@ def test_resuming_with_another_precision_is_refused_and_never_mixes_outputs(tiny
     with pytest.raises(GanprintError) as e:
         embed(tiny_stega_model, image_folder, out, device="cpu", precision="bf16")
     msg = str(e.value)
-    assert "--precision: 'fp32' -> 'bf16'" in msg and f"--outdir {out}" in msg and "\n" not in msg
+    assert "`precision`: 'fp32' -> 'bf16'" in msg and f"`outdir` {out}" in msg and "\n" not in msg
     assert digest(out) == before  # nothing written: no bf16 image beside the fp32 ones
     identity = json.loads((out / ".ganprint.json").read_text())["identity"]
     assert identity["precision"] == "fp32" and identity["device"] == "cpu"  # resolved, never "auto"
@@ -192,7 +192,7 @@ def test_name_collisions_survive(tiny_stega_model, image_folder, tmp_path):
 
 def test_bad_files_stop_or_are_skipped(tiny_stega_model, image_folder, tmp_path):
     (image_folder / "sub" / "broken.png").write_text("not an image")
-    with pytest.raises(BadImageError, match="broken.png.*--skip-bad"):
+    with pytest.raises(BadImageError, match="broken.png.*`skip_bad`"):
         embed(tiny_stega_model, image_folder, tmp_path / "strict", device="cpu")
     kept = fingerprint_lines(tmp_path / "strict" / "embedded_fingerprints.txt")  # finished work is kept
     assert len(kept) == 6 and json.loads((tmp_path / "strict" / "manifest.json").read_text())["status"] == "failed"
@@ -332,3 +332,36 @@ def test_special_files_are_refused_by_name_or_skipped(tiny_stega_model, image_fo
     assert res.returncode == 0, res.stderr
     man = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [s["file"] for s in man["skipped"]] == ["pipe.png", "zero.png"] and man["counts"]["fingerprinted"] == 6
+
+
+def test_embed_takes_a_spec_or_the_commands_keyword_names(tiny_stega_model, image_folder, tmp_path):
+    from ganprint.artificial.embed import EmbedSpec
+    from ganprint.core.specs import SpecError
+
+    spec = EmbedSpec(model=tiny_stega_model, data=image_folder, outdir=tmp_path / "a", device="cpu", seed=4,
+                     precision="fp32", workers=0)
+    a = embed(spec)
+    b = embed(tiny_stega_model, image_folder, tmp_path / "b", device="cpu", seed=4, precision="fp32", workers=0)
+    assert {k: v for k, v in a.items() if k != "outdir"} == {k: v for k, v in b.items() if k != "outdir"}
+    pixels = [{n: d[0] for n, d in digest(tmp_path / x / "fingerprinted_images").items()} for x in "ab"]
+    assert pixels[0] == pixels[1]
+    with pytest.raises(SpecError, match="no field `num_workers`"):  # the old name: the flag is --workers
+        embed(tiny_stega_model, image_folder, tmp_path / "c", num_workers=0)
+    with pytest.raises(GanprintError, match="`batch_size` must be"):
+        EmbedSpec(model=tiny_stega_model, data=image_folder, outdir=tmp_path / "c", batch_size=0)
+    with pytest.raises(SpecError, match="not two"):
+        embed(spec, spec=spec)
+
+
+def test_the_cli_builds_the_spec_and_keeps_the_old_workers_flag(tiny_stega_model, image_folder, tmp_path):
+    from click.testing import CliRunner
+
+    from ganprint.cli import main
+
+    common = ["embed", "--model", str(tiny_stega_model), "--data", str(image_folder), "--device", "cpu", "--jobs", "1"]
+    old = CliRunner().invoke(main, [*common, "--outdir", str(tmp_path / "a"), "--num-workers", "0"])
+    assert old.exit_code == 0, old.output
+    assert "--num-workers is the old name of --workers" in old.output
+    bad = CliRunner().invoke(main, [*common, "--outdir", str(tmp_path / "b"), "--fingerprint", "0x5a"])
+    # The spec's error, with the command's flags in place of its field names.
+    assert bad.exit_code == 1 and "--fingerprint sets the one fingerprint of --identical; add --identical" in bad.output

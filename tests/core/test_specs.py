@@ -31,3 +31,18 @@ def test_of_takes_a_spec_or_keywords():
     with pytest.raises(SpecError, match="`batch_size`"):
         _Demo.of(s, batch_size=-1)
     assert s.to_dict() == {"batch_size": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call(Spec):
+    model: str = ""
+    batch_size: int = 4
+
+
+def test_of_call_takes_leading_positional_values_or_a_spec_in_their_place():
+    assert _Call.of_call({"model": "m"}, batch_size=2) == _Call(model="m", batch_size=2)
+    assert _Call.of_call({"model": None}, batch_size=2) == _Call(batch_size=2)  # None: not given
+    s = _Call(model="m")
+    assert _Call.of_call({"model": s}, batch_size=3) == _Call(model="m", batch_size=3)
+    with pytest.raises(SpecError, match="not two"):
+        _Call.of_call({"model": s}, spec=s)

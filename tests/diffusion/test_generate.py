@@ -17,7 +17,7 @@ from ganprint.cli import main
 from ganprint.core.errors import GanprintError
 from ganprint.core.images import read_image
 from ganprint.diffusion.config import NoiseConfig
-from ganprint.diffusion.generate import generate_images, load_diffusion, sample_seeds
+from ganprint.diffusion.generate import load_diffusion, sample_seeds
 from ganprint.diffusion.model import make_scheduler
 
 
@@ -66,8 +66,8 @@ def test_samplers_differ(tiny_diffusion_export):
 
 
 def test_generate_files_match_across_batch_sizes(tmp_path, tiny_diffusion_export):
-    a = generate_images(tiny_diffusion_export, [0, 1, 2], tmp_path / "a", batch_size=3, device="cpu", steps=2,
-                        grid=True)
+    a = ganprint.generate(tiny_diffusion_export, [0, 1, 2], tmp_path / "a", batch_size=3, device="cpu", steps=2,
+                          grid=True)
     b = ganprint.generate(tiny_diffusion_export, [0, 1, 2], tmp_path / "b", batch_size=1, device="cpu", steps=2)
     assert [p.name for p in a] == [p.name for p in b] == ["seed000000.png", "seed000001.png", "seed000002.png"]
     assert all(np.array_equal(read_image(x), read_image(y)) for x, y in zip(a, b))
@@ -87,12 +87,15 @@ def test_generate_cli_and_its_errors(tmp_path, tiny_diffusion_export):
     bad = runner.invoke(main, ["generate", "--model", str(tiny_diffusion_export), "--outdir", str(tmp_path / "y"),
                                "--sampler", "euler"])
     assert bad.exit_code == 2 and "--sampler" in bad.output
-    with pytest.raises(GanprintError, match="drop --trunc"):
-        ganprint.generate(tiny_diffusion_export, [0], tmp_path / "z", psi=0.5)
+    with pytest.raises(GanprintError, match="`trunc` is for GAN generators"):
+        ganprint.generate(tiny_diffusion_export, [0], tmp_path / "z", trunc=0.5)
+    drop = runner.invoke(main, ["generate", "--model", str(tiny_diffusion_export), "--outdir", str(tmp_path / "w"),
+                                "--trunc", "0.5", "--fingerprint", "0x0f"])
+    assert drop.exit_code == 1 and "--trunc, --fingerprint are for GAN generators" in drop.output
 
 
 def test_sampler_flags_are_refused_for_other_models(tmp_path, tiny_stega_model):
-    with pytest.raises(GanprintError, match="--sampler and --steps are for diffusion models"):
+    with pytest.raises(GanprintError, match="`steps` is for diffusion models"):
         ganprint.generate(tiny_stega_model, [0], tmp_path / "z", steps=10)
 
 

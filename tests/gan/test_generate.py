@@ -7,11 +7,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from ganprint.api import generate
 from ganprint.cli import main
 from ganprint.core.artifacts import save_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.seeds import parse_seeds
-from ganprint.gan.generate import generate_images, generate_seeds
+from ganprint.gan.generate import generate_seeds
 from ganprint.nets.stylegan2 import Generator, GeneratorConfig, generator_config_dict, seeded_inputs
 
 CFG = GeneratorConfig(img_resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channel_base=128, channel_max=16)
@@ -43,9 +44,9 @@ def _read(folder, seeds):
 
 def test_images_are_a_function_of_the_seed_only(tmp_path, model_path):
     seeds = parse_seeds("0-15")
-    generate_images(model_path, seeds, tmp_path / "b16", batch_size=16, device="cpu")
-    generate_images(model_path, seeds, tmp_path / "b1", batch_size=1, device="cpu")
-    generate_images(model_path, [9, 3], tmp_path / "sub", batch_size=2, device="cpu")
+    generate(model_path, seeds, tmp_path / "b16", batch_size=16, device="cpu")
+    generate(model_path, seeds, tmp_path / "b1", batch_size=1, device="cpu")
+    generate(model_path, [9, 3], tmp_path / "sub", batch_size=2, device="cpu")
     a, b = _read(tmp_path / "b16", seeds), _read(tmp_path / "b1", seeds)
     assert a.shape == (16, 16, 16, 3)
     np.testing.assert_array_equal(a, b)
@@ -57,7 +58,7 @@ def test_export_load_round_trip_gives_identical_images(tmp_path, model_path):
     from ganprint.core.artifacts import load_export
 
     G, _, _ = load_export(model_path, kind="stylegan2-G")
-    generate_images(model_path, [5, 6], tmp_path / "out", device="cpu")
+    generate(model_path, [5, 6], tmp_path / "out", device="cpu")
     np.testing.assert_array_equal(_read(tmp_path / "out", [5, 6]), generate_seeds(G, [5, 6]))
     # And against a direct float32 forward pass of the same seeds (up to one level of rounding).
     z, noise = seeded_inputs(G, [5, 6])
@@ -87,9 +88,27 @@ def test_scalable_models_are_delegated(tmp_path, monkeypatch):
     from ganprint import api
 
     calls = []
-    monkeypatch.setattr(api.scalable_generate, "generate", lambda *a, **k: calls.append((a, k)) or [])
+    monkeypatch.setattr(api.scalable_generate, "generate", lambda spec: calls.append(spec) or [])
     path = save_export(tmp_path / "s.safetensors", torch.nn.Linear(2, 2), "scalable-G-issued", {})
     api.generate(path, [1, 2], tmp_path / "o", batch_size=4, grid=True, device="cpu", fingerprint="0x0f",
                  identical_latent=True)
-    assert calls == [((path, [1, 2], tmp_path / "o", 4, True),
-                      {"device": "cpu", "fingerprint": "0x0f", "identical_latent": True})]
+    # The scalable generator receives the spec whole, as the keyword arguments made it.
+    assert calls == [api.GenerateSpec(model=path, seeds=[1, 2], outdir=tmp_path / "o", batch_size=4, grid=True,
+                                      device="cpu", fingerprint="0x0f", identical_latent=True)]
+
+
+def test_generate_takes_a_spec_or_the_commands_keyword_names(tmp_path, model_path):
+    from ganprint import api
+
+    a = api.generate(model_path, [3], tmp_path / "a", device="cpu", trunc=0.7)  # the flag is --trunc
+    b = api.generate(api.GenerateSpec(model=model_path, seeds=[3], outdir=tmp_path / "b", device="cpu", trunc=0.7))
+    c = api.generate(model_path, [3], tmp_path / "c", device="cpu")
+    assert np.array_equal(_read(tmp_path / "a", [3]), _read(tmp_path / "b", [3]))
+    assert not np.array_equal(_read(tmp_path / "a", [3]), _read(tmp_path / "c", [3]))
+    assert [p.name for p in a + b + c] == ["seed000003.png"] * 3
+    with pytest.raises(GanprintError, match="no field `psi`"):
+        api.generate(model_path, [3], tmp_path / "d", psi=0.7)
+    with pytest.raises(GanprintError, match="`seeds` selects no seeds"):
+        api.generate(model_path, [], tmp_path / "d")
+    with pytest.raises(GanprintError, match="`precision` must be float64 or float32"):
+        api.GenerateSpec(model=model_path, seeds=[1], outdir=tmp_path / "d", precision="fp16")

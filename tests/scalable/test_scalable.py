@@ -24,7 +24,7 @@ from ganprint.nets.scalable import (
     parse_res_range,
     seeded_inputs,
 )
-from ganprint.scalable.generate import generate
+from ganprint.api import generate
 from ganprint.scalable.issue import issue_model
 
 CFG = dict(resolution=16, fingerprint_bits=12, z_dim=8, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
@@ -146,7 +146,7 @@ def test_issue_and_issued_model_matches_shared(tmp_path):
         diff = np.abs(np.asarray(Image.open(pi), dtype=int) - np.asarray(Image.open(ps), dtype=int))
         assert diff.max() <= 1  # float64 networks; a pixel may only differ by rounding at .5
     assert _lines(tmp_path / "i") == _lines(tmp_path / "s")
-    with pytest.raises(GanprintError, match="drop --fingerprint"):
+    with pytest.raises(GanprintError, match="drop `fingerprint`"):
         generate(row["issued_path"], [1], tmp_path / "x", fingerprint=row["bits_hex"], device="cpu")
     row2 = issue_model(g_path, tmp_path / "reg.sqlite", tmp_path / "issued")
     assert row2["fp_id"] == 2 and row2["min_distance"] >= 3  # default K // 4 for 12 bits
@@ -245,7 +245,7 @@ def test_cli_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     issued = json.loads(r.output.strip().splitlines()[-1])
     assert issued["fp_id"] == 1
-    from ganprint.scalable.generate import generate as gen
+    from ganprint.api import generate as gen
 
     gen(issued["issued_path"], [0, 1, 2], tmp_path / "imgs", device="cpu")
     out = tmp_path / "attr.jsonl"

@@ -1,6 +1,6 @@
 """Detect fingerprints in images: the Python API behind `ganprint detect`.
 
-Images get the preprocessing embed gives them (`ganprint.artificial.batches`); the decoder is the shared adapter
+Images get the preprocessing embed gives them (`ganprint.inference.stream`); the decoder is the shared adapter
 (`ganprint.inference.decoders`) and the rows are scored by `ganprint.inference.scoring`. The files are split
 across ranks under torchrun or `jobs`, and rank 0 writes one result, in sorted name order.
 """
@@ -18,22 +18,24 @@ import numpy as np
 import torch
 
 from ganprint._version import __version__
-from ganprint.artificial import batches
-from ganprint.artificial.jobs import MIN_IMAGES_PER_DETECT_JOB, run_jobs
+from ganprint.artificial.model import setup
 from ganprint.artificial.records import DETECTED_TXT, format_line, read_fingerprint_txt
 from ganprint.core import bounds
 from ganprint.core import dist
 from ganprint.core.artifacts import read_metadata
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_json, atomic_write_text, check_writable_dir, output_error, sha256_file
-from ganprint.core.fingerprints import bits_to_str, bits_to_strs, strs_to_bits
+from ganprint.core.fingerprints import as_bits, bits_to_str, bits_to_strs, strs_to_bits
 from ganprint.core.images import BadImageError
 from ganprint.core.paths import OutputFolder, check_overlap
 from ganprint.core.specs import Spec, SpecError, spec_of_call
 from ganprint.core.stats import match_threshold, usable_threshold
 from ganprint.data.folders import open_image_dataset
 from ganprint.inference.decoders import RUNTIMES, STEGA_KINDS, Decoder, DecoderOptions
+from ganprint.inference.jobs import MIN_IMAGES_PER_DETECT_JOB, plan_jobs, run_jobs
 from ganprint.inference.scoring import score_bits
+from ganprint.inference.stream import item_names, loader, progress_bar, walk_once
+from ganprint.inference.writer import png_name
 from ganprint.perturb.scale_search import parse_scales
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,7 @@ class DetectSpec(Spec):
             raise SpecError(f"`precision` must be auto, fp32 or bf16, got {self.precision!r}")
 
 
-@batches.walk_once
+@walk_once
 def detect(*args: Any, spec: DetectSpec | None = None, **kwargs: Any) -> dict:
     """Decode the fingerprint of every image under `data`; returns the summary (also in summary.json).
 
@@ -109,9 +111,9 @@ def detect(*args: Any, spec: DetectSpec | None = None, **kwargs: Any) -> dict:
     check_overlap([("`model`", spec.model, "model"), ("`data`", spec.data, "data"),
                    ("`embedded`", spec.embedded, "list")], [("`outdir`", spec.outdir)])
     check_writable_dir(spec.outdir, "`outdir`")
-    n_jobs = batches.plan_jobs(spec.jobs, spec.device, spec.data, spec.model, MIN_IMAGES_PER_DETECT_JOB)
+    n_jobs = plan_jobs(spec.jobs, spec.device, spec.data, spec.model, MIN_IMAGES_PER_DETECT_JOB)
     if n_jobs > 1:
-        return run_jobs(detect_rank, {"spec": spec}, n_jobs)
+        return run_jobs(detect_rank, spec, n_jobs)
     return detect_rank(spec)
 
 
@@ -119,7 +121,7 @@ class _Reference:
     """The fingerprint each image is tested against: one for all (`fingerprint`), per name (`embedded`), or none."""
 
     def __init__(self, fingerprint, embedded, k: int):
-        self.all = bits_to_str(batches.as_bits(fingerprint, k)) if fingerprint is not None else None
+        self.all = bits_to_str(as_bits(fingerprint, k)) if fingerprint is not None else None
         self.map = read_fingerprint_txt(embedded, k) if embedded is not None else None
         self.embedded = embedded
         self.label = ("fingerprint" if self.all is not None else f"embedded:{embedded}" if self.map is not None
@@ -139,20 +141,20 @@ class _Reference:
             return self.all
         if self.map is None:
             return None
-        return self.map.get(name) or self.map.get(batches.png_name(name))
+        return self.map.get(name) or self.map.get(png_name(name))
 
 
 def detect_rank(spec: DetectSpec) -> dict:
     """`detect` in this process: its rank's share of the images (all of them without torchrun or `jobs`)."""
     scales = parse_scales(spec.scale_search)
-    module, config, res, dev, prec = batches.setup(spec.model, spec.resolution, spec.celeba, spec.device,
+    module, config, res, dev, prec = setup(spec.model, spec.resolution, spec.celeba, spec.device,
                                                    need_encoder=False, batch_size=spec.batch_size,
                                                    precision=spec.precision)
     k = int(config["fingerprint_length"])
     ref = _Reference(spec.fingerprint, spec.embedded, k)
     threshold = usable_threshold(k, spec.fpr, 1, "`fpr`") if ref.given() else match_threshold(k, spec.fpr)
     ds = open_image_dataset(spec.data, res, celeba=spec.celeba, skip_bad=True)
-    relpaths = batches.item_names(ds)
+    relpaths = item_names(ds)
     folder = _output_folder(spec, resolution=res, celeba=bool(spec.celeba), reference=ref.identity(), fpr=spec.fpr,
                             precision=prec, device=dev.type, scale_search=scales, runtime=spec.runtime)
     decoder = Decoder(spec.model, DecoderOptions(dev, prec, spec.runtime, "nchw", scales=scales), STEGA_KINDS,
@@ -210,8 +212,8 @@ def _decode_all(ds, relpaths, decoder: Decoder, rows_of, spec: DetectSpec):
     rows: list[tuple] = []
     skipped, error = [], None
     mine = list(range(dist.get_rank(), len(ds), dist.get_world_size()))
-    pbar = batches.progress_bar(len(mine), "detect")
-    for batch in batches.loader(ds, mine, spec.batch_size, spec.workers):
+    pbar = progress_bar(len(mine), "detect")
+    for batch in loader(ds, mine, spec.batch_size, spec.workers):
         skipped += [{"file": relpaths[i], "error": err} for i, err in batch["skipped"]]
         idx = batch["index"].tolist()
         if idx:

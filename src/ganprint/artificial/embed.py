@@ -1,7 +1,8 @@
 """Embed fingerprints into images: the Python API behind `ganprint embed`.
 
-The data is streamed in batches with the preprocessing detect uses (`ganprint.artificial.batches`), and split
-across ranks under torchrun or `--jobs` (rank 0 merges one result, in sorted name order). `data` is a folder
+The data is streamed in batches with the preprocessing detect uses (`ganprint.inference.stream`), and split
+across ranks under torchrun or `jobs` processes (`ganprint.inference.jobs`; rank 0 merges one result, in sorted
+name order). What to do is one `EmbedSpec`, which every rank receives whole. `data` is a folder
 (searched recursively), one image file, or a packed data set (`ganprint.data.packed`).
 
 Output names: an input keeps its path relative to `data` with the extension replaced by `.png` (`sub/a.jpg` ->
@@ -12,7 +13,7 @@ name and gains `.png` (`a.jpg.png`, `a.png.png`); any clash that remains appends
 Resume: an image is done when its PNG exists and a resume record (`ganprint.artificial.records`) or the
 embedded_fingerprints.txt holds the bits it must carry; a re-run of the same command redoes only the others. The
 output folder's record (`ganprint.core.paths.OutputFolder`) holds the run's identity, every setting that changes an
-output byte: a re-run with another one (another --precision, say) is refused, so outputs are never mixed.
+output byte: a re-run with another one (another `precision`, say) is refused, so outputs are never mixed.
 """
 
 from __future__ import annotations
@@ -22,44 +23,76 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ganprint._version import __version__
-from ganprint.artificial.batches import (
-    FP_DIR,
-    MANIFEST,
-    BatchWriter,
-    as_bits,
-    item_names,
-    loader,
-    net_dtype,
-    plan_jobs,
-    png_name,
-    prepare,
-    progress_bar,
-    read_json,
-    setup,
-    to_float01,
-    walk_once,
-)
-from ganprint.artificial.jobs import MIN_IMAGES_PER_JOB, run_jobs
-from ganprint.artificial.records import EMBEDDED_TXT, format_line, progress_file, read_fingerprint_txt, read_progress
+from ganprint.artificial.model import setup
+from ganprint.artificial.records import (EMBEDDED_TXT, FP_DIR, MANIFEST, format_line, progress_file,
+                                         read_fingerprint_txt, read_progress)
 from ganprint.core import bounds
 from ganprint.core import dist
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import (atomic_write_json, atomic_write_text, check_writable_dir, output_error,
-                                 remove_stale_temporaries, sha256_file)
-from ganprint.core.fingerprints import bits_to_str, bits_to_strs, counter_bits
+                                 read_input_json, remove_stale_temporaries, sha256_file)
+from ganprint.core.fingerprints import as_bits, bits_to_str, bits_to_strs, counter_bits
 from ganprint.core.paths import OutputFolder, check_overlap
 from ganprint.core.images import BadImageError, from_tensor01
+from ganprint.core.specs import Spec, SpecError, spec_of_call
 from ganprint.core.stats import count_matches, decode_bits
 from ganprint.data.folders import open_image_dataset
+from ganprint.inference.jobs import MIN_IMAGES_PER_JOB, plan_jobs, run_jobs
+from ganprint.inference.layout import net_dtype, prepare, to_float01
+from ganprint.inference.stream import item_names, loader, progress_bar, walk_once
+from ganprint.inference.writer import BatchWriter, png_name
 from ganprint.nets.stega import InferenceEncoder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["embed", "original_identical_bits", "output_names", "per_image_bits"]
+__all__ = ["EmbedSpec", "embed", "original_identical_bits", "output_names", "per_image_bits"]
+
+
+@dataclass(frozen=True)
+class EmbedSpec(Spec):
+    """What one embed run is asked to do (the fields are `embed`'s keyword arguments and the command's flags).
+
+    `identical`: one fingerprint for all images (`fingerprint` as 0/1 or 0x-hex, else the original's seeded draw);
+    otherwise image i gets `per_image_bits(seed, i)`. `check`: decode the written PNGs and report the mean bit
+    accuracy. `precision`: "fp32" (the original's arithmetic), "bf16" (about twice as fast where the hardware has
+    it; pixels differ by at most two 8-bit levels) or "auto" (bf16 where native). `jobs`: CPU processes that split
+    the images ("auto": one per core for large inputs). `workers`: data-loading worker processes (None: none).
+    """
+
+    model: str | os.PathLike
+    data: str | os.PathLike
+    outdir: str | os.PathLike
+    resolution: int | None = None
+    celeba: bool = False
+    identical: bool = False
+    fingerprint: str | None = None
+    seed: int = 42
+    batch_size: int = 64
+    device: str = "auto"
+    skip_bad: bool = False
+    workers: int | None = None
+    check: bool = False
+    precision: str = "auto"
+    jobs: int | str = 1
+
+    def __post_init__(self) -> None:
+        # `check` is a field here (the command's flag), which hides Spec.check: validate under another name.
+        self._validate()
+
+    def _validate(self) -> None:
+        bounds.SEED.check(self.seed, "`seed`")
+        bounds.BATCH.check(self.batch_size, "`batch_size`")
+        if self.resolution is not None:
+            bounds.RESOLUTION.check(self.resolution, "`resolution`")
+        if self.workers is not None:
+            bounds.WORKERS.check(self.workers, "`workers`")
+        if self.fingerprint is not None and not self.identical:
+            raise SpecError("`fingerprint` sets the one fingerprint of `identical`; add `identical`")
 
 
 def output_names(relpaths: list[str]) -> list[str]:
@@ -81,41 +114,30 @@ def per_image_bits(seed: int, index: int, length: int) -> torch.Tensor:
 
 
 def original_identical_bits(seed: int, length: int) -> torch.Tensor:
-    """[K] the original's `--identical_fingerprints` draw: torch.manual_seed(seed); zeros(1, K).random_(0, 2)."""
+    """[K] the original's draw for identical fingerprints: torch.manual_seed(seed); zeros(1, K).random_(0, 2)."""
     g = torch.Generator().manual_seed(int(seed))
     return torch.zeros(1, length).random_(0, 2, generator=g)[0]
 
 
 @walk_once
-def embed(model, data, outdir, resolution=None, celeba=False, identical=False, fingerprint=None, seed=42,
-          batch_size=64, device="auto", skip_bad=False, num_workers=None, check=False, precision="auto",
-          jobs=1) -> dict:
+def embed(*args: Any, spec: EmbedSpec | None = None, **kwargs: Any) -> dict:
     """Fingerprint every image under `data` into `outdir`; returns the summary (also in manifest.json).
 
-    Writes `fingerprinted_images/<name>.png`, `embedded_fingerprints.txt` (`<name> <bits>`, sorted; names that
-    hold a newline or other control characters are quoted, see `ganprint.artificial.records`) and
-    `manifest.json`. `identical`: one fingerprint for all images (`fingerprint` as 0/1 or 0x-hex, else
-    the original's seeded draw); otherwise image i gets `per_image_bits(seed, i)`. Re-running resumes; an
-    `outdir` that is, holds or lies inside an input, holds another run (any setting that changes an output byte,
-    the resolved precision and the device type included) or files ganprint did not write is refused
-    (`ganprint.core.paths`). With `check`, the written PNGs are decoded
-    and the mean bit accuracy is reported. `precision`: "fp32" (the original's arithmetic), "bf16" (about twice
-    as fast where the hardware has it; pixels differ by at most two 8-bit levels) or "auto" (bf16 where native).
-    `jobs`: CPU processes that split the images (`ganprint.artificial.jobs`; "auto": one per core for large inputs).
+    Takes an `EmbedSpec` (in `model`'s place or as `spec`) or its fields as keyword arguments (`model`, `data` and
+    `outdir` also by position). Writes `fingerprinted_images/<name>.png`, `embedded_fingerprints.txt`
+    (`<name> <bits>`, sorted; names that hold a newline or other control characters are quoted, see
+    `ganprint.artificial.records`) and `manifest.json`. Re-running resumes; an `outdir` that is, holds or lies
+    inside an input, holds another run (any setting that changes an output byte, the resolved precision and the
+    device type included) or files ganprint did not write is refused (`ganprint.core.paths`).
     """
-    bounds.SEED.check(seed, "--seed")
-    if fingerprint is not None and not identical:
-        raise GanprintError("--fingerprint sets the one fingerprint of --identical; add --identical")
-    out = Path(outdir)
-    check_overlap([("--model", model, "model"), ("--data", data, "data")], [("--outdir", out)])
-    check_writable_dir(out, "--outdir")
-    kwargs = dict(model=model, data=data, outdir=outdir, resolution=resolution, celeba=celeba, identical=identical,
-                  fingerprint=fingerprint, seed=seed, batch_size=batch_size, device=device, skip_bad=skip_bad,
-                  num_workers=num_workers, check=check, precision=precision)
-    n_jobs = plan_jobs(jobs, device, data, model, MIN_IMAGES_PER_JOB)
+    spec = spec_of_call(EmbedSpec, ("model", "data", "outdir"), args, spec, kwargs)
+    out = Path(spec.outdir)
+    check_overlap([("`model`", spec.model, "model"), ("`data`", spec.data, "data")], [("`outdir`", out)])
+    check_writable_dir(out, "`outdir`")
+    n_jobs = plan_jobs(spec.jobs, spec.device, spec.data, spec.model, MIN_IMAGES_PER_JOB)
     if n_jobs > 1:
-        return run_jobs(embed_rank, kwargs, n_jobs)
-    return embed_rank(**kwargs)
+        return run_jobs(embed_rank, spec, n_jobs)
+    return embed_rank(spec)
 
 
 @dataclass
@@ -158,55 +180,61 @@ class _Run:
         return ok
 
 
-def embed_rank(model, data, outdir, resolution, celeba, identical, fingerprint, seed, batch_size, device, skip_bad,
-               num_workers, check, precision) -> dict:
-    """`embed` in this process: its rank's share of the images (all of them without torchrun or `--jobs`)."""
-    run = _open_run(model, data, outdir, resolution, celeba, identical, fingerprint, seed, device, batch_size,
-                    precision)
+def embed_rank(spec: EmbedSpec) -> dict:
+    """`embed` in this process: its rank's share of the images (all of them without torchrun or `jobs`)."""
+    run = _open_run(spec)
     todo, resumed = _resume(run)
-    stats = _embed_batches(run, todo, batch_size, num_workers, skip_bad, check)
-    return _merge(run, {**stats, "resumed": resumed}, check)
+    stats = _embed_batches(run, todo, spec)
+    return _merge(run, {**stats, "resumed": resumed}, spec.check)
 
 
-def _open_run(model, data, outdir, resolution, celeba, identical, fingerprint, seed, device, batch_size,
-              precision) -> _Run:
+def _open_run(spec: EmbedSpec) -> _Run:
     """Load the model, list the data, check the output folder and write the manifest of a starting run."""
-    module, config, res, dev, prec = setup(model, resolution, celeba, device, need_encoder=True,
-                                           batch_size=batch_size, precision=precision)
+    module, config, res, dev, prec = setup(spec.model, spec.resolution, spec.celeba, spec.device, need_encoder=True,
+                                           batch_size=spec.batch_size, precision=spec.precision)
     k = int(config["fingerprint_length"])
-    out = Path(outdir)
-    ds = open_image_dataset(data, res, celeba=celeba, skip_bad=True)  # bad files come back as items; handled later
+    out = Path(spec.outdir)
+    # bad files come back as items; handled later
+    ds = open_image_dataset(spec.data, res, celeba=spec.celeba, skip_bad=True)
     relpaths = item_names(ds)
     fixed = None
-    if identical:
-        fixed = as_bits(fingerprint, k) if fingerprint is not None else original_identical_bits(seed, k)
+    if spec.identical:
+        fixed = as_bits(spec.fingerprint, k) if spec.fingerprint is not None else \
+            original_identical_bits(spec.seed, k)
     # The resume identity: every setting that changes a byte of the outputs (precision and device: the arithmetic).
-    cfg = {"command": "embed", "model_sha256": sha256_file(model), "model_config": config,
-           "data": str(Path(data).resolve()), "resolution": res, "celeba": bool(celeba), "seed": int(seed),
-           "identical": bool(identical), "fingerprint": bits_to_str(fixed) if fixed is not None else None,
-           "precision": prec, "device": dev.type}
-    folder = OutputFolder(out, "--outdir", "embed", cfg, labels=_FLAGS)
+    cfg = {"command": "embed", "model_sha256": sha256_file(spec.model), "model_config": config,
+           "data": str(Path(spec.data).resolve()), "resolution": res, "celeba": bool(spec.celeba),
+           "seed": int(spec.seed), "identical": bool(spec.identical),
+           "fingerprint": bits_to_str(fixed) if fixed is not None else None, "precision": prec, "device": dev.type}
+    folder = OutputFolder(out, "`outdir`", "embed", cfg, labels={k: _FLAGS.get(k, f"`{k}`") for k in cfg})
     # Every rank checks before anyone writes, so all ranks agree (and none waits on a failed peer).
     problem = _folder_problem(folder)
     dist.barrier()
     if problem:
         raise GanprintError(problem)
-    manifest = {"config": cfg, "model": str(model), "status": "running", "precision": prec,
+    manifest = {"config": cfg, "model": str(spec.model), "status": "running", "precision": prec,
                 "ganprint_version": __version__}
     if dist.get_rank() == 0:
         try:
             folder.claim()
-            atomic_write_json(out / MANIFEST, {**(read_json(out / MANIFEST) or {}), **manifest})
+            atomic_write_json(out / MANIFEST, {**(_read_json(out / MANIFEST) or {}), **manifest})
         except OSError as e:
             raise output_error(out / MANIFEST, e) from None
         remove_stale_temporaries(out)  # what writers killed mid-file left behind
     dist.barrier()
     return _Run(out, os.fspath(out / FP_DIR), ds, relpaths, output_names(relpaths), k, res, prec, dev, module, fixed,
-                int(seed), cfg, manifest)
+                int(spec.seed), cfg, manifest)
 
 
-# Flags of the identity keys that are not --key-with-dashes.
-_FLAGS = {"command": "command", "model_sha256": "--model", "model_config": "--model"}
+def _read_json(path: Path) -> dict | None:
+    try:
+        return read_input_json(path, "manifest")
+    except (OSError, ValueError):  # GanprintError is a ValueError
+        return None
+
+
+# Identity keys that are not fields of the spec (the others are named as fields).
+_FLAGS = {"command": "command", "model_sha256": "`model`", "model_config": "`model`"}
 
 
 def _folder_problem(folder: OutputFolder) -> str | None:
@@ -246,7 +274,7 @@ def _resume(run: _Run) -> tuple[list[int], int]:
     return todo, resumed
 
 
-def _embed_batches(run: _Run, todo: list[int], batch_size: int, num_workers, skip_bad: bool, check: bool) -> dict:
+def _embed_batches(run: _Run, todo: list[int], spec: EmbedSpec) -> dict:
     """Fingerprint, write and record images `todo`; stops at the first unreadable file unless `skip_bad`."""
     progress = progress_file(run.out, dist.get_rank())
     try:
@@ -257,21 +285,21 @@ def _embed_batches(run: _Run, todo: list[int], batch_size: int, num_workers, ski
     # original's arithmetic exactly.
     bf16 = run.prec == "bf16"
     enc = prepare(InferenceEncoder(run.module.enc) if bf16 else run.module.enc, run.dev, run.prec, prefer_cl=bf16)
-    dec = prepare(run.module.dec, run.dev, run.prec, prefer_cl=True) if check else None
+    dec = prepare(run.module.dec, run.dev, run.prec, prefer_cl=True) if spec.check else None
     skipped: list[dict] = []
     error, n_new, acc_sum = None, 0, 0.0
     pbar = progress_bar(len(todo), "embed")
     writer, failed = BatchWriter(progress), True
     try:
         with torch.inference_mode():
-            for batch in loader(run.ds, todo, batch_size, num_workers) if todo else []:
+            for batch in loader(run.ds, todo, spec.batch_size, spec.workers) if todo else []:
                 skipped += [{"file": run.relpaths[i], "error": err} for i, err in batch["skipped"]]
                 idx = batch["index"].tolist()
                 if idx:
                     acc_sum += _embed_batch(run, enc, dec, batch["img"], idx, writer)
                     n_new += len(idx)
                 pbar.update(len(idx) + len(batch["skipped"]))
-                if batch["skipped"] and not skip_bad:
+                if batch["skipped"] and not spec.skip_bad:
                     error = skipped[-1]["error"]
                     break
         failed = False
@@ -283,7 +311,7 @@ def _embed_batches(run: _Run, todo: list[int], batch_size: int, num_workers, ski
 
 def _embed_batch(run: _Run, enc, dec, img_u8: torch.Tensor, idx: list[int], writer: BatchWriter) -> float:
     """Fingerprint one batch and hand its PNGs and records to `writer`; returns the summed bit accuracy with a
-    decoder (`--check`), else 0."""
+    decoder (`check`), else 0."""
     k, dtype = run.k, net_dtype(run.prec)
     bits = (run.fixed.expand(len(idx), k) if run.fixed is not None
             else counter_bits(run.seed, idx, k)).to(run.dev)  # [N, K]
@@ -333,7 +361,7 @@ def _merge(run: _Run, stats: dict, check: bool) -> dict:
         _write_results(run, summary, sorted(format_line(name, bits) for name, bits in pairs))
     dist.barrier()
     if errors:
-        raise BadImageError(f"{errors[0]}. Finished images are kept; fix or remove the file, or re-run with --skip-bad")
+        raise BadImageError(f"{errors[0]}. Finished images are kept; fix or remove the file, or re-run with `skip_bad`")
     if missing:
         raise GanprintError(f"{len(missing)} of {n} images (e.g. {missing[0]!r}) were not recorded in {run.out}; "
                             "re-run the same command to finish them")

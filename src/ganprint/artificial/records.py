@@ -1,4 +1,5 @@
-"""What embed and detect write down: fingerprint lists (`<name> <bits>` per line) and embed's resume records.
+"""What embed and detect write down: fingerprint lists (`<name> <bits>` per line), embed's resume records, and the
+names of their outputs (`FP_DIR`, `MANIFEST`).
 
 Fingerprint lists (embedded_fingerprints.txt, detected_fingerprints.txt) keep the original's line format,
 `<name> <0/1 bits>`, sorted by name. A name that the line format cannot carry as it is (one holding a newline, a
@@ -8,7 +9,7 @@ written as a JSON string literal instead, e.g. `"a\\nb.png" 0110`; readers decod
 
 Resume records: each rank appends one JSON row per finished image, `{"name", "source", "bits"}`, to
 `.progress/embed-rank<r>.jsonl`, after the image's PNG is in place; a batch's rows go out in one write
-(`ganprint.core.files.append_jsonl`), and rows that are torn or do not hold K bits are ignored on reading.
+(`ganprint.inference.writer.BatchWriter`), and rows that are torn or do not hold K bits are ignored on reading.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import os
 from pathlib import Path
 
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import MAX_LIST_BYTES, append_jsonl, atomic_write_text, read_input_text, read_jsonl
+from ganprint.core.files import MAX_LIST_BYTES, atomic_write_text, read_input_text, read_jsonl
 
+FP_DIR = "fingerprinted_images"
+MANIFEST = "manifest.json"
 EMBEDDED_TXT = "embedded_fingerprints.txt"
 DETECTED_TXT = "detected_fingerprints.txt"
 PROGRESS_DIR = ".progress"
@@ -72,11 +75,6 @@ def read_fingerprint_txt(path: str | os.PathLike, length: int | None = None) -> 
 
 def progress_file(out: Path, rank: int) -> Path:
     return out / PROGRESS_DIR / f"embed-rank{rank}.jsonl"
-
-
-def append_progress(path: Path, rows: list[dict]) -> None:
-    """Record finished images (call after their PNGs are written): one write for the whole batch."""
-    append_jsonl(path, rows)
 
 
 def _valid_row(length: int):

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
-
 import torch
 
-from ganprint.artificial.embed import embed
+from ganprint.artificial.embed import EmbedSpec, embed
 from ganprint.core.artifacts import read_metadata
 from ganprint.core.errors import GanprintError
 from ganprint.core.fingerprints import FingerprintError, parse_bits
@@ -49,20 +47,19 @@ def register_dataset(registry_url: str | os.PathLike, name: str, fingerprint: to
     return record_dataset(registry_url, name, bits, model_path, notes)
 
 
-def embed_registered(model: str | os.PathLike, data: str | os.PathLike, outdir: str | os.PathLike,
-                     registry: str | os.PathLike | None = None, name: str | None = None, **kwargs: Any) -> dict:
-    """`embed` (same arguments); with `registry` and `name`, an `identical` data set's fingerprint is then
-    recorded in that registry (SQLite path or postgresql:// URL). Returns embed's summary, with the registry
-    record under "registered"."""
+def embed_registered(spec: EmbedSpec, registry: str | os.PathLike | None = None, name: str | None = None) -> dict:
+    """`embed` of `spec`; with `registry` and `name`, an `identical` data set's fingerprint is then recorded in that
+    registry (SQLite path or postgresql:// URL). Returns embed's summary, with the registry record under
+    "registered"."""
     if (registry is None) != (name is None):
         raise GanprintError("`registry` and `name` go together: the registry to record the data set in, and its "
                             "name")
-    if registry is not None and not kwargs.get("identical"):
+    if registry is not None and not spec.identical:
         raise GanprintError("`registry` records one fingerprint per data set: add `identical`")
     reg = registry_file(registry)
-    check_overlap([("`model`", model, "model"), ("`data`", data, "data"), ("`registry`", reg, "registry")],
-                  [("`outdir`", outdir), ("`registry`", reg, "file")])
-    summary = embed(model, data, outdir, **kwargs)
+    check_overlap([("`model`", spec.model, "model"), ("`data`", spec.data, "data"), ("`registry`", reg, "registry")],
+                  [("`outdir`", spec.outdir), ("`registry`", reg, "file")])
+    summary = embed(spec)
     if registry is not None:
-        summary["registered"] = register_dataset(registry, name, summary["fingerprint"], model)
+        summary["registered"] = register_dataset(registry, name, summary["fingerprint"], spec.model)
     return summary

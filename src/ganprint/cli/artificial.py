@@ -11,6 +11,7 @@ from ganprint.api import embed
 from ganprint.artificial.agf_import import export_part, import_agf
 from ganprint.artificial.config import resolve_config
 from ganprint.artificial.detect import DetectSpec, detect
+from ganprint.artificial.embed import EmbedSpec
 from ganprint.artificial.train import train_stega
 from ganprint.cli import params as P
 from ganprint.core.threat import P_VALUE_COVERS
@@ -63,8 +64,7 @@ def _common(f):
               help="With --identical and --name: record the data set's fingerprint in this registry (a SQLite path or "
                    "postgresql:// URL), so that `ganprint serve` detects it.")
 @click.option("--name", default=None, help="The data set's name in --registry.")
-def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_bad, precision, workers, jobs,
-              identical, fingerprint, seed, check, registry, name):
+def embed_cmd(registry, name, **flags):
     """Embed fingerprints into every image under --data.
 
     Writes OUTDIR/fingerprinted_images/ (PNG, relative paths kept), OUTDIR/embedded_fingerprints.txt
@@ -87,9 +87,7 @@ def embed_cmd(model, data, outdir, resolution, celeba, batch_size, device, skip_
           --registry reg.sqlite --name photos-v1
     """
 
-    embed(model, data, outdir, registry=registry, name=name, resolution=resolution, celeba=celeba, identical=identical,
-          fingerprint=fingerprint, seed=seed, batch_size=batch_size, device=device, skip_bad=skip_bad,
-          num_workers=workers, check=check, precision=precision, jobs=jobs)
+    embed(spec=EmbedSpec(**flags), registry=registry, name=name)  # every other flag is a field of the spec
     # The summary (counts, fingerprint, skipped files) is logged to stderr by the library.
 
 

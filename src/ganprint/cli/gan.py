@@ -10,6 +10,7 @@ from ganprint.api import generate
 from ganprint.cli import params as P
 from ganprint.gan.config import resolve_config
 from ganprint.gan.train import train_gan
+from ganprint.inference.generation import GenerateSpec
 from ganprint.training.config import config_json
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,7 @@ def train_gan_cmd(data, resolution, outdir, preset, kimg, batch_size, seed, devi
               help="Diffusion models: the sampler [default: ddim].")
 @click.option("--steps", type=P.SAMPLER_STEPS, default=None,
               help="Diffusion models: sampler steps [default: 50].")
-def generate_cmd(model, seeds, outdir, batch_size, grid, device, trunc, precision, fingerprint, identical_latent,
-                 identical_fingerprint, sampler, steps):
+def generate_cmd(**flags):
     """Generate images; each image is a pure function of its seed (file seed<seed:06d>.png).
 
     \b
@@ -80,11 +80,8 @@ def generate_cmd(model, seeds, outdir, batch_size, grid, device, trunc, precisio
       ganprint generate --model runs/diff/network-final.safetensors --sampler dpm --steps 20 --outdir samples
     """
 
-    paths = generate(model, seeds, outdir, batch_size=batch_size, grid=grid, device=device,
-                            psi=trunc, fingerprint=fingerprint, identical_latent=identical_latent,
-                            identical_fingerprint=identical_fingerprint, precision=precision, sampler=sampler,
-                            steps=steps)
-    click.echo(f"wrote {len(paths) if paths is not None else 0} images to {outdir}")
+    paths = generate(spec=GenerateSpec(**flags))  # every flag is a field of the spec
+    click.echo(f"wrote {len(paths) if paths is not None else 0} images to {flags['outdir']}")
 
 
 COMMANDS = [train_gan_cmd, generate_cmd]

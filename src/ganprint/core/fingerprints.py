@@ -124,3 +124,10 @@ def unpack_bits(packed: np.ndarray, length: int) -> np.ndarray:
 def hamming(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Number of differing bits along the last dim (inputs 0/1, broadcastable)."""
     return ((a > 0.5) != (b > 0.5)).sum(dim=-1)
+
+
+def as_bits(fingerprint, length: int) -> torch.Tensor:
+    """A fingerprint given as a 0/1 or 0x-hex string, or as a [K] tensor/array/list of 0/1 -> float [K]."""
+    if isinstance(fingerprint, (torch.Tensor, np.ndarray, list, tuple)):
+        fingerprint = bits_to_str(np.asarray(fingerprint, dtype=np.float32))
+    return parse_bits(str(fingerprint), length)

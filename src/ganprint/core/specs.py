@@ -55,6 +55,8 @@ def spec_of_call(cls: type[S], first: tuple[str, ...], args: tuple, spec: S | No
     `first` given positionally (the older calling form, e.g. `detect(model, data, outdir, fpr=0.01)`), keyword
     arguments, or a mix; `cls.of` on all of it."""
     if args and isinstance(args[0], cls):
+        if spec is not None:
+            raise SpecError(f"pass one {cls.__name__}, not two")
         spec, args = args[0], args[1:]
     if len(args) > len(first):
         raise SpecError(f"{cls.__name__} takes at most {len(first)} fields positionally ({', '.join(first)}), "

@@ -1,4 +1,4 @@
-"""Images from diffusion-unet exports: `ganprint generate --sampler ddim|ddpm|dpm --steps N`.
+"""Images from diffusion-unet exports: the diffusion half of `generate` (`sampler` ddim|ddpm|dpm, `steps` N).
 
 Each image is a pure function of its seed: the starting noise and every noise a stochastic sampler adds come from
 one CPU `torch.Generator` per seed, and the UNet runs in float64 by default, so that the batch size cannot change a
@@ -8,7 +8,6 @@ pixel through floating-point summation order (as for the GANs).
 from __future__ import annotations
 
 import copy
-import logging
 import os
 from pathlib import Path
 
@@ -18,25 +17,18 @@ import torch
 from ganprint.core import bounds
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import check_writable_dir
-from ganprint.core.images import write_grid, write_png
-from ganprint.core.paths import GRID, check_overlap, claim_generated
-from ganprint.core.runtime import resolve_device
 from ganprint.diffusion.config import NoiseConfig
 from ganprint.diffusion.model import EXPORT_KIND, SAMPLERS, make_scheduler, parse_export_config
-
-log = logging.getLogger(__name__)
-
-PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
+from ganprint.inference.generation import PRECISIONS, GenerateSpec, claim, open_generation, write_seed_images
 
 
 def check_sampling(sampler: str, steps: int, noise: NoiseConfig) -> None:
-    """Raise GanprintError naming the flag when --sampler or --steps is unusable."""
+    """Raise GanprintError naming the field when `sampler` or `steps` is unusable."""
     if sampler not in SAMPLERS:
-        raise GanprintError(f"--sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
-    bounds.SAMPLER_STEPS.check(steps, "--steps")
+        raise GanprintError(f"`sampler` {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+    bounds.SAMPLER_STEPS.check(steps, "`steps`")
     if not 1 <= int(steps) <= noise.timesteps:
-        raise GanprintError(f"--steps must be between 1 and the model's {noise.timesteps} training timesteps, "
+        raise GanprintError(f"`steps` must be between 1 and the model's {noise.timesteps} training timesteps, "
                             f"got {steps}")
 
 
@@ -83,41 +75,17 @@ def load_diffusion(model_path: str | os.PathLike, device: torch.device | str = "
     return unet, parse_export_config(config)[1], meta
 
 
-def generate_images(model_path: str | os.PathLike, seeds: list[int], outdir: str | os.PathLike,
-                    batch_size: int = 16, grid: bool = False, device: str = "auto", sampler: str = "ddim",
-                    steps: int = 50, precision: str = "float64") -> list[Path]:
-    """Write `outdir/seed<seed:06d>.png` for every seed (and `grid.png` with `grid`); returns the image paths.
-
-    Args:
-        model_path: a diffusion-unet export.
-        seeds: non-negative ints (see `ganprint.core.seeds.parse_seeds`).
-        batch_size: images per UNet call; does not change any image.
-        sampler: ddim (deterministic), ddpm (ancestral, per-seed noise) or dpm (DPM-Solver++).
-        steps: sampler steps.
-        precision: float64 (batch-size independent) or float32 (faster; a pixel may differ by one level).
-    """
-    bounds.BATCH.check(batch_size, "--batch-size")
-    if not seeds:
-        raise GanprintError("--seeds selects no seeds")
-    if precision not in PRECISIONS:
-        raise GanprintError(f"--precision must be float64 or float32, got {precision!r}")
-    check_overlap([("--model", model_path, "model")], [("--outdir", outdir)])
-    outdir = check_writable_dir(outdir, "--outdir")
-    dev = resolve_device(device)
-    unet, noise, _ = load_diffusion(model_path, dev)
+def generate_images(spec: GenerateSpec) -> list[Path]:
+    """Write `outdir/seed<seed:06d>.png` for every seed of `spec` from a diffusion-unet export (and `grid.png` with
+    `grid`); returns the image paths. `sampler`: ddim (deterministic, the default), ddpm (ancestral, per-seed
+    noise) or dpm (DPM-Solver++); `steps`: sampler steps (default 50). `batch_size` does not change any image."""
+    spec.refuse(("trunc", "fingerprint", "identical_latent", "identical_fingerprint"), "GAN generators")
+    sampler, steps = spec.sampler or "ddim", spec.steps or 50
+    outdir, dev = open_generation(spec)
+    unet, noise, _ = load_diffusion(spec.model, dev)
     check_sampling(sampler, steps, noise)
-    claim_generated(outdir, model_path, seeds, grid, dev.type,
-                    {"kind": EXPORT_KIND, "sampler": sampler, "steps": int(steps), "precision": precision}, batch_size)
-    unet = _cast(unet, PRECISIONS[precision])
-    paths, all_imgs = [], []
-    for i in range(0, len(seeds), batch_size):
-        chunk = seeds[i:i + batch_size]
-        imgs = sample_batch(unet, noise, chunk, sampler, steps, dev)
-        paths += [write_png(outdir / f"seed{s:06d}.png", im) for s, im in zip(chunk, imgs)]
-        if grid:
-            all_imgs.append(imgs)
-        log.info("generated %d / %d images (%s, %d steps)", min(i + batch_size, len(seeds)), len(seeds), sampler,
-                 steps)
-    if grid:
-        write_grid(outdir / GRID, np.concatenate(all_imgs))
-    return paths
+    claim(spec, outdir, dev, {"kind": EXPORT_KIND, "sampler": sampler, "steps": int(steps),
+                              "precision": spec.precision})
+    unet = _cast(unet, PRECISIONS[spec.precision])
+    return write_seed_images(spec, outdir, lambda chunk: sample_batch(unet, noise, chunk, sampler, steps, dev),
+                             f" ({sampler}, {steps} steps)")

@@ -21,6 +21,7 @@ import torch
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.stats import decode_bits
+from ganprint.inference.layout import net_dtype, prepare, to_float01
 from ganprint.nets.onnx import DECODER_KINDS, OnnxDecoder, onnx_runtime_for
 from ganprint.perturb.scale_search import ScaleSearch
 
@@ -28,34 +29,6 @@ STEGA_KINDS = ("stega", "stega-decoder")
 RUNTIMES = ("torch", "onnx")
 PRECISIONS = ("fp32", "bf16")
 LAYOUTS = ("nchw", "nhwc")
-
-
-def net_dtype(precision: str) -> torch.dtype:
-    return torch.bfloat16 if precision == "bf16" else torch.float32
-
-
-def memory_format(dev: torch.device, prefer_cl: bool = False) -> torch.memory_format:
-    """channels_last on GPU, with several CPU threads, and for the networks that are faster in it on one thread
-    (`prefer_cl`: the decoder, the fused InferenceEncoder); else the plain layout, in which the plain StegaEncoder
-    (the fp32 path) runs faster on one thread."""
-    if dev.type != "cpu" or prefer_cl or torch.get_num_threads() > 1:
-        return torch.channels_last
-    return torch.contiguous_format
-
-
-def prepare(net: torch.nn.Module, dev: torch.device, precision: str, prefer_cl: bool = False) -> torch.nn.Module:
-    """`net` with its weights in the precision it runs in, in the fastest layout.
-
-    bf16 weights rather than bf16 autocast: the outputs are the same bit for bit (autocast casts the same weights
-    and inputs to bf16 at every call), without the cast at every call."""
-    return net.to(dtype=net_dtype(precision), memory_format=memory_format(dev, prefer_cl))
-
-
-def to_float01(img_u8: torch.Tensor, dev: torch.device, dtype: torch.dtype = torch.float32,
-               prefer_cl: bool = False) -> torch.Tensor:
-    """uint8 [N, 3, R, R] -> [N, 3, R, R] in [0, 1] on `dev` as `dtype` (divided in fp32, then rounded, as autocast
-    would), in the layout the networks run fastest on."""
-    return img_u8.to(dev).float().div_(255.0).to(dtype).contiguous(memory_format=memory_format(dev, prefer_cl))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,25 +9,18 @@ fingerprint used for each image is written out (`fingerprints.txt`, `fingerprint
 from __future__ import annotations
 
 import json
-import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ganprint.core import bounds
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import atomic_write_text, check_writable_dir
+from ganprint.core.files import atomic_write_text
 from ganprint.core.fingerprints import bits_to_hex, bits_to_str, parse_bits
-from ganprint.core.images import write_grid, write_png
-from ganprint.core.paths import GRID, check_overlap, claim_generated
-from ganprint.core.runtime import resolve_device
+from ganprint.inference.generation import GenerateSpec, claim, open_generation, seed_file, write_seed_images
 from ganprint.nets.scalable import seeded_inputs
 from ganprint.nets.stylegan2 import to_uint8
-
-log = logging.getLogger(__name__)
 
 KINDS = ("scalable-G", "scalable-G-issued")
 FINGERPRINT_META = "ganprint.fingerprint"  # hex of the folded fingerprint in a scalable-G-issued export
@@ -58,58 +51,47 @@ def generate_batch(G: torch.nn.Module, seeds: list[int], device: torch.device | 
 
 
 @torch.no_grad()
-def generate(model_path: str | os.PathLike, seeds: list[int], outdir: str | os.PathLike, batch_size: int = 16,
-             grid: bool = False, fingerprint: str | None = None, identical_latent: bool = False,
-             identical_fingerprint: bool = False, device: str = "auto") -> list[Path]:
-    """Write `outdir/seed<seed:06d>.png` per seed plus `fingerprints.txt` / `.jsonl`; returns the image paths.
-
-    Args:
-        fingerprint: fixes c for every image (0/1 string or 0x-hex); not allowed for issued models.
-        identical_latent / identical_fingerprint: every image takes the first seed's z / c.
-    """
-    bounds.BATCH.check(batch_size, "--batch-size")
-    if not seeds:
-        raise GanprintError("--seeds selects no seeds")
-    check_overlap([("--model", model_path, "model")], [("--outdir", outdir)])
-    outdir = check_writable_dir(outdir, "--outdir")
-    dev = resolve_device(device)
-    G, cfg, meta = load_export(model_path, kind=KINDS, device=dev)
+def generate(spec: GenerateSpec) -> list[Path]:
+    """Write `outdir/seed<seed:06d>.png` per seed of `spec` plus `fingerprints.txt` / `.jsonl`; returns the image
+    paths. `fingerprint` fixes c for every image (0/1 string or 0x-hex; not for issued models);
+    `identical_latent` / `identical_fingerprint`: every image takes the first seed's z / c."""
+    spec.refuse(("trunc",), "stylegan2-G generators")
+    spec.refuse(("sampler", "steps"), "diffusion models")
+    outdir, dev = open_generation(spec)
+    G, cfg, meta = load_export(spec.model, kind=KINDS, device=dev)
     issued = meta["ganprint.kind"] == "scalable-G-issued"
-    k = int(cfg["fingerprint_bits"])
-    fixed = None
-    if issued:
-        if fingerprint is not None:
-            raise GanprintError(f"{model_path} is an issued model with its fingerprint built in; drop --fingerprint "
-                                "(or use the shared scalable-G model)")
-        fixed = parse_bits(meta[FINGERPRINT_META], k)
-    elif fingerprint is not None:
-        fixed = parse_bits(fingerprint, k)
-    claim_generated(outdir, model_path, seeds, grid, dev.type,
-                    {"kind": meta["ganprint.kind"], "fingerprint": bits_to_str(fixed) if fixed is not None else None,
-                     "identical_latent": bool(identical_latent), "identical_fingerprint": bool(identical_fingerprint)},
-                    batch_size)
+    fixed = _fixed_fingerprint(spec, meta, int(cfg["fingerprint_bits"]), issued)
+    claim(spec, outdir, dev, {"kind": meta["ganprint.kind"],
+                              "fingerprint": bits_to_str(fixed) if fixed is not None else None,
+                              "identical_latent": bool(spec.identical_latent),
+                              "identical_fingerprint": bool(spec.identical_fingerprint)})
     G = G.double()
-    z0, c0, _ = seeded_inputs(G, seeds[:1])
-    paths, lines, rows, imgs_all = [], [], [], []
-    for i in range(0, len(seeds), batch_size):
-        chunk = seeds[i:i + batch_size]
-        imgs, c = generate_batch(G, chunk, dev, issued, fixed, z0 if identical_latent else None,
-                                 c0 if identical_fingerprint else None)  # [n, R, R, 3] uint8, [n, K]
-        for s, im, bits in zip(chunk, imgs, c):
-            name = f"seed{s:06d}.png"
-            paths.append(write_png(outdir / name, im))
+    z0, c0, _ = seeded_inputs(G, spec.seeds[:1])
+    lines, rows = [], []
+
+    def make(chunk: list[int]) -> np.ndarray:
+        imgs, c = generate_batch(G, chunk, dev, issued, fixed, z0 if spec.identical_latent else None,
+                                 c0 if spec.identical_fingerprint else None)  # [n, R, R, 3] uint8, [n, K]
+        for s, bits in zip(chunk, c):
+            name = seed_file(s)
             lines.append(f"{name} {bits_to_str(bits)}")
             row = {"file": name, "seed": s, "fingerprint": bits_to_str(bits), "hex": bits_to_hex(bits)}
             if issued and FP_ID_META in meta:
                 row["fp_id"] = int(meta[FP_ID_META])
             rows.append(row)
-        if grid:
-            imgs_all.append(imgs)
-        log.info("generated %d / %d images", min(i + batch_size, len(seeds)), len(seeds))
+        return imgs
+
+    paths = write_seed_images(spec, outdir, make)
     atomic_write_text(outdir / "fingerprints.txt", "\n".join(lines) + "\n")
     atomic_write_text(outdir / "fingerprints.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    if grid:
-        write_grid(outdir / GRID, np.concatenate(imgs_all))
     return paths
 
 
+def _fixed_fingerprint(spec: GenerateSpec, meta: dict, k: int, issued: bool) -> torch.Tensor | None:
+    """The one c of every image: an issued model's own, or `fingerprint`; None: each seed draws its own."""
+    if issued:
+        if spec.fingerprint is not None:
+            raise GanprintError(f"{spec.model} is an issued model with its fingerprint built in; drop `fingerprint` "
+                                "(or use the shared scalable-G model)")
+        return parse_bits(meta[FINGERPRINT_META], k)
+    return parse_bits(spec.fingerprint, k) if spec.fingerprint is not None else None

@@ -1,4 +1,4 @@
-"""Run a function in several CPU processes, as torchrun ranks would, from one command (`--jobs`).
+"""Run a function in several CPU processes, as torchrun ranks would, from one command (`jobs`).
 
 Why processes: at small resolutions most of the work per image is Python-level file work (decode, encode,
 write) plus small convolutions. Threads in one process share the GIL, and reader threads that preempt an
@@ -6,8 +6,8 @@ OpenMP thread leave its partner spinning at the next barrier, so on 2 cores one 
 busy. N single-threaded processes that each take every N-th image do.
 
 Each job is a forked child with RANK / WORLD_SIZE set, a FileStore for the process group's rendezvous, and one
-torch thread; the function it runs (passed by the caller, e.g. embed's per-rank body) splits the files by rank and
-rank 0 merges one result, exactly as under torchrun (`ganprint.core.dist`).
+torch thread; the function it runs (passed by the caller, e.g. embed's per-rank body, with its spec) splits the
+files by rank and rank 0 merges one result, exactly as under torchrun (`ganprint.core.dist`).
 
 Starting and stopping, in one place: the workers stay in the caller's process group (a signal to the group
 reaches them all). While they run, SIGTERM, SIGINT, SIGQUIT and SIGHUP sent to the caller stop and reap every
@@ -33,15 +33,18 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from ganprint.core import bounds
 from ganprint.core import dist
-from ganprint.core.artifacts import _ensure_builders_loaded
+from ganprint.core.artifacts import _ensure_builders_loaded, read_config
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import pid_alive
 from ganprint.core.images import BadImageError
+from ganprint.data.folders import open_image_dataset
+from ganprint.inference.stream import IO_THREADS_ENV
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +68,11 @@ def usable_cores() -> int:
 
 def resolve_jobs(jobs: int | str | None, device: str, n_images: int | None,
                  min_per_job: int = MIN_IMAGES_PER_JOB) -> int:
-    """`--jobs`: an int >= 1, or "auto" (None): one process per usable core on CPU when there are at least
+    """`jobs`: an int >= 1, or "auto" (None): one process per usable core on CPU when there are at least
     `min_per_job` images per process, else 1. Under torchrun, or on a GPU, always 1."""
     if "WORLD_SIZE" in os.environ:
         if jobs not in (None, "auto", 1, "1"):
-            raise GanprintError("--jobs cannot be combined with torchrun (its ranks already split the images)")
+            raise GanprintError("`jobs` cannot be combined with torchrun (its ranks already split the images)")
         return 1
     if jobs in (None, "auto"):
         if device not in ("cpu", "auto") or (device == "auto" and torch.cuda.is_available()):
@@ -81,11 +84,24 @@ def resolve_jobs(jobs: int | str | None, device: str, n_images: int | None,
     try:
         j = int(jobs)
     except (TypeError, ValueError):
-        raise GanprintError(f"--jobs must be a number >= 1 or 'auto', got {jobs!r}") from None
-    bounds.PROCESSES.check(j, "--jobs")
+        raise GanprintError(f"`jobs` must be a number >= 1 or 'auto', got {jobs!r}") from None
+    bounds.PROCESSES.check(j, "`jobs`")
     if j > 1 and (device == "cuda" or (device == "auto" and torch.cuda.is_available())):
-        raise GanprintError("--jobs is for CPU runs; on GPUs launch one process per GPU with torchrun")
+        raise GanprintError("`jobs` is for CPU runs; on GPUs launch one process per GPU with torchrun")
     return j
+
+
+def plan_jobs(jobs, device, data, model, min_per_job: int) -> int:
+    """Resolve `jobs` for a run over the images of `data` with `model`. "auto": one process per core for models of
+    at most 64 px when each process gets enough images, else 1. At 128 px the network dominates and two threads use
+    the cores as well as two processes, at half the memory."""
+    n = None
+    if jobs in (None, "auto") and "WORLD_SIZE" not in os.environ:
+        res = read_config(model).get("resolution")
+        if res is not None and int(res) > 64:
+            return 1
+        n = len(open_image_dataset(data, res))  # folder or packed set, as the run itself will open it
+    return resolve_jobs(jobs, str(device), n, min_per_job)
 
 
 class _Signalled(BaseException):
@@ -162,17 +178,17 @@ def _follow_parent(parent: int, tmp: str) -> None:
     threading.Thread(target=watch, name="ganprint-watch-parent", daemon=True).start()
 
 
-def _child(fn: Callable[..., dict], kwargs: dict, rank: int, world: int, tmp: str, threads: int, out_q,
+def _child(fn: Callable[[Any], dict], spec: Any, rank: int, world: int, tmp: str, threads: int, out_q,
            parent: int) -> None:
     _follow_parent(parent, tmp)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                       GANPRINT_STORE_FILE=os.path.join(tmp, "store"))
     # Read and write in the job's own thread: the other jobs keep the cores busy, and reader / writer threads
     # only contend with them.
-    os.environ.setdefault("GANPRINT_IO_THREADS", "0")
+    os.environ.setdefault(IO_THREADS_ENV, "0")
     torch.set_num_threads(threads)
     try:
-        result = fn(**kwargs)
+        result = fn(spec)
         out_q.put((rank, "ok", result if rank == 0 else None))
     except GanprintError as e:
         out_q.put((rank, "error", (type(e).__name__, str(e))))
@@ -252,8 +268,9 @@ def _reap(procs, grace: float) -> None:
             p.join()
 
 
-def run_jobs(fn: Callable[..., dict], kwargs: dict, jobs: int, threads_per_job: int = 1) -> dict:
-    """`fn(**kwargs)` in `jobs` forked processes (ranks 0..jobs-1); returns rank 0's result."""
+def run_jobs(fn: Callable[[Any], dict], spec: Any, jobs: int, threads_per_job: int = 1) -> dict:
+    """`fn(spec)` in `jobs` forked processes (ranks 0..jobs-1); returns rank 0's result. Each rank receives the
+    command's spec whole (forked, so as it is, not pickled)."""
     _ensure_builders_loaded()  # imported once here, inherited by every forked child
     _remove_stale_folders()
     ctx = mp.get_context("fork")  # spawn would re-import torch in every child; fork passes `fn` as is
@@ -261,8 +278,8 @@ def run_jobs(fn: Callable[..., dict], kwargs: dict, jobs: int, threads_per_job: 
     # A file store, not a TCP one: with TCP the rank-0 child serves the store, and a rank that connects before the
     # server listens backs off for a while; with a file no rank has to come first.
     tmp = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-")
-    name = getattr(fn, "__name__", "job").strip("_")
-    procs = [ctx.Process(target=_child, args=(fn, kwargs, r, jobs, tmp, threads_per_job, out_q, os.getpid()),
+    name = getattr(fn, "__name__", "job").strip("_<>")
+    procs = [ctx.Process(target=_child, args=(fn, spec, r, jobs, tmp, threads_per_job, out_q, os.getpid()),
                          name=f"ganprint-{name}-{r}") for r in range(jobs)]
     log.info("%s: %d processes x %d thread(s)", name, jobs, threads_per_job)
     result, failure, finished = None, None, False

@@ -16,14 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ganprint.artificial.batches import plan_jobs
 from ganprint.artificial.detect import detect
 from ganprint.artificial.embed import embed
-from ganprint.artificial.jobs import _TMP_PREFIX
 from ganprint.core.errors import GanprintError
 from ganprint.core.images import BadImageError, read_image
 from ganprint.data import folders as data
 from ganprint.data import listing
+from ganprint.inference.jobs import _TMP_PREFIX, plan_jobs
 from tests.conftest import write_image_folder
 
 
@@ -52,24 +51,24 @@ def test_jobs_report_a_bad_file_and_keep_finished_work(tiny_stega_model, sample_
     for p in sorted(sample_folder.glob("*.png"))[:8]:
         (data / p.name).write_bytes(p.read_bytes())
     (data / "zz-broken.png").write_text("not an image")
-    with pytest.raises(BadImageError, match="zz-broken.png.*--skip-bad"):
+    with pytest.raises(BadImageError, match="zz-broken.png.*`skip_bad`"):
         embed(tiny_stega_model, data, tmp_path / "out", device="cpu", jobs=2)
     s = embed(tiny_stega_model, data, tmp_path / "out", device="cpu", jobs=2, skip_bad=True)
     assert s["fingerprinted"] == 8 and s["resumed"] >= 1 and [x["file"] for x in s["skipped"]] == ["zz-broken.png"]
 
 
 def test_jobs_resolution(monkeypatch):
-    from ganprint.artificial.jobs import MIN_IMAGES_PER_JOB, resolve_jobs
+    from ganprint.inference.jobs import MIN_IMAGES_PER_JOB, resolve_jobs
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.setattr("ganprint.artificial.jobs.usable_cores", lambda: 4)
+    monkeypatch.setattr("ganprint.inference.jobs.usable_cores", lambda: 4)
     assert resolve_jobs("auto", "cpu", 10 * MIN_IMAGES_PER_JOB) == 4
     assert resolve_jobs("auto", "cpu", 2 * MIN_IMAGES_PER_JOB) == 2
     assert resolve_jobs("auto", "cpu", 10) == 1  # too few images to pay for a process
     assert resolve_jobs("auto", "cpu", 2000, min_per_job=1000) == 2 and resolve_jobs("auto", "cpu", 1999, 1000) == 1
     assert resolve_jobs("3", "cpu", 10) == 3
     for bad in ("0", "many", -1):
-        with pytest.raises(GanprintError, match="--jobs"):
+        with pytest.raises(GanprintError, match="`jobs`"):
             resolve_jobs(bad, "cpu", 10)
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert resolve_jobs("auto", "cpu", 10_000) == 1  # torchrun's ranks already split the work
@@ -96,7 +95,7 @@ def test_one_listing_walks_a_folder_once_and_forgets_it_after(image_folder):
 
 
 def test_auto_jobs_need_more_images_per_process_for_detect(tiny_stega_model, sample_folder, monkeypatch):
-    from ganprint.artificial import jobs
+    from ganprint.inference import jobs
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(jobs, "usable_cores", lambda: 2)
