@@ -52,11 +52,11 @@ def embed(*args: Any, spec: EmbedSpec | None = None, registry: str | os.PathLike
     return embed_registered(spec_of_call(EmbedSpec, ("model", "data", "outdir"), args, spec, kwargs), registry, name)
 
 
-def evaluate(spec: EvaluateSpec | None = None, **kwargs: Any) -> dict:
-    """`ganprint evaluate`: the robustness report of an `EvaluateSpec`, given as one or as its fields
-    (`evaluate(model=..., data=..., outdir=..., fingerprint=...)`), or a spec with some fields replaced. Returns
-    the report's eval.json as a dict."""
-    return run_evaluate(EvaluateSpec.of(spec, **kwargs))
+def evaluate(*args: Any, spec: EvaluateSpec | None = None, **kwargs: Any) -> dict:
+    """`ganprint evaluate`: the robustness report of an `EvaluateSpec`, given as one or as its fields (`model`,
+    `data`, `outdir` also by position: `evaluate(model, data, outdir, fingerprint=...)`), or a spec with some fields
+    replaced. Returns the report's eval.json as a dict."""
+    return run_evaluate(spec_of_call(EvaluateSpec, ("model", "data", "outdir"), args, spec, kwargs))
 
 
 def load(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None,

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from ganprint.core.specs import Spec, SpecError
+from ganprint.core.specs import Spec, SpecError, spec_of_call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,10 +39,12 @@ class _Call(Spec):
     batch_size: int = 4
 
 
-def test_of_call_takes_leading_positional_values_or_a_spec_in_their_place():
-    assert _Call.of_call({"model": "m"}, batch_size=2) == _Call(model="m", batch_size=2)
-    assert _Call.of_call({"model": None}, batch_size=2) == _Call(batch_size=2)  # None: not given
+def test_a_call_takes_leading_positional_values_or_a_spec_in_their_place():
+    assert spec_of_call(_Call, ("model",), ("m",), None, {"batch_size": 2}) == _Call(model="m", batch_size=2)
+    assert spec_of_call(_Call, ("model",), (), None, {"batch_size": 2}) == _Call(batch_size=2)
     s = _Call(model="m")
-    assert _Call.of_call({"model": s}, batch_size=3) == _Call(model="m", batch_size=3)
+    assert spec_of_call(_Call, ("model",), (s,), None, {"batch_size": 3}) == _Call(model="m", batch_size=3)
     with pytest.raises(SpecError, match="not two"):
-        _Call.of_call({"model": s}, spec=s)
+        spec_of_call(_Call, ("model",), (s,), s, {})
+    with pytest.raises(SpecError, match="at most 1 fields positionally"):
+        spec_of_call(_Call, ("model",), ("m", 4), None, {})

@@ -34,7 +34,7 @@ def test_parse_seeds():
     assert parse_seeds("0,5,7-9") == [0, 5, 7, 8, 9]
     assert parse_seeds(" 4, 2,2 ,3-4") == [4, 2, 3]
     for bad in ("", "a", "3-1", "1--2", "-1", "1.5"):
-        with pytest.raises(GanprintError, match="--seeds"):
+        with pytest.raises(GanprintError, match="`seeds`"):
             parse_seeds(bad)
 
 
