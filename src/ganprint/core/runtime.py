@@ -33,14 +33,14 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """--precision auto|fp32|bf16 -> "fp32" or "bf16" for inference on `device`.
+    """`precision` auto|fp32|bf16 -> "fp32" or "bf16" for inference on `device`.
 
     "auto" is bf16 where the hardware computes it natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16 /
     AMX), else fp32. bf16 changes the network's rounding, not its output's meaning: fingerprinted pixels move by
     at most two 8-bit levels.
     """
     if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
+        raise ValueError(f"`precision` must be auto, fp32 or bf16, got {precision!r}")
     if precision != "auto":
         return precision
     if device.type == "cuda":
@@ -55,9 +55,16 @@ def resolve_device(device: str = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise GanprintError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        raise GanprintError(f"`device` {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GanprintError(f"--device {device} was asked for but CUDA is not available; use --device cpu")
+        raise GanprintError(f"`device` {device} was asked for but CUDA is not available; use `device` cpu")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise GanprintError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices")
+        raise GanprintError(f"`device` {device}: there are only {torch.cuda.device_count()} CUDA devices")
     return dev
+
+
+def float32_everywhere(device: torch.device) -> None:
+    """No TF32 on CUDA (house style): float32 means float32, and results agree across GPUs."""
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cudnn.allow_tf32 = False

@@ -10,7 +10,6 @@ import errno
 import json
 import logging
 import os
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from ganprint.core.errors import GanprintError
 from ganprint.core.files import (MAX_LIST_BYTES, append_jsonl, atomic_write_json, atomic_write_text, read_input_json,
                                  read_input_text)
 from ganprint.core.paths import OutputFolder, check_overlap, identity_differences
-from ganprint.core.runtime import git_sha
+from ganprint.core.runtime import float32_everywhere, git_sha, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -145,34 +144,18 @@ def export(path: Path, module, kind: str, config: dict, extra: dict[str, str] | 
         return save_export(path, module, kind, config, extra)
 
 
-class CheckpointClock:
-    """Says when a training state is due by time; rank 0's clock decides for every rank."""
-
-    def __init__(self, minutes: float):
-        self.seconds = max(0.0, float(minutes)) * 60
-        self.last = time.monotonic()
-
-    def due(self) -> bool:
-        mine = self.seconds > 0 and time.monotonic() - self.last >= self.seconds
-        return bool(dist.all_gather_object(mine)[0])
-
-    def reset(self) -> None:
-        self.last = time.monotonic()
-
-    def after_step(self, snapshot_due: bool, at_tick: bool, done: bool, snapshot, save) -> None:
-        """The image-counted loops' rule: a snapshot when one is due (and at the end); otherwise, at the end of a
-        tick, a training state when the clock says so."""
-        if done or snapshot_due:
-            snapshot(final=done)
-            self.reset()
-        elif at_tick and self.due():
-            save()
-            self.reset()
-
-
-def crossed(nimg: int, batch: int, every: int) -> bool:
-    """Whether the last batch took the image count past a multiple of `every`."""
-    return nimg // every > (nimg - batch) // every
+def start_processes(device: str, batch_size: int, float32: bool = False) -> torch.device:
+    """This process's device, after joining the torchrun group (if any) and checking that `batch_size` splits over
+    the processes. `float32`: no TF32 on CUDA (float32 means float32, and results agree across GPUs)."""
+    dev = resolve_device(device)
+    dist.init(dev)
+    world = dist.get_world_size()
+    if batch_size % world:
+        raise GanprintError(f"`batch_size` {batch_size} must be divisible by the number of processes ({world})")
+    dev = dist.local_device(dev)
+    if float32:
+        float32_everywhere(dev)
+    return dev
 
 
 class RunFolder:
