@@ -285,7 +285,7 @@ def test_adversarial_gate_holds_back_D_until_the_fingerprint_is_learned(tmp_path
         assert r.exit_code == 0, r.output
         states.append(load_training_state(latest_training_state(tmp_path / run)))
         rows = [json.loads(x) for x in (tmp_path / run / "stats.jsonl").read_text().splitlines()]
-        assert all(row["w_adv"] == 0 and "loss_D" not in row and "loss_G_adv" not in row for row in rows)
+        assert all(row["w_adv"] == 0 and "loss/D" not in row and "loss/G_adv" not in row for row in rows)
     (a, b) = states
     assert b["step"] == 2 * a["step"]
     assert all(torch.equal(a["D"][k], b["D"][k]) for k in a["D"])  # D untouched while the gate is closed
@@ -296,4 +296,4 @@ def test_adversarial_gate_holds_back_D_until_the_fingerprint_is_learned(tmp_path
     r = CliRunner().invoke(main, _train_args(data, tmp_path / "c", 0.016))
     assert r.exit_code == 0, r.output
     rows = [json.loads(x) for x in (tmp_path / "c" / "stats.jsonl").read_text().splitlines()]
-    assert rows[-1]["w_adv"] > 0 and "loss_D" in rows[-1]
+    assert rows[-1]["w_adv"] > 0 and "loss/D" in rows[-1]

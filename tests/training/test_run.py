@@ -3,12 +3,11 @@
 import json
 import logging
 import os
-import time
 
 import pytest
 
 from ganprint.core.errors import GanprintError
-from ganprint.training.run import CheckpointClock, RunFolder, check_outdir, config_differences, truncate_jsonl
+from ganprint.training.run import RunFolder, check_outdir, config_differences, truncate_jsonl
 
 
 def test_config_guard_names_the_differing_fields_and_lets_runtime_fields_change(tmp_path):
@@ -98,15 +97,6 @@ def test_write_failures_inside_the_run_become_one_line(tmp_path):
     with pytest.raises(FileNotFoundError):  # reading something outside the run folder is not a write error
         with RunFolder(tmp_path, {"a": 1}):
             raise FileNotFoundError(2, "No such file or directory", "/elsewhere/x.png")
-
-
-def test_checkpoint_clock():
-    assert not CheckpointClock(5).due() and not CheckpointClock(0).due()
-    clock = CheckpointClock(0.0005)  # 30 ms
-    time.sleep(0.05)
-    assert clock.due()
-    clock.reset()
-    assert not clock.due()
 
 
 @pytest.fixture
