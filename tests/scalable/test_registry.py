@@ -175,7 +175,7 @@ def test_failed_finalize_rolls_back(url):
 
 
 def _tiny_generator(tmp_path):
-    cfg = ScalableConfig(resolution=8, fingerprint_bits=16, z_dim=4, w_dim=8, mapping_layers=1, channel_base=32,
+    cfg = ScalableConfig(resolution=8, fingerprint_length=16, z_dim=4, w_dim=8, mapping_layers=1, channel_base=32,
                          channel_max=8, modulated_res=[4, 8])
     path = tmp_path / "G.safetensors"
     save_export(path, ScalableGenerator(cfg), "scalable-G", cfg.to_dict())

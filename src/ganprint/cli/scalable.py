@@ -21,7 +21,7 @@ COMMANDS: list = []
 @click.option("--data", required=True, type=click.Path(), help="Image folder or packed data set (ganprint dataset).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run directory (re-run to resume).")
 @click.option("--resolution", type=P.RESOLUTION, default=None, help="Image side (power of two >= 8) [32].")
-@click.option("--fingerprint-bits", type=P.BITS, default=None, help="K, bits per fingerprint [128].")
+@click.option("--fingerprint-length", type=P.BITS, default=None, help="K, bits per fingerprint [128].")
 @click.option("--modulated-res", default=None,
               help="Resolutions whose convs the fingerprint modulates (A-B); plain convs elsewhere [4-128].")
 @click.option("--kimg", type=P.KIMG_POS, default=None, help="Length: thousands of real images shown [100].")
@@ -45,7 +45,7 @@ COMMANDS: list = []
 @click.option("--metric-images", type=P.IMAGES, default=None, help="Images per bit-accuracy evaluation [preset].")
 @click.option("--augment", default=None,
               help="Immunized training: perturb generated images before the decoder reads them, e.g. "
-                   "'jpegd,blur,noise,crop' (ganprint.augment ops) [none].")
+                   "'jpegd,blur,noise,crop' (ganprint.perturb.augment ops) [none].")
 @click.option("--augment-skew", type=P.SKEW, default=None,
               help="Augmentation strength U(0,1)**(1/skew); > 1 trains more near the maxima [1].")
 @click.option("--quantize-read/--no-quantize-read", "quantize_read", default=None,
@@ -60,7 +60,7 @@ def train_scalable_cmd(outdir, preset, checkpoint_minutes, dry_run, **flags) -> 
 
     \b
     Examples:
-      ganprint train-scalable --data data/samples32 --resolution 32 --fingerprint-bits 64 \\
+      ganprint train-scalable --data data/samples32 --resolution 32 --fingerprint-length 64 \\
           --modulated-res 4-32 --outdir runs/sc32 --kimg 60
       torchrun --nproc_per_node 2 $(which ganprint) train-scalable --data data/celeba30k --resolution 128 \\
           --outdir runs/celeba --preset authors-celeba --kimg 10000

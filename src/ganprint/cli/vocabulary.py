@@ -17,7 +17,9 @@ from collections.abc import Iterator
 import click
 
 # command path ("attribute", "registry list") -> {old flag: new flag}; the old ones go in the release after 0.N+1
-ALIASES: dict[str, dict[str, str]] = {}
+ALIASES: dict[str, dict[str, str]] = {
+    "train-scalable": {"--fingerprint-bits": "--fingerprint-length"},
+}
 
 _FIELD = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
 _META = "ganprint.flags"

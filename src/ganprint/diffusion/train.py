@@ -46,17 +46,17 @@ def config_from_export(cfg: DiffusionTrainConfig, resume_from: str) -> Diffusion
     """`cfg` with the UNet and noise settings of the export it fine-tunes (the preset's resolution must agree)."""
     meta = read_metadata(resume_from)
     if meta["ganprint.kind"] != EXPORT_KIND:
-        raise GanprintError(f"--resume-from {resume_from} holds a '{meta['ganprint.kind']}' model; it needs a "
+        raise GanprintError(f"`resume_from` {resume_from} holds a '{meta['ganprint.kind']}' model; it needs a "
                             f"{EXPORT_KIND} export (from `ganprint train-diffusion`)")
     unet, noise = parse_export_config(json.loads(meta["ganprint.config"]))
     if unet.resolution != cfg.resolution:
-        raise GanprintError(f"--resume-from {resume_from} is a {unet.resolution}-px model but --preset/--resolution "
+        raise GanprintError(f"`resume_from` {resume_from} is a {unet.resolution}-px model but `preset`/`resolution` "
                             f"asks for {cfg.resolution} px; pick the preset of the model's resolution")
     return dataclasses.replace(cfg, unet=unet, noise=noise)
 
 
 def run_config(cfg: DiffusionTrainConfig, data: Dataset | str | os.PathLike, resume_from: str | None = None) -> dict:
-    """What config.json holds (and --dry-run prints): the config, the --data path ("" for a Dataset) and the export
+    """What config.json holds (and a dry run prints): the config, the `data` path ("" for a Dataset) and the export
     fine-tuned. The data path is there so that resuming a run on other data is refused, as by the other trainers."""
     return {**cfg.to_dict(), "data": "" if isinstance(data, Dataset) else str(data), "resume_from": resume_from}
 
@@ -91,8 +91,8 @@ def adopt_legacy_states(outdir: Path, batch_size: int) -> Path | None:
     old = torch.load(legacy[-1], map_location="cpu", weights_only=True)
     nimg = int(old["cur_nimg"])
     if nimg % batch_size:
-        raise GanprintError(f"{legacy[-1]} was written at {nimg} images, not a multiple of --batch-size {batch_size}; "
-                            "use a new --outdir")
+        raise GanprintError(f"{legacy[-1]} was written at {nimg} images, not a multiple of `batch_size` {batch_size}; "
+                            "use a new `outdir`")
     step = nimg // batch_size
     state = {"unet": old["unet"], "ema": old["ema"], "opt": old["opt"], "step": step, "nimg": nimg,
              "elapsed": float(old["elapsed"]), "counters": {"tick": int(old["cur_tick"])}}

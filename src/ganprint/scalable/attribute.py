@@ -37,6 +37,7 @@ from ganprint.core.runtime import resolve_device
 from ganprint.core.stats import decode_bits, log10_p_value, match_threshold, usable_threshold
 from ganprint.data.listing import list_images
 from ganprint.nets.onnx import onnx_runtime_for
+from ganprint.nets.scalable import fingerprint_length_of
 from ganprint.scalable.registry import Registry, registry_file
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ def _decoder(decoder_path: str | os.PathLike, device: str, runtime: str
         raise GanprintError(f"--runtime must be torch or onnx, got {runtime!r}")
     dev = resolve_device(device)
     decoder, cfg, _ = load_export(decoder_path, kind="scalable-decoder", device=dev)
-    k, res = int(cfg["fingerprint_bits"]), int(cfg["resolution"])
+    k, res = fingerprint_length_of(cfg), int(cfg["resolution"])
     if runtime == "torch":
         return (lambda imgs: decode_images(decoder, imgs, len(imgs), dev)), k, res
     with tempfile.TemporaryDirectory(prefix="ganprint-onnx-") as tmp:  # the session keeps the graph in memory

@@ -24,7 +24,7 @@ from ganprint.core.fingerprints import bits_to_hex, bits_to_str, parse_bits
 from ganprint.core.images import write_grid, write_png
 from ganprint.core.paths import GRID, check_overlap, claim_generated
 from ganprint.core.runtime import resolve_device
-from ganprint.nets.scalable import seeded_inputs
+from ganprint.nets.scalable import fingerprint_length_of, seeded_inputs
 from ganprint.nets.stylegan2 import to_uint8
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def generate(model_path: str | os.PathLike, seeds: list[int], outdir: str | os.P
     dev = resolve_device(device)
     G, cfg, meta = load_export(model_path, kind=KINDS, device=dev)
     issued = meta["ganprint.kind"] == "scalable-G-issued"
-    k = int(cfg["fingerprint_bits"])
+    k = fingerprint_length_of(cfg)
     fixed = None
     if issued:
         if fingerprint is not None:

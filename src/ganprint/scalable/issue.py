@@ -29,7 +29,7 @@ from ganprint.core.artifacts import export_bytes, load_export
 from ganprint.core.files import check_writable_dir, rename_no_replace, sha256_file, write_new_file
 from ganprint.core.paths import check_overlap
 from ganprint.core.runtime import resolve_device
-from ganprint.nets.scalable import ScalableGenerator, fold_fingerprint
+from ganprint.nets.scalable import ScalableGenerator, fingerprint_length_of, fold_fingerprint
 from ganprint.scalable.generate import FINGERPRINT_META, FP_ID_META
 from ganprint.scalable.registry import CommitUnknown, Issued, Registry, RegistryError, registry_file
 
@@ -74,7 +74,7 @@ def issue_loaded(G: ScalableGenerator, cfg: dict, model_sha256: str, registry: R
         return str(final), hashlib.sha256(data).hexdigest()
 
     try:
-        rec = registry.issue(fingerprint, bit_length=int(cfg["fingerprint_bits"]), who=who, notes=notes,
+        rec = registry.issue(fingerprint, bit_length=fingerprint_length_of(cfg), who=who, notes=notes,
                              model_sha256=model_sha256, min_distance=min_distance, finalize=write_model)
     except CommitUnknown:
         raise  # the row may have committed: its pending file stays for repair_issued to settle

@@ -128,7 +128,7 @@ class ScalableLoss:
         loss_c = F.binary_cross_entropy_with_logits(logits, b.c)
         stats: dict[str, float] = {}
         if self.aug is not None:
-            # As `train --augment`: the clean read stays in the loss and drives the gates, the perturbed read buys
+            # As the stega trainer's `augment`: the clean read stays in the loss and drives the gates, the perturbed read buys
             # robustness. Its draws are a pure function of (seed, rank, step), so resuming stays exact.
             g_aug = torch.Generator().manual_seed(derive_seed(c.seed, self.rank, b.step, 2))
             logits_aug = self.E(self.aug(fake, b.nimg / self.total_nimg, generator=g_aug))[1]
@@ -194,7 +194,7 @@ def eval_bit_accuracy(G: ScalableGenerator, E: ScalableDecoder, n: int, seed: in
     for s in range(0, n, batch):
         m = min(batch, n - s)
         z = torch.randn(m, G.z_dim, generator=g).to(device)
-        c = torch.randint(0, 2, (m, G.fingerprint_bits), generator=g).float().to(device)
+        c = torch.randint(0, 2, (m, G.fingerprint_length), generator=g).float().to(device)
         _, logits = E(G(z, c, noise_mode="random"))
         accs.append(bit_accuracy(decode_bits(logits), c).cpu())
     return float(torch.cat(accs).mean())
@@ -230,7 +230,7 @@ class _ScalableRun:
         run.rewind(self.state.step)
         gg = torch.Generator().manual_seed(derive_seed(cfg.seed, 777))
         self.grid_z = torch.randn(_GRID_N, mcfg.z_dim, generator=gg).to(dev)
-        self.grid_c = torch.randint(0, 2, (_GRID_N, mcfg.fingerprint_bits), generator=gg).float().to(dev)
+        self.grid_c = torch.randint(0, 2, (_GRID_N, mcfg.fingerprint_length), generator=gg).float().to(dev)
         reals = run.outdir / SNAPSHOT_DIR / "reals.png"
         if self.rank == 0 and not reals.exists():
             idx = torch.randint(0, len(data), (_GRID_N,), generator=gg)
@@ -243,8 +243,8 @@ class _ScalableRun:
         torch.manual_seed(derive_seed(cfg.seed, self.rank, st.step, 1))  # per-layer noise draws
         real = real_u8.to(dev).float() / 127.5 - 1  # [B, 3, R, R]
         z = torch.randn(n, self.mcfg.z_dim, generator=gen).to(dev)
-        c = torch.randint(0, 2, (n, self.mcfg.fingerprint_bits), generator=gen).float().to(dev)
-        c2 = torch.randint(0, 2, (n, self.mcfg.fingerprint_bits), generator=gen).float().to(dev)
+        c = torch.randint(0, 2, (n, self.mcfg.fingerprint_length), generator=gen).float().to(dev)
+        c2 = torch.randint(0, 2, (n, self.mcfg.fingerprint_length), generator=gen).float().to(dev)
         b = StepInputs(st.step, st.nimg, real, z, c, c2)
         stats: dict[str, float] = {}
         for phase, trained, opts in self.phases:
@@ -348,5 +348,5 @@ def train_scalable(cfg: ScalableTrainConfig, outdir: str | os.PathLike, data: Da
     with run:
         trainer = _ScalableRun(cfg, run, dev, Batches(ds, order, workers), aug)
         log.info("training %s (%d-bit fingerprints, %d px) for %g kimg on %d process(es), batch %d", cfg.preset,
-                 cfg.fingerprint_bits, cfg.resolution, cfg.kimg, trainer.world, cfg.batch_size)
+                 cfg.fingerprint_length, cfg.resolution, cfg.kimg, trainer.world, cfg.batch_size)
         return trainer.loop(checkpoint_minutes)

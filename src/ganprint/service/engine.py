@@ -29,6 +29,7 @@ from ganprint.core.files import sha256_file
 from ganprint.core.hamming import HammingIndex
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value
 from ganprint.nets.onnx import OnnxDecoder, onnx_runtime_for
+from ganprint.nets.scalable import fingerprint_length_of
 from ganprint.scalable.attribute import UNKNOWN, attribute_bits, decode_images
 from ganprint.scalable.issue import issue_loaded, repair_issued
 from ganprint.scalable.registry import CommitUnknown, Dataset, Issued, Registry
@@ -133,7 +134,7 @@ class Engine:
         self.k = self.resolution = None
         if cfg.scalable_decoder:
             self.decoder, dcfg, _ = load_export(cfg.scalable_decoder, kind="scalable-decoder")
-            self.k, self.resolution = int(dcfg["fingerprint_bits"]), int(dcfg["resolution"])
+            self.k, self.resolution = fingerprint_length_of(dcfg), int(dcfg["resolution"])
             self.decoder_onnx = _onnx_session(cfg.scalable_decoder, cfg.runtime)
             k_reg = self.registry.bit_length()
             if k_reg not in (None, self.k):
@@ -144,8 +145,8 @@ class Engine:
         if cfg.base_model:
             self.base, self.base_cfg, _ = load_export(cfg.base_model, kind="scalable-G")
             self.base_sha = sha256_file(cfg.base_model)
-            if int(self.base_cfg["fingerprint_bits"]) != self.k:
-                raise GanprintError(f"--base-model {cfg.base_model} takes {self.base_cfg['fingerprint_bits']} bits "
+            if fingerprint_length_of(self.base_cfg) != self.k:
+                raise GanprintError(f"--base-model {cfg.base_model} takes {fingerprint_length_of(self.base_cfg)} bits "
                                     f"but --scalable-decoder reads {self.k}")
         self._lock = threading.Lock()
         self._issue_lock = threading.Lock()

@@ -21,7 +21,7 @@ from ganprint.core.artifacts import save_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import (MAX_LIST_BYTES, append_jsonl, atomic_write_json, atomic_write_text, read_input_json,
                                  read_input_text)
-from ganprint.core.paths import OutputFolder, check_overlap, identity_differences
+from ganprint.core.paths import OutputFolder, check_overlap, identity_differences, read_record
 from ganprint.core.runtime import float32_everywhere, git_sha, resolve_device
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ STATS_FILE = "stats.jsonl"
 SNAPSHOT_DIR = "snapshots"
 # Keys of config.json that describe the run's provenance, not its settings.
 _PROVENANCE = ("git_sha",)
+# Config fields renamed since run folders were first recorded (new name -> old name): a folder recorded under the
+# old name is compared under it, so that it still resumes.
+RENAMED_FIELDS = {"fingerprint_length": "fingerprint_bits"}
 # Errors of writing (not of reading the data): the disk, its permissions or the folder's shape.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EFBIG,
                  errno.EISDIR, errno.EEXIST}
@@ -78,6 +81,14 @@ def _recorded_config(outdir: Path) -> dict | None:
     except GanprintError as e:
         raise GanprintError(f"{e}; remove it or use another --outdir") from None
     return old if isinstance(old, dict) else None
+
+
+def _as_recorded(identity: dict, recorded: dict | None) -> dict:
+    """`identity` with each renamed field under the old name where the folder's record still uses it."""
+    if not recorded:
+        return identity
+    return {(RENAMED_FIELDS[k] if RENAMED_FIELDS.get(k) in recorded and k not in recorded else k): v
+            for k, v in identity.items()}
 
 
 def clean_temporaries(outdir: Path) -> int:
@@ -188,8 +199,9 @@ class RunFolder:
         skip = set(self.runtime_fields) | set(_PROVENANCE)
         device_type = {"device_type": torch.device(device).type} if device is not None else {}
         legacy = _recorded_config(self.outdir)
-        self.folder = OutputFolder(self.outdir, "--outdir", command, {**_without(config, skip), **device_type},
-                                   not_data=[SNAPSHOT_DIR],
+        recorded = (read_record(self.outdir) or {}).get("identity") or legacy
+        identity = _as_recorded({**_without(config, skip), **device_type}, recorded)
+        self.folder = OutputFolder(self.outdir, "`outdir`", command, identity, not_data=[SNAPSHOT_DIR],
                                    legacy=None if legacy is None else {**_without(legacy, skip), **device_type})
 
     def check(self) -> RunFolder:
