@@ -54,8 +54,10 @@ COMMANDS: list = []
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:1 ... [auto]")
 @click.option("--checkpoint-minutes", type=P.MINUTES, default=5.0, show_default=True,
               help="Also keep a training state when this many minutes have passed since the last (0 = only by kimg).")
+@click.option("--workers", type=P.WORKERS, default=0, show_default=True,
+              help="Processes decoding the images when the data set does not fit in memory (0: this one).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def train_scalable_cmd(outdir, preset, checkpoint_minutes, dry_run, **flags) -> None:
+def train_scalable_cmd(outdir, preset, checkpoint_minutes, workers, dry_run, **flags) -> None:
     """Train a generator whose every image carries its fingerprint (Yu et al., ICLR 2022).
 
     \b
@@ -72,7 +74,7 @@ def train_scalable_cmd(outdir, preset, checkpoint_minutes, dry_run, **flags) -> 
     if dry_run:
         click.echo(config_json(cfg))
         return
-    row = train_scalable(cfg, outdir, checkpoint_minutes=checkpoint_minutes)
+    row = train_scalable(cfg, outdir, checkpoint_minutes=checkpoint_minutes, workers=workers)
     if row:
         click.echo(json.dumps({k: row[k] for k in ("kimg", "bit_acc_train", "bit_accuracy") if k in row}))
 
