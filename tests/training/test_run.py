@@ -23,18 +23,18 @@ def test_config_guard_names_the_differing_fields_and_lets_runtime_fields_change(
         RunFolder(tmp_path, other, runtime_fields=("kimg",)).check()
     msg = str(e.value)
     assert "G.z_dim: 8 -> 16" in msg and "lr: 0.001 -> 0.002" in msg and "w_dim" not in msg
-    assert f"--outdir {tmp_path}" in msg and "\n" not in msg
+    assert f"`outdir` {tmp_path}" in msg and "\n" not in msg
     assert config_differences({"a": 1}, {"a": 1, "b": 2}) == ["b: '<unset>' -> 2"]
 
 
 def test_outdir_checks_before_any_write(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    with pytest.raises(GanprintError, match="lies inside --data"):
+    with pytest.raises(GanprintError, match="lies inside `data`"):
         check_outdir(data / "runs" / "a", data)
-    with pytest.raises(GanprintError, match=r"is --data .* \(the data\)"):
+    with pytest.raises(GanprintError, match=r"is `data` .* \(the data\)"):
         check_outdir(data, data)
-    with pytest.raises(GanprintError, match="contains --data"):
+    with pytest.raises(GanprintError, match="contains `data`"):
         check_outdir(tmp_path, data)
     check_outdir(tmp_path / "elsewhere", data)
     (tmp_path / "file").write_text("x")

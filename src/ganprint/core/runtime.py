@@ -14,6 +14,7 @@ def git_sha() -> str:
     """The git commit of the ganprint checkout, or 'unknown' (installed wheels have none)."""
     try:
         here = Path(__file__).resolve().parent
+        # An argv for git, not a ganprint flag.
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
                              timeout=5)
         return out.stdout.strip() or "unknown"

@@ -1,6 +1,6 @@
 """The run folder every trainer writes: checks before any write, the config guard, log.txt, stats.jsonl.
 
-Rank 0 writes every file; every rank runs the read-only checks, so that all of them refuse a bad --outdir alike.
+Rank 0 writes every file; every rank runs the read-only checks, so that all of them refuse a bad `outdir` alike.
 """
 
 from __future__ import annotations
@@ -46,18 +46,18 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 def check_outdir(outdir: str | os.PathLike, data: str | os.PathLike | None = None,
                  inputs: Iterable[tuple] = ()) -> Path:
-    """Refuse, before any write, an --outdir that is a file or lies under one, or that is, holds or lies inside
-    --data or another input (`inputs`: (flag, path, noun) tuples; `ganprint.core.paths.check_overlap`)."""
+    """Refuse, before any write, an `outdir` that is a file or lies under one, or that is, holds or lies inside
+    `data` or another input (`inputs`: (name, path, noun) tuples; `ganprint.core.paths.check_overlap`)."""
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
-        raise GanprintError(f"--outdir {outdir} is a file; give a folder")
+        raise GanprintError(f"`outdir` {outdir} is a file; give a folder")
     for parent in outdir.absolute().parents:
         if parent.exists():
             if not parent.is_dir():
-                raise GanprintError(f"--outdir {outdir}: its parent {parent} is a file, not a folder")
+                raise GanprintError(f"`outdir` {outdir}: its parent {parent} is a file, not a folder")
             break
-    # Inside --data, a resumed run would train on its own snapshot grids.
-    check_overlap([("--data", data, "data"), *inputs], [("--outdir", outdir)])
+    # Inside `data`, a resumed run would train on its own snapshot grids.
+    check_overlap([("`data`", data, "data"), *inputs], [("`outdir`", outdir)])
     return outdir
 
 
@@ -79,7 +79,7 @@ def _recorded_config(outdir: Path) -> dict | None:
     try:
         old = read_input_json(path, "the run's config")
     except GanprintError as e:
-        raise GanprintError(f"{e}; remove it or use another --outdir") from None
+        raise GanprintError(f"{e}; remove it or use another `outdir`") from None
     return old if isinstance(old, dict) else None
 
 
@@ -130,7 +130,7 @@ def write_error(err: BaseException, outdir: Path, path: str | os.PathLike | None
     # torch.save reports a short write as "unexpected pos ..." (RuntimeError), safetensors as SafetensorError: say
     # what that means.
     why = getattr(err, "strerror", None) or "the write stopped short (is the disk full?)"
-    return GanprintError(f"cannot write {where}: {why}; free disk space or choose a writable --outdir, "
+    return GanprintError(f"cannot write {where}: {why}; free disk space or choose a writable `outdir`, "
                          "then re-run the same command to resume")
 
 
@@ -180,7 +180,7 @@ class RunFolder:
         outdir: the folder.
         config: the resolved config as plain JSON types (written to config.json).
         runtime_fields: top-level config fields that may change between a run and its resumption.
-        data: the --data path, which must not contain `outdir`.
+        data: the `data` path, which must not contain `outdir`.
         logs: the JSONL logs rewound to the training state on resume (stats.jsonl first).
         command: the command that trains, named in the record and in errors.
         device: where the run computes (its type changes the arithmetic, hence the identity).
