@@ -119,7 +119,7 @@ def test_presets_and_overrides():
     cfg = resolve_config("demo-32", lr=1e-3, seed=None)
     assert cfg.lr == 1e-3 and cfg.fingerprint_length == PRESETS["demo-32"].fingerprint_length
     assert resolve_config("demo-32", epochs=3).steps is None  # an explicit --epochs beats the preset's steps
-    with pytest.raises(GanprintError, match="--preset"):
+    with pytest.raises(GanprintError, match="`preset`"):
         resolve_config("nope")
 
 

@@ -52,9 +52,9 @@ def test_config_round_trip_and_presets():
     assert small.resolution == 32 and small.G.mapping_layers == 2 and small.G.channel_max == 128
     assert resolve_config(None, 64).G.img_resolution == 64
     assert resolve_config("small", 32, total_kimg=3.0).total_kimg == 3.0
-    with pytest.raises(GanprintError, match="--preset"):
+    with pytest.raises(GanprintError, match="`preset`"):
         resolve_config("nope", None)
-    with pytest.raises(GanprintError, match="--resolution 64"):
+    with pytest.raises(GanprintError, match="`resolution` 64"):
         resolve_config("small", 64)
     with pytest.raises(ValueError):
         GanTrainConfig.from_dict({"typo": 1})
@@ -101,7 +101,7 @@ def test_resume_equals_uninterrupted(tmp_path):
 def test_resume_refuses_a_different_architecture(tmp_path):
     train_gan(tiny_cfg(total_kimg=0.004), tmp_path / "run", TensorImages(), device="cpu")
     other = tiny_cfg(G=dataclasses.replace(tiny_cfg().G, z_dim=16))
-    with pytest.raises(GanprintError, match=r"--outdir .*G\.z_dim: 8 -> 16"):
+    with pytest.raises(GanprintError, match=r"`outdir` .*G\.z_dim: 8 -> 16"):
         train_gan(other, tmp_path / "run", TensorImages(), device="cpu")
 
 

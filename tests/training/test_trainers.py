@@ -111,7 +111,7 @@ def test_scalable_resolution_must_be_a_power_of_two(tmp_path):
                                       "--resolution", bad])
         assert r.exit_code == code and words in r.output, r.output
     assert scalable_config("tiny", kimg=3.0).kimg == 3.0 and scalable_config().preset == "small"
-    with pytest.raises(GanprintError, match="--preset"):
+    with pytest.raises(GanprintError, match="`preset`"):
         scalable_config("nope")
 
 
