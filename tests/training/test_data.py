@@ -7,18 +7,7 @@ import torch
 from ganprint.core.errors import GanprintError
 from ganprint.training.clock import Clock, Meter
 from ganprint.training.data import Batches, DrawOrder, EpochOrder, StepSampler, open_training_data
-
-
-class Images(torch.utils.data.Dataset):
-    def __init__(self, n=10, r=8):
-        self.imgs = torch.randint(0, 256, (n, 3, r, r), generator=torch.Generator().manual_seed(0),
-                                  dtype=torch.uint8)
-
-    def __len__(self):
-        return len(self.imgs)
-
-    def __getitem__(self, i):
-        return {"img": self.imgs[i], "index": i}
+from tests.artificial.test_train import DictDataset as Images
 
 
 def test_epoch_order_is_a_function_of_seed_and_step():
@@ -44,7 +33,7 @@ def test_draw_order_hands_on_its_generator():
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_batches_are_the_same_however_decoded(workers):
-    ds = Images()
+    ds = Images(n=10, r=8)
     order = EpochOrder(len(ds), 4, seed=3, tag=2)
     cached = list(zip(range(5), Batches(ds, order).stream(2)))
     decoded = list(Batches(ds, order, workers=workers, cache_bytes=0).stream(2, 7))
@@ -58,7 +47,7 @@ def test_open_training_data_refuses_empty_and_misfit_data(tmp_path):
     with pytest.raises(GanprintError, match="holds no images"):
         open_training_data(torch.zeros(0, 3, 8, 8, dtype=torch.uint8), 8)
     with pytest.raises(GanprintError, match=r"expected \(3, 16, 16\); check `resolution`"):
-        open_training_data(Images(r=8), 16)
+        open_training_data(Images(n=10, r=8), 16)
 
 
 def test_clock_counts_crossings_and_the_end():

@@ -19,19 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-
-class Images(torch.utils.data.Dataset):
-    """Seeded uint8 images as {"img", "index"} items, as ganprint.data's data sets give them."""
-
-    def __init__(self, n: int, res: int, seed: int = 0):
-        g = torch.Generator().manual_seed(seed)
-        self.imgs = torch.randint(0, 256, (n, 3, res, res), generator=g, dtype=torch.uint8)
-
-    def __len__(self):
-        return len(self.imgs)
-
-    def __getitem__(self, i):
-        return {"img": self.imgs[i], "index": i}
+from tests.artificial.test_train import DictDataset as Images  # seeded uint8 {"img", "index"} items
 
 
 def _png_folder(root: Path, n: int, res: int) -> Path:
@@ -56,21 +44,36 @@ def folder_digests(outdir: Path) -> dict[str, str]:
     return out
 
 
-def _stega(work: Path) -> dict[str, dict[str, str]]:
-    from ganprint.artificial.train import train_stega
+def _stega_config(**kw):
     from ganprint.artificial.config import TrainConfig
 
-    cfg = TrainConfig(resolution=16, fingerprint_length=8, batch_size=4, steps=6, lr=1e-3, init="he",
-                      identity_warmup=1, decoder_polish=1, l2_schedule="psnr", l2_threshold=0.0, l2_await=0,
-                      l2_weight=1.0, augment="noise", seed=5).validate()
-    opts = dict(device="cpu", checkpoint_every=0, log_every=1, progress=False)
-    train_stega(cfg, work / "stega", data=Images(10, 16), **opts)
-    train_stega(cfg, work / "stega-resumed", data=Images(10, 16), callback=lambda step, _: step == 3, **opts)
-    train_stega(cfg, work / "stega-resumed", data=Images(10, 16), **opts)
-    # From a folder, not cached: the decoding path (the same order).
-    folder = dataclasses.replace(cfg, data=str(_png_folder(work / "png16", 10, 16)), augment=None)
-    train_stega(folder, work / "stega-folder", cache_bytes=0, **opts)
-    return {k: folder_digests(work / k) for k in ("stega", "stega-resumed", "stega-folder")}
+    return TrainConfig(resolution=16, fingerprint_length=8, batch_size=4, steps=6, lr=1e-3, init="he",
+                       identity_warmup=1, decoder_polish=1, l2_schedule="psnr", l2_threshold=0.0, l2_await=0,
+                       l2_weight=1.0, augment="noise", seed=5, **kw).validate()
+
+
+_STEGA_OPTIONS = dict(device="cpu", checkpoint_every=0, log_every=1, progress=False)
+
+
+def stega_folder(work: Path, workers: int = 0) -> dict[str, str]:
+    """A stega run on a folder of PNGs, not cached: decoded per batch here or by `workers` processes."""
+    from ganprint.artificial.train import train_stega
+
+    cfg = dataclasses.replace(_stega_config(), data=str(_png_folder(work / "png16", 10, 16)), augment=None)
+    train_stega(cfg, work / "stega-folder", cache_bytes=0, workers=workers, **_STEGA_OPTIONS)
+    return folder_digests(work / "stega-folder")
+
+
+def _stega(work: Path) -> dict[str, dict[str, str]]:
+    from ganprint.artificial.train import train_stega
+
+    cfg = _stega_config()
+    train_stega(cfg, work / "stega", data=Images(n=10, r=16), **_STEGA_OPTIONS)
+    stop_at_3 = lambda step, _: step == 3  # noqa: E731 - the callback stops the run after its third step
+    train_stega(cfg, work / "stega-resumed", data=Images(n=10, r=16), callback=stop_at_3, **_STEGA_OPTIONS)
+    train_stega(cfg, work / "stega-resumed", data=Images(n=10, r=16), **_STEGA_OPTIONS)
+    return {"stega": folder_digests(work / "stega"), "stega-resumed": folder_digests(work / "stega-resumed"),
+            "stega-folder": stega_folder(work)}
 
 
 def _gan(work: Path) -> dict[str, dict[str, str]]:
@@ -84,9 +87,9 @@ def _gan(work: Path) -> dict[str, dict[str, str]]:
         D=DiscriminatorConfig(img_resolution=16, channel_base=128, channel_max=16),
         batch_size=4, total_kimg=0.024, kimg_per_tick=0.008, snapshot_kimg=0.012, r1_interval=2, pl_interval=2,
         style_mixing_prob=0.5, grid_seeds=4, mirror=True, ema_kimg=0.01, seed=3)
-    train_gan(cfg, work / "gan", Images(10, 16), device="cpu")
-    train_gan(dataclasses.replace(cfg, total_kimg=0.012), work / "gan-resumed", Images(10, 16), device="cpu")
-    train_gan(cfg, work / "gan-resumed", Images(10, 16), device="cpu")
+    train_gan(cfg, work / "gan", Images(n=10, r=16), device="cpu")
+    train_gan(dataclasses.replace(cfg, total_kimg=0.012), work / "gan-resumed", Images(n=10, r=16), device="cpu")
+    train_gan(cfg, work / "gan-resumed", Images(n=10, r=16), device="cpu")
     return {k: folder_digests(work / k) for k in ("gan", "gan-resumed")}
 
 
@@ -120,9 +123,9 @@ def _diffusion(work: Path) -> dict[str, dict[str, str]]:
         return dataclasses.replace(base, snapshot_kimg=0.024, kimg_per_tick=0.024, grid_seeds=0, total_kimg=kimg,
                                    mirror=True, seed=2).validate()
 
-    train_diffusion(cfg(0.048), work / "diffusion", Images(12, 16), device="cpu")
-    train_diffusion(cfg(0.024), work / "diffusion-resumed", Images(12, 16), device="cpu")
-    train_diffusion(cfg(0.048), work / "diffusion-resumed", Images(12, 16), device="cpu")
+    train_diffusion(cfg(0.048), work / "diffusion", Images(n=12, r=16), device="cpu")
+    train_diffusion(cfg(0.024), work / "diffusion-resumed", Images(n=12, r=16), device="cpu")
+    train_diffusion(cfg(0.048), work / "diffusion-resumed", Images(n=12, r=16), device="cpu")
     return {k: folder_digests(work / k) for k in ("diffusion", "diffusion-resumed")}
 
 
