@@ -120,6 +120,12 @@ def open_training_data(data: Dataset | torch.Tensor | str | os.PathLike | None, 
     return data
 
 
+def decode_all(data: Dataset, workers: int = 0) -> torch.Tensor:
+    """Every image of a (non-empty) data set as one uint8 tensor [N, 3, R, R], decoded by `workers` processes."""
+    loader = DataLoader(data, batch_size=256, shuffle=False, num_workers=workers, collate_fn=collate_images)
+    return torch.cat(list(loader))
+
+
 class Batches:
     """The uint8 batches of one rank (`stream(start)`), and any images by index (`images`)."""
 
@@ -134,9 +140,7 @@ class Batches:
         if n * item_image(self.data[0]).numel() > max_bytes:
             return None
         log.info("loading %d images into memory", n)
-        loader = DataLoader(self.data, batch_size=256, shuffle=False, num_workers=self.workers,
-                            collate_fn=collate_images)
-        return torch.cat(list(loader))
+        return decode_all(self.data, self.workers)
 
     def __len__(self) -> int:
         return len(self.data)
