@@ -102,7 +102,7 @@ def test_bf16_precision_stays_within_two_levels_of_fp32(tiny_stega_model, image_
             low = model.dec(x).float()
     clear = ref.abs() > 0.05 * ref.abs().max()
     assert torch.equal((ref > 0)[clear], (low > 0)[clear])
-    with pytest.raises(GanprintError, match="--precision"):
+    with pytest.raises(GanprintError, match="`precision`"):
         detect(tiny_stega_model, image_folder, tmp_path / "d", device="cpu", precision="fp16")
 
 
