@@ -181,7 +181,7 @@ TRAIN = ["train", "--data", "{imgs}", "--resolution", "32", "--fingerprint-lengt
          "--batch-size", "2", "--device", "cpu"]
 TRAIN_GAN = ["train-gan", "--data", "{imgs}", "--resolution", "32", "--preset", "small", "--kimg", "0.004",
              "--batch-size", "2", "--device", "cpu"]
-TRAIN_SC = ["train-scalable", "--data", "{imgs}", "--resolution", "16", "--fingerprint-bits", "8", "--modulated-res",
+TRAIN_SC = ["train-scalable", "--data", "{imgs}", "--resolution", "16", "--fingerprint-length", "8", "--modulated-res",
             "4-16", "--preset", "tiny", "--kimg", "0.004", "--device", "cpu"]
 TRAIN_DIFF = ["train-diffusion", "--data", "{imgs}", "--preset", "tiny-16", "--kimg", "0.004", "--batch-size", "2",
               "--device", "cpu"]
@@ -329,8 +329,8 @@ CASES = [
       for n in ("-1", "nan")],
     *[(f"train-diffusion-batch-{n}", [*TRAIN_DIFF, "--batch-size", n, "--outdir", "{out}/db"], 1, "--batch-size")
       for n in ("-1", "0")],
-    *[(f"train-scalable-bits-{n}", [*TRAIN_SC, "--fingerprint-bits", n, "--outdir", "{out}/sb"], 1,
-       "--fingerprint-bits") for n in ("0", "-4")],
+    *[(f"train-scalable-bits-{n}", [*TRAIN_SC, "--fingerprint-length", n, "--outdir", "{out}/sb"], 1,
+       "--fingerprint-length") for n in ("0", "-4")],
     *[(f"generate-batch-{n}", [*GEN, "--batch-size", n, "--outdir", "{out}/gb"], 1, "--batch-size")
       for n in ("0", "-1")],
     *[(f"generate-seeds-{s}", [*GEN, "--seeds", s, "--outdir", "{out}/gs"], 1, "--seeds")

@@ -98,7 +98,7 @@ def _generators(root: Path) -> dict[str, str]:
          "--trunc", "0.7")
     out["generate_stylegan2"] = _pixels_digest(root / "gen")
     torch.manual_seed(1)
-    scfg = ScalableConfig(resolution=16, fingerprint_bits=32, z_dim=8, w_dim=16, mapping_layers=2,
+    scfg = ScalableConfig(resolution=16, fingerprint_length=32, z_dim=8, w_dim=16, mapping_layers=2,
                           channel_base=128, channel_max=16, modulated_res=[4, 8, 16])
     s_path = save_export(root / "S.safetensors", ScalableGenerator(scfg), "scalable-G", scfg.to_dict())
     _run("generate", "--model", str(s_path), "--seeds", "0-5", "--outdir", str(root / "sgen"), "--device", "cpu",

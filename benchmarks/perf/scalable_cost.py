@@ -39,7 +39,7 @@ class _Count(TorchDispatchMode):
 
 
 def flops(preset: str, res: int, bits: int) -> dict:
-    cfg = dataclasses.replace(PRESETS[preset], resolution=res, fingerprint_bits=bits,
+    cfg = dataclasses.replace(PRESETS[preset], resolution=res, fingerprint_length=bits,
                               modulated_res=f"4-{res}").model_config()
     G, E = ScalableGenerator(cfg), ScalableDecoder(cfg)
     z, c = torch.randn(1, cfg.z_dim), torch.randint(0, 2, (1, bits)).float()
@@ -62,7 +62,7 @@ def ops_per_step(res: int, bits: int, gated: bool, tmp: Path, batch: int = 8) ->
                      seed=None)
     counts = {}
     for steps in (4, 20):  # 16 steps apart: one R1 step (every 16) among them
-        kw = dict(data=str(data), resolution=res, fingerprint_bits=bits,
+        kw = dict(data=str(data), resolution=res, fingerprint_length=bits,
                   modulated_res=f"4-{res}", kimg=steps * batch / 1000, batch_size=batch,
                   snapshot_kimg=1e6, metric_kimg=1e6, tick_kimg=1e6, device="cpu")
         if not gated:

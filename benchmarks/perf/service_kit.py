@@ -42,7 +42,7 @@ def make_models(root: Path, resolution: int = 16, bits: int = 32, images: int = 
     """Write G, an issued pair, #1's images, clean photos and a fitted decoder under `root`; returns their paths."""
     torch.manual_seed(0)
     levels = [r for r in (4, 8, 16, 32, 64, 128) if r <= resolution]
-    cfg = ScalableConfig(resolution=resolution, fingerprint_bits=bits, z_dim=8, w_dim=32, mapping_layers=2,
+    cfg = ScalableConfig(resolution=resolution, fingerprint_length=bits, z_dim=8, w_dim=32, mapping_layers=2,
                          channel_base=512, channel_max=32, modulated_res=levels)
     root.mkdir(parents=True, exist_ok=True)
     g_path = save_export(root / "G.safetensors", ScalableGenerator(cfg), "scalable-G", cfg.to_dict())

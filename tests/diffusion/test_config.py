@@ -26,10 +26,10 @@ def test_default_preset_and_overrides():
 
 
 @pytest.mark.parametrize("kwargs,needle", [
-    (dict(preset="nope", resolution=None), "--preset 'nope' is unknown"),
-    (dict(preset="cpu-32", resolution=64), "--resolution 64 disagrees with --preset cpu-32"),
-    (dict(preset="cpu-32", resolution=None, lr=-1.0), "lr (--lr)"),
-    (dict(preset="cpu-32", resolution=None, batch_size=0), "batch_size (--batch-size)"),
+    (dict(preset="nope", resolution=None), "`preset` 'nope' is unknown"),
+    (dict(preset="cpu-32", resolution=64), "`resolution` 64 disagrees with `preset` cpu-32"),
+    (dict(preset="cpu-32", resolution=None, lr=-1.0), "`lr` must be"),
+    (dict(preset="cpu-32", resolution=None, batch_size=0), "`batch_size` must be"),
 ])
 def test_bad_options_name_the_flag(kwargs, needle):
     with pytest.raises(GanprintError, match=needle.replace("(", r"\(").replace(")", r"\)")):
@@ -66,7 +66,7 @@ def test_cli_dry_run_and_bad_flags(tmp_path):
         bad = runner.invoke(main, ["train-diffusion", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"), *args])
         assert bad.exit_code == (2 if "Invalid" in needle else 1), bad.output  # 2: click's check of the flag
         assert needle in bad.output and "Traceback" not in bad.output
-    with pytest.raises(GanprintError, match=r"total_kimg \(--kimg\) must be a finite number"):  # the API: the same bound
+    with pytest.raises(GanprintError, match=r"`total_kimg` must be a finite number"):  # the API: the same bound
         resolve_config("cpu-32", None, total_kimg=float("inf"))
     empty = runner.invoke(main, ["train-diffusion", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"),
                                  "--preset", "tiny-16"])

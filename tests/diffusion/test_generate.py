@@ -129,6 +129,6 @@ def test_evaluate_accepts_a_diffusion_generator(tmp_path, tiny_diffusion_export,
                             fingerprint=bits, attacks="none", model_attacks="prune:0.5", device="cpu")
     rows = [json.loads(line) for line in (tmp_path / "ev" / "results.jsonl").read_text().splitlines()]
     assert {r["attack"] for r in rows} == {"none", "model:prune"} and out["images"] == 1
-    with pytest.raises(GanprintError, match="pass --fingerprint BITS"):
+    with pytest.raises(GanprintError, match="give its `fingerprint`"):
         ganprint.evaluate(tiny_stega_decoder, None, tmp_path / "ev2", generator=tiny_diffusion_export, seeds="0",
                           device="cpu")

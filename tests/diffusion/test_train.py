@@ -124,6 +124,6 @@ def test_fine_tune_errors(tmp_path, sample_folder, tiny_diffusion_export, tiny_s
 
 
 def test_wrong_data_resolution_is_a_clear_error(tmp_path, sample_folder):
-    with pytest.raises(GanprintError, match="check --resolution"):
+    with pytest.raises(GanprintError, match="check `resolution`"):
         train_diffusion(_tiny(total_kimg=0.008), tmp_path / "run", open_image_dataset(sample_folder, 32),
                         device="cpu")

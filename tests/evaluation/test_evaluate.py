@@ -176,7 +176,7 @@ def test_summarize_known_answer():
 # `evaluate` over a generator and seeds, with model-level attacks (tiny 16-px generators, untrained)
 
 G_CFG = dict(img_resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channel_base=128, channel_max=16)
-S_CFG = dict(resolution=16, fingerprint_bits=12, z_dim=8, w_dim=16, mapping_layers=2, channel_base=128,
+S_CFG = dict(resolution=16, fingerprint_length=12, z_dim=8, w_dim=16, mapping_layers=2, channel_base=128,
              channel_max=16, modulated_res=[4, 8, 16])
 FP8 = "01101001"
 

@@ -48,8 +48,9 @@ def test_ddp_two_processes_stay_in_sync_and_resume(tmp_path):
     assert st["nimg"] == 24 and st["step"] == 6
     assert (out / "network-final.safetensors").is_file()
     rows = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
-    # One row per tick (and one at each run's end), written once (rank 0 only), tick count kept over the resume.
-    assert [(r["tick"], r["kimg"]) for r in rows] == [(1, 0.008), (2, 0.012), (3, 0.02), (4, 0.024)]
+    # One row per tick (on the 0.008-kimg grid, resumed or not, and one at each run's end), written once (rank 0
+    # only), tick count kept over the resume.
+    assert [(r["tick"], r["kimg"]) for r in rows] == [(1, 0.008), (2, 0.012), (3, 0.016), (4, 0.024)]
     g_ema = torch.load(out / "rank0_G_ema.pt", weights_only=True)
     torch.testing.assert_close(g_ema, torch.cat([v.flatten() for k, v in st["G_ema"].items()
                                                  if not k.endswith(("w_avg", "noise_const"))]))

@@ -47,7 +47,7 @@ class Case:
 
 
 _STEGA = {"resolution": 16, "fingerprint_length": 8, "channels": 3}
-_SCALABLE = {"resolution": 8, "fingerprint_bits": 8, "z_dim": 16, "w_dim": 16, "mapping_layers": 2,
+_SCALABLE = {"resolution": 8, "fingerprint_length": 8, "z_dim": 16, "w_dim": 16, "mapping_layers": 2,
              "mapping_lr_multiplier": 0.01, "channel_base": 128, "channel_max": 16, "modulated_res": [4, 8],
              "use_noise": True}
 

@@ -29,7 +29,7 @@ def _test_images(sample_folder, r: int) -> np.ndarray:
 
 def test_stega_and_scalable_decoders_read_the_same_bits(tmp_path, tiny_stega_model, sample_folder):
     torch.manual_seed(1)
-    cfg = ScalableConfig(resolution=32, fingerprint_bits=48, z_dim=8, w_dim=16, mapping_layers=1,
+    cfg = ScalableConfig(resolution=32, fingerprint_length=48, z_dim=8, w_dim=16, mapping_layers=1,
                          channel_base=256, channel_max=16, modulated_res=[4, 8, 16, 32])
     sc_path = save_export(tmp_path / "sc.safetensors", ScalableDecoder(cfg), "scalable-decoder", cfg.to_dict())
     for path, scalable in ((tiny_stega_model, False), (sc_path, True)):
@@ -74,7 +74,7 @@ def test_detect_and_attribute_give_the_same_rows_with_onnx_runtime(tmp_path, tin
     assert rows["onnx"] == rows["torch"] and rows["torch"].count("\n") == 24
 
     torch.manual_seed(2)
-    cfg = ScalableConfig(resolution=32, fingerprint_bits=48, z_dim=8, w_dim=16, mapping_layers=1,
+    cfg = ScalableConfig(resolution=32, fingerprint_length=48, z_dim=8, w_dim=16, mapping_layers=1,
                          channel_base=256, channel_max=16, modulated_res=[4, 8, 16, 32])
     dec = save_export(tmp_path / "sc.safetensors", ScalableDecoder(cfg), "scalable-decoder", cfg.to_dict())
     reg = Registry(tmp_path / "reg.sqlite")

@@ -35,7 +35,7 @@ from ganprint.nets.stylegan2 import (
 DATA = Path(__file__).with_name("reference_outputs.npz")
 G16 = GeneratorConfig(img_resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channel_base=128, channel_max=16)
 G8 = GeneratorConfig(img_resolution=8, z_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8)
-S16 = ScalableConfig(resolution=16, fingerprint_bits=8, z_dim=8, w_dim=8, mapping_layers=2, channel_base=128,
+S16 = ScalableConfig(resolution=16, fingerprint_length=8, z_dim=8, w_dim=8, mapping_layers=2, channel_base=128,
                      channel_max=16, modulated_res=[4, 8])
 
 

@@ -21,7 +21,7 @@ def test_torchrun_two_processes(tmp_path):
     ganprint = Path(sys.executable).parent / "ganprint"
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(ganprint),
-           "train-scalable", "--data", str(data), "--outdir", str(out), "--resolution", "16", "--fingerprint-bits",
+           "train-scalable", "--data", str(data), "--outdir", str(out), "--resolution", "16", "--fingerprint-length",
            "8", "--modulated-res", "4-16", "--preset", "tiny", "--kimg", "0.016", "--device", "cpu"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

@@ -27,7 +27,7 @@ from ganprint.nets.scalable import (
 from ganprint.api import generate
 from ganprint.scalable.issue import issue_model
 
-CFG = dict(resolution=16, fingerprint_bits=12, z_dim=8, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
+CFG = dict(resolution=16, fingerprint_length=12, z_dim=8, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
 
 
 def _cfg(**kw) -> ScalableConfig:
@@ -70,7 +70,7 @@ def test_modulated_res_selects_layers():
     assert parse_res_range("4-128", 32) == [4, 8, 16, 32]
     assert parse_res_range("8-16", 32) == [8, 16]
     for bad in ("4to8", "3-8", "64-128", "16-8"):
-        with pytest.raises(GanprintError, match="--modulated-res"):
+        with pytest.raises(GanprintError, match="`modulated_res`"):
             parse_res_range(bad, 32)
     G = ScalableGenerator(_cfg(modulated_res=[8]))
     mods = {b.resolution: b.conv1.modulated for b in G.synthesis.blocks}
@@ -164,7 +164,7 @@ def _packed_data(tmp_path, n=24, r=16):
 
 
 def _train_args(data, out, kimg):
-    return ["train-scalable", "--data", str(data), "--outdir", str(out), "--resolution", "16", "--fingerprint-bits",
+    return ["train-scalable", "--data", str(data), "--outdir", str(out), "--resolution", "16", "--fingerprint-length",
             "12", "--modulated-res", "4-16", "--preset", "tiny", "--kimg", str(kimg), "--seed", "3", "--device", "cpu"]
 
 
@@ -285,7 +285,7 @@ def test_adversarial_gate_holds_back_D_until_the_fingerprint_is_learned(tmp_path
         assert r.exit_code == 0, r.output
         states.append(load_training_state(latest_training_state(tmp_path / run)))
         rows = [json.loads(x) for x in (tmp_path / run / "stats.jsonl").read_text().splitlines()]
-        assert all(row["w_adv"] == 0 and "loss_D" not in row and "loss_G_adv" not in row for row in rows)
+        assert all(row["w_adv"] == 0 and "loss/D" not in row and "loss/G_adv" not in row for row in rows)
     (a, b) = states
     assert b["step"] == 2 * a["step"]
     assert all(torch.equal(a["D"][k], b["D"][k]) for k in a["D"])  # D untouched while the gate is closed
@@ -296,4 +296,4 @@ def test_adversarial_gate_holds_back_D_until_the_fingerprint_is_learned(tmp_path
     r = CliRunner().invoke(main, _train_args(data, tmp_path / "c", 0.016))
     assert r.exit_code == 0, r.output
     rows = [json.loads(x) for x in (tmp_path / "c" / "stats.jsonl").read_text().splitlines()]
-    assert rows[-1]["w_adv"] > 0 and "loss_D" in rows[-1]
+    assert rows[-1]["w_adv"] > 0 and "loss/D" in rows[-1]

@@ -29,7 +29,7 @@ def issued(tmp_path_factory) -> dict:
     write_samples(root / "train", resolution=R, count=256, seed=0, photos="train")
     write_samples(root / "real", resolution=R, count=16, seed=1, photos="heldout")
     # A gate accuracy above 1 (and a kimg cap beyond the run) keeps the adversarial phase closed for the whole run.
-    cfg = ScalableTrainConfig(data=str(root / "train"), resolution=R, fingerprint_bits=K,
+    cfg = ScalableTrainConfig(data=str(root / "train"), resolution=R, fingerprint_length=K,
                               modulated_res=f"4-{R}", preset="small", kimg=6.0, seed=0, device="cpu", batch_size=8,
                               lr=0.004, consistency_gate_acc=2.0, consistency_gate_kimg=1e6, tick_kimg=1.0,
                               snapshot_kimg=1e6, metric_kimg=1e6, metric_images=256)

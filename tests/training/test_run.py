@@ -3,12 +3,11 @@
 import json
 import logging
 import os
-import time
 
 import pytest
 
 from ganprint.core.errors import GanprintError
-from ganprint.training.run import CheckpointClock, RunFolder, check_outdir, config_differences, truncate_jsonl
+from ganprint.training.run import RunFolder, check_outdir, config_differences, truncate_jsonl
 
 
 def test_config_guard_names_the_differing_fields_and_lets_runtime_fields_change(tmp_path):
@@ -24,18 +23,18 @@ def test_config_guard_names_the_differing_fields_and_lets_runtime_fields_change(
         RunFolder(tmp_path, other, runtime_fields=("kimg",)).check()
     msg = str(e.value)
     assert "G.z_dim: 8 -> 16" in msg and "lr: 0.001 -> 0.002" in msg and "w_dim" not in msg
-    assert f"--outdir {tmp_path}" in msg and "\n" not in msg
+    assert f"`outdir` {tmp_path}" in msg and "\n" not in msg
     assert config_differences({"a": 1}, {"a": 1, "b": 2}) == ["b: '<unset>' -> 2"]
 
 
 def test_outdir_checks_before_any_write(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    with pytest.raises(GanprintError, match="lies inside --data"):
+    with pytest.raises(GanprintError, match="lies inside `data`"):
         check_outdir(data / "runs" / "a", data)
-    with pytest.raises(GanprintError, match=r"is --data .* \(the data\)"):
+    with pytest.raises(GanprintError, match=r"is `data` .* \(the data\)"):
         check_outdir(data, data)
-    with pytest.raises(GanprintError, match="contains --data"):
+    with pytest.raises(GanprintError, match="contains `data`"):
         check_outdir(tmp_path, data)
     check_outdir(tmp_path / "elsewhere", data)
     (tmp_path / "file").write_text("x")
@@ -98,15 +97,6 @@ def test_write_failures_inside_the_run_become_one_line(tmp_path):
     with pytest.raises(FileNotFoundError):  # reading something outside the run folder is not a write error
         with RunFolder(tmp_path, {"a": 1}):
             raise FileNotFoundError(2, "No such file or directory", "/elsewhere/x.png")
-
-
-def test_checkpoint_clock():
-    assert not CheckpointClock(5).due() and not CheckpointClock(0).due()
-    clock = CheckpointClock(0.0005)  # 30 ms
-    time.sleep(0.05)
-    assert clock.due()
-    clock.reset()
-    assert not clock.due()
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ def test_states_that_cannot_be_resumed_are_named(tmp_path):
     st.save()
     with pytest.raises(GanprintError, match=r"training-state-00000001\.pt lacks opt"):  # another trainer's
         TrainingState(tmp_path, {"net": net, "opt": opt}).restore()
-    with pytest.raises(GanprintError, match=r"training-state-00000001\.pt does not fit this run.*new --outdir"):
+    with pytest.raises(GanprintError, match=r"training-state-00000001\.pt does not fit this run.*new `outdir`"):
         TrainingState(tmp_path, {"net": torch.nn.Linear(5, 2)}).restore()
     (tmp_path / "training-state-00000002.pt").write_bytes(b"PK\x03\x04 torn")
     with pytest.raises(GanprintError, match=r"training-state-00000002\.pt cannot be read.*delete it"):

@@ -70,7 +70,7 @@ def _write_images(folder, n=8, res=32):
 COMMANDS = {
     "train": ["train", "--resolution", "32", "--fingerprint-length", "8", "--batch-size", "4", "--steps", "2"],
     "train-gan": ["train-gan", "--resolution", "32", "--preset", "small", "--kimg", "0.004", "--batch-size", "2"],
-    "train-scalable": ["train-scalable", "--resolution", "32", "--fingerprint-bits", "8", "--modulated-res", "4-32",
+    "train-scalable": ["train-scalable", "--resolution", "32", "--fingerprint-length", "8", "--modulated-res", "4-32",
                        "--preset", "tiny", "--kimg", "0.004"],
     "train-diffusion": ["train-diffusion", "--preset", "tiny-16", "--kimg", "0.016"],
 }
@@ -111,12 +111,12 @@ def test_scalable_resolution_must_be_a_power_of_two(tmp_path):
                                       "--resolution", bad])
         assert r.exit_code == code and words in r.output, r.output
     assert scalable_config("tiny", kimg=3.0).kimg == 3.0 and scalable_config().preset == "small"
-    with pytest.raises(GanprintError, match="--preset"):
+    with pytest.raises(GanprintError, match="`preset`"):
         scalable_config("nope")
 
 
 def test_api_train_dispatches_on_the_config_type(tmp_path):
-    row = api.train(scalable_config("tiny", resolution=16, fingerprint_bits=8, modulated_res="4-16", kimg=0.004),
+    row = api.train(scalable_config("tiny", resolution=16, fingerprint_length=8, modulated_res="4-16", kimg=0.004),
                     tmp_path / "sc", data=DictDataset(n=8, r=16), device="cpu")
     assert row["step"] == 1 and (tmp_path / "sc" / "scalable-G.safetensors").is_file()
     assert latest_training_state(tmp_path / "sc").name == "training-state-00000001.pt"

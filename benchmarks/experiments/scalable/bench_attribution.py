@@ -29,6 +29,7 @@ import torch
 
 from ganprint.core.fingerprints import pack_bits
 from ganprint.core.hamming import HammingIndex
+from ganprint.nets.scalable import fingerprint_length_of
 from ganprint.scalable.attribute import UNKNOWN, attribute_bits
 from ganprint.registry.store import Registry
 
@@ -121,7 +122,7 @@ def bench_trained(run: Path, models: int, per_model: int, seed: int, fpr: float,
 
     G, cfg, _ = load_export(run / "scalable-G.safetensors", kind="scalable-G")
     E, _, _ = load_export(run / "scalable-decoder.safetensors", kind="scalable-decoder")
-    k = int(cfg["fingerprint_bits"])
+    k = fingerprint_length_of(cfg)
     g = torch.Generator().manual_seed(seed)
     with tempfile.TemporaryDirectory() as tmp:
         reg = Registry(Path(tmp) / "registry.sqlite")

@@ -57,8 +57,11 @@ def main(argv=None) -> int:
     ax[0].set_ylim(0.4, 1.0)
     ax[0].legend(loc="lower right")
     ax[0].set_title(a.run.name)
-    for key in ("loss_const", "loss_bits", "loss_G_adv", "loss_D"):
-        ax[1].plot([s["kimg"] for s in stats], [s.get(key, float("nan")) for s in stats], label=key, lw=0.9)
+    for key in ("loss/const", "loss/bits", "loss/G_adv", "loss/D"):
+        # Runs written before the stats were named loss/<term> call them loss_<term>.
+        old = key.replace("/", "_")
+        ax[1].plot([s["kimg"] for s in stats], [s.get(key, s.get(old, float("nan"))) for s in stats], label=key,
+                   lw=0.9)
     ax[1].set_yscale("log")
     ax[1].set_xlabel("kimg")
     ax[1].legend()

@@ -29,7 +29,7 @@ class _Centered(torch.nn.Module):
 
     def __init__(self, G):
         super().__init__()
-        self.G, self.z_dim, self.fingerprint_bits = G, G.z_dim, G.fingerprint_bits
+        self.G, self.z_dim, self.fingerprint_length = G, G.z_dim, G.fingerprint_length
 
     def forward(self, z, c, **kw):
         return self.G(z, 2 * c - 1, **kw)
@@ -51,7 +51,7 @@ def main() -> None:
         o[k] = type(o[k] if o[k] is not None else 1.0)(v)  # the default's type (e_lr: float)
     torch.set_num_threads(int(o["threads"]))
     torch.manual_seed(int(o["seed"]))
-    cfg = ScalableConfig(resolution=int(o["res"]), fingerprint_bits=int(o["bits"]), z_dim=int(o["z_dim"]),
+    cfg = ScalableConfig(resolution=int(o["res"]), fingerprint_length=int(o["bits"]), z_dim=int(o["z_dim"]),
                          w_dim=int(o["w_dim"]), mapping_layers=int(o["mapping"]), mapping_lr_multiplier=o["lrmul"],
                          channel_base=int(o["cbase"]), channel_max=int(o["cmax"]),
                          modulated_res=parse_res_range(o["modres"], int(o["res"])),
@@ -64,7 +64,7 @@ def main() -> None:
     b, run, t0 = int(o["batch"]), 0.5, time.time()
     for step in range(1, a.steps + 1):
         z = torch.randn(b, cfg.z_dim)
-        c = torch.randint(0, 2, (b, cfg.fingerprint_bits)).float()
+        c = torch.randint(0, 2, (b, cfg.fingerprint_length)).float()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(o["bf16"])):
             _, logits = E(G(z, 2 * c - 1 if o["pm1"] else c))
         logits = logits.float()

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ganprint.core.artifacts import load_export
+from ganprint.nets.scalable import fingerprint_length_of
 from ganprint.nets.stylegan2 import to_uint8
 from ganprint.scalable.attribute import decode_images
 
@@ -29,7 +30,7 @@ def main() -> None:
     a = ap.parse_args()
     G, cfg, _ = load_export(a.run / "scalable-G.safetensors", kind="scalable-G")
     E, _, _ = load_export(a.run / "scalable-decoder.safetensors", kind="scalable-decoder")
-    k, n = int(cfg["fingerprint_bits"]), a.images
+    k, n = fingerprint_length_of(cfg), a.images
     g = torch.Generator().manual_seed(a.seed)
     torch.manual_seed(a.seed)  # G's per-layer noise draws from the global generator
     z = torch.randn(n, G.z_dim, generator=g)

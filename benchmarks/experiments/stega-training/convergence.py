@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from ganprint.artificial.config import resolve_config
-from ganprint.artificial.train import cache_dataset, train_stega
+from ganprint.artificial.train import train_stega
+from ganprint.training.data import decode_all
 from ganprint.data.folders import open_image_dataset
 from ganprint.data.samples import write_samples
 
@@ -134,7 +135,7 @@ def main() -> None:
         from ganprint.core.artifacts import load_export
 
         model, cfg, meta = load_export(sys.argv[2], kind="stega")
-        held = cache_dataset(open_image_dataset(sys.argv[3], cfg["resolution"]), cfg["resolution"])
+        held = decode_all(open_image_dataset(sys.argv[3], cfg["resolution"]))
         g = torch.Generator().manual_seed(1234)
         bits = torch.randint(0, 2, (len(held), cfg["fingerprint_length"]), generator=g).float()
         acc, psnr = heldout_eval(model, held, bits)
@@ -168,8 +169,8 @@ def main() -> None:
     data_dir = Path(args.workdir) / "data"
     write_samples(data_dir / f"train{res}", resolution=res, count=args.train_count, seed=0, photos="train")
     write_samples(data_dir / f"heldout{res}", resolution=res, count=args.heldout_count, seed=1, photos="heldout")
-    train = cache_dataset(open_image_dataset(data_dir / f"train{res}", res), res)
-    held = cache_dataset(open_image_dataset(data_dir / f"heldout{res}", res), res)
+    train = decode_all(open_image_dataset(data_dir / f"train{res}", res))
+    held = decode_all(open_image_dataset(data_dir / f"heldout{res}", res))
 
     rows = []
     for seed in parse_seeds(args.seeds):

@@ -1,7 +1,7 @@
 """Training configuration of the fingerprint autoencoder (`ganprint train`): one typed dataclass plus named presets.
 
-Fields are plain JSON types so that `config.json` round-trips losslessly; CLI flags override a preset only when
-given (`resolve_config`).
+Fields are plain JSON types so that `config.json` round-trips losslessly; overrides replace a preset's value only
+when given (`resolve_config`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import dataclasses
 from dataclasses import asdict, dataclass
 
 from ganprint.core import bounds
-from ganprint.core.bounds import check_fields, optional
+from ganprint.core.bounds import optional
 from ganprint.core.errors import GanprintError
-from ganprint.training.config import apply_overrides
+from ganprint.training.config import apply_overrides, check_bounds
 
 
 class ConfigError(GanprintError):
@@ -54,25 +54,25 @@ class TrainConfig:
     identity_warmup: int = 0  # steps training the encoder alone to reproduce its input image (0 = none)
     decoder_polish: int = 0  # final steps training the decoder alone on 8-bit-rounded fingerprinted images (0 = none)
     amp: bool = False  # mixed precision: bf16 autocast on CPU; on CUDA bf16 (or fp16 + loss scaling)
-    augment: str | None = None  # ganprint.augment spec applied to fingerprinted images before the decoder
+    augment: str | None = None  # ganprint.perturb.augment spec applied to fingerprinted images before the decoder
     augment_skew: float = 1.0  # augmentation strength u = U(0,1) ** (1/skew): >1 trains more near the maxima
     seed: int = 0  # every random draw is a function of (seed, rank, step)
     device: str = "auto"  # "auto" | "cpu" | "cuda"; a run may resume on another device (not compared)
 
     def validate(self) -> "TrainConfig":
-        """Raise ConfigError naming the flag for impossible values; returns self."""
-        bounds.RESOLUTION.check(self.resolution, "resolution (--resolution)")
+        """Raise ConfigError naming the field for impossible values; returns self."""
+        bounds.RESOLUTION.check(self.resolution, "`resolution`")
         r = self.resolution
         if r < 16 or r & (r - 1):
-            raise ConfigError(f"--resolution must be a power of two >= 16 (16, 32, 64, 128, 256), got {r}")
+            raise ConfigError(f"`resolution` must be a power of two >= 16 (16, 32, 64, 128, 256), got {r}")
         if self.celeba and r != 128:
-            raise ConfigError(f"--celeba preprocessing produces 128 px images; use --resolution 128 (got {r})")
-        check_fields(self, _BOUNDS)
+            raise ConfigError(f"`celeba` preprocessing produces 128 px images; use `resolution` 128 (got {r})")
+        check_bounds(self, _BOUNDS)
         checks = [
-            ("--l2-schedule", self.l2_schedule in ("gated", "psnr"), "must be 'gated' or 'psnr'"),
-            ("--init", self.init in ("torch", "he"), "must be 'torch' or 'he'"),
-            ("--lr-schedule", self.lr_schedule in ("constant", "cosine"), "must be 'constant' or 'cosine'"),
-            ("--device", self.device in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda"),
+            ("`l2_schedule`", self.l2_schedule in ("gated", "psnr"), "must be 'gated' or 'psnr'"),
+            ("`init`", self.init in ("torch", "he"), "must be 'torch' or 'he'"),
+            ("`lr_schedule`", self.lr_schedule in ("constant", "cosine"), "must be 'constant' or 'cosine'"),
+            ("`device`", self.device in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda"),
         ]
         for flag, ok, what in checks:
             if not ok:
@@ -83,17 +83,17 @@ class TrainConfig:
         return asdict(self)
 
 
-# The numeric fields, their flags and bounds (ganprint.core.bounds; the CLI's flags check the same ones).
+# The numeric fields and their bounds (ganprint.core.bounds; the CLI's flags check the same ones).
 _BOUNDS = {
-    "fingerprint_length": ("--fingerprint-length", bounds.BITS), "batch_size": ("--batch-size", bounds.BATCH),
-    "epochs": ("--epochs", bounds.STEPS), "steps": ("--steps", optional(bounds.STEPS)), "lr": ("--lr", bounds.LR),
-    "lr_warmup": ("--lr-warmup", bounds.STEPS0), "lr_min_ratio": ("--lr-min-ratio", bounds.FRACTION),
-    "l2_threshold": ("--l2-threshold", bounds.FRACTION), "l2_await": ("--l2-await", bounds.STEPS0),
-    "l2_ramp": ("--l2-ramp", bounds.STEPS0), "l2_weight": ("--l2-weight", bounds.WEIGHT),
-    "target_psnr": ("--target-psnr", bounds.PSNR), "psnr_acc_floor": ("--psnr-acc-floor", bounds.FRACTION),
-    "psnr_rate": ("--psnr-rate", bounds.RATE), "bce_weight": ("--bce-weight", bounds.WEIGHT_POS),
-    "identity_warmup": ("--identity-warmup", bounds.STEPS0), "decoder_polish": ("--decoder-polish", bounds.STEPS0),
-    "augment_skew": ("--augment-skew", bounds.SKEW), "seed": ("--seed", bounds.SEED),
+    "fingerprint_length": bounds.BITS, "batch_size": bounds.BATCH,
+    "epochs": bounds.STEPS, "steps": optional(bounds.STEPS), "lr": bounds.LR,
+    "lr_warmup": bounds.STEPS0, "lr_min_ratio": bounds.FRACTION,
+    "l2_threshold": bounds.FRACTION, "l2_await": bounds.STEPS0,
+    "l2_ramp": bounds.STEPS0, "l2_weight": bounds.WEIGHT,
+    "target_psnr": bounds.PSNR, "psnr_acc_floor": bounds.FRACTION,
+    "psnr_rate": bounds.RATE, "bce_weight": bounds.WEIGHT_POS,
+    "identity_warmup": bounds.STEPS0, "decoder_polish": bounds.STEPS0,
+    "augment_skew": bounds.SKEW, "seed": bounds.SEED,
 }
 
 
@@ -126,5 +126,5 @@ def resolve_config(preset: str | None = None, **overrides) -> TrainConfig:
     """The preset (default: "default") with every override that is not None applied, validated."""
     cfg = apply_overrides(preset, PRESETS, "default", **overrides)
     if overrides.get("epochs") is not None and overrides.get("steps") is None:
-        cfg = dataclasses.replace(cfg, steps=None)  # an explicit --epochs wins over a preset's step count
+        cfg = dataclasses.replace(cfg, steps=None)  # an explicit `epochs` wins over a preset's step count
     return cfg.validate()

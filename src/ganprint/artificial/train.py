@@ -8,6 +8,7 @@ off, and 2 steps + resume + 2 steps equals 4 steps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -26,93 +27,21 @@ from tqdm import tqdm
 from ganprint.artificial.config import RUNTIME_FIELDS, TrainConfig
 from ganprint.core import bounds
 from ganprint.core import dist
-from ganprint.core.errors import GanprintError
 from ganprint.core.seeds import derive_seed
-from ganprint.data.folders import open_image_dataset
+from ganprint.core.specs import Spec
 from ganprint.nets.stega import StegaConfig, StegaDecoderOnly, StegaModel, stega_config_dict
 from ganprint.perturb.augment import build_augment
 from ganprint.training.grids import save_grid
 from ganprint.training.optim import average_gradients
-from ganprint.training.run import SNAPSHOT_DIR, CheckpointClock, RunFolder, export
+from ganprint.training.clock import Clock, Meter, mean_over_ranks
+from ganprint.training.data import DEFAULT_CACHE_BYTES, Batches, EpochOrder, open_training_data
+from ganprint.training.run import SNAPSHOT_DIR, RunFolder, export, start_processes
 from ganprint.training.state import TrainingState
 
 log = logging.getLogger(__name__)
 
-# Decoded uint8 images are kept in RAM up to this many bytes (32 px: 3 KiB each, so ~170k images).
-DEFAULT_CACHE_BYTES = 512 * 2**20
 # Seed-stream tags, so that the bits, the data order and the augmentation never share a stream.
 _TAG_INIT, _TAG_ORDER, _TAG_BITS, _TAG_AUG = 1, 2, 3, 4
-
-
-# --- data ---------------------------------------------------------------------------------------
-
-
-def sample_order(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """The permutation of `n` items used in `epoch` (a pure function of seed and epoch)."""
-    g = torch.Generator().manual_seed(derive_seed(seed, _TAG_ORDER, epoch))
-    return torch.randperm(n, generator=g)
-
-
-class StepBatchSampler(torch.utils.data.Sampler):
-    """Yields, for steps start..stop-1, this rank's batch of dataset indices.
-
-    Global sample position p = step * batch + rank * per_rank + i walks through per-epoch permutations, so
-    the data order depends only on (seed, step) and the total batch, never on interruptions.
-    """
-
-    def __init__(self, n: int, batch: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1):
-        assert batch % world == 0, "batch must be divisible by the world size"
-        self.n, self.batch, self.seed, self.start, self.stop = n, batch, seed, start, stop
-        self.rank, self.per_rank = rank, batch // world
-        self._perm: tuple[int, torch.Tensor] | None = None
-
-    def _perm_of(self, epoch: int) -> torch.Tensor:
-        if self._perm is None or self._perm[0] != epoch:
-            self._perm = (epoch, sample_order(self.seed, epoch, self.n))
-        return self._perm[1]
-
-    def batch_indices(self, step: int) -> list[int]:
-        first = step * self.batch + self.rank * self.per_rank
-        return [int(self._perm_of(p // self.n)[p % self.n]) for p in range(first, first + self.per_rank)]
-
-    def __iter__(self):
-        for step in range(self.start, self.stop):
-            yield self.batch_indices(step)
-
-    def __len__(self) -> int:
-        return max(0, self.stop - self.start)
-
-
-def _item_img(item: Any) -> torch.Tensor:
-    img = item["img"] if isinstance(item, dict) else item[0] if isinstance(item, (tuple, list)) else item
-    return torch.as_tensor(img)
-
-
-def _collate_u8(items: list) -> torch.Tensor:
-    return torch.stack([_item_img(it) for it in items])  # [N, 3, R, R] uint8
-
-
-def cache_dataset(ds, resolution: int, max_bytes: int = DEFAULT_CACHE_BYTES, workers: int = 0) -> torch.Tensor | None:
-    """Decode a whole dataset into one uint8 tensor [N, 3, R, R] if it fits in `max_bytes`, else None."""
-    n = len(ds)
-    if n * 3 * resolution * resolution > max_bytes:
-        return None
-    loader = torch.utils.data.DataLoader(ds, batch_size=256, shuffle=False, num_workers=workers,
-                                         collate_fn=_collate_u8)
-    out = torch.cat(list(loader)) if n else torch.empty(0, 3, resolution, resolution, dtype=torch.uint8)
-    return out
-
-
-def open_training_data(cfg: TrainConfig, data=None):
-    """The training dataset: `data` as given (a Dataset or a uint8 tensor [N,3,R,R]) or opened from cfg.data."""
-    if data is not None:
-        return data
-    if not cfg.data:
-        raise GanprintError("no training data: pass --data DIR (a folder of images, e.g. from `ganprint data samples`)")
-    if not Path(cfg.data).exists():
-        raise GanprintError(f"--data {cfg.data} does not exist; give a folder of images "
-                            "(`ganprint data samples DIR` makes one from built-in photos)")
-    return open_image_dataset(cfg.data, cfg.resolution, celeba=cfg.celeba, skip_bad=False)
 
 
 # --- model set-up ---------------------------------------------------------------------------------
@@ -138,17 +67,6 @@ def init_weights(model: nn.Module, scheme: str, seed: int) -> None:
             for enc in [m for m in model.modules() if hasattr(m, "residual") and isinstance(m.residual, nn.Conv2d)]:
                 # The output layer feeds a sigmoid with no ReLU after it: start it small (linear regime).
                 nn.init.normal_(enc.residual.weight, std=1e-2)
-
-
-def pick_device(name: str) -> torch.device:
-    """--device auto|cpu|cuda -> torch.device (auto = cuda when available)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GanprintError("--device cuda was given but no CUDA device is available; use --device cpu")
-    if name not in ("cpu", "cuda"):
-        raise GanprintError(f"--device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
 
 
 def _amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
@@ -255,8 +173,8 @@ class StegaLoss:
 
     def accumulate_gradients(self, phase: str, x: torch.Tensor, bits: torch.Tensor, w_l2: float, step: int,
                              total: int) -> torch.Tensor:
-        """Backpropagate the phase's loss into .grad (averaged over ranks); returns float64 [loss, bce, l2,
-        bit_acc, mse, bit_acc_augmented] of this rank's batch."""
+        """Backpropagate the phase's loss into .grad (averaged over ranks); returns this rank's statistics by name:
+        loss, bce, l2 (the image MSE), bit_acc and, when augmented, bit_acc_augmented."""
         m, dev = self.model, x.device
         with self._autocast(dev):
             if phase == "polish":
@@ -279,8 +197,10 @@ class StegaLoss:
         self.scaler.scale(loss).backward()
         if phase != "main":  # these phases bypass the DDP wrapper (half the model is idle)
             average_gradients((m.enc if phase == "warmup" else m.dec).parameters())
-        return torch.stack([loss.detach(), bce.detach(), l2.detach(), acc.detach(), l2.detach(),
-                            acc_aug.detach()]).double().cpu()
+        stats = {"loss": loss, "bce": bce, "l2": l2, "bit_acc": acc}
+        if self.aug is not None:
+            stats["bit_acc_augmented"] = acc_aug
+        return {k: v.detach().double().cpu() for k, v in stats.items()}
 
     def _bit_loss(self, fp: torch.Tensor, logits: torch.Tensor, bits: torch.Tensor, step: int, total: int):
         bce = F.binary_cross_entropy_with_logits(logits, bits)
@@ -303,21 +223,33 @@ class StegaLoss:
 # --- the run ------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class StegaRunSpec(Spec):
+    """How a `train_stega` run is carried out (none of it changes what it computes): where, decoding, outputs."""
+
+    device: str | None = None  # "auto" | "cpu" | "cuda"; None = the config's
+    workers: int = 0  # DataLoader worker processes (decoding only; cached data needs none)
+    snapshot_every: int = 500  # steps between snapshots/<step>.png (0 = final only)
+    checkpoint_every: int = 1000  # steps between training-state-*.pt and export-<step>.safetensors (0 = final only)
+    checkpoint_minutes: float = 5.0  # also a training state when this long has passed since the last (0 = never)
+    log_every: int = 50  # steps per stats.jsonl row
+    cache_bytes: int = DEFAULT_CACHE_BYTES  # keep decoded images in memory when the data set fits (0 = never)
+    progress: bool | None = None  # tqdm bar; None = only on a TTY and on rank 0
+
+    def check(self) -> None:
+        for name, bound in (("workers", bounds.WORKERS), ("snapshot_every", bounds.STEPS0),
+                            ("checkpoint_every", bounds.STEPS0), ("checkpoint_minutes", bounds.MINUTES),
+                            ("log_every", bounds.STEPS)):
+            bound.check(getattr(self, name), f"`{name}`")
+
+
 class _StegaRun:
     """One run of `train_stega`: the networks, their training state, and the loop's outputs."""
 
-    def __init__(self, cfg: TrainConfig, run: RunFolder, dev: torch.device, ds, aug, workers: int,
-                 cache_bytes: int):
-        self.cfg, self.run, self.dev, self.ds, self.workers = cfg, run, dev, ds, workers
+    def __init__(self, cfg: TrainConfig, run: RunFolder, dev: torch.device, data: Batches, aug):
+        self.cfg, self.run, self.dev, self.data = cfg, run, dev, data
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        if isinstance(ds, torch.Tensor):
-            self.cached = ds
-        else:  # decoding the PNGs of a batch costs a good part of a step: decode once if the set fits in RAM
-            self.cached = cache_dataset(ds, cfg.resolution, cache_bytes, workers) if cache_bytes else None
-        if self.cached is not None and tuple(self.cached.shape[1:]) != (3, cfg.resolution, cfg.resolution):
-            raise GanprintError(f"training images are {tuple(self.cached.shape[1:])}, expected (3, {cfg.resolution}, "
-                                f"{cfg.resolution}); check --resolution")
-        n = len(ds)
+        n = len(data)
         self.total = cfg.steps if cfg.steps is not None else max(1, cfg.epochs * n // cfg.batch_size)
         model = StegaModel(StegaConfig(cfg.resolution, cfg.fingerprint_length)).to(dev)
         init_weights(model, cfg.init, cfg.seed)
@@ -337,20 +269,11 @@ class _StegaRun:
         self.loss = StegaLoss(self.model, net, cfg, aug, amp_dtype, self.scaler)
         # A fixed snapshot batch: the first 8 images of the data set with fingerprints of seed `seed`.
         snap_n = min(8, n)
-        snap_x = self.cached[:snap_n] if self.cached is not None else _collate_u8([ds[i] for i in range(snap_n)])
-        self.snap_x = snap_x.to(dev).float().div(255)
+        self.snap_x = data.images(range(snap_n)).to(dev).float().div(255)
         g = torch.Generator().manual_seed(derive_seed(cfg.seed, _TAG_BITS, -1))
         self.snap_bits = torch.randint(0, 2, (snap_n, cfg.fingerprint_length), generator=g).float().to(dev)
 
-    def batches(self):
-        sampler = StepBatchSampler(len(self.ds), self.cfg.batch_size, self.cfg.seed, self.state.step, self.total,
-                                   self.rank, self.world)
-        if self.cached is not None:
-            return (self.cached[idx] for idx in sampler)
-        return iter(torch.utils.data.DataLoader(self.ds, batch_sampler=sampler, num_workers=self.workers,
-                                                collate_fn=_collate_u8, persistent_workers=False))
-
-    def step(self, x_u8: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    def step(self, x_u8: torch.Tensor) -> tuple[dict[str, float], float, float]:
         """One optimiser step; returns the all-rank mean statistics, the lr and the L2 weight used."""
         cfg, step = self.cfg, self.state.step
         x = x_u8.to(self.dev, non_blocking=True).float().div_(255).contiguous(memory_format=torch.channels_last)
@@ -366,20 +289,20 @@ class _StegaRun:
         stats = self.loss.accumulate_gradients(phase, x, bits, w_l2, step, self.total)
         self.scaler.step(self.opt)
         self.scaler.update()
-        stats = dist.all_reduce_mean(stats)
+        stats = mean_over_ranks(stats)
         if phase == "main":
-            self.sched.update(float(stats[3]), float(stats[4]))
+            self.sched.update(stats["bit_acc"], stats["l2"])
         return stats, lr, w_l2
 
-    def log_row(self, mean: torch.Tensor, lr: float, w_l2: float, images_per_s: float, bar, callback) -> bool:
+    def log_row(self, m: dict[str, float], lr: float, w_l2: float, images_per_s: float, bar, callback) -> bool:
         """Append the interval's stats row; returns True when the callback (rank 0) asks to stop."""
-        m, step = mean.tolist(), self.state.step
-        row = {"step": step, "loss": m[0], "bce": m[1], "l2": m[2], "l2_weight": w_l2, "bit_acc": m[3],
-               "psnr": 10 * math.log10(1 / max(m[4], 1e-12)), "lr": lr, "images_per_s": images_per_s,
-               "elapsed_s": self.state.elapsed}
-        if self.loss.aug is not None:
-            row["bit_acc_augmented"] = m[5]
-        bar.set_postfix(bit_acc=f"{m[3]:.3f}", psnr=f"{row['psnr']:.1f}")
+        step = self.state.step
+        row = {"step": step, "loss": m["loss"], "bce": m["bce"], "l2": m["l2"], "l2_weight": w_l2,
+               "bit_acc": m["bit_acc"], "psnr": 10 * math.log10(1 / max(m["l2"], 1e-12)), "lr": lr,
+               "images_per_s": images_per_s, "elapsed_s": self.state.elapsed}
+        if "bit_acc_augmented" in m:
+            row["bit_acc_augmented"] = m["bit_acc_augmented"]
+        bar.set_postfix(bit_acc=f"{m['bit_acc']:.3f}", psnr=f"{row['psnr']:.1f}")
         self.run.append(row)
         stopped = False
         if self.rank == 0 and callback is not None:
@@ -388,44 +311,46 @@ class _StegaRun:
             self.model.train()
         return bool(dist.all_gather_object(stopped)[0])
 
-    def outputs(self, last: bool, at_log: bool, every: dict, clock: CheckpointClock) -> None:
-        """Snapshots, exports and training states due after this step (states by steps or by time)."""
-        step, out = self.state.step, self.run.outdir
-        if self.rank == 0 and (last or (every["snapshot"] and step % every["snapshot"] == 0)):
-            self.model.eval()
-            write_snapshot(self.model, self.snap_x, self.snap_bits, out / SNAPSHOT_DIR / f"{step:08d}.png")
-            self.model.train()
-        by_steps = last or bool(every["checkpoint"] and step % every["checkpoint"] == 0)
-        if by_steps or (at_log and clock.due()):
-            self.state.save()
-            clock.reset()
-            if by_steps and not last and self.rank == 0:
-                export_model(self.model, out / f"export-{step:08d}.safetensors", extra={"ganprint.step": str(step)})
+    def checkpoint(self, final: bool) -> None:
+        """A training state, and (but at the end, which writes the final exports) export-<step>.safetensors."""
+        step = self.state.step
+        self.state.save()
+        if not final and self.rank == 0:
+            export_model(self.model, self.run.outdir / f"export-{step:08d}.safetensors",
+                         extra={"ganprint.step": str(step)})
 
-    def loop(self, every: dict, progress: bool, callback) -> None:
+    def outputs(self, last: bool, clock: Clock) -> None:
+        """The snapshot grid, and the training state (by steps or by time) due after this step."""
+        step = self.state.step
+        if self.rank == 0 and clock.due("grid", step, last):
+            self.model.eval()
+            write_snapshot(self.model, self.snap_x, self.snap_bits, self.run.outdir / SNAPSHOT_DIR / f"{step:08d}.png")
+            self.model.train()
+        clock.after_step(step, last, self.checkpoint, self.state.save)
+
+    def loop(self, spec: StegaRunSpec, progress: bool, callback) -> None:
         st, cfg = self.state, self.cfg
-        batches = self.batches()
+        batches = self.data.stream(st.step, self.total)
         bar = tqdm(total=self.total, initial=st.step, disable=not progress or self.rank != 0, desc="train",
                    unit="step", dynamic_ncols=True)
-        interval, count, t0 = torch.zeros(6, dtype=torch.float64), 0, time.perf_counter()
-        clock = CheckpointClock(every["minutes"])
+        clock = Clock(1, spec.checkpoint_minutes, tick=spec.log_every, snapshot=spec.checkpoint_every,
+                      grid=spec.snapshot_every)
+        meter, count, t0 = Meter(), 0, time.perf_counter()
         self.model.train()
         stopped = False
         while st.step < self.total and not stopped:
             t_step = time.perf_counter()
             stats, lr, w_l2 = self.step(next(batches))
-            interval += stats
+            meter.add(stats)
             count += 1
             st.step, st.nimg = st.step + 1, st.nimg + cfg.batch_size
             st.elapsed += time.perf_counter() - t_step
             bar.update(1)
-            at_log = st.step % every["log"] == 0 or st.step == self.total
-            if at_log:
+            if clock.due("tick", st.step, st.step == self.total):
                 rate = count * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
-                stopped = self.log_row(interval / count, lr, w_l2, rate, bar, callback)
-                interval.zero_()
+                stopped = self.log_row(meter.means(over_ranks=False), lr, w_l2, rate, bar, callback)
                 count, t0 = 0, time.perf_counter()
-            self.outputs(st.step == self.total or stopped, at_log, every, clock)
+            self.outputs(st.step == self.total or stopped, clock)
         bar.close()
 
     def finish(self, finished_before: bool) -> Path:
@@ -445,49 +370,28 @@ class _StegaRun:
         return final
 
 
-def _start_processes(device: str, batch_size: int) -> torch.device:
-    dev = pick_device(device)
-    dist.init(dev)
-    world = dist.get_world_size()
-    if batch_size % world:
-        raise GanprintError(f"--batch-size {batch_size} must be divisible by the number of processes ({world})")
-    return dist.local_device(dev)
+def train_stega(cfg: TrainConfig, outdir: str | os.PathLike, data=None, spec: StegaRunSpec | None = None,
+                callback: Callable[[int, StegaModel], bool] | None = None, **options: Any) -> Path:
+    """Train (or resume) the fingerprint encoder/decoder; returns the path of the final `model.safetensors`.
 
-
-def train_stega(
-    cfg: TrainConfig,
-    outdir: str | os.PathLike,
-    data=None,  # Dataset of {"img": uint8 [3,R,R]} items or a uint8 tensor [N,3,R,R]; None = open cfg.data
-    device: str | None = None,  # "auto" | "cpu" | "cuda"; None = cfg.device
-    workers: int = 0,  # DataLoader worker processes (decoding only; cached data needs none)
-    snapshot_every: int = 500,  # steps between snapshots/<step>.png (0 = final only)
-    checkpoint_every: int = 1000,  # steps between training-state-*.pt and export-<step>.safetensors (0 = final only)
-    checkpoint_minutes: float = 5.0,  # also a training state when this long has passed since the last (0 = never)
-    log_every: int = 50,  # steps per stats.jsonl row
-    cache_bytes: int = DEFAULT_CACHE_BYTES,  # keep decoded images in RAM when the data set fits (0 = never)
-    progress: bool | None = None,  # tqdm bar; None = only on a TTY and on rank 0
-    callback: Callable[[int, StegaModel], bool] | None = None,  # called on rank 0 after each stats row; True stops
-) -> Path:
-    """Train (or resume) the fingerprint encoder/decoder; returns the path of the final `model.safetensors`."""
+    data: a Dataset of {"img": uint8 [3, R, R]} items or a uint8 tensor [N, 3, R, R]; None opens `cfg.data`.
+    spec (or its fields as keyword arguments): how the run is carried out (`StegaRunSpec`).
+    callback: called on rank 0 after each stats row with (step, model); True stops the run.
+    """
     cfg.validate()
-    for name, value, bound in (("--workers", workers, bounds.WORKERS), ("--snapshot-every", snapshot_every,
-                                bounds.STEPS0), ("--checkpoint-every", checkpoint_every, bounds.STEPS0),
-                               ("--checkpoint-minutes", checkpoint_minutes, bounds.MINUTES),
-                               ("log_every", log_every, bounds.STEPS)):
-        bound.check(value, name)
-    dev = _start_processes(device or cfg.device, cfg.batch_size)
+    spec = StegaRunSpec.of(spec, **options)
+    dev = start_processes(spec.device or cfg.device, cfg.batch_size)
     run = RunFolder(outdir, cfg.to_dict(), RUNTIME_FIELDS, data=cfg.data, command="train", device=dev).check()
     aug = build_augment(cfg.augment, skew=cfg.augment_skew) if cfg.augment else None  # a bad spec writes nothing
-    ds = open_training_data(cfg, data)
-    if len(ds) == 0:
-        raise GanprintError(f"--data {cfg.data or '<in-memory>'} holds no images")
-    every = {"snapshot": snapshot_every, "checkpoint": checkpoint_every, "log": log_every,
-             "minutes": checkpoint_minutes}
+    ds = open_training_data(cfg.data if data is None else data, cfg.resolution, celeba=cfg.celeba)
+    order = EpochOrder(len(ds), cfg.batch_size, cfg.seed, _TAG_ORDER, dist.get_rank(), dist.get_world_size())
     with run:
-        trainer = _StegaRun(cfg, run, dev, ds, aug, workers, cache_bytes)
+        # Decoding the PNGs of a batch costs a good part of a step: decoded once if the set fits in memory.
+        trainer = _StegaRun(cfg, run, dev, Batches(ds, order, spec.workers, spec.cache_bytes), aug)
         finished_before = trainer.state.step >= trainer.total
         log.info("training %d-bit fingerprints at %d px on %d images: steps %d -> %d, batch %d on %d process(es)",
                  cfg.fingerprint_length, cfg.resolution, len(ds), trainer.state.step, trainer.total, cfg.batch_size,
                  trainer.world)
-        trainer.loop(every, sys.stderr.isatty() if progress is None else progress, callback)
+        progress = sys.stderr.isatty() if spec.progress is None else spec.progress
+        trainer.loop(spec, progress, callback)
         return trainer.finish(finished_before)

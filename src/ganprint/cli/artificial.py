@@ -157,7 +157,7 @@ def detect_cmd(**flags):
               help="psnr schedule: batch bit accuracy under which the L2 weight falls [0.98].")
 @click.option("--psnr-rate", type=P.RATE, default=None, help="psnr schedule: controller gain per dB and step [0.002].")
 @click.option("--bce-weight", type=P.WEIGHT_POS, default=None, help="Bit-loss weight [1].")
-@click.option("--init", "init_", type=click.Choice(["torch", "he"]), default=None, help="Weight initialisation.")
+@click.option("--init", type=click.Choice(["torch", "he"]), default=None, help="Weight initialisation.")
 @click.option("--identity-warmup", type=P.STEPS0, default=None, help="Steps of encoder-only identity warm start.")
 @click.option("--decoder-polish", type=P.STEPS0, default=None,
               help="Final steps training the decoder alone on 8-bit-rounded outputs (demo-32: 400).")
@@ -177,7 +177,7 @@ def detect_cmd(**flags):
 @click.option("--checkpoint-minutes", type=P.MINUTES, default=5.0, show_default=True,
               help="Also keep a training state when this many minutes have passed since the last (0 = by steps only).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def train_cmd(outdir, preset, init_, workers, snapshot_every, checkpoint_every, checkpoint_minutes, dry_run, **flags):
+def train_cmd(outdir, preset, workers, snapshot_every, checkpoint_every, checkpoint_minutes, dry_run, **flags):
     """Train the fingerprint encoder/decoder on a folder of images.
 
     \b
@@ -191,7 +191,7 @@ def train_cmd(outdir, preset, init_, workers, snapshot_every, checkpoint_every, 
     (for verifiers).
     """
 
-    cfg = resolve_config(preset, init=init_, **flags)
+    cfg = resolve_config(preset, **flags)
     if dry_run:
         click.echo(config_json(cfg))
         return

@@ -17,7 +17,7 @@ from ganprint.diffusion.train import config_from_export, run_config, train_diffu
 @click.option("--resolution", type=P.RESOLUTION, default=None, help="Image side in pixels; must match the preset's.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run folder; re-running resumes.")
 @click.option("--preset", default=None, help="tiny-16, cpu-32 (default) or ddpm-32 (DDPM CIFAR-10, for GPUs).")
-@click.option("--kimg", type=P.KIMG, default=None, help="Training length in thousands of images.")
+@click.option("--kimg", "total_kimg", type=P.KIMG, default=None, help="Training length in thousands of images.")
 @click.option("--batch-size", type=P.BATCH, default=None, help="Total batch over all processes.")
 @click.option("--lr", type=P.LR, default=None, help="Adam learning rate after warm-up.")
 @click.option("--warmup-kimg", type=P.KIMG, default=None, help="Linear learning-rate warm-up in kimg.")
@@ -28,9 +28,11 @@ from ganprint.diffusion.train import config_from_export, run_config, train_diffu
               help="Fine-tune: start from this diffusion-unet export (its architecture replaces the preset's).")
 @click.option("--checkpoint-minutes", type=P.MINUTES, default=5.0, show_default=True,
               help="Also keep a training state when this many minutes have passed since the last (0 = only by kimg).")
+@click.option("--workers", type=P.WORKERS, default=0, show_default=True,
+              help="Processes decoding the images when the data set does not fit in memory (0: this one).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def train_diffusion_cmd(data, resolution, outdir, preset, kimg, batch_size, lr, warmup_kimg, seed, device,
-                        snapshot_kimg, resume_from, checkpoint_minutes, dry_run):
+def train_diffusion_cmd(data, resolution, outdir, preset, device, resume_from, checkpoint_minutes, workers, dry_run,
+                        **overrides):
     """Train a denoising diffusion UNet on images; exports its EMA weights (kind diffusion-unet).
 
     \b
@@ -44,14 +46,13 @@ def train_diffusion_cmd(data, resolution, outdir, preset, kimg, batch_size, lr, 
       torchrun --nproc_per_node 8 -m ganprint train-diffusion --data data/ --outdir runs/ddpm --preset ddpm-32
     """
 
-    cfg = resolve_config(preset, resolution, total_kimg=kimg, batch_size=batch_size, lr=lr, warmup_kimg=warmup_kimg,
-                         seed=seed, snapshot_kimg=snapshot_kimg)
+    cfg = resolve_config(preset, resolution, **overrides)
     if dry_run:
         resolved = config_from_export(cfg, resume_from) if resume_from else cfg
         click.echo(json.dumps(run_config(resolved, data, resume_from), indent=2))
         return
     result = train_diffusion(cfg, outdir, data, device=device, resume_from=resume_from,
-                             checkpoint_minutes=checkpoint_minutes)
+                             checkpoint_minutes=checkpoint_minutes, workers=workers)
     click.echo(f"trained to {result['cur_nimg'] / 1000:.3f} kimg: {Path(outdir) / 'network-final.safetensors'}")
 
 

@@ -21,18 +21,20 @@ log = logging.getLogger(__name__)
 @click.option("--resolution", type=P.RESOLUTION, default=None, help="Image side in pixels (32, 64, 128, 256); picks the preset.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run folder; re-running resumes.")
 @click.option("--preset", default=None, help="small, 32, 64, 128 or 256 (default: the --resolution preset).")
-@click.option("--kimg", type=P.KIMG, default=None, help="Training length in thousands of real images.")
+@click.option("--kimg", "total_kimg", type=P.KIMG, default=None, help="Training length in thousands of real images.")
 @click.option("--batch-size", type=P.BATCH, default=None, help="Total batch over all processes.")
 @click.option("--seed", type=P.SEED, default=None, help="Seed of initialisation, data order and noise.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--snapshot-kimg", type=P.KIMG_POS, default=None, help="Grid, export and training state every N kimg.")
-@click.option("--tick-kimg", type=P.KIMG_POS, default=None, help="A status line and a stats.jsonl row every N kimg.")
+@click.option("--tick-kimg", "kimg_per_tick", type=P.KIMG_POS, default=None,
+              help="A status line and a stats.jsonl row every N kimg.")
 @click.option("--mirror/--no-mirror", default=None, help="Random x-flips of the training images.")
 @click.option("--checkpoint-minutes", type=P.MINUTES, default=5.0, show_default=True,
               help="Also keep a training state when this many minutes have passed since the last (0 = only by kimg).")
+@click.option("--workers", type=P.WORKERS, default=2, show_default=True,
+              help="Processes decoding the images when the data set does not fit in memory.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def train_gan_cmd(data, resolution, outdir, preset, kimg, batch_size, seed, device, snapshot_kimg, tick_kimg, mirror,
-                  checkpoint_minutes, dry_run):
+def train_gan_cmd(data, resolution, outdir, preset, device, checkpoint_minutes, workers, dry_run, **overrides):
     """Train a StyleGAN2 generator on images (e.g. fingerprinted ones); exports the EMA generator.
 
     \b
@@ -45,12 +47,11 @@ def train_gan_cmd(data, resolution, outdir, preset, kimg, batch_size, seed, devi
       torchrun --nproc_per_node 2 "$(which ganprint)" train-gan --data data/ --resolution 64 --outdir runs/gan64
     """
 
-    cfg = resolve_config(preset, resolution, data=data, total_kimg=kimg, batch_size=batch_size, seed=seed,
-                         snapshot_kimg=snapshot_kimg, kimg_per_tick=tick_kimg, mirror=mirror)
+    cfg = resolve_config(preset, resolution, data=data, **overrides)
     if dry_run:
         click.echo(config_json(cfg))
         return
-    train_gan(cfg, outdir, device=device, checkpoint_minutes=checkpoint_minutes)
+    train_gan(cfg, outdir, device=device, checkpoint_minutes=checkpoint_minutes, workers=workers)
 
 
 @click.command("generate")

@@ -24,7 +24,7 @@ COMMANDS: list = []
 @click.option("--data", required=True, type=click.Path(), help="Image folder or packed data set (ganprint dataset).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run directory (re-run to resume).")
 @click.option("--resolution", type=P.RESOLUTION, default=None, help="Image side (power of two >= 8) [32].")
-@click.option("--fingerprint-bits", type=P.BITS, default=None, help="K, bits per fingerprint [128].")
+@click.option("--fingerprint-length", type=P.BITS, default=None, help="K, bits per fingerprint [128].")
 @click.option("--modulated-res", default=None,
               help="Resolutions whose convs the fingerprint modulates (A-B); plain convs elsewhere [4-128].")
 @click.option("--kimg", type=P.KIMG_POS, default=None, help="Length: thousands of real images shown [100].")
@@ -57,13 +57,15 @@ COMMANDS: list = []
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:1 ... [auto]")
 @click.option("--checkpoint-minutes", type=P.MINUTES, default=5.0, show_default=True,
               help="Also keep a training state when this many minutes have passed since the last (0 = only by kimg).")
+@click.option("--workers", type=P.WORKERS, default=0, show_default=True,
+              help="Processes decoding the images when the data set does not fit in memory (0: this one).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def train_scalable_cmd(outdir, preset, checkpoint_minutes, dry_run, **flags) -> None:
+def train_scalable_cmd(outdir, preset, checkpoint_minutes, workers, dry_run, **flags) -> None:
     """Train a generator whose every image carries its fingerprint (Yu et al., ICLR 2022).
 
     \b
     Examples:
-      ganprint train-scalable --data data/samples32 --resolution 32 --fingerprint-bits 64 \\
+      ganprint train-scalable --data data/samples32 --resolution 32 --fingerprint-length 64 \\
           --modulated-res 4-32 --outdir runs/sc32 --kimg 60
       torchrun --nproc_per_node 2 $(which ganprint) train-scalable --data data/celeba30k --resolution 128 \\
           --outdir runs/celeba --preset authors-celeba --kimg 10000
@@ -75,7 +77,7 @@ def train_scalable_cmd(outdir, preset, checkpoint_minutes, dry_run, **flags) -> 
     if dry_run:
         click.echo(config_json(cfg))
         return
-    row = train_scalable(cfg, outdir, checkpoint_minutes=checkpoint_minutes)
+    row = train_scalable(cfg, outdir, checkpoint_minutes=checkpoint_minutes, workers=workers)
     if row:
         click.echo(json.dumps({k: row[k] for k in ("kimg", "bit_acc_train", "bit_accuracy") if k in row}))
 

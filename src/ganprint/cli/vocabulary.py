@@ -23,6 +23,7 @@ ALIASES: dict[str, dict[str, str]] = {
     "embed": {"--num-workers": "--workers"},
     "metrics threshold": {"--bits": "--fingerprint-length"},
     "metrics pvalue": {"--bits": "--fingerprint-length"},
+    "train-scalable": {"--fingerprint-bits": "--fingerprint-length"},
 }
 
 _FIELD = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")

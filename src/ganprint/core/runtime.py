@@ -62,3 +62,10 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise GanprintError(f"`device` {device}: there are only {torch.cuda.device_count()} CUDA devices")
     return dev
+
+
+def float32_everywhere(device: torch.device) -> None:
+    """No TF32 on CUDA (house style): float32 means float32, and results agree across GPUs."""
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cudnn.allow_tf32 = False

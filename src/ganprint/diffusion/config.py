@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ganprint.core import bounds
-from ganprint.core.bounds import Bound, BoundError, check_fields, optional
+from ganprint.core.bounds import Bound, BoundError, optional
 from ganprint.core.errors import GanprintError
-from ganprint.training.config import apply_overrides
+from ganprint.training.config import apply_overrides, check_bounds
 
 
 @dataclass
@@ -28,9 +28,8 @@ class UNetConfig:
 
     def validate(self) -> UNetConfig:
         """Raise ValueError on impossible combinations."""
-        check_fields(self, {"resolution": ("--resolution", bounds.RESOLUTION), "norm_groups": (None, _WIDTH),
-                            "head_dim": (None, _WIDTH), "layers_per_block": (None, Bound(1, 64, integer=True)),
-                            "dropout": (None, Bound(0, 1, hi_open=True))})
+        check_bounds(self, {"resolution": bounds.RESOLUTION, "norm_groups": _WIDTH, "head_dim": _WIDTH,
+                            "layers_per_block": Bound(1, 64, integer=True), "dropout": Bound(0, 1, hi_open=True)})
         if not all(_WIDTH.problem(c) is None for c in self.channels):
             raise BoundError(f"unet.channels must be whole numbers in [1, 4096], got {self.channels!r}")
         if len(self.channels) != len(self.attention) or not self.channels:
@@ -68,8 +67,7 @@ class NoiseConfig:
 
     def validate(self) -> NoiseConfig:
         """Raise ValueError on impossible values."""
-        check_fields(self, {"timesteps": (None, Bound(2, 100000, integer=True)),
-                            "beta_start": (None, _BETA), "beta_end": (None, _BETA)})
+        check_bounds(self, {"timesteps": Bound(2, 100000, integer=True), "beta_start": _BETA, "beta_end": _BETA})
         if self.beta_start >= self.beta_end:
             raise BoundError(f"noise.beta_start {self.beta_start} must be below noise.beta_end {self.beta_end}")
         if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
@@ -109,7 +107,7 @@ class DiffusionTrainConfig:
         """Raise ValueError on impossible combinations."""
         self.unet.validate()
         self.noise.validate()
-        check_fields(self, _BOUNDS)
+        check_bounds(self, _BOUNDS)
         return self
 
     @property
@@ -136,12 +134,12 @@ class DiffusionTrainConfig:
 _WIDTH = Bound(1, 4096, integer=True)  # channel counts, groups, head sizes
 _BETA = Bound(0, 1, lo_open=True, hi_open=True)  # the forward process's noise variances per step
 _BOUNDS = {
-    "batch_size": ("--batch-size", bounds.BATCH), "total_kimg": ("--kimg", bounds.KIMG),
-    "kimg_per_tick": (None, bounds.KIMG_POS), "snapshot_kimg": ("--snapshot-kimg", bounds.KIMG_POS),
-    "seed": ("--seed", bounds.SEED), "lr": ("--lr", bounds.LR), "warmup_kimg": ("--warmup-kimg", bounds.KIMG),
-    "grad_clip": (None, bounds.WEIGHT), "ema_kimg": (None, bounds.KIMG),
-    "ema_rampup": (None, optional(bounds.FRACTION)), "grid_seeds": (None, Bound(0, 1024, integer=True)),
-    "grid_steps": (None, bounds.SAMPLER_STEPS),
+    "batch_size": bounds.BATCH, "total_kimg": bounds.KIMG,
+    "kimg_per_tick": bounds.KIMG_POS, "snapshot_kimg": bounds.KIMG_POS,
+    "seed": bounds.SEED, "lr": bounds.LR, "warmup_kimg": bounds.KIMG,
+    "grad_clip": bounds.WEIGHT, "ema_kimg": bounds.KIMG,
+    "ema_rampup": optional(bounds.FRACTION), "grid_seeds": Bound(0, 1024, integer=True),
+    "grid_steps": bounds.SAMPLER_STEPS,
 }
 
 
@@ -170,18 +168,18 @@ PRESETS: dict[str, DiffusionTrainConfig] = {
 }
 
 
-# Fields that may change when a run is resumed (re-running with a longer --kimg continues the run).
+# Fields that may change when a run is resumed (re-running with a longer `total_kimg` continues the run).
 RUNTIME_FIELDS = ("total_kimg", "kimg_per_tick", "snapshot_kimg")
 
 
 def resolve_config(preset: str | None, resolution: int | None, **overrides) -> DiffusionTrainConfig:
     """Start from a preset (default: cpu-32) and apply the non-None overrides (top-level fields).
 
-    Raises GanprintError naming the flag when the preset is unknown or disagrees with `--resolution`.
+    Raises GanprintError naming the field when the preset is unknown or disagrees with `resolution`.
     """
     cfg = apply_overrides(preset, PRESETS, "cpu-32", **overrides)
     if resolution is not None and resolution != cfg.resolution:
-        raise GanprintError(f"--resolution {resolution} disagrees with --preset {cfg.preset} "
+        raise GanprintError(f"`resolution` {resolution} disagrees with `preset` {cfg.preset} "
                             f"({cfg.resolution} px); drop one of them")
     try:
         return cfg.validate()

@@ -72,4 +72,4 @@ def make_scheduler(sampler: str, noise: NoiseConfig):
         # benchmarks/experiments/diffusion-transfer/RESULTS-diffusion.md, samplers).
         return diffusers.DPMSolverMultistepScheduler(**kw, algorithm_type="dpmsolver++", solver_order=2,
                                                      thresholding=True, sample_max_value=1.0)
-    raise GanprintError(f"--sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+    raise GanprintError(f"`sampler` {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")

@@ -1,4 +1,4 @@
-"""A diffusion-unet export as a generator of `ganprint evaluate --generator`.
+"""A diffusion-unet export as a generator of `ganprint evaluate` (its `generator`).
 
 `DiffusionSampler` bundles the UNet with its noise settings and a sampler, as one nn.Module: model attacks
 (quantisation, weight noise, pruning) perturb copies of it like any generator, and `generate(seeds)` returns the
@@ -40,13 +40,13 @@ class DiffusionSampler(torch.nn.Module):
 def load_diffusion_generator(path: str | os.PathLike, fingerprint: str | None, k: int,
                              device: torch.device | str = "cpu", sampler: str = "ddim", steps: int = 50
                              ) -> tuple[DiffusionSampler, str, torch.Tensor, int]:
-    """`--generator` for a diffusion-unet export: (DiffusionSampler, kind, reference bits [K], resolution).
+    """The `generator` of an evaluation, for a diffusion-unet export: (DiffusionSampler, kind, reference bits [K], resolution).
 
     A diffusion model carries the fingerprint of its training data, so `fingerprint` (that data's) is required.
     """
     unet, noise, _ = load_diffusion(path, device)
     if fingerprint is None:
-        raise GanprintError(f"--generator {path} is a diffusion model, fingerprinted through its training data: "
-                            "pass --fingerprint BITS, the fingerprint embedded in that data")
+        raise GanprintError(f"`generator` {path} is a diffusion model, fingerprinted through its training data: "
+                            "give its `fingerprint`, the one embedded in that data")
     gen = DiffusionSampler(unet, noise, sampler, steps)
     return gen, EXPORT_KIND, parse_bits(str(fingerprint), k), gen.resolution

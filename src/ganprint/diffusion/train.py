@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -26,87 +25,38 @@ from ganprint.core import dist
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_path, read_input_json
-from ganprint.core.runtime import resolve_device
 from ganprint.core.seeds import derive_seed
-from ganprint.data.folders import open_image_dataset
 from ganprint.diffusion.config import RUNTIME_FIELDS, DiffusionTrainConfig
 from ganprint.diffusion.generate import sample_seeds
 from ganprint.diffusion.model import EXPORT_KIND, build_unet, export_config, make_scheduler, parse_export_config
 from ganprint.training.ema import EMA
 from ganprint.training.grids import save_grid
-from ganprint.training.run import (
-    CONFIG_FILE,
-    SNAPSHOT_DIR,
-    CheckpointClock,
-    RunFolder,
-    check_outdir,
-    crossed,
-    export,
-    write_error,
-)
+from ganprint.training.clock import Clock, Meter, images
+from ganprint.training.data import Batches, EpochOrder, open_training_data
+from ganprint.training.run import CONFIG_FILE, SNAPSHOT_DIR, RunFolder, check_outdir, export, start_processes, write_error
 from ganprint.training.state import TrainingState
 
 log = logging.getLogger(__name__)
 
-_PRELOAD_BYTES = 1 << 30  # data sets smaller than this are decoded once into memory
-
-
-def batch_stream(dataset: Dataset, cfg: DiffusionTrainConfig, start_nimg: int, rank: int, world: int
-                 ) -> Iterator[torch.Tensor]:
-    """This rank's share of every global batch from image `start_nimg` on, as uint8 [batch/world, 3, R, R].
-
-    The order is a fresh seeded permutation per epoch, so it depends on the position only (resumable).
-    """
-    n = len(dataset)
-    cache = None
-    if n * dataset[0]["img"].numel() <= _PRELOAD_BYTES:
-        cache = torch.stack([dataset[i]["img"] for i in range(n)])
-    per, pos = cfg.batch_size // world, start_nimg
-    while True:
-        idx = []
-        while len(idx) < cfg.batch_size:
-            epoch, off = divmod(pos, n)
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(cfg.seed, 7, epoch)))
-            take = perm[off: off + cfg.batch_size - len(idx)].tolist()
-            idx += take
-            pos += len(take)
-        mine = idx[rank * per: (rank + 1) * per]
-        yield cache[mine] if cache is not None else torch.stack([dataset[i]["img"] for i in mine])
-
-
-def open_training_data(cfg: DiffusionTrainConfig, data: Dataset | str | os.PathLike) -> Dataset:
-    """`data` as given (a Dataset of {"img": uint8 [3, R, R]} items) or the image folder / packed set it names,
-    checked to be non-empty and of the config's resolution."""
-    if isinstance(data, Dataset):
-        dataset = data
-    else:
-        if not Path(data).exists():
-            raise GanprintError(f"--data {data} does not exist; give a folder of images or a packed data set")
-        dataset = open_image_dataset(data, cfg.resolution)
-    if len(dataset) == 0:
-        raise GanprintError("the training data set is empty; check --data")
-    shape = tuple(dataset[0]["img"].shape)
-    if shape != (3, cfg.resolution, cfg.resolution):
-        raise GanprintError(f"data set images are {list(shape)}, expected [3, {cfg.resolution}, {cfg.resolution}]; "
-                            "check --resolution")
-    return dataset
+PRELOAD_BYTES = 1 << 30  # data sets smaller than this are decoded once into memory
+_TAG_ORDER = 7  # the data order's seed stream
 
 
 def config_from_export(cfg: DiffusionTrainConfig, resume_from: str) -> DiffusionTrainConfig:
     """`cfg` with the UNet and noise settings of the export it fine-tunes (the preset's resolution must agree)."""
     meta = read_metadata(resume_from)
     if meta["ganprint.kind"] != EXPORT_KIND:
-        raise GanprintError(f"--resume-from {resume_from} holds a '{meta['ganprint.kind']}' model; it needs a "
+        raise GanprintError(f"`resume_from` {resume_from} holds a '{meta['ganprint.kind']}' model; it needs a "
                             f"{EXPORT_KIND} export (from `ganprint train-diffusion`)")
     unet, noise = parse_export_config(json.loads(meta["ganprint.config"]))
     if unet.resolution != cfg.resolution:
-        raise GanprintError(f"--resume-from {resume_from} is a {unet.resolution}-px model but --preset/--resolution "
+        raise GanprintError(f"`resume_from` {resume_from} is a {unet.resolution}-px model but `preset`/`resolution` "
                             f"asks for {cfg.resolution} px; pick the preset of the model's resolution")
     return dataclasses.replace(cfg, unet=unet, noise=noise)
 
 
 def run_config(cfg: DiffusionTrainConfig, data: Dataset | str | os.PathLike, resume_from: str | None = None) -> dict:
-    """What config.json holds (and --dry-run prints): the config, the --data path ("" for a Dataset) and the export
+    """What config.json holds (and a dry run prints): the config, the `data` path ("" for a Dataset) and the export
     fine-tuned. The data path is there so that resuming a run on other data is refused, as by the other trainers."""
     return {**cfg.to_dict(), "data": "" if isinstance(data, Dataset) else str(data), "resume_from": resume_from}
 
@@ -141,8 +91,8 @@ def adopt_legacy_states(outdir: Path, batch_size: int) -> Path | None:
     old = torch.load(legacy[-1], map_location="cpu", weights_only=True)
     nimg = int(old["cur_nimg"])
     if nimg % batch_size:
-        raise GanprintError(f"{legacy[-1]} was written at {nimg} images, not a multiple of --batch-size {batch_size}; "
-                            "use a new --outdir")
+        raise GanprintError(f"{legacy[-1]} was written at {nimg} images, not a multiple of `batch_size` {batch_size}; "
+                            "use a new `outdir`")
     step = nimg // batch_size
     state = {"unet": old["unet"], "ema": old["ema"], "opt": old["opt"], "step": step, "nimg": nimg,
              "elapsed": float(old["elapsed"]), "counters": {"tick": int(old["cur_tick"])}}
@@ -213,14 +163,14 @@ class _DiffusionRun:
         self.ema.update(self.unet, st.nimg, cfg.batch_size)
         return float(dist.all_reduce_mean(loss.detach()).item())
 
-    def tick(self, losses: list[float], start_nimg: int, seconds: float) -> None:
+    def tick(self, means: dict[str, float], start_nimg: int, seconds: float) -> None:
         """Close a tick: one stats.jsonl row and one log line."""
         st = self.state
         st.elapsed += seconds
         st.counters["tick"] += 1
         row = {"tick": st.counters["tick"], "kimg": round(st.nimg / 1000, 3),
                "sec_per_kimg": round(seconds / max((st.nimg - start_nimg) / 1000, 1e-9), 3),
-               "elapsed_s": round(st.elapsed, 1), "loss": round(sum(losses) / max(len(losses), 1), 5),
+               "elapsed_s": round(st.elapsed, 1), "loss": round(means.get("loss", 0.0), 5),
                "lr": self.opt.param_groups[0]["lr"]}
         self.run.append(row)
         if self.rank == 0:
@@ -245,21 +195,20 @@ class _DiffusionRun:
             log.info("snapshot at %.3f kimg", st.nimg / 1000)
         st.save()
 
-    def loop(self, dataset: Dataset, checkpoint_minutes: float) -> None:
+    def loop(self, data: Batches, checkpoint_minutes: float) -> None:
         """Train until total_kimg, with ticks and snapshots on their kimg grids and states also by time."""
         cfg, st = self.cfg, self.state
-        tick_n, snap_n = (max(round(k * 1000), 1) for k in (cfg.kimg_per_tick, cfg.snapshot_kimg))
-        batches = batch_stream(dataset, cfg, st.nimg, self.rank, self.world)
-        clock = CheckpointClock(checkpoint_minutes)
-        start_nimg, start_time, losses = st.nimg, time.time(), []
+        clock = Clock(cfg.batch_size, checkpoint_minutes, tick=images(cfg.kimg_per_tick),
+                      snapshot=images(cfg.snapshot_kimg))
+        batches = data.stream(st.step)
+        meter, start_nimg, start_time = Meter(), st.nimg, time.time()
         while st.nimg < self.total_nimg:
-            losses.append(self.step(next(batches)))
+            meter.add({"loss": self.step(next(batches))})
             done = st.nimg >= self.total_nimg
-            at_tick = done or crossed(st.nimg, cfg.batch_size, tick_n)
-            if at_tick:
-                self.tick(losses, start_nimg, time.time() - start_time)
-                start_nimg, start_time, losses = st.nimg, time.time(), []
-            clock.after_step(crossed(st.nimg, cfg.batch_size, snap_n), at_tick, done, self.snapshot, st.save)
+            if clock.due("tick", st.nimg, done):
+                self.tick(meter.means(over_ranks=False), start_nimg, time.time() - start_time)
+                start_nimg, start_time = st.nimg, time.time()
+            clock.after_step(st.nimg, done, self.snapshot, st.save)
 
     def result(self) -> dict:
         st = self.state
@@ -267,16 +216,9 @@ class _DiffusionRun:
                 "unet": self.unet, "ema": self.ema.module}
 
 
-def _float32_everywhere(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        # No TF32 (house style): float32 means float32, on every GPU alike.
-        torch.set_float32_matmul_precision("highest")
-        torch.backends.cudnn.allow_tf32 = False
-
-
 def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: Dataset | str | os.PathLike,
                     device: str = "auto", resume_from: str | os.PathLike | None = None,
-                    checkpoint_minutes: float = 5.0) -> dict:
+                    checkpoint_minutes: float = 5.0, workers: int = 0) -> dict:
     """Train (or resume) a diffusion UNet on `data` (a Dataset of {"img": uint8 [3, R, R]} items, or a folder of
     images / packed data set) until `cfg.total_kimg`.
 
@@ -284,30 +226,30 @@ def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: 
     network-<nimg>.safetensors, network-final.safetensors (EMA weights, kind diffusion-unet) and
     training-state-<step>.pt (also every `checkpoint_minutes`). `resume_from`: a diffusion-unet export whose
     weights start the run (its UNet and noise settings replace the preset's). Returns {"cur_nimg", "step", "outdir",
-    "elapsed_s", "unet", "ema"} (this process's modules).
+    "elapsed_s", "unet", "ema"} (this process's modules). `workers` processes decode images that do not fit in
+    memory.
     """
-    bounds.MINUTES.check(checkpoint_minutes, "--checkpoint-minutes")
+    bounds.MINUTES.check(checkpoint_minutes, "`checkpoint_minutes`")
+    bounds.WORKERS.check(workers, "`workers`")
     resume = None if resume_from is None else str(resume_from)
-    inputs = [("--resume-from", resume, "model")]
+    inputs = [("`resume_from`", resume, "model")]
     check_outdir(outdir, None if isinstance(data, Dataset) else data, inputs)  # before reading the export
     if resume is not None:
         cfg = config_from_export(cfg, resume)
     cfg.validate()
-    dev = dist.local_device(resolve_device(device))
-    _float32_everywhere(dev)
-    dist.init(dev)
-    if cfg.batch_size % dist.get_world_size():
-        raise GanprintError(f"--batch-size {cfg.batch_size} is not divisible by the {dist.get_world_size()} processes")
+    dev = start_processes(device, cfg.batch_size, float32=True)
     run = RunFolder(outdir, _recorded_data(Path(outdir), run_config(cfg, data, resume)), RUNTIME_FIELDS,
                     data=None if isinstance(data, Dataset) else data, command="train-diffusion", device=dev,
                     inputs=inputs).check()
-    dataset = open_training_data(cfg, data)
+    dataset = open_training_data(data, cfg.resolution)
+    order = EpochOrder(len(dataset), cfg.batch_size, cfg.seed, _TAG_ORDER, dist.get_rank(), dist.get_world_size())
+    batches = Batches(dataset, order, workers, PRELOAD_BYTES)
     with run:
         trainer = _DiffusionRun(cfg, run, dev, resume)
         reals = run.outdir / SNAPSHOT_DIR / "reals.png"
         if dist.get_rank() == 0 and not reals.exists():
             n = min(max(cfg.grid_seeds, 1), len(dataset))
-            save_grid(reals, torch.stack([dataset[i]["img"] for i in range(n)]).permute(0, 2, 3, 1).numpy())
+            save_grid(reals, batches.images(range(n)).permute(0, 2, 3, 1).numpy())
         log.info("training %s on %d images: %d px, batch %d over %d process(es), %.3f -> %.3f kimg on %s",
                  cfg.preset, len(dataset), cfg.resolution, cfg.batch_size, dist.get_world_size(),
                  trainer.state.nimg / 1000, cfg.total_kimg, dev)
@@ -315,5 +257,5 @@ def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: 
             if not (run.outdir / "network-final.safetensors").exists():
                 trainer.snapshot(final=True)
         else:
-            trainer.loop(dataset, checkpoint_minutes)
+            trainer.loop(batches, checkpoint_minutes)
         return trainer.result()

@@ -25,6 +25,7 @@ from ganprint.data.folders import collate, open_image_dataset
 from ganprint.diffusion.model import EXPORT_KIND as DIFFUSION_KIND
 from ganprint.diffusion.source import load_diffusion_generator
 from ganprint.gan.generate import generate_seeds
+from ganprint.nets.scalable import fingerprint_length_of
 from ganprint.scalable.generate import FINGERPRINT_META, generate_batch
 
 
@@ -92,7 +93,7 @@ def load_decoder(model: str | Path, device: str | torch.device = "cpu"
         def decode(x01: torch.Tensor) -> torch.Tensor:
             return module(x01 * 2 - 1)[1]  # StyleGAN2-family decoders read [-1, 1]; [1] = fingerprint logits
 
-        return decode, int(config["resolution"]), int(config["fingerprint_bits"]), kind
+        return decode, int(config["resolution"]), fingerprint_length_of(config), kind
     return module.dec, int(config["resolution"]), int(config["fingerprint_length"]), kind
 
 
@@ -113,7 +114,7 @@ def load_generator(generator: str | Path, fingerprint: str | None, k: int, devic
             raise GanprintError(f"`generator` {generator} is a plain stylegan2-G model, fingerprinted through its "
                                 "training data: pass `fingerprint` BITS, the fingerprint embedded in that data")
         return G, kind, parse_bits(str(fingerprint), k), int(G.img_resolution)
-    gk = int(cfg["fingerprint_bits"])
+    gk = fingerprint_length_of(cfg)
     if gk != k:
         raise GanprintError(f"`generator` {generator} makes {gk}-bit fingerprints but `model` decodes {k} bits; "
                             "pass the decoder trained with this generator")

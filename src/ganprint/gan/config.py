@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ganprint.core import bounds
-from ganprint.core.bounds import Bound, BoundError, check_fields, optional
+from ganprint.core.bounds import Bound, BoundError, optional
 from ganprint.core.errors import GanprintError
 from ganprint.nets.stylegan2 import DiscriminatorConfig, GeneratorConfig
-from ganprint.training.config import apply_overrides
+from ganprint.training.config import apply_overrides, check_bounds
 
 
 @dataclass
@@ -49,11 +49,11 @@ class GanTrainConfig:
         self.D.validate()
         if self.G.img_resolution != self.D.img_resolution:
             raise ValueError("G and D resolutions differ")
-        check_fields(self, _BOUNDS)
+        check_bounds(self, _BOUNDS)
         if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
-            raise BoundError(f"betas must be two numbers (beta1, beta2), got {self.betas!r}")
+            raise BoundError(f"`betas` must be two numbers (beta1, beta2), got {self.betas!r}")
         for i, b in enumerate(self.betas):
-            _BETA.check(b, f"betas[{i}]")
+            _BETA.check(b, f"`betas`[{i}]")
         return self
 
     @property
@@ -82,14 +82,14 @@ class GanTrainConfig:
 
 _BETA = Bound(0, 1, hi_open=True)  # Adam's betas
 _BOUNDS = {
-    "batch_size": ("--batch-size", bounds.BATCH), "total_kimg": ("--kimg", bounds.KIMG),
-    "kimg_per_tick": ("--tick-kimg", bounds.KIMG_POS), "snapshot_kimg": ("--snapshot-kimg", bounds.KIMG_POS),
-    "seed": ("--seed", bounds.SEED), "G_lr": (None, bounds.LR), "D_lr": (None, bounds.LR),
-    "eps": (None, Bound(0, 1, lo_open=True)), "r1_gamma": (None, bounds.WEIGHT), "r1_interval": (None, bounds.STEPS),
-    "pl_weight": (None, bounds.WEIGHT), "pl_interval": (None, bounds.STEPS), "pl_batch_shrink": (None, bounds.BATCH),
-    "pl_decay": (None, bounds.FRACTION), "style_mixing_prob": (None, bounds.FRACTION),
-    "ema_kimg": (None, bounds.KIMG), "ema_rampup": (None, optional(bounds.FRACTION)),
-    "grid_seeds": (None, Bound(0, 1024, integer=True)),
+    "batch_size": bounds.BATCH, "total_kimg": bounds.KIMG,
+    "kimg_per_tick": bounds.KIMG_POS, "snapshot_kimg": bounds.KIMG_POS,
+    "seed": bounds.SEED, "G_lr": bounds.LR, "D_lr": bounds.LR,
+    "eps": Bound(0, 1, lo_open=True), "r1_gamma": bounds.WEIGHT, "r1_interval": bounds.STEPS,
+    "pl_weight": bounds.WEIGHT, "pl_interval": bounds.STEPS, "pl_batch_shrink": bounds.BATCH,
+    "pl_decay": bounds.FRACTION, "style_mixing_prob": bounds.FRACTION,
+    "ema_kimg": bounds.KIMG, "ema_rampup": optional(bounds.FRACTION),
+    "grid_seeds": Bound(0, 1024, integer=True),
 }
 
 
@@ -124,15 +124,15 @@ RUNTIME_FIELDS = ("total_kimg", "kimg_per_tick", "snapshot_kimg")
 def resolve_config(preset: str | None = None, resolution: int | None = None, **overrides) -> GanTrainConfig:
     """Start from a preset (default: the one named by the resolution) and apply the non-None overrides.
 
-    Raises GanprintError naming the flag when the preset is unknown or disagrees with `--resolution`.
+    Raises GanprintError naming the field when the preset is unknown or disagrees with `resolution`.
     """
     if preset is None:
         if resolution is None:
-            raise GanprintError("give --resolution (32, 64, 128, 256) or --preset")
+            raise GanprintError("give `resolution` (32, 64, 128, 256) or `preset`")
         preset = str(resolution)
     cfg = apply_overrides(preset, PRESETS, "small", **overrides)
     if resolution is not None and resolution != cfg.resolution:
-        raise GanprintError(f"--resolution {resolution} disagrees with --preset {preset} "
+        raise GanprintError(f"`resolution` {resolution} disagrees with `preset` {preset} "
                             f"({cfg.resolution} px); drop one of them")
     try:
         return cfg.validate()

@@ -9,35 +9,32 @@ is a function of (seed, rank, images seen), so re-running the command resumes th
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
-from pathlib import Path
-from typing import Iterator
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ganprint.core import bounds
 from ganprint.core import dist
-from ganprint.core.errors import GanprintError
-from ganprint.core.runtime import resolve_device
 from ganprint.core.seeds import derive_seed
-from ganprint.data.folders import open_image_dataset
 from ganprint.gan.config import RUNTIME_FIELDS, GanTrainConfig
 from ganprint.gan.generate import generate_seeds
 from ganprint.nets.stylegan2 import Discriminator, Generator, generator_config_dict
 from ganprint.training.ema import EMA
 from ganprint.training.grids import save_grid
 from ganprint.training.optim import average_gradients, lazy_adam
-from ganprint.training.run import SNAPSHOT_DIR, CheckpointClock, RunFolder, crossed, export
-from ganprint.training.state import TensorSlot, TrainingState
+from ganprint.training.clock import Clock, Meter, images
+from ganprint.training.data import Batches, EpochOrder, open_training_data
+from ganprint.training.gan_losses import PathLength, discriminator_loss, generator_loss, r1_backward
+from ganprint.training.run import SNAPSHOT_DIR, RunFolder, export, start_processes
+from ganprint.training.state import TrainingState
 
 log = logging.getLogger(__name__)
 
 EXPORT_KIND = "stylegan2-G"
-_PRELOAD_BYTES = 1 << 30  # data sets smaller than this are decoded once into memory
+PRELOAD_BYTES = 1 << 30  # data sets smaller than this are decoded once into memory
+_TAG_ORDER = 7  # the data order's seed stream
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -49,7 +46,7 @@ class StyleGAN2Loss:
 
     def __init__(self, G: Generator, D: Discriminator, cfg: GanTrainConfig):
         self.G, self.D, self.cfg = G, D, cfg
-        self.pl_mean = torch.zeros([], device=next(G.parameters()).device)  # running mean of path lengths
+        self.pl = PathLength(cfg.pl_decay, next(G.parameters()).device)
 
     def run_G(self, z: torch.Tensor, update_w_avg: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """z -> (img, ws) with style mixing (StyleGAN Sec. 3.1) at probability `style_mixing_prob`."""
@@ -68,103 +65,24 @@ class StyleGAN2Loss:
     def accumulate_gradients(self, phase: str, real_img: torch.Tensor, gen_z: torch.Tensor) -> dict[str, float]:
         """Backpropagate the loss of one phase into .grad; returns scalar statistics of the phase."""
         c = self.cfg
-        stats: dict[str, float] = {}
         if phase == "Gmain":
-            # Non-saturating generator loss: softplus(-D(G(z))).
             img, _ = self.run_G(gen_z, update_w_avg=True)
             logits = self.D(img)
-            loss = F.softplus(-logits).mean()
+            loss = generator_loss(logits)
             loss.backward()
-            stats["loss/G"] = loss.item()
-            stats["scores/fake"] = logits.mean().item()
-        elif phase == "Greg":
-            # Path-length regularisation (StyleGAN2 Eq. 4), lazily every pl_interval minibatches.
-            n = max(gen_z.shape[0] // c.pl_batch_shrink, 1)
-            img, ws = self.run_G(gen_z[:n])
-            pl_noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
-            (pl_grads,) = torch.autograd.grad((img * pl_noise).sum(), ws, create_graph=True)
-            pl_lengths = pl_grads.square().sum(dim=2).mean(dim=1).sqrt()  # [n]
-            batch_mean = dist.all_reduce_mean(pl_lengths.mean().detach())
-            self.pl_mean.copy_(self.pl_mean.lerp(batch_mean, c.pl_decay))
-            penalty = (pl_lengths - self.pl_mean).square()
-            loss = penalty.mean() * c.pl_weight
-            (loss * c.pl_interval).backward()
-            stats["loss/pl"] = penalty.mean().item()
-            stats["pl_mean"] = self.pl_mean.item()
-        elif phase == "Dmain":
-            # softplus(D(G(z))) + softplus(-D(x)).
+            return {"loss/G": loss.item(), "scores/fake": logits.mean().item()}
+        if phase == "Greg":  # lazily every pl_interval minibatches, on a shrunk batch
+            img, ws = self.run_G(gen_z[:max(gen_z.shape[0] // c.pl_batch_shrink, 1)])
+            return self.pl.backward(img, ws, c.pl_weight, c.pl_interval)
+        if phase == "Dmain":
             with torch.no_grad():
                 img, _ = self.run_G(gen_z)
-            fake_logits = self.D(img)
-            real_logits = self.D(real_img)
-            loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+            loss, real_logits = discriminator_loss(self.D, img, real_img)
             loss.backward()
-            stats["loss/D"] = loss.item()
-            stats["scores/real"] = real_logits.mean().item()
-        elif phase == "Dreg":
-            # R1 (Mescheder et al. 2018): gamma/2 * E ||grad_x D(x)||^2 on reals, lazily every r1_interval.
-            real = real_img.detach().requires_grad_(True)
-            logits = self.D(real)
-            (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
-            penalty = grads.square().sum(dim=[1, 2, 3])  # [N]
-            loss = penalty.mean() * (c.r1_gamma / 2)
-            (loss * c.r1_interval).backward()
-            stats["loss/r1"] = penalty.mean().item()
-        else:
-            raise ValueError(f"unknown phase {phase!r}")
-        return stats
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Data.
-
-
-def _global_index_stream(n_items: int, seed: int, start: int) -> Iterator[int]:
-    """Data index of global sample start, start+1, ...: a fresh seeded permutation per epoch (resumable)."""
-    pos = start
-    while True:
-        epoch, off = divmod(pos, n_items)
-        perm = torch.randperm(n_items, generator=torch.Generator().manual_seed(derive_seed(seed, 7, epoch)))
-        for i in perm[off:].tolist():
-            yield i
-        pos = (epoch + 1) * n_items
-
-
-class _RankBatches:
-    """Yields index lists of this rank's share of each global batch, from sample `start_nimg` on."""
-
-    def __init__(self, n_items: int, seed: int, start_nimg: int, batch: int, rank: int, world: int):
-        self.n_items, self.seed, self.start, self.batch, self.rank, self.world = (
-            n_items, seed, start_nimg, batch, rank, world)
-
-    def __iter__(self):
-        stream = _global_index_stream(self.n_items, self.seed, self.start)
-        per = self.batch // self.world
-        while True:
-            idx = [next(stream) for _ in range(self.batch)]
-            yield idx[self.rank * per: (self.rank + 1) * per]
-
-
-def _batch_iterator(dataset: Dataset, cfg: GanTrainConfig, start_nimg: int, rank: int, world: int,
-                    ) -> Iterator[torch.Tensor]:
-    """Infinite uint8 [batch_gpu, 3, R, R] batches; a small data set is decoded once into memory."""
-    n = len(dataset)
-    first = dataset[0]["img"]
-    batches = _RankBatches(n, cfg.seed, start_nimg, cfg.batch_size, rank, world)
-    if n * first.numel() <= _PRELOAD_BYTES:
-        log.info("loading %d images into memory", n)
-        allimg = torch.stack([dataset[i]["img"] for i in range(n)])  # [n, 3, R, R] uint8
-        for idx in batches:
-            yield allimg[idx]
-    else:
-        loader = DataLoader(dataset, batch_sampler=batches, num_workers=2, collate_fn=_collate_img,
-                            persistent_workers=True)
-        for batch in loader:
-            yield batch
-
-
-def _collate_img(items: list[dict]) -> torch.Tensor:
-    return torch.stack([it["img"] for it in items])  # [N, 3, R, R]
+            return {"loss/D": loss.item(), "scores/real": real_logits.mean().item()}
+        if phase == "Dreg":
+            return r1_backward(self.D, real_img, c.r1_gamma, c.r1_interval)
+        raise ValueError(f"unknown phase {phase!r}")
 
 
 def _to_float(img_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -172,45 +90,15 @@ def _to_float(img_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
     return img_u8.to(device).float() / 127.5 - 1
 
 
-def _check_images(dataset: Dataset, cfg: GanTrainConfig) -> None:
-    if len(dataset) == 0:
-        raise GanprintError("the training data set is empty; check --data")
-    first = dataset[0]["img"]
-    if tuple(first.shape) != (3, cfg.resolution, cfg.resolution):
-        raise GanprintError(f"data set images are {list(first.shape)}, expected [3, {cfg.resolution}, "
-                            f"{cfg.resolution}]; check --resolution")
-
-
-def open_training_data(cfg: GanTrainConfig, data: Dataset | str | os.PathLike | None) -> Dataset:
-    """`data` as given (a Dataset of {"img": uint8 [3, R, R]} items), or the folder/packed set it or cfg.data names."""
-    if isinstance(data, Dataset):
-        return data
-    path = data or cfg.data
-    if not path:
-        raise GanprintError("no training data: pass --data DIR (a folder of images or a packed data set)")
-    if not Path(path).exists():
-        raise GanprintError(f"--data {path} does not exist; give a folder of images or a packed data set")
-    ds = open_image_dataset(path, cfg.resolution)
-    log.info("data: %s (%d images at %d px)", path, len(ds), cfg.resolution)
-    return ds
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # The run.
-
-
-def _float32_everywhere(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        # No TF32 (house style): results match across GPUs and float32 means float32.
-        torch.set_float32_matmul_precision("highest")
-        torch.backends.cudnn.allow_tf32 = False
 
 
 class _GanRun:
     """One run of `train_gan`: G, D, the EMA generator, their optimisers and the training state."""
 
-    def __init__(self, cfg: GanTrainConfig, run: RunFolder, dev: torch.device, dataset: Dataset):
-        self.cfg, self.run, self.dev, self.dataset = cfg, run, dev, dataset
+    def __init__(self, cfg: GanTrainConfig, run: RunFolder, dev: torch.device, data: Batches):
+        self.cfg, self.run, self.dev, self.data = cfg, run, dev, data
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.batch_gpu = cfg.batch_size // self.world
         torch.manual_seed(derive_seed(cfg.seed, 0))  # identical initial weights on every rank: seeded by `seed` only
@@ -228,8 +116,7 @@ class _GanRun:
         self.phases = [("Gmain", self.G, self.opt_G, 1), ("Greg", self.G, self.opt_G, g_int),
                        ("Dmain", self.D, self.opt_D, 1), ("Dreg", self.D, self.opt_D, d_int)]
         self.state = TrainingState(run.outdir, {"G": self.G, "D": self.D, "G_ema": self.ema, "opt_G": self.opt_G,
-                                                "opt_D": self.opt_D, "pl_mean": TensorSlot(self.loss, "pl_mean")},
-                                   tick=0)
+                                                "opt_D": self.opt_D, "pl_mean": self.loss.pl}, tick=0)
         self.state.restore()
         run.rewind(self.state.step)
         self.total_nimg = int(round(cfg.total_kimg * 1000))
@@ -261,13 +148,10 @@ class _GanRun:
         st.step, st.nimg = st.step + 1, st.nimg + cfg.batch_size
         return stats
 
-    def tick(self, sums: dict[str, float], counts: dict[str, int], start_nimg: int, seconds: float) -> None:
+    def tick(self, means: dict[str, float], start_nimg: int, seconds: float) -> None:
         """Close a tick: one stats.jsonl row and one log line of the all-rank means."""
         st = self.state
         st.elapsed += seconds
-        keys = sorted(sums)
-        means = torch.tensor([sums[k] / counts[k] for k in keys], dtype=torch.float64)
-        means = dict(zip(keys, dist.all_reduce_mean(means).tolist()))
         sec_per_kimg = seconds / max((st.nimg - start_nimg) / 1000, 1e-9)
         st.counters["tick"] += 1
         self.run.append({"tick": st.counters["tick"], "step": st.step, "kimg": round(st.nimg / 1000, 3),
@@ -293,22 +177,17 @@ class _GanRun:
 
     def loop(self, checkpoint_minutes: float) -> None:
         cfg, st = self.cfg, self.state
-        tick_nimg = max(int(round(cfg.kimg_per_tick * 1000)), 1)
-        snap_nimg = max(int(round(cfg.snapshot_kimg * 1000)), 1)
-        data = _batch_iterator(self.dataset, cfg, st.nimg, self.rank, self.world)
-        clock = CheckpointClock(checkpoint_minutes)
-        tick_start, tick_t0 = st.nimg, time.time()
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        clock = Clock(cfg.batch_size, checkpoint_minutes, tick=images(cfg.kimg_per_tick),
+                      snapshot=images(cfg.snapshot_kimg))
+        batches = self.data.stream(st.step)
+        meter, tick_start, tick_t0 = Meter(), st.nimg, time.time()
         while st.nimg < self.total_nimg:
-            for k, v in self.step(next(data)).items():
-                sums[k], counts[k] = sums.get(k, 0.0) + v, counts.get(k, 0) + 1
+            meter.add(self.step(next(batches)))
             done = st.nimg >= self.total_nimg
-            at_tick = st.nimg >= tick_start + tick_nimg or done
-            if at_tick:
-                self.tick(sums, counts, tick_start, time.time() - tick_t0)
-                sums, counts, tick_start, tick_t0 = {}, {}, st.nimg, time.time()
-            clock.after_step(crossed(st.nimg, cfg.batch_size, snap_nimg), at_tick, done, self.snapshot, st.save)
+            if clock.due("tick", st.nimg, done):
+                self.tick(meter.means(), tick_start, time.time() - tick_t0)
+                tick_start, tick_t0 = st.nimg, time.time()
+            clock.after_step(st.nimg, done, self.snapshot, st.save)
 
     def result(self) -> dict:
         st = self.state
@@ -317,9 +196,9 @@ class _GanRun:
 
 
 def train_gan(cfg: GanTrainConfig, outdir: str | os.PathLike, data: Dataset | str | None = None,
-              device: str | None = None, checkpoint_minutes: float = 5.0) -> dict:
+              device: str | None = None, checkpoint_minutes: float = 5.0, workers: int = 2) -> dict:
     """Train (or resume) a StyleGAN2 until `cfg.total_kimg`; `data` is a Dataset of {"img": uint8 [3, R, R]} items
-    or a path (None = cfg.data).
+    or a path (None = cfg.data), decoded by `workers` processes when it does not fit in memory.
 
     Writes into `outdir` (rank 0): config.json, log.txt, stats.jsonl, snapshots/reals.png and fakes-<step>.png,
     network-<kimg>.safetensors, network-final.safetensors, training-state-<step>.pt (also every
@@ -327,26 +206,22 @@ def train_gan(cfg: GanTrainConfig, outdir: str | os.PathLike, data: Dataset | st
     trained modules).
     """
     cfg.validate()
-    bounds.MINUTES.check(checkpoint_minutes, "--checkpoint-minutes")
-    dev = dist.local_device(resolve_device(device or "auto"))
-    _float32_everywhere(dev)
-    dist.init(dev)
-    world = dist.get_world_size()
-    if cfg.batch_size % world:
-        raise GanprintError(f"--batch-size {cfg.batch_size} is not divisible by the {world} processes")
+    bounds.MINUTES.check(checkpoint_minutes, "`checkpoint_minutes`")
+    bounds.WORKERS.check(workers, "`workers`")
+    dev = start_processes(device or "auto", cfg.batch_size, float32=True)
     run = RunFolder(outdir, cfg.to_dict(), RUNTIME_FIELDS, data=None if isinstance(data, Dataset) else data or cfg.data,
                     command="train-gan", device=dev)
     run.check()
-    dataset = open_training_data(cfg, data)
-    _check_images(dataset, cfg)
+    dataset = open_training_data(data if isinstance(data, Dataset) else data or cfg.data, cfg.resolution)
+    order = EpochOrder(len(dataset), cfg.batch_size, cfg.seed, _TAG_ORDER, dist.get_rank(), dist.get_world_size())
+    batches = Batches(dataset, order, workers, PRELOAD_BYTES)
     with run:
-        trainer = _GanRun(cfg, run, dev, dataset)
+        trainer = _GanRun(cfg, run, dev, batches)
         reals = run.outdir / SNAPSHOT_DIR / "reals.png"
         if dist.get_rank() == 0 and not reals.exists():
-            save_grid(reals, torch.stack([dataset[i]["img"] for i in range(min(cfg.grid_seeds, len(dataset)))])
-                      .permute(0, 2, 3, 1).numpy())
+            save_grid(reals, batches.images(range(min(cfg.grid_seeds, len(dataset)))).permute(0, 2, 3, 1).numpy())
         log.info("training %s: %d px, batch %d (%d per process x %d), %.3f -> %.3f kimg on %s", cfg.preset,
-                 cfg.resolution, cfg.batch_size, trainer.batch_gpu, world, trainer.state.nimg / 1000,
+                 cfg.resolution, cfg.batch_size, trainer.batch_gpu, dist.get_world_size(), trainer.state.nimg / 1000,
                  trainer.total_nimg / 1000, dev)
         if trainer.state.nimg >= trainer.total_nimg:
             if not (run.outdir / "network-final.safetensors").exists():

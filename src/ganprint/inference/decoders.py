@@ -23,6 +23,7 @@ from ganprint.core.errors import GanprintError
 from ganprint.core.stats import decode_bits
 from ganprint.inference.layout import net_dtype, prepare, to_float01
 from ganprint.nets.onnx import DECODER_KINDS, OnnxDecoder, onnx_runtime_for
+from ganprint.nets.scalable import fingerprint_length_of
 from ganprint.perturb.scale_search import ScaleSearch
 
 STEGA_KINDS = ("stega", "stega-decoder")
@@ -72,7 +73,7 @@ class Decoder:
         self.scalable = self.kind == "scalable-decoder"
         if self.scalable and opts.scales is not None:
             raise GanprintError(f"`scale_search` reads stega decoders; {path} is a scalable-decoder")
-        self.k = int(self.config["fingerprint_bits" if self.scalable else "fingerprint_length"])
+        self.k = fingerprint_length_of(self.config)
         self.resolution = int(self.config["resolution"])
         self.dtype = net_dtype(opts.precision)
         self.session: OnnxDecoder | None = None

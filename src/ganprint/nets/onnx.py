@@ -22,6 +22,7 @@ from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_path
 from ganprint.core.paths import check_new_file, check_overlap
+from ganprint.nets.scalable import fingerprint_length_of
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike, overwrite
     scalable = kind == "scalable-decoder"
     net = module if scalable else module.dec
     r = int(cfg["resolution"])
-    k = int(cfg["fingerprint_bits" if scalable else "fingerprint_length"])
+    k = fingerprint_length_of(cfg)
     wrapper = _Uint8Decoder(net, scalable).eval()
     example = torch.zeros(2, r, r, 3, dtype=torch.uint8)
     out = Path(out)

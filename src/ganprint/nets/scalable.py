@@ -39,23 +39,36 @@ def parse_res_range(text: str, resolution: int) -> list[int]:
     try:
         lo, hi = (int(t) for t in str(text).split("-"))
     except ValueError:
-        raise GanprintError(f"--modulated-res {text!r} must look like 4-128 (two powers of two)") from None
+        raise GanprintError(f"`modulated_res` {text!r} must look like 4-128 (two powers of two)") from None
     for v in (lo, hi):
         if v < 4 or v & (v - 1):
-            raise GanprintError(f"--modulated-res {text!r}: {v} is not a power of two >= 4")
+            raise GanprintError(f"`modulated_res` {text!r}: {v} is not a power of two >= 4")
     if lo > hi:
-        raise GanprintError(f"--modulated-res {text!r}: the first resolution must not exceed the second")
+        raise GanprintError(f"`modulated_res` {text!r}: the first resolution must not exceed the second")
     res = [2 ** i for i in range(2, int(math.log2(resolution)) + 1) if lo <= 2 ** i <= hi]
     if not res:
-        raise GanprintError(f"--modulated-res {text!r} selects no layer of a {resolution}-px generator, so the "
+        raise GanprintError(f"`modulated_res` {text!r} selects no layer of a {resolution}-px generator, so the "
                             f"fingerprint could not reach the image; use e.g. 4-{resolution}")
     return res
+
+
+# What exports written before the one vocabulary call the fingerprint length in their config metadata.
+LEGACY_LENGTH_KEY = "fingerprint_bits"
+
+
+def fingerprint_length_of(config: dict) -> int:
+    """The fingerprint length of a scalable export's config metadata, old exports (`fingerprint_bits`) included."""
+    if "fingerprint_length" in config:
+        return int(config["fingerprint_length"])
+    if LEGACY_LENGTH_KEY in config:
+        return int(config[LEGACY_LENGTH_KEY])
+    raise GanprintError("the export's config names no `fingerprint_length`; it was not written by ganprint")
 
 
 @dataclass
 class ScalableConfig:
     resolution: int = 32  # image side, a power of two >= 8
-    fingerprint_bits: int = 128  # K
+    fingerprint_length: int = 128  # K
     z_dim: int = 512  # latent size (the 4x4 input)
     w_dim: int = 512  # style size
     mapping_layers: int = 8
@@ -68,15 +81,17 @@ class ScalableConfig:
     def validate(self) -> ScalableConfig:
         r = self.resolution
         if r < 8 or r & (r - 1):
-            raise GanprintError(f"--resolution must be a power of two >= 8, got {r}")
-        if self.fingerprint_bits < 1:
-            raise GanprintError(f"--fingerprint-bits must be >= 1, got {self.fingerprint_bits}")
+            raise GanprintError(f"`resolution` must be a power of two >= 8, got {r}")
+        if self.fingerprint_length < 1:
+            raise GanprintError(f"`fingerprint_length` must be >= 1, got {self.fingerprint_length}")
         self.modulated_res = [int(v) for v in self.modulated_res if int(v) <= r]
         return self
 
     @classmethod
     def from_dict(cls, d: dict) -> ScalableConfig:
-        """Build from a dict; unknown keys are an error (a typo or an incompatible artifact)."""
+        """Build from a dict (an export's config, old ones naming the length `fingerprint_bits` included); unknown
+        keys are an error (a typo or an incompatible artifact)."""
+        d = {**{k: v for k, v in d.items() if k != LEGACY_LENGTH_KEY}, "fingerprint_length": fingerprint_length_of(d)}
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown ScalableConfig keys: {sorted(unknown)}")
@@ -104,7 +119,7 @@ class _LatentSynthesis(nn.Module):
     def __init__(self, cfg: ScalableConfig, modulated_res: list[int]):
         super().__init__()
         self.cfg = cfg.validate()
-        self.z_dim, self.fingerprint_bits, self.resolution = cfg.z_dim, cfg.fingerprint_bits, cfg.resolution
+        self.z_dim, self.fingerprint_length, self.resolution = cfg.z_dim, cfg.fingerprint_length, cfg.resolution
         self.input = _LatentInput(cfg.z_dim, channels_for(4, cfg.channel_base, cfg.channel_max))
         self.synthesis = SynthesisNetwork(cfg.w_dim, cfg.resolution, 3, cfg.channel_base, cfg.channel_max,
                                           modulated_resolutions=modulated_res, const_input=False,
@@ -124,7 +139,7 @@ class ScalableGenerator(_LatentSynthesis):
 
     def __init__(self, cfg: ScalableConfig):
         super().__init__(cfg, cfg.modulated_res)
-        self.mapping = MappingNetwork(cfg.fingerprint_bits, cfg.w_dim, self.num_ws, cfg.mapping_layers,
+        self.mapping = MappingNetwork(cfg.fingerprint_length, cfg.w_dim, self.num_ws, cfg.mapping_layers,
                                       lr_multiplier=cfg.mapping_lr_multiplier, normalize_input=False)
         # Grouped (fused) modulated convs suit GPUs; on CPU, scaling the activations instead is faster (same result).
         self.fused = True
@@ -160,9 +175,9 @@ class ScalableDecoder(nn.Module):
     def __init__(self, cfg: ScalableConfig):
         super().__init__()
         self.cfg = cfg.validate()
-        self.z_dim, self.fingerprint_bits, self.resolution = cfg.z_dim, cfg.fingerprint_bits, cfg.resolution
+        self.z_dim, self.fingerprint_length, self.resolution = cfg.z_dim, cfg.fingerprint_length, cfg.resolution
         self.net = Discriminator(DiscriminatorConfig(cfg.resolution, 3, cfg.channel_base, cfg.channel_max,
-                                                     mbstd_group_size=0, out_features=cfg.z_dim + cfg.fingerprint_bits))
+                                                     mbstd_group_size=0, out_features=cfg.z_dim + cfg.fingerprint_length))
 
     def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net(img)  # [N, z_dim + K]
@@ -183,8 +198,8 @@ def fold_fingerprint(G: ScalableGenerator, c: torch.Tensor) -> IssuedGenerator:
     """
     ref = next(G.parameters())
     c = torch.as_tensor(c).reshape(1, -1).to(device=ref.device, dtype=ref.dtype)
-    if c.shape[1] != G.fingerprint_bits:
-        raise GanprintError(f"fingerprint has {c.shape[1]} bits but the model expects {G.fingerprint_bits}")
+    if c.shape[1] != G.fingerprint_length:
+        raise GanprintError(f"fingerprint has {c.shape[1]} bits but the model expects {G.fingerprint_length}")
     out = IssuedGenerator(G.cfg).to(device=ref.device, dtype=ref.dtype)
     out.input.load_state_dict(G.input.state_dict())
     ws = G.mapping(c)[0]  # [num_ws, w_dim]
@@ -238,7 +253,7 @@ def seeded_inputs(G: ScalableGenerator | IssuedGenerator, seeds: list[int], devi
     for seed in seeds:
         g = torch.Generator().manual_seed(int(seed))
         zs.append(torch.randn(1, G.z_dim, generator=g))
-        cs.append(torch.randint(0, 2, (1, G.fingerprint_bits), generator=g).float())
+        cs.append(torch.randint(0, 2, (1, G.fingerprint_length), generator=g).float())
         noises.append([torch.randn(1, *shape, generator=g) for shape in shapes])
     z = torch.cat(zs).to(device)  # [N, z_dim]
     c = torch.cat(cs).to(device)  # [N, K]

@@ -12,7 +12,7 @@ The module and parameter names (`mapping.layers.0.weight`, `synthesis.blocks.1.c
 
 Building blocks the scalable generator reuses (`ganprint.nets.scalable`):
 - `setup_filter`, `upfirdn2d`, `upsample2d`, `downsample2d`: FIR resampling.
-- `modulated_conv2d(x [N, I, H, W], weight [O, I, k, k], styles [N, I], demodulate, up, down, padding,
+- `modulated_conv2d(x [N, I, H, W], weight [O, I, k, k], styles [N, I], demodulate, up, down,
   resample_filter, fused)`: `fused` runs one grouped convolution with a kernel per sample; otherwise the styles
   scale the activations around one shared convolution. Both give the same result.
 - `demodulation_coefficients(weight, styles)`: 1 / sigma of Eq. 3, [N, O]; `fold_fingerprint` bakes it in.
@@ -147,12 +147,12 @@ def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> tor
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
-                     up: int = 1, down: int = 1, padding: int | None = None,
-                     resample_filter: torch.Tensor | None = None, fused: bool = True) -> torch.Tensor:
+                     up: int = 1, down: int = 1, resample_filter: torch.Tensor | None = None,
+                     fused: bool = True) -> torch.Tensor:
     """Conv with weights w'_ijk = s_i w_ijk (Eq. 1), divided by sigma_j when `demodulate` (Eq. 3).
 
-    x [N, I, H, W], weight [O, I, k, k], styles [N, I] -> [N, O, H*up/down, W*up/down]. `padding=None` keeps the
-    size. `up`/`down` of 2 resample with `resample_filter` ([1, 3, 3, 1] when not given).
+    x [N, I, H, W], weight [O, I, k, k], styles [N, I] -> [N, O, H*up/down, W*up/down] (the size kept but for
+    the resampling). `up`/`down` of 2 resample with `resample_filter` ([1, 3, 3, 1] when not given).
     """
     n, i, h, w = x.shape
     o, _, kh, kw = weight.shape
@@ -165,7 +165,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     inv_sigma = demodulation_coefficients(weight, styles) if demodulate else None
     if not fused:
         # Scaling the activations instead of the kernel: (s * x) conv w equals x conv (s * w), per sample.
-        y = _conv(x * styles[:, :, None, None], weight, f, up, down, padding)
+        y = _conv(x * styles[:, :, None, None], weight, f, up, down)
         return y if inv_sigma is None else y * inv_sigma[:, :, None, None]
     scale = styles[:, None, :] if inv_sigma is None else styles[:, None, :] * inv_sigma[:, :, None]  # [N, O, I]
     x = x.reshape(1, n * i, h, w)  # samples become groups of one grouped convolution
@@ -177,7 +177,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         y = _up_conv(x, kernels, f, up, groups=n)
     else:
         kernels = (weight[None] * scale[..., None, None]).reshape(n * o, i, kh, kw)
-        y = _conv(x, kernels, f, 1, down, padding, groups=n)
+        y = _conv(x, kernels, f, 1, down, groups=n)
     return y.reshape(n, o, y.shape[2], y.shape[3])
 
 
@@ -275,17 +275,16 @@ class SynthesisLayer(nn.Module):
     that ignores w.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
-                 up: int = 1, modulated: bool = True, use_noise: bool = True, activation: str = "lrelu",
-                 resample_filter=(1, 3, 3, 1)):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: int = 1,
+                 modulated: bool = True, use_noise: bool = True):
         super().__init__()
         self.in_channels, self.out_channels, self.w_dim, self.resolution = in_channels, out_channels, w_dim, resolution
-        self.up, self.modulated, self.use_noise, self.activation = up, modulated, use_noise, activation
-        self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
+        self.up, self.modulated, self.use_noise, self.activation = up, modulated, use_noise, "lrelu"
+        self.register_buffer("resample_filter", setup_filter(), persistent=False)
         # Bias 1: styles start near one, so a fresh layer begins as an unmodulated conv.
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1) if modulated else None
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
-        self.weight_gain = (in_channels * kernel_size ** 2) ** -0.5
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
+        self.weight_gain = (in_channels * 3 ** 2) ** -0.5
         if use_noise:
             self.register_buffer("noise_const", torch.randn(resolution, resolution))
             self.noise_strength = nn.Parameter(torch.zeros([]))
@@ -343,14 +342,12 @@ class SynthesisBlock(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int = 3,
-                 is_last: bool = False, modulated: bool = True, const_input: bool = True, use_noise: bool = True,
-                 resample_filter=(1, 3, 3, 1)):
+                 modulated: bool = True, const_input: bool = True, use_noise: bool = True):
         super().__init__()
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
-        self.is_last, self.const_input = is_last, const_input
-        self.register_buffer("resample_filter", setup_filter(resample_filter), persistent=False)
-        layer = {"w_dim": w_dim, "resolution": resolution, "modulated": modulated, "use_noise": use_noise,
-                 "resample_filter": resample_filter}
+        self.const_input = const_input
+        self.register_buffer("resample_filter", setup_filter(), persistent=False)
+        layer = {"w_dim": w_dim, "resolution": resolution, "modulated": modulated, "use_noise": use_noise}
         if in_channels == 0 and const_input:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
         if in_channels != 0:
@@ -409,7 +406,7 @@ class SynthesisNetwork(nn.Module):
             self.blocks.append(SynthesisBlock(
                 channels_for(res // 2, channel_base, channel_max) if res > 4 else 0,
                 channels_for(res, channel_base, channel_max), w_dim, res, img_channels,
-                is_last=res == img_resolution, const_input=const_input, use_noise=use_noise,
+                const_input=const_input, use_noise=use_noise,
                 modulated=modulated_resolutions is None or res in modulated_resolutions))
         self.num_ws = sum(b.num_conv for b in self.blocks) + 1  # + the last block's tRGB
 

@@ -13,10 +13,10 @@ import dataclasses
 from dataclasses import asdict, dataclass
 
 from ganprint.core import bounds
-from ganprint.core.bounds import Bound, check_fields
+from ganprint.core.bounds import Bound
 from ganprint.core.errors import GanprintError
 from ganprint.nets.scalable import ScalableConfig, parse_res_range
-from ganprint.training.config import apply_overrides
+from ganprint.training.config import apply_overrides, check_bounds
 
 
 @dataclass
@@ -26,7 +26,7 @@ class ScalableTrainConfig:
     preset: str = "small"  # name of the preset this config started from
     data: str = ""  # image folder or packed data set
     resolution: int = 32  # image side, a power of two >= 8
-    fingerprint_bits: int = 128  # K, bits per fingerprint
+    fingerprint_length: int = 128  # K, bits per fingerprint
     modulated_res: str = "4-128"  # resolutions whose convs the fingerprint modulates (A-B)
     kimg: float = 100.0  # total thousands of real images shown to D (summed over ranks)
     seed: int = 0  # every random draw is a function of (seed, rank, step)
@@ -70,18 +70,18 @@ class ScalableTrainConfig:
     quantize_read: bool = False
 
     def validate(self) -> ScalableTrainConfig:
-        """Raise GanprintError naming the flag for impossible values; returns self."""
-        bounds.RESOLUTION.check(self.resolution, "resolution (--resolution)")
+        """Raise GanprintError naming the field for impossible values; returns self."""
+        bounds.RESOLUTION.check(self.resolution, "`resolution`")
         r = self.resolution
         if r < 8 or r & (r - 1):
-            raise GanprintError(f"--resolution must be a power of two >= 8 (8, 16, 32, ...), got {r}")
-        check_fields(self, _BOUNDS)
-        self.model_config()  # checks --modulated-res against the resolution
+            raise GanprintError(f"`resolution` must be a power of two >= 8 (8, 16, 32, ...), got {r}")
+        check_bounds(self, _BOUNDS)
+        self.model_config()  # checks `modulated_res` against the resolution
         return self
 
     def model_config(self) -> ScalableConfig:
         """The generator/decoder/discriminator architecture this config trains."""
-        return ScalableConfig(resolution=self.resolution, fingerprint_bits=self.fingerprint_bits, z_dim=self.z_dim,
+        return ScalableConfig(resolution=self.resolution, fingerprint_length=self.fingerprint_length, z_dim=self.z_dim,
                               w_dim=self.w_dim, mapping_layers=self.mapping_layers,
                               mapping_lr_multiplier=self.mapping_lr_multiplier, channel_base=self.channel_base,
                               channel_max=self.channel_max,
@@ -93,18 +93,18 @@ class ScalableTrainConfig:
 
 _WIDTH = Bound(1, 4096, integer=True)  # latent sizes and channel counts
 _BOUNDS = {
-    "fingerprint_bits": ("--fingerprint-bits", bounds.BITS), "kimg": ("--kimg", bounds.KIMG_POS),
-    "seed": ("--seed", bounds.SEED), "batch_size": ("--batch-size", bounds.BATCH), "lr": ("--lr", bounds.LR),
-    "consistency_weight": ("--consistency-weight", bounds.WEIGHT), "latent_weight": (None, bounds.WEIGHT),
-    "bit_weight": (None, bounds.WEIGHT), "r1_gamma": (None, bounds.WEIGHT), "pl_weight": (None, bounds.WEIGHT),
-    "r1_interval": (None, bounds.STEPS), "pl_interval": (None, bounds.STEPS), "ema_kimg": (None, bounds.KIMG),
-    "consistency_rampup_kimg": ("--consistency-rampup-kimg", bounds.KIMG),
-    "consistency_gate_acc": ("--gate-acc", bounds.GATE_ACC), "consistency_gate_kimg": ("--gate-kimg", bounds.KIMG),
-    "tick_kimg": (None, bounds.KIMG_POS), "snapshot_kimg": ("--snapshot-kimg", bounds.KIMG_POS),
-    "metric_kimg": ("--metric-kimg", bounds.KIMG_POS), "metric_images": ("--metric-images", bounds.IMAGES),
-    "augment_skew": ("--augment-skew", bounds.SKEW), "z_dim": (None, _WIDTH), "w_dim": (None, _WIDTH),
-    "mapping_layers": (None, Bound(1, 64, integer=True)), "mapping_lr_multiplier": (None, bounds.LR),
-    "channel_base": (None, Bound(1, 1 << 20, integer=True)), "channel_max": (None, _WIDTH),
+    "fingerprint_length": bounds.BITS, "kimg": bounds.KIMG_POS,
+    "seed": bounds.SEED, "batch_size": bounds.BATCH, "lr": bounds.LR,
+    "consistency_weight": bounds.WEIGHT, "latent_weight": bounds.WEIGHT,
+    "bit_weight": bounds.WEIGHT, "r1_gamma": bounds.WEIGHT, "pl_weight": bounds.WEIGHT,
+    "r1_interval": bounds.STEPS, "pl_interval": bounds.STEPS, "ema_kimg": bounds.KIMG,
+    "consistency_rampup_kimg": bounds.KIMG,
+    "consistency_gate_acc": bounds.GATE_ACC, "consistency_gate_kimg": bounds.KIMG,
+    "tick_kimg": bounds.KIMG_POS, "snapshot_kimg": bounds.KIMG_POS,
+    "metric_kimg": bounds.KIMG_POS, "metric_images": bounds.IMAGES,
+    "augment_skew": bounds.SKEW, "z_dim": _WIDTH, "w_dim": _WIDTH,
+    "mapping_layers": Bound(1, 64, integer=True), "mapping_lr_multiplier": bounds.LR,
+    "channel_base": Bound(1, 1 << 20, integer=True), "channel_max": _WIDTH,
 }
 
 _PAPER = ScalableTrainConfig(

@@ -19,7 +19,7 @@ from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_text
 from ganprint.core.fingerprints import bits_to_hex, bits_to_str, parse_bits
 from ganprint.inference.generation import GenerateSpec, claim, open_generation, seed_file, write_seed_images
-from ganprint.nets.scalable import seeded_inputs
+from ganprint.nets.scalable import fingerprint_length_of, seeded_inputs
 from ganprint.nets.stylegan2 import to_uint8
 
 KINDS = ("scalable-G", "scalable-G-issued")
@@ -60,7 +60,7 @@ def generate(spec: GenerateSpec) -> list[Path]:
     outdir, dev = open_generation(spec)
     G, cfg, meta = load_export(spec.model, kind=KINDS, device=dev)
     issued = meta["ganprint.kind"] == "scalable-G-issued"
-    fixed = _fixed_fingerprint(spec, meta, int(cfg["fingerprint_bits"]), issued)
+    fixed = _fixed_fingerprint(spec, meta, fingerprint_length_of(cfg), issued)
     claim(spec, outdir, dev, {"kind": meta["ganprint.kind"],
                               "fingerprint": bits_to_str(fixed) if fixed is not None else None,
                               "identical_latent": bool(spec.identical_latent),

@@ -12,7 +12,7 @@ from ganprint.core.artifacts import export_bytes, load_export
 from ganprint.core.files import check_writable_dir, sha256_file
 from ganprint.core.paths import check_overlap
 from ganprint.core.runtime import resolve_device
-from ganprint.nets.scalable import ScalableGenerator, fold_fingerprint
+from ganprint.nets.scalable import ScalableGenerator, fingerprint_length_of, fold_fingerprint
 from ganprint.registry.backends import registry_file
 from ganprint.registry.fingerprints import Issued
 from ganprint.registry.issued import issue_with_file, repair_issued
@@ -33,7 +33,7 @@ def issue_loaded(G: ScalableGenerator, cfg: dict, model_sha256: str, registry: R
                              "ganprint.base_model_sha256": rec.model_sha256})
 
     rec = issue_with_file(registry, outdir, model_bytes, fingerprint,
-                          fingerprint_length=int(cfg["fingerprint_bits"]), model_sha256=model_sha256, **holder)
+                          fingerprint_length=fingerprint_length_of(cfg), model_sha256=model_sha256, **holder)
     log.info("issued fingerprint #%d to %s: %s", rec.fp_id, rec.who, rec.issued_path)
     return rec.to_dict()
 

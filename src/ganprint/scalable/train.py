@@ -20,20 +20,15 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ganprint.core import bounds
 from ganprint.core import dist
-from ganprint.core.errors import GanprintError
-from ganprint.core.runtime import resolve_device
 from ganprint.core.seeds import derive_seed
 from ganprint.core.stats import bit_accuracy, decode_bits
-from ganprint.data.folders import open_image_dataset
 from ganprint.nets.scalable import ScalableDecoder, ScalableGenerator, build_discriminator
 from ganprint.nets.stylegan2 import quantize_uint8_st
 from ganprint.perturb.augment import build_augment, wrap_pm1
@@ -41,7 +36,10 @@ from ganprint.scalable.config import RUNTIME_FIELDS, ScalableTrainConfig
 from ganprint.training.ema import EMA
 from ganprint.training.grids import save_grid
 from ganprint.training.optim import average_gradients, lazy_adam
-from ganprint.training.run import SNAPSHOT_DIR, STATS_FILE, CheckpointClock, RunFolder, export
+from ganprint.training.clock import Clock, Meter, images
+from ganprint.training.data import Batches, DrawOrder, open_training_data
+from ganprint.training.gan_losses import PathLength, discriminator_loss, generator_loss, r1_backward
+from ganprint.training.run import SNAPSHOT_DIR, STATS_FILE, RunFolder, export, start_processes
 from ganprint.training.state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -50,6 +48,7 @@ G_EXPORT = "scalable-G.safetensors"
 E_EXPORT = "scalable-decoder.safetensors"
 METRIC_FILE = "metric-bit-accuracy.jsonl"
 _GRID_N, _GRID_COLS = 32, 8
+_PL_DECAY = 0.01  # the path lengths' running mean: StyleGAN2's decay (the config has no field for it)
 
 
 # --- the loss -------------------------------------------------------------------------------------------
@@ -77,7 +76,7 @@ class ScalableLoss:
                  aug, total_nimg: int, device: torch.device):
         self.G, self.E, self.D, self.cfg, self.aug, self.total_nimg = G, E, D, cfg, aug, total_nimg
         self.rank = dist.get_rank()
-        self.pl_mean = torch.zeros([], device=device)
+        self.pl = PathLength(_PL_DECAY, device)
         self.acc_run, self.const_start = 0.5, None
 
     def gate(self, nimg: int) -> float:
@@ -117,7 +116,7 @@ class ScalableLoss:
         b.w_adv = gate if c.gate_adversarial else 1.0
         fake = b.fake = self.G(b.z, b.c)
         z_hat, logits = self.E(quantize_uint8_st(fake) if c.quantize_read else fake)
-        loss_adv = F.softplus(-self.D(fake)).mean() if b.w_adv > 0 else torch.zeros([], device=fake.device)
+        loss_adv = generator_loss(self.D(fake)) if b.w_adv > 0 else torch.zeros([], device=fake.device)
         if w_const > 0:
             loss_const = (fake - self.G(b.z, b.c2)).square().mean()
         else:  # gate closed: the second forward pass only now and then, for the log
@@ -128,7 +127,7 @@ class ScalableLoss:
         loss_c = F.binary_cross_entropy_with_logits(logits, b.c)
         stats: dict[str, float] = {}
         if self.aug is not None:
-            # As `train --augment`: the clean read stays in the loss and drives the gates, the perturbed read buys
+            # As the stega trainer's `augment`: the clean read stays in the loss and drives the gates, the perturbed read buys
             # robustness. Its draws are a pure function of (seed, rank, step), so resuming stays exact.
             g_aug = torch.Generator().manual_seed(derive_seed(c.seed, self.rank, b.step, 2))
             logits_aug = self.E(self.aug(fake, b.nimg / self.total_nimg, generator=g_aug))[1]
@@ -141,46 +140,34 @@ class ScalableLoss:
         loss.backward()
         acc_now = float(dist.all_reduce_mean(bit_accuracy(decode_bits(logits.detach()), b.c).mean()))
         self.acc_run = 0.95 * self.acc_run + 0.05 * acc_now
-        stats.update(w_const=w_const, w_latent=w_z, w_adv=b.w_adv, loss_z=loss_z.item(), loss_bits=loss_c.item(),
-                     bit_acc_train=acc_now)
+        stats.update({"w_const": w_const, "w_latent": w_z, "w_adv": b.w_adv, "loss/z": loss_z.item(),
+                      "loss/bits": loss_c.item(), "bit_acc_train": acc_now})
         if b.w_adv > 0:
-            stats["loss_G_adv"] = loss_adv.item()
+            stats["loss/G_adv"] = loss_adv.item()
         if not math.isnan(loss_const.item()):
-            stats["loss_const"] = loss_const.item()
+            stats["loss/const"] = loss_const.item()
         return stats
 
     def _reg_G(self, b: StepInputs) -> dict[str, float]:
-        # Path-length regularisation (StyleGAN2 Eq. 4) on half the batch, wrt the styles the fingerprint drives.
+        # Path length on half the batch, wrt the styles the fingerprint drives.
         n = max(1, b.z.shape[0] // 2)
         ws = self.G.mapping(b.c[:n])  # [n, num_ws, w_dim]
-        img = self.G.synthesize(b.z[:n], ws)
-        probe = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
-        (grad,) = torch.autograd.grad((img * probe).sum(), ws, create_graph=True)
-        lengths = torch.sqrt(torch.mean(torch.sum(grad * grad, dim=2), dim=1))  # [n]
-        self.pl_mean = self.pl_mean.lerp(dist.all_reduce_mean(lengths.detach().mean()), 0.01)
-        loss = (lengths - self.pl_mean).square().mean() * self.cfg.pl_weight * self.cfg.pl_interval
-        loss.backward()
-        return {"loss_pl": loss.item()}
+        return self.pl.backward(self.G.synthesize(b.z[:n], ws), ws, self.cfg.pl_weight, self.cfg.pl_interval)
 
     def _main_D(self, b: StepInputs) -> dict[str, float]:
-        loss = F.softplus(self.D(b.fake.detach())).mean() + F.softplus(-self.D(b.real)).mean()
+        loss, _ = discriminator_loss(self.D, b.fake, b.real)
         loss.backward()
-        return {"loss_D": loss.item()}
+        return {"loss/D": loss.item()}
 
     def _reg_D(self, b: StepInputs) -> dict[str, float]:
-        # R1 (Mescheder et al. 2018) on the reals, scaled by its interval (lazy regularisation).
-        real = b.real.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.D(real).sum(), real, create_graph=True)
-        loss = grad.square().sum(dim=[1, 2, 3]).mean() * (self.cfg.r1_gamma / 2) * self.cfg.r1_interval
-        loss.backward()
-        return {"loss_r1": loss.item()}
+        return r1_backward(self.D, b.real, self.cfg.r1_gamma, self.cfg.r1_interval)
 
     def state_dict(self) -> dict:
-        return {"pl_mean": self.pl_mean.detach().cpu(), "acc_run": self.acc_run,
+        return {"pl_mean": self.pl.state_dict()["value"], "acc_run": self.acc_run,
                 "const_start": -1 if self.const_start is None else self.const_start}
 
     def load_state_dict(self, state: dict) -> None:
-        self.pl_mean = state["pl_mean"].to(self.pl_mean.device)
+        self.pl.load_state_dict({"value": state["pl_mean"]})
         self.acc_run = float(state["acc_run"])
         self.const_start = None if int(state["const_start"]) < 0 else int(state["const_start"])
 
@@ -206,30 +193,10 @@ def eval_bit_accuracy(G: ScalableGenerator, E: ScalableDecoder, n: int, seed: in
     for s in range(0, n, batch):
         m = min(batch, n - s)
         z = torch.randn(m, G.z_dim, generator=g).to(device)
-        c = torch.randint(0, 2, (m, G.fingerprint_bits), generator=g).float().to(device)
+        c = torch.randint(0, 2, (m, G.fingerprint_length), generator=g).float().to(device)
         _, logits = E(G(z, c, noise_mode="random"))
         accs.append(bit_accuracy(decode_bits(logits), c).cpu())
     return float(torch.cat(accs).mean())
-
-
-def _next(nimg: int, every_kimg: float) -> int:
-    every = max(1, int(round(every_kimg * 1000)))
-    return (nimg // every + 1) * every
-
-
-def open_training_data(cfg: ScalableTrainConfig, data: Dataset | str | os.PathLike | None) -> Dataset:
-    """`data` as given (a Dataset of {"img": uint8 [3, R, R]} items), or the folder/packed set it or cfg.data names."""
-    if isinstance(data, Dataset):
-        ds = data
-    else:
-        path = data or cfg.data
-        if not path or not Path(path).exists():
-            raise GanprintError(f"--data {path or '(none)'} does not exist; give a folder of images or a packed "
-                                "data set (`ganprint dataset`)")
-        ds = open_image_dataset(path, cfg.resolution)
-    if len(ds) == 0:
-        raise GanprintError(f"--data {cfg.data or data} holds no images")
-    return ds
 
 
 # --- the run --------------------------------------------------------------------------------------------
@@ -238,8 +205,8 @@ def open_training_data(cfg: ScalableTrainConfig, data: Dataset | str | os.PathLi
 class _ScalableRun:
     """One run of `train_scalable`: G, E, D, G_ema, their optimisers, the loss and the training state."""
 
-    def __init__(self, cfg: ScalableTrainConfig, run: RunFolder, dev: torch.device, ds: Dataset, aug):
-        self.cfg, self.run, self.dev, self.ds = cfg, run, dev, ds
+    def __init__(self, cfg: ScalableTrainConfig, run: RunFolder, dev: torch.device, data: Batches, aug):
+        self.cfg, self.run, self.dev, self.data = cfg, run, dev, data
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.batch, self.total = cfg.batch_size // self.world, int(cfg.kimg * 1000)
         self.mcfg = mcfg = cfg.model_config()
@@ -262,22 +229,21 @@ class _ScalableRun:
         run.rewind(self.state.step)
         gg = torch.Generator().manual_seed(derive_seed(cfg.seed, 777))
         self.grid_z = torch.randn(_GRID_N, mcfg.z_dim, generator=gg).to(dev)
-        self.grid_c = torch.randint(0, 2, (_GRID_N, mcfg.fingerprint_bits), generator=gg).float().to(dev)
+        self.grid_c = torch.randint(0, 2, (_GRID_N, mcfg.fingerprint_length), generator=gg).float().to(dev)
         reals = run.outdir / SNAPSHOT_DIR / "reals.png"
         if self.rank == 0 and not reals.exists():
-            idx = torch.randint(0, len(ds), (_GRID_N,), generator=gg)
-            save_grid(reals, torch.stack([ds[int(i)]["img"] for i in idx]).permute(0, 2, 3, 1).numpy(), _GRID_COLS)
+            idx = torch.randint(0, len(data), (_GRID_N,), generator=gg)
+            save_grid(reals, data.images(idx).permute(0, 2, 3, 1).numpy(), _GRID_COLS)
 
-    def step(self) -> dict[str, float]:
-        """One step: its draws, every phase due, the EMA; returns the phases' statistics."""
+    def step(self, real_u8: torch.Tensor) -> dict[str, float]:
+        """One step on this rank's uint8 batch: its draws, every phase due, the EMA; returns the phases' statistics."""
         cfg, st, dev, n = self.cfg, self.state, self.dev, self.batch
-        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, self.rank, st.step))
+        gen = self.data.order.generator(st.step)  # the generator that drew the batch draws the rest of the step
         torch.manual_seed(derive_seed(cfg.seed, self.rank, st.step, 1))  # per-layer noise draws
-        idx = torch.randint(0, len(self.ds), (n,), generator=gen)
-        real = torch.stack([self.ds[int(i)]["img"] for i in idx]).to(dev).float() / 127.5 - 1  # [B, 3, R, R]
+        real = real_u8.to(dev).float() / 127.5 - 1  # [B, 3, R, R]
         z = torch.randn(n, self.mcfg.z_dim, generator=gen).to(dev)
-        c = torch.randint(0, 2, (n, self.mcfg.fingerprint_bits), generator=gen).float().to(dev)
-        c2 = torch.randint(0, 2, (n, self.mcfg.fingerprint_bits), generator=gen).float().to(dev)
+        c = torch.randint(0, 2, (n, self.mcfg.fingerprint_length), generator=gen).float().to(dev)
+        c2 = torch.randint(0, 2, (n, self.mcfg.fingerprint_length), generator=gen).float().to(dev)
         b = StepInputs(st.step, st.nimg, real, z, c, c2)
         stats: dict[str, float] = {}
         for phase, trained, opts in self.phases:
@@ -296,17 +262,17 @@ class _ScalableRun:
         self.ema.update(self.G, st.nimg, cfg.batch_size)
         return stats
 
-    def tick(self, acc: dict[str, list[float]], start_nimg: int, seconds: float) -> dict:
+    def tick(self, means: dict[str, float], start_nimg: int, seconds: float) -> dict:
         st = self.state
         st.elapsed += seconds
         row = {"kimg": st.nimg / 1000, "step": st.step,
                "sec_per_kimg": seconds / max(1e-9, (st.nimg - start_nimg) / 1000), "time_s": st.elapsed,
-               "world_size": self.world, **{k: float(np.mean(v)) for k, v in acc.items()}}
+               "world_size": self.world, **means}
         self.run.append(row)
         if self.rank == 0:
             log.info("kimg %.2f  bit_acc_train %.3f  G_adv %.3f  D %.3f  const %.4f  %.1f s/kimg", row["kimg"],
-                     row.get("bit_acc_train", 0), row.get("loss_G_adv", 0), row.get("loss_D", 0),
-                     row.get("loss_const", 0), row["sec_per_kimg"])
+                     row.get("bit_acc_train", 0), row.get("loss/G_adv", 0), row.get("loss/D", 0),
+                     row.get("loss/const", 0), row["sec_per_kimg"])
         return row
 
     def metric(self, row: dict) -> None:
@@ -320,7 +286,7 @@ class _ScalableRun:
             row["bit_accuracy"] = acc
         dist.barrier()
 
-    def snapshot(self) -> None:
+    def snapshot(self, final: bool = False) -> None:
         """Check that the ranks agree, write the three grids and both exports, and the training state."""
         prints = dist.all_gather_object(_fingerprint_of([self.G, self.E, self.D]))
         if len(set(prints)) != 1:
@@ -339,58 +305,47 @@ class _ScalableRun:
 
     def loop(self, checkpoint_minutes: float) -> dict:
         cfg, st = self.cfg, self.state
-        next_tick, next_snap, next_metric = (_next(st.nimg, k) for k in (cfg.tick_kimg, cfg.snapshot_kimg,
-                                                                             cfg.metric_kimg))
-        clock = CheckpointClock(checkpoint_minutes)
-        acc: dict[str, list[float]] = {}
-        row: dict = {}
-        tick_nimg, tick_t0 = st.nimg, time.time()
+        clock = Clock(cfg.batch_size, checkpoint_minutes, tick=images(cfg.tick_kimg),
+                      snapshot=images(cfg.snapshot_kimg), metric=images(cfg.metric_kimg))
+        batches = self.data.stream(st.step)
+        meter, row, tick_nimg, tick_t0 = Meter(), {}, st.nimg, time.time()
         while st.nimg < self.total:
-            for k, v in self.step().items():
-                acc.setdefault(k, []).append(v)
+            meter.add(self.step(next(batches)))
             done = st.nimg >= self.total
-            at_tick = st.nimg >= next_tick or done
-            if at_tick:
-                row = self.tick(acc, tick_nimg, time.time() - tick_t0)
-                acc, tick_nimg, tick_t0, next_tick = {}, st.nimg, time.time(), _next(st.nimg, cfg.tick_kimg)
-            if st.nimg >= next_metric or done:
+            if clock.due("tick", st.nimg, done):
+                # Most statistics are this rank's (the bit accuracies all ranks' already).
+                row = self.tick(meter.means(over_ranks=False), tick_nimg, time.time() - tick_t0)
+                tick_nimg, tick_t0 = st.nimg, time.time()
+            if clock.due("metric", st.nimg, done):
                 self.metric(row)
-                next_metric = _next(st.nimg, cfg.metric_kimg)
-            if st.nimg >= next_snap or done:
-                self.snapshot()
-                next_snap = _next(st.nimg, cfg.snapshot_kimg)
-                clock.reset()
-            elif at_tick and clock.due():
-                st.save()
-                clock.reset()
+            clock.after_step(st.nimg, done, self.snapshot, st.save)
         if not row:
             log.info("%s is already trained to %.1f kimg; nothing to do", self.run.outdir, st.nimg / 1000)
         return row
 
 
 def train_scalable(cfg: ScalableTrainConfig, outdir: str | os.PathLike, data: Dataset | str | None = None,
-                   device: str | None = None, checkpoint_minutes: float = 5.0) -> dict:
+                   device: str | None = None, checkpoint_minutes: float = 5.0, workers: int = 0) -> dict:
     """Train (or resume) a scalable fingerprinting GAN into `outdir`; returns the last stats row ({} when the run
     was already finished).
 
     `data` is a Dataset of {"img": uint8 [3, R, R]} items or a path (None = cfg.data). Writes config.json, log.txt,
     stats.jsonl, metric-bit-accuracy.jsonl, snapshots/ (reals and fakes grids), `scalable-G.safetensors`
     (G_ema), `scalable-decoder.safetensors` and `training-state-<step>.pt` (also every `checkpoint_minutes`).
+    `workers` processes decode the images when they do not fit in memory.
     """
     cfg.validate()
-    bounds.MINUTES.check(checkpoint_minutes, "--checkpoint-minutes")
-    dev = resolve_device(device or cfg.device)
-    dist.init(dev)
-    dev = dist.local_device(dev)
-    if cfg.batch_size % dist.get_world_size():
-        raise GanprintError(f"--batch-size {cfg.batch_size} must be divisible by the {dist.get_world_size()} processes")
+    bounds.MINUTES.check(checkpoint_minutes, "`checkpoint_minutes`")
+    bounds.WORKERS.check(workers, "`workers`")
+    dev = start_processes(device or cfg.device, cfg.batch_size)
     run = RunFolder(outdir, cfg.to_dict(), RUNTIME_FIELDS, data=None if isinstance(data, Dataset) else data or cfg.data,
                     logs=(STATS_FILE, METRIC_FILE), command="train-scalable", device=dev).check()
     # Checked before anything is written: a bad spec must not leave a run folder. G's images are in [-1, 1].
     aug = wrap_pm1(build_augment(cfg.augment, skew=cfg.augment_skew)) if cfg.augment else None
-    ds = open_training_data(cfg, data)
+    ds = open_training_data(data if isinstance(data, Dataset) else data or cfg.data, cfg.resolution)
+    order = DrawOrder(len(ds), cfg.batch_size // dist.get_world_size(), cfg.seed, dist.get_rank())
     with run:
-        trainer = _ScalableRun(cfg, run, dev, ds, aug)
+        trainer = _ScalableRun(cfg, run, dev, Batches(ds, order, workers), aug)
         log.info("training %s (%d-bit fingerprints, %d px) for %g kimg on %d process(es), batch %d", cfg.preset,
-                 cfg.fingerprint_bits, cfg.resolution, cfg.kimg, trainer.world, cfg.batch_size)
+                 cfg.fingerprint_length, cfg.resolution, cfg.kimg, trainer.world, cfg.batch_size)
         return trainer.loop(checkpoint_minutes)

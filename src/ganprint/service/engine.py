@@ -27,6 +27,7 @@ from ganprint.core.hamming import HammingIndex
 from ganprint.core.stats import match_threshold
 from ganprint.inference.decoders import STEGA_KINDS, Decoder, DecoderOptions
 from ganprint.inference.scoring import UNKNOWN, attribute_bits, score_bits
+from ganprint.nets.scalable import fingerprint_length_of
 from ganprint.registry.datasets import Dataset
 from ganprint.registry.errors import CommitUnknown
 from ganprint.registry.fingerprints import Issued
@@ -115,8 +116,8 @@ class Engine:
         if cfg.base_model:
             self.base, self.base_cfg, _ = load_export(cfg.base_model, kind="scalable-G")
             self.base_sha = sha256_file(cfg.base_model)
-            if int(self.base_cfg["fingerprint_bits"]) != self.k:
-                raise GanprintError(f"`base_model` {cfg.base_model} takes {self.base_cfg['fingerprint_bits']} bits "
+            if fingerprint_length_of(self.base_cfg) != self.k:
+                raise GanprintError(f"`base_model` {cfg.base_model} takes {fingerprint_length_of(self.base_cfg)} bits "
                                     f"but `scalable_decoder` reads {self.k}")
         self._lock = threading.Lock()
         self._issue_lock = threading.Lock()

@@ -1,6 +1,6 @@
 """The run folder every trainer writes: checks before any write, the config guard, log.txt, stats.jsonl.
 
-Rank 0 writes every file; every rank runs the read-only checks, so that all of them refuse a bad --outdir alike.
+Rank 0 writes every file; every rank runs the read-only checks, so that all of them refuse a bad `outdir` alike.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import errno
 import json
 import logging
 import os
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -22,8 +21,8 @@ from ganprint.core.artifacts import save_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import (MAX_LIST_BYTES, append_jsonl, atomic_write_json, atomic_write_text, read_input_json,
                                  read_input_text)
-from ganprint.core.paths import OutputFolder, check_overlap, identity_differences
-from ganprint.core.runtime import git_sha
+from ganprint.core.paths import OutputFolder, check_overlap, identity_differences, read_record
+from ganprint.core.runtime import float32_everywhere, git_sha, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +32,9 @@ STATS_FILE = "stats.jsonl"
 SNAPSHOT_DIR = "snapshots"
 # Keys of config.json that describe the run's provenance, not its settings.
 _PROVENANCE = ("git_sha",)
+# Config fields renamed since run folders were first recorded (new name -> old name): a folder recorded under the
+# old name is compared under it, so that it still resumes.
+RENAMED_FIELDS = {"fingerprint_length": "fingerprint_bits"}
 # Errors of writing (not of reading the data): the disk, its permissions or the folder's shape.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EFBIG,
                  errno.EISDIR, errno.EEXIST}
@@ -44,18 +46,18 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 def check_outdir(outdir: str | os.PathLike, data: str | os.PathLike | None = None,
                  inputs: Iterable[tuple] = ()) -> Path:
-    """Refuse, before any write, an --outdir that is a file or lies under one, or that is, holds or lies inside
-    --data or another input (`inputs`: (flag, path, noun) tuples; `ganprint.core.paths.check_overlap`)."""
+    """Refuse, before any write, an `outdir` that is a file or lies under one, or that is, holds or lies inside
+    `data` or another input (`inputs`: (name, path, noun) tuples; `ganprint.core.paths.check_overlap`)."""
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
-        raise GanprintError(f"--outdir {outdir} is a file; give a folder")
+        raise GanprintError(f"`outdir` {outdir} is a file; give a folder")
     for parent in outdir.absolute().parents:
         if parent.exists():
             if not parent.is_dir():
-                raise GanprintError(f"--outdir {outdir}: its parent {parent} is a file, not a folder")
+                raise GanprintError(f"`outdir` {outdir}: its parent {parent} is a file, not a folder")
             break
-    # Inside --data, a resumed run would train on its own snapshot grids.
-    check_overlap([("--data", data, "data"), *inputs], [("--outdir", outdir)])
+    # Inside `data`, a resumed run would train on its own snapshot grids.
+    check_overlap([("`data`", data, "data"), *inputs], [("`outdir`", outdir)])
     return outdir
 
 
@@ -77,8 +79,16 @@ def _recorded_config(outdir: Path) -> dict | None:
     try:
         old = read_input_json(path, "the run's config")
     except GanprintError as e:
-        raise GanprintError(f"{e}; remove it or use another --outdir") from None
+        raise GanprintError(f"{e}; remove it or use another `outdir`") from None
     return old if isinstance(old, dict) else None
+
+
+def _as_recorded(identity: dict, recorded: dict | None) -> dict:
+    """`identity` with each renamed field under the old name where the folder's record still uses it."""
+    if not recorded:
+        return identity
+    return {(RENAMED_FIELDS[k] if RENAMED_FIELDS.get(k) in recorded and k not in recorded else k): v
+            for k, v in identity.items()}
 
 
 def clean_temporaries(outdir: Path) -> int:
@@ -120,7 +130,7 @@ def write_error(err: BaseException, outdir: Path, path: str | os.PathLike | None
     # torch.save reports a short write as "unexpected pos ..." (RuntimeError), safetensors as SafetensorError: say
     # what that means.
     why = getattr(err, "strerror", None) or "the write stopped short (is the disk full?)"
-    return GanprintError(f"cannot write {where}: {why}; free disk space or choose a writable --outdir, "
+    return GanprintError(f"cannot write {where}: {why}; free disk space or choose a writable `outdir`, "
                          "then re-run the same command to resume")
 
 
@@ -145,34 +155,18 @@ def export(path: Path, module, kind: str, config: dict, extra: dict[str, str] | 
         return save_export(path, module, kind, config, extra)
 
 
-class CheckpointClock:
-    """Says when a training state is due by time; rank 0's clock decides for every rank."""
-
-    def __init__(self, minutes: float):
-        self.seconds = max(0.0, float(minutes)) * 60
-        self.last = time.monotonic()
-
-    def due(self) -> bool:
-        mine = self.seconds > 0 and time.monotonic() - self.last >= self.seconds
-        return bool(dist.all_gather_object(mine)[0])
-
-    def reset(self) -> None:
-        self.last = time.monotonic()
-
-    def after_step(self, snapshot_due: bool, at_tick: bool, done: bool, snapshot, save) -> None:
-        """The image-counted loops' rule: a snapshot when one is due (and at the end); otherwise, at the end of a
-        tick, a training state when the clock says so."""
-        if done or snapshot_due:
-            snapshot(final=done)
-            self.reset()
-        elif at_tick and self.due():
-            save()
-            self.reset()
-
-
-def crossed(nimg: int, batch: int, every: int) -> bool:
-    """Whether the last batch took the image count past a multiple of `every`."""
-    return nimg // every > (nimg - batch) // every
+def start_processes(device: str, batch_size: int, float32: bool = False) -> torch.device:
+    """This process's device, after joining the torchrun group (if any) and checking that `batch_size` splits over
+    the processes. `float32`: no TF32 on CUDA (float32 means float32, and results agree across GPUs)."""
+    dev = resolve_device(device)
+    dist.init(dev)
+    world = dist.get_world_size()
+    if batch_size % world:
+        raise GanprintError(f"`batch_size` {batch_size} must be divisible by the number of processes ({world})")
+    dev = dist.local_device(dev)
+    if float32:
+        float32_everywhere(dev)
+    return dev
 
 
 class RunFolder:
@@ -186,7 +180,7 @@ class RunFolder:
         outdir: the folder.
         config: the resolved config as plain JSON types (written to config.json).
         runtime_fields: top-level config fields that may change between a run and its resumption.
-        data: the --data path, which must not contain `outdir`.
+        data: the `data` path, which must not contain `outdir`.
         logs: the JSONL logs rewound to the training state on resume (stats.jsonl first).
         command: the command that trains, named in the record and in errors.
         device: where the run computes (its type changes the arithmetic, hence the identity).
@@ -205,8 +199,9 @@ class RunFolder:
         skip = set(self.runtime_fields) | set(_PROVENANCE)
         device_type = {"device_type": torch.device(device).type} if device is not None else {}
         legacy = _recorded_config(self.outdir)
-        self.folder = OutputFolder(self.outdir, "--outdir", command, {**_without(config, skip), **device_type},
-                                   not_data=[SNAPSHOT_DIR],
+        recorded = (read_record(self.outdir) or {}).get("identity") or legacy
+        identity = _as_recorded({**_without(config, skip), **device_type}, recorded)
+        self.folder = OutputFolder(self.outdir, "`outdir`", command, identity, not_data=[SNAPSHOT_DIR],
                                    legacy=None if legacy is None else {**_without(legacy, skip), **device_type})
 
     def check(self) -> RunFolder:

@@ -44,7 +44,7 @@ class TrainingState:
         missing = sorted(set(self.parts) - set(state))
         if missing:
             raise GanprintError(f"{source} lacks {', '.join(missing)}: it was written by another trainer or "
-                                "version; use a new --outdir")
+                                "version; use a new `outdir`")
         try:
             for name, part in self.parts.items():
                 part.load_state_dict(state[name])
@@ -53,7 +53,7 @@ class TrainingState:
             self.elapsed = float(state["elapsed"])
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
             raise GanprintError(f"{source} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                                "it was written by another trainer or version: use a new --outdir") from None
+                                "it was written by another trainer or version: use a new `outdir`") from None
         self.counters.update(state.get("counters", {}))
 
     def restore(self) -> Path | None:
@@ -65,7 +65,7 @@ class TrainingState:
             state = load_training_state(path)
         except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
             raise GanprintError(f"{path} cannot be read ({type(e).__name__}); delete it to resume from the "
-                                "state before it, or use a new --outdir") from None
+                                "state before it, or use a new `outdir`") from None
         self.load_state_dict(state, path)
         log.info("resuming from %s at step %d (%.3f kimg)", path, self.step, self.nimg / 1000)
         return path
