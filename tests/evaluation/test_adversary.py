@@ -155,7 +155,7 @@ def test_attribute_prints_what_its_p_values_cover(sample_folder, tmp_path):
     from ganprint.scalable.config import ScalableConfig
 
     torch.manual_seed(0)
-    cfg = ScalableConfig(resolution=16, fingerprint_bits=32, z_dim=8, w_dim=16, mapping_layers=2,
+    cfg = ScalableConfig(resolution=16, fingerprint_length=32, z_dim=8, w_dim=16, mapping_layers=2,
                          channel_base=128, channel_max=16, modulated_res=[4, 8, 16])
     g = save_export(tmp_path / "G.safetensors", ScalableGenerator(cfg), "scalable-G", cfg.to_dict())
     d = save_export(tmp_path / "D.safetensors", ScalableDecoder(cfg), "scalable-decoder", cfg.to_dict())

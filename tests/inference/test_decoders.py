@@ -20,7 +20,7 @@ HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnxscript"
 @pytest.fixture(scope="module")
 def scalable_decoder(tmp_path_factory):
     torch.manual_seed(4)
-    cfg = ScalableConfig(resolution=16, fingerprint_bits=24, z_dim=8, w_dim=16, mapping_layers=1,
+    cfg = ScalableConfig(resolution=16, fingerprint_length=24, z_dim=8, w_dim=16, mapping_layers=1,
                          channel_base=128, channel_max=16, modulated_res=[4, 8, 16])
     return save_export(tmp_path_factory.mktemp("sc") / "dec.safetensors", ScalableDecoder(cfg), "scalable-decoder",
                        cfg.to_dict())

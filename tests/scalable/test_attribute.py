@@ -86,7 +86,7 @@ def attribution_setup(tmp_path, sample_folder):
     from ganprint.nets.scalable import ScalableConfig, ScalableDecoder
 
     torch.manual_seed(5)
-    cfg = ScalableConfig(resolution=16, fingerprint_bits=24, z_dim=8, w_dim=16, mapping_layers=1,
+    cfg = ScalableConfig(resolution=16, fingerprint_length=24, z_dim=8, w_dim=16, mapping_layers=1,
                          channel_base=128, channel_max=16, modulated_res=[4, 8, 16])
     dec = save_export(tmp_path / "dec.safetensors", ScalableDecoder(cfg), "scalable-decoder", cfg.to_dict())
     reg = Registry(tmp_path / "reg.sqlite")
