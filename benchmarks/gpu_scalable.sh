@@ -55,7 +55,7 @@ if [ "$TESTS" = 1 ]; then wait "$tests_pid" || true; stamp "GPU tests: $(tail -2
 
 stamp "training for at most ${TRAIN_SECONDS} s"
 timeout -s INT "$TRAIN_SECONDS" $GANPRINT train-scalable --data "$OUT/data" --outdir "$OUT/run" \
-  --resolution "$RES" --fingerprint-bits "$BITS" --modulated-res "4-$RES" --preset "$PRESET" --kimg "$KIMG" \
+  --resolution "$RES" --fingerprint-length "$BITS" --modulated-res "4-$RES" --preset "$PRESET" --kimg "$KIMG" \
   --batch-size "$BATCH" --snapshot-kimg "$SNAP" --metric-kimg "$SNAP" --metric-images "$METRIC_IMAGES" \
   --device "$DEVICE" $GATE 2> "$OUT/train.log" || stamp "training stopped by the time limit (resumable); using the last snapshot"
 grep -v "it/s\]" "$OUT/train.log" | tail -5 || true

@@ -14,7 +14,7 @@ $G data samples "$R/train" --resolution 16 --count 512 --seed 0 --photos train
 $G data samples "$R/real" --resolution 16 --count 200 --seed 1 --photos heldout   # clean photos
 # the fingerprint phase only (adversarial and consistency gates kept shut), as tests/scalable/test_trained.py
 [ -f "$R/run/scalable-decoder.safetensors" ] || $G train-scalable --data "$R/train" --outdir "$R/run" \
-    --resolution 16 --fingerprint-bits 32 --modulated-res 4-16 --preset small --kimg 26.5 --batch-size 8 --lr 0.004 \
+    --resolution 16 --fingerprint-length 32 --modulated-res 4-16 --preset small --kimg 26.5 --batch-size 8 --lr 0.004 \
     --gate-acc 2 --gate-kimg 1000000 --snapshot-kimg 1000000 --metric-kimg 2 --metric-images 256 --seed 0 --device cpu
 # five keys drawn once with numpy default_rng(22); alice and bob differ in 18 of 32 bits
 KEYS=(alice:0xa9151621 bob:0x2b016dde carol:0x9581e776 dave:0x1d6d3ca0 erin:0x7e433dd3)
