@@ -7,6 +7,7 @@ state_dicts loaded with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
@@ -135,6 +136,14 @@ def read_config(path: str | os.PathLike, meta: dict[str, str] | None = None) -> 
         raise ArtifactError(f"{path} has a ganprint.config that is not a JSON object; the file was edited or "
                             "damaged: use the export as ganprint wrote it")
     return config
+
+
+def check_config_keys(cls: type, d: dict) -> None:
+    """Raise ValueError naming the keys of `d` that are not fields of the dataclass `cls` (a typo, or a config
+    written by an incompatible version)."""
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
 
 
 def load_export(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None,

@@ -8,9 +8,10 @@ attention at 16 px, dropout 0.1, 1000 linear-beta steps, Adam 2e-4 with 5000 war
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from ganprint.core import bounds
+from ganprint.core.artifacts import check_config_keys
 from ganprint.core.bounds import Bound, BoundError, optional
 from ganprint.core.errors import GanprintError
 from ganprint.training.config import apply_overrides, check_bounds
@@ -50,7 +51,7 @@ class UNetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> UNetConfig:
         d = dict(d)
-        _check_keys(cls, d)
+        check_config_keys(cls, d)
         for k in ("channels", "attention"):
             if k in d:
                 d[k] = tuple(d[k])
@@ -125,7 +126,7 @@ class DiffusionTrainConfig:
     def from_dict(cls, d: dict) -> DiffusionTrainConfig:
         """Inverse of `to_dict`; unknown keys raise ValueError."""
         d = dict(d)
-        _check_keys(cls, d)
+        check_config_keys(cls, d)
         d["unet"] = UNetConfig.from_dict(d.get("unet", {}))
         d["noise"] = NoiseConfig(**d.get("noise", {}))
         return cls(**d).validate()
@@ -141,12 +142,6 @@ _BOUNDS = {
     "ema_rampup": optional(bounds.FRACTION), "grid_seeds": Bound(0, 1024, integer=True),
     "grid_steps": bounds.SAMPLER_STEPS,
 }
-
-
-def _check_keys(cls, d: dict) -> None:
-    unknown = set(d) - {f.name for f in fields(cls)}
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
 
 
 PRESETS: dict[str, DiffusionTrainConfig] = {

@@ -6,9 +6,10 @@ minibatches, path-length regularisation every 4, EMA half-life in kimg with a ra
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from ganprint.core import bounds
+from ganprint.core.artifacts import check_config_keys
 from ganprint.core.bounds import Bound, BoundError, optional
 from ganprint.core.errors import GanprintError
 from ganprint.nets.stylegan2 import DiscriminatorConfig, GeneratorConfig
@@ -70,9 +71,7 @@ class GanTrainConfig:
     def from_dict(cls, d: dict) -> "GanTrainConfig":
         """Inverse of `to_dict`; unknown keys raise ValueError."""
         d = dict(d)
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown GanTrainConfig keys: {sorted(unknown)}")
+        check_config_keys(cls, d)
         d["G"] = GeneratorConfig.from_dict(d.get("G", {}))
         d["D"] = DiscriminatorConfig.from_dict(d.get("D", {}))
         if "betas" in d:

@@ -16,12 +16,12 @@ modulated conv equals a plain conv with weight W * s (per input channel) and pre
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
-from ganprint.core.artifacts import register_kind
+from ganprint.core.artifacts import check_config_keys, register_kind
 from ganprint.core.errors import GanprintError
 from ganprint.nets.stylegan2 import (
     Discriminator,
@@ -92,9 +92,7 @@ class ScalableConfig:
         """Build from a dict (an export's config, old ones naming the length `fingerprint_bits` included); unknown
         keys are an error (a typo or an incompatible artifact)."""
         d = {**{k: v for k, v in d.items() if k != LEGACY_LENGTH_KEY}, "fingerprint_length": fingerprint_length_of(d)}
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown ScalableConfig keys: {sorted(unknown)}")
+        check_config_keys(cls, d)
         return cls(**d).validate()
 
     def to_dict(self) -> dict:

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganprint.core.artifacts import register_kind
+from ganprint.core.artifacts import check_config_keys, register_kind
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -451,9 +451,7 @@ class GeneratorConfig:
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
         """Build from a dict; unknown keys are an error (catches typos and incompatible artifacts)."""
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown GeneratorConfig keys: {sorted(unknown)}")
+        check_config_keys(cls, d)
         return cls(**d).validate()
 
 
@@ -565,9 +563,7 @@ class DiscriminatorConfig:
     @classmethod
     def from_dict(cls, d: dict) -> DiscriminatorConfig:
         """Build from a dict; unknown keys are an error."""
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown DiscriminatorConfig keys: {sorted(unknown)}")
+        check_config_keys(cls, d)
         return cls(**d).validate()
 
 
