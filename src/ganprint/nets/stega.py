@@ -50,22 +50,14 @@ class StegaEncoder(nn.Module):
         self.conv3 = nn.Conv2d(32, 64, 3, 2, 1)
         self.conv4 = nn.Conv2d(64, 128, 3, 2, 1)
         self.conv5 = nn.Conv2d(128, 256, 3, 2, 1)
-        self.pad6 = nn.ZeroPad2d((0, 1, 0, 1))  # emulates TF "same" padding for the even 2x2 kernels
-        self.up6 = nn.Conv2d(256, 128, 2, 1)
-        self.upsample6 = nn.Upsample(scale_factor=(2, 2))
-        self.conv6 = nn.Conv2d(128 + 128, 128, 3, 1, 1)
-        self.pad7 = nn.ZeroPad2d((0, 1, 0, 1))
-        self.up7 = nn.Conv2d(128, 64, 2, 1)
-        self.upsample7 = nn.Upsample(scale_factor=(2, 2))
-        self.conv7 = nn.Conv2d(64 + 64, 64, 3, 1, 1)
-        self.pad8 = nn.ZeroPad2d((0, 1, 0, 1))
-        self.up8 = nn.Conv2d(64, 32, 2, 1)
-        self.upsample8 = nn.Upsample(scale_factor=(2, 2))
-        self.conv8 = nn.Conv2d(32 + 32, 32, 3, 1, 1)
-        self.pad9 = nn.ZeroPad2d((0, 1, 0, 1))
-        self.up9 = nn.Conv2d(32, 32, 2, 1)
-        self.upsample9 = nn.Upsample(scale_factor=(2, 2))
-        self.conv9 = nn.Conv2d(32 + 32 + 2 * c, 32, 3, 1, 1)
+        # Up blocks 6-9 under the original checkpoints' names, registered in its order: nearest 2x, a pad that
+        # emulates TF "same" padding for the even 2x2 kernel, the 2x2 conv; conv{i} then reads it with the skip.
+        for i, (width, out, skip) in enumerate(((256, 128, 128), (128, 64, 64), (64, 32, 32), (32, 32, 32 + 2 * c)),
+                                               start=6):
+            setattr(self, f"pad{i}", nn.ZeroPad2d((0, 1, 0, 1)))
+            setattr(self, f"up{i}", nn.Conv2d(width, out, 2, 1))
+            setattr(self, f"upsample{i}", nn.Upsample(scale_factor=(2, 2)))
+            setattr(self, f"conv{i}", nn.Conv2d(out + skip, out, 3, 1, 1))
         self.conv10 = nn.Conv2d(32, 32, 3, 1, 1)
         self.residual = nn.Conv2d(32, c, 1)
 
@@ -75,8 +67,7 @@ class StegaEncoder(nn.Module):
     def _upsample_convs(self) -> list:
         """The four decoder-side up blocks as the original computes them: nearest 2x, pad, 2x2 conv, ReLU."""
         return [lambda x, up=up, pad=pad, ups=ups: F.relu(up(pad(ups(x)))) for up, pad, ups in (
-            (self.up6, self.pad6, self.upsample6), (self.up7, self.pad7, self.upsample7),
-            (self.up8, self.pad8, self.upsample8), (self.up9, self.pad9, self.upsample9))]
+            (getattr(self, f"up{i}"), getattr(self, f"pad{i}"), getattr(self, f"upsample{i}")) for i in range(6, 10))]
 
     def run(self, bits: torch.Tensor, img: torch.Tensor, ups: list, conv_relu=None) -> torch.Tensor:
         """The forward pass with `ups` (four callables) as the up blocks 6-9 (ReLU included) and `conv_relu(conv, x)`
@@ -205,15 +196,26 @@ class StegaDecoder(nn.Module):
         return self.dense(x)
 
 
-class StegaModel(nn.Module):
-    """The encoder/decoder pair as one artifact (keys `enc.*`, `dec.*`)."""
+class _StegaArtifact(nn.Module):
+    """A checked `cfg` and its networks: the encoder (keys `enc.*`) when `encoder`, then the decoder (`dec.*`).
 
-    def __init__(self, cfg: StegaConfig):
+    The encoder is built first, as the original did: the seeded initialisation of both depends on that order.
+    """
+
+    def __init__(self, cfg: StegaConfig, encoder: bool):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        self.enc = StegaEncoder(cfg.resolution, cfg.channels, cfg.fingerprint_length)
+        if encoder:
+            self.enc = StegaEncoder(cfg.resolution, cfg.channels, cfg.fingerprint_length)
         self.dec = StegaDecoder(cfg.resolution, cfg.channels, cfg.fingerprint_length)
+
+
+class StegaModel(_StegaArtifact):
+    """The encoder/decoder pair as one artifact (keys `enc.*`, `dec.*`)."""
+
+    def __init__(self, cfg: StegaConfig):
+        super().__init__(cfg, encoder=True)
 
     def forward(self, bits: torch.Tensor, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (fingerprinted img, logits decoded from it)."""
@@ -221,14 +223,11 @@ class StegaModel(nn.Module):
         return out, self.dec(out)
 
 
-class StegaDecoderOnly(nn.Module):
+class StegaDecoderOnly(_StegaArtifact):
     """A decoder-only artifact (keys `dec.*`) for verifiers who must not be able to embed."""
 
     def __init__(self, cfg: StegaConfig):
-        super().__init__()
-        cfg.validate()
-        self.cfg = cfg
-        self.dec = StegaDecoder(cfg.resolution, cfg.channels, cfg.fingerprint_length)
+        super().__init__(cfg, encoder=False)
 
 
 @register_kind("stega")
