@@ -62,36 +62,32 @@ class Photo:
     check: tuple[str, str | None, str] | None
 
 
-_SK = "skimage/data/_fetchers.py"
+def _skimage(name: str, relpath: str, split: str, licence: str, fetcher: str, phrase: str | None) -> Photo:
+    """A scikit-image photo, whose licence its fetcher's docstring states (`phrase`; None = states none)."""
+    check = None if phrase is None else ("data/_fetchers.py", fetcher, phrase)
+    return Photo(name, "scikit-image", "skimage", relpath, split, licence,
+                 f"skimage/data/_fetchers.py: {fetcher}()", check)
+
+
 PHOTOS: tuple[Photo, ...] = (
-    Photo("astronaut", "scikit-image", "skimage", "data/astronaut.png", "train",
-          "public domain (NASA; 'No known copyright restrictions, released into the public domain')",
-          f"{_SK}: astronaut()", ("data/_fetchers.py", "astronaut", "released into the public domain")),
-    Photo("chelsea", "scikit-image", "skimage", "data/chelsea.png", "heldout",
-          "CC0 (photographer Stefan van der Walt)",
-          f"{_SK}: chelsea()", ("data/_fetchers.py", "chelsea", "CC0 by the photographer")),
-    Photo("coffee", "scikit-image", "skimage", "data/coffee.png", "train",
-          "CC0 (photographer Rachel Michetti)",
-          f"{_SK}: coffee()", ("data/_fetchers.py", "coffee", "CC0 by the photographer")),
-    Photo("hubble_deep_field", "scikit-image", "skimage", "data/hubble_deep_field.jpg", "train",
-          "public domain (NASA)",
-          f"{_SK}: hubble_deep_field()", ("data/_fetchers.py", "hubble_deep_field", "public domain")),
-    Photo("ihc", "scikit-image", "skimage", "data/ihc.png", "train",
-          "'No known copyright restrictions' (CMMI)",
-          f"{_SK}: immunohistochemistry()",
-          ("data/_fetchers.py", "immunohistochemistry", "No known copyright restrictions")),
-    Photo("motorcycle_left", "scikit-image", "skimage", "data/motorcycle_left.png", "train",
-          "unknown (Middlebury 2014 stereo benchmark; no licence stated)",
-          f"{_SK}: stereo_motorcycle()", None),
-    Photo("motorcycle_right", "scikit-image", "skimage", "data/motorcycle_right.png", "train",
-          "unknown (Middlebury 2014 stereo benchmark; no licence stated)",
-          f"{_SK}: stereo_motorcycle()", None),
-    Photo("retina", "scikit-image", "skimage", "data/retina.jpg", "train",
-          "CC0 1.0 Universal (Wikimedia Commons)",
-          f"{_SK}: retina()", ("data/_fetchers.py", "retina", "CC0 1.0 Universal")),
-    Photo("rocket", "scikit-image", "skimage", "data/rocket.jpg", "heldout",
-          "public domain (SpaceX)",
-          f"{_SK}: rocket()", ("data/_fetchers.py", "rocket", "public domain")),
+    _skimage("astronaut", "data/astronaut.png", "train",
+             "public domain (NASA; 'No known copyright restrictions, released into the public domain')",
+             "astronaut", "released into the public domain"),
+    _skimage("chelsea", "data/chelsea.png", "heldout", "CC0 (photographer Stefan van der Walt)",
+             "chelsea", "CC0 by the photographer"),
+    _skimage("coffee", "data/coffee.png", "train", "CC0 (photographer Rachel Michetti)",
+             "coffee", "CC0 by the photographer"),
+    _skimage("hubble_deep_field", "data/hubble_deep_field.jpg", "train", "public domain (NASA)",
+             "hubble_deep_field", "public domain"),
+    _skimage("ihc", "data/ihc.png", "train", "'No known copyright restrictions' (CMMI)",
+             "immunohistochemistry", "No known copyright restrictions"),
+    _skimage("motorcycle_left", "data/motorcycle_left.png", "train",
+             "unknown (Middlebury 2014 stereo benchmark; no licence stated)", "stereo_motorcycle", None),
+    _skimage("motorcycle_right", "data/motorcycle_right.png", "train",
+             "unknown (Middlebury 2014 stereo benchmark; no licence stated)", "stereo_motorcycle", None),
+    _skimage("retina", "data/retina.jpg", "train", "CC0 1.0 Universal (Wikimedia Commons)",
+             "retina", "CC0 1.0 Universal"),
+    _skimage("rocket", "data/rocket.jpg", "heldout", "public domain (SpaceX)", "rocket", "public domain"),
     Photo("china", "scikit-learn", "sklearn", "datasets/images/china.jpg", "heldout",
           "CC BY 2.0 (attribution: danielbuechele, Flickr)",
           "sklearn/datasets/images/README.txt",
