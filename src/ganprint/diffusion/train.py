@@ -30,7 +30,7 @@ from ganprint.diffusion.config import RUNTIME_FIELDS, DiffusionTrainConfig
 from ganprint.diffusion.generate import sample_seeds
 from ganprint.diffusion.model import EXPORT_KIND, build_unet, export_config, make_scheduler, parse_export_config
 from ganprint.training.ema import EMA
-from ganprint.training.grids import save_grid
+from ganprint.training.grids import save_grid, save_reals
 from ganprint.training.clock import Clock, Meter, images
 from ganprint.training.data import Batches, EpochOrder, open_training_data
 from ganprint.training.run import CONFIG_FILE, SNAPSHOT_DIR, RunFolder, check_outdir, export, start_processes, write_error
@@ -246,10 +246,7 @@ def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: 
     batches = Batches(dataset, order, workers, PRELOAD_BYTES)
     with run:
         trainer = _DiffusionRun(cfg, run, dev, resume)
-        reals = run.outdir / SNAPSHOT_DIR / "reals.png"
-        if dist.get_rank() == 0 and not reals.exists():
-            n = min(max(cfg.grid_seeds, 1), len(dataset))
-            save_grid(reals, batches.images(range(n)).permute(0, 2, 3, 1).numpy())
+        save_reals(run.outdir, batches, range(min(max(cfg.grid_seeds, 1), len(dataset))))
         log.info("training %s on %d images: %d px, batch %d over %d process(es), %.3f -> %.3f kimg on %s",
                  cfg.preset, len(dataset), cfg.resolution, cfg.batch_size, dist.get_world_size(),
                  trainer.state.nimg / 1000, cfg.total_kimg, dev)

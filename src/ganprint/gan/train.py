@@ -22,7 +22,7 @@ from ganprint.gan.config import RUNTIME_FIELDS, GanTrainConfig
 from ganprint.gan.generate import generate_seeds
 from ganprint.nets.stylegan2 import Discriminator, Generator, generator_config_dict
 from ganprint.training.ema import EMA
-from ganprint.training.grids import save_grid
+from ganprint.training.grids import save_grid, save_reals
 from ganprint.training.optim import average_gradients, lazy_adam
 from ganprint.training.clock import Clock, Meter, images
 from ganprint.training.data import Batches, EpochOrder, open_training_data
@@ -217,9 +217,7 @@ def train_gan(cfg: GanTrainConfig, outdir: str | os.PathLike, data: Dataset | st
     batches = Batches(dataset, order, workers, PRELOAD_BYTES)
     with run:
         trainer = _GanRun(cfg, run, dev, batches)
-        reals = run.outdir / SNAPSHOT_DIR / "reals.png"
-        if dist.get_rank() == 0 and not reals.exists():
-            save_grid(reals, batches.images(range(min(cfg.grid_seeds, len(dataset)))).permute(0, 2, 3, 1).numpy())
+        save_reals(run.outdir, batches, range(min(cfg.grid_seeds, len(dataset))))
         log.info("training %s: %d px, batch %d (%d per process x %d), %.3f -> %.3f kimg on %s", cfg.preset,
                  cfg.resolution, cfg.batch_size, trainer.batch_gpu, dist.get_world_size(), trainer.state.nimg / 1000,
                  trainer.total_nimg / 1000, dev)

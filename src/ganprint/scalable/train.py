@@ -34,7 +34,7 @@ from ganprint.nets.stylegan2 import quantize_uint8_st
 from ganprint.perturb.augment import build_augment, wrap_pm1
 from ganprint.scalable.config import RUNTIME_FIELDS, ScalableTrainConfig
 from ganprint.training.ema import EMA
-from ganprint.training.grids import save_grid
+from ganprint.training.grids import save_grid, save_reals
 from ganprint.training.optim import average_gradients, lazy_adam
 from ganprint.training.clock import Clock, Meter, images
 from ganprint.training.data import Batches, DrawOrder, open_training_data
@@ -230,10 +230,8 @@ class _ScalableRun:
         gg = torch.Generator().manual_seed(derive_seed(cfg.seed, 777))
         self.grid_z = torch.randn(_GRID_N, mcfg.z_dim, generator=gg).to(dev)
         self.grid_c = torch.randint(0, 2, (_GRID_N, mcfg.fingerprint_length), generator=gg).float().to(dev)
-        reals = run.outdir / SNAPSHOT_DIR / "reals.png"
-        if self.rank == 0 and not reals.exists():
-            idx = torch.randint(0, len(data), (_GRID_N,), generator=gg)
-            save_grid(reals, data.images(idx).permute(0, 2, 3, 1).numpy(), _GRID_COLS)
+        # The reals' indices are drawn on every rank (gg serves nothing after them); rank 0 writes the grid once.
+        save_reals(run.outdir, data, torch.randint(0, len(data), (_GRID_N,), generator=gg), _GRID_COLS)
 
     def step(self, real_u8: torch.Tensor) -> dict[str, float]:
         """One step on this rank's uint8 batch: its draws, every phase due, the EMA; returns the phases' statistics."""
