@@ -55,10 +55,10 @@ class StegaEncoder(nn.Module):
         for i, (width, out, skip) in enumerate(((256, 128, 128), (128, 64, 64), (64, 32, 32), (32, 32, 32 + 2 * c)),
                                                start=6):
             setattr(self, f"pad{i}", nn.ZeroPad2d((0, 1, 0, 1)))
-            setattr(self, f"up{i}", nn.Conv2d(width, out, 2, 1))
+            setattr(self, f"up{i}", nn.Conv2d(width, out, kernel_size=2))
             setattr(self, f"upsample{i}", nn.Upsample(scale_factor=(2, 2)))
-            setattr(self, f"conv{i}", nn.Conv2d(out + skip, out, 3, 1, 1))
-        self.conv10 = nn.Conv2d(32, 32, 3, 1, 1)
+            setattr(self, f"conv{i}", nn.Conv2d(out + skip, out, kernel_size=3, padding=1))
+        self.conv10 = nn.Conv2d(32, 32, kernel_size=3, padding=1)
         self.residual = nn.Conv2d(32, c, 1)
 
     def forward(self, bits: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
