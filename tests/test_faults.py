@@ -819,7 +819,7 @@ RESUME_CASES = [
     ("detect-precision", [*_DET, "--outdir", "{OUT}"], "--precision", "fp32", "bf16"),
     ("attribute-fpr", [*ATTR, "--outdir", "{OUT}"], "--fpr", "0.01", "0.05"),
     ("generate-trunc", [*GEN, "--outdir", "{OUT}"], "--trunc", "1", "0.5"),
-    ("generate-precision", [*GEN, "--outdir", "{OUT}"], "--precision", "float64", "float32"),
+    ("generate-precision", [*GEN, "--outdir", "{OUT}"], "--precision", "fp64", "fp32"),
     ("generate-scalable-fingerprint", ["generate", "--model", "{SG}", "--seeds", "0", "--device", "cpu", "--outdir",
                                        "{OUT}"], "--fingerprint", "0x00f", "0xf00"),
     ("evaluate-seed", [*_EV, "--attacks", "noise", "--outdir", "{OUT}"], "--seed", "0", "1"),
