@@ -195,8 +195,9 @@ EVAL = ["evaluate", "--model", D, "--data", "{imgs}", "--fingerprint", "0" * 8, 
 
 CASES = [
     # Output paths: parent is a file, cannot be created, exists read-only
-    *[(f"{cmd[0]}-outdir-{kind}", [*cmd, "--outdir", path], 1, "--outdir")
-      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, GEN, [*ISSUE])
+    *[(f"{cmd[0]}-{flag[2:]}-{kind}", [*cmd, flag, path], 1, flag)
+      for cmd, flag in ((TRAIN, "--outdir"), (TRAIN_GAN, "--outdir"), (TRAIN_SC, "--outdir"), (TRAIN_DIFF, "--outdir"),
+                        (GEN, "--outdir"), (ISSUE, "--models-dir"))
       for kind, path in (("under-file", "{under_file}"), ("is-file", "{file}"), ("ro-new", RO_NEW),
                          ("ro-dir", RO_DIR))],
     *[(f"{name}-outdir-{kind}", [*cmd[:cmd.index("--outdir")], *cmd[cmd.index("--outdir") + 2:], "--data", "{imgs}",
@@ -214,7 +215,7 @@ CASES = [
       for kind, path in (("under-file", "{under_file}/a.jsonl"), ("ro-new", RO_NEW + "/a.jsonl"),
                          ("ro-dir", RO_DIR + "/a.jsonl"))],
     ("attribute-out-is-dir", [*ATTR, "--out", "{dir}"], 1, "--out"),
-    *[(f"issue-registry-{kind}", ["issue", "--model", "{SG}", "--outdir", "{out}/i", "--registry", path], 1,
+    *[(f"issue-registry-{kind}", ["issue", "--model", "{SG}", "--models-dir", "{out}/i", "--registry", path], 1,
        "registry") for kind, path in (("under-file", "{under_file}/r.sqlite"), ("ro-new", RO_NEW + "/r.sqlite"),
                                       ("not-a-db", "{reg_text}"))],
     *[(f"data-samples-{kind}", ["data", "samples", "--outdir", path, "--count", "2"], 1, "--outdir")
@@ -265,7 +266,8 @@ CASES = [
       for cmd, argv in (("registry-list", ["registry", "list", "REG"]),
                         ("registry-export", ["registry", "export", "REG", "{out}/export-%s.json" % reg]),
                         ("attribute", [*ATTR, "--registry", "REG", "--outdir", "{out}/a-%s" % reg]),
-                        ("issue", ["issue", "--model", "{SG}", "--registry", "REG", "--outdir", "{out}/i-%s" % reg]),
+                        ("issue", ["issue", "--model", "{SG}", "--registry", "REG", "--models-dir",
+                                   "{out}/i-%s" % reg]),
                         ("serve", ["serve", "--registry", "REG", "--scalable-decoder", "{SD}", "--port", "0"]))
       if (cmd, reg) not in (("registry-list", "reg_text"), ("attribute", "reg_text"))],  # cases of their own above
     # Damaged models and models of the wrong kind
@@ -279,7 +281,7 @@ CASES = [
       for m in ("m_empty", "m_trunc", "m_abc", "m_cfg", "G_nan", "stega")],
     *[(f"attribute-{m}", [*ATTR, "--model", "{%s}" % m, "--outdir", "{out}/a-%s" % m], 1, m.split("_")[-1])
       for m in ("m_empty", "m_abc", "SD_nan", "stega")],
-    *[(f"issue-{m}", ["issue", "--model", "{%s}" % m, "--registry", "{out}/ri-%s.sqlite" % m, "--outdir",
+    *[(f"issue-{m}", ["issue", "--model", "{%s}" % m, "--registry", "{out}/ri-%s.sqlite" % m, "--models-dir",
                       "{out}/i-%s" % m], 1, m.split("_")[-1]) for m in ("m_empty", "m_cfg", "G", "dec")],
     *[(f"evaluate-{m}", [*EVAL, "--model", "{%s}" % m, "--outdir", "{out}/v-%s" % m], 1, m.split("_")[-1])
       for m in ("m_empty", "m_abc", "m_nan", "G")],
@@ -300,7 +302,7 @@ CASES = [
                         ("detect", [*DETECT, "--data", "{imgs}"]),
                         ("evaluate", [*EVAL, "--outdir", "{out}/vf"]),
                         ("generate", ["generate", "--model", "{SG}", "--outdir", "{out}/gf", "--seeds", "0"]),
-                        ("issue", [*ISSUE, "--outdir", "{out}/if"]))
+                        ("issue", [*ISSUE, "--models-dir", "{out}/if"]))
       for kind, fp in (("short", "0101"), ("long", "0" * 200), ("hex-long", "0x" + "f" * 40), ("ternary", "0120" * 4),
                        ("garbage", "hello"), ("empty", ""))],
     # Unusable --fpr
@@ -568,10 +570,10 @@ GUARD_CASES = [
     ("attribute", "--out", "--registry", "reg", "file", [*_ATT_OLD, "--registry", "{IN}", "--out", "{OUT}"]),
     ("attribute", "--out", "--model", "SD", "file", [*_ATT_OLD, "--model", "{IN}", "--out", "{OUT}"]),
     ("attribute", "--out", "--data", "imgs", "file", [*_ATT_OLD, "--data", "{IN}", "--out", "{OUT}"]),
-    ("issue", "--outdir", "--model", "SG", "dir", [*ISSUE, "--model", "{IN}", "--outdir", "{OUT}"]),
-    ("issue", "--outdir", "--registry", "reg", "dir", [*ISSUE, "--registry", "{IN}", "--outdir", "{OUT}"]),
-    ("issue", "--registry", "--model", "SG", "file", [*ISSUE, "--model", "{IN}", "--outdir", "{TMP}/i", "--registry",
-                                                      "{OUT}"]),
+    ("issue", "--models-dir", "--model", "SG", "dir", [*ISSUE, "--model", "{IN}", "--models-dir", "{OUT}"]),
+    ("issue", "--models-dir", "--registry", "reg", "dir", [*ISSUE, "--registry", "{IN}", "--models-dir", "{OUT}"]),
+    ("issue", "--registry", "--model", "SG", "file", [*ISSUE, "--model", "{IN}", "--models-dir", "{TMP}/i",
+                                                      "--registry", "{OUT}"]),
     ("export", "OUT", "--model", "stega", "file", ["export", "--model", "{IN}", "{OUT}"]),
     ("import-agf", "OUT", "--encoder", "file", "file", ["import-agf", "--encoder", "{IN}", "--decoder", "{file}",
                                                         "{OUT}"]),
@@ -623,9 +625,9 @@ FOREIGN_CASES = [
     ("metrics fid", "--out", "file", [*_FID, "--out", "{OUT}"], "--overwrite"),
 ]
 FOREIGN_EXEMPT = {
-    "issue": "--outdir is a shared folder of issued models (also serve's --models-dir): every issued file gets a "
+    "issue": "--models-dir is a shared folder of issued models (also serve's --models-dir): every issued file gets a "
              "name no other file has, and --registry is updated in place",
-    "serve": "--models-dir: as issue's --outdir",
+    "serve": "--models-dir: as issue's",
     "registry import": "REGISTRY is a registry that must hold nothing yet (refused otherwise, by the registry)",
     "registry add-dataset": "REGISTRY is updated in place",
     **{c: r for c, r in GUARD_EXEMPT.items() if c != "demo"},
@@ -748,7 +750,8 @@ def agf_checkpoints(tmp_path_factory):
 FULL_DISK = [
     ("export", ["export", "--model", S, "{disk}/dec.safetensors"], 4096),
     ("import-agf", ["import-agf", "--encoder", "{E}", "--decoder", "{D}", "{disk}/m.safetensors"], 4096),
-    ("issue", ["issue", "--model", "{SG}", "--registry", "{out}/full-disk.sqlite", "--outdir", "{disk}/issued"], 4096),
+    ("issue", ["issue", "--model", "{SG}", "--registry", "{out}/full-disk.sqlite", "--models-dir", "{disk}/issued"],
+     4096),
     ("generate", ["generate", "--model", "{G}", "--seeds", "0-31", "--device", "cpu", "--outdir", "{disk}/g"], 16384),
     ("data-samples", ["data", "samples", "--outdir", "{disk}/s", "--count", "40", "--resolution", "16"], 16384),
     ("evaluate", [*EVAL, "--outdir", "{disk}/e"], 16384),

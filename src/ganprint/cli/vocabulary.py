@@ -21,6 +21,7 @@ ALIASES: dict[str, dict[str, str]] = {
     "attribute": {"--decoder": "--model", "--input": "--data"},
     "detect": {"--num-workers": "--workers"},
     "embed": {"--num-workers": "--workers"},
+    "issue": {"--outdir": "--models-dir"},
     "metrics threshold": {"--bits": "--fingerprint-length"},
     "metrics pvalue": {"--bits": "--fingerprint-length"},
     "train-scalable": {"--fingerprint-bits": "--fingerprint-length"},
