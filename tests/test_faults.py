@@ -343,8 +343,8 @@ CASES = [
       for flag in ("--count", "--resolution") for n in ("0", "-5")],
     *[(f"from-images-resolution-{n}", [*PACK, "{imgs}", "--outdir", "{out}/pr", "--resolution", n], 1,
        "--resolution") for n in ("0", "-16", "24")],
-    ("from-images-num-images-neg", [*PACK, "{imgs}", "--outdir", "{out}/pn", "--resolution", "16",
-                                    "--num-images", "-1"], 1, "--num-images"),
+    ("from-images-limit-neg", [*PACK, "{imgs}", "--outdir", "{out}/pn", "--resolution", "16",
+                               "--limit", "-1"], 1, "--limit"),
     ("metrics-pvalue-matches-over", ["metrics", "pvalue", "--fingerprint-length", "8", "--matches", "9"], 1,
      "--matches"),
     ("metrics-pvalue-bits-zero", ["metrics", "pvalue", "--fingerprint-length", "0", "--matches", "0"], 1,
@@ -586,7 +586,7 @@ GUARD_CASES = [
      ["data", "samples", "--outdir", "{OUT}", "--photos", "{IN}", "--count", "2"]),
     *[(f"dataset {sub}", "--outdir", "--data", "imgs", "dir",
        ["dataset", sub, "--data", "{IN}", "--outdir", "{OUT}", *extra])
-      for sub, extra in (("celeba", ["--num-images", "1"]), ("from-images", ["--resolution", "16"]))],
+      for sub, extra in (("celeba", ["--limit", "1"]), ("from-images", ["--resolution", "16"]))],
     ("metrics fid", "--out", "DATA_A", "imgs", "file", ["metrics", "fid", "{IN}", *_FID[3:], "--out", "{OUT}"]),
     ("metrics fid", "--cache-dir", "DATA_B", "imgs", "dir", [*_FID[:3], "{IN}", *_FID[4:], "--cache-dir", "{OUT}"]),
     ("metrics fid", "--out", "--inception", "file", "file", [*_FID, "--inception", "{IN}", "--out", "{OUT}"]),
@@ -616,7 +616,7 @@ FOREIGN_CASES = [
     ("data samples", "--outdir", "dir", ["data", "samples", "--outdir", "{OUT}", "--count", "2"], "did not write"),
     *[(f"dataset {sub}", "--outdir", "dir", ["dataset", sub, "--data", "{imgs}", "--outdir", "{OUT}", *extra],
        "not empty")
-      for sub, extra in (("celeba", ["--num-images", "1"]), ("from-images", ["--resolution", "16"]))],
+      for sub, extra in (("celeba", ["--limit", "1"]), ("from-images", ["--resolution", "16"]))],
     ("attribute", "--outdir", "dir", [*_ATT, "--outdir", "{OUT}"], "did not write"),
     ("attribute", "--out", "file", [*_ATT_OLD, "--out", "{OUT}"], "--overwrite"),
     ("export", "OUT", "file", ["export", "--model", "{stega}", "{OUT}"], "--overwrite"),
