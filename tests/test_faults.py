@@ -195,8 +195,9 @@ EVAL = ["evaluate", "--model", D, "--data", "{imgs}", "--fingerprint", "0" * 8, 
 
 CASES = [
     # Output paths: parent is a file, cannot be created, exists read-only
-    *[(f"{cmd[0]}-outdir-{kind}", [*cmd, "--outdir", path], 1, "--outdir")
-      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, GEN, [*ISSUE])
+    *[(f"{cmd[0]}-{flag[2:]}-{kind}", [*cmd, flag, path], 1, flag)
+      for cmd, flag in ((TRAIN, "--outdir"), (TRAIN_GAN, "--outdir"), (TRAIN_SC, "--outdir"), (TRAIN_DIFF, "--outdir"),
+                        (GEN, "--outdir"), (ISSUE, "--models-dir"))
       for kind, path in (("under-file", "{under_file}"), ("is-file", "{file}"), ("ro-new", RO_NEW),
                          ("ro-dir", RO_DIR))],
     *[(f"{name}-outdir-{kind}", [*cmd[:cmd.index("--outdir")], *cmd[cmd.index("--outdir") + 2:], "--data", "{imgs}",
@@ -214,7 +215,7 @@ CASES = [
       for kind, path in (("under-file", "{under_file}/a.jsonl"), ("ro-new", RO_NEW + "/a.jsonl"),
                          ("ro-dir", RO_DIR + "/a.jsonl"))],
     ("attribute-out-is-dir", [*ATTR, "--out", "{dir}"], 1, "--out"),
-    *[(f"issue-registry-{kind}", ["issue", "--model", "{SG}", "--outdir", "{out}/i", "--registry", path], 1,
+    *[(f"issue-registry-{kind}", ["issue", "--model", "{SG}", "--models-dir", "{out}/i", "--registry", path], 1,
        "registry") for kind, path in (("under-file", "{under_file}/r.sqlite"), ("ro-new", RO_NEW + "/r.sqlite"),
                                       ("not-a-db", "{reg_text}"))],
     *[(f"data-samples-{kind}", ["data", "samples", "--outdir", path, "--count", "2"], 1, "--outdir")
@@ -265,7 +266,8 @@ CASES = [
       for cmd, argv in (("registry-list", ["registry", "list", "REG"]),
                         ("registry-export", ["registry", "export", "REG", "{out}/export-%s.json" % reg]),
                         ("attribute", [*ATTR, "--registry", "REG", "--outdir", "{out}/a-%s" % reg]),
-                        ("issue", ["issue", "--model", "{SG}", "--registry", "REG", "--outdir", "{out}/i-%s" % reg]),
+                        ("issue", ["issue", "--model", "{SG}", "--registry", "REG", "--models-dir",
+                                   "{out}/i-%s" % reg]),
                         ("serve", ["serve", "--registry", "REG", "--scalable-decoder", "{SD}", "--port", "0"]))
       if (cmd, reg) not in (("registry-list", "reg_text"), ("attribute", "reg_text"))],  # cases of their own above
     # Damaged models and models of the wrong kind
@@ -279,7 +281,7 @@ CASES = [
       for m in ("m_empty", "m_trunc", "m_abc", "m_cfg", "G_nan", "stega")],
     *[(f"attribute-{m}", [*ATTR, "--model", "{%s}" % m, "--outdir", "{out}/a-%s" % m], 1, m.split("_")[-1])
       for m in ("m_empty", "m_abc", "SD_nan", "stega")],
-    *[(f"issue-{m}", ["issue", "--model", "{%s}" % m, "--registry", "{out}/ri-%s.sqlite" % m, "--outdir",
+    *[(f"issue-{m}", ["issue", "--model", "{%s}" % m, "--registry", "{out}/ri-%s.sqlite" % m, "--models-dir",
                       "{out}/i-%s" % m], 1, m.split("_")[-1]) for m in ("m_empty", "m_cfg", "G", "dec")],
     *[(f"evaluate-{m}", [*EVAL, "--model", "{%s}" % m, "--outdir", "{out}/v-%s" % m], 1, m.split("_")[-1])
       for m in ("m_empty", "m_abc", "m_nan", "G")],
@@ -300,7 +302,7 @@ CASES = [
                         ("detect", [*DETECT, "--data", "{imgs}"]),
                         ("evaluate", [*EVAL, "--outdir", "{out}/vf"]),
                         ("generate", ["generate", "--model", "{SG}", "--outdir", "{out}/gf", "--seeds", "0"]),
-                        ("issue", [*ISSUE, "--outdir", "{out}/if"]))
+                        ("issue", [*ISSUE, "--models-dir", "{out}/if"]))
       for kind, fp in (("short", "0101"), ("long", "0" * 200), ("hex-long", "0x" + "f" * 40), ("ternary", "0120" * 4),
                        ("garbage", "hello"), ("empty", ""))],
     # Unusable --fpr
@@ -341,8 +343,8 @@ CASES = [
       for flag in ("--count", "--resolution") for n in ("0", "-5")],
     *[(f"from-images-resolution-{n}", [*PACK, "{imgs}", "--outdir", "{out}/pr", "--resolution", n], 1,
        "--resolution") for n in ("0", "-16", "24")],
-    ("from-images-num-images-neg", [*PACK, "{imgs}", "--outdir", "{out}/pn", "--resolution", "16",
-                                    "--num-images", "-1"], 1, "--num-images"),
+    ("from-images-limit-neg", [*PACK, "{imgs}", "--outdir", "{out}/pn", "--resolution", "16",
+                               "--limit", "-1"], 1, "--limit"),
     ("metrics-pvalue-matches-over", ["metrics", "pvalue", "--fingerprint-length", "8", "--matches", "9"], 1,
      "--matches"),
     ("metrics-pvalue-bits-zero", ["metrics", "pvalue", "--fingerprint-length", "0", "--matches", "0"], 1,
@@ -568,10 +570,10 @@ GUARD_CASES = [
     ("attribute", "--out", "--registry", "reg", "file", [*_ATT_OLD, "--registry", "{IN}", "--out", "{OUT}"]),
     ("attribute", "--out", "--model", "SD", "file", [*_ATT_OLD, "--model", "{IN}", "--out", "{OUT}"]),
     ("attribute", "--out", "--data", "imgs", "file", [*_ATT_OLD, "--data", "{IN}", "--out", "{OUT}"]),
-    ("issue", "--outdir", "--model", "SG", "dir", [*ISSUE, "--model", "{IN}", "--outdir", "{OUT}"]),
-    ("issue", "--outdir", "--registry", "reg", "dir", [*ISSUE, "--registry", "{IN}", "--outdir", "{OUT}"]),
-    ("issue", "--registry", "--model", "SG", "file", [*ISSUE, "--model", "{IN}", "--outdir", "{TMP}/i", "--registry",
-                                                      "{OUT}"]),
+    ("issue", "--models-dir", "--model", "SG", "dir", [*ISSUE, "--model", "{IN}", "--models-dir", "{OUT}"]),
+    ("issue", "--models-dir", "--registry", "reg", "dir", [*ISSUE, "--registry", "{IN}", "--models-dir", "{OUT}"]),
+    ("issue", "--registry", "--model", "SG", "file", [*ISSUE, "--model", "{IN}", "--models-dir", "{TMP}/i",
+                                                      "--registry", "{OUT}"]),
     ("export", "OUT", "--model", "stega", "file", ["export", "--model", "{IN}", "{OUT}"]),
     ("import-agf", "OUT", "--encoder", "file", "file", ["import-agf", "--encoder", "{IN}", "--decoder", "{file}",
                                                         "{OUT}"]),
@@ -584,7 +586,7 @@ GUARD_CASES = [
      ["data", "samples", "--outdir", "{OUT}", "--photos", "{IN}", "--count", "2"]),
     *[(f"dataset {sub}", "--outdir", "--data", "imgs", "dir",
        ["dataset", sub, "--data", "{IN}", "--outdir", "{OUT}", *extra])
-      for sub, extra in (("celeba", ["--num-images", "1"]), ("from-images", ["--resolution", "16"]))],
+      for sub, extra in (("celeba", ["--limit", "1"]), ("from-images", ["--resolution", "16"]))],
     ("metrics fid", "--out", "DATA_A", "imgs", "file", ["metrics", "fid", "{IN}", *_FID[3:], "--out", "{OUT}"]),
     ("metrics fid", "--cache-dir", "DATA_B", "imgs", "dir", [*_FID[:3], "{IN}", *_FID[4:], "--cache-dir", "{OUT}"]),
     ("metrics fid", "--out", "--inception", "file", "file", [*_FID, "--inception", "{IN}", "--out", "{OUT}"]),
@@ -614,7 +616,7 @@ FOREIGN_CASES = [
     ("data samples", "--outdir", "dir", ["data", "samples", "--outdir", "{OUT}", "--count", "2"], "did not write"),
     *[(f"dataset {sub}", "--outdir", "dir", ["dataset", sub, "--data", "{imgs}", "--outdir", "{OUT}", *extra],
        "not empty")
-      for sub, extra in (("celeba", ["--num-images", "1"]), ("from-images", ["--resolution", "16"]))],
+      for sub, extra in (("celeba", ["--limit", "1"]), ("from-images", ["--resolution", "16"]))],
     ("attribute", "--outdir", "dir", [*_ATT, "--outdir", "{OUT}"], "did not write"),
     ("attribute", "--out", "file", [*_ATT_OLD, "--out", "{OUT}"], "--overwrite"),
     ("export", "OUT", "file", ["export", "--model", "{stega}", "{OUT}"], "--overwrite"),
@@ -623,9 +625,9 @@ FOREIGN_CASES = [
     ("metrics fid", "--out", "file", [*_FID, "--out", "{OUT}"], "--overwrite"),
 ]
 FOREIGN_EXEMPT = {
-    "issue": "--outdir is a shared folder of issued models (also serve's --models-dir): every issued file gets a "
+    "issue": "--models-dir is a shared folder of issued models (also serve's --models-dir): every issued file gets a "
              "name no other file has, and --registry is updated in place",
-    "serve": "--models-dir: as issue's --outdir",
+    "serve": "--models-dir: as issue's",
     "registry import": "REGISTRY is a registry that must hold nothing yet (refused otherwise, by the registry)",
     "registry add-dataset": "REGISTRY is updated in place",
     **{c: r for c, r in GUARD_EXEMPT.items() if c != "demo"},
@@ -748,7 +750,8 @@ def agf_checkpoints(tmp_path_factory):
 FULL_DISK = [
     ("export", ["export", "--model", S, "{disk}/dec.safetensors"], 4096),
     ("import-agf", ["import-agf", "--encoder", "{E}", "--decoder", "{D}", "{disk}/m.safetensors"], 4096),
-    ("issue", ["issue", "--model", "{SG}", "--registry", "{out}/full-disk.sqlite", "--outdir", "{disk}/issued"], 4096),
+    ("issue", ["issue", "--model", "{SG}", "--registry", "{out}/full-disk.sqlite", "--models-dir", "{disk}/issued"],
+     4096),
     ("generate", ["generate", "--model", "{G}", "--seeds", "0-31", "--device", "cpu", "--outdir", "{disk}/g"], 16384),
     ("data-samples", ["data", "samples", "--outdir", "{disk}/s", "--count", "40", "--resolution", "16"], 16384),
     ("evaluate", [*EVAL, "--outdir", "{disk}/e"], 16384),
@@ -819,7 +822,7 @@ RESUME_CASES = [
     ("detect-precision", [*_DET, "--outdir", "{OUT}"], "--precision", "fp32", "bf16"),
     ("attribute-fpr", [*ATTR, "--outdir", "{OUT}"], "--fpr", "0.01", "0.05"),
     ("generate-trunc", [*GEN, "--outdir", "{OUT}"], "--trunc", "1", "0.5"),
-    ("generate-precision", [*GEN, "--outdir", "{OUT}"], "--precision", "float64", "float32"),
+    ("generate-precision", [*GEN, "--outdir", "{OUT}"], "--precision", "fp64", "fp32"),
     ("generate-scalable-fingerprint", ["generate", "--model", "{SG}", "--seeds", "0", "--device", "cpu", "--outdir",
                                        "{OUT}"], "--fingerprint", "0x00f", "0xf00"),
     ("evaluate-seed", [*_EV, "--attacks", "noise", "--outdir", "{OUT}"], "--seed", "0", "1"),

@@ -1,5 +1,5 @@
 """us per image to decode and encode PNG crops: Pillow against imagecodecs (libpng), the two paths of
-`ganprint.imageio` (read_image / write_png). One thread, in memory (no file-system time), sample crops of seed 0.
+`ganprint.core.images` (read_image / write_png). One thread, in memory (no file-system time), sample crops of seed 0.
 
     python benchmarks/perf/png_speed.py --resolution 32
     python benchmarks/perf/png_speed.py --resolution 128

@@ -104,7 +104,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--reps", type=int, default=3, help="timed forward passes per round (median taken)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                    help="float64 is what `ganprint generate` runs by default")
+                    help="float64 (fp64) is what `ganprint generate` runs by default")
     ap.add_argument("--fused", choices=["both", "yes", "no"], default="both")
     ap.add_argument("--out", type=Path, help="append the rows as JSON lines to this file")
     args = ap.parse_args(argv)

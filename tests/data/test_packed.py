@@ -32,7 +32,7 @@ def celeba_dir(tmp_path):
 
 
 def test_celeba_crop_geometry(celeba_dir, tmp_path):
-    out = pack_celeba(celeba_dir, tmp_path / "packed", num_images=3)
+    out = pack_celeba(celeba_dir, tmp_path / "packed", limit=3)
     assert is_packed(out)
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["format"] == "ganprint-packed" and meta["version"] == 1
@@ -52,7 +52,7 @@ def test_celeba_crop_geometry(celeba_dir, tmp_path):
 def test_celeba_bad_size_names_file(celeba_dir, tmp_path):
     Image.fromarray(np.zeros((200, 178, 3), np.uint8)).save(celeba_dir / "000001.png")
     with pytest.raises(GanprintError, match="000001.png is 178x200"):
-        pack_celeba(celeba_dir, tmp_path / "packed", num_images=4)
+        pack_celeba(celeba_dir, tmp_path / "packed", limit=4)
     assert not (tmp_path / "packed").exists()  # atomic: nothing half-written left behind
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".packed")]
 
@@ -64,7 +64,7 @@ def test_from_images_resize_and_shuffle(tmp_path):
     Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(src / "a.png")
     Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(src / "sub" / "b.jpg")
     Image.fromarray(np.full((16, 16, 3), 7, np.uint8)).save(src / "c.png")
-    out = pack_images(src, tmp_path / "o", resolution=16, num_images=3)
+    out = pack_images(src, tmp_path / "o", resolution=16, limit=3)
     ds = PackedDataset(out)
     assert ds.names == ["a.png", "c.png", "sub/b.jpg"]
     assert ds[1]["img"].shape == (3, 16, 16) and int(ds[1]["img"].float().mean()) == 7

@@ -160,7 +160,7 @@ def test_attribute_prints_what_its_p_values_cover(sample_folder, tmp_path):
     g = save_export(tmp_path / "G.safetensors", ScalableGenerator(cfg), "scalable-G", cfg.to_dict())
     d = save_export(tmp_path / "D.safetensors", ScalableDecoder(cfg), "scalable-decoder", cfg.to_dict())
     reg, cli = tmp_path / "reg.sqlite", CliRunner()
-    r = cli.invoke(main, ["issue", "--model", str(g), "--registry", str(reg), "--outdir", str(tmp_path / "i")])
+    r = cli.invoke(main, ["issue", "--model", str(g), "--registry", str(reg), "--models-dir", str(tmp_path / "i")])
     assert r.exit_code == 0, r.output
     out = tmp_path / "a.jsonl"
     r = cli.invoke(main, ["attribute", "--decoder", str(d), "--registry", str(reg), "--input", str(sample_folder),

@@ -7,7 +7,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from ganprint.api import generate
+from ganprint.api import GenerateSpec, generate
 from ganprint.cli import main
 from ganprint.core.artifacts import save_export
 from ganprint.core.errors import GanprintError
@@ -110,5 +110,24 @@ def test_generate_takes_a_spec_or_the_commands_keyword_names(tmp_path, model_pat
         api.generate(model_path, [3], tmp_path / "d", psi=0.7)
     with pytest.raises(GanprintError, match="`seeds` selects no seeds"):
         api.generate(model_path, [], tmp_path / "d")
-    with pytest.raises(GanprintError, match="`precision` must be float64 or float32"):
+    with pytest.raises(GanprintError, match="`precision` must be fp64 or fp32"):
         api.GenerateSpec(model=model_path, seeds=[1], outdir=tmp_path / "d", precision="fp16")
+
+
+def test_precision_is_fp64_or_fp32_and_the_old_spellings_still_work(tmp_path, model_path, caplog):
+    """generate spells its arithmetic as embed and detect do (fp64, fp32); float64 and float32 work for one release
+    with a warning, give the same images, and the folder record keeps the old spelling so old folders resume."""
+    import json
+
+    base = ["generate", "--model", str(model_path), "--seeds", "1-2", "--device", "cpu"]
+    new = CliRunner().invoke(main, [*base, "--outdir", str(tmp_path / "new"), "--precision", "fp32"])
+    assert new.exit_code == 0 and "Warning" not in new.output, new.output
+    old = CliRunner().invoke(main, [*base, "--outdir", str(tmp_path / "old"), "--precision", "float32"])
+    assert old.exit_code == 0, old.output
+    assert "--precision float32 is the old name of fp32" in old.output
+    assert np.array_equal(_read(tmp_path / "new", [1, 2]), _read(tmp_path / "old", [1, 2]))
+    record = json.loads((tmp_path / "new" / ".ganprint.json").read_text())
+    assert record["identity"]["precision"] == "float32"
+    assert "float32" not in CliRunner().invoke(main, ["generate", "--help"]).output
+    spec = GenerateSpec(model=model_path, seeds=[1], outdir=tmp_path / "s", precision="float64")
+    assert spec.precision == "fp64" and "`precision` float64 is the old name of fp64" in caplog.text

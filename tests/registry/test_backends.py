@@ -180,7 +180,7 @@ def test_sqlite_registry_on_a_network_file_system_is_refused(tmp_path, monkeypat
     with pytest.raises(GanprintError, match=r"registry .*share/r.sqlite is on a nfs file system.*PostgreSQL"):
         Registry(share / "r.sqlite")
     r = CliRunner().invoke(main, ["issue", "--model", str(tiny_generator(tmp_path)), "--registry",
-                                  str(share / "r.sqlite"), "--outdir", str(tmp_path / "issued")])
+                                  str(share / "r.sqlite"), "--models-dir", str(tmp_path / "issued")])
     assert r.exit_code == 1 and "nfs file system" in r.output and "PostgreSQL" in r.output, r.output
     assert not (share / "r.sqlite").exists()
     Registry(tmp_path / "local.sqlite").issue(fingerprint_length=8)  # a local disk is fine

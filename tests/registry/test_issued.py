@@ -29,7 +29,7 @@ def test_issue_model_writes_the_file_inside_the_transaction(url, tmp_path):
     assert sha256_file(row["issued_path"]) == row["issued_sha256"] == Registry(url).get(1).issued_sha256
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(GanprintError, match="`outdir` .* is a file, not a folder"):
+    with pytest.raises(GanprintError, match="`models_dir` .* is a file, not a folder"):
         issue_model(g, url, blocker / "sub", who="bad")
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -65,7 +65,7 @@ def test_two_registries_one_outdir_keep_two_files(tmp_path):
     g = tiny_generator(tmp_path)
     rows = []
     for reg, who in (("a.sqlite", "alice"), ("b.sqlite", "bob")):
-        r = CliRunner().invoke(main, ["issue", "--model", str(g), "--registry", str(tmp_path / reg), "--outdir",
+        r = CliRunner().invoke(main, ["issue", "--model", str(g), "--registry", str(tmp_path / reg), "--models-dir",
                                       str(tmp_path / "issued"), "--who", who])
         assert r.exit_code == 0, r.output
         rows.append(json.loads(r.stdout.splitlines()[-1]))
@@ -120,7 +120,7 @@ def test_an_issuer_killed_around_commit_leaves_a_row_iff_its_file(url, tmp_path)
     _assert_row_iff_file(url, out)
     _issue_killed(g, url, out, "before-commit")  # a pending file whose row never committed
     assert len(Registry(url).list()) == 2 and len(os.listdir(out)) == 3
-    assert issue_model(g, url, out, who="next")["who"] == "next"  # `ganprint issue` settles --outdir first
+    assert issue_model(g, url, out, who="next")["who"] == "next"  # `ganprint issue` settles --models-dir first
     assert [r.who for r in _assert_row_iff_file(url, out)] == ["first", "after-commit", "next"]
     os.unlink(Registry(url).get(1).issued_path)  # a row whose file was deleted by hand is reported
     (out / issued_name(rid, 99)).write_bytes(b"x")  # as a file named for this registry without a row

@@ -241,7 +241,7 @@ def test_cli_end_to_end(tmp_path):
     cli = CliRunner()
     assert cli.invoke(main, _train_args(data, run, 0.008)).exit_code == 0
     r = cli.invoke(main, ["issue", "--model", str(run / "scalable-G.safetensors"), "--registry",
-                          str(tmp_path / "reg.sqlite"), "--outdir", str(tmp_path / "issued"), "--who", "dave"])
+                          str(tmp_path / "reg.sqlite"), "--models-dir", str(tmp_path / "issued"), "--who", "dave"])
     assert r.exit_code == 0, r.output
     issued = json.loads(r.output.strip().splitlines()[-1])
     assert issued["fp_id"] == 1
@@ -266,7 +266,7 @@ def test_cli_end_to_end(tmp_path):
     assert [x["attributed"] for x in rows] == [1 if 12 - h >= summary["min_matches"] else "unknown" for h in ham]
     assert summary["images"] == 3 and summary["attributed"] == sum(x["attributed"] == 1 for x in rows)
     r = cli.invoke(main, ["issue", "--model", str(run / "scalable-decoder.safetensors"), "--registry",
-                          str(tmp_path / "reg.sqlite"), "--outdir", str(tmp_path / "issued")])
+                          str(tmp_path / "reg.sqlite"), "--models-dir", str(tmp_path / "issued")])
     assert r.exit_code == 1 and "scalable-G" in r.output and "Traceback" not in r.output
 
 

@@ -79,7 +79,7 @@ def test_two_workers_and_cli_issuers_on_one_sqlite_registry(models, tmp_path):
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     answered: list[int] = []
     cli = [subprocess.Popen([sys.executable, "-c", _CLI, "issue", "--model", str(models["G"]), "--registry",
-                             str(registry), "--outdir", str(out), "--who", f"cli{i}"], stdin=subprocess.PIPE,
+                             str(registry), "--models-dir", str(out), "--who", f"cli{i}"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
            for i in range(CLI_PROCESSES)]
     try:

@@ -20,7 +20,7 @@ $G data samples "$R/real" --resolution 16 --count 200 --seed 1 --photos heldout 
 KEYS=(alice:0xa9151621 bob:0x2b016dde carol:0x9581e776 dave:0x1d6d3ca0 erin:0x7e433dd3)
 if [ ! -f "$R/registry.sqlite" ]; then
     for kv in "${KEYS[@]}"; do
-        $G issue --model "$R/run/scalable-G.safetensors" --registry "$R/registry.sqlite" --outdir "$R/issued" \
+        $G issue --model "$R/run/scalable-G.safetensors" --registry "$R/registry.sqlite" --models-dir "$R/issued" \
             --who "${kv%%:*}" --fingerprint "${kv#*:}"
     done
 fi

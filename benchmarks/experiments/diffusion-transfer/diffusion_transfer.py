@@ -131,7 +131,7 @@ def sample_and_detect(args, out: Path, log: Path, run: str, model: Path, steps: 
     where = out / "eval" / run / f"{nimg}-{args.sampler}{steps}"
     if not (where / "det" / "summary.json").exists():
         sh([*GANPRINT, "generate", "--model", model, "--seeds", f"0-{args.samples - 1}", "--outdir", where / "images",
-            "--sampler", args.sampler, "--steps", steps, "--precision", "float32", "--batch-size", 32,
+            "--sampler", args.sampler, "--steps", steps, "--precision", "fp32", "--batch-size", 32,
             "--device", args.device], log)
     kimg = int(nimg) / 1000 if nimg.isdigit() else None
     return detect_row(args, out, log, run, where / "images", stega, bits,

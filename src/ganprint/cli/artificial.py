@@ -34,7 +34,7 @@ _COMMON = [
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
     click.option("--skip-bad", is_flag=True,
                  help="Skip unreadable image files (listed at the end) instead of stopping at the first."),
-    click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+    click.option("--precision", type=P.Precision("auto", "fp32", "bf16"), default="auto", show_default=True,
                  help="Network arithmetic. auto = bf16 where the hardware computes it natively (CPUs with "
                       "AVX512-BF16/AMX, recent GPUs), about 2x faster; fp32 = the original's arithmetic."),
     click.option("--workers", type=P.WORKERS, default=None,

@@ -52,8 +52,8 @@ def dataset() -> None:
 
     \b
     Examples:
-      ganprint dataset celeba --data celeba/Img/img_align_celeba_png --outdir data/celeba30k --num-images 30000
-      ganprint dataset from-images --data photos/ --outdir data/photos32 --resolution 32 --num-images 2000
+      ganprint dataset celeba --data celeba/Img/img_align_celeba_png --outdir data/celeba30k --limit 30000
+      ganprint dataset from-images --data photos/ --outdir data/photos32 --resolution 32 --limit 2000
 
     (The folders given as positional arguments, SRC OUT, the old form of --data --outdir, still work in this
     release.)
@@ -74,26 +74,26 @@ def _folders(fn):
 
 @dataset.command("celeba")
 @_folders
-@click.option("--num-images", type=P.IMAGES, default=30000, show_default=True, help="Take the first N sorted PNGs.")
+@click.option("--limit", type=P.IMAGES, default=30000, show_default=True, help="Take the first N sorted PNGs.")
 @click.option("--shuffle/--no-shuffle", default=False, show_default=True, help="Permute the selected images.")
 @click.option("--seed", type=P.SEED32, default=123, show_default=True, help="Seed of the permutation.")
-def celeba_cmd(data, outdir, src, out, num_images: int, shuffle: bool, seed: int) -> None:
+def celeba_cmd(data, outdir, src, out, limit: int, shuffle: bool, seed: int) -> None:
     """Aligned CelebA (178x218 PNGs) -> 128x128 crops centred at x=89, y=121, no resize (the authors' set-up)."""
     data, outdir = take_old(data, src, "--data", "SRC"), take_old(outdir, out, "--outdir", "OUT")
-    path = pack_celeba(data, outdir, num_images, shuffle=shuffle, seed=seed)
-    click.echo(f"wrote {num_images} images to {path}")
+    path = pack_celeba(data, outdir, limit, shuffle=shuffle, seed=seed)
+    click.echo(f"wrote {limit} images to {path}")
 
 
 @dataset.command("from-images")
 @_folders
 @click.option("--resolution", type=P.RESOLUTION, required=True, help="Output side in pixels (a power of two).")
-@click.option("--num-images", type=P.IMAGES, default=None, help="Take the first N sorted images [default: all].")
+@click.option("--limit", type=P.IMAGES, default=None, help="Take the first N sorted images [default: all].")
 @click.option("--shuffle/--no-shuffle", default=False, show_default=True, help="Permute the selected images.")
 @click.option("--seed", type=P.SEED32, default=123, show_default=True, help="Seed of the permutation.")
-def from_images_cmd(data, outdir, src, out, resolution: int, num_images: int | None, shuffle: bool, seed: int) -> None:
+def from_images_cmd(data, outdir, src, out, resolution: int, limit: int | None, shuffle: bool, seed: int) -> None:
     """Any image folder -> centre-cropped squares resized to --resolution."""
     data, outdir = take_old(data, src, "--data", "SRC"), take_old(outdir, out, "--outdir", "OUT")
-    path = pack_images(data, outdir, resolution, num_images, shuffle=shuffle, seed=seed)
+    path = pack_images(data, outdir, resolution, limit, shuffle=shuffle, seed=seed)
     click.echo(f"wrote {read_manifest(path)['count']} images at {resolution}x{resolution} to {path}")
 
 

@@ -62,8 +62,8 @@ def train_gan_cmd(data, resolution, outdir, preset, device, checkpoint_minutes, 
 @click.option("--grid", is_flag=True, help="Also write grid.png of all images.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--trunc", type=P.TRUNCATION, default=1.0, show_default=True, help="Truncation psi (stylegan2-G; 1 = none).")
-@click.option("--precision", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
-              help="float64 makes every image independent of --batch-size; float32 is faster.")
+@click.option("--precision", type=P.Precision("fp64", "fp32"), default="fp64", show_default=True,
+              help="fp64 makes every image independent of --batch-size; fp32 is faster.")
 @click.option("--fingerprint", default=None, help="Scalable generators: fingerprint as 0/1 bits or 0x hex.")
 @click.option("--identical-latent", is_flag=True, help="Scalable generators: one latent for all seeds.")
 @click.option("--identical-fingerprint", is_flag=True, help="Scalable generators: one fingerprint for all seeds.")

@@ -12,6 +12,7 @@ import click
 from ganprint.core import bounds
 from ganprint.core.bounds import Bound
 from ganprint.core.errors import GanprintError
+from ganprint.core.runtime import OLD_PRECISION_NAMES
 from ganprint.core.seeds import parse_seeds
 
 
@@ -104,3 +105,20 @@ class Jobs(click.ParamType):
         if value is None or str(value).strip().lower() == "auto":
             return "auto"
         return PROCESSES.convert(value, param, ctx)
+
+
+class Precision(click.Choice):
+    """`--precision`: one of `choices` (fp64, fp32, bf16, auto: one spelling for every command); generate's old
+    spellings (float64, float32) still work in this release, with a warning."""
+
+    def __init__(self, *choices: str):
+        super().__init__(list(choices))
+
+    def convert(self, value, param, ctx):
+        new = OLD_PRECISION_NAMES.get(value) if isinstance(value, str) else None
+        if new in self.choices:
+            flag = param.opts[0] if param is not None else "--precision"
+            click.echo(f"Warning: {flag} {value} is the old name of {new}; it still works in this release, use {new}",
+                       err=True)
+            value = new
+        return super().convert(value, param, ctx)

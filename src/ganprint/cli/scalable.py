@@ -86,23 +86,24 @@ def train_scalable_cmd(outdir, preset, checkpoint_minutes, workers, dry_run, **f
 @click.option("--model", required=True, type=click.Path(dir_okay=False), help="Shared scalable-G export.")
 @click.option("--registry", required=True, type=click.Path(dir_okay=False),
               help="Registry: SQLite path or postgresql:// URL (created if new).")
-@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where the issued model goes.")
+@click.option("--models-dir", required=True, type=click.Path(file_okay=False),
+              help="Folder of issued models (shared with other issues and `ganprint serve`); the new one goes here.")
 @click.option("--fingerprint", default=None, help="Issue this fingerprint (0/1 string or 0x-hex) [fresh random].")
 @click.option("--who", default=None, help="Recipient recorded in the registry [login name].")
 @click.option("--notes", default="", help="Free text recorded in the registry.")
 @click.option("--min-distance", type=P.DISTANCE, default=None,
               help="Refuse fingerprints closer than this to an issued one [K // 4, e.g. 32 for 128 bits].")
 @click.option("--device", default="cpu", show_default=True)
-def issue_cmd(model, registry, outdir, fingerprint, who, notes, min_distance, device) -> None:
+def issue_cmd(model, registry, models_dir, fingerprint, who, notes, min_distance, device) -> None:
     """Issue a fingerprinted model: register a fresh fingerprint and write its standalone generator.
 
     \b
     Example:
-      ganprint issue --model runs/sc32/scalable-G.safetensors --registry reg.sqlite --outdir issued/ --who alice
+      ganprint issue --model runs/sc32/scalable-G.safetensors --registry reg.sqlite --models-dir issued/ --who alice
     The issued model (kind scalable-G-issued) has the fingerprint folded into its weights and takes none.
     """
 
-    row = issue_model(model, registry, outdir, fingerprint, who, notes, min_distance, device)
+    row = issue_model(model, registry, models_dir, fingerprint, who, notes, min_distance, device)
     click.echo(json.dumps({k: row[k] for k in ("fp_id", "bits_hex", "who", "min_distance", "issued_path")}))
 
 
@@ -206,7 +207,7 @@ def registry_import_cmd(dump: str, registry: str) -> None:
 @registry_group.command("repair")
 @click.argument("registry")
 @click.option("--models-dir", required=True, type=click.Path(file_okay=False),
-              help="Where the models were issued (the --outdir of `ganprint issue`, --models-dir of `ganprint serve`).")
+              help="The folder of issued models (--models-dir of `ganprint issue` and `ganprint serve`).")
 def registry_repair_cmd(registry: str, models_dir: str) -> None:
     """Settle the issued-model files a killed issuer or a lost connection left, so that every row has its file.
 

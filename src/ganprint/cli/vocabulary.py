@@ -19,8 +19,11 @@ import click
 # command path ("attribute", "registry list") -> {old flag: new flag}; the old ones go in the release after 0.N+1
 ALIASES: dict[str, dict[str, str]] = {
     "attribute": {"--decoder": "--model", "--input": "--data"},
+    "dataset celeba": {"--num-images": "--limit"},
+    "dataset from-images": {"--num-images": "--limit"},
     "detect": {"--num-workers": "--workers"},
     "embed": {"--num-workers": "--workers"},
+    "issue": {"--outdir": "--models-dir"},
     "metrics threshold": {"--bits": "--fingerprint-length"},
     "metrics pvalue": {"--bits": "--fingerprint-length"},
     "train-scalable": {"--fingerprint-bits": "--fingerprint-length"},

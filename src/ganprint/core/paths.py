@@ -237,8 +237,8 @@ class OutputFolder:
 def claim_generated(outdir: str | os.PathLike, model: str | os.PathLike, seeds: list[int], grid: bool,
                     device_type: str, settings: Mapping[str, Any], batch_size: int) -> OutputFolder:
     """Check and claim the `outdir` of `generate`, whatever the kind of generator: its identity is the model's
-    sha256, the seeds, `grid`, the device type and the kind's own `settings`, plus the batch size in float32 (where
-    it may change a pixel); grid.png is recorded as not data."""
+    sha256, the seeds, `grid`, the device type and the kind's own `settings`, plus the batch size in fp32 (where
+    it may change a pixel; the record spells it float32, as earlier versions did); grid.png is not data."""
     identity = {"model_sha256": sha256_file(model), "seeds": seeds_text(seeds), "grid": bool(grid),
                 "device": device_type, **settings}
     if settings.get("precision") == "float32":

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 
 import torch
 
 from ganprint.core.errors import GanprintError
+
+log = logging.getLogger(__name__)
+
+# The one spelling of each arithmetic is fp64, fp32, bf16 (and auto); generate's first spellings (numpy's) work for
+# one release with a warning.
+OLD_PRECISION_NAMES = {"float64": "fp64", "float32": "fp32"}
 
 
 def git_sha() -> str:
@@ -31,6 +38,15 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def precision_name(precision: str) -> str:
+    """`precision` in its one spelling: an old one (`OLD_PRECISION_NAMES`) is renamed, with a warning."""
+    new = OLD_PRECISION_NAMES.get(precision) if isinstance(precision, str) else None
+    if new is None:
+        return precision
+    log.warning("`precision` %s is the old name of %s; it still works in this release, use %s", precision, new, new)
+    return new
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

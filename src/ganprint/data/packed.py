@@ -167,7 +167,7 @@ def _check_free_space(out: Path, need: int) -> None:
     free = st.f_bavail * st.f_frsize
     if free < need:
         raise PackedDatasetError(f"`outdir` {out} needs {need / 2**20:.1f} MiB but its disk has {free / 2**20:.1f} "
-                                 "MiB free; free some space, lower `num_images` or `resolution`, or choose another "
+                                 "MiB free; free some space, lower `limit` or `resolution`, or choose another "
                                  "`outdir`")
 
 
@@ -217,15 +217,15 @@ def _order(n: int, shuffle: bool, seed: int) -> np.ndarray:
     return np.random.RandomState(seed).permutation(n) if shuffle else np.arange(n)
 
 
-def _select(src: Path, num_images: int | None) -> list[Path]:
+def _select(src: Path, limit: int | None) -> list[Path]:
     if not src.is_dir():
         raise PackedDatasetError(f"`data` {src} does not exist or is not a directory; give the folder of images")
     files = _list_images(src)  # raises GanprintError when there are none
-    if num_images is not None:
-        bounds.IMAGES.check(num_images, "num_images")
-        if num_images > len(files):
-            raise PackedDatasetError(f"`num_images` {num_images} but {src} holds only {len(files)} images")
-        files = files[:num_images]
+    if limit is not None:
+        bounds.IMAGES.check(limit, "`limit`")
+        if limit > len(files):
+            raise PackedDatasetError(f"`limit` {limit} but {src} holds only {len(files)} images")
+        files = files[:limit]
     return files
 
 
@@ -238,9 +238,9 @@ def _pack(src: Path, out: Path, files: list[Path], resolution: int, fn: Callable
                         shuffle=shuffle, seed=seed if shuffle else None)
 
 
-def pack_celeba(data: str | os.PathLike, outdir: str | os.PathLike, num_images: int = 30000, *,
+def pack_celeba(data: str | os.PathLike, outdir: str | os.PathLike, limit: int = 30000, *,
                 shuffle: bool = False, seed: int = 123) -> Path:
-    """Pack the first `num_images` sorted aligned-CelebA PNGs of the folder `data` as 128x128 crops centred at
+    """Pack the first `limit` sorted aligned-CelebA PNGs of the folder `data` as 128x128 crops centred at
     (x=89, y=121), no resize, into the new packed folder `outdir`.
 
     Every image must be 178x218 (the aligned CelebA size); another size raises PackedDatasetError naming it.
@@ -252,10 +252,10 @@ def pack_celeba(data: str | os.PathLike, outdir: str | os.PathLike, num_images: 
     files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() == ".png")
     if not files:
         raise PackedDatasetError(f"no .png files in {src}; point `data` at CelebA's img_align_celeba_png folder")
-    bounds.IMAGES.check(num_images, "num_images")
-    if num_images > len(files):
-        raise PackedDatasetError(f"`num_images` {num_images} but {src} holds {len(files)} PNGs")
-    files = files[:num_images]
+    bounds.IMAGES.check(limit, "`limit`")
+    if limit > len(files):
+        raise PackedDatasetError(f"`limit` {limit} but {src} holds {len(files)} PNGs")
+    files = files[:limit]
     cx, cy = CELEBA_CENTER
     half = CELEBA_CROP // 2
 
@@ -270,16 +270,16 @@ def pack_celeba(data: str | os.PathLike, outdir: str | os.PathLike, num_images: 
     return _pack(src, out, files, CELEBA_CROP, crop, source=f"celeba:{src.resolve()}", shuffle=shuffle, seed=seed)
 
 
-def pack_images(data: str | os.PathLike, outdir: str | os.PathLike, resolution: int, num_images: int | None = None,
+def pack_images(data: str | os.PathLike, outdir: str | os.PathLike, resolution: int, limit: int | None = None,
                 *, shuffle: bool = False, seed: int = 123) -> Path:
-    """Pack images under the folder `data` (sorted, the first `num_images`) into the new packed folder `outdir`:
+    """Pack images under the folder `data` (sorted, the first `limit`) into the new packed folder `outdir`:
     centre-crop to a square, resize to `resolution`."""
     check_overlap([("data", data, "source folder")], [("outdir", outdir)])
     src, out = Path(data), Path(outdir)
     bounds.RESOLUTION.check(resolution, "resolution")
     if resolution < 4 or resolution & (resolution - 1):
         raise PackedDatasetError(f"`resolution` must be a power of two >= 4, got {resolution}")
-    files = _select(src, num_images)
+    files = _select(src, limit)
 
     def load(path: Path) -> np.ndarray:
         return center_crop_resize(_read_rgb(path), resolution)

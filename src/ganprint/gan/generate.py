@@ -42,7 +42,7 @@ def _cast_copy(G: Generator, dtype: torch.dtype) -> Generator:
 def generate_images(spec: GenerateSpec) -> list[Path]:
     """Write `outdir/seed<seed:06d>.png` for every seed of `spec` from a `stylegan2-G` export (and `grid.png` with
     `grid`); returns the image paths. `ganprint.generate` dispatches other kinds. `batch_size` does not change any
-    image in float64."""
+    image in fp64."""
     spec.refuse(("fingerprint", "identical_latent", "identical_fingerprint"), "scalable-G generators")
     spec.refuse(("sampler", "steps"), "diffusion models")
     outdir, dev = open_generation(spec)

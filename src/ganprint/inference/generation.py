@@ -22,22 +22,25 @@ from ganprint.core import bounds
 from ganprint.core.files import check_writable_dir
 from ganprint.core.images import write_grid, write_png
 from ganprint.core.paths import GRID, check_overlap, claim_generated
-from ganprint.core.runtime import resolve_device
+from ganprint.core.runtime import precision_name, resolve_device
 from ganprint.core.seeds import check_seed_list
 from ganprint.core.specs import Spec, SpecError
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
+PRECISIONS = {"fp64": torch.float64, "fp32": torch.float32}
+# The folder record keeps generate's first spellings, so folders written by earlier versions resume.
+RECORDED_PRECISION = {"fp64": "float64", "fp32": "float32"}
 
 
 @dataclass(frozen=True)
 class GenerateSpec(Spec):
     """What one generate run is asked to do (the fields are `generate`'s keyword arguments and the command's flags).
 
-    `trunc`: truncation psi of stylegan2-G generators (1 = none). `precision`: float64 (no image depends on
-    `batch_size`) or float32 (faster; a pixel may differ by one level). `fingerprint`, `identical_latent`,
-    `identical_fingerprint`: scalable generators (a fixed c; every image takes the first seed's z / c).
+    `trunc`: truncation psi of stylegan2-G generators (1 = none). `precision`: fp64 (no image depends on
+    `batch_size`) or fp32 (faster; a pixel may differ by one level); float64 and float32 are the old spellings.
+    `fingerprint`, `identical_latent`, `identical_fingerprint`: scalable generators (a fixed c; every image takes
+    the first seed's z / c).
     `sampler` (ddim, ddpm, dpm; default ddim) and `steps` (default 50): diffusion models.
     """
 
@@ -48,7 +51,7 @@ class GenerateSpec(Spec):
     grid: bool = False
     device: str = "auto"
     trunc: float = 1.0
-    precision: str = "float64"
+    precision: str = "fp64"
     fingerprint: str | None = None
     identical_latent: bool = False
     identical_fingerprint: bool = False
@@ -61,8 +64,9 @@ class GenerateSpec(Spec):
         object.__setattr__(self, "seeds", check_seed_list(self.seeds, "`seeds`"))  # ints, in a list of its own
         if not self.seeds:
             raise SpecError("`seeds` selects no seeds")
+        object.__setattr__(self, "precision", precision_name(self.precision))
         if self.precision not in PRECISIONS:
-            raise SpecError(f"`precision` must be float64 or float32, got {self.precision!r}")
+            raise SpecError(f"`precision` must be fp64 or fp32, got {self.precision!r}")
         if self.steps is not None:
             bounds.SAMPLER_STEPS.check(self.steps, "`steps`")
 
@@ -84,6 +88,9 @@ def open_generation(spec: GenerateSpec) -> tuple[Path, torch.device]:
 
 def claim(spec: GenerateSpec, outdir: Path, dev: torch.device, settings: Mapping[str, Any]) -> None:
     """Check and claim `outdir` for this run; `settings`: the kind's own settings that change an output byte."""
+    settings = dict(settings)
+    if "precision" in settings:  # in place, so the record's keys keep their order
+        settings["precision"] = RECORDED_PRECISION[settings["precision"]]
     claim_generated(outdir, spec.model, spec.seeds, spec.grid, dev.type, settings, spec.batch_size)
 
 

@@ -9,7 +9,7 @@ The rule: a row exists if and only if its model file exists, across kills, full 
    file is ever replaced); an issue that did not commit removes its pending file.
 
 So a kill leaves at most a pending file, and `repair_issued` (run by `ganprint serve` at start, by `ganprint
-issue` for its `outdir`, and by `ganprint registry repair`) settles it under the issue lock: a pending file whose
+issue` for its `models_dir`, and by `ganprint registry repair`) settles it under the issue lock: a pending file whose
 row committed (with the same sha256) is renamed into place, one without a row is removed. The registry's id in
 the name keeps two registries that share a folder from ever naming a file alike.
 
@@ -50,11 +50,11 @@ def pending_name(registry_id: str, fp_id: int) -> str:
     return f".{issued_name(registry_id, fp_id)}.pending"
 
 
-def issue_with_file(registry: Registry, outdir: str | os.PathLike, model_bytes: Callable[[Issued], bytes],
+def issue_with_file(registry: Registry, models_dir: str | os.PathLike, model_bytes: Callable[[Issued], bytes],
                     bits: torch.Tensor | str | None = None, **issue_args: Any) -> Issued:
     """Issue one row (`Registry.issue` with `bits` and `issue_args`) whose model file holds `model_bytes(row)`,
-    written to `outdir` by the protocol of the module docstring; returns the committed row, its file in place."""
-    out = check_writable_dir(outdir, "`outdir`").resolve()
+    written to `models_dir` by the protocol of the module docstring; returns the committed row, its file in place."""
+    out = check_writable_dir(models_dir, "`models_dir`").resolve()
     registry_id = registry.identity()
     pending: list[Path] = []
 
@@ -62,9 +62,9 @@ def issue_with_file(registry: Registry, outdir: str | os.PathLike, model_bytes: 
         # Runs inside the registry's issue transaction, after the insert and before COMMIT.
         final, temp = out / issued_name(registry_id, rec.fp_id), out / pending_name(registry_id, rec.fp_id)
         if os.path.lexists(final):
-            raise RegistryError(f"`outdir` {out} already holds {final.name}, named for model #{rec.fp_id} of "
+            raise RegistryError(f"`models_dir` {out} already holds {final.name}, named for model #{rec.fp_id} of "
                                 f"registry {registry.where}, which has no such row (a registry restored from an older "
-                                "copy?); move that file away or give another `outdir`")
+                                "copy?); move that file away or give another `models_dir`")
         with contextlib.suppress(FileNotFoundError):  # left by an issue of this id that rolled back (SQLite
             os.unlink(temp)  # reuses the ids of rolled-back rows); no live issue can hold it, we hold the lock
         data = model_bytes(rec)

@@ -22,8 +22,8 @@ from ganprint.scalable.generate import FINGERPRINT_META, FP_ID_META
 log = logging.getLogger(__name__)
 
 
-def issue_loaded(G: ScalableGenerator, cfg: dict, model_sha256: str, registry: Registry, outdir: str | os.PathLike,
-                 fingerprint: str | None = None, **holder) -> dict:
+def issue_loaded(G: ScalableGenerator, cfg: dict, model_sha256: str, registry: Registry,
+                 models_dir: str | os.PathLike, fingerprint: str | None = None, **holder) -> dict:
     """Issue one fingerprint for an already loaded shared generator `G` (see `issue_model`); `holder`: `who`,
     `notes` and `min_distance` of `Registry.issue`."""
 
@@ -32,30 +32,31 @@ def issue_loaded(G: ScalableGenerator, cfg: dict, model_sha256: str, registry: R
                             {FINGERPRINT_META: rec.bits_hex, FP_ID_META: str(rec.fp_id),
                              "ganprint.base_model_sha256": rec.model_sha256})
 
-    rec = issue_with_file(registry, outdir, model_bytes, fingerprint,
+    rec = issue_with_file(registry, models_dir, model_bytes, fingerprint,
                           fingerprint_length=fingerprint_length_of(cfg), model_sha256=model_sha256, **holder)
     log.info("issued fingerprint #%d to %s: %s", rec.fp_id, rec.who, rec.issued_path)
     return rec.to_dict()
 
 
-def issue_model(model_path: str | os.PathLike, registry_path: str | os.PathLike, outdir: str | os.PathLike,
+def issue_model(model_path: str | os.PathLike, registry_path: str | os.PathLike, models_dir: str | os.PathLike,
                 fingerprint: str | None = None, who: str | None = None, notes: str = "",
                 min_distance: int | None = None, device: str = "cpu") -> dict:
     """Issue one fingerprint from the registry and write its folded standalone generator; returns the row + path.
 
-    The model (kind `scalable-G-issued`) goes to `outdir/issued-<fp_id:06d>-<registry id>.safetensors` by the
-    protocol of `ganprint.registry.issued`; files that an earlier, killed issue left in `outdir` are settled first.
-    `outdir` and the registry may not be, hold or lie inside the model (nor `outdir` the registry).
+    The model (kind `scalable-G-issued`) goes to `models_dir/issued-<fp_id:06d>-<registry id>.safetensors` by the
+    protocol of `ganprint.registry.issued`; files that an earlier, killed issue left in `models_dir` are settled
+    first (the same folder as the service's `models_dir`).
+    `models_dir` and the registry may not be, hold or lie inside the model (nor `models_dir` the registry).
     """
     reg = registry_file(registry_path)
     check_overlap([("`model`", model_path, "model"), ("`registry`", reg, "registry")],
-                  [("`outdir`", outdir), ("`registry`", reg, "file")])
+                  [("`models_dir`", models_dir), ("`registry`", reg, "file")])
     dev = resolve_device(device)
     G, cfg, _ = load_export(model_path, kind="scalable-G", device=dev)
-    check_writable_dir(outdir, "`outdir`")
+    check_writable_dir(models_dir, "`models_dir`")
     registry = Registry(registry_path)
     registry.check()  # a damaged registry is one line before anything is written
-    repair_issued(registry, outdir, check_rows=False)
+    repair_issued(registry, models_dir, check_rows=False)
     with torch.no_grad():
-        return issue_loaded(G, cfg, sha256_file(model_path), registry, outdir, fingerprint, who=who, notes=notes,
-                            min_distance=min_distance)
+        return issue_loaded(G, cfg, sha256_file(model_path), registry, models_dir, fingerprint, who=who,
+                            notes=notes, min_distance=min_distance)
