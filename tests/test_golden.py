@@ -105,7 +105,7 @@ def _generators(root: Path) -> dict[str, str]:
          "--fingerprint", FINGERPRINT)
     out["generate_scalable"] = _pixels_digest(root / "sgen")
     reg = root / "registry.sqlite"
-    _run("issue", "--model", str(s_path), "--registry", str(reg), "--outdir", str(root / "issued"),
+    _run("issue", "--model", str(s_path), "--registry", str(reg), "--models-dir", str(root / "issued"),
          "--fingerprint", FINGERPRINT, "--who", "alice")
     issued = next((root / "issued").glob("*.safetensors"))
     _run("generate", "--model", str(issued), "--seeds", "0-5", "--outdir", str(root / "igen"), "--device", "cpu")
