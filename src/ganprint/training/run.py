@@ -212,6 +212,7 @@ class RunFolder:
 
     def __enter__(self) -> RunFolder:
         self.check()
+        dist.barrier()  # every rank checks before rank 0 writes: a check among rank 0's first files would refuse them
         try:
             if self.rank == 0:
                 self.folder.claim()
