@@ -136,6 +136,50 @@ def boundary_attack(oracle: Oracle, target: np.ndarray, start: np.ndarray, want:
     return {"valid": valid.tolist(), "trace": {q: v.tolist() for q, v in trace.items()}}
 
 
+def _side(oracle: Oracle, imgs: np.ndarray, want: bool) -> np.ndarray:
+    return oracle(np.clip(np.rint(imgs), 0, 255).astype(np.uint8))[0] == want
+
+
+def hsja_one(oracle: Oracle, target: np.ndarray, start: np.ndarray, want: bool, budget: int, rng) -> list:
+    """HopSkipJump-style (Chen et al. 2020, from the paper's outline) for one image: (queries used, PSNR) history.
+
+    At the boundary it estimates the gradient of the decision from the answers to `probes` random
+    perturbations, steps along it (halving the step until the answer is still `want`), and bisects back."""
+    base, t = oracle.queries, target.astype(np.float64)[None]
+    if not _side(oracle, start[None], want)[0]:
+        return []
+    cur = _bisect(oracle, target[None], start[None], want)[0].astype(np.float64)
+    hist, it = [(oracle.queries - base, float(psnr(cur[None].astype(np.uint8), target[None])[0]))], 0
+    while oracle.queries - base < budget:
+        it += 1
+        dist = float(np.sqrt(((cur - t[0]) ** 2).sum())) + 1e-9
+        probes = min(100, 20 * int(np.sqrt(it)), budget - (oracle.queries - base))
+        u = rng.standard_normal((probes, *cur.shape))
+        u /= np.sqrt((u ** 2).reshape(probes, -1).sum(1))[:, None, None, None]
+        phi = np.where(_side(oracle, cur[None] + 0.1 * dist * u, want), 1.0, -1.0)
+        w = phi - phi.mean() if phi.std() > 0 else phi  # the paper's baseline, unless all answers agree
+        g = (w[:, None, None, None] * u).sum(0)
+        g /= np.sqrt((g ** 2).sum()) + 1e-12
+        xi = dist / np.sqrt(it)
+        while oracle.queries - base < budget:
+            cand = np.clip(cur + xi * g, 0, 255)
+            if _side(oracle, cand[None], want)[0]:
+                cur = _bisect(oracle, target[None], np.rint(cand)[None].astype(np.uint8), want)[0].astype(np.float64)
+                break
+            xi /= 2
+        hist.append((oracle.queries - base, float(psnr(cur[None].astype(np.uint8), target[None])[0])))
+    return hist
+
+
+def hsja_attack(oracle: Oracle, target: np.ndarray, start: np.ndarray, want: bool, budget: int, rng) -> dict:
+    """`hsja_one` per image; the trace holds, per query budget, each image's PSNR then (-inf: none yet)."""
+    hists = [hsja_one(oracle, target[i], start[i], want, budget, rng) for i in range(len(target))]
+    trace = {}
+    for q in (10, 30, 100, 300, 1000):
+        trace[q] = [max([p for used, p in h if used <= q], default=-np.inf) for h in hists]
+    return {"valid": [bool(h) for h in hists], "trace": trace}
+
+
 def load(folder: Path, n: int) -> np.ndarray:
     return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in sorted(folder.glob("*.png"))[:n]])
 
@@ -183,6 +227,8 @@ def attack_server(args, answer: str, fp: np.ndarray, clean: np.ndarray, rng) -> 
             others = np.roll(fp, 1, axis=0)  # the forger's starting point: another output of the model
             res[("decision", "removal", answer, 0)] = boundary_attack(oracle, fp, clean, False, args.budget, rng)
             res[("decision", "forgery", answer, 0)] = boundary_attack(oracle, clean, others, True, args.budget, rng)
+            res[("hsja", "removal", answer, 0)] = hsja_attack(oracle, fp, clean, False, args.budget, rng)
+            res[("hsja", "forgery", answer, 0)] = hsja_attack(oracle, clean, others, True, args.budget, rng)
             traffic = {"queries": oracle.queries, "seconds": oracle.seconds}
     finally:
         server.stop()
