@@ -9,6 +9,8 @@ one image sent):
   description): start from an image on the wanted side (a clean photo for removal, another fingerprinted image
   for forgery), binary-search the line to the target image, then random steps along the boundary that move
   closer to it, kept only when the answer stays on the wanted side.
+- `hsja` (decision only too): from the same start, HopSkipJump's steps: the decision's gradient estimated from
+  the answers to random probes around the boundary point, a step along it, bisection back to the boundary.
 Usage: see oracle.sh. Writes oracle.json and oracle.md under --outdir.
 """
 
