@@ -10,8 +10,8 @@ from ganprint.cli import params as P
 from ganprint.core import bounds
 from ganprint.registry.store import Registry
 from ganprint.registry.tokens import SCOPES, create_token
-from ganprint.service.config import (BODY_RATE, CONNECTIONS, FILES, PIXELS, REQUEST_PIXELS, SYNC_SECONDS, UPLOAD_MB,
-                                     ServiceConfig)
+from ganprint.service.config import (ANSWERS, BODY_RATE, CONNECTIONS, FILES, PIXELS, REQUEST_PIXELS, SYNC_SECONDS,
+                                     UPLOAD_MB, ServiceConfig)
 from ganprint.service.runner import serve
 
 COMMANDS: list = []
@@ -64,6 +64,10 @@ COMMANDS: list = []
 @click.option("--max-connections", type=P.Number(CONNECTIONS), default=512, show_default=True,
               envvar="GANPRINT_MAX_CONNECTIONS",
               help="Open connections per worker; more are answered 503 and closed at once.")
+@click.option("--answer", type=click.Choice(list(ANSWERS)), default="full", show_default=True,
+              envvar="GANPRINT_ANSWER",
+              help="What /v1/attribute and /v1/detect say per image: full (matches, p-values, decoded bits) or "
+                   "decision (the verdict only: no score for a querying attacker to climb).")
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               envvar="GANPRINT_RUNTIME", help="Decoder runtime (onnx needs the onnx extra).")
 @click.option("--cors-origin", "cors_origins", multiple=True, envvar="GANPRINT_CORS_ORIGINS",

@@ -195,7 +195,7 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         for name, row in zip(names, rows):
             row["file"] = name
             metrics.count("ATTRIBUTIONS", 1, "attributed" if row["attributed"] != UNKNOWN else "unknown")
-        return SafeJSON({"results": rows, **info, "p_value_covers": P_VALUE_COVERS})
+        return SafeJSON({"results": engine.answer(rows), **info, "p_value_covers": P_VALUE_COVERS})
 
     @app.post("/v1/detect", tags=["verify"], openapi_extra=_UPLOAD_BODY)
     async def detect(request: Request) -> JSONResponse:
@@ -214,7 +214,8 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         for rows in per_image:
             for r in rows:
                 metrics.count("DETECTIONS", 1, {True: "detected", False: "not_detected"}.get(r["detected"], "n/a"))
-        return SafeJSON({"results": [{"file": n, "datasets": rows} for n, rows in zip(names, per_image)], **info,
+        results = [{"file": n, "datasets": engine.answer(rows)} for n, rows in zip(names, per_image)]
+        return SafeJSON({"results": results, **info,
                          "p_value_covers": P_VALUE_COVERS})
 
 
@@ -349,7 +350,7 @@ def _meta_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         return {"version": __version__, "attribute": engine.decoder is not None, "detect": bool(engine.stega),
                 "issue": engine.base is not None, "max_upload_mb": cfg.max_upload_mb, "max_files": cfg.max_files,
                 "max_pixels": cfg.max_pixels, "max_request_pixels": cfg.max_request_pixels,
-                "fpr": cfg.fpr, "runtime": cfg.runtime}
+                "fpr": cfg.fpr, "runtime": cfg.runtime, "answer": cfg.answer}
 
     @app.get("/", include_in_schema=False)
     def index():

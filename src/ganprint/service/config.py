@@ -23,6 +23,9 @@ REQUEST_PIXELS = Bound(1, 10**10, integer=True)
 CONNECTIONS = Bound(1, 10**6, integer=True)
 BODY_RATE = Bound(0, 10**7, lo_open=True)  # KB/s
 SYNC_SECONDS = bounds.SECONDS_POS
+ANSWERS = ("full", "decision")
+# What a "decision" answer keeps of a row of /v1/attribute or /v1/detect: the verdict and whom it names.
+DECISION_FIELDS = frozenset({"file", "attributed", "who", "issued", "dataset", "detected", "reason"})
 
 
 @dataclass
@@ -52,6 +55,9 @@ class ServiceConfig:
     min_body_rate: float = 16.0  # KB/s: slowest average upload accepted after body_timeout seconds
     keep_alive_timeout: float = 5.0  # idle seconds before an open connection is closed
     max_connections: int = 512  # open connections per worker; more are answered 503 and closed at once
+    # "full": per image its matches, p-values (and the decoded bits of /v1/attribute); "decision": only the
+    # decision, so that a querying attacker gets no score to climb (docs/threat-model.md, "Oracle").
+    answer: str = "full"
 
     def validate(self) -> "ServiceConfig":
         if self.scalable_decoder is None and not self.stega_decoders:
@@ -61,6 +67,8 @@ class ServiceConfig:
         if self.max_request_pixels < self.max_pixels:
             raise GanprintError(f"`max_request_pixels` ({self.max_request_pixels}) must be at least `max_pixels` "
                                 f"({self.max_pixels}), or no image of the largest size could be checked")
+        if self.answer not in ANSWERS:
+            raise GanprintError(f"`answer` must be one of {', '.join(ANSWERS)}, got {self.answer}")
         if self.runtime not in ("torch", "onnx"):
             raise GanprintError(f"`runtime` must be torch or onnx, got {self.runtime}")
         if self.base_model is not None and self.scalable_decoder is None:

@@ -34,7 +34,7 @@ from ganprint.registry.fingerprints import Issued
 from ganprint.registry.issued import repair_issued
 from ganprint.registry.store import Registry
 from ganprint.scalable.issue import issue_loaded
-from ganprint.service.config import ServiceConfig
+from ganprint.service.config import DECISION_FIELDS, ServiceConfig
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +202,12 @@ class Engine:
             for row, score in zip(out, scores):
                 row.append({"dataset": ds.name, **score, "min_matches": threshold})
         return out, {"datasets": len(snap.datasets), "fpr": self.cfg.fpr}
+
+    def answer(self, rows: list[dict]) -> list[dict]:
+        """The rows as the server's `answer` setting shows them: whole, or their decision fields only."""
+        if self.cfg.answer == "full":
+            return rows
+        return [{k: v for k, v in r.items() if k in DECISION_FIELDS} for r in rows]
 
     def resolutions(self, kind: str) -> set[int]:
         """The image sides the decoders of an endpoint read."""

@@ -13,6 +13,12 @@ function formatP(log10p) {
   return (m.toFixed(0) === "10" ? "1e" + (e + 1) : m.toFixed(0) + "e" + e);
 }
 
+function withP(log10p) {
+  // a server with --answer decision sends no p-values: the verdict then says none
+  const p = formatP(log10p);
+  return p ? `; p = ${p}` : "";
+}
+
 function verdictOf(attr, datasets) {
   // attr: one /v1/attribute result (or null); datasets: one /v1/detect result's list (or [])
   const parts = [];
@@ -20,12 +26,12 @@ function verdictOf(attr, datasets) {
   if (attr && attr.attributed !== "unknown") {
     found = true;
     const day = (attr.issued || "").slice(0, 10);
-    parts.push(`made by model #${attr.attributed}, issued to ${attr.who} on ${day}; p = ${formatP(attr.log10_p_corrected)}`);
+    parts.push(`made by model #${attr.attributed}, issued to ${attr.who} on ${day}${withP(attr.log10_p_corrected)}`);
   }
   for (const d of datasets) {
     if (d.detected) {
       found = true;
-      parts.push(`carries the fingerprint of data set “${d.dataset}”; p = ${formatP(d.log10_p)}`);
+      parts.push(`carries the fingerprint of data set “${d.dataset}”${withP(d.log10_p)}`);
     }
   }
   return { found, text: found ? parts.join("; ") : "no known fingerprint found" };
@@ -88,10 +94,10 @@ async function check(file) {
     const det = state.info.detect ? (await post("/v1/detect", file)).datasets : [];
     const v = verdictOf(attr, det);
     Object.assign(row, { verdict: v.text, found: v.found });
+    if (attr && attr.attributed !== "unknown") Object.assign(row, { model: attr.attributed, holder: attr.who, issued: attr.issued });
     if (attr && attr.bit_accuracy !== undefined) {
       row.bit_accuracy = attr.bit_accuracy.toFixed(3);
       row.p_value = formatP(attr.log10_p_corrected);
-      if (attr.attributed !== "unknown") Object.assign(row, { model: attr.attributed, holder: attr.who, issued: attr.issued });
     } else if (det.length && det[0].bit_accuracy !== undefined) {
       row.bit_accuracy = det[0].bit_accuracy.toFixed(3);
       row.p_value = formatP(det[0].log10_p);
