@@ -12,7 +12,7 @@ Attack specs (the `adversary` field, a list), each `name` then `:key=v1,v2,...` 
   its key (ascends the bit loss); `steps` and `images` as for invert;
 - `query-remove:eps=2,4,8:samples=10` removal through the decoder's ONNX file alone (the `onnx` field; None: the
   model's decoder exported at run time): `steps` (default 20) ascent steps on the bit loss whose gradient is
-  estimated from `samples` antithetic pairs of random sign probes of `sigma` levels (default 2) through ONNX
+  estimated from `samples` antithetic pairs of random sign probes of `sigma` levels (default 4) through ONNX
   Runtime's logits, 2 x `samples` x `steps` queries per image; `images` as for remove;
 - `regenerate:t=50,100,200:steps=10` black-box removal by regeneration through a diffusion model (the
   `diffusion` field, a `train-diffusion` export at the decoder's resolution): noise to step t of its training
@@ -61,7 +61,7 @@ ADVERSARY_SPECS: dict[str, tuple[str, dict[str, float]]] = {
     "average": ("psnr", {"n": 100.0, "psnr": 40.0, "sigma": 1.0}),
     "invert": ("eps", {"eps": 4.0, "steps": 40.0, "images": 0.0}),
     "remove": ("eps", {"eps": 4.0, "steps": 40.0, "images": 0.0}),
-    "query-remove": ("eps", {"eps": 4.0, "steps": 20.0, "samples": 10.0, "sigma": 2.0, "images": 0.0}),
+    "query-remove": ("eps", {"eps": 4.0, "steps": 20.0, "samples": 10.0, "sigma": 4.0, "images": 0.0}),
     "regenerate": ("t", {"t": 100.0, "steps": 10.0, "images": 0.0}),
 }
 REMOVALS = ("remove", "query-remove", "regenerate")  # attacks on the fingerprinted images (set 'removed')
