@@ -20,6 +20,9 @@ import numpy as np
 import torch
 
 from ganprint.core.errors import GanprintError
+from ganprint.diffusion.generate import load_diffusion
+from ganprint.diffusion.model import make_scheduler
+from ganprint.nets.onnx import OnnxDecoder, onnx_runtime_for
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,6 @@ def onnx_session(onnx: str | Path | None, model: str | Path):
     except ImportError:
         raise GanprintError("the `adversary` attack query-remove runs the decoder through ONNX Runtime, which is "
                             "not installed: pip install 'ganprint[onnx]'") from None
-    from ganprint.nets.onnx import OnnxDecoder, onnx_runtime_for
-
     if onnx is not None:
         return OnnxDecoder(onnx, threads=torch.get_num_threads())
     with tempfile.TemporaryDirectory(prefix="ganprint-adv-onnx-") as tmp:
@@ -99,8 +100,6 @@ class Regenerator:
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device) -> Regenerator:
-        from ganprint.diffusion.generate import load_diffusion
-
         unet, noise, _ = load_diffusion(path, device)
         return cls(unet.eval(), noise)
 
@@ -119,8 +118,6 @@ class Regenerator:
 
     @torch.no_grad()
     def _batch(self, x01: torch.Tensor, t: int, steps: int, seed: int) -> torch.Tensor:
-        from ganprint.diffusion.model import make_scheduler
-
         sched = make_scheduler("ddim", self.noise)
         # a grid over the whole schedule whose spacing gives `steps` steps below t; start at its step nearest t
         sched.set_timesteps(max(1, min(self.noise.timesteps, round(steps * self.noise.timesteps / t))))
