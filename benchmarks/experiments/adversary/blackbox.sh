@@ -24,7 +24,7 @@ $G data samples --outdir "$W/data/clean" --count 1000 --photos heldout --seed 2 
 # the regenerator: ganprint's cpu-32 diffusion preset trained on clean crops only (never fingerprinted ones)
 $G train-diffusion --data "$W/data/train" --preset cpu-32 --kimg "${KIMG:-6}" --snapshot-kimg 2 --seed 0 \
     --device cpu --outdir "$W/diffusion"
-$G generate --model "$W/diffusion/network-final.safetensors" --seeds 0-15 --grid --precision fp32 --device cpu --outdir "$W/diffusion-samples" || true
+$G generate --model "$W/diffusion/network-final.safetensors" --seeds 0-15 --grid --precision fp32 --device cpu --outdir "$W/diffusion-samples"
 $G adversary --model "$M" --data "$W/embedded/fingerprinted_images" --clean "$W/data/clean" --fingerprint $FP \
     --onnx "$W/decoder.onnx" --diffusion "$W/diffusion/network-final.safetensors" --limit 200 \
     --adversary "remove:eps=1,2,4,8,16:steps=20" \
