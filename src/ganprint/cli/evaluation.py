@@ -92,7 +92,8 @@ def evaluate_cmd(**flags):
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where the report goes.")
 @click.option("--adversary", multiple=True, default=("standard",), show_default=True,
               help="Attack specs, repeatable: 'average:n=10,1000:psnr=35,42', 'invert:eps=2,4', "
-                   "'remove:eps=1,4,8', or 'standard'.")
+                   "'remove:eps=1,4,8', 'query-remove:eps=4,8:samples=10' (ONNX Runtime outputs only), "
+                   "'regenerate:t=50,200' (with --diffusion), or 'standard'.")
 @click.option("--fpr", default=1e-6, show_default=True, type=P.FPR, help="False-positive rate of the decision.")
 @click.option("--limit", type=P.IMAGES, default=None,
               help="Use only the first N clean photos and N fingerprinted images for PGD removal.")
@@ -101,6 +102,11 @@ def evaluate_cmd(**flags):
                    "'energy:min=C' (with --defence-reference); see docs/threat-model.md.")
 @click.option("--defence-reference", default=None, type=click.Path(exists=True),
               help="With --defence energy:min=C: images the registry fingerprinted itself with --fingerprint.")
+@click.option("--onnx", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="The decoder's ONNX file (ganprint export --format onnx) that query-remove queries; "
+                   "default: --model's decoder, exported at run time.")
+@click.option("--diffusion", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="A train-diffusion export at the decoder's resolution, for regenerate.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def adversary_cmd(**flags):
     """Forge and remove fingerprints as an adversary would, and measure how often the decision is fooled.

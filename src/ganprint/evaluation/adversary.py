@@ -9,13 +9,20 @@ Attack specs (the `adversary` field, a list), each `name` then `:key=v1,v2,...` 
   pushes each clean photo towards the reference key (`steps`, default 40; `images=M`: only the first M photos,
   as PGD costs `steps` decoder passes per image; 0, the default: all);
 - `remove:eps=1,2,4,8` removal (white box): PGD under the same budget pushes each fingerprinted image away from
-  its key (ascends the bit loss); `steps` and `images` as for invert.
+  its key (ascends the bit loss); `steps` and `images` as for invert;
+- `query-remove:eps=2,4,8:samples=10` removal through the decoder's ONNX file alone (the `onnx` field; None: the
+  model's decoder exported at run time): `steps` (default 20) ascent steps on the bit loss whose gradient is
+  estimated from `samples` antithetic pairs of random sign probes of `sigma` levels (default 4) through ONNX
+  Runtime's logits, 2 x `samples` x `steps` queries per image; `images` as for remove;
+- `regenerate:t=50,100,200:steps=10` black-box removal by regeneration through a diffusion model (the
+  `diffusion` field, a `train-diffusion` export at the decoder's resolution): noise to step t of its training
+  schedule, then about `steps` DDIM steps back; `images` as for remove.
 
 Every attacked image is rounded to 8 bits, as a file would be, before it is decoded. Rows (results.jsonl): image,
 set (fingerprinted / clean: no attack; forged / removed), attack, strength (target PSNR, or eps in levels), n,
 spec, psnr (measured against the unattacked image), bit_accuracy, matches, p_value, log10_p, detected. A forged
 row that is detected is a false attribution. Not covered here: collusion of issued scalable models (it needs a
-registry; docs/threat-model.md), an oracle attacker, black-box removal.
+registry; docs/threat-model.md), an oracle attacker.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from ganprint.core.runtime import resolve_device
 from ganprint.core.specs import Spec, SpecError
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value
 from ganprint.evaluation import report
+from ganprint.evaluation.blackbox import QueryBudget, Regenerator, onnx_session, query_remove
 from ganprint.evaluation.defence import make_defence, parse_defence
 from ganprint.evaluation.quality import psnr
 from ganprint.evaluation.sources import FolderSource, load_decoder
@@ -53,7 +61,10 @@ ADVERSARY_SPECS: dict[str, tuple[str, dict[str, float]]] = {
     "average": ("psnr", {"n": 100.0, "psnr": 40.0, "sigma": 1.0}),
     "invert": ("eps", {"eps": 4.0, "steps": 40.0, "images": 0.0}),
     "remove": ("eps", {"eps": 4.0, "steps": 40.0, "images": 0.0}),
+    "query-remove": ("eps", {"eps": 4.0, "steps": 20.0, "samples": 10.0, "sigma": 4.0, "images": 0.0}),
+    "regenerate": ("t", {"t": 100.0, "steps": 10.0, "images": 0.0}),
 }
+REMOVALS = ("remove", "query-remove", "regenerate")  # attacks on the fingerprinted images (set 'removed')
 STANDARD = ["average:n=1,10,100,1000:psnr=35,38,42,45", "invert:eps=1,2,4,8", "remove:eps=1,2,4,8,16"]
 
 
@@ -188,9 +199,34 @@ def _load(folder: str | Path, res: int, ref: torch.Tensor, limit: int | None, fi
     return torch.cat(imgs), names
 
 
+@dataclass
+class Tools:
+    """What the attacks beyond the PyTorch decoder run, loaded on first use: the ONNX Runtime session of the
+    decoder file (query-remove) and the diffusion model (regenerate)."""
+
+    model: str | Path
+    onnx: str | Path | None = None
+    diffusion: str | Path | None = None
+    device: torch.device = torch.device("cpu")
+    _session: object = None
+    _regen: Regenerator | None = None
+
+    def session(self):
+        if self._session is None:
+            self._session = onnx_session(self.onnx, self.model)
+        return self._session
+
+    def regenerator(self) -> Regenerator:
+        if self.diffusion is None:
+            raise GanprintError("`adversary` regenerate needs `diffusion`: a `train-diffusion` export")
+        if self._regen is None:
+            self._regen = Regenerator.load(self.diffusion, self.device)
+        return self._regen
+
+
 def attack_rows(score: Scorer, setting: Setting, marked: torch.Tensor, clean: torch.Tensor,
-                names: dict[str, list[str]], defence=None) -> list[dict]:
-    """Rows of one setting: forged clean photos (average, invert) or cleaned fingerprinted images (remove)."""
+                names: dict[str, list[str]], defence=None, tools: Tools | None = None) -> list[dict]:
+    """Rows of one setting: forged clean photos (average, invert) or cleaned fingerprinted images (removals)."""
     p = setting.params
     if setting.name == "average":
         n = int(p["n"])
@@ -202,17 +238,26 @@ def attack_rows(score: Scorer, setting: Setting, marked: torch.Tensor, clean: to
         m = int(p["images"]) or None
         base, set_name, nm = ((clean[:m], "forged", names["clean"][:m]) if setting.name == "invert" else
                               (marked[:m], "removed", names["marked"][:m]))
-        attacked = _batched_pgd(score, base, p, towards=setting.name == "invert")
+        attacked = _attacked(score, setting, base, tools)
     rows = score.rows(attacked, nm, base, set_name, setting)
     if defence is not None:
         defence.apply(rows, attacked, score.ref)
     return rows
 
 
-def _batched_pgd(score: Scorer, x: torch.Tensor, p: dict[str, float], towards: bool) -> torch.Tensor:
-    eps = p["eps"] / 255
-    return torch.cat([pgd(score.decode, x[i:i + score.batch_size], score.ref, eps, int(p["steps"]), towards)
-                      for i in range(0, len(x), score.batch_size)])
+def _attacked(score: Scorer, setting: Setting, x: torch.Tensor, tools: Tools | None) -> torch.Tensor:
+    """The images of an attack that works image by image (all but averaging), a batch at a time."""
+    p, bs = setting.params, score.batch_size
+    if setting.name in ("invert", "remove"):
+        return torch.cat([pgd(score.decode, x[i:i + bs], score.ref, p["eps"] / 255, int(p["steps"]),
+                              setting.name == "invert") for i in range(0, len(x), bs)])
+    tools = tools or Tools(model="")
+    if setting.name == "query-remove":
+        budget = QueryBudget(p["eps"], int(p["steps"]), int(p["samples"]), p["sigma"])
+        session = tools.session()
+        return torch.cat([query_remove(session, x[i:i + bs], score.ref, budget, seed=i)
+                          for i in range(0, len(x), bs)])
+    return tools.regenerator()(x, int(p["t"]), int(p["steps"]))
 
 
 @dataclass(frozen=True)
@@ -225,7 +270,8 @@ class AdversarySpec(Spec):
     clean photos and the images PGD removal attacks (averaging still reads every image of `data` it needs).
     `defence`: a spec of `ganprint.evaluation.defence` (e.g. 'agree:blur=1'), scored beside the plain decision
     (column detected_defended); None: none. `defence_reference`: images the registry fingerprinted itself with the
-    same key (the `energy` defence's pattern).
+    same key (the `energy` defence's pattern). `onnx`: the decoder's ONNX file that query-remove queries (None: the
+    model's decoder, exported at run time); `diffusion`: the `train-diffusion` export that regenerate runs.
     """
 
     model: str | Path
@@ -239,6 +285,8 @@ class AdversarySpec(Spec):
     device: str = "cpu"
     defence: str | None = None
     defence_reference: str | Path | None = None
+    onnx: str | Path | None = None
+    diffusion: str | Path | None = None
 
     def __post_init__(self) -> None:
         # a list (from the CLI's repeatable option, or a caller) is kept as a tuple: the spec stays hashable
@@ -254,6 +302,13 @@ class AdversarySpec(Spec):
         if self.defended and parse_defence(self.defence)[0] == "energy" and self.defence_reference is None:
             raise SpecError(f"`defence` {self.defence!r} needs `defence_reference`: a folder of images the registry "
                             "fingerprinted itself with the same key")
+        names = {s.name for s in self.settings}
+        if "regenerate" in names and self.diffusion is None:
+            raise SpecError("`adversary` regenerate needs `diffusion`: a `train-diffusion` export at the decoder's "
+                            "resolution")
+        for fld, need in (("onnx", "query-remove"), ("diffusion", "regenerate")):
+            if getattr(self, fld) is not None and need not in names:
+                raise SpecError(f"`{fld}` is read by the `adversary` attack {need} only; none was asked for")
 
     @property
     def defended(self) -> bool:
@@ -271,13 +326,16 @@ def run_adversary(spec: AdversarySpec | None = None, **kwargs) -> dict:
     sp = AdversarySpec.of(spec, **kwargs)
     settings = sp.settings
     check_overlap([("`model`", sp.model, "model"), ("`data`", sp.data, "data"), ("`clean`", sp.clean, "clean data"),
-                   ("`defence_reference`", sp.defence_reference, "data")], [("`outdir`", sp.outdir)])
+                   ("`defence_reference`", sp.defence_reference, "data"), ("`onnx`", sp.onnx, "model"),
+                   ("`diffusion`", sp.diffusion, "model")], [("`outdir`", sp.outdir)])
     check_writable_dir(sp.outdir, "`outdir`")
     dev = resolve_device(sp.device)
     identity = {"model": file_identity(sp.model), "data": file_identity(sp.data), "clean": file_identity(sp.clean),
                 "fingerprint": str(sp.fingerprint), "specs": [s.spec for s in settings], "fpr": sp.fpr,
                 "limit": sp.limit, "device": dev.type, "defence": sp.defence,
-                "defence_reference": file_identity(sp.defence_reference)}
+                "defence_reference": file_identity(sp.defence_reference),
+                # only when given, so that folders written before these attacks existed keep their identity
+                **{f: file_identity(getattr(sp, f)) for f in ("onnx", "diffusion") if getattr(sp, f) is not None}}
     folder = OutputFolder(sp.outdir, "`outdir`", "adversary", identity, not_data=["adversary.png"],
                           labels={k: f"`{'adversary' if k == 'specs' else k}`" for k in identity}).check()
     dec, res, k, kind = load_decoder(sp.model, dev)
@@ -291,8 +349,10 @@ def run_adversary(spec: AdversarySpec | None = None, **kwargs) -> dict:
     guard = make_defence(sp.defence, dec, k, sp.fpr, pattern) if sp.defended else None
     rows = _no_attack_rows(score, marked[:limit], marked_names[:limit], clean_x, clean_names, guard)
     names = {"clean": clean_names, "marked": marked_names[:limit]}
+    tools = Tools(sp.model, sp.onnx, sp.diffusion, dev)
     for st in settings:
-        part = attack_rows(score, st, marked[:limit] if st.name == "remove" else marked, clean_x, names, guard)
+        part = attack_rows(score, st, marked[:limit] if st.name in REMOVALS else marked, clean_x, names, guard,
+                           tools)
         rows += part
         log.info("%s: detected %.3f, mean PSNR %.1f dB", st.spec, np.mean([r["detected"] for r in part]),
                  np.mean([r["psnr"] for r in part]))
@@ -300,7 +360,8 @@ def run_adversary(spec: AdversarySpec | None = None, **kwargs) -> dict:
             "fingerprint": bits_to_str(ref), "fpr": sp.fpr, "match_threshold": match_threshold(k, sp.fpr),
             "fingerprint_length": k, "resolution": res, "settings": [s.spec for s in settings],
             "images": len(names["marked"]), "clean_images": len(clean_names), "defence": sp.defence,
-            "defence_reference": str(sp.defence_reference) if sp.defence_reference is not None else None}
+            "defence_reference": str(sp.defence_reference) if sp.defence_reference is not None else None,
+            **{f: str(getattr(sp, f)) for f in ("onnx", "diffusion") if getattr(sp, f) is not None}}
     folder.claim()
     return write_adversary_outputs(sp.outdir, rows, meta)
 
@@ -390,9 +451,10 @@ def plot_adversary(summary: list[dict], path: Path) -> bool:
                 ax.plot([s["mean_psnr"] for s in line], [s["detected_defended"] for s in line], "x--",
                         label=f"{label}, with defence")
         ax.set_title({"average": "forgery: residual averaging", "invert": "forgery: decoder inversion",
-                      "remove": "removal: white-box PGD"}[a], fontsize=9)
+                      "remove": "removal: white-box PGD", "query-remove": "removal: ONNX queries only",
+                      "regenerate": "removal: diffusion regeneration"}[a], fontsize=9)
         ax.set_xlabel("attacker's PSNR (dB)")
-        ax.set_ylabel("false attribution rate" if a != "remove" else "still detected")
+        ax.set_ylabel("still detected" if a in REMOVALS else "false attribution rate")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
