@@ -31,7 +31,7 @@ mkdir -p "$OUT"
 start=$(date +%s)
 
 if [ -n "${SMOKE:-}" ]; then
-  "$PY" -m ganprint data samples "$OUT/data" --resolution 32 --count 64 --seed 0 --photos train
+  "$PY" -m ganprint data samples --outdir "$OUT/data" --resolution 32 --count 64 --seed 0 --photos train
   "$PY" -m ganprint train-diffusion --data "$OUT/data" --outdir "$OUT/clean" --preset ddpm-32 --kimg "$KIMG" \
     --snapshot-kimg "$SNAP_KIMG" --warmup-kimg "$WARMUP_KIMG" --dry-run
   exit 0

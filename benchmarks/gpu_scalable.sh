@@ -48,7 +48,7 @@ if [ "$TESTS" = 1 ]; then  # in the background: the data preparation below runs 
   tests_pid=$!
 fi
 if [ ! -f "$OUT/data/dataset.json" ]; then
-  $GANPRINT data samples "$OUT/crops" --resolution "$RES" --count "$COUNT" --seed 0 | tail -1
+  $GANPRINT data samples --outdir "$OUT/crops" --resolution "$RES" --count "$COUNT" --seed 0 | tail -1
   $GANPRINT dataset from-images "$OUT/crops" "$OUT/data" --resolution "$RES" --shuffle --seed 0 | tail -1
 fi
 if [ "$TESTS" = 1 ]; then wait "$tests_pid" || true; stamp "GPU tests: $(tail -2 "$OUT/gpu-tests.log" | tr '\n' ' ')"; fi

@@ -10,8 +10,8 @@ PY=${PY:-/work/main/.venv/bin/python}
 G="env PYTHONPATH=$PWD/src nice -n 19 $PY -m ganprint"
 H="env PYTHONPATH=$PWD/src nice -n 19 $PY benchmarks/experiments/adversary/collusion.py"
 SEEDS=0-199
-$G data samples "$R/train" --resolution 16 --count 512 --seed 0 --photos train
-$G data samples "$R/real" --resolution 16 --count 200 --seed 1 --photos heldout   # clean photos
+$G data samples --outdir "$R/train" --resolution 16 --count 512 --seed 0 --photos train
+$G data samples --outdir "$R/real" --resolution 16 --count 200 --seed 1 --photos heldout   # clean photos
 # the fingerprint phase only (adversarial and consistency gates kept shut), as tests/scalable/test_trained.py
 [ -f "$R/run/scalable-decoder.safetensors" ] || $G train-scalable --data "$R/train" --outdir "$R/run" \
     --resolution 16 --fingerprint-length 32 --modulated-res 4-16 --preset small --kimg 26.5 --batch-size 8 --lr 0.004 \

@@ -7,10 +7,10 @@ R=${1:-/work/runs/adversary}
 PY=${PY:-/work/main/.venv/bin/python}
 G="env PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 nice -n 10 $PY -m ganprint"
 FP=0x5a17c3e9b2d40f86  # the fingerprint embedded (64 bits); any fixed key will do
-$G data samples "$R/data/train" --count 4000 --photos train --vary --seed 0
-$G data samples "$R/data/heldout" --count 1000 --photos heldout --seed 1   # to fingerprint (the forger's N)
-$G data samples "$R/data/clean" --count 1000 --photos heldout --seed 2     # clean canvases, other crops
-$G data samples "$R/data/registry" --count 500 --photos train --seed 3    # the registry's own images (energy)
+$G data samples --outdir "$R/data/train" --count 4000 --photos train --vary --seed 0
+$G data samples --outdir "$R/data/heldout" --count 1000 --photos heldout --seed 1   # to fingerprint (the forger's N)
+$G data samples --outdir "$R/data/clean" --count 1000 --photos heldout --seed 2     # clean canvases, other crops
+$G data samples --outdir "$R/data/registry" --count 500 --photos train --seed 3    # the registry's own images (energy)
 # MODEL=path: measure that export instead (RESULTS-adversary.md used the step-N export of this run, see there)
 M=${MODEL:-$R/demo/model.safetensors}
 [ -n "${MODEL:-}" ] || [ -f "$M" ] || $G train --data "$R/data/train" --preset demo-32 --outdir "$R/demo"
