@@ -242,3 +242,15 @@ def test_run_reports_the_black_box_removals(tiny_stega_model, tiny_diffusion, sa
     assert [r["attack"] for r in removed].count("regenerate") == 2 * 4
     assert {r["strength"] for r in removed if r["attack"] == "regenerate"} == {20.0, 400.0}
     assert res["diffusion"] == str(tiny_diffusion) and (tmp_path / "adv" / "adversary.png").stat().st_size > 0
+
+
+def test_plot_curves_split_by_every_parameter_but_the_strength():
+    from ganprint.evaluation.adversary import _curves
+
+    rows = [{"spec": f"average:n={n}:psnr={p}:sigma={s}", "mean_psnr": p} for n, s in ((10, 1), (1000, 1), (1000, 2))
+            for p in (42, 35)]
+    curves = _curves(rows, "psnr")
+    assert [label for label, _ in curves] == ["n=10 sigma=1", "n=1000 sigma=1", "n=1000 sigma=2"]
+    assert all([r["mean_psnr"] for r in line] == [35, 42] for _, line in curves)
+    one = _curves([{"spec": "remove:eps=4:images=0:steps=20", "mean_psnr": 37.0}], "eps")
+    assert [(label, len(line)) for label, line in one] == [("detected", 1)]

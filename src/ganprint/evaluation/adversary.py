@@ -434,18 +434,28 @@ def write_adversary_outputs(outdir: str | Path, rows: list[dict], meta: dict) ->
     return result
 
 
+def _curves(points: list[dict], strength: str) -> list[tuple[str, list[dict]]]:
+    """The summary rows of one attack as curves over its `strength`: one per setting of its other parameters,
+    labelled by the parameters that differ between curves ("detected" when there is one curve)."""
+    def others(row: dict) -> tuple:
+        return tuple(kv for kv in row["spec"].split(":")[1:] if kv.split("=")[0] != strength)
+
+    keys = sorted({others(r) for r in points}, key=lambda k: [float(kv.split("=")[1]) for kv in k])
+    varying = [i for i in range(len(keys[0]) if keys else 0) if len({k[i] for k in keys}) > 1]
+    return [(" ".join(k[i] for i in varying) or "detected",
+             sorted((r for r in points if others(r) == k), key=lambda r: r["mean_psnr"])) for k in keys]
+
+
 def plot_adversary(summary: list[dict], path: Path) -> bool:
-    """Detection rate against the attacker's measured PSNR, one panel per attack (one line per n for averaging)."""
+    """Detection rate against the attacker's measured PSNR, one panel per attack, one curve per setting of the
+    attack's other parameters (n and sigma for averaging, samples for query-remove)."""
     attacks = [a for a in ADVERSARY_SPECS if any(s["attack"] == a for s in summary)]
     if not attacks:
         return False
     fig = report._canvas(4.2 * len(attacks), 3.4)
     for i, a in enumerate(attacks):
         ax = fig.add_subplot(1, len(attacks), i + 1)
-        pts = [s for s in summary if s["attack"] == a]
-        for n in sorted({s["n"] for s in pts}, key=lambda v: v or 0):
-            line = sorted((s for s in pts if s["n"] == n), key=lambda s: s["mean_psnr"])
-            label = f"n={n}" if n is not None else "detected"
+        for label, line in _curves([s for s in summary if s["attack"] == a], ADVERSARY_SPECS[a][0]):
             ax.plot([s["mean_psnr"] for s in line], [s["detected"] for s in line], "o-", label=label)
             if line and line[0]["detected_defended"] is not None:
                 ax.plot([s["mean_psnr"] for s in line], [s["detected_defended"] for s in line], "x--",
