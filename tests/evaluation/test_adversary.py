@@ -85,7 +85,7 @@ def test_bad_defences_are_refused(spec):
         make_defence(spec, lambda x: x, 8, 1e-6)
 
 
-@pytest.mark.parametrize("spec", ["average:n=0", "averag", "remove:eps=x", "invert:foo=1", "remove:eps"])
+@pytest.mark.parametrize("spec", ["average:n=0", "averag", "remove:eps=x", "invert:foo=1", "remove:eps", "edit:level=11"])
 def test_bad_specs_are_refused(spec):
     with pytest.raises(GanprintError, match="`adversary`"):
         parse_adversary([spec])
@@ -235,12 +235,16 @@ def test_run_reports_the_black_box_removals(tiny_stega_model, tiny_diffusion, sa
     with pytest.raises(SpecError, match="`onnx`"):
         AdversarySpec(**base, outdir=tmp_path / "x", adversary="remove:eps=2", onnx=tiny_stega_model)
     res = run_adversary(**base, outdir=tmp_path / "adv", diffusion=tiny_diffusion,
-                        adversary=["query-remove:eps=4:steps=2:samples=2:images=3", "regenerate:t=20,400:steps=2"])
+                        adversary=["query-remove:eps=4:steps=2:samples=2:images=3", "regenerate:t=20,400:steps=2",
+                                   "edit:level=1,10:images=2"])
     rows = [json.loads(line) for line in (tmp_path / "adv" / "results.jsonl").read_text().splitlines()]
     removed = [r for r in rows if r["set"] == "removed"]
     assert [r["attack"] for r in removed].count("query-remove") == 3
     assert [r["attack"] for r in removed].count("regenerate") == 2 * 4
     assert {r["strength"] for r in removed if r["attack"] == "regenerate"} == {20.0, 400.0}
+    edits = [r for r in removed if r["attack"] == "edit"]
+    assert [r["strength"] for r in edits] == [1.0, 1.0, 10.0, 10.0]
+    assert edits[0]["psnr"] > edits[2]["psnr"]  # level 10 edits far more than level 1
     assert res["diffusion"] == str(tiny_diffusion) and (tmp_path / "adv" / "adversary.png").stat().st_size > 0
 
 

@@ -33,6 +33,9 @@ from service_kit import Server  # noqa: E402
 from ganprint.artificial.register import register_dataset  # noqa: E402
 
 
+MAX_FILES = 64  # the servers' --max-files
+
+
 class Oracle:
     """/v1/detect of one server as the attacker sees it: per image (detected, matches or None); counts queries."""
 
@@ -40,6 +43,11 @@ class Oracle:
         self.client, self.limit, self.queries, self.seconds = client, limit, 0, 0.0
 
     def __call__(self, imgs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if len(imgs) > MAX_FILES:  # one request carries at most the server's --max-files images
+            parts = [self(imgs[i:i + MAX_FILES]) for i in range(0, len(imgs), MAX_FILES)]
+            scores = [m for _, m in parts]
+            return (np.concatenate([d for d, _ in parts]),
+                    None if any(m is None for m in scores) else np.concatenate(scores))
         files = []
         for i, im in enumerate(imgs):
             buf = io.BytesIO()
@@ -188,7 +196,7 @@ def load(folder: Path, n: int) -> np.ndarray:
 
 def run_server(args, answer: str, log: Path) -> Server:
     return Server(["--registry", str(args.outdir / "registry.sqlite"), "--stega-decoder", str(args.decoder),
-                   "--answer", answer, "--max-files", "64"], log)
+                   "--answer", answer, "--max-files", str(MAX_FILES)], log)
 
 
 def summarise(res: dict, budgets: list[int], thresholds: list[float]) -> list[dict]:

@@ -14,6 +14,9 @@ Attack specs (the `adversary` field, a list), each `name` then `:key=v1,v2,...` 
   model's decoder exported at run time): `steps` (default 20) ascent steps on the bit loss whose gradient is
   estimated from `samples` antithetic pairs of random sign probes of `sigma` levels (default 4) through ONNX
   Runtime's logits, 2 x `samples` x `steps` queries per image; `images` as for remove;
+- `edit:level=2,4,8` black-box removal by strong combined edits: the robustness suite's `combined` chain (crop >
+  blur > JPEG > noise, `ganprint metrics attacks`) at each level, image i's noise seeded by i; `images` as for
+  remove;
 - `regenerate:t=50,100,200:steps=10` black-box removal by regeneration through a diffusion model (the
   `diffusion` field, a `train-diffusion` export at the decoder's resolution): noise to step t of its training
   schedule, then about `steps` DDIM steps back; `images` as for remove.
@@ -50,6 +53,7 @@ from ganprint.evaluation.blackbox import QueryBudget, Regenerator, onnx_session,
 from ganprint.evaluation.defence import make_defence, parse_defence
 from ganprint.evaluation.quality import psnr
 from ganprint.evaluation.sources import FolderSource, load_decoder
+from ganprint.perturb.attacks import ATTACKS
 from ganprint.perturb.ops import gaussian_blur
 
 log = logging.getLogger(__name__)
@@ -62,9 +66,10 @@ ADVERSARY_SPECS: dict[str, tuple[str, dict[str, float]]] = {
     "invert": ("eps", {"eps": 4.0, "steps": 40.0, "images": 0.0}),
     "remove": ("eps", {"eps": 4.0, "steps": 40.0, "images": 0.0}),
     "query-remove": ("eps", {"eps": 4.0, "steps": 20.0, "samples": 10.0, "sigma": 4.0, "images": 0.0}),
+    "edit": ("level", {"level": 4.0, "images": 0.0}),
     "regenerate": ("t", {"t": 100.0, "steps": 10.0, "images": 0.0}),
 }
-REMOVALS = ("remove", "query-remove", "regenerate")  # attacks on the fingerprinted images (set 'removed')
+REMOVALS = ("remove", "query-remove", "edit", "regenerate")  # attacks on the fingerprinted images (set 'removed')
 STANDARD = ["average:n=1,10,100,1000:psnr=35,38,42,45", "invert:eps=1,2,4,8", "remove:eps=1,2,4,8,16"]
 
 
@@ -108,6 +113,8 @@ def parse_adversary(specs: str | list[str] | tuple[str, ...]) -> list[Setting]:
                 raise GanprintError(f"`adversary` {whole!r}: {vals!r} is not a list of numbers") from None
             if any(not math.isfinite(v) or v < 0 or (v == 0 and key != "images") for v in grid[key]):
                 raise GanprintError(f"`adversary` {whole!r}: {key} must be > 0, got {vals}")
+            if name == "edit" and key == "level" and max(grid[key]) > 10:
+                raise GanprintError(f"`adversary` {whole!r}: the combined chain's level goes up to 10, got {vals}")
         keys = list(grid)
         out += [Setting(name, dict(zip(keys, combo))) for combo in itertools.product(*(grid[k] for k in keys))]
     return out
@@ -251,6 +258,9 @@ def _attacked(score: Scorer, setting: Setting, x: torch.Tensor, tools: Tools | N
     if setting.name in ("invert", "remove"):
         return torch.cat([pgd(score.decode, x[i:i + bs], score.ref, p["eps"] / 255, int(p["steps"]),
                               setting.name == "invert") for i in range(0, len(x), bs)])
+    if setting.name == "edit":
+        chain = ATTACKS["combined"]
+        return torch.cat([chain(x[i:i + 1], p["level"], i) for i in range(len(x))])
     tools = tools or Tools(model="")
     if setting.name == "query-remove":
         budget = QueryBudget(p["eps"], int(p["steps"]), int(p["samples"]), p["sigma"])
@@ -462,6 +472,7 @@ def plot_adversary(summary: list[dict], path: Path) -> bool:
                         label=f"{label}, with defence")
         ax.set_title({"average": "forgery: residual averaging", "invert": "forgery: decoder inversion",
                       "remove": "removal: white-box PGD", "query-remove": "removal: ONNX queries only",
+                      "edit": "removal: combined edits",
                       "regenerate": "removal: diffusion regeneration"}[a], fontsize=9)
         ax.set_xlabel("attacker's PSNR (dB)")
         ax.set_ylabel("still detected" if a in REMOVALS else "false attribution rate")
