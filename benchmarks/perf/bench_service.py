@@ -147,7 +147,7 @@ def throughput(work: Path, resolution: int, requests: int, limit_s: float, per_r
     print(json.dumps(out["offline"]), flush=True)
     for workers in (1, 2):
         srv = Server(["--registry", m["registry"], "--scalable-decoder", str(m["decoder"]), "--workers",
-                      str(workers), "--max-files", "64"], work / f"server{resolution}-{workers}.log")
+                      str(workers), "--max-files", "64", "--rate-limit", "0"], work / f"server{resolution}-{workers}.log")
         try:
             for per in per_request:
                 for clients in (1, 8, 32):
@@ -186,7 +186,8 @@ def runtimes(work: Path, requests: int, limit_s: float) -> dict:
     out["same_bits"] = bool(np.array_equal(decode_images(dec, imgs, 64, "cpu").numpy(), ort.bits(imgs)))
     images = [p.read_bytes() for p in paths]
     for runtime in ("torch", "onnx"):
-        srv = Server(["--registry", m["registry"], "--scalable-decoder", str(m["decoder"]), "--runtime", runtime],
+        srv = Server(["--registry", m["registry"], "--scalable-decoder", str(m["decoder"]), "--runtime", runtime,
+                      "--rate-limit", "0"],
                      work / f"rt-{runtime}.log")
         try:
             row = asyncio.run(_load(srv.url, images, 8, requests, limit_s, srv.proc.pid))

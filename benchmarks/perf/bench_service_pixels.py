@@ -109,7 +109,8 @@ def request(work: Path) -> list[dict]:
     rows = []
     for name, flags in configs.items():
         for what, images in loads.items():
-            srv = Server(["--registry", m["registry"], "--scalable-decoder", str(m["decoder"]), *flags],
+            srv = Server(["--registry", m["registry"], "--scalable-decoder", str(m["decoder"]), "--rate-limit", "0",
+                          *flags],
                          work / f"{name}.log")
             try:
                 before_cpu, before_rss = _tree_cpu(srv.proc.pid), _peak_rss_mb(srv.proc.pid)

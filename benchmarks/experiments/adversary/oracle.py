@@ -55,6 +55,9 @@ class Oracle:
             files.append(("files", (f"{i}.png", buf.getvalue(), "image/png")))
         t = time.monotonic()
         r = self.client.post("/v1/detect", files=files)
+        while r.status_code == 429:  # the server's rate limit: wait as told, then ask again
+            time.sleep(float(r.headers["Retry-After"]))
+            r = self.client.post("/v1/detect", files=files)
         self.seconds += time.monotonic() - t
         r.raise_for_status()
         rows = [res["datasets"][0] for res in r.json()["results"]]
@@ -196,7 +199,7 @@ def load(folder: Path, n: int) -> np.ndarray:
 
 def run_server(args, answer: str, log: Path) -> Server:
     return Server(["--registry", str(args.outdir / "registry.sqlite"), "--stega-decoder", str(args.decoder),
-                   "--answer", answer, "--max-files", str(MAX_FILES)], log)
+                   "--answer", answer, "--max-files", str(MAX_FILES), "--rate-limit", str(args.rate_limit)], log)
 
 
 def summarise(res: dict, budgets: list[int], thresholds: list[float]) -> list[dict]:
@@ -255,6 +258,7 @@ def main(argv=None) -> None:
     ap.add_argument("--budget", type=int, default=1000, help="queries per image")
     ap.add_argument("--eps", type=lambda s: [int(v) for v in s.split(",")], default=[4, 8])
     ap.add_argument("--answers", default="full,decision")
+    ap.add_argument("--rate-limit", type=float, default=0.0, help="the servers' --rate-limit (0: none)")
     ap.add_argument("--outdir", type=Path, required=True)
     args = ap.parse_args(argv)
     args.outdir.mkdir(parents=True, exist_ok=True)
@@ -278,7 +282,8 @@ def main(argv=None) -> None:
                      f"{r['success']:.2f} | {'-' if p is None else f'{p:.1f}'} |")
     for a, t in traffic.items():
         lines.append(f"\n{a}: {t['queries']} queries in {t['seconds']:.1f} s of requests "
-                     f"({t['queries'] / max(t['seconds'], 1e-9):.0f} images/s, one client, no rate limit met)")
+                     f"({t['queries'] / max(t['seconds'], 1e-9):.0f} images/s, one client, server --rate-limit "
+                     f"{args.rate_limit:g})")
     (args.outdir / "oracle.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -10,8 +10,8 @@ from ganprint.cli import params as P
 from ganprint.core import bounds
 from ganprint.registry.store import Registry
 from ganprint.registry.tokens import SCOPES, create_token
-from ganprint.service.config import (ANSWERS, BODY_RATE, CONNECTIONS, FILES, PIXELS, REQUEST_PIXELS, SYNC_SECONDS,
-                                     UPLOAD_MB, ServiceConfig)
+from ganprint.service.config import (ANSWERS, BODY_RATE, CONNECTIONS, FILES, PIXELS, RATE, REQUEST_PIXELS,
+                                     SYNC_SECONDS, UPLOAD_MB, ServiceConfig)
 from ganprint.service.runner import serve
 
 COMMANDS: list = []
@@ -68,6 +68,9 @@ COMMANDS: list = []
               envvar="GANPRINT_ANSWER",
               help="What /v1/attribute and /v1/detect say per image: full (matches, p-values, decoded bits) or "
                    "decision (the verdict only: no score for a querying attacker to climb).")
+@click.option("--rate-limit", type=P.Number(RATE), default=600.0, show_default=True, envvar="GANPRINT_RATE_LIMIT",
+              help="Images per minute one client may send to /v1/attribute and /v1/detect (each worker counts "
+                   "its own); more are answered 429 with Retry-After. 0: no limit.")
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               envvar="GANPRINT_RUNTIME", help="Decoder runtime (onnx needs the onnx extra).")
 @click.option("--cors-origin", "cors_origins", multiple=True, envvar="GANPRINT_CORS_ORIGINS",

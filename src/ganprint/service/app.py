@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from ganprint.service import metrics
 from ganprint.service.config import ServiceConfig
 from ganprint.service.engine import Engine
 from ganprint.service.logs import ABORTED, install_access_log_redaction, quiet
+from ganprint.service.ratelimit import ImageBudget
 from ganprint.service.uploads import ApiError, display_name, read_uploads
 
 log = logging.getLogger(__name__)
@@ -162,6 +164,18 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
     # Uploads are decoded in at most decode_threads threads: bounded memory, and few threads contending for the
     # interpreter lock with the decoding thread; requests beyond that wait in the event loop, in order.
     decode_slots = anyio.CapacityLimiter(cfg.decode_threads)
+    budget = ImageBudget(cfg.rate_limit, max(cfg.rate_limit, cfg.max_files)) if cfg.rate_limit else None
+
+    def charge(request: Request, files: list) -> None:
+        """Spend the client's images before any is decoded; 429 with Retry-After when its budget is spent."""
+        if budget is None or len(files) > cfg.max_files:  # too many files: uploads() answers 413
+            return
+        wait = budget.take(request.client.host if request.client else "-", len(files))
+        if wait is not None:
+            metrics.count("REJECTED", 1, "rate_limited")
+            seconds = max(1, math.ceil(wait))
+            raise ApiError(429, f"this client sent more than {cfg.rate_limit:g} images a minute (`rate_limit`); "
+                                f"retry in {seconds} s", headers={"Retry-After": str(seconds)})
 
     def uploads(files: list[UploadFile], kind: str):
         if len(files) > cfg.max_files:
@@ -190,7 +204,9 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         `p_value_covers` says what that p-value covers: an untampered image, not a forgery (docs/threat-model.md).
         """
         async with request.form() as form:
-            names, imgs = await anyio.to_thread.run_sync(uploads, _form_files(form), "attribute", limiter=decode_slots)
+            files = _form_files(form)
+            charge(request, files)
+            names, imgs = await anyio.to_thread.run_sync(uploads, files, "attribute", limiter=decode_slots)
         rows, info = await engine.attribute_async(imgs[engine.resolution])
         for name, row in zip(names, rows):
             row["file"] = name
@@ -210,7 +226,9 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
             return names, *engine.detect(imgs)
 
         async with request.form() as form:
-            names, per_image, info = await anyio.to_thread.run_sync(run, _form_files(form), limiter=decode_slots)
+            files = _form_files(form)
+            charge(request, files)
+            names, per_image, info = await anyio.to_thread.run_sync(run, files, limiter=decode_slots)
         for rows in per_image:
             for r in rows:
                 metrics.count("DETECTIONS", 1, {True: "detected", False: "not_detected"}.get(r["detected"], "n/a"))
@@ -350,7 +368,7 @@ def _meta_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         return {"version": __version__, "attribute": engine.decoder is not None, "detect": bool(engine.stega),
                 "issue": engine.base is not None, "max_upload_mb": cfg.max_upload_mb, "max_files": cfg.max_files,
                 "max_pixels": cfg.max_pixels, "max_request_pixels": cfg.max_request_pixels,
-                "fpr": cfg.fpr, "runtime": cfg.runtime, "answer": cfg.answer}
+                "fpr": cfg.fpr, "runtime": cfg.runtime, "answer": cfg.answer, "rate_limit": cfg.rate_limit}
 
     @app.get("/", include_in_schema=False)
     def index():
@@ -396,7 +414,7 @@ def _docs_routes(app: FastAPI) -> None:
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def upload_error(request: Request, exc: ApiError):
-        return SafeJSON(exc.to_json(), exc.status)
+        return SafeJSON(exc.to_json(), exc.status, headers=exc.headers)
 
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError):

@@ -23,6 +23,7 @@ REQUEST_PIXELS = Bound(1, 10**10, integer=True)
 CONNECTIONS = Bound(1, 10**6, integer=True)
 BODY_RATE = Bound(0, 10**7, lo_open=True)  # KB/s
 SYNC_SECONDS = bounds.SECONDS_POS
+RATE = Bound(0, 10**9)  # images per minute per client; 0: no limit
 ANSWERS = ("full", "decision")
 # What a "decision" answer keeps of a row of /v1/attribute or /v1/detect: the verdict and whom it names.
 DECISION_FIELDS = frozenset({"file", "attributed", "who", "issued", "dataset", "detected", "reason"})
@@ -58,6 +59,10 @@ class ServiceConfig:
     # "full": per image its matches, p-values (and the decoded bits of /v1/attribute); "decision": only the
     # decision, so that a querying attacker gets no score to climb (docs/threat-model.md, "Oracle").
     answer: str = "full"
+    # Images per minute that one client (its address as the server sees it) may send to /v1/attribute and
+    # /v1/detect, counted by each worker; 0: no limit. A querying attacker needs about 1000 per image
+    # (docs/threat-model.md, "The oracle attacker").
+    rate_limit: float = 600.0
 
     def validate(self) -> "ServiceConfig":
         if self.scalable_decoder is None and not self.stega_decoders:
@@ -94,4 +99,4 @@ _BOUNDS = {"fpr": bounds.FPR, "min_distance": optional(bounds.DISTANCE), "max_up
            "max_files": FILES, "max_pixels": PIXELS, "sync_seconds": SYNC_SECONDS, "decode_threads": bounds.PROCESSES,
            "batch_size": bounds.BATCH, "max_request_pixels": REQUEST_PIXELS, "header_timeout": bounds.SECONDS_POS,
            "body_timeout": bounds.SECONDS_POS, "min_body_rate": BODY_RATE, "keep_alive_timeout": bounds.SECONDS_POS,
-           "max_connections": CONNECTIONS}
+           "max_connections": CONNECTIONS, "rate_limit": RATE}

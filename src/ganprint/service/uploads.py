@@ -24,9 +24,9 @@ _MAGIC = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"BM", ".b
 class ApiError(Exception):
     """A request the service refuses: HTTP `status`, a message, and the uploaded file it concerns (if any)."""
 
-    def __init__(self, status: int, message: str, file: str | None = None):
+    def __init__(self, status: int, message: str, file: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message, self.file = status, message, file
+        self.status, self.message, self.file, self.headers = status, message, file, headers
 
     def to_json(self) -> dict:
         return {"error": self.message, **({"file": self.file} if self.file is not None else {})}
