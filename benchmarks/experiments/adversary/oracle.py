@@ -31,16 +31,22 @@ sys.path.insert(0, str(ROOT / "benchmarks" / "perf"))
 from service_kit import Server  # noqa: E402
 
 from ganprint.artificial.register import register_dataset  # noqa: E402
+from ganprint.core.fingerprints import parse_bits  # noqa: E402
 
 
 MAX_FILES = 64  # the servers' --max-files
 
 
 class Oracle:
-    """/v1/detect of one server as the attacker sees it: per image (detected, matches or None); counts queries."""
+    """One verify route of a server as the attacker sees it: per image (on the wanted model's side, matches or None);
+    counts queries. /v1/detect: detected, and its matches; /v1/attribute: attributed to the issued model
+    `target`, and the matches of the decoded bits with its key `key` (0/1, as the attacker reads it off the decoded
+    bits of one of its images)."""
 
-    def __init__(self, client, limit: int):
+    def __init__(self, client, limit: int, route: str = "detect", target: int | None = None,
+                 key: np.ndarray | None = None):
         self.client, self.limit, self.queries, self.seconds = client, limit, 0, 0.0
+        self.route, self.target, self.key = route, target, key
 
     def __call__(self, imgs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if len(imgs) > MAX_FILES:  # one request carries at most the server's --max-files images
@@ -54,14 +60,21 @@ class Oracle:
             Image.fromarray(im).save(buf, format="PNG")
             files.append(("files", (f"{i}.png", buf.getvalue(), "image/png")))
         t = time.monotonic()
-        r = self.client.post("/v1/detect", files=files)
+        r = self.client.post(f"/v1/{self.route}", files=files)
         while r.status_code == 429:  # the server's rate limit: wait as told, then ask again
             time.sleep(float(r.headers["Retry-After"]))
-            r = self.client.post("/v1/detect", files=files)
+            r = self.client.post(f"/v1/{self.route}", files=files)
         self.seconds += time.monotonic() - t
         r.raise_for_status()
-        rows = [res["datasets"][0] for res in r.json()["results"]]
         self.queries += len(imgs)
+        if self.route == "attribute":
+            rows = r.json()["results"]
+            det = np.array([row["attributed"] == self.target for row in rows])
+            if not all("decoded" in row for row in rows):
+                return det, None
+            return det, np.array([int((parse_bits(row["decoded"]).numpy() == self.key).sum())
+                                  for row in rows])
+        rows = [res["datasets"][0] for res in r.json()["results"]]
         det = np.array([row["detected"] for row in rows])
         has = all("matches" in row for row in rows)
         return det, (np.array([row["matches"] for row in rows]) if has else None)
@@ -198,8 +211,8 @@ def load(folder: Path, n: int) -> np.ndarray:
 
 
 def run_server(args, answer: str, log: Path) -> Server:
-    return Server(["--registry", str(args.outdir / "registry.sqlite"), "--stega-decoder", str(args.decoder),
-                   "--answer", answer, "--max-files", str(MAX_FILES), "--rate-limit", str(args.rate_limit)], log)
+    decoder = ["--scalable-decoder" if args.route == "attribute" else "--stega-decoder", str(args.decoder)]
+    return Server(["--registry", str(args.registry or args.outdir / "registry.sqlite"), *decoder, "--answer", answer, "--max-files", str(MAX_FILES), "--rate-limit", str(args.rate_limit)], log)
 
 
 def summarise(res: dict, budgets: list[int], thresholds: list[float]) -> list[dict]:
@@ -229,7 +242,7 @@ def attack_server(args, answer: str, fp: np.ndarray, clean: np.ndarray, rng) -> 
     res, traffic = {}, {"queries": 0, "seconds": 0.0}
     try:
         with server.client() as client:
-            oracle = Oracle(client, args.budget)
+            oracle = Oracle(client, args.budget, args.route, args.target, parse_bits(args.fingerprint).numpy())
             if answer == "full":
                 for eps in args.eps:
                     res[("score", "removal", answer, eps)] = square_attack(oracle, fp, False, eps, args.budget, rng)
@@ -259,10 +272,19 @@ def main(argv=None) -> None:
     ap.add_argument("--eps", type=lambda s: [int(v) for v in s.split(",")], default=[4, 8])
     ap.add_argument("--answers", default="full,decision")
     ap.add_argument("--rate-limit", type=float, default=0.0, help="the servers' --rate-limit (0: none)")
+    ap.add_argument("--route", choices=["detect", "attribute"], default="detect",
+                    help="detect: --decoder is a stega model, registered as one data set with --fingerprint; "
+                         "attribute: --decoder is a scalable decoder and --registry holds the issued models")
+    ap.add_argument("--registry", type=Path, default=None, help="with --route attribute: the registry")
+    ap.add_argument("--target", type=int, default=None,
+                    help="with --route attribute: the fp_id of the issued model whose images --fingerprinted holds "
+                         "(its key is --fingerprint)")
     ap.add_argument("--outdir", type=Path, required=True)
     args = ap.parse_args(argv)
     args.outdir.mkdir(parents=True, exist_ok=True)
-    if not (args.outdir / "registry.sqlite").exists():
+    if args.route == "attribute" and (args.registry is None or args.target is None):
+        raise SystemExit("--route attribute needs --registry and --target")
+    if args.route == "detect" and not (args.outdir / "registry.sqlite").exists():
         register_dataset(args.outdir / "registry.sqlite", "demo", args.fingerprint, args.decoder)
     fp, clean = load(args.fingerprinted, args.images), load(args.clean, args.images)
     rng = np.random.default_rng(0)
