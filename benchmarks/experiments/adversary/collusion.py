@@ -4,7 +4,8 @@
       MODE mean (pixel average of all), halves (top half of A, bottom half of B), or w=L (L*A + (1-L)*B)
   python collusion.py weights L OUT A.safetensors B.safetensors  weight interpolation L*A + (1-L)*B of issued models
   python collusion.py table ROOT LISTING                         the table of RESULTS-collusion.md, from the
-      attribution rows ROOT/attr-*.jsonl and LISTING (`ganprint registry list --json`: the issued keys)
+      attribution rows ROOT/attr-NAME/attributions.jsonl (`ganprint attribute --outdir`; older runs:
+      ROOT/attr-NAME.jsonl) and LISTING (`ganprint registry list --json`: the issued keys)
 """
 
 import json
@@ -61,14 +62,20 @@ def _bits(hexs: str, k: int = 32) -> np.ndarray:
 MAKERS = {"img-1": {"alice"}, "img-3": {"carol"}, "real": set(), "mean-abc": {"alice", "bob", "carol"}}
 
 
+def _attributions(root: Path) -> list[tuple[str, Path]]:
+    """(NAME, rows file) of every attributed folder: attr-NAME/attributions.jsonl, or an older run's attr-NAME.jsonl."""
+    found = {f.parent.name[5:]: f for f in root.glob("attr-*/attributions.jsonl")}
+    found.update({f.stem[5:]: f for f in root.glob("attr-*.jsonl") if f.stem[5:] not in found})
+    return sorted(found.items())
+
+
 def table(root: Path, listing: Path) -> None:
     keys = _keys(listing)
     who = [keys[fp][0] for fp in sorted(keys)]
     print("| images | made by | n | " + " | ".join(f"to {w}" for w in who) + " | unknown | innocent accused | "
           + " | ".join(f"bit acc. vs {w}" for w in who) + " |")
     print("|---|---|---|" + "---|" * (2 * len(who) + 2))
-    for f in sorted(root.glob("attr-*.jsonl")):
-        name = f.stem[5:]
+    for name, f in _attributions(root):
         makers = MAKERS.get(name, {"alice", "bob"})
         rows = [json.loads(x) for x in f.read_text().splitlines()]
         att = [keys[r["attributed"]][0] if r["attributed"] != "unknown" else "unknown" for r in rows]
@@ -90,11 +97,11 @@ def _agreement(root: Path, keys: dict) -> None:
     print(f"\nalice and bob agree on {int(same.sum())} of {len(a)} bits")
     print("| images | agreeing bits read as their common value | differing bits read as alice's |")
     print("|---|---|---|")
-    for f in sorted(root.glob("attr-*.jsonl")):
-        if MAKERS.get(f.stem[5:], {"alice", "bob"}) != {"alice", "bob"}:
+    for name, f in _attributions(root):
+        if MAKERS.get(name, {"alice", "bob"}) != {"alice", "bob"}:
             continue
         d = np.stack([_bits(json.loads(x)["decoded"]) for x in f.read_text().splitlines()])
-        print(f"| {f.stem[5:]} | {(d[:, same] == a[same]).mean():.3f} | {(d[:, ~same] == a[~same]).mean():.3f} |")
+        print(f"| {name} | {(d[:, same] == a[same]).mean():.3f} | {(d[:, ~same] == a[~same]).mean():.3f} |")
 
 
 if __name__ == "__main__":

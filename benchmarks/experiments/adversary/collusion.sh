@@ -41,8 +41,8 @@ done
 for FPR in 1e-6 1e-2; do
     mkdir -p "$R/attr-$FPR"
     for d in "$R/img-1" "$R/img-3" "$R/real" "$R"/mix/*; do
-        $G attribute --decoder "$R/run/scalable-decoder.safetensors" --registry "$R/registry.sqlite" --input "$d" \
-            --out "$R/attr-$FPR/attr-$(basename "$d").jsonl" --fpr $FPR --device cpu --overwrite > /dev/null
+        $G attribute --model "$R/run/scalable-decoder.safetensors" --registry "$R/registry.sqlite" --data "$d" \
+            --outdir "$R/attr-$FPR/attr-$(basename "$d")" --fpr $FPR --device cpu > /dev/null
     done
     echo "FPR $FPR"
     $H table "$R/attr-$FPR" "$R/keys.jsonl"
