@@ -85,7 +85,9 @@ def test_bad_defences_are_refused(spec):
         make_defence(spec, lambda x: x, 8, 1e-6)
 
 
-@pytest.mark.parametrize("spec", ["average:n=0", "averag", "remove:eps=x", "invert:foo=1", "remove:eps", "edit:level=11"])
+@pytest.mark.parametrize("spec", ["average:n=0", "averag", "remove:eps=x", "invert:foo=1", "remove:eps", "edit:level=11",
+                                  "query-remove:sigma=0.5", "query-remove:samples=1e9", "remove:steps=1e7",
+                                  "invert:eps=1000"])
 def test_bad_specs_are_refused(spec):
     with pytest.raises(GanprintError, match="`adversary`"):
         parse_adversary([spec])

@@ -69,6 +69,10 @@ ADVERSARY_SPECS: dict[str, tuple[str, dict[str, float]]] = {
     "edit": ("level", {"level": 4.0, "images": 0.0}),
     "regenerate": ("t", {"t": 100.0, "steps": 10.0, "images": 0.0}),
 }
+# Ranges beyond "finite and > 0" (`images` may be 0), by parameter or by "attack:parameter": budgets in 8-bit
+# levels, the combined chain's 0..10 scale, loop counts that end, and query-remove's probes of whole levels.
+LIMITS: dict[str, tuple[float, float]] = {"eps": (0, 255), "sigma": (0, 255), "level": (0, 10), "steps": (0, 10_000),
+                                          "samples": (0, 1000), "query-remove:sigma": (1, 255)}
 REMOVALS = ("remove", "query-remove", "edit", "regenerate")  # attacks on the fingerprinted images (set 'removed')
 STANDARD = ["average:n=1,10,100,1000:psnr=35,38,42,45", "invert:eps=1,2,4,8", "remove:eps=1,2,4,8,16"]
 
@@ -113,11 +117,16 @@ def parse_adversary(specs: str | list[str] | tuple[str, ...]) -> list[Setting]:
                 raise GanprintError(f"`adversary` {whole!r}: {vals!r} is not a list of numbers") from None
             if any(not math.isfinite(v) or v < 0 or (v == 0 and key != "images") for v in grid[key]):
                 raise GanprintError(f"`adversary` {whole!r}: {key} must be > 0, got {vals}")
-            if name == "edit" and key == "level" and max(grid[key]) > 10:
-                raise GanprintError(f"`adversary` {whole!r}: the combined chain's level goes up to 10, got {vals}")
+            _check_range(whole, name, key, grid[key], vals)
         keys = list(grid)
         out += [Setting(name, dict(zip(keys, combo))) for combo in itertools.product(*(grid[k] for k in keys))]
     return out
+
+
+def _check_range(whole: str, name: str, key: str, values: list[float], text: str) -> None:
+    lo, hi = LIMITS.get(f"{name}:{key}", LIMITS.get(key, (0, math.inf)))
+    if any(v > hi or v < lo for v in values):
+        raise GanprintError(f"`adversary` {whole!r}: {key} must be in [{lo:g}, {hi:g}], got {text}")
 
 
 def high_pass(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:

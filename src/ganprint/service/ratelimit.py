@@ -17,8 +17,8 @@ class ImageBudget:
     `capacity` of them at most (one request of that many images always fits into a full bucket).
 
     `take(client, n)` spends n images, or spends nothing and returns the seconds until n would fit. The table keeps
-    the `max_clients` most recently seen clients (a forgotten client starts again with a full bucket). Thread-safe:
-    the routes call it from the event loop and from decoding threads alike.
+    the `max_clients` most recently seen clients (a forgotten client starts again with a full bucket). The routes
+    call it from the event loop; the lock keeps it correct from threads too. Each worker process has its own table.
     """
 
     def __init__(self, per_minute: float, capacity: float, clock: Callable[[], float] = time.monotonic,
