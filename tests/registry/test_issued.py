@@ -17,7 +17,7 @@ from ganprint.cli import main
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import sha256_file
 from ganprint.registry.errors import CommitUnknown
-from ganprint.registry.issued import issued_name, pending_name, repair_issued
+from ganprint.registry.issued import committed_file, issued_name, pending_name, repair_issued
 from ganprint.registry.store import Registry
 from ganprint.scalable.issue import issue_model
 from tests.registry.kit import tiny_generator
@@ -82,7 +82,7 @@ sys.path.insert(0, {src!r})
 import ganprint.registry.issued as issued
 import ganprint.scalable.issue as issue
 where = sys.argv[4]
-if where == "after-commit":  # the row committed, the pending file is not renamed yet
+if where != "before-commit":  # the row committed, the pending file is not renamed yet
     issued.place_issued = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
 else:  # the pending file is written, COMMIT not sent
     write = issued.write_new_file
@@ -118,10 +118,14 @@ def test_an_issuer_killed_around_commit_leaves_a_row_iff_its_file(url, tmp_path)
     report = repair_issued(Registry(url), out)
     assert report["completed"] == [issued_name(rid, 2)] and not report["removed"] and not report["missing"]
     _assert_row_iff_file(url, out)
+    _issue_killed(g, url, out, "read-before-repair")  # a reader puts a committed row's pending file in place
+    row = Registry(url).get(3)
+    assert committed_file(row) == Path(row.issued_path) and pending_name(rid, 3) not in os.listdir(out)
+    _assert_row_iff_file(url, out)
     _issue_killed(g, url, out, "before-commit")  # a pending file whose row never committed
-    assert len(Registry(url).list()) == 2 and len(os.listdir(out)) == 3
+    assert len(Registry(url).list()) == 3 and len(os.listdir(out)) == 4
     assert issue_model(g, url, out, who="next")["who"] == "next"  # `ganprint issue` settles --models-dir first
-    assert [r.who for r in _assert_row_iff_file(url, out)] == ["first", "after-commit", "next"]
+    assert [r.who for r in _assert_row_iff_file(url, out)] == ["first", "after-commit", "read-before-repair", "next"]
     os.unlink(Registry(url).get(1).issued_path)  # a row whose file was deleted by hand is reported
     (out / issued_name(rid, 99)).write_bytes(b"x")  # as a file named for this registry without a row
     report = repair_issued(Registry(url), out)

@@ -63,8 +63,11 @@ def _check_registry(url: str, ids: list[int]) -> list:
     rows = Registry(url, create=False).list()
     by_id = {r.fp_id: r for r in rows}
     assert set(ids) <= set(by_id), "an id returned to a client is missing from the registry"
-    for r in rows:  # every record is complete: its file is there, with the recorded digest
-        assert r.issued_path and sha256_file(r.issued_path) == r.issued_sha256
+    for r in rows:  # every record is complete: its file is there, with the recorded digest, under its final name
+        path = Path(r.issued_path)  # or, when its issuer was killed between COMMIT and the rename, the pending one
+        if not path.exists():
+            path = path.with_name(f".{path.name}.pending")
+        assert sha256_file(path) == r.issued_sha256
     bits = np.stack([r.bits.numpy() for r in rows])
     d = (bits[:, None] != bits[None]).sum(-1) + np.eye(len(rows), dtype=int) * 999
     assert len({r.bits_hex for r in rows}) == len(rows) and d.min() >= default_min_distance(bits.shape[1])
@@ -127,6 +130,10 @@ def test_a_server_killed_while_issuing_leaves_only_complete_records(cluster):
         t.join()
     assert returned
     _check_registry(cluster["url"], returned)
+    with cluster["servers"][0].client() as c:  # a live server serves every committed model before any repair
+        for r in Registry(cluster["url"], create=False).list():
+            assert c.get(f"/v1/models/{r.fp_id}/download",
+                         headers={"Authorization": f"Bearer {cluster['token']}"}).status_code == 200
     again = Server(cluster["args"], cluster["root"] / "victim2.log")  # settles --models-dir at start
     try:
         _files_match_rows(cluster["url"], cluster["root"] / "shared-issued")

@@ -10,7 +10,8 @@ The rule: a row exists if and only if its model file exists, across kills, full 
 
 So a kill leaves at most a pending file, and `repair_issued` (run by `ganprint serve` at start, by `ganprint
 issue` for its `models_dir`, and by `ganprint registry repair`) settles it under the issue lock: a pending file whose
-row committed (with the same sha256) is renamed into place, one without a row is removed. The registry's id in
+row committed (with the same sha256) is renamed into place, one without a row is removed. A reader does not wait
+for a repair: `committed_file` puts a committed row's pending file in place when it asks for the model. The registry's id in
 the name keeps two registries that share a folder from ever naming a file alike.
 
 What the file holds is the method's business (`ganprint.scalable.issue` folds the fingerprint into a generator);
@@ -102,6 +103,23 @@ def place_issued(temp: Path, final: Path, sha256: str) -> None:
                                 f"({temp} is gone); its row has no file: see `ganprint registry repair`") from None
     with contextlib.suppress(FileNotFoundError):
         temp.unlink()  # both names for one file (a kill between link and unlink, or a repair): keep one
+
+
+def committed_file(rec: Issued) -> Path | None:
+    """The model file of committed row `rec`, or None when it is missing or changed. When its issuer was killed
+    between COMMIT and the rename, its pending file (with the recorded sha256) is put in place first."""
+    if not rec.issued_path or not rec.issued_sha256:
+        return None
+    final = Path(rec.issued_path)
+    temp = final.with_name(f".{final.name}.pending")
+    if not os.path.lexists(final) and temp.is_file() and sha256_file(temp) == rec.issued_sha256:
+        try:  # the row committed, so this pending file is its model; a concurrent repair that placed it is fine
+            place_issued(temp, final, rec.issued_sha256)
+        except RegistryError as e:
+            log.warning("%s", e)
+    if not final.is_file() or sha256_file(final) != rec.issued_sha256:
+        return None
+    return final
 
 
 def repair_issued(registry: Registry, models_dir: str | os.PathLike, check_rows: bool = True) -> dict:

@@ -31,7 +31,7 @@ from ganprint.nets.scalable import fingerprint_length_of
 from ganprint.registry.datasets import Dataset
 from ganprint.registry.errors import CommitUnknown
 from ganprint.registry.fingerprints import Issued
-from ganprint.registry.issued import repair_issued
+from ganprint.registry.issued import committed_file, repair_issued
 from ganprint.registry.store import Registry
 from ganprint.scalable.issue import issue_loaded
 from ganprint.service.config import DECISION_FIELDS, ServiceConfig
@@ -235,12 +235,9 @@ class Engine:
 
     def model_file(self, rec: Issued) -> Path | None:
         """The issued model file of a registry row when it is present and unchanged, else None."""
-        if not rec.issued_path or not rec.issued_sha256:
+        if rec.issued_path and self.registry.owns(rec.issued_path):
             return None
-        path = Path(rec.issued_path)
-        if not path.is_file() or self.registry.owns(path) or sha256_file(path) != rec.issued_sha256:
-            return None
-        return path
+        return committed_file(rec)
 
     def ready(self) -> dict:
         """Readiness: decoders loaded and the registry answers."""
