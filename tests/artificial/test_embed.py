@@ -365,3 +365,29 @@ def test_the_cli_builds_the_spec_and_keeps_the_old_workers_flag(tiny_stega_model
     bad = CliRunner().invoke(main, [*common, "--outdir", str(tmp_path / "b"), "--fingerprint", "0x5a"])
     # The spec's error, with the command's flags in place of its field names.
     assert bad.exit_code == 1 and "--fingerprint sets the one fingerprint of --identical; add --identical" in bad.output
+
+
+def test_keep_size_settings_are_checked_and_resume(tiny_stega_model, image_folder, tmp_path):
+    """`keep_size` and `strength`: bad values named before any work; a re-run resumes; a packed set is refused."""
+    from ganprint.data.packed import write_packed
+
+    for bad in (float("nan"), float("inf"), -0.5, 11):
+        with pytest.raises(GanprintError, match="`strength`"):
+            embed(tiny_stega_model, image_folder, tmp_path / "x", strength=bad)
+    with pytest.raises(GanprintError, match="`celeba` .*`keep_size`"):
+        embed(tiny_stega_model, image_folder, tmp_path / "x", keep_size=True, celeba=True)
+    assert not (tmp_path / "x").exists()
+    first = embed(tiny_stega_model, image_folder, tmp_path / "out", keep_size=True, strength=0.5, device="cpu")
+    again = embed(tiny_stega_model, image_folder, tmp_path / "out", keep_size=True, strength=0.5, device="cpu")
+    assert first["new"] == first["images"] and again["new"] == 0 and again["resumed"] == first["images"]
+    out = tmp_path / "out" / "fingerprinted_images"
+    for src in [p for p in image_folder.rglob("*") if p.is_file() and not p.name.startswith(".")]:
+        rel = src.relative_to(image_folder).with_suffix(".png")
+        assert read_image(out / rel).shape == read_image(src).shape  # each image at its own size
+    zero = embed(tiny_stega_model, image_folder, tmp_path / "zero", keep_size=True, strength=0.0, device="cpu")
+    assert zero["mean_psnr"] is None  # every image left exactly as it was
+    rng = np.random.default_rng(0)
+    write_packed(tmp_path / "packed", (rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(3)), 3, 32,
+                 source="test", names=["a", "b", "c"], shuffle=False, seed=None)
+    with pytest.raises(GanprintError, match="packed data set .*original images"):
+        embed(tiny_stega_model, tmp_path / "packed", tmp_path / "p", keep_size=True)

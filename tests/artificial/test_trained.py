@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import ganprint
 from ganprint.artificial.config import TrainConfig
+from ganprint.core.errors import GanprintError
 from ganprint.data.samples import write_samples
 
 R, K, FPR = 16, 16, 1e-3  # at K = 16 and FPR 1e-3, detection needs >= 15 matching bits
@@ -86,3 +88,41 @@ def test_embedded_fingerprints_are_detected_and_clean_images_are_not(trained, tm
                             embedded=tmp_path / "emb-other" / "embedded_fingerprints.txt", fpr=FPR, device="cpu",
                             precision="fp32")
     assert wrong["detected"] == 0 and wrong["mean_bit_accuracy"] < 0.75
+
+
+def test_photos_fingerprinted_at_their_own_size_are_detected(trained, tmp_path):
+    """`keep_size`: each photo keeps its size, its margins are untouched, and `detect` reads the fingerprint."""
+    from PIL import Image
+
+    from ganprint.core.images import psnr_u8
+    from ganprint.inference.fullsize import centre_square
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    sizes = [(96, 128), (128, 96), (160, 160), (R, R), (70, 41)]
+    for i, p in enumerate(sorted((trained["root"] / "heldout").glob("*.png"))[:10]):
+        h, w = sizes[i % len(sizes)]
+        Image.open(p).convert("RGB").resize((w, h), Image.BICUBIC).save(src / f"p{i}.png")
+    emb = ganprint.embed(trained["model"], src, tmp_path / "emb", identical=True, fingerprint="0xa5c3", keep_size=True,
+                         strength=1.5, check=True, device="cpu", precision="fp32")
+    assert emb["status"] == "complete" and emb["keep_size"] and emb["check_bit_accuracy"] >= 0.9
+    psnrs = []
+    for p in sorted(src.iterdir()):
+        a = np.asarray(Image.open(p))
+        b = np.asarray(Image.open(tmp_path / "emb" / "fingerprinted_images" / p.name))
+        top, left, s = centre_square(*a.shape[:2])
+        assert a.shape == b.shape  # no resize of the user's image
+        margin = np.ones(a.shape[:2], bool)
+        margin[top:top + s, left:left + s] = False
+        assert np.array_equal(a[margin], b[margin]) and not np.array_equal(a, b)
+        psnrs.append(psnr_u8(a, b))
+    assert emb["mean_psnr"] == pytest.approx(np.mean(psnrs))  # at each image's own size
+    det = ganprint.detect(trained["model"], tmp_path / "emb" / "fingerprinted_images", tmp_path / "det",
+                          fingerprint="0xa5c3", fpr=FPR, device="cpu", precision="fp32")
+    assert det["detected"] >= 9 and det["mean_bit_accuracy"] >= 0.9
+    clean = ganprint.detect(trained["model"], src, tmp_path / "clean", fingerprint="0xa5c3", fpr=FPR, device="cpu",
+                            precision="fp32")
+    assert clean["detected"] == 0
+    with pytest.raises(GanprintError, match="different config .`keep_size`: True"):  # never mixed with a resize run
+        ganprint.embed(trained["model"], src, tmp_path / "emb", identical=True, fingerprint="0xa5c3", device="cpu",
+                       precision="fp32")

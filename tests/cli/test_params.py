@@ -32,6 +32,7 @@ TEXT_FLAGS = {
     "--attacks": "attacks and strengths: parse_strengths bounds each (cases evaluate-attacks-*)",
     "--model-attacks": "model attacks and strengths: parse_strengths bounds each (cases evaluate-model-attacks-*)",
     "--scale-search": "fractions: perturb.scale_search.parse_scales bounds them (cases *-scale-search-*)",
+    "--baselines": "method names: evaluation.baselines.parse_baselines refuses others (tests/evaluation/test_baselines.py)",
     "--modulated-res": "a resolution range, checked against --resolution by nets.scalable.parse_res_range",
     "--registry": "a path or URL", "--name": "a name", "--who": "a name", "--notes": "free text",
     "--photos": "a photo set or folder", "--host": "an interface name", "--models-dir": "a path",

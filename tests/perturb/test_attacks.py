@@ -25,12 +25,13 @@ def test_attack_contract(name, dtype):
     before = x.clone()
     for s in att.sweep:
         y = att(x, s, seed=1)
-        assert y.shape == x.shape and y.dtype == dtype and y.device == x.device
+        shape = x.shape if name != "shrink" else (*x.shape[:2], *(max(1, round(n * s)) for n in x.shape[2:]))
+        assert y.shape == shape and y.dtype == dtype and y.device == x.device
         assert float(y.min()) >= 0 and float(y.max()) <= 1
         assert torch.equal(x, before), "input was modified"
         assert y.data_ptr() != x.data_ptr()
     strongest = att(x, att.sweep[-1], seed=1)
-    if name != "none":
+    if name != "none" and strongest.shape == x.shape:
         assert not torch.allclose(strongest, x, atol=1e-3), "the strongest default strength changed nothing"
     if att.neutral is not None:
         assert torch.equal(att(x, att.neutral, seed=1), x)
@@ -165,3 +166,22 @@ def test_finetune_runs_caller_step_on_a_copy():
     assert len(losses) == 20 and losses[-1] < losses[0]
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     assert not torch.equal(out[0].weight, m[0].weight) and not out.training
+
+
+def test_shrink_keeps_the_smaller_copy_and_sharpen_adds_detail():
+    from ganprint.perturb import ops
+
+    x = _imgs()
+    y = ATTACKS["shrink"](x, 0.5)
+    assert y.shape[-2:] == tuple(max(1, round(n * 0.5)) for n in x.shape[-2:])
+    with pytest.raises(ValueError, match="one scale per batch"):
+        ops.shrink(x, torch.tensor([0.5, 0.25, 0.5, 0.5][:len(x)]))
+    sharp = ATTACKS["sharpen"](x, 2.0)
+    detail = lambda t: float((t - ops.gaussian_blur(t, 1.0)).abs().mean())  # noqa: E731
+    assert detail(sharp) > 1.5 * detail(x)
+
+
+def test_the_wild_suite_holds_the_social_network_and_screenshot_chains():
+    specs = [c.spec for c in parse_attacks("wild")]
+    assert "crop:0.9+shrink:0.5+jpeg:75" in specs and "shrink:0.7+sharpen:1+jpeg:80" in specs
+    assert {"jpeg:90", "jpeg:75", "jpeg:50", "shrink:0.25", "crop:0.5", "rotate:5", "saturation:1.5"} <= set(specs)

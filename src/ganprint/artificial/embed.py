@@ -18,7 +18,9 @@ output byte: a re-run with another one (another `precision`, say) is refused, so
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -38,17 +40,20 @@ from ganprint.core.files import (atomic_write_json, atomic_write_text, check_wri
                                  read_input_json, remove_stale_temporaries, sha256_file)
 from ganprint.core.fingerprints import as_bits, bits_to_str, bits_to_strs, counter_bits
 from ganprint.core.paths import OutputFolder, check_overlap
-from ganprint.core.images import BadImageError, from_tensor01
+from ganprint.core.images import BadImageError, from_tensor01, preprocess, psnr_u8
 from ganprint.core.specs import Spec, SpecError, spec_of_call
 from ganprint.core.stats import count_matches, decode_bits
 from ganprint.data.folders import open_image_dataset
 from ganprint.inference.jobs import MIN_IMAGES_PER_JOB, plan_jobs, run_jobs
+from ganprint.inference.fullsize import add_residual
 from ganprint.inference.layout import net_dtype, prepare, to_float01
 from ganprint.inference.stream import item_names, loader, progress_bar, walk_once
 from ganprint.inference.writer import BatchWriter, png_name
 from ganprint.nets.stega import InferenceEncoder
 
 log = logging.getLogger(__name__)
+
+KEEP_SIZE_BATCH = 4
 
 __all__ = ["EmbedSpec", "embed", "original_identical_bits", "output_names", "per_image_bits"]
 
@@ -62,6 +67,9 @@ class EmbedSpec(Spec):
     accuracy. `precision`: "fp32" (the original's arithmetic), "bf16" (about twice as fast where the hardware has
     it; pixels differ by at most two 8-bit levels) or "auto" (bf16 where native). `jobs`: CPU processes that split
     the images ("auto": one per core for large inputs). `workers`: data-loading worker processes (None: none).
+    `keep_size`: write every image at its own size, the fingerprint upsampled onto its centre square
+    (`ganprint.inference.fullsize`), instead of the decoder's R x R view. `strength` scales the residual the
+    encoder adds (1: the model's own; lower for a higher PSNR, higher for robustness).
     """
 
     model: str | os.PathLike
@@ -79,6 +87,8 @@ class EmbedSpec(Spec):
     check: bool = False
     precision: str = "auto"
     jobs: int | str = 1
+    keep_size: bool = False
+    strength: float = 1.0
 
     def __post_init__(self) -> None:
         # `check` is a field here (the command's flag), which hides Spec.check: validate under another name.
@@ -93,6 +103,10 @@ class EmbedSpec(Spec):
             bounds.WORKERS.check(self.workers, "`workers`")
         if self.fingerprint is not None and not self.identical:
             raise SpecError("`fingerprint` sets the one fingerprint of `identical`; add `identical`")
+        bounds.STRENGTH.check(self.strength, "`strength`")
+        if self.keep_size and self.celeba:
+            raise SpecError("`celeba` crops aligned faces to the model's 128 px; `keep_size` keeps the image's own "
+                            "size: drop one of them")
 
 
 def output_names(relpaths: list[str]) -> list[str]:
@@ -158,6 +172,7 @@ class _Run:
     seed: int
     cfg: dict
     manifest: dict
+    psnr: list = dataclasses.field(default_factory=list)  # dB of each image written by this rank, at its own size
 
     @property
     def fixed_str(self) -> str | None:
@@ -195,7 +210,7 @@ def _open_run(spec: EmbedSpec) -> _Run:
     k = int(config["fingerprint_length"])
     out = Path(spec.outdir)
     # bad files come back as items; handled later
-    ds = open_image_dataset(spec.data, res, celeba=spec.celeba, skip_bad=True)
+    ds = open_image_dataset(spec.data, res, celeba=spec.celeba, skip_bad=True, keep_size=spec.keep_size)
     relpaths = item_names(ds)
     fixed = None
     if spec.identical:
@@ -206,6 +221,8 @@ def _open_run(spec: EmbedSpec) -> _Run:
            "data": str(Path(spec.data).resolve()), "resolution": res, "celeba": bool(spec.celeba),
            "seed": int(spec.seed), "identical": bool(spec.identical),
            "fingerprint": bits_to_str(fixed) if fixed is not None else None, "precision": prec, "device": dev.type}
+    if spec.keep_size or spec.strength != 1:  # only then: the runs of earlier versions keep their identity
+        cfg.update(keep_size=bool(spec.keep_size), strength=float(spec.strength))
     folder = OutputFolder(out, "`outdir`", "embed", cfg, labels={k: _FLAGS.get(k, f"`{k}`") for k in cfg})
     # Every rank checks before anyone writes, so all ranks agree (and none waits on a failed peer).
     problem = _folder_problem(folder)
@@ -292,11 +309,11 @@ def _embed_batches(run: _Run, todo: list[int], spec: EmbedSpec) -> dict:
     writer, failed = BatchWriter(progress), True
     try:
         with torch.inference_mode():
-            for batch in loader(run.ds, todo, spec.batch_size, spec.workers) if todo else []:
+            for batch in loader(run.ds, todo, _batch_size(spec), spec.workers) if todo else []:
                 skipped += [{"file": run.relpaths[i], "error": err} for i, err in batch["skipped"]]
                 idx = batch["index"].tolist()
                 if idx:
-                    acc_sum += _embed_batch(run, enc, dec, batch["img"], idx, writer)
+                    acc_sum += _embed_batch(run, enc, dec, batch["img"], idx, writer, batch.get("full"))
                     n_new += len(idx)
                 pbar.update(len(idx) + len(batch["skipped"]))
                 if batch["skipped"] and not spec.skip_bad:
@@ -306,20 +323,36 @@ def _embed_batches(run: _Run, todo: list[int], spec: EmbedSpec) -> dict:
     finally:
         writer.close(failed=failed)
         pbar.close()
-    return {"skipped": skipped, "new": n_new, "error": error, "acc_sum": acc_sum}
+    return {"skipped": skipped, "new": n_new, "error": error, "acc_sum": acc_sum, "psnr": run.psnr}
 
 
-def _embed_batch(run: _Run, enc, dec, img_u8: torch.Tensor, idx: list[int], writer: BatchWriter) -> float:
-    """Fingerprint one batch and hand its PNGs and records to `writer`; returns the summed bit accuracy with a
-    decoder (`check`), else 0."""
+def _batch_size(spec: EmbedSpec) -> int:
+    # Images at their own size are held whole while their batch is in flight: a few at a time bounds the memory.
+    return min(spec.batch_size, KEEP_SIZE_BATCH) if spec.keep_size else spec.batch_size
+
+
+def _embed_batch(run: _Run, enc, dec, img_u8: torch.Tensor, idx: list[int], writer: BatchWriter,
+                 full: list | None = None) -> float:
+    """Fingerprint one batch (`full`: its images as read, with `keep_size`) and hand its PNGs and records to
+    `writer`; returns the summed bit accuracy with a decoder (`check`), else 0."""
     k, dtype = run.k, net_dtype(run.prec)
     bits = (run.fixed.expand(len(idx), k) if run.fixed is not None
             else counter_bits(run.seed, idx, k)).to(run.dev)  # [N, K]
     x = to_float01(img_u8, run.dev, dtype, prefer_cl=run.prec == "bf16")  # [N, 3, R, R] in [0, 1]
-    u8 = from_tensor01(enc(bits.to(dtype), x))  # [N, R, R, 3] uint8: what the PNGs hold
+    y = enc(bits.to(dtype), x)
+    strength, keep = float(run.cfg.get("strength", 1.0)), bool(run.cfg.get("keep_size"))
+    if keep:  # what the PNGs hold: each image at its own size (a list), the residual upsampled onto it
+        residual = (y.float() - x.float()).cpu()
+        u8 = [add_residual(f, residual[j], strength) for j, f in enumerate(full)]
+        view = torch.stack([torch.from_numpy(preprocess(a, run.res)) for a in u8])  # what detect will read
+    else:
+        u8 = from_tensor01(y if strength == 1 else x + strength * (y - x))  # [N, R, R, 3] uint8
+        view = torch.from_numpy(u8)
+    originals = full if keep else img_u8.permute(0, 2, 3, 1).numpy()
+    run.psnr += [psnr_u8(a, b) for a, b in zip(originals, u8)]
     acc = 0.0
     if dec is not None:
-        back = to_float01(torch.from_numpy(u8).permute(0, 3, 1, 2), run.dev, dtype, prefer_cl=True)
+        back = to_float01(view.permute(0, 3, 1, 2), run.dev, dtype, prefer_cl=True)
         acc = float(count_matches(decode_bits(dec(back).float()), bits).sum()) / k
     fixed = run.fixed_str
     bit_strs = [fixed] * len(idx) if fixed else bits_to_strs(bits.cpu())
@@ -350,12 +383,15 @@ def _merge(run: _Run, stats: dict, check: bool) -> dict:
     missing = [run.names[i] for i in range(n) if run.names[i] not in listed and run.relpaths[i] not in skipped_files]
     status = "failed" if errors else "incomplete" if missing else "complete"
     accuracy = (sum(p["acc_sum"] for p in parts) / n_new) if check and n_new else None
+    psnrs = [v for p in parts for v in p.get("psnr", ()) if math.isfinite(v)]
     summary = {
         "outdir": str(run.out), "images": n, "fingerprinted": len(pairs), "new": n_new,
         "resumed": sum(p["resumed"] for p in parts), "skipped": skipped,
         "fingerprint_length": run.k, "resolution": run.res, "identical": run.fixed is not None,
         "fingerprint": run.cfg["fingerprint"], "seed": run.seed, "precision": run.prec,
         "check_bit_accuracy": accuracy, "status": status,
+        "mean_psnr": sum(psnrs) / len(psnrs) if psnrs else None,  # of this run's new images, at their own size
+        "keep_size": run.cfg.get("keep_size", False), "strength": run.cfg.get("strength", 1.0),
     }
     if dist.get_rank() == 0:
         _write_results(run, summary, sorted(format_line(name, bits) for name, bits in pairs))
@@ -376,13 +412,17 @@ def _write_results(run: _Run, summary: dict, lines: list[str]) -> None:
     try:
         atomic_write_text(run.out / EMBEDDED_TXT, "".join(lines))
         atomic_write_json(run.out / MANIFEST, {**run.manifest, "status": summary["status"], "counts": counts,
-                                               "skipped": skipped, "check_bit_accuracy": summary["check_bit_accuracy"]})
+                                               "skipped": skipped, "check_bit_accuracy": summary["check_bit_accuracy"],
+                                               "mean_psnr": summary["mean_psnr"]})
     except OSError as e:
         raise output_error(run.out / EMBEDDED_TXT, e) from None
     log.info("embedded %d of %d images (%d new, %d resumed, %d skipped) into %s", len(lines), summary["images"],
              summary["new"], summary["resumed"], len(skipped), run.out / FP_DIR)
     if run.fixed is not None:
         log.info("fingerprint (%d bits, identical for all images): %s", run.k, run.cfg["fingerprint"])
+    if summary["mean_psnr"] is not None:
+        log.info("mean PSNR of the new images against their inputs%s: %.2f dB",
+                 " (at their own size)" if summary["keep_size"] else "", summary["mean_psnr"])
     if summary["check_bit_accuracy"] is not None:
         log.info("bit accuracy decoded from the written PNGs: %.4f", summary["check_bit_accuracy"])
     for s in skipped:

@@ -60,6 +60,12 @@ def _common(f):
 @click.option("--seed", default=42, show_default=True, type=P.SEED,
               help="Seed of the fingerprints (the original's default, 42).")
 @click.option("--check", is_flag=True, help="Decode the written PNGs and report their bit accuracy.")
+@click.option("--keep-size", is_flag=True,
+              help="Write each image at its own size (any size up to 16384 px a side): the fingerprint is made at the "
+                   "model's resolution and upsampled onto the image's centre square, the margins left as they were. "
+                   "Without it, images are centre-cropped and resized to the model's resolution (training sets).")
+@click.option("--strength", type=P.STRENGTH, default=1.0, show_default=True,
+              help="Scale of the fingerprint residual: below 1 for a higher PSNR, above 1 for more robustness.")
 @click.option("--registry", default=None,
               help="With --identical and --name: record the data set's fingerprint in this registry (a SQLite path or "
                    "postgresql:// URL), so that `ganprint serve` detects it.")
@@ -70,11 +76,14 @@ def embed_cmd(registry, name, **flags):
     Writes OUTDIR/fingerprinted_images/ (PNG, relative paths kept), OUTDIR/embedded_fingerprints.txt
     (`<name>.png <bits>`, the original's format; a name holding a newline or another control character is
     written as a JSON string, "a\\nb.png") and OUTDIR/manifest.json. Images are centre-cropped
-    and resized to the model's resolution. Re-running the same command resumes; a different
+    and resized to the model's resolution, or kept at their own size with --keep-size (photos to publish:
+    `detect` reads both). Re-running the same command resumes; a different
     configuration needs a new --outdir. Under torchrun the files are split across processes.
 
     \b
     Examples:
+      # photos of any size kept at their size, one fingerprint for all:
+      ganprint embed --model model.safetensors --data photos/ --outdir out/ --identical --keep-size
       # one fingerprint for a whole data set (then train any GAN on OUT/fingerprinted_images):
       ganprint embed --model model.safetensors --data photos/ --outdir out/ --identical
       # a chosen fingerprint, given in hex:

@@ -55,6 +55,13 @@ from ganprint.evaluation.metrics import describe_attacks, detection_threshold, m
 @click.option("--scale-search", default=None,
               help="Undo unknown crops that were resized back: decode at each candidate scale ('auto' = 1, 0.95, "
                    "..., 0.6, or e.g. 1,0.9,0.8) and keep the most confident; p-values stay exact.")
+@click.option("--keep-size", is_flag=True,
+              help="Attack every image of --data and --clean at its own size, then decode the decoder's view (centre "
+                   "square resized to the model's side), as `detect` reads an image found in the wild.")
+@click.option("--baselines", default=None,
+              help="Run invisible-watermark beside ganprint (extra `baselines`): 'imwatermark' for dwtDct, dwtDctSvd "
+                   "and rivaGan, or some of them, comma-separated. They watermark the --clean images (the originals; "
+                   "needs --keep-size) and take the same attacks; compare.md is the side-by-side table.")
 def evaluate_cmd(**flags):
     """Measure how well fingerprints survive image (and model) perturbations, and write a report.
 
@@ -76,7 +83,7 @@ def evaluate_cmd(**flags):
     """
 
     flags["model_attacks"] = flags["model_attacks"] or None  # not given: the spec's default ("standard")
-    spec = EvaluateSpec(**flags)
+    spec = EvaluateSpec(**{**flags, "baselines": flags["baselines"] or ()})
     res = run_evaluate(spec)
     click.echo(f"report: {spec.outdir}/report.html (bit accuracy without attack {res['bit_accuracy_no_attack']:.4f})")
 

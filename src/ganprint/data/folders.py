@@ -4,7 +4,8 @@ Which files are images: the listing takes every non-hidden entry whose name has 
 is followed); reading it then applies the rule of `ganprint.core.images.open_image_file` (regular files of bounded
 size only), so a FIFO, a device or a link to one is reported by name (or skipped with `skip_bad`), never read.
 
-Items are dicts `{"img": uint8 tensor [3, R, R], "index": int}`. With `skip_bad=True` an unreadable
+Items are dicts `{"img": uint8 tensor [3, R, R], "index": int}`; with `keep_size` they also hold `"full"`, the
+image as read (uint8 [H, W, 3] numpy, any size), of which "img" is the decoder's view. With `skip_bad=True` an unreadable
 file yields `{"img": None, "index": i, "error": "..."}`; pass `collate` to the DataLoader so such
 items are dropped and reported instead of crashing the loader. Memory does not grow with the data
 set: only the list of paths is held.
@@ -21,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ganprint.core.errors import GanprintError
-from ganprint.core.images import BadImageError, load_preprocessed
+from ganprint.core.images import BadImageError, load_preprocessed, preprocess, read_image
 from ganprint.data import packed
 from ganprint.data.listing import find_images, list_images, one_listing  # noqa: F401  (list_images, one_listing: re-exported)
 
@@ -32,7 +33,7 @@ class ImageFolderDataset(Dataset):
     """Image files preprocessed to [3, R, R] uint8; items `{"img", "index"}` (see module docstring)."""
 
     def __init__(self, root_or_paths: str | os.PathLike | Sequence[str | os.PathLike], resolution: int,
-                 celeba: bool = False, skip_bad: bool = False):
+                 celeba: bool = False, skip_bad: bool = False, keep_size: bool = False):
         if isinstance(root_or_paths, (str, os.PathLike)):
             root = Path(root_or_paths)
             found = find_images(root)
@@ -50,6 +51,7 @@ class ImageFolderDataset(Dataset):
         self.resolution = int(resolution)
         self.celeba = celeba
         self.skip_bad = skip_bad
+        self.keep_size = keep_size
 
     @property
     def paths(self) -> list[Path]:
@@ -71,12 +73,17 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         path = self._files[index]
         try:
-            img = load_preprocessed(path, self.resolution, self.celeba)
+            full = read_image(path) if self.keep_size else None
+            img = load_preprocessed(path, self.resolution, self.celeba) if full is None else \
+                preprocess(full, self.resolution, self.celeba)
         except BadImageError as e:
             if not self.skip_bad:
                 raise
             return {"img": None, "index": int(index), "error": str(e)}
-        return {"img": torch.from_numpy(img).permute(2, 0, 1).contiguous(), "index": int(index)}  # [3, R, R]
+        item = {"img": torch.from_numpy(img).permute(2, 0, 1).contiguous(), "index": int(index)}  # [3, R, R]
+        if full is not None:
+            item["full"] = full
+        return item
 
 
 def collate(batch: list[dict]) -> dict:
@@ -91,12 +98,16 @@ def collate(batch: list[dict]) -> dict:
         log.warning("skipping bad image (index %d): %s", i, err)
     img = torch.stack([b["img"] for b in good]) if good else torch.empty(0, dtype=torch.uint8)  # [N, 3, R, R]
     index = torch.tensor([int(b["index"]) for b in good], dtype=torch.long)
-    return {"img": img, "index": index, "skipped": skipped}
+    out = {"img": img, "index": index, "skipped": skipped}
+    if good and "full" in good[0]:
+        out["full"] = [b["full"] for b in good]  # sizes differ: a list, never stacked
+    return out
 
 
 def open_image_dataset(path: str | os.PathLike, resolution: int | None, celeba: bool = False,
-                       skip_bad: bool = False) -> Dataset:
+                       skip_bad: bool = False, keep_size: bool = False) -> Dataset:
     """A folder/file of images as ImageFolderDataset, or a packed data set (dataset.json + images.npy).
+    `keep_size` adds each image as read to its item (a packed set's images are R x R already: refused).
 
     Raises GanprintError when a packed data set's resolution differs from `resolution` (None accepts
     the packed set's own; a folder needs a resolution).
@@ -113,5 +124,8 @@ def open_image_dataset(path: str | os.PathLike, resolution: int | None, celeba: 
                 )
             if celeba:
                 log.warning("`celeba` is ignored for packed data set %s (its images are already preprocessed)", path)
+            if keep_size:
+                raise GanprintError(f"`keep_size` reads images at their own size, but {path} is a packed data set of "
+                                    f"{got}x{got} images; pass the folder of the original images")
             return ds
-    return ImageFolderDataset(path, resolution, celeba=celeba, skip_bad=skip_bad)
+    return ImageFolderDataset(path, resolution, celeba=celeba, skip_bad=skip_bad, keep_size=keep_size)

@@ -35,7 +35,8 @@ from ganprint.core.runtime import resolve_device
 from ganprint.core.specs import Spec, SpecError
 from ganprint.core.seeds import check_seed_list, derive_seed, parse_seeds, seeds_text
 from ganprint.core.stats import count_matches, decode_bits, log10_p_value, match_threshold, p_value, smallest_usable_fpr
-from ganprint.evaluation import report
+from ganprint.evaluation import baselines, report
+from ganprint.evaluation.baselines import parse_baselines
 from ganprint.evaluation.model_attacks import ModelAttackSetting, parse_model_attacks
 from ganprint.evaluation.sources import (
     DECODER_KINDS,
@@ -47,6 +48,7 @@ from ganprint.evaluation.sources import (
     load_generator,
     reference_lookup,
 )
+from ganprint.inference.fullsize import decoder_view
 from ganprint.perturb.attacks import AttackChain, parse_attacks
 from ganprint.perturb.scale_search import ScaleSearch, parse_scales
 
@@ -174,6 +176,8 @@ class EvaluateSpec(Spec):
     celeba: bool = False
     scale_search: str | None = None
     resolution: int | None = None
+    keep_size: bool = False
+    baselines: Specs = ()
 
     def check(self) -> None:
         """Refuse values out of bounds and combinations that do not make one evaluation, naming the fields."""
@@ -196,6 +200,9 @@ class EvaluateSpec(Spec):
             self._check_folder()
         bounds.BATCH.check(self.batch_size, "`batch_size`")
         bounds.FPR.check(self.fpr, "`fpr`")
+        if self.baseline_list() and (self.clean is None or not self.keep_size):
+            raise SpecError("`baselines` watermark the `clean` images at their own size: pass `clean` (the "
+                            "originals) and `keep_size`")
 
     def _check_generator(self) -> None:
         bad = " and ".join(f"`{f}`" for f, v in (("embedded", self.embedded), ("celeba", self.celeba)) if v)
@@ -215,6 +222,10 @@ class EvaluateSpec(Spec):
                             "drop `model_attacks` (or pass `model_attacks` none)")
         if (self.fingerprint is None) == (self.embedded is None):
             raise SpecError("pass exactly one of `fingerprint` (one reference for all images) or `embedded` FILE")
+
+    def baseline_list(self) -> list[str]:
+        """The `invisible-watermark` methods to run beside ganprint (none by default)."""
+        return parse_baselines(self.baselines)
 
     def seed_list(self) -> list[int] | None:
         """The seeds as a list (None without a generator)."""
@@ -270,7 +281,7 @@ def _score_folder(score: Scoring, spec: EvaluateSpec, k: int, res: int) -> _Scor
     """Rows of the fingerprinted images under `spec.data`, each compared with its reference."""
     fingerprint, embedded = spec.fingerprint, spec.embedded
     src = FolderSource(spec.data, res, reference_lookup(k, fingerprint, embedded), spec.batch_size, spec.celeba,
-                       spec.limit)
+                       spec.limit, spec.keep_size)
     rows = evaluate(score, src)
     if not rows:
         raise GanprintError(f"no image under `data` {spec.data} has a reference fingerprint in `embedded` {embedded}"
@@ -284,6 +295,22 @@ def _score_folder(score: Scoring, spec: EvaluateSpec, k: int, res: int) -> _Scor
     return _Scored(rows, src, clean_ref, reference, len(src) - len(src.unreferenced) - len(src.skipped))
 
 
+def _score_baseline(spec: EvaluateSpec, method: str, chains: list[AttackChain], res: int) -> tuple[list[dict],
+                                                                                                      float]:
+    """Rows of `method` of invisible-watermark on the `clean` images (marked, and as they are), and its mean PSNR."""
+    k = baselines.BITS
+    score = Scoring(baselines.decoder(method), chains, spec.fpr, spec.seed, "cpu", 1)
+    bits = baselines.message(spec.seed)
+    rows = []
+    for marked, set_name in ((True, "fingerprinted"), (False, "clean")):
+        src = FolderSource(spec.clean, res, lambda name: torch.zeros(k), 1, False, spec.limit, True)
+        base = baselines.BaselineSource(src, method, bits, marked)
+        rows += [{"method": method, **r} for r in evaluate(score, base, set_name, f"{method} {set_name}")]
+        if marked:
+            psnr = float(np.mean(base.psnr)) if base.psnr else float("nan")
+    return rows, psnr
+
+
 def _identity(spec: EvaluateSpec, chains: list[AttackChain], settings: list[ModelAttackSetting],
               device: torch.device) -> dict:
     """Every setting that changes an output byte, as the output folder's record keeps it (keyed by field name)."""
@@ -294,7 +321,9 @@ def _identity(spec: EvaluateSpec, chains: list[AttackChain], settings: list[Mode
             "attacks": [c.spec for c in chains], "model_attacks": [st.spec for st in settings], "fpr": spec.fpr,
             "keys": spec.keys, "clean": file_identity(spec.clean), "limit": spec.limit,
             "batch_size": spec.batch_size, "device": device.type, "seed": spec.seed, "celeba": bool(spec.celeba),
-            "scale_search": spec.scale_search, "resolution": spec.resolution}
+            "scale_search": spec.scale_search, "resolution": spec.resolution,
+            **({"keep_size": True} if spec.keep_size else {}),
+            **({"baselines": spec.baseline_list()} if spec.baseline_list() else {})}
 
 
 def _open_output(spec: EvaluateSpec, chains: list[AttackChain], settings: list[ModelAttackSetting],
@@ -325,13 +354,21 @@ def run_evaluate(spec: EvaluateSpec) -> dict:
     scales = parse_scales(spec.scale_search)
     if spec.resolution is not None and int(spec.resolution) != res:
         raise GanprintError(f"`resolution` {spec.resolution} does not match the model's {res}; omit it or pass {res}")
-    score = Scoring(ScaleSearch(dec, scales) if scales is not None else dec, chains, fpr, spec.seed, dev, n_keys)
+    read = ScaleSearch(dec, scales) if scales is not None else dec
+    score = Scoring(lambda x: read(decoder_view(x, res)), chains, fpr, spec.seed, dev, n_keys)
     part = (_score_generator(score, spec, k, res, settings) if spec.generator is not None else
             _score_folder(score, spec, k, res))
     rows, clean_src = part.rows, None
     if spec.clean is not None:
-        clean_src = FolderSource(spec.clean, res, part.clean_reference, spec.batch_size, spec.celeba, spec.limit)
+        clean_src = FolderSource(spec.clean, res, part.clean_reference, spec.batch_size, spec.celeba, spec.limit,
+                                 spec.keep_size)
         rows += evaluate(score, clean_src, "clean")
+    baseline_psnr = {}
+    for method in spec.baseline_list():
+        got, baseline_psnr[method] = _score_baseline(spec, method, chains, res)
+        rows += got
+    if baseline_psnr:
+        rows = [{"method": "ganprint", **r} if "method" not in r else r for r in rows]
     for s in (part.source, clean_src):
         for name, err in (getattr(s, "skipped", None) or []):
             log.warning("skipped unreadable image %s: %s", name, err)
@@ -342,7 +379,9 @@ def run_evaluate(spec: EvaluateSpec) -> dict:
             "fingerprint_length": k, "fpr": fpr, "n_keys": n_keys, "match_threshold": match_threshold(k, fpr, n_keys),
             "scale_search": list(scales) if scales is not None else None,
             "attacks": [c.spec for c in chains], "model_attacks": [st.spec for st in settings], "seed": spec.seed,
-            "images": part.n_images, "clean_images": (len(clean_src) - len(clean_src.skipped)) if clean_src else 0}
+            "images": part.n_images, "clean_images": (len(clean_src) - len(clean_src.skipped)) if clean_src else 0,
+            **({"keep_size": True} if spec.keep_size else {}),
+            **({"baselines": baseline_psnr, "baseline_bits": baselines.BITS} if baseline_psnr else {})}
     folder.claim()
     result = report.write_outputs(spec.outdir, rows, meta)
     log.info("evaluate: %d rows for %d attack and %d model-attack settings written to %s (report: %s)", len(rows),

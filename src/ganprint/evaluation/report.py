@@ -202,13 +202,13 @@ def plot_roc(rows: list[dict], path: Path, specs: list[str]) -> bool:
     return True
 
 
-def _write_csv(path: Path, summary: list[dict]) -> None:
+def _write_csv(path: Path, summary: list[dict], columns: tuple | list = SUMMARY_COLUMNS) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
+            w = csv.DictWriter(f, fieldnames=list(columns))
             w.writeheader()
             for r in summary:
-                w.writerow({c: ("" if r[c] is None else r[c]) for c in SUMMARY_COLUMNS})
+                w.writerow({c: ("" if r[c] is None else r[c]) for c in columns})
 
 
 _EXPLAIN = """\
@@ -238,7 +238,8 @@ def write_outputs(outdir: str | Path, rows: list[dict], meta: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     k, fpr, n_keys = meta["fingerprint_length"], meta["fpr"], meta.get("n_keys", 1)
-    summary = summarize(rows, fpr, k, n_keys)
+    mine = [r for r in rows if r.get("method", "ganprint") == "ganprint"]
+    summary = summarize(mine, fpr, k, n_keys)
     with_clean = any(r["clean_n"] for r in summary)
     _write_csv(out / "summary.csv", summary)
     image_part = [r for r in summary if not is_model_attack(r["attack"])]
@@ -259,7 +260,7 @@ def write_outputs(outdir: str | Path, rows: list[dict], meta: dict) -> dict:
         for name in dict.fromkeys(r["attack"] for r in image_part if r["attack"] != "none"):
             pts = [r for r in image_part if r["attack"] == name]
             specs.append(pts[len(pts) // 2]["spec"])  # the middle strength of each attack
-        if plot_roc(rows, out / "roc.png", specs[:8]):
+        if plot_roc(mine, out / "roc.png", specs[:8]):
             plots.append(("roc.png", "ROC: fingerprinted vs clean images (no attack, and each attack's middle "
                                      "strength)"))
 
@@ -296,6 +297,8 @@ def write_outputs(outdir: str | Path, rows: list[dict], meta: dict) -> dict:
                      (f"; clean images detected: {100 * clean['clean_detected']:.2f} %" if with_clean else "") + ".\n")
     lines += [_EXPLAIN, "## Summary\n", table]
     tables = {"Summary": (image_part, with_clean)}
+    if meta.get("baselines"):
+        lines += _write_compare(out, rows, meta, result)
     for p, title in plots:
         if p == "model_attacks.png":
             lines += ["## Model-level attacks\n", _EXPLAIN_MODEL, model_table]
@@ -309,6 +312,54 @@ def write_outputs(outdir: str | Path, rows: list[dict], meta: dict) -> dict:
     atomic_write_text(out / "report.html", _html(md, out, plots, tables))
     atomic_write_json(out / "eval.json", result)
     return result
+
+
+_EXPLAIN_COMPARE = ("The same images (`clean`, the originals) watermarked by each method of `invisible-watermark` "
+                    "with a 32-bit message, the same attacks with the same randomness, scored like ganprint's rows. "
+                    "TPR@1e-6 is the analytic rate for each method's own length (32 bits for the baselines).\n")
+
+
+def _write_compare(out: Path, rows: list[dict], meta: dict, result: dict) -> list[str]:
+    """compare.csv / compare.md beside the summary, listed in `result`; returns the report's section."""
+    side = compare_methods(rows, meta)
+    table = compare_table(side, meta["baselines"])
+    _write_csv(out / "compare.csv", side, ("method", *SUMMARY_COLUMNS))
+    atomic_write_text(out / "compare.md", table)
+    result["files"][3:3] = ["compare.csv", "compare.md"]
+    result["compare"] = side
+    return ["## Side by side with invisible-watermark\n", _EXPLAIN_COMPARE, table]
+
+
+def compare_methods(rows: list[dict], meta: dict) -> list[dict]:
+    """One row per (method, image attack setting): ganprint first, then each baseline of `meta["baselines"]`."""
+    fpr, out = meta["fpr"], []
+    lengths = {"ganprint": meta["fingerprint_length"], **{m: meta["baseline_bits"] for m in meta["baselines"]}}
+    for method, k in lengths.items():
+        part = [r for r in rows if r.get("method", "ganprint") == method and not is_model_attack(r["attack"])]
+        out += [{"method": method, **r} for r in summarize(part, fpr, k, meta.get("n_keys", 1) if
+                                                             method == "ganprint" else 1)]
+    return out
+
+
+def compare_table(side: list[dict], psnr: dict) -> str:
+    """Bit accuracy and TPR at FPR 1e-6 per attack setting (rows) and method (columns), PSNR under the names."""
+    methods = list(dict.fromkeys(r["method"] for r in side))
+    specs = list(dict.fromkeys(r["spec"] for r in side))
+    cell = {(r["method"], r["spec"]): r for r in side}
+    head = ["attack"] + [f"{m} bit acc / TPR@1e-6" for m in methods]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    if psnr:
+        lines.append("| PSNR (dB) | " + " | ".join("see embed" if m == "ganprint" else f"{psnr[m]:.2f}"
+                                                  for m in methods) + " |")
+    for spec in specs:
+        vals = [f"{cell[m, spec]['mean_bit_accuracy']:.3f} / {cell[m, spec]['tpr_analytic_1e-6']:.2f}"
+                if (m, spec) in cell else "–" for m in methods]
+        lines.append(f"| {spec} | " + " | ".join(vals) + " |")
+    clean = [f"{m}: {100 * cell[m, 'none']['clean_detected']:.1f} %" for m in methods
+             if (m, "none") in cell and cell[m, "none"]["clean_detected"] is not None]
+    if clean:
+        lines.append("\nClean images detected (no attack): " + ", ".join(clean) + ".")
+    return "\n".join(lines) + "\n"
 
 
 def _seeds_text(seeds) -> str:

@@ -41,13 +41,16 @@ class EvalBatch:
 class FolderSource:
     """Batches of a folder (or packed data set) at `resolution` with reference bits from `reference(name)`.
 
-    Images whose reference is None are skipped (counted in `.unreferenced`).
+    Images whose reference is None are skipped (counted in `.unreferenced`). With `keep_size` every image comes
+    at its own size, one per batch, and the decoder's view is taken after the attacks
+    (`ganprint.inference.fullsize.decoder_view`), as on an image found in the wild.
     """
 
     def __init__(self, data: str | Path, resolution: int, reference: Callable[[str], torch.Tensor | None],
-                 batch_size: int = 64, celeba: bool = False, limit: int | None = None):
-        self.ds = open_image_dataset(data, resolution, celeba=celeba, skip_bad=True)
-        self.reference, self.batch_size = reference, int(batch_size)
+                 batch_size: int = 64, celeba: bool = False, limit: int | None = None, keep_size: bool = False):
+        self.ds = open_image_dataset(data, resolution, celeba=celeba, skip_bad=True, keep_size=keep_size)
+        self.keep_size = keep_size
+        self.reference, self.batch_size = reference, 1 if keep_size else int(batch_size)
         n = len(self.ds)
         self.indices = list(range(n if limit is None else min(n, int(limit))))
         self.unreferenced: list[str] = []
@@ -73,10 +76,10 @@ class FolderSource:
                     self.unreferenced.append(nm)
                     continue
                 names.append(nm)
-                imgs.append(b["img"][j])
+                imgs.append(torch.from_numpy(b["full"][j]).permute(2, 0, 1) if self.keep_size else b["img"][j])
                 refs.append(r)
             if names:
-                yield EvalBatch(torch.stack(imgs).float() / 255, names, torch.stack(refs))  # [N, 3, R, R]
+                yield EvalBatch(torch.stack(imgs).float() / 255, names, torch.stack(refs))  # [N, 3, R, R] or [1, 3, H, W]
 
 
 DECODER_KINDS = ("stega", "stega-decoder", "scalable-decoder")

@@ -1,7 +1,7 @@
 """Evaluation attacks: the perturbations of `ganprint.perturb.registry` at fixed strengths, chains and specs.
 
-Every attack maps float images [N, 3, H, W] in [0, 1] to a new tensor of the same shape, dtype, device and
-range; the input is never modified. Attacks with a `neutral` strength return an exact copy there. The codecs
+Every attack maps float images [N, 3, H, W] in [0, 1] to a new tensor of the same shape (but `shrink`, which
+keeps the smaller copy), dtype, device and range; the input is never modified. Attacks with a `neutral` strength return an exact copy there. The codecs
 (JPEG, WebP) have no neutral strength: quality 100 is still a lossy encode.
 
 Specs (command line and Python):
@@ -11,7 +11,7 @@ Specs (command line and Python):
     "jpeg:q=30,50,70"           a sweep, with the parameter named (aliases per attack, see ATTACKS)
     "blur:sigma=1"  "blur:k=5"  a named parameter; `k` (kernel size) is converted to sigma with OpenCV's rule
     "jpeg:50+noise:0.05"        a chain applied left to right; sweeps in a chain give their Cartesian product
-    "standard" / "all"          named suites (SUITES)
+    "standard" / "all" / "wild"  named suites (SUITES; "wild": what sites do to images, for `keep_size`)
 
 Crop comes in three forms, because a fixed-size decoder cannot read a smaller image:
 `crop` cuts the centre and resizes it back to H x W (what the papers' crop curves measure, inferred);

@@ -162,6 +162,22 @@ def resize_roundtrip(x: torch.Tensor, scale: float | torch.Tensor, generator=Non
                       for i, s in enumerate(per_sample(scale, x).tolist())])
 
 
+def shrink(x: torch.Tensor, scale: float | torch.Tensor, generator=None) -> torch.Tensor:
+    """Resize down to `scale` of each side (antialiased bilinear) and keep the smaller image, as a site that
+    publishes a smaller copy does. One scale per batch (the images of a batch keep one size); evaluation only."""
+    s = per_sample(scale, x)
+    if len(s) and not bool((s == s[0]).all()):
+        raise ValueError("shrink takes one scale per batch (its images keep one size)")
+    h, w = x.shape[-2:]
+    f = float(s[0]) if len(s) else 1.0
+    return _resize(x, (side(h, f), side(w, f)))
+
+
+def sharpen(x: torch.Tensor, amount: float | torch.Tensor, generator=None) -> torch.Tensor:
+    """Unsharp mask: x + amount * (x - blur(x, sigma 1)), the sharpening of screenshots and phone galleries."""
+    return x + _gain(amount, x) * (x - gaussian_blur(x, 1.0))
+
+
 def rotate(x: torch.Tensor, degrees: float | torch.Tensor, generator=None) -> torch.Tensor:
     """Rotation about the centre (bilinear), black corners."""
     ang = per_sample(degrees, x).to(device=x.device, dtype=x.dtype)

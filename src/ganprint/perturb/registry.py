@@ -98,6 +98,10 @@ PERTURBATIONS: dict[str, Perturbation] = {
                      (0.01, 1)),
         Perturbation("resize", ops.resize_roundtrip, "scale", 1.0, (0.9, 0.75, 0.5, 0.35, 0.25),
                      "resize down by scale (antialiased bilinear) and back up", {}, (0.01, 1)),
+        Perturbation("shrink", ops.shrink, "scale", 1.0, (0.75, 0.5, 0.25),
+                     "resize down by scale (antialiased bilinear) and keep the smaller image", {}, (0.01, 1)),
+        Perturbation("sharpen", ops.sharpen, "amount", 0.0, (0.5, 1.0, 2.0),
+                     "unsharp mask x + amount (x - blur_sigma1(x))", {}, (0, 10)),
         Perturbation("rotate", ops.rotate, "deg", 0.0, (2, 5, 10, 30, 45, 90),
                      "rotation about the centre, black corners", {"angle": _same}, (-360, 360)),
         Perturbation("brightness", ops.brightness, "factor", 1.0, (0.5, 0.75, 1.25, 1.5, 2.0), "multiply by factor",
@@ -116,10 +120,17 @@ PERTURBATIONS: dict[str, Perturbation] = {
 
 MAX_STRENGTHS = 256
 
+# What happens to images on their way to someone who checks them (read at their own size: `keep_size`):
+# re-encoding, smaller copies, crops, filters, a tilt, and two chains, a social network's upload and a screenshot.
+WILD = ["jpeg:90,75,50", "shrink:0.5,0.25", "crop:0.75,0.5", "blur:1", "noise:0.02", "brightness:0.75,1.25",
+        "contrast:0.75,1.25", "saturation:0.5,1.5", "rotate:2,5", "crop:0.9+shrink:0.5+jpeg:75",
+        "shrink:0.7+sharpen:1+jpeg:80"]
+
 SUITES: dict[str, list[str]] = {
     "standard": ["jpeg", "noise", "blur", "crop", "resize"],
     "all": ["jpeg", "webp", "noise", "blur", "crop", "cropnr", "randcrop", "resize", "rotate", "brightness",
-            "contrast", "saturation", "combined"],
+            "contrast", "saturation", "combined", "shrink", "sharpen"],
+    "wild": WILD,
 }
 
 

@@ -1,0 +1,63 @@
+"""Fingerprints at the image's own size: the networks work at their resolution R, the user's pixels never get resized.
+
+The decoder's view of an image of any size is the one `ganprint detect` has always read: the centre square (the
+shorter side), resized to R x R (antialiased bicubic). Embedding at the image's size is its inverse: the encoder
+fingerprints that R x R view, and its residual (fingerprinted minus view) is brought back to the square's size by
+bicubic upsampling and added to the original pixels there, scaled by `strength`. The rest of the image (the
+margins of a non-square image) is left exactly as it was, and so is everything at `strength` 0.
+
+A residual made at R px and upsampled is a low-frequency pattern at the image's size, so what a site does to a
+large image (re-encoding, resizing, mild blur) barely changes the R-px view the decoder reads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ganprint.core.errors import GanprintError
+
+MAX_SIDE = 16384  # 16k x 16k x 3 float32 is 3 GiB: beyond this an image is refused rather than swapped
+
+
+def centre_square(h: int, w: int) -> tuple[int, int, int]:
+    """(top, left, side) of the centre square of an h x w image, with `ganprint.core.images.preprocess`'s offsets."""
+    s = min(h, w)
+    return int(round((h - s) / 2.0)), int(round((w - s) / 2.0)), s
+
+
+def decoder_view(x01: torch.Tensor, resolution: int) -> torch.Tensor:
+    """[N, 3, H, W] in [0, 1] -> the decoder's view [N, 3, R, R]: centre square, antialiased bicubic resize.
+    An R x R batch comes back as it is."""
+    h, w = x01.shape[-2:]
+    if h == w == resolution:
+        return x01
+    top, left, s = centre_square(h, w)
+    sq = x01[..., top:top + s, left:left + s]
+    if s == resolution:
+        return sq
+    return F.interpolate(sq, size=(resolution, resolution), mode="bicubic", align_corners=False,
+                         antialias=True).clamp(0, 1)
+
+
+def add_residual(full_u8: np.ndarray, residual: torch.Tensor, strength: float = 1.0) -> np.ndarray:
+    """The image `full_u8` (uint8 [H, W, 3], any size) with `strength` x `residual` (float [3, R, R], in units of
+    [0, 1]) upsampled onto its centre square; returns a new uint8 array of the same shape, the margins unchanged.
+
+    Works one image at a time in float32, so memory is a few times the image's, whatever the data set's size.
+    """
+    h, w = full_u8.shape[:2]
+    if max(h, w) > MAX_SIDE:
+        raise GanprintError(f"an image of {w}x{h} px is larger than the {MAX_SIDE} px per side this reads at its "
+                            "own size; shrink it first")
+    top, left, s = centre_square(h, w)
+    r = residual.detach().to("cpu", torch.float32)[None]  # [1, 3, R, R]
+    if r.shape[-1] != s:
+        r = F.interpolate(r, size=(s, s), mode="bicubic", align_corners=False)
+    r = r[0].permute(1, 2, 0).mul_(255.0 * float(strength))  # [s, s, 3] in grey levels
+    out = full_u8.copy()
+    sq = torch.from_numpy(out[top:top + s, left:left + s]).float()
+    sq.add_(r).add_(0.5).clamp_(0, 255)
+    out[top:top + s, left:left + s] = sq.to(torch.uint8).numpy()
+    return out
