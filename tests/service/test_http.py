@@ -220,3 +220,26 @@ def test_two_workers_answer_and_sum_their_metrics(models, tmp_path):
     finally:
         srv.stop()
     assert 'ganprint_attributions_total{outcome="attributed"} 6.0' in metrics
+
+
+def test_a_photo_of_4000_by_3000_is_read_at_its_own_size(models, tmp_path):
+    """With the default limits, a 12 MP JPEG is answered like the same photo given to `detect`."""
+    from benchmarks.perf.service_kit import Server
+
+    src = Image.open(models["photos"][0]).convert("RGB").resize((4000, 3000), Image.BICUBIC)
+    buf = io.BytesIO()
+    src.save(buf, format="JPEG", quality=90)
+    srv = Server(["--registry", models["registry"], "--stega-decoder", str(models["stega"])], tmp_path / "log")
+    try:
+        with srv.client() as c:
+            r = c.post("/v1/detect", files=[("files", ("big.jpg", buf.getvalue(), "image/jpeg"))])
+    finally:
+        srv.stop()
+    assert r.status_code == 200, r.text
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "big.jpg").write_bytes(buf.getvalue())
+    detect(models["stega"], folder, tmp_path / "det", fingerprint="0x3c", device="cpu", fpr=0.01)
+    want = json.loads((tmp_path / "det" / "detections.jsonl").read_text().splitlines()[0])
+    (ds,) = r.json()["results"][0]["datasets"]
+    assert (ds["matches"], ds["p_value"]) == (want["matches"], want["p_value"])
