@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Debian packages the tests start for real: a PostgreSQL server and a headless chromium for the web page.
+# Debian packages the tests start for real: a PostgreSQL server and a headless chromium for the web page, and the
+# libraries opencv-python needs (the invisible-watermark baseline).
 # Installs only what is missing; without root (and without sudo) it says what to install and carries on,
 # and the tests that need the missing program are skipped with that reason.
 set -euo pipefail
 missing=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null || command -v initdb > /dev/null || missing+=(postgresql)
 command -v chromium > /dev/null || command -v chromium-browser > /dev/null || missing+=(chromium)
+# opencv-python (pulled by invisible-watermark, the evaluate baseline) loads libGL and GLib at import
+ldconfig -p 2> /dev/null | grep -q "libGL.so.1 " || missing+=(libgl1)
+ldconfig -p 2> /dev/null | grep -q "libglib-2.0.so.0 " || missing+=(libglib2.0-0)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get > /dev/null; then
     echo "system-deps: install ${missing[*]} to run the service tests (no apt-get here)" >&2

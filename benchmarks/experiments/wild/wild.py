@@ -59,6 +59,21 @@ def embed(model: str, clean: Path, out: Path, strength: float, fp: str) -> float
     return json.loads((out / "manifest.json").read_text())["mean_psnr"]
 
 
+def mean_ssim(clean: Path, out: Path) -> float:
+    """Mean SSIM of the fingerprinted photos against their originals, at their own size."""
+    import torch
+
+    from ganprint.core.images import read_image
+    from ganprint.evaluation.quality import ssim
+
+    vals = []
+    for p in sorted(clean.glob("*.png")):
+        a, b = (torch.from_numpy(read_image(f)).permute(2, 0, 1)[None].float() / 255
+                for f in (p, out / "fingerprinted_images" / p.name))
+        vals.append(float(ssim(a, b)[0]))
+    return sum(vals) / len(vals)
+
+
 def evaluate(model: str, data: Path, clean: Path, out: Path, fp: str, *extra: str) -> dict:
     if not (out / "eval.json").is_file():
         g("evaluate", "--model", model, "--data", str(data / "fingerprinted_images"), "--fingerprint", fp,
@@ -88,11 +103,12 @@ def one_size(args, res: int, count: int, photos: Path) -> dict:
     p1 = embed(args.model, clean, work / "emb-s1.0000", 1.0, fp)
     base = evaluate(args.model, work / "emb-s1.0000", clean, work / "ev-s1", fp, "--attacks", "wild",
                     "--baselines", "imwatermark")
-    runs = {"strength 1": {"strength": 1.0, "psnr": p1, "summary": _rows(base["compare"], "ganprint")}}
+    runs = {"strength 1": {"strength": 1.0, "psnr": p1, "ssim": mean_ssim(clean, work / "emb-s1.0000"),
+                           "summary": _rows(base["compare"], "ganprint")}}
     for name, target in [("35 dB", 35.0), *[(f"at {m}", v) for m, v in base["baselines"].items()]]:
         s, got, emb = at_psnr(args.model, clean, work, p1, target, fp)
         ev = evaluate(args.model, emb, clean, work / f"ev-s{s:.4f}", fp, "--attacks", "wild")
-        runs[name] = {"strength": s, "psnr": got, "summary": _rows(ev["summary"])}
+        runs[name] = {"strength": s, "psnr": got, "ssim": mean_ssim(clean, emb), "summary": _rows(ev["summary"])}
         if name == "35 dB":
             sc = evaluate(args.model, emb, clean, work / f"ev-s{s:.4f}-scales", fp, "--scale-search", "auto",
                           "--attacks", "crop:0.75,0.5 crop:0.9+shrink:0.5+jpeg:75")
@@ -114,7 +130,8 @@ def table(result: dict) -> str:
     cols = [("ganprint 35 dB", g_runs["35 dB"])]
     for m in b:
         cols += [(f"ganprint @ {m} PSNR", g_runs[f"at {m}"]), (m, b[m])]
-    head = "| attack | " + " | ".join(f"{n} ({c['psnr']:.1f} dB)" for n, c in cols) + " |"
+    head = "| attack | " + " | ".join(f"{n} ({c['psnr']:.1f} dB" + (f", SSIM {c['ssim']:.3f})" if "ssim" in c else ")")
+                                      for n, c in cols) + " |"
     lines = [head, "|" + "---|" * (len(cols) + 1)]
     for spec in KEY_ROWS:
         cells = []
