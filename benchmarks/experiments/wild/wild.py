@@ -127,7 +127,7 @@ def _rows(summary: list[dict], method: str | None = None) -> dict:
 def table(result: dict) -> str:
     """Markdown: attack rows; ganprint at 35 dB, then each baseline beside ganprint at that baseline's PSNR."""
     g_runs, b = result["ganprint"], result["baselines"]
-    cols = [("ganprint 35 dB", g_runs["35 dB"])]
+    cols = [("ganprint strength 1", g_runs["strength 1"]), ("ganprint 35 dB", g_runs["35 dB"])]
     for m in b:
         cols += [(f"ganprint @ {m} PSNR", g_runs[f"at {m}"]), (m, b[m])]
     head = "| attack | " + " | ".join(f"{n} ({c['psnr']:.1f} dB" + (f", SSIM {c['ssim']:.3f})" if "ssim" in c else ")")
@@ -184,11 +184,18 @@ def main() -> None:
     ap.add_argument("--photos", default=None)
     ap.add_argument("--fingerprint", default=FP, help="the one fingerprint embedded (the model's length)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--tables-only", action="store_true", help="rewrite the tables and plot from the JSON files")
     args = ap.parse_args()
+    out = Path(args.out)
+    if args.tables_only:
+        results = [json.loads((out / f"wild-{res}.json").read_text()) for res in args.sizes]
+        for r in results:
+            (out / f"wild-{r['resolution']}.md").write_text(table(r))
+        plot(results, out / "wild-psnr.png")
+        return
     if len(args.counts) != len(args.sizes):
         raise SystemExit("--counts needs one count per --sizes entry")
     photos = photo_folder(Path(args.work), args.photos)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for res, n in zip(args.sizes, args.counts):

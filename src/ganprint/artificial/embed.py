@@ -53,7 +53,7 @@ from ganprint.nets.stega import InferenceEncoder
 
 log = logging.getLogger(__name__)
 
-KEEP_SIZE_BATCH = 4
+KEEP_SIZE_BATCH = 2
 
 __all__ = ["EmbedSpec", "embed", "original_identical_bits", "output_names", "per_image_bits"]
 
@@ -306,10 +306,12 @@ def _embed_batches(run: _Run, todo: list[int], spec: EmbedSpec) -> dict:
     skipped: list[dict] = []
     error, n_new, acc_sum = None, 0, 0.0
     pbar = progress_bar(len(todo), "embed")
-    writer, failed = BatchWriter(progress), True
+    # Images at their own size: one batch decoded ahead and one being written, so memory is a few images'.
+    ahead = 1 if spec.keep_size else 2
+    writer, failed = BatchWriter(progress, depth=ahead), True
     try:
         with torch.inference_mode():
-            for batch in loader(run.ds, todo, _batch_size(spec), spec.workers) if todo else []:
+            for batch in loader(run.ds, todo, _batch_size(spec), spec.workers, prefetch=ahead) if todo else []:
                 skipped += [{"file": run.relpaths[i], "error": err} for i, err in batch["skipped"]]
                 idx = batch["index"].tolist()
                 if idx:
@@ -327,7 +329,7 @@ def _embed_batches(run: _Run, todo: list[int], spec: EmbedSpec) -> dict:
 
 
 def _batch_size(spec: EmbedSpec) -> int:
-    # Images at their own size are held whole while their batch is in flight: a few at a time bounds the memory.
+    # Images at their own size are held whole while their batch is in flight: two at a time bounds the memory.
     return min(spec.batch_size, KEEP_SIZE_BATCH) if spec.keep_size else spec.batch_size
 
 
