@@ -14,4 +14,4 @@ G="$PY -m ganprint"
 M=$R/robust32/model.safetensors
 $PY benchmarks/experiments/wild/wild.py --model "$M" --work "$R/eval" --sizes 256 512 --counts 40 30
 $PY benchmarks/perf/bench_fullsize.py --model "$M" --photo /usr/share/doc/opencv-doc/examples/data/aloeL.jpg \
-    --counts 4 16 --out benchmarks/perf/results/fullsize.jsonl
+    --counts 4 32 128 --out benchmarks/perf/results/fullsize.jsonl
