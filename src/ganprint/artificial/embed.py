@@ -172,7 +172,7 @@ class _Run:
     seed: int
     cfg: dict
     manifest: dict
-    psnr: list = dataclasses.field(default_factory=list)  # dB of each image written by this rank, at its own size
+    psnr: list = dataclasses.field(default_factory=lambda: [0.0, 0])  # this rank's sum of finite PSNRs (dB), count
 
     @property
     def fixed_str(self) -> str | None:
@@ -325,7 +325,7 @@ def _embed_batches(run: _Run, todo: list[int], spec: EmbedSpec) -> dict:
     finally:
         writer.close(failed=failed)
         pbar.close()
-    return {"skipped": skipped, "new": n_new, "error": error, "acc_sum": acc_sum, "psnr": run.psnr}
+    return {"skipped": skipped, "new": n_new, "error": error, "acc_sum": acc_sum, "psnr": list(run.psnr)}
 
 
 def _batch_size(spec: EmbedSpec) -> int:
@@ -346,12 +346,15 @@ def _embed_batch(run: _Run, enc, dec, img_u8: torch.Tensor, idx: list[int], writ
     if keep:  # what the PNGs hold: each image at its own size (a list), the residual upsampled onto it
         residual = (y.float() - x.float()).cpu()
         u8 = [add_residual(f, residual[j], strength) for j, f in enumerate(full)]
-        view = torch.stack([torch.from_numpy(preprocess(a, run.res)) for a in u8])  # what detect will read
+        view = torch.stack([torch.from_numpy(preprocess(a, run.res)) for a in u8]) if dec is not None else None
     else:
         u8 = from_tensor01(y if strength == 1 else x + strength * (y - x))  # [N, R, R, 3] uint8
         view = torch.from_numpy(u8)
     originals = full if keep else img_u8.permute(0, 2, 3, 1).numpy()
-    run.psnr += [psnr_u8(a, b) for a, b in zip(originals, u8)]
+    for v in (psnr_u8(a, b) for a, b in zip(originals, u8)):
+        if math.isfinite(v):  # an image left exactly as it was (strength 0) has no PSNR to average
+            run.psnr[0] += v
+            run.psnr[1] += 1
     acc = 0.0
     if dec is not None:
         back = to_float01(view.permute(0, 3, 1, 2), run.dev, dtype, prefer_cl=True)
@@ -385,14 +388,14 @@ def _merge(run: _Run, stats: dict, check: bool) -> dict:
     missing = [run.names[i] for i in range(n) if run.names[i] not in listed and run.relpaths[i] not in skipped_files]
     status = "failed" if errors else "incomplete" if missing else "complete"
     accuracy = (sum(p["acc_sum"] for p in parts) / n_new) if check and n_new else None
-    psnrs = [v for p in parts for v in p.get("psnr", ()) if math.isfinite(v)]
+    psnr_sum, psnr_n = sum(p["psnr"][0] for p in parts), sum(p["psnr"][1] for p in parts)
     summary = {
         "outdir": str(run.out), "images": n, "fingerprinted": len(pairs), "new": n_new,
         "resumed": sum(p["resumed"] for p in parts), "skipped": skipped,
         "fingerprint_length": run.k, "resolution": run.res, "identical": run.fixed is not None,
         "fingerprint": run.cfg["fingerprint"], "seed": run.seed, "precision": run.prec,
         "check_bit_accuracy": accuracy, "status": status,
-        "mean_psnr": sum(psnrs) / len(psnrs) if psnrs else None,  # of this run's new images, at their own size
+        "mean_psnr": psnr_sum / psnr_n if psnr_n else None,  # of this run's new images, at their own size
         "keep_size": run.cfg.get("keep_size", False), "strength": run.cfg.get("strength", 1.0),
     }
     if dist.get_rank() == 0:
