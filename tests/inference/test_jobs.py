@@ -126,6 +126,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 def _no_core_dumps():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a shell that runs the tests in the background ignores it
 
 
 def _group_members(pgid: int) -> list[int]:
