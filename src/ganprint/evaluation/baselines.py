@@ -21,8 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from ganprint.core.errors import GanprintError
+from ganprint.core.images import psnr_u8
 from ganprint.core.seeds import derive_seed
 from ganprint.evaluation.sources import EvalBatch
+from ganprint.perturb.ops import from_uint8_hwc, to_uint8_hwc
 
 METHODS = ("dwtDct", "dwtDctSvd", "rivaGan")
 BITS = 32  # rivaGan reads 32 bits only; the two others take any length, and get the same 32
@@ -88,8 +90,7 @@ def decode(method: str, rgb_u8: np.ndarray) -> np.ndarray:
 def decoder(method: str):
     """decode(x01 [N, 3, H, W]) -> logits [N, 32] (+-1: the library gives hard bits), for `Scoring`."""
     def read(x01: torch.Tensor) -> torch.Tensor:
-        u8 = (x01.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return torch.from_numpy(np.stack([decode(method, a) for a in u8])).float() * 2 - 1
+        return torch.from_numpy(np.stack([decode(method, a) for a in to_uint8_hwc(x01)])).float() * 2 - 1
 
     return read
 
@@ -114,14 +115,13 @@ class BaselineSource:
     def __iter__(self) -> Iterator[EvalBatch]:
         ref = torch.from_numpy(self.bits).float()
         for b in self.source:
-            u8 = (b.images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-            if self.marked:
-                out = np.stack([embed(self.method, _large_enough(a), self.bits) for a in u8])
-                self.psnr += [_psnr(a, o) for a, o in zip(u8, out)]
-            else:
-                out = u8
-            x = torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255
-            yield EvalBatch(x, b.names, ref.expand(len(b.names), BITS))
+            if not self.marked:
+                yield EvalBatch(b.images, b.names, ref.expand(len(b.names), BITS))
+                continue
+            u8 = to_uint8_hwc(b.images)
+            out = np.stack([embed(self.method, _large_enough(a), self.bits) for a in u8])
+            self.psnr += [psnr_u8(a, o) for a, o in zip(u8, out)]
+            yield EvalBatch(from_uint8_hwc(out, b.images), b.names, ref.expand(len(b.names), BITS))
 
 
 def _large_enough(rgb_u8: np.ndarray) -> np.ndarray:
@@ -130,11 +130,6 @@ def _large_enough(rgb_u8: np.ndarray) -> np.ndarray:
         raise GanprintError(f"invisible-watermark embeds only into images of at least 256x256 px; this one is "
                             f"{w}x{h}: evaluate the baselines with `keep_size` on images of 256 px or more")
     return rgb_u8
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
 
 
 __all__ = ["BITS", "METHODS", "BaselineSource", "decode", "decoder", "embed", "message", "parse_baselines"]

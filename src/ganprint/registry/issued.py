@@ -48,7 +48,11 @@ def issued_name(registry_id: str, fp_id: int) -> str:
 
 def pending_name(registry_id: str, fp_id: int) -> str:
     """The name the model has until its row committed."""
-    return f".{issued_name(registry_id, fp_id)}.pending"
+    return _pending_of(issued_name(registry_id, fp_id))
+
+
+def _pending_of(final_name: str) -> str:
+    return f".{final_name}.pending"
 
 
 def issue_with_file(registry: Registry, models_dir: str | os.PathLike, model_bytes: Callable[[Issued], bytes],
@@ -111,7 +115,7 @@ def committed_file(rec: Issued) -> Path | None:
     if not rec.issued_path or not rec.issued_sha256:
         return None
     final = Path(rec.issued_path)
-    temp = final.with_name(f".{final.name}.pending")
+    temp = final.with_name(_pending_of(final.name))
     if not os.path.lexists(final) and temp.is_file() and sha256_file(temp) == rec.issued_sha256:
         try:  # the row committed, so this pending file is its model; a concurrent repair that placed it is fine
             place_issued(temp, final, rec.issued_sha256)
