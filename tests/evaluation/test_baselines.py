@@ -28,6 +28,10 @@ def test_the_names_are_checked():
     assert baselines.parse_baselines(["imwatermark:dwtDctSvd", "dwtDctSvd"]) == ["dwtDctSvd"]
     with pytest.raises(GanprintError, match="unknown baseline 'stegastamp'.*known: imwatermark"):
         baselines.parse_baselines("stegastamp")
+    assert baselines.parse_baselines(()) == [] and baselines.parse_baselines(None) == []  # none asked for
+    for empty in ("", ",", " , "):
+        with pytest.raises(GanprintError, match="names no method"):
+            baselines.parse_baselines(empty)
 
 
 @pytest.mark.parametrize("method", baselines.METHODS)

@@ -83,7 +83,7 @@ def evaluate_cmd(**flags):
     """
 
     flags["model_attacks"] = flags["model_attacks"] or None  # not given: the spec's default ("standard")
-    spec = EvaluateSpec(**{**flags, "baselines": flags["baselines"] or ()})
+    spec = EvaluateSpec(**{**flags, "baselines": () if flags["baselines"] is None else flags["baselines"]})
     res = run_evaluate(spec)
     click.echo(f"report: {spec.outdir}/report.html (bit accuracy without attack {res['bit_accuracy_no_attack']:.4f})")
 

@@ -44,6 +44,8 @@ def parse_baselines(spec) -> list[str]:
                 raise GanprintError(f"unknown baseline {tok!r} in `baselines`; known: imwatermark (all three), "
                                     f"{', '.join(METHODS)}")
             names += [m for m in picked if m not in names]
+    if items and not names:
+        raise GanprintError(f"`baselines` {spec!r} names no method; give imwatermark or some of {', '.join(METHODS)}")
     return names
 
 
