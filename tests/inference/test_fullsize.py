@@ -75,3 +75,38 @@ def test_the_upsampled_residual_is_read_back_by_the_view():
 def test_an_image_too_large_to_hold_is_refused_by_size():
     with pytest.raises(GanprintError, match="larger than the 16384 px"):
         add_residual(np.zeros((MAX_SIDE + 1, 1, 3), np.uint8), torch.zeros(3, 8, 8))
+
+
+def test_tiles_split_and_merge_back_row_by_row():
+    from ganprint.inference.fullsize import merge_tiles, split_tiles
+
+    v = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6)
+    t = split_tiles(v, 3)
+    assert t.shape == (18, 3, 2, 2)
+    assert torch.equal(t[1], v[0, :, 0:2, 2:4]) and torch.equal(t[3], v[0, :, 2:4, 0:2])  # row by row
+    assert torch.equal(t[9], v[1, :, 0:2, 0:2])  # then the next image
+    assert torch.equal(merge_tiles(t, 3), v)
+    assert split_tiles(v, 1) is v and merge_tiles(v, 1) is v
+    with pytest.raises(GanprintError, match="does not split into 4 x 4"):
+        split_tiles(v, 4)
+
+
+def test_a_tiled_reading_averages_the_tiles_and_every_tile_gets_the_bits():
+    from ganprint.inference.fullsize import split_tiles, tiled_encode, tiled_logits
+
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 5))
+    v = torch.rand(2, 3, 8, 8)
+    tiles = split_tiles(v, 2)
+    want = net(tiles).reshape(2, 4, 5).mean(1)
+    assert torch.allclose(tiled_logits(net, v, 2), want)
+    assert torch.equal(tiled_logits(net, v, 1), net(v))
+    seen = []
+
+    def enc(bits, x):
+        seen.append(bits)
+        return x + bits[:, :1, None, None] * 0.1
+
+    bits = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    out = tiled_encode(enc, bits, v, 2)
+    assert out.shape == v.shape and torch.equal(seen[0], bits.repeat_interleave(4, 0))
+    assert torch.allclose(out[0] - v[0], torch.full_like(v[0], 0.1)) and torch.equal(out[1], v[1])

@@ -110,3 +110,24 @@ def test_detect_and_evaluate_with_scale_search(tiny_stega_model, sample_folder, 
                           "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert "scale search" in (tmp_path / "ev" / "report.md").read_text()
+
+
+def test_wide_searches_down_to_half_and_undoes_rotations():
+    from ganprint.perturb import ops
+    from ganprint.perturb.scale_search import WIDE_ANGLES, WIDE_SCALES, ScaleSearch, parse_scales, search_angles
+
+    assert parse_scales("wide") == WIDE_SCALES and min(WIDE_SCALES) == 0.5
+    assert search_angles("wide") == WIDE_ANGLES and search_angles("auto") == () and search_angles(None) == ()
+    # A decoder whose confidence grows as a bar lies level: the search must undo the 3-degree turn.
+    img = torch.zeros(1, 1, 65, 65)
+    img[..., 29:36, :] = 1.0
+    turned = ops.rotate(img, 3.0)
+
+    def decode(x):
+        level = x[..., 29:36, 4:61].mean() - x[..., 22:27, 4:61].mean() - x[..., 38:43, 4:61].mean()
+        return torch.full((len(x), 8), (float(level) - 0.7) * 10)
+
+    search = ScaleSearch(decode, (1.0, 0.9), angles=WIDE_ANGLES, min_confidence=0.2)
+    logits = search(turned)
+    assert search.last_angles.tolist() == [3.0] and search.last_scales.tolist() == [1.0]
+    assert float(logits.mean()) > float(decode(turned).mean())

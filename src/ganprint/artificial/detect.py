@@ -36,7 +36,7 @@ from ganprint.inference.jobs import MIN_IMAGES_PER_DETECT_JOB, plan_jobs, run_jo
 from ganprint.inference.scoring import score_bits
 from ganprint.inference.stream import item_names, loader, progress_bar, walk_once
 from ganprint.inference.writer import png_name
-from ganprint.perturb.scale_search import parse_scales
+from ganprint.perturb.scale_search import parse_scales, search_angles
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ class DetectSpec(Spec):
     `detected_fingerprints.txt`, `detections.jsonl` and `summary.json` go. A reference is `fingerprint` (one for all
     images: 0/1 or 0x-hex string, or bits) or `embedded` (an embedded_fingerprints.txt matched by name), never both.
     `precision` (auto, fp32, bf16) and `jobs` as in `embed`; `workers`: data-loading worker processes (default 0).
-    `scale_search` ("auto" or fractions; `ganprint.perturb.scale_search`); `runtime` torch or onnx.
+    `scale_search` ("auto" or fractions; `ganprint.perturb.scale_search`); `runtime` torch or onnx. `tiles` n > 1
+    reads images fingerprinted with `embed`'s `tiles` n: the logits averaged over n x n tiles of the centre square.
     """
 
     model: PathLike | None = None
@@ -72,6 +73,7 @@ class DetectSpec(Spec):
     jobs: int | str | None = 1
     scale_search: str | None = None
     runtime: str = "torch"
+    tiles: int = 1
 
     def check(self) -> None:
         missing = [f"`{name}`" for name in ("model", "data", "outdir") if getattr(self, name) is None]
@@ -82,6 +84,9 @@ class DetectSpec(Spec):
             raise SpecError(f"`runtime` must be torch or onnx, got {self.runtime!r}")
         if self.runtime == "onnx" and self.scale_search is not None:
             raise SpecError("`scale_search` runs with `runtime` torch only")
+        bounds.TILES.check(self.tiles, "`tiles`")
+        if self.runtime == "onnx" and self.tiles != 1:
+            raise SpecError("`tiles` runs with `runtime` torch only")
         if self.fingerprint is not None and self.embedded is not None:
             raise SpecError("pass either `fingerprint` or `embedded`, not both")
         if not 0 < self.fpr < 1:
@@ -153,18 +158,21 @@ def detect_rank(spec: DetectSpec) -> dict:
     k = int(config["fingerprint_length"])
     ref = _Reference(spec.fingerprint, spec.embedded, k)
     threshold = usable_threshold(k, spec.fpr, 1, "`fpr`") if ref.given() else match_threshold(k, spec.fpr)
-    ds = open_image_dataset(spec.data, res, celeba=spec.celeba, skip_bad=True)
+    ds = open_image_dataset(spec.data, res * spec.tiles, celeba=spec.celeba, skip_bad=True)
     relpaths = item_names(ds)
+    tiled = {"tiles": spec.tiles} if spec.tiles != 1 else {}  # only then: earlier runs keep their identity
     folder = _output_folder(spec, resolution=res, celeba=bool(spec.celeba), reference=ref.identity(), fpr=spec.fpr,
-                            precision=prec, device=dev.type, scale_search=scales, runtime=spec.runtime)
-    decoder = Decoder(spec.model, DecoderOptions(dev, prec, spec.runtime, "nchw", scales=scales), STEGA_KINDS,
+                            precision=prec, device=dev.type, scale_search=scales, runtime=spec.runtime, **tiled)
+    opts = DecoderOptions(dev, prec, spec.runtime, "nchw", scales=scales, tiles=spec.tiles,
+                          angles=search_angles(spec.scale_search))
+    decoder = Decoder(spec.model, opts, STEGA_KINDS,
                       loaded=(module, config, read_metadata(spec.model)["ganprint.kind"]))
     rows, skipped, error = _decode_all(ds, relpaths, decoder, lambda names, bits, chosen: _rows(
         names, bits, chosen, ref, threshold), spec)
     summary = {"outdir": str(Path(spec.outdir)), "model": str(spec.model), "data": str(spec.data),
                "fingerprint_length": k, "resolution": res, "celeba": bool(spec.celeba), "fpr": spec.fpr,
                "match_threshold": threshold, "reference": ref.label, "precision": prec, "runtime": spec.runtime,
-               "scale_search": list(scales) if scales is not None else None}
+               "scale_search": list(scales) if scales is not None else None, **tiled}
     return _finish(Path(spec.outdir), rows, skipped, error, summary, spec.embedded if ref.map is not None else None,
                    folder)
 
@@ -198,7 +206,10 @@ def _rows(names: list[str], bits: torch.Tensor, chosen: list | None, ref: _Refer
     for j, name in enumerate(names):
         row = {"name": name, "bits": bit_strs[j]}
         if chosen is not None:
-            row["scale"] = chosen[j]
+            if isinstance(chosen[j], tuple):
+                row["scale"], row["angle"] = chosen[j]
+            else:
+                row["scale"] = chosen[j]
         score = scores.get(j)
         if score is not None:
             row.update(score)

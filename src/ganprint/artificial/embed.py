@@ -45,7 +45,7 @@ from ganprint.core.specs import Spec, SpecError, spec_of_call
 from ganprint.core.stats import count_matches, decode_bits
 from ganprint.data.folders import open_image_dataset
 from ganprint.inference.jobs import MIN_IMAGES_PER_JOB, plan_jobs, run_jobs
-from ganprint.inference.fullsize import add_residual
+from ganprint.inference.fullsize import add_residual, tiled_encode, tiled_logits
 from ganprint.inference.layout import net_dtype, prepare, to_float01
 from ganprint.inference.stream import item_names, loader, progress_bar, walk_once
 from ganprint.inference.writer import BatchWriter, png_name
@@ -69,7 +69,9 @@ class EmbedSpec(Spec):
     the images ("auto": one per core for large inputs). `workers`: data-loading worker processes (None: none).
     `keep_size`: write every image at its own size, the fingerprint upsampled onto its centre square
     (`ganprint.inference.fullsize`), instead of the decoder's R x R view. `strength` scales the residual the
-    encoder adds (1: the model's own; lower for a higher PSNR, higher for robustness).
+    encoder adds (1: the model's own; lower for a higher PSNR, higher for robustness). `tiles` n > 1 (with
+    `keep_size`): the centre square fingerprinted as n x n tiles, each with the same bits, so that a detector that
+    averages the tiles (`detect`'s `tiles`) reads them at a far lower strength (`ganprint.inference.fullsize`).
     """
 
     model: str | os.PathLike
@@ -89,6 +91,7 @@ class EmbedSpec(Spec):
     jobs: int | str = 1
     keep_size: bool = False
     strength: float = 1.0
+    tiles: int = 1
 
     def __post_init__(self) -> None:
         # `check` is a field here (the command's flag), which hides Spec.check: validate under another name.
@@ -104,6 +107,9 @@ class EmbedSpec(Spec):
         if self.fingerprint is not None and not self.identical:
             raise SpecError("`fingerprint` sets the one fingerprint of `identical`; add `identical`")
         bounds.STRENGTH.check(self.strength, "`strength`")
+        bounds.TILES.check(self.tiles, "`tiles`")
+        if self.tiles > 1 and not self.keep_size:
+            raise SpecError("`tiles` fingerprints the image at its own size as tiles; add `keep_size`")
         if self.keep_size and self.celeba:
             raise SpecError("`celeba` crops aligned faces to the model's 128 px; `keep_size` keeps the image's own "
                             "size: drop one of them")
@@ -210,7 +216,8 @@ def _open_run(spec: EmbedSpec) -> _Run:
     k = int(config["fingerprint_length"])
     out = Path(spec.outdir)
     # bad files come back as items; handled later
-    ds = open_image_dataset(spec.data, res, celeba=spec.celeba, skip_bad=True, keep_size=spec.keep_size)
+    ds = open_image_dataset(spec.data, res * spec.tiles, celeba=spec.celeba, skip_bad=True,
+                            keep_size=spec.keep_size)
     relpaths = item_names(ds)
     fixed = None
     if spec.identical:
@@ -223,6 +230,8 @@ def _open_run(spec: EmbedSpec) -> _Run:
            "fingerprint": bits_to_str(fixed) if fixed is not None else None, "precision": prec, "device": dev.type}
     if spec.keep_size or spec.strength != 1:  # only then: the runs of earlier versions keep their identity
         cfg.update(keep_size=bool(spec.keep_size), strength=float(spec.strength))
+    if spec.tiles != 1:
+        cfg.update(tiles=int(spec.tiles))
     folder = OutputFolder(out, "`outdir`", "embed", cfg, labels={k: _FLAGS.get(k, f"`{k}`") for k in cfg})
     # Every rank checks before anyone writes, so all ranks agree (and none waits on a failed peer).
     problem = _folder_problem(folder)
@@ -341,12 +350,14 @@ def _embed_batch(run: _Run, enc, dec, img_u8: torch.Tensor, idx: list[int], writ
     bits = (run.fixed.expand(len(idx), k) if run.fixed is not None
             else counter_bits(run.seed, idx, k)).to(run.dev)  # [N, K]
     x = to_float01(img_u8, run.dev, dtype, prefer_cl=run.prec == "bf16")  # [N, 3, R, R] in [0, 1]
-    y = enc(bits.to(dtype), x)
+    tiles = int(run.cfg.get("tiles", 1))
+    y = tiled_encode(enc, bits.to(dtype), x, tiles)
     strength, keep = float(run.cfg.get("strength", 1.0)), bool(run.cfg.get("keep_size"))
     if keep:  # what the PNGs hold: each image at its own size (a list), the residual upsampled onto it
         residual = (y.float() - x.float()).cpu()
         u8 = [add_residual(f, residual[j], strength) for j, f in enumerate(full)]
-        view = torch.stack([torch.from_numpy(preprocess(a, run.res)) for a in u8]) if dec is not None else None
+        view = torch.stack([torch.from_numpy(preprocess(a, run.res * tiles)) for a in u8]) if dec is not None \
+            else None
     else:
         u8 = from_tensor01(y if strength == 1 else x + strength * (y - x))  # [N, R, R, 3] uint8
         view = torch.from_numpy(u8)
@@ -358,7 +369,7 @@ def _embed_batch(run: _Run, enc, dec, img_u8: torch.Tensor, idx: list[int], writ
     acc = 0.0
     if dec is not None:
         back = to_float01(view.permute(0, 3, 1, 2), run.dev, dtype, prefer_cl=True)
-        acc = float(count_matches(decode_bits(dec(back).float()), bits).sum()) / k
+        acc = float(count_matches(decode_bits(tiled_logits(dec, back, tiles).float()), bits).sum()) / k
     fixed = run.fixed_str
     bit_strs = [fixed] * len(idx) if fixed else bits_to_strs(bits.cpu())
     writer.submit([(os.path.join(run.fp_dir, run.names[i]), u8[j]) for j, i in enumerate(idx)],
@@ -397,6 +408,7 @@ def _merge(run: _Run, stats: dict, check: bool) -> dict:
         "check_bit_accuracy": accuracy, "status": status,
         "mean_psnr": psnr_sum / psnr_n if psnr_n else None,  # of this run's new images, at their own size
         "keep_size": run.cfg.get("keep_size", False), "strength": run.cfg.get("strength", 1.0),
+        "tiles": run.cfg.get("tiles", 1),
     }
     if dist.get_rank() == 0:
         _write_results(run, summary, sorted(format_line(name, bits) for name, bits in pairs))

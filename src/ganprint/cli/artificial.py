@@ -66,6 +66,10 @@ def _common(f):
                    "Without it, images are centre-cropped and resized to the model's resolution (training sets).")
 @click.option("--strength", type=P.STRENGTH, default=1.0, show_default=True,
               help="Scale of the fingerprint residual: below 1 for a higher PSNR, above 1 for more robustness.")
+@click.option("--tiles", type=P.TILES, default=1, show_default=True,
+              help="With --keep-size: fingerprint the centre square as N x N tiles with the same bits; detect with the "
+                   "same --tiles, which averages the tiles and so reads the fingerprint at a much higher PSNR "
+                   "(4 is the robust setting for photos).")
 @click.option("--registry", default=None,
               help="With --identical and --name: record the data set's fingerprint in this registry (a SQLite path or "
                    "postgresql:// URL), so that `ganprint serve` detects it.")
@@ -109,9 +113,12 @@ def embed_cmd(registry, name, **flags):
               help="False-positive rate of the per-image decision (one-sided binomial test).")
 @click.option("--scale-search", default=None,
               help="Read images that were cropped and resized back: decode at each candidate scale ('auto' = 1, "
-                   "0.95, ..., 0.6, or e.g. 1,0.9,0.8) and keep the most confident; p-values stay exact.")
+                   "0.95, ..., 0.6, or e.g. 1,0.9,0.8; 'wide' = down to 0.5 and rotations up to 5 degrees undone) "
+                   "and keep the most confident; p-values stay exact.")
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="Decode with PyTorch, or with ONNX Runtime on the CPU (the onnx extra; same bits).")
+@click.option("--tiles", type=P.TILES, default=1, show_default=True,
+              help="Read images embedded with --tiles N: the decoder's readings of the N x N tiles averaged.")
 def detect_cmd(**flags):
     """Decode the fingerprint of every image under --data, and test it against a reference.
 

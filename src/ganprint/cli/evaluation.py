@@ -54,10 +54,13 @@ from ganprint.evaluation.metrics import describe_attacks, detection_threshold, m
 @click.option("--celeba", is_flag=True, help="The original CelebA preprocessing (128-px models only).")
 @click.option("--scale-search", default=None,
               help="Undo unknown crops that were resized back: decode at each candidate scale ('auto' = 1, 0.95, "
-                   "..., 0.6, or e.g. 1,0.9,0.8) and keep the most confident; p-values stay exact.")
+                   "..., 0.6, or e.g. 1,0.9,0.8; 'wide' = down to 0.5 and rotations up to 5 degrees undone) and keep "
+                   "the most confident; p-values stay exact.")
 @click.option("--keep-size", is_flag=True,
               help="Attack every image of --data and --clean at its own size, then decode the decoder's view (centre "
                    "square resized to the model's side), as `detect` reads an image found in the wild.")
+@click.option("--tiles", type=P.TILES, default=1, show_default=True,
+              help="With --keep-size: read photos embedded with --tiles N, the N x N tiles' readings averaged.")
 @click.option("--baselines", default=None,
               help="Run invisible-watermark beside ganprint (extra `baselines`): 'imwatermark' for dwtDct, dwtDctSvd "
                    "and rivaGan, or some of them, comma-separated. They watermark the --clean images (the originals; "

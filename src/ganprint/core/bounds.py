@@ -134,6 +134,7 @@ KEYS = Bound(1, 10**15, integer=True)
 PORT = Bound(0, 65535, integer=True)  # 0: a free port that the system picks
 TRUNCATION = Bound(-2, 2)  # StyleGAN truncation psi: 1 = none, 0 = the mean image; beyond +-2 only saturates
 PSNR = Bound(0, 100, lo_open=True)  # dB of 8-bit images
+TILES = Bound(1, 8, integer=True)  # tiles per side of the centre square (inference.fullsize.MAX_TILES)
 STRENGTH = Bound(0, 10)  # a fingerprint residual's scale: 0 leaves the image as it is, 1 the model's own
 SAMPLER_STEPS = Bound(1, 10000, integer=True)
 MAX_SEEDS = 1_000_000  # seeds in one list of `seeds`

@@ -48,9 +48,9 @@ from ganprint.evaluation.sources import (
     load_generator,
     reference_lookup,
 )
-from ganprint.inference.fullsize import decoder_view
+from ganprint.inference.fullsize import decoder_view, tiled_logits
 from ganprint.perturb.attacks import AttackChain, parse_attacks
-from ganprint.perturb.scale_search import ScaleSearch, parse_scales
+from ganprint.perturb.scale_search import ScaleSearch, min_confidence_for, parse_scales, search_angles
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,9 @@ class EvaluateSpec(Spec):
     (then also under the `model_attacks` on its weights; default "standard"). `attacks` are image attack specs
     (`ganprint.perturb.attacks`); the clean strength "none" is always added. `clean` images give the measured
     false-positive rate and the ROC. `scale_search` ("auto" or fractions, `ganprint.perturb.scale_search`) decodes
-    every image at several candidate scales and keeps the most confident decoding. `resolution`, when given, must
-    be the model's. The report goes to `outdir`.
+    every image at several candidate scales and keeps the most confident decoding. `tiles` n > 1 (with `keep_size`)
+    reads photos embedded with `embed`'s `tiles` n, averaging the n x n tiles (`ganprint.inference.fullsize`).
+    `resolution`, when given, must be the model's. The report goes to `outdir`.
     """
 
     model: PathLike
@@ -178,6 +179,7 @@ class EvaluateSpec(Spec):
     resolution: int | None = None
     keep_size: bool = False
     baselines: Specs = ()
+    tiles: int = 1
 
     def check(self) -> None:
         """Refuse values out of bounds and combinations that do not make one evaluation, naming the fields."""
@@ -200,6 +202,9 @@ class EvaluateSpec(Spec):
             self._check_folder()
         bounds.BATCH.check(self.batch_size, "`batch_size`")
         bounds.FPR.check(self.fpr, "`fpr`")
+        bounds.TILES.check(self.tiles, "`tiles`")
+        if self.tiles > 1 and not self.keep_size:
+            raise SpecError("`tiles` reads photos at their own size as tiles: add `keep_size`")
         if self.baseline_list() and (self.clean is None or not self.keep_size):
             raise SpecError("`baselines` watermark the `clean` images at their own size: pass `clean` (the "
                             "originals) and `keep_size`")
@@ -322,7 +327,7 @@ def _identity(spec: EvaluateSpec, chains: list[AttackChain], settings: list[Mode
             "keys": spec.keys, "clean": file_identity(spec.clean), "limit": spec.limit,
             "batch_size": spec.batch_size, "device": device.type, "seed": spec.seed, "celeba": bool(spec.celeba),
             "scale_search": spec.scale_search, "resolution": spec.resolution,
-            **({"keep_size": True} if spec.keep_size else {}),
+            **({"keep_size": True} if spec.keep_size else {}), **({"tiles": spec.tiles} if spec.tiles != 1 else {}),
             **({"baselines": spec.baseline_list()} if spec.baseline_list() else {})}
 
 
@@ -354,8 +359,11 @@ def run_evaluate(spec: EvaluateSpec) -> dict:
     scales = parse_scales(spec.scale_search)
     if spec.resolution is not None and int(spec.resolution) != res:
         raise GanprintError(f"`resolution` {spec.resolution} does not match the model's {res}; omit it or pass {res}")
-    read = ScaleSearch(dec, scales) if scales is not None else dec
-    score = Scoring(lambda x: read(decoder_view(x, res)), chains, fpr, spec.seed, dev, n_keys)
+    n = spec.tiles
+    tiled = dec if n == 1 else (lambda v: tiled_logits(dec, v, n))
+    read = ScaleSearch(tiled, scales, min_confidence_for(n), angles=search_angles(spec.scale_search)) \
+        if scales is not None else tiled
+    score = Scoring(lambda x: read(decoder_view(x, res * n)), chains, fpr, spec.seed, dev, n_keys)
     part = (_score_generator(score, spec, k, res, settings) if spec.generator is not None else
             _score_folder(score, spec, k, res))
     rows, clean_src = part.rows, None
@@ -380,7 +388,7 @@ def run_evaluate(spec: EvaluateSpec) -> dict:
             "scale_search": list(scales) if scales is not None else None,
             "attacks": [c.spec for c in chains], "model_attacks": [st.spec for st in settings], "seed": spec.seed,
             "images": part.n_images, "clean_images": (len(clean_src) - len(clean_src.skipped)) if clean_src else 0,
-            **({"keep_size": True} if spec.keep_size else {}),
+            **({"keep_size": True} if spec.keep_size else {}), **({"tiles": n} if n != 1 else {}),
             **({"baselines": baseline_psnr, "baseline_bits": baselines.BITS} if baseline_psnr else {})}
     folder.claim()
     result = report.write_outputs(spec.outdir, rows, meta)

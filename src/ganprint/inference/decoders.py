@@ -21,10 +21,11 @@ import torch
 from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.stats import decode_bits
+from ganprint.inference.fullsize import tiled_logits
 from ganprint.inference.layout import net_dtype, prepare, to_float01
 from ganprint.nets.onnx import DECODER_KINDS, OnnxDecoder, onnx_runtime_for
 from ganprint.nets.scalable import fingerprint_length_of
-from ganprint.perturb.scale_search import ScaleSearch
+from ganprint.perturb.scale_search import ScaleSearch, min_confidence_for
 
 STEGA_KINDS = ("stega", "stega-decoder")
 RUNTIMES = ("torch", "onnx")
@@ -36,7 +37,9 @@ LAYOUTS = ("nchw", "nhwc")
 class DecoderOptions:
     """How a `Decoder` runs. `precision` is resolved already (fp32 or bf16; see `core.runtime.resolve_precision`)
     and applies to the PyTorch runtime: the ONNX graph computes in fp32. `threads`: ONNX Runtime's intra-op threads
-    (default: torch's). `scales`: scale-search candidates (`perturb.scale_search`), stega decoders with PyTorch."""
+    (default: torch's). `scales`: scale-search candidates (`perturb.scale_search`), stega decoders with PyTorch.
+    `tiles` n > 1: the images are n R x n R views read as n x n tiles, their logits averaged
+    (`inference.fullsize`); stega decoders with PyTorch."""
 
     device: torch.device = torch.device("cpu")
     precision: str = "fp32"
@@ -44,6 +47,8 @@ class DecoderOptions:
     layout: str = "nhwc"
     threads: int | None = None
     scales: tuple[float, ...] | None = None
+    tiles: int = 1
+    angles: tuple[float, ...] = ()  # the rotations the scale search also undoes ("wide")
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -54,6 +59,8 @@ class DecoderOptions:
             raise GanprintError(f"the image layout must be nchw or nhwc, got {self.layout!r}")
         if self.runtime == "onnx" and self.scales is not None:
             raise GanprintError("`scale_search` runs with `runtime` torch only")
+        if self.runtime == "onnx" and self.tiles != 1:
+            raise GanprintError("`tiles` runs with `runtime` torch only")
 
 
 class Decoder:
@@ -71,8 +78,9 @@ class Decoder:
             loaded = (module, config, meta["ganprint.kind"])
         module, self.config, self.kind = loaded
         self.scalable = self.kind == "scalable-decoder"
-        if self.scalable and opts.scales is not None:
-            raise GanprintError(f"`scale_search` reads stega decoders; {path} is a scalable-decoder")
+        if self.scalable and (opts.scales is not None or opts.tiles != 1):
+            what = "`scale_search`" if opts.scales is not None else "`tiles`"
+            raise GanprintError(f"{what} reads stega decoders; {path} is a scalable-decoder")
         self.k = fingerprint_length_of(self.config)
         self.resolution = int(self.config["resolution"])
         self.dtype = net_dtype(opts.precision)
@@ -89,7 +97,8 @@ class Decoder:
             if opts.scales is not None:
                 # The candidates are unzoomed in fp32 and rounded to the network's dtype after, as under autocast;
                 # unzoom keeps the input's layout (full_like), so they need no other conversion.
-                self.search = ScaleSearch(lambda t: self.net(t.to(self.dtype)).float(), opts.scales)
+                self.search = ScaleSearch(lambda t: tiled_logits(self.net, t.to(self.dtype), opts.tiles).float(),
+                                          opts.scales, min_confidence_for(opts.tiles), angles=opts.angles)
 
     def bits(self, images: np.ndarray | torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """uint8 images in `layout` -> float 0/1 bits [N, K] on the CPU, `batch_size` images at a time (default:
@@ -101,7 +110,8 @@ class Decoder:
 
     @torch.inference_mode()
     def decode(self, images: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, list[float] | None]:
-        """uint8 images in `layout` -> (float 0/1 bits [N, K] on the CPU, the scale chosen per image or None)."""
+        """uint8 images in `layout` -> (float 0/1 bits [N, K] on the CPU, the scale chosen per image or None; with
+        rotations searched, the (scale, angle) chosen per image)."""
         if self.session is not None:
             return torch.from_numpy(self.session.bits(self._nhwc_array(images))), None  # [N, K]
         x = torch.as_tensor(np.asarray(images) if isinstance(images, np.ndarray) else images).to(self.options.device)
@@ -113,8 +123,12 @@ class Decoder:
         dev = self.options.device
         if self.search is not None:
             logits = self.search(to_float01(x, dev, prefer_cl=True))  # from [N, 3, R, R] fp32
+            if self.search.angles:  # the chosen candidates as (scale, angle) pairs
+                return decode_bits(logits).cpu(), list(zip(self.search.last_scales.tolist(),
+                                                           self.search.last_angles.tolist()))
             return decode_bits(logits).cpu(), self.search.last_scales.tolist()
-        return decode_bits(self.net(to_float01(x, dev, self.dtype, prefer_cl=True)).float()).cpu(), None
+        logits = tiled_logits(self.net, to_float01(x, dev, self.dtype, prefer_cl=True), self.options.tiles)
+        return decode_bits(logits.float()).cpu(), None
 
     def _nhwc_array(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         if isinstance(images, torch.Tensor):

@@ -12,6 +12,11 @@ of this repository (benchmarks/experiments/robustness/scale_search_floor.py, on 
 benchmarks/experiments/robustness/RESULTS-eval.md), so they are settings of that model family, not universal
 constants.
 
+"wide" searches further, for photos read as tiles (`ganprint.inference.fullsize`): scales down to 0.5 and the
+rotations undone by -5 to 5 degrees. A tiled reading averages its tiles, so a wrong candidate (whose tiles
+disagree) reads as undecided and the gates can be lower (`TILED_MIN_CONFIDENCE`, tuned like the others on
+validation photos that are not the benchmark's: benchmarks/experiments/wild/search_gates.py).
+
 The choice never looks at a reference fingerprint, so for an image without the fingerprint the kept bits are
 still independent of the reference and the binomial p-value stays exact: no multiple-testing correction is due.
 The price is one decoder pass per candidate.
@@ -25,25 +30,31 @@ import torch
 import torch.nn.functional as F
 
 from ganprint.core.errors import GanprintError, excerpt
-from ganprint.perturb.ops import side
+from ganprint.perturb.ops import rotate, side
 
 DEFAULT_SCALES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
+WIDE_SCALES = (*DEFAULT_SCALES, 0.55, 0.5)
+WIDE_ANGLES = (-5.0, -4.0, -3.0, -2.0, -1.0, 1.0, 2.0, 3.0, 4.0, 5.0)  # degrees the image was rotated by
 # The defaults of `min_confidence` and `min_gain` (chosen as the module docstring says).
 MIN_CONFIDENCE = 0.4
 MIN_GAIN = 0.03
+TILED_MIN_CONFIDENCE = 0.2
 MAX_SCALES = 32
 
 
 def parse_scales(text: str | None) -> tuple[float, ...] | None:
-    """`scale_search`: None/"none" -> None (off); "auto" -> DEFAULT_SCALES; "1,0.9,0.8" -> those (1.0 added)."""
+    """`scale_search`: None/"none" -> None (off); "auto" -> DEFAULT_SCALES; "wide" -> WIDE_SCALES (and the angles of
+    `search_angles`); "1,0.9,0.8" -> those (1.0 added)."""
     if text is None or str(text).strip().lower() in ("", "none", "off"):
         return None
     if str(text).strip().lower() == "auto":
         return DEFAULT_SCALES
+    if str(text).strip().lower() == "wide":
+        return WIDE_SCALES
     try:
         vals = [float(t) for t in str(text).split(",") if t.strip()]
     except ValueError:
-        raise GanprintError(f"`scale_search` {excerpt(text)}: expected 'auto', 'none' or fractions like "
+        raise GanprintError(f"`scale_search` {excerpt(text)}: expected 'auto', 'wide', 'none' or fractions like "
                             "1,0.9,0.8") from None
     bad = [v for v in vals if not 0.2 <= v <= 1.0]  # also refuses NaN and infinities
     if bad or not vals:
@@ -56,6 +67,16 @@ def parse_scales(text: str | None) -> tuple[float, ...] | None:
         raise GanprintError(f"`scale_search` {excerpt(text)} gives {len(scales)} scales; at most {MAX_SCALES} are "
                             "searched")
     return scales
+
+
+def search_angles(text: str | None) -> tuple[float, ...]:
+    """The rotations a `scale_search` undoes: WIDE_ANGLES for "wide", none otherwise."""
+    return WIDE_ANGLES if text is not None and str(text).strip().lower() == "wide" else ()
+
+
+def min_confidence_for(tiles: int) -> float:
+    """The `min_confidence` gate of a reading averaged over `tiles` x `tiles` tiles (1: a single reading)."""
+    return MIN_CONFIDENCE if tiles == 1 else TILED_MIN_CONFIDENCE
 
 
 def unzoom(x01: torch.Tensor, frac: float, fill: float = 0.5) -> torch.Tensor:
@@ -80,22 +101,33 @@ def confidence(logits: torch.Tensor) -> torch.Tensor:
 
 
 class ScaleSearch:
-    """decode(img01 [N, 3, R, R]) -> logits [N, K] of the most confident candidate scale; `last_scales` holds the
-    scale chosen for each image of the latest call."""
+    """decode(img01 [N, 3, R, R]) -> logits [N, K] of the most confident candidate; `last_scales` and `last_angles`
+    hold the scale and the rotation undone for each image of the latest call. The candidates are the `scales` (at
+    no rotation), then the `angles` (at scale 1)."""
 
     def __init__(self, decode: Callable[[torch.Tensor], torch.Tensor], scales: tuple[float, ...] = DEFAULT_SCALES,
-                 min_confidence: float = MIN_CONFIDENCE, min_gain: float = MIN_GAIN):
+                 min_confidence: float = MIN_CONFIDENCE, min_gain: float = MIN_GAIN, angles: tuple[float, ...] = ()):
         if 1.0 not in scales or len(set(scales)) < 2:
             raise GanprintError("scale search needs the unscaled candidate 1.0 and at least one smaller scale")
         self.decode, self.min_confidence, self.min_gain = decode, float(min_confidence), float(min_gain)
         self.scales = (1.0, *sorted((f for f in scales if f != 1.0), reverse=True))
+        self.angles = tuple(float(a) for a in angles if a != 0)
         self.last_scales: torch.Tensor | None = None
+        self.last_angles: torch.Tensor | None = None
+
+    def _candidates(self, x01: torch.Tensor):
+        for f in self.scales:
+            yield unzoom(x01, f)
+        for a in self.angles:
+            yield rotate(x01, -a)
 
     def __call__(self, x01: torch.Tensor) -> torch.Tensor:
-        logits = torch.stack([self.decode(unzoom(x01, f)) for f in self.scales], dim=1)  # [N, S, K]
-        conf = torch.stack([confidence(logits[:, j]) for j in range(len(self.scales))], dim=1)  # [N, S]
+        logits = torch.stack([self.decode(c) for c in self._candidates(x01)], dim=1)  # [N, S + A, K]
+        conf = torch.stack([confidence(logits[:, j]) for j in range(logits.shape[1])], dim=1)  # [N, S + A]
         pick = choose_scale(conf, self.min_confidence, self.min_gain)  # [N]
-        self.last_scales = torch.tensor(self.scales, device=conf.device)[pick]
+        table = torch.tensor([*self.scales, *[1.0] * len(self.angles)], device=conf.device)
+        self.last_scales = table[pick]
+        self.last_angles = torch.tensor([0.0] * len(self.scales) + list(self.angles), device=conf.device)[pick]
         return logits[torch.arange(len(pick), device=pick.device), pick]  # [N, K]
 
 
