@@ -391,3 +391,22 @@ def test_keep_size_settings_are_checked_and_resume(tiny_stega_model, image_folde
                  source="test", names=["a", "b", "c"], shuffle=False, seed=None)
     with pytest.raises(GanprintError, match="packed data set .*original images"):
         embed(tiny_stega_model, tmp_path / "packed", tmp_path / "p", keep_size=True)
+
+
+def test_target_psnr_sets_each_images_strength(tiny_stega_model, image_folder, tmp_path):
+    """`target_psnr`: every image lands at the PSNR asked for, at its own size; it needs `keep_size`, not `strength`."""
+    from ganprint.core.images import psnr_u8
+
+    with pytest.raises(GanprintError, match="`target_psnr` .*add `keep_size`"):
+        embed(tiny_stega_model, image_folder, tmp_path / "x", target_psnr=38.0)
+    with pytest.raises(GanprintError, match="`target_psnr` .*drop `strength`"):
+        embed(tiny_stega_model, image_folder, tmp_path / "x", keep_size=True, target_psnr=38.0, strength=0.5)
+    with pytest.raises(GanprintError, match="`target_psnr`"):
+        embed(tiny_stega_model, image_folder, tmp_path / "x", keep_size=True, target_psnr=-3.0)
+    assert not (tmp_path / "x").exists()
+    res = embed(tiny_stega_model, image_folder, tmp_path / "out", keep_size=True, target_psnr=36.0, device="cpu")
+    assert res["target_psnr"] == 36.0 and res["mean_psnr"] == pytest.approx(36.0, abs=0.1)
+    out = tmp_path / "out" / "fingerprinted_images"
+    for src in [p for p in image_folder.rglob("*") if p.is_file() and not p.name.startswith(".")]:
+        got = psnr_u8(read_image(src), read_image(out / src.relative_to(image_folder).with_suffix(".png")))
+        assert got == pytest.approx(36.0, abs=0.25)  # each image, not only the mean

@@ -110,3 +110,15 @@ def test_a_tiled_reading_averages_the_tiles_and_every_tile_gets_the_bits():
     out = tiled_encode(enc, bits, v, 2)
     assert out.shape == v.shape and torch.equal(seen[0], bits.repeat_interleave(4, 0))
     assert torch.allclose(out[0] - v[0], torch.full_like(v[0], 0.1)) and torch.equal(out[1], v[1])
+
+
+def test_a_target_psnr_picks_the_strength_at_the_images_own_size():
+    from ganprint.core.images import psnr_u8
+    from ganprint.inference.fullsize import MAX_STRENGTH
+
+    img = _photo(300, 500)
+    r = torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.02
+    for target in (32.0, 40.0):
+        assert psnr_u8(img, add_residual(img, r, target_psnr=target)) == pytest.approx(target, abs=0.15)
+    flat = add_residual(img, torch.zeros(3, 16, 16), target_psnr=40.0)  # nothing to scale: left as it was
+    assert np.array_equal(flat, img) and MAX_STRENGTH == 10.0

@@ -5,10 +5,12 @@ cut into R x R crops; ganprint embeds one fingerprint at each photo's own size (
 `ganprint evaluate --keep-size --attacks wild --baselines imwatermark` attacks them and the three
 invisible-watermark methods on the same originals. ganprint is then re-embedded at 35 dB and at each baseline's
 measured PSNR (strength from the measured PSNR at strength 1, one correction step) and evaluated again; the crops are
-also read with the scale search. Every step is a `ganprint` command, printed as it runs.
+also read with the scale search. With `--tiles N` (default 4) ganprint is also embedded as N x N tiles at 35 dB and
+at each baseline's PSNR and read with `--tiles N --scale-search wide`. Every step is a `ganprint` command, printed
+as it runs; finished steps (a complete embed, an eval.json) are kept, so a re-run only does what is missing.
 
     python benchmarks/experiments/wild/wild.py --model MODEL --work DIR [--sizes 256 512] [--counts 40 30]
-        [--photos DIR] [--out benchmarks/experiments/wild/results]
+        [--photos DIR] [--tiles 4] [--out benchmarks/experiments/wild/results]
 """
 
 from __future__ import annotations
@@ -52,10 +54,11 @@ def photo_folder(work: Path, given: str | None) -> Path:
     return folder
 
 
-def embed(model: str, clean: Path, out: Path, strength: float, fp: str) -> float:
+def embed(model: str, clean: Path, out: Path, strength: float, fp: str, tiles: int = 1) -> float:
     if not (out / "manifest.json").is_file() or json.loads((out / "manifest.json").read_text())["status"] != "complete":
         g("embed", "--model", model, "--data", str(clean), "--outdir", str(out), "--identical", "--fingerprint", fp,
-          "--keep-size", "--strength", f"{strength:.4f}", "--jobs", "1")
+          "--keep-size", "--strength", f"{strength:.4f}", "--jobs", "1",
+          *(["--tiles", str(tiles)] if tiles > 1 else []))
     return json.loads((out / "manifest.json").read_text())["mean_psnr"]
 
 
@@ -81,15 +84,17 @@ def evaluate(model: str, data: Path, clean: Path, out: Path, fp: str, *extra: st
     return json.loads((out / "eval.json").read_text())
 
 
-def at_psnr(model: str, clean: Path, work: Path, p1: float, target: float, fp: str) -> tuple[float, float, Path]:
+def at_psnr(model: str, clean: Path, work: Path, p1: float, target: float, fp: str,
+            tiles: int = 1) -> tuple[float, float, Path]:
     """Embed at the strength whose PSNR is `target` (dB): from strength 1's PSNR, then one correction."""
+    tag = f"emb-t{tiles}-s" if tiles > 1 else "emb-s"
     s = min(max(10 ** ((p1 - target) / 20), 0.01), 10.0)
-    out = work / f"emb-s{s:.4f}"
-    got = embed(model, clean, out, s, fp)
+    out = work / f"{tag}{s:.4f}"
+    got = embed(model, clean, out, s, fp, tiles)
     if abs(got - target) > 0.25:
         s = min(max(s * 10 ** ((got - target) / 20), 0.01), 10.0)
-        out = work / f"emb-s{s:.4f}"
-        got = embed(model, clean, out, s, fp)
+        out = work / f"{tag}{s:.4f}"
+        got = embed(model, clean, out, s, fp, tiles)
     return s, got, out
 
 
@@ -113,9 +118,24 @@ def one_size(args, res: int, count: int, photos: Path) -> dict:
             sc = evaluate(args.model, emb, clean, work / f"ev-s{s:.4f}-scales", fp, "--scale-search", "auto",
                           "--attacks", "crop:0.75,0.5 crop:0.9+shrink:0.5+jpeg:75")
             runs["35 dB, scale search"] = {"strength": s, "psnr": got, "summary": _rows(sc["summary"])}
+    if args.tiles > 1:
+        runs.update(tiled_runs(args, work, clean, base["baselines"]))
     methods = {m: {"psnr": v, "summary": _rows(base["compare"], m)} for m, v in base["baselines"].items()}
     return {"resolution": res, "images": count, "photos": str(photos), "ganprint": runs, "baselines": methods,
             "fingerprint_length": base["fingerprint_length"], "match_threshold": base["match_threshold"]}
+
+
+def tiled_runs(args, work: Path, clean: Path, baseline_psnr: dict) -> dict:
+    """ganprint with `--tiles` at 35 dB and at each baseline's PSNR, read with the wide search (every attack)."""
+    n, fp, runs = args.tiles, args.fingerprint, {}
+    p1 = embed(args.model, clean, work / f"emb-t{n}-s1.0000", 1.0, fp, n)
+    for name, target in [("35 dB", 35.0), *[(f"at {m}", v) for m, v in baseline_psnr.items()]]:
+        s, got, emb = at_psnr(args.model, clean, work, p1, target, fp, n)
+        ev = evaluate(args.model, emb, clean, work / f"ev-t{n}-s{s:.4f}", fp, "--attacks", "wild", "--tiles", str(n),
+                      "--scale-search", "wide")
+        runs[f"tiles {n}, {name}"] = {"strength": s, "psnr": got, "ssim": mean_ssim(clean, emb), "tiles": n,
+                                      "summary": _rows(ev["summary"])}
+    return runs
 
 
 def _rows(summary: list[dict], method: str | None = None) -> dict:
@@ -125,11 +145,16 @@ def _rows(summary: list[dict], method: str | None = None) -> dict:
 
 
 def table(result: dict) -> str:
-    """Markdown: attack rows; ganprint at 35 dB, then each baseline beside ganprint at that baseline's PSNR."""
+    """Markdown: attack rows; ganprint at strength 1 and 35 dB (one reading), tiled at 35 dB, then each baseline
+    beside tiled ganprint at that baseline's PSNR (the one-reading runs at those PSNRs are in the JSON)."""
     g_runs, b = result["ganprint"], result["baselines"]
+    t = next((r["tiles"] for r in g_runs.values() if "tiles" in r), None)
     cols = [("ganprint strength 1", g_runs["strength 1"]), ("ganprint 35 dB", g_runs["35 dB"])]
+    if t is not None:
+        cols.append((f"ganprint tiles {t}, 35 dB", g_runs[f"tiles {t}, 35 dB"]))
     for m in b:
-        cols += [(f"ganprint @ {m} PSNR", g_runs[f"at {m}"]), (m, b[m])]
+        key = f"tiles {t}, at {m}" if t is not None else f"at {m}"
+        cols += [(f"ganprint{' tiles ' + str(t) if t else ''} @ {m} PSNR", g_runs[key]), (m, b[m])]
     head = "| attack | " + " | ".join(f"{n} ({c['psnr']:.1f} dB" + (f", SSIM {c['ssim']:.3f})" if "ssim" in c else ")")
                                       for n, c in cols) + " |"
     lines = [head, "|" + "---|" * (len(cols) + 1)]
@@ -145,11 +170,11 @@ def table(result: dict) -> str:
     extra = [f"| {k} with scale search | {v['mean_bit_accuracy']:.3f} / {v['tpr_analytic_1e-6']:.2f} |"
              for k, v in sc.items() if k != "none:0"]
     return "\n".join(lines + ["", "Clean photos detected (no attack): " + ", ".join(clean) + ".", "",
-                              "| ganprint 35 dB | bit acc / TPR@1e-6 |", "|---|---|", *extra]) + "\n"
+                              "| ganprint 35 dB, one reading | bit acc / TPR@1e-6 |", "|---|---|", *extra]) + "\n"
 
 
 def plot(results: list[dict], path: Path) -> None:
-    """Bit accuracy against PSNR: ganprint's strengths as a curve, each baseline as a point, four attacks."""
+    """Bit accuracy against PSNR: ganprint's strengths as curves (one reading; tiles), each baseline as a point."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -157,11 +182,15 @@ def plot(results: list[dict], path: Path) -> None:
     fig = Figure(figsize=(4 * len(specs), 3.4 * len(results)), dpi=100)
     FigureCanvasAgg(fig)
     for i, res in enumerate(results):
-        runs = sorted((r for n, r in res["ganprint"].items() if "scale" not in n), key=lambda r: r["psnr"])
+        one = sorted((r for n, r in res["ganprint"].items() if "scale" not in n and "tiles" not in r),
+                     key=lambda r: r["psnr"])
+        tiled = sorted((r for r in res["ganprint"].values() if "tiles" in r), key=lambda r: r["psnr"])
         for j, spec in enumerate(specs):
             ax = fig.add_subplot(len(results), len(specs), i * len(specs) + j + 1)
-            ax.plot([r["psnr"] for r in runs], [r["summary"][spec]["mean_bit_accuracy"] for r in runs], "o-",
-                    label="ganprint")
+            for runs, label in ((one, "ganprint"), (tiled, "ganprint tiles, wide search")):
+                if runs:
+                    ax.plot([r["psnr"] for r in runs], [r["summary"][spec]["mean_bit_accuracy"] for r in runs], "o-",
+                            label=label)
             for m, b in res["baselines"].items():
                 ax.plot([b["psnr"]], [b["summary"][spec]["mean_bit_accuracy"]], "s", label=m)
             ax.set_title(f"{res['resolution']} px: {spec}", fontsize=9)
@@ -185,6 +214,8 @@ def main() -> None:
     ap.add_argument("--fingerprint", default=FP, help="the one fingerprint embedded (the model's length)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--tables-only", action="store_true", help="rewrite the tables and plot from the JSON files")
+    ap.add_argument("--tiles", type=int, default=4, help="also embed as N x N tiles and read them with the wide "
+                    "search (1: not)")
     args = ap.parse_args()
     out = Path(args.out)
     if args.tables_only:

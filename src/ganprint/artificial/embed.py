@@ -72,6 +72,7 @@ class EmbedSpec(Spec):
     encoder adds (1: the model's own; lower for a higher PSNR, higher for robustness). `tiles` n > 1 (with
     `keep_size`): the centre square fingerprinted as n x n tiles, each with the same bits, so that a detector that
     averages the tiles (`detect`'s `tiles`) reads them at a far lower strength (`ganprint.inference.fullsize`).
+    `target_psnr` (dB, with `keep_size`): each image's strength chosen so that its PSNR lands there.
     """
 
     model: str | os.PathLike
@@ -92,6 +93,7 @@ class EmbedSpec(Spec):
     keep_size: bool = False
     strength: float = 1.0
     tiles: int = 1
+    target_psnr: float | None = None
 
     def __post_init__(self) -> None:
         # `check` is a field here (the command's flag), which hides Spec.check: validate under another name.
@@ -110,6 +112,11 @@ class EmbedSpec(Spec):
         bounds.TILES.check(self.tiles, "`tiles`")
         if self.tiles > 1 and not self.keep_size:
             raise SpecError("`tiles` fingerprints the image at its own size as tiles; add `keep_size`")
+        if self.target_psnr is not None:
+            bounds.PSNR.check(self.target_psnr, "`target_psnr`")
+            if not self.keep_size or self.strength != 1:
+                raise SpecError("`target_psnr` sets each image's `strength` at its own size: add `keep_size` and "
+                                "drop `strength`")
         if self.keep_size and self.celeba:
             raise SpecError("`celeba` crops aligned faces to the model's 128 px; `keep_size` keeps the image's own "
                             "size: drop one of them")
@@ -232,6 +239,8 @@ def _open_run(spec: EmbedSpec) -> _Run:
         cfg.update(keep_size=bool(spec.keep_size), strength=float(spec.strength))
     if spec.tiles != 1:
         cfg.update(tiles=int(spec.tiles))
+    if spec.target_psnr is not None:
+        cfg.update(target_psnr=float(spec.target_psnr))
     folder = OutputFolder(out, "`outdir`", "embed", cfg, labels={k: _FLAGS.get(k, f"`{k}`") for k in cfg})
     # Every rank checks before anyone writes, so all ranks agree (and none waits on a failed peer).
     problem = _folder_problem(folder)
@@ -355,7 +364,7 @@ def _embed_batch(run: _Run, enc, dec, img_u8: torch.Tensor, idx: list[int], writ
     strength, keep = float(run.cfg.get("strength", 1.0)), bool(run.cfg.get("keep_size"))
     if keep:  # what the PNGs hold: each image at its own size (a list), the residual upsampled onto it
         residual = (y.float() - x.float()).cpu()
-        u8 = [add_residual(f, residual[j], strength) for j, f in enumerate(full)]
+        u8 = [add_residual(f, residual[j], strength, run.cfg.get("target_psnr")) for j, f in enumerate(full)]
         view = torch.stack([torch.from_numpy(preprocess(a, run.res * tiles)) for a in u8]) if dec is not None \
             else None
     else:
@@ -408,7 +417,7 @@ def _merge(run: _Run, stats: dict, check: bool) -> dict:
         "check_bit_accuracy": accuracy, "status": status,
         "mean_psnr": psnr_sum / psnr_n if psnr_n else None,  # of this run's new images, at their own size
         "keep_size": run.cfg.get("keep_size", False), "strength": run.cfg.get("strength", 1.0),
-        "tiles": run.cfg.get("tiles", 1),
+        "tiles": run.cfg.get("tiles", 1), "target_psnr": run.cfg.get("target_psnr"),
     }
     if dist.get_rank() == 0:
         _write_results(run, summary, sorted(format_line(name, bits) for name, bits in pairs))

@@ -70,6 +70,9 @@ def _common(f):
               help="With --keep-size: fingerprint the centre square as N x N tiles with the same bits; detect with the "
                    "same --tiles, which averages the tiles and so reads the fingerprint at a much higher PSNR "
                    "(4 is the robust setting for photos).")
+@click.option("--target-psnr", type=P.PSNR, default=None,
+              help="With --keep-size: each image's --strength chosen so that its PSNR (at its own size) is this, "
+                   "in dB (e.g. 38 or 40 for photos to publish).")
 @click.option("--registry", default=None,
               help="With --identical and --name: record the data set's fingerprint in this registry (a SQLite path or "
                    "postgresql:// URL), so that `ganprint serve` detects it.")

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from ganprint.core.errors import GanprintError
 
 MAX_SIDE = 16384  # 16k x 16k x 3 float32 is 3 GiB: beyond this an image is refused rather than swapped
+MAX_STRENGTH = 10.0  # bounds.STRENGTH's top: a flat image is not fingerprinted at any cost to reach a PSNR
 MAX_TILES = 8  # tiles per side: 64 decoder passes per image, and tiles of 1/8 of the side
 
 
@@ -48,9 +49,12 @@ def decoder_view(x01: torch.Tensor, resolution: int) -> torch.Tensor:
                          antialias=True).clamp(0, 1)
 
 
-def add_residual(full_u8: np.ndarray, residual: torch.Tensor, strength: float = 1.0) -> np.ndarray:
+def add_residual(full_u8: np.ndarray, residual: torch.Tensor, strength: float = 1.0,
+                 target_psnr: float | None = None) -> np.ndarray:
     """The image `full_u8` (uint8 [H, W, 3], any size) with `strength` x `residual` (float [3, R, R], in units of
     [0, 1]) upsampled onto its centre square; returns a new uint8 array of the same shape, the margins unchanged.
+    `target_psnr` (dB) replaces `strength` by the one that puts this image's PSNR there (before 8-bit rounding and
+    clipping, which move it by about a tenth of a dB where many pixels clip), at most `MAX_STRENGTH`.
 
     Works one image at a time in float32, so memory is a few times the image's, whatever the data set's size.
     """
@@ -62,7 +66,12 @@ def add_residual(full_u8: np.ndarray, residual: torch.Tensor, strength: float = 
     r = residual.detach().to("cpu", torch.float32)[None]  # [1, 3, R, R]
     if r.shape[-1] != s:
         r = F.interpolate(r, size=(s, s), mode="bicubic", align_corners=False)
-    r = r[0].permute(1, 2, 0).mul_(255.0 * float(strength))  # [s, s, 3] in grey levels
+    r = r[0].permute(1, 2, 0).mul_(255.0)  # [s, s, 3] in grey levels, at strength 1
+    if target_psnr is not None:
+        mse1 = float(r.square().sum()) / (h * w * 3)  # the margins add no error
+        strength = MAX_STRENGTH if mse1 == 0 else \
+            min(MAX_STRENGTH, (255.0 ** 2 * 10 ** (-float(target_psnr) / 10) / mse1) ** 0.5)
+    r.mul_(float(strength))
     out = full_u8.copy()
     sq = torch.from_numpy(out[top:top + s, left:left + s]).float()
     sq.add_(r).add_(0.5).clamp_(0, 255)

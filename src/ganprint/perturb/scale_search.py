@@ -115,14 +115,15 @@ class ScaleSearch:
         self.last_scales: torch.Tensor | None = None
         self.last_angles: torch.Tensor | None = None
 
-    def _candidates(self, x01: torch.Tensor):
+    def candidates(self, x01: torch.Tensor):
+        """The candidate images, in the order of `last_scales`' table: the scales, then the angles."""
         for f in self.scales:
             yield unzoom(x01, f)
         for a in self.angles:
             yield rotate(x01, -a)
 
     def __call__(self, x01: torch.Tensor) -> torch.Tensor:
-        logits = torch.stack([self.decode(c) for c in self._candidates(x01)], dim=1)  # [N, S + A, K]
+        logits = torch.stack([self.decode(c) for c in self.candidates(x01)], dim=1)  # [N, S + A, K]
         conf = torch.stack([confidence(logits[:, j]) for j in range(logits.shape[1])], dim=1)  # [N, S + A]
         pick = choose_scale(conf, self.min_confidence, self.min_gain)  # [N]
         table = torch.tensor([*self.scales, *[1.0] * len(self.angles)], device=conf.device)
