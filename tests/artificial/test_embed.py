@@ -410,3 +410,41 @@ def test_target_psnr_sets_each_images_strength(tiny_stega_model, image_folder, t
     for src in [p for p in image_folder.rglob("*") if p.is_file() and not p.name.startswith(".")]:
         got = psnr_u8(read_image(src), read_image(out / src.relative_to(image_folder).with_suffix(".png")))
         assert got == pytest.approx(36.0, abs=0.25)  # each image, not only the mean
+
+
+def test_output_format_same_keeps_each_photos_format_and_colour_mode(tiny_stega_model, tmp_path):
+    """`output_format` same: JPEG stays JPEG, WebP WebP, PNG PNG, greyscale greyscale, other formats become PNG;
+    detect reads them all; without `keep_size` it is refused by name."""
+    from PIL import Image
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    rgb.save(src / "a.jpg", quality=90)
+    rgb.save(src / "b.webp", quality=90)
+    rgb.save(src / "c.png")
+    rgb.save(src / "d.bmp")
+    rgb.convert("L").save(src / "e.png")
+    rgb.convert("L").save(src / "f.jpg")
+    with pytest.raises(GanprintError, match="`output_format` same .*add `keep_size`"):
+        embed(tiny_stega_model, src, tmp_path / "x", output_format="same")
+    with pytest.raises(GanprintError, match="`output_format` must be one of png, same"):
+        embed(tiny_stega_model, src, tmp_path / "x", keep_size=True, output_format="tiff")
+    res = embed(tiny_stega_model, src, tmp_path / "out", keep_size=True, output_format="same", identical=True,
+                fingerprint="0x5a", device="cpu", check=True)
+    assert res["images"] == 6 and res["status"] == "complete"
+    out = tmp_path / "out" / "fingerprinted_images"
+    want = {"a.jpg": ("JPEG", "RGB"), "b.webp": ("WEBP", "RGB"), "c.png": ("PNG", "RGB"), "d.png": ("PNG", "RGB"),
+            "e.png": ("PNG", "L"), "f.jpg": ("JPEG", "L")}
+    for name, (fmt, mode) in want.items():
+        with Image.open(out / name) as im:
+            assert (im.format, im.mode, im.size) == (fmt, mode, (64, 48)), name
+    listed = sorted(line.split()[0] for line in (tmp_path / "out" / "embedded_fingerprints.txt").read_text().splitlines())
+    assert listed == sorted(want)
+    again = embed(tiny_stega_model, src, tmp_path / "out", keep_size=True, output_format="same", identical=True,
+                  fingerprint="0x5a", device="cpu", check=True)
+    assert again["new"] == 0 and again["resumed"] == 6
+    det = detect(tiny_stega_model, out, tmp_path / "det", embedded=tmp_path / "out" / "embedded_fingerprints.txt",
+                 device="cpu", fpr=0.01)
+    assert det["with_reference"] == 6

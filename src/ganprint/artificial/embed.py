@@ -8,7 +8,8 @@ name order). What to do is one `EmbedSpec`, which every rank receives whole. `da
 Output names: an input keeps its path relative to `data` with the extension replaced by `.png` (`sub/a.jpg` ->
 `sub/a.png`; dots inside names survive, unlike the original's `split('.')[0]`). When several inputs would get the
 same name, compared case-insensitively (`a.jpg` and `a.png`, or `A.png` and `a.PNG`), each of them keeps its full
-name and gains `.png` (`a.jpg.png`, `a.png.png`); any clash that remains appends `~<input index>`.
+name and gains `.png` (`a.jpg.png`, `a.png.png`); any clash that remains appends `~<input index>`. With
+`output_format` same, a PNG, JPEG or WebP input keeps its own name and format.
 
 Resume: an image is done when its PNG exists and a resume record (`ganprint.artificial.records`) or the
 embedded_fingerprints.txt holds the bits it must carry; a re-run of the same command redoes only the others. The
@@ -27,7 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from ganprint._version import __version__
 from ganprint.artificial.model import setup
@@ -54,6 +57,8 @@ from ganprint.nets.stega import InferenceEncoder
 log = logging.getLogger(__name__)
 
 KEEP_SIZE_BATCH = 2
+OUTPUT_FORMATS = ("png", "same")
+KEPT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what `output_format` same writes in the input's own format
 
 __all__ = ["EmbedSpec", "embed", "original_identical_bits", "output_names", "per_image_bits"]
 
@@ -73,6 +78,8 @@ class EmbedSpec(Spec):
     `keep_size`): the centre square fingerprinted as n x n tiles, each with the same bits, so that a detector that
     averages the tiles (`detect`'s `tiles`) reads them at a far lower strength (`ganprint.inference.fullsize`).
     `target_psnr` (dB, with `keep_size`): each image's strength chosen so that its PSNR lands there.
+    `output_format`: "png" (lossless RGB PNGs) or, with `keep_size`, "same": each image in its own format (JPEG and
+    WebP at quality 95, PNG; other formats as PNG) and a greyscale one kept greyscale (its luma fingerprinted).
     """
 
     model: str | os.PathLike
@@ -94,6 +101,7 @@ class EmbedSpec(Spec):
     strength: float = 1.0
     tiles: int = 1
     target_psnr: float | None = None
+    output_format: str = "png"
 
     def __post_init__(self) -> None:
         # `check` is a field here (the command's flag), which hides Spec.check: validate under another name.
@@ -117,14 +125,20 @@ class EmbedSpec(Spec):
             if not self.keep_size or self.strength != 1:
                 raise SpecError("`target_psnr` sets each image's `strength` at its own size: add `keep_size` and "
                                 "drop `strength`")
+        if self.output_format not in OUTPUT_FORMATS:
+            raise SpecError(f"`output_format` must be one of {', '.join(OUTPUT_FORMATS)}, got {self.output_format!r}")
+        if self.output_format == "same" and not self.keep_size:
+            raise SpecError("`output_format` same keeps each photo's own format at its own size: add `keep_size`")
         if self.keep_size and self.celeba:
             raise SpecError("`celeba` crops aligned faces to the model's 128 px; `keep_size` keeps the image's own "
                             "size: drop one of them")
 
 
-def output_names(relpaths: list[str]) -> list[str]:
-    """Unique `.png` output names for input paths relative to the data root (rule in the module docstring)."""
-    names = [png_name(r) for r in relpaths]
+def output_names(relpaths: list[str], keep_format: bool = False) -> list[str]:
+    """Unique `.png` output names for input paths relative to the data root (rule in the module docstring); with
+    `keep_format` a PNG, JPEG or WebP input keeps its own name (and format)."""
+    names = [r if keep_format and os.path.splitext(r)[1].lower() in KEPT_SUFFIXES else png_name(r)
+             for r in relpaths]
     counts = Counter(n.lower() for n in names)
     names = [f"{r}.png" if counts[n.lower()] > 1 else n for r, n in zip(relpaths, names)]
     for _ in range(3):  # each pass only renames clashing names, adding the unique input index
@@ -241,6 +255,8 @@ def _open_run(spec: EmbedSpec) -> _Run:
         cfg.update(tiles=int(spec.tiles))
     if spec.target_psnr is not None:
         cfg.update(target_psnr=float(spec.target_psnr))
+    if spec.output_format != "png":
+        cfg.update(output_format=spec.output_format)
     folder = OutputFolder(out, "`outdir`", "embed", cfg, labels={k: _FLAGS.get(k, f"`{k}`") for k in cfg})
     # Every rank checks before anyone writes, so all ranks agree (and none waits on a failed peer).
     problem = _folder_problem(folder)
@@ -257,7 +273,8 @@ def _open_run(spec: EmbedSpec) -> _Run:
             raise output_error(out / MANIFEST, e) from None
         remove_stale_temporaries(out)  # what writers killed mid-file left behind
     dist.barrier()
-    return _Run(out, os.fspath(out / FP_DIR), ds, relpaths, output_names(relpaths), k, res, prec, dev, module, fixed,
+    return _Run(out, os.fspath(out / FP_DIR), ds, relpaths, output_names(relpaths, spec.output_format == "same"), k, res,
+                prec, dev, module, fixed,
                 int(spec.seed), cfg, manifest)
 
 
@@ -333,7 +350,8 @@ def _embed_batches(run: _Run, todo: list[int], spec: EmbedSpec) -> dict:
                 skipped += [{"file": run.relpaths[i], "error": err} for i, err in batch["skipped"]]
                 idx = batch["index"].tolist()
                 if idx:
-                    acc_sum += _embed_batch(run, enc, dec, batch["img"], idx, writer, batch.get("full"))
+                    acc_sum += _embed_batch(run, enc, dec, batch["img"], idx, writer, batch.get("full"),
+                                            batch.get("grey"))
                     n_new += len(idx)
                 pbar.update(len(idx) + len(batch["skipped"]))
                 if batch["skipped"] and not spec.skip_bad:
@@ -352,8 +370,9 @@ def _batch_size(spec: EmbedSpec) -> int:
 
 
 def _embed_batch(run: _Run, enc, dec, img_u8: torch.Tensor, idx: list[int], writer: BatchWriter,
-                 full: list | None = None) -> float:
-    """Fingerprint one batch (`full`: its images as read, with `keep_size`) and hand its PNGs and records to
+                 full: list | None = None, grey: list | None = None) -> float:
+    """Fingerprint one batch (`full`: its images as read, with `keep_size`; `grey`: which of them are stored
+    greyscale, kept so with `output_format` same) and hand its images and records to
     `writer`; returns the summed bit accuracy with a decoder (`check`), else 0."""
     k, dtype = run.k, net_dtype(run.prec)
     bits = (run.fixed.expand(len(idx), k) if run.fixed is not None
@@ -365,6 +384,8 @@ def _embed_batch(run: _Run, enc, dec, img_u8: torch.Tensor, idx: list[int], writ
     if keep:  # what the PNGs hold: each image at its own size (a list), the residual upsampled onto it
         residual = (y.float() - x.float()).cpu()
         u8 = [add_residual(f, residual[j], strength, run.cfg.get("target_psnr")) for j, f in enumerate(full)]
+        if run.cfg.get("output_format") == "same":
+            u8 = [_luma(a) if g else a for a, g in zip(u8, grey)]  # as detect will read the greyscale file
         view = torch.stack([torch.from_numpy(preprocess(a, run.res * tiles)) for a in u8]) if dec is not None \
             else None
     else:
@@ -381,9 +402,17 @@ def _embed_batch(run: _Run, enc, dec, img_u8: torch.Tensor, idx: list[int], writ
         acc = float(count_matches(decode_bits(tiled_logits(dec, back, tiles).float()), bits).sum()) / k
     fixed = run.fixed_str
     bit_strs = [fixed] * len(idx) if fixed else bits_to_strs(bits.cpu())
-    writer.submit([(os.path.join(run.fp_dir, run.names[i]), u8[j]) for j, i in enumerate(idx)],
+    grey_out = grey if run.cfg.get("output_format") == "same" else None
+    writer.submit([(os.path.join(run.fp_dir, run.names[i]), u8[j][..., 0] if grey_out and grey_out[j] else u8[j])
+                   for j, i in enumerate(idx)],
                   [{"name": run.names[i], "source": run.relpaths[i], "bits": bit_strs[j]} for j, i in enumerate(idx)])
     return acc
+
+
+def _luma(rgb_u8: np.ndarray) -> np.ndarray:
+    """The greyscale image a greyscale file will hold (Pillow's ITU-R 601-2 luma), as RGB with equal channels."""
+    grey = np.asarray(Image.fromarray(rgb_u8).convert("L"))
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
 def _listing(run: _Run) -> list[tuple[str, str]]:

@@ -73,6 +73,9 @@ def _common(f):
 @click.option("--target-psnr", type=P.PSNR, default=None,
               help="With --keep-size: each image's --strength chosen so that its PSNR (at its own size) is this, "
                    "in dB (e.g. 38 or 40 for photos to publish).")
+@click.option("--output-format", type=click.Choice(["png", "same"]), default="png", show_default=True,
+              help="png: lossless RGB PNGs. same (with --keep-size): each photo in its own format (JPEG and WebP at "
+                   "quality 95, PNG; others as PNG) and greyscale photos kept greyscale.")
 @click.option("--registry", default=None,
               help="With --identical and --name: record the data set's fingerprint in this registry (a SQLite path or "
                    "postgresql:// URL), so that `ganprint serve` detects it.")

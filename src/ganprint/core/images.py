@@ -285,6 +285,36 @@ def write_png(path: str | os.PathLike, img_u8: np.ndarray, compress_level: int =
     return atomic_write_bytes(path, buf.getbuffer())
 
 
+# JPEG and WebP outputs that keep their input's format: quality 95, and JPEG without chroma subsampling, which would
+# halve the resolution of the fingerprint's colour part.
+LOSSY_QUALITY = 95
+_LOSSY = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def write_image(path: str | os.PathLike, img_u8: np.ndarray, compress_level: int = 6) -> Path:
+    """Write uint8 [H, W, 3] (or [H, W], greyscale) atomically in the format its suffix names: .png losslessly
+    (`write_png`), .jpg/.jpeg/.webp at `LOSSY_QUALITY`."""
+    fmt = _LOSSY.get(os.path.splitext(os.fspath(path))[1].lower())
+    if fmt is None:
+        return write_png(path, img_u8, compress_level)
+    arr = np.ascontiguousarray(np.asarray(img_u8))
+    if arr.dtype != np.uint8:
+        raise TypeError(f"write_image expects uint8 pixels, got {arr.dtype}")
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt, quality=LOSSY_QUALITY, **({"subsampling": 0} if fmt == "JPEG" else {}))
+    return atomic_write_bytes(path, buf.getbuffer())
+
+
+def is_greyscale_file(path: str | os.PathLike) -> bool:
+    """Whether the image file is stored greyscale (Pillow reads only its header)."""
+    try:
+        with Image.open(path) as im:
+            return im.mode in GREY_MODES
+    except (OSError, ValueError):
+        return False  # read_image reports the file's problem
+
+
 def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB between two uint8 images of one shape (inf when they are equal); exact integer sums, by bands
     of rows so that a 4000 x 3000 photo needs no full-size temporary."""

@@ -5,7 +5,8 @@ is followed); reading it then applies the rule of `ganprint.core.images.open_ima
 size only), so a FIFO, a device or a link to one is reported by name (or skipped with `skip_bad`), never read.
 
 Items are dicts `{"img": uint8 tensor [3, R, R], "index": int}`; with `keep_size` they also hold `"full"`, the
-image as read (uint8 [H, W, 3] numpy, any size), of which "img" is the decoder's view. With `skip_bad=True` an unreadable
+image as read (uint8 [H, W, 3] numpy, any size), of which "img" is the decoder's view, and `"grey"`, whether
+the file is stored greyscale. With `skip_bad=True` an unreadable
 file yields `{"img": None, "index": i, "error": "..."}`; pass `collate` to the DataLoader so such
 items are dropped and reported instead of crashing the loader. Memory does not grow with the data
 set: only the list of paths is held.
@@ -22,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ganprint.core.errors import GanprintError
-from ganprint.core.images import BadImageError, load_preprocessed, preprocess, read_image
+from ganprint.core.images import BadImageError, is_greyscale_file, load_preprocessed, preprocess, read_image
 from ganprint.data import packed
 from ganprint.data.listing import find_images, list_images, one_listing  # noqa: F401  (list_images, one_listing: re-exported)
 
@@ -83,6 +84,7 @@ class ImageFolderDataset(Dataset):
         item = {"img": torch.from_numpy(img).permute(2, 0, 1).contiguous(), "index": int(index)}  # [3, R, R]
         if full is not None:
             item["full"] = full
+            item["grey"] = is_greyscale_file(path)
         return item
 
 
@@ -101,6 +103,7 @@ def collate(batch: list[dict]) -> dict:
     out = {"img": img, "index": index, "skipped": skipped}
     if good and "full" in good[0]:
         out["full"] = [b["full"] for b in good]  # sizes differ: a list, never stacked
+        out["grey"] = [b["grey"] for b in good]
     return out
 
 

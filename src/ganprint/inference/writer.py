@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ganprint.core.files import append_jsonl, output_error
-from ganprint.core.images import IMAGE_EXTENSIONS, write_png
+from ganprint.core.images import IMAGE_EXTENSIONS, write_image
 from ganprint.inference.stream import io_threads
 
 # zlib level of the written PNGs: lossless at any level, and level 1 encodes faster for a few % more bytes.
@@ -29,7 +29,7 @@ def png_name(relpath: str) -> str:
 
 def _write_one(path: str, img: np.ndarray) -> None:
     try:
-        write_png(path, img, PNG_LEVEL)
+        write_image(path, img, PNG_LEVEL)  # the format the name's suffix says: PNG unless a photo keeps its own
     except OSError as e:
         raise output_error(path, e) from None
 
