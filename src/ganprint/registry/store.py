@@ -1,6 +1,6 @@
 """The registry: issued model fingerprints, registered data sets and service tokens, in one database.
 
-`Registry` is the store with every operation as a method (`fingerprints`, `datasets`, `tokens`; the back-ends are
+`Registry` is the store with every operation as a method (`fingerprints`, `datasets`, `tokens`, `manifests`; the back-ends are
 in `backends`, the schema in `schema`, the export format in `dump`); the functions below open a registry at a URL
 for one command each (migrate, export, import).
 """
@@ -16,11 +16,12 @@ from ganprint.registry.datasets import Datasets
 from ganprint.registry.dump import FORMAT, current, insert_rows, validate_dump
 from ganprint.registry.errors import RegistryConflict, RegistryError
 from ganprint.registry.fingerprints import Fingerprints
+from ganprint.registry.manifests import Manifests
 from ganprint.registry.schema import LENGTH, SCHEMA_VERSION
 from ganprint.registry.tokens import Tokens
 
 
-class Registry(Fingerprints, Datasets, Tokens):
+class Registry(Fingerprints, Datasets, Tokens, Manifests):
     """A fingerprint registry at `url` (a SQLite path / sqlite:/// URL, or postgresql://...); `create=False` opens an
     existing one read-only (see `base.Store`)."""
 
