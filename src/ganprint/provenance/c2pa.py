@@ -37,6 +37,7 @@ RECORD_ASSERTION = "io.github.ganprint.record"
 SIGNING_ALGS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
 RESULTS = "c2pa_manifests.jsonl"
 _GENERATED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+_COMPOSITE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
          ".tif": "image/tiff", ".tiff": "image/tiff"}
 
@@ -105,14 +106,16 @@ def _embedded(folder: Path, registry: Registry, dataset: str | None) -> list[tup
 
 def manifest_definition(image: Path, alg: str, record: dict, registry_id: str) -> dict:
     """The manifest definition c2pa-python signs for one image: soft binding, ganprint's record, actions."""
-    created = {"action": "c2pa.created", "digitalSourceType": _GENERATED} if "fp_id" in record else \
-        {"action": "c2pa.watermarked"}
+    # C2PA wants `created` (or `opened`, with the input as an ingredient) first: an embedded image is a photo
+    # composited with a network's output, then watermarked.
+    actions = [{"action": "c2pa.created", "digitalSourceType": _GENERATED}] if "fp_id" in record else \
+        [{"action": "c2pa.created", "digitalSourceType": _COMPOSITE}, {"action": "c2pa.watermarked"}]
     facts = {k: v for k, v in record.items() if k != "bits"}
     return {"claim_generator_info": [{"name": "ganprint", "version": __version__}], "title": image.name,
             "format": _MIME[image.suffix.lower()],
             "assertions": [softbinding.assertion(alg, record["bits"]),
                            {"label": RECORD_ASSERTION, "data": {"alg": alg, "registry_id": registry_id, **facts}},
-                           {"label": "c2pa.actions", "data": {"actions": [created]}}]}
+                           {"label": "c2pa.actions", "data": {"actions": actions}}]}
 
 
 def sign_images(images: str | os.PathLike, outdir: str | os.PathLike, registry: str | os.PathLike,
