@@ -1,13 +1,16 @@
-"""Manifest stores in the registry, on both back-ends: kept byte for byte, looked up by record, bad input refused."""
+"""Manifest stores in the registry, on both back-ends: kept byte for byte, looked up by record, exported and
+imported whole, bad input refused."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 
 import pytest
 
-from ganprint.registry.errors import RegistryConflict, RegistryInputError, RegistryNotFound
-from ganprint.registry.store import Registry
+from ganprint.registry.errors import DumpError, RegistryConflict, RegistryInputError, RegistryNotFound
+from ganprint.registry.store import Registry, export_registry, import_registry
 
 ID = "urn:c2pa:0b6f0d36-7c4e-4b0a-9a51-6d5c6f1f2a11"
 
@@ -55,3 +58,26 @@ def test_a_taken_id_conflicts_and_an_unknown_one_is_not_found(url):
     assert reg.manifest_store(ID) == b"one"
     with pytest.raises(RegistryNotFound, match="no manifest"):
         reg.manifest_store(ID.replace("0b6f", "2b6f"))
+
+
+def test_export_and_import_keep_the_stores_and_refuse_a_damaged_one(url, tmp_path):
+    reg = Registry(url)
+    fp = reg.issue(fingerprint_length=8, who="alice").fp_id
+    store = os.urandom(5000)
+    reg.add_manifest(ID, "io.github.ganprint.scalable.1", "AA==", store, fp_id=fp)
+    dump = tmp_path / "dump.json"
+    assert export_registry(url, dump)["manifests"] == 1
+    assert import_registry(dump, tmp_path / "copy.sqlite")["manifests"] == 1
+    copy = Registry(tmp_path / "copy.sqlite")
+    assert copy.manifest_store(ID) == store and copy.export() == reg.export()
+    data = json.loads(dump.read_text())
+    for damage, words in ((lambda d: d["manifests"][0].__setitem__("store", base64.b64encode(b"other").decode()),
+                           "does not match the row's sha256"),
+                          (lambda d: d["manifests"][0].__setitem__("fp_id", 77), "a record not in the export"),
+                          (lambda d: d["manifests"][0].__setitem__("manifest_id", "x"), "not a C2PA manifest label")):
+        bad = json.loads(json.dumps(data))
+        damage(bad)
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(DumpError, match=words):
+            import_registry(tmp_path / "bad.json", tmp_path / "never.sqlite")
+        assert not (tmp_path / "never.sqlite").exists()

@@ -7,6 +7,7 @@ SHA-256, so that `/manifests/{id}` hands back byte for byte what was signed. Row
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import asdict, dataclass
@@ -18,7 +19,7 @@ from ganprint.registry.schema import MANIFEST_FIELDS, MANIFEST_TYPES
 
 MAX_STORE_BYTES = 8 * 2**20  # a manifest store with its certificate chain is tens of kB; far above any real one
 # C2PA manifest labels are URNs (urn:c2pa:<uuid>..., or urn:uuid:<uuid> before C2PA 2.0): text a URL path carries.
-_MANIFEST_ID = re.compile(r"urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[A-Za-z0-9._:~+-]{1,200}")
+MANIFEST_ID = re.compile(r"urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[A-Za-z0-9._:~+-]{1,200}")
 
 
 @dataclass
@@ -40,7 +41,7 @@ class ManifestRow:
 def check_manifest_id(manifest_id: str) -> str:
     """`manifest_id` when it is a C2PA manifest label (a URN); RegistryInputError otherwise."""
     check_text("`manifest_id`", manifest_id, 240, 1)
-    if not _MANIFEST_ID.fullmatch(manifest_id):
+    if not MANIFEST_ID.fullmatch(manifest_id):
         raise RegistryInputError(f"`manifest_id` {manifest_id!r:.80} is not a C2PA manifest label "
                                  "(urn:c2pa:<uuid>...)")
     return manifest_id
@@ -99,6 +100,17 @@ class Manifests(Store):
         """Every kept manifest, oldest first."""
         with self._read() as con:
             return self._manifest_rows(con, "", (), None)
+
+    def _manifest_dump(self, con: Connection) -> list[dict]:
+        """Every manifest row with its store in base64 (for `Registry.export`), each store checked."""
+        out = []
+        for row in self._manifest_rows(con, "", (), None):
+            store = con.execute("SELECT store FROM manifests WHERE manifest_id=?", (row.manifest_id,)).fetchone()[0]
+            store = bytes(store) if isinstance(store, (bytes, memoryview)) else b""
+            if hashlib.sha256(store).hexdigest() != row.sha256:
+                raise self._damaged(f"manifests row {row.manifest_id}: the store does not match its sha256")
+            out.append({**row.to_dict(), "store": base64.b64encode(store).decode("ascii")})
+        return out
 
     def _manifest_rows(self, con: Connection, where: str, params: tuple, limit: int | None) -> list[ManifestRow]:
         if not self._has(con, "manifests"):
