@@ -1,6 +1,7 @@
 # The provenance service (`ganprint serve`) on the CPU build of PyTorch; docs/service.md, "Docker".
 #   docker build -t ganprint .
-#   docker run -p 8000:8000 -v "$PWD/models:/models:ro" -e GANPRINT_SCALABLE_DECODER=/models/scalable-decoder.safetensors ganprint
+#   docker run -p 8000:8000 -v "$PWD/models:/models:ro" -e GANPRINT_REGISTRY=/models/registry.sqlite \
+#       -e GANPRINT_SCALABLE_DECODER=/models/scalable-decoder.safetensors ganprint
 FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1

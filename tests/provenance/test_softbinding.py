@@ -30,7 +30,8 @@ def test_values_that_are_not_k_bits_are_refused(value, words):
 
 def test_the_assertion_and_the_score():
     a = assertion(SCALABLE_ALG, parse_bits("0x3c", 8))
-    assert a == {"label": "c2pa.soft-binding", "data": {"alg": SCALABLE_ALG, "blocks": [{"scope": {}, "value": "PA=="}]}}
+    assert a == {"label": "c2pa.soft-binding",
+                 "data": {"alg": SCALABLE_ALG, "blocks": [{"scope": {}, "value": "PA=="}]}}
     assert check_alg(ARTIFICIAL_ALG) == ARTIFICIAL_ALG
     with pytest.raises(GanprintError, match="`alg`"):
         check_alg("com.example.watermark.1")

@@ -27,7 +27,8 @@ def test_a_store_is_kept_whole_and_found_by_its_record(url):
     reg.add_manifest(other, "io.github.ganprint.artificial.1", "PA==", b"\x00store", ds_id=ds.ds_id)
     assert reg.manifest_store(ID) == store
     assert [m.manifest_id for m in reg.manifests_of(fp_id=a.fp_id)] == [ID]
-    assert reg.manifests_of(fp_id=b.fp_id) == [] and [m.manifest_id for m in reg.manifests_of(ds_id=ds.ds_id)] == [other]
+    assert reg.manifests_of(fp_id=b.fp_id) == []
+    assert [m.manifest_id for m in reg.manifests_of(ds_id=ds.ds_id)] == [other]
     assert len(reg.manifests()) == 2
     reg.check()  # every row still reads through the checks
 

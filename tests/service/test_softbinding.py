@@ -36,6 +36,12 @@ def _stripped(path) -> bytes:
     return buf.getvalue()
 
 
+def _flipped(bits, *positions):
+    out = bits.clone()
+    out[list(positions)] = 1 - out[list(positions)]
+    return out
+
+
 def _manifest(reader) -> dict:
     data = json.loads(reader.json())
     return data["manifests"][data["active_manifest"]] | {"label": data["active_manifest"]}
@@ -82,6 +88,11 @@ def test_by_binding_applies_the_attribution_rule(server, models, signed):
 
         mine = {m["manifest_id"] for m in signed["manifests"]}
         assert ids(encode_value(alice.bits)) == mine
+        # a '+' of base64 left unencoded in the query (it reads as a space): alice's bits with two flipped, to have one
+        plus = next(v for i in range(32) for j in range(i + 1, 32)
+                    if "+" in (v := encode_value(_flipped(alice.bits, i, j))))
+        r = c.get(f"/matches/byBinding?alg={SCALABLE_ALG}&value={plus}&maxResults=100")
+        assert r.status_code == 200 and {m["manifestId"] for m in r.json()["matches"]} == mine, r.text
         # the rule of `ganprint attribute`: attributed when the matching bits reach the Bonferroni threshold
         need = match_threshold(32, 1e-6, len(Registry(models["registry"]).list()))
         for matches, want in ((need, mine), (need - 1, set())):
@@ -126,7 +137,8 @@ def test_bad_queries_get_4xx_and_the_server_keeps_serving(server, call, status, 
 
 def test_a_clean_photo_matches_nothing(server, models, signed):
     with server.client() as c:
-        r = c.post("/matches/byContent", content=models["photos"][0].read_bytes(), headers={"Content-Type": "image/png"})
+        r = c.post("/matches/byContent", content=models["photos"][0].read_bytes(),
+                   headers={"Content-Type": "image/png"})
     assert r.status_code == 200 and r.json() == {"matches": []}
 
 

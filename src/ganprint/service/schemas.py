@@ -83,11 +83,12 @@ class ServerInfo(_Open):
 def errors(*codes: int) -> dict:
     """`responses` entries for the error statuses `codes`, each with the error body."""
     what = {400: "Bad input (the message names the field or file)", 401: "No token: Authorization: Bearer <token>",
-            403: "The token is unknown, revoked, expired or lacks the scope", 404: "Not found", 409: "Conflicts with the registry",
-            410: "The model's file is not on this server", 413: "Too large (`max_upload_mb`, `max_files`)",
+            403: "The token is unknown, revoked, expired or lacks the scope", 404: "Not found",
+            409: "Conflicts with the registry", 410: "The model's file is not on this server", 413: "Too large (`max_upload_mb`, `max_files`)",
             415: "Not an image", 422: "A malformed parameter or body", 429: "This client's `rate_limit` is spent",
             503: "The registry is unavailable"}
     return {c: {"description": what[c], "model": ErrorBody} for c in codes}
 
 
-SECURED = {"security": [{BEARER: []}]}  # `openapi_extra` of a route that needs a token (its docstring says which scope)
+# `openapi_extra` of a route that needs a token (its docstring says which scope)
+SECURED = {"security": [{BEARER: []}]}

@@ -126,7 +126,7 @@ def _decoded(value: str, k: int) -> torch.Tensor | None:
 
 def by_binding(engine: Engine, alg: str, value: str, limit: int) -> dict:
     """The matches of a binding value the client decoded (`GET /matches/byBinding`)."""
-    (alg,) = _check_binding_alg(engine, alg)
+    _check_binding_alg(engine, alg)
     if alg == sb.SCALABLE_ALG:
         try:
             bits = sb.decode_value(value, engine.k)
@@ -139,14 +139,13 @@ def by_binding(engine: Engine, alg: str, value: str, limit: int) -> dict:
     return result
 
 
-def _check_binding_alg(engine: Engine, alg: str) -> list[str]:
+def _check_binding_alg(engine: Engine, alg: str) -> None:
     try:
         sb.check_alg(alg)
     except GanprintError as e:
         raise _bad(str(e)) from None
     if alg == sb.SCALABLE_ALG and engine.k is None:
         raise _bad(f"`alg` {alg} needs this server's `scalable_decoder`, which it has not loaded")
-    return [alg]
 
 
 def install(app: FastAPI, engine: Engine, charge, decode_slots) -> None:
@@ -165,7 +164,8 @@ def install(app: FastAPI, engine: Engine, charge, decode_slots) -> None:
                       value: str = Query(max_length=4096, description="The binding value (base64)."),
                       limit: int = max_results) -> dict:
         """Manifest ids whose record matches a binding value (the decision rule of docs/service.md)."""
-        return by_binding(engine, alg, value, limit)
+        # base64's '+' arrives as a space when a client forgot to percent-encode the query; no value has a space
+        return by_binding(engine, alg, value.replace(" ", "+"), limit)
 
     @app.post("/matches/byBinding", tags=["c2pa"], response_model=QueryResult, responses=errors)
     def match_large_binding(body: BindingQuery, limit: int = max_results) -> dict:
