@@ -30,7 +30,7 @@ FLOORS: dict[str, int] = {
     "data": 1, "perturb": 1, "nets": 1,
     "training": 2, "registry": 2, "inference": 2,  # the kits every method shares
     "artificial": 3, "gan": 3, "scalable": 3, "diffusion": 3,
-    "evaluation": 4,
+    "evaluation": 4, "provenance": 4,
     "demo": 5,
     "api": 6,
     "service": 7,

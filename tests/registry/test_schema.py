@@ -93,7 +93,7 @@ def test_a_schema_3_registry_is_read_as_it_is_and_migrated_keeping_every_row(url
     r = CliRunner().invoke(main, ["registry", "migrate", url])
     assert r.exit_code == 0 and json.loads(r.output)["schema_before"] == 3, r.output
     reg = Registry(url)
-    assert reg.schema_version() == SCHEMA_VERSION == 4 and _rows(reg) == before
+    assert reg.schema_version() == SCHEMA_VERSION == 5 and _rows(reg) == before
     assert reg.export()["fingerprint_length"] == 8 and "bit_length" not in json.dumps(reg.export())
     assert reg.issue(fingerprint_length=8, who="carol", min_distance=1).fp_id == 3
     with pytest.raises(GanprintError, match="8-bit"):

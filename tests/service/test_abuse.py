@@ -107,14 +107,16 @@ def _local_refs(page: str) -> list[str]:
 def test_api_docs_load_only_from_this_server(server):
     pytest.importorskip("fastapi_offline", reason="the service extra: pip install 'ganprint[service]'")
     with server.client() as c:
-        assert c.get("/redoc").status_code == 404  # FastAPI's ReDoc page loads from a CDN: not served
-        r = c.get("/docs")
-        assert r.status_code == 200 and "<html>" in r.text
-        assert "http://" not in r.text and "https://" not in r.text
-        refs = _local_refs(r.text)
-        assert len(refs) >= 2 and all(u.startswith("/") and not u.startswith("//") for u in refs), refs
-        for u in refs:
-            assert c.get(u).status_code == 200, u
+        for path in ("/docs", "/redoc"):
+            r = c.get(path)
+            assert r.status_code == 200 and "<html>" in r.text, path
+            assert "http://" not in r.text and "https://" not in r.text, path
+            refs = _local_refs(r.text)
+            assert len(refs) >= 2 and all(u.startswith("/") and not u.startswith("//") for u in refs), refs
+            for u in refs:
+                got = c.get(u)
+                assert got.status_code == 200 and len(got.content) > 1000, u
+        assert "/docs-assets/redoc.standalone.js" in _local_refs(c.get("/redoc").text)
 
 
 def test_registry_errors_map_to_statuses_by_type_and_503_shows_no_location(models, tmp_path):

@@ -243,3 +243,29 @@ def test_a_photo_of_4000_by_3000_is_read_at_its_own_size(models, tmp_path):
     want = json.loads((tmp_path / "det" / "detections.jsonl").read_text().splitlines()[0])
     (ds,) = r.json()["results"][0]["datasets"]
     assert (ds["matches"], ds["p_value"]) == (want["matches"], want["p_value"])
+
+
+def test_openapi_declares_answers_errors_and_the_bearer_scheme(server):
+    with server.client() as c:
+        spec = c.get("/openapi.json").json()
+    scheme = spec["components"]["securitySchemes"]["bearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer") and "ganprint token create" in scheme["description"]
+    paths = spec["paths"]
+    for path, method in (("/v1/issue", "post"), ("/v1/models/{fp_id}/download", "get"), ("/metrics", "get")):
+        op = paths[path][method]
+        assert op["security"] == [{"bearer": []}], path
+        assert {"401", "403"} <= set(op["responses"]), path
+    for path, method in (("/v1/attribute", "post"), ("/v1/detect", "post"), ("/v1/issue", "post"),
+                         ("/v1/models", "get"), ("/v1/models/{fp_id}", "get"), ("/v1/info", "get"),
+                         ("/services/supportedAlgorithms", "get"), ("/matches/byBinding", "get"),
+                         ("/matches/byContent", "post")):
+        ok = paths[path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok.get("$ref", "").startswith("#/components/schemas/"), (path, ok)  # no empty answer schema
+    for path, method, codes in (("/v1/attribute", "post", {"400", "413", "429"}), ("/v1/models/{fp_id}", "get",
+                                {"404"}), ("/matches/byContent", "post", {"400", "415"}),
+                                ("/manifests/{manifestId}", "get", {"400", "404"})):
+        assert codes <= set(paths[path][method]["responses"]), path
+    error = paths["/v1/attribute"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]
+    assert spec["components"]["schemas"][error["$ref"].rsplit("/", 1)[1]]["required"] == ["error"]
+    assert "application/c2pa" in paths["/manifests/{manifestId}"]["get"]["responses"]["200"]["content"]
+    assert "image/*" in paths["/matches/byContent"]["post"]["requestBody"]["content"]

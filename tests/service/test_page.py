@@ -94,3 +94,23 @@ def test_api_docs_render_with_nothing_from_outside_the_server(browser, server):
     assert "/v1/attribute" in page.content()
     assert not outside, f"the docs page fetched from outside the server: {outside}"
     page.close()
+
+
+def test_redoc_renders_with_nothing_from_outside_the_server(browser, server):
+    pytest.importorskip("fastapi_offline", reason="the service extra: pip install 'ganprint[service]'")
+    page = browser.new_page()
+    sent: list[str] = []  # what the browser tried to send out of the server (a CSP-blocked load never gets here)
+    failed: list[str] = []
+
+    def outside(route):
+        sent.append(route.request.url)
+        route.abort()
+
+    page.on("requestfailed", lambda req: failed.append(req.failure))
+    page.route(lambda url: not url.startswith(server.url), outside)  # as if offline
+    page.goto(server.url + "/redoc")
+    page.wait_for_selector("h1:has-text('ganprint provenance service')", timeout=30_000)
+    assert "/matches/byContent" in page.content()
+    assert not sent, f"ReDoc fetched from outside the server: {sent}"
+    assert set(failed) <= {"csp"}, failed  # only the vendor's logo, refused by the page's policy
+    page.close()

@@ -22,7 +22,8 @@ from ganprint.core import dist
 from ganprint.core.errors import GanprintError
 from ganprint.cli import vocabulary
 
-_COMMAND_MODULES = ("artificial", "data", "gan", "scalable", "diffusion", "evaluation", "demo", "service")
+_COMMAND_MODULES = ("artificial", "data", "gan", "scalable", "diffusion", "evaluation", "demo", "service",
+                    "provenance")
 
 
 # errnos of a full disk or a file-size limit: the fix is space, not permissions

@@ -7,6 +7,7 @@ service tokens, on SQLite (one machine) or PostgreSQL (several).
 - `issued`: the files of issued models, written with their rows (a row iff its file) and repaired after a kill.
 - `datasets`: data-set fingerprints and the decoder that reads them (`record_dataset`).
 - `tokens`: service tokens (scopes, expiry, revocation; only hashes stored).
+- `manifests`: C2PA manifest stores of signed images, for the service's soft-binding lookup.
 - `dump`: the export format, checked whole before an import writes.
 - `schema`: the schema version and its migrations; `base`: the store's back-end, schema and checked reads;
   `backends`: SQLite and PostgreSQL.

@@ -6,13 +6,19 @@ fingerprint whose hex does not hold exactly its fingerprint length (or whose len
 fingerprint, data-set name or token hash twice, a string that one of the two backends cannot store (NUL, a lone
 surrogate). Nothing is written before the whole dump has passed.
 
+Manifest stores (schema 5) are exported whole, in base64, each with the record it names, which must be in the dump;
+dumps of older schemas have none.
+
 Dumps of schema 3 and older name the fingerprint length `bit_length` (header and rows); they are read under that
 name and imported under the current one, `fingerprint_length`, which is what an export writes.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
+import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -22,7 +28,8 @@ from ganprint.core.fingerprints import FingerprintError, parse_bits
 from ganprint.registry.backends.connection import Connection
 from ganprint.registry.errors import DumpError
 from ganprint.registry.fingerprints import packed_row
-from ganprint.registry.schema import DATASET_FIELDS, FINGERPRINT_FIELDS, LENGTH, length_name
+from ganprint.registry.manifests import MANIFEST_ID
+from ganprint.registry.schema import DATASET_FIELDS, FINGERPRINT_FIELDS, LENGTH, MANIFEST_FIELDS, length_name
 from ganprint.registry.tokens import LEGACY_SCOPES, parse_scopes
 
 FORMAT = "ganprint-registry"
@@ -101,6 +108,27 @@ def _shown(value: Any) -> str:
 
 
 _ID = _integer(1, MAX_ID)
+MANIFESTS_SINCE = 5  # the schema that added manifest stores
+
+
+def _label(value: Any, row: dict) -> str:
+    problem = _text(value)
+    return problem or ("" if MANIFEST_ID.fullmatch(value) else f"is {_shown(value)}, not a C2PA manifest label "
+                                                                "(urn:c2pa:<uuid>...)")
+
+
+def _store(value: Any, row: dict) -> str:
+    problem = _text(value)
+    if problem:
+        return problem
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return "is not base64"
+    if not raw:
+        return "is empty"
+    return "" if hashlib.sha256(raw).hexdigest() == row.get("sha256") else "does not match the row's sha256"
+
 
 def tables(length: str = LENGTH) -> dict[str, tuple[dict[str, Check], tuple[str, ...], str]]:
     """Per table: (field -> check), the fields that must be unique, and the field that names a row in messages;
@@ -125,6 +153,10 @@ def tables(length: str = LENGTH) -> dict[str, tuple[dict[str, Check], tuple[str,
                                                                             f"names",
             "expires": _optional(_date), "revoked": _optional(_date),
         }, ("token_id", "token_hash"), "token_id"),
+        "manifests": ({
+            "manifest_id": _label, "alg": _text, "fp_id": _optional(_ID), "ds_id": _optional(_ID), "value": _text,
+            "sha256": _sha256, "store": _store, "created": _date,
+        }, ("manifest_id",), "manifest_id"),
     }
 
 
@@ -144,6 +176,8 @@ def validate_dump(data: Any, dump: str | os.PathLike, schema_version: int) -> No
     length = _validate_header(data, schema_version, fail)
     checks = tables(length)
     for table in checks:
+        if table == "manifests" and data["schema_version"] < MANIFESTS_SINCE:
+            continue
         if not isinstance(data[table], list):
             raise fail(f"field {table!r}", f"is {_shown(data[table])}, not a list of rows")
         _validate_rows(table, data[table], checks[table], fail)
@@ -155,6 +189,13 @@ def validate_dump(data: Any, dump: str | os.PathLike, schema_version: int) -> No
         if row["min_distance"] is not None and row["min_distance"] > k:
             raise fail(f"fingerprints[{i}] (fp_id {row['fp_id']}) field 'min_distance'",
                        f"is {row['min_distance']}, more than the {k} bits")
+    records = {"fp_id": {r["fp_id"] for r in data["fingerprints"]}, "ds_id": {r["ds_id"] for r in data["datasets"]}}
+    for i, row in enumerate(data.get("manifests", [])):
+        named = [key for key in records if row[key] is not None]
+        if len(named) != 1:
+            raise fail(f"manifests[{i}]", "names no record or two: exactly one of 'fp_id' and 'ds_id' is set")
+        if row[named[0]] not in records[named[0]]:
+            raise fail(f"manifests[{i}] field {named[0]!r}", f"is {row[named[0]]}, a record not in the export")
 
 
 def _validate_header(data: Any, schema_version: int, fail: Callable[[str, str], DumpError]) -> str:
@@ -171,6 +212,8 @@ def _validate_header(data: Any, schema_version: int, fail: Callable[[str, str], 
     unknown = sorted(set(data) - set(header), key=str)
     if unknown:
         raise fail(f"field {unknown[0]!r}", "is not one that `ganprint registry export` writes")
+    if data["schema_version"] < MANIFESTS_SINCE:
+        header = tuple(f for f in header if f != "manifests")
     for field in header:
         if field not in data:
             raise fail(f"field {field!r}", "is missing")
@@ -207,6 +250,7 @@ def current(data: dict) -> dict:
     """A checked dump with the fingerprint length under its current name (a dump of schema <= 3 names it
     `bit_length`)."""
     old = length_name(data["schema_version"])
+    data = {**data, "manifests": data.get("manifests", [])}
     if old == LENGTH:
         return data
 
@@ -233,6 +277,9 @@ def insert_rows(con: Connection, data: dict) -> None:
                     " VALUES (?, ?, ?, ?, ?, ?, ?)", (r["token_id"], r["name"], r["token_hash"], r["created"],
                                                      " ".join(parse_scopes(r.get("scopes", LEGACY_SCOPES))),
                                                      r.get("expires"), r.get("revoked")))
+    for r in data["manifests"]:
+        con.execute(f"INSERT INTO manifests ({', '.join(MANIFEST_FIELDS)}, store) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*(r[c] for c in MANIFEST_FIELDS), base64.b64decode(r["store"])))
     if con.postgres:  # explicit ids leave the identity sequences behind
         for table, col in (("fingerprints", "fp_id"), ("datasets", "ds_id"), ("tokens", "token_id")):
             con.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{col}'),"

@@ -8,7 +8,7 @@ all from the first.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _V3_TOKEN_COLUMNS = ("scopes TEXT NOT NULL DEFAULT 'issue download:all'", "expires TEXT", "revoked TEXT")
 # 4: the fingerprint length has one name everywhere (docs/glossary.md): the columns and the meta key are renamed.
@@ -48,6 +48,21 @@ MIGRATIONS: list[tuple[list[str], list[str]]] = [
     ([f"ALTER TABLE tokens ADD COLUMN {c}" for c in _V3_TOKEN_COLUMNS],
      [f"ALTER TABLE tokens ADD COLUMN {c}" for c in _V3_TOKEN_COLUMNS]),
     (_V4_RENAME, _V4_RENAME),
+    # 5: C2PA manifest stores, recovered through a soft binding (service/softbinding.py): each one names the issued
+    # model (fp_id) or the data set (ds_id) whose fingerprint its images carry.
+    ([
+        "CREATE TABLE IF NOT EXISTS manifests (manifest_id TEXT PRIMARY KEY, alg TEXT NOT NULL,"
+        " fp_id INTEGER REFERENCES fingerprints (fp_id), ds_id INTEGER REFERENCES datasets (ds_id),"
+        " value TEXT NOT NULL, store BLOB NOT NULL, sha256 TEXT NOT NULL, created TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS manifests_fp ON manifests (fp_id)",
+        "CREATE INDEX IF NOT EXISTS manifests_ds ON manifests (ds_id)",
+    ], [
+        "CREATE TABLE IF NOT EXISTS manifests (manifest_id TEXT PRIMARY KEY, alg TEXT NOT NULL,"
+        " fp_id BIGINT REFERENCES fingerprints (fp_id), ds_id BIGINT REFERENCES datasets (ds_id),"
+        " value TEXT NOT NULL, store BYTEA NOT NULL, sha256 TEXT NOT NULL, created TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS manifests_fp ON manifests (fp_id)",
+        "CREATE INDEX IF NOT EXISTS manifests_ds ON manifests (ds_id)",
+    ]),
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -73,3 +88,5 @@ DATASET_FIELDS = ("ds_id", "name", "bits_hex", LENGTH, "decoder_sha256", "decode
 DATASET_TYPES: tuple = ((int,), (str,), (str,), (int,), (str,), (str,), (str,), (str,))
 TOKEN_FIELDS = ("token_id", "name", "scopes", "created", "expires", "revoked", "token_hash")
 TOKEN_TYPES: tuple = ((int,), (str,), (str,), (str,), (str, type(None)), (str, type(None)), (str,))
+MANIFEST_FIELDS = ("manifest_id", "alg", "fp_id", "ds_id", "value", "sha256", "created")
+MANIFEST_TYPES: tuple = ((str,), (str,), (int, type(None)), (int, type(None)), (str,), (str,), (str,))

@@ -1,8 +1,8 @@
 """The registry: issued model fingerprints, registered data sets and service tokens, in one database.
 
-`Registry` is the store with every operation as a method (`fingerprints`, `datasets`, `tokens`; the back-ends are
-in `backends`, the schema in `schema`, the export format in `dump`); the functions below open a registry at a URL
-for one command each (migrate, export, import).
+`Registry` is the store with every operation as a method (`fingerprints`, `datasets`, `tokens`, `manifests`; the
+back-ends are in `backends`, the schema in `schema`, the export format in `dump`); the functions below open a
+registry at a URL for one command each (migrate, export, import).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from ganprint.registry.datasets import Datasets
 from ganprint.registry.dump import FORMAT, current, insert_rows, validate_dump
 from ganprint.registry.errors import RegistryConflict, RegistryError
 from ganprint.registry.fingerprints import Fingerprints
+from ganprint.registry.manifests import Manifests
 from ganprint.registry.schema import LENGTH, SCHEMA_VERSION
 from ganprint.registry.tokens import Tokens
 
 
-class Registry(Fingerprints, Datasets, Tokens):
+class Registry(Fingerprints, Datasets, Tokens, Manifests):
     """A fingerprint registry at `url` (a SQLite path / sqlite:/// URL, or postgresql://...); `create=False` opens an
     existing one read-only (see `base.Store`)."""
 
@@ -43,8 +44,9 @@ class Registry(Fingerprints, Datasets, Tokens):
             fps = [r.to_dict() for r in self._issued_rows(con)]
             ds = [d.to_dict() for d in self._dataset_rows(con)]
             tokens = [{**t.to_dict(), "token_hash": h} for t, h in self._token_rows(con)]
+            manifests = self._manifest_dump(con)
         return {"format": FORMAT, "schema_version": SCHEMA_VERSION, LENGTH: k, "fingerprints": fps,
-                "datasets": ds, "tokens": tokens}
+                "datasets": ds, "tokens": tokens, "manifests": manifests}
 
     def import_(self, data: dict, source: str | os.PathLike = "the import", checked: bool = False) -> dict:
         """Load an `export()` into this registry, which must hold no fingerprints, data sets or tokens yet.
@@ -55,12 +57,12 @@ class Registry(Fingerprints, Datasets, Tokens):
             validate_dump(data, source, SCHEMA_VERSION)
         data = current(data)
         with self._write() as con, con.locked():
-            for table in ("fingerprints", "datasets", "tokens"):
+            for table in ("fingerprints", "datasets", "tokens", "manifests"):
                 if con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]:
                     raise RegistryConflict(f"registry {self._db.where} already holds {table}; import only into a "
                                            f"new registry")
             insert_rows(con, data)
-        return {k: len(data[k]) for k in ("fingerprints", "datasets", "tokens")}
+        return {k: len(data[k]) for k in ("fingerprints", "datasets", "tokens", "manifests")}
 
 
 def migrate(registry_url: str | os.PathLike) -> dict:
@@ -79,7 +81,7 @@ def export_registry(registry_url: str | os.PathLike, out: str | os.PathLike, ove
         atomic_write_json(out, data)
     except OSError as e:
         raise RegistryError(f"cannot write {out}: {e.strerror}") from None
-    return {"out": os.fspath(out), **{k: len(data[k]) for k in ("fingerprints", "datasets", "tokens")}}
+    return {"out": os.fspath(out), **{k: len(data[k]) for k in ("fingerprints", "datasets", "tokens", "manifests")}}
 
 
 def import_registry(dump: str | os.PathLike, registry_url: str | os.PathLike) -> dict:

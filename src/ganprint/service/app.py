@@ -15,7 +15,8 @@ from fastapi import Depends, FastAPI, HTTPException, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, field_validator
@@ -29,7 +30,8 @@ from ganprint.registry.errors import (INT64, RegistryConflict, RegistryError, Re
                                      check_text)
 from ganprint.registry.tokens import Token
 from ganprint.scalable.attribute import UNKNOWN
-from ganprint.service import metrics
+from ganprint.service import metrics, softbinding
+from ganprint.service import schemas as S
 from ganprint.service.config import ServiceConfig
 from ganprint.service.engine import Engine
 from ganprint.service.logs import ABORTED, install_access_log_redaction, quiet
@@ -195,7 +197,10 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
         metrics.count("IMAGES", len(names), kind)
         return names, imgs
 
-    @app.post("/v1/attribute", tags=["verify"], openapi_extra=_UPLOAD_BODY)
+    softbinding.install(app, engine, charge, decode_slots)
+
+    @app.post("/v1/attribute", tags=["verify"], openapi_extra=_UPLOAD_BODY,
+              responses={200: {"model": S.AttributeAnswer}, **S.errors(400, 404, 413, 429, 503)})
     async def attribute(request: Request) -> JSONResponse:
         """Per image: the issued model whose fingerprint it carries (id, holder, issue date), or `unknown`.
 
@@ -213,7 +218,8 @@ def _verify_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
             metrics.count("ATTRIBUTIONS", 1, "attributed" if row["attributed"] != UNKNOWN else "unknown")
         return SafeJSON({"results": engine.answer(rows), **info, "p_value_covers": P_VALUE_COVERS})
 
-    @app.post("/v1/detect", tags=["verify"], openapi_extra=_UPLOAD_BODY)
+    @app.post("/v1/detect", tags=["verify"], openapi_extra=_UPLOAD_BODY,
+              responses={200: {"model": S.DetectAnswer}, **S.errors(400, 404, 413, 429, 503)})
     async def detect(request: Request) -> JSONResponse:
         """Per image and registered data set: whether the image carries its artificial fingerprint.
 
@@ -291,7 +297,8 @@ def _model_id():
 
 
 def _issue_routes(app: FastAPI, engine: Engine) -> None:
-    @app.post("/v1/issue", tags=["issue"])
+    @app.post("/v1/issue", tags=["issue"], openapi_extra=S.SECURED,
+              responses={200: {"model": S.IssueAnswer}, **S.errors(400, 401, 403, 409, 422, 503)})
     def issue(body: IssueRequest, token: Token = Depends(_needs(engine, "issue"))) -> dict:
         """Issue a fingerprinted model to a holder (a token with scope `issue`), exactly like `ganprint issue`."""
         row = engine.issue(body.who, body.notes)
@@ -300,12 +307,13 @@ def _issue_routes(app: FastAPI, engine: Engine) -> None:
         return {"id": row["fp_id"], "who": row["who"], "issued": row["created"], "sha256": row["issued_sha256"],
                 "min_distance": row["min_distance"], "download": f"/v1/models/{row['fp_id']}/download"}
 
-    @app.get("/v1/models", tags=["registry"])
+    @app.get("/v1/models", tags=["registry"], responses={200: {"model": S.ModelList}, **S.errors(503)})
     def models() -> dict:
         """Every issued model: id, holder, issue date (no fingerprints, no file paths)."""
         return {"models": [_public(r) for r in engine.registry.list()]}
 
-    @app.get("/v1/models/{fp_id}", tags=["registry"])
+    @app.get("/v1/models/{fp_id}", tags=["registry"],
+             responses={200: {"model": S.ModelInfo}, **S.errors(404, 422, 503)})
     def model(fp_id: int = _model_id()) -> dict:
         return _public(_get(fp_id))
 
@@ -315,7 +323,9 @@ def _issue_routes(app: FastAPI, engine: Engine) -> None:
         except RegistryNotFound:
             raise ApiError(404, f"no issued model with id {fp_id}") from None
 
-    @app.get("/v1/models/{fp_id}/download", tags=["issue"])
+    @app.get("/v1/models/{fp_id}/download", tags=["issue"], openapi_extra=S.SECURED,
+             responses={200: {"content": {"application/octet-stream": {}}, "description": "The safetensors file"},
+                        **S.errors(401, 403, 404, 410, 422)})
     def download(fp_id: int = _model_id(), token: Token = Depends(_needs(engine, "download:own"))):
         """The issued model's safetensors file: a token with scope `download:all`, or `download:own` for a model
         issued to the token's own name."""
@@ -354,7 +364,8 @@ def _meta_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
             allowed = False
         return {"status": "ready", **(details if allowed else {})}
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], openapi_extra=S.SECURED,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}, **S.errors(401, 403)})
     def prometheus(token: Token = Depends(_needs(engine, "metrics"))):
         """Prometheus text (a token with scope `metrics`)."""
         text = metrics.render()
@@ -362,7 +373,7 @@ def _meta_routes(app: FastAPI, engine: Engine, cfg: ServiceConfig) -> None:
             return SafeJSON({"error": "install prometheus_client for /metrics"}, 501)
         return Response(text, media_type=metrics.CONTENT_TYPE)
 
-    @app.get("/v1/info", tags=["operations"])
+    @app.get("/v1/info", tags=["operations"], responses={200: {"model": S.ServerInfo}})
     def info() -> dict:
         """What this server can do and its limits (the web page reads this)."""
         return {"version": __version__, "attribute": engine.decoder is not None, "detect": bool(engine.stega),
@@ -388,14 +399,15 @@ def docs_assets() -> Path | None:
 
 
 def _docs_routes(app: FastAPI) -> None:
-    # FastAPI's own /docs and /redoc load their scripts from CDNs (blank pages offline, and a request to a third
-    # party per visit); /docs is served from the package instead. ReDoc is left out: its page fetches its logo
-    # from its CDN whatever the options.
+    # FastAPI's own /docs and /redoc load their scripts (and ReDoc its fonts) from CDNs: blank pages offline, and a
+    # request to a third party per visit. Both are served from the fastapi-offline package instead.
+    _declare_bearer(app)
     assets = docs_assets()
     if assets is None:
-        log.warning("API docs at /docs are off: install fastapi-offline (pip install 'ganprint[service]')")
+        log.warning("API docs at /docs and /redoc are off: install fastapi-offline (pip install 'ganprint[service]')")
 
         @app.get("/docs", include_in_schema=False)
+        @app.get("/redoc", include_in_schema=False)
         def no_docs():
             raise ApiError(404, "the API docs need the fastapi-offline package (pip install 'ganprint[service]'); "
                                 "the API description is at /openapi.json")
@@ -409,6 +421,34 @@ def _docs_routes(app: FastAPI) -> None:
                                    swagger_css_url="/docs-assets/swagger-ui.css",
                                    swagger_favicon_url="/docs-assets/favicon.png",
                                    swagger_ui_parameters={"validatorUrl": None})  # no call to a validator site
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc():
+        page = get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} - API",
+                              redoc_js_url="/docs-assets/redoc.standalone.js",
+                              redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False)
+        # ReDoc's script draws its vendor's logo from the vendor's CDN whatever the options; the policy keeps the
+        # browser from asking (the logo then hides itself), so a visit fetches nothing from a third party.
+        page.headers["Content-Security-Policy"] = _REDOC_POLICY
+        return page
+
+
+_REDOC_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+                 "worker-src 'self' blob:; connect-src 'self'")
+
+
+def _declare_bearer(app: FastAPI) -> None:
+    """The OpenAPI description with the bearer scheme the token routes check (`_authorize`)."""
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})[S.BEARER] = {
+                "type": "http", "scheme": "bearer",
+                "description": "A ganprint token (`ganprint token create`) with the scope the route names"}
+            app.openapi_schema = schema
+        return app.openapi_schema
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _error_handlers(app: FastAPI) -> None:

@@ -25,6 +25,8 @@ if _prom is not None:
     DETECTIONS = _prom.Counter("ganprint_detections_total", "Detection verdicts per data set", ["outcome"])
     ISSUED = _prom.Counter("ganprint_models_issued_total", "Models issued by this server")
     REJECTED = _prom.Counter("ganprint_uploads_rejected_total", "Rejected uploads by reason", ["reason"])
+    SOFTBINDING = _prom.Counter("ganprint_softbinding_queries_total", "C2PA soft-binding queries by outcome",
+                                ["outcome"])
 
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
@@ -34,7 +36,7 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
 
 
 def count(metric: str, n: int = 1, label: str | None = None) -> None:
-    """Add `n` to one of IMAGES, ATTRIBUTIONS, DETECTIONS, ISSUED, REJECTED (with its label)."""
+    """Add `n` to one of IMAGES, ATTRIBUTIONS, DETECTIONS, ISSUED, REJECTED, SOFTBINDING (with its label)."""
     if _prom is not None and n:
         m = globals()[metric]
         (m.labels(label) if label is not None else m).inc(n)
