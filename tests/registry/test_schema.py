@@ -30,7 +30,8 @@ def test_migrate_from_schema_1(tmp_path):
     assert Registry(path, create=False).datasets() == []  # read as it is
     r = CliRunner().invoke(main, ["registry", "migrate", str(path)])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["schema_before"] == 1 and json.loads(r.output)["schema_after"] == SCHEMA_VERSION
+    # stdout holds the JSON; the log line "schema 1 -> N" goes to stderr, which `output` mixes in
+    assert json.loads(r.stdout)["schema_before"] == 1 and json.loads(r.stdout)["schema_after"] == SCHEMA_VERSION
     reg = Registry(path, create=False)
     assert reg.schema_version() == SCHEMA_VERSION and [x.who for x in reg.list()] == ["old"]
     assert migrate(path)["schema_before"] == SCHEMA_VERSION
