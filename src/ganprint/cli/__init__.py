@@ -179,9 +179,9 @@ class _LazyGroup(_Group):
     """The top-level group: commands from `_Commands`, and a command list written from `_COMMANDS`' first sentences
     (click's own formatting, on stand-in commands that carry only that sentence), so that `--help` imports none."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.commands = _Commands(_COMMANDS)
+    def __init__(self, name: str | None = None, **attrs) -> None:
+        super().__init__(name, **attrs)
+        self.commands = _Commands(_COMMANDS)  # replaces click's plain dict: look-ups import on demand
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         listed = {name: click.Command(name, help=text) for name, (_, text) in _COMMANDS.items()}

@@ -26,7 +26,7 @@ import numpy as np
 from ganprint.core.errors import GanprintError
 from ganprint.core.fingerprints import as_bit_string, bits_to_strs, strs_to_array
 from ganprint.core.hamming import HammingIndex
-from ganprint.core.images import image_array, preprocess, read_image, read_image_bytes
+from ganprint.core.images import BadImageError, image_array, preprocess, read_image, read_image_bytes
 from ganprint.core.runtime import resolve_device, resolve_precision
 from ganprint.core.stats import usable_threshold
 from ganprint.inference.scoring import UNKNOWN, attribute_bits, score_bits
@@ -147,10 +147,17 @@ def check_files(detector: Detector, names: list[str], stdin: BinaryIO | None = N
     if list(names).count(STDIN) > 1:
         raise GanprintError("`images` names - (standard input) more than once; it holds one image")
     for s in range(0, len(names), detector.batch_size):
-        chunk = names[s:s + detector.batch_size]
-        arrays = [_read_stdin(stdin) if name == STDIN else read_image(name) for name in chunk]
-        for name, row in zip(chunk, detector.detect(arrays)):
+        chunk, arrays, failure = names[s:s + detector.batch_size], [], None
+        for name in chunk:
+            try:
+                arrays.append(_read_stdin(stdin) if name == STDIN else read_image(name))
+            except BadImageError as e:  # the files before it still get their rows
+                failure = e
+                break
+        for name, row in zip(chunk, detector.detect(arrays) if arrays else []):
             yield {"image": name, **row}
+        if failure is not None:
+            raise failure
 
 
 def _read_stdin(stdin: BinaryIO | None) -> np.ndarray:
@@ -249,9 +256,10 @@ def _from_tensor(t: Any, name: str) -> list[np.ndarray]:
     if not (x.ndim == 3 and x.shape[0] == 3) and not (x.ndim == 4 and x.shape[1] == 3):
         raise ImageInputError(f"{name} has shape {list(x.shape)}; tensors must be [3, H, W] or [N, 3, H, W] (RGB, "
                               "channels first)")
-    if x.size and not (np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0):
-        lo, hi = np.nanmin(x), np.nanmax(x)
-        raise ImageInputError(f"{name} holds values outside [0, 1] (from {lo:g} to {hi:g}, or NaN); tensors must "
+    if x.size and not np.isfinite(x).all():
+        raise ImageInputError(f"{name} holds NaN or infinite values; tensors must be float in [0, 1]")
+    if x.size and not (x.min() >= 0.0 and x.max() <= 1.0):
+        raise ImageInputError(f"{name} holds values outside [0, 1] (from {x.min():g} to {x.max():g}); tensors must "
                               "be float in [0, 1]")
     # rounded as `core.images.from_tensor01` (and a PNG writer) would: x * 255 + 0.5, truncated
     u8 = np.clip(x * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
