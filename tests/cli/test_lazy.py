@@ -25,12 +25,13 @@ try:
     main({argv!r}, prog_name="ganprint")
 except SystemExit:
     pass
-print(json.dumps(sorted(m for m in sys.modules if m == "torch" or m.startswith("ganprint."))))
+print(json.dumps(sorted(m for m in sys.modules if m in ("torch", "matplotlib", "kornia") or m.startswith("ganprint."))))
 """
 
 
 def _imported_by(argv: list[str]) -> set[str]:
-    """The ganprint modules (and torch) that a fresh `ganprint ARGV` process has imported when it ends."""
+    """The ganprint modules (and torch, matplotlib, kornia) that a fresh `ganprint ARGV` process has imported when it
+    ends."""
     res = subprocess.run([sys.executable, "-c", _PROBE.format(argv=argv)], capture_output=True, text=True,
                          timeout=120, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
@@ -49,6 +50,9 @@ def test_a_command_imports_its_own_module_only():
     assert not loaded & {f"ganprint.cli.{m}" for m in cli._COMMAND_MODULES if m != "verification"}
     loaded = _imported_by(["detect", "--help"])
     assert "ganprint.cli.artificial" in loaded and "ganprint.cli.service" not in loaded
+    # detect's start-up is torch and the artificial kit, not the whole API (evaluation, diffusion, plots)
+    assert not {m for m in loaded if m.split(".")[1:2] in (["api"], ["evaluation"], ["diffusion"], ["demo"])}, loaded
+    assert not loaded & {"matplotlib", "kornia"}
 
 
 def test_the_table_names_every_command_with_its_module():
