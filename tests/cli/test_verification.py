@@ -104,3 +104,34 @@ def test_an_onnx_graph_is_checked_where_torch_cannot_be_imported(tmp_path, two_i
     assert [json.loads(line)["detected"] for line in res.stdout.splitlines()] == [True, False]
     res = subprocess.run(argv[:5] + argv[6:], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+def test_attribution_with_a_registry(tmp_path, sample_folder):
+    """An image whose decoded bits were issued is attributed (exit 0, the holder named); one whose bits were not is
+    `unknown` (exit 1)."""
+    import torch
+
+    from ganprint.core.artifacts import save_export
+    from ganprint.nets.scalable import ScalableConfig, ScalableDecoder
+    from ganprint.registry.store import Registry
+
+    torch.manual_seed(5)
+    cfg = ScalableConfig(resolution=16, fingerprint_length=24, z_dim=8, w_dim=16, mapping_layers=1,
+                         channel_base=128, channel_max=16, modulated_res=[4, 8, 16])
+    dec = save_export(tmp_path / "dec.safetensors", ScalableDecoder(cfg), "scalable-decoder", cfg.to_dict())
+    files = sorted(sample_folder.glob("*.png"))
+    bits = [r["bits"] for r in Detector.from_file(dec).detect([read_image(f) for f in files])]
+    # an image 8-16 bits away from the first: far from both issued fingerprints (the first's bits and their inverse)
+    other = next(i for i, b in enumerate(bits) if 8 <= sum(x != y for x, y in zip(b, bits[0])) <= 16)
+    reg = Registry(tmp_path / "reg.sqlite")
+    fp = reg.issue(bits[0], who="ann").fp_id
+    reg.issue("".join("1" if x == "0" else "0" for x in bits[0]), who="bob")
+    common = ["--model", dec, "--registry", tmp_path / "reg.sqlite", "--fpr", "0.01"]
+    res = _check([files[0], *common, "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)
+    assert row["image"] == str(files[0]) and row["attributed"] == fp and row["who"] == "ann" and row["matches"] == 24
+    res = _check([files[0], files[other], *common])
+    assert res.exit_code == 1
+    assert res.stdout.splitlines()[0].startswith(f"{files[0]}: attributed to fingerprint {fp} (ann), 24/24 bits")
+    assert f"{files[other]}: unknown (nearest fingerprint" in res.stdout
