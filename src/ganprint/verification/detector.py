@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ganprint.core import bounds
 from ganprint.core.errors import GanprintError
 from ganprint.core.fingerprints import as_bit_string, bits_to_strs, strs_to_array
 from ganprint.core.hamming import HammingIndex
@@ -89,8 +90,7 @@ class Detector:
             raise GanprintError(f"`runtime` must be auto, torch or onnx, got {runtime!r}")
         if not 0 < fpr < 1:
             raise GanprintError(f"`fpr` must be in (0, 1), got {fpr}")
-        if int(batch_size) < 1:
-            raise GanprintError(f"`batch_size` must be at least 1, got {batch_size}")
+        bounds.BATCH.check(batch_size, "`batch_size`")
         if not os.path.isfile(path):
             raise GanprintError(f"`model` {path} does not exist or is not a file; give a decoder export "
                                 "(.safetensors from `ganprint train` / `ganprint export`, or an .onnx graph)")
