@@ -87,6 +87,34 @@ def tiny_stega_decoder(tmp_path_factory, tiny_stega_model) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def reactive_stega_model(tmp_path_factory, tiny_stega_model) -> Path:
+    """`tiny_stega_model` with its decoder's biases zeroed: untrained, it reads different bits from different images
+    (the untrained decoder with its biases reads the same 8 bits from every image), so that a check can be both
+    positive and negative without training a model."""
+    from ganprint.core.artifacts import load_export, save_export
+
+    model, config, _ = load_export(tiny_stega_model, kind="stega")
+    with torch.no_grad():
+        for name, p in model.dec.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+    return save_export(tmp_path_factory.mktemp("model") / "reactive32.safetensors", model, "stega", config)
+
+
+@pytest.fixture(scope="session")
+def reactive_onnx(tmp_path_factory, reactive_stega_model) -> Path:
+    """`reactive_stega_model`'s decoder as an ONNX graph (`ganprint export --format onnx`); skips without the onnx
+    extra."""
+    for extra in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(extra, reason="the onnx extra: pip install 'ganprint[onnx]'")
+    from ganprint.nets.onnx import export_onnx
+
+    out = tmp_path_factory.mktemp("model") / "reactive32.onnx"
+    export_onnx(reactive_stega_model, out)
+    return out
+
+
 def missing_component(reason: str) -> None:
     """Skip a test whose real component (PostgreSQL, chromium) is not installed; in CI, where `make test`
     installs it, its absence is a failure rather than a silent skip."""

@@ -320,13 +320,14 @@ def _sample_tree(sid: int, stop: threading.Event, interval: float, out: dict) ->
             return
 
 
-def run_measured(cmd: list[str], env: dict, log_path: Path, cwd: str | None = None, interval: float = 0.1) -> dict:
+def run_measured(cmd: list[str], env: dict, log_path: Path, cwd: str | None = None, interval: float = 0.1,
+                 ok: tuple[int, ...] = (0,)) -> dict:
     """Run `cmd` to completion; wall s, CPU s and peak memory of the whole process tree.
 
     The process starts its own session so that its descendants (workers, --jobs processes) can be found in
     /proc. max_process_rss_mb is exact (wait4: the largest single process of the tree); tree_rss_mb is the
     largest sum over the live tree, sampled every `interval` s (pages that forked processes share are counted
-    in each of them, so this over-counts such trees).
+    in each of them, so this over-counts such trees). An exit status outside `ok` is an OriginalError.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     sampled: dict = {}
@@ -346,7 +347,7 @@ def run_measured(cmd: list[str], env: dict, log_path: Path, cwd: str | None = No
         proc.returncode = os.waitstatus_to_exitcode(status)
         stop.set()
         sampler.join()
-    if proc.returncode != 0:
+    if proc.returncode not in ok:
         tail = log_path.read_text(errors="replace")[-3000:]
         raise OriginalError(f"{' '.join(cmd[:3])} ... exited with {proc.returncode} (log {log_path}):\n{tail}")
     return {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),

@@ -10,17 +10,24 @@ in PyTorch. The public API:
     ganprint.generate(...)                      images from any generator export
     ganprint.issue(...), ganprint.attribute(...)   scalable fingerprints
     ganprint.evaluate(...), ganprint.load(path)
+    ganprint.load_detector(path, fingerprint=...).detect(images)   check images in memory (also ONNX, without torch)
 
-The names are resolved on first use, so `import ganprint` stays as light as the CLI's help needs.
+The names are resolved on first use, so `import ganprint` stays as light as the CLI's help needs; the verifier's
+names come from `ganprint.verification.detector`, not from the API module, so that they import no torch.
 """
 
 from ganprint._version import __version__
 
-__all__ = ["EmbedSpec", "GenerateSpec", "attribute", "config", "detect", "embed", "evaluate", "generate", "issue",
-           "load", "samples", "train"]
+__all__ = ["Detector", "EmbedSpec", "GenerateSpec", "attribute", "config", "detect", "embed", "evaluate", "generate",
+           "issue", "load", "load_detector", "samples", "train"]
+_VERIFIER = ("Detector", "load_detector")
 
 
 def __getattr__(name: str):
+    if name in _VERIFIER:
+        from ganprint.verification import detector
+
+        return getattr(detector, name)
     if name in __all__:
         from ganprint import api
 

@@ -35,6 +35,7 @@ TEXT_FLAGS = {
     "--baselines": "method names: evaluation.baselines.parse_baselines refuses others (tests/evaluation/test_baselines.py)",
     "--modulated-res": "a resolution range, checked against --resolution by nets.scalable.parse_res_range",
     "--registry": "a path or URL", "--name": "a name", "--who": "a name", "--notes": "free text",
+    "--dataset": "a data set name in the registry (sign-c2pa: looked up, refused when unknown)",
     "--photos": "a photo set or folder", "--host": "an interface name", "--models-dir": "a path",
     "--cors-origin": "an origin", "registry": "a path or URL", "--inception": "a path", "name": "a name",
     "--adversary": "attacks and values: evaluation.adversary.parse_adversary bounds each (tests/evaluation/test_adversary.py)",

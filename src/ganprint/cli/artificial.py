@@ -7,11 +7,11 @@ import logging
 
 import click
 
-from ganprint.api import embed
 from ganprint.artificial.agf_import import export_part, import_agf
 from ganprint.artificial.config import resolve_config
 from ganprint.artificial.detect import DetectSpec, detect
 from ganprint.artificial.embed import EmbedSpec
+from ganprint.artificial.register import embed_registered
 from ganprint.artificial.train import train_stega
 from ganprint.cli import params as P
 from ganprint.core.threat import P_VALUE_COVERS
@@ -106,7 +106,8 @@ def embed_cmd(registry, name, **flags):
           --registry reg.sqlite --name photos-v1
     """
 
-    embed(spec=EmbedSpec(**flags), registry=registry, name=name)  # every other flag is a field of the spec
+    # `ganprint.embed`'s own call, without importing the whole API (every other flag is a field of the spec)
+    embed_registered(EmbedSpec(**flags), registry, name)
     # The summary (counts, fingerprint, skipped files) is logged to stderr by the library.
 
 

@@ -96,6 +96,16 @@ def install(group: click.Group, aliases: dict[str, dict[str, str]] | None = None
         _attach(cmd, table.get(path, {}))
 
 
+def install_command(cmd: click.Command, aliases: dict[str, dict[str, str]] | None = None) -> None:
+    """`install` for one top-level command (a leaf or a group), when the lazy group first loads it."""
+    table = ALIASES if aliases is None else aliases
+    if isinstance(cmd, click.Group):
+        for path, leaf in leaves(cmd, (cmd.name,)):
+            _attach(leaf, table.get(path, {}))
+    else:
+        _attach(cmd, table.get(cmd.name, {}))
+
+
 def _attach(cmd: click.Command, aliases: dict[str, str]) -> None:
     parse_args = cmd.parse_args
 

@@ -6,11 +6,15 @@ command line it is a 0/1 string ("0110...") or hex ("0x6f..." / "hex:6f..."), mo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from ganprint.core.errors import GanprintError
 from ganprint.core.seeds import derive_seed
+
+if TYPE_CHECKING:  # torch is imported where a function returns a tensor: parsing and printing run without it
+    import torch
 
 
 class FingerprintError(GanprintError):
@@ -24,6 +28,12 @@ def parse_bits(text: str, length: int | None = None) -> torch.Tensor:
     the digits must hold exactly `length` bits, left-padded with zero bits to whole digits (as `bits_to_hex` writes
     them): fewer digits, more digits, or a one in the padding is an error, never a silent cut.
     """
+    bitstr = parse_bit_string(text, length)
+    return strs_to_bits([bitstr], len(bitstr))[0]
+
+
+def parse_bit_string(text: str, length: int | None = None) -> str:
+    """`parse_bits` as the validated 0/1 string ("0110..."), without torch."""
     s = text.strip().lower().replace("_", "").replace(" ", "")
     if s.startswith("0x") or s.startswith("hex:"):
         digits = s.split(":", 1)[1] if s.startswith("hex:") else s[2:]
@@ -40,7 +50,7 @@ def parse_bits(text: str, length: int | None = None) -> torch.Tensor:
             )
     if length is not None and len(bitstr) != length:
         raise FingerprintError(f"fingerprint has {len(bitstr)} bits but the model expects {length}")
-    return strs_to_bits([bitstr], len(bitstr))[0]
+    return bitstr
 
 
 def _fit_hex(text: str, bitstr: str, length: int) -> str:
@@ -54,15 +64,20 @@ def _fit_hex(text: str, bitstr: str, length: int) -> str:
     return bitstr[len(bitstr) - length:]
 
 
+def as_array(bits) -> np.ndarray:
+    """A tensor (any device) or array-like as a numpy array, without importing torch."""
+    return bits.detach().cpu().numpy() if hasattr(bits, "detach") else np.asarray(bits)
+
+
 def bits_to_str(bits: torch.Tensor | np.ndarray) -> str:
     """[K] 0/1 (or bool / logits already thresholded) -> '0110...'."""
-    arr = np.asarray(bits.detach().cpu() if isinstance(bits, torch.Tensor) else bits)
+    arr = as_array(bits)
     return bits_to_strs(arr.reshape(1, -1))[0]
 
 
 def bits_to_strs(bits: torch.Tensor | np.ndarray) -> list[str]:
     """[N, K] 0/1 -> N strings '0110...' (`bits_to_str` per row, in one pass)."""
-    arr = np.asarray(bits.detach().cpu() if isinstance(bits, torch.Tensor) else bits)
+    arr = as_array(bits)
     n, k = arr.shape
     text = ((arr > 0.5).astype(np.uint8) + 48).tobytes().decode("ascii")  # 48 = "0"; row i is text[i*k:(i+1)*k]
     return [text[i * k:(i + 1) * k] for i in range(n)]
@@ -70,10 +85,17 @@ def bits_to_strs(bits: torch.Tensor | np.ndarray) -> list[str]:
 
 def strs_to_bits(strs: list[str], length: int) -> torch.Tensor:
     """N 0/1 strings of `length` bits (already validated, e.g. by `parse_bits`) -> float [N, K]."""
+    import torch
+
+    return torch.from_numpy(strs_to_array(strs, length))
+
+
+def strs_to_array(strs: list[str], length: int) -> np.ndarray:
+    """`strs_to_bits` as a numpy float32 array [N, K], without torch."""
     raw = np.frombuffer("".join(strs).encode("ascii"), np.uint8)
     if raw.size != len(strs) * length:
         raise FingerprintError(f"expected {len(strs)} fingerprints of {length} bits")
-    return torch.from_numpy((raw.reshape(len(strs), length) - 48).astype(np.float32))  # [N, K]
+    return (raw.reshape(len(strs), length) - 48).astype(np.float32)  # [N, K]
 
 
 def bits_to_hex(bits: torch.Tensor | np.ndarray) -> str:
@@ -85,6 +107,8 @@ def bits_to_hex(bits: torch.Tensor | np.ndarray) -> str:
 
 def random_bits(n: int, length: int, seed: int) -> torch.Tensor:
     """[n, K] uniform random bits, a pure function of (seed, n, length)."""
+    import torch
+
     g = torch.Generator().manual_seed(int(seed))
     return torch.randint(0, 2, (n, length), generator=g).float()
 
@@ -107,12 +131,14 @@ def counter_bits(seed: int, indices, length: int) -> torch.Tensor:
         counters = base + idx * np.uint64(words) + np.arange(words, dtype=np.uint64)[None, :]  # [N, W]
         w = _splitmix64(counters)
     bits = np.unpackbits(w.astype(">u8").view(np.uint8).reshape(len(idx), -1), axis=1)[:, :length]  # [N, K]
+    import torch
+
     return torch.from_numpy(bits.astype(np.float32))
 
 
 def pack_bits(bits: np.ndarray | torch.Tensor) -> np.ndarray:
     """[N, K] 0/1 -> [N, ceil(K/8)] uint8 (big-endian bit order), for fast Hamming search."""
-    arr = np.asarray(bits.detach().cpu() if isinstance(bits, torch.Tensor) else bits) > 0.5
+    arr = as_array(bits) > 0.5
     return np.packbits(arr.reshape(arr.shape[0], -1), axis=1)
 
 
@@ -128,6 +154,11 @@ def hamming(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def as_bits(fingerprint, length: int) -> torch.Tensor:
     """A fingerprint given as a 0/1 or 0x-hex string, or as a [K] tensor/array/list of 0/1 -> float [K]."""
-    if isinstance(fingerprint, (torch.Tensor, np.ndarray, list, tuple)):
-        fingerprint = bits_to_str(np.asarray(fingerprint, dtype=np.float32))
-    return parse_bits(str(fingerprint), length)
+    return parse_bits(as_bit_string(fingerprint, length), length)
+
+
+def as_bit_string(fingerprint, length: int) -> str:
+    """`as_bits` as the validated 0/1 string, without torch."""
+    if hasattr(fingerprint, "detach") or isinstance(fingerprint, (np.ndarray, list, tuple)):
+        fingerprint = bits_to_str(np.asarray(as_array(fingerprint), dtype=np.float32))
+    return parse_bit_string(str(fingerprint), length)

@@ -32,9 +32,9 @@ import os
 import stat
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 try:  # optional speed-up (a dependency of the package; without it Pillow does all the work)
@@ -44,6 +44,9 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching _codecs in
 
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +197,19 @@ def _read_with_pillow(fp, path: str) -> np.ndarray:
         raise BadImageError(f"image {path} is corrupt or truncated: {type(e).__name__}: {e}") from None
 
 
+def image_array(im: Image.Image, name: str) -> np.ndarray:
+    """An image already opened with Pillow (in memory) as uint8 RGB [H, W, 3], under the policies a file gets
+    (EXIF orientation, transparency on white, 16-bit scaled); errors name `name`."""
+    w, h = im.size
+    if w == 0 or h == 0:
+        raise BadImageError(f"image {name} has zero size {w}x{h}")
+    try:
+        im.load()
+    except Exception as e:  # noqa: BLE001 - a lazily opened file may be truncated or corrupt
+        raise BadImageError(f"image {name} is corrupt or truncated: {type(e).__name__}: {e}") from None
+    return _to_rgb_array(_exif_transpose(im, name), name)
+
+
 def _exif_transpose(im: Image.Image, path: str) -> Image.Image:
     try:
         return ImageOps.exif_transpose(im)
@@ -330,6 +346,8 @@ def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
 
 def to_tensor01(img_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 [..., H, W, 3] -> float32 [..., 3, H, W] in [0, 1]."""
+    import torch  # here, not above: reading images needs no torch (the ONNX verifier runs without it)
+
     t = torch.as_tensor(np.asarray(img_u8) if not isinstance(img_u8, torch.Tensor) else img_u8)
     if t.dtype != torch.uint8:
         raise TypeError(f"to_tensor01 expects uint8 pixels, got {t.dtype}")
@@ -338,6 +356,8 @@ def to_tensor01(img_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def from_tensor01(t: torch.Tensor) -> np.ndarray:
     """float [..., 3, H, W] in [0, 1] -> uint8 [..., H, W, 3], clamped and rounded (as torchvision's save_image)."""
+    import torch
+
     t = t.detach().to("cpu", torch.float32)
     u8 = t.mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
     return np.ascontiguousarray(u8.movedim(-3, -1).numpy())  # [..., H, W, 3]

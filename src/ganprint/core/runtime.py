@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import subprocess
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ganprint.core.errors import GanprintError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,16 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     if device.type == "cuda":
+        import torch
+
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
     """'auto' picks CUDA when available, else CPU."""
+    import torch  # here, not above: the CLI's flag types import this module, and its help needs no torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -83,5 +89,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 def float32_everywhere(device: torch.device) -> None:
     """No TF32 on CUDA (house style): float32 means float32, and results agree across GPUs."""
     if device.type == "cuda":
+        import torch
+
         torch.set_float32_matmul_precision("highest")
         torch.backends.cudnn.allow_tf32 = False

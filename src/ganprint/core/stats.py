@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ganprint.core.errors import GanprintError, field
+
+if TYPE_CHECKING:  # the functions below take tensors by their methods: scoring itself runs without torch
+    import torch
 
 
 def bit_accuracy(bits: torch.Tensor, ref_bits: torch.Tensor) -> torch.Tensor:
@@ -117,7 +120,7 @@ def count_matches(bits: torch.Tensor, ref_bits: torch.Tensor) -> torch.Tensor:
 
 def detection_rate(matches: np.ndarray | torch.Tensor, k: int, fpr: float, n_keys: int = 1) -> float:
     """Analytic TPR at `fpr`: the share of rows whose match count reaches `match_threshold(k, fpr, n_keys)`."""
-    m = np.asarray(matches.cpu() if isinstance(matches, torch.Tensor) else matches)
+    m = np.asarray(matches.cpu() if hasattr(matches, "cpu") else matches)
     if m.size == 0:
         return float("nan")
     return float((m >= match_threshold(k, fpr, n_keys)).mean())

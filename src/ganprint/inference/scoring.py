@@ -11,23 +11,26 @@ found exactly, by XOR and popcount over packed bits (`core.hamming`).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ganprint.core.errors import GanprintError
-from ganprint.core.fingerprints import bits_to_hex, pack_bits
+from ganprint.core.fingerprints import as_array, bits_to_hex, pack_bits
 from ganprint.core.hamming import HammingIndex
-from ganprint.core.stats import count_matches, log10_p_value, match_threshold, p_value
+from ganprint.core.stats import log10_p_value, match_threshold, p_value
+
+if TYPE_CHECKING:  # rows are scored in numpy: the ONNX verifier scores them without torch
+    import torch
 
 UNKNOWN = "unknown"
 
 
-def score_bits(bits: torch.Tensor, reference: torch.Tensor, threshold: int) -> list[dict]:
+def score_bits(bits: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray, threshold: int) -> list[dict]:
     """Decoded bits [N, K] (0/1) against reference bits [N, K] or [K] -> one detection row per image:
-    bit_accuracy, matches, p_value, log10_p and detected (matches >= `threshold`)."""
+    bit_accuracy, matches, p_value, log10_p and detected (matches >= `threshold`). Tensors or arrays."""
     k = int(bits.shape[-1])
-    m = count_matches(bits, reference).numpy()  # [N]
+    m = ((as_array(bits) > 0.5) == (as_array(reference) > 0.5)).sum(axis=-1)  # [N] int, as `count_matches`
     p, lp = np.atleast_1d(p_value(m, k)).tolist(), np.atleast_1d(log10_p_value(m, k)).tolist()
     return [{"bit_accuracy": mi / k, "matches": mi, "p_value": pi, "log10_p": li, "detected": mi >= threshold}
             for mi, pi, li in zip(m.tolist(), p, lp)]

@@ -14,7 +14,6 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -22,9 +21,12 @@ from ganprint.core.artifacts import load_export
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_path
 from ganprint.core.paths import check_new_file, check_overlap
+from ganprint.nets.onnx_runtime import OnnxDecoder
 from ganprint.nets.scalable import fingerprint_length_of
 
 log = logging.getLogger(__name__)
+
+__all__ = ["DECODER_KINDS", "OnnxDecoder", "export_onnx", "onnx_runtime_for"]  # OnnxDecoder: nets.onnx_runtime
 
 DECODER_KINDS = ("stega", "stega-decoder", "scalable-decoder")
 OPSET = 18  # the exporter's own opset: asking for 17 runs a version converter that fails on Pad
@@ -74,36 +76,6 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike, overwrite
         onnx.save(graph, str(tmp))
     log.info("wrote %s (%s, %d px, %d bits)", out, kind, r, k)
     return {"out": str(out), "kind": kind, "resolution": r, "bits": k}
-
-
-class OnnxDecoder:
-    """An exported decoder run by ONNX Runtime: `bits(uint8 [N, R, R, 3]) -> float32 0/1 [N, K]` (numpy)."""
-
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise GanprintError("`runtime` onnx needs the onnx extra: pip install 'ganprint[onnx]'") from None
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        props = self.session.get_modelmeta().custom_metadata_map
-        if "ganprint.kind" not in props:
-            raise GanprintError(f"{path} is an ONNX file but not a ganprint decoder export")
-        self.kind, self.resolution, self.k = props["ganprint.kind"], int(props["ganprint.resolution"]), \
-            int(props["ganprint.bits"])
-
-    def logits(self, imgs: np.ndarray) -> np.ndarray:
-        imgs = np.ascontiguousarray(imgs, dtype=np.uint8)
-        if imgs.ndim != 4 or imgs.shape[1:] != (self.resolution, self.resolution, 3):
-            raise GanprintError(f"images must be uint8 [N, {self.resolution}, {self.resolution}, 3], "
-                                f"got {imgs.shape}")
-        return self.session.run(["logits"], {"images": imgs})[0]
-
-    def bits(self, imgs: np.ndarray) -> np.ndarray:
-        return (self.logits(imgs) > 0).astype(np.float32)
 
 
 def onnx_runtime_for(model_path: str | os.PathLike, workdir: str | os.PathLike, threads: int | None = None
