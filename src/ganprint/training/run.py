@@ -10,6 +10,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -30,6 +31,8 @@ CONFIG_FILE = "config.json"
 LOG_FILE = "log.txt"
 STATS_FILE = "stats.jsonl"
 SNAPSHOT_DIR = "snapshots"
+# Files that hold training work (training states, exports): a folder holding one is never removed.
+_CHECKPOINT_SUFFIXES = {".pt", ".safetensors"}
 # Keys of config.json that describe the run's provenance, not its settings.
 _PROVENANCE = ("git_sha",)
 # Config fields renamed since run folders were first recorded (new name -> old name): a folder recorded under the
@@ -196,6 +199,7 @@ class RunFolder:
         self.rank = dist.get_rank()
         self._handler: logging.Handler | None = None
         self._level = logging.NOTSET
+        self._fresh = self._created = False  # set on entering: see _remove_failed_start
         skip = set(self.runtime_fields) | set(_PROVENANCE)
         device_type = {"device_type": torch.device(device).type} if device is not None else {}
         legacy = _recorded_config(self.outdir)
@@ -213,6 +217,9 @@ class RunFolder:
     def __enter__(self) -> RunFolder:
         self.check()
         dist.barrier()  # every rank checks before rank 0 writes: a check among rank 0's first files would refuse them
+        # A folder that did not exist (or held nothing) before this run is this run's alone to remove on a failed start.
+        self._fresh = not self.outdir.is_dir() or not any(self.outdir.iterdir())
+        self._created = not self.outdir.exists()
         try:
             if self.rank == 0:
                 self.folder.claim()
@@ -228,10 +235,31 @@ class RunFolder:
 
     def __exit__(self, kind, err, tb) -> None:
         self._detach_log()
+        if isinstance(err, Exception) and self.rank == 0:
+            self._remove_failed_start()
         if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
             name = getattr(err, "filename", None)
             if name is None or _is_within(Path(name).absolute(), self.outdir.absolute()):
                 raise write_error(err, self.outdir) from None
+
+    def _remove_failed_start(self) -> None:
+        """Remove what a run that failed before its first training state or export wrote into a folder that was new
+        (or empty): else config.json and the record refuse the corrected command as "a different config". A folder
+        that held anything before, or holds a checkpoint now, is left as it is."""
+        if not self._fresh or not self.outdir.is_dir():
+            return
+        if any(p.suffix in _CHECKPOINT_SUFFIXES for p in self.outdir.rglob("*") if p.is_file()):
+            return
+        try:
+            if self._created:
+                shutil.rmtree(self.outdir)
+            else:
+                for p in list(self.outdir.iterdir()):
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        except OSError as e:
+            log.warning("could not remove the failed run's files in %s (%s); remove them by hand", self.outdir, e)
+            return
+        log.info("removed %s: the run failed before its first checkpoint", self.outdir)
 
     def _attach_log(self) -> None:
         handler = logging.FileHandler(self.outdir / LOG_FILE, encoding="utf-8")
