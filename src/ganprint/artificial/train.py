@@ -318,6 +318,7 @@ class _StegaRun:
         if not final and self.rank == 0:
             export_model(self.model, self.run.outdir / f"export-{step:08d}.safetensors",
                          extra={"ganprint.step": str(step)})
+        self.run.write_curves()
 
     def outputs(self, last: bool, clock: Clock) -> None:
         """The snapshot grid, and the training state (by steps or by time) due after this step."""

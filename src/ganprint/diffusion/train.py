@@ -194,6 +194,7 @@ class _DiffusionRun:
                 export(out / "network-final.safetensors", self.ema.module, EXPORT_KIND, econf, meta)
             log.info("snapshot at %.3f kimg", st.nimg / 1000)
         st.save()
+        self.run.write_curves()
 
     def loop(self, data: Batches, checkpoint_minutes: float) -> None:
         """Train until total_kimg, with ticks and snapshots on their kimg grids and states also by time."""

@@ -174,6 +174,7 @@ class _GanRun:
             if final:
                 export(out / "network-final.safetensors", self.ema.module, EXPORT_KIND, cfg_d, meta)
         st.save()
+        self.run.write_curves()
 
     def loop(self, checkpoint_minutes: float) -> None:
         cfg, st = self.cfg, self.state

@@ -300,6 +300,7 @@ class _ScalableRun:
             export(out / G_EXPORT, G_ema, "scalable-G", self.mcfg.to_dict(), meta)
             export(out / E_EXPORT, self.E, "scalable-decoder", self.mcfg.to_dict(), meta)
         st.save()
+        self.run.write_curves()
 
     def loop(self, checkpoint_minutes: float) -> dict:
         cfg, st = self.cfg, self.state

@@ -25,6 +25,7 @@ from ganprint.core.files import (MAX_LIST_BYTES, append_jsonl, atomic_write_json
 from ganprint.core.paths import OutputFolder, check_overlap, identity_differences, read_record
 from ganprint.core.runtime import float32_everywhere, git_sha, resolve_device
 from ganprint.training.config import PROVENANCE as _PROVENANCE
+from ganprint.training.curves import CURVES_FILE, write_curves
 from ganprint.training.config import RENAMED_FIELDS
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,8 @@ class RunFolder:
         self._detach_log()
         if isinstance(err, Exception) and self.rank == 0:
             self._remove_failed_start()
+        if err is None:
+            self.write_curves()
         if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
             name = getattr(err, "filename", None)
             if name is None or _is_within(Path(name).absolute(), self.outdir.absolute()):
@@ -289,6 +292,12 @@ class RunFolder:
                 if dropped:
                     log.info("%s: dropped %d row(s) after %s %d, which the resumed run writes again",
                              name, dropped, key, step)
+
+    def write_curves(self) -> None:
+        """curves.png from the run's logs (rank 0); trainers call it at each checkpoint, and it runs at the end."""
+        if self.rank == 0:
+            with writing(self.outdir / CURVES_FILE):
+                write_curves(self.outdir, self.logs)
 
     def append(self, row: dict, name: str = STATS_FILE) -> None:
         """Append one row to a JSONL log (rank 0)."""
