@@ -64,15 +64,16 @@ def read_config_file(path: str | os.PathLike, cls: type[C], run_keys: tuple[str,
     """
     d = read_input_json(path, "the config file")
     if not isinstance(d, dict):
-        raise GanprintError(f"`config_file` {path} holds no JSON object; give a run's config.json or a dry run's output")
+        raise GanprintError(f"`config_file` {path} holds no JSON object; give a run's config.json or a dry run's "
+                            "output")
     d = {k: v for k, v in d.items() if k not in PROVENANCE and k not in run_keys}
     for new, old in RENAMED_FIELDS.items():
         if old in d and new not in d:
             d[new] = d.pop(old)
     bad = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
     if bad:
-        raise GanprintError(f"`config_file` {path}: unknown training options {bad}; give the config.json of a run of the "
-                            "same trainer")
+        raise GanprintError(f"`config_file` {path}: unknown training options {bad}; give the config.json of a run "
+                            "of the same trainer")
     try:
         return cls.from_dict(d) if hasattr(cls, "from_dict") else cls(**d)
     except (TypeError, ValueError) as e:
