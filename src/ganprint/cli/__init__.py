@@ -18,7 +18,7 @@ import click
 from safetensors import SafetensorError
 
 from ganprint._version import __version__
-from ganprint.core import dist
+from ganprint.core import dist, progress
 from ganprint.core.errors import GanprintError
 from ganprint.cli import vocabulary
 
@@ -91,7 +91,7 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="ganprint")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only, and no progress bars.")
 def main(verbose: bool, quiet: bool) -> None:
     """ganprint: fingerprint generative models, then detect and attribute the images they make.
 
@@ -107,6 +107,7 @@ def main(verbose: bool, quiet: bool) -> None:
     Run `ganprint COMMAND --help` for the flags and worked examples of each command.
     """
     setup_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    progress.set_default(False if quiet else None)  # else GANPRINT_PROGRESS, else where watched
 
 
 def setup_logging(level: int = logging.INFO) -> None:

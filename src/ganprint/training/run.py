@@ -266,6 +266,7 @@ class RunFolder:
         handler = logging.FileHandler(self.outdir / LOG_FILE, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         handler.setLevel(logging.INFO)
+        handler.run_log = True  # type: ignore[attr-defined]  # ganprint.core.progress.status_line writes here
         lib = logging.getLogger("ganprint")
         self._level = lib.level
         if lib.level == logging.NOTSET and lib.getEffectiveLevel() > logging.INFO:
