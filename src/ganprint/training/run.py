@@ -25,8 +25,8 @@ from ganprint.core.files import (MAX_LIST_BYTES, append_jsonl, atomic_write_json
 from ganprint.core.paths import OutputFolder, check_overlap, identity_differences, read_record
 from ganprint.core.runtime import float32_everywhere, git_sha, resolve_device
 from ganprint.training.config import PROVENANCE as _PROVENANCE
+from ganprint.training.config import RENAMED_FIELDS  # a folder recorded under an old name is compared under it
 from ganprint.training.curves import CURVES_FILE, write_curves
-from ganprint.training.config import RENAMED_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ STATS_FILE = "stats.jsonl"
 SNAPSHOT_DIR = "snapshots"
 # Files that hold training work (training states, exports): a folder holding one is never removed.
 _CHECKPOINT_SUFFIXES = {".pt", ".safetensors"}
-# A folder recorded under a field's old name (RENAMED_FIELDS) is compared under it, so that it still resumes.
 # Errors of writing (not of reading the data): the disk, its permissions or the folder's shape.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EFBIG,
                  errno.EISDIR, errno.EEXIST}
