@@ -17,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,faiss,service,onnx,diffusion,baselines,c2pa]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,photos,faiss,service,onnx,diffusion,baselines,c2pa]"
 	touch $(STAMP)
 
 demo: setup

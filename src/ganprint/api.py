@@ -66,18 +66,21 @@ def load(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None,
 
 
 _CONFIGS = {"artificial": _artificial_config, "gan": _gan_config, "scalable": _scalable_config,
-            "diffusion": lambda preset=None, **kw: _diffusion_config(preset, kw.pop("resolution", None), **kw)}
+            "diffusion": lambda preset=None, config_file=None, **kw: _diffusion_config(
+                preset, kw.pop("resolution", None), config_file, **kw)}
 
 
 TrainingConfig = TrainConfig | GanTrainConfig | ScalableTrainConfig | DiffusionTrainConfig
 
 
-def config(system: str, preset: str | None = None, **overrides: Any) -> TrainingConfig:
-    """The typed training config of `system` (artificial, gan, scalable or diffusion): `preset` with `overrides`
-    applied, validated, as the command line resolves its preset and flags; pass it to `train`."""
+def config(system: str, preset: str | None = None, config_file: str | os.PathLike | None = None,
+           **overrides: Any) -> TrainingConfig:
+    """The typed training config of `system` (artificial, gan, scalable or diffusion): `preset`, or the config that
+    a run's config.json holds (`config_file`, e.g. "runs/a/config.json"), with `overrides` applied, validated, as
+    the command line resolves its preset, config file and flags; pass it to `train`."""
     if system not in _CONFIGS:
         raise GanprintError(f"config(): system must be one of {', '.join(_CONFIGS)}, got {system!r}")
-    return _CONFIGS[system](preset, **overrides)
+    return _CONFIGS[system](preset, config_file=config_file, **overrides)
 
 
 def train(config: TrainingConfig, outdir: str | os.PathLike,

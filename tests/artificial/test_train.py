@@ -178,3 +178,19 @@ def test_cosine_lr_anneals_each_phase():
     assert lrs[100] == pytest.approx(1e-3) and lrs[109] == pytest.approx(1e-4)  # the polish restarts and anneals
     const = TrainConfig(lr=1e-3, lr_warmup=4)
     assert [lr_at(const, s, 50) for s in (0, 3, 40)] == pytest.approx([2.5e-4, 1e-3, 1e-3])
+
+
+class BadItemDataset(DictDataset):
+    """Item 5 holds float images in [0, 255]: found only when the run decodes its data, after config.json."""
+
+    def __getitem__(self, i):
+        return {"img": self.imgs[i].float() if i == 5 else self.imgs[i]}
+
+
+def test_a_failed_start_leaves_no_run_folder_and_the_fix_runs(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(GanprintError, match=r"item 5 holds float images in \[\d+, 255\]"):
+        train_stega(tiny_cfg(steps=2), out, data=BadItemDataset(), device="cpu", progress=False)
+    assert not out.exists()
+    final = train_stega(tiny_cfg(steps=2, lr=2e-3), out, data=DictDataset(), device="cpu", progress=False)
+    assert final.is_file()  # a different config than the failed start's is not refused

@@ -127,3 +127,24 @@ def test_wrong_data_resolution_is_a_clear_error(tmp_path, sample_folder):
     with pytest.raises(GanprintError, match="check `resolution`"):
         train_diffusion(_tiny(total_kimg=0.008), tmp_path / "run", open_image_dataset(sample_folder, 32),
                         device="cpu")
+
+
+def test_without_diffusers_the_failed_start_leaves_no_folder_and_the_fix_runs(tmp_path, monkeypatch):
+    import sys
+
+    from click.testing import CliRunner
+
+    from ganprint.cli import main
+    from tests.training.test_trainers import _write_images
+
+    out, data = tmp_path / "run", _write_images(tmp_path / "data", res=16)
+    args = ["train-diffusion", "--preset", "tiny-16", "--kimg", "0.016", "--data", str(data), "--outdir",
+            str(out), "--device", "cpu"]
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "diffusers", None)  # `import diffusers` fails, as where the extra is not installed
+        r = CliRunner().invoke(main, args)
+    assert r.exit_code != 0 and "models need the diffusers package" in r.output, r.output
+    assert not out.exists()
+    r = CliRunner().invoke(main, [*args, "--seed", "1"])  # even another config: nothing of the failed start refuses it
+    assert r.exit_code == 0, r.output
+    assert (out / "network-final.safetensors").is_file() and (out / "curves.png").is_file()

@@ -62,3 +62,25 @@ def test_meter_means_by_name():
     m.add({"loss/r1": 1.0, "a": 2.0})
     m.add({"loss/r1": 3.0})
     assert m.means() == {"a": 2.0, "loss/r1": 2.0} and m.means() == {}
+
+
+def test_float_datasets_in_unit_range_train_on_their_images_and_others_are_refused():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 8, 8, generator=g)
+    ds = open_training_data(torch.utils.data.TensorDataset(x), 8)  # items are (img,) tuples
+    got = Batches(ds, EpochOrder(6, 2, seed=0, tag=1)).images(range(6))
+    assert got.dtype == torch.uint8 and torch.equal(got, (x * 255).round().to(torch.uint8))  # not x / 255 again
+    assert torch.equal(open_training_data(x, 8), got)  # a float tensor alike
+    u8 = Images(n=4, r=8)
+    assert torch.equal(Batches(open_training_data(u8, 8), EpochOrder(4, 2, 0, 1)).images(range(4)), u8.imgs)
+    with pytest.raises(GanprintError, match=r"`data` \(TensorDataset\) item 0 holds float images in \[\d.*, \d+\.?\d*\]; float images must lie in \[0, 1\], or"):
+        open_training_data(torch.utils.data.TensorDataset(x * 255), 8)
+    with pytest.raises(GanprintError, match=r"`data` \(a tensor\) holds float images in \[-0.99.*\]; .*\(images in \[-1, 1\]: give \(x \+ 1\) / 2\)"):
+        open_training_data(x * 2 - 1, 8)
+    with pytest.raises(GanprintError, match="item 0 holds int64 images; give uint8"):
+        open_training_data(torch.utils.data.TensorDataset(torch.zeros(2, 3, 8, 8, dtype=torch.int64)), 8)
+    nan = x.clone()
+    nan[3, 0, 0, 0] = float("nan")
+    bad = open_training_data(torch.utils.data.TensorDataset(nan), 8)  # item 0 is fine; item 3 is found when read
+    with pytest.raises(GanprintError, match=r"`data` \(TensorDataset\) item 3 holds float images in \[nan"):
+        Batches(bad, EpochOrder(6, 2, 0, 1))

@@ -125,3 +125,34 @@ def test_an_unwritable_outdir_is_one_line_naming_it(unwritable):
     with pytest.raises(GanprintError, match=f"cannot write {unwritable}"):
         with RunFolder(unwritable, {"a": 1}):
             pass
+
+
+def test_a_failed_start_leaves_no_run_folder_but_earlier_work_stays(tmp_path):
+    new = tmp_path / "runs" / "a"
+    with pytest.raises(GanprintError, match="no diffusers"):
+        with RunFolder(new, {"lr": 1}):
+            (new / "snapshots").mkdir()
+            (new / "snapshots" / "reals.png").write_bytes(b"png")
+            raise GanprintError("no diffusers")
+    assert not new.exists() and (tmp_path / "runs").is_dir()  # the parent it did not need to create stays
+    with RunFolder(new, {"lr": 2}):  # the corrected command is not refused as "a different config"
+        pass
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError):
+        with RunFolder(empty, {"lr": 1}):
+            raise ValueError("bad data")
+    assert empty.is_dir() and list(empty.iterdir()) == []  # the caller's folder stays, emptied of this run
+    with pytest.raises(ValueError):  # a run that reached its first checkpoint keeps everything
+        with RunFolder(tmp_path / "b", {"lr": 1}):
+            (tmp_path / "b" / "training-state-00000002.pt").write_bytes(b"state")
+            raise ValueError("later failure")
+    assert (tmp_path / "b" / "config.json").is_file()
+    with pytest.raises(ValueError):  # a folder that held earlier work (here: its config) is never touched
+        with RunFolder(new, {"lr": 2}):
+            raise ValueError("bad data")
+    assert (new / "config.json").is_file()
+    with pytest.raises(KeyboardInterrupt):  # an interrupted start keeps its log for the user to read
+        with RunFolder(tmp_path / "c", {"lr": 1}):
+            raise KeyboardInterrupt
+    assert (tmp_path / "c" / "log.txt").is_file()

@@ -211,3 +211,29 @@ def test_kill_9_then_the_same_command_equals_an_uninterrupted_run(tmp_path, comm
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [r[key] for r in read_jsonl(killed / "stats.jsonl")] == rows
     assert not list(killed.rglob(".*.tmp"))
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_trainer_draws_its_curves(tmp_path, command):
+    from PIL import Image
+
+    data = _write_images(tmp_path / "data", res=16 if command == "train-diffusion" else 32)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, [*COMMANDS[command], "--data", str(data), "--outdir", str(out)])
+    assert r.exit_code == 0, r.output
+    with Image.open(out / "curves.png") as im:
+        im.verify()  # a whole PNG, not a torn one
+    with Image.open(out / "curves.png") as im:
+        assert im.format == "PNG" and im.width > 300 and im.height > 200
+    assert not list(out.glob(".curves.png.*.tmp"))
+
+
+def test_curve_panels_come_from_the_logged_terms():
+    from ganprint.training.curves import curve_series
+
+    rows = [{"step": 2, "loss": 0.5, "bce": 0.4, "bit_acc": 0.6, "psnr": 30.0, "lr": 1e-3},
+            {"step": 4, "loss": float("nan"), "bit_acc": 0.7, "psnr": 31.0}]
+    axis, panels = curve_series(rows)
+    assert axis == "step" and sorted(panels) == ["PSNR (dB)", "bit accuracy", "loss terms"]
+    assert panels["loss terms"] == {"loss": [(2.0, 0.5)], "bce": [(2.0, 0.4)]}  # NaN skipped, lr not drawn
+    assert curve_series([{"kimg": 0.1, "step": 1, "loss/G": 1.0}])[0] == "kimg"

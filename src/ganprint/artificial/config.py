@@ -6,13 +6,15 @@ when given (`resolve_config`).
 
 from __future__ import annotations
 
+import os
+
 import dataclasses
 from dataclasses import asdict, dataclass
 
 from ganprint.core import bounds
 from ganprint.core.bounds import optional
 from ganprint.core.errors import GanprintError
-from ganprint.training.config import apply_overrides, check_bounds
+from ganprint.training.config import apply_overrides, check_bounds, read_config_file
 
 
 class ConfigError(GanprintError):
@@ -122,9 +124,12 @@ PRESETS["robust-32"] = dataclasses.replace(PRESETS["demo-32"], steps=12000, targ
 RUNTIME_FIELDS = ("device",)
 
 
-def resolve_config(preset: str | None = None, **overrides) -> TrainConfig:
-    """The preset (default: "default") with every override that is not None applied, validated."""
-    cfg = apply_overrides(preset, PRESETS, "default", **overrides)
+def resolve_config(preset: str | None = None, config_file: str | os.PathLike | None = None,
+                   **overrides) -> TrainConfig:
+    """The preset (default: "default"), or the config a run's config.json holds (`config_file`), with every
+    override that is not None applied, validated."""
+    base = read_config_file(config_file, TrainConfig) if config_file is not None else None
+    cfg = apply_overrides(preset, PRESETS, "default", base, **overrides)
     if overrides.get("epochs") is not None and overrides.get("steps") is None:
         cfg = dataclasses.replace(cfg, steps=None)  # an explicit `epochs` wins over a preset's step count
     return cfg.validate()

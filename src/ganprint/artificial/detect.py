@@ -28,13 +28,14 @@ from ganprint.core.files import atomic_write_json, atomic_write_text, check_writ
 from ganprint.core.fingerprints import as_bits, bits_to_str, bits_to_strs, strs_to_bits
 from ganprint.core.images import BadImageError
 from ganprint.core.paths import OutputFolder, check_overlap
+from ganprint.core.progress import progress_bar
 from ganprint.core.specs import Spec, SpecError, spec_of_call
 from ganprint.core.stats import match_threshold, usable_threshold
 from ganprint.data.folders import open_image_dataset
 from ganprint.inference.decoders import RUNTIMES, STEGA_KINDS, Decoder, DecoderOptions
 from ganprint.inference.jobs import MIN_IMAGES_PER_DETECT_JOB, plan_jobs, run_jobs
 from ganprint.inference.scoring import score_bits
-from ganprint.inference.stream import item_names, loader, progress_bar, walk_once
+from ganprint.inference.stream import item_names, loader, walk_once
 from ganprint.inference.writer import png_name
 from ganprint.perturb.scale_search import parse_scales, search_angles
 

@@ -43,6 +43,7 @@ from ganprint.core.files import (atomic_write_json, atomic_write_text, check_wri
                                  read_input_json, remove_stale_temporaries, sha256_file)
 from ganprint.core.fingerprints import as_bits, bits_to_str, bits_to_strs, counter_bits
 from ganprint.core.paths import OutputFolder, check_overlap
+from ganprint.core.progress import progress_bar
 from ganprint.core.images import BadImageError, from_tensor01, preprocess, psnr_u8
 from ganprint.core.specs import Spec, SpecError, spec_of_call
 from ganprint.core.stats import count_matches, decode_bits
@@ -50,7 +51,7 @@ from ganprint.data.folders import open_image_dataset
 from ganprint.inference.jobs import MIN_IMAGES_PER_JOB, plan_jobs, run_jobs
 from ganprint.inference.fullsize import add_residual, tiled_encode, tiled_logits
 from ganprint.inference.layout import net_dtype, prepare, to_float01
-from ganprint.inference.stream import item_names, loader, progress_bar, walk_once
+from ganprint.inference.stream import item_names, loader, walk_once
 from ganprint.inference.writer import BatchWriter, png_name
 from ganprint.nets.stega import InferenceEncoder
 
@@ -273,8 +274,8 @@ def _open_run(spec: EmbedSpec) -> _Run:
             raise output_error(out / MANIFEST, e) from None
         remove_stale_temporaries(out)  # what writers killed mid-file left behind
     dist.barrier()
-    return _Run(out, os.fspath(out / FP_DIR), ds, relpaths, output_names(relpaths, spec.output_format == "same"), k, res,
-                prec, dev, module, fixed,
+    names = output_names(relpaths, spec.output_format == "same")
+    return _Run(out, os.fspath(out / FP_DIR), ds, relpaths, names, k, res, prec, dev, module, fixed,
                 int(spec.seed), cfg, manifest)
 
 

@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -22,11 +21,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ganprint.artificial.config import RUNTIME_FIELDS, TrainConfig
 from ganprint.core import bounds
 from ganprint.core import dist
+from ganprint.core.progress import progress_bar
 from ganprint.core.seeds import derive_seed
 from ganprint.core.specs import Spec
 from ganprint.nets.stega import StegaConfig, StegaDecoderOnly, StegaModel, stega_config_dict
@@ -234,7 +233,7 @@ class StegaRunSpec(Spec):
     checkpoint_minutes: float = 5.0  # also a training state when this long has passed since the last (0 = never)
     log_every: int = 50  # steps per stats.jsonl row
     cache_bytes: int = DEFAULT_CACHE_BYTES  # keep decoded images in memory when the data set fits (0 = never)
-    progress: bool | None = None  # tqdm bar; None = only on a TTY and on rank 0
+    progress: bool | None = None  # tqdm.auto bar on rank 0; None = where someone watches (ganprint.core.progress)
 
     def check(self) -> None:
         for name, bound in (("workers", bounds.WORKERS), ("snapshot_every", bounds.STEPS0),
@@ -318,6 +317,7 @@ class _StegaRun:
         if not final and self.rank == 0:
             export_model(self.model, self.run.outdir / f"export-{step:08d}.safetensors",
                          extra={"ganprint.step": str(step)})
+        self.run.write_curves()
 
     def outputs(self, last: bool, clock: Clock) -> None:
         """The snapshot grid, and the training state (by steps or by time) due after this step."""
@@ -328,11 +328,10 @@ class _StegaRun:
             self.model.train()
         clock.after_step(step, last, self.checkpoint, self.state.save)
 
-    def loop(self, spec: StegaRunSpec, progress: bool, callback) -> None:
+    def loop(self, spec: StegaRunSpec, progress: bool | None, callback) -> None:
         st, cfg = self.state, self.cfg
         batches = self.data.stream(st.step, self.total)
-        bar = tqdm(total=self.total, initial=st.step, disable=not progress or self.rank != 0, desc="train",
-                   unit="step", dynamic_ncols=True)
+        bar = progress_bar(self.total, "train", "step", progress, initial=st.step)
         clock = Clock(1, spec.checkpoint_minutes, tick=spec.log_every, snapshot=spec.checkpoint_every,
                       grid=spec.snapshot_every)
         meter, count, t0 = Meter(), 0, time.perf_counter()
@@ -392,6 +391,5 @@ def train_stega(cfg: TrainConfig, outdir: str | os.PathLike, data=None, spec: St
         log.info("training %d-bit fingerprints at %d px on %d images: steps %d -> %d, batch %d on %d process(es)",
                  cfg.fingerprint_length, cfg.resolution, len(ds), trainer.state.step, trainer.total, cfg.batch_size,
                  trainer.world)
-        progress = sys.stderr.isatty() if spec.progress is None else spec.progress
-        trainer.loop(spec, progress, callback)
+        trainer.loop(spec, spec.progress, callback)
         return trainer.finish(finished_before)

@@ -22,6 +22,7 @@ from collections.abc import Iterator, MutableMapping
 import click
 
 from ganprint._version import __version__
+from ganprint.core import progress
 from ganprint.core.errors import GanprintError
 from ganprint.cli import vocabulary
 
@@ -193,7 +194,7 @@ class _LazyGroup(_Group):
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="ganprint")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only, and no progress bars.")
 def main(verbose: bool, quiet: bool) -> None:
     """ganprint: fingerprint generative models, then detect and attribute the images they make.
 
@@ -209,6 +210,7 @@ def main(verbose: bool, quiet: bool) -> None:
     Run `ganprint COMMAND --help` for the flags and worked examples of each command.
     """
     setup_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    progress.set_default(False if quiet else None)  # else GANPRINT_PROGRESS, else where watched
 
 
 def setup_logging(level: int = logging.INFO) -> None:

@@ -156,6 +156,8 @@ def detect_cmd(**flags):
 @click.option("--data", type=str, default=None, help="Folder of training images (e.g. from `ganprint data samples`).")
 @click.option("--outdir", type=click.Path(file_okay=False), required=True,
               help="Run folder; re-running the same command resumes from its newest training state.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Start from a run's config.json (or a --dry-run's output) instead of a preset; flags override it.")
 @click.option("--preset", type=str, default=None,
               help="Named settings (default, demo-32, agf-original); the flags below override it when given.")
 @click.option("--resolution", type=P.RESOLUTION, default=None, help="Image side in pixels, a power of two >= 16.")

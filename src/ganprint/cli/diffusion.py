@@ -16,6 +16,8 @@ from ganprint.diffusion.train import config_from_export, run_config, train_diffu
 @click.option("--data", required=True, type=click.Path(), help="Folder of images (e.g. fingerprinted ones).")
 @click.option("--resolution", type=P.RESOLUTION, default=None, help="Image side in pixels; must match the preset's.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run folder; re-running resumes.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Start from a run's config.json (or a --dry-run's output) instead of a preset; flags override it.")
 @click.option("--preset", default=None, help="tiny-16, cpu-32 (default) or ddpm-32 (DDPM CIFAR-10, for GPUs).")
 @click.option("--kimg", "total_kimg", type=P.KIMG, default=None, help="Training length in thousands of images.")
 @click.option("--batch-size", type=P.BATCH, default=None, help="Total batch over all processes.")
@@ -31,8 +33,8 @@ from ganprint.diffusion.train import config_from_export, run_config, train_diffu
 @click.option("--workers", type=P.WORKERS, default=0, show_default=True,
               help="Processes decoding the images when the data set does not fit in memory (0: this one).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def train_diffusion_cmd(data, resolution, outdir, preset, device, resume_from, checkpoint_minutes, workers, dry_run,
-                        **overrides):
+def train_diffusion_cmd(data, resolution, outdir, preset, config_file, device, resume_from, checkpoint_minutes,
+                        workers, dry_run, **overrides):
     """Train a denoising diffusion UNet on images; exports its EMA weights (kind diffusion-unet).
 
     \b
@@ -46,7 +48,7 @@ def train_diffusion_cmd(data, resolution, outdir, preset, device, resume_from, c
       torchrun --nproc_per_node 8 -m ganprint train-diffusion --data data/ --outdir runs/ddpm --preset ddpm-32
     """
 
-    cfg = resolve_config(preset, resolution, **overrides)
+    cfg = resolve_config(preset, resolution, config_file, **overrides)
     if dry_run:
         resolved = config_from_export(cfg, resume_from) if resume_from else cfg
         click.echo(json.dumps(run_config(resolved, data, resume_from), indent=2))

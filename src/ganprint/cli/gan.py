@@ -17,9 +17,12 @@ log = logging.getLogger(__name__)
 
 
 @click.command("train-gan")
-@click.option("--data", required=True, type=click.Path(), help="Folder of images or a packed data set.")
+@click.option("--data", type=click.Path(), default=None,
+              help="Folder of images or a packed data set; required unless --config names it.")
 @click.option("--resolution", type=P.RESOLUTION, default=None, help="Image side in pixels (32, 64, 128, 256); picks the preset.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run folder; re-running resumes.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Start from a run's config.json (or a --dry-run's output) instead of a preset; flags override it.")
 @click.option("--preset", default=None, help="small, 32, 64, 128 or 256 (default: the --resolution preset).")
 @click.option("--kimg", "total_kimg", type=P.KIMG, default=None, help="Training length in thousands of real images.")
 @click.option("--batch-size", type=P.BATCH, default=None, help="Total batch over all processes.")
@@ -34,7 +37,8 @@ log = logging.getLogger(__name__)
 @click.option("--workers", type=P.WORKERS, default=2, show_default=True,
               help="Processes decoding the images when the data set does not fit in memory.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def train_gan_cmd(data, resolution, outdir, preset, device, checkpoint_minutes, workers, dry_run, **overrides):
+def train_gan_cmd(data, resolution, outdir, preset, config_file, device, checkpoint_minutes, workers, dry_run,
+                  **overrides):
     """Train a StyleGAN2 generator on images (e.g. fingerprinted ones); exports the EMA generator.
 
     \b
@@ -47,7 +51,7 @@ def train_gan_cmd(data, resolution, outdir, preset, device, checkpoint_minutes, 
       torchrun --nproc_per_node 2 "$(which ganprint)" train-gan --data data/ --resolution 64 --outdir runs/gan64
     """
 
-    cfg = resolve_config(preset, resolution, data=data, **overrides)
+    cfg = resolve_config(preset, resolution, config_file, data=data, **overrides)
     if dry_run:
         click.echo(config_json(cfg))
         return

@@ -30,7 +30,8 @@ def sign_c2pa_cmd(images, outdir, registry, cert, key, dataset, signing_alg) -> 
     Each manifest carries a c2pa.soft-binding assertion (io.github.ganprint.scalable.1 for an issued model's
     images, io.github.ganprint.artificial.1 for a data set's), ganprint's record and the actions; its manifest
     store is kept in the registry, where `ganprint serve` finds it again from the pixels alone (C2PA Soft Binding
-    Resolution API: POST /matches/byContent). Needs the c2pa extra: pip install 'ganprint[c2pa]'.
+    Resolution API: POST /matches/byContent). Needs the c2pa extra: pip install -e '.[c2pa]' in the ganprint
+    checkout.
 
     \b
     Examples:

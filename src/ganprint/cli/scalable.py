@@ -21,15 +21,18 @@ COMMANDS: list = []
 
 
 @click.command("train-scalable")
-@click.option("--data", required=True, type=click.Path(), help="Image folder or packed data set (ganprint dataset).")
+@click.option("--data", type=click.Path(), default=None,
+              help="Image folder or packed data set (ganprint dataset); required unless --config names it.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run directory (re-run to resume).")
 @click.option("--resolution", type=P.RESOLUTION, default=None, help="Image side (power of two >= 8) [32].")
 @click.option("--fingerprint-length", type=P.BITS, default=None, help="K, bits per fingerprint [128].")
 @click.option("--modulated-res", default=None,
               help="Resolutions whose convs the fingerprint modulates (A-B); plain convs elsewhere [4-128].")
 @click.option("--kimg", type=P.KIMG_POS, default=None, help="Length: thousands of real images shown [100].")
-@click.option("--preset", type=click.Choice(["small", "paper", "authors-celeba", "tiny"]), default="small",
-              show_default=True, help="small: 2 CPU cores; paper: config-e widths, weights 2/1/2; "
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Start from a run's config.json (or a --dry-run's output) instead of a preset; flags override it.")
+@click.option("--preset", type=click.Choice(["small", "paper", "authors-celeba", "tiny"]), default=None,
+              help="[small] small: 2 CPU cores; paper: config-e widths, weights 2/1/2; "
                                       "authors-celeba: paper with consistency 0.2; tiny: tests only.")
 @click.option("--batch-size", type=P.BATCH, default=None, help="Total batch over all processes [preset].")
 @click.option("--consistency-weight", type=P.WEIGHT, default=None, help="Weight of ||G(z,c)-G(z,c')||^2 [preset].")

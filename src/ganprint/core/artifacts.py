@@ -92,10 +92,11 @@ def _export_contents(module: torch.nn.Module, kind: str, config: dict,
 
 def _write_error(e: SafetensorError, path: Path) -> Exception:
     """An OSError naming `path` for a failed safetensors write (its message holds the OS error number, as in
-    'No space left on device (os error 28)'), or an ArtifactError naming it."""
-    m = re.search(r"os error (\d+)", str(e))
+    'No space left on device (os error 28)', or in safetensors 0.4 as 'IoError(Os { code: 28, ... })'), or an
+    ArtifactError naming it."""
+    m = re.search(r"os error (\d+)|Os \{ code: (\d+)", str(e))
     if m:
-        code = int(m.group(1))
+        code = int(m.group(1) or m.group(2))
         return OSError(code, os.strerror(code), str(path))
     return ArtifactError(f"cannot write {path}: {_first_line(e)}")
 

@@ -151,8 +151,8 @@ def available_photos(photos: str = "all") -> list[dict]:
         base = _module_dir(p.module)
         path = base / p.relpath if base else None
         if path is None or not path.is_file():
-            log.warning("sample photo %s not found (package %s not installed or changed); skipping it",
-                        p.name, p.package)
+            log.warning("sample photo %s not found (package %s not installed or changed; the photos extra "
+                        "installs it); skipping it", p.name, p.package)
             continue
         try:
             version = importlib.metadata.version(p.package)
@@ -163,8 +163,8 @@ def available_photos(photos: str = "all") -> list[dict]:
                     "licence_source": p.licence_source})
     if not out:
         raise GanprintError(
-            f"no sample photos of split {photos!r} found; install scikit-image, scikit-learn and matplotlib"
-        )
+            f"no sample photos of split {photos!r} found; install the photos extra (pip install -e '.[photos]' "
+            "in the checkout: scikit-image and scikit-learn) or give a folder of photos")
     return out
 
 

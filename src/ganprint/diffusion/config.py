@@ -8,13 +8,15 @@ attention at 16 px, dropout 0.1, 1000 linear-beta steps, Adam 2e-4 with 5000 war
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import asdict, dataclass, field
 
 from ganprint.core import bounds
 from ganprint.core.artifacts import check_config_keys
 from ganprint.core.bounds import Bound, BoundError, optional
 from ganprint.core.errors import GanprintError
-from ganprint.training.config import apply_overrides, check_bounds
+from ganprint.training.config import apply_overrides, check_bounds, read_config_file
 
 
 @dataclass
@@ -167,12 +169,16 @@ PRESETS: dict[str, DiffusionTrainConfig] = {
 RUNTIME_FIELDS = ("total_kimg", "kimg_per_tick", "snapshot_kimg")
 
 
-def resolve_config(preset: str | None, resolution: int | None, **overrides) -> DiffusionTrainConfig:
-    """Start from a preset (default: cpu-32) and apply the non-None overrides (top-level fields).
+def resolve_config(preset: str | None, resolution: int | None, config_file: str | os.PathLike | None = None,
+                   **overrides) -> DiffusionTrainConfig:
+    """Start from a preset (default: cpu-32), or from the config a run's config.json holds (`config_file`; its
+    `data` and `resume_from` are the run's, not the config's), and apply the non-None overrides (top-level fields).
 
     Raises GanprintError naming the field when the preset is unknown or disagrees with `resolution`.
     """
-    cfg = apply_overrides(preset, PRESETS, "cpu-32", **overrides)
+    base = (read_config_file(config_file, DiffusionTrainConfig, ("data", "resume_from"))
+            if config_file is not None else None)
+    cfg = apply_overrides(preset, PRESETS, "cpu-32", base, **overrides)
     if resolution is not None and resolution != cfg.resolution:
         raise GanprintError(f"`resolution` {resolution} disagrees with `preset` {cfg.preset} "
                             f"({cfg.resolution} px); drop one of them")

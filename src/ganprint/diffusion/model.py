@@ -1,6 +1,6 @@
 """The diffusion UNet (diffusers' `UNet2DModel`) and its schedulers, built from plain config dicts.
 
-`diffusers` is an optional dependency (`pip install ganprint[diffusion]`), imported only when a model or a
+`diffusers` is an optional dependency (the `diffusion` extra), imported only when a model or a
 scheduler is built, so that importing this module (which registers the "diffusion-unet" export kind) stays cheap.
 An export's config holds {"unet": UNetConfig fields, "noise": NoiseConfig fields}; nothing is downloaded.
 """
@@ -21,7 +21,8 @@ def _diffusers():
     try:
         import diffusers
     except ModuleNotFoundError:
-        raise GanprintError("diffusion models need the diffusers package: pip install 'ganprint[diffusion]' "
+        raise GanprintError("diffusion models need the diffusers package: pip install -e '.[diffusion]' in the "
+                            "ganprint checkout "
                             "(or pip install diffusers)") from None
     return diffusers
 

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from ganprint.core import bounds
 from ganprint.core import dist
+from ganprint.core.progress import progress_bar, status_line
 from ganprint.core.artifacts import load_export, read_metadata
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_path, read_input_json
@@ -163,8 +164,9 @@ class _DiffusionRun:
         self.ema.update(self.unet, st.nimg, cfg.batch_size)
         return float(dist.all_reduce_mean(loss.detach()).item())
 
-    def tick(self, means: dict[str, float], start_nimg: int, seconds: float) -> None:
-        """Close a tick: one stats.jsonl row and one log line."""
+    def tick(self, means: dict[str, float], start_nimg: int, seconds: float, bar=None) -> None:
+        """Close a tick: one stats.jsonl row, the bar's figures and a status line (on the console only without a
+        bar; always in log.txt)."""
         st = self.state
         st.elapsed += seconds
         st.counters["tick"] += 1
@@ -174,8 +176,10 @@ class _DiffusionRun:
                "lr": self.opt.param_groups[0]["lr"]}
         self.run.append(row)
         if self.rank == 0:
-            log.info("tick %-4d kimg %-8.3f sec/kimg %-7.2f loss %.4f", row["tick"], row["kimg"], row["sec_per_kimg"],
-                     row["loss"])
+            if bar is not None:
+                bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
+            status_line(log, bar, "tick %-4d kimg %-8.3f sec/kimg %-7.2f loss %.4f", row["tick"], row["kimg"],
+                        row["sec_per_kimg"], row["loss"])
 
     def snapshot(self, final: bool) -> None:
         """The sample grid, the EMA exports (and network-final.safetensors when `final`) and the training state."""
@@ -194,6 +198,7 @@ class _DiffusionRun:
                 export(out / "network-final.safetensors", self.ema.module, EXPORT_KIND, econf, meta)
             log.info("snapshot at %.3f kimg", st.nimg / 1000)
         st.save()
+        self.run.write_curves()
 
     def loop(self, data: Batches, checkpoint_minutes: float) -> None:
         """Train until total_kimg, with ticks and snapshots on their kimg grids and states also by time."""
@@ -202,13 +207,15 @@ class _DiffusionRun:
                       snapshot=images(cfg.snapshot_kimg))
         batches = data.stream(st.step)
         meter, start_nimg, start_time = Meter(), st.nimg, time.time()
-        while st.nimg < self.total_nimg:
-            meter.add({"loss": self.step(next(batches))})
-            done = st.nimg >= self.total_nimg
-            if clock.due("tick", st.nimg, done):
-                self.tick(meter.means(over_ranks=False), start_nimg, time.time() - start_time)
-                start_nimg, start_time = st.nimg, time.time()
-            clock.after_step(st.nimg, done, self.snapshot, st.save)
+        with progress_bar(self.total_nimg, "train-diffusion", initial=st.nimg) as bar:
+            while st.nimg < self.total_nimg:
+                meter.add({"loss": self.step(next(batches))})
+                bar.update(cfg.batch_size)
+                done = st.nimg >= self.total_nimg
+                if clock.due("tick", st.nimg, done):
+                    self.tick(meter.means(over_ranks=False), start_nimg, time.time() - start_time, bar)
+                    start_nimg, start_time = st.nimg, time.time()
+                clock.after_step(st.nimg, done, self.snapshot, st.save)
 
     def result(self) -> dict:
         st = self.state

@@ -49,7 +49,7 @@ def onnx_session(onnx: str | Path | None, model: str | Path):
         import onnxruntime  # noqa: F401  (the session below imports it too; this names the missing piece)
     except ImportError:
         raise GanprintError("the `adversary` attack query-remove runs the decoder through ONNX Runtime, which is "
-                            "not installed: pip install 'ganprint[onnx]'") from None
+                            "not installed: pip install -e '.[onnx]' in the ganprint checkout") from None
     if onnx is not None:
         return OnnxDecoder(onnx, threads=torch.get_num_threads())
     with tempfile.TemporaryDirectory(prefix="ganprint-adv-onnx-") as tmp:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 from collections.abc import Callable, Iterable
 import dataclasses
 from dataclasses import dataclass
@@ -24,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ganprint.core import bounds
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import check_writable_dir
 from ganprint.core.fingerprints import bits_to_str, parse_bits
 from ganprint.core.paths import OutputFolder, check_overlap, file_identity
+from ganprint.core.progress import progress_bar
 from ganprint.core.runtime import resolve_device
 from ganprint.core.specs import Spec, SpecError
 from ganprint.core.seeds import check_seed_list, derive_seed, parse_seeds, seeds_text
@@ -90,8 +89,7 @@ def evaluate(scoring: Scoring, source: Iterable[EvalBatch], set_name: str = "fin
     Returns the tidy rows (see module docstring)."""
     rows: list[dict] = []
     total = len(source) if hasattr(source, "__len__") else None
-    bar = tqdm(total=total, desc=progress or f"evaluate {set_name}", unit="img", dynamic_ncols=True,
-               disable=not sys.stderr.isatty())
+    bar = progress_bar(total, progress or f"evaluate {set_name}")
     start = 0
     set_id = SETS.index(set_name) if set_name in SETS else 99
     with torch.inference_mode():

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +21,12 @@ import numpy as np
 import torch
 from scipy import linalg
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ganprint.core import bounds
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_path, atomic_write_json, sha256_file
 from ganprint.core.paths import check_new_file, check_overlap
+from ganprint.core.progress import progress_bar
 from ganprint.core.runtime import resolve_device
 from ganprint.core.specs import Spec
 from ganprint.data.folders import collate, list_images, open_image_dataset
@@ -182,7 +181,7 @@ def extract_features(model: torch.nn.Module, batches: Iterable[torch.Tensor], de
                      total: int | None = None, desc: str = "inception") -> np.ndarray:
     """Features [N, 2048] (float32) of image batches; each batch uint8 [B, 3, H, W] or float in [0, 1]."""
     out = []
-    with tqdm(total=total, desc=desc, unit="img", disable=not sys.stderr.isatty()) as bar:
+    with progress_bar(total, desc) as bar:
         for b in batches:
             if b.numel() == 0:
                 continue

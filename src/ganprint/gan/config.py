@@ -6,6 +6,8 @@ minibatches, path-length regularisation every 4, EMA half-life in kimg with a ra
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import asdict, dataclass, field
 
 from ganprint.core import bounds
@@ -13,7 +15,7 @@ from ganprint.core.artifacts import check_config_keys
 from ganprint.core.bounds import Bound, BoundError, optional
 from ganprint.core.errors import GanprintError
 from ganprint.nets.stylegan2 import DiscriminatorConfig, GeneratorConfig
-from ganprint.training.config import apply_overrides, check_bounds
+from ganprint.training.config import apply_overrides, check_bounds, read_config_file
 
 
 @dataclass
@@ -120,16 +122,19 @@ PRESETS: dict[str, GanTrainConfig] = {
 RUNTIME_FIELDS = ("total_kimg", "kimg_per_tick", "snapshot_kimg")
 
 
-def resolve_config(preset: str | None = None, resolution: int | None = None, **overrides) -> GanTrainConfig:
-    """Start from a preset (default: the one named by the resolution) and apply the non-None overrides.
+def resolve_config(preset: str | None = None, resolution: int | None = None,
+                   config_file: str | os.PathLike | None = None, **overrides) -> GanTrainConfig:
+    """Start from a preset (default: the one named by the resolution), or from the config a run's config.json holds
+    (`config_file`), and apply the non-None overrides.
 
     Raises GanprintError naming the field when the preset is unknown or disagrees with `resolution`.
     """
-    if preset is None:
+    base = read_config_file(config_file, GanTrainConfig) if config_file is not None else None
+    if preset is None and base is None:
         if resolution is None:
             raise GanprintError("give `resolution` (32, 64, 128, 256) or `preset`")
         preset = str(resolution)
-    cfg = apply_overrides(preset, PRESETS, "small", **overrides)
+    cfg = apply_overrides(preset, PRESETS, "small", base, **overrides)
     if resolution is not None and resolution != cfg.resolution:
         raise GanprintError(f"`resolution` {resolution} disagrees with `preset` {preset} "
                             f"({cfg.resolution} px); drop one of them")

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from ganprint.core import bounds
 from ganprint.core import dist
+from ganprint.core.progress import progress_bar, status_line
 from ganprint.core.seeds import derive_seed
 from ganprint.gan.config import RUNTIME_FIELDS, GanTrainConfig
 from ganprint.gan.generate import generate_seeds
@@ -148,8 +149,9 @@ class _GanRun:
         st.step, st.nimg = st.step + 1, st.nimg + cfg.batch_size
         return stats
 
-    def tick(self, means: dict[str, float], start_nimg: int, seconds: float) -> None:
-        """Close a tick: one stats.jsonl row and one log line of the all-rank means."""
+    def tick(self, means: dict[str, float], start_nimg: int, seconds: float, bar=None) -> None:
+        """Close a tick: one stats.jsonl row, and the all-rank means as the bar's figures and a status line (on the
+        console only without a bar; always in log.txt)."""
         st = self.state
         st.elapsed += seconds
         sec_per_kimg = seconds / max((st.nimg - start_nimg) / 1000, 1e-9)
@@ -158,8 +160,11 @@ class _GanRun:
                          "sec_per_kimg": round(sec_per_kimg, 3), "elapsed_s": round(st.elapsed, 1),
                          **{k: round(v, 5) for k, v in means.items()}})
         if self.rank == 0:
-            log.info("tick %-4d kimg %-8.3f sec/kimg %-7.2f " + " ".join(f"{k} {v:.4f}" for k, v in means.items()),
-                     st.counters["tick"], st.nimg / 1000, sec_per_kimg)
+            if bar is not None:
+                bar.set_postfix({k.removeprefix("loss/"): f"{v:.3f}" for k, v in means.items()}, refresh=False)
+            status_line(log, bar, "tick %-4d kimg %-8.3f sec/kimg %-7.2f " +
+                        " ".join(f"{k} {v:.4f}" for k, v in means.items()), st.counters["tick"], st.nimg / 1000,
+                        sec_per_kimg)
 
     def snapshot(self, final: bool) -> None:
         """The fakes grid, the EMA generator's exports and the training state."""
@@ -174,6 +179,7 @@ class _GanRun:
             if final:
                 export(out / "network-final.safetensors", self.ema.module, EXPORT_KIND, cfg_d, meta)
         st.save()
+        self.run.write_curves()
 
     def loop(self, checkpoint_minutes: float) -> None:
         cfg, st = self.cfg, self.state
@@ -181,13 +187,15 @@ class _GanRun:
                       snapshot=images(cfg.snapshot_kimg))
         batches = self.data.stream(st.step)
         meter, tick_start, tick_t0 = Meter(), st.nimg, time.time()
-        while st.nimg < self.total_nimg:
-            meter.add(self.step(next(batches)))
-            done = st.nimg >= self.total_nimg
-            if clock.due("tick", st.nimg, done):
-                self.tick(meter.means(), tick_start, time.time() - tick_t0)
-                tick_start, tick_t0 = st.nimg, time.time()
-            clock.after_step(st.nimg, done, self.snapshot, st.save)
+        with progress_bar(self.total_nimg, "train-gan", initial=st.nimg) as bar:
+            while st.nimg < self.total_nimg:
+                meter.add(self.step(next(batches)))
+                bar.update(cfg.batch_size)
+                done = st.nimg >= self.total_nimg
+                if clock.due("tick", st.nimg, done):
+                    self.tick(meter.means(), tick_start, time.time() - tick_t0, bar)
+                    tick_start, tick_t0 = st.nimg, time.time()
+                clock.after_step(st.nimg, done, self.snapshot, st.save)
 
     def result(self) -> dict:
         st = self.state

@@ -22,6 +22,7 @@ from ganprint.core import bounds
 from ganprint.core.files import check_writable_dir
 from ganprint.core.images import write_grid, write_png
 from ganprint.core.paths import GRID, check_overlap, claim_generated
+from ganprint.core.progress import progress_bar, status_line
 from ganprint.core.runtime import precision_name, resolve_device
 from ganprint.core.seeds import check_seed_list
 from ganprint.core.specs import Spec, SpecError
@@ -104,13 +105,15 @@ def write_seed_images(spec: GenerateSpec, outdir: Path, make: Callable[[list[int
     `make(seeds)`: the uint8 [n, R, R, 3] images of a batch of seeds; `what` ends each progress line."""
     seeds, step = spec.seeds, spec.batch_size
     paths, all_imgs = [], []
-    for i in range(0, len(seeds), step):
-        chunk = seeds[i:i + step]
-        imgs = make(chunk)
-        paths += [write_png(outdir / seed_file(s), im) for s, im in zip(chunk, imgs)]
-        if spec.grid:
-            all_imgs.append(imgs)
-        log.info("generated %d / %d images%s", min(i + step, len(seeds)), len(seeds), what)
+    with progress_bar(len(seeds), "generate") as bar:
+        for i in range(0, len(seeds), step):
+            chunk = seeds[i:i + step]
+            imgs = make(chunk)
+            paths += [write_png(outdir / seed_file(s), im) for s, im in zip(chunk, imgs)]
+            if spec.grid:
+                all_imgs.append(imgs)
+            bar.update(len(chunk))
+            status_line(log, bar, "generated %d / %d images%s", min(i + step, len(seeds)), len(seeds), what)
     if spec.grid:
         write_grid(outdir / GRID, np.concatenate(all_imgs))
     return paths

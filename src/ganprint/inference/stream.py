@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
 
 from ganprint.core import bounds
-from ganprint.core import dist
 from ganprint.data.folders import collate, one_listing
 
 # Read by `io_threads`; the supervisor's processes set it to 0 (`ganprint.inference.jobs`).
@@ -85,12 +82,6 @@ def _threaded_batches(ds, indices, batch_size, read_threads: int, prefetch: int)
             if nxt is not None:
                 pending.append(submit(nxt))
             yield collate([items[i] for i in chunk])
-
-
-def progress_bar(total, desc):
-    """A progress bar of images on rank 0's terminal (none in logs, pipes or other ranks)."""
-    return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True,
-                disable=dist.get_rank() != 0 or not sys.stderr.isatty())
 
 
 def walk_once(fn):

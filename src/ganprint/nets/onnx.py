@@ -54,7 +54,8 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike, overwrite
     try:
         import onnx
     except ImportError:
-        raise GanprintError("ONNX export needs the onnx extra: pip install 'ganprint[onnx]'") from None
+        raise GanprintError("ONNX export needs the onnx extra: pip install -e '.[onnx]' in the ganprint "
+                            "checkout") from None
     module, cfg, meta = load_export(model_path, kind=DECODER_KINDS)
     kind = meta["ganprint.kind"]
     scalable = kind == "scalable-decoder"

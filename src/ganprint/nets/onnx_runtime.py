@@ -21,7 +21,8 @@ class OnnxDecoder:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise GanprintError("`runtime` onnx needs the onnx extra: pip install 'ganprint[onnx]'") from None
+            raise GanprintError("`runtime` onnx needs the onnx extra: pip install -e '.[onnx]' in the ganprint "
+                                "checkout") from None
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads

@@ -46,7 +46,8 @@ def _c2pa():
     try:
         import c2pa
     except ImportError:
-        raise GanprintError("signing C2PA manifests needs c2pa-python: pip install 'ganprint[c2pa]'") from None
+        raise GanprintError("signing C2PA manifests needs c2pa-python: pip install -e '.[c2pa]' in the ganprint "
+                            "checkout") from None
     return c2pa
 
 

@@ -25,6 +25,7 @@ from ganprint.core.files import atomic_write_json, atomic_write_text, check_writ
 from ganprint.core.hamming import HammingIndex
 from ganprint.core.images import preprocess, read_image
 from ganprint.core.paths import OutputFolder, check_new_file, check_overlap
+from ganprint.core.progress import progress_bar
 from ganprint.core.runtime import resolve_device
 from ganprint.core.specs import Spec, SpecError, spec_of_call
 from ganprint.core.stats import match_threshold, usable_threshold
@@ -174,12 +175,14 @@ def _output_folder(spec: AttributeSpec, registry_where: str, dev: torch.device) 
 def _attribute_files(files: list[Path], src: Path, decoder: Decoder, spec: AttributeSpec, score) -> list[dict]:
     """One row per file ("file": its path under `src`, then the scored fields), `batch_size` files at a time."""
     res, rows, resized = decoder.resolution, [], 0
-    for s in range(0, len(files), spec.batch_size):
-        chunk = files[s:s + spec.batch_size]
-        imgs = [read_image(f) for f in chunk]
-        resized += sum(img.shape[:2] != (res, res) for img in imgs)
-        bits = decoder.bits(np.stack([preprocess(img, res) for img in imgs]))  # [n, K]
-        rows += [{"file": f.relative_to(src).as_posix(), **r} for f, r in zip(chunk, score(bits))]
+    with progress_bar(len(files), "attribute") as bar:
+        for s in range(0, len(files), spec.batch_size):
+            chunk = files[s:s + spec.batch_size]
+            imgs = [read_image(f) for f in chunk]
+            resized += sum(img.shape[:2] != (res, res) for img in imgs)
+            bits = decoder.bits(np.stack([preprocess(img, res) for img in imgs]))  # [n, K]
+            rows += [{"file": f.relative_to(src).as_posix(), **r} for f, r in zip(chunk, score(bits))]
+            bar.update(len(chunk))
     if resized:
         log.warning("%d images were not %dx%d and were centre-cropped/resized before decoding", resized, res, res)
     return rows

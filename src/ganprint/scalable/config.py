@@ -9,6 +9,8 @@ benchmarks/experiments/scalable/RESULTS-scalable.md); "tiny" is for tests.
 
 from __future__ import annotations
 
+import os
+
 import dataclasses
 from dataclasses import asdict, dataclass
 
@@ -16,7 +18,7 @@ from ganprint.core import bounds
 from ganprint.core.bounds import Bound
 from ganprint.core.errors import GanprintError
 from ganprint.nets.scalable import ScalableConfig, parse_res_range
-from ganprint.training.config import apply_overrides, check_bounds
+from ganprint.training.config import apply_overrides, check_bounds, read_config_file
 
 
 @dataclass
@@ -130,8 +132,11 @@ PRESETS: dict[str, ScalableTrainConfig] = {
 RUNTIME_FIELDS = ("kimg", "device", "tick_kimg", "snapshot_kimg", "metric_kimg", "metric_images")
 
 
-def resolve_config(preset: str | None = None, **overrides) -> ScalableTrainConfig:
-    """The preset (default "small") with every override that is not None applied, validated."""
-    name = preset or "small"
-    cfg = apply_overrides(name, PRESETS, "small", **overrides)
+def resolve_config(preset: str | None = None, config_file: str | os.PathLike | None = None,
+                   **overrides) -> ScalableTrainConfig:
+    """The preset (default "small"), or the config a run's config.json holds (`config_file`), with every override
+    that is not None applied, validated."""
+    base = read_config_file(config_file, ScalableTrainConfig) if config_file is not None else None
+    name = preset or (base.preset if base is not None else "small")
+    cfg = apply_overrides(preset if base is not None else name, PRESETS, "small", base, **overrides)
     return dataclasses.replace(cfg, preset=name).validate()

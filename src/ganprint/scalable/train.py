@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from ganprint.core import bounds
 from ganprint.core import dist
+from ganprint.core.progress import progress_bar, status_line
 from ganprint.core.seeds import derive_seed
 from ganprint.core.stats import bit_accuracy, decode_bits
 from ganprint.nets.scalable import ScalableDecoder, ScalableGenerator, build_discriminator
@@ -202,6 +203,14 @@ def eval_bit_accuracy(G: ScalableGenerator, E: ScalableDecoder, n: int, seed: in
 # --- the run --------------------------------------------------------------------------------------------
 
 
+def _bar_figures(row: dict) -> dict[str, str]:
+    """The progress bar's figures of a tick's row (and G_ema's bit accuracy once measured)."""
+    figures = {"bit_acc": row.get("bit_acc_train", 0), "G_adv": row.get("loss/G_adv", 0), "D": row.get("loss/D", 0)}
+    if "bit_accuracy" in row:
+        figures["G_ema_acc"] = row["bit_accuracy"]
+    return {k: f"{v:.3f}" for k, v in figures.items()}
+
+
 class _ScalableRun:
     """One run of `train_scalable`: G, E, D, G_ema, their optimisers, the loss and the training state."""
 
@@ -260,7 +269,9 @@ class _ScalableRun:
         self.ema.update(self.G, st.nimg, cfg.batch_size)
         return stats
 
-    def tick(self, means: dict[str, float], start_nimg: int, seconds: float) -> dict:
+    def tick(self, means: dict[str, float], start_nimg: int, seconds: float, bar=None) -> dict:
+        """Close a tick: one stats.jsonl row, the bar's figures and a status line (on the console only without a
+        bar; always in log.txt)."""
         st = self.state
         st.elapsed += seconds
         row = {"kimg": st.nimg / 1000, "step": st.step,
@@ -268,20 +279,24 @@ class _ScalableRun:
                "world_size": self.world, **means}
         self.run.append(row)
         if self.rank == 0:
-            log.info("kimg %.2f  bit_acc_train %.3f  G_adv %.3f  D %.3f  const %.4f  %.1f s/kimg", row["kimg"],
-                     row.get("bit_acc_train", 0), row.get("loss/G_adv", 0), row.get("loss/D", 0),
-                     row.get("loss/const", 0), row["sec_per_kimg"])
+            if bar is not None:
+                bar.set_postfix(_bar_figures(row), refresh=False)
+            status_line(log, bar, "kimg %.2f  bit_acc_train %.3f  G_adv %.3f  D %.3f  const %.4f  %.1f s/kimg",
+                        row["kimg"], row.get("bit_acc_train", 0), row.get("loss/G_adv", 0), row.get("loss/D", 0),
+                        row.get("loss/const", 0), row["sec_per_kimg"])
         return row
 
-    def metric(self, row: dict) -> None:
+    def metric(self, row: dict, bar=None) -> None:
         cfg, st = self.cfg, self.state
         if self.rank == 0:
             acc = eval_bit_accuracy(self.ema.module, self.E, cfg.metric_images, derive_seed(cfg.seed, 4242), self.dev)
             self.run.append({"kimg": st.nimg / 1000, "step": st.step, "bit_accuracy": acc,
                              "images": cfg.metric_images, "generator": "G_ema"}, METRIC_FILE)
-            log.info("kimg %.2f  bit accuracy (G_ema, %d images, random fingerprints) %.4f", st.nimg / 1000,
-                     cfg.metric_images, acc)
+            status_line(log, bar, "kimg %.2f  bit accuracy (G_ema, %d images, random fingerprints) %.4f",
+                        st.nimg / 1000, cfg.metric_images, acc)
             row["bit_accuracy"] = acc
+            if bar is not None:
+                bar.set_postfix(_bar_figures(row), refresh=False)
         dist.barrier()
 
     def snapshot(self, final: bool = False) -> None:
@@ -300,6 +315,7 @@ class _ScalableRun:
             export(out / G_EXPORT, G_ema, "scalable-G", self.mcfg.to_dict(), meta)
             export(out / E_EXPORT, self.E, "scalable-decoder", self.mcfg.to_dict(), meta)
         st.save()
+        self.run.write_curves()
 
     def loop(self, checkpoint_minutes: float) -> dict:
         cfg, st = self.cfg, self.state
@@ -307,16 +323,18 @@ class _ScalableRun:
                       snapshot=images(cfg.snapshot_kimg), metric=images(cfg.metric_kimg))
         batches = self.data.stream(st.step)
         meter, row, tick_nimg, tick_t0 = Meter(), {}, st.nimg, time.time()
-        while st.nimg < self.total:
-            meter.add(self.step(next(batches)))
-            done = st.nimg >= self.total
-            if clock.due("tick", st.nimg, done):
-                # Most statistics are this rank's (the bit accuracies all ranks' already).
-                row = self.tick(meter.means(over_ranks=False), tick_nimg, time.time() - tick_t0)
-                tick_nimg, tick_t0 = st.nimg, time.time()
-            if clock.due("metric", st.nimg, done):
-                self.metric(row)
-            clock.after_step(st.nimg, done, self.snapshot, st.save)
+        with progress_bar(self.total, "train-scalable", initial=st.nimg) as bar:
+            while st.nimg < self.total:
+                meter.add(self.step(next(batches)))
+                bar.update(cfg.batch_size)
+                done = st.nimg >= self.total
+                if clock.due("tick", st.nimg, done):
+                    # Most statistics are this rank's (the bit accuracies all ranks' already).
+                    row = self.tick(meter.means(over_ranks=False), tick_nimg, time.time() - tick_t0, bar)
+                    tick_nimg, tick_t0 = st.nimg, time.time()
+                if clock.due("metric", st.nimg, done):
+                    self.metric(row, bar)
+                clock.after_step(st.nimg, done, self.snapshot, st.save)
         if not row:
             log.info("%s is already trained to %.1f kimg; nothing to do", self.run.outdir, st.nimg / 1000)
         return row

@@ -404,13 +404,14 @@ def _docs_routes(app: FastAPI) -> None:
     _declare_bearer(app)
     assets = docs_assets()
     if assets is None:
-        log.warning("API docs at /docs and /redoc are off: install fastapi-offline (pip install 'ganprint[service]')")
+        log.warning("API docs at /docs and /redoc are off: install fastapi-offline (pip install -e '.[service]' in "
+                    "the ganprint checkout)")
 
         @app.get("/docs", include_in_schema=False)
         @app.get("/redoc", include_in_schema=False)
         def no_docs():
-            raise ApiError(404, "the API docs need the fastapi-offline package (pip install 'ganprint[service]'); "
-                                "the API description is at /openapi.json")
+            raise ApiError(404, "the API docs need the fastapi-offline package (pip install -e '.[service]' in the "
+                                "ganprint checkout); the API description is at /openapi.json")
         return
     app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
 

@@ -27,7 +27,8 @@ def serve(cfg: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, workers
     try:
         import uvicorn
     except ImportError:
-        raise GanprintError("ganprint serve needs the service extra: pip install 'ganprint[service]'") from None
+        raise GanprintError("ganprint serve needs the service extra: pip install -e '.[service]' in the ganprint "
+                            "checkout") from None
     cfg.validate()
     check_overlap([("registry", registry_file(cfg.registry), "registry"),
                    ("scalable_decoder", cfg.scalable_decoder, "decoder"), ("base_model", cfg.base_model, "model"),

@@ -90,9 +90,41 @@ class StepSampler(Sampler):
 
 
 def item_image(item: Any) -> torch.Tensor:
-    """The uint8 image [3, R, R] of a data set item ({"img": ...}, (img, ...) or the image itself)."""
+    """The image [3, R, R] of a data set item ({"img": ...}, (img, ...) or the image itself), as the item holds it."""
     img = item["img"] if isinstance(item, dict) else item[0] if isinstance(item, (tuple, list)) else item
     return torch.as_tensor(img)
+
+
+def as_uint8_images(img: torch.Tensor, where: str) -> torch.Tensor:
+    """`img` (one image or a batch) as uint8: uint8 as is, a float image in [0, 1] scaled by 255 and rounded.
+
+    The trainers divide by 255 themselves, so a float image in [0, 1] taken as uint8 would train on black images:
+    any other dtype or range is refused naming `where` (the data set and item) and the range it holds.
+    """
+    if img.dtype == torch.uint8:
+        return img
+    if not img.is_floating_point():
+        raise GanprintError(f"{where} holds {str(img.dtype).removeprefix('torch.')} images; give uint8 in "
+                            "[0, 255] or float in [0, 1]")
+    lo, hi = (float(v) for v in torch.aminmax(img.detach().float())) if img.numel() else (0.0, 0.0)
+    if not (0.0 <= lo and hi <= 1.0):  # also refuses NaN, which fails both comparisons
+        hint = " (images in [-1, 1]: give (x + 1) / 2)" if lo >= -1.0 and hi <= 1.0 else ""
+        raise GanprintError(f"{where} holds float images in [{lo:g}, {hi:g}]; float images must lie in [0, 1]"
+                            f"{hint}, or give uint8 in [0, 255]")
+    return img.detach().float().mul(255).round_().to(torch.uint8)
+
+
+class Uint8Images(Dataset):
+    """A caller's Dataset whose images reach the trainers as uint8 (`as_uint8_images`, checked item by item)."""
+
+    def __init__(self, data: Dataset, name: str):
+        self.data, self.name = data, name
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return as_uint8_images(item_image(self.data[i]), f"{self.name} item {i}")
 
 
 def collate_images(items: list) -> torch.Tensor:
@@ -101,8 +133,9 @@ def collate_images(items: list) -> torch.Tensor:
 
 def open_training_data(data: Dataset | torch.Tensor | str | os.PathLike | None, resolution: int,
                        celeba: bool = False) -> Dataset | torch.Tensor:
-    """`data` as given (a Dataset of {"img": uint8 [3, R, R]} items, or a uint8 tensor [N, 3, R, R]), or the image
-    folder / packed data set it names; refused when empty or of another resolution than `resolution`."""
+    """`data` as given (a Dataset of {"img": [3, R, R]} items, or a tensor [N, 3, R, R]; uint8 in [0, 255] or float
+    in [0, 1], `as_uint8_images`), or the image folder / packed data set it names; refused when empty, of another
+    dtype or range, or of another resolution than `resolution`."""
     if not isinstance(data, (Dataset, torch.Tensor)):
         if not data:
             raise GanprintError("no training data: give `data`, a folder of images or a packed data set "
@@ -113,6 +146,10 @@ def open_training_data(data: Dataset | torch.Tensor | str | os.PathLike | None, 
         log.info("data: %s (%d images at %d px)", path, len(data), resolution)
     if len(data) == 0:
         raise GanprintError("`data` holds no images")
+    if isinstance(data, torch.Tensor):
+        data = as_uint8_images(data, "`data` (a tensor)")
+    elif not isinstance(data, Uint8Images):  # a uint8 item passes through unchanged, at no cost
+        data = Uint8Images(data, f"`data` ({type(data).__name__})")
     shape = tuple(item_image(data[0]).shape)
     if shape != (3, resolution, resolution):
         raise GanprintError(f"training images are {shape}, expected (3, {resolution}, {resolution}); "

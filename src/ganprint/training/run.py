@@ -10,6 +10,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from ganprint.core.files import (MAX_LIST_BYTES, append_jsonl, atomic_write_json
                                  read_input_text)
 from ganprint.core.paths import OutputFolder, check_overlap, identity_differences, read_record
 from ganprint.core.runtime import float32_everywhere, git_sha, resolve_device
+from ganprint.training.config import PROVENANCE as _PROVENANCE
+from ganprint.training.config import RENAMED_FIELDS  # a folder recorded under an old name is compared under it
+from ganprint.training.curves import CURVES_FILE, write_curves
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +34,8 @@ CONFIG_FILE = "config.json"
 LOG_FILE = "log.txt"
 STATS_FILE = "stats.jsonl"
 SNAPSHOT_DIR = "snapshots"
-# Keys of config.json that describe the run's provenance, not its settings.
-_PROVENANCE = ("git_sha",)
-# Config fields renamed since run folders were first recorded (new name -> old name): a folder recorded under the
-# old name is compared under it, so that it still resumes.
-RENAMED_FIELDS = {"fingerprint_length": "fingerprint_bits"}
+# Files that hold training work (training states, exports): a folder holding one is never removed.
+_CHECKPOINT_SUFFIXES = {".pt", ".safetensors"}
 # Errors of writing (not of reading the data): the disk, its permissions or the folder's shape.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EFBIG,
                  errno.EISDIR, errno.EEXIST}
@@ -196,6 +197,7 @@ class RunFolder:
         self.rank = dist.get_rank()
         self._handler: logging.Handler | None = None
         self._level = logging.NOTSET
+        self._fresh = self._created = False  # set on entering: see _remove_failed_start
         skip = set(self.runtime_fields) | set(_PROVENANCE)
         device_type = {"device_type": torch.device(device).type} if device is not None else {}
         legacy = _recorded_config(self.outdir)
@@ -213,6 +215,9 @@ class RunFolder:
     def __enter__(self) -> RunFolder:
         self.check()
         dist.barrier()  # every rank checks before rank 0 writes: a check among rank 0's first files would refuse them
+        # A folder that did not exist (or held nothing) before this run is this run's alone to remove on a failed start.
+        self._fresh = not self.outdir.is_dir() or not any(self.outdir.iterdir())
+        self._created = not self.outdir.exists()
         try:
             if self.rank == 0:
                 self.folder.claim()
@@ -228,15 +233,39 @@ class RunFolder:
 
     def __exit__(self, kind, err, tb) -> None:
         self._detach_log()
+        if isinstance(err, Exception) and self.rank == 0:
+            self._remove_failed_start()
+        if err is None:
+            self.write_curves()
         if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
             name = getattr(err, "filename", None)
             if name is None or _is_within(Path(name).absolute(), self.outdir.absolute()):
                 raise write_error(err, self.outdir) from None
 
+    def _remove_failed_start(self) -> None:
+        """Remove what a run that failed before its first training state or export wrote into a folder that was new
+        (or empty): else config.json and the record refuse the corrected command as "a different config". A folder
+        that held anything before, or holds a checkpoint now, is left as it is."""
+        if not self._fresh or not self.outdir.is_dir():
+            return
+        if any(p.suffix in _CHECKPOINT_SUFFIXES for p in self.outdir.rglob("*") if p.is_file()):
+            return
+        try:
+            if self._created:
+                shutil.rmtree(self.outdir)
+            else:
+                for p in list(self.outdir.iterdir()):
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        except OSError as e:
+            log.warning("could not remove the failed run's files in %s (%s); remove them by hand", self.outdir, e)
+            return
+        log.info("removed %s: the run failed before its first checkpoint", self.outdir)
+
     def _attach_log(self) -> None:
         handler = logging.FileHandler(self.outdir / LOG_FILE, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         handler.setLevel(logging.INFO)
+        handler.run_log = True  # type: ignore[attr-defined]  # ganprint.core.progress.status_line writes here
         lib = logging.getLogger("ganprint")
         self._level = lib.level
         if lib.level == logging.NOTSET and lib.getEffectiveLevel() > logging.INFO:
@@ -263,6 +292,12 @@ class RunFolder:
                 if dropped:
                     log.info("%s: dropped %d row(s) after %s %d, which the resumed run writes again",
                              name, dropped, key, step)
+
+    def write_curves(self) -> None:
+        """curves.png from the run's logs (rank 0); trainers call it at each checkpoint, and it runs at the end."""
+        if self.rank == 0:
+            with writing(self.outdir / CURVES_FILE):
+                write_curves(self.outdir, self.logs)
 
     def append(self, row: dict, name: str = STATS_FILE) -> None:
         """Append one row to a JSONL log (rank 0)."""

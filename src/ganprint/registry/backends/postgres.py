@@ -34,7 +34,8 @@ class Postgres:
         try:
             import psycopg
         except ImportError:
-            raise RegistryError("a postgresql:// registry needs psycopg 3: pip install 'ganprint[service]'") from None
+            raise RegistryError("a postgresql:// registry needs psycopg 3: pip install -e '.[service]' in the "
+                                "ganprint checkout") from None
         try:
             raw = psycopg.connect(self.url, autocommit=True, connect_timeout=30)
         except psycopg.Error as e:
