@@ -5,7 +5,8 @@ in PyTorch. The public API:
 
     import ganprint
     ganprint.samples(...)                       sample data from photos shipped in installed packages
-    ganprint.train(ganprint.config("artificial", "demo-32", data=...), outdir)   (also "gan", "scalable")
+    ganprint.train(ganprint.config("artificial", "demo-32", data=...), outdir)   -> Path of the export
+                                                (also "gan", "scalable", "diffusion")
     ganprint.embed(...), ganprint.detect(...)   artificial fingerprints
     ganprint.generate(...)                      images from any generator export
     ganprint.issue(...), ganprint.attribute(...)   scalable fingerprints
