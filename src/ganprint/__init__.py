@@ -17,8 +17,8 @@ The names are resolved on first use, so `import ganprint` stays as light as the 
 
 from ganprint._version import __version__
 
-__all__ = ["EmbedSpec", "GenerateSpec", "attribute", "config", "detect", "embed", "evaluate", "generate", "issue",
-           "load", "samples", "train"]
+__all__ = ["AttributeSpec", "DetectSpec", "EmbedSpec", "EvaluateSpec", "GenerateSpec", "attribute", "config", "detect",
+           "embed", "evaluate", "generate", "issue", "load", "samples", "train"]
 
 
 def __getattr__(name: str):
