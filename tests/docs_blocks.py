@@ -220,14 +220,16 @@ def _stop_group(pgid: int) -> None:
 
 
 def run_file(path: Path, workdir: Path, timeout: float = 600) -> tuple[list[Outcome], Outcome | None]:
-    """Run the blocks of `path` that run, in order, in one session in `workdir`; stop at the first that fails
-    (the later ones build on it). Returns the outcomes of the blocks run and the failing one (None if none)."""
+    """Run the blocks of `path` that run, in order, in one session in `workdir`, all of them within `timeout`
+    seconds; stop at the first that fails (the later ones build on it). Returns the outcomes of the blocks run
+    and the failing one (None if none)."""
     outcomes = []
+    deadline = time.monotonic() + timeout
     with Session(workdir) as session:
         for block in extract(path):
             if not block.runs:
                 continue
-            outcomes.append(session.run(block, timeout))
+            outcomes.append(session.run(block, max(deadline - time.monotonic(), 1)))
             if outcomes[-1].returncode != 0:
                 return outcomes, outcomes[-1]
     return outcomes, None

@@ -18,17 +18,15 @@ from tests.docs_blocks import DocsError, extract, run_block, run_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BUDGET_S = 600  # one file's blocks, all together; the whole docs test should stay within a few minutes
+# One file's blocks, all together, on a loaded 2-core machine; a block still running then fails, naming itself.
+BUDGET_S = 900
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
 def test_every_block_of_the_doc_runs(doc, tmp_path):
-    start = time.monotonic()
     outcomes, failed = run_file(doc, tmp_path, timeout=BUDGET_S)
-    assert failed is None, failed.report()
-    took = time.monotonic() - start
-    assert took < BUDGET_S, f"{doc.name}: its blocks took {took:.0f} s; " + \
-        ", ".join(f"block {o.block.number} {o.seconds:.0f} s" for o in outcomes)
+    assert failed is None, failed.report() + "\n(times: " + \
+        ", ".join(f"block {o.block.number} {o.seconds:.0f} s" for o in outcomes) + ")"
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])

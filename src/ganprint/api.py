@@ -95,7 +95,8 @@ def attribute(*args: Any, spec: AttributeSpec | None = None, **kwargs: Any) -> d
 def issue(*args: Any, **kwargs: Any) -> dict:
     """`ganprint issue`: issue one fingerprint from `registry` and write its folded generator into `models_dir`;
     `model` (a scalable-G export), `registry`, `models_dir` also by position, then `fingerprint`, `who`, `notes`,
-    `min_distance`, `device`. Returns the registry row with the model's path."""
+    `min_distance`, `device`. Returns the registry row (`fp_id`, `bits_hex`, `who`, ...; `issued_path`: the
+    model's file)."""
     kwargs = _renamed("issue", kwargs)
     names = ("model", "registry", "models_dir")
     if len(args) > len(names):
