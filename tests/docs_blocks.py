@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -112,6 +113,7 @@ class Outcome:
     returncode: int
     seconds: float
     output: str
+    cpu_seconds: float = 0.0  # user + system time of the block's processes that ended with it
 
     def report(self, tail: int = 4000) -> str:
         return (f"{self.block.where()} exited {self.returncode} after {self.seconds:.0f} s; the block:\n"
@@ -178,7 +180,7 @@ class Session:
         if self.holder is not None:
             argv = ["nsenter", "--user", "--net", "--preserve-credentials", "-t", str(self.holder.pid), *argv]
         log = self.workdir / f".docs-block-{block.number}.log"
-        start = time.monotonic()
+        start, cpu = time.monotonic(), _children_cpu()
         # output to a file, not a pipe: a server the block left in the background would hold a pipe open
         with open(log, "wb") as out:
             proc = subprocess.Popen(argv, cwd=self.workdir, env=environment(self.workdir), stdout=out,
@@ -192,7 +194,12 @@ class Session:
         output = log.read_bytes().decode("utf-8", "replace") + note
         log.unlink()
         script.unlink()
-        return Outcome(block, code, time.monotonic() - start, output)
+        return Outcome(block, code, time.monotonic() - start, output, _children_cpu() - cpu)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_block(block: Block, workdir: Path, timeout: float = 600) -> Outcome:
@@ -250,7 +257,7 @@ if __name__ == "__main__":  # python tests/docs_blocks.py FILE [WORKDIR [FIRST]]
                 print(f"-- {b.where()}: {'skip: ' + b.skip if b.skip else 'not run'}", flush=True)
                 continue
             o = by_hand.run(b)
-            print(f"-- {b.where()}: exit {o.returncode}, {o.seconds:.1f} s", flush=True)
+            print(f"-- {b.where()}: exit {o.returncode}, {o.seconds:.1f} s ({o.cpu_seconds:.1f} s of CPU)", flush=True)
             if o.returncode:
                 print(o.report())
                 sys.exit(1)

@@ -1,6 +1,10 @@
 """The docs run: every bash, sh, console and python block of README.md and docs/*.md, in order, one fresh working
 directory per file (`tests/docs_blocks.py` says how). A block that cannot run here carries
-`<!-- docs-test: skip (why) -->` on the line before it. One file: `pytest tests/test_docs.py -k README`."""
+`<!-- docs-test: skip (why) -->` on the line before it. One file: `pytest tests/test_docs.py -k README`.
+
+The runs take minutes of CPU per file (a `ganprint` command starts in about 3 s, and a walk-through has dozens),
+so they carry the mark `docs`: they run when this file is named (`make test` does, after the rest of the suite)
+and are left out of a plain `pytest`; the checks of the pages' form below always run."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BUDGET_S = 900
 
 
+@pytest.mark.docs
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
 def test_every_block_of_the_doc_runs(doc, tmp_path):
     outcomes, failed = run_file(doc, tmp_path, timeout=BUDGET_S)
