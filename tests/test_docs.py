@@ -22,8 +22,8 @@ from tests.docs_blocks import DocsError, extract, run_block, run_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-# One file's blocks, all together: a bound against a hang, not a speed test. The README took 25 min on 2 cores
-# shared with 10-15 other processes (its blocks need minutes of CPU); a block still running then fails, naming itself.
+# One file's blocks, all together: a bound against a hang, not a speed test. The README took 7 min on 2 cores with
+# a load average of 3-7, and 25 min at 10-15; a block still running at the bound fails, naming itself.
 BUDGET_S = 2400
 
 
