@@ -10,6 +10,10 @@ command -v chromium > /dev/null || command -v chromium-browser > /dev/null || mi
 # opencv-python (pulled by invisible-watermark, the evaluate baseline) loads libGL and GLib at import
 ldconfig -p 2> /dev/null | grep -q "libGL.so.1 " || missing+=(libgl1)
 ldconfig -p 2> /dev/null | grep -q "libglib-2.0.so.0 " || missing+=(libglib2.0-0)
+# the README's and docs' service examples (tests/test_docs.py) talk to the server with curl; unshare and nsenter
+# (util-linux) give each docs page a network namespace of its own
+command -v curl > /dev/null || missing+=(curl)
+command -v nsenter > /dev/null || missing+=(util-linux)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get > /dev/null; then
     echo "system-deps: install ${missing[*]} to run the service tests (no apt-get here)" >&2
