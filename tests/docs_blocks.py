@@ -19,6 +19,7 @@ import functools
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,9 +123,13 @@ class Outcome:
 
 @functools.cache
 def network_namespaces() -> bool:
-    """Whether `unshare -rn` and `nsenter` work here (unprivileged user and network namespaces)."""
+    """Whether `unshare -rn` and `nsenter` work here (unprivileged user and network namespaces) and `ip` can bring
+    the new namespace's loopback up; without them the blocks share the machine's network."""
+    if not (shutil.which("nsenter") and shutil.which("ip")):
+        return False
     try:
-        return subprocess.run(["unshare", "-rn", "true"], capture_output=True, timeout=30).returncode == 0
+        return subprocess.run(["unshare", "-rn", "ip", "link", "set", "lo", "up"], capture_output=True,
+                              timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 

@@ -14,6 +14,7 @@ ldconfig -p 2> /dev/null | grep -q "libglib-2.0.so.0 " || missing+=(libglib2.0-0
 # (util-linux) give each docs page a network namespace of its own
 command -v curl > /dev/null || missing+=(curl)
 command -v nsenter > /dev/null || missing+=(util-linux)
+command -v ip > /dev/null || missing+=(iproute2)  # brings that namespace's loopback up
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get > /dev/null; then
     echo "system-deps: install ${missing[*]} to run the service tests (no apt-get here)" >&2
