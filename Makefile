@@ -27,8 +27,10 @@ demo: setup
 system-deps:
 	bash tools/system-deps.sh
 
+# The docs' blocks (tests/test_docs.py, mark docs) run after the rest: they take minutes, so a plain pytest skips them.
 test: setup system-deps
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q tests/test_docs.py
 
 test-slow: setup system-deps
 	$(BIN)/python -m pytest -q -m "slow or not slow"

@@ -13,6 +13,17 @@ import torch
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The runs of the docs (mark `docs`) take minutes of CPU each: they run when tests/test_docs.py is named on
+    the command line or `-m` names them (`make test` runs them after the rest), not in a plain `pytest`."""
+    if any("test_docs.py" in str(arg) for arg in config.args) or "docs" in (config.getoption("markexpr") or ""):
+        return
+    deselected = [item for item in items if item.get_closest_marker("docs") is not None]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item.get_closest_marker("docs") is None]
+
+
 def make_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A smooth random colour image uint8 [H, W, 3] (smooth so that JPEG keeps it recognisable)."""
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)

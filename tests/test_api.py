@@ -65,3 +65,36 @@ def test_evaluate_takes_a_spec_or_its_fields(tiny_stega_model, image_folder, tmp
     assert ganprint.evaluate(EvaluateSpec(outdir=tmp_path / "a", **kw), outdir=tmp_path / "c")["images"] == 6
     with pytest.raises(GanprintError, match="no field `outdirs`"):
         ganprint.evaluate(outdirs=tmp_path / "d", **kw)
+
+
+def test_diffusion_config_takes_data_and_train_returns_the_export_path(sample_folder, tmp_path):
+    cfg = ganprint.config("diffusion", "tiny-16", data=str(sample_folder), total_kimg=0.008, snapshot_kimg=0.008,
+                          kimg_per_tick=0.008, grid_seeds=2, grid_steps=1)
+    assert cfg.data == str(sample_folder)
+    with pytest.raises(GanprintError, match="`resolution` 32 disagrees"):
+        ganprint.config("diffusion", "tiny-16", resolution=32)
+    path = ganprint.train(cfg, tmp_path / "diff", device="cpu")  # no `data`: the config's
+    assert path == tmp_path / "diff" / "network-final.safetensors" and path.is_file()
+    assert ganprint.load(path)[2]["ganprint.kind"] == "diffusion-unet"
+
+
+def test_stega_train_returns_the_export_path(sample_folder, tmp_path):
+    cfg = ganprint.config("artificial", "demo-32", data=str(sample_folder), fingerprint_length=8, steps=2,
+                          batch_size=4, decoder_polish=0)
+    path = ganprint.train(cfg, tmp_path / "fp", device="cpu", progress=False)
+    assert path == tmp_path / "fp" / "model.safetensors" and path.is_file()
+    assert ganprint.train(cfg, tmp_path / "fp", device="cpu", progress=False) == path  # finished: the same path
+
+
+def test_old_argument_names_work_with_a_deprecation_warning(tiny_stega_model, image_folder, tmp_path):
+    with pytest.warns(DeprecationWarning, match="`num_workers` is the old name of `workers`"):
+        new = ganprint.detect(model=tiny_stega_model, data=image_folder, outdir=tmp_path / "a", num_workers=0,
+                              device="cpu")
+    assert new["images"] == 6
+    with pytest.raises(GanprintError, match="give `workers` only"):
+        ganprint.detect(model=tiny_stega_model, data=image_folder, outdir=tmp_path / "b", num_workers=0, workers=0)
+    with pytest.warns(DeprecationWarning, match="`decoder` is the old name of `model`"), \
+            pytest.raises(GanprintError, match="attribute needs `registry`"):
+        ganprint.attribute(decoder=tiny_stega_model, input=image_folder, outdir=tmp_path / "c")
+    with pytest.raises(GanprintError, match="issue\\(\\) needs `registry`, `models_dir`"):
+        ganprint.issue(tiny_stega_model)

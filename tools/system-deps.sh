@@ -15,6 +15,12 @@ ldconfig -p 2> /dev/null | grep -q "libGL.so.1 " || {
     missing+=(libgl1); why+=("libgl1: opencv-python (the invisible-watermark baseline) loads libGL at import"); }
 ldconfig -p 2> /dev/null | grep -q "libglib-2.0.so.0 " || {
     missing+=(libglib2.0-0); why+=("libglib2.0-0: opencv-python loads GLib at import"); }
+# the README's and docs' service examples (tests/test_docs.py) talk to the server with curl; unshare and nsenter
+# (util-linux) give each docs page a network namespace of its own, whose loopback iproute2 brings up
+command -v curl > /dev/null || { missing+=(curl); why+=("curl: the docs' service examples call the server"); }
+command -v nsenter > /dev/null || {
+    missing+=(util-linux); why+=("util-linux: unshare and nsenter give each docs page its own network"); }
+command -v ip > /dev/null || { missing+=(iproute2); why+=("iproute2: brings a docs page's loopback up"); }
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get > /dev/null; then
     echo "system-deps: install ${missing[*]} to run the service tests (no apt-get here)" >&2

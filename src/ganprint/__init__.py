@@ -5,7 +5,8 @@ in PyTorch. The public API:
 
     import ganprint
     ganprint.samples(...)                       sample data from photos shipped in installed packages
-    ganprint.train(ganprint.config("artificial", "demo-32", data=...), outdir)   (also "gan", "scalable")
+    ganprint.train(ganprint.config("artificial", "demo-32", data=...), outdir)   -> Path of the export
+                                                (also "gan", "scalable", "diffusion")
     ganprint.embed(...), ganprint.detect(...)   artificial fingerprints
     ganprint.generate(...)                      images from any generator export
     ganprint.issue(...), ganprint.attribute(...)   scalable fingerprints
@@ -18,8 +19,8 @@ names come from `ganprint.verification.detector`, not from the API module, so th
 
 from ganprint._version import __version__
 
-__all__ = ["Detector", "EmbedSpec", "GenerateSpec", "attribute", "config", "detect", "embed", "evaluate", "generate",
-           "issue", "load", "load_detector", "samples", "train"]
+__all__ = ["AttributeSpec", "DetectSpec", "Detector", "EmbedSpec", "EvaluateSpec", "GenerateSpec", "attribute",
+           "config", "detect", "embed", "evaluate", "generate", "issue", "load", "load_detector", "samples", "train"]
 _VERIFIER = ("Detector", "load_detector")
 
 

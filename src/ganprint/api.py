@@ -7,6 +7,7 @@ that the packages below stay independent of each other.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import torch
 
 from ganprint.artificial.config import TrainConfig
 from ganprint.artificial.config import resolve_config as _artificial_config
-from ganprint.artificial.detect import DetectSpec, detect
+from ganprint.artificial.detect import DetectSpec
+from ganprint.artificial.detect import detect as _detect
 from ganprint.artificial.embed import EmbedSpec
 from ganprint.artificial.register import embed_registered
 from ganprint.artificial.train import train_stega
@@ -34,14 +36,39 @@ from ganprint.gan.train import train_gan
 from ganprint.inference.generation import GenerateSpec
 from ganprint.scalable import generate as scalable_generate
 from ganprint.scalable.attribute import AttributeSpec
-from ganprint.scalable.attribute import attribute_images as attribute
+from ganprint.scalable.attribute import attribute_images
 from ganprint.scalable.config import ScalableTrainConfig
 from ganprint.scalable.config import resolve_config as _scalable_config
-from ganprint.scalable.issue import issue_model as issue
-from ganprint.scalable.train import train_scalable
+from ganprint.scalable.issue import issue_model
+from ganprint.scalable.train import G_EXPORT, train_scalable
 
 __all__ = ["AttributeSpec", "DetectSpec", "EmbedSpec", "EvaluateSpec", "GenerateSpec", "attribute", "config",
            "detect", "embed", "evaluate", "generate", "issue", "load", "samples", "train"]
+
+# Old keyword names of the API, as the CLI keeps its old flags (cli.vocabulary.ALIASES): they work for one release
+# with a DeprecationWarning naming the new one.
+_OLD_NAMES: dict[str, dict[str, str]] = {
+    "attribute": {"decoder": "model", "input": "data"},
+    "detect": {"num_workers": "workers"},
+    "embed": {"num_workers": "workers"},
+    "generate": {"psi": "trunc"},
+    "issue": {"model_path": "model", "registry_path": "registry", "outdir": "models_dir"},
+}
+
+
+def _renamed(function: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` with the old names of `function`'s arguments written as the new ones, each with a warning."""
+    out = dict(kwargs)
+    for old, new in _OLD_NAMES.get(function, {}).items():
+        if old not in out:
+            continue
+        if new in out:
+            raise GanprintError(f"{function}(): `{old}` is the old name of `{new}`; give `{new}` only")
+        warnings.warn(f"{function}(): `{old}` is the old name of `{new}`; it still works in this release, use "
+                      f"`{new}`", DeprecationWarning, stacklevel=3)
+        out[new] = out.pop(old)
+    return out
+
 
 def embed(*args: Any, spec: EmbedSpec | None = None, registry: str | os.PathLike | None = None,
           name: str | None = None, **kwargs: Any) -> dict:
@@ -49,7 +76,36 @@ def embed(*args: Any, spec: EmbedSpec | None = None, registry: str | os.PathLike
     position); with `registry` and `name`, an `identical` data set's fingerprint is then recorded in that registry
     (SQLite path or postgresql:// URL), so that `ganprint serve` detects it. Returns embed's summary, with the
     registry record under "registered"."""
+    kwargs = _renamed("embed", kwargs)
     return embed_registered(spec_of_call(EmbedSpec, ("model", "data", "outdir"), args, spec, kwargs), registry, name)
+
+
+def detect(*args: Any, spec: DetectSpec | None = None, **kwargs: Any) -> dict:
+    """`ganprint detect`: a `DetectSpec` or its fields (`model`, `data`, `outdir` also by position), e.g.
+    `detect(model, "gen/", "det/", fingerprint="0x...", fpr=1e-6)`. Returns the summary (summary.json)."""
+    return _detect(*args, spec=spec, **_renamed("detect", kwargs))
+
+
+def attribute(*args: Any, spec: AttributeSpec | None = None, **kwargs: Any) -> dict:
+    """`ganprint attribute`: an `AttributeSpec` or its fields (`model`, `registry`, `data`, `outdir` also by
+    position). Returns the summary (summary.json); the rows go to `outdir`/attributions.jsonl."""
+    return attribute_images(*args, spec=spec, **_renamed("attribute", kwargs))
+
+
+def issue(*args: Any, **kwargs: Any) -> dict:
+    """`ganprint issue`: issue one fingerprint from `registry` and write its folded generator into `models_dir`;
+    `model` (a scalable-G export), `registry`, `models_dir` also by position, then `fingerprint`, `who`, `notes`,
+    `min_distance`, `device`. Returns the registry row (`fp_id`, `bits_hex`, `who`, ...; `issued_path`: the
+    model's file)."""
+    kwargs = _renamed("issue", kwargs)
+    names = ("model", "registry", "models_dir")
+    if len(args) > len(names):
+        raise GanprintError(f"issue() takes at most {len(names)} arguments by position ({', '.join(names)})")
+    kwargs.update(zip(names, args))
+    missing = [f"`{n}`" for n in names if kwargs.get(n) is None]
+    if missing:
+        raise GanprintError(f"issue() needs {', '.join(missing)}")
+    return issue_model(kwargs.pop("model"), kwargs.pop("registry"), kwargs.pop("models_dir"), **kwargs)
 
 
 def evaluate(*args: Any, spec: EvaluateSpec | None = None, **kwargs: Any) -> dict:
@@ -66,8 +122,8 @@ def load(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None,
 
 
 _CONFIGS = {"artificial": _artificial_config, "gan": _gan_config, "scalable": _scalable_config,
-            "diffusion": lambda preset=None, config_file=None, **kw: _diffusion_config(
-                preset, kw.pop("resolution", None), config_file, **kw)}
+            "diffusion": lambda preset=None, resolution=None, config_file=None, **kw: _diffusion_config(
+                preset, resolution, config_file, **kw)}
 
 
 TrainingConfig = TrainConfig | GanTrainConfig | ScalableTrainConfig | DiffusionTrainConfig
@@ -83,21 +139,26 @@ def config(system: str, preset: str | None = None, config_file: str | os.PathLik
     return _CONFIGS[system](preset, config_file=config_file, **overrides)
 
 
-def train(config: TrainingConfig, outdir: str | os.PathLike,
-          **kwargs: Any) -> Any:
-    """Train the model that `config` describes into `outdir` (re-running the same call resumes).
+def train(config: TrainingConfig, outdir: str | os.PathLike, **kwargs: Any) -> Path:
+    """Train the model that `config` describes into `outdir` (re-running the same call resumes) and return the
+    path of the export to use next, whatever the system: `model.safetensors` (artificial: encoder and decoder),
+    `network-final.safetensors` (gan, diffusion) or `scalable-G.safetensors` (scalable; its decoder
+    `scalable-decoder.safetensors` lies beside it).
 
     Every trainer takes `data` (a path or a Dataset; default: the config's), `device` and `checkpoint_minutes`;
-    the others are the trainer's own (see train_stega, train_gan, train_scalable).
+    the others are the trainer's own (see train_stega, train_gan, train_scalable, train_diffusion).
     """
     if isinstance(config, TrainConfig):
-        return train_stega(config, outdir, **kwargs)
+        return Path(train_stega(config, outdir, **kwargs))
     if isinstance(config, GanTrainConfig):
-        return train_gan(config, outdir, **kwargs)
+        train_gan(config, outdir, **kwargs)
+        return Path(outdir) / "network-final.safetensors"
     if isinstance(config, ScalableTrainConfig):
-        return train_scalable(config, outdir, **kwargs)
+        train_scalable(config, outdir, **kwargs)
+        return Path(outdir) / G_EXPORT
     if isinstance(config, DiffusionTrainConfig):
-        return train_diffusion(config, outdir, **kwargs)
+        train_diffusion(config, outdir, **kwargs)
+        return Path(outdir) / "network-final.safetensors"
     raise GanprintError(f"train() takes a config from ganprint.config(...), got {type(config)}")
 
 
@@ -106,7 +167,7 @@ def generate(*args: Any, spec: GenerateSpec | None = None, **kwargs: Any) -> lis
     `outdir` also by position), e.g. `generate(model, [0, 1], "out", trunc=0.7)`. Each kind refuses the fields
     of the others (`trunc` is for stylegan2-G, `fingerprint` and `identical_*` for scalable-G, `sampler` and
     `steps` for diffusion-unet)."""
-    spec = spec_of_call(GenerateSpec, ("model", "seeds", "outdir"), args, spec, kwargs)
+    spec = spec_of_call(GenerateSpec, ("model", "seeds", "outdir"), args, spec, _renamed("generate", kwargs))
     kind = read_metadata(spec.model)["ganprint.kind"]
     if kind == diffusion_generate.EXPORT_KIND:
         return diffusion_generate.generate_images(spec)

@@ -144,7 +144,7 @@ def test_the_spec_refuses_bad_values_by_field_name(tiny_stega_model, image_folde
         DetectSpec(model=tiny_stega_model, data=image_folder)
     with pytest.raises(SpecError, match="no field `num_workers`"):
         detect(**base, num_workers=0)
-    assert not (tmp_path / "d").exists()
+    assert not (tmp_path / "d" / "summary.json").exists()
 
 
 def test_the_cli_names_flags_and_takes_the_old_workers_flag(tiny_stega_model, image_folder, tmp_path):
@@ -156,3 +156,17 @@ def test_the_cli_names_flags_and_takes_the_old_workers_flag(tiny_stega_model, im
     assert res.exit_code == 1 and "--fpr 1e-300 is too small" in res.output and "`" not in res.output, res.output
     res = r.invoke(main, [*base, "--outdir", str(tmp_path / "d"), "--fingerprint", "0x5a", "--fpr", "0.01"])
     assert res.exit_code == 1 and "--fpr: 1e-06 -> 0.01" in res.output and "`fpr`" not in res.output, res.output
+
+
+def test_an_embedded_list_that_names_none_of_the_images_is_refused(tiny_stega_model, image_folder, tmp_path):
+    # the README once detected generated seedNNNNNN.png images against the training set's list: no row matched,
+    # no decision was made, and the command still exited 0
+    ref = tmp_path / "embedded_fingerprints.txt"
+    ref.write_text("".join(f"train{i:04d}.png 01011010\n" for i in range(3)))
+    with pytest.raises(GanprintError, match="`embedded` .* names none of the 6 images of `data`.*`fingerprint`"):
+        detect(tiny_stega_model, image_folder, tmp_path / "d", embedded=ref, fpr=0.01, device="cpu")
+    assert not (tmp_path / "d" / "summary.json").exists()
+    names = sorted(p.relative_to(image_folder).as_posix() for p in image_folder.rglob("*.png"))
+    ref.write_text(f"{names[0]} 01011010\n")  # one name matches: a decision for that image, the others none
+    assert detect(tiny_stega_model, image_folder, tmp_path / "e", embedded=ref, fpr=0.01,
+                  device="cpu")["with_reference"] == 1

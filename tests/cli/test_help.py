@@ -153,3 +153,20 @@ def test_the_checks_catch_what_they_are_for():
     leaves = dict(vocabulary.leaves(main))
     assert _own_flag_problems("embed", leaves["embed"], "like --model, unlike --generator") == [
         "`embed --help` names --generator, which `embed` does not have"]
+
+
+@pytest.mark.parametrize("command, module", [("train", "ganprint.artificial.config"), ("train-gan", "ganprint.gan.config"),
+                                             ("train-scalable", "ganprint.scalable.config"),
+                                             ("train-diffusion", "ganprint.diffusion.config")])
+def test_train_help_lists_every_preset_of_the_registry(command, module):
+    text = " ".join(CliRunner().invoke(main, [command, "--help"], terminal_width=200).output.split())
+    missing = [p for p in importlib.import_module(module).PRESETS if p not in text]
+    assert not missing, f"{command} --help does not name the presets {missing}"
+
+
+def test_serve_help_shows_every_environment_variable_it_promises():
+    text = CliRunner().invoke(main, ["serve", "--help"], terminal_width=200).output
+    cmd = main.commands["serve"]
+    envvars = [p.envvar for p in cmd.params if getattr(p, "envvar", None)]
+    assert len(envvars) >= 20 and "environment variable shown in --help" in text
+    assert not [e for e in envvars if f"env var: {e}" not in " ".join(text.split())]

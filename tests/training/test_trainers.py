@@ -116,13 +116,14 @@ def test_scalable_resolution_must_be_a_power_of_two(tmp_path):
 
 
 def test_api_train_dispatches_on_the_config_type(tmp_path):
-    row = api.train(scalable_config("tiny", resolution=16, fingerprint_length=8, modulated_res="4-16", kimg=0.004),
-                    tmp_path / "sc", data=DictDataset(n=8, r=16), device="cpu")
-    assert row["step"] == 1 and (tmp_path / "sc" / "scalable-G.safetensors").is_file()
+    path = api.train(scalable_config("tiny", resolution=16, fingerprint_length=8, modulated_res="4-16", kimg=0.004),
+                     tmp_path / "sc", data=DictDataset(n=8, r=16), device="cpu")
+    assert path == tmp_path / "sc" / "scalable-G.safetensors" and path.is_file()
     assert latest_training_state(tmp_path / "sc").name == "training-state-00000001.pt"
     cfg = gan_config("small", 32, total_kimg=0.002, batch_size=2, grid_seeds=2)
-    out = api.train(cfg, tmp_path / "gan", data=DictDataset(n=4, r=32), device="cpu")
-    assert out["step"] == 1 and (tmp_path / "gan" / "log.txt").is_file()
+    path = api.train(cfg, tmp_path / "gan", data=DictDataset(n=4, r=32), device="cpu")
+    assert path == tmp_path / "gan" / "network-final.safetensors" and path.is_file()
+    assert (tmp_path / "gan" / "log.txt").is_file()
     with pytest.raises(GanprintError, match="ganprint.config"):
         api.train({"lr": 1}, tmp_path / "x")
 

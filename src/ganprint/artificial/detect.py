@@ -161,6 +161,11 @@ def detect_rank(spec: DetectSpec) -> dict:
     threshold = usable_threshold(k, spec.fpr, 1, "`fpr`") if ref.given() else match_threshold(k, spec.fpr)
     ds = open_image_dataset(spec.data, res * spec.tiles, celeba=spec.celeba, skip_bad=True)
     relpaths = item_names(ds)
+    if ref.map is not None and relpaths and not any(ref.of(name) is not None for name in relpaths):
+        # every row would go without a decision: a list of training images given for generated ones, say
+        raise GanprintError(f"`embedded` {spec.embedded} names none of the {len(relpaths)} images of `data` "
+                            f"{spec.data} (it lists {next(iter(ref.map))}, ...; the folder holds {relpaths[0]}, "
+                            f"...): it matches images by name, so give images made by a generator `fingerprint`")
     tiled = {"tiles": spec.tiles} if spec.tiles != 1 else {}  # only then: earlier runs keep their identity
     folder = _output_folder(spec, resolution=res, celeba=bool(spec.celeba), reference=ref.identity(), fpr=spec.fpr,
                             precision=prec, device=dev.type, scale_search=scales, runtime=spec.runtime, **tiled)

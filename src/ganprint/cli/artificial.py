@@ -8,7 +8,7 @@ import logging
 import click
 
 from ganprint.artificial.agf_import import export_part, import_agf
-from ganprint.artificial.config import resolve_config
+from ganprint.artificial.config import PRESETS, resolve_config
 from ganprint.artificial.detect import DetectSpec, detect
 from ganprint.artificial.embed import EmbedSpec
 from ganprint.artificial.register import embed_registered
@@ -159,7 +159,7 @@ def detect_cmd(**flags):
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Start from a run's config.json (or a --dry-run's output) instead of a preset; flags override it.")
 @click.option("--preset", type=str, default=None,
-              help="Named settings (default, demo-32, agf-original); the flags below override it when given.")
+              help=f"Named settings ({', '.join(PRESETS)}); the flags below override it when given.")
 @click.option("--resolution", type=P.RESOLUTION, default=None, help="Image side in pixels, a power of two >= 16.")
 @click.option("--celeba", is_flag=True, default=None, help="Original CelebA preprocessing (crop 148, resize 128).")
 @click.option("--fingerprint-length", type=P.BITS, default=None, help="Bits per fingerprint [default 100].")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ganprint.cli import params as P
-from ganprint.diffusion.config import resolve_config
+from ganprint.diffusion.config import PRESETS, resolve_config
 from ganprint.diffusion.train import config_from_export, run_config, train_diffusion
 
 
@@ -18,7 +18,8 @@ from ganprint.diffusion.train import config_from_export, run_config, train_diffu
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run folder; re-running resumes.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Start from a run's config.json (or a --dry-run's output) instead of a preset; flags override it.")
-@click.option("--preset", default=None, help="tiny-16, cpu-32 (default) or ddpm-32 (DDPM CIFAR-10, for GPUs).")
+@click.option("--preset", default=None,
+              help=f"{', '.join(PRESETS)} [cpu-32; ddpm-32 is the DDPM CIFAR-10 UNet, for GPUs].")
 @click.option("--kimg", "total_kimg", type=P.KIMG, default=None, help="Training length in thousands of images.")
 @click.option("--batch-size", type=P.BATCH, default=None, help="Total batch over all processes.")
 @click.option("--lr", type=P.LR, default=None, help="Adam learning rate after warm-up.")

@@ -8,7 +8,7 @@ import click
 
 from ganprint.api import generate
 from ganprint.cli import params as P
-from ganprint.gan.config import resolve_config
+from ganprint.gan.config import PRESETS, resolve_config
 from ganprint.gan.train import train_gan
 from ganprint.inference.generation import GenerateSpec
 from ganprint.training.config import config_json
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Run folder; re-running resumes.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Start from a run's config.json (or a --dry-run's output) instead of a preset; flags override it.")
-@click.option("--preset", default=None, help="small, 32, 64, 128 or 256 (default: the --resolution preset).")
+@click.option("--preset", default=None, help=f"{', '.join(PRESETS)} (default: the --resolution preset).")
 @click.option("--kimg", "total_kimg", type=P.KIMG, default=None, help="Training length in thousands of real images.")
 @click.option("--batch-size", type=P.BATCH, default=None, help="Total batch over all processes.")
 @click.option("--seed", type=P.SEED, default=None, help="Seed of initialisation, data order and noise.")

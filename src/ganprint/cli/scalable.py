@@ -12,7 +12,7 @@ from ganprint.core.threat import P_VALUE_COVERS
 from ganprint.registry.issued import repair_issued
 from ganprint.registry.store import Registry, export_registry, import_registry, migrate
 from ganprint.scalable.attribute import AttributeSpec, attribute_images
-from ganprint.scalable.config import resolve_config
+from ganprint.scalable.config import PRESETS, resolve_config
 from ganprint.scalable.issue import issue_model
 from ganprint.scalable.train import train_scalable
 from ganprint.training.config import config_json
@@ -31,7 +31,7 @@ COMMANDS: list = []
 @click.option("--kimg", type=P.KIMG_POS, default=None, help="Length: thousands of real images shown [100].")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Start from a run's config.json (or a --dry-run's output) instead of a preset; flags override it.")
-@click.option("--preset", type=click.Choice(["small", "paper", "authors-celeba", "tiny"]), default=None,
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
               help="[small] small: 2 CPU cores; paper: config-e widths, weights 2/1/2; "
                                       "authors-celeba: paper with consistency 0.2; tiny: tests only.")
 @click.option("--batch-size", type=P.BATCH, default=None, help="Total batch over all processes [preset].")

@@ -96,6 +96,12 @@ def serve_cmd(host, port, workers, **kw) -> None:
     serve(ServiceConfig(**kw), host, port, workers)
 
 
+# The docstring promises every flag's variable in --help: click shows an envvar only when asked, option by option.
+for _param in serve_cmd.params:
+    if getattr(_param, "envvar", None):
+        _param.show_envvar = True
+
+
 @click.group("token")
 def token_group() -> None:
     """Tokens for the service: issuing, downloads, metrics (scoped, with expiry, revocable)."""

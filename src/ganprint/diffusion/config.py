@@ -89,6 +89,7 @@ class NoiseConfig:
 @dataclass
 class DiffusionTrainConfig:
     preset: str = "cpu-32"  # name of the preset this config started from
+    data: str = ""  # folder of images or packed data set, used when train_diffusion() is given no `data`
     unet: UNetConfig = field(default_factory=UNetConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     batch_size: int = 32  # total over all processes

@@ -223,11 +223,11 @@ class _DiffusionRun:
                 "unet": self.unet, "ema": self.ema.module}
 
 
-def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: Dataset | str | os.PathLike,
-                    device: str = "auto", resume_from: str | os.PathLike | None = None,
+def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike,
+                    data: Dataset | str | os.PathLike | None = None, device: str = "auto", resume_from: str | os.PathLike | None = None,
                     checkpoint_minutes: float = 5.0, workers: int = 0) -> dict:
     """Train (or resume) a diffusion UNet on `data` (a Dataset of {"img": uint8 [3, R, R]} items, or a folder of
-    images / packed data set) until `cfg.total_kimg`.
+    images / packed data set; None: `cfg.data`) until `cfg.total_kimg`.
 
     Writes into `outdir` (rank 0): config.json, log.txt, stats.jsonl, snapshots/ (reals.png, fakes-<step>.png),
     network-<nimg>.safetensors, network-final.safetensors (EMA weights, kind diffusion-unet) and
@@ -238,6 +238,9 @@ def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: 
     """
     bounds.MINUTES.check(checkpoint_minutes, "`checkpoint_minutes`")
     bounds.WORKERS.check(workers, "`workers`")
+    data = cfg.data if data is None else data
+    if not isinstance(data, Dataset) and not str(data):
+        raise GanprintError("train-diffusion needs `data`: a folder of images or a packed data set")
     resume = None if resume_from is None else str(resume_from)
     inputs = [("`resume_from`", resume, "model")]
     check_outdir(outdir, None if isinstance(data, Dataset) else data, inputs)  # before reading the export
