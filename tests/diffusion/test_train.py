@@ -127,3 +127,15 @@ def test_wrong_data_resolution_is_a_clear_error(tmp_path, sample_folder):
     with pytest.raises(GanprintError, match="check `resolution`"):
         train_diffusion(_tiny(total_kimg=0.008), tmp_path / "run", open_image_dataset(sample_folder, 32),
                         device="cpu")
+
+
+def test_a_preset_trains_at_64_px(tmp_path):
+    from ganprint.data.samples import write_samples
+    from ganprint.diffusion.config import resolve_config
+
+    write_samples(tmp_path / "data", resolution=64, count=8, seed=0)
+    cfg = resolve_config("tiny-16", 64, total_kimg=0.008, kimg_per_tick=0.008, snapshot_kimg=0.008, grid_seeds=0)
+    train_diffusion(cfg, tmp_path / "run", tmp_path / "data", device="cpu")
+    unet, config, _ = ganprint.load(tmp_path / "run" / "network-final.safetensors")
+    assert config["unet"]["resolution"] == 64 and unet.config.sample_size == 64
+    assert unet(torch.zeros(1, 3, 64, 64), 10).sample.shape == (1, 3, 64, 64)
