@@ -128,6 +128,9 @@ def test_folders_ganprint_does_not_train_are_refused_by_name(tmp_path):
         cases[tmp_path / name] = needle
     diffusers.DDPMScheduler().save_pretrained(tmp_path / "sched")
     cases[tmp_path / "sched"] = "is a scheduler folder; give the pipeline folder that holds it, or its unet/"
+    diffusers.ScoreSdeVePipeline(unet=tiny_unet(), scheduler=diffusers.ScoreSdeVeScheduler()).save_pretrained(
+        tmp_path / "sde")
+    cases[tmp_path / "sde"] = "is a ScoreSdeVeScheduler without a beta schedule"
     (tmp_path / "empty").mkdir()
     cases[tmp_path / "empty"] = "holds no config.json"
     index = tmp_path / "sd" / "model_index.json"

@@ -192,6 +192,9 @@ def read_noise(folder: DiffusersFolder, name: str = "resume_from") -> NoiseConfi
     cfg = read_input_json(path, f"`{name}`'s scheduler config")
     if not isinstance(cfg, dict):
         raise GanprintError(f"{where} is not a JSON object; give the scheduler_config.json save_pretrained wrote")
+    if not {"beta_schedule", "beta_start", "beta_end"} & set(cfg):
+        raise GanprintError(f"{where} is a {cfg.get('_class_name', 'scheduler')} without a beta schedule; ganprint "
+                            "trains the DDPM forward process (a DDPM, DDIM, PNDM or DPM-Solver scheduler's config)")
     if cfg.get("trained_betas") or cfg.get("rescale_betas_zero_snr"):
         raise GanprintError(f"{where} sets `trained_betas` or `rescale_betas_zero_snr`; ganprint trains with the "
                             "linear, scaled_linear or squaredcos_cap_v2 schedules of beta_start..beta_end")
