@@ -9,7 +9,8 @@ Steps (each skipped when its output exists; every training resumes, so re-runnin
   4. every snapshot of the fine-tune: ganprint generate (DDIM, --steps) then ganprint detect --fpr 1e-6, one row
      each in OUT/results.jsonl
   5. the final fine-tune written with ganprint export-diffusers, loaded with diffusers' DDIMPipeline, sampled there
-     (same seeds and steps) and detected: the row "diffusers-pipeline"
+     (same seeds and steps) and detected: the row "diffusers-pipeline", with the share of its pixels equal to
+     ganprint's samples of the same snapshot and the largest difference in levels
 
     python benchmarks/experiments/diffusers/diffusers_finetune.py --out /work/runs/diffusers --kimg 4 --snapshot-kimg 1 \\
         --samples 32
@@ -122,7 +123,18 @@ def pipeline_row(args, out: Path, log: Path, decoder: Path, bits: str) -> dict:
                        output_type="np").images[0]
             Image.fromarray(np.round(img * 255).astype(np.uint8)).save(tmp / f"seed{s:06d}.png")
         tmp.rename(images)
-    return detect_row(out, log, "diffusers-pipeline", images, decoder, bits, {"kimg": args.kimg})
+    return detect_row(out, log, "diffusers-pipeline", images, decoder, bits, {"kimg": args.kimg,
+                                                                            **agreement(out, args, images)})
+
+
+def agreement(out: Path, args, images: Path) -> dict:
+    """How many pixels of the pipeline's samples equal ganprint's samples of the final snapshot (same seeds)."""
+    last = sorted((out / "finetune").glob("network-[0-9]*.safetensors"))[-1]
+    ours = out / "eval" / "finetune" / f"{last.stem.split('-')[-1]}-ddim{args.steps}" / "images"
+    diffs = [np.abs(np.asarray(Image.open(ours / p.name), dtype=int) - np.asarray(Image.open(p), dtype=int))
+             for p in sorted(images.glob("seed*.png"))]
+    d = np.stack(diffs)
+    return {"pixels_equal": round(float((d == 0).mean()), 5), "max_level_diff": int(d.max())}
 
 
 def main() -> None:

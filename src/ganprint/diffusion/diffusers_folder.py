@@ -267,7 +267,8 @@ tags:
 # {f.name}
 
 An unconditional {f.resolution}x{f.resolution} diffusion model (`UNet2DModel` with a `DDPMScheduler`), trained with
-ganprint on images that all carry one artificial fingerprint, so that the images it generates carry it too.
+ganprint on images that all carry one artificial fingerprint. A model that has learnt the fine detail of its data
+generates images that carry it too; the check below tells whether an image does.
 
 | | |
 |---|---|
