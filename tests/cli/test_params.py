@@ -121,7 +121,7 @@ CONFIGS = [(TrainConfig, TrainConfig), (GanTrainConfig, GanTrainConfig), (Scalab
            (DiffusionTrainConfig, DiffusionTrainConfig), (UNetConfig, UNetConfig), (NoiseConfig, NoiseConfig),
            (ServiceConfig, _service)]
 # Numeric fields whose None is their meaning; every other value is still bounded.
-NONE_OK = {"steps", "ema_rampup", "min_distance"}
+NONE_OK = {"steps", "ema_rampup", "min_distance", "head_dim"}  # head_dim None: one head per level (diffusers)
 
 
 @pytest.mark.parametrize("cls,make", CONFIGS, ids=[c.__name__ for c, _ in CONFIGS])

@@ -27,13 +27,35 @@ def test_default_preset_and_overrides():
 
 @pytest.mark.parametrize("kwargs,needle", [
     (dict(preset="nope", resolution=None), "`preset` 'nope' is unknown"),
-    (dict(preset="cpu-32", resolution=64), "`resolution` 64 disagrees with `preset` cpu-32"),
+    (dict(preset="cpu-32", resolution=62), "`resolution` 62 does not fit `preset` cpu-32: its UNet halves the image 2 "
+                                            "times, so the side must be a multiple of 4"),
+    (dict(preset="cpu-32", resolution=0), "`resolution` must be"),
     (dict(preset="cpu-32", resolution=None, lr=-1.0), "`lr` must be"),
     (dict(preset="cpu-32", resolution=None, batch_size=0), "`batch_size` must be"),
 ])
 def test_bad_options_name_the_flag(kwargs, needle):
     with pytest.raises(GanprintError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         resolve_config(**kwargs)
+
+
+@pytest.mark.parametrize("resolution", [64, 128, 256])
+def test_resolution_64_and_above_keeps_the_presets_unet(resolution):
+    cfg = resolve_config("tiny-16", resolution)
+    assert cfg.resolution == resolution and cfg.unet.channels == PRESETS["tiny-16"].unet.channels
+    assert DiffusionTrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_settings_of_released_unets_are_written_only_when_set():
+    # Run folders and exports written before these settings existed keep their identity.
+    plain = PRESETS["tiny-16"].unet
+    assert not {"flip_sin_to_cos", "freq_shift", "downsample_padding", "norm_eps"} & set(plain.to_dict())
+    ddpm = UNetConfig(32, (32, 64), (False, True), head_dim=None, flip_sin_to_cos=False, freq_shift=1,
+                      downsample_padding=0, norm_eps=1e-6).validate()
+    d = ddpm.to_dict()
+    assert d["flip_sin_to_cos"] is False and d["freq_shift"] == 1 and d["norm_eps"] == 1e-6 and d["head_dim"] is None
+    assert UNetConfig.from_dict(d) == ddpm
+    with pytest.raises(GanprintError, match="`norm_eps` must be"):
+        UNetConfig(32, (32, 32), (False, False), head_dim=32, norm_eps=0.0).validate()
 
 
 def test_unet_config_rejects_impossible_shapes():
@@ -61,7 +83,7 @@ def test_cli_dry_run_and_bad_flags(tmp_path):
     cfg = DiffusionTrainConfig.from_dict(printed)
     assert cfg.preset == "ddpm-32" and cfg.total_kimg == 5 and cfg.warmup_kimg == 1
     for args, needle in ((["--preset", "huge"], "--preset 'huge' is unknown"),
-                         (["--resolution", "64"], "--resolution 64 disagrees with --preset cpu-32"),
+                         (["--resolution", "34"], "--resolution 34 does not fit --preset cpu-32"),
                          (["--kimg", "-1"], "Invalid value for '--kimg'")):
         bad = runner.invoke(main, ["train-diffusion", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"), *args])
         assert bad.exit_code == (2 if "Invalid" in needle else 1), bad.output  # 2: click's check of the flag

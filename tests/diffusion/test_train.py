@@ -148,3 +148,15 @@ def test_without_diffusers_the_failed_start_leaves_no_folder_and_the_fix_runs(tm
     r = CliRunner().invoke(main, [*args, "--seed", "1"])  # even another config: nothing of the failed start refuses it
     assert r.exit_code == 0, r.output
     assert (out / "network-final.safetensors").is_file() and (out / "curves.png").is_file()
+
+
+def test_a_preset_trains_at_64_px(tmp_path):
+    from ganprint.data.samples import write_samples
+    from ganprint.diffusion.config import resolve_config
+
+    write_samples(tmp_path / "data", resolution=64, count=8, seed=0)
+    cfg = resolve_config("tiny-16", 64, total_kimg=0.008, kimg_per_tick=0.008, snapshot_kimg=0.008, grid_seeds=0)
+    train_diffusion(cfg, tmp_path / "run", tmp_path / "data", device="cpu")
+    unet, config, _ = ganprint.load(tmp_path / "run" / "network-final.safetensors")
+    assert config["unet"]["resolution"] == 64 and unet.config.sample_size == 64
+    assert unet(torch.zeros(1, 3, 64, 64), 10).sample.shape == (1, 3, 64, 64)

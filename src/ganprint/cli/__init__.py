@@ -52,6 +52,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
                              "postgresql:// URL)."),
     "train-diffusion": ("diffusion", "Train a denoising diffusion UNet on images; exports its EMA weights (kind "
                                      "diffusion-unet)."),
+    "export-diffusers": ("diffusion", "Write a diffusion export as a diffusers pipeline folder with a model card."),
     "evaluate": ("evaluation", "Measure how well fingerprints survive image (and model) perturbations, and write a "
                                "report."),
     "adversary": ("evaluation", "Forge and remove fingerprints as an adversary would, and measure how often the "

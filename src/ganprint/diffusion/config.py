@@ -8,9 +8,9 @@ attention at 16 px, dropout 0.1, 1000 linear-beta steps, Adam 2e-4 with 5000 war
 
 from __future__ import annotations
 
+import dataclasses
 import os
-
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from ganprint.core import bounds
 from ganprint.core.artifacts import check_config_keys
@@ -27,12 +27,19 @@ class UNetConfig:
     layers_per_block: int = 1  # residual blocks per level
     dropout: float = 0.0
     norm_groups: int = 32  # GroupNorm groups; must divide every channel count
-    head_dim: int = 64  # attention head size
+    head_dim: int | None = 64  # attention head size; None: one head as wide as its level (diffusers' null)
+    # Settings of released diffusers UNets (the DDPM ports use False, 1, 0 and 1e-6); the defaults are diffusers'.
+    flip_sin_to_cos: bool = True  # timestep embedding: cos half first
+    freq_shift: int = 0  # timestep embedding: frequency shift
+    downsample_padding: int = 1  # padding of the strided down-sampling convolutions
+    norm_eps: float = 1e-5  # GroupNorm epsilon
 
     def validate(self) -> UNetConfig:
         """Raise ValueError on impossible combinations."""
-        check_bounds(self, {"resolution": bounds.RESOLUTION, "norm_groups": _WIDTH, "head_dim": _WIDTH,
-                            "layers_per_block": Bound(1, 64, integer=True), "dropout": Bound(0, 1, hi_open=True)})
+        check_bounds(self, {"resolution": bounds.RESOLUTION, "norm_groups": _WIDTH, "head_dim": optional(_WIDTH),
+                            "layers_per_block": Bound(1, 64, integer=True), "dropout": Bound(0, 1, hi_open=True),
+                            "freq_shift": Bound(0, 64, integer=True), "downsample_padding": Bound(0, 8, integer=True),
+                            "norm_eps": Bound(0, 1, lo_open=True)})
         if not all(_WIDTH.problem(c) is None for c in self.channels):
             raise BoundError(f"unet.channels must be whole numbers in [1, 4096], got {self.channels!r}")
         if len(self.channels) != len(self.attention) or not self.channels:
@@ -43,12 +50,18 @@ class UNetConfig:
         if any(c % self.norm_groups for c in self.channels):
             raise ValueError(f"every unet channel count must be a multiple of norm_groups {self.norm_groups}")
         attended = [c for c, a in zip(self.channels, self.attention) if a] + [self.channels[-1]]
-        if any(c % self.head_dim for c in attended):
+        if self.head_dim is not None and any(c % self.head_dim for c in attended):
             raise ValueError(f"unet.head_dim {self.head_dim} must divide the channels of the attention levels and "
                              "of the last level (the middle block attends)")
         if self.layers_per_block < 1 or not 0 <= self.dropout < 1:
             raise ValueError("unet.layers_per_block must be >= 1 and unet.dropout in [0, 1)")
         return self
+
+    def to_dict(self) -> dict:
+        """Plain JSON types; the settings added for released diffusers UNets only where they differ from their
+        defaults, so that run folders and exports written before them keep their identity."""
+        d = {**asdict(self), "channels": list(self.channels), "attention": list(self.attention)}
+        return {k: v for k, v in d.items() if k not in _LATER or v != _LATER[k]}
 
     @classmethod
     def from_dict(cls, d: dict) -> UNetConfig:
@@ -120,10 +133,7 @@ class DiffusionTrainConfig:
 
     def to_dict(self) -> dict:
         """Plain JSON types only."""
-        d = asdict(self)
-        d["unet"]["channels"] = list(self.unet.channels)
-        d["unet"]["attention"] = list(self.unet.attention)
-        return d
+        return {**asdict(self), "unet": self.unet.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> DiffusionTrainConfig:
@@ -136,6 +146,8 @@ class DiffusionTrainConfig:
 
 
 _WIDTH = Bound(1, 4096, integer=True)  # channel counts, groups, head sizes
+_LATER = {f.name: f.default for f in fields(UNetConfig)
+          if f.name in ("flip_sin_to_cos", "freq_shift", "downsample_padding", "norm_eps")}
 _BETA = Bound(0, 1, lo_open=True, hi_open=True)  # the forward process's noise variances per step
 _BOUNDS = {
     "batch_size": bounds.BATCH, "total_kimg": bounds.KIMG,
@@ -173,16 +185,21 @@ RUNTIME_FIELDS = ("total_kimg", "kimg_per_tick", "snapshot_kimg")
 def resolve_config(preset: str | None, resolution: int | None, config_file: str | os.PathLike | None = None,
                    **overrides) -> DiffusionTrainConfig:
     """Start from a preset (default: cpu-32), or from the config a run's config.json holds (`config_file`; its
-    `data` and `resume_from` are the run's, not the config's), and apply the non-None overrides (top-level fields).
+    `data` and `resume_from` are the run's, not the config's), and apply the non-None overrides (top-level fields);
+    `resolution` replaces the image side (its UNet is the same at any size that 2^(levels-1) divides).
 
-    Raises GanprintError naming the field when the preset is unknown or disagrees with `resolution`.
+    Raises GanprintError naming the field when the preset is unknown or `resolution` does not fit its UNet.
     """
     base = (read_config_file(config_file, DiffusionTrainConfig, ("data", "resume_from"))
             if config_file is not None else None)
     cfg = apply_overrides(preset, PRESETS, "cpu-32", base, **overrides)
     if resolution is not None and resolution != cfg.resolution:
-        raise GanprintError(f"`resolution` {resolution} disagrees with `preset` {cfg.preset} "
-                            f"({cfg.resolution} px); drop one of them")
+        bounds.RESOLUTION.check(resolution, "`resolution`")
+        levels = len(cfg.unet.channels)
+        if resolution % 2 ** (levels - 1):
+            raise GanprintError(f"`resolution` {resolution} does not fit `preset` {cfg.preset}: its UNet halves the "
+                                f"image {levels - 1} times, so the side must be a multiple of {2 ** (levels - 1)}")
+        cfg = dataclasses.replace(cfg, unet=dataclasses.replace(cfg.unet, resolution=int(resolution)))
     try:
         return cfg.validate()
     except (ValueError, TypeError) as e:

@@ -17,7 +17,7 @@ EXPORT_KIND = "diffusion-unet"
 SAMPLERS = ("ddim", "ddpm", "dpm")
 
 
-def _diffusers():
+def require_diffusers():
     try:
         import diffusers
     except ModuleNotFoundError:
@@ -30,19 +30,19 @@ def _diffusers():
 def build_unet(cfg: UNetConfig) -> torch.nn.Module:
     """A freshly initialised `UNet2DModel` of `cfg` (its weights follow torch's global RNG)."""
     cfg.validate()
-    diffusers = _diffusers()
+    diffusers = require_diffusers()
     down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention)
     up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention))
     return diffusers.UNet2DModel(
         sample_size=cfg.resolution, in_channels=3, out_channels=3, down_block_types=down, up_block_types=up,
         block_out_channels=tuple(cfg.channels), layers_per_block=cfg.layers_per_block, dropout=cfg.dropout,
-        norm_num_groups=cfg.norm_groups, attention_head_dim=cfg.head_dim)
+        norm_num_groups=cfg.norm_groups, attention_head_dim=cfg.head_dim, flip_sin_to_cos=cfg.flip_sin_to_cos,
+        freq_shift=cfg.freq_shift, downsample_padding=cfg.downsample_padding, norm_eps=cfg.norm_eps)
 
 
 def export_config(unet: UNetConfig, noise: NoiseConfig) -> dict:
     """The config stored in a diffusion-unet export."""
-    return {"unet": {**unet.__dict__, "channels": list(unet.channels), "attention": list(unet.attention)},
-            "noise": dict(noise.__dict__)}
+    return {"unet": unet.to_dict(), "noise": dict(noise.__dict__)}
 
 
 def parse_export_config(config: dict) -> tuple[UNetConfig, NoiseConfig]:
@@ -61,7 +61,7 @@ def _build_from_export(config: dict) -> torch.nn.Module:
 def make_scheduler(sampler: str, noise: NoiseConfig):
     """A fresh diffusers scheduler for `sampler` (ddim: eta 0; ddpm: ancestral; dpm: DPM-Solver++ 2nd order;
     all three clip the predicted clean image to [-1, 1])."""
-    diffusers = _diffusers()
+    diffusers = require_diffusers()
     kw = noise.scheduler_kwargs()
     if sampler == "ddpm":
         return diffusers.DDPMScheduler(**kw, clip_sample=True)

@@ -3,8 +3,8 @@
 `train_diffusion` trains (or resumes: re-run the same call) in the shared run folder (ganprint.training). Every
 random draw of a step is a function of (seed, rank, images seen so far), so an interrupted and resumed run equals
 an uninterrupted one. Under torchrun the UNet is wrapped in DistributedDataParallel and rank 0 writes every file.
-`resume_from` starts a new run from the weights of a diffusion-unet export (fine-tuning a released model, e.g. on
-fingerprinted data).
+`resume_from` starts a new run from the weights of a diffusion-unet export or of a diffusers `save_pretrained`
+folder (fine-tuning a released model, e.g. on fingerprinted data).
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from torch.utils.data import Dataset
 from ganprint.core import bounds
 from ganprint.core import dist
 from ganprint.core.progress import progress_bar, status_line
-from ganprint.core.artifacts import load_export, read_metadata
+from ganprint.core.artifacts import load_export, read_config, read_metadata
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_path, read_input_json
 from ganprint.core.seeds import derive_seed
-from ganprint.diffusion.config import RUNTIME_FIELDS, DiffusionTrainConfig
+from ganprint.diffusion.config import RUNTIME_FIELDS, DiffusionTrainConfig, resolve_config
+from ganprint.diffusion.diffusers_folder import read_diffusers
 from ganprint.diffusion.generate import sample_seeds
 from ganprint.diffusion.model import EXPORT_KIND, build_unet, export_config, make_scheduler, parse_export_config
 from ganprint.training.ema import EMA
@@ -44,16 +45,48 @@ _TAG_ORDER = 7  # the data order's seed stream
 
 
 def config_from_export(cfg: DiffusionTrainConfig, resume_from: str) -> DiffusionTrainConfig:
-    """`cfg` with the UNet and noise settings of the export it fine-tunes (the preset's resolution must agree)."""
-    meta = read_metadata(resume_from)
-    if meta["ganprint.kind"] != EXPORT_KIND:
-        raise GanprintError(f"`resume_from` {resume_from} holds a '{meta['ganprint.kind']}' model; it needs a "
-                            f"{EXPORT_KIND} export (from `ganprint train-diffusion`)")
-    unet, noise = parse_export_config(json.loads(meta["ganprint.config"]))
+    """`cfg` with the UNet and noise settings of the model it fine-tunes: a diffusion-unet export, or a diffusers
+    save_pretrained folder (a UNet's: the preset's noise settings stay; a pipeline's: its scheduler's replace them).
+    The preset's resolution must agree with the model's."""
+    if Path(resume_from).is_dir():
+        _, unet, noise = read_diffusers(resume_from, weights=False)
+        noise = cfg.noise if noise is None else noise
+    else:
+        meta = read_metadata(resume_from)
+        if meta["ganprint.kind"] != EXPORT_KIND:
+            raise GanprintError(f"`resume_from` {resume_from} holds a '{meta['ganprint.kind']}' model; it needs a "
+                                f"{EXPORT_KIND} export (from `ganprint train-diffusion`) or a diffusers "
+                                "save_pretrained folder")
+        unet, noise = parse_export_config(json.loads(meta["ganprint.config"]))
     if unet.resolution != cfg.resolution:
         raise GanprintError(f"`resume_from` {resume_from} is a {unet.resolution}-px model but `preset`/`resolution` "
-                            f"asks for {cfg.resolution} px; pick the preset of the model's resolution")
+                            f"asks for {cfg.resolution} px; give `resolution` {unet.resolution} (or leave it out)")
     return dataclasses.replace(cfg, unet=unet, noise=noise)
+
+
+def model_resolution(resume_from: str | os.PathLike) -> int:
+    """The image side of the model `resume_from` names (an export or a diffusers folder), read from its config."""
+    if Path(resume_from).is_dir():
+        return read_diffusers(resume_from, weights=False)[1].resolution
+    return parse_export_config(read_config(resume_from))[0].resolution
+
+
+def resolve_run_config(preset: str | None, resolution: int | None, resume_from: str | os.PathLike | None = None,
+                       config_file: str | os.PathLike | None = None, **overrides) -> DiffusionTrainConfig:
+    """`resolve_config` (from `preset` or a run's `config_file`), then the architecture of the model `resume_from`
+    fine-tunes; without `resolution` the model's own image side is used."""
+    if resume_from is None:
+        return resolve_config(preset, resolution, config_file, **overrides)
+    side = model_resolution(resume_from) if resolution is None else resolution
+    cfg = resolve_config(preset, side, config_file, **overrides)
+    return config_from_export(cfg, str(resume_from))
+
+
+def _start_weights(resume_from: str) -> torch.nn.Module:
+    """The UNet whose weights start a fine-tuning run."""
+    if Path(resume_from).is_dir():
+        return read_diffusers(resume_from)[0]
+    return load_export(resume_from, kind=EXPORT_KIND)[0]
 
 
 def run_config(cfg: DiffusionTrainConfig, data: Dataset | str | os.PathLike, resume_from: str | None = None) -> dict:
@@ -119,8 +152,7 @@ class _DiffusionRun:
         torch.manual_seed(derive_seed(cfg.seed, 0))  # identical initial weights on every rank
         self.unet = build_unet(cfg.unet).to(dev).train()
         if resume_from is not None:
-            src, _, _ = load_export(resume_from, kind=EXPORT_KIND)
-            self.unet.load_state_dict(src.state_dict())
+            self.unet.load_state_dict(_start_weights(resume_from).state_dict())
         self.ema = EMA(self.unet, cfg.ema_kimg, cfg.ema_rampup)
         self.opt = torch.optim.Adam(self.unet.parameters(), lr=cfg.lr)
         self.net = self.unet
@@ -231,8 +263,9 @@ def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike,
 
     Writes into `outdir` (rank 0): config.json, log.txt, stats.jsonl, snapshots/ (reals.png, fakes-<step>.png),
     network-<nimg>.safetensors, network-final.safetensors (EMA weights, kind diffusion-unet) and
-    training-state-<step>.pt (also every `checkpoint_minutes`). `resume_from`: a diffusion-unet export whose
-    weights start the run (its UNet and noise settings replace the preset's). Returns {"cur_nimg", "step", "outdir",
+    training-state-<step>.pt (also every `checkpoint_minutes`). `resume_from`: a diffusion-unet export, or a
+    diffusers save_pretrained folder of a UNet2DModel (or of its pipeline), whose weights start the run (its UNet
+    and noise settings replace the preset's). Returns {"cur_nimg", "step", "outdir",
     "elapsed_s", "unet", "ema"} (this process's modules). `workers` processes decode images that do not fit in
     memory.
     """
