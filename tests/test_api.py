@@ -71,8 +71,9 @@ def test_diffusion_config_takes_data_and_train_returns_the_export_path(sample_fo
     cfg = ganprint.config("diffusion", "tiny-16", data=str(sample_folder), total_kimg=0.008, snapshot_kimg=0.008,
                           kimg_per_tick=0.008, grid_seeds=2, grid_steps=1)
     assert cfg.data == str(sample_folder)
-    with pytest.raises(GanprintError, match="`resolution` 32 disagrees"):
-        ganprint.config("diffusion", "tiny-16", resolution=32)
+    assert ganprint.config("diffusion", "tiny-16", resolution=32).resolution == 32  # the preset's UNet at 32 px
+    with pytest.raises(GanprintError, match="`resolution` 25 does not fit"):
+        ganprint.config("diffusion", "tiny-16", resolution=25)
     path = ganprint.train(cfg, tmp_path / "diff", device="cpu")  # no `data`: the config's
     assert path == tmp_path / "diff" / "network-final.safetensors" and path.is_file()
     assert ganprint.load(path)[2]["ganprint.kind"] == "diffusion-unet"

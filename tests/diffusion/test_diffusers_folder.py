@@ -93,11 +93,11 @@ def test_a_pipeline_folder_gives_its_scheduler_and_the_resolution_must_agree(tmp
     cfg = resolve_run_config("cpu-32", None, pipe)
     assert cfg.resolution == 64 and cfg.unet.channels == (32, 32)
     assert (cfg.noise.timesteps, cfg.noise.beta_end, cfg.noise.prediction_type) == (500, 0.03, "v_prediction")
-    res = CliRunner().invoke(main, ["train-diffusion", "--data", str(tmp_path), "--outdir", str(tmp_path / "o"),
+    res = CliRunner().invoke(main, ["train-diffusion", "--data", str(tmp_path / "data"), "--outdir", str(tmp_path / "o"),
                                     "--resume-from", str(pipe), "--resolution", "32", "--dry-run"])
     assert res.exit_code == 1 and "--resume-from" in res.output and "is a 64-px model" in res.output
     assert "give --resolution 64 (or leave it out)" in res.output and "Traceback" not in res.output
-    ok = run("train-diffusion", "--data", tmp_path, "--outdir", tmp_path / "o", "--resume-from", pipe, "--dry-run")
+    ok = run("train-diffusion", "--data", tmp_path / "data", "--outdir", tmp_path / "o", "--resume-from", pipe, "--dry-run")
     assert json.loads(ok.output)["unet"]["resolution"] == 64
 
 

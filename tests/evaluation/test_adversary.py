@@ -210,7 +210,7 @@ def test_query_removal_refuses_without_onnx_runtime(tiny_stega_model, monkeypatc
     from ganprint.evaluation.blackbox import onnx_session
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import then raises ImportError
-    with pytest.raises(GanprintError, match="ONNX Runtime.*ganprint\\[onnx\\]"):
+    with pytest.raises(GanprintError, match=r"ONNX Runtime.*pip install -e .\.\[onnx\]. in the ganprint checkout"):
         onnx_session(None, tiny_stega_model)
 
 

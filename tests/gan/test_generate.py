@@ -106,8 +106,9 @@ def test_generate_takes_a_spec_or_the_commands_keyword_names(tmp_path, model_pat
     assert np.array_equal(_read(tmp_path / "a", [3]), _read(tmp_path / "b", [3]))
     assert not np.array_equal(_read(tmp_path / "a", [3]), _read(tmp_path / "c", [3]))
     assert [p.name for p in a + b + c] == ["seed000003.png"] * 3
-    with pytest.raises(GanprintError, match="no field `psi`"):
-        api.generate(model_path, [3], tmp_path / "d", psi=0.7)
+    with pytest.warns(DeprecationWarning, match="`psi` is the old name of `trunc`"):  # the older name, one release
+        old = api.generate(model_path, [3], tmp_path / "d", device="cpu", psi=0.7)
+    assert np.array_equal(_read(tmp_path / "d", [3]), _read(tmp_path / "a", [3])) and len(old) == 1
     with pytest.raises(GanprintError, match="`seeds` selects no seeds"):
         api.generate(model_path, [], tmp_path / "d")
     with pytest.raises(GanprintError, match="`precision` must be fp64 or fp32"):

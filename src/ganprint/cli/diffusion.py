@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ganprint.cli import params as P
+from ganprint.core.paths import check_overlap
 from ganprint.diffusion.config import PRESETS
 from ganprint.diffusion.diffusers_folder import export_diffusers
 from ganprint.diffusion.train import resolve_run_config, run_config, train_diffusion
@@ -56,6 +57,8 @@ def train_diffusion_cmd(data, resolution, outdir, preset, config_file, device, r
       torchrun --nproc_per_node 8 -m ganprint train-diffusion --data data/ --outdir runs/ddpm --preset ddpm-32
     """
 
+    if resume_from is not None and not dry_run:  # before the model to fine-tune is read: it sets the config
+        check_overlap([("`data`", data, "data"), ("`resume_from`", resume_from, "model")], [("`outdir`", outdir)])
     cfg = resolve_run_config(preset, resolution, resume_from, config_file, **overrides)
     if dry_run:
         click.echo(json.dumps(run_config(cfg, data, resume_from), indent=2))

@@ -68,6 +68,10 @@ def model_resolution(resume_from: str | os.PathLike) -> int:
     """The image side of the model `resume_from` names (an export or a diffusers folder), read from its config."""
     if Path(resume_from).is_dir():
         return read_diffusers(resume_from, weights=False)[1].resolution
+    kind = read_metadata(resume_from).get("ganprint.kind")
+    if kind != EXPORT_KIND:  # before its config is parsed as a UNet's
+        raise GanprintError(f"`resume_from` {resume_from} is a {kind!r} export, not a {EXPORT_KIND} one: give a "
+                            f"train-diffusion export or a diffusers save_pretrained folder")
     return parse_export_config(read_config(resume_from))[0].resolution
 
 
