@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ganprint.core.artifacts import load_export
 from ganprint.core.images import read_image
 from ganprint.core.stats import match_threshold
+from ganprint.evaluation.quality import psnr
 from ganprint.inference.fullsize import decoder_view, tiled_encode, tiled_logits
 from ganprint.perturb import ops
 from ganprint.perturb.scale_search import WIDE_ANGLES, WIDE_SCALES, ScaleSearch, choose_scale, confidence
@@ -55,10 +56,6 @@ def fingerprint(enc, res, bits, x, strength):
     return ((x + strength * r).clamp(0, 1) * 255).round() / 255
 
 
-def psnr(a, b) -> float:
-    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
-
-
 @torch.no_grad()
 def readings(dec, res, images, attack, bits):
     """Per image: the confidence and the matching bits of every candidate of the wide search."""
@@ -75,9 +72,9 @@ def table(model: str, work: Path, target: float) -> list[str]:
     enc, dec, res, k = module.enc.eval(), module.dec.eval(), int(cfg["resolution"]), int(cfg["fingerprint_length"])
     bits = (torch.rand(1, k, generator=torch.Generator().manual_seed(3)) > 0.5).float()
     imgs = photos(work)
-    p1 = np.mean([psnr(fingerprint(enc, res, bits, x, 1.0), x) for x in imgs[:4]])
+    p1 = np.mean([float(psnr(fingerprint(enc, res, bits, x, 1.0), x)[0]) for x in imgs[:4]])
     marked = [fingerprint(enc, res, bits, x, 10 ** ((p1 - target) / 20)) for x in imgs]
-    got = np.mean([psnr(y, x) for x, y in zip(imgs, marked)])
+    got = np.mean([float(psnr(y, x)[0]) for x, y in zip(imgs, marked)])
     need = match_threshold(k, 1e-6)
     reads = {name: (readings(dec, res, marked, f, bits), readings(dec, res, imgs, f, bits))
              for name, f in ATTACKS.items()}
