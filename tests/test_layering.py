@@ -59,7 +59,7 @@ LAZY_START = {(f"{ROOT}.cli", f"{ROOT}.cli.{m}") for m in ("artificial", "data",
 # after every module has loaded. test_the_exceptions_are_still_needed fails when one of them is gone.
 BUILDER_DISCOVERY = {(f"{ROOT}.core.artifacts", f"{ROOT}.{m}")
                      for m in ("nets.stega", "nets.stylegan2", "nets.scalable", "diffusion.model",
-                                   "latent.autoencoder")}
+                                   "latent.autoencoder", "latent.modulated")}
 
 Edge = tuple[str, bool, int]  # (imported ganprint module, at function level?, line)
 

@@ -93,7 +93,11 @@ def parse_export_config(config: dict) -> AutoencoderConfig:
         raise GanprintError(f"a {EXPORT_KIND} export has an unusable config: {e}") from None
 
 
+ISSUED_KIND = "latent-autoencoder-issued"  # the same model with one user's fingerprint folded into its decoder
+
+
 @register_kind(EXPORT_KIND)
+@register_kind(ISSUED_KIND)
 def _build_from_export(config: dict) -> torch.nn.Module:
     return build_autoencoder(parse_export_config(config))
 
