@@ -14,7 +14,7 @@ from ganprint.artificial.register import embed_registered
 from ganprint.artificial.embed import EmbedSpec
 from ganprint.cli import main
 from ganprint.core.errors import GanprintError
-from ganprint.provenance.c2pa import RECORD_ASSERTION, RESULTS, sign_images
+from ganprint.provenance.c2pa import RECORD_ASSERTION, RESULTS, C2paSigning, embed_and_sign, sign_images
 from ganprint.provenance.softbinding import ARTIFICIAL_ALG, SCALABLE_ALG, encode_value
 from ganprint.registry.store import Registry
 from benchmarks.perf.service_kit import make_models
@@ -109,3 +109,45 @@ def test_what_it_refuses(scalable, chain, tmp_path):
         with pytest.raises(GanprintError, match=words):
             sign_images(**args)
     assert not (tmp_path / "new").exists()
+
+
+def test_embed_signs_copies_when_asked(tiny_stega_model, image_folder, chain, tmp_path):
+    cert, key, _ = chain
+    reg = str(tmp_path / "reg.sqlite")
+    spec = EmbedSpec(model=tiny_stega_model, data=image_folder, outdir=tmp_path / "e", identical=True,
+                     fingerprint="0x5a")
+    out = embed_and_sign(spec, reg, "faces", C2paSigning(tmp_path / "signed", cert, key))
+    images = sorted((tmp_path / "e" / "fingerprinted_images").rglob("*.png"))
+    assert out["c2pa"]["signed"] == len(images) >= 3 and out["registered"]["name"] == "faces"
+    first = out["c2pa"]["manifests"][0]
+    assert _read(tmp_path / "signed" / first["file"])["active_manifest"] == first["manifest_id"]
+    assert Registry(reg).manifest_store(first["manifest_id"])
+
+
+def test_embed_refuses_signing_it_cannot_do_before_embedding(tiny_stega_model, image_folder, chain, tmp_path):
+    cert, key, _ = chain
+    spec = EmbedSpec(model=tiny_stega_model, data=image_folder, outdir=tmp_path / "e", identical=True)
+    reg = str(tmp_path / "reg.sqlite")
+    cases = [
+        (lambda: C2paSigning.of(c2pa_outdir=tmp_path / "s"), "give `c2pa_cert` and `c2pa_key` too"),
+        (lambda: embed_and_sign(spec, None, None, C2paSigning(tmp_path / "s", cert, key)), "`registry` and `name`"),
+        (lambda: embed_and_sign(spec, reg, "x", C2paSigning(tmp_path / "s", key, key)), "`c2pa_cert`.*no PEM"),
+        (lambda: embed_and_sign(spec, reg, "x", C2paSigning(tmp_path / "e" / "s", cert, key)), "c2pa_outdir"),
+    ]
+    for call, words in cases:
+        with pytest.raises(GanprintError, match=words):
+            call()
+    assert not (tmp_path / "e").exists() and C2paSigning.of() is None
+
+
+def test_embed_command_signs_and_names_its_flags(tiny_stega_model, image_folder, chain, tmp_path):
+    cert, key, _ = chain
+    base = ["embed", "--model", str(tiny_stega_model), "--data", str(image_folder), "--identical",
+            "--registry", str(tmp_path / "reg.sqlite"), "--name", "faces"]
+    half = CliRunner().invoke(main, [*base, "--outdir", str(tmp_path / "e0"), "--c2pa-outdir", str(tmp_path / "s0")])
+    assert half.exit_code == 1 and "give --c2pa-cert and --c2pa-key too" in half.output, half.output
+    ok = CliRunner().invoke(main, [*base, "--outdir", str(tmp_path / "e"), "--c2pa-outdir", str(tmp_path / "s"),
+                                   "--c2pa-cert", str(cert), "--c2pa-key", str(key)])
+    assert ok.exit_code == 0, ok.output
+    rows = [json.loads(line) for line in (tmp_path / "s" / RESULTS).read_text().splitlines()]
+    assert len(rows) == len(list((tmp_path / "e" / "fingerprinted_images").rglob("*.png")))

@@ -11,11 +11,11 @@ from ganprint.artificial.agf_import import export_part, import_agf
 from ganprint.artificial.config import PRESETS, resolve_config
 from ganprint.artificial.detect import DetectSpec, detect
 from ganprint.artificial.embed import EmbedSpec
-from ganprint.artificial.register import embed_registered
 from ganprint.artificial.train import train_stega
 from ganprint.cli import params as P
 from ganprint.core.threat import P_VALUE_COVERS
 from ganprint.nets.onnx import export_onnx
+from ganprint.provenance.c2pa import C2paSigning, embed_and_sign
 from ganprint.training.config import config_json
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,15 @@ def _common(f):
               help="With --identical and --name: record the data set's fingerprint in this registry (a SQLite path or "
                    "postgresql:// URL), so that `ganprint serve` detects it.")
 @click.option("--name", default=None, help="The data set's name in --registry.")
-def embed_cmd(registry, name, **flags):
+@click.option("--c2pa-outdir", default=None, type=click.Path(file_okay=False),
+              help="With --registry, --name, --c2pa-cert and --c2pa-key: also write a copy of every fingerprinted "
+                   "image signed with a C2PA manifest whose soft binding is the fingerprint (as `ganprint sign-c2pa`) "
+                   "into this new or empty folder; the manifests are kept in --registry.")
+@click.option("--c2pa-cert", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="PEM certificate chain for --c2pa-outdir, signing certificate first.")
+@click.option("--c2pa-key", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="PEM private key of --c2pa-cert.")
+def embed_cmd(registry, name, c2pa_outdir, c2pa_cert, c2pa_key, **flags):
     """Embed fingerprints into every image under --data.
 
     Writes OUTDIR/fingerprinted_images/ (PNG, relative paths kept), OUTDIR/embedded_fingerprints.txt
@@ -104,10 +112,13 @@ def embed_cmd(registry, name, **flags):
       # fingerprint a data set and register it, so that `ganprint serve --registry reg.sqlite` detects it:
       ganprint embed --model model.safetensors --data photos/ --outdir out/ --identical \\
           --registry reg.sqlite --name photos-v1
+      # ... and also write C2PA-signed copies whose soft binding is that fingerprint:
+      ganprint embed --model model.safetensors --data photos/ --outdir out/ --identical \\
+          --registry reg.sqlite --name photos-v1 --c2pa-outdir signed/ --c2pa-cert chain.pem --c2pa-key key.pem
     """
 
     # `ganprint.embed`'s own call, without importing the whole API (every other flag is a field of the spec)
-    embed_registered(EmbedSpec(**flags), registry, name)
+    embed_and_sign(EmbedSpec(**flags), registry, name, C2paSigning.of(c2pa_outdir, c2pa_cert, c2pa_key))
     # The summary (counts, fingerprint, skipped files) is logged to stderr by the library.
 
 

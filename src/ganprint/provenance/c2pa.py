@@ -16,6 +16,7 @@ extra).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -23,7 +24,9 @@ import os
 from pathlib import Path
 
 from ganprint._version import __version__
+from ganprint.artificial.embed import EmbedSpec
 from ganprint.artificial.records import EMBEDDED_TXT, FP_DIR, read_fingerprint_txt
+from ganprint.artificial.register import embed_registered
 from ganprint.core.errors import GanprintError
 from ganprint.core.files import atomic_write_bytes, atomic_write_text, check_writable_dir, read_input_text, read_jsonl
 from ganprint.core.fingerprints import parse_bits
@@ -51,22 +54,23 @@ def _c2pa():
     return c2pa
 
 
-def make_signer(cert: str | os.PathLike, key: str | os.PathLike, signing_alg: str = "es256"):
-    """A c2pa-python signer from a PEM certificate chain (signing certificate first) and its PEM private key."""
+def make_signer(cert: str | os.PathLike, key: str | os.PathLike, signing_alg: str = "es256", prefix: str = ""):
+    """A c2pa-python signer from a PEM certificate chain (signing certificate first) and its PEM private key;
+    errors name the fields `<prefix>cert` and `<prefix>key`."""
     c2pa = _c2pa()
     if signing_alg not in SIGNING_ALGS:
         raise GanprintError(f"`signing_alg` must be one of {', '.join(SIGNING_ALGS)}, got {signing_alg!r}")
     chain = read_input_text(cert, "certificate chain", 1 << 20)
     secret = read_input_text(key, "private key", 1 << 20)
     if "BEGIN CERTIFICATE" not in chain:
-        raise GanprintError(f"`cert` {cert} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+        raise GanprintError(f"`{prefix}cert` {cert} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
     if "PRIVATE KEY" not in secret:
-        raise GanprintError(f"`key` {key} holds no PEM private key")
+        raise GanprintError(f"`{prefix}key` {key} holds no PEM private key")
     alg = getattr(c2pa.C2paSigningAlg, signing_alg.upper())
     try:
         return c2pa.Signer.from_info(c2pa.C2paSignerInfo(alg, chain.encode(), secret.encode(), None))
     except c2pa.C2paError as e:
-        raise GanprintError(f"c2pa-python refused `cert` {cert} / `key` {key} for {signing_alg}: {e}") from None
+        raise GanprintError(f"c2pa-python refused `{prefix}cert` {cert} / `{prefix}key` {key} for {signing_alg}: {e}") from None
 
 
 def _generated(folder: Path, registry: Registry) -> list[tuple[Path, str, dict]]:
@@ -163,3 +167,47 @@ def sign_images(images: str | os.PathLike, outdir: str | os.PathLike, registry: 
     atomic_write_text(out / RESULTS, "".join(json.dumps(r) + "\n" for r in rows))
     log.info("signed %d images into %s; their manifests are kept in registry %s", len(rows), out, reg.where)
     return {"signed": len(rows), "outdir": str(out), "manifests": rows}
+
+
+@dataclasses.dataclass(frozen=True)
+class C2paSigning:
+    """Where signed copies go and what signs them (`sign_images`' arguments besides the images)."""
+
+    outdir: str | os.PathLike
+    cert: str | os.PathLike
+    key: str | os.PathLike
+    signing_alg: str = "es256"
+
+    @classmethod
+    def of(cls, c2pa_outdir=None, c2pa_cert=None, c2pa_key=None) -> C2paSigning | None:
+        """From a command's three signing parameters: None when none is given; all three, or an error naming the
+        missing ones."""
+        given = {"c2pa_outdir": c2pa_outdir, "c2pa_cert": c2pa_cert, "c2pa_key": c2pa_key}
+        if all(v is None for v in given.values()):
+            return None
+        missing = [f"`{k}`" for k, v in given.items() if v is None]
+        if missing:
+            raise GanprintError(f"signing C2PA copies needs `c2pa_outdir`, `c2pa_cert` and `c2pa_key` together; "
+                                f"give {' and '.join(missing)} too")
+        return cls(c2pa_outdir, c2pa_cert, c2pa_key)
+
+
+def embed_and_sign(spec: EmbedSpec, registry: str | os.PathLike | None = None, name: str | None = None,
+                   signing: C2paSigning | None = None) -> dict:
+    """`embed_registered`, then with `signing` a C2PA-signed copy of every fingerprinted image in `signing.outdir`
+    (its summary under "c2pa"). Everything signing needs is checked before anything is embedded."""
+    if signing is None:
+        return embed_registered(spec, registry, name)
+    if registry is None or name is None:
+        raise GanprintError("signing C2PA manifests while embedding needs `registry` and `name`: the manifests name "
+                            "the registered data set, and the registry keeps them for `ganprint serve`")
+    out = Path(signing.outdir)
+    check_overlap([("`outdir`", spec.outdir), ("`data`", spec.data), ("`model`", spec.model, "model")],
+                  [("`c2pa_outdir`", out)])
+    if out.is_dir() and any(out.iterdir()):
+        raise GanprintError(f"`c2pa_outdir` {out} is not empty; signed copies go to a new or empty folder")
+    make_signer(signing.cert, signing.key, signing.signing_alg, prefix="c2pa_")  # a bad certificate fails before the embedding
+    summary = embed_registered(spec, registry, name)
+    summary["c2pa"] = sign_images(spec.outdir, out, registry, signing.cert, signing.key, dataset=name,
+                                  signing_alg=signing.signing_alg)
+    return summary
