@@ -6,6 +6,8 @@ import datetime
 import importlib
 import logging
 import os
+import sys
+import tempfile
 import weakref
 
 import torch
@@ -25,6 +27,7 @@ def init(device: torch.device | None = None) -> None:
     # optimiser imports it (through torch._dynamo). Imported after the group exists, it keeps the group alive past
     # cleanup(); imported now, its defaults are None.
     importlib.import_module("torch.distributed.nn.functional")
+    _drop_remote_module_folder()
     timeout = datetime.timedelta(minutes=30)
     store_file = os.environ.get("GANPRINT_STORE_FILE")
     if store_file:  # `jobs` processes (the job supervisor): a file made by their parent, no TCP rendezvous
@@ -33,6 +36,15 @@ def init(device: torch.device | None = None) -> None:
                                  rank=int(os.environ["RANK"]), world_size=world, timeout=timeout)
     else:
         tdist.init_process_group(backend=backend, timeout=timeout)
+
+
+def _drop_remote_module_folder() -> None:
+    """torch before 2.6 makes a temporary folder when torch.distributed.nn is imported (for RemoteModule's generated
+    code, which ganprint never uses) and removes it only at a normal interpreter exit, so a job worker that ends
+    with os._exit, or is killed, left it in TMPDIR (seen with torch 2.5.1); remove it now."""
+    folder = getattr(sys.modules.get("torch.distributed.nn.jit.instantiator"), "_TEMP_DIR", None)
+    if isinstance(folder, tempfile.TemporaryDirectory):
+        folder.cleanup()
 
 
 def is_dist() -> bool:
