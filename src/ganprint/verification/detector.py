@@ -117,7 +117,7 @@ class Detector:
                  issued: _Issued | None = None, options: DetectorOptions | None = None):
         self.decoder, self.kind, self.k, self.resolution = decoder, kind, k, resolution
         self.reference, self.issued, self.options = reference, issued, options or DetectorOptions()
-        self.fpr, self.batch_size, self.tiles = self.options.fpr, self.options.batch_size, self.options.tiles
+        self.fpr, self.batch_size, self.tiles = self.options.fpr, int(self.options.batch_size), int(self.options.tiles)
         n_keys = len(issued.fp_ids) if issued is not None else 1
         self.threshold = usable_threshold(k, self.fpr, n_keys, "`fpr`") if reference or issued else None
         self._ref_bits = strs_to_array([reference], k) if reference is not None else None  # [1, K]
@@ -141,7 +141,7 @@ class Detector:
         if os.fspath(path).lower().endswith(ONNX_SUFFIX):
             if opts.runtime == "torch":
                 raise GanprintError(f"`model` {path} is an ONNX graph: it runs with `runtime` onnx (or auto)")
-            decoder, kind, k, res = _onnx_decoder(path, opts.tiles)
+            decoder, kind, k, res = _onnx_decoder(path, int(opts.tiles))
         else:
             decoder, kind, k, res = _torch_decoder(path, opts)
         reference = as_bit_string(fingerprint, k) if fingerprint is not None else None
@@ -237,7 +237,7 @@ def _torch_decoder(path: str | os.PathLike, opts: DetectorOptions) -> tuple[Any,
     except ValueError as e:
         raise GanprintError(str(e)) from None
     runtime = "onnx" if opts.runtime == "onnx" else "torch"
-    decoder = Decoder(path, DecoderOptions(dev, prec, runtime, "nhwc", tiles=opts.tiles), DECODER_KINDS)
+    decoder = Decoder(path, DecoderOptions(dev, prec, runtime, "nhwc", tiles=int(opts.tiles)), DECODER_KINDS)
     return decoder, decoder.kind, decoder.k, decoder.resolution
 
 
