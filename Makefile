@@ -29,9 +29,10 @@ system-deps:
 
 # The docs' blocks (tests/test_docs.py, mark docs) run after the rest: they take minutes, so a plain pytest skips them.
 # Two pages at a time (pytest-xdist), one thread each: their small models gain nothing from a second thread.
+# `-m docs` runs only those: the checks of the pages' form in the same file ran with the rest already.
 test: setup system-deps
 	$(BIN)/python -m pytest -q
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 tests/test_docs.py
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m docs tests/test_docs.py
 
 test-slow: setup system-deps
 	$(BIN)/python -m pytest -q -m "slow or not slow"

@@ -98,6 +98,50 @@ def tiny_stega_decoder(tmp_path_factory, tiny_stega_model) -> Path:
     return path
 
 
+# `trained_stega16`: a stega model trained here (16 px, 16 bits), shared by the tests that need one that works.
+TRAINED_R, TRAINED_K = 16, 16
+TRAINED_TARGET = 0.99  # held-out bit accuracy at which training stops
+TRAINED_MAX_STEPS = 600  # the seed below gets there in a few hundred steps; a broken trainer never does
+TRAINED_N_HELDOUT = 24
+
+
+def _heldout_accuracy(model, x: torch.Tensor) -> float:
+    """Bit accuracy of `model` on images x [N, 3, R, R] in [0, 1], read back after rounding to 8 bits."""
+    bits = torch.randint(0, 2, (len(x), TRAINED_K), generator=torch.Generator().manual_seed(1)).float()
+    with torch.no_grad():
+        fp = (model.enc(bits, x) * 255).round() / 255
+        return float(((model.dec(fp) > 0).float() == bits).float().mean())
+
+
+@pytest.fixture(scope="session")
+def trained_stega16(tmp_path_factory) -> dict:
+    """A stega model trained on sample crops of the training photos until it reads its bits back from 8-bit images
+    of the held-out photos (other scenes) at >= TRAINED_TARGET: {"root" (train/ and heldout/ photos), "model" (the
+    export), "curve" ([(step, held-out accuracy)])}. Trained once per session."""
+    import ganprint
+    from ganprint.artificial.config import TrainConfig
+    from ganprint.data.folders import open_image_dataset
+    from ganprint.data.samples import write_samples
+
+    root = tmp_path_factory.mktemp("stega-trained")
+    write_samples(root / "train", resolution=TRAINED_R, count=256, seed=0, photos="train")
+    write_samples(root / "heldout", resolution=TRAINED_R, count=TRAINED_N_HELDOUT, seed=1, photos="heldout")
+    ds = open_image_dataset(root / "heldout", TRAINED_R)
+    x = torch.stack([ds[i]["img"] for i in range(len(ds))]).float() / 255  # [N, 3, R, R]
+    curve: list[tuple[int, float]] = []
+
+    def stop_when_learned(step: int, model) -> bool:
+        curve.append((step, _heldout_accuracy(model, x)))
+        return curve[-1][1] >= TRAINED_TARGET
+
+    cfg = TrainConfig(data=str(root / "train"), resolution=TRAINED_R, fingerprint_length=TRAINED_K, batch_size=32,
+                      steps=TRAINED_MAX_STEPS, lr=5e-4, lr_warmup=50, init="he", l2_schedule="psnr", l2_await=0,
+                      l2_weight=1.0, target_psnr=28.0, seed=0, device="cpu")
+    model = ganprint.train(cfg, root / "run", log_every=25, snapshot_every=0, checkpoint_every=0, progress=False,
+                           callback=stop_when_learned)
+    return {"root": root, "model": Path(model), "curve": curve}
+
+
 @pytest.fixture(scope="session")
 def reactive_stega_model(tmp_path_factory, tiny_stega_model) -> Path:
     """`tiny_stega_model` with its decoder's biases zeroed: untrained, it reads different bits from different images

@@ -32,6 +32,26 @@ def run_to_end(argv: list[str], timeout: float = 240) -> None:
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
 
 
+def start_run(argv: list[str], log: Path) -> subprocess.Popen:
+    """Start `ganprint argv` in the background (its stderr to the file `log`): the uninterrupted reference run goes
+    beside the runs that are killed, on a core of its own where the machine has one. `finish_run` waits for it."""
+    with open(log, "wb") as err:
+        return subprocess.Popen([sys.executable, "-m", "ganprint", *argv], env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=err)
+
+
+def finish_run(proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    """Wait for a `start_run`; it must succeed."""
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text(errors="replace")
+    assert proc.returncode == 0 and "Traceback" not in text, text[-3000:]
+
+
 def run_and_kill(argv: list[str], outdir: Path, target: str, rng: random.Random, timeout: float = 240) -> int:
     """Start `ganprint argv` in its own session; once it keeps a training state newer than the one it started
     from, wait a random 0-0.3 s and SIGKILL its pid (`target` "pid") or its process group ("group").

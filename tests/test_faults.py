@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -443,7 +444,8 @@ SUBPROCESS_CASES = [
       for b in ("fifo", "zero", "empty", "text")],
     # evaluate measures bit accuracy at any --fpr; one that no image could reach is a warning naming it
     ("evaluate-fpr-1e-300", [*EVAL, "--outdir", "{out}/vp", "--fpr", "1e-300"], 0, "--fpr 1e-300 is too small"),
-    *[(f"evaluate-fpr-{fpr}", [*EVAL, "--outdir", "{out}/vp", "--fpr", fpr], 1, "--fpr") for fpr in ("0", "2", "nan")],
+    *[(f"evaluate-fpr-{fpr}", [*EVAL, "--outdir", "{out}/vp-%s" % fpr, "--fpr", fpr], 1, "--fpr")
+      for fpr in ("0", "2", "nan")],
     ("from-images-fifo", [*PACK, "{bad_fifo}", "--outdir", "{out}/sp", "--resolution", "16"], 1, "bad.png"),
     ("embed-outdir-ro", [*EMBED, "--data", "{imgs}", "--outdir", RO_NEW], 1, "--outdir"),
     # Non-image inputs: a regular file of bounded size, or one line naming it
@@ -510,13 +512,33 @@ def test_hostile_input_in_process(F, name, argv, code, word):
     _check(res.exit_code, res.stderr, res.stdout, code, word)
 
 
-@pytest.mark.parametrize("name,argv,code,word", _params(SUBPROCESS_CASES))
-def test_hostile_input_subprocess(F, name, argv, code, word):
+def _run_case(argv: list[str]) -> subprocess.CompletedProcess | None:
+    """`ganprint argv` in a fresh process; None when it runs past TIME_LIMIT."""
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     try:
-        proc = subprocess.run([sys.executable, "-m", "ganprint", *_argv(argv, F)], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "ganprint", *argv], capture_output=True, text=True,
                               timeout=TIME_LIMIT, env=env, start_new_session=True)
     except subprocess.TimeoutExpired:
+        return None
+
+
+@pytest.fixture(scope="module")
+def subprocess_runs(request, F) -> dict:
+    """{case name: its finished process} for the cases of SUBPROCESS_CASES this session runs, started a few at a
+    time: each is mostly a Python and torch start-up, which a free core does beside another (the cases write to
+    outdirs of their own)."""
+    wanted = {item.callspec.params["name"] for item in request.session.items
+              if getattr(item, "originalname", None) == "test_hostile_input_subprocess"}
+    cases = {name: _argv(argv, F) for name, argv, _, _ in SUBPROCESS_CASES if name in wanted}
+    workers = max(1, min(4, len(os.sched_getaffinity(0))))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(cases, pool.map(_run_case, cases.values())))
+
+
+@pytest.mark.parametrize("name,argv,code,word", _params(SUBPROCESS_CASES))
+def test_hostile_input_subprocess(subprocess_runs, name, argv, code, word):
+    proc = subprocess_runs[name]
+    if proc is None:
         pytest.fail(f"{name} did not end within {TIME_LIMIT} s")
     _check(proc.returncode, proc.stderr, proc.stdout, code, word)
 

@@ -19,9 +19,10 @@ names come from `ganprint.verification.detector`, not from the API module, so th
 
 from ganprint._version import __version__
 
-__all__ = ["AttributeSpec", "DetectSpec", "Detector", "EmbedSpec", "EvaluateSpec", "GenerateSpec", "attribute",
-           "config", "detect", "embed", "evaluate", "generate", "issue", "load", "load_detector", "samples", "train"]
-_VERIFIER = ("Detector", "load_detector")
+__all__ = ["AttributeSpec", "DetectSpec", "Detector", "DetectorOptions", "EmbedSpec", "EvaluateSpec", "GenerateSpec",
+           "attribute", "config", "detect", "embed", "evaluate", "generate", "issue", "load", "load_detector", "samples",
+           "train"]
+_VERIFIER = ("Detector", "DetectorOptions", "load_detector")
 
 
 def __getattr__(name: str):

@@ -1,68 +1,36 @@
 """A stega model trained here (16 px, 16 bits, CPU) embeds fingerprints that `detect` finds, and only those.
 
-The model is trained once per session on sample crops of the training photos until it reads its bits back from
-8-bit images of the held-out photos (other scenes) at >= 0.99, then every check runs on those held-out photos.
+The model (`trained_stega16`, tests/conftest.py) is trained once per session on sample crops of the training photos
+until it reads its bits back from 8-bit images of the held-out photos (other scenes) at >= 0.99, then every check
+runs on those held-out photos.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import ganprint
-from ganprint.artificial.config import TrainConfig
 from ganprint.core.errors import GanprintError
-from ganprint.data.samples import write_samples
 
-R, K, FPR = 16, 16, 1e-3  # at K = 16 and FPR 1e-3, detection needs >= 15 matching bits
-TARGET = 0.99  # held-out bit accuracy at which training stops
-MAX_STEPS = 600  # the seed below gets there in a few hundred steps; a broken trainer never does
-N_HELDOUT = 24
+from tests.conftest import TRAINED_MAX_STEPS as MAX_STEPS
+from tests.conftest import TRAINED_N_HELDOUT as N_HELDOUT
+from tests.conftest import TRAINED_R as R
+from tests.conftest import TRAINED_TARGET as TARGET
 
-
-def _heldout_accuracy(model, x: torch.Tensor) -> float:
-    """Bit accuracy of `model` on images x [N, 3, R, R] in [0, 1], read back after rounding to 8 bits."""
-    bits = torch.randint(0, 2, (len(x), K), generator=torch.Generator().manual_seed(1)).float()
-    with torch.no_grad():
-        fp = (model.enc(bits, x) * 255).round() / 255
-        return float(((model.dec(fp) > 0).float() == bits).float().mean())
+FPR = 1e-3  # at K = 16 and FPR 1e-3, detection needs >= 15 matching bits
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("stega-trained")
-    write_samples(root / "train", resolution=R, count=256, seed=0, photos="train")
-    write_samples(root / "heldout", resolution=R, count=N_HELDOUT, seed=1, photos="heldout")
-    from ganprint.data.folders import open_image_dataset
-
-    ds = open_image_dataset(root / "heldout", R)
-    x = torch.stack([ds[i]["img"] for i in range(len(ds))]).float() / 255  # [N, 3, R, R]
-    curve: list[tuple[int, float]] = []
-
-    def stop_when_learned(step: int, model) -> bool:
-        curve.append((step, _heldout_accuracy(model, x)))
-        return curve[-1][1] >= TARGET
-
-    cfg = TrainConfig(data=str(root / "train"), resolution=R, fingerprint_length=K, batch_size=32,
-                      steps=MAX_STEPS, lr=5e-4, lr_warmup=50, init="he", l2_schedule="psnr", l2_await=0,
-                      l2_weight=1.0, target_psnr=28.0, seed=0, device="cpu")
-    model = ganprint.train(cfg, root / "run", log_every=25, snapshot_every=0, checkpoint_every=0, progress=False,
-                           callback=stop_when_learned)
-    return {"root": root, "model": Path(model), "curve": curve}
+def test_training_learns_the_bits(trained_stega16):
+    steps, accs = zip(*trained_stega16["curve"])
+    assert accs[0] < 0.75, trained_stega16["curve"]  # it starts near chance (25 steps in) ...
+    assert accs[-1] >= TARGET and steps[-1] < MAX_STEPS, trained_stega16["curve"]  # ... and learns within the budget
 
 
-def test_training_learns_the_bits(trained):
-    steps, accs = zip(*trained["curve"])
-    assert accs[0] < 0.75, trained["curve"]  # it starts near chance (25 steps in) ...
-    assert accs[-1] >= TARGET and steps[-1] < MAX_STEPS, trained["curve"]  # ... and learns within the budget
-
-
-def test_embedded_fingerprints_are_detected_and_clean_images_are_not(trained, tmp_path):
-    root, model = trained["root"], trained["model"]
+def test_embedded_fingerprints_are_detected_and_clean_images_are_not(trained_stega16, tmp_path):
+    root, model = trained_stega16["root"], trained_stega16["model"]
     emb = ganprint.embed(model, root / "heldout", tmp_path / "emb", seed=7, device="cpu", check=True, precision="fp32")
     assert emb["fingerprinted"] == N_HELDOUT and emb["check_bit_accuracy"] >= 0.97
     embedded = tmp_path / "emb" / "embedded_fingerprints.txt"
@@ -90,7 +58,7 @@ def test_embedded_fingerprints_are_detected_and_clean_images_are_not(trained, tm
     assert wrong["detected"] == 0 and wrong["mean_bit_accuracy"] < 0.75
 
 
-def test_photos_fingerprinted_at_their_own_size_are_detected(trained, tmp_path):
+def test_photos_fingerprinted_at_their_own_size_are_detected(trained_stega16, tmp_path):
     """`keep_size`: each photo keeps its size, its margins are untouched, and `detect` reads the fingerprint."""
     from PIL import Image
 
@@ -100,10 +68,10 @@ def test_photos_fingerprinted_at_their_own_size_are_detected(trained, tmp_path):
     src = tmp_path / "photos"
     src.mkdir()
     sizes = [(96, 128), (128, 96), (160, 160), (R, R), (70, 41)]
-    for i, p in enumerate(sorted((trained["root"] / "heldout").glob("*.png"))[:10]):
+    for i, p in enumerate(sorted((trained_stega16["root"] / "heldout").glob("*.png"))[:10]):
         h, w = sizes[i % len(sizes)]
         Image.open(p).convert("RGB").resize((w, h), Image.BICUBIC).save(src / f"p{i}.png")
-    emb = ganprint.embed(trained["model"], src, tmp_path / "emb", identical=True, fingerprint="0xa5c3", keep_size=True,
+    emb = ganprint.embed(trained_stega16["model"], src, tmp_path / "emb", identical=True, fingerprint="0xa5c3", keep_size=True,
                          strength=1.5, check=True, device="cpu", precision="fp32")
     assert emb["status"] == "complete" and emb["keep_size"] and emb["check_bit_accuracy"] >= 0.9
     psnrs = []
@@ -117,18 +85,18 @@ def test_photos_fingerprinted_at_their_own_size_are_detected(trained, tmp_path):
         assert np.array_equal(a[margin], b[margin]) and not np.array_equal(a, b)
         psnrs.append(psnr_u8(a, b))
     assert emb["mean_psnr"] == pytest.approx(np.mean(psnrs))  # at each image's own size
-    det = ganprint.detect(trained["model"], tmp_path / "emb" / "fingerprinted_images", tmp_path / "det",
+    det = ganprint.detect(trained_stega16["model"], tmp_path / "emb" / "fingerprinted_images", tmp_path / "det",
                           fingerprint="0xa5c3", fpr=FPR, device="cpu", precision="fp32")
     assert det["detected"] >= 9 and det["mean_bit_accuracy"] >= 0.9
-    clean = ganprint.detect(trained["model"], src, tmp_path / "clean", fingerprint="0xa5c3", fpr=FPR, device="cpu",
+    clean = ganprint.detect(trained_stega16["model"], src, tmp_path / "clean", fingerprint="0xa5c3", fpr=FPR, device="cpu",
                             precision="fp32")
     assert clean["detected"] == 0
     with pytest.raises(GanprintError, match="different config .`keep_size`: True"):  # never mixed with a resize run
-        ganprint.embed(trained["model"], src, tmp_path / "emb", identical=True, fingerprint="0xa5c3", device="cpu",
+        ganprint.embed(trained_stega16["model"], src, tmp_path / "emb", identical=True, fingerprint="0xa5c3", device="cpu",
                        precision="fp32")
 
 
-def test_photos_fingerprinted_as_tiles_are_read_as_tiles_even_cropped_or_turned(trained, tmp_path):
+def test_photos_fingerprinted_as_tiles_are_read_as_tiles_even_cropped_or_turned(trained_stega16, tmp_path):
     """`tiles`: each tile carries the bits and the tiled reading finds them, the wide search undoes a crop and a
     rotation, and clean photos stay undetected. (What tiles gain at high PSNR needs a model whose errors come from
     the photo's content, as `robust-32`'s do: benchmarks/experiments/wild; this 14-dB test model's do not.)"""
@@ -138,24 +106,24 @@ def test_photos_fingerprinted_as_tiles_are_read_as_tiles_even_cropped_or_turned(
 
     src = tmp_path / "photos"
     src.mkdir()
-    for i, p in enumerate(sorted((trained["root"] / "heldout").glob("*.png"))[:8]):
+    for i, p in enumerate(sorted((trained_stega16["root"] / "heldout").glob("*.png"))[:8]):
         Image.open(p).convert("RGB").resize((96, 80) if i % 2 else (64, 64), Image.BICUBIC).save(src / f"p{i}.png")
     kw = dict(identical=True, fingerprint="0xa5c3", keep_size=True, strength=1.0, device="cpu", precision="fp32")
-    tiled = ganprint.embed(trained["model"], src, tmp_path / "t4", tiles=4, check=True, **kw)
-    single = ganprint.embed(trained["model"], src, tmp_path / "t1", **kw)
+    tiled = ganprint.embed(trained_stega16["model"], src, tmp_path / "t4", tiles=4, check=True, **kw)
+    single = ganprint.embed(trained_stega16["model"], src, tmp_path / "t1", **kw)
     assert tiled["tiles"] == 4 and single["tiles"] == 1
-    read = {name: ganprint.detect(trained["model"], tmp_path / name / "fingerprinted_images", tmp_path / f"d{name}",
+    read = {name: ganprint.detect(trained_stega16["model"], tmp_path / name / "fingerprinted_images", tmp_path / f"d{name}",
                                   fingerprint="0xa5c3", fpr=FPR, device="cpu", precision="fp32", tiles=n)
             for name, n in (("t4", 4), ("t1", 1))}
     assert read["t4"]["mean_bit_accuracy"] >= 0.97 and read["t4"]["detected"] >= 7
     assert read["t1"]["mean_bit_accuracy"] >= 0.9
     assert tiled["check_bit_accuracy"] == pytest.approx(read["t4"]["mean_bit_accuracy"], abs=0.02)
-    clean = ganprint.detect(trained["model"], src, tmp_path / "clean", fingerprint="0xa5c3", fpr=FPR, device="cpu",
+    clean = ganprint.detect(trained_stega16["model"], src, tmp_path / "clean", fingerprint="0xa5c3", fpr=FPR, device="cpu",
                             precision="fp32", tiles=4, scale_search="wide")
     assert clean["detected"] == 0
     got = {}
     for search in (None, "wide"):
-        ev = run_evaluate(EvaluateSpec(model=trained["model"], data=tmp_path / "t4" / "fingerprinted_images",
+        ev = run_evaluate(EvaluateSpec(model=trained_stega16["model"], data=tmp_path / "t4" / "fingerprinted_images",
                                        fingerprint="0xa5c3", keep_size=True, tiles=4, scale_search=search, fpr=FPR,
                                        attacks=["crop:0.75", "rotate:4"], outdir=tmp_path / f"ev{search}", device="cpu"))
         assert ev["tiles"] == 4
@@ -163,7 +131,7 @@ def test_photos_fingerprinted_as_tiles_are_read_as_tiles_even_cropped_or_turned(
     assert got["wide"]["none:0"] == got[None]["none:0"] >= 0.97  # the search keeps an untouched reading
     assert got["wide"]["crop:0.75"] >= got[None]["crop:0.75"] + 0.2 and got["wide"]["rotate:4"] >= 0.9
     with pytest.raises(GanprintError, match="`tiles` .*add `keep_size`"):
-        ganprint.embed(trained["model"], src, tmp_path / "x", tiles=2)
+        ganprint.embed(trained_stega16["model"], src, tmp_path / "x", tiles=2)
     with pytest.raises(GanprintError, match="`tiles` must be"):
-        ganprint.detect(trained["model"], src, tmp_path / "x", tiles=9)
+        ganprint.detect(trained_stega16["model"], src, tmp_path / "x", tiles=9)
     assert not (tmp_path / "x").exists()

@@ -135,3 +135,64 @@ def test_attribution_with_a_registry(tmp_path, sample_folder):
     assert res.exit_code == 1
     assert res.stdout.splitlines()[0].startswith(f"{files[0]}: attributed to fingerprint {fp} (ann), 24/24 bits")
     assert f"{files[other]}: unknown (nearest fingerprint" in res.stdout
+
+
+def test_photos_embedded_as_tiles_are_checked_as_tiles(tmp_path, trained_stega16):
+    """Photos of mixed sizes fingerprinted by `embed --keep-size --tiles 2` with a trained model: `check --tiles 2`
+    gives the rows `detect --tiles 2` wrote (the same bits, p-values and decisions), with PyTorch, with the ONNX graph
+    and with ONNX Runtime on the safetensors export; they are detected and the clean photos are not."""
+    from PIL import Image
+
+    model, fp, fpr = trained_stega16["model"], "0xa5c3", "1e-3"  # 16 bits: detected with >= 15 matching
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i, p in enumerate(sorted((trained_stega16["root"] / "heldout").glob("*.png"))[:4]):
+        Image.open(p).convert("RGB").resize([(64, 48), (40, 40), (50, 72), (32, 32)][i], Image.BICUBIC).save(
+            src / f"p{i}.png")
+    cpu = ["--device", "cpu", "--precision", "fp32"]
+    emb = tmp_path / "emb" / "fingerprinted_images"
+    res = CliRunner().invoke(main, ["embed", "--model", str(model), "--data", str(src), "--outdir",
+                                    str(tmp_path / "emb"), "--identical", "--fingerprint", fp, "--keep-size",
+                                    "--tiles", "2", *cpu])
+    assert res.exit_code == 0, res.output
+    marked = sorted(emb.glob("*.png"))
+    assert [Image.open(f).size for f in marked] == [Image.open(f).size for f in sorted(src.glob("*.png"))]
+    res = CliRunner().invoke(main, ["detect", "--model", str(model), "--data", str(emb), "--outdir",
+                                    str(tmp_path / "det"), "--fingerprint", fp, "--fpr", fpr, "--tiles", "2", *cpu])
+    assert res.exit_code == 0, res.output
+    detections = (tmp_path / "det" / "detections.jsonl").read_text()
+    want = {r.pop("name"): r for r in map(json.loads, detections.splitlines())}
+    assert all(r["detected"] for r in want.values()) and len(want) == 4
+    res = CliRunner().invoke(main, ["detect", "--model", str(model), "--data", str(emb), "--outdir",
+                                    str(tmp_path / "det-onnx"), "--fingerprint", fp, "--fpr", fpr, "--tiles", "2",
+                                    "--runtime", "onnx", *cpu])
+    assert res.exit_code == 0, res.output  # detect reads tiles with ONNX Runtime too, the same rows
+    assert (tmp_path / "det-onnx" / "detections.jsonl").read_text() == detections
+    r = CliRunner().invoke(main, ["export", "--model", str(model), "--format", "onnx", str(tmp_path / "dec.onnx")])
+    assert r.exit_code == 0, r.output
+    common = ["--fingerprint", fp, "--fpr", fpr, "--tiles", "2", "--json"]
+    for how in (["--model", model, "--precision", "fp32"], ["--model", tmp_path / "dec.onnx"],
+                ["--model", model, "--runtime", "onnx"]):
+        res = _check([*marked, *how, *common])
+        assert res.exit_code == 0, (how, res.output)
+        rows = [json.loads(line) for line in res.stdout.splitlines()]
+        assert rows == [{"image": str(f), **want[f.name]} for f in marked], how
+    res = _check([*marked, "--model", model, "--fingerprint", fp, "--fpr", fpr, "--json"])  # read without the tiles
+    assert [json.loads(line)["bits"] for line in res.stdout.splitlines()] != [want[f.name]["bits"] for f in marked]
+    res = _check([*sorted(src.glob("*.png")), "--model", tmp_path / "dec.onnx", *common])
+    assert res.exit_code == 1 and not any(json.loads(line)["detected"] for line in res.stdout.splitlines())
+
+
+def test_bad_tiles_are_refused_naming_the_flag(tmp_path, two_images, reactive_stega_model):
+    from ganprint.core.artifacts import save_export
+    from ganprint.nets.scalable import ScalableConfig, ScalableDecoder
+
+    common = [two_images["marked"], "--model", reactive_stega_model, "--fingerprint", two_images["fingerprint"]]
+    for bad in ("0", "9", "1.5", "two"):
+        res = _check([*common, "--tiles", bad])
+        assert res.exit_code == 2 and "--tiles" in res.output, (bad, res.output)
+    cfg = ScalableConfig(resolution=16, fingerprint_length=24, z_dim=8, w_dim=16, mapping_layers=1,
+                         channel_base=128, channel_max=16, modulated_res=[4, 8, 16])
+    dec = save_export(tmp_path / "dec.safetensors", ScalableDecoder(cfg), "scalable-decoder", cfg.to_dict())
+    res = _check([two_images["marked"], "--model", dec, "--fingerprint", "0x" + "0" * 6, "--tiles", "2"])
+    assert res.exit_code == 2 and "--tiles reads stega decoders" in res.output, res.output

@@ -87,3 +87,29 @@ def test_detect_and_attribute_give_the_same_rows_with_onnx_runtime(tmp_path, tin
     assert rows["onnx"] == rows["torch"] and rows["torch"].count("\n") == 24
     with pytest.raises(GanprintError, match="`scale_search` runs with `runtime` torch only"):
         detect(tiny_stega_model, sample_folder, tmp_path / "x", runtime="onnx", scale_search="auto", device="cpu")
+
+
+def test_tiles_are_cut_in_numpy_as_pytorch_cuts_them_and_their_logits_averaged(tmp_path, reactive_onnx,
+                                                                                sample_folder):
+    """`OnnxDecoder(tiles=n)` reads n R x n R views: numpy cuts the tiles in `inference.fullsize.split_tiles`'s
+    order, and the logits are the mean over the tiles of the graph's own logits."""
+    from ganprint.core.images import preprocess
+    from ganprint.inference.fullsize import split_tiles as torch_split
+    from ganprint.nets.onnx_runtime import split_tiles
+
+    v = np.arange(2 * 6 * 6 * 3, dtype=np.uint8).reshape(2, 6, 6, 3)  # NHWC
+    want = torch_split(torch.from_numpy(v).permute(0, 3, 1, 2), 3).permute(0, 2, 3, 1).numpy()
+    assert split_tiles(v, 3).shape == (18, 2, 2, 3) and np.array_equal(split_tiles(v, 3), want)
+    assert split_tiles(v, 1) is v
+    with pytest.raises(GanprintError, match="does not split into 4 x 4"):
+        split_tiles(v, 4)
+    one, two = OnnxDecoder(reactive_onnx), OnnxDecoder(reactive_onnx, tiles=2)
+    views = np.stack([preprocess(read_image(p), 64) for p in sorted(sample_folder.glob("*.png"))[:6]])
+    per_tile = one.logits(split_tiles(views, 2)).reshape(6, 4, -1)
+    np.testing.assert_allclose(two.logits(views), per_tile.mean(axis=1), rtol=0, atol=1e-6)
+    assert np.array_equal(two.bits(views), (per_tile.mean(axis=1) > 0).astype(np.float32))
+    with pytest.raises(GanprintError, match=r"uint8 \[N, 64, 64, 3\]"):
+        two.bits(views[:, :32, :32])
+    for bad in (0, 9, 1.5):
+        with pytest.raises(GanprintError, match=r"`tiles` must be a whole number in \[1, 8\]"):
+            OnnxDecoder(reactive_onnx, tiles=bad)

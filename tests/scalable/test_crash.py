@@ -4,7 +4,7 @@ final exports and images equal an uninterrupted run's, stats rows come once each
 import random
 
 from ganprint.core.files import read_jsonl
-from tests.killing import assert_same_files, assert_same_tensors, run_and_kill, run_to_end
+from tests.killing import assert_same_files, assert_same_tensors, finish_run, run_and_kill, run_to_end, start_run
 from tests.scalable.test_scalable import _packed_data, _train_args
 
 
@@ -15,11 +15,12 @@ def test_train_scalable_killed_twice_then_resumed_equals_an_uninterrupted_run(tm
     data = _packed_data(tmp_path)
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     flags = ["--checkpoint-minutes", "0.0001"]  # a state by time at every step, so that kills land between states
+    reference = start_run([*_train_args(data, whole, 0.08), *flags], tmp_path / "whole.log")  # beside the killed runs
     first = run_and_kill([*_train_args(data, killed, 0.08), *flags], killed, "pid", rng)
     second = run_and_kill([*_train_args(data, killed, 0.08), *flags], killed, "group", rng)
     assert 0 < first < second < 20, (seed, first, second)
     run_to_end([*_train_args(data, killed, 0.08), *flags])
-    run_to_end([*_train_args(data, whole, 0.08), *flags])
+    finish_run(reference, tmp_path / "whole.log")
     for name in ("scalable-G.safetensors", "scalable-decoder.safetensors"):
         assert_same_tensors(killed / name, whole / name)
     assert_same_files(killed, whole, "snapshots/*.png")

@@ -3,6 +3,7 @@ arrays or tensors, refuses what it cannot read by name, and checks ONNX graphs w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from PIL import Image
 import ganprint
 from ganprint.core.errors import GanprintError
 from ganprint.core.images import read_image, to_tensor01
-from ganprint.verification.detector import Detector, ImageInputError, check_files
+from ganprint.verification.detector import Detector, DetectorOptions, ImageInputError, check_files
 
 from tests.conftest import write_image_folder
 
@@ -75,6 +76,8 @@ def test_rows_are_attributes_rows_with_a_registry(tmp_path, sample_folder):
     assert det.threshold is not None and all(det.decision(r) == (r["attributed"] != "unknown") for r in rows)
     with pytest.raises(GanprintError, match="`registry` attributes images to issued scalable models"):
         Detector.from_file(_stega(tmp_path), registry=tmp_path / "reg.sqlite")
+    with pytest.raises(GanprintError, match="`tiles` reads stega decoders; .*dec.safetensors is a scalable-decoder"):
+        Detector.from_file(dec, registry=tmp_path / "reg.sqlite", tiles=2)
 
 
 def _stega(tmp_path: Path) -> Path:
@@ -113,7 +116,10 @@ def test_bad_settings_are_refused_by_field_name(tmp_path, reactive_stega_model):
     cases = [({"fingerprint": "0110", "registry": "r.sqlite"}, "either `fingerprint` or `registry`"),
              ({"runtime": "tf"}, "`runtime` must be auto, torch or onnx"), ({"fpr": 0.0}, "`fpr` must be in"),
              ({"fpr": 1e-9, "fingerprint": "0x29"}, "`fpr` 1e-09 is too small for 8 bits"),
-             ({"fingerprint": "0x3"}, "fewer than the model's 8"), ({"batch_size": 0}, "`batch_size`")]
+             ({"fingerprint": "0x3"}, "fewer than the model's 8"), ({"batch_size": 0}, "`batch_size`"),
+             ({"tiles": 0}, r"`tiles` must be a whole number in \[1, 8\], got 0"), ({"tiles": 9}, "`tiles`"),
+             ({"tiles": 1.5}, "`tiles`"), ({"tile": 2}, "unknown detector option `tile`; the options are runtime"),
+             ({"options": {"tiles": 2}}, "`options` is a dict; give a DetectorOptions")]
     for kwargs, message in cases:
         with pytest.raises(GanprintError, match=message):
             Detector.from_file(reactive_stega_model, **kwargs)
@@ -125,6 +131,51 @@ def test_bad_settings_are_refused_by_field_name(tmp_path, reactive_stega_model):
     pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'ganprint[onnx]'")
     with pytest.raises(GanprintError, match="fake.onnx is not an ONNX graph ONNX Runtime can load"):
         Detector.from_file(tmp_path / "fake.onnx")
+
+
+def test_options_are_one_frozen_dataclass_and_keywords_replace_its_fields(reactive_stega_model):
+    opts = DetectorOptions(fpr=FPR, precision="fp32", tiles=2)
+    det = ganprint.load_detector(reactive_stega_model, fingerprint="00101001", options=opts, batch_size=3)
+    assert det.options == dataclasses.replace(opts, batch_size=3)
+    assert (det.fpr, det.batch_size, det.tiles) == (FPR, 3, 2)
+    assert det.threshold == 8  # the threshold of `fpr` from the options
+    assert Detector.from_file(reactive_stega_model, options=opts).options is opts
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.tiles = 3
+    with pytest.raises(GanprintError, match="`tiles` must be"):
+        DetectorOptions(tiles=9)
+
+
+def _tile_mean_bits(model_path: Path, arrays: list[np.ndarray], tiles: int) -> list[str]:
+    """The bits of the decoder's logits averaged over each image's tiles, computed here from the decoder itself."""
+    from ganprint.core.artifacts import load_export
+    from ganprint.core.fingerprints import bits_to_strs
+    from ganprint.core.images import preprocess
+    from ganprint.inference.fullsize import split_tiles
+
+    model, config, _ = load_export(model_path, kind="stega")
+    side = int(config["resolution"]) * tiles
+    views = torch.stack([to_tensor01(preprocess(a, side)) for a in arrays])  # [N, 3, nR, nR]
+    with torch.no_grad():
+        logits = model.dec(split_tiles(views, tiles)).reshape(len(arrays), tiles * tiles, -1).mean(dim=1)
+    return bits_to_strs((logits > 0).float())
+
+
+def test_tiles_read_the_mean_of_the_tiles_with_pytorch_and_onnx_runtime_alike(tmp_path, reactive_stega_model,
+                                                                              reactive_onnx):
+    """`tiles` 2 on mixed sizes: each image's centre square, resized to 2R, is read as 2 x 2 tiles whose logits are
+    averaged; PyTorch, the ONNX graph and the safetensors export under ONNX Runtime give the same rows."""
+    arrays = [read_image(f) for f in write_image_folder(tmp_path / "imgs", n=6)]
+    want = _tile_mean_bits(reactive_stega_model, arrays, 2)
+    opts = DetectorOptions(fpr=FPR, precision="fp32", tiles=2)
+    rows = {"torch": Detector.from_file(reactive_stega_model, fingerprint="00101001", options=opts).detect(arrays),
+            "graph": Detector.from_file(reactive_onnx, fingerprint="00101001", options=opts).detect(arrays),
+            "converted": Detector.from_file(reactive_stega_model, fingerprint="00101001", options=opts,
+                                            runtime="onnx").detect(arrays)}
+    assert [r["bits"] for r in rows["torch"]] == want and len(set(want)) > 1
+    assert rows["graph"] == rows["converted"] == rows["torch"]
+    untiled = Detector.from_file(reactive_onnx, fingerprint="00101001", fpr=FPR).detect(arrays)
+    assert [r["bits"] for r in untiled] != want  # the tiles are what is read
 
 
 # A `torch` package that cannot be imported, first on the path: what a machine without PyTorch looks like.
@@ -149,12 +200,16 @@ def test_an_onnx_graph_is_checked_without_torch(tmp_path, reactive_onnx, reactiv
               "from PIL import Image\n"
               f"det = ganprint.load_detector({str(reactive_onnx)!r}, fingerprint='00101001', fpr={FPR})\n"
               f"rows = det.detect([Image.open(p) for p in {[str(f) for f in files]!r}])\n"
-              "print(json.dumps({'rows': rows, 'torch': 'torch' in sys.modules}))\n")
+              f"det = ganprint.load_detector({str(reactive_onnx)!r}, fingerprint='00101001', fpr={FPR}, tiles=2)\n"
+              f"tiled = det.detect([Image.open(p) for p in {[str(f) for f in files]!r}])\n"
+              "print(json.dumps({'rows': rows, 'tiled': tiled, 'torch': 'torch' in sys.modules}))\n")
     env = _without_torch(tmp_path)
     res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out == {"rows": want, "torch": False}
+    tiled = Detector.from_file(reactive_stega_model, fingerprint="00101001", fpr=FPR, precision="fp32",
+                               tiles=2).detect([read_image(f) for f in files])
+    assert out == {"rows": want, "tiled": tiled, "torch": False} and tiled != want
     # the stand-in does block torch: the PyTorch path fails there
     res = subprocess.run([sys.executable, "-c", f"import ganprint; ganprint.load_detector({str(reactive_stega_model)!r})"],
                          env=env, capture_output=True, text=True, timeout=120)

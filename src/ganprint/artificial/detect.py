@@ -86,8 +86,6 @@ class DetectSpec(Spec):
         if self.runtime == "onnx" and self.scale_search is not None:
             raise SpecError("`scale_search` runs with `runtime` torch only")
         bounds.TILES.check(self.tiles, "`tiles`")
-        if self.runtime == "onnx" and self.tiles != 1:
-            raise SpecError("`tiles` runs with `runtime` torch only")
         if self.fingerprint is not None and self.embedded is not None:
             raise SpecError("pass either `fingerprint` or `embedded`, not both")
         if not 0 < self.fpr < 1:

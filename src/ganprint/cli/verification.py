@@ -8,7 +8,7 @@ import sys
 import click
 
 from ganprint.cli import params as P
-from ganprint.verification.detector import Detector, check_files
+from ganprint.verification.detector import Detector, DetectorOptions, check_files
 
 DETECTED, NOT_DETECTED, ERROR = 0, 1, 2  # exit statuses
 
@@ -32,7 +32,11 @@ DETECTED, NOT_DETECTED, ERROR = 0, 1, 2  # exit statuses
 @click.option("--precision", type=P.Precision("auto", "fp32", "bf16"), default="auto", show_default=True,
               help="PyTorch only, as in `ganprint detect`.")
 @click.option("--batch-size", default=64, show_default=True, type=P.BATCH, help="Images decoded at a time.")
-def check_cmd(images, model, fingerprint, registry, fpr, as_json, runtime, device, precision, batch_size):
+@click.option("--tiles", type=P.TILES, default=1, show_default=True,
+              help="Read photos embedded with `ganprint embed --keep-size --tiles N`: the decoder's readings of the "
+                   "N x N tiles averaged, as `ganprint detect --tiles N` reads them (one reading per image: exact "
+                   "p-values).")
+def check_cmd(images, model, fingerprint, registry, fpr, as_json, runtime, device, precision, batch_size, tiles):
     """Check images for a fingerprint: one line per image on stdout, the decision in the exit status.
 
     IMAGES are image files of any size (png, jpg, webp, ...), or - for one image on standard input. Each is
@@ -52,12 +56,15 @@ def check_cmd(images, model, fingerprint, registry, fpr, as_json, runtime, devic
       ganprint check photo.png --model decoder.onnx --fingerprint 0x3fa2... --json
       curl -s https://example.org/a.jpg | ganprint check - --model model.safetensors --fingerprint 0110...
       ganprint check a.png b.png --model scalable-decoder.safetensors --registry reg.sqlite
+      # a photo that `ganprint embed --keep-size --tiles 2` fingerprinted as 2 x 2 tiles:
+      ganprint check photo.jpg --model decoder.onnx --fingerprint 0x3fa2... --tiles 2
     """
     if fingerprint is None and registry is None:
         raise click.UsageError("give --fingerprint (detection) or --registry (attribution): check tests images "
                                "against one of them")
-    detector = Detector.from_file(model, fingerprint, registry, runtime=runtime, fpr=fpr, device=device,
-                                  precision=precision, batch_size=batch_size)
+    options = DetectorOptions(runtime=runtime, fpr=fpr, device=device, precision=precision, batch_size=batch_size,
+                              tiles=tiles)
+    detector = Detector.from_file(model, fingerprint, registry, options=options)
     status = DETECTED
     for row in check_files(detector, list(images), sys.stdin.buffer):
         click.echo(json.dumps(row) if as_json else _line(row, detector))

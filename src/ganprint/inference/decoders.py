@@ -39,7 +39,7 @@ class DecoderOptions:
     and applies to the PyTorch runtime: the ONNX graph computes in fp32. `threads`: ONNX Runtime's intra-op threads
     (default: torch's). `scales`: scale-search candidates (`perturb.scale_search`), stega decoders with PyTorch.
     `tiles` n > 1: the images are n R x n R views read as n x n tiles, their logits averaged
-    (`inference.fullsize`); stega decoders with PyTorch."""
+    (`inference.fullsize`, or `nets.onnx_runtime` with ONNX Runtime); stega decoders."""
 
     device: torch.device = torch.device("cpu")
     precision: str = "fp32"
@@ -59,8 +59,6 @@ class DecoderOptions:
             raise GanprintError(f"the image layout must be nchw or nhwc, got {self.layout!r}")
         if self.runtime == "onnx" and self.scales is not None:
             raise GanprintError("`scale_search` runs with `runtime` torch only")
-        if self.runtime == "onnx" and self.tiles != 1:
-            raise GanprintError("`tiles` runs with `runtime` torch only")
 
 
 class Decoder:
@@ -88,7 +86,7 @@ class Decoder:
         self.net: torch.nn.Module | None = None
         self.search: ScaleSearch | None = None
         if opts.runtime == "onnx":
-            self.session = _onnx_session(path, opts.threads)
+            self.session = _onnx_session(path, opts.threads, opts.tiles)
         elif self.scalable:
             # weights keep their layout: the input is a channels-last view of the NHWC images already
             self.net = module.to(dtype=self.dtype)
@@ -138,8 +136,8 @@ class Decoder:
         return images
 
 
-def _onnx_session(path: str | os.PathLike, threads: int | None) -> OnnxDecoder:
+def _onnx_session(path: str | os.PathLike, threads: int | None, tiles: int) -> OnnxDecoder:
     """The export's decoder as ONNX under ONNX Runtime. The graph goes to a temporary folder that is removed at
     once: the session holds it in memory."""
     with tempfile.TemporaryDirectory(prefix="ganprint-onnx-") as tmp:
-        return onnx_runtime_for(path, tmp, threads=threads or torch.get_num_threads())
+        return onnx_runtime_for(path, tmp, threads=threads or torch.get_num_threads(), tiles=tiles)

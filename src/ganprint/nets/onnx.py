@@ -79,9 +79,10 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike, overwrite
     return {"out": str(out), "kind": kind, "resolution": r, "bits": k}
 
 
-def onnx_runtime_for(model_path: str | os.PathLike, workdir: str | os.PathLike, threads: int | None = None
-                     ) -> OnnxDecoder:
-    """Export `model_path`'s decoder into `workdir` and load it with ONNX Runtime (what the decoders' ONNX runtime does; `ganprint.inference.decoders`)."""
+def onnx_runtime_for(model_path: str | os.PathLike, workdir: str | os.PathLike, threads: int | None = None,
+                     tiles: int = 1) -> OnnxDecoder:
+    """Export `model_path`'s decoder into `workdir` and load it with ONNX Runtime (what the decoders' ONNX runtime
+    does; `ganprint.inference.decoders`); `tiles` as in `OnnxDecoder`."""
     out = Path(workdir) / (Path(model_path).stem + ".onnx")
     export_onnx(model_path, out)
-    return OnnxDecoder(out, threads)
+    return OnnxDecoder(out, threads, tiles)

@@ -8,9 +8,13 @@ preprocessing `detect` gives a file (centre square, antialiased bicubic resize t
 `ganprint.core.images.preprocess`) and its row is built by `ganprint.inference.scoring`, so an image read from a
 file gives the same row here as in `detect` / `attribute` (tested).
 
+With `tiles` n > 1 (`DetectorOptions`) a photo fingerprinted with `embed`'s `keep_size` and `tiles` n is read as
+`detect`'s `tiles` reads it: its centre square resized to n R x n R, cut into n x n tiles, and the tiles' logits
+averaged. The averaged logits are one reading of the photo, so its p-value is the same exact binomial tail.
+
 An ONNX graph is run by ONNX Runtime with numpy alone: `from_file("decoder.onnx", fingerprint=...)` never imports
-torch, so a verifier needs neither PyTorch nor a GPU. PyTorch (and the registry code, which uses it) is imported
-only for a safetensors export or a `registry`.
+torch (with tiles neither: they are cut in numpy), so a verifier needs neither PyTorch nor a GPU. PyTorch (and the
+registry code, which uses it) is imported only for a safetensors export or a `registry`.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from ganprint.nets.onnx_runtime import OnnxDecoder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Detector", "ImageInputError", "as_images", "check_files", "load_detector"]
+__all__ = ["Detector", "DetectorOptions", "ImageInputError", "as_images", "check_files", "load_detector"]
 
 RUNTIMES = ("auto", "torch", "onnx")
 DECODER_KINDS = ("stega", "stega-decoder", "scalable-decoder")
@@ -57,52 +61,92 @@ class _Issued:
     index: Any  # a HammingIndex over `packed`
 
 
+@dataclasses.dataclass(frozen=True)
+class DetectorOptions:
+    """How a `Detector` reads images (the keywords of `Detector.from_file` and `load_detector`; `check`'s flags).
+
+    `runtime`: auto (ONNX Runtime for a .onnx file, PyTorch for a safetensors export), torch, or onnx (a
+    safetensors export converted to ONNX in memory, as `detect` does). `fpr`: the per-image false-positive rate.
+    `device` and `precision` (auto, fp32, bf16) apply to PyTorch, as in `detect`. `batch_size`: images decoded at
+    a time. `tiles` n > 1: read photos fingerprinted with `embed`'s `tiles` n, the n x n tiles' logits averaged
+    (stega decoders, either runtime).
+    """
+
+    runtime: str = "auto"
+    fpr: float = 1e-6
+    device: str = "cpu"
+    precision: str = "auto"
+    batch_size: int = 64
+    tiles: int = 1
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise GanprintError(f"`runtime` must be auto, torch or onnx, got {self.runtime!r}")
+        if not 0 < self.fpr < 1:
+            raise GanprintError(f"`fpr` must be in (0, 1), got {self.fpr}")
+        bounds.BATCH.check(self.batch_size, "`batch_size`")
+        bounds.TILES.check(self.tiles, "`tiles`")
+
+
+OPTION_NAMES = tuple(f.name for f in dataclasses.fields(DetectorOptions))
+
+
+def detector_options(options: DetectorOptions | None = None, **keywords: Any) -> DetectorOptions:
+    """`options` (default: `DetectorOptions()`) with the fields named by `keywords` replaced; an unknown keyword is
+    refused by name."""
+    unknown = sorted(set(keywords) - set(OPTION_NAMES))
+    if unknown:
+        raise GanprintError(f"unknown detector option {', '.join(f'`{u}`' for u in unknown)}; the options are "
+                            f"{', '.join(OPTION_NAMES)}")
+    if options is not None and not isinstance(options, DetectorOptions):
+        raise GanprintError(f"`options` is a {type(options).__name__}; give a DetectorOptions (or its fields as "
+                            "keywords)")
+    options = options or DetectorOptions()
+    return dataclasses.replace(options, **keywords) if keywords else options
+
+
 class Detector:
     """A decoder and its reference, ready to check images: `detect(images) -> list of rows`.
 
-    Build one with `Detector.from_file` (or `ganprint.load_detector`). `kind`, `k` (bits), `resolution` and
-    `threshold` (the matching bits an image needs; with a registry, after the Bonferroni correction) describe it.
+    Build one with `Detector.from_file` (or `ganprint.load_detector`). `kind`, `k` (bits), `resolution`, `options`
+    (a `DetectorOptions`; `fpr`, `batch_size` and `tiles` are its fields) and `threshold` (the matching bits an
+    image needs; with a registry, after the Bonferroni correction) describe it.
     """
 
     def __init__(self, decoder: Any, kind: str, k: int, resolution: int, reference: str | None = None,
-                 issued: _Issued | None = None, fpr: float = 1e-6, batch_size: int = 64):
+                 issued: _Issued | None = None, options: DetectorOptions | None = None):
         self.decoder, self.kind, self.k, self.resolution = decoder, kind, k, resolution
-        self.reference, self.issued, self.fpr, self.batch_size = reference, issued, fpr, batch_size
+        self.reference, self.issued, self.options = reference, issued, options or DetectorOptions()
+        self.fpr, self.batch_size, self.tiles = self.options.fpr, int(self.options.batch_size), int(self.options.tiles)
         n_keys = len(issued.fp_ids) if issued is not None else 1
-        self.threshold = usable_threshold(k, fpr, n_keys, "`fpr`") if reference or issued else None
+        self.threshold = usable_threshold(k, self.fpr, n_keys, "`fpr`") if reference or issued else None
         self._ref_bits = strs_to_array([reference], k) if reference is not None else None  # [1, K]
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, fingerprint: Any = None, registry: str | os.PathLike | None = None,
-                  runtime: str = "auto", fpr: float = 1e-6, device: str = "cpu", precision: str = "auto",
-                  batch_size: int = 64) -> Detector:
+                  *, options: DetectorOptions | None = None, **keywords: Any) -> Detector:
         """The decoder export at `path` with its reference: `fingerprint` (0/1 or 0x-hex string, or [K] bits: the
         one fingerprint every image is tested against) or `registry` (SQLite path or postgresql:// URL of issued
         fingerprints, for a scalable-decoder), or neither (rows then hold the decoded bits only).
 
-        `runtime`: auto (ONNX Runtime for a .onnx file, PyTorch for a safetensors export), torch, or onnx (a
-        safetensors export converted to ONNX in memory, as `detect` does). `device` and `precision` (auto, fp32,
-        bf16) apply to PyTorch, as in `detect`; `fpr` is the per-image false-positive rate.
+        How it reads: `options`, a `DetectorOptions`, or its fields as keywords (`runtime`, `fpr`, `device`,
+        `precision`, `batch_size`, `tiles`), which replace those of `options` where both are given.
         """
         if fingerprint is not None and registry is not None:
             raise GanprintError("pass either `fingerprint` or `registry`, not both")
-        if runtime not in RUNTIMES:
-            raise GanprintError(f"`runtime` must be auto, torch or onnx, got {runtime!r}")
-        if not 0 < fpr < 1:
-            raise GanprintError(f"`fpr` must be in (0, 1), got {fpr}")
-        bounds.BATCH.check(batch_size, "`batch_size`")
+        opts = detector_options(options, **keywords)
         if not os.path.isfile(path):
             raise GanprintError(f"`model` {path} does not exist or is not a file; give a decoder export "
                                 "(.safetensors from `ganprint train` / `ganprint export`, or an .onnx graph)")
         if os.fspath(path).lower().endswith(ONNX_SUFFIX):
-            if runtime == "torch":
+            if opts.runtime == "torch":
                 raise GanprintError(f"`model` {path} is an ONNX graph: it runs with `runtime` onnx (or auto)")
-            decoder, kind, k, res = _onnx_decoder(path)
+            decoder, kind, k, res = _onnx_decoder(path, int(opts.tiles))
         else:
-            decoder, kind, k, res = _torch_decoder(path, runtime, device, precision)
+            decoder, kind, k, res = _torch_decoder(path, opts)
         reference = as_bit_string(fingerprint, k) if fingerprint is not None else None
         issued = _read_registry(registry, k, kind, path) if registry is not None else None
-        return cls(decoder, kind, k, res, reference, issued, fpr, int(batch_size))
+        return cls(decoder, kind, k, res, reference, issued, opts)
 
     def detect(self, images: Any) -> list[dict]:
         """One row per image, in order. `images`: a PIL image, a uint8 array [H, W, 3] (or [N, H, W, 3]), a float
@@ -115,8 +159,9 @@ class Detector:
         """
         arrays = as_images(images)
         rows: list[dict] = []
+        side = self.resolution * self.tiles  # the view `detect` reads (its `tiles` x `tiles` tiles)
         for s in range(0, len(arrays), self.batch_size):
-            batch = np.stack([preprocess(a, self.resolution) for a in arrays[s:s + self.batch_size]])
+            batch = np.stack([preprocess(a, side) for a in arrays[s:s + self.batch_size]])
             rows += self._rows(self.decoder.bits(batch))
         return rows
 
@@ -167,29 +212,32 @@ def _read_stdin(stdin: BinaryIO | None) -> np.ndarray:
 
 
 def load_detector(path: str | os.PathLike, fingerprint: Any = None, registry: str | os.PathLike | None = None,
-                  **options: Any) -> Detector:
-    """`Detector.from_file` (`runtime`, `fpr`, `device`, `precision`, `batch_size` as keywords)."""
-    return Detector.from_file(path, fingerprint, registry, **options)
+                  *, options: DetectorOptions | None = None, **keywords: Any) -> Detector:
+    """`Detector.from_file`: `options` a `DetectorOptions`, or its fields (`runtime`, `fpr`, `device`,
+    `precision`, `batch_size`, `tiles`) as keywords."""
+    return Detector.from_file(path, fingerprint, registry, options=options, **keywords)
 
 
-def _onnx_decoder(path: str | os.PathLike) -> tuple[Any, str, int, int]:
-    session = OnnxDecoder(path)
+def _onnx_decoder(path: str | os.PathLike, tiles: int) -> tuple[Any, str, int, int]:
+    session = OnnxDecoder(path, tiles=tiles)
     if session.kind not in DECODER_KINDS:
         raise GanprintError(f"`model` {path} holds a {session.kind!r} graph, not a decoder")
+    if tiles != 1 and session.kind == "scalable-decoder":  # as the PyTorch adapter refuses it
+        raise GanprintError(f"`tiles` reads stega decoders; {path} is a scalable-decoder")
     return session, session.kind, session.k, session.resolution
 
 
-def _torch_decoder(path: str | os.PathLike, runtime: str, device: str, precision: str) -> tuple[Any, str, int, int]:
+def _torch_decoder(path: str | os.PathLike, opts: DetectorOptions) -> tuple[Any, str, int, int]:
     """The shared PyTorch adapter (imported here: the ONNX path above never loads torch)."""
     from ganprint.inference.decoders import Decoder, DecoderOptions
 
-    dev = resolve_device(device)
+    dev = resolve_device(opts.device)
     try:
-        prec = resolve_precision(precision, dev)
+        prec = resolve_precision(opts.precision, dev)
     except ValueError as e:
         raise GanprintError(str(e)) from None
-    decoder = Decoder(path, DecoderOptions(dev, prec, "onnx" if runtime == "onnx" else "torch", "nhwc"),
-                      DECODER_KINDS)
+    runtime = "onnx" if opts.runtime == "onnx" else "torch"
+    decoder = Decoder(path, DecoderOptions(dev, prec, runtime, "nhwc", tiles=int(opts.tiles)), DECODER_KINDS)
     return decoder, decoder.kind, decoder.k, decoder.resolution
 
 
