@@ -72,6 +72,21 @@ def _diffusion(m):
     return (m(_noise((2, 3, 8, 8)), torch.tensor([3, 700])).sample,)
 
 
+_AE = {"autoencoder": {"resolution": 8, "channels": [8, 8], "layers_per_block": 1, "latent_channels": 4,
+                       "norm_groups": 4, "mid_attention": True, "scaling_factor": 0.18215}}
+_MODULATION = {"fingerprint_length": 8, "w_dim": 8, "mapping_layers": 2, "layers": "all", "demodulate": True,
+               "style_gain": 0.5}
+_ENCODER_ONLY = "the encoder is not used to decode: the fingerprint modulates the decoder only"
+
+
+def _autoencoder(m):
+    return (m(_noise((2, 3, 8, 8)).tanh()).sample,)
+
+
+def _modulated(m):
+    return (m.decode(_noise((2, 4, 4, 4)), _bits(2, 8)),)
+
+
 TINY: dict[str, Case] = {
     "stega": Case(_STEGA, _stega),
     "stega-decoder": Case(_STEGA, lambda m: (m.dec(_noise((2, 3, 16, 16)).sigmoid()),)),
@@ -86,6 +101,10 @@ TINY: dict[str, Case] = {
                             "noise": {"timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4,
                                       "beta_end": 0.02, "prediction_type": "epsilon"}}, _diffusion,
                             needs="diffusers"),
+    "latent-autoencoder": Case(_AE, _autoencoder, needs="diffusers"),
+    "latent-autoencoder-issued": Case(_AE, _autoencoder, needs="diffusers"),
+    "latent-modulated": Case({**_AE, "modulation": _MODULATION}, _modulated,
+                             {r"^autoencoder\.(encoder|quant_conv)\.": _ENCODER_ONLY}, needs="diffusers"),
 }
 
 KINDS = sorted(BUILDERS)

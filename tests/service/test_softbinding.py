@@ -88,7 +88,8 @@ def test_by_binding_applies_the_attribution_rule(server, models, signed):
 
         mine = {m["manifest_id"] for m in signed["manifests"]}
         assert ids(encode_value(alice.bits)) == mine
-        # a '+' of base64 left unencoded in the query (it reads as a space): alice's bits with two flipped, to have one
+        # a "+" of base64 left unencoded in the query (it reads as a space): alice's bits with two flipped, which keep
+        # the "+" her fingerprint starts with (benchmarks/perf/service_kit.make_models)
         plus = next(v for i in range(32) for j in range(i + 1, 32)
                     if "+" in (v := encode_value(_flipped(alice.bits, i, j))))
         r = c.get(f"/matches/byBinding?alg={SCALABLE_ALG}&value={plus}&maxResults=100")
