@@ -95,8 +95,9 @@ def load_decoder(path: str | os.PathLike, model_path: str | os.PathLike, model: 
 @torch.no_grad()
 def sample_latents(model: LatentDiffusion, seeds: list[int], sampler: str = "ddim", steps: int = 50,
                    device: torch.device | str | None = None) -> torch.Tensor:
-    """Scaled latents [N, C, r, r] of `seeds`, in the dtype of `model`'s parameters (each row a pure function of its
-    seed: every random draw comes from that seed's generator; float64 keeps the batch from changing a bit).
+    """Scaled latents [N, C, r, r] of `seeds`, in the dtype of `model`'s parameters: each row a function of its seed
+    (every random draw comes from that seed's generator); in float64 the batch moves a latent by rounding only
+    (~1e-12), so no decoded pixel changes.
     Latents are not clipped (unlike pixels, they are not bounded by 1). `device`: where to run (default: the
     model's)."""
     check_sampling(sampler, steps, model.noise)
