@@ -69,3 +69,4 @@ def test_a_decoder_of_another_config_or_kind_is_refused_naming_both_files(tmp_pa
         ganprint.generate(tiny_latent_export, [0], tmp_path / "p", device="cpu", steps=1, decoder=tiny_stega_model)
     with pytest.raises(GanprintError, match=r"`trunc` is for GAN generators"):
         ganprint.generate(tiny_latent_export, [0], tmp_path / "q", device="cpu", steps=1, trunc=0.5)
+

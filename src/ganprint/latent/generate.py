@@ -2,8 +2,8 @@
 
 Each image is a pure function of its seed: `sample_latents` draws every latent from its seed's generator, in
 float64 (where the batch size moves a latent by rounding only), and the autoencoder decodes each latent on its own
-(its normalisations are per image). `decoder` swaps in another autoencoder of the same config, e.g. an issued, fingerprinted one: the
-latents stay those of the seeds, only the pixels change.
+(its normalisations are per image). `decoder` swaps in another autoencoder of the same config, e.g. an issued,
+fingerprinted one: the latents stay those of the seeds, only the pixels change.
 """
 
 from __future__ import annotations
