@@ -167,7 +167,7 @@ def generate(*args: Any, spec: GenerateSpec | None = None, **kwargs: Any) -> lis
     """Write one PNG per seed from any generator export: a `GenerateSpec` or its fields (`model`, `seeds`,
     `outdir` also by position), e.g. `generate(model, [0, 1], "out", trunc=0.7)`. Each kind refuses the fields
     of the others (`trunc` is for stylegan2-G, `fingerprint` and `identical_*` for scalable-G, `sampler` and
-    `steps` for diffusion-unet)."""
+    `steps` for diffusion-unet and latent-diffusion, `decoder` for latent-diffusion)."""
     spec = spec_of_call(GenerateSpec, ("model", "seeds", "outdir"), args, spec, _renamed("generate", kwargs))
     kind = read_metadata(spec.model)["ganprint.kind"]
     if kind == diffusion_generate.EXPORT_KIND:
