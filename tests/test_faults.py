@@ -74,6 +74,14 @@ def F(tmp_path_factory, tiny_stega_model, tiny_stega_decoder):
     ae = AutoencoderConfig(16, (32, 32), 1, 4, 32, mid_attention=False)
     f["AE"] = str(save_export(root / "AE.safetensors", build_autoencoder(ae), "latent-autoencoder",
                               export_config(ae)))
+    from ganprint.diffusion.config import NoiseConfig, UNetConfig
+    from ganprint.diffusion.model import build_unet
+    from ganprint.latent.model import LatentDiffusion
+    from ganprint.latent.model import export_config as latent_config
+
+    unet, noise = UNetConfig(8, (32, 32), (False, False), head_dim=32, in_channels=4), NoiseConfig()
+    ldm = LatentDiffusion(build_unet(unet), build_autoencoder(ae), noise)
+    f["LDM"] = str(save_export(root / "LDM.safetensors", ldm, "latent-diffusion", latent_config(unet, noise, ae)))
     (root / "sc").mkdir()
     sg, sd = scalable_export(root / "sc")
     f["SG"], f["SD"] = str(sg), str(sd)
@@ -580,6 +588,8 @@ GUARD_CASES = [
     ("detect", "--outdir", "--embedded", "fps_short", "dir", [*_DET[:-6], *_E, "--embedded", "{IN}", "--outdir",
                                                               "{OUT}"]),  # _DET without --fingerprint
     ("generate", "--outdir", "--model", "G", "dir", [*GEN, "--model", "{IN}", "--outdir", "{OUT}"]),
+    ("generate", "--outdir", "--decoder", "AE", "dir", ["generate", "--model", "{LDM}", "--seeds", "0", "--steps", "1",
+                                                        "--device", "cpu", "--decoder", "{IN}", "--outdir", "{OUT}"]),
     ("evaluate", "--outdir", "--data", "imgs", "dir", [*_EV, "--data", "{IN}", "--outdir", "{OUT}"]),
     ("evaluate", "--outdir", "--model", "dec", "dir", [*_EV, "--model", "{IN}", "--outdir", "{OUT}"]),
     ("evaluate", "--outdir", "--clean", "imgs", "dir", [*_EV, "--clean", "{IN}", "--outdir", "{OUT}"]),

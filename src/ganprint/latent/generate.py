@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ganprint.core.files import sha256_file
+from ganprint.core.paths import check_overlap
 from ganprint.diffusion.generate import cast, check_sampling
 from ganprint.inference.generation import PRECISIONS, GenerateSpec, claim, open_generation, write_seed_images
 from ganprint.latent.model import EXPORT_KIND, decode_images, load_decoder, load_latent_diffusion, sample_latents
@@ -25,10 +26,12 @@ def generate_images(spec: GenerateSpec) -> list[Path]:
     decodes instead of the model's own. `batch_size` does not change any image."""
     spec.refuse(("trunc", "fingerprint", "identical_latent", "identical_fingerprint"), "GAN generators")
     sampler, steps = spec.sampler or "ddim", spec.steps or 50
+    if spec.decoder is not None:
+        check_overlap([("`decoder`", spec.decoder, "model")], [("`outdir`", spec.outdir)])
     outdir, dev = open_generation(spec)
     model = load_latent_diffusion(spec.model, dev)
     check_sampling(sampler, steps, model.noise)
-    vae = model.autoencoder if spec.decoder is None else load_decoder(spec.decoder, spec.model, model, dev)
+    vae = model.autoencoder if spec.decoder is None else load_decoder(spec.decoder, spec.model, dev)
     settings = {"kind": EXPORT_KIND, "sampler": sampler, "steps": int(steps), "precision": spec.precision}
     if spec.decoder is not None:
         settings["decoder_sha256"] = sha256_file(spec.decoder)

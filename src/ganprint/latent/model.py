@@ -74,10 +74,11 @@ def load_latent_diffusion(path: str | os.PathLike, device: torch.device | str = 
     return model
 
 
-def load_decoder(path: str | os.PathLike, model_path: str | os.PathLike, model: LatentDiffusion,
-                 device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The autoencoder of `path` (a latent-autoencoder export, or an issued one) to decode `model`'s latents with;
-    refused, naming both files, unless its config is the model's own autoencoder's."""
+def load_decoder(path: str | os.PathLike, model_path: str | os.PathLike, device: torch.device | str = "cpu"
+                 ) -> torch.nn.Module:
+    """The autoencoder of `path` (a latent-autoencoder export, or an issued one) to decode the latents of the
+    latent-diffusion export `model_path` with; refused, naming both files, unless its config is the model's own
+    autoencoder's."""
     kind = read_metadata(path).get("ganprint.kind")
     if kind not in DECODER_KINDS:
         raise GanprintError(f"`decoder` {path} holds a {kind!r} model; give a {' or '.join(DECODER_KINDS)} export")
