@@ -70,6 +70,19 @@ def F(tmp_path_factory, tiny_stega_model, tiny_stega_decoder):
     torch.manual_seed(0)
     cfg = GeneratorConfig(img_resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channel_base=128, channel_max=16)
     f["G"] = str(save_export(root / "G.safetensors", Generator(cfg), "stylegan2-G", generator_config_dict(cfg)))
+    from ganprint.latent.autoencoder import AutoencoderConfig, build_autoencoder, export_config
+
+    ae = AutoencoderConfig(16, (32, 32), 1, 4, 32, mid_attention=False)
+    f["AE"] = str(save_export(root / "AE.safetensors", build_autoencoder(ae), "latent-autoencoder",
+                              export_config(ae)))
+    from ganprint.diffusion.config import NoiseConfig, UNetConfig
+    from ganprint.diffusion.model import build_unet
+    from ganprint.latent.model import LatentDiffusion
+    from ganprint.latent.model import export_config as latent_config
+
+    unet, noise = UNetConfig(8, (32, 32), (False, False), head_dim=32, in_channels=4), NoiseConfig()
+    ldm = LatentDiffusion(build_unet(unet), build_autoencoder(ae), noise)
+    f["LDM"] = str(save_export(root / "LDM.safetensors", ldm, "latent-diffusion", latent_config(unet, noise, ae)))
     (root / "sc").mkdir()
     sg, sd = scalable_export(root / "sc")
     f["SG"], f["SD"] = str(sg), str(sd)
@@ -186,6 +199,10 @@ TRAIN_SC = ["train-scalable", "--data", "{imgs}", "--resolution", "16", "--finge
             "4-16", "--preset", "tiny", "--kimg", "0.004", "--device", "cpu"]
 TRAIN_DIFF = ["train-diffusion", "--data", "{imgs}", "--preset", "tiny-16", "--kimg", "0.004", "--batch-size", "2",
               "--device", "cpu"]
+TRAIN_AE = ["train-autoencoder", "--data", "{imgs}", "--preset", "ae-smoke", "--kimg", "0.004", "--batch-size", "2",
+            "--holdout", "1", "--device", "cpu"]
+TRAIN_LDM = ["train-latent", "--data", "{imgs}", "--autoencoder", "{AE}", "--preset", "ldm-smoke", "--kimg", "0.004",
+             "--batch-size", "2", "--device", "cpu"]
 GEN = ["generate", "--model", "{G}", "--seeds", "0-1", "--device", "cpu"]
 PACK = ["dataset", "from-images", "--data"]
 ISSUE = ["issue", "--model", "{SG}", "--registry", "{out}/r.sqlite"]
@@ -198,7 +215,7 @@ CASES = [
     # Output paths: parent is a file, cannot be created, exists read-only
     *[(f"{cmd[0]}-{flag[2:]}-{kind}", [*cmd, flag, path], 1, flag)
       for cmd, flag in ((TRAIN, "--outdir"), (TRAIN_GAN, "--outdir"), (TRAIN_SC, "--outdir"), (TRAIN_DIFF, "--outdir"),
-                        (GEN, "--outdir"), (ISSUE, "--models-dir"))
+                        (TRAIN_AE, "--outdir"), (TRAIN_LDM, "--outdir"), (GEN, "--outdir"), (ISSUE, "--models-dir"))
       for kind, path in (("under-file", "{under_file}"), ("is-file", "{file}"), ("ro-new", RO_NEW),
                          ("ro-dir", RO_DIR))],
     *[(f"{name}-outdir-{kind}", [*cmd[:cmd.index("--outdir")], *cmd[cmd.index("--outdir") + 2:], "--data", "{imgs}",
@@ -242,6 +259,18 @@ CASES = [
     ("train-diffusion-state-torn", [*TRAIN_DIFF, "--outdir", "{torn_run}"], 1, "training-state-00000001.pt"),
     *[(f"train-diffusion-resume-from-{m}", [*TRAIN_DIFF, "--resume-from", "{%s}" % m, "--outdir", "{out}/dr"], 1,
        name) for m, name in (("missing", "missing"), ("m_empty", "empty"), ("G", "G.safetensors"))],
+    ("train-autoencoder-data-missing", [*TRAIN_AE, "--data", "{missing}", "--outdir", "{out}/ae1"], 1, "--data"),
+    ("train-autoencoder-holdout-all", [*TRAIN_AE, "--holdout", "3", "--outdir", "{out}/ae2"], 1, "--holdout"),
+    ("train-autoencoder-preset-unknown", [*TRAIN_AE, "--preset", "huge", "--outdir", "{out}/ae3"], 1, "--preset"),
+    *[(f"train-autoencoder-resume-from-{m}", [*TRAIN_AE, "--resume-from", "{%s}" % m, "--outdir", "{out}/aer"], 1,
+       name) for m, name in (("missing", "missing"), ("m_empty", "empty"), ("G", "G.safetensors"),
+                             ("dir", "config.json"))],
+    ("train-latent-data-file", [*TRAIN_LDM, "--data", "{file}", "--outdir", "{out}/l1"], 1, "afile"),
+    *[(f"train-latent-autoencoder-{m}", [*TRAIN_LDM, "--autoencoder", "{%s}" % m, "--outdir", "{out}/l2"], 1,
+       name) for m, name in (("missing", "missing"), ("m_empty", "empty"), ("G", "--autoencoder"))],
+    *[(f"train-latent-resume-from-{m}", [*TRAIN_LDM, "--resume-from", "{%s}" % m, "--outdir", "{out}/lr"], 1,
+       name) for m, name in (("missing", "missing"), ("AE", "--resume-from"), ("dir", "config.json"))],
+    ("generate-decoder-not-latent", [*GEN, "--decoder", "{AE}", "--outdir", "{out}/g0"], 1, "--decoder"),
     ("generate-model-missing", [*GEN, "--model", "{missing}", "--outdir", "{out}/g1"], 1, "missing"),
     ("generate-model-dir", [*GEN, "--model", "{m_dir}", "--outdir", "{out}/g2"], 1, "dir.safetensors"),
     ("attribute-data-missing", [*ATTR, "--data", "{missing}", "--outdir", "{out}/a1"], 1, "--data"),
@@ -563,7 +592,11 @@ _SERVE = ["serve", "--registry", "{reg}", "--scalable-decoder", "{SD}", "--base-
 _FID = ["metrics", "fid", "{imgs}", "{imgs}", "--resolution", "16", "--inception", "{file}", "--device", "cpu"]
 GUARD_CASES = [
     *[(cmd[0], "--outdir", "--data", "imgs", "dir", [*cmd, "--data", "{IN}", "--outdir", "{OUT}"])
-      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF)],
+      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, TRAIN_AE, TRAIN_LDM)],
+    ("train-autoencoder", "--outdir", "--resume-from", "AE", "dir", [*TRAIN_AE, "--resume-from", "{IN}", "--outdir",
+                                                                     "{OUT}"]),
+    ("train-latent", "--outdir", "--autoencoder", "AE", "dir", [*TRAIN_LDM, "--autoencoder", "{IN}", "--outdir",
+                                                                "{OUT}"]),
     ("train-diffusion", "--outdir", "--resume-from", "G", "dir", [*TRAIN_DIFF, "--resume-from", "{IN}", "--outdir",
                                                                   "{OUT}"]),
     ("embed", "--outdir", "--data", "imgs", "dir", [*_EMB, "--data", "{IN}", "--outdir", "{OUT}"]),
@@ -577,6 +610,8 @@ GUARD_CASES = [
     ("detect", "--outdir", "--embedded", "fps_short", "dir", [*_DET[:-6], *_E, "--embedded", "{IN}", "--outdir",
                                                               "{OUT}"]),  # _DET without --fingerprint
     ("generate", "--outdir", "--model", "G", "dir", [*GEN, "--model", "{IN}", "--outdir", "{OUT}"]),
+    ("generate", "--outdir", "--decoder", "AE", "dir", ["generate", "--model", "{LDM}", "--seeds", "0", "--steps", "1",
+                                                        "--device", "cpu", "--decoder", "{IN}", "--outdir", "{OUT}"]),
     ("evaluate", "--outdir", "--data", "imgs", "dir", [*_EV, "--data", "{IN}", "--outdir", "{OUT}"]),
     ("evaluate", "--outdir", "--model", "dec", "dir", [*_EV, "--model", "{IN}", "--outdir", "{OUT}"]),
     ("evaluate", "--outdir", "--clean", "imgs", "dir", [*_EV, "--clean", "{IN}", "--outdir", "{OUT}"]),
@@ -641,7 +676,8 @@ GUARD_EXEMPT = {
 # (command, output flag, kind, argv with {OUT}, words of which the message must hold one)
 FOREIGN_CASES = [
     *[(cmd[0], "--outdir", "dir", [*cmd, "--outdir", "{OUT}"], "did not write")
-      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, GEN, _EMB, _DET, _EV, _ADV, ["demo", "--steps", "1"])],
+      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, TRAIN_AE, TRAIN_LDM, GEN, _EMB, _DET, _EV, _ADV,
+                  ["demo", "--steps", "1"])],
     ("data samples", "--outdir", "dir", ["data", "samples", "--outdir", "{OUT}", "--count", "2"], "did not write"),
     *[(f"dataset {sub}", "--outdir", "dir", ["dataset", sub, "--data", "{imgs}", "--outdir", "{OUT}", *extra],
        "not empty")

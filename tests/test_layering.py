@@ -50,7 +50,7 @@ LAZY_FACADE = {(ROOT, f"{ROOT}.api"), (ROOT, f"{ROOT}.verification.detector")}
 # safetensors export or a registry, so that checking with an ONNX graph never loads torch.
 LAZY_START = {(f"{ROOT}.cli", f"{ROOT}.cli.{m}") for m in ("artificial", "data", "gan", "scalable", "diffusion",
                                                             "evaluation", "demo", "service", "provenance",
-                                                            "verification")} | {
+                                                            "verification", "latent")} | {
     (f"{ROOT}.verification.detector", f"{ROOT}.inference.decoders"),
     (f"{ROOT}.verification.detector", f"{ROOT}.registry.store")}
 # Builder discovery: `load_export` rebuilds a model from the kind named in a file's metadata, so on first use it
@@ -59,7 +59,7 @@ LAZY_START = {(f"{ROOT}.cli", f"{ROOT}.cli.{m}") for m in ("artificial", "data",
 # after every module has loaded. test_the_exceptions_are_still_needed fails when one of them is gone.
 BUILDER_DISCOVERY = {(f"{ROOT}.core.artifacts", f"{ROOT}.{m}")
                      for m in ("nets.stega", "nets.stylegan2", "nets.scalable", "diffusion.model",
-                                   "latent.autoencoder", "latent.modulated")}
+                                   "latent.autoencoder", "latent.modulated", "latent.model")}
 
 Edge = tuple[str, bool, int]  # (imported ganprint module, at function level?, line)
 

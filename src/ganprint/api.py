@@ -28,6 +28,7 @@ from ganprint.diffusion import generate as diffusion_generate  # also registers 
 from ganprint.diffusion.config import DiffusionTrainConfig
 from ganprint.diffusion.config import resolve_config as _diffusion_config
 from ganprint.diffusion.train import train_diffusion
+from ganprint.latent import generate as latent_generate  # also registers the latent-diffusion kind for load()
 from ganprint.evaluation.evaluate import EvaluateSpec, run_evaluate
 from ganprint.gan.config import GanTrainConfig
 from ganprint.gan.config import resolve_config as _gan_config
@@ -166,11 +167,13 @@ def generate(*args: Any, spec: GenerateSpec | None = None, **kwargs: Any) -> lis
     """Write one PNG per seed from any generator export: a `GenerateSpec` or its fields (`model`, `seeds`,
     `outdir` also by position), e.g. `generate(model, [0, 1], "out", trunc=0.7)`. Each kind refuses the fields
     of the others (`trunc` is for stylegan2-G, `fingerprint` and `identical_*` for scalable-G, `sampler` and
-    `steps` for diffusion-unet)."""
+    `steps` for diffusion-unet and latent-diffusion, `decoder` for latent-diffusion)."""
     spec = spec_of_call(GenerateSpec, ("model", "seeds", "outdir"), args, spec, _renamed("generate", kwargs))
     kind = read_metadata(spec.model)["ganprint.kind"]
     if kind == diffusion_generate.EXPORT_KIND:
         return diffusion_generate.generate_images(spec)
+    if kind == latent_generate.EXPORT_KIND:
+        return latent_generate.generate_images(spec)
     if kind.startswith("scalable"):
         return scalable_generate.generate(spec)
     return generate_images(spec)

@@ -20,6 +20,8 @@ from ganprint.core.bounds import Bound
 from ganprint.core.errors import GanprintError
 from ganprint.diffusion.config import DiffusionTrainConfig, NoiseConfig, UNetConfig
 from ganprint.gan.config import GanTrainConfig
+from ganprint.latent.autoencoder import AutoencoderConfig
+from ganprint.latent.config import AutoencoderTrainConfig
 from ganprint.scalable.config import ScalableTrainConfig
 from ganprint.service.config import ServiceConfig
 
@@ -119,6 +121,7 @@ def _service():
 
 CONFIGS = [(TrainConfig, TrainConfig), (GanTrainConfig, GanTrainConfig), (ScalableTrainConfig, ScalableTrainConfig),
            (DiffusionTrainConfig, DiffusionTrainConfig), (UNetConfig, UNetConfig), (NoiseConfig, NoiseConfig),
+           (AutoencoderTrainConfig, AutoencoderTrainConfig), (AutoencoderConfig, AutoencoderConfig),
            (ServiceConfig, _service)]
 # Numeric fields whose None is their meaning; every other value is still bounded.
 NONE_OK = {"steps", "ema_rampup", "min_distance", "head_dim"}  # head_dim None: one head per level (diffusers)

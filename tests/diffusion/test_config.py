@@ -48,7 +48,9 @@ def test_resolution_64_and_above_keeps_the_presets_unet(resolution):
 def test_settings_of_released_unets_are_written_only_when_set():
     # Run folders and exports written before these settings existed keep their identity.
     plain = PRESETS["tiny-16"].unet
-    assert not {"flip_sin_to_cos", "freq_shift", "downsample_padding", "norm_eps"} & set(plain.to_dict())
+    assert not {"flip_sin_to_cos", "freq_shift", "downsample_padding", "norm_eps", "in_channels"} & set(plain.to_dict())
+    latent = UNetConfig(8, (32, 32), (False, False), head_dim=32, in_channels=4).validate()  # a latent UNet's
+    assert latent.to_dict()["in_channels"] == 4 and UNetConfig.from_dict(latent.to_dict()) == latent
     ddpm = UNetConfig(32, (32, 64), (False, True), head_dim=None, flip_sin_to_cos=False, freq_shift=1,
                       downsample_padding=0, norm_eps=1e-6).validate()
     d = ddpm.to_dict()

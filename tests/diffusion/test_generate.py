@@ -29,7 +29,7 @@ class FlatColourDenoiser(torch.nn.Module):
         self.unused = torch.nn.Parameter(torch.zeros(1))  # gives the sampler a device and dtype
         self.alpha_bar = make_scheduler("ddpm", noise).alphas_cumprod
         self.colour = torch.tensor(colour_u8, dtype=torch.float64) / 127.5 - 1
-        self.config = types.SimpleNamespace(sample_size=resolution)
+        self.config = types.SimpleNamespace(sample_size=resolution, in_channels=3)
 
     def forward(self, x, t):
         a = self.alpha_bar[int(t)].to(x.dtype)

@@ -26,7 +26,7 @@ from ganprint.core import progress
 from ganprint.core.errors import GanprintError
 from ganprint.cli import vocabulary
 
-_COMMAND_MODULES = ("artificial", "data", "gan", "scalable", "diffusion", "evaluation", "demo", "service",
+_COMMAND_MODULES = ("artificial", "data", "gan", "scalable", "diffusion", "latent", "evaluation", "demo", "service",
                     "provenance", "verification")
 
 # name -> (module, the first sentence of its help: what `ganprint --help` lists); tests/cli/test_lazy.py keeps it true
@@ -52,6 +52,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
                              "postgresql:// URL)."),
     "train-diffusion": ("diffusion", "Train a denoising diffusion UNet on images; exports its EMA weights (kind "
                                      "diffusion-unet)."),
+    "train-autoencoder": ("latent", "Train the autoencoder of a latent diffusion model on images; exports its EMA "
+                                    "weights (kind latent-autoencoder)."),
+    "train-latent": ("latent", "Train a latent diffusion UNet on the latents of a frozen autoencoder; exports UNet "
+                               "and autoencoder in one file (kind latent-diffusion)."),
     "export-diffusers": ("diffusion", "Write a diffusion export as a diffusers pipeline folder with a model card."),
     "evaluate": ("evaluation", "Measure how well fingerprints survive image (and model) perturbations, and write a "
                                "report."),

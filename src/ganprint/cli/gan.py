@@ -75,6 +75,9 @@ def train_gan_cmd(data, resolution, outdir, preset, config_file, device, checkpo
               help="Diffusion models: the sampler [default: ddim].")
 @click.option("--steps", type=P.SAMPLER_STEPS, default=None,
               help="Diffusion models: sampler steps [default: 50].")
+@click.option("--decoder", type=click.Path(dir_okay=False), default=None,
+              help="Latent diffusion models: decode with this autoencoder export (of the model's autoencoder "
+                   "config, e.g. an issued one) instead of the model's own.")
 def generate_cmd(**flags):
     """Generate images; each image is a pure function of its seed (file seed<seed:06d>.png).
 
@@ -83,6 +86,7 @@ def generate_cmd(**flags):
       ganprint generate --model runs/gan-small/network-final.safetensors --seeds 0-63 --outdir samples --grid
       ganprint generate --model scalable.safetensors --seeds 0-9 --fingerprint 0x6f3a... --outdir out
       ganprint generate --model runs/diff/network-final.safetensors --sampler dpm --steps 20 --outdir samples
+      ganprint generate --model runs/ldm/latent-diffusion.safetensors --decoder issued.safetensors --outdir out
     """
 
     paths = generate(spec=GenerateSpec(**flags))  # every flag is a field of the spec

@@ -211,7 +211,7 @@ def _ensure_builders_loaded() -> None:
 
     for name in ("ganprint.nets.stega", "ganprint.nets.stylegan2", "ganprint.nets.scalable",
                  "ganprint.diffusion.model", "ganprint.latent.autoencoder",
-                 "ganprint.latent.modulated"):
+                 "ganprint.latent.modulated", "ganprint.latent.model"):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as e:

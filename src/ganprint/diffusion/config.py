@@ -33,13 +33,14 @@ class UNetConfig:
     freq_shift: int = 0  # timestep embedding: frequency shift
     downsample_padding: int = 1  # padding of the strided down-sampling convolutions
     norm_eps: float = 1e-5  # GroupNorm epsilon
+    in_channels: int = 3  # channels in and out: 3 for pixels, the autoencoder's latent channels for latent diffusion
 
     def validate(self) -> UNetConfig:
         """Raise ValueError on impossible combinations."""
         check_bounds(self, {"resolution": bounds.RESOLUTION, "norm_groups": _WIDTH, "head_dim": optional(_WIDTH),
                             "layers_per_block": Bound(1, 64, integer=True), "dropout": Bound(0, 1, hi_open=True),
                             "freq_shift": Bound(0, 64, integer=True), "downsample_padding": Bound(0, 8, integer=True),
-                            "norm_eps": Bound(0, 1, lo_open=True)})
+                            "norm_eps": Bound(0, 1, lo_open=True), "in_channels": Bound(1, 64, integer=True)})
         if not all(_WIDTH.problem(c) is None for c in self.channels):
             raise BoundError(f"unet.channels must be whole numbers in [1, 4096], got {self.channels!r}")
         if len(self.channels) != len(self.attention) or not self.channels:
@@ -147,7 +148,7 @@ class DiffusionTrainConfig:
 
 _WIDTH = Bound(1, 4096, integer=True)  # channel counts, groups, head sizes
 _LATER = {f.name: f.default for f in fields(UNetConfig)
-          if f.name in ("flip_sin_to_cos", "freq_shift", "downsample_padding", "norm_eps")}
+          if f.name in ("flip_sin_to_cos", "freq_shift", "downsample_padding", "norm_eps", "in_channels")}
 _BETA = Bound(0, 1, lo_open=True, hi_open=True)  # the forward process's noise variances per step
 _BOUNDS = {
     "batch_size": bounds.BATCH, "total_kimg": bounds.KIMG,

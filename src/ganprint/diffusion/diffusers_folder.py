@@ -103,7 +103,8 @@ def _unet_config(cfg: dict, where: str) -> UNetConfig:
             resolution=size, channels=tuple(cfg["block_out_channels"]), attention=tuple(_DOWN[b] for b in down),
             layers_per_block=cfg["layers_per_block"], dropout=cfg["dropout"], norm_groups=cfg["norm_num_groups"],
             head_dim=cfg["attention_head_dim"], flip_sin_to_cos=cfg["flip_sin_to_cos"], freq_shift=cfg["freq_shift"],
-            downsample_padding=cfg["downsample_padding"], norm_eps=cfg["norm_eps"]).validate()
+            downsample_padding=cfg["downsample_padding"], norm_eps=cfg["norm_eps"],
+            in_channels=cfg["in_channels"]).validate()
     except (TypeError, ValueError) as e:  # BoundError is a ValueError
         raise GanprintError(f"{where} describes a UNet ganprint cannot train: {e}") from None
 
@@ -207,12 +208,17 @@ def read_noise(folder: DiffusersFolder, name: str = "resume_from") -> NoiseConfi
         raise GanprintError(f"{where} describes a forward process ganprint cannot train: {e}") from None
 
 
-def read_diffusers(path: str | os.PathLike, name: str = "resume_from", weights: bool = True
+def read_diffusers(path: str | os.PathLike, name: str = "resume_from", weights: bool = True, in_channels: int = 3,
                    ) -> tuple[torch.nn.Module, UNetConfig, NoiseConfig | None]:
     """(UNet2DModel, its UNetConfig, the scheduler's NoiseConfig or None) of a diffusers folder; with `weights`
-    False the UNet stays freshly initialised (only the configs are checked)."""
+    False the UNet stays freshly initialised (only the configs are checked). `in_channels`: what the UNet must take
+    (3: RGB pixels; a latent diffusion UNet takes its autoencoder's latent channels)."""
     folder = locate(path, name)
     ucfg, unet = read_unet(folder, name)
+    if ucfg.in_channels != in_channels:
+        raise GanprintError(f"`{name}` {folder.unet_dir / UNET_CONFIG} sets `in_channels` to {ucfg.in_channels}; "
+                            f"this model needs {in_channels} "
+                            f"({'RGB pixels' if in_channels == 3 else 'the latent channels of its autoencoder'})")
     noise = read_noise(folder, name)
     if weights:
         load_unet_weights(folder, unet, name)

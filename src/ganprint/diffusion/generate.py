@@ -33,21 +33,29 @@ def check_sampling(sampler: str, steps: int, noise: NoiseConfig) -> None:
 
 
 @torch.no_grad()
-def sample_batch(unet: torch.nn.Module, noise: NoiseConfig, seeds: list[int], sampler: str = "ddim",
-                 steps: int = 50, device: torch.device | str = "cpu") -> np.ndarray:
-    """uint8 [N, R, R, 3] images of `seeds`, run in the dtype of `unet`'s parameters."""
+def denoise(unet: torch.nn.Module, noise: NoiseConfig, seeds: list[int], sampler: str = "ddim", steps: int = 50,
+            clip: bool = True) -> torch.Tensor:
+    """The sampler's final x [N, C, R, R] for `seeds` (C: the UNet's in_channels), in the dtype and on the device of
+    `unet`'s parameters; `clip` as `make_scheduler`'s."""
     check_sampling(sampler, steps, noise)
     p = next(unet.parameters())
-    res = int(unet.config.sample_size)
+    res, chans = int(unet.config.sample_size), int(unet.config.in_channels)
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    x = torch.stack([torch.randn(3, res, res, generator=g) for g in gens]).to(device=p.device, dtype=p.dtype)
-    sched = make_scheduler(sampler, noise)
+    x = torch.stack([torch.randn(chans, res, res, generator=g) for g in gens]).to(device=p.device, dtype=p.dtype)
+    sched = make_scheduler(sampler, noise, clip)
     sched.set_timesteps(int(steps))
     for t in sched.timesteps:
         eps = unet(x, t.to(p.device)).sample
         # Stochastic samplers (ddpm) draw each image's added noise from that image's own generator.
         extra = {"generator": gens} if sampler == "ddpm" else {}
         x = sched.step(eps, t, x, **extra).prev_sample.to(p.dtype)
+    return x
+
+
+def sample_batch(unet: torch.nn.Module, noise: NoiseConfig, seeds: list[int], sampler: str = "ddim",
+                 steps: int = 50, device: torch.device | str = "cpu") -> np.ndarray:
+    """uint8 [N, R, R, 3] images of `seeds`, run in the dtype of `unet`'s parameters."""
+    x = denoise(unet, noise, seeds, sampler, steps)
     img = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return img.permute(0, 2, 3, 1).cpu().numpy()
 
@@ -56,14 +64,14 @@ def sample_seeds(unet: torch.nn.Module, noise: NoiseConfig, seeds: list[int], sa
                  steps: int = 50, device: torch.device | str = "cpu", batch_size: int = 16,
                  dtype: torch.dtype = torch.float64) -> np.ndarray:
     """`sample_batch` over chunks of `batch_size`, on a `dtype` copy of `unet` (unet itself is left untouched)."""
-    ux = unet if next(unet.parameters()).dtype == dtype else _cast(copy.deepcopy(unet), dtype).eval()
+    ux = unet if next(unet.parameters()).dtype == dtype else cast(copy.deepcopy(unet), dtype).eval()
     out = [sample_batch(ux, noise, seeds[i:i + batch_size], sampler, steps, device)
            for i in range(0, len(seeds), batch_size)]
     res = int(unet.config.sample_size)
     return np.concatenate(out) if out else np.zeros((0, res, res, 3), np.uint8)
 
 
-def _cast(unet: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+def cast(unet: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     # nn.Module's own cast: diffusers' ModelMixin.to warns about float32-only modules, which UNet2DModel has none of.
     return torch.nn.Module.to(unet, dtype)
 
@@ -80,12 +88,13 @@ def generate_images(spec: GenerateSpec) -> list[Path]:
     `grid`); returns the image paths. `sampler`: ddim (deterministic, the default), ddpm (ancestral, per-seed
     noise) or dpm (DPM-Solver++); `steps`: sampler steps (default 50). `batch_size` does not change any image."""
     spec.refuse(("trunc", "fingerprint", "identical_latent", "identical_fingerprint"), "GAN generators")
+    spec.refuse(("decoder",), "latent diffusion models")
     sampler, steps = spec.sampler or "ddim", spec.steps or 50
     outdir, dev = open_generation(spec)
     unet, noise, _ = load_diffusion(spec.model, dev)
     check_sampling(sampler, steps, noise)
     claim(spec, outdir, dev, {"kind": EXPORT_KIND, "sampler": sampler, "steps": int(steps),
                               "precision": spec.precision})
-    unet = _cast(unet, PRECISIONS[spec.precision])
+    unet = cast(unet, PRECISIONS[spec.precision])
     return write_seed_images(spec, outdir, lambda chunk: sample_batch(unet, noise, chunk, sampler, steps, dev),
                              f" ({sampler}, {steps} steps)")

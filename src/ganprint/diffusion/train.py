@@ -16,6 +16,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
@@ -147,8 +148,16 @@ def adopt_legacy_states(outdir: Path, batch_size: int) -> Path | None:
     return path
 
 
-class _DiffusionRun:
-    """One run of `train_diffusion`: UNet, EMA UNet, Adam and the training state, on this process's device."""
+class DiffusionRun:
+    """One run of `train_diffusion`: UNet, EMA UNet, Adam and the training state, on this process's device.
+
+    A trainer that denoises something other than pixels (ganprint.latent) subclasses it: `to_x0` maps a batch of
+    pixels to what is denoised, `start_weights` reads the model it fine-tunes, `grid` and `write_exports` make its
+    snapshots; FINAL names the export of the finished run, COMMAND the command that trains.
+    """
+
+    FINAL = "network-final.safetensors"
+    COMMAND = "train-diffusion"
 
     def __init__(self, cfg: DiffusionTrainConfig, run: RunFolder, dev: torch.device, resume_from: str | None):
         self.cfg, self.run, self.dev = cfg, run, dev
@@ -156,7 +165,7 @@ class _DiffusionRun:
         torch.manual_seed(derive_seed(cfg.seed, 0))  # identical initial weights on every rank
         self.unet = build_unet(cfg.unet).to(dev).train()
         if resume_from is not None:
-            self.unet.load_state_dict(_start_weights(resume_from).state_dict())
+            self.unet.load_state_dict(self.start_weights(resume_from).state_dict())
         self.ema = EMA(self.unet, cfg.ema_kimg, cfg.ema_rampup)
         self.opt = torch.optim.Adam(self.unet.parameters(), lr=cfg.lr)
         self.net = self.unet
@@ -172,15 +181,23 @@ class _DiffusionRun:
         run.rewind(self.state.counters["tick"], key="tick")  # stats rows carry the tick, not the step
         self.total_nimg = round(cfg.total_kimg * 1000)
 
+    def start_weights(self, resume_from: str) -> torch.nn.Module:
+        return _start_weights(resume_from)
+
+    def to_x0(self, pixels: torch.Tensor) -> torch.Tensor:
+        """What is noised and denoised, from a batch of images in [-1, 1]: here the images themselves."""
+        return pixels
+
     def step(self, img_u8: torch.Tensor) -> float:
         """One optimiser step on a uint8 batch; returns the batch loss (mean over ranks)."""
         cfg, dev, st = self.cfg, self.dev, self.state
         torch.manual_seed(derive_seed(cfg.seed, self.rank, st.nimg))  # dropout
         g = torch.Generator(device=dev).manual_seed(derive_seed(cfg.seed, self.rank, st.nimg, 1))
-        x0 = img_u8.to(dev).float() / 127.5 - 1
+        x = img_u8.to(dev).float() / 127.5 - 1
         if cfg.mirror:
-            flip = torch.rand(x0.shape[0], generator=g, device=dev) < 0.5
-            x0 = torch.where(flip[:, None, None, None], x0.flip(3), x0)
+            flip = torch.rand(x.shape[0], generator=g, device=dev) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        x0 = self.to_x0(x)
         t = torch.randint(0, cfg.noise.timesteps, (x0.shape[0],), generator=g, device=dev)
         eps = torch.randn(x0.shape, generator=g, device=dev)
         xt = self.sched.add_noise(x0, eps, t)
@@ -217,21 +234,29 @@ class _DiffusionRun:
             status_line(log, bar, "tick %-4d kimg %-8.3f sec/kimg %-7.2f loss %.4f", row["tick"], row["kimg"],
                         row["sec_per_kimg"], row["loss"])
 
+    def grid(self) -> np.ndarray:
+        """The snapshot grid's images (uint8 [N, R, R, 3]) of seeds 0..grid_seeds-1, from the EMA weights."""
+        cfg = self.cfg
+        return sample_seeds(self.ema.module, cfg.noise, list(range(cfg.grid_seeds)), "ddim", cfg.grid_steps,
+                            self.dev, batch_size=16, dtype=torch.float32)
+
+    def write_exports(self, final: bool, meta: dict[str, str]) -> None:
+        """network-<nimg>.safetensors (and FINAL when `final`) from the EMA weights."""
+        econf, out = export_config(self.cfg.unet, self.cfg.noise), self.run.outdir
+        # Exports are named by images seen: exact, even for sub-kimg snapshot intervals.
+        export(out / f"network-{self.state.nimg:09d}.safetensors", self.ema.module, EXPORT_KIND, econf, meta)
+        if final:
+            export(out / self.FINAL, self.ema.module, EXPORT_KIND, econf, meta)
+
     def snapshot(self, final: bool) -> None:
-        """The sample grid, the EMA exports (and network-final.safetensors when `final`) and the training state."""
+        """The sample grid, the EMA exports and the training state."""
         cfg, st, out = self.cfg, self.state, self.run.outdir
         if self.rank == 0:
             if cfg.grid_seeds:
-                imgs = sample_seeds(self.ema.module, cfg.noise, list(range(cfg.grid_seeds)), "ddim", cfg.grid_steps,
-                                    self.dev, batch_size=16, dtype=torch.float32)
-                save_grid(out / SNAPSHOT_DIR / f"fakes-{st.step:08d}.png", imgs)
+                save_grid(out / SNAPSHOT_DIR / f"fakes-{st.step:08d}.png", self.grid())
             meta = {"ganprint.train.kimg": f"{st.nimg / 1000:.3f}", "ganprint.train.seed": str(cfg.seed),
                     "ganprint.train.step": str(st.step)}
-            econf = export_config(cfg.unet, cfg.noise)
-            # Exports are named by images seen: exact, even for sub-kimg snapshot intervals.
-            export(out / f"network-{st.nimg:09d}.safetensors", self.ema.module, EXPORT_KIND, econf, meta)
-            if final:
-                export(out / "network-final.safetensors", self.ema.module, EXPORT_KIND, econf, meta)
+            self.write_exports(final, meta)
             log.info("snapshot at %.3f kimg", st.nimg / 1000)
         st.save()
         self.run.write_curves()
@@ -243,7 +268,7 @@ class _DiffusionRun:
                       snapshot=images(cfg.snapshot_kimg))
         batches = data.stream(st.step)
         meter, start_nimg, start_time = Meter(), st.nimg, time.time()
-        with progress_bar(self.total_nimg, "train-diffusion", initial=st.nimg) as bar:
+        with progress_bar(self.total_nimg, self.COMMAND, initial=st.nimg) as bar:
             while st.nimg < self.total_nimg:
                 meter.add({"loss": self.step(next(batches))})
                 bar.update(cfg.batch_size)
@@ -284,21 +309,41 @@ def train_diffusion(cfg: DiffusionTrainConfig, outdir: str | os.PathLike,
     if resume is not None:
         cfg = config_from_export(cfg, resume)
     cfg.validate()
+    job = TrainJob(DiffusionRun, cfg.resolution, tuple(inputs), run_config(cfg, data, resume))
+    return run_training(cfg, outdir, data, device, resume, checkpoint_minutes, workers, job)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainJob:
+    """What differs between the trainers built on `DiffusionRun`: the run class (and its further keyword
+    arguments, `options`), the side of the training images, the path inputs that `outdir` must keep clear of
+    (flag, path, noun) and what config.json records."""
+
+    run_class: type[DiffusionRun]
+    resolution: int
+    inputs: tuple[tuple, ...]
+    record: dict
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+def run_training(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: Dataset | str | os.PathLike,
+                 device: str, resume: str | None, checkpoint_minutes: float, workers: int, job: TrainJob) -> dict:
+    """Open the run folder and the data, then train (or resume) the run `job` describes until `cfg.total_kimg`."""
     dev = start_processes(device, cfg.batch_size, float32=True)
-    run = RunFolder(outdir, _recorded_data(Path(outdir), run_config(cfg, data, resume)), RUNTIME_FIELDS,
-                    data=None if isinstance(data, Dataset) else data, command="train-diffusion", device=dev,
-                    inputs=inputs).check()
-    dataset = open_training_data(data, cfg.resolution)
+    run = RunFolder(outdir, _recorded_data(Path(outdir), job.record), RUNTIME_FIELDS,
+                    data=None if isinstance(data, Dataset) else data, command=job.run_class.COMMAND, device=dev,
+                    inputs=job.inputs).check()
+    dataset = open_training_data(data, job.resolution)
     order = EpochOrder(len(dataset), cfg.batch_size, cfg.seed, _TAG_ORDER, dist.get_rank(), dist.get_world_size())
     batches = Batches(dataset, order, workers, PRELOAD_BYTES)
     with run:
-        trainer = _DiffusionRun(cfg, run, dev, resume)
+        trainer = job.run_class(cfg, run, dev, resume, **job.options)
         save_reals(run.outdir, batches, range(min(max(cfg.grid_seeds, 1), len(dataset))))
         log.info("training %s on %d images: %d px, batch %d over %d process(es), %.3f -> %.3f kimg on %s",
-                 cfg.preset, len(dataset), cfg.resolution, cfg.batch_size, dist.get_world_size(),
+                 cfg.preset, len(dataset), job.resolution, cfg.batch_size, dist.get_world_size(),
                  trainer.state.nimg / 1000, cfg.total_kimg, dev)
         if trainer.state.nimg >= trainer.total_nimg:
-            if not (run.outdir / "network-final.safetensors").exists():
+            if not (run.outdir / trainer.FINAL).exists():
                 trainer.snapshot(final=True)
         else:
             trainer.loop(batches, checkpoint_minutes)

@@ -24,6 +24,8 @@ from ganprint.core.fingerprints import parse_bits
 from ganprint.data.folders import collate, open_image_dataset
 from ganprint.diffusion.model import EXPORT_KIND as DIFFUSION_KIND
 from ganprint.diffusion.source import load_diffusion_generator
+from ganprint.latent.model import EXPORT_KIND as LATENT_KIND
+from ganprint.latent.source import load_latent_generator
 from ganprint.gan.generate import generate_seeds
 from ganprint.nets.scalable import fingerprint_length_of
 from ganprint.scalable.generate import FINGERPRINT_META, generate_batch
@@ -83,7 +85,7 @@ class FolderSource:
 
 
 DECODER_KINDS = ("stega", "stega-decoder", "scalable-decoder")
-GENERATOR_KINDS = ("stylegan2-G", "scalable-G", "scalable-G-issued", DIFFUSION_KIND)
+GENERATOR_KINDS = ("stylegan2-G", "scalable-G", "scalable-G-issued", DIFFUSION_KIND, LATENT_KIND)
 
 
 def load_decoder(model: str | Path, device: str | torch.device = "cpu"
@@ -110,6 +112,8 @@ def load_generator(generator: str | Path, fingerprint: str | None, k: int, devic
     """
     if read_metadata(generator)["ganprint.kind"] == DIFFUSION_KIND:  # DDIM, 50 steps, as `ganprint generate`
         return load_diffusion_generator(generator, fingerprint, k, device)
+    if read_metadata(generator)["ganprint.kind"] == LATENT_KIND:  # likewise
+        return load_latent_generator(generator, fingerprint, k, device)
     G, cfg, meta = load_export(generator, kind=GENERATOR_KINDS, device=device)
     kind = meta["ganprint.kind"]
     if kind == "stylegan2-G":
@@ -169,7 +173,7 @@ class GeneratorSource:
     @torch.no_grad()
     def _generate(self, chunk: list[int]) -> tuple[np.ndarray, torch.Tensor]:
         n = len(chunk)
-        if self.kind == DIFFUSION_KIND:  # a ganprint.diffusion.source.DiffusionSampler
+        if self.kind in (DIFFUSION_KIND, LATENT_KIND):  # a DiffusionSampler or a ganprint.latent.source.LatentSampler
             return self._G64.generate(chunk, self.device), self.reference[None].expand(n, -1)
         if self.kind == "stylegan2-G":
             return generate_seeds(self._G64, chunk, self.device, n), self.reference[None].expand(n, -1)

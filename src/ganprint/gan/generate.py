@@ -45,6 +45,7 @@ def generate_images(spec: GenerateSpec) -> list[Path]:
     image in fp64."""
     spec.refuse(("fingerprint", "identical_latent", "identical_fingerprint"), "scalable-G generators")
     spec.refuse(("sampler", "steps"), "diffusion models")
+    spec.refuse(("decoder",), "latent diffusion models")
     outdir, dev = open_generation(spec)
     G, _, _ = load_export(spec.model, kind="stylegan2-G", device=dev)
     # "trunc": the identity key the folders of earlier versions hold.

@@ -43,6 +43,7 @@ class GenerateSpec(Spec):
     `fingerprint`, `identical_latent`, `identical_fingerprint`: scalable generators (a fixed c; every image takes
     the first seed's z / c).
     `sampler` (ddim, ddpm, dpm; default ddim) and `steps` (default 50): diffusion models.
+    `decoder`: latent diffusion models, an autoencoder export of the model's config whose decoder makes the pixels.
     """
 
     model: str | os.PathLike
@@ -58,6 +59,7 @@ class GenerateSpec(Spec):
     identical_fingerprint: bool = False
     sampler: str | None = None
     steps: int | None = None
+    decoder: str | os.PathLike | None = None
 
     def check(self) -> None:
         bounds.BATCH.check(self.batch_size, "`batch_size`")

@@ -26,6 +26,10 @@ from ganprint.diffusion.model import require_diffusers
 from ganprint.training.config import check_bounds
 
 EXPORT_KIND = "latent-autoencoder"
+# An autoencoder whose decoder has a user's fingerprint folded into its weights (ganprint.latent's issuing): the same
+# architecture and config, so it loads, encodes and decodes as a plain one does.
+ISSUED_KIND = "latent-autoencoder-issued"
+DECODER_KINDS = (EXPORT_KIND, ISSUED_KIND)
 _WIDTH = Bound(1, 4096, integer=True)
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
@@ -99,6 +103,11 @@ ISSUED_KIND = "latent-autoencoder-issued"  # the same model with one user's fing
 @register_kind(EXPORT_KIND)
 @register_kind(ISSUED_KIND)
 def _build_from_export(config: dict) -> torch.nn.Module:
+    return build_autoencoder(parse_export_config(config))
+
+
+@register_kind(ISSUED_KIND)
+def _build_issued(config: dict) -> torch.nn.Module:
     return build_autoencoder(parse_export_config(config))
 
 

@@ -57,6 +57,7 @@ def generate(spec: GenerateSpec) -> list[Path]:
     `identical_latent` / `identical_fingerprint`: every image takes the first seed's z / c."""
     spec.refuse(("trunc",), "stylegan2-G generators")
     spec.refuse(("sampler", "steps"), "diffusion models")
+    spec.refuse(("decoder",), "latent diffusion models")
     outdir, dev = open_generation(spec)
     G, cfg, meta = load_export(spec.model, kind=KINDS, device=dev)
     issued = meta["ganprint.kind"] == "scalable-G-issued"
