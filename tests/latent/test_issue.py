@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 import ganprint
 from ganprint.cli import main
@@ -17,6 +18,9 @@ from ganprint.latent.autoencoder import ISSUED_KIND, AutoencoderConfig, decode
 from ganprint.latent.modulated import EXPORT_KIND, ModulatedAutoencoder, ModulationConfig, export_config
 from ganprint.registry.issued import BASE_MODEL_META, FINGERPRINT_META, FP_ID_META
 from ganprint.registry.store import Registry
+from ganprint.verification.detector import Detector
+from tests.conftest import write_image_folder
+from tests.latent import kit
 
 pytest.importorskip("diffusers")
 
@@ -87,3 +91,52 @@ def test_a_registry_of_other_lengths_is_refused(shared, tmp_path):
     with pytest.raises(GanprintError, match="8"):
         ganprint.issue(path, reg, tmp_path / "issued")
     assert len(Registry(reg, create=False).list()) == 1
+
+
+@pytest.fixture(scope="module")
+def issued3(tmp_path_factory):
+    """kit's models with three latent decoders issued from the shared one, and folders of their images, of the
+    original decoder's and of photos."""
+    root = tmp_path_factory.mktemp("issued3")
+    paths = kit.write_models(root / "models")
+    reg = root / "reg.sqlite"
+    rows = [ganprint.issue(paths["shared"], reg, root / "issued", who=w) for w in ("ann", "bob", "cy")]
+    data = root / "data"
+    for row in rows:
+        kit.write_decoded(load_export(row["issued_path"])[0], kit.latents(3, seed=row["fp_id"]), data,
+                          f"issued{row['fp_id']}")
+    original = kit.write_decoded(load_export(paths["original"])[0], kit.latents(3, seed=7), data, "original")
+    photos = write_image_folder(data / "photos", n=3)
+    return paths, reg, rows, data, original + photos
+
+
+def test_attribute_reads_latent_issued_decoders_with_the_fingerprint_decoder(issued3, tmp_path):
+    paths, reg, rows, data, negatives = issued3
+    r = CliRunner().invoke(main, ["attribute", "--model", str(paths["decoder"]), "--registry", str(reg), "--data",
+                                  str(data), "--outdir", str(tmp_path / "a"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["issued"] == 3 and summary["bits"] == kit.K and summary["images"] == 15
+    got = {row["file"]: row for row in map(json.loads, (tmp_path / "a" / "attributions.jsonl").open())}
+    for path in negatives:  # the original decoder's images and photos name nobody
+        assert got[path.relative_to(data).as_posix()]["attributed"] == "unknown"
+    # `check` answers every image as attribute does (the same decoder, registry and p-values)
+    det = Detector.from_file(paths["decoder"], registry=reg)
+    for name, row in got.items():
+        (checked,) = det.detect([Image.open(data / name)])
+        assert {k: checked[k] for k in row if k != "file"} == {k: v for k, v in row.items() if k != "file"}
+
+
+def test_attribute_refuses_a_registry_of_another_length(issued3, tiny_stega_decoder, tmp_path):
+    _, reg, _, data, _ = issued3
+    with pytest.raises(GanprintError, match="32-bit fingerprints but decoder .* reads 8 bits"):
+        ganprint.attribute(tiny_stega_decoder, reg, data, tmp_path / "a")
+
+
+def test_check_reads_an_issued_decoders_fingerprint(issued3):
+    paths, _, rows, data, _ = issued3
+    r = CliRunner().invoke(main, ["check", *map(str, sorted(data.glob("issued1-*.png"))), "--model",
+                                  str(paths["decoder"]), "--fingerprint", rows[0]["bits_hex"], "--json"])
+    lines = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    assert len(lines) == 3 and all(0 <= row["matches"] <= kit.K for row in lines)
+    assert r.exit_code == (0 if all(row["detected"] for row in lines) else 1), r.output
