@@ -1,7 +1,7 @@
 """Model attacks on an issued latent decoder: bit accuracy and attribution after each.
 
     python benchmarks/experiments/latent/model_attacks.py --run RUN --data DIR --models 20 --images 64 \
-        --steps 0 25 50 100 200 --out benchmarks/experiments/latent/results/model-attacks
+        --steps 0 25 50 100 200 --out runs/latent-attacks
 
 RUN is a `train-latent-fingerprint` run folder (latent-modulated.safetensors, fingerprint-decoder.safetensors and
 config.json, whose "autoencoder" names the original autoencoder; `--autoencoder` overrides it). `--models` decoders
