@@ -76,7 +76,18 @@ def fingerprint_decoder(resolution: int, k: int) -> StegaDecoderOnly:
     if r < 16 or r & (r - 1):
         raise GanprintError(f"the autoencoder makes {r}-px images; the fingerprint decoder reads sides that are a "
                             "power of two >= 16 (16, 32, 64, ...): give `autoencoder` such a model")
-    return StegaDecoderOnly(StegaConfig(resolution=r, fingerprint_length=int(k)))
+    dec = StegaDecoderOnly(StegaConfig(resolution=r, fingerprint_length=int(k)))
+    # He-normal weights, zero biases: PyTorch's default init shrinks the activations layer after layer and starves
+    # the bit gradient (measured for the stega trainer: benchmarks/experiments/stega-training/RESULTS-train.md).
+    for mod in dec.modules():
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(mod.bias)
+    return dec
+
+
+def _augments(spec: str | None) -> bool:
+    return bool(spec) and spec.strip().lower() != "none"
 
 
 def _to01(x: torch.Tensor) -> torch.Tensor:
@@ -103,8 +114,8 @@ class _Run:
         self.model = from_autoencoder(self.frozen, ae_cfg, cfg.modulation()).to(dev).eval()
         self.E = fingerprint_decoder(ae_cfg.resolution, cfg.fingerprint_length).to(dev)
         self.model.autoencoder.requires_grad_(False)
-        groups = [{"params": [*self.model.mapping.parameters(), *self.model.affine.parameters(),
-                              *self.E.parameters()], "lr": cfg.lr}]
+        groups = [{"params": [*self.model.mapping.parameters(), *self.model.affine.parameters()],
+                   "lr": cfg.mapping_lr}, {"params": list(self.E.parameters()), "lr": cfg.lr}]
         if cfg.train_decoder:
             dec = [*self.model.autoencoder.decoder.parameters(), *self.model.autoencoder.post_quant_conv.parameters()]
             for p in dec:
@@ -112,8 +123,10 @@ class _Run:
             groups.append({"params": dec, "lr": cfg.decoder_lr})
         self.trained = [p for g in groups for p in g["params"]]
         self.opt = torch.optim.Adam(groups, betas=(0.9, 0.99))
-        self.aug = build_augment(cfg.augment, skew=cfg.augment_skew) if cfg.augment else None
-        self.state = TrainingState(run.outdir, {"model": self.model, "decoder": self.E, "opt": self.opt})
+        self.aug = build_augment(cfg.augment, skew=cfg.augment_skew) if _augments(cfg.augment) else None
+        # counters: the running training bit accuracy and the images seen when the gate opened (-1: still shut)
+        self.state = TrainingState(run.outdir, {"model": self.model, "decoder": self.E, "opt": self.opt},
+                                   acc_run=0.5, gate_nimg=-1)
         self.state.restore()
         run.rewind(self.state.step)
         g = torch.Generator().manual_seed(derive_seed(cfg.seed, _TAG_EVAL))
@@ -144,21 +157,36 @@ class _Run:
             loss_bits = 0.5 * (loss_bits + F.binary_cross_entropy_with_logits(logits_aug, c))
             stats["bit_acc_train_augmented"] = bit_accuracy(decode_bits(logits_aug.detach()), c).mean().item()
         loss_img = F.mse_loss(xc, x0)
-        loss = cfg.bit_weight * loss_bits + cfg.img_weight * loss_img
+        ramp = self.gate()
+        loss = cfg.bit_weight * loss_bits + ramp * cfg.img_weight * loss_img
         if cfg.ssim_weight > 0:
             import kornia  # the perturbation library's dependency already
 
             loss_ssim = 1 - kornia.metrics.ssim(x01, ((x0 + 1) / 2).clamp(0, 1), 11).mean()
-            loss = loss + cfg.ssim_weight * loss_ssim
+            loss = loss + ramp * cfg.ssim_weight * loss_ssim
             stats["loss/ssim"] = loss_ssim.item()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(self.trained, fill_missing=True)
         self.opt.step()
         st.step, st.nimg = st.step + 1, st.nimg + cfg.batch_size
+        acc = float(dist.all_reduce_mean(bit_accuracy(decode_bits(logits.detach()), c).mean()))
+        st.counters["acc_run"] = 0.9 * st.counters["acc_run"] + 0.1 * acc
         stats.update({"loss": loss.item(), "loss/bits": loss_bits.item(), "loss/img": loss_img.item(),
-                      "bit_acc_train": bit_accuracy(decode_bits(logits.detach()), c).mean().item()})
+                      "bit_acc_train": acc, "w_img": ramp * cfg.img_weight})
         return stats
+
+    def gate(self) -> float:
+        """The image terms' share this step: 0 until the gate opens, then a linear ramp to 1."""
+        cfg, st = self.cfg, self.state
+        if st.counters["gate_nimg"] < 0:
+            if st.counters["acc_run"] < cfg.img_gate_acc and st.nimg < cfg.img_gate_kimg * 1000:
+                return 0.0
+            st.counters["gate_nimg"] = st.nimg
+            log.info("image terms enabled at %.3f kimg (training bit accuracy %.3f)", st.nimg / 1000,
+                     st.counters["acc_run"])
+        ramp = cfg.img_rampup_kimg * 1000
+        return min(1.0, (st.nimg - st.counters["gate_nimg"]) / ramp) if ramp > 0 else 1.0
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -250,7 +278,7 @@ def train_latent_fingerprint(cfg: LatentFingerprintConfig, autoencoder: str | os
     run = RunFolder(outdir, record, RUNTIME_FIELDS, data=path, command="train-latent-fingerprint", device=dev,
                     inputs=inputs).check()
     ae_cfg, vae = read_autoencoder(autoencoder)
-    fingerprint_decoder(ae_cfg.resolution, cfg.fingerprint_length)
+    fingerprint_decoder(ae_cfg.resolution, cfg.fingerprint_length)  # refuses a side it cannot read, before writing
     train, held = _split(open_training_data(data, ae_cfg.resolution), cfg.eval_images)
     order = EpochOrder(len(train), cfg.batch_size // dist.get_world_size(), cfg.seed, _TAG_ORDER, dist.get_rank(),
                        dist.get_world_size())
