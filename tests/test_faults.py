@@ -34,6 +34,7 @@ from ganprint.core.artifacts import save_export
 from ganprint.nets.stylegan2 import Generator, GeneratorConfig, generator_config_dict
 from ganprint.scalable.issue import issue_model
 from tests.conftest import write_image_folder
+from tests.latent import kit as latent_kit
 from tests.scalable.test_scalable import _export as scalable_export
 
 TIME_LIMIT = 60
@@ -88,6 +89,8 @@ def F(tmp_path_factory, tiny_stega_model, tiny_stega_decoder):
     f["SG"], f["SD"] = str(sg), str(sd)
     f["reg"] = str(root / "reg.sqlite")
     issue_model(sg, root / "reg.sqlite", root / "issued", who="test")
+    latent = latent_kit.write_models(root / "latent")  # a shared latent-modulated model and its stega-decoder
+    f["LM"], f["LD"] = str(latent["shared"]), str(latent["decoder"])
     (root / "afile").write_text("not a folder\n")
     f["file"] = str(root / "afile")
     f["under_file"] = str(root / "afile" / "sub")
@@ -458,6 +461,20 @@ CASES = [
                       ("--max-files", "0"), ("--max-pixels", str(10**30)), ("--sync-seconds", "inf"),
                       ("--max-upload-mb", "nan"), ("--decode-threads", "100000"))],
     ("demo-seed-huge", ["demo", "--outdir", "{out}/demo3", "--seed", str(2**64)], 1, "--seed"),
+    # Latent decoders: the same guards on issue, attribute and serve
+    *[(f"issue-latent-models-dir-{kind}", ["issue", "--model", "{LM}", "--registry", "{out}/rl.sqlite", "--models-dir",
+                                           path], 1, "--models-dir")
+      for kind, path in (("is-file", "{file}"), ("ro-new", RO_NEW))],
+    *[(f"issue-latent-fingerprint-{kind}", ["issue", "--model", "{LM}", "--registry", "{out}/rl.sqlite",
+                                            "--models-dir", "{out}/il", "--fingerprint", fp], 1, "fingerprint")
+      for kind, fp in (("short", "0101"), ("garbage", "hello"))],
+    ("issue-latent-registry-of-other-length", ["issue", "--model", "{LM}", "--registry", "{reg}", "--models-dir",
+                                               "{out}/il2"], 1, "12-bit fingerprints"),
+    ("attribute-latent-registry-of-other-length", ["attribute", "--model", "{LD}", "--registry", "{reg}", "--data",
+                                                   "{imgs}", "--outdir", "{out}/al"], 1, "--model / --registry"),
+    ("serve-latent-base-with-scalable-decoder", ["serve", "--registry", "{out}/rs.sqlite", "--base-model", "{LM}",
+                                                 "--scalable-decoder", "{SD}", "--port", "0"], 1,
+     "give the decoder trained with that model"),
 ]
 
 # Cases that could hang or fill the memory run as subprocesses (a hang must be stopped by the timeout).

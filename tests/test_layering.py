@@ -50,7 +50,7 @@ LAZY_FACADE = {(ROOT, f"{ROOT}.api"), (ROOT, f"{ROOT}.verification.detector")}
 # safetensors export or a registry, so that checking with an ONNX graph never loads torch.
 LAZY_START = {(f"{ROOT}.cli", f"{ROOT}.cli.{m}") for m in ("artificial", "data", "gan", "scalable", "diffusion",
                                                             "evaluation", "demo", "service", "provenance",
-                                                            "verification", "latent")} | {
+                                                            "verification", "latent", "latent_fingerprint")} | {
     (f"{ROOT}.verification.detector", f"{ROOT}.inference.decoders"),
     (f"{ROOT}.verification.detector", f"{ROOT}.registry.store")}
 # Builder discovery: `load_export` rebuilds a model from the kind named in a file's metadata, so on first use it

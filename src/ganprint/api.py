@@ -35,6 +35,7 @@ from ganprint.gan.config import resolve_config as _gan_config
 from ganprint.gan.generate import generate_images
 from ganprint.gan.train import train_gan
 from ganprint.inference.generation import GenerateSpec
+from ganprint.latent.issue import issue_latent_model
 from ganprint.scalable import generate as scalable_generate
 from ganprint.scalable.attribute import AttributeSpec
 from ganprint.scalable.attribute import attribute_images
@@ -94,10 +95,11 @@ def attribute(*args: Any, spec: AttributeSpec | None = None, **kwargs: Any) -> d
 
 
 def issue(*args: Any, **kwargs: Any) -> dict:
-    """`ganprint issue`: issue one fingerprint from `registry` and write its folded generator into `models_dir`;
-    `model` (a scalable-G export), `registry`, `models_dir` also by position, then `fingerprint`, `who`, `notes`,
-    `min_distance`, `device`. Returns the registry row (`fp_id`, `bits_hex`, `who`, ...; `issued_path`: the
-    model's file)."""
+    """`ganprint issue`: issue one fingerprint from `registry` and write its folded model into `models_dir`;
+    `model` (a scalable-G export: a StyleGAN2 generator; or a latent-modulated export: a latent diffusion
+    autoencoder, whose issued copy is a plain autoencoder), `registry`, `models_dir` also by position, then
+    `fingerprint`, `who`, `notes`, `min_distance`, `device`. Returns the registry row (`fp_id`, `bits_hex`, `who`,
+    ...; `issued_path`: the model's file)."""
     kwargs = _renamed("issue", kwargs)
     names = ("model", "registry", "models_dir")
     if len(args) > len(names):
@@ -106,7 +108,16 @@ def issue(*args: Any, **kwargs: Any) -> dict:
     missing = [f"`{n}`" for n in names if kwargs.get(n) is None]
     if missing:
         raise GanprintError(f"issue() needs {', '.join(missing)}")
-    return issue_model(kwargs.pop("model"), kwargs.pop("registry"), kwargs.pop("models_dir"), **kwargs)
+    model = kwargs.pop("model")
+    kind = read_metadata(model).get("ganprint.kind")
+    if kind not in _ISSUERS:
+        raise GanprintError(f"`model` {model} holds a '{kind}' model; issuing needs a shared {' or a '.join(_ISSUERS)} "
+                            "export")
+    return _ISSUERS[kind](model, kwargs.pop("registry"), kwargs.pop("models_dir"), **kwargs)
+
+
+# The shared models `issue` folds a fingerprint into, by export kind.
+_ISSUERS = {"scalable-G": issue_model, "latent-modulated": issue_latent_model}
 
 
 def evaluate(*args: Any, spec: EvaluateSpec | None = None, **kwargs: Any) -> dict:

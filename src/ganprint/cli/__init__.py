@@ -27,7 +27,7 @@ from ganprint.core.errors import GanprintError
 from ganprint.cli import vocabulary
 
 _COMMAND_MODULES = ("artificial", "data", "gan", "scalable", "diffusion", "latent", "evaluation", "demo", "service",
-                    "provenance", "verification")
+                    "provenance", "verification", "latent_fingerprint")
 
 # name -> (module, the first sentence of its help: what `ganprint --help` lists); tests/cli/test_lazy.py keeps it true
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -57,6 +57,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "train-latent": ("latent", "Train a latent diffusion UNet on the latents of a frozen autoencoder; exports UNet "
                                "and autoencoder in one file (kind latent-diffusion)."),
     "export-diffusers": ("diffusion", "Write a diffusion export as a diffusers pipeline folder with a model card."),
+    "train-latent-fingerprint": ("latent_fingerprint", "Fine-tune a latent autoencoder's decoder so that every image "
+                                                       "it decodes carries a fingerprint."),
     "evaluate": ("evaluation", "Measure how well fingerprints survive image (and model) perturbations, and write a "
                                "report."),
     "adversary": ("evaluation", "Forge and remove fingerprints as an adversary would, and measure how often the "

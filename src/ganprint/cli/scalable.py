@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ganprint.api import issue
 from ganprint.artificial.register import register_dataset
 from ganprint.cli import params as P
 from ganprint.core.threat import P_VALUE_COVERS
@@ -13,7 +14,6 @@ from ganprint.registry.issued import repair_issued
 from ganprint.registry.store import Registry, export_registry, import_registry, migrate
 from ganprint.scalable.attribute import AttributeSpec, attribute_images
 from ganprint.scalable.config import PRESETS, resolve_config
-from ganprint.scalable.issue import issue_model
 from ganprint.scalable.train import train_scalable
 from ganprint.training.config import config_json
 
@@ -86,7 +86,8 @@ def train_scalable_cmd(outdir, preset, checkpoint_minutes, workers, dry_run, **f
 
 
 @click.command("issue")
-@click.option("--model", required=True, type=click.Path(dir_okay=False), help="Shared scalable-G export.")
+@click.option("--model", required=True, type=click.Path(dir_okay=False),
+              help="Shared scalable-G export, or a latent-modulated one (a latent diffusion autoencoder).")
 @click.option("--registry", required=True, type=click.Path(dir_okay=False),
               help="Registry: SQLite path or postgresql:// URL (created if new).")
 @click.option("--models-dir", required=True, type=click.Path(file_okay=False),
@@ -98,20 +99,24 @@ def train_scalable_cmd(outdir, preset, checkpoint_minutes, workers, dry_run, **f
               help="Refuse fingerprints closer than this to an issued one [K // 4, e.g. 32 for 128 bits].")
 @click.option("--device", default="cpu", show_default=True)
 def issue_cmd(model, registry, models_dir, fingerprint, who, notes, min_distance, device) -> None:
-    """Issue a fingerprinted model: register a fresh fingerprint and write its standalone generator.
+    """Issue a fingerprinted model: register a fresh fingerprint and write its standalone generator or decoder.
 
     \b
-    Example:
+    Examples:
       ganprint issue --model runs/sc32/scalable-G.safetensors --registry reg.sqlite --models-dir issued/ --who alice
-    The issued model (kind scalable-G-issued) has the fingerprint folded into its weights and takes none.
+      ganprint issue --model runs/fp/latent-modulated.safetensors --registry lreg.sqlite --models-dir lissued/
+    The issued model (kind scalable-G-issued, or latent-autoencoder-issued: a plain diffusers AutoencoderKL) has
+    the fingerprint folded into its weights and takes none.
     """
 
-    row = issue_model(model, registry, models_dir, fingerprint, who, notes, min_distance, device)
+    row = issue(model, registry, models_dir, fingerprint=fingerprint, who=who, notes=notes,
+                min_distance=min_distance, device=device)
     click.echo(json.dumps({k: row[k] for k in ("fp_id", "bits_hex", "who", "min_distance", "issued_path")}))
 
 
 @click.command("attribute")
-@click.option("--model", required=True, type=click.Path(dir_okay=False), help="A scalable-decoder export.")
+@click.option("--model", required=True, type=click.Path(dir_okay=False),
+              help="A scalable-decoder export, or the fingerprint decoder (stega-decoder) of latent issued decoders.")
 @click.option("--registry", required=True, help="Registry of issued fingerprints (SQLite path or postgresql:// URL).")
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="A folder of images.")
 @click.option("--outdir", type=click.Path(file_okay=False), default=None,

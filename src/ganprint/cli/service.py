@@ -26,12 +26,12 @@ COMMANDS: list = []
 @click.option("--registry", default="registry.sqlite", show_default=True, envvar="GANPRINT_REGISTRY",
               help="SQLite path / sqlite:///... (one machine) or postgresql://... (several).")
 @click.option("--scalable-decoder", type=click.Path(dir_okay=False), envvar="GANPRINT_SCALABLE_DECODER",
-              help="scalable-decoder export: enables /v1/attribute.")
+              help="scalable-decoder export (or the stega-decoder of latent issued decoders): enables /v1/attribute.")
 @click.option("--stega-decoder", "stega_decoders", multiple=True, type=click.Path(dir_okay=False),
               envvar="GANPRINT_STEGA_DECODERS", help="stega model of registered data sets (repeatable; the "
               "environment variable takes several separated by spaces): enables /v1/detect.")
 @click.option("--base-model", type=click.Path(dir_okay=False), envvar="GANPRINT_BASE_MODEL",
-              help="Shared scalable-G export: enables /v1/issue.")
+              help="Shared scalable-G export (or latent-modulated: issues latent decoders): enables /v1/issue.")
 @click.option("--models-dir", default="issued", show_default=True, envvar="GANPRINT_MODELS_DIR",
               help="Where issued models are written; the same shared folder on every server.")
 @click.option("--fpr", type=P.FPR, default=1e-6, show_default=True, envvar="GANPRINT_FPR",

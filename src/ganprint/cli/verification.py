@@ -22,7 +22,7 @@ DETECTED, NOT_DETECTED, ERROR = 0, 1, 2  # exit statuses
               help="The fingerprint every image is tested against (0/1 string or 0x hex).")
 @click.option("--registry", default=None,
               help="Attribute to the issued fingerprints of this registry instead (a SQLite path or postgresql:// "
-                   "URL; scalable-decoder models).")
+                   "URL; scalable-decoder models, or the stega-decoder of latent issued decoders).")
 @click.option("--fpr", default=1e-6, show_default=True, type=P.FPR,
               help="False-positive rate of the per-image decision (with --registry, for all issued fingerprints).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (JSON Lines).")

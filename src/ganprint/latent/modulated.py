@@ -136,22 +136,26 @@ class ModulatedAutoencoder(nn.Module):
 
     @torch.no_grad()
     def fold(self, bits: torch.Tensor) -> nn.Module:
-        """The plain `AutoencoderKL` that decodes as `decode(., bits)` does: each modulated weight times its scales."""
+        """The plain `AutoencoderKL` that decodes as `decode(., bits)` does: each modulated weight times its scales.
+
+        The copy is built on the meta device and given its tensors (no initialisation to throw away, one copy of
+        each weight): issuing is then bound by writing the file (benchmarks/experiments/latent/issue_speed.py)."""
         bits = torch.as_tensor(bits, dtype=torch.float32).reshape(1, -1).to(self.affine.weight.device)
         if bits.shape[1] != self.fingerprint_length:
             raise GanprintError(f"the fingerprint has {bits.shape[1]} bits but the model takes "
                                 f"{self.fingerprint_length}")
-        out = build_autoencoder(self.ae_cfg).to(self.affine.weight.device)
-        if self.affine.weight.dtype != torch.float32:  # diffusers warns about any dtype cast, even a needed one
-            out = out.to(dtype=self.affine.weight.dtype)
-        out.load_state_dict(self.autoencoder.state_dict())
-        convs = dict(out.named_modules())
+        convs = dict(self.autoencoder.named_modules())
+        folded = {}
         for name, s in zip(self._names, self.styles(bits)):
             conv = convs[name]
             w = conv.weight * s[0][None, :, None, None]
             if self.cfg.demodulate:
                 w = w * _demodulation(conv.weight, s)[0][:, None, None, None]
-            conv.weight.copy_(w)
+            folded[f"{name}.weight"] = w
+        state = {k: folded[k] if k in folded else v.clone() for k, v in self.autoencoder.state_dict().items()}
+        with torch.device("meta"):
+            out = build_autoencoder(self.ae_cfg)
+        out.load_state_dict(state, assign=True)
         return out.eval()
 
 

@@ -31,11 +31,19 @@ from typing import Any, Callable
 import torch
 
 from ganprint.core.files import check_writable_dir, rename_no_replace, sha256_file, write_new_file
+from ganprint.core.paths import check_overlap
+from ganprint.registry.backends import registry_file
 from ganprint.registry.errors import CommitUnknown, RegistryError
 from ganprint.registry.fingerprints import Issued
 from ganprint.registry.store import Registry
 
 log = logging.getLogger(__name__)
+
+# Metadata of every issued model file, whatever the method: its fingerprint (hex), its registry id, and the sha256 of
+# the shared model it was folded from.
+FINGERPRINT_META = "ganprint.fingerprint"
+FP_ID_META = "ganprint.fp_id"
+BASE_MODEL_META = "ganprint.base_model_sha256"
 
 _NAME = re.compile(r"(?P<pending>\.)?issued-(?P<id>[0-9]{6,19})-(?P<reg>[0-9a-f]{16})\.safetensors"
                    r"(?(pending)\.pending|)")
@@ -53,6 +61,28 @@ def pending_name(registry_id: str, fp_id: int) -> str:
 
 def _pending_of(final_name: str) -> str:
     return f".{final_name}.pending"
+
+
+def issued_metadata(rec: Issued) -> dict[str, str]:
+    """The metadata an issued model file of row `rec` carries."""
+    return {FINGERPRINT_META: rec.bits_hex, FP_ID_META: str(rec.fp_id), BASE_MODEL_META: rec.model_sha256}
+
+
+def open_for_issue(model_path: str | os.PathLike, registry_path: str | os.PathLike, models_dir: str | os.PathLike,
+                   load: Callable[[], Any]) -> tuple[Any, Registry]:
+    """(`load()`, the registry) of an issue from shared model `model_path`, checked before anything is written:
+    `models_dir` and the registry may not be, hold or lie inside the model (nor `models_dir` the registry); the model
+    is loaded before the registry is opened (a wrong file creates no registry); a damaged registry is one line; files
+    that an earlier, killed issue left in `models_dir` are settled first."""
+    reg = registry_file(registry_path)
+    check_overlap([("`model`", model_path, "model"), ("`registry`", reg, "registry")],
+                  [("`models_dir`", models_dir), ("`registry`", reg, "file")])
+    loaded = load()
+    check_writable_dir(models_dir, "`models_dir`")
+    registry = Registry(registry_path)
+    registry.check()
+    repair_issued(registry, models_dir, check_rows=False)
+    return loaded, registry
 
 
 def issue_with_file(registry: Registry, models_dir: str | os.PathLike, model_bytes: Callable[[Issued], bytes],

@@ -41,6 +41,9 @@ __all__ = ["ATTRIBUTIONS", "AttributeSpec", "UNKNOWN", "attribute_bits", "attrib
            "summarize"]
 
 ATTRIBUTIONS = "attributions.jsonl"  # the rows, in `outdir`
+# The decoders that read an issued model's fingerprint: a StyleGAN2 scalable decoder, or the fingerprint decoder of
+# latent issued autoencoders (a stega-decoder export, `ganprint.latent`).
+DECODER_KINDS = ("scalable-decoder", "stega-decoder")
 SUMMARY = "summary.json"
 
 PathLike = str | os.PathLike
@@ -50,7 +53,7 @@ PathLike = str | os.PathLike
 class AttributeSpec(Spec):
     """What `attribute_images` is asked to do; the fields are its keyword arguments (and the command's flags).
 
-    `model`: a scalable-decoder export; `registry`: the registry of issued fingerprints (SQLite path or
+    `model`: a scalable-decoder export (or the stega-decoder export that reads latent issued decoders); `registry`: the registry of issued fingerprints (SQLite path or
     postgresql:// URL); `data`: a folder of images; `outdir`: where `attributions.jsonl` (one row per image) and
     `summary.json` go. `out` is the older form, kept for one release: one JSONL file, its summary beside it as
     `<out>.summary.json`, replaced only with `overwrite`. `fpr` is per image, Bonferroni-corrected for the number of
@@ -115,7 +118,7 @@ def attribute_images(*args: Any, spec: AttributeSpec | None = None, **kwargs: An
         raise GanprintError(f"`data` {src} is not a directory of images")
     files = list_images(src)
     dev = resolve_device(spec.device)
-    decoder = Decoder(spec.model, DecoderOptions(dev, runtime=spec.runtime), kinds=("scalable-decoder",))
+    decoder = Decoder(spec.model, DecoderOptions(dev, runtime=spec.runtime), kinds=DECODER_KINDS)
     reg = Registry(spec.registry, create=False)
     folder = _output_folder(spec, reg.where, dev)
     if reg.fingerprint_length() not in (None, decoder.k):

@@ -21,10 +21,9 @@ from ganprint.core.fingerprints import bits_to_hex, bits_to_str, parse_bits
 from ganprint.inference.generation import GenerateSpec, claim, open_generation, seed_file, write_seed_images
 from ganprint.nets.scalable import fingerprint_length_of, seeded_inputs
 from ganprint.nets.stylegan2 import to_uint8
+from ganprint.registry.issued import FINGERPRINT_META, FP_ID_META
 
 KINDS = ("scalable-G", "scalable-G-issued")
-FINGERPRINT_META = "ganprint.fingerprint"  # hex of the folded fingerprint in a scalable-G-issued export
-FP_ID_META = "ganprint.fp_id"
 
 
 @torch.no_grad()

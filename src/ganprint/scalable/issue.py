@@ -9,15 +9,12 @@ import os
 import torch
 
 from ganprint.core.artifacts import export_bytes, load_export
-from ganprint.core.files import check_writable_dir, sha256_file
-from ganprint.core.paths import check_overlap
+from ganprint.core.files import sha256_file
 from ganprint.core.runtime import resolve_device
 from ganprint.nets.scalable import ScalableGenerator, fingerprint_length_of, fold_fingerprint
-from ganprint.registry.backends import registry_file
 from ganprint.registry.fingerprints import Issued
-from ganprint.registry.issued import issue_with_file, repair_issued
+from ganprint.registry.issued import issue_with_file, issued_metadata, open_for_issue
 from ganprint.registry.store import Registry
-from ganprint.scalable.generate import FINGERPRINT_META, FP_ID_META
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +25,7 @@ def issue_loaded(G: ScalableGenerator, cfg: dict, model_sha256: str, registry: R
     `notes` and `min_distance` of `Registry.issue`."""
 
     def model_bytes(rec: Issued) -> bytes:
-        return export_bytes(fold_fingerprint(G, rec.bits), "scalable-G-issued", cfg,
-                            {FINGERPRINT_META: rec.bits_hex, FP_ID_META: str(rec.fp_id),
-                             "ganprint.base_model_sha256": rec.model_sha256})
+        return export_bytes(fold_fingerprint(G, rec.bits), "scalable-G-issued", cfg, issued_metadata(rec))
 
     rec = issue_with_file(registry, models_dir, model_bytes, fingerprint,
                           fingerprint_length=fingerprint_length_of(cfg), model_sha256=model_sha256, **holder)
@@ -48,15 +43,9 @@ def issue_model(model_path: str | os.PathLike, registry_path: str | os.PathLike,
     first (the same folder as the service's `models_dir`).
     `models_dir` and the registry may not be, hold or lie inside the model (nor `models_dir` the registry).
     """
-    reg = registry_file(registry_path)
-    check_overlap([("`model`", model_path, "model"), ("`registry`", reg, "registry")],
-                  [("`models_dir`", models_dir), ("`registry`", reg, "file")])
     dev = resolve_device(device)
-    G, cfg, _ = load_export(model_path, kind="scalable-G", device=dev)
-    check_writable_dir(models_dir, "`models_dir`")
-    registry = Registry(registry_path)
-    registry.check()  # a damaged registry is one line before anything is written
-    repair_issued(registry, models_dir, check_rows=False)
+    (G, cfg, _), registry = open_for_issue(model_path, registry_path, models_dir,
+                                           lambda: load_export(model_path, kind="scalable-G", device=dev))
     with torch.no_grad():
         return issue_loaded(G, cfg, sha256_file(model_path), registry, models_dir, fingerprint, who=who,
                             notes=notes, min_distance=min_distance)

@@ -34,9 +34,10 @@ class ServiceConfig:
     """What one `ganprint serve` process (and each of its workers) runs with."""
 
     registry: str = "registry.sqlite"  # SQLite path, sqlite:///..., or postgresql://...
-    scalable_decoder: str | None = None  # scalable-decoder export: enables /v1/attribute
+    # scalable-decoder export (or the stega-decoder of latent issued decoders): enables /v1/attribute
+    scalable_decoder: str | None = None
     stega_decoders: list[str] = field(default_factory=list)  # stega / stega-decoder exports: /v1/detect
-    base_model: str | None = None  # shared scalable-G export: enables /v1/issue
+    base_model: str | None = None  # shared scalable-G (or latent-modulated) export: enables /v1/issue
     models_dir: str = "issued"  # where issued models are written (shared storage when several machines issue)
     fpr: float = 1e-6  # per-image false-positive rate (attribution: Bonferroni-corrected over issued models)
     min_distance: int | None = None  # issuing: minimum Hamming distance [K // 4]

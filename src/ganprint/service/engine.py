@@ -27,6 +27,7 @@ from ganprint.core.hamming import HammingIndex
 from ganprint.core.stats import match_threshold
 from ganprint.inference.decoders import STEGA_KINDS, Decoder, DecoderOptions
 from ganprint.inference.scoring import UNKNOWN, attribute_bits, score_bits
+from ganprint.latent.issue import issue_loaded_latent
 from ganprint.nets.scalable import fingerprint_length_of
 from ganprint.registry.datasets import Dataset
 from ganprint.registry.errors import CommitUnknown
@@ -37,6 +38,11 @@ from ganprint.scalable.issue import issue_loaded
 from ganprint.service.config import DECISION_FIELDS, ServiceConfig
 
 log = logging.getLogger(__name__)
+
+# The shared models the service issues from, each with the kind of decoder that reads its issued models: a StyleGAN2
+# scalable generator, or a latent diffusion autoencoder whose issued decoders a stega-decoder reads.
+DECODER_OF_BASE = {"scalable-G": "scalable-decoder", "latent-modulated": "stega-decoder"}
+ATTRIBUTION_KINDS = tuple(DECODER_OF_BASE.values())
 
 
 @dataclass
@@ -105,7 +111,7 @@ class Engine:
         self.decoder: Decoder | None = None
         self.k = self.resolution = None
         if cfg.scalable_decoder:
-            self.decoder = Decoder(cfg.scalable_decoder, options, kinds=("scalable-decoder",))
+            self.decoder = Decoder(cfg.scalable_decoder, options, kinds=ATTRIBUTION_KINDS)
             self.k, self.resolution = self.decoder.k, self.decoder.resolution
             k_reg = self.registry.fingerprint_length()
             if k_reg not in (None, self.k):
@@ -114,17 +120,24 @@ class Engine:
         self.stega = {sha256_file(p): Decoder(p, options, kinds=STEGA_KINDS) for p in cfg.stega_decoders}
         self.base = None
         if cfg.base_model:
-            self.base, self.base_cfg, _ = load_export(cfg.base_model, kind="scalable-G")
-            self.base_sha = sha256_file(cfg.base_model)
-            if fingerprint_length_of(self.base_cfg) != self.k:
-                raise GanprintError(f"`base_model` {cfg.base_model} takes {fingerprint_length_of(self.base_cfg)} bits "
-                                    f"but `scalable_decoder` reads {self.k}")
+            self._load_base(cfg.base_model)
         self._lock = threading.Lock()
         self._issue_lock = threading.Lock()
         self._unsettled = False
         self._attribute_batcher = _Batcher(self._attribute_now, cfg.batch_size)
         self._checked = 0.0
         self.snapshot = self._read_registry()
+
+    def _load_base(self, path: str) -> None:
+        """The shared model to issue from, checked against the attribution decoder (its kind and bits)."""
+        self.base, self.base_cfg, meta = load_export(path, kind=tuple(DECODER_OF_BASE))
+        self.base_kind = meta["ganprint.kind"]
+        self.base_sha = sha256_file(path)
+        _check_pair(path, self.base_kind, self.decoder.kind)
+        k = self.base.fingerprint_length if self.base_kind == "latent-modulated" else fingerprint_length_of(
+            self.base_cfg)
+        if k != self.k:
+            raise GanprintError(f"`base_model` {path} takes {k} bits but `scalable_decoder` reads {self.k}")
 
     # --- keeping in step with the registry ---------------------------------------------------------------
 
@@ -225,8 +238,12 @@ class Engine:
                 repair_issued(self.registry, self.cfg.models_dir, check_rows=False)
                 self._unsettled = False
             try:
-                row = issue_loaded(self.base, self.base_cfg, self.base_sha, self.registry, self.cfg.models_dir,
-                                   who=who, notes=notes, min_distance=self.cfg.min_distance)
+                holder = {"who": who, "notes": notes, "min_distance": self.cfg.min_distance}
+                if self.base_kind == "latent-modulated":
+                    row = issue_loaded_latent(self.base, self.base_sha, self.registry, self.cfg.models_dir, **holder)
+                else:
+                    row = issue_loaded(self.base, self.base_cfg, self.base_sha, self.registry, self.cfg.models_dir,
+                                       **holder)
             except CommitUnknown:
                 self._unsettled = True
                 raise
@@ -249,12 +266,24 @@ class Engine:
 
 def check_model_kinds(cfg: ServiceConfig) -> None:
     """Refuse wrong model files before any worker starts (one clear line instead of a worker traceback)."""
-    wanted = [("`scalable_decoder`", cfg.scalable_decoder, ("scalable-decoder",)),
-              ("`base_model`", cfg.base_model, ("scalable-G",))]
+    wanted = [("`scalable_decoder`", cfg.scalable_decoder, ATTRIBUTION_KINDS),
+              ("`base_model`", cfg.base_model, tuple(DECODER_OF_BASE))]
     wanted += [("`stega_decoders`", p, STEGA_KINDS) for p in cfg.stega_decoders]
+    found = {}
     for flag, path, kinds in wanted:
         if path is None:
             continue
-        kind = read_metadata(path)["ganprint.kind"]
+        kind = found[flag] = read_metadata(path)["ganprint.kind"]
         if kind not in kinds:
             raise GanprintError(f"{flag} {path} holds a '{kind}' model; it needs {' or '.join(kinds)}")
+    if cfg.base_model and cfg.scalable_decoder:
+        _check_pair(cfg.base_model, found["`base_model`"], found["`scalable_decoder`"])
+
+
+def _check_pair(base_path: str, base_kind: str, decoder_kind: str) -> None:
+    """Refuse a shared model whose issued models the attribution decoder cannot read (a StyleGAN2 generator with a
+    latent fingerprint decoder, or the other way round)."""
+    if DECODER_OF_BASE[base_kind] != decoder_kind:
+        raise GanprintError(f"`base_model` {base_path} is a {base_kind}, whose issued models a "
+                            f"{DECODER_OF_BASE[base_kind]} reads, but `scalable_decoder` is a {decoder_kind}; give "
+                            "the decoder trained with that model")

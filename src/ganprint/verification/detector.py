@@ -245,9 +245,10 @@ def _read_registry(registry: str | os.PathLike, k: int, kind: str, model: str | 
     """The issued fingerprints of `registry`, checked against the decoder (imported here: it needs torch)."""
     from ganprint.registry.store import Registry
 
-    if kind != "scalable-decoder":
-        raise GanprintError(f"`registry` attributes images to issued scalable models, but `model` {model} is a "
-                            f"{kind} decoder; test it against its `fingerprint` instead")
+    if kind not in ("scalable-decoder", "stega-decoder"):  # the latter reads latent issued decoders
+        raise GanprintError(f"`registry` attributes images to issued scalable models (a scalable-decoder) or latent "
+                            f"decoders (a stega-decoder), but `model` {model} is a {kind} decoder; test it against "
+                            "its `fingerprint` instead")
     reg = Registry(registry, create=False)
     if reg.fingerprint_length() not in (None, k):
         raise GanprintError(f"`registry` {registry} holds {reg.fingerprint_length()}-bit fingerprints but `model` "
