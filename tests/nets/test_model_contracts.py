@@ -87,6 +87,14 @@ def _modulated(m):
     return (m.decode(_noise((2, 4, 4, 4)), _bits(2, 8)),)
 
 
+_UNET_NOISE = {"noise": {"timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
+                         "prediction_type": "epsilon"}}
+
+
+def _latent_diffusion(m):
+    return (m.unet(_noise((2, 4, 4, 4)), torch.tensor([3, 700])).sample, *_autoencoder(m.autoencoder))
+
+
 TINY: dict[str, Case] = {
     "stega": Case(_STEGA, _stega),
     "stega-decoder": Case(_STEGA, lambda m: (m.dec(_noise((2, 3, 16, 16)).sigmoid()),)),
@@ -103,6 +111,10 @@ TINY: dict[str, Case] = {
                             needs="diffusers"),
     "latent-autoencoder": Case(_AE, _autoencoder, needs="diffusers"),
     "latent-autoencoder-issued": Case(_AE, _autoencoder, needs="diffusers"),
+    "latent-diffusion": Case({"unet": {"resolution": 4, "in_channels": 4, "channels": [8, 16],
+                                       "attention": [False, True], "layers_per_block": 1, "dropout": 0.0,
+                                       "norm_groups": 4, "head_dim": 8}, **_UNET_NOISE, **_AE}, _latent_diffusion,
+                             needs="diffusers"),
     "latent-modulated": Case({**_AE, "modulation": _MODULATION}, _modulated,
                              {r"^autoencoder\.(encoder|quant_conv)\.": _ENCODER_ONLY}, needs="diffusers"),
 }

@@ -46,7 +46,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "train-scalable": ("scalable", "Train a generator whose every image carries its fingerprint (Yu et al., ICLR "
                                    "2022)."),
     "issue": ("scalable", "Issue a fingerprinted model: register a fresh fingerprint and write its standalone "
-                          "generator."),
+                          "generator or decoder."),
     "attribute": ("scalable", "Attribute images to the issued model whose fingerprint they carry, or to `unknown`."),
     "registry": ("scalable", "Inspect, migrate, export and import a fingerprint registry (SQLite path or "
                              "postgresql:// URL)."),
