@@ -3,9 +3,10 @@
     python benchmarks/experiments/latent/ablation.py --autoencoder AE.safetensors --data DIR --outdir RUN \
         --set kimg=20 batch_size=16 train_decoder=true --out benchmarks/experiments/latent/results/NAME.jsonl
 
-Each `--set key=value` overrides a field of the `--preset` (default lfp-32) (`ganprint.latent.fingerprint_config`; values are
-JSON, bare words are strings). Re-running resumes the run. Every tick's held-out bit accuracy, PSNR against the
-original decoder and bit accuracy of the original decoder's images are written to `--out` with the overrides.
+Each `--set key=value` overrides a field of `--preset` (default lfp-32, `ganprint.latent.fingerprint_config`);
+values are JSON, bare words are strings. Re-running resumes the run. Every tick's held-out bit accuracy, PSNR
+against the original decoder and bit accuracy of the original decoder's images are written to `--out` with the
+overrides.
 """
 
 from __future__ import annotations
