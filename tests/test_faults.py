@@ -206,6 +206,8 @@ TRAIN_AE = ["train-autoencoder", "--data", "{imgs}", "--preset", "ae-smoke", "--
             "--holdout", "1", "--device", "cpu"]
 TRAIN_LDM = ["train-latent", "--data", "{imgs}", "--autoencoder", "{AE}", "--preset", "ldm-smoke", "--kimg", "0.004",
              "--batch-size", "2", "--device", "cpu"]
+TRAIN_LFP = ["train-latent-fingerprint", "--autoencoder", "{AE}", "--data", "{imgs}", "--preset", "lfp-smoke", "--kimg",
+             "0.004", "--device", "cpu"]
 GEN = ["generate", "--model", "{G}", "--seeds", "0-1", "--device", "cpu"]
 PACK = ["dataset", "from-images", "--data"]
 ISSUE = ["issue", "--model", "{SG}", "--registry", "{out}/r.sqlite"]
@@ -446,6 +448,15 @@ CASES = [
     *[(f"train-augment-{kind}", [*TRAIN, "--augment", v, "--outdir", "{out}/ta"], 1, "--augment")
       for kind, v in (("noise-nan", "noise:nan"), ("noise-huge", "noise:1e308"), ("jpeg-inf", "jpeg:inf"))],
     ("train-scalable-augment-inf", [*TRAIN_SC, "--augment", "blur:inf", "--outdir", "{out}/sa"], 1, "--augment"),
+    ("train-latent-fingerprint-augment-inf", [*TRAIN_LFP, "--augment", "blur:inf", "--outdir", "{out}/la"], 1,
+     "--augment"),
+    ("train-latent-fingerprint-autoencoder-kind", [*TRAIN_LFP, "--autoencoder", "{dec}", "--outdir", "{out}/lk"], 1,
+     "--autoencoder"),
+    ("train-latent-fingerprint-autoencoder-missing", [*TRAIN_LFP, "--autoencoder", "{missing}", "--outdir",
+                                                      "{out}/lm"], 1, "--autoencoder"),
+    ("train-latent-fingerprint-data-missing", [*TRAIN_LFP, "--data", "{missing}", "--outdir", "{out}/ld"], 1, "--data"),
+    *[(f"train-latent-fingerprint-{flag[2:]}-{v}", [*TRAIN_LFP, flag, v, "--outdir", "{out}/lf"], 1, flag)
+      for flag in ("--kimg", "--lr", "--img-weight", "--latent-noise") for v in ("nan", "inf", "-1")],
     *[(f"embed-jobs-{v}", [*EMBED, "--data", "{imgs}", "--jobs", v], 1, "--jobs") for v in ("0", "100000", "abc")],
     ("embed-workers-huge", [*EMBED, "--data", "{imgs}", "--workers", "100000"], 1, "--workers"),
     ("detect-workers-huge", [*DETECT, "--data", "{imgs}", "--workers", "100000"], 1, "--workers"),
@@ -609,11 +620,13 @@ _SERVE = ["serve", "--registry", "{reg}", "--scalable-decoder", "{SD}", "--base-
 _FID = ["metrics", "fid", "{imgs}", "{imgs}", "--resolution", "16", "--inception", "{file}", "--device", "cpu"]
 GUARD_CASES = [
     *[(cmd[0], "--outdir", "--data", "imgs", "dir", [*cmd, "--data", "{IN}", "--outdir", "{OUT}"])
-      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, TRAIN_AE, TRAIN_LDM)],
+      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, TRAIN_AE, TRAIN_LDM, TRAIN_LFP)],
     ("train-autoencoder", "--outdir", "--resume-from", "AE", "dir", [*TRAIN_AE, "--resume-from", "{IN}", "--outdir",
                                                                      "{OUT}"]),
     ("train-latent", "--outdir", "--autoencoder", "AE", "dir", [*TRAIN_LDM, "--autoencoder", "{IN}", "--outdir",
                                                                 "{OUT}"]),
+    ("train-latent-fingerprint", "--outdir", "--autoencoder", "AE", "dir", [*TRAIN_LFP, "--autoencoder", "{IN}",
+                                                                              "--outdir", "{OUT}"]),
     ("train-diffusion", "--outdir", "--resume-from", "G", "dir", [*TRAIN_DIFF, "--resume-from", "{IN}", "--outdir",
                                                                   "{OUT}"]),
     ("embed", "--outdir", "--data", "imgs", "dir", [*_EMB, "--data", "{IN}", "--outdir", "{OUT}"]),
@@ -693,7 +706,7 @@ GUARD_EXEMPT = {
 # (command, output flag, kind, argv with {OUT}, words of which the message must hold one)
 FOREIGN_CASES = [
     *[(cmd[0], "--outdir", "dir", [*cmd, "--outdir", "{OUT}"], "did not write")
-      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, TRAIN_AE, TRAIN_LDM, GEN, _EMB, _DET, _EV, _ADV,
+      for cmd in (TRAIN, TRAIN_GAN, TRAIN_SC, TRAIN_DIFF, TRAIN_AE, TRAIN_LDM, TRAIN_LFP, GEN, _EMB, _DET, _EV, _ADV,
                   ["demo", "--steps", "1"])],
     ("data samples", "--outdir", "dir", ["data", "samples", "--outdir", "{OUT}", "--count", "2"], "did not write"),
     *[(f"dataset {sub}", "--outdir", "dir", ["dataset", sub, "--data", "{imgs}", "--outdir", "{OUT}", *extra],

@@ -105,8 +105,9 @@ def test_resuming_equals_an_uninterrupted_run(ae_file, tmp_path):
     for x, y in zip(a, b):
         sa, sb = x.state_dict(), y.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("time_s", "sec_per_kimg")} for r in rows]  # noqa: E731
-    assert strip(_rows(whole)) == strip(_rows(part))
+    timing = ("time_s", "sec_per_kimg")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in _rows(whole)] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in _rows(part)]
 
 
 def test_bad_inputs_are_refused_naming_the_field(ae_file, tmp_path):

@@ -31,11 +31,15 @@ from ganprint.training.config import config_json
               help="Also fine-tune the decoder's own weights (at --decoder-lr) [off].")
 @click.option("--kimg", type=P.KIMG_POS, default=None, help="Length: thousands of images decoded [preset].")
 @click.option("--batch-size", type=P.BATCH, default=None, help="Total batch over all processes [preset].")
-@click.option("--lr", type=P.LR, default=None, help="Adam learning rate of the mapping, affine and fingerprint "
-                                                     "decoder [preset].")
+@click.option("--lr", type=P.LR, default=None, help="Adam learning rate of the fingerprint decoder [preset].")
+@click.option("--mapping-lr", type=P.LR, default=None, help="Adam learning rate of the mapping and affine layers "
+                                                             "[preset].")
 @click.option("--decoder-lr", type=P.LR, default=None, help="Adam learning rate of the decoder weights [preset].")
 @click.option("--img-weight", type=P.WEIGHT, default=None, help="Weight of MSE(x_c, x_0) against the original "
                                                                  "decoder's image [preset].")
+@click.option("--img-gate-acc", type=P.GATE_ACC, default=None,
+              help="The image terms wait until the running training bit accuracy reaches this [0.9] ...")
+@click.option("--img-gate-kimg", type=P.KIMG, default=None, help="... or N kimg pass [preset].")
 @click.option("--ssim-weight", type=P.WEIGHT, default=None, help="Weight of 1 - SSIM(x_c, x_0) [0].")
 @click.option("--latent-noise", type=P.Float(0, 10), default=None,
               help="Std of Gaussian noise added to the training latents [0].")

@@ -2,8 +2,9 @@
 
 One typed dataclass and named presets. The modulation fields are those of `ganprint.latent.modulated.
 ModulationConfig`; the rest say what is trained and with which losses. "lfp-smoke" is for tests (seconds on a
-16-px autoencoder), "lfp-32" the 2-core CPU setting measured in benchmarks/experiments/latent/RESULTS-latent.md,
-"lfp-64" and "lfp-256" the same recipe with the batches and lengths of a GPU.
+16-px autoencoder), "lfp-32" the 2-core CPU setting of the runs in
+benchmarks/experiments/latent/RESULTS-latent.md (which could not yet settle its augmentation and modulation
+choices), "lfp-64" and "lfp-256" the same recipe with the batches and lengths of a GPU.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class LatentFingerprintConfig:
     kimg: float = 20.0  # thousands of training images decoded with a fingerprint
     batch_size: int = 32  # total over ranks
     lr: float = 1e-3  # Adam, the fingerprint decoder
-    mapping_lr: float = 3e-3  # Adam, the mapping + affine layers (faster: they start far from a readable code)
+    mapping_lr: float = 1e-2  # Adam, the mapping + affine layers (faster: they start far from a readable code)
     decoder_lr: float = 1e-4  # Adam, the autoencoder's decoder weights (with `train_decoder`)
     # The loss: bit_weight BCE(decoder(aug(x_c)), c) + img_weight MSE(x_c, x_0) + ssim_weight (1 - SSIM(x_c, x_0)).
     bit_weight: float = 1.0
@@ -48,7 +49,7 @@ class LatentFingerprintConfig:
     # (or `img_gate_kimg` passes), then ramp in linearly over `img_rampup_kimg`. From the start they pull the
     # styles back to 1 faster than the randomly initialised fingerprint decoder learns to read them (measured).
     img_gate_acc: float = 0.9
-    img_gate_kimg: float = 5.0
+    img_gate_kimg: float = 12.0
     img_rampup_kimg: float = 2.0
     latent_noise: float = 0.0  # std of Gaussian noise added to the (scaled) latents, as a denoiser's are inexact
     # Robustness: the fingerprint decoder also reads a perturbed copy of every image (ganprint.perturb.augment spec),
@@ -88,8 +89,9 @@ class LatentFingerprintConfig:
 _BOUNDS = {
     "fingerprint_length": bounds.BITS, "w_dim": Bound(1, 4096, integer=True),
     "mapping_layers": Bound(1, 16, integer=True), "style_gain": Bound(0, 10, lo_open=True),
-    "kimg": bounds.KIMG_POS, "batch_size": bounds.BATCH, "lr": bounds.LR, "mapping_lr": bounds.LR, "decoder_lr": bounds.LR,
-    "bit_weight": bounds.WEIGHT_POS, "img_weight": bounds.WEIGHT, "ssim_weight": bounds.WEIGHT, "img_rampup_kimg": bounds.KIMG, "img_gate_acc": bounds.GATE_ACC,
+    "kimg": bounds.KIMG_POS, "batch_size": bounds.BATCH, "lr": bounds.LR, "mapping_lr": bounds.LR,
+    "decoder_lr": bounds.LR, "bit_weight": bounds.WEIGHT_POS, "img_weight": bounds.WEIGHT,
+    "ssim_weight": bounds.WEIGHT, "img_rampup_kimg": bounds.KIMG, "img_gate_acc": bounds.GATE_ACC,
     "img_gate_kimg": bounds.KIMG,
     "latent_noise": Bound(0, 10), "augment_skew": bounds.SKEW, "seed": bounds.SEED,
     "tick_kimg": bounds.KIMG_POS, "snapshot_kimg": bounds.KIMG_POS, "eval_images": Bound(1, 100000, integer=True),
@@ -98,8 +100,9 @@ _BOUNDS = {
 PRESETS: dict[str, LatentFingerprintConfig] = {
     # Tests: a few steps of batch 8 on a 16-px autoencoder; no augmentation (it needs more steps to pay off).
     "lfp-smoke": LatentFingerprintConfig(
-        preset="lfp-smoke", fingerprint_length=16, w_dim=32, style_gain=0.3, kimg=0.4, batch_size=8, img_weight=1.0,
-        img_gate_acc=0.6, img_gate_kimg=0.8, img_rampup_kimg=0.2, augment=None, tick_kimg=0.1, snapshot_kimg=0.2, eval_images=8),
+        preset="lfp-smoke", fingerprint_length=16, w_dim=32, style_gain=0.3, kimg=0.4, batch_size=8, mapping_lr=3e-3,
+        img_weight=1.0, img_gate_acc=0.6, img_gate_kimg=0.8, img_rampup_kimg=0.2, augment=None, tick_kimg=0.1,
+        snapshot_kimg=0.2, eval_images=8),
     "lfp-32": LatentFingerprintConfig(),
     "lfp-64": LatentFingerprintConfig(preset="lfp-64", kimg=100.0, batch_size=32, tick_kimg=2.0, snapshot_kimg=10.0),
     "lfp-256": LatentFingerprintConfig(preset="lfp-256", kimg=200.0, batch_size=16, tick_kimg=2.0,

@@ -224,7 +224,8 @@ class _Run:
 
     def loop(self, checkpoint_minutes: float) -> dict:
         cfg, st = self.cfg, self.state
-        clock = Clock(cfg.batch_size, checkpoint_minutes, tick=images(cfg.tick_kimg), snapshot=images(cfg.snapshot_kimg))
+        clock = Clock(cfg.batch_size, checkpoint_minutes, tick=images(cfg.tick_kimg),
+                      snapshot=images(cfg.snapshot_kimg))
         batches = self.data.stream(st.step)
         meter, row, tick_nimg, tick_t0 = Meter(), {}, st.nimg, time.time()
         with progress_bar(self.total, "train-latent-fingerprint", initial=st.nimg) as bar:
