@@ -23,7 +23,7 @@ from ganprint.training.config import config_json
               help="[lfp-32] lfp-32: 2 CPU cores; lfp-64, lfp-256: longer, for GPUs; lfp-smoke: tests only.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Start from a run's config.json (or a --dry-run's output) instead of a preset; flags override it.")
-@click.option("--fingerprint-length", type=P.BITS, default=None, help="K, bits per fingerprint [48].")
+@click.option("--fingerprint-length", type=P.BITS, default=None, help="K, bits per fingerprint [64].")
 @click.option("--layers", type=click.Choice(LAYER_CHOICES), default=None,
               help="Decoder convolutions the fingerprint modulates: all, or up (up blocks and output conv) [all].")
 @click.option("--demodulate/--no-demodulate", default=None, help="Rescale modulated weights to their norm [off].")
@@ -46,6 +46,8 @@ from ganprint.training.config import config_json
 @click.option("--augment", default=None,
               help="Perturbations the fingerprint decoder also reads (ganprint.perturb.augment ops, e.g. "
                    "'jpeg,resize,crop'; 'none' for none) [preset].")
+@click.option("--snapshot-kimg", type=P.KIMG_POS, default=None,
+              help="Both exports and a training state every N kimg [preset].")
 @click.option("--seed", type=P.SEED, default=None, help="Random seed [0].")
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:1 ... [auto]")
 @click.option("--checkpoint-minutes", type=P.MINUTES, default=5.0, show_default=True,
@@ -60,7 +62,7 @@ def train_latent_fingerprint_cmd(autoencoder, data, outdir, preset, config_file,
     \b
     Example:
       ganprint train-latent-fingerprint --autoencoder runs/ae/autoencoder.safetensors --data data/train32 \\
-          --outdir runs/lfp --fingerprint-length 48
+          --outdir runs/lfp --fingerprint-length 64
     Outputs in OUTDIR: latent-modulated.safetensors (decodes with any fingerprint; `fold` makes a per-user copy),
     fingerprint-decoder.safetensors (a stega-decoder export), config.json, log.txt, stats.jsonl (held-out bit
     accuracy and PSNR against the original decoder), training-state-<step>.pt.

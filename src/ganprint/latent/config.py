@@ -85,6 +85,9 @@ AUTOENCODER_PRESETS: dict[str, AutoencoderTrainConfig] = {
     "ae-32": AutoencoderTrainConfig(preset="ae-32", autoencoder=AutoencoderConfig(32, (32, 64, 64), 1, 4)),
     "ae-64": AutoencoderTrainConfig(preset="ae-64", autoencoder=AutoencoderConfig(64, (32, 64, 64), 1, 4),
                                     batch_size=8),
+    # GPU: Stable Diffusion's layout (four levels, f = 8, 4 latent channels) at half its widths: latents 4 x 32 x 32.
+    "ae-256": AutoencoderTrainConfig(preset="ae-256", autoencoder=AutoencoderConfig(256, (64, 128, 256, 256), 2, 4),
+                                     batch_size=16, total_kimg=100.0, kimg_per_tick=2.0, snapshot_kimg=10.0),
 }
 
 # Stable Diffusion's forward process (scaled_linear, 0.00085 .. 0.012), made for latents of about unit variance.
@@ -106,6 +109,11 @@ LATENT_PRESETS: dict[str, DiffusionTrainConfig] = {
         preset="ldm-64", unet=UNetConfig(16, (64, 128, 128), (False, True, True), 1, head_dim=32),
         noise=_LATENT_NOISE, batch_size=16, total_kimg=20.0, kimg_per_tick=0.5, snapshot_kimg=2.5, lr=3e-4,
         warmup_kimg=0.5, ema_kimg=1.0),
+    # GPU: ae-256's 32 x 32 latents: 32, 16 and 8 px levels, attention at 16 and 8 px.
+    "ldm-256": DiffusionTrainConfig(
+        preset="ldm-256", unet=UNetConfig(32, (128, 256, 256), (False, True, True), 2, head_dim=32),
+        noise=_LATENT_NOISE, batch_size=64, total_kimg=200.0, kimg_per_tick=2.0, snapshot_kimg=20.0, lr=2e-4,
+        warmup_kimg=2.0, ema_kimg=10.0),
 }
 
 

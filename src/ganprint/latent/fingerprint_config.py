@@ -27,7 +27,8 @@ class LatentFingerprintConfig:
 
     preset: str = "lfp-32"  # name of the preset this config started from
     # The modulation (ganprint.latent.modulated.ModulationConfig).
-    fingerprint_length: int = 48  # K bits
+    # K bits: 64 is 8 bytes (faiss's fast path); 48 bits cannot tell 1M holders apart (RESULTS-latent.md)
+    fingerprint_length: int = 64
     w_dim: int = 128
     mapping_layers: int = 2
     layers: str = "all"  # which decoder convolutions the fingerprint modulates: all, or up (the up blocks only)

@@ -32,7 +32,7 @@ LAYER_CHOICES = ("all", "up")  # every decoder conv, or those of the up blocks a
 
 @dataclass
 class ModulationConfig:
-    fingerprint_length: int = 48  # K bits
+    fingerprint_length: int = 64  # K bits
     w_dim: int = 128  # style size
     mapping_layers: int = 2
     layers: str = "all"  # which decoder convolutions are modulated (LAYER_CHOICES)
