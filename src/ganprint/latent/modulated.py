@@ -23,7 +23,7 @@ from torch import nn
 from ganprint.core.artifacts import check_config_keys, register_kind
 from ganprint.core.bounds import Bound
 from ganprint.core.errors import GanprintError
-from ganprint.latent.autoencoder import ISSUED_KIND, AutoencoderConfig, build_autoencoder
+from ganprint.latent.autoencoder import AutoencoderConfig, build_autoencoder
 from ganprint.training.config import check_bounds
 
 EXPORT_KIND = "latent-modulated"
