@@ -36,6 +36,7 @@ from ganprint.gan.generate import generate_images
 from ganprint.gan.train import train_gan
 from ganprint.inference.generation import GenerateSpec
 from ganprint.latent.issue import issue_latent_model
+from ganprint.provenance.c2pa import C2paSigning, check_signing, sign_images
 from ganprint.scalable import generate as scalable_generate
 from ganprint.scalable.attribute import AttributeSpec
 from ganprint.scalable.attribute import attribute_images
@@ -188,3 +189,21 @@ def generate(*args: Any, spec: GenerateSpec | None = None, **kwargs: Any) -> lis
     if kind.startswith("scalable"):
         return scalable_generate.generate(spec)
     return generate_images(spec)
+
+
+def generate_and_sign(spec: GenerateSpec, registry: str | os.PathLike | None = None,
+                      signing: C2paSigning | None = None) -> list[Path]:
+    """`generate`, then with `signing` a C2PA-signed copy of every image in `signing.outdir` (the model must be an
+    issued one of `registry`; as `ganprint sign-c2pa`). Everything signing needs is checked before generating."""
+    if signing is None:
+        return generate(spec=spec)
+    if registry is None:
+        raise GanprintError("signing generated images needs `registry`: the registry of the issued model, which "
+                            "names its holder and keeps the manifests for `ganprint serve`")
+    if read_metadata(spec.model)["ganprint.kind"] != "scalable-G-issued":
+        raise GanprintError(f"`model` {spec.model} is not an issued model (scalable-G-issued): only an issued "
+                            "model's images carry a registered fingerprint to sign")
+    check_signing(signing, [("`outdir`", spec.outdir), ("`model`", spec.model, "model")])
+    paths = generate(spec=spec)
+    sign_images(spec.outdir, signing.outdir, registry, signing.cert, signing.key, signing_alg=signing.signing_alg)
+    return paths

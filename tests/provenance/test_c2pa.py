@@ -151,3 +151,21 @@ def test_embed_command_signs_and_names_its_flags(tiny_stega_model, image_folder,
     assert ok.exit_code == 0, ok.output
     rows = [json.loads(line) for line in (tmp_path / "s" / RESULTS).read_text().splitlines()]
     assert len(rows) == len(list((tmp_path / "e" / "fingerprinted_images").rglob("*.png")))
+
+
+def test_generate_signs_an_issued_models_images_and_refuses_others(scalable, chain, tmp_path):
+    cert, key, ca = chain
+    issued = scalable["issued"][0]["issued_path"]
+    sign = ["--c2pa-outdir", str(tmp_path / "s"), "--c2pa-cert", str(cert), "--c2pa-key", str(key)]
+    base = ["generate", "--model", issued, "--seeds", "0-1", "--device", "cpu"]
+    no_reg = CliRunner().invoke(main, [*base, "--outdir", str(tmp_path / "g0"), *sign])
+    assert no_reg.exit_code == 1 and "--registry" in no_reg.output and not (tmp_path / "g0").exists()
+    shared = CliRunner().invoke(main, ["generate", "--model", str(scalable["G"]), "--seeds", "0", "--outdir",
+                                       str(tmp_path / "g1"), "--registry", scalable["registry"], *sign])
+    assert shared.exit_code == 1 and "not an issued model" in shared.output
+    ok = CliRunner().invoke(main, [*base, "--outdir", str(tmp_path / "g"), "--registry", scalable["registry"], *sign])
+    assert ok.exit_code == 0, ok.output
+    rows = [json.loads(x) for x in (tmp_path / "s" / RESULTS).read_text().splitlines()]
+    assert [r["file"] for r in rows] == ["seed000000.png", "seed000001.png"]
+    assert {r["fp_id"] for r in rows} == {scalable["issued"][0]["fp_id"]}
+    assert _read(tmp_path / "s" / rows[0]["file"], ca)["validation_state"] == "Trusted"

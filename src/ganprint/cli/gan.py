@@ -6,11 +6,12 @@ import logging
 
 import click
 
-from ganprint.api import generate
+from ganprint.api import generate_and_sign
 from ganprint.cli import params as P
 from ganprint.gan.config import PRESETS, resolve_config
 from ganprint.gan.train import train_gan
 from ganprint.inference.generation import GenerateSpec
+from ganprint.provenance.c2pa import C2paSigning
 from ganprint.training.config import config_json
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,17 @@ def train_gan_cmd(data, resolution, outdir, preset, config_file, device, checkpo
 @click.option("--decoder", type=click.Path(dir_okay=False), default=None,
               help="Latent diffusion models: decode with this autoencoder export (of the model's autoencoder "
                    "config, e.g. an issued one) instead of the model's own.")
-def generate_cmd(**flags):
+@click.option("--registry", default=None,
+              help="With --c2pa-outdir: the registry of the issued --model (SQLite path or postgresql:// URL).")
+@click.option("--c2pa-outdir", default=None, type=click.Path(file_okay=False),
+              help="For an issued model, with --registry, --c2pa-cert and --c2pa-key: also write a copy of every "
+                   "image signed with a C2PA manifest whose soft binding is the model's fingerprint (as `ganprint "
+                   "sign-c2pa`) into this new or empty folder; the manifests are kept in --registry.")
+@click.option("--c2pa-cert", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="PEM certificate chain for --c2pa-outdir, signing certificate first.")
+@click.option("--c2pa-key", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="PEM private key of --c2pa-cert.")
+def generate_cmd(registry, c2pa_outdir, c2pa_cert, c2pa_key, **flags):
     """Generate images; each image is a pure function of its seed (file seed<seed:06d>.png).
 
     \b
@@ -89,7 +100,8 @@ def generate_cmd(**flags):
       ganprint generate --model runs/ldm/latent-diffusion.safetensors --decoder issued.safetensors --outdir out
     """
 
-    paths = generate(spec=GenerateSpec(**flags))  # every flag is a field of the spec
+    # every other flag is a field of the spec
+    paths = generate_and_sign(GenerateSpec(**flags), registry, C2paSigning.of(c2pa_outdir, c2pa_cert, c2pa_key))
     click.echo(f"wrote {len(paths) if paths is not None else 0} images to {flags['outdir']}")
 
 

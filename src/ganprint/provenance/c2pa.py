@@ -201,13 +201,18 @@ def embed_and_sign(spec: EmbedSpec, registry: str | os.PathLike | None = None, n
     if registry is None or name is None:
         raise GanprintError("signing C2PA manifests while embedding needs `registry` and `name`: the manifests name "
                             "the registered data set, and the registry keeps them for `ganprint serve`")
-    out = Path(signing.outdir)
-    check_overlap([("`outdir`", spec.outdir), ("`data`", spec.data), ("`model`", spec.model, "model")],
-                  [("`c2pa_outdir`", out)])
-    if out.is_dir() and any(out.iterdir()):
-        raise GanprintError(f"`c2pa_outdir` {out} is not empty; signed copies go to a new or empty folder")
-    make_signer(signing.cert, signing.key, signing.signing_alg, prefix="c2pa_")  # a bad certificate fails before the embedding
+    check_signing(signing, [("`outdir`", spec.outdir), ("`data`", spec.data), ("`model`", spec.model, "model")])
     summary = embed_registered(spec, registry, name)
-    summary["c2pa"] = sign_images(spec.outdir, out, registry, signing.cert, signing.key, dataset=name,
+    summary["c2pa"] = sign_images(spec.outdir, signing.outdir, registry, signing.cert, signing.key, dataset=name,
                                   signing_alg=signing.signing_alg)
     return summary
+
+
+def check_signing(signing: C2paSigning, inputs: list[tuple]) -> None:
+    """Refuse, before any work, a `c2pa_outdir` that overlaps `inputs` (check_overlap's entries) or is not empty,
+    and a certificate or key c2pa-python cannot sign with."""
+    out = Path(signing.outdir)
+    check_overlap(inputs, [("`c2pa_outdir`", out)])
+    if out.is_dir() and any(out.iterdir()):
+        raise GanprintError(f"`c2pa_outdir` {out} is not empty; signed copies go to a new or empty folder")
+    make_signer(signing.cert, signing.key, signing.signing_alg, prefix="c2pa_")
