@@ -13,6 +13,7 @@ from ganprint.artificial.detect import DetectSpec, detect
 from ganprint.artificial.embed import EmbedSpec
 from ganprint.artificial.train import train_stega
 from ganprint.cli import params as P
+from ganprint.cli.provenance import signing_options
 from ganprint.core.threat import P_VALUE_COVERS
 from ganprint.nets.onnx import export_onnx
 from ganprint.provenance.c2pa import C2paSigning, embed_and_sign
@@ -80,14 +81,7 @@ def _common(f):
               help="With --identical and --name: record the data set's fingerprint in this registry (a SQLite path or "
                    "postgresql:// URL), so that `ganprint serve` detects it.")
 @click.option("--name", default=None, help="The data set's name in --registry.")
-@click.option("--c2pa-outdir", default=None, type=click.Path(file_okay=False),
-              help="With --registry, --name, --c2pa-cert and --c2pa-key: also write a copy of every fingerprinted "
-                   "image signed with a C2PA manifest whose soft binding is the fingerprint (as `ganprint sign-c2pa`) "
-                   "into this new or empty folder; the manifests are kept in --registry.")
-@click.option("--c2pa-cert", default=None, type=click.Path(dir_okay=False, exists=True),
-              help="PEM certificate chain for --c2pa-outdir, signing certificate first.")
-@click.option("--c2pa-key", default=None, type=click.Path(dir_okay=False, exists=True),
-              help="PEM private key of --c2pa-cert.")
+@signing_options("With --registry, --name, --c2pa-cert and --c2pa-key", "fingerprinted image", "the fingerprint")
 def embed_cmd(registry, name, c2pa_outdir, c2pa_cert, c2pa_key, **flags):
     """Embed fingerprints into every image under --data.
 

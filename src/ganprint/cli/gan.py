@@ -8,6 +8,7 @@ import click
 
 from ganprint.api import generate_and_sign
 from ganprint.cli import params as P
+from ganprint.cli.provenance import signing_options
 from ganprint.gan.config import PRESETS, resolve_config
 from ganprint.gan.train import train_gan
 from ganprint.inference.generation import GenerateSpec
@@ -81,14 +82,7 @@ def train_gan_cmd(data, resolution, outdir, preset, config_file, device, checkpo
                    "config, e.g. an issued one) instead of the model's own.")
 @click.option("--registry", default=None,
               help="With --c2pa-outdir: the registry of the issued --model (SQLite path or postgresql:// URL).")
-@click.option("--c2pa-outdir", default=None, type=click.Path(file_okay=False),
-              help="For an issued model, with --registry, --c2pa-cert and --c2pa-key: also write a copy of every "
-                   "image signed with a C2PA manifest whose soft binding is the model's fingerprint (as `ganprint "
-                   "sign-c2pa`) into this new or empty folder; the manifests are kept in --registry.")
-@click.option("--c2pa-cert", default=None, type=click.Path(dir_okay=False, exists=True),
-              help="PEM certificate chain for --c2pa-outdir, signing certificate first.")
-@click.option("--c2pa-key", default=None, type=click.Path(dir_okay=False, exists=True),
-              help="PEM private key of --c2pa-cert.")
+@signing_options("For an issued model, with --registry, --c2pa-cert and --c2pa-key", "image", "the model's fingerprint")
 def generate_cmd(registry, c2pa_outdir, c2pa_cert, c2pa_key, **flags):
     """Generate images; each image is a pure function of its seed (file seed<seed:06d>.png).
 

@@ -9,6 +9,25 @@ import click
 from ganprint.provenance.c2pa import SIGNING_ALGS, sign_images
 
 
+def signing_options(requires: str, images: str, binding: str):
+    """The three flags with which a command that writes fingerprinted images also writes C2PA-signed copies
+    (`C2paSigning.of` reads them): `requires` the flags they go with, `images` and `binding` what the help names."""
+    def add(fn):
+        for option in reversed([
+            click.option("--c2pa-outdir", default=None, type=click.Path(file_okay=False),
+                         help=f"{requires}: also write a copy of every {images} signed with a C2PA manifest whose soft "
+                              f"binding is {binding} (as `ganprint sign-c2pa`) into this new or empty folder; the "
+                              "manifests are kept in --registry."),
+            click.option("--c2pa-cert", default=None, type=click.Path(dir_okay=False, exists=True),
+                         help="PEM certificate chain for --c2pa-outdir, signing certificate first."),
+            click.option("--c2pa-key", default=None, type=click.Path(dir_okay=False, exists=True),
+                         help="PEM private key of --c2pa-cert."),
+        ]):
+            fn = option(fn)
+        return fn
+    return add
+
+
 @click.command("sign-c2pa")
 @click.option("--images", required=True, type=click.Path(file_okay=False, exists=True),
               help="The --outdir of `ganprint generate` (an issued model) or of `ganprint embed`.")
