@@ -254,8 +254,7 @@ class DiffusionRun:
         if self.rank == 0:
             if cfg.grid_seeds:
                 save_grid(out / SNAPSHOT_DIR / f"fakes-{st.step:08d}.png", self.grid())
-            meta = {"ganprint.train.kimg": f"{st.nimg / 1000:.3f}", "ganprint.train.seed": str(cfg.seed),
-                    "ganprint.train.step": str(st.step)}
+            meta = st.export_metadata(cfg.seed)
             self.write_exports(final, meta)
             log.info("snapshot at %.3f kimg", st.nimg / 1000)
         st.save()

@@ -172,8 +172,7 @@ class _GanRun:
         if self.rank == 0:
             imgs = generate_seeds(self.ema.module, list(range(self.cfg.grid_seeds)), self.dev, dtype=torch.float32)
             save_grid(out / SNAPSHOT_DIR / f"fakes-{st.step:08d}.png", imgs)
-            meta = {"ganprint.train.kimg": f"{st.nimg / 1000:.3f}", "ganprint.train.seed": str(self.cfg.seed),
-                    "ganprint.train.step": str(st.step)}
+            meta = st.export_metadata(self.cfg.seed)
             cfg_d = generator_config_dict(self.cfg.G)
             export(out / f"network-{st.nimg // 1000:06d}.safetensors", self.ema.module, EXPORT_KIND, cfg_d, meta)
             if final:

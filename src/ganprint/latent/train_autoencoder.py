@@ -167,8 +167,7 @@ class _AutoencoderRun:
             x, rec = self.reconstruct_held_out()
             save_grid(out / SNAPSHOT_DIR / f"reconstructions-{st.step:08d}.png", torch.cat([x, rec]),
                       cols=len(x))
-            meta = {"ganprint.train.kimg": f"{st.nimg / 1000:.3f}", "ganprint.train.seed": str(cfg.seed),
-                    "ganprint.train.step": str(st.step)}
+            meta = st.export_metadata(cfg.seed)
             econf = export_config(cfg.autoencoder)
             export(out / f"network-{st.nimg:09d}.safetensors", self.ema.module, EXPORT_KIND, econf, meta)
             if final:

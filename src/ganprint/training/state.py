@@ -40,6 +40,11 @@ class TrainingState:
         out.update(step=self.step, nimg=self.nimg, elapsed=self.elapsed, counters=dict(self.counters))
         return out
 
+    def export_metadata(self, seed: int) -> dict[str, str]:
+        """What a snapshot export records of its training: kimg, seed and step (string metadata)."""
+        return {"ganprint.train.kimg": f"{self.nimg / 1000:.3f}", "ganprint.train.seed": str(seed),
+                "ganprint.train.step": str(self.step)}
+
     def load_state_dict(self, state: dict[str, Any], source: Path | str = "the training state") -> None:
         missing = sorted(set(self.parts) - set(state))
         if missing:
