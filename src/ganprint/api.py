@@ -36,7 +36,7 @@ from ganprint.gan.generate import generate_images
 from ganprint.gan.train import train_gan
 from ganprint.inference.generation import GenerateSpec
 from ganprint.latent.issue import issue_latent_model
-from ganprint.provenance.c2pa import C2paSigning, check_signing, sign_images
+from ganprint.provenance.c2pa import C2paSigning, check_issued_in, check_signing, sign_images
 from ganprint.scalable import generate as scalable_generate
 from ganprint.scalable.attribute import AttributeSpec
 from ganprint.scalable.attribute import attribute_images
@@ -200,10 +200,13 @@ def generate_and_sign(spec: GenerateSpec, registry: str | os.PathLike | None = N
     if registry is None:
         raise GanprintError("signing generated images needs `registry`: the registry of the issued model, which "
                             "names its holder and keeps the manifests for `ganprint serve`")
-    if read_metadata(spec.model)["ganprint.kind"] != "scalable-G-issued":
+    meta = read_metadata(spec.model)
+    if meta["ganprint.kind"] != "scalable-G-issued":
         raise GanprintError(f"`model` {spec.model} is not an issued model (scalable-G-issued): only an issued "
                             "model's images carry a registered fingerprint to sign")
-    check_signing(signing, [("`outdir`", spec.outdir), ("`model`", spec.model, "model")])
+    check_signing(signing, [("`outdir`", spec.outdir, "folder of generated images"),
+                            ("`model`", spec.model, "model")])
+    check_issued_in(meta, spec.model, registry)
     paths = generate(spec=spec)
     sign_images(spec.outdir, signing.outdir, registry, signing.cert, signing.key, signing_alg=signing.signing_alg)
     return paths

@@ -163,6 +163,10 @@ def test_generate_signs_an_issued_models_images_and_refuses_others(scalable, cha
     shared = CliRunner().invoke(main, ["generate", "--model", str(scalable["G"]), "--seeds", "0", "--outdir",
                                        str(tmp_path / "g1"), "--registry", scalable["registry"], *sign])
     assert shared.exit_code == 1 and "not an issued model" in shared.output
+    Registry(tmp_path / "other.sqlite").issue(who="mallory", fingerprint_length=32)  # never issued this model
+    other = CliRunner().invoke(main, [*base, "--outdir", str(tmp_path / "g2"), "--registry",
+                                      str(tmp_path / "other.sqlite"), *sign])
+    assert other.exit_code == 1 and "does not record" in other.output and not (tmp_path / "g2").exists()
     ok = CliRunner().invoke(main, [*base, "--outdir", str(tmp_path / "g"), "--registry", scalable["registry"], *sign])
     assert ok.exit_code == 0, ok.output
     rows = [json.loads(x) for x in (tmp_path / "s" / RESULTS).read_text().splitlines()]

@@ -32,6 +32,7 @@ from ganprint.core.files import atomic_write_bytes, atomic_write_text, check_wri
 from ganprint.core.fingerprints import parse_bits
 from ganprint.core.paths import check_overlap
 from ganprint.provenance import softbinding
+from ganprint.registry.errors import RegistryNotFound
 from ganprint.registry.store import Registry
 
 log = logging.getLogger(__name__)
@@ -216,3 +217,17 @@ def check_signing(signing: C2paSigning, inputs: list[tuple]) -> None:
     if out.is_dir() and any(out.iterdir()):
         raise GanprintError(f"`c2pa_outdir` {out} is not empty; signed copies go to a new or empty folder")
     make_signer(signing.cert, signing.key, signing.signing_alg, prefix="c2pa_")
+
+
+def check_issued_in(model_metadata: dict, model: str | os.PathLike, registry: str | os.PathLike) -> None:
+    """Refuse, before generating, an issued model that `registry` does not record (another registry, or none):
+    its images could not be signed afterwards."""
+    reg = Registry(registry, create=False)
+    fp_id, hex_ = int(model_metadata.get("ganprint.fp_id", -1)), model_metadata.get("ganprint.fingerprint")
+    try:
+        rec = reg.get(fp_id) if fp_id >= 1 else None
+    except RegistryNotFound:
+        rec = None
+    if rec is None or rec.bits_hex != hex_:
+        raise GanprintError(f"`model` {model} is issued model #{fp_id} ({hex_}), which registry {reg.where} does not "
+                            "record; give the registry that issued it as `registry`")
