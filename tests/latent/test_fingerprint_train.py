@@ -127,3 +127,21 @@ def test_bad_inputs_are_refused_naming_the_field(ae_file, tmp_path):
     with pytest.raises(GanprintError, match="`preset`"):
         resolve_config("lfp-9")
     assert not any((tmp_path / n).exists() for n in "abc")
+
+
+def test_a_retrained_autoencoder_at_the_same_path_is_not_resumed_against(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "ae.safetensors"
+    save_export(path, ae.build_autoencoder(AE).eval(), ae.EXPORT_KIND, ae.export_config(AE))
+    cfg = dataclasses.replace(SMOKE, kimg=0.016, tick_kimg=0.008, snapshot_kimg=0.008, eval_images=4, batch_size=4)
+    train_latent_fingerprint(cfg, path, _images(12), tmp_path / "run")
+    torch.manual_seed(1)  # the same config, other weights, written where the first was
+    save_export(path, ae.build_autoencoder(AE).eval(), ae.EXPORT_KIND, ae.export_config(AE))
+    with pytest.raises(GanprintError, match="autoencoder_sha256"):
+        train_latent_fingerprint(dataclasses.replace(cfg, kimg=0.032), path, _images(12), tmp_path / "run")
+
+
+def test_images_of_another_side_name_the_autoencoder(ae_file, tmp_path):
+    big = torch.zeros(10, 3, 32, 32, dtype=torch.uint8)
+    with pytest.raises(GanprintError, match=r"expected \(3, 16, 16\); check `autoencoder`"):
+        train_latent_fingerprint(SMOKE, ae_file, big, tmp_path / "run")

@@ -323,6 +323,7 @@ class TrainJob:
     inputs: tuple[tuple, ...]
     record: dict
     options: dict = dataclasses.field(default_factory=dict)
+    resolution_from: str = "`resolution`"  # what set `resolution`, for the message on images of another side
 
 
 def run_training(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: Dataset | str | os.PathLike,
@@ -332,7 +333,7 @@ def run_training(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: Dat
     run = RunFolder(outdir, _recorded_data(Path(outdir), job.record), RUNTIME_FIELDS,
                     data=None if isinstance(data, Dataset) else data, command=job.run_class.COMMAND, device=dev,
                     inputs=job.inputs).check()
-    dataset = open_training_data(data, job.resolution)
+    dataset = open_training_data(data, job.resolution, resolution_from=job.resolution_from)
     order = EpochOrder(len(dataset), cfg.batch_size, cfg.seed, _TAG_ORDER, dist.get_rank(), dist.get_world_size())
     batches = Batches(dataset, order, workers, PRELOAD_BYTES)
     with run:

@@ -34,7 +34,8 @@ from ganprint.core.seeds import derive_seed
 from ganprint.core.stats import bit_accuracy, decode_bits
 from ganprint.latent import modulated
 from ganprint.latent.autoencoder import EXPORT_KIND as AE_KIND
-from ganprint.latent.autoencoder import AutoencoderConfig, decode, encode, read_diffusers_autoencoder
+from ganprint.latent.autoencoder import (AutoencoderConfig, autoencoder_sha256, decode, encode,
+                                         read_diffusers_autoencoder)
 from ganprint.latent.fingerprint_config import RUNTIME_FIELDS, LatentFingerprintConfig
 from ganprint.latent.modulated import ModulatedAutoencoder, from_autoencoder
 from ganprint.nets.stega import StegaConfig, StegaDecoderOnly, stega_config_dict
@@ -212,10 +213,10 @@ class _Run:
                         row["sec_per_kimg"])
         return row
 
-    def snapshot(self, final: bool = False) -> None:
+    def snapshot(self, final: bool = False) -> None:  # `final`: the Clock passes it; every snapshot is complete
         st, out = self.state, self.run.outdir
         if self.rank == 0:
-            meta = {"ganprint.kimg": str(st.nimg / 1000), "ganprint.step": str(st.step)}
+            meta = st.export_metadata(self.cfg.seed)
             m = self.model
             export(out / MODEL_EXPORT, m, modulated.EXPORT_KIND, modulated.export_config(m.ae_cfg, m.cfg), meta)
             export(out / DECODER_EXPORT, self.E, DECODER_KIND, stega_config_dict(self.E.cfg), meta)
@@ -240,7 +241,7 @@ class _Run:
         if not row:
             log.info("%s is already trained to %.3f kimg; nothing to do", self.run.outdir, st.nimg / 1000)
             if not (self.run.outdir / MODEL_EXPORT).exists():
-                self.snapshot(final=True)
+                self.snapshot()
         return row
 
 
@@ -275,14 +276,16 @@ def train_latent_fingerprint(cfg: LatentFingerprintConfig, autoencoder: str | os
     path = data if isinstance(data, (str, os.PathLike)) else None
     inputs = [("`autoencoder`", str(autoencoder), "model")]
     dev = start_processes(device or cfg.device, cfg.batch_size)
-    record = {**cfg.to_dict(), "autoencoder": str(autoencoder), "data": "" if path is None else str(path)}
+    ae_cfg, vae = read_autoencoder(autoencoder)
+    # The autoencoder's digest: resuming against a retrained one (same path, other weights) is refused.
+    record = {**cfg.to_dict(), "autoencoder": str(autoencoder), "autoencoder_sha256": autoencoder_sha256(autoencoder),
+              "data": "" if path is None else str(path)}
     run = RunFolder(outdir, record, RUNTIME_FIELDS, data=path, command="train-latent-fingerprint", device=dev,
                     inputs=inputs).check()
-    ae_cfg, vae = read_autoencoder(autoencoder)
     fingerprint_decoder(ae_cfg.resolution, cfg.fingerprint_length)  # refuses a side it cannot read, before writing
-    train, held = _split(open_training_data(data, ae_cfg.resolution), cfg.eval_images)
-    order = EpochOrder(len(train), cfg.batch_size // dist.get_world_size(), cfg.seed, _TAG_ORDER, dist.get_rank(),
-                       dist.get_world_size())
+    images = open_training_data(data, ae_cfg.resolution, resolution_from="`autoencoder` (it makes images that size)")
+    train, held = _split(images, cfg.eval_images)
+    order = EpochOrder(len(train), cfg.batch_size, cfg.seed, _TAG_ORDER, dist.get_rank(), dist.get_world_size())
     held_u8 = held if isinstance(held, torch.Tensor) else decode_all(held)
     with run:
         trainer = _Run(cfg, (ae_cfg, vae), run, dev, Batches(train, order, workers), held_u8)

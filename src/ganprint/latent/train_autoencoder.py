@@ -231,7 +231,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, outdir: str | os.PathLike,
     record = {**cfg.to_dict(), "data": "" if isinstance(data, Dataset) else str(data), "resume_from": resume}
     run = RunFolder(outdir, record, RUNTIME_FIELDS, data=None if isinstance(data, Dataset) else data,
                     command=COMMAND, device=dev, inputs=inputs).check()
-    dataset = open_training_data(data, cfg.resolution)
+    dataset = open_training_data(data, cfg.resolution, resolution_from="the preset, or `resume_from`: they set it")
     train_set, held = _split(dataset, cfg.holdout)
     order = EpochOrder(len(train_set), cfg.batch_size, cfg.seed, _TAG_ORDER, dist.get_rank(), dist.get_world_size())
     batches = Batches(train_set, order, workers, PRELOAD_BYTES)

@@ -130,5 +130,6 @@ def train_latent(cfg: DiffusionTrainConfig, outdir: str | os.PathLike, data: Dat
     cfg = resolve_latent_run_config(cfg, ae_path, resume)
     record = {**run_config(cfg, data, resume), "autoencoder": ae_path, "autoencoder_sha256": sha256_file(ae_path)}
     resolution = read_autoencoder_config(ae_path).resolution
-    job = TrainJob(LatentRun, resolution, inputs, record, {"autoencoder": ae_path})
+    job = TrainJob(LatentRun, resolution, inputs, record, {"autoencoder": ae_path},
+                   resolution_from="`autoencoder` (it makes images that size)")
     return run_training(cfg, outdir, data, device, resume, checkpoint_minutes, workers, job)

@@ -132,10 +132,11 @@ def collate_images(items: list) -> torch.Tensor:
 
 
 def open_training_data(data: Dataset | torch.Tensor | str | os.PathLike | None, resolution: int,
-                       celeba: bool = False) -> Dataset | torch.Tensor:
+                       celeba: bool = False, resolution_from: str = "`resolution`") -> Dataset | torch.Tensor:
     """`data` as given (a Dataset of {"img": [3, R, R]} items, or a tensor [N, 3, R, R]; uint8 in [0, 255] or float
     in [0, 1], `as_uint8_images`), or the image folder / packed data set it names; refused when empty, of another
-    dtype or range, or of another resolution than `resolution`."""
+    dtype or range, or of another resolution than `resolution` (the message names `resolution_from`, where the
+    side came from)."""
     if not isinstance(data, (Dataset, torch.Tensor)):
         if not data:
             raise GanprintError("no training data: give `data`, a folder of images or a packed data set "
@@ -153,7 +154,7 @@ def open_training_data(data: Dataset | torch.Tensor | str | os.PathLike | None, 
     shape = tuple(item_image(data[0]).shape)
     if shape != (3, resolution, resolution):
         raise GanprintError(f"training images are {shape}, expected (3, {resolution}, {resolution}); "
-                            "check `resolution`")
+                            f"check {resolution_from}")
     return data
 
 
