@@ -78,3 +78,12 @@ def test_weight_attacks_change_the_images_a_little(models):
     for attacked in (to_float16(issued), quantize_weights(issued, bits=8), weight_noise(issued, 1e-3)):
         diff = np.abs(decoded_uint8(attacked, z).astype(int) - clean)
         assert 0 < diff.max() and diff.mean() < 20
+
+
+def test_swapping_in_a_decoder_of_another_config_is_refused(models):
+    from ganprint.core.errors import GanprintError
+    from ganprint.latent import autoencoder as ae
+
+    other = ae.build_autoencoder(ae.AutoencoderConfig(resolution=16, channels=(64, 64), mid_attention=False))
+    with pytest.raises(GanprintError, match="not of this model's config"):
+        swap_decoder(models[0], other)

@@ -50,3 +50,19 @@ def test_an_issued_autoencoder_loads_as_the_same_architecture(tmp_path):
         back, config, meta = load_export(path)
         assert meta["ganprint.kind"] == kind and config == {"autoencoder": CFG.to_dict()}
         assert all(torch.equal(v, back.state_dict()[k]) for k, v in vae.state_dict().items())
+
+
+def test_weights_of_another_shape_or_not_finite_are_refused_naming_the_file(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    build_autoencoder(CFG).save_pretrained(tmp_path / "vae", safe_serialization=True)
+    weights = tmp_path / "vae" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights))
+    wide = build_autoencoder(AutoencoderConfig(16, (64, 64), 1, 4, 32, mid_attention=False)).state_dict()
+    save_file({k: wide[k].contiguous() for k in state}, str(weights))  # config says 32 wide, weights are 64
+    with pytest.raises(GanprintError, match=r"diffusion_pytorch_model.safetensors does not fit its config: .* is "):
+        read_diffusers_autoencoder(tmp_path / "vae")
+    state["decoder.conv_out.weight"][0, 0, 0, 0] = float("nan")
+    save_file(state, str(weights))
+    with pytest.raises(GanprintError, match=r"non-finite weights \(decoder.conv_out.weight\)"):
+        read_diffusers_autoencoder(tmp_path / "vae")

@@ -44,7 +44,7 @@ def finetune_decoder(vae: nn.Module, images: torch.Tensor, steps: int, lr: float
         p.requires_grad_(True)
     opt = torch.optim.Adam(trained, lr=lr)
     g = torch.Generator().manual_seed(int(seed))
-    x_all = images.float() / 127.5 - 1
+    x_all = images.to(next(out.parameters()).device).float() / 127.5 - 1
     for step in range(steps + 1):
         if on_checkpoint is not None and every and step % every == 0:
             on_checkpoint(step, out.eval())
@@ -68,6 +68,11 @@ def swap_decoder(vae: nn.Module, original: nn.Module) -> nn.Module:
     state = {k: v for k, v in original.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))}
     if not state:
         raise GanprintError("the original model has no decoder weights (decoder.*): give the original autoencoder")
+    own = out.state_dict()
+    wrong = [k for k, v in state.items() if k not in own or tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        raise GanprintError(f"the original autoencoder's decoder is not of this model's config ({wrong[0]} differs): "
+                            "give the autoencoder this decoder was fingerprinted from")
     out.load_state_dict(state, strict=False)
     return out.eval()
 
@@ -86,8 +91,8 @@ def decoded_uint8(vae: nn.Module, latents: torch.Tensor, batch_size: int = 64) -
     """The images `vae` decodes from scaled latents, as saved: uint8 [N, R, R, 3]."""
     out = []
     for s in range(0, len(latents), batch_size):
-        x = decode(vae, latents[s:s + batch_size].float())
-        out.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+        x = decode(vae, latents[s:s + batch_size].to(next(vae.parameters()).device).float())
+        out.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -100,7 +105,7 @@ def read_attacked(vae: nn.Module, fingerprint_decoder: nn.Module, latents: torch
     imgs = decoded_uint8(vae, latents)
     with torch.no_grad():
         x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
-        read = decode_bits(fingerprint_decoder.dec(x))
+        read = decode_bits(fingerprint_decoder.dec(x.to(next(fingerprint_decoder.parameters()).device))).cpu()
     k = read.shape[1]
     acc = (read == bits.reshape(1, -1).float()).float().mean(1)
     rows = attribute_bits(read, issued[0], issued[1], k, fpr)

@@ -9,6 +9,7 @@ a starting point (JSON and safetensors only, so nothing in the folder runs).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from ganprint.core import bounds
 from ganprint.core.artifacts import check_config_keys, register_kind
 from ganprint.core.bounds import Bound, BoundError
 from ganprint.core.errors import GanprintError
-from ganprint.core.files import read_input_json
+from ganprint.core.files import read_input_json, sha256_file
 from ganprint.diffusion.model import require_diffusers
 from ganprint.training.config import check_bounds
 
@@ -97,17 +98,9 @@ def parse_export_config(config: dict) -> AutoencoderConfig:
         raise GanprintError(f"a {EXPORT_KIND} export has an unusable config: {e}") from None
 
 
-ISSUED_KIND = "latent-autoencoder-issued"  # the same model with one user's fingerprint folded into its decoder
-
-
 @register_kind(EXPORT_KIND)
 @register_kind(ISSUED_KIND)
 def _build_from_export(config: dict) -> torch.nn.Module:
-    return build_autoencoder(parse_export_config(config))
-
-
-@register_kind(ISSUED_KIND)
-def _build_issued(config: dict) -> torch.nn.Module:
     return build_autoencoder(parse_export_config(config))
 
 
@@ -168,8 +161,32 @@ def read_diffusers_autoencoder(path: str | os.PathLike, name: str = "autoencoder
         state = load_file(str(weights))
     except (SafetensorError, OSError) as e:
         raise GanprintError(f"{weights} cannot be read: {e}") from None
-    missing, unexpected = vae.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise GanprintError(f"{weights} does not fit its config: missing {sorted(missing)[:3]}, unexpected "
-                            f"{sorted(unexpected)[:3]}")
+    check_state_fits(vae, state, f"{weights}")
+    vae.load_state_dict(state)
     return cfg, vae.eval()
+
+
+def autoencoder_sha256(path: str | os.PathLike) -> str:
+    """The digest a run records of its autoencoder: the export's sha256, or for a diffusers folder (or a pipeline's
+    vae/) the sha256 of its config's and weights' digests, so that a retrained model at the same path is noticed."""
+    p = Path(path)
+    if not p.is_dir():
+        return sha256_file(p)
+    p = p / "vae" if (p / "vae").is_dir() else p
+    parts = [sha256_file(f) if f.is_file() else "-" for f in (p / "config.json", p / WEIGHTS)]
+    return hashlib.sha256(" ".join(parts).encode()).hexdigest()
+
+
+def check_state_fits(model: torch.nn.Module, state: dict, where: str) -> None:
+    """Refuse (GanprintError naming `where`) weights whose names or shapes are not the model's, or not finite:
+    load_state_dict would raise a bare RuntimeError on a shape and take NaNs silently."""
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise GanprintError(f"{where} does not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for name, t in state.items():
+        if tuple(t.shape) != tuple(own[name].shape):
+            raise GanprintError(f"{where} does not fit its config: {name} is {tuple(t.shape)}, the config makes "
+                                f"{tuple(own[name].shape)}")
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise GanprintError(f"{where} holds non-finite weights ({name}); it is damaged: export it again")

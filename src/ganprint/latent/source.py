@@ -31,8 +31,9 @@ class LatentSampler(torch.nn.Module):
         return self.model.resolution
 
     @torch.no_grad()
-    def generate(self, seeds: list[int], device: torch.device | str = "cpu") -> np.ndarray:
-        """The images of `seeds`, in the dtype of this module's parameters (float64 matches `ganprint generate`)."""
+    def generate(self, seeds: list[int], device: torch.device | str | None = None) -> np.ndarray:
+        """The images of `seeds`, in the dtype of this module's parameters (float64 matches `ganprint generate`);
+        `device`: where to run (default: where the model is)."""
         latents = sample_latents(self.model, list(seeds), self.sampler, self.steps, device)
         return decode_images(self.model.autoencoder, latents).numpy()
 
@@ -42,9 +43,9 @@ def load_latent_generator(path: str | os.PathLike, fingerprint: str | None, k: i
                           ) -> tuple[LatentSampler, str, torch.Tensor, int]:
     """The `generator` of an evaluation, for a latent-diffusion export: (LatentSampler, kind, reference bits [K],
     resolution). Its images carry the fingerprint of its training data (or of its decoder), which must be given."""
-    model = load_latent_diffusion(path, device)
     if fingerprint is None:
         raise GanprintError(f"`generator` {path} is a latent diffusion model: give its `fingerprint`, the one "
                             "embedded in its training data or folded into its decoder")
+    model = load_latent_diffusion(path, device)
     gen = LatentSampler(model, sampler, steps)
     return gen, EXPORT_KIND, parse_bits(str(fingerprint), k), gen.resolution
