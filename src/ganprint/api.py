@@ -37,6 +37,7 @@ from ganprint.gan.train import train_gan
 from ganprint.inference.generation import GenerateSpec
 from ganprint.latent.issue import issue_latent_model
 from ganprint.provenance.c2pa import C2paSigning, check_issued_in, check_signing, sign_images
+from ganprint.registry.backends import registry_file
 from ganprint.scalable import generate as scalable_generate
 from ganprint.scalable.attribute import AttributeSpec
 from ganprint.scalable.attribute import attribute_images
@@ -196,7 +197,13 @@ def generate_and_sign(spec: GenerateSpec, registry: str | os.PathLike | None = N
     """`generate`, then with `signing` a C2PA-signed copy of every image in `signing.outdir` (the model must be an
     issued one of `registry`; as `ganprint sign-c2pa`). Everything signing needs is checked before generating."""
     if signing is None:
+        if registry is not None:
+            raise GanprintError("`registry` is used only to sign copies of the images: give `c2pa_outdir`, "
+                                "`c2pa_cert` and `c2pa_key` with it, or leave it out")
         return generate(spec=spec)
+    if spec.decoder is not None:
+        raise GanprintError("the images of a latent model with an issued `decoder` cannot be signed yet (only "
+                            "those of an issued scalable-G); generate them without the C2PA options")
     if registry is None:
         raise GanprintError("signing generated images needs `registry`: the registry of the issued model, which "
                             "names its holder and keeps the manifests for `ganprint serve`")
@@ -205,7 +212,7 @@ def generate_and_sign(spec: GenerateSpec, registry: str | os.PathLike | None = N
         raise GanprintError(f"`model` {spec.model} is not an issued model (scalable-G-issued): only an issued "
                             "model's images carry a registered fingerprint to sign")
     check_signing(signing, [("`outdir`", spec.outdir, "folder of generated images"),
-                            ("`model`", spec.model, "model")])
+                            ("`model`", spec.model, "model"), ("`registry`", registry_file(registry), "registry")])
     check_issued_in(meta, spec.model, registry)
     paths = generate(spec=spec)
     sign_images(spec.outdir, signing.outdir, registry, signing.cert, signing.key, signing_alg=signing.signing_alg)

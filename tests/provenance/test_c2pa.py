@@ -133,6 +133,9 @@ def test_embed_refuses_signing_it_cannot_do_before_embedding(tiny_stega_model, i
         (lambda: embed_and_sign(spec, None, None, C2paSigning(tmp_path / "s", cert, key)), "`registry` and `name`"),
         (lambda: embed_and_sign(spec, reg, "x", C2paSigning(tmp_path / "s", key, key)), "`c2pa_cert`.*no PEM"),
         (lambda: embed_and_sign(spec, reg, "x", C2paSigning(tmp_path / "e" / "s", cert, key)), "c2pa_outdir"),
+        # a registry inside the signed copies' folder would make it non-empty after the embedding
+        (lambda: embed_and_sign(spec, str(tmp_path / "s" / "reg.sqlite"), "x", C2paSigning(tmp_path / "s", cert, key)),
+         "`c2pa_outdir`.*contains `registry`"),
     ]
     for call, words in cases:
         with pytest.raises(GanprintError, match=words):
@@ -163,6 +166,8 @@ def test_generate_signs_an_issued_models_images_and_refuses_others(scalable, cha
     shared = CliRunner().invoke(main, ["generate", "--model", str(scalable["G"]), "--seeds", "0", "--outdir",
                                        str(tmp_path / "g1"), "--registry", scalable["registry"], *sign])
     assert shared.exit_code == 1 and "not an issued model" in shared.output
+    lone = CliRunner().invoke(main, [*base, "--outdir", str(tmp_path / "g3"), "--registry", scalable["registry"]])
+    assert lone.exit_code == 1 and "--registry is used only to sign" in lone.output and not (tmp_path / "g3").exists()
     Registry(tmp_path / "other.sqlite").issue(who="mallory", fingerprint_length=32)  # never issued this model
     other = CliRunner().invoke(main, [*base, "--outdir", str(tmp_path / "g2"), "--registry",
                                       str(tmp_path / "other.sqlite"), *sign])

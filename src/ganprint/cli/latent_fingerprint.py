@@ -61,7 +61,7 @@ def train_latent_fingerprint_cmd(autoencoder, data, outdir, preset, config_file,
 
     \b
     Example:
-      ganprint train-latent-fingerprint --autoencoder runs/ae/autoencoder.safetensors --data data/train32 \\
+      ganprint train-latent-fingerprint --autoencoder runs/ae/latent-autoencoder.safetensors --data data/train32 \\
           --outdir runs/lfp --fingerprint-length 64
     Outputs in OUTDIR: latent-modulated.safetensors (decodes with any fingerprint; `fold` makes a per-user copy),
     fingerprint-decoder.safetensors (a stega-decoder export), config.json, log.txt, stats.jsonl (held-out bit

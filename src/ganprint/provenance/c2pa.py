@@ -32,6 +32,7 @@ from ganprint.core.files import atomic_write_bytes, atomic_write_text, check_wri
 from ganprint.core.fingerprints import parse_bits
 from ganprint.core.paths import check_overlap
 from ganprint.provenance import softbinding
+from ganprint.registry.backends import registry_file
 from ganprint.registry.errors import RegistryNotFound
 from ganprint.registry.store import Registry
 
@@ -202,7 +203,8 @@ def embed_and_sign(spec: EmbedSpec, registry: str | os.PathLike | None = None, n
     if registry is None or name is None:
         raise GanprintError("signing C2PA manifests while embedding needs `registry` and `name`: the manifests name "
                             "the registered data set, and the registry keeps them for `ganprint serve`")
-    check_signing(signing, [("`outdir`", spec.outdir), ("`data`", spec.data), ("`model`", spec.model, "model")])
+    check_signing(signing, [("`outdir`", spec.outdir), ("`data`", spec.data), ("`model`", spec.model, "model"),
+                            ("`registry`", registry_file(registry), "registry")])
     summary = embed_registered(spec, registry, name)
     summary["c2pa"] = sign_images(spec.outdir, signing.outdir, registry, signing.cert, signing.key, dataset=name,
                                   signing_alg=signing.signing_alg)
