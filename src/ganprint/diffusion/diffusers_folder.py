@@ -137,9 +137,9 @@ def read_unet(folder: DiffusersFolder, name: str = "resume_from") -> tuple[UNetC
     for key in defaults:
         if _plain(merged[key]) != _plain(built.get(key)):
             raise GanprintError(f"{where} sets `{key}` to {merged[key]!r}, which ganprint does not train (it builds "
-                                f"{built.get(key)!r}): it trains UNet2DModel with RGB in and out, positional timestep "
-                                "embeddings, no class conditioning and DownBlock2D/AttnDownBlock2D levels mirrored "
-                                "by UpBlock2D/AttnUpBlock2D")
+                                f"{built.get(key)!r}): it trains UNet2DModel with as many channels out as in, "
+                                "positional timestep embeddings, no class conditioning and DownBlock2D/AttnDownBlock2D "
+                                "levels mirrored by UpBlock2D/AttnUpBlock2D")
     return ucfg, unet
 
 
