@@ -84,3 +84,14 @@ def test_psnr_of_8_bit_images():
     assert psnr(a, a) > 99
     b = a + 2 / 255  # one grey level
     assert abs(psnr(a, b) - 20 * torch.log10(torch.tensor(255.0)).item()) < 1e-4
+
+
+def test_norm_groups_sets_the_architecture():
+    from click.testing import CliRunner
+
+    from ganprint.cli import main
+
+    r = CliRunner().invoke(main, ["train-autoencoder", "--data", "d", "--outdir", "o", "--norm-groups", "8",
+                                  "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["autoencoder"]["norm_groups"] == 8

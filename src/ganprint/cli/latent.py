@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ganprint.cli import params as P
+from ganprint.core.errors import GanprintError
 from ganprint.latent.config import AUTOENCODER_PRESETS, LATENT_PRESETS, LOSSES, resolve_autoencoder_config
 from ganprint.latent.model import FINAL as LATENT_FINAL
 from ganprint.latent.train_autoencoder import FINAL as AE_FINAL
@@ -49,6 +50,9 @@ def _common(fn):
 @click.option("--kl-weight", type=P.WEIGHT, default=None, help="Weight of the KL term [1e-6].")
 @click.option("--holdout", type=P.IMAGES, default=None,
               help="The data set's last N images are never trained on; stats.jsonl logs their reconstruction PSNR.")
+@click.option("--norm-groups", type=P.NORM_GROUPS, default=None,
+              help="GroupNorm groups of the architecture; must divide every width (ae-32: 32, i.e. 1-2 channels "
+                   "per group; Stable Diffusion's VAE has 4-16).")
 @click.option("--resume-from", type=click.Path(), default=None,
               help="Fine-tune: start from this latent-autoencoder export or diffusers AutoencoderKL save_pretrained "
                    "folder (its architecture replaces the preset's).")
@@ -66,6 +70,8 @@ def train_autoencoder_cmd(data, outdir, preset, device, resume_from, checkpoint_
       ganprint train-autoencoder --data photos/ --outdir runs/ae --preset ae-32
       ganprint train-autoencoder --data photos/ --outdir runs/ae-ft --kimg 5 --resume-from released/vae
     """
+    if resume_from is not None and overrides.get("norm_groups") is not None:
+        raise GanprintError("--norm-groups sets the architecture, and --resume-from brings its own: give one of them")
     cfg = resolve_autoencoder_config(preset, **overrides)
     if dry_run:
         cfg = cfg if resume_from is None else config_from_model(cfg, resume_from).validate()

@@ -117,12 +117,16 @@ LATENT_PRESETS: dict[str, DiffusionTrainConfig] = {
 }
 
 
-def resolve_autoencoder_config(preset: str | None, **overrides) -> AutoencoderTrainConfig:
-    """A preset (default: ae-32) with the non-None overrides (top-level fields) applied, validated.
+def resolve_autoencoder_config(preset: str | None, norm_groups: int | None = None,
+                               **overrides) -> AutoencoderTrainConfig:
+    """A preset (default: ae-32) with the non-None overrides (top-level fields) applied, and `norm_groups` (the
+    architecture's GroupNorm groups) when given, validated.
 
     Raises GanprintError naming the field when the preset is unknown or a value is out of bounds.
     """
     cfg = apply_overrides(preset, AUTOENCODER_PRESETS, "ae-32", **overrides)
+    if norm_groups is not None:
+        cfg = dataclasses.replace(cfg, autoencoder=dataclasses.replace(cfg.autoencoder, norm_groups=norm_groups))
     try:
         return cfg.validate()
     except (ValueError, TypeError) as e:
