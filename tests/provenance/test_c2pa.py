@@ -178,3 +178,12 @@ def test_generate_signs_an_issued_models_images_and_refuses_others(scalable, cha
     assert [r["file"] for r in rows] == ["seed000000.png", "seed000001.png"]
     assert {r["fp_id"] for r in rows} == {scalable["issued"][0]["fp_id"]}
     assert _read(tmp_path / "s" / rows[0]["file"], ca)["validation_state"] == "Trusted"
+
+
+def test_an_issued_model_whose_metadata_names_no_registered_row_is_refused(scalable):
+    from ganprint.provenance.c2pa import check_issued_in
+
+    for fp_id in ("", "x", "-1", "0", "999999"):  # damaged or hand-edited metadata: one clear line, no traceback
+        with pytest.raises(GanprintError, match="does not record"):
+            check_issued_in({"ganprint.fp_id": fp_id, "ganprint.fingerprint": "0x1"}, "m.safetensors",
+                            scalable["registry"])

@@ -225,9 +225,9 @@ def check_issued_in(model_metadata: dict, model: str | os.PathLike, registry: st
     """Refuse, before generating, an issued model that `registry` does not record (another registry, or none):
     its images could not be signed afterwards."""
     reg = Registry(registry, create=False)
-    fp_id, hex_ = int(model_metadata.get("ganprint.fp_id", -1)), model_metadata.get("ganprint.fingerprint")
+    fp_id, hex_ = str(model_metadata.get("ganprint.fp_id", "")), model_metadata.get("ganprint.fingerprint")
     try:
-        rec = reg.get(fp_id) if fp_id >= 1 else None
+        rec = reg.get(int(fp_id)) if fp_id.isdigit() and int(fp_id) >= 1 else None
     except RegistryNotFound:
         rec = None
     if rec is None or rec.bits_hex != hex_:
