@@ -5,7 +5,9 @@ latent with `--fingerprints` random fingerprints. Printed (MSE on images in [-1,
 fingerprints (what a reader has to decode), the shift common to all fingerprints away from the original decoder's
 image, the variance across images of the original's decodes (the content), and the change one flipped bit makes.
 A large fingerprint variance with a held-out bit accuracy near chance means the code is in the images but the
-reader cannot decode it (RESULTS-latent.md, third sitting). With `--reader-steps N` the run's fingerprint decoder
+reader cannot decode it (RESULTS-latent.md, third sitting). The run's own reader's accuracy per bit over those
+decodes says which: a few bits read perfectly and the rest at chance is a code of too little capacity, all bits
+alike a reader that is noise-limited. With `--reader-steps N` the run's fingerprint decoder
 is trained N more Adam steps (batch 32, `--reader-lr`) on the frozen modulated decoder's images of `--train-data`:
 whether a reader that may catch up with a code that no longer moves can read it.
 
@@ -43,10 +45,21 @@ def probe(run: Path, autoencoder: str, data: str, images: int, fingerprints: int
         flipped[:, 0] = 1 - flipped[:, 0]
         one_bit = (model.decode(z, cs[0]) - model.decode(z, flipped)).square().mean().item()
     mean_c = xs.mean(0)
+    per_bit = _per_bit_accuracy(run, xs, cs)
     return {"run": str(run), "images": n, "fingerprints": fingerprints,
             "fingerprint_variance": (xs - mean_c).square().mean().item(),
             "common_shift": (mean_c - x0).square().mean().item(),
-            "content_variance": (x0 - x0.mean(0)).square().mean().item(), "one_bit_flip_mse": one_bit}
+            "content_variance": (x0 - x0.mean(0)).square().mean().item(), "one_bit_flip_mse": one_bit,
+            "per_bit_accuracy": [round(a, 4) for a in per_bit.tolist()],
+            "per_bit_accuracy_sorted_quartiles": [round(per_bit.quantile(q).item(), 4) for q in (0, .25, .5, .75, 1)]}
+
+
+def _per_bit_accuracy(run: Path, xs: torch.Tensor, cs: list[torch.Tensor]) -> torch.Tensor:
+    """The run's reader on decodes xs [F, N, 3, R, R] of fingerprints cs (F x [N, K]): accuracy per bit [K]."""
+    reader = load_export(run / DECODER_EXPORT)[0].dec.eval()
+    with torch.no_grad():
+        hits = torch.stack([((reader(_to01(x)) > 0).float() == c).float().mean(0) for x, c in zip(xs, cs)])
+    return hits.mean(0)
 
 
 def train_reader(run: Path, autoencoder: str, data: str, steps: int, lr: float, seed: int) -> list[dict]:
