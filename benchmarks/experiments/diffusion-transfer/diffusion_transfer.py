@@ -1,12 +1,15 @@
 """Does a diffusion model trained on fingerprinted images reproduce the fingerprint? End to end, with a control.
 
 Steps (each skipped when its output exists, and every training resumes, so re-running continues a run):
-  1. sample crops:  ganprint data samples OUT/data --resolution 32 --count N --seed 0 --photos train
+  1. sample crops:  ganprint data samples OUT/data --resolution R --count N --seed 0 --photos train
   2. a stega model: ganprint train --data OUT/data --preset demo-32 --outdir OUT/stega   (or --stega MODEL)
   3. fingerprint:   ganprint embed --model STEGA --data OUT/data --outdir OUT/fp --identical
+     (at R other than the model's 32 px: --keep-size, the residual upsampled onto each R-px crop, and with
+     --target-psnr that PSNR per crop)
   4. two diffusion models trained the same way: OUT/clean on OUT/data, OUT/fpdiff on OUT/fp/fingerprinted_images
-     (ganprint train-diffusion --preset P --kimg K --seed 0), and with --finetune-kimg a fine-tune of the clean
-     model's final export on the fingerprinted images (OUT/finetune, --resume-from)
+     (ganprint train-diffusion --preset P --resolution R --kimg K --seed 0; --no-control trains the second only),
+     and with --finetune-kimg a fine-tune of the clean model's final export on the fingerprinted images
+     (OUT/finetune, --resume-from)
   5. for every snapshot (or one per --eval-every-kimg): ganprint generate --seeds 0-(S-1) --sampler ddim --steps T, then
      ganprint detect --fingerprint F --fpr 1e-6, one row per (run, kimg) in OUT/transfer.jsonl
   6. with --steps-sweep: the last snapshot of each run sampled at several step counts
@@ -14,6 +17,8 @@ Steps (each skipped when its output exists, and every training resumes, so re-ru
     python benchmarks/experiments/diffusion-transfer/diffusion_transfer.py --out /work/runs/diffusion --kimg 20 --samples 64 --parallel
     python benchmarks/experiments/diffusion-transfer/diffusion_transfer.py --out runs/dt --stega runs/fp32/model.safetensors --kimg 5 \
         --finetune-kimg 5 --steps-sweep 10,25,50
+    python benchmarks/experiments/diffusion-transfer/diffusion_transfer.py --out runs/dt64 --resolution 64 \
+        --stega runs/robust32/model.safetensors --target-psnr 30 --kimg 20 --no-control
 
 Rows: {"run", "kimg", "sampler", "steps", "images", "mean_bit_accuracy", "detected_rate", "threshold",
 "residual_corr" (correlation of the samples with the mean fingerprint residual of the training crops)}; the
@@ -70,7 +75,7 @@ def sh(args: list, log: Path) -> None:
 
 def train_cmd(args, data: Path, outdir: Path, kimg: float, resume_from: Path | None = None) -> list:
     cmd = [*GANPRINT, "train-diffusion", "--data", data, "--outdir", outdir, "--preset", args.preset, "--kimg", kimg,
-           "--seed", args.seed, "--device", args.device]
+           "--seed", args.seed, "--device", args.device, "--resolution", args.resolution]
     for flag, value in (("--snapshot-kimg", args.snapshot_kimg), ("--warmup-kimg", args.warmup_kimg)):
         if value is not None:
             cmd += [flag, value]
@@ -80,21 +85,31 @@ def train_cmd(args, data: Path, outdir: Path, kimg: float, resume_from: Path | N
 def prepare(args, out: Path, log: Path) -> tuple[Path, str]:
     """Steps 1-3: crops, stega model and fingerprinted crops; returns (stega model, fingerprint bits)."""
     if not (out / "data" / "SOURCES.md").exists():
-        sh([*GANPRINT, "data", "samples", out / "data", "--resolution", 32, "--count", args.count, "--seed", 0,
-            "--photos", "train"], log)
+        sh([*GANPRINT, "data", "samples", out / "data", "--resolution", args.resolution, "--count", args.count,
+            "--seed", 0, "--photos", "train"], log)
     stega = Path(args.stega) if args.stega else out / "stega" / "model.safetensors"
     if not stega.exists():
         sh([*GANPRINT, "train", "--data", out / "data", "--preset", "demo-32", "--outdir", out / "stega"], log)
     fp_list = out / "fp" / "embedded_fingerprints.txt"
     if not fp_list.exists():
-        sh([*GANPRINT, "embed", "--model", stega, "--data", out / "data", "--outdir", out / "fp", "--identical"], log)
+        sh([*GANPRINT, "embed", "--model", stega, "--data", out / "data", "--outdir", out / "fp", "--identical",
+            *embed_size_args(args)], log)
     return stega, fp_list.read_text().split()[1]
+
+
+def embed_size_args(args) -> list:
+    """Embed flags for crops that are not at the stega model's 32 px (kept at their size), or none."""
+    if args.resolution == 32:
+        if args.target_psnr is not None:
+            sys.exit("--target-psnr needs --resolution other than 32 (it is an option of embed --keep-size)")
+        return []
+    return ["--keep-size"] + ([] if args.target_psnr is None else ["--target-psnr", args.target_psnr])
 
 
 def train_all(args, out: Path, log: Path) -> None:
     """Step 4: the clean and the fingerprinted-data models (side by side with --parallel), then the fine-tune."""
-    jobs = [train_cmd(args, out / "data", out / "clean", args.kimg),
-            train_cmd(args, out / "fp" / "fingerprinted_images", out / "fpdiff", args.kimg)]
+    jobs = [train_cmd(args, out / "data", out / "clean", args.kimg)] if args.control else []
+    jobs.append(train_cmd(args, out / "fp" / "fingerprinted_images", out / "fpdiff", args.kimg))
     if args.parallel:
         with open(log, "a") as f:
             procs = []
@@ -170,6 +185,11 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="Work folder (data, models, samples, transfer.jsonl).")
     ap.add_argument("--count", type=int, default=2000, help="Training crops.")
     ap.add_argument("--stega", default=None, help="An existing 32-px stega model (default: train demo-32).")
+    ap.add_argument("--resolution", type=int, default=32, help="Side of the crops and of the diffusion models.")
+    ap.add_argument("--target-psnr", type=float, default=None,
+                    help="With --resolution other than 32: each crop's fingerprint strength set for this PSNR.")
+    ap.add_argument("--no-control", dest="control", action="store_false",
+                    help="Train no clean control model (the fingerprinted one only).")
     ap.add_argument("--preset", default="cpu-32", help="train-diffusion preset.")
     ap.add_argument("--kimg", type=float, default=20.0, help="Training length of the clean and fingerprinted models.")
     ap.add_argument("--snapshot-kimg", type=float, default=None, help="Snapshot interval (default: the preset's).")
