@@ -1,4 +1,4 @@
-"""Does a diffusion model trained on fingerprinted images reproduce the fingerprint? End to end, with a control.
+r"""Does a diffusion model trained on fingerprinted images reproduce the fingerprint? End to end, with a control.
 
 Steps (each skipped when its output exists, and every training resumes, so re-running continues a run):
   1. sample crops:  ganprint data samples OUT/data --resolution R --count N --seed 0 --photos train
