@@ -183,7 +183,7 @@ def test_generate_signs_an_issued_models_images_and_refuses_others(scalable, cha
 def test_an_issued_model_whose_metadata_names_no_registered_row_is_refused(scalable):
     from ganprint.provenance.c2pa import check_issued_in
 
-    for fp_id in ("", "x", "-1", "0", "999999"):  # damaged or hand-edited metadata: one clear line, no traceback
+    for fp_id in ("", "x", "-1", "0", "999999", "\u00b2", "9" * 30):  # damaged or hand-edited metadata: one clear line, no traceback
         with pytest.raises(GanprintError, match="does not record"):
             check_issued_in({"ganprint.fp_id": fp_id, "ganprint.fingerprint": "0x1"}, "m.safetensors",
                             scalable["registry"])

@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 from ganprint._version import __version__
@@ -227,7 +228,8 @@ def check_issued_in(model_metadata: dict, model: str | os.PathLike, registry: st
     reg = Registry(registry, create=False)
     fp_id, hex_ = str(model_metadata.get("ganprint.fp_id", "")), model_metadata.get("ganprint.fingerprint")
     try:
-        rec = reg.get(int(fp_id)) if fp_id.isdigit() and int(fp_id) >= 1 else None
+        # ASCII digits that fit a row id: str.isdigit() also takes '²', and a 30-digit id overflows the database
+        rec = reg.get(int(fp_id)) if re.fullmatch(r"[1-9][0-9]{0,17}", fp_id) else None
     except RegistryNotFound:
         rec = None
     if rec is None or rec.bits_hex != hex_:
