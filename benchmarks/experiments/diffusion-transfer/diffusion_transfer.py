@@ -70,7 +70,9 @@ def sh(args: list, log: Path) -> None:
     cmd = [str(a) for a in args]
     print("$ " + " ".join(cmd[2:]).replace("-m ganprint", "ganprint"), flush=True)
     with open(log, "a") as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT)
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+    if rc:
+        sys.exit(f"that command failed (exit {rc}); its output is at the end of {log}")
 
 
 def train_cmd(args, data: Path, outdir: Path, kimg: float, resume_from: Path | None = None) -> list:
@@ -100,8 +102,6 @@ def prepare(args, out: Path, log: Path) -> tuple[Path, str]:
 def embed_size_args(args) -> list:
     """Embed flags for crops that are not at the stega model's 32 px (kept at their size), or none."""
     if args.resolution == 32:
-        if args.target_psnr is not None:
-            sys.exit("--target-psnr needs --resolution other than 32 (it is an option of embed --keep-size)")
         return []
     return ["--keep-size"] + ([] if args.target_psnr is None else ["--target-psnr", args.target_psnr])
 
@@ -210,6 +210,15 @@ def main() -> None:
     ap.add_argument("--fpr", type=float, default=1e-6)
     ap.add_argument("--skip-training", action="store_true", help="Only evaluate the snapshots there are.")
     args = ap.parse_args()
+    if args.resolution < 16:
+        sys.exit(f"--resolution {args.resolution}: give the crops' side in pixels, 16 or more")
+    if args.resolution != 32 and not args.stega:
+        sys.exit("--resolution other than 32 needs --stega: the demo-32 model this would train reads 32-px crops")
+    if args.finetune_kimg and not args.control and not args.finetune_from:
+        sys.exit("--finetune-kimg starts from the clean control, which --no-control does not train: "
+                 "give --finetune-from")
+    if args.target_psnr is not None and args.resolution == 32:
+        sys.exit("--target-psnr needs --resolution other than 32 (it is an option of embed --keep-size)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "transfer-log.txt"
