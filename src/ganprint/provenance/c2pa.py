@@ -228,7 +228,7 @@ def check_issued_in(model_metadata: dict, model: str | os.PathLike, registry: st
     reg = Registry(registry, create=False)
     fp_id, hex_ = str(model_metadata.get("ganprint.fp_id", "")), model_metadata.get("ganprint.fingerprint")
     try:
-        # ASCII digits that fit a row id: str.isdigit() also takes '²', and a 30-digit id overflows the database
+        # ASCII digits that fit a row id: str.isdigit() also takes '²', and a 30-digit id is an int SQLite cannot bind
         rec = reg.get(int(fp_id)) if re.fullmatch(r"[1-9][0-9]{0,17}", fp_id) else None
     except RegistryNotFound:
         rec = None
